@@ -1,0 +1,49 @@
+# Thin wrapper over CMake for the README's commands. `make SANITIZE=address,undefined test`
+# builds into its own directory so the two builds never mix.
+SANITIZE ?=
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+ifeq ($(SANITIZE),)
+BUILD ?= build
+else
+BUILD ?= build-$(subst $(comma),-,$(SANITIZE))
+endif
+comma := ,
+WERROR ?= $(if $(CI),ON,OFF)
+CONFIG ?= examples/standalone.yaml
+
+.PHONY: all deps build test run bench docs fuzz clean format load_test
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DSANITIZE=$(SANITIZE) -DWERROR=$(WERROR)
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+docs: build
+	$(BUILD)/tools/pathway-config doc > docs/config.md
+
+run: build
+	scripts/run-example.sh $(BUILD) $(CONFIG)
+
+bench: build
+	tools/bench/run.sh $(BUILD)
+
+fuzz: deps
+	CC=clang cmake -S . -B build-fuzz -DFUZZ=ON -DSANITIZE=address,undefined
+	cmake --build build-fuzz -j $(JOBS) --target fuzz_cfg
+	build-fuzz/tests/fuzz/fuzz_cfg -max_total_time=$${FUZZ_SECONDS:-60} -max_len=65536 \
+		build-fuzz/tests/fuzz/corpus_cfg tests/fuzz/seeds/cfg
+
+format:
+	git ls-files '*.c' '*.h' | xargs clang-format -i
+
+clean:
+	rm -rf build build-* 

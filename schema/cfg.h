@@ -1,0 +1,297 @@
+/*
+ * cfg: the one definition of Pathway's config document (DESIGN §2).
+ *
+ * A document is parsed (YAML or JSON) into one jansson tree, then ONE table-driven decoder
+ * (cfg_table.c) fills the C structs below, applies defaults, checks bounds and cross-field rules
+ * and reports every error with its path. Emission walks the same table, so the canonical form
+ * (compact JSON, sorted keys, defaults filled in) round-trips: parse(emit(doc)) == doc.
+ *
+ * Services inherit `defaults.pool`, `defaults.timeouts` and `defaults.limiter`; the decoder fills
+ * each service's effective values, and remembers which keys the service set itself (`_set`), so
+ * the canonical form keeps only the overrides and a later change of `defaults` still reaches
+ * every service that did not override it.
+ *
+ * schema/ never includes h2o or sqlite.
+ */
+#ifndef PATHWAY_CFG_H
+#define PATHWAY_CFG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A vector of T as {entries, size}; every CFG_VEC has the same layout, so the table code can
+ * treat any of them as cfg_vec_t. */
+#define CFG_VEC(T)                                                                                                                 \
+    struct {                                                                                                                       \
+        T *entries;                                                                                                                \
+        size_t size;                                                                                                               \
+    }
+typedef CFG_VEC(void) cfg_vec_t;
+
+typedef enum en_cfg_log_level_t {
+    CFG_LOG_DEBUG = 0,
+    CFG_LOG_INFO,
+    CFG_LOG_WARN,
+    CFG_LOG_ERROR,
+} cfg_log_level_t;
+
+/* Server-side TLS of a listener. */
+typedef struct st_cfg_listen_tls_t {
+    uint64_t _set;     /* bit i: field i was given in the document */
+    char *certificate; /* PEM certificate chain file */
+    char *key;         /* PEM private key file */
+} cfg_listen_tls_t;
+
+typedef struct st_cfg_listen_t {
+    uint64_t _set;
+    char *address;        /* "host:port"; host may be an IPv4/IPv6 literal, "[::1]" or a name */
+    int has_tls;          /* the `tls` key was present */
+    cfg_listen_tls_t tls; /* valid when has_tls */
+} cfg_listen_t;
+
+typedef struct st_cfg_admin_t {
+    uint64_t _set;
+    char *address; /* admin listener "host:port" */
+} cfg_admin_t;
+
+typedef struct st_cfg_log_t {
+    uint64_t _set;
+    int level;      /* cfg_log_level_t */
+    int access_log; /* one line per request when true */
+} cfg_log_t;
+
+typedef struct st_cfg_limits_t {
+    uint64_t _set;
+    uint64_t max_request_body;  /* bytes; 413 beyond */
+    uint64_t max_response_body; /* bytes; 502 beyond */
+} cfg_limits_t;
+
+typedef struct st_cfg_global_pool_t {
+    uint64_t _set;
+    uint32_t max_idle_total; /* idle upstream connections kept, process-wide */
+} cfg_global_pool_t;
+
+typedef struct st_cfg_limiter_t {
+    uint64_t _set;
+    uint32_t max_concurrent;   /* concurrent upstream requests, process-wide */
+    uint32_t max_queue;        /* requests allowed to wait; beyond: 503 */
+    uint64_t queue_timeout_ms; /* waited longer: 503 */
+} cfg_limiter_t;
+
+typedef struct st_cfg_buffers_t {
+    uint64_t _set;
+    uint64_t size;         /* bytes of one pooled response buffer */
+    uint64_t max_retained; /* a buffer that grew beyond this is freed, not kept */
+} cfg_buffers_t;
+
+/* Per-service policy; `defaults` holds one, each service inherits and may override any field. */
+typedef struct st_cfg_pool_t {
+    uint64_t _set;
+    uint32_t max_idle_per_host;  /* idle connections kept per endpoint */
+    uint32_t max_conns_per_host; /* open connections per endpoint, idle + busy */
+    uint64_t idle_timeout_ms;    /* idle connections are closed after this */
+    uint64_t connect_timeout_ms; /* upstream TCP (+TLS) connect */
+} cfg_pool_t;
+
+typedef struct st_cfg_timeouts_t {
+    uint64_t _set;
+    uint64_t request_ms; /* whole upstream exchange; 504 beyond */
+} cfg_timeouts_t;
+
+typedef struct st_cfg_service_limiter_t {
+    uint64_t _set;
+    uint32_t max_concurrent; /* 0 = only the process-wide limit applies */
+} cfg_service_limiter_t;
+
+typedef struct st_cfg_policy_t {
+    uint64_t _set;
+    cfg_pool_t pool;
+    cfg_timeouts_t timeouts;
+    cfg_service_limiter_t limiter;
+} cfg_policy_t;
+
+/* Client-side TLS toward an https endpoint. */
+typedef struct st_cfg_upstream_tls_t {
+    uint64_t _set;
+    char *ca_file;     /* PEM CA bundle; NULL = the system's default store */
+    char *server_name; /* SNI and the name verified; NULL = the URL's host */
+    int verify;        /* verify the peer certificate (default true) */
+} cfg_upstream_tls_t;
+
+typedef struct st_cfg_endpoint_t {
+    uint64_t _set;
+    char *url;              /* as written: http://host:port/path or https://... */
+    int has_tls;            /* the `tls` key was present */
+    cfg_upstream_tls_t tls; /* valid when has_tls (defaults apply otherwise) */
+    /* derived from url by the decoder, not part of the document: */
+    int is_https;  /* scheme is https */
+    char *host;    /* host without brackets */
+    uint16_t port; /* explicit port, or 80 / 443 */
+    char *path;    /* path + query, "/" when empty */
+} cfg_endpoint_t;
+
+typedef struct st_cfg_service_t {
+    uint64_t _set;
+    char *id;                           /* [A-Za-z0-9_.-]{1,64}, unique */
+    CFG_VEC(cfg_endpoint_t) endpoints;  /* at least one */
+    cfg_pool_t pool;                    /* effective: defaults.pool + overrides */
+    cfg_timeouts_t timeouts;            /* effective: defaults.timeouts + overrides */
+    cfg_service_limiter_t limiter;      /* effective: defaults.limiter + overrides */
+} cfg_service_t;
+
+typedef struct st_cfg_control_plane_t {
+    uint64_t _set;
+    char *url;                      /* control plane base URL */
+    char *token_file;               /* bearer token file; NULL = no token */
+    char *id;                       /* this dataplane's id */
+    char *state_dir;                /* last accepted config is kept here */
+    uint64_t poll_wait_ms;          /* long-poll wait asked of the control plane */
+    uint64_t heartbeat_interval_ms; /* status report period */
+} cfg_control_plane_t;
+
+typedef struct st_cfg_t {
+    uint64_t _set;
+    /* node-local: from the dataplane's own file only */
+    CFG_VEC(cfg_listen_t) listen;
+    cfg_admin_t admin;
+    uint32_t threads; /* 0 = one worker per CPU */
+    int has_control_plane;
+    cfg_control_plane_t control_plane; /* valid when has_control_plane */
+    /* fleet: what a control plane stores and pushes */
+    cfg_log_t log;
+    cfg_limits_t limits;
+    cfg_global_pool_t pool;
+    cfg_limiter_t limiter;
+    cfg_buffers_t buffers;
+    cfg_policy_t defaults;
+    CFG_VEC(cfg_service_t) services;
+} cfg_t;
+
+/* Which part of the document is allowed / emitted. */
+typedef enum en_cfg_scope_t {
+    CFG_SCOPE_FULL = 0, /* a dataplane's own file: node-local and fleet settings */
+    CFG_SCOPE_FLEET,    /* a control plane's document: node-local keys are errors */
+} cfg_scope_t;
+
+typedef enum en_cfg_format_t {
+    CFG_FORMAT_AUTO = 0, /* JSON when the first non-blank byte is '{', else YAML */
+    CFG_FORMAT_JSON,
+    CFG_FORMAT_YAML,
+} cfg_format_t;
+
+/* Bounds on outside input (billion laughs, deep nesting, huge files). */
+#define CFG_MAX_DOCUMENT_SIZE (4u * 1024 * 1024)
+#define CFG_MAX_DEPTH 32
+#define CFG_MAX_NODES 200000 /* nodes after alias expansion */
+
+/* Every error of a document, each "path: rule broken" (or "line L, column C: ..." for syntax). */
+typedef struct st_cfg_errors_t {
+    char **entries;
+    size_t size;
+    size_t _capacity;
+} cfg_errors_t;
+
+void cfg_errors_init(cfg_errors_t *errs);
+void cfg_errors_dispose(cfg_errors_t *errs);
+/* Appends one error; printf-style. Never fails (a message that cannot be stored is dropped). */
+void cfg_errors_add(cfg_errors_t *errs, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* All errors joined by "\n"; caller frees. "" when there are none. */
+char *cfg_errors_join(const cfg_errors_t *errs);
+/* The errors as a JSON array of strings (new reference). */
+json_t *cfg_errors_to_json(const cfg_errors_t *errs);
+
+/* --- parsing ------------------------------------------------------------------------------ */
+
+/* Parses YAML or JSON text into a jansson tree, bounded by the limits above. YAML plain scalars
+ * become integers, reals, booleans (true/false) or null (null, ~, empty) as YAML 1.2's core schema
+ * says; quoted ones stay strings; duplicate keys are errors. Returns a new reference, or NULL with
+ * at least one error added. */
+json_t *cfg_tree_parse(const char *text, size_t len, cfg_format_t format, cfg_errors_t *errs);
+
+/* Decodes a tree into a new cfg_t: defaults, bounds, cross-field rules. Returns NULL with every
+ * error added when the document is invalid. Borrows `tree`. */
+cfg_t *cfg_decode(json_t *tree, cfg_scope_t scope, cfg_errors_t *errs);
+
+/* cfg_tree_parse + cfg_decode. */
+cfg_t *cfg_parse(const char *text, size_t len, cfg_format_t format, cfg_scope_t scope, cfg_errors_t *errs);
+
+/* Reads and parses a file (format from the content). Errors name the file when it cannot be read. */
+cfg_t *cfg_load_file(const char *path, cfg_scope_t scope, cfg_errors_t *errs);
+
+/* A document with every default and no services (valid only as a starting point). */
+cfg_t *cfg_create_default(void);
+
+void cfg_destroy(cfg_t *cfg);
+
+/* A deep copy; NULL only when out of memory. */
+cfg_t *cfg_dup(const cfg_t *cfg);
+
+/* --- emission ----------------------------------------------------------------------------- */
+
+/* The document as a jansson tree with defaults filled in (services: only their overrides).
+ * FLEET scope leaves the node-local keys out. New reference. */
+json_t *cfg_to_json(const cfg_t *cfg, cfg_scope_t scope);
+
+/* Canonical form: compact JSON with sorted keys (NUL-terminated; caller frees). */
+char *cfg_canonical(const cfg_t *cfg, cfg_scope_t scope);
+
+/* SHA-256 of the canonical form, as 64 lowercase hex digits + NUL. */
+void cfg_hash(const cfg_t *cfg, cfg_scope_t scope, char out[65]);
+
+/* Any jansson tree as block YAML (caller frees). Strings that YAML would read as something else
+ * are quoted, so cfg_tree_parse(cfg_json_to_yaml(t)) == t. */
+char *cfg_json_to_yaml(const json_t *tree);
+
+/* Any jansson tree in canonical form (compact, sorted keys). Caller frees. */
+char *cfg_json_canonical(const json_t *tree);
+
+/* Formats for durations and sizes as the canonical form writes them ("90s", "250ms", "64KiB"). */
+void cfg_format_duration(uint64_t ms, char *buf, size_t len);
+void cfg_format_size(uint64_t bytes, char *buf, size_t len);
+/* Parses "250ms" / "5s" / "2m" / "1h" (and "1m30s"). Returns 0, or -1 with *err set. */
+int cfg_parse_duration(const char *s, uint64_t *ms, const char **err);
+/* Parses "512", "512B", "64KiB", "1MiB", "1GiB". Returns 0, or -1 with *err set. */
+int cfg_parse_size(const char *s, uint64_t *bytes, const char **err);
+
+/* --- documents as a whole ----------------------------------------------------------------- */
+
+/* Node-local settings from `local`, fleet settings from `fleet`: what a managed dataplane runs.
+ * Returns a new cfg_t, or NULL with errors (e.g. the result fails a cross-field rule). */
+cfg_t *cfg_merge_local(const cfg_t *local, const cfg_t *fleet, cfg_errors_t *errs);
+
+/* Paths of restart-only settings that differ between two documents (each added to `paths`).
+ * Returns how many. */
+size_t cfg_restart_changes(const cfg_t *before, const cfg_t *after, cfg_errors_t *paths);
+
+/* Whether the setting at a JSON Pointer (e.g. "/services/0/pool/max_conns_per_host") is node-local
+ * or restart-only. Unknown paths: 0. */
+int cfg_path_is_restart_only(const char *pointer);
+
+/* --- JSON merge patch (RFC 7386), JSON Patch (RFC 6902) ------------------------------------ */
+
+/* Returns a new tree: `target` with `patch` merged in. Borrows both. */
+json_t *cfg_merge_patch(const json_t *target, const json_t *patch);
+
+/* The JSON Patch (array of operations) that turns `from` into `to`. Borrows both. Arrays are
+ * compared element-wise by index; a length change adds or removes trailing elements. */
+json_t *cfg_json_diff(const json_t *from, const json_t *to);
+
+/* Applies a JSON Patch to a copy of `doc`. Returns the new tree, or NULL with *err set (a static
+ * message) when an operation fails; the whole patch then has no effect. */
+json_t *cfg_json_patch_apply(const json_t *doc, const json_t *patch, const char **err);
+
+/* --- the table, for docs and tools -------------------------------------------------------- */
+
+/* Writes the config reference (docs/config.md) as Markdown, generated from the table. */
+char *cfg_reference_markdown(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

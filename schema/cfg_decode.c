@@ -1,0 +1,317 @@
+/*
+ * The one decoder: walks the table over a jansson tree, fills the structs, and reports every
+ * error of the document with its path.
+ */
+#include "cfg_internal.h"
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_STRING 4096 /* longest string value accepted (paths, URLs) */
+
+void cfg_path_join(char *buf, size_t len, const char *parent, const char *key)
+{
+    snprintf(buf, len, "%s%s%s", parent, *parent != '\0' ? "." : "", key);
+}
+
+static const char *json_kind(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        return "a mapping";
+    case JSON_ARRAY:
+        return "a list";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+        return "an integer";
+    case JSON_REAL:
+        return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return "a boolean";
+    default:
+        return "null";
+    }
+}
+
+static void range_error(const cfg_field_t *f, const char *path, cfg_errors_t *errs)
+{
+    char a[32], b[32];
+    if (f->type == CFG_T_DURATION) {
+        cfg_format_duration(f->min, a, sizeof(a));
+        cfg_format_duration(f->max, b, sizeof(b));
+    } else if (f->type == CFG_T_SIZE) {
+        cfg_format_size(f->min, a, sizeof(a));
+        cfg_format_size(f->max, b, sizeof(b));
+    } else {
+        snprintf(a, sizeof(a), "%" PRIu64, f->min);
+        snprintf(b, sizeof(b), "%" PRIu64, f->max);
+    }
+    cfg_errors_add(errs, "%s: must be between %s and %s", path, a, b);
+}
+
+void cfg_decode_field(const cfg_field_t *f, void *obj, json_t *v, const char *path, cfg_scope_t scope, cfg_errors_t *errs)
+{
+    switch (f->type) {
+    case CFG_T_BOOL:
+        if (!json_is_boolean(v)) {
+            cfg_errors_add(errs, "%s: must be true or false, not %s", path, json_kind(v));
+            return;
+        }
+        *CFG_MEMBER(obj, f, int) = json_is_true(v);
+        return;
+    case CFG_T_UINT32: {
+        if (!json_is_integer(v)) {
+            cfg_errors_add(errs, "%s: must be an integer, not %s", path, json_kind(v));
+            return;
+        }
+        json_int_t n = json_integer_value(v);
+        if (n < 0 || (uint64_t)n < f->min || (uint64_t)n > f->max) {
+            range_error(f, path, errs);
+            return;
+        }
+        *CFG_MEMBER(obj, f, uint32_t) = (uint32_t)n;
+        return;
+    }
+    case CFG_T_DURATION:
+    case CFG_T_SIZE: {
+        uint64_t n;
+        const char *err = NULL;
+        if (f->type == CFG_T_SIZE && json_is_integer(v)) {
+            if (json_integer_value(v) < 0) {
+                range_error(f, path, errs);
+                return;
+            }
+            n = (uint64_t)json_integer_value(v);
+        } else if (!json_is_string(v)) {
+            cfg_errors_add(errs, "%s: %s, not %s", path,
+                           f->type == CFG_T_DURATION ? "must be a duration such as 250ms, 5s, 2m or 1h"
+                                                     : "must be a size such as 512B, 64KiB, 1MiB or 1GiB",
+                           json_kind(v));
+            return;
+        } else if ((f->type == CFG_T_DURATION ? cfg_parse_duration(json_string_value(v), &n, &err)
+                                              : cfg_parse_size(json_string_value(v), &n, &err)) != 0) {
+            cfg_errors_add(errs, "%s: %s (got \"%.64s\")", path, err, json_string_value(v));
+            return;
+        }
+        if (n < f->min || n > f->max) {
+            range_error(f, path, errs);
+            return;
+        }
+        *CFG_MEMBER(obj, f, uint64_t) = n;
+        return;
+    }
+    case CFG_T_STRING:
+    case CFG_T_ENUM: {
+        if (!json_is_string(v)) {
+            cfg_errors_add(errs, "%s: must be a string, not %s", path, json_kind(v));
+            return;
+        }
+        const char *s = json_string_value(v);
+        size_t len = json_string_length(v);
+        if (strlen(s) != len) {
+            cfg_errors_add(errs, "%s: must not contain NUL characters", path);
+            return;
+        }
+        if (f->type == CFG_T_ENUM) {
+            for (int i = 0; f->names[i] != NULL; i++) {
+                if (strcmp(s, f->names[i]) == 0) {
+                    *CFG_MEMBER(obj, f, int) = i;
+                    return;
+                }
+            }
+            char list[256] = "";
+            for (int i = 0; f->names[i] != NULL; i++)
+                snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "", f->names[i]);
+            cfg_errors_add(errs, "%s: must be one of %s (got \"%.64s\")", path, list, s);
+            return;
+        }
+        if (len == 0) {
+            cfg_errors_add(errs, "%s: must not be empty", path);
+            return;
+        }
+        if (len > MAX_STRING) {
+            cfg_errors_add(errs, "%s: longer than %d characters", path, MAX_STRING);
+            return;
+        }
+        const char *rule = f->check != NULL ? f->check(s) : NULL;
+        if (rule != NULL) {
+            cfg_errors_add(errs, "%s: %s (got \"%.128s\")", path, rule, s);
+            return;
+        }
+        char **dst = CFG_MEMBER(obj, f, char *);
+        free(*dst);
+        if ((*dst = strdup(s)) == NULL)
+            cfg_errors_add(errs, "%s: out of memory", path);
+        return;
+    }
+    case CFG_T_STRUCT:
+        cfg_decode_struct(f->sub, CFG_MEMBER(obj, f, void), v, path, scope, 0, errs);
+        if (f->flags & CFG_F_OPTIONAL)
+            *(int *)((char *)obj + f->has_offset) = 1;
+        return;
+    case CFG_T_LIST: {
+        if (!json_is_array(v)) {
+            cfg_errors_add(errs, "%s: must be a list, not %s", path, json_kind(v));
+            return;
+        }
+        size_t n = json_array_size(v);
+        if (n < f->min || n > f->max) {
+            if (f->min == 1 && n == 0)
+                cfg_errors_add(errs, "%s: must have at least one entry", path);
+            else
+                cfg_errors_add(errs, "%s: must have between %" PRIu64 " and %" PRIu64 " entries", path, f->min, f->max);
+            return;
+        }
+        cfg_vec_t *vec = CFG_MEMBER(obj, f, cfg_vec_t);
+        for (size_t i = 0; i < vec->size; i++)
+            cfg_struct_dispose(f->sub, (char *)vec->entries + i * f->sub->size);
+        free(vec->entries);
+        vec->entries = NULL;
+        vec->size = 0;
+        if (n == 0)
+            return;
+        if ((vec->entries = calloc(n, f->sub->size)) == NULL) {
+            cfg_errors_add(errs, "%s: out of memory", path);
+            return;
+        }
+        vec->size = n;
+        for (size_t i = 0; i < n; i++) {
+            char sub[512];
+            snprintf(sub, sizeof(sub), "%s[%zu]", path, i);
+            cfg_decode_struct(f->sub, (char *)vec->entries + i * f->sub->size, json_array_get(v, i), sub, scope, 0, errs);
+        }
+        return;
+    }
+    }
+}
+
+void cfg_decode_struct(const cfg_struct_t *st, void *obj, json_t *value, const char *path, cfg_scope_t scope, int is_root,
+                       cfg_errors_t *errs)
+{
+    char sub[512];
+    if (!json_is_object(value)) {
+        cfg_errors_add(errs, "%s: must be a mapping of keys, not %s", *path ? path : "document", json_kind(value));
+        return;
+    }
+    uint64_t *set = (uint64_t *)obj;
+    *set = 0;
+    const char *key;
+    json_t *child;
+    json_object_foreach(value, key, child)
+    {
+        cfg_path_join(sub, sizeof(sub), path, key);
+        const cfg_field_t *f = cfg_struct_find(st, key, strlen(key));
+        if (f == NULL) {
+            cfg_errors_add(errs, "%.*s: unknown key", 200, sub);
+            continue;
+        }
+        if (is_root && scope == CFG_SCOPE_FLEET && (f->flags & CFG_F_LOCAL)) {
+            cfg_errors_add(errs, "%s: node-local setting; a fleet document may not carry it (set it in the dataplane's own file)",
+                           sub);
+            continue;
+        }
+        cfg_decode_field(f, obj, child, sub, scope, errs);
+        *set |= 1ull << (f - st->fields);
+    }
+    /* what was not given: defaults, or an error when required */
+    for (size_t i = 0; i < st->num_fields; i++) {
+        const cfg_field_t *f = &st->fields[i];
+        if ((*set >> i) & 1)
+            continue;
+        if (f->flags & CFG_F_REQUIRED) {
+            cfg_path_join(sub, sizeof(sub), path, f->name);
+            cfg_errors_add(errs, "%s: required", sub);
+        } else if (f->def != NULL) {
+            json_t *v = json_loads(f->def, JSON_DECODE_ANY, NULL);
+            cfg_decode_field(f, obj, v, f->name, scope, errs);
+            json_decref(v);
+        } else if (f->type == CFG_T_STRUCT && !(f->flags & CFG_F_INHERIT)) {
+            /* absent sections take their defaults (optional ones too, for e.g. tls.verify) */
+            cfg_struct_fill_defaults(f->sub, CFG_MEMBER(obj, f, void));
+        }
+    }
+    if (st->finish != NULL)
+        st->finish(obj, path, scope, errs);
+}
+
+cfg_t *cfg_decode(json_t *tree, cfg_scope_t scope, cfg_errors_t *errs)
+{
+    cfg_t *cfg = calloc(1, sizeof(*cfg));
+    if (cfg == NULL) {
+        cfg_errors_add(errs, "out of memory");
+        return NULL;
+    }
+    size_t before = errs->size;
+    cfg_decode_struct(&cfg_root_struct, cfg, tree, "", scope, 1, errs);
+    if (errs->size != before) {
+        cfg_destroy(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+cfg_t *cfg_parse(const char *text, size_t len, cfg_format_t format, cfg_scope_t scope, cfg_errors_t *errs)
+{
+    json_t *tree = cfg_tree_parse(text, len, format, errs);
+    if (tree == NULL)
+        return NULL;
+    cfg_t *cfg = cfg_decode(tree, scope, errs);
+    json_decref(tree);
+    return cfg;
+}
+
+cfg_t *cfg_load_file(const char *path, cfg_scope_t scope, cfg_errors_t *errs)
+{
+    FILE *fp = fopen(path, "rb");
+    if (fp == NULL) {
+        cfg_errors_add(errs, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = malloc(CFG_MAX_DOCUMENT_SIZE + 1);
+    size_t len = buf != NULL ? fread(buf, 1, CFG_MAX_DOCUMENT_SIZE + 1, fp) : 0;
+    int rerr = ferror(fp);
+    fclose(fp);
+    cfg_t *cfg = NULL;
+    if (buf == NULL)
+        cfg_errors_add(errs, "%s: out of memory", path);
+    else if (rerr)
+        cfg_errors_add(errs, "%s: cannot read", path);
+    else if (len > CFG_MAX_DOCUMENT_SIZE)
+        cfg_errors_add(errs, "%s: larger than %u bytes", path, CFG_MAX_DOCUMENT_SIZE);
+    else
+        cfg = cfg_parse(buf, len, CFG_FORMAT_AUTO, scope, errs);
+    free(buf);
+    return cfg;
+}
+
+cfg_t *cfg_create_default(void)
+{
+    cfg_t *cfg = calloc(1, sizeof(*cfg));
+    if (cfg != NULL)
+        cfg_struct_fill_defaults(&cfg_root_struct, cfg);
+    return cfg;
+}
+
+void cfg_destroy(cfg_t *cfg)
+{
+    if (cfg == NULL)
+        return;
+    cfg_struct_dispose(&cfg_root_struct, cfg);
+    free(cfg);
+}
+
+cfg_t *cfg_dup(const cfg_t *cfg)
+{
+    cfg_t *d = malloc(sizeof(*d));
+    if (d == NULL)
+        return NULL;
+    if (cfg_struct_dup(&cfg_root_struct, d, cfg) != 0) {
+        cfg_destroy(d);
+        return NULL;
+    }
+    return d;
+}

@@ -1,0 +1,81 @@
+/*
+ * The table behind cfg.h: one row per field of the document. Parsing, defaults, validation,
+ * emission, copying, freeing, the restart-only check and docs/config.md all walk these rows;
+ * no key has a hand-written parser of its own.
+ */
+#ifndef PATHWAY_CFG_INTERNAL_H
+#define PATHWAY_CFG_INTERNAL_H
+
+#include "cfg.h"
+
+typedef enum en_cfg_type_t {
+    CFG_T_BOOL,     /* int, JSON true/false */
+    CFG_T_UINT32,   /* uint32_t, JSON integer in [min, max] */
+    CFG_T_DURATION, /* uint64_t milliseconds, "250ms" / "5s" / "2m" in [min, max] ms */
+    CFG_T_SIZE,     /* uint64_t bytes, integer or "64KiB" in [min, max] bytes */
+    CFG_T_STRING,   /* char *, non-empty, checked by `check` when set */
+    CFG_T_ENUM,     /* int, index into `names` */
+    CFG_T_STRUCT,   /* a nested struct described by `sub` */
+    CFG_T_LIST,     /* cfg_vec_t of `sub` structs, [min, max] entries */
+} cfg_type_t;
+
+enum {
+    CFG_F_RESTART = 1,  /* a change needs a restart */
+    CFG_F_LOCAL = 2,    /* node-local: only in a dataplane's own file (root fields only) */
+    CFG_F_REQUIRED = 4, /* no default: must be given */
+    CFG_F_OPTIONAL = 8, /* struct that may be absent; presence in the int at `has_offset` */
+    CFG_F_INHERIT = 16, /* struct inheriting unset keys from defaults.<name>; only set keys emitted */
+};
+
+struct st_cfg_struct_t;
+
+typedef struct st_cfg_field_t {
+    const char *name;                  /* key in the document */
+    cfg_type_t type;                   /* how the value is stored and read */
+    size_t offset;                     /* where in the parent struct */
+    unsigned flags;                    /* CFG_F_* */
+    const char *def;                   /* default as JSON text; NULL: none */
+    uint64_t min, max;                 /* bounds: value (numbers), ms, bytes, entries (lists) */
+    const struct st_cfg_struct_t *sub; /* STRUCT / LIST element */
+    const char *const *names;          /* ENUM: NULL-terminated */
+    /* STRING: returns NULL when the value is fine, else the rule broken */
+    const char *(*check)(const char *value);
+    size_t has_offset; /* OPTIONAL: offset of the int presence flag */
+    const char *doc;   /* one line for docs/config.md */
+} cfg_field_t;
+
+typedef struct st_cfg_struct_t {
+    size_t size;               /* sizeof the C struct */
+    const cfg_field_t *fields; /* rows */
+    size_t num_fields;
+    /* cross-field rules and derived members, after the fields are decoded (may be NULL) */
+    void (*finish)(void *obj, const char *path, cfg_scope_t scope, cfg_errors_t *errs);
+    /* copies derived members (dst is a shallow copy of src), frees them (may be NULL) */
+    int (*dup_derived)(void *dst, const void *src);
+    void (*dispose_derived)(void *obj);
+} cfg_struct_t;
+
+extern const cfg_struct_t cfg_root_struct;
+extern const cfg_struct_t cfg_policy_struct;
+
+#define CFG_MEMBER(obj, field, T) ((T *)((char *)(obj) + (field)->offset))
+#define CFG_CMEMBER(obj, field, T) ((const T *)((const char *)(obj) + (field)->offset))
+
+/* cfg_table.c */
+const cfg_field_t *cfg_struct_find(const cfg_struct_t *st, const char *name, size_t len);
+void cfg_struct_dispose(const cfg_struct_t *st, void *obj);
+int cfg_struct_dup(const cfg_struct_t *st, void *dst, const void *src);
+void cfg_struct_fill_defaults(const cfg_struct_t *st, void *obj);
+
+/* bytes a scalar member takes (BOOL, ENUM, UINT32, DURATION, SIZE) */
+size_t cfg_scalar_size(const cfg_field_t *f);
+
+/* cfg_decode.c: decode one value into obj's member `f`; `path` names the value in errors */
+void cfg_decode_field(const cfg_field_t *f, void *obj, json_t *value, const char *path, cfg_scope_t scope, cfg_errors_t *errs);
+void cfg_decode_struct(const cfg_struct_t *st, void *obj, json_t *value, const char *path, cfg_scope_t scope, int is_root,
+                       cfg_errors_t *errs);
+
+/* joins a parent path and a key: "services[1]" + "pool" -> "services[1].pool" */
+void cfg_path_join(char *buf, size_t len, const char *parent, const char *key);
+
+#endif

@@ -1,0 +1,709 @@
+/*
+ * THE table: every field of the config document, one row each. Change a default, a bound or a
+ * doc line here and parsing, validation, emission, the docs and the tests all follow.
+ */
+#include "cfg_internal.h"
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KiB (1ull << 10)
+#define MiB (1ull << 20)
+#define GiB (1ull << 30)
+#define SEC 1000ull
+#define MIN (60 * SEC)
+#define HOUR (60 * MIN)
+
+/* --- value checks ------------------------------------------------------------------------- */
+
+/* "host:port", "[v6]:port"; host is an IP literal or a DNS name. */
+static const char *check_address(const char *s)
+{
+    const char *colon;
+    char host[256];
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (close == NULL || close[1] != ':')
+            return "must be host:port, with an IPv6 host in brackets ([::1]:3069)";
+        size_t n = (size_t)(close - s - 1);
+        if (n == 0 || n >= sizeof(host))
+            return "must be host:port, with an IPv6 host in brackets ([::1]:3069)";
+        memcpy(host, s + 1, n);
+        host[n] = '\0';
+        struct in6_addr a6;
+        if (inet_pton(AF_INET6, host, &a6) != 1)
+            return "host in brackets must be an IPv6 address";
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon == NULL || colon == s)
+            return "must be host:port (for example 127.0.0.1:3069)";
+        size_t n = (size_t)(colon - s);
+        if (n >= sizeof(host))
+            return "host is too long";
+        memcpy(host, s, n);
+        host[n] = '\0';
+        if (strchr(host, ':') != NULL)
+            return "an IPv6 host must be in brackets ([::1]:3069)";
+        for (const char *p = host; *p; p++)
+            if (!isalnum((unsigned char)*p) && *p != '.' && *p != '-')
+                return "host must be an IP address or a DNS name";
+    }
+    const char *port = colon + 1;
+    if (*port == '\0' || strlen(port) > 5)
+        return "port must be a number from 1 to 65535";
+    for (const char *p = port; *p; p++)
+        if (!isdigit((unsigned char)*p))
+            return "port must be a number from 1 to 65535";
+    long v = strtol(port, NULL, 10);
+    if (v < 1 || v > 65535)
+        return "port must be a number from 1 to 65535";
+    return NULL;
+}
+
+static const char *check_service_id(const char *s)
+{
+    size_t n = strlen(s);
+    if (n > 64)
+        return "must be at most 64 characters";
+    for (const char *p = s; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-' && *p != '.')
+            return "may contain only letters, digits, '_', '-' and '.'";
+    return NULL;
+}
+
+static const char *check_base_url(const char *s)
+{
+    if (strncmp(s, "http://", 7) != 0 && strncmp(s, "https://", 8) != 0)
+        return "scheme must be http or https";
+    const char *host = strstr(s, "://") + 3;
+    if (*host == '\0' || *host == '/' || *host == ':')
+        return "must name a host";
+    return NULL;
+}
+
+/* --- endpoint URLs ------------------------------------------------------------------------ */
+
+/* Splits an endpoint URL into the derived members; returns the rule broken, or NULL. */
+static const char *parse_endpoint_url(cfg_endpoint_t *ep)
+{
+    const char *s = ep->url, *p;
+    if (strncmp(s, "http://", 7) == 0) {
+        ep->is_https = 0;
+        p = s + 7;
+    } else if (strncmp(s, "https://", 8) == 0) {
+        ep->is_https = 1;
+        p = s + 8;
+    } else {
+        return "scheme must be http or https";
+    }
+    size_t auth_len = strcspn(p, "/?#");
+    const char *rest = p + auth_len;
+    if (memchr(p, '@', auth_len) != NULL)
+        return "user:password@ in the URL is not supported (put credentials in the path)";
+    if (strchr(rest, '#') != NULL)
+        return "a URL fragment (#...) is not allowed";
+    for (const char *c = s; *c; c++)
+        if ((unsigned char)*c <= 0x20 || *c == 0x7f)
+            return "must not contain spaces or control characters";
+    const char *host = p, *host_end, *port = NULL;
+    if (*p == '[') {
+        host_end = memchr(p, ']', auth_len);
+        if (host_end == NULL)
+            return "IPv6 host is missing its closing ']'";
+        host = p + 1;
+        if (host_end + 1 < rest) {
+            if (host_end[1] != ':')
+                return "unexpected characters after the IPv6 host";
+            port = host_end + 2;
+        }
+    } else {
+        host_end = memchr(p, ':', auth_len);
+        if (host_end != NULL)
+            port = host_end + 1;
+        else
+            host_end = rest;
+    }
+    if (host_end == host)
+        return "must name a host";
+    uint16_t portnum = ep->is_https ? 443 : 80;
+    if (port != NULL) {
+        if (port == rest || rest - port > 5)
+            return "port must be a number from 1 to 65535";
+        long v = 0;
+        for (const char *c = port; c < rest; c++) {
+            if (!isdigit((unsigned char)*c))
+                return "port must be a number from 1 to 65535";
+            v = v * 10 + (*c - '0');
+        }
+        if (v < 1 || v > 65535)
+            return "port must be a number from 1 to 65535";
+        portnum = (uint16_t)v;
+    }
+    char *h = strndup(host, (size_t)(host_end - host));
+    char *path = strdup(*rest == '\0' ? "/" : rest);
+    if (h == NULL || path == NULL) {
+        free(h);
+        free(path);
+        return "out of memory";
+    }
+    if (*p != '[') {
+        for (char *c = h; *c; c++) {
+            if (!isalnum((unsigned char)*c) && *c != '.' && *c != '-' && *c != '_') {
+                free(h);
+                free(path);
+                return "host must be an IP address or a DNS name";
+            }
+            *c = (char)tolower((unsigned char)*c);
+        }
+    } else {
+        struct in6_addr a6;
+        if (inet_pton(AF_INET6, h, &a6) != 1) {
+            free(h);
+            free(path);
+            return "host in brackets must be an IPv6 address";
+        }
+    }
+    ep->host = h;
+    ep->path = path;
+    ep->port = portnum;
+    return NULL;
+}
+
+static void endpoint_finish(void *obj, const char *path, cfg_scope_t scope, cfg_errors_t *errs)
+{
+    cfg_endpoint_t *ep = obj;
+    if (ep->url == NULL)
+        return; /* required: already reported */
+    const char *err = parse_endpoint_url(ep);
+    if (err != NULL) {
+        cfg_errors_add(errs, "%s.url: %s", path, err);
+        return;
+    }
+    if (ep->has_tls && !ep->is_https)
+        cfg_errors_add(errs, "%s.tls: only https endpoints take tls settings", path);
+}
+
+static int endpoint_dup(void *dst, const void *src)
+{
+    cfg_endpoint_t *d = dst;
+    const cfg_endpoint_t *s = src;
+    d->host = s->host != NULL ? strdup(s->host) : NULL;
+    d->path = s->path != NULL ? strdup(s->path) : NULL;
+    return (s->host != NULL && d->host == NULL) || (s->path != NULL && d->path == NULL) ? -1 : 0;
+}
+
+static void endpoint_dispose(void *obj)
+{
+    cfg_endpoint_t *ep = obj;
+    free(ep->host);
+    free(ep->path);
+}
+
+static void service_finish(void *obj, const char *path, cfg_scope_t scope, cfg_errors_t *errs)
+{
+    cfg_service_t *svc = obj;
+    /* the same upstream twice would double its share of traffic by accident */
+    for (size_t i = 0; i < svc->endpoints.size; i++) {
+        cfg_endpoint_t *a = &svc->endpoints.entries[i];
+        for (size_t j = 0; a->host != NULL && j < i; j++) {
+            cfg_endpoint_t *b = &svc->endpoints.entries[j];
+            if (b->host != NULL && a->is_https == b->is_https && a->port == b->port && strcmp(a->host, b->host) == 0 &&
+                strcmp(a->path, b->path) == 0) {
+                cfg_errors_add(errs, "%s.endpoints[%zu].url: duplicate of endpoints[%zu] (%s)", path, i, j, b->url);
+                break;
+            }
+        }
+    }
+}
+
+static void root_finish(void *obj, const char *path, cfg_scope_t scope, cfg_errors_t *errs);
+
+/* --- the rows ----------------------------------------------------------------------------- */
+
+#define ROW(st, member, ...) {.offset = offsetof(st, member), __VA_ARGS__}
+#define N(rows) (sizeof(rows) / sizeof(rows[0]))
+
+static const char *const log_levels_[] = {"debug", "info", "warn", "error", NULL};
+
+static const cfg_field_t listen_tls_fields_[] = {
+    ROW(cfg_listen_tls_t, certificate, .name = "certificate", .type = CFG_T_STRING, .flags = CFG_F_REQUIRED,
+        .doc = "PEM certificate chain file"),
+    ROW(cfg_listen_tls_t, key, .name = "key", .type = CFG_T_STRING, .flags = CFG_F_REQUIRED, .doc = "PEM private key file"),
+};
+static const cfg_struct_t listen_tls_struct_ = {sizeof(cfg_listen_tls_t), listen_tls_fields_, N(listen_tls_fields_)};
+
+static const cfg_field_t listen_fields_[] = {
+    ROW(cfg_listen_t, address, .name = "address", .type = CFG_T_STRING, .flags = CFG_F_REQUIRED, .check = check_address,
+        .doc = "host:port to accept HTTP/1.1 and h2c (or https and h2 with tls) on"),
+    ROW(cfg_listen_t, tls, .name = "tls", .type = CFG_T_STRUCT, .flags = CFG_F_OPTIONAL, .sub = &listen_tls_struct_,
+        .has_offset = offsetof(cfg_listen_t, has_tls), .doc = "serve https (HTTP/2 through ALPN) with this certificate"),
+};
+static const cfg_struct_t listen_struct_ = {sizeof(cfg_listen_t), listen_fields_, N(listen_fields_)};
+
+static const cfg_field_t admin_fields_[] = {
+    ROW(cfg_admin_t, address, .name = "address", .type = CFG_T_STRING, .def = "\"127.0.0.1:9901\"", .check = check_address,
+        .doc = "admin listener: /healthz /ready /metrics /stats /config /reload /logging"),
+};
+static const cfg_struct_t admin_struct_ = {sizeof(cfg_admin_t), admin_fields_, N(admin_fields_)};
+
+static const cfg_field_t log_fields_[] = {
+    ROW(cfg_log_t, level, .name = "level", .type = CFG_T_ENUM, .def = "\"info\"", .names = log_levels_,
+        .doc = "messages below this level are dropped before any formatting"),
+    ROW(cfg_log_t, access_log, .name = "access_log", .type = CFG_T_BOOL, .def = "false", .doc = "one log line per request"),
+};
+static const cfg_struct_t log_struct_ = {sizeof(cfg_log_t), log_fields_, N(log_fields_)};
+
+static const cfg_field_t limits_fields_[] = {
+    ROW(cfg_limits_t, max_request_body, .name = "max_request_body", .type = CFG_T_SIZE, .def = "\"1MiB\"", .min = 1,
+        .max = 1 * GiB, .doc = "larger request bodies are answered 413"),
+    ROW(cfg_limits_t, max_response_body, .name = "max_response_body", .type = CFG_T_SIZE, .def = "\"100MiB\"", .min = 1,
+        .max = 64 * GiB, .doc = "a larger upstream response is cut off and answered 502"),
+};
+static const cfg_struct_t limits_struct_ = {sizeof(cfg_limits_t), limits_fields_, N(limits_fields_)};
+
+static const cfg_field_t global_pool_fields_[] = {
+    ROW(cfg_global_pool_t, max_idle_total, .name = "max_idle_total", .type = CFG_T_UINT32, .def = "500", .min = 0,
+        .max = 1000000, .doc = "idle upstream connections kept in the whole process"),
+};
+static const cfg_struct_t global_pool_struct_ = {sizeof(cfg_global_pool_t), global_pool_fields_, N(global_pool_fields_)};
+
+static const cfg_field_t limiter_fields_[] = {
+    ROW(cfg_limiter_t, max_concurrent, .name = "max_concurrent", .type = CFG_T_UINT32, .def = "100", .min = 1, .max = 1000000,
+        .doc = "upstream requests in flight in the whole process"),
+    ROW(cfg_limiter_t, max_queue, .name = "max_queue", .type = CFG_T_UINT32, .def = "1000", .min = 0, .max = 1000000,
+        .doc = "requests that may wait for a slot; beyond: 503 with Retry-After"),
+    ROW(cfg_limiter_t, queue_timeout_ms, .name = "queue_timeout", .type = CFG_T_DURATION, .def = "\"1s\"", .min = 1,
+        .max = 5 * MIN, .doc = "a request that waited this long is answered 503"),
+};
+static const cfg_struct_t limiter_struct_ = {sizeof(cfg_limiter_t), limiter_fields_, N(limiter_fields_)};
+
+static const cfg_field_t buffers_fields_[] = {
+    ROW(cfg_buffers_t, size, .name = "size", .type = CFG_T_SIZE, .def = "\"64KiB\"", .min = 1 * KiB, .max = 16 * MiB,
+        .doc = "size of one pooled response buffer"),
+    ROW(cfg_buffers_t, max_retained, .name = "max_retained", .type = CFG_T_SIZE, .def = "\"1MiB\"", .min = 1 * KiB,
+        .max = 1 * GiB, .doc = "a buffer that grew beyond this is freed instead of kept"),
+};
+static const cfg_struct_t buffers_struct_ = {sizeof(cfg_buffers_t), buffers_fields_, N(buffers_fields_)};
+
+static const cfg_field_t pool_fields_[] = {
+    ROW(cfg_pool_t, max_idle_per_host, .name = "max_idle_per_host", .type = CFG_T_UINT32, .def = "25", .min = 0, .max = 65535,
+        .doc = "idle connections kept per endpoint"),
+    ROW(cfg_pool_t, max_conns_per_host, .name = "max_conns_per_host", .type = CFG_T_UINT32, .def = "50", .min = 1,
+        .max = 65535, .doc = "open connections per endpoint, busy and idle; requests beyond wait for one"),
+    ROW(cfg_pool_t, idle_timeout_ms, .name = "idle_timeout", .type = CFG_T_DURATION, .def = "\"90s\"", .min = 100,
+        .max = 24 * HOUR, .doc = "idle connections are closed after this"),
+    ROW(cfg_pool_t, connect_timeout_ms, .name = "connect_timeout", .type = CFG_T_DURATION, .def = "\"5s\"", .min = 1,
+        .max = 5 * MIN, .doc = "upstream connect (TCP and TLS); beyond: 502"),
+};
+static const cfg_struct_t pool_struct_ = {sizeof(cfg_pool_t), pool_fields_, N(pool_fields_)};
+
+static const cfg_field_t timeouts_fields_[] = {
+    ROW(cfg_timeouts_t, request_ms, .name = "request", .type = CFG_T_DURATION, .def = "\"30s\"", .min = 1, .max = 1 * HOUR,
+        .doc = "whole upstream exchange, from sending to the last response byte; beyond: 504"),
+};
+static const cfg_struct_t timeouts_struct_ = {sizeof(cfg_timeouts_t), timeouts_fields_, N(timeouts_fields_)};
+
+static const cfg_field_t service_limiter_fields_[] = {
+    ROW(cfg_service_limiter_t, max_concurrent, .name = "max_concurrent", .type = CFG_T_UINT32, .def = "0", .min = 0,
+        .max = 1000000, .doc = "upstream requests in flight for one service; 0 = only the process-wide limit"),
+};
+static const cfg_struct_t service_limiter_struct_ = {sizeof(cfg_service_limiter_t), service_limiter_fields_,
+                                                     N(service_limiter_fields_)};
+
+/* The policy sections: `defaults` holds them plainly, each service holds them as overrides. */
+static const cfg_field_t policy_fields_[] = {
+    ROW(cfg_policy_t, pool, .name = "pool", .type = CFG_T_STRUCT, .sub = &pool_struct_, .doc = "upstream connection pool"),
+    ROW(cfg_policy_t, timeouts, .name = "timeouts", .type = CFG_T_STRUCT, .sub = &timeouts_struct_, .doc = "timeouts"),
+    ROW(cfg_policy_t, limiter, .name = "limiter", .type = CFG_T_STRUCT, .sub = &service_limiter_struct_,
+        .doc = "per-service concurrency limit"),
+};
+const cfg_struct_t cfg_policy_struct = {sizeof(cfg_policy_t), policy_fields_, N(policy_fields_)};
+
+static const cfg_field_t upstream_tls_fields_[] = {
+    ROW(cfg_upstream_tls_t, ca_file, .name = "ca_file", .type = CFG_T_STRING,
+        .doc = "PEM CA bundle to verify the endpoint with; absent = the system's store"),
+    ROW(cfg_upstream_tls_t, server_name, .name = "server_name", .type = CFG_T_STRING,
+        .doc = "name sent as SNI and verified; absent = the URL's host"),
+    ROW(cfg_upstream_tls_t, verify, .name = "verify", .type = CFG_T_BOOL, .def = "true",
+        .doc = "verify the endpoint's certificate (turn off only for tests)"),
+};
+static const cfg_struct_t upstream_tls_struct_ = {sizeof(cfg_upstream_tls_t), upstream_tls_fields_, N(upstream_tls_fields_)};
+
+static const cfg_field_t endpoint_fields_[] = {
+    ROW(cfg_endpoint_t, url, .name = "url", .type = CFG_T_STRING, .flags = CFG_F_REQUIRED,
+        .doc = "http://host[:port][/path] or https://...; the path is where requests are sent"),
+    ROW(cfg_endpoint_t, tls, .name = "tls", .type = CFG_T_STRUCT, .flags = CFG_F_OPTIONAL, .sub = &upstream_tls_struct_,
+        .has_offset = offsetof(cfg_endpoint_t, has_tls), .doc = "TLS settings of an https endpoint"),
+};
+static const cfg_struct_t endpoint_struct_ = {sizeof(cfg_endpoint_t), endpoint_fields_,  N(endpoint_fields_),
+                                              endpoint_finish,        endpoint_dup,     endpoint_dispose};
+
+static const cfg_field_t service_fields_[] = {
+    ROW(cfg_service_t, id, .name = "id", .type = CFG_T_STRING, .flags = CFG_F_REQUIRED, .check = check_service_id,
+        .doc = "service id: POST /v1/<id>, or POST /v1 with Target-Service-Id: <id>"),
+    ROW(cfg_service_t, endpoints, .name = "endpoints", .type = CFG_T_LIST, .flags = CFG_F_REQUIRED, .min = 1, .max = 1024,
+        .sub = &endpoint_struct_, .doc = "upstream URLs; each request goes to the one with the fewest outstanding requests"),
+    ROW(cfg_service_t, pool, .name = "pool", .type = CFG_T_STRUCT, .flags = CFG_F_INHERIT, .sub = &pool_struct_,
+        .doc = "overrides of defaults.pool"),
+    ROW(cfg_service_t, timeouts, .name = "timeouts", .type = CFG_T_STRUCT, .flags = CFG_F_INHERIT, .sub = &timeouts_struct_,
+        .doc = "overrides of defaults.timeouts"),
+    ROW(cfg_service_t, limiter, .name = "limiter", .type = CFG_T_STRUCT, .flags = CFG_F_INHERIT,
+        .sub = &service_limiter_struct_, .doc = "overrides of defaults.limiter"),
+};
+static const cfg_struct_t service_struct_ = {sizeof(cfg_service_t), service_fields_, N(service_fields_), service_finish};
+
+static const cfg_field_t control_plane_fields_[] = {
+    ROW(cfg_control_plane_t, url, .name = "url", .type = CFG_T_STRING, .flags = CFG_F_REQUIRED, .check = check_base_url,
+        .doc = "control plane base URL (http://127.0.0.1:7070)"),
+    ROW(cfg_control_plane_t, token_file, .name = "token_file", .type = CFG_T_STRING,
+        .doc = "file holding this dataplane's bearer token"),
+    ROW(cfg_control_plane_t, id, .name = "id", .type = CFG_T_STRING, .flags = CFG_F_REQUIRED, .check = check_service_id,
+        .doc = "this dataplane's id, as the control plane lists it"),
+    ROW(cfg_control_plane_t, state_dir, .name = "state_dir", .type = CFG_T_STRING, .def = "\"/var/lib/pathway\"",
+        .doc = "the last accepted config is kept here, to start from when the control plane is down"),
+    ROW(cfg_control_plane_t, poll_wait_ms, .name = "poll_wait", .type = CFG_T_DURATION, .def = "\"30s\"", .min = 1 * SEC,
+        .max = 5 * MIN, .doc = "how long one long poll for a new version waits"),
+    ROW(cfg_control_plane_t, heartbeat_interval_ms, .name = "heartbeat_interval", .type = CFG_T_DURATION, .def = "\"5s\"",
+        .min = 100, .max = 5 * MIN, .doc = "how often status is reported"),
+};
+static const cfg_struct_t control_plane_struct_ = {sizeof(cfg_control_plane_t), control_plane_fields_,
+                                                   N(control_plane_fields_)};
+
+static const cfg_field_t root_fields_[] = {
+    ROW(cfg_t, listen, .name = "listen", .type = CFG_T_LIST, .flags = CFG_F_LOCAL | CFG_F_RESTART,
+        .def = "[{\"address\":\"0.0.0.0:3069\"}]", .min = 1, .max = 64, .sub = &listen_struct_,
+        .doc = "addresses relays are served on"),
+    ROW(cfg_t, admin, .name = "admin", .type = CFG_T_STRUCT, .flags = CFG_F_LOCAL | CFG_F_RESTART, .sub = &admin_struct_,
+        .doc = "admin listener"),
+    ROW(cfg_t, threads, .name = "threads", .type = CFG_T_UINT32, .flags = CFG_F_LOCAL | CFG_F_RESTART, .def = "0", .min = 0,
+        .max = 256, .doc = "worker threads; 0 = one per CPU"),
+    ROW(cfg_t, control_plane, .name = "control_plane", .type = CFG_T_STRUCT,
+        .flags = CFG_F_LOCAL | CFG_F_RESTART | CFG_F_OPTIONAL, .sub = &control_plane_struct_,
+        .has_offset = offsetof(cfg_t, has_control_plane), .doc = "absent = standalone; present = managed by a control plane"),
+    ROW(cfg_t, log, .name = "log", .type = CFG_T_STRUCT, .sub = &log_struct_, .doc = "logging"),
+    ROW(cfg_t, limits, .name = "limits", .type = CFG_T_STRUCT, .sub = &limits_struct_, .doc = "request and response size limits"),
+    ROW(cfg_t, pool, .name = "pool", .type = CFG_T_STRUCT, .sub = &global_pool_struct_,
+        .doc = "process-wide upstream pool limits"),
+    ROW(cfg_t, limiter, .name = "limiter", .type = CFG_T_STRUCT, .sub = &limiter_struct_,
+        .doc = "process-wide bound on concurrent upstream requests"),
+    ROW(cfg_t, buffers, .name = "buffers", .type = CFG_T_STRUCT, .sub = &buffers_struct_, .doc = "response buffer pool"),
+    ROW(cfg_t, defaults, .name = "defaults", .type = CFG_T_STRUCT, .sub = &cfg_policy_struct,
+        .doc = "what every service inherits"),
+    ROW(cfg_t, services, .name = "services", .type = CFG_T_LIST, .def = "[]", .min = 0, .max = 4096, .sub = &service_struct_,
+        .doc = "the services relayed, each a pool of upstream endpoints"),
+};
+const cfg_struct_t cfg_root_struct = {sizeof(cfg_t), root_fields_, N(root_fields_), root_finish};
+
+/* --- cross-field rules of the whole document ---------------------------------------------- */
+
+static void inherit(const cfg_struct_t *st, void *obj, const void *from)
+{
+    uint64_t set = *(uint64_t *)obj;
+    for (size_t i = 0; i < st->num_fields; i++) {
+        const cfg_field_t *f = &st->fields[i];
+        if ((set >> i) & 1)
+            continue;
+        memcpy((char *)obj + f->offset, (const char *)from + f->offset, cfg_scalar_size(f));
+    }
+}
+
+static void root_finish(void *obj, const char *path, cfg_scope_t scope, cfg_errors_t *errs)
+{
+    cfg_t *cfg = obj;
+
+    /* services take every policy key they did not set from `defaults` */
+    for (size_t i = 0; i < cfg->services.size; i++) {
+        cfg_service_t *svc = &cfg->services.entries[i];
+        inherit(&pool_struct_, &svc->pool, &cfg->defaults.pool);
+        inherit(&timeouts_struct_, &svc->timeouts, &cfg->defaults.timeouts);
+        inherit(&service_limiter_struct_, &svc->limiter, &cfg->defaults.limiter);
+        for (size_t j = 0; svc->id != NULL && j < i; j++) {
+            if (cfg->services.entries[j].id != NULL && strcmp(svc->id, cfg->services.entries[j].id) == 0) {
+                cfg_errors_add(errs, "services[%zu].id: duplicate service id '%s' (also services[%zu])", i, svc->id, j);
+                break;
+            }
+        }
+    }
+    if (cfg->services.size == 0 && (scope == CFG_SCOPE_FLEET || !cfg->has_control_plane))
+        cfg_errors_add(errs, "services: at least one service is required%s",
+                       scope == CFG_SCOPE_FLEET ? "" : " (or a control_plane section to receive them from)");
+    if (cfg->buffers.max_retained < cfg->buffers.size)
+        cfg_errors_add(errs, "buffers.max_retained: must be at least buffers.size");
+
+    if (scope == CFG_SCOPE_FULL) {
+        for (size_t i = 0; i < cfg->listen.size; i++) {
+            const char *a = cfg->listen.entries[i].address;
+            if (a == NULL)
+                continue;
+            for (size_t j = 0; j < i; j++) {
+                if (cfg->listen.entries[j].address != NULL && strcmp(a, cfg->listen.entries[j].address) == 0) {
+                    cfg_errors_add(errs, "listen[%zu].address: duplicate listen address %s (also listen[%zu])", i, a, j);
+                    break;
+                }
+            }
+            if (cfg->admin.address != NULL && strcmp(a, cfg->admin.address) == 0)
+                cfg_errors_add(errs, "admin.address: %s is also listen[%zu].address", a, i);
+        }
+    }
+}
+
+/* --- generic walks ------------------------------------------------------------------------ */
+
+size_t cfg_scalar_size(const cfg_field_t *f)
+{
+    switch (f->type) {
+    case CFG_T_UINT32:
+        return sizeof(uint32_t);
+    case CFG_T_BOOL:
+    case CFG_T_ENUM:
+        return sizeof(int);
+    default:
+        return sizeof(uint64_t);
+    }
+}
+
+const cfg_field_t *cfg_struct_find(const cfg_struct_t *st, const char *name, size_t len)
+{
+    for (size_t i = 0; i < st->num_fields; i++)
+        if (strlen(st->fields[i].name) == len && memcmp(st->fields[i].name, name, len) == 0)
+            return &st->fields[i];
+    return NULL;
+}
+
+void cfg_struct_dispose(const cfg_struct_t *st, void *obj)
+{
+    if (st->dispose_derived != NULL)
+        st->dispose_derived(obj);
+    for (size_t i = 0; i < st->num_fields; i++) {
+        const cfg_field_t *f = &st->fields[i];
+        switch (f->type) {
+        case CFG_T_STRING:
+            free(*CFG_MEMBER(obj, f, char *));
+            break;
+        case CFG_T_STRUCT:
+            cfg_struct_dispose(f->sub, CFG_MEMBER(obj, f, void));
+            break;
+        case CFG_T_LIST: {
+            cfg_vec_t *v = CFG_MEMBER(obj, f, cfg_vec_t);
+            for (size_t j = 0; j < v->size; j++)
+                cfg_struct_dispose(f->sub, (char *)v->entries + j * f->sub->size);
+            free(v->entries);
+            break;
+        }
+        default:
+            break;
+        }
+    }
+    memset(obj, 0, st->size);
+}
+
+/* dst is uninitialized; on failure dst is left disposable (partially copied, rest zero) */
+int cfg_struct_dup(const cfg_struct_t *st, void *dst, const void *src)
+{
+    memcpy(dst, src, st->size);
+    /* first detach every owned pointer, so a failure half-way leaves nothing shared */
+    for (size_t i = 0; i < st->num_fields; i++) {
+        const cfg_field_t *f = &st->fields[i];
+        if (f->type == CFG_T_STRING)
+            *CFG_MEMBER(dst, f, char *) = NULL;
+        else if (f->type == CFG_T_LIST)
+            memset(CFG_MEMBER(dst, f, cfg_vec_t), 0, sizeof(cfg_vec_t));
+        else if (f->type == CFG_T_STRUCT)
+            memset(CFG_MEMBER(dst, f, void), 0, f->sub->size);
+    }
+    int ret = 0;
+    for (size_t i = 0; i < st->num_fields; i++) {
+        const cfg_field_t *f = &st->fields[i];
+        switch (f->type) {
+        case CFG_T_STRING: {
+            const char *s = *CFG_CMEMBER(src, f, char *);
+            if (s != NULL && (*CFG_MEMBER(dst, f, char *) = strdup(s)) == NULL)
+                ret = -1;
+            break;
+        }
+        case CFG_T_STRUCT:
+            if (cfg_struct_dup(f->sub, CFG_MEMBER(dst, f, void), CFG_CMEMBER(src, f, void)) != 0)
+                ret = -1;
+            break;
+        case CFG_T_LIST: {
+            const cfg_vec_t *sv = CFG_CMEMBER(src, f, cfg_vec_t);
+            cfg_vec_t *dv = CFG_MEMBER(dst, f, cfg_vec_t);
+            if (sv->size == 0)
+                break;
+            if ((dv->entries = calloc(sv->size, f->sub->size)) == NULL) {
+                ret = -1;
+                break;
+            }
+            for (size_t j = 0; j < sv->size; j++) {
+                dv->size = j + 1;
+                if (cfg_struct_dup(f->sub, (char *)dv->entries + j * f->sub->size,
+                                   (const char *)sv->entries + j * f->sub->size) != 0) {
+                    ret = -1;
+                    break;
+                }
+            }
+            break;
+        }
+        default:
+            break;
+        }
+    }
+    if (st->dup_derived != NULL) {
+        if (st->dup_derived(dst, src) != 0)
+            ret = -1;
+    }
+    return ret;
+}
+
+void cfg_struct_fill_defaults(const cfg_struct_t *st, void *obj)
+{
+    cfg_errors_t errs;
+    cfg_errors_init(&errs);
+    for (size_t i = 0; i < st->num_fields; i++) {
+        const cfg_field_t *f = &st->fields[i];
+        if (f->def != NULL) {
+            json_t *v = json_loads(f->def, JSON_DECODE_ANY, NULL);
+            /* a default that does not decode is a bug in this table; test_cfg walks every one */
+            cfg_decode_field(f, obj, v, f->name, CFG_SCOPE_FULL, &errs);
+            json_decref(v);
+        } else if (f->type == CFG_T_STRUCT && !(f->flags & CFG_F_OPTIONAL)) {
+            cfg_struct_fill_defaults(f->sub, CFG_MEMBER(obj, f, void));
+        }
+    }
+    cfg_errors_dispose(&errs);
+}
+
+/* --- docs --------------------------------------------------------------------------------- */
+
+typedef struct st_md_t {
+    char *buf;
+    size_t len, cap;
+} md_t;
+
+static void md_add(md_t *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void md_add(md_t *m, const char *fmt, ...)
+{
+    va_list ap;
+    for (;;) {
+        va_start(ap, fmt);
+        int n = vsnprintf(m->buf + m->len, m->cap - m->len, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            return;
+        if ((size_t)n < m->cap - m->len) {
+            m->len += (size_t)n;
+            return;
+        }
+        size_t cap = m->cap * 2 + (size_t)n + 1024;
+        char *b = realloc(m->buf, cap);
+        if (b == NULL)
+            return;
+        m->buf = b;
+        m->cap = cap;
+    }
+}
+
+static const char *type_name(const cfg_field_t *f)
+{
+    switch (f->type) {
+    case CFG_T_BOOL:
+        return "boolean";
+    case CFG_T_UINT32:
+        return "integer";
+    case CFG_T_DURATION:
+        return "duration";
+    case CFG_T_SIZE:
+        return "size";
+    case CFG_T_STRING:
+        return "string";
+    case CFG_T_ENUM:
+        return "enum";
+    case CFG_T_STRUCT:
+        return "section";
+    case CFG_T_LIST:
+        return "list";
+    }
+    return "?";
+}
+
+static void md_bounds(md_t *m, const cfg_field_t *f)
+{
+    char a[32], b[32];
+    switch (f->type) {
+    case CFG_T_UINT32:
+        md_add(m, "%llu – %llu", (unsigned long long)f->min, (unsigned long long)f->max);
+        break;
+    case CFG_T_DURATION:
+        cfg_format_duration(f->min, a, sizeof(a));
+        cfg_format_duration(f->max, b, sizeof(b));
+        md_add(m, "%s – %s", a, b);
+        break;
+    case CFG_T_SIZE:
+        cfg_format_size(f->min, a, sizeof(a));
+        cfg_format_size(f->max, b, sizeof(b));
+        md_add(m, "%s – %s", a, b);
+        break;
+    case CFG_T_LIST:
+        md_add(m, "%llu – %llu entries", (unsigned long long)f->min, (unsigned long long)f->max);
+        break;
+    case CFG_T_ENUM:
+        for (const char *const *n = f->names; *n != NULL; n++)
+            md_add(m, "%s%s", n == f->names ? "" : " \\| ", *n);
+        break;
+    default:
+        md_add(m, "—");
+        break;
+    }
+}
+
+static void md_struct(md_t *m, const cfg_struct_t *st, const char *prefix, int inherited)
+{
+    for (size_t i = 0; i < st->num_fields; i++) {
+        const cfg_field_t *f = &st->fields[i];
+        char path[256];
+        snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", f->name);
+        if (f->type == CFG_T_LIST)
+            strncat(path, "[]", sizeof(path) - strlen(path) - 1);
+        const char *flags = f->flags & CFG_F_RESTART ? "restart" : "runtime";
+        const char *part = f->flags & CFG_F_LOCAL ? "node-local" : "";
+        md_add(m, "| `%s` | %s | ", path, type_name(f));
+        if (inherited && f->type != CFG_T_STRUCT)
+            md_add(m, "from `defaults`");
+        else if (f->def != NULL && f->def[0] == '"') /* strings and units: without JSON quotes */
+            md_add(m, "`%.*s`", (int)strlen(f->def) - 2, f->def + 1);
+        else if (f->def != NULL)
+            md_add(m, "`%s`", f->def);
+        else if (f->flags & CFG_F_REQUIRED)
+            md_add(m, "required");
+        else if (f->flags & CFG_F_OPTIONAL)
+            md_add(m, "absent");
+        else
+            md_add(m, "—");
+        md_add(m, " | ");
+        md_bounds(m, f);
+        md_add(m, " | %s%s%s | %s |\n", flags, *part ? ", " : "", part, f->doc);
+        if (f->type == CFG_T_STRUCT || f->type == CFG_T_LIST)
+            md_struct(m, f->sub, path, inherited || (f->flags & CFG_F_INHERIT));
+    }
+}
+
+char *cfg_reference_markdown(void)
+{
+    md_t m = {NULL, 0, 0};
+    md_add(&m, "# Config reference\n\n"
+               "Generated from the schema table (`schema/cfg_table.c`) by `make docs`; do not edit by hand.\n\n"
+               "Durations are written `250ms`, `5s`, `2m`, `1h` (or combined, `1m30s`); sizes `512B`, `64KiB`, `1MiB`, "
+               "`1GiB` (a plain integer is bytes). Unknown keys are errors. *runtime* settings apply without a restart; "
+               "*restart* ones need one, and the dataplane says so when a reload changes them. *node-local* settings "
+               "describe one dataplane process and come only from its own file; a control plane's (fleet) document "
+               "that carries them is rejected.\n\n"
+               "Services inherit `defaults.pool`, `defaults.timeouts` and `defaults.limiter` key by key; a service sets "
+               "only what differs.\n\n"
+               "| key | type | default | bounds | applies | meaning |\n|---|---|---|---|---|---|\n");
+    md_struct(&m, &cfg_root_struct, "", 0);
+    return m.buf;
+}

@@ -1,0 +1,544 @@
+/* The config document: the table walked field by field, errors with paths, inheritance, scopes,
+ * bounds on hostile YAML, canonical form and hash. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cfg_internal.h"
+
+static const char *base_doc_ =
+    "{\"listen\":[{\"address\":\"127.0.0.1:3069\",\"tls\":{\"certificate\":\"c.pem\",\"key\":\"k.pem\"}}],"
+    "\"control_plane\":{\"url\":\"http://127.0.0.1:7070\",\"id\":\"dp-1\",\"token_file\":\"t\"},"
+    "\"services\":[{\"id\":\"eth\",\"endpoints\":[{\"url\":\"https://127.0.0.1:8545/x\",\"tls\":{\"ca_file\":\"ca.pem\"}}],"
+    "\"pool\":{},\"timeouts\":{},\"limiter\":{}}]}";
+
+static json_t *j(const char *s)
+{
+    json_error_t e;
+    json_t *v = json_loads(s, JSON_DECODE_ANY, &e);
+    if (v == NULL)
+        fail_msg("bad test JSON: %s", e.text);
+    return v;
+}
+
+/* Parses text; returns the joined errors (caller frees) or NULL when valid. */
+static char *errors_of(const char *text, cfg_scope_t scope)
+{
+    cfg_errors_t errs;
+    cfg_errors_init(&errs);
+    cfg_t *cfg = cfg_parse(text, strlen(text), CFG_FORMAT_AUTO, scope, &errs);
+    char *joined = cfg == NULL ? cfg_errors_join(&errs) : NULL;
+    if (cfg == NULL)
+        assert_true(errs.size > 0);
+    cfg_destroy(cfg);
+    cfg_errors_dispose(&errs);
+    return joined;
+}
+
+static void assert_error(const char *text, cfg_scope_t scope, const char *expected)
+{
+    char *e = errors_of(text, scope);
+    if (e == NULL)
+        fail_msg("expected error '%s', document was accepted:\n%s", expected, text);
+    if (strstr(e, expected) == NULL)
+        fail_msg("expected error '%s', got:\n%s", expected, e);
+    free(e);
+}
+
+static cfg_t *parse_ok(const char *text, cfg_scope_t scope)
+{
+    cfg_errors_t errs;
+    cfg_errors_init(&errs);
+    cfg_t *cfg = cfg_parse(text, strlen(text), CFG_FORMAT_AUTO, scope, &errs);
+    if (cfg == NULL) {
+        char *e = cfg_errors_join(&errs);
+        fail_msg("unexpected errors:\n%s\nin:\n%s", e, text);
+    }
+    cfg_errors_dispose(&errs);
+    return cfg;
+}
+
+/* --- the table walk ----------------------------------------------------------------------- */
+
+/* Sets value (stolen) at keys[0..n) in doc, creating objects; "0" indexes a list's first entry. */
+static void set_at(json_t *doc, const char **keys, size_t n, json_t *value)
+{
+    json_t *cur = doc;
+    for (size_t i = 0; i + 1 < n; i++) {
+        json_t *next = json_is_array(cur) ? json_array_get(cur, 0) : json_object_get(cur, keys[i]);
+        if (next == NULL) {
+            next = json_object();
+            json_object_set_new(cur, keys[i], next);
+        }
+        cur = next;
+    }
+    json_object_set_new(cur, keys[n - 1], value);
+}
+
+static json_t *get_at(json_t *doc, const char **keys, size_t n)
+{
+    json_t *cur = doc;
+    for (size_t i = 0; cur != NULL && i < n; i++)
+        cur = json_is_array(cur) ? json_array_get(cur, 0) : json_object_get(cur, keys[i]);
+    return cur;
+}
+
+/* Candidate non-default values of a field, as JSON. */
+static size_t candidates(const cfg_field_t *f, json_t **out)
+{
+    char buf[64];
+    size_t n = 0;
+    switch (f->type) {
+    case CFG_T_BOOL:
+        out[n++] = json_boolean(f->def == NULL || strcmp(f->def, "false") == 0);
+        break;
+    case CFG_T_UINT32:
+        out[n++] = json_integer((json_int_t)f->max);
+        out[n++] = json_integer((json_int_t)f->min);
+        out[n++] = json_integer((json_int_t)f->min + 1);
+        break;
+    case CFG_T_DURATION:
+        cfg_format_duration(f->max, buf, sizeof(buf));
+        out[n++] = json_string(buf);
+        cfg_format_duration(f->min, buf, sizeof(buf));
+        out[n++] = json_string(buf);
+        break;
+    case CFG_T_SIZE:
+        cfg_format_size(f->max, buf, sizeof(buf));
+        out[n++] = json_string(buf);
+        cfg_format_size(f->min, buf, sizeof(buf));
+        out[n++] = json_string(buf);
+        break;
+    case CFG_T_ENUM:
+        for (int i = 0; f->names[i] != NULL; i++)
+            out[n++] = json_string(f->names[i]);
+        break;
+    case CFG_T_STRING:
+        out[n++] = json_string("127.0.0.9:4444");
+        out[n++] = json_string("https://127.0.0.9:4444/rpc");
+        out[n++] = json_string("svc-x");
+        break;
+    default:
+        break;
+    }
+    return n;
+}
+
+static size_t walked_;
+
+static void walk(const cfg_struct_t *st, const char **keys, size_t depth)
+{
+    for (size_t i = 0; i < st->num_fields; i++) {
+        const cfg_field_t *f = &st->fields[i];
+        keys[depth] = f->name;
+        if (f->type == CFG_T_STRUCT) {
+            walk(f->sub, keys, depth + 1);
+            continue;
+        }
+        if (f->type == CFG_T_LIST) {
+            keys[depth + 1] = "0";
+            walk(f->sub, keys, depth + 2);
+            continue;
+        }
+        json_t *vals[16];
+        size_t nv = candidates(f, vals);
+        int found = 0;
+        char path[256] = "";
+        for (size_t k = 0; k <= depth; k++)
+            snprintf(path + strlen(path), sizeof(path) - strlen(path), "/%s", keys[k]);
+        for (size_t v = 0; v < nv; v++) {
+            json_t *doc = j(base_doc_);
+            set_at(doc, keys, depth + 1, json_incref(vals[v]));
+            cfg_errors_t errs;
+            cfg_errors_init(&errs);
+            cfg_t *cfg = found ? NULL : cfg_decode(doc, CFG_SCOPE_FULL, &errs);
+            if (cfg != NULL) {
+                /* the value comes back out at the same place... */
+                json_t *emitted = cfg_to_json(cfg, CFG_SCOPE_FULL);
+                json_t *back = get_at(emitted, keys, depth + 1);
+                if (back == NULL || !json_equal(back, vals[v]))
+                    fail_msg("%s: set %s, emitted %s", path, json_dumps(vals[v], JSON_ENCODE_ANY),
+                             back ? json_dumps(back, JSON_ENCODE_ANY) : "nothing");
+                /* ...and parse(emit(doc)) == doc */
+                char *c1 = cfg_canonical(cfg, CFG_SCOPE_FULL);
+                cfg_t *again = parse_ok(c1, CFG_SCOPE_FULL);
+                char *c2 = cfg_canonical(again, CFG_SCOPE_FULL);
+                assert_string_equal(c1, c2);
+                /* and so does the YAML form */
+                char *y = cfg_json_to_yaml(emitted);
+                cfg_t *fromyaml = parse_ok(y, CFG_SCOPE_FULL);
+                char *c3 = cfg_canonical(fromyaml, CFG_SCOPE_FULL);
+                assert_string_equal(c1, c3);
+                /* and a deep copy */
+                cfg_t *copy = cfg_dup(cfg);
+                char *c4 = cfg_canonical(copy, CFG_SCOPE_FULL);
+                assert_string_equal(c1, c4);
+                free(c1);
+                free(c2);
+                free(c3);
+                free(c4);
+                free(y);
+                cfg_destroy(again);
+                cfg_destroy(fromyaml);
+                cfg_destroy(copy);
+                json_decref(emitted);
+                cfg_destroy(cfg);
+                found = 1;
+                walked_++;
+            }
+            cfg_errors_dispose(&errs);
+            json_decref(doc);
+            json_decref(vals[v]);
+        }
+        if (!found)
+            fail_msg("%s: no candidate value was accepted", path);
+        /* a wrong type is an error that names the path */
+        json_t *doc = j(base_doc_);
+        set_at(doc, keys, depth + 1, f->type == CFG_T_STRING || f->type == CFG_T_ENUM ? json_integer(7) : json_array());
+        cfg_errors_t errs;
+        cfg_errors_init(&errs);
+        assert_null(cfg_decode(doc, CFG_SCOPE_FULL, &errs));
+        char dotted[256] = "";
+        for (size_t k = 0; k <= depth; k++) {
+            if (strcmp(keys[k], "0") == 0)
+                strcat(dotted, "[0]");
+            else
+                snprintf(dotted + strlen(dotted), sizeof(dotted) - strlen(dotted), "%s%s", k ? "." : "", keys[k]);
+        }
+        char *joined = cfg_errors_join(&errs);
+        if (strstr(joined, dotted) != joined)
+            fail_msg("wrong type at %s gave: %s", dotted, joined);
+        free(joined);
+        cfg_errors_dispose(&errs);
+        json_decref(doc);
+    }
+}
+
+static void test_table_walk(void **state)
+{
+    const char *keys[16];
+    walked_ = 0;
+    walk(&cfg_root_struct, keys, 0);
+    assert_int_equal(walked_, 38); /* every scalar field of the table today */
+}
+
+/* every default of the table decodes, and cfg_create_default holds them */
+static void test_defaults(void **state)
+{
+    cfg_t *cfg = cfg_create_default();
+    assert_non_null(cfg);
+    assert_int_equal(cfg->listen.size, 1);
+    assert_string_equal(cfg->listen.entries[0].address, "0.0.0.0:3069");
+    assert_string_equal(cfg->admin.address, "127.0.0.1:9901");
+    assert_int_equal(cfg->log.level, CFG_LOG_INFO);
+    assert_int_equal(cfg->limits.max_request_body, 1 << 20);
+    assert_int_equal(cfg->limits.max_response_body, 100 << 20);
+    assert_int_equal(cfg->pool.max_idle_total, 500);
+    assert_int_equal(cfg->limiter.max_concurrent, 100);
+    assert_int_equal(cfg->limiter.max_queue, 1000);
+    assert_int_equal(cfg->limiter.queue_timeout_ms, 1000);
+    assert_int_equal(cfg->buffers.size, 64 << 10);
+    assert_int_equal(cfg->defaults.pool.max_idle_per_host, 25);
+    assert_int_equal(cfg->defaults.pool.max_conns_per_host, 50);
+    assert_int_equal(cfg->defaults.pool.idle_timeout_ms, 90000);
+    assert_int_equal(cfg->defaults.pool.connect_timeout_ms, 5000);
+    assert_int_equal(cfg->defaults.timeouts.request_ms, 30000);
+    assert_int_equal(cfg->defaults.limiter.max_concurrent, 0);
+    assert_int_equal(cfg->has_control_plane, 0);
+    cfg_destroy(cfg);
+}
+
+static void test_inheritance(void **state)
+{
+    cfg_t *cfg = parse_ok("defaults:\n  pool: {max_conns_per_host: 7, idle_timeout: 2m}\n"
+                          "services:\n"
+                          "  - id: eth\n    endpoints: [{url: 'http://a:1'}]\n"
+                          "  - id: poly\n    endpoints: [{url: 'http://b:2/rpc?x=1'}]\n    pool: {max_conns_per_host: 3}\n"
+                          "    timeouts: {request: 250ms}\n",
+                          CFG_SCOPE_FULL);
+    cfg_service_t *eth = &cfg->services.entries[0], *poly = &cfg->services.entries[1];
+    assert_int_equal(eth->pool.max_conns_per_host, 7);
+    assert_int_equal(eth->pool.idle_timeout_ms, 120000);
+    assert_int_equal(eth->pool.max_idle_per_host, 25);
+    assert_int_equal(poly->pool.max_conns_per_host, 3);
+    assert_int_equal(poly->pool.idle_timeout_ms, 120000);
+    assert_int_equal(poly->timeouts.request_ms, 250);
+    assert_int_equal(eth->timeouts.request_ms, 30000);
+    /* derived endpoint parts */
+    assert_string_equal(poly->endpoints.entries[0].host, "b");
+    assert_int_equal(poly->endpoints.entries[0].port, 2);
+    assert_string_equal(poly->endpoints.entries[0].path, "/rpc?x=1");
+    assert_string_equal(eth->endpoints.entries[0].path, "/");
+    /* canonical keeps only the overrides, so a later change of defaults still reaches eth */
+    json_t *doc = cfg_to_json(cfg, CFG_SCOPE_FLEET);
+    assert_null(json_object_get(json_array_get(json_object_get(doc, "services"), 0), "pool"));
+    json_t *ppool = json_object_get(json_array_get(json_object_get(doc, "services"), 1), "pool");
+    assert_int_equal(json_object_size(ppool), 1);
+    json_t *patch = j("{\"defaults\":{\"pool\":{\"max_conns_per_host\":9}}}");
+    json_t *patched = cfg_merge_patch(doc, patch);
+    cfg_errors_t errs;
+    cfg_errors_init(&errs);
+    cfg_t *after = cfg_decode(patched, CFG_SCOPE_FLEET, &errs);
+    assert_non_null(after);
+    assert_int_equal(after->services.entries[0].pool.max_conns_per_host, 9);
+    assert_int_equal(after->services.entries[1].pool.max_conns_per_host, 3);
+    cfg_destroy(after);
+    cfg_errors_dispose(&errs);
+    json_decref(patch);
+    json_decref(patched);
+    json_decref(doc);
+    cfg_destroy(cfg);
+}
+
+static void test_errors_with_paths(void **state)
+{
+    static const char *const cases[][2] = {
+        {"services: [{id: eth, endpoints: [{url: 'ftp://x'}]}]", "services[0].endpoints[0].url: scheme must be http or https"},
+        {"services: [{id: eth, endpoints: [{url: 'http://x'}]}, {id: poly, endpoints: [{url: 'http://y'}], pool: "
+         "{max_conns_per_host: 0}}]",
+         "services[1].pool.max_conns_per_host: must be between 1 and 65535"},
+        {"services: [{id: eth, endpoints: []}]", "services[0].endpoints: must have at least one entry"},
+        {"services: [{id: eth}]", "services[0].endpoints: required"},
+        {"services: [{endpoints: [{url: 'http://x'}]}]", "services[0].id: required"},
+        {"services: [{id: 'a b', endpoints: [{url: 'http://x'}]}]", "services[0].id: may contain only"},
+        {"services: [{id: eth, endpoints: [{url: 'http://x:1'}, {url: 'http://X:1/'}]}]",
+         "services[0].endpoints[1].url: duplicate of endpoints[0]"},
+        {"services: [{id: eth, endpoints: [{url: 'http://x:99999'}]}]", "services[0].endpoints[0].url: port must be"},
+        {"services: [{id: eth, endpoints: [{url: 'http://u:p@x'}]}]", "not supported"},
+        {"services: [{id: eth, endpoints: [{url: 'http://x', tls: {verify: false}}]}]",
+         "services[0].endpoints[0].tls: only https endpoints"},
+        {"services: [{id: eth, endpoints: [{url: 'http://x'}]}]\nlisten: []", "listen: must have at least one entry"},
+        {"services: [{id: eth, endpoints: [{url: 'http://x'}]}]\nlisten: [{address: 'nohost'}]", "listen[0].address: must be host:port"},
+        {"services: [{id: eth, endpoints: [{url: 'http://x'}]}]\nlisten: [{address: '::1:80'}]", "in brackets"},
+        {"services: [{id: eth, endpoints: [{url: 'http://x'}]}]\nlisten: [{address: '127.0.0.1:1', tls: {key: k}}]",
+         "listen[0].tls.certificate: required"},
+        {"services: [{id: eth, endpoints: [{url: 'http://x'}]}]\nadmin: {address: '127.0.0.1:3069'}\nlisten: [{address: "
+         "'127.0.0.1:3069'}]",
+         "admin.address: 127.0.0.1:3069 is also listen[0].address"},
+        {"services: [{id: eth, endpoints: [{url: 'http://x'}]}]\nbuffers: {size: 1MiB, max_retained: 64KiB}",
+         "buffers.max_retained: must be at least buffers.size"},
+        {"services: [{id: eth, endpoints: [{url: 'http://x'}]}]\nlimits: {max_request_body: -1}",
+         "limits.max_request_body: must be between 1B and 1GiB"},
+        {"services: [{id: eth, endpoints: [{url: 'http://x'}]}]\nthreads: 99999999999999999999", "out of range"},
+        {"services: [{id: eth, endpoints: [{url: 'http://x'}]}]\nlimiter: {queue_timeout: 10m}",
+         "limiter.queue_timeout: must be between 1ms and 5m"},
+        {"services: [{id: eth, endpoints: [{url: 'http://x'}]}]\nlog: {level: 3}", "log.level: must be a string, not an integer"},
+        {"services: [{id: eth, endpoints: [{url: 'http://x'}]}]\ncontrol_plane: {url: 'http://cp'}", "control_plane.id: required"},
+        {"services: []", "services: at least one service is required"},
+        {"- a\n- b", "document: must be a mapping of keys, not a list"},
+        {"", "document is empty"},
+        {"a: 1\na: 2", "line 2, column 1: duplicate key 'a'"},
+        {"a: [", "line"},
+        {"a: 1\n---\nb: 2", "only one document"},
+        {"a: *nope", "unknown alias"},
+        {"{\"a\":1,\"a\":2}", "duplicate object key"},
+        {"{\"services\": [}", "line 1"},
+        {"services: [{id: eth, endpoints: [{url: \"http://x\\0y\"}]}]", "NUL"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        assert_error(cases[i][0], CFG_SCOPE_FULL, cases[i][1]);
+}
+
+/* all errors of a document are reported, not just the first */
+static void test_all_errors(void **state)
+{
+    cfg_errors_t errs;
+    cfg_errors_init(&errs);
+    const char *doc = "threads: x\nlog: {level: loud}\npool: {nope: 1}\nservices: [{id: eth, endpoints: [{url: 'ftp://x'}]}]";
+    assert_null(cfg_parse(doc, strlen(doc), CFG_FORMAT_YAML, CFG_SCOPE_FULL, &errs));
+    assert_int_equal(errs.size, 4);
+    cfg_errors_dispose(&errs);
+}
+
+static void test_fleet_scope(void **state)
+{
+    /* every node-local key of the table is refused in a fleet document */
+    for (size_t i = 0; i < cfg_root_struct.num_fields; i++) {
+        const cfg_field_t *f = &cfg_root_struct.fields[i];
+        if (!(f->flags & CFG_F_LOCAL))
+            continue;
+        char doc[256];
+        snprintf(doc, sizeof(doc), "{\"services\":[{\"id\":\"e\",\"endpoints\":[{\"url\":\"http://x\"}]}],\"%s\":%s}", f->name,
+                 f->def != NULL ? f->def : "{}");
+        char want[128];
+        snprintf(want, sizeof(want), "%s: node-local setting", f->name);
+        assert_error(doc, CFG_SCOPE_FLEET, want);
+    }
+    cfg_t *fleet = parse_ok("services: [{id: eth, endpoints: [{url: 'http://x'}]}]\nlimiter: {max_concurrent: 7}", CFG_SCOPE_FLEET);
+    json_t *doc = cfg_to_json(fleet, CFG_SCOPE_FLEET);
+    assert_null(json_object_get(doc, "listen"));
+    assert_null(json_object_get(doc, "threads"));
+    json_decref(doc);
+
+    /* a managed dataplane: its own listen + the pushed fleet part */
+    cfg_t *local = parse_ok("listen: [{address: '127.0.0.1:5555'}]\nthreads: 3\ncontrol_plane: {url: 'http://cp:7070', id: dp}\n"
+                            "limiter: {max_concurrent: 1}",
+                            CFG_SCOPE_FULL);
+    assert_int_equal(local->services.size, 0);
+    cfg_errors_t errs;
+    cfg_errors_init(&errs);
+    cfg_t *merged = cfg_merge_local(local, fleet, &errs);
+    assert_non_null(merged);
+    assert_string_equal(merged->listen.entries[0].address, "127.0.0.1:5555");
+    assert_int_equal(merged->threads, 3);
+    assert_int_equal(merged->has_control_plane, 1);
+    assert_int_equal(merged->limiter.max_concurrent, 7);
+    assert_int_equal(merged->services.size, 1);
+
+    /* restart-only changes are named */
+    cfg_errors_t paths;
+    cfg_errors_init(&paths);
+    assert_int_equal(cfg_restart_changes(local, merged, &paths), 0);
+    cfg_t *moved = parse_ok("listen: [{address: '127.0.0.1:5556'}]\nthreads: 4\ncontrol_plane: {url: 'http://cp:7070', id: dp}\n",
+                            CFG_SCOPE_FULL);
+    assert_int_equal(cfg_restart_changes(local, moved, &paths), 2);
+    assert_string_equal(paths.entries[0], "listen");
+    assert_string_equal(paths.entries[1], "threads");
+    assert_int_equal(cfg_path_is_restart_only("/listen/0/address"), 1);
+    assert_int_equal(cfg_path_is_restart_only("/services/0/pool/max_conns_per_host"), 0);
+    assert_int_equal(cfg_path_is_restart_only("/nope"), 0);
+    cfg_errors_dispose(&paths);
+    cfg_errors_dispose(&errs);
+    cfg_destroy(moved);
+    cfg_destroy(merged);
+    cfg_destroy(local);
+    cfg_destroy(fleet);
+}
+
+static void test_yaml_bounds(void **state)
+{
+    /* billion laughs: stops at the node bound, quickly */
+    char doc[4096] = "a: &a [x, x, x, x, x, x, x, x, x, x]\n";
+    for (char c = 'b'; c <= 'j'; c++)
+        snprintf(doc + strlen(doc), sizeof(doc) - strlen(doc), "%c: &%c [*%c, *%c, *%c, *%c, *%c, *%c, *%c, *%c, *%c, *%c]\n", c, c,
+                 c - 1, c - 1, c - 1, c - 1, c - 1, c - 1, c - 1, c - 1, c - 1, c - 1);
+    assert_error(doc, CFG_SCOPE_FULL, "more than");
+    /* deep nesting: an error, not a stack overflow */
+    size_t depth = 100000;
+    char *deep = malloc(2 * depth + 1);
+    memset(deep, '[', depth);
+    memset(deep + depth, ']', depth);
+    deep[2 * depth] = '\0';
+    assert_error(deep, CFG_SCOPE_FULL, "nesting deeper than");
+    memset(deep, '{', 1);
+    free(deep);
+    char jdeep[200];
+    memset(jdeep, 0, sizeof(jdeep));
+    strcpy(jdeep, "{\"a\":");
+    for (int i = 0; i < 40; i++)
+        strcat(jdeep, "[");
+    for (int i = 0; i < 40; i++)
+        strcat(jdeep, "]");
+    strcat(jdeep, "}");
+    assert_error(jdeep, CFG_SCOPE_FULL, "deeper than");
+    /* too large */
+    size_t big = CFG_MAX_DOCUMENT_SIZE + 1;
+    char *huge = malloc(big + 1);
+    memset(huge, ' ', big);
+    huge[big] = '\0';
+    assert_error(huge, CFG_SCOPE_FULL, "at most");
+    free(huge);
+    /* aliases that stay small are fine */
+    cfg_t *cfg = parse_ok("defaults: {pool: &p {max_conns_per_host: 4}}\n"
+                          "services: [{id: eth, endpoints: [{url: 'http://x'}], pool: *p}]",
+                          CFG_SCOPE_FULL);
+    assert_int_equal(cfg->services.entries[0].pool.max_conns_per_host, 4);
+    cfg_destroy(cfg);
+}
+
+static void test_yaml_scalars(void **state)
+{
+    cfg_errors_t errs;
+    cfg_errors_init(&errs);
+    const char *doc = "a: 12\nb: '12'\nc: true\nd: ~\ne: 1.5\nf: 0x10\ng: hello\nh: \"true\"\ni: -3\nj:\nk: 1e3\nl: 0o17\nm: .5x";
+    json_t *t = cfg_tree_parse(doc, strlen(doc), CFG_FORMAT_YAML, &errs);
+    assert_non_null(t);
+    assert_true(json_is_integer(json_object_get(t, "a")));
+    assert_true(json_is_string(json_object_get(t, "b")));
+    assert_true(json_is_true(json_object_get(t, "c")));
+    assert_true(json_is_null(json_object_get(t, "d")));
+    assert_true(json_is_real(json_object_get(t, "e")));
+    assert_int_equal(json_integer_value(json_object_get(t, "f")), 16);
+    assert_true(json_is_string(json_object_get(t, "g")));
+    assert_true(json_is_string(json_object_get(t, "h")));
+    assert_int_equal(json_integer_value(json_object_get(t, "i")), -3);
+    assert_true(json_is_null(json_object_get(t, "j")));
+    assert_true(json_is_real(json_object_get(t, "k")));
+    assert_int_equal(json_integer_value(json_object_get(t, "l")), 15);
+    assert_true(json_is_string(json_object_get(t, "m")));
+    /* YAML output of tricky strings reads back as the same strings */
+    json_t *tricky = j("{\"s\":[\"true\",\"12\",\"null\",\"a: b\",\"- x\",\"#c\",\"\",\"x\\ny\",\"~\",\"1e3\",\"é\",\"[a]\",\"*x\",\"0x1\"]}");
+    char *y = cfg_json_to_yaml(tricky);
+    json_t *back = cfg_tree_parse(y, strlen(y), CFG_FORMAT_YAML, &errs);
+    assert_non_null(back);
+    assert_true(json_equal(back, tricky));
+    free(y);
+    json_decref(back);
+    json_decref(tricky);
+    json_decref(t);
+    cfg_errors_dispose(&errs);
+}
+
+static void test_canonical_and_hash(void **state)
+{
+    /* the same document written two ways has one canonical form and one hash */
+    cfg_t *a = parse_ok("services: [{id: eth, endpoints: [{url: 'http://x'}]}]\nlimiter: {queue_timeout: 1000ms}", CFG_SCOPE_FLEET);
+    cfg_t *b = parse_ok("{\"limiter\":{\"queue_timeout\":\"1s\",\"max_queue\":1000},\"services\":[{\"endpoints\":[{\"url\":"
+                        "\"http://x\"}],\"id\":\"eth\"}]}",
+                        CFG_SCOPE_FLEET);
+    char ha[65], hb[65];
+    cfg_hash(a, CFG_SCOPE_FLEET, ha);
+    cfg_hash(b, CFG_SCOPE_FLEET, hb);
+    assert_int_equal(strlen(ha), 64);
+    assert_string_equal(ha, hb);
+    char *ca = cfg_canonical(a, CFG_SCOPE_FLEET);
+    assert_non_null(strstr(ca, "\"queue_timeout\":\"1s\""));
+    assert_null(strchr(ca, ' '));
+    free(ca);
+    cfg_t *c = parse_ok("services: [{id: eth, endpoints: [{url: 'http://x'}]}]\nlimiter: {queue_timeout: 2s}", CFG_SCOPE_FLEET);
+    char hc[65];
+    cfg_hash(c, CFG_SCOPE_FLEET, hc);
+    assert_string_not_equal(ha, hc);
+    cfg_destroy(a);
+    cfg_destroy(b);
+    cfg_destroy(c);
+}
+
+static void test_reference_doc(void **state)
+{
+    char *md = cfg_reference_markdown();
+    assert_non_null(md);
+    assert_non_null(strstr(md, "| `services[].pool.max_conns_per_host` | integer | from `defaults` | 1 – 65535 | runtime |"));
+    assert_non_null(strstr(md, "| `listen[]` | list |"));
+    assert_non_null(strstr(md, "restart, node-local"));
+    /* the committed docs/config.md is what the table says today */
+    const char *src = getenv("PW_SOURCE_DIR");
+    if (src != NULL) {
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/docs/config.md", src);
+        FILE *fp = fopen(path, "rb");
+        assert_non_null(fp);
+        static char buf[1 << 20];
+        size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
+        buf[n] = '\0';
+        fclose(fp);
+        if (strcmp(buf, md) != 0)
+            fail_msg("docs/config.md is stale: run `make docs`");
+    }
+    free(md);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_table_walk),   cmocka_unit_test(test_defaults),    cmocka_unit_test(test_inheritance),
+        cmocka_unit_test(test_errors_with_paths), cmocka_unit_test(test_all_errors), cmocka_unit_test(test_fleet_scope),
+        cmocka_unit_test(test_yaml_bounds),  cmocka_unit_test(test_yaml_scalars), cmocka_unit_test(test_canonical_and_hash),
+        cmocka_unit_test(test_reference_doc),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -36,6 +36,18 @@ run: build
 bench: build
 	tools/bench/run.sh $(BUILD)
 
+# PATH's load test against a running dataplane (LOCAL=1 starts mocks and a dataplane itself).
+SERVICE_IDS ?= eth,poly
+URL ?= http://127.0.0.1:3069
+DURATION ?= 10s
+RATE ?= 0
+MIN_SUCCESS ?= 99.9
+MAX_P99 ?= 1000ms
+LOCAL ?= 0
+load_test: build
+	tools/load_test/run.sh --build $(BUILD) --services $(SERVICE_IDS) --url $(URL) --duration $(DURATION) \
+		--rate $(RATE) --min-success $(MIN_SUCCESS) --max-p99 $(MAX_P99) $(if $(filter 1,$(LOCAL)),--local,)
+
 fuzz: deps
 	CC=clang cmake -S . -B build-fuzz -DFUZZ=ON -DSANITIZE=address,undefined
 	cmake --build build-fuzz -j $(JOBS) --target fuzz_cfg

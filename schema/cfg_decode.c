@@ -189,6 +189,47 @@ void cfg_decode_field(const cfg_field_t *f, void *obj, json_t *v, const char *pa
     }
 }
 
+/* Edit distance, capped: enough to tell a typo from another word. */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 63 || lb > 63)
+        return SIZE_MAX;
+    size_t row[64];
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            if (up + 1 < best)
+                best = up + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+/* The key of `st` closest to a misspelt one, or NULL when none is close. */
+static const char *closest_key(const cfg_struct_t *st, const char *key)
+{
+    const char *best = NULL;
+    size_t best_d = 3; /* at most two edits away */
+    for (size_t i = 0; i < st->num_fields; i++) {
+        size_t d = edit_distance(key, st->fields[i].name);
+        if (d < best_d) {
+            best_d = d;
+            best = st->fields[i].name;
+        }
+    }
+    return best;
+}
+
 void cfg_decode_struct(const cfg_struct_t *st, void *obj, json_t *value, const char *path, cfg_scope_t scope, int is_root,
                        cfg_errors_t *errs)
 {
@@ -206,7 +247,11 @@ void cfg_decode_struct(const cfg_struct_t *st, void *obj, json_t *value, const c
         cfg_path_join(sub, sizeof(sub), path, key);
         const cfg_field_t *f = cfg_struct_find(st, key, strlen(key));
         if (f == NULL) {
-            cfg_errors_add(errs, "%.*s: unknown key", 200, sub);
+            const char *hint = closest_key(st, key);
+            if (hint != NULL)
+                cfg_errors_add(errs, "%.*s: unknown key (did you mean '%s'?)", 200, sub, hint);
+            else
+                cfg_errors_add(errs, "%.*s: unknown key", 200, sub);
             continue;
         }
         if (is_root && scope == CFG_SCOPE_FLEET && (f->flags & CFG_F_LOCAL)) {

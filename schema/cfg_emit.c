@@ -192,9 +192,24 @@ static void yaml_entry(sbuf_t *b, const char *key, const json_t *v, int indent, 
 {
     if (!first_inline)
         sb_indent(b, indent);
+    sbuf_t kb = {NULL, 0, 0, 0};
     json_t *k = json_string(key);
-    yaml_scalar(b, k);
+    yaml_scalar(&kb, k);
     json_decref(k);
+    if (kb.failed) {
+        b->failed = 1;
+        return;
+    }
+    if (kb.len > 1000) {
+        /* YAML limits implicit keys to 1024 characters: a longer one needs the explicit form */
+        sb_str(b, "? ");
+        sb_add(b, kb.buf, kb.len);
+        sb_str(b, "\n");
+        sb_indent(b, indent);
+    } else {
+        sb_add(b, kb.buf, kb.len);
+    }
+    free(kb.buf);
     sb_str(b, ":");
     if ((json_is_object(v) || json_is_array(v)) && !is_empty_collection(v)) {
         sb_str(b, "\n");

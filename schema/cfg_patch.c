@@ -150,7 +150,8 @@ json_t *cfg_json_diff(const json_t *from, const json_t *to)
 
 /* --- applying a JSON Patch ----------------------------------------------------------------- */
 
-/* Decodes the next reference token of *p into buf; returns -1 on a bad escape or overlong token. */
+/* Decodes the next reference token of *p into buf (len >= strlen(*p) always suffices); returns -1
+ * on a bad escape. */
 static int next_token(const char **p, char *buf, size_t len)
 {
     const char *s = *p + 1; /* skip '/' */
@@ -201,7 +202,7 @@ static json_t *resolve_parent(json_t *doc, const char *ptr, char *last, size_t l
     }
     for (;;) {
         if (next_token(&p, last, lastlen) != 0) {
-            *err = "a path has a bad '~' escape or an overlong key";
+            *err = "a path has a bad '~' escape (only ~0 and ~1 are allowed)";
             return NULL;
         }
         if (*p == '\0')
@@ -225,34 +226,37 @@ static json_t *get_at(json_t *doc, const char *ptr, const char **err)
 {
     if (*ptr == '\0')
         return doc;
-    char last[1024];
-    json_t *parent = resolve_parent(doc, ptr, last, sizeof(last), err);
-    if (parent == NULL)
-        return NULL;
+    char *last = malloc(strlen(ptr) + 1);
+    json_t *parent = last != NULL ? resolve_parent(doc, ptr, last, strlen(ptr) + 1, err) : NULL;
     json_t *v = NULL;
     size_t i;
-    if (json_is_object(parent))
+    if (parent == NULL)
+        ;
+    else if (json_is_object(parent))
         v = json_object_get(parent, last);
     else if (json_is_array(parent) && parse_index(last, &i) == 0)
         v = json_array_get(parent, i);
-    if (v == NULL)
+    if (v == NULL && parent != NULL)
         *err = "a path names a location that does not exist";
+    free(last);
     return v;
 }
 
 /* Removes the value at ptr and returns it (a reference the caller owns). */
 static json_t *remove_at(json_t *doc, const char *ptr, const char **err)
 {
-    char last[1024];
     if (*ptr == '\0') {
         *err = "cannot remove the whole document";
         return NULL;
     }
-    json_t *parent = resolve_parent(doc, ptr, last, sizeof(last), err);
-    if (parent == NULL)
-        return NULL;
+    char *last = malloc(strlen(ptr) + 1);
+    json_t *parent = last != NULL ? resolve_parent(doc, ptr, last, strlen(ptr) + 1, err) : NULL;
     json_t *v = NULL;
     size_t i;
+    if (parent == NULL) {
+        free(last);
+        return NULL;
+    }
     if (json_is_object(parent)) {
         v = json_incref(json_object_get(parent, last));
         if (v != NULL)
@@ -264,37 +268,37 @@ static json_t *remove_at(json_t *doc, const char *ptr, const char **err)
     }
     if (v == NULL)
         *err = "a path names a location that does not exist";
+    free(last);
     return v;
 }
 
 /* Adds `value` (reference stolen) at ptr; *doc may be replaced when ptr is "". */
 static int add_at(json_t **doc, const char *ptr, json_t *value, const char **err)
 {
-    char last[1024];
     if (*ptr == '\0') {
         json_decref(*doc);
         *doc = value;
         return 0;
     }
-    json_t *parent = resolve_parent(*doc, ptr, last, sizeof(last), err);
+    char *last = malloc(strlen(ptr) + 1);
+    json_t *parent = last != NULL ? resolve_parent(*doc, ptr, last, strlen(ptr) + 1, err) : NULL;
+    int ret = -1;
+    size_t i;
     if (parent == NULL) {
         json_decref(value);
-        return -1;
-    }
-    if (json_is_object(parent))
-        return json_object_set_new(parent, last, value);
-    if (json_is_array(parent)) {
-        size_t i;
-        if (strcmp(last, "-") == 0)
-            return json_array_append_new(parent, value);
-        if (parse_index(last, &i) == 0 && i <= json_array_size(parent))
-            return json_array_insert_new(parent, i, value);
-        *err = "an array index is out of range";
+    } else if (json_is_object(parent)) {
+        ret = json_object_set_new(parent, last, value);
+    } else if (json_is_array(parent) && strcmp(last, "-") == 0) {
+        ret = json_array_append_new(parent, value);
+    } else if (json_is_array(parent) && parse_index(last, &i) == 0 && i <= json_array_size(parent)) {
+        ret = json_array_insert_new(parent, i, value);
     } else {
-        *err = "a path goes through a value that is neither an object nor an array";
+        *err = json_is_array(parent) ? "an array index is out of range"
+                                     : "a path goes through a value that is neither an object nor an array";
+        json_decref(value);
     }
-    json_decref(value);
-    return -1;
+    free(last);
+    return ret;
 }
 
 json_t *cfg_json_patch_apply(const json_t *doc_in, const json_t *patch, const char **err)

@@ -482,6 +482,19 @@ static void test_yaml_scalars(void **state)
     free(y);
     json_decref(back);
     json_decref(tricky);
+    /* keys longer than YAML's 1024-character implicit key limit use the explicit form */
+    char *longkey = malloc(2001);
+    memset(longkey, 'k', 2000);
+    longkey[2000] = '\0';
+    json_t *lk = json_pack("{s:[{s:i}], s:{s:i}}", longkey, longkey, 1, "b", longkey, 2);
+    y = cfg_json_to_yaml(lk);
+    back = cfg_tree_parse(y, strlen(y), CFG_FORMAT_YAML, &errs);
+    assert_non_null(back);
+    assert_true(json_equal(back, lk));
+    free(y);
+    free(longkey);
+    json_decref(back);
+    json_decref(lk);
     json_decref(t);
     cfg_errors_dispose(&errs);
 }

@@ -220,7 +220,9 @@ cfg_t *cfg_decode(json_t *tree, cfg_scope_t scope, cfg_errors_t *errs);
 /* cfg_tree_parse + cfg_decode. */
 cfg_t *cfg_parse(const char *text, size_t len, cfg_format_t format, cfg_scope_t scope, cfg_errors_t *errs);
 
-/* Reads and parses a file (format from the content). Errors name the file when it cannot be read. */
+/* Reads and parses a file (format from the content). Errors name the file when it cannot be read.
+ * In CFG_SCOPE_FULL (a dataplane's own file), relative file paths (tls files, token_file, state_dir)
+ * become absolute, relative to the file's directory. */
 cfg_t *cfg_load_file(const char *path, cfg_scope_t scope, cfg_errors_t *errs);
 
 /* A document with every default and no services (valid only as a starting point). */

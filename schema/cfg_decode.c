@@ -5,6 +5,8 @@
 #include "cfg_internal.h"
 #include <errno.h>
 #include <inttypes.h>
+#include <libgen.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -330,6 +332,17 @@ cfg_t *cfg_load_file(const char *path, cfg_scope_t scope, cfg_errors_t *errs)
     else
         cfg = cfg_parse(buf, len, CFG_FORMAT_AUTO, scope, errs);
     free(buf);
+    if (cfg != NULL && scope == CFG_SCOPE_FULL) {
+        /* relative paths in a dataplane's own file mean "next to this file", whatever the working
+         * directory; a fleet document's paths are for the dataplane's machine, so stay as written */
+        char *dirbuf = strdup(path), *real = NULL;
+        if (dirbuf != NULL)
+            real = realpath(dirname(dirbuf), NULL);
+        if (real != NULL)
+            cfg_struct_resolve_paths(&cfg_root_struct, cfg, real);
+        free(real);
+        free(dirbuf);
+    }
     return cfg;
 }
 

@@ -25,6 +25,7 @@ enum {
     CFG_F_REQUIRED = 4, /* no default: must be given */
     CFG_F_OPTIONAL = 8, /* struct that may be absent; presence in the int at `has_offset` */
     CFG_F_INHERIT = 16, /* struct inheriting unset keys from defaults.<name>; only set keys emitted */
+    CFG_F_PATH = 32,    /* STRING naming a file or directory: relative to the config file's directory */
 };
 
 struct st_cfg_struct_t;
@@ -66,6 +67,8 @@ const cfg_field_t *cfg_struct_find(const cfg_struct_t *st, const char *name, siz
 void cfg_struct_dispose(const cfg_struct_t *st, void *obj);
 int cfg_struct_dup(const cfg_struct_t *st, void *dst, const void *src);
 void cfg_struct_fill_defaults(const cfg_struct_t *st, void *obj);
+/* makes every relative CFG_F_PATH string absolute against `dir` */
+void cfg_struct_resolve_paths(const cfg_struct_t *st, void *obj, const char *dir);
 
 /* bytes a scalar member takes (BOOL, ENUM, UINT32, DURATION, SIZE) */
 size_t cfg_scalar_size(const cfg_field_t *f);

@@ -230,9 +230,9 @@ static void root_finish(void *obj, const char *path, cfg_scope_t scope, cfg_erro
 static const char *const log_levels_[] = {"debug", "info", "warn", "error", NULL};
 
 static const cfg_field_t listen_tls_fields_[] = {
-    ROW(cfg_listen_tls_t, certificate, .name = "certificate", .type = CFG_T_STRING, .flags = CFG_F_REQUIRED,
+    ROW(cfg_listen_tls_t, certificate, .name = "certificate", .type = CFG_T_STRING, .flags = CFG_F_REQUIRED | CFG_F_PATH,
         .doc = "PEM certificate chain file"),
-    ROW(cfg_listen_tls_t, key, .name = "key", .type = CFG_T_STRING, .flags = CFG_F_REQUIRED, .doc = "PEM private key file"),
+    ROW(cfg_listen_tls_t, key, .name = "key", .type = CFG_T_STRING, .flags = CFG_F_REQUIRED | CFG_F_PATH, .doc = "PEM private key file"),
 };
 static const cfg_struct_t listen_tls_struct_ = {sizeof(cfg_listen_tls_t), listen_tls_fields_, N(listen_tls_fields_)};
 
@@ -324,7 +324,7 @@ static const cfg_field_t policy_fields_[] = {
 const cfg_struct_t cfg_policy_struct = {sizeof(cfg_policy_t), policy_fields_, N(policy_fields_)};
 
 static const cfg_field_t upstream_tls_fields_[] = {
-    ROW(cfg_upstream_tls_t, ca_file, .name = "ca_file", .type = CFG_T_STRING,
+    ROW(cfg_upstream_tls_t, ca_file, .name = "ca_file", .type = CFG_T_STRING, .flags = CFG_F_PATH,
         .doc = "PEM CA bundle to verify the endpoint with; absent = the system's store"),
     ROW(cfg_upstream_tls_t, server_name, .name = "server_name", .type = CFG_T_STRING,
         .doc = "name sent as SNI and verified; absent = the URL's host"),
@@ -359,11 +359,11 @@ static const cfg_struct_t service_struct_ = {sizeof(cfg_service_t), service_fiel
 static const cfg_field_t control_plane_fields_[] = {
     ROW(cfg_control_plane_t, url, .name = "url", .type = CFG_T_STRING, .flags = CFG_F_REQUIRED, .check = check_base_url,
         .doc = "control plane base URL (http://127.0.0.1:7070)"),
-    ROW(cfg_control_plane_t, token_file, .name = "token_file", .type = CFG_T_STRING,
+    ROW(cfg_control_plane_t, token_file, .name = "token_file", .type = CFG_T_STRING, .flags = CFG_F_PATH,
         .doc = "file holding this dataplane's bearer token"),
     ROW(cfg_control_plane_t, id, .name = "id", .type = CFG_T_STRING, .flags = CFG_F_REQUIRED, .check = check_service_id,
         .doc = "this dataplane's id, as the control plane lists it"),
-    ROW(cfg_control_plane_t, state_dir, .name = "state_dir", .type = CFG_T_STRING, .def = "\"/var/lib/pathway\"",
+    ROW(cfg_control_plane_t, state_dir, .name = "state_dir", .type = CFG_T_STRING, .flags = CFG_F_PATH, .def = "\"/var/lib/pathway\"",
         .doc = "the last accepted config is kept here, to start from when the control plane is down"),
     ROW(cfg_control_plane_t, poll_wait_ms, .name = "poll_wait", .type = CFG_T_DURATION, .def = "\"30s\"", .min = 1 * SEC,
         .max = 5 * MIN, .doc = "how long one long poll for a new version waits"),
@@ -577,6 +577,27 @@ void cfg_struct_fill_defaults(const cfg_struct_t *st, void *obj)
     cfg_errors_dispose(&errs);
 }
 
+void cfg_struct_resolve_paths(const cfg_struct_t *st, void *obj, const char *dir)
+{
+    for (size_t i = 0; i < st->num_fields; i++) {
+        const cfg_field_t *f = &st->fields[i];
+        if (f->type == CFG_T_STRING && (f->flags & CFG_F_PATH)) {
+            char **p = CFG_MEMBER(obj, f, char *);
+            char *joined;
+            if (*p != NULL && (*p)[0] != '/' && asprintf(&joined, "%s/%s", dir, *p) >= 0) {
+                free(*p);
+                *p = joined;
+            }
+        } else if (f->type == CFG_T_STRUCT) {
+            cfg_struct_resolve_paths(f->sub, CFG_MEMBER(obj, f, void), dir);
+        } else if (f->type == CFG_T_LIST) {
+            cfg_vec_t *v = CFG_MEMBER(obj, f, cfg_vec_t);
+            for (size_t j = 0; j < v->size; j++)
+                cfg_struct_resolve_paths(f->sub, (char *)v->entries + j * f->sub->size, dir);
+        }
+    }
+}
+
 /* --- docs --------------------------------------------------------------------------------- */
 
 typedef struct st_md_t {
@@ -660,7 +681,8 @@ static void md_bounds(md_t *m, const cfg_field_t *f)
     }
 }
 
-static void md_struct(md_t *m, const cfg_struct_t *st, const char *prefix, int inherited)
+/* parent_flags: CFG_F_RESTART / CFG_F_LOCAL of the enclosing sections, which their keys share */
+static void md_struct(md_t *m, const cfg_struct_t *st, const char *prefix, int inherited, unsigned parent_flags)
 {
     for (size_t i = 0; i < st->num_fields; i++) {
         const cfg_field_t *f = &st->fields[i];
@@ -668,8 +690,11 @@ static void md_struct(md_t *m, const cfg_struct_t *st, const char *prefix, int i
         snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", f->name);
         if (f->type == CFG_T_LIST)
             strncat(path, "[]", sizeof(path) - strlen(path) - 1);
-        const char *flags = f->flags & CFG_F_RESTART ? "restart" : "runtime";
-        const char *part = f->flags & CFG_F_LOCAL ? "node-local" : "";
+        unsigned flags_here = f->flags | parent_flags;
+        const char *flags = flags_here & CFG_F_RESTART ? "restart" : "runtime";
+        const char *part = flags_here & CFG_F_LOCAL ? (f->flags & CFG_F_PATH ? "node-local, path" : "node-local")
+                           : f->flags & CFG_F_PATH ? "path"
+                                                   : "";
         md_add(m, "| `%s` | %s | ", path, type_name(f));
         if (inherited && f->type != CFG_T_STRUCT)
             md_add(m, "from `defaults`");
@@ -687,7 +712,7 @@ static void md_struct(md_t *m, const cfg_struct_t *st, const char *prefix, int i
         md_bounds(m, f);
         md_add(m, " | %s%s%s | %s |\n", flags, *part ? ", " : "", part, f->doc);
         if (f->type == CFG_T_STRUCT || f->type == CFG_T_LIST)
-            md_struct(m, f->sub, path, inherited || (f->flags & CFG_F_INHERIT));
+            md_struct(m, f->sub, path, inherited || (f->flags & CFG_F_INHERIT), flags_here & (CFG_F_RESTART | CFG_F_LOCAL));
     }
 }
 
@@ -701,9 +726,11 @@ char *cfg_reference_markdown(void)
                "*restart* ones need one, and the dataplane says so when a reload changes them. *node-local* settings "
                "describe one dataplane process and come only from its own file; a control plane's (fleet) document "
                "that carries them is rejected.\n\n"
+               "Relative file paths (*path* below) in a dataplane's own file are taken relative to that file's "
+               "directory; in a document pushed by a control plane, relative to the dataplane's working directory.\n\n"
                "Services inherit `defaults.pool`, `defaults.timeouts` and `defaults.limiter` key by key; a service sets "
                "only what differs.\n\n"
                "| key | type | default | bounds | applies | meaning |\n|---|---|---|---|---|---|\n");
-    md_struct(&m, &cfg_root_struct, "", 0);
+    md_struct(&m, &cfg_root_struct, "", 0, 0);
     return m.buf;
 }

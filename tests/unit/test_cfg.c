@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "cfg_internal.h"
 
 static const char *base_doc_ =
@@ -524,6 +525,41 @@ static void test_canonical_and_hash(void **state)
     cfg_destroy(c);
 }
 
+static void test_relative_paths(void **state)
+{
+    char dir[] = "/tmp/pw-cfgpath-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof(path), "%s/dp.yaml", dir);
+    FILE *fp = fopen(path, "w");
+    fputs("control_plane: {url: 'http://cp:1', id: dp, token_file: tokens/dp.token, state_dir: /var/x}\n"
+          "listen: [{address: '127.0.0.1:1', tls: {certificate: c.pem, key: ../k.pem}}]\n",
+          fp);
+    fclose(fp);
+    cfg_errors_t errs;
+    cfg_errors_init(&errs);
+    cfg_t *cfg = cfg_load_file(path, CFG_SCOPE_FULL, &errs);
+    assert_non_null(cfg);
+    char want[300];
+    snprintf(want, sizeof(want), "%s/tokens/dp.token", dir);
+    assert_string_equal(cfg->control_plane.token_file, want);
+    assert_string_equal(cfg->control_plane.state_dir, "/var/x");
+    snprintf(want, sizeof(want), "%s/c.pem", dir);
+    assert_string_equal(cfg->listen.entries[0].tls.certificate, want);
+    cfg_destroy(cfg);
+    /* a fleet document keeps its paths as written: they are for the dataplane's machine */
+    fp = fopen(path, "w");
+    fputs("services: [{id: e, endpoints: [{url: 'https://x', tls: {ca_file: ca.pem}}]}]\n", fp);
+    fclose(fp);
+    cfg = cfg_load_file(path, CFG_SCOPE_FLEET, &errs);
+    assert_non_null(cfg);
+    assert_string_equal(cfg->services.entries[0].endpoints.entries[0].tls.ca_file, "ca.pem");
+    cfg_destroy(cfg);
+    unlink(path);
+    rmdir(dir);
+    cfg_errors_dispose(&errs);
+}
+
 static void test_reference_doc(void **state)
 {
     char *md = cfg_reference_markdown();
@@ -554,7 +590,7 @@ int main(void)
         cmocka_unit_test(test_table_walk),   cmocka_unit_test(test_defaults),    cmocka_unit_test(test_inheritance),
         cmocka_unit_test(test_errors_with_paths), cmocka_unit_test(test_all_errors), cmocka_unit_test(test_fleet_scope),
         cmocka_unit_test(test_yaml_bounds),  cmocka_unit_test(test_yaml_scalars), cmocka_unit_test(test_canonical_and_hash),
-        cmocka_unit_test(test_reference_doc),
+        cmocka_unit_test(test_relative_paths), cmocka_unit_test(test_reference_doc),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -49,10 +49,7 @@ load_test: build
 		--rate $(RATE) --min-success $(MIN_SUCCESS) --max-p99 $(MAX_P99) $(if $(filter 1,$(LOCAL)),--local,)
 
 fuzz: deps
-	CC=clang cmake -S . -B build-fuzz -DFUZZ=ON -DSANITIZE=address,undefined
-	cmake --build build-fuzz -j $(JOBS) --target fuzz_cfg
-	build-fuzz/tests/fuzz/fuzz_cfg -max_total_time=$${FUZZ_SECONDS:-60} -max_len=65536 \
-		build-fuzz/tests/fuzz/corpus_cfg tests/fuzz/seeds/cfg
+	scripts/fuzz.sh $(FUZZ_TARGETS)
 
 format:
 	git ls-files '*.c' '*.h' | xargs clang-format -i

@@ -1,0 +1,75 @@
+/*
+ * cp_config: the control plane's own config file (DESIGN §4), not the fleet document it stores.
+ *
+ *   listen: 127.0.0.1:7070
+ *   database: ./pathway.db
+ *   max_body: 1MiB
+ *   heartbeat_timeout: 30s
+ *   max_wait: 5m
+ *   log_level: info
+ *   tokens:
+ *     - {name: ops, role: admin, file: ./admin.token}
+ *     - {name: grafana, role: viewer, sha256: 9f86d0...}
+ *
+ * Relative paths (database, token files) are taken relative to the directory of the config file,
+ * so a config runs the same whatever the working directory is.
+ */
+#ifndef PATHWAY_CP_CONFIG_H
+#define PATHWAY_CP_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "cfg.h"
+
+typedef enum en_cp_role_t {
+    CP_ROLE_ADMIN = 0, /* everything */
+    CP_ROLE_VIEWER,    /* GET calls, except the dataplane ones */
+    CP_ROLE_DATAPLANE, /* the two /v1/dataplanes/{id}/... calls */
+} cp_role_t;
+
+typedef struct st_cp_token_t {
+    char *name;             /* shown as the author of versions and in events; never the token */
+    cp_role_t role;         /* what the token may do */
+    unsigned char hash[32]; /* SHA-256 of the token; the token itself is not kept */
+} cp_token_t;
+
+typedef struct st_cp_config_t {
+    char *listen_host;     /* host part of `listen` (no brackets) */
+    uint16_t listen_port;  /* port part of `listen` */
+    char *database;        /* sqlite file, resolved against the config file's directory */
+    uint64_t max_body;     /* request bodies beyond this get 413 */
+    uint64_t heartbeat_ms; /* a dataplane unseen this long is "disconnected" */
+    uint64_t max_wait_ms;  /* long polls asking more wait this much */
+    int log_level;         /* pw_log_level_t */
+    cp_token_t *tokens;    /* tokens.size entries */
+    size_t num_tokens;     /* at least one */
+} cp_config_t;
+
+/* Defaults (also used when a key is absent). */
+#define CP_DEFAULT_LISTEN "127.0.0.1:7070"
+#define CP_DEFAULT_DATABASE "pathway.db"
+#define CP_DEFAULT_MAX_BODY (1024u * 1024)
+#define CP_DEFAULT_HEARTBEAT_MS 30000u
+#define CP_DEFAULT_MAX_WAIT_MS 300000u
+#define CP_MIN_TOKEN_LEN 16
+#define CP_MIN_TOKEN_LEN_STR "16"
+
+const char *cp_role_name(cp_role_t role);
+
+/* Parses a config file (YAML or JSON). Returns a new config, or NULL with every error added to
+ * `errs`, each naming its key ("tokens[1].role: must be one of admin, viewer, dataplane"). */
+cp_config_t *cp_config_load(const char *path, cfg_errors_t *errs);
+
+/* Decodes an already parsed tree; `base_dir` resolves relative paths (NULL = cwd). Borrows. */
+cp_config_t *cp_config_decode(json_t *tree, const char *base_dir, cfg_errors_t *errs);
+
+void cp_config_destroy(cp_config_t *conf);
+
+/* Splits "host:port" / "[v6]:port". Returns 0, or -1 with *err set to a static message. The host is
+ * a new string (caller frees). */
+int cp_parse_hostport(const char *s, char **host, uint16_t *port, const char **err);
+
+/* SHA-256 of a token, the form every comparison uses. */
+void cp_token_hash(const char *token, size_t len, unsigned char out[32]);
+
+#endif

@@ -1,0 +1,844 @@
+/*
+ * The sqlite store. Every statement is prepared per call: the control plane handles a few calls a
+ * second, and per-call statements keep each function self-contained and leak-free on every path.
+ */
+#include "cp_store.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <sqlite3.h>
+#include "cp_migrations.h"
+#include "pw_log.h"
+
+struct st_cp_store_t {
+    sqlite3 *db;          /* the one connection */
+    int64_t active;       /* newest version number, 0 = none (cache, see cp_store_active_version) */
+    char active_hash[65]; /* its hash */
+    int schema_version;   /* migrations applied */
+    char errmsg[256];     /* last failure */
+};
+
+static const char *const kind_names[] = {"apply", "patch", "rollback"};
+static const char *const state_names[] = {"synced", "applying", "rejected", "stale", "disconnected"};
+
+const char *
+cp_kind_name(cp_kind_t kind)
+{
+    return (size_t)kind < 3 ? kind_names[kind] : "?";
+}
+
+const char *
+cp_dp_state_name(cp_dp_state_t state)
+{
+    return (size_t)state < CP_DP_NUM_STATES ? state_names[state] : "?";
+}
+
+static int
+kind_from_name(const char *s, cp_kind_t *out)
+{
+    for (size_t i = 0; i < 3; i++)
+        if (s != NULL && strcmp(s, kind_names[i]) == 0) {
+            *out = (cp_kind_t)i;
+            return 0;
+        }
+    return -1;
+}
+
+int64_t
+cp_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void
+cp_format_time(int64_t ms, char out[32])
+{
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    /* the moduli only tell the compiler the fields fit */
+    snprintf(out, 32, "%04u-%02u-%02uT%02u:%02u:%02u.%03uZ", (unsigned)(tm.tm_year + 1900) % 10000u,
+             (unsigned)(tm.tm_mon + 1) % 100u, (unsigned)tm.tm_mday % 100u, (unsigned)tm.tm_hour % 100u, (unsigned)tm.tm_min % 100u,
+             (unsigned)tm.tm_sec % 100u, (unsigned)(ms % 1000) % 1000u);
+}
+
+static json_t *
+time_json(int64_t ms)
+{
+    char buf[32];
+    cp_format_time(ms, buf);
+    return json_string(buf);
+}
+
+const char *
+cp_store_errmsg(cp_store_t *store)
+{
+    return store->errmsg;
+}
+
+static int
+fail(cp_store_t *store, const char *what)
+{
+    snprintf(store->errmsg, sizeof(store->errmsg), "%s: %s", what, sqlite3_errmsg(store->db));
+    PW_ERROR("store: %s", store->errmsg);
+    return CP_STORE_ERROR;
+}
+
+static int
+exec(cp_store_t *store, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(store->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(store->errmsg, sizeof(store->errmsg), "%s", msg != NULL ? msg : sqlite3_errmsg(store->db));
+        PW_ERROR("store: %s (in: %.60s)", store->errmsg, sql);
+        sqlite3_free(msg);
+        return CP_STORE_ERROR;
+    }
+    return CP_STORE_OK;
+}
+
+static sqlite3_stmt *
+prepare(cp_store_t *store, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(store->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        fail(store, "prepare");
+        return NULL;
+    }
+    return st;
+}
+
+static void
+rollback(cp_store_t *store)
+{
+    if (!sqlite3_get_autocommit(store->db))
+        sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+static char *
+column_strdup(sqlite3_stmt *st, int col)
+{
+    const unsigned char *s = sqlite3_column_text(st, col);
+    return strdup(s != NULL ? (const char *)s : "");
+}
+
+static int
+load_active(cp_store_t *store)
+{
+    sqlite3_stmt *st = prepare(store, "SELECT version, hash FROM versions ORDER BY version DESC LIMIT 1");
+    if (st == NULL)
+        return CP_STORE_ERROR;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        store->active = sqlite3_column_int64(st, 0);
+        snprintf(store->active_hash, sizeof(store->active_hash), "%s", (const char *)sqlite3_column_text(st, 1));
+    } else if (rc == SQLITE_DONE) {
+        store->active = 0;
+        store->active_hash[0] = '\0';
+    } else {
+        sqlite3_finalize(st);
+        return fail(store, "reading the active version");
+    }
+    sqlite3_finalize(st);
+    return CP_STORE_OK;
+}
+
+static int
+migrate(cp_store_t *store)
+{
+    if (exec(store, "CREATE TABLE IF NOT EXISTS schema_migrations (number INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                    "applied_ms INTEGER NOT NULL)") != CP_STORE_OK)
+        return CP_STORE_ERROR;
+    sqlite3_stmt *st = prepare(store, "SELECT coalesce(max(number), 0) FROM schema_migrations");
+    if (st == NULL)
+        return CP_STORE_ERROR;
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        return fail(store, "reading schema_migrations");
+    }
+    int applied = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    int newest = cp_num_migrations > 0 ? cp_migrations[cp_num_migrations - 1].number : 0;
+    if (applied > newest) {
+        snprintf(store->errmsg, sizeof(store->errmsg),
+                 "the database has migration %d, this pathway-control knows up to %d: use a newer binary", applied, newest);
+        return CP_STORE_ERROR;
+    }
+    for (size_t i = 0; i < cp_num_migrations; i++) {
+        const cp_migration_t *m = &cp_migrations[i];
+        if (m->number <= applied)
+            continue;
+        if (exec(store, "BEGIN IMMEDIATE") != CP_STORE_OK)
+            return CP_STORE_ERROR;
+        if (exec(store, m->sql) != CP_STORE_OK) {
+            char why[160];
+            snprintf(why, sizeof(why), "%.150s", store->errmsg);
+            rollback(store);
+            snprintf(store->errmsg, sizeof(store->errmsg), "migration %s: %s", m->name, why);
+            return CP_STORE_ERROR;
+        }
+        sqlite3_stmt *ins = prepare(store, "INSERT INTO schema_migrations (number, name, applied_ms) VALUES (?, ?, ?)");
+        if (ins == NULL) {
+            rollback(store);
+            return CP_STORE_ERROR;
+        }
+        sqlite3_bind_int(ins, 1, m->number);
+        sqlite3_bind_text(ins, 2, m->name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(ins, 3, cp_now_ms());
+        int rc = sqlite3_step(ins);
+        sqlite3_finalize(ins);
+        if (rc != SQLITE_DONE || exec(store, "COMMIT") != CP_STORE_OK) {
+            if (rc != SQLITE_DONE)
+                fail(store, "recording a migration");
+            rollback(store);
+            return CP_STORE_ERROR;
+        }
+        PW_INFO("store: applied migration %s", m->name);
+        applied = m->number;
+    }
+    store->schema_version = applied;
+    return CP_STORE_OK;
+}
+
+cp_store_t *
+cp_store_open(const char *path, char *err, size_t errlen)
+{
+    cp_store_t *store = calloc(1, sizeof(*store));
+    if (store == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    /* documents may carry endpoint URLs with API keys: a new file is readable by its owner only
+     * (sqlite gives its -wal and -shm files the same permissions) */
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        close(fd);
+    if (sqlite3_open_v2(path, &store->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, store->db != NULL ? sqlite3_errmsg(store->db) : "cannot open");
+        cp_store_close(store);
+        return NULL;
+    }
+    sqlite3_extended_result_codes(store->db, 1);
+    /* another process (a backup, sqlite3 running integrity_check) may hold the lock for a moment */
+    sqlite3_busy_timeout(store->db, 5000);
+    sqlite3_stmt *st = prepare(store, "PRAGMA journal_mode=WAL");
+    const unsigned char *mode = NULL;
+    if (st != NULL && sqlite3_step(st) == SQLITE_ROW)
+        mode = sqlite3_column_text(st, 0);
+    int wal = mode != NULL && strcmp((const char *)mode, "wal") == 0;
+    sqlite3_finalize(st);
+    if (!wal) {
+        snprintf(err, errlen, "%s: cannot switch to WAL mode: %s", path, sqlite3_errmsg(store->db));
+        cp_store_close(store);
+        return NULL;
+    }
+    if (exec(store, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;") != CP_STORE_OK || migrate(store) != CP_STORE_OK ||
+        load_active(store) != CP_STORE_OK) {
+        snprintf(err, errlen, "%s: %s", path, store->errmsg);
+        cp_store_close(store);
+        return NULL;
+    }
+    return store;
+}
+
+void
+cp_store_close(cp_store_t *store)
+{
+    if (store == NULL)
+        return;
+    sqlite3_close(store->db);
+    free(store);
+}
+
+int
+cp_store_schema_version(cp_store_t *store)
+{
+    return store->schema_version;
+}
+
+int64_t
+cp_store_active_version(cp_store_t *store)
+{
+    return store->active;
+}
+
+const char *
+cp_store_active_hash(cp_store_t *store)
+{
+    return store->active_hash;
+}
+
+int64_t
+cp_store_count_versions(cp_store_t *store)
+{
+    return store->active;
+}
+
+void
+cp_version_dispose(cp_version_t *v)
+{
+    free(v->author);
+    free(v->message);
+    free(v->document);
+    memset(v, 0, sizeof(*v));
+}
+
+/* Fills *out from a row of (version, created_ms, author, message, kind, source_version, hash[, document]). */
+static int
+read_version_row(sqlite3_stmt *st, cp_version_t *out, int with_document)
+{
+    memset(out, 0, sizeof(*out));
+    out->version = sqlite3_column_int64(st, 0);
+    out->created_ms = sqlite3_column_int64(st, 1);
+    out->author = column_strdup(st, 2);
+    out->message = column_strdup(st, 3);
+    if (kind_from_name((const char *)sqlite3_column_text(st, 4), &out->kind) != 0)
+        out->kind = CP_KIND_APPLY;
+    out->source_version = sqlite3_column_int64(st, 5);
+    snprintf(out->hash, sizeof(out->hash), "%s", (const char *)sqlite3_column_text(st, 6));
+    if (with_document)
+        out->document = column_strdup(st, 7);
+    if (out->author == NULL || out->message == NULL || (with_document && out->document == NULL)) {
+        cp_version_dispose(out);
+        return -1;
+    }
+    return 0;
+}
+
+int
+cp_store_get_version(cp_store_t *store, int64_t n, cp_version_t *out)
+{
+    if (n <= 0)
+        n = store->active;
+    if (n <= 0)
+        return CP_STORE_NOT_FOUND;
+    sqlite3_stmt *st =
+        prepare(store, "SELECT version, created_ms, author, message, kind, coalesce(source_version, 0), hash, document "
+                       "FROM versions WHERE version = ?");
+    if (st == NULL)
+        return CP_STORE_ERROR;
+    sqlite3_bind_int64(st, 1, n);
+    int rc = sqlite3_step(st);
+    int ret;
+    if (rc == SQLITE_ROW)
+        ret = read_version_row(st, out, 1) == 0 ? CP_STORE_OK : CP_STORE_ERROR;
+    else if (rc == SQLITE_DONE)
+        ret = CP_STORE_NOT_FOUND;
+    else
+        ret = fail(store, "reading a version");
+    sqlite3_finalize(st);
+    return ret;
+}
+
+static int
+insert_event(cp_store_t *store, int64_t now, const char *actor, const char *action, int64_t version, const char *detail)
+{
+    sqlite3_stmt *st = prepare(store, "INSERT INTO events (created_ms, actor, action, version, detail) VALUES (?, ?, ?, ?, ?)");
+    if (st == NULL)
+        return CP_STORE_ERROR;
+    sqlite3_bind_int64(st, 1, now);
+    sqlite3_bind_text(st, 2, actor, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, action, -1, SQLITE_STATIC);
+    if (version > 0)
+        sqlite3_bind_int64(st, 4, version);
+    else
+        sqlite3_bind_null(st, 4);
+    sqlite3_bind_text(st, 5, detail != NULL ? detail : "", -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? CP_STORE_OK : fail(store, "appending an event");
+}
+
+int
+cp_store_append(cp_store_t *store, const cp_append_t *a, int64_t *version)
+{
+    if (exec(store, "BEGIN IMMEDIATE") != CP_STORE_OK)
+        return CP_STORE_ERROR;
+    /* read inside the write transaction: the check and the insert see the same active version */
+    if (load_active(store) != CP_STORE_OK)
+        goto Error;
+    if (a->if_match >= 0 && a->if_match != store->active) {
+        rollback(store);
+        return CP_STORE_CONFLICT;
+    }
+    if (store->active > 0 && strcmp(store->active_hash, a->hash) == 0) {
+        rollback(store);
+        *version = store->active;
+        return CP_STORE_UNCHANGED;
+    }
+    int64_t next = store->active + 1, now = cp_now_ms();
+    sqlite3_stmt *st =
+        prepare(store, "INSERT INTO versions (version, created_ms, author, message, kind, source_version, document, hash) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+    if (st == NULL)
+        goto Error;
+    sqlite3_bind_int64(st, 1, next);
+    sqlite3_bind_int64(st, 2, now);
+    sqlite3_bind_text(st, 3, a->author, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, a->message != NULL ? a->message : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, cp_kind_name(a->kind), -1, SQLITE_STATIC);
+    if (a->source_version > 0)
+        sqlite3_bind_int64(st, 6, a->source_version);
+    else
+        sqlite3_bind_null(st, 6);
+    sqlite3_bind_text(st, 7, a->document, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 8, a->hash, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        fail(store, "inserting a version");
+        goto Error;
+    }
+    if (insert_event(store, now, a->author, cp_kind_name(a->kind), next, a->message) != CP_STORE_OK)
+        goto Error;
+    /* synchronous=FULL: COMMIT returns after the WAL is fsynced, so the caller may acknowledge */
+    if (exec(store, "COMMIT") != CP_STORE_OK)
+        goto Error;
+    store->active = next;
+    snprintf(store->active_hash, sizeof(store->active_hash), "%s", a->hash);
+    *version = next;
+    return CP_STORE_CREATED;
+
+Error:
+    rollback(store);
+    load_active(store);
+    return CP_STORE_ERROR;
+}
+
+static json_t *
+version_summary_json(const cp_version_t *v)
+{
+    return json_pack("{sI so ss ss ss so ss}", "version", (json_int_t)v->version, "created_at", time_json(v->created_ms), "author",
+                     v->author, "message", v->message, "kind", cp_kind_name(v->kind), "source_version",
+                     v->source_version > 0 ? json_integer(v->source_version) : json_null(), "hash", v->hash);
+}
+
+json_t *
+cp_store_list_versions(cp_store_t *store, int64_t before, int limit)
+{
+    sqlite3_stmt *st = prepare(store, "SELECT version, created_ms, author, message, kind, coalesce(source_version, 0), hash "
+                                      "FROM versions WHERE version < ? ORDER BY version DESC LIMIT ?");
+    if (st == NULL)
+        return NULL;
+    sqlite3_bind_int64(st, 1, before > 0 ? before : INT64_MAX);
+    sqlite3_bind_int(st, 2, limit);
+    json_t *arr = json_array();
+    int rc;
+    while (arr != NULL && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        cp_version_t v;
+        if (read_version_row(st, &v, 0) != 0) {
+            json_decref(arr);
+            arr = NULL;
+            break;
+        }
+        json_array_append_new(arr, version_summary_json(&v));
+        cp_version_dispose(&v);
+    }
+    if (arr != NULL && rc != SQLITE_DONE) {
+        fail(store, "listing versions");
+        json_decref(arr);
+        arr = NULL;
+    }
+    sqlite3_finalize(st);
+    return arr;
+}
+
+static int
+version_exists(cp_store_t *store, int64_t version)
+{
+    return version >= 1 && version <= store->active;
+}
+
+int
+cp_store_set_tag(cp_store_t *store, const char *name, int64_t version, const char *author, const char *message)
+{
+    if (!version_exists(store, version))
+        return CP_STORE_NOT_FOUND;
+    if (exec(store, "BEGIN IMMEDIATE") != CP_STORE_OK)
+        return CP_STORE_ERROR;
+    int64_t now = cp_now_ms();
+    sqlite3_stmt *st = prepare(store, "INSERT INTO tags (name, version, created_ms, author, message) VALUES (?, ?, ?, ?, ?)");
+    if (st == NULL)
+        goto Error;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, version);
+    sqlite3_bind_int64(st, 3, now);
+    sqlite3_bind_text(st, 4, author, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, message != NULL ? message : "", -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        fail(store, "inserting a tag");
+        goto Error;
+    }
+    size_t dlen = strlen(name) + (message != NULL ? strlen(message) : 0) + 8;
+    char *detail = malloc(dlen);
+    if (detail == NULL)
+        goto Error;
+    snprintf(detail, dlen, "%s%s%s", name, message != NULL && message[0] ? ": " : "", message != NULL ? message : "");
+    rc = insert_event(store, now, author, "tag", version, detail);
+    free(detail);
+    if (rc != CP_STORE_OK || exec(store, "COMMIT") != CP_STORE_OK)
+        goto Error;
+    return CP_STORE_OK;
+Error:
+    rollback(store);
+    return CP_STORE_ERROR;
+}
+
+int
+cp_store_get_tag(cp_store_t *store, const char *name, int64_t *version)
+{
+    sqlite3_stmt *st = prepare(store, "SELECT version FROM tags WHERE name = ? ORDER BY id DESC LIMIT 1");
+    if (st == NULL)
+        return CP_STORE_ERROR;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st), ret;
+    if (rc == SQLITE_ROW) {
+        *version = sqlite3_column_int64(st, 0);
+        ret = CP_STORE_OK;
+    } else {
+        ret = rc == SQLITE_DONE ? CP_STORE_NOT_FOUND : fail(store, "reading a tag");
+    }
+    sqlite3_finalize(st);
+    return ret;
+}
+
+static json_t *
+tag_row_json(sqlite3_stmt *st, int with_name)
+{
+    json_t *o = json_pack("{sI so ss ss}", "version", (json_int_t)sqlite3_column_int64(st, 1), "updated_at",
+                          time_json(sqlite3_column_int64(st, 2)), "author", (const char *)sqlite3_column_text(st, 3), "message",
+                          (const char *)sqlite3_column_text(st, 4));
+    if (o != NULL && with_name)
+        json_object_set_new(o, "name", json_string((const char *)sqlite3_column_text(st, 0)));
+    return o;
+}
+
+json_t *
+cp_store_tag_json(cp_store_t *store, const char *name, int *rc_out)
+{
+    sqlite3_stmt *st =
+        prepare(store, "SELECT name, version, created_ms, author, message FROM tags WHERE name = ? ORDER BY id DESC");
+    if (st == NULL) {
+        *rc_out = CP_STORE_ERROR;
+        return NULL;
+    }
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    json_t *tag = NULL, *history = json_array();
+    int rc;
+    while (history != NULL && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (tag == NULL)
+            tag = tag_row_json(st, 1);
+        json_array_append_new(history, tag_row_json(st, 0));
+    }
+    sqlite3_finalize(st);
+    if (history == NULL || rc != SQLITE_DONE) {
+        *rc_out = history == NULL ? CP_STORE_ERROR : fail(store, "reading a tag");
+        json_decref(tag);
+        json_decref(history);
+        return NULL;
+    }
+    if (tag == NULL) {
+        *rc_out = CP_STORE_NOT_FOUND;
+        json_decref(history);
+        return NULL;
+    }
+    json_object_set_new(tag, "history", history);
+    *rc_out = CP_STORE_OK;
+    return tag;
+}
+
+json_t *
+cp_store_list_tags(cp_store_t *store)
+{
+    sqlite3_stmt *st = prepare(store, "SELECT t.name, t.version, t.created_ms, t.author, t.message FROM tags t "
+                                      "WHERE t.id = (SELECT max(id) FROM tags u WHERE u.name = t.name) ORDER BY t.name");
+    if (st == NULL)
+        return NULL;
+    json_t *arr = json_array();
+    int rc;
+    while (arr != NULL && (rc = sqlite3_step(st)) == SQLITE_ROW)
+        json_array_append_new(arr, tag_row_json(st, 1));
+    if (arr != NULL && rc != SQLITE_DONE) {
+        fail(store, "listing tags");
+        json_decref(arr);
+        arr = NULL;
+    }
+    sqlite3_finalize(st);
+    return arr;
+}
+
+json_t *
+cp_store_list_events(cp_store_t *store, int64_t before, int limit)
+{
+    sqlite3_stmt *st = prepare(store, "SELECT id, created_ms, actor, action, coalesce(version, 0), detail FROM events "
+                                      "WHERE id < ? ORDER BY id DESC LIMIT ?");
+    if (st == NULL)
+        return NULL;
+    sqlite3_bind_int64(st, 1, before > 0 ? before : INT64_MAX);
+    sqlite3_bind_int(st, 2, limit);
+    json_t *arr = json_array();
+    int rc;
+    while (arr != NULL && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t v = sqlite3_column_int64(st, 4);
+        json_array_append_new(
+            arr, json_pack("{sI so ss ss so ss}", "id", (json_int_t)sqlite3_column_int64(st, 0), "time",
+                           time_json(sqlite3_column_int64(st, 1)), "actor", (const char *)sqlite3_column_text(st, 2), "action",
+                           (const char *)sqlite3_column_text(st, 3), "version", v > 0 ? json_integer(v) : json_null(), "message",
+                           (const char *)sqlite3_column_text(st, 5)));
+    }
+    if (arr != NULL && rc != SQLITE_DONE) {
+        fail(store, "listing events");
+        json_decref(arr);
+        arr = NULL;
+    }
+    sqlite3_finalize(st);
+    return arr;
+}
+
+/* --- dataplanes ---------------------------------------------------------------------------- */
+
+void
+cp_dataplane_dispose(cp_dataplane_t *dp)
+{
+    free(dp->id);
+    free(dp->error);
+    json_decref(dp->labels);
+    json_decref(dp->stats);
+    memset(dp, 0, sizeof(*dp));
+}
+
+void
+cp_dataplanes_free(cp_dataplane_t *dps, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        cp_dataplane_dispose(&dps[i]);
+    free(dps);
+}
+
+/* Heartbeats are not history: NORMAL is durable enough and avoids an fsync per heartbeat. */
+static int
+begin_live_write(cp_store_t *store)
+{
+    if (exec(store, "PRAGMA synchronous=NORMAL") != CP_STORE_OK)
+        return CP_STORE_ERROR;
+    if (exec(store, "BEGIN IMMEDIATE") != CP_STORE_OK) {
+        exec(store, "PRAGMA synchronous=FULL");
+        return CP_STORE_ERROR;
+    }
+    return CP_STORE_OK;
+}
+
+static int
+end_live_write(cp_store_t *store, int ok)
+{
+    int ret = ok ? exec(store, "COMMIT") : CP_STORE_ERROR;
+    if (ret != CP_STORE_OK)
+        rollback(store);
+    /* back to FULL before any version-creating transaction can run */
+    if (exec(store, "PRAGMA synchronous=FULL") != CP_STORE_OK)
+        ret = CP_STORE_ERROR;
+    return ret;
+}
+
+static int
+upsert_seen(cp_store_t *store, const char *id, int64_t now_ms)
+{
+    sqlite3_stmt *st = prepare(store, "INSERT INTO dataplanes (id, first_seen_ms, last_seen_ms) VALUES (?, ?, ?) "
+                                      "ON CONFLICT (id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms");
+    if (st == NULL)
+        return CP_STORE_ERROR;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now_ms);
+    sqlite3_bind_int64(st, 3, now_ms);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? CP_STORE_OK : fail(store, "recording a dataplane");
+}
+
+int
+cp_store_dataplane_seen(cp_store_t *store, const char *id, int64_t now_ms, int64_t delivered)
+{
+    if (begin_live_write(store) != CP_STORE_OK)
+        return CP_STORE_ERROR;
+    int ok = upsert_seen(store, id, now_ms) == CP_STORE_OK;
+    if (ok && delivered > 0) {
+        sqlite3_stmt *st = prepare(store, "UPDATE dataplanes SET delivered_version = ? WHERE id = ?");
+        ok = st != NULL;
+        if (ok) {
+            sqlite3_bind_int64(st, 1, delivered);
+            sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+            ok = sqlite3_step(st) == SQLITE_DONE;
+            if (!ok)
+                fail(store, "recording a delivery");
+            sqlite3_finalize(st);
+        }
+    }
+    return end_live_write(store, ok);
+}
+
+static int
+read_dataplane_row(sqlite3_stmt *st, cp_dataplane_t *dp)
+{
+    memset(dp, 0, sizeof(*dp));
+    dp->id = column_strdup(st, 0);
+    const char *labels = (const char *)sqlite3_column_text(st, 1), *stats = (const char *)sqlite3_column_text(st, 9);
+    dp->labels = json_loads(labels != NULL ? labels : "{}", 0, NULL);
+    dp->first_seen_ms = sqlite3_column_int64(st, 2);
+    dp->last_seen_ms = sqlite3_column_int64(st, 3);
+    dp->delivered_version = sqlite3_column_int64(st, 4);
+    dp->reported_version = sqlite3_column_int64(st, 5);
+    dp->applied_version = sqlite3_column_int64(st, 6);
+    dp->rejected_version = sqlite3_column_int64(st, 7);
+    dp->error = column_strdup(st, 8);
+    dp->stats = json_loads(stats != NULL ? stats : "{}", 0, NULL);
+    if (dp->labels == NULL)
+        dp->labels = json_object();
+    if (dp->stats == NULL)
+        dp->stats = json_object();
+    if (dp->id == NULL || dp->error == NULL || dp->labels == NULL || dp->stats == NULL) {
+        cp_dataplane_dispose(dp);
+        return -1;
+    }
+    return 0;
+}
+
+#define DP_COLUMNS                                                                                                                 \
+    "id, labels, first_seen_ms, last_seen_ms, delivered_version, reported_version, applied_version, rejected_version, error, "     \
+    "stats"
+
+int
+cp_store_get_dataplane(cp_store_t *store, const char *id, cp_dataplane_t *out)
+{
+    sqlite3_stmt *st = prepare(store, "SELECT " DP_COLUMNS " FROM dataplanes WHERE id = ?");
+    if (st == NULL)
+        return CP_STORE_ERROR;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st), ret;
+    if (rc == SQLITE_ROW)
+        ret = read_dataplane_row(st, out) == 0 ? CP_STORE_OK : CP_STORE_ERROR;
+    else
+        ret = rc == SQLITE_DONE ? CP_STORE_NOT_FOUND : fail(store, "reading a dataplane");
+    sqlite3_finalize(st);
+    return ret;
+}
+
+int
+cp_store_list_dataplanes(cp_store_t *store, cp_dataplane_t **out, size_t *count)
+{
+    *out = NULL;
+    *count = 0;
+    sqlite3_stmt *st = prepare(store, "SELECT " DP_COLUMNS " FROM dataplanes ORDER BY id");
+    if (st == NULL)
+        return CP_STORE_ERROR;
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*count == cap) {
+            cap = cap ? cap * 2 : 16;
+            cp_dataplane_t *n = realloc(*out, cap * sizeof(**out));
+            if (n == NULL)
+                goto Error;
+            *out = n;
+        }
+        if (read_dataplane_row(st, &(*out)[*count]) != 0)
+            goto Error;
+        ++*count;
+    }
+    if (rc != SQLITE_DONE) {
+        fail(store, "listing dataplanes");
+        goto Error;
+    }
+    sqlite3_finalize(st);
+    return CP_STORE_OK;
+Error:
+    sqlite3_finalize(st);
+    cp_dataplanes_free(*out, *count);
+    *out = NULL;
+    *count = 0;
+    return CP_STORE_ERROR;
+}
+
+int
+cp_store_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms, int64_t version, int applied, const char *error,
+                          json_t *labels, json_t *stats)
+{
+    if (begin_live_write(store) != CP_STORE_OK)
+        return CP_STORE_ERROR;
+    int ok = upsert_seen(store, id, now_ms) == CP_STORE_OK;
+    cp_dataplane_t prev;
+    int have_prev = 0;
+    if (ok) {
+        ok = cp_store_get_dataplane(store, id, &prev) == CP_STORE_OK;
+        have_prev = ok;
+    }
+    char *labels_text = NULL, *stats_text = NULL;
+    if (ok && labels != NULL)
+        ok = (labels_text = json_dumps(labels, JSON_COMPACT | JSON_SORT_KEYS)) != NULL;
+    if (ok && stats != NULL)
+        ok = (stats_text = json_dumps(stats, JSON_COMPACT | JSON_SORT_KEYS)) != NULL;
+    if (ok) {
+        /* an ACK clears a rejection only when it is for that version or a newer one: a heartbeat
+         * that re-ACKs the version still running after a NACK does not hide the NACK */
+        sqlite3_stmt *st = prepare(store, "UPDATE dataplanes SET reported_version = ?1, "
+                                          "applied_version = CASE WHEN ?2 THEN ?1 ELSE applied_version END, "
+                                          "rejected_version = CASE WHEN NOT ?2 THEN ?1 WHEN rejected_version <= ?1 THEN 0 "
+                                          "ELSE rejected_version END, "
+                                          "error = CASE WHEN NOT ?2 THEN ?3 WHEN rejected_version <= ?1 THEN '' ELSE error END, "
+                                          "labels = coalesce(?4, labels), stats = coalesce(?5, stats) WHERE id = ?6");
+        ok = st != NULL;
+        if (ok) {
+            sqlite3_bind_int64(st, 1, version);
+            sqlite3_bind_int(st, 2, applied ? 1 : 0);
+            sqlite3_bind_text(st, 3, applied || error == NULL ? "" : error, -1, SQLITE_STATIC);
+            if (labels_text != NULL)
+                sqlite3_bind_text(st, 4, labels_text, -1, SQLITE_STATIC);
+            else
+                sqlite3_bind_null(st, 4);
+            if (stats_text != NULL)
+                sqlite3_bind_text(st, 5, stats_text, -1, SQLITE_STATIC);
+            else
+                sqlite3_bind_null(st, 5);
+            sqlite3_bind_text(st, 6, id, -1, SQLITE_STATIC);
+            ok = sqlite3_step(st) == SQLITE_DONE;
+            if (!ok)
+                fail(store, "recording a status report");
+            sqlite3_finalize(st);
+        }
+    }
+    if (ok) {
+        /* an event only when the outcome changes: heartbeats repeat the same report */
+        int same = have_prev && (applied ? prev.applied_version == version
+                                         : prev.rejected_version == version && strcmp(prev.error, error != NULL ? error : "") == 0);
+        if (!same)
+            ok = insert_event(store, now_ms, id, applied ? "ack" : "nack", version <= store->active ? version : 0,
+                              applied ? "" : error) == CP_STORE_OK;
+    }
+    if (have_prev)
+        cp_dataplane_dispose(&prev);
+    free(labels_text);
+    free(stats_text);
+    return end_live_write(store, ok);
+}
+
+cp_dp_state_t
+cp_dp_state(const cp_dataplane_t *dp, int64_t active, int64_t now_ms, int64_t heartbeat_ms, int polling)
+{
+    if (!polling && now_ms - dp->last_seen_ms > heartbeat_ms)
+        return CP_DP_DISCONNECTED;
+    if (dp->applied_version == active)
+        return CP_DP_SYNCED;
+    if (dp->rejected_version != 0 && dp->rejected_version == active)
+        return CP_DP_REJECTED;
+    if (dp->delivered_version == active)
+        return CP_DP_APPLYING;
+    return CP_DP_STALE;
+}

@@ -1,0 +1,164 @@
+/*
+ * cp_store: the control plane's sqlite file (DESIGN §4).
+ *
+ * WAL mode, foreign keys on, a busy timeout, and synchronous=FULL for every transaction that
+ * creates a version, moves a tag or appends an event: when cp_store_append returns CP_STORE_CREATED
+ * the version is on disk, so the API may acknowledge it (201) and a kill -9 cannot lose it.
+ * Dataplane heartbeats are live state, written with synchronous=NORMAL (WAL keeps them
+ * consistent; a power cut may lose the last few, which the next heartbeat restores).
+ *
+ * History is append-only (versions, tags, events); the migrations in schema/sql/ are compiled
+ * into the binary and applied in order at open.
+ *
+ * One cp_store_t is one sqlite connection; it is not thread-safe (the control plane runs one
+ * event loop). Every call can fail with CP_STORE_ERROR; the reason is in cp_store_errmsg().
+ */
+#ifndef PATHWAY_CP_STORE_H
+#define PATHWAY_CP_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+
+typedef struct st_cp_store_t cp_store_t;
+
+typedef enum en_cp_store_rc_t {
+    CP_STORE_ERROR = -1,    /* sqlite failed; see cp_store_errmsg */
+    CP_STORE_OK = 0,        /* done / found */
+    CP_STORE_CREATED = 1,   /* a new version was committed */
+    CP_STORE_UNCHANGED = 2, /* the document equals the active one; no new version */
+    CP_STORE_NOT_FOUND = 3, /* no such version / tag / dataplane, or no version yet */
+    CP_STORE_CONFLICT = 4,  /* the precondition (If-Match) names a version that is not the active one */
+} cp_store_rc_t;
+
+typedef enum en_cp_kind_t {
+    CP_KIND_APPLY = 0, /* a whole document (PUT, seed) */
+    CP_KIND_PATCH,     /* a merge patch on the active document */
+    CP_KIND_ROLLBACK,  /* the document of an earlier version */
+} cp_kind_t;
+
+const char *cp_kind_name(cp_kind_t kind);
+
+/* One version row. Strings are owned by the struct; cp_version_dispose frees them. */
+typedef struct st_cp_version_t {
+    int64_t version;        /* >= 1 */
+    int64_t created_ms;     /* Unix time, ms */
+    char *author;           /* token name */
+    char *message;          /* "" when none */
+    cp_kind_t kind;         /* how it was made */
+    int64_t source_version; /* 0 = none */
+    char *document;         /* canonical JSON; NULL when listed without documents */
+    char hash[65];          /* SHA-256 of document, hex */
+} cp_version_t;
+
+void cp_version_dispose(cp_version_t *v);
+
+/* What a new version is made of. All strings borrowed. */
+typedef struct st_cp_append_t {
+    const char *author;     /* token name (or "seed") */
+    const char *message;    /* NULL = "" */
+    cp_kind_t kind;         /* how the document was made */
+    int64_t source_version; /* 0 = none */
+    const char *document;   /* canonical JSON */
+    const char *hash;       /* its SHA-256, hex */
+    int64_t if_match;       /* -1 = no precondition; 0 = the store must be empty; n = n must be active */
+} cp_append_t;
+
+/* Opens (creating) the file, sets the pragmas and applies pending migrations. Returns NULL with a
+ * message in err on failure. */
+cp_store_t *cp_store_open(const char *path, char *err, size_t errlen);
+void cp_store_close(cp_store_t *store);
+const char *cp_store_errmsg(cp_store_t *store);
+
+/* Number of migrations applied to the file (for tests and /metrics). */
+int cp_store_schema_version(cp_store_t *store);
+
+/* The active (newest) version's number and hash, 0 and "" when there is none. Served from memory:
+ * this connection is the only writer, and updates the cache on every commit. */
+int64_t cp_store_active_version(cp_store_t *store);
+const char *cp_store_active_hash(cp_store_t *store);
+/* How many versions exist (== the active number, as numbers are dense). */
+int64_t cp_store_count_versions(cp_store_t *store);
+
+/* Reads version n (n <= 0: the active one) into *out, with its document. OK / NOT_FOUND / ERROR. */
+int cp_store_get_version(cp_store_t *store, int64_t n, cp_version_t *out);
+
+/* Appends a version and its event (action = kind) in one FULL-synchronous transaction. Checks
+ * if_match and the identical-document rule inside the transaction. Returns CREATED with *version set
+ * to the new number, UNCHANGED with *version = the active one, CONFLICT, or ERROR. */
+int cp_store_append(cp_store_t *store, const cp_append_t *a, int64_t *version);
+
+/* Versions newest first, with number < before (before <= 0: from the newest), at most limit.
+ * Returns a JSON array of objects without documents (new reference), NULL on error. */
+json_t *cp_store_list_versions(cp_store_t *store, int64_t before, int limit);
+
+/* Points tag `name` at `version` (a new tags row + an event). OK / NOT_FOUND (no such version). */
+int cp_store_set_tag(cp_store_t *store, const char *name, int64_t version, const char *author, const char *message);
+/* The version a tag points at. OK / NOT_FOUND. */
+int cp_store_get_tag(cp_store_t *store, const char *name, int64_t *version);
+/* {name, version, updated_at, author, message, history: [...]}: NULL with *rc = NOT_FOUND / ERROR. */
+json_t *cp_store_tag_json(cp_store_t *store, const char *name, int *rc);
+/* Every tag's current target, by name. */
+json_t *cp_store_list_tags(cp_store_t *store);
+
+/* Audit log newest first, ids < before (<= 0: from the newest), at most limit. */
+json_t *cp_store_list_events(cp_store_t *store, int64_t before, int limit);
+
+/* --- dataplanes -------------------------------------------------------------------------- */
+
+typedef struct st_cp_dataplane_t {
+    char *id;                  /* [A-Za-z0-9_.-]{1,64} */
+    json_t *labels;            /* object of strings (owned reference) */
+    json_t *stats;             /* last heartbeat stats (owned reference) */
+    int64_t first_seen_ms;     /* first call, Unix ms */
+    int64_t last_seen_ms;      /* latest call (poll or report), Unix ms */
+    int64_t delivered_version; /* last version handed out to it */
+    int64_t reported_version;  /* version of its last ACK or NACK */
+    int64_t applied_version;   /* last ACKed: what it runs */
+    int64_t rejected_version;  /* last NACKed, 0 once it ACKs that version or a newer one */
+    char *error;               /* NACK error, "" otherwise */
+} cp_dataplane_t;
+
+void cp_dataplane_dispose(cp_dataplane_t *dp);
+
+/* Records a config call of dataplane `id` (created on first sight): last seen = now, and when
+ * delivered > 0, that version was handed to it. */
+int cp_store_dataplane_seen(cp_store_t *store, const char *id, int64_t now_ms, int64_t delivered);
+
+/* Records a status report (ACK when applied, else NACK with error). labels / stats may be NULL
+ * (keep the stored ones). A NACK sets rejected_version; an ACK sets applied_version and clears the
+ * rejection when it is for that version or a newer one. A report that changes the applied or the
+ * rejected version (or the error) also appends an event; repeated ones are heartbeats. */
+int cp_store_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms, int64_t version, int applied, const char *error,
+                              json_t *labels, json_t *stats);
+
+/* One dataplane: OK / NOT_FOUND / ERROR. */
+int cp_store_get_dataplane(cp_store_t *store, const char *id, cp_dataplane_t *out);
+
+/* Every dataplane, ordered by id. *out is an array of *count entries; free with
+ * cp_dataplanes_free. */
+int cp_store_list_dataplanes(cp_store_t *store, cp_dataplane_t **out, size_t *count);
+void cp_dataplanes_free(cp_dataplane_t *dps, size_t count);
+
+/* --- dataplane state ---------------------------------------------------------------------- */
+
+typedef enum en_cp_dp_state_t {
+    CP_DP_SYNCED = 0,   /* ACKed the active version */
+    CP_DP_APPLYING,     /* was handed the active version and has not reported on it yet */
+    CP_DP_REJECTED,     /* NACKed the active version (it keeps running its last good one) */
+    CP_DP_STALE,        /* behind the active version and not handed it yet */
+    CP_DP_DISCONNECTED, /* not seen within the heartbeat timeout */
+    CP_DP_NUM_STATES
+} cp_dp_state_t;
+
+const char *cp_dp_state_name(cp_dp_state_t state);
+
+/* The state of a dataplane at `now_ms`; `polling` is true while it has a long poll open (which
+ * proves it is alive however long the poll lasts). Pure: unit-tested on its own. */
+cp_dp_state_t cp_dp_state(const cp_dataplane_t *dp, int64_t active, int64_t now_ms, int64_t heartbeat_ms, int polling);
+
+/* RFC 3339 UTC with milliseconds ("2026-11-26T21:05:03.123Z"). */
+void cp_format_time(int64_t ms, char out[32]);
+int64_t cp_now_ms(void);
+
+#endif

@@ -1,0 +1,540 @@
+#include "dp_cpclient.h"
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include "pw_log.h"
+
+#define STATE_FILE "pathway-fleet.json"
+#define BACKOFF_MIN_MS 200
+#define BACKOFF_MAX_MS 10000
+#define MAX_RESPONSE (CFG_MAX_DOCUMENT_SIZE + 64 * 1024)
+
+/* The latest ACK or NACK, repeated by every heartbeat until the next one. */
+typedef struct st_report_t {
+    int64_t version; /* the version the report is about */
+    int applied;     /* ACK (1) or NACK (0) */
+    char *error;     /* NACK reason; NULL for an ACK */
+} report_t;
+
+struct st_dp_cpclient_t {
+    cfg_t *local;               /* the dataplane's own document (node-local part is used) */
+    dp_cpclient_callbacks_t cb; /* how to apply and what to report */
+    char *base_url;             /* control plane URL without a trailing '/' */
+    char *auth_header;          /* "Authorization: Bearer ..." or NULL */
+    char *id;                   /* this dataplane's id */
+    char *state_dir;            /* where accepted documents are kept */
+    uint64_t poll_wait_ms;      /* long-poll wait asked for */
+    uint64_t heartbeat_ms;      /* heartbeat period */
+
+    pthread_t poll_thread, beat_thread;
+    int started;            /* threads were started */
+    atomic_int stop;        /* set once by destroy */
+    pthread_mutex_t mutex;  /* guards everything below and pairs with `wake` */
+    pthread_cond_t wake;    /* signalled at stop, so sleeps end at once */
+    report_t report;        /* latest report */
+    int64_t applied;        /* version of the running generation (0 = from the file) */
+    int64_t rejected;       /* last version rejected, 0 if none since the last ACK */
+    int connected;          /* the last call reached the control plane */
+    uint64_t polls;         /* long polls answered */
+    uint64_t failures;      /* calls that failed (network, 5xx, auth) */
+};
+
+static char *xstrdup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *xstrdup_printf(const char *fmt, ...)
+{
+    va_list ap;
+    char *s = NULL;
+    va_start(ap, fmt);
+    if (vasprintf(&s, fmt, ap) < 0)
+        s = NULL;
+    va_end(ap);
+    return s;
+}
+
+/* --- state_dir ----------------------------------------------------------------------------- */
+
+int dp_cpstate_load(const char *state_dir, dp_cpstate_t *out, char **err)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", state_dir, STATE_FILE);
+    memset(out, 0, sizeof(*out));
+    if (access(path, F_OK) != 0)
+        return 0;
+    json_error_t jerr;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL) {
+        *err = xstrdup_printf("%s: line %d: %s", path, jerr.line, jerr.text);
+        return -1;
+    }
+    json_t *v = json_object_get(root, "version"), *doc = json_object_get(root, "document");
+    if (!json_is_integer(v) || json_integer_value(v) < 1 || !json_is_object(doc)) {
+        *err = xstrdup_printf("%s: not a saved config (needs an integer version >= 1 and a document object)", path);
+        json_decref(root);
+        return -1;
+    }
+    out->version = json_integer_value(v);
+    out->fleet = json_incref(doc);
+    json_decref(root);
+    return 1;
+}
+
+void dp_cpstate_dispose(dp_cpstate_t *st)
+{
+    json_decref(st->fleet);
+    memset(st, 0, sizeof(*st));
+}
+
+int dp_cpstate_save(const char *state_dir, int64_t version, const json_t *fleet, char **err)
+{
+    char path[4096], tmp[4200];
+    snprintf(path, sizeof(path), "%s/%s", state_dir, STATE_FILE);
+    snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
+    if (mkdir(state_dir, 0750) != 0 && errno != EEXIST) {
+        *err = xstrdup_printf("%s: cannot create: %s", state_dir, strerror(errno));
+        return -1;
+    }
+    json_t *root = json_pack("{s:I, s:O}", "version", (json_int_t)version, "document", (json_t *)fleet);
+    char *text = root != NULL ? json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(root);
+    if (text == NULL) {
+        *err = strdup("out of memory");
+        return -1;
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    int ok = fd >= 0;
+    size_t len = strlen(text), off = 0;
+    while (ok && off < len) {
+        ssize_t n = write(fd, text + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            ok = 0;
+        else
+            off += (size_t)n;
+    }
+    if (ok && fsync(fd) != 0)
+        ok = 0;
+    int saved_errno = errno;
+    if (fd >= 0)
+        close(fd);
+    free(text);
+    if (ok && rename(tmp, path) != 0) {
+        saved_errno = errno;
+        ok = 0;
+    }
+    if (!ok) {
+        unlink(tmp);
+        *err = xstrdup_printf("%s: cannot write: %s", path, strerror(saved_errno));
+        return -1;
+    }
+    /* the rename itself must reach the disk before we call the version ours */
+    int dfd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return 0;
+}
+
+/* --- HTTP ---------------------------------------------------------------------------------- */
+
+typedef struct st_body_t {
+    char *data;
+    size_t len;
+    int too_large;
+} body_t;
+
+static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    body_t *b = userdata;
+    size_t n = size * nmemb;
+    if (b->len + n > MAX_RESPONSE) {
+        b->too_large = 1;
+        return 0; /* aborts the transfer */
+    }
+    char *nd = realloc(b->data, b->len + n + 1);
+    if (nd == NULL)
+        return 0;
+    memcpy(nd + b->len, ptr, n);
+    b->data = nd;
+    b->len += n;
+    b->data[b->len] = '\0';
+    return n;
+}
+
+static int on_progress(void *clientp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+    dp_cpclient_t *c = clientp;
+    return atomic_load(&c->stop) ? 1 : 0; /* non-zero aborts a long poll once we are stopping */
+}
+
+/* One request; returns the HTTP status, or -1 when the control plane was not reached (curl's
+ * error in errbuf). The body is in *body (caller frees body->data). */
+static long http_call(dp_cpclient_t *c, CURL *curl, const char *method, const char *url, const char *payload, long timeout_ms,
+                      body_t *body, char *errbuf)
+{
+    struct curl_slist *headers = NULL;
+    memset(body, 0, sizeof(*body));
+    errbuf[0] = '\0';
+    curl_easy_reset(curl);
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, body);
+    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(curl, CURLOPT_XFERINFODATA, c);
+    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (c->auth_header != NULL)
+        headers = curl_slist_append(headers, c->auth_header);
+    if (payload != NULL) {
+        headers = curl_slist_append(headers, "Content-Type: application/json");
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, payload);
+        curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
+    }
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+    CURLcode rc = curl_easy_perform(curl);
+    curl_slist_free_all(headers);
+    if (rc != CURLE_OK) {
+        if (errbuf[0] == '\0')
+            snprintf(errbuf, CURL_ERROR_SIZE, "%s", curl_easy_strerror(rc));
+        if (body->too_large)
+            snprintf(errbuf, CURL_ERROR_SIZE, "response larger than %d bytes", MAX_RESPONSE);
+        return -1;
+    }
+    long status = 0;
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    return status;
+}
+
+/* Sleeps up to ms, or until stop. Returns non-zero when stopping. */
+static int nap(dp_cpclient_t *c, uint64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&c->mutex);
+    while (!atomic_load(&c->stop)) {
+        if (pthread_cond_timedwait(&c->wake, &c->mutex, &ts) == ETIMEDOUT)
+            break;
+    }
+    pthread_mutex_unlock(&c->mutex);
+    return atomic_load(&c->stop);
+}
+
+/* Capped exponential backoff with full jitter in [cap/2, cap]: many dataplanes that lost the
+ * same control plane do not all come back in the same millisecond. */
+static uint64_t backoff_ms(unsigned failures, unsigned *seed)
+{
+    uint64_t cap = BACKOFF_MIN_MS;
+    for (unsigned i = 1; i < failures && cap < BACKOFF_MAX_MS; i++)
+        cap *= 2;
+    if (cap > BACKOFF_MAX_MS)
+        cap = BACKOFF_MAX_MS;
+    return cap / 2 + (uint64_t)rand_r(seed) % (cap / 2 + 1);
+}
+
+static void set_connected(dp_cpclient_t *c, int connected, const char *why)
+{
+    pthread_mutex_lock(&c->mutex);
+    int was = c->connected;
+    c->connected = connected;
+    if (!connected)
+        c->failures++;
+    pthread_mutex_unlock(&c->mutex);
+    if (was && !connected)
+        PW_WARN("control plane %s unreachable: %s; serving the current config, retrying", c->base_url, why);
+    else if (!was && connected)
+        PW_INFO("control plane %s reached", c->base_url);
+}
+
+/* Sends the latest report with live figures. Returns 0 when the control plane took it. */
+static int send_report(dp_cpclient_t *c, CURL *curl)
+{
+    pthread_mutex_lock(&c->mutex);
+    json_t *msg = json_pack("{s:I, s:b}", "version", (json_int_t)c->report.version, "applied", c->report.applied);
+    if (msg != NULL && c->report.error != NULL)
+        json_object_set_new(msg, "error", json_string(c->report.error));
+    pthread_mutex_unlock(&c->mutex);
+    if (msg == NULL)
+        return -1;
+    json_t *stats = c->cb.stats != NULL ? c->cb.stats(c->cb.ctx) : NULL;
+    if (stats != NULL)
+        json_object_set_new(msg, "stats", stats);
+    char host[256];
+    if (gethostname(host, sizeof(host)) == 0) {
+        host[sizeof(host) - 1] = '\0';
+        json_object_set_new(msg, "labels", json_pack("{s:s}", "hostname", host));
+    }
+    char *payload = json_dumps(msg, JSON_COMPACT);
+    json_decref(msg);
+    char *url = xstrdup_printf("%s/v1/dataplanes/%s/status", c->base_url, c->id);
+    body_t body;
+    char errbuf[CURL_ERROR_SIZE];
+    long status = payload != NULL && url != NULL ? http_call(c, curl, "POST", url, payload, 10000, &body, errbuf) : -1;
+    if (status < 0)
+        set_connected(c, 0, errbuf);
+    else if (status >= 300)
+        PW_WARN("control plane refused a status report: HTTP %ld %.200s", status, body.data != NULL ? body.data : "");
+    free(body.data);
+    free(url);
+    free(payload);
+    return status >= 200 && status < 300 ? 0 : -1;
+}
+
+static void set_report(dp_cpclient_t *c, int64_t version, int applied, const char *error)
+{
+    pthread_mutex_lock(&c->mutex);
+    free(c->report.error);
+    c->report.version = version;
+    c->report.applied = applied;
+    c->report.error = error != NULL ? strdup(error) : NULL;
+    if (applied) {
+        c->applied = version;
+        c->rejected = 0;
+    } else {
+        c->rejected = version;
+    }
+    pthread_mutex_unlock(&c->mutex);
+}
+
+/* Turns a fleet document into a running generation. Returns NULL on success, else the error
+ * (malloc'd) that the NACK carries. */
+static char *apply_fleet(dp_cpclient_t *c, int64_t version, json_t *fleet)
+{
+    cfg_errors_t errs;
+    cfg_errors_init(&errs);
+    char *err = NULL;
+    cfg_t *fcfg = cfg_decode(fleet, CFG_SCOPE_FLEET, &errs);
+    cfg_t *full = fcfg != NULL ? cfg_merge_local(c->local, fcfg, &errs) : NULL;
+    cfg_destroy(fcfg);
+    if (full == NULL) {
+        err = cfg_errors_join(&errs);
+    } else if (c->cb.apply(c->cb.ctx, full, &err) != 0) {
+        if (err == NULL)
+            err = strdup("the dataplane could not apply it");
+    } else {
+        char *serr = NULL;
+        if (dp_cpstate_save(c->state_dir, version, fleet, &serr) != 0) {
+            /* it runs; only a restart without the control plane would miss it */
+            PW_ERROR("version %lld applied but not saved: %s", (long long)version, serr);
+            free(serr);
+        }
+    }
+    cfg_errors_dispose(&errs);
+    return err;
+}
+
+static void *poll_main(void *arg)
+{
+    dp_cpclient_t *c = arg;
+    CURL *curl = curl_easy_init();
+    unsigned seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)c;
+    unsigned failures = 0;
+    char errbuf[CURL_ERROR_SIZE];
+    while (curl != NULL && !atomic_load(&c->stop)) {
+        pthread_mutex_lock(&c->mutex);
+        /* ask for anything newer than what we run or last rejected */
+        int64_t seen = c->rejected > c->applied ? c->rejected : c->applied;
+        pthread_mutex_unlock(&c->mutex);
+        char *url = xstrdup_printf("%s/v1/dataplanes/%s/config?version=%lld&wait=%llums", c->base_url, c->id, (long long)seen,
+                                   (unsigned long long)c->poll_wait_ms);
+        body_t body;
+        long status = url != NULL ? http_call(c, curl, "GET", url, NULL, (long)(c->poll_wait_ms + 10000), &body, errbuf) : -1;
+        free(url);
+        if (atomic_load(&c->stop)) {
+            free(body.data);
+            break;
+        }
+        if (status == 200 || status == 304) {
+            set_connected(c, 1, NULL);
+            failures = 0;
+            pthread_mutex_lock(&c->mutex);
+            c->polls++;
+            pthread_mutex_unlock(&c->mutex);
+        }
+        if (status == 200) {
+            json_error_t jerr;
+            json_t *root = json_loadb(body.data != NULL ? body.data : "", body.len, JSON_REJECT_DUPLICATES, &jerr);
+            json_t *v = json_object_get(root, "version"), *doc = json_object_get(root, "document");
+            if (!json_is_integer(v) || !json_is_object(doc)) {
+                PW_ERROR("control plane sent a config the dataplane cannot read (%s); ignoring it", root == NULL ? jerr.text : "no version or document");
+                json_decref(root);
+                free(body.data);
+                nap(c, backoff_ms(++failures, &seed));
+                continue;
+            }
+            int64_t version = json_integer_value(v);
+            if (version != seen) {
+                char *err = apply_fleet(c, version, doc);
+                if (err == NULL)
+                    PW_INFO("applied control plane version %lld", (long long)version);
+                else
+                    PW_WARN("rejected control plane version %lld: %s", (long long)version, err);
+                set_report(c, version, err == NULL, err);
+                free(err);
+                send_report(c, curl);
+            }
+            json_decref(root);
+        } else if (status != 304) {
+            if (status < 0)
+                set_connected(c, 0, errbuf);
+            else {
+                char why[256];
+                snprintf(why, sizeof(why), "HTTP %ld %.160s", status, body.data != NULL ? body.data : "");
+                set_connected(c, 0, why);
+            }
+            free(body.data);
+            nap(c, backoff_ms(++failures, &seed));
+            continue;
+        }
+        free(body.data);
+    }
+    curl_easy_cleanup(curl);
+    return NULL;
+}
+
+static void *beat_main(void *arg)
+{
+    dp_cpclient_t *c = arg;
+    CURL *curl = curl_easy_init();
+    while (curl != NULL && !atomic_load(&c->stop)) {
+        send_report(c, curl);
+        if (nap(c, c->heartbeat_ms))
+            break;
+    }
+    curl_easy_cleanup(curl);
+    return NULL;
+}
+
+/* --- lifecycle ----------------------------------------------------------------------------- */
+
+/* curl_global_init is not thread-safe; libcurl wants it once, before any other call */
+static void curl_init_once(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static char *read_token(const char *path, char **err)
+{
+    FILE *fp = fopen(path, "r");
+    if (fp == NULL) {
+        *err = xstrdup_printf("control_plane.token_file %s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    char buf[1024];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
+    fclose(fp);
+    buf[n] = '\0';
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+        buf[--n] = '\0';
+    if (n == 0 || strpbrk(buf, "\r\n") != NULL) {
+        *err = xstrdup_printf("control_plane.token_file %s: must hold one token on one line", path);
+        return NULL;
+    }
+    return xstrdup_printf("Authorization: Bearer %s", buf);
+}
+
+dp_cpclient_t *dp_cpclient_create(const cfg_t *local, int64_t applied_version, const dp_cpclient_callbacks_t *cb, char **err)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    if (!local->has_control_plane) {
+        *err = strdup("no control_plane section");
+        return NULL;
+    }
+    pthread_once(&once, curl_init_once);
+    const cfg_control_plane_t *cp = &local->control_plane;
+    dp_cpclient_t *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        *err = strdup("out of memory");
+        return NULL;
+    }
+    c->cb = *cb;
+    c->local = cfg_dup(local);
+    c->base_url = strdup(cp->url);
+    c->id = strdup(cp->id);
+    c->state_dir = strdup(cp->state_dir);
+    c->poll_wait_ms = cp->poll_wait_ms;
+    c->heartbeat_ms = cp->heartbeat_interval_ms;
+    c->applied = applied_version;
+    c->report.version = applied_version;
+    c->report.applied = 1;
+    pthread_mutex_init(&c->mutex, NULL);
+    pthread_cond_init(&c->wake, NULL);
+    if (c->local == NULL || c->base_url == NULL || c->id == NULL || c->state_dir == NULL) {
+        dp_cpclient_destroy(c);
+        *err = strdup("out of memory");
+        return NULL;
+    }
+    size_t n = strlen(c->base_url);
+    while (n > 0 && c->base_url[n - 1] == '/')
+        c->base_url[--n] = '\0';
+    if (cp->token_file != NULL && (c->auth_header = read_token(cp->token_file, err)) == NULL) {
+        dp_cpclient_destroy(c);
+        return NULL;
+    }
+    return c;
+}
+
+int dp_cpclient_start(dp_cpclient_t *c)
+{
+    if (pthread_create(&c->poll_thread, NULL, poll_main, c) != 0)
+        return -1;
+    if (pthread_create(&c->beat_thread, NULL, beat_main, c) != 0) {
+        atomic_store(&c->stop, 1);
+        pthread_join(c->poll_thread, NULL);
+        return -1;
+    }
+    c->started = 1;
+    return 0;
+}
+
+void dp_cpclient_destroy(dp_cpclient_t *c)
+{
+    if (c == NULL)
+        return;
+    if (c->started) {
+        pthread_mutex_lock(&c->mutex);
+        atomic_store(&c->stop, 1);
+        pthread_cond_broadcast(&c->wake);
+        pthread_mutex_unlock(&c->mutex);
+        pthread_join(c->poll_thread, NULL);
+        pthread_join(c->beat_thread, NULL);
+    }
+    pthread_mutex_destroy(&c->mutex);
+    pthread_cond_destroy(&c->wake);
+    cfg_destroy(c->local);
+    free(c->base_url);
+    free(c->auth_header);
+    free(c->id);
+    free(c->state_dir);
+    free(c->report.error);
+    free(c);
+}
+
+json_t *dp_cpclient_status(dp_cpclient_t *c)
+{
+    pthread_mutex_lock(&c->mutex);
+    json_t *j = json_pack("{s:I, s:I, s:s?, s:b, s:I, s:I}", "applied_version", (json_int_t)c->applied, "rejected_version",
+                          (json_int_t)c->rejected, "last_error", c->report.applied ? NULL : c->report.error, "connected",
+                          c->connected, "polls", (json_int_t)c->polls, "failures", (json_int_t)c->failures);
+    pthread_mutex_unlock(&c->mutex);
+    return j;
+}

@@ -1,0 +1,61 @@
+/*
+ * dp_cpclient: a managed dataplane's link to its control plane (DESIGN §2 control_plane, §4).
+ *
+ * Two threads of its own, so a slow or absent control plane never touches the workers: one
+ * long-polls GET /v1/dataplanes/{id}/config?version=n&wait=..., hands each newer fleet document to
+ * the server through `apply`, reports the ACK or NACK, and writes each accepted document to
+ * state_dir (write, fsync, rename); the other repeats the latest report as a heartbeat with live
+ * figures. Failures back off exponentially with jitter, capped.
+ *
+ * A version that was rejected is remembered: the long poll asks for versions newer than it, so
+ * the same bad version is never fetched and rejected in a loop.
+ */
+#ifndef PATHWAY_DP_CPCLIENT_H
+#define PATHWAY_DP_CPCLIENT_H
+
+#include <stdint.h>
+#include <jansson.h>
+#include "cfg.h"
+
+typedef struct st_dp_cpclient_t dp_cpclient_t;
+
+typedef struct st_dp_cpclient_callbacks_t {
+    /* Applies a full document (the node-local part of the dataplane's own file merged with the
+     * pushed fleet part) as a new generation. Called on the client's thread; may block until the
+     * server has applied it. Takes ownership of cfg. Returns 0, or -1 with *err (malloc'd). */
+    int (*apply)(void *ctx, cfg_t *cfg, char **err);
+    /* Live figures for heartbeats (new reference, a JSON object), or NULL. Called on the
+     * heartbeat thread. */
+    json_t *(*stats)(void *ctx);
+    void *ctx;
+} dp_cpclient_callbacks_t;
+
+/* The last document accepted from the control plane, as kept in state_dir. */
+typedef struct st_dp_cpstate_t {
+    int64_t version; /* control plane version number */
+    json_t *fleet;   /* the fleet document (owned reference) */
+} dp_cpstate_t;
+
+/* Reads state_dir's last accepted document. Returns 1 when there is one (fills *out), 0 when
+ * there is none, -1 with *err (malloc'd) when the file exists but cannot be used. */
+int dp_cpstate_load(const char *state_dir, dp_cpstate_t *out, char **err);
+/* Writes it atomically (temp file, fsync, rename, fsync of the directory). 0 or -1 with *err. */
+int dp_cpstate_save(const char *state_dir, int64_t version, const json_t *fleet, char **err);
+void dp_cpstate_dispose(dp_cpstate_t *st);
+
+/* Creates a client for `local` (the dataplane's own document; copied) whose running
+ * generation came from control-plane version `applied_version` (0 = from the file). Reads the
+ * token file. Returns NULL with *err (malloc'd) when it cannot. */
+dp_cpclient_t *dp_cpclient_create(const cfg_t *local, int64_t applied_version, const dp_cpclient_callbacks_t *cb, char **err);
+
+/* Starts the two threads. 0, or -1 when a thread cannot be started. */
+int dp_cpclient_start(dp_cpclient_t *client);
+
+/* Stops the threads (a long poll in progress is abandoned within ~100 ms) and frees the client. */
+void dp_cpclient_destroy(dp_cpclient_t *client);
+
+/* What the client knows, for /stats: {"applied_version", "rejected_version", "last_error",
+ * "connected", "polls", "failures"} (new reference). Thread-safe. */
+json_t *dp_cpclient_status(dp_cpclient_t *client);
+
+#endif

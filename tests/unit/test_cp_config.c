@@ -1,0 +1,181 @@
+/* cp_config: the control plane's own config file. Every error names its key. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include "cp_config.h"
+
+static char dir[64];
+
+static void
+write_file(const char *name, const char *text)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs(text, fp);
+    fclose(fp);
+}
+
+static int
+setup(void **state)
+{
+    snprintf(dir, sizeof(dir), "/tmp/test_cp_config.XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    write_file("admin.token", "  admin-token-0123456789\n");
+    write_file("short.token", "short\n");
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    const char *names[] = {"admin.token", "short.token", "cp.yaml"};
+    char path[128];
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+    return 0;
+}
+
+/* Loads `text` as cp.yaml; returns the config or NULL with the joined errors in *errs_out. */
+static cp_config_t *
+load(const char *text, char **errs_out)
+{
+    write_file("cp.yaml", text);
+    char path[128];
+    snprintf(path, sizeof(path), "%s/cp.yaml", dir);
+    cfg_errors_t errs;
+    cfg_errors_init(&errs);
+    cp_config_t *conf = cp_config_load(path, &errs);
+    *errs_out = cfg_errors_join(&errs);
+    cfg_errors_dispose(&errs);
+    return conf;
+}
+
+static void
+test_full(void **state)
+{
+    char *errs;
+    cp_config_t *conf =
+        load("listen: '[::1]:7171'\ndatabase: cp.db\nmax_body: 64KiB\nheartbeat_timeout: 10s\nmax_wait: 1m\n"
+             "log_level: warn\ntokens:\n"
+             "  - {name: ops, role: admin, file: admin.token}\n"
+             "  - {name: graf, role: viewer, sha256: 9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08}\n",
+             &errs);
+    assert_string_equal(errs, "");
+    free(errs);
+    assert_non_null(conf);
+    assert_string_equal(conf->listen_host, "::1");
+    assert_int_equal(conf->listen_port, 7171);
+    char db[128];
+    snprintf(db, sizeof(db), "%s/cp.db", dir);
+    assert_string_equal(conf->database, db); /* relative to the config file */
+    assert_int_equal(conf->max_body, 65536);
+    assert_int_equal(conf->heartbeat_ms, 10000);
+    assert_int_equal(conf->max_wait_ms, 60000);
+    assert_int_equal(conf->num_tokens, 2);
+    unsigned char h[32];
+    cp_token_hash("admin-token-0123456789", 22, h); /* whitespace around the file's token is not part of it */
+    assert_memory_equal(conf->tokens[0].hash, h, 32);
+    assert_int_equal(conf->tokens[0].role, CP_ROLE_ADMIN);
+    cp_token_hash("test", 4, h);
+    assert_memory_equal(conf->tokens[1].hash, h, 32);
+    assert_int_equal(conf->tokens[1].role, CP_ROLE_VIEWER);
+    cp_config_destroy(conf);
+}
+
+static void
+test_defaults(void **state)
+{
+    char *errs;
+    cp_config_t *conf = load("tokens: [{name: ops, role: admin, file: admin.token}]\n", &errs);
+    free(errs);
+    assert_non_null(conf);
+    assert_string_equal(conf->listen_host, "127.0.0.1"); /* loopback unless told otherwise */
+    assert_int_equal(conf->listen_port, 7070);
+    assert_int_equal(conf->max_body, CP_DEFAULT_MAX_BODY);
+    cp_config_destroy(conf);
+}
+
+static void
+test_errors_name_keys(void **state)
+{
+    char *errs;
+    cp_config_t *conf = load("listen: nowhere\nmax_body: lots\ncolour: red\nlog_level: loud\ntokens:\n"
+                             "  - {name: ops, role: root, file: admin.token}\n"
+                             "  - {name: 'a b', role: viewer, sha256: abc}\n"
+                             "  - {name: x, role: viewer, file: short.token}\n"
+                             "  - {name: y, role: viewer, file: missing.token}\n"
+                             "  - {name: z, role: viewer}\n"
+                             "  - {name: w, role: viewer, file: admin.token, sha256: abc, extra: 1}\n",
+                             &errs);
+    assert_null(conf);
+    const char *expect[] = {"listen:",
+                            "max_body:",
+                            "colour: unknown key",
+                            "log_level:",
+                            "tokens[0].role:",
+                            "tokens[1].name:",
+                            "tokens[1].sha256:",
+                            "tokens[2].file:",
+                            "tokens[3].file:",
+                            "tokens[4]: give the token",
+                            "tokens[5].extra: unknown key",
+                            "tokens[5]: give file or sha256, not both"};
+    for (size_t i = 0; i < sizeof(expect) / sizeof(expect[0]); i++) {
+        if (strstr(errs, expect[i]) == NULL)
+            fail_msg("missing \"%s\" in:\n%s", expect[i], errs);
+    }
+    free(errs);
+
+    conf = load("listen: 127.0.0.1:7070\n", &errs);
+    assert_null(conf);
+    assert_non_null(strstr(errs, "tokens: required"));
+    free(errs);
+    conf = load("tokens:\n  - {name: a, role: admin, file: admin.token}\n  - {name: a, role: viewer, file: admin.token}\n", &errs);
+    assert_null(conf);
+    assert_non_null(strstr(errs, "tokens[1]"));
+    free(errs);
+    conf = load("[1, 2\n", &errs);
+    assert_null(conf);
+    assert_true(strlen(errs) > 0);
+    free(errs);
+}
+
+static void
+test_hostport(void **state)
+{
+    char *host;
+    uint16_t port;
+    const char *err;
+    assert_int_equal(cp_parse_hostport("localhost:80", &host, &port, &err), 0);
+    assert_string_equal(host, "localhost");
+    assert_int_equal(port, 80);
+    free(host);
+    assert_int_equal(cp_parse_hostport("1.2.3.4:0", &host, &port, &err), -1);
+    assert_int_equal(cp_parse_hostport("1.2.3.4:65536", &host, &port, &err), -1);
+    assert_int_equal(cp_parse_hostport(":80", &host, &port, &err), -1);
+    assert_int_equal(cp_parse_hostport("::1:80", &host, &port, &err), -1);
+    assert_int_equal(cp_parse_hostport("[::1]80", &host, &port, &err), -1);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_full),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_errors_name_keys),
+        cmocka_unit_test(test_hostport),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,351 @@
+/* cp_store on a temporary file: migrations, append-only versions, If-Match, identical documents,
+ * tags, events, dataplane reports and the state each dataplane is shown in. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <cmocka.h>
+#include <sqlite3.h>
+#include "cp_store.h"
+
+typedef struct {
+    char dir[64];
+    char path[128];
+    cp_store_t *store;
+} fixture_t;
+
+static const char H1[] = "1111111111111111111111111111111111111111111111111111111111111111";
+static const char H2[] = "2222222222222222222222222222222222222222222222222222222222222222";
+static const char H3[] = "3333333333333333333333333333333333333333333333333333333333333333";
+
+static int
+setup(void **state)
+{
+    fixture_t *f = calloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/test_cp_store.XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->path, sizeof(f->path), "%s/cp.db", f->dir);
+    char err[256];
+    f->store = cp_store_open(f->path, err, sizeof(err));
+    assert_non_null(f->store);
+    *state = f;
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    fixture_t *f = *state;
+    cp_store_close(f->store);
+    char p[160];
+    const char *suffixes[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(p, sizeof(p), "%s%s", f->path, suffixes[i]);
+        unlink(p);
+    }
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static int64_t
+append(cp_store_t *s, const char *doc, const char *hash, int64_t if_match, int expect_rc)
+{
+    cp_append_t a = {.author = "ops", .message = "why", .kind = CP_KIND_APPLY, .document = doc, .hash = hash, .if_match = if_match};
+    int64_t v = -1;
+    assert_int_equal(cp_store_append(s, &a, &v), expect_rc);
+    return v;
+}
+
+static void
+test_open_migrates(void **state)
+{
+    fixture_t *f = *state;
+    assert_int_equal(cp_store_schema_version(f->store), 1);
+    assert_int_equal(cp_store_active_version(f->store), 0);
+    cp_version_t v;
+    assert_int_equal(cp_store_get_version(f->store, 0, &v), CP_STORE_NOT_FOUND);
+
+    /* the pragmas a second connection can see */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "wal");
+    sqlite3_finalize(st);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM schema_migrations", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 1);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+
+    struct stat st_file;
+    assert_int_equal(stat(f->path, &st_file), 0);
+    assert_int_equal(st_file.st_mode & 0777, 0600);
+
+    /* reopening applies nothing twice */
+    cp_store_close(f->store);
+    char err[256];
+    f->store = cp_store_open(f->path, err, sizeof(err));
+    assert_non_null(f->store);
+    assert_int_equal(cp_store_schema_version(f->store), 1);
+}
+
+static void
+test_append_and_read(void **state)
+{
+    fixture_t *f = *state;
+    assert_int_equal(append(f->store, "{\"a\":1}", H1, -1, CP_STORE_CREATED), 1);
+    assert_int_equal(append(f->store, "{\"a\":2}", H2, 1, CP_STORE_CREATED), 2);
+    assert_int_equal(cp_store_active_version(f->store), 2);
+    assert_string_equal(cp_store_active_hash(f->store), H2);
+
+    cp_version_t v;
+    assert_int_equal(cp_store_get_version(f->store, 1, &v), CP_STORE_OK);
+    assert_int_equal(v.version, 1);
+    assert_string_equal(v.document, "{\"a\":1}");
+    assert_string_equal(v.hash, H1);
+    assert_string_equal(v.author, "ops");
+    assert_string_equal(v.message, "why");
+    assert_int_equal(v.kind, CP_KIND_APPLY);
+    assert_int_equal(v.source_version, 0);
+    assert_true(v.created_ms > 0);
+    cp_version_dispose(&v);
+    assert_int_equal(cp_store_get_version(f->store, 3, &v), CP_STORE_NOT_FOUND);
+
+    /* survives a reopen */
+    cp_store_close(f->store);
+    char err[256];
+    f->store = cp_store_open(f->path, err, sizeof(err));
+    assert_int_equal(cp_store_active_version(f->store), 2);
+    assert_string_equal(cp_store_active_hash(f->store), H2);
+}
+
+static void
+test_identical_and_if_match(void **state)
+{
+    fixture_t *f = *state;
+    assert_int_equal(append(f->store, "{}", H1, 1, CP_STORE_CONFLICT), -1); /* empty store: 1 is not active */
+    assert_int_equal(append(f->store, "{}", H1, 0, CP_STORE_CREATED), 1);   /* 0 = "only when empty" */
+    assert_int_equal(append(f->store, "{}", H1, -1, CP_STORE_UNCHANGED), 1);
+    assert_int_equal(append(f->store, "{}", H1, 0, CP_STORE_CONFLICT), -1);
+    assert_int_equal(cp_store_count_versions(f->store), 1);
+    /* two writers with the same precondition: exactly one wins */
+    assert_int_equal(append(f->store, "{\"x\":1}", H2, 1, CP_STORE_CREATED), 2);
+    assert_int_equal(append(f->store, "{\"x\":2}", H3, 1, CP_STORE_CONFLICT), -1);
+    assert_int_equal(cp_store_active_version(f->store), 2);
+    /* a rollback to 1's document is a new version */
+    cp_append_t a = {.author = "ops", .kind = CP_KIND_ROLLBACK, .source_version = 1, .document = "{}", .hash = H1, .if_match = -1};
+    int64_t v;
+    assert_int_equal(cp_store_append(f->store, &a, &v), CP_STORE_CREATED);
+    assert_int_equal(v, 3);
+    cp_version_t got;
+    assert_int_equal(cp_store_get_version(f->store, 3, &got), CP_STORE_OK);
+    assert_int_equal(got.kind, CP_KIND_ROLLBACK);
+    assert_int_equal(got.source_version, 1);
+    assert_string_equal(got.message, "");
+    cp_version_dispose(&got);
+}
+
+static void
+test_list_versions_paged(void **state)
+{
+    fixture_t *f = *state;
+    char hash[65], doc[32];
+    for (int i = 1; i <= 5; i++) {
+        snprintf(hash, sizeof(hash), "%064d", i);
+        snprintf(doc, sizeof(doc), "{\"i\":%d}", i);
+        append(f->store, doc, hash, -1, CP_STORE_CREATED);
+    }
+    json_t *page = cp_store_list_versions(f->store, 0, 2);
+    assert_int_equal(json_array_size(page), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(page, 0), "version")), 5);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(page, 1), "version")), 4);
+    assert_null(json_object_get(json_array_get(page, 0), "document"));
+    assert_string_equal(json_string_value(json_object_get(json_array_get(page, 0), "kind")), "apply");
+    json_decref(page);
+    page = cp_store_list_versions(f->store, 4, 10);
+    assert_int_equal(json_array_size(page), 3);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(page, 0), "version")), 3);
+    json_decref(page);
+}
+
+static void
+test_append_only(void **state)
+{
+    fixture_t *f = *state;
+    append(f->store, "{}", H1, -1, CP_STORE_CREATED);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_not_equal(sqlite3_exec(db, "UPDATE versions SET message = 'x'", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_not_equal(sqlite3_exec(db, "DELETE FROM versions", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_not_equal(sqlite3_exec(db, "DELETE FROM events", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(cp_store_count_versions(f->store), 1);
+}
+
+static void
+test_tags(void **state)
+{
+    fixture_t *f = *state;
+    assert_int_equal(cp_store_set_tag(f->store, "stable", 1, "ops", NULL), CP_STORE_NOT_FOUND);
+    append(f->store, "{}", H1, -1, CP_STORE_CREATED);
+    append(f->store, "{\"a\":1}", H2, -1, CP_STORE_CREATED);
+    assert_int_equal(cp_store_set_tag(f->store, "stable", 1, "ops", "known good"), CP_STORE_OK);
+    int64_t v = 0;
+    assert_int_equal(cp_store_get_tag(f->store, "stable", &v), CP_STORE_OK);
+    assert_int_equal(v, 1);
+    assert_int_equal(cp_store_set_tag(f->store, "stable", 2, "ops", NULL), CP_STORE_OK);
+    assert_int_equal(cp_store_get_tag(f->store, "stable", &v), CP_STORE_OK);
+    assert_int_equal(v, 2);
+    assert_int_equal(cp_store_get_tag(f->store, "nope", &v), CP_STORE_NOT_FOUND);
+    int rc;
+    json_t *t = cp_store_tag_json(f->store, "stable", &rc);
+    assert_int_equal(rc, CP_STORE_OK);
+    assert_int_equal(json_integer_value(json_object_get(t, "version")), 2);
+    assert_int_equal(json_array_size(json_object_get(t, "history")), 2);
+    json_decref(t);
+    assert_null(cp_store_tag_json(f->store, "nope", &rc));
+    assert_int_equal(rc, CP_STORE_NOT_FOUND);
+    json_t *all = cp_store_list_tags(f->store);
+    assert_int_equal(json_array_size(all), 1);
+    json_decref(all);
+    json_t *ev = cp_store_list_events(f->store, 0, 10);
+    assert_int_equal(json_array_size(ev), 4); /* 2 versions, 2 tag moves */
+    assert_string_equal(json_string_value(json_object_get(json_array_get(ev, 0), "action")), "tag");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(ev, 3), "message")), "why");
+    json_decref(ev);
+}
+
+static void
+test_dataplanes(void **state)
+{
+    fixture_t *f = *state;
+    append(f->store, "{}", H1, -1, CP_STORE_CREATED);
+    append(f->store, "{\"a\":1}", H2, -1, CP_STORE_CREATED);
+    cp_dataplane_t dp;
+    assert_int_equal(cp_store_get_dataplane(f->store, "dp-1", &dp), CP_STORE_NOT_FOUND);
+    assert_int_equal(cp_store_dataplane_seen(f->store, "dp-1", 1000, 2), CP_STORE_OK);
+    assert_int_equal(cp_store_get_dataplane(f->store, "dp-1", &dp), CP_STORE_OK);
+    assert_int_equal(dp.delivered_version, 2);
+    assert_int_equal(cp_dp_state(&dp, 2, 1000, 30000, 0), CP_DP_APPLYING);
+    cp_dataplane_dispose(&dp);
+
+    json_t *labels = json_pack("{ss}", "region", "eu");
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 2000, 2, 0, "ca_file: cannot read", labels, NULL), CP_STORE_OK);
+    json_decref(labels);
+    assert_int_equal(cp_store_get_dataplane(f->store, "dp-1", &dp), CP_STORE_OK);
+    assert_int_equal(dp.rejected_version, 2);
+    assert_string_equal(dp.error, "ca_file: cannot read");
+    assert_string_equal(json_string_value(json_object_get(dp.labels, "region")), "eu");
+    assert_int_equal(cp_dp_state(&dp, 2, 2000, 30000, 0), CP_DP_REJECTED);
+    cp_dataplane_dispose(&dp);
+
+    /* the same NACK again is a heartbeat: no second event */
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 3000, 2, 0, "ca_file: cannot read", NULL, NULL), CP_STORE_OK);
+    json_t *ev = cp_store_list_events(f->store, 0, 100);
+    assert_int_equal(json_array_size(ev), 3);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(ev, 0), "action")), "nack");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(ev, 0), "actor")), "dp-1");
+    json_decref(ev);
+
+    json_t *stats = json_pack("{si}", "requests", 10);
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 4000, 1, 1, NULL, NULL, stats), CP_STORE_OK);
+    json_decref(stats);
+    assert_int_equal(cp_store_get_dataplane(f->store, "dp-1", &dp), CP_STORE_OK);
+    assert_int_equal(dp.applied_version, 1);
+    /* re-ACKing the version it still runs does not hide the NACK of the newer one */
+    assert_int_equal(dp.rejected_version, 2);
+    assert_string_equal(dp.error, "ca_file: cannot read");
+    assert_string_equal(json_string_value(json_object_get(dp.labels, "region")), "eu"); /* kept */
+    assert_int_equal(json_integer_value(json_object_get(dp.stats, "requests")), 10);
+    assert_int_equal(cp_dp_state(&dp, 2, 4000, 30000, 0), CP_DP_REJECTED);
+    assert_int_equal(cp_dp_state(&dp, 3, 4000, 30000, 0), CP_DP_STALE);
+    assert_int_equal(cp_dp_state(&dp, 1, 4000, 30000, 0), CP_DP_SYNCED);
+    assert_int_equal(cp_dp_state(&dp, 1, 40000, 30000, 0), CP_DP_DISCONNECTED);
+    assert_int_equal(cp_dp_state(&dp, 1, 40000, 30000, 1), CP_DP_SYNCED); /* an open poll is alive */
+    cp_dataplane_dispose(&dp);
+    ev = cp_store_list_events(f->store, 0, 100);
+    assert_int_equal(json_array_size(ev), 4);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(ev, 0), "action")), "ack");
+    json_decref(ev);
+    /* an ACK of the rejected version (the operator fixed the file) clears it */
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 4500, 2, 1, NULL, NULL, NULL), CP_STORE_OK);
+    assert_int_equal(cp_store_get_dataplane(f->store, "dp-1", &dp), CP_STORE_OK);
+    assert_int_equal(dp.rejected_version, 0);
+    assert_string_equal(dp.error, "");
+    assert_int_equal(cp_dp_state(&dp, 2, 4500, 30000, 0), CP_DP_SYNCED);
+    cp_dataplane_dispose(&dp);
+
+    cp_dataplane_t *all;
+    size_t n;
+    assert_int_equal(cp_store_dataplane_seen(f->store, "dp-0", 5000, 0), CP_STORE_OK);
+    assert_int_equal(cp_store_list_dataplanes(f->store, &all, &n), CP_STORE_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(all[0].id, "dp-0");
+    assert_int_equal(all[0].delivered_version, 0);
+    cp_dataplanes_free(all, n);
+}
+
+static void
+test_state_names(void **state)
+{
+    assert_string_equal(cp_dp_state_name(CP_DP_SYNCED), "synced");
+    assert_string_equal(cp_dp_state_name(CP_DP_APPLYING), "applying");
+    assert_string_equal(cp_dp_state_name(CP_DP_REJECTED), "rejected");
+    assert_string_equal(cp_dp_state_name(CP_DP_STALE), "stale");
+    assert_string_equal(cp_dp_state_name(CP_DP_DISCONNECTED), "disconnected");
+    char t[32];
+    cp_format_time(0, t);
+    assert_string_equal(t, "1970-01-01T00:00:00.000Z");
+    cp_format_time(1795727087123, t);
+    assert_string_equal(t, "2026-11-26T21:04:47.123Z");
+}
+
+static void
+test_refuses_newer_database(void **state)
+{
+    fixture_t *f = *state;
+    cp_store_close(f->store);
+    f->store = NULL;
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "INSERT INTO schema_migrations VALUES (999, '999_future.sql', 0)", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    char err[256];
+    assert_null(cp_store_open(f->path, err, sizeof(err)));
+    assert_non_null(strstr(err, "999"));
+}
+
+static void
+test_open_fails_cleanly(void **state)
+{
+    char err[256];
+    assert_null(cp_store_open("/nonexistent-dir/x/cp.db", err, sizeof(err)));
+    assert_non_null(strstr(err, "/nonexistent-dir/x/cp.db"));
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_open_migrates, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_append_and_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_identical_and_if_match, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_versions_paged, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_append_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tags, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dataplanes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refuses_newer_database, setup, teardown),
+        cmocka_unit_test(test_state_names),
+        cmocka_unit_test(test_open_fails_cleanly),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

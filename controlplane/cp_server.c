@@ -834,6 +834,19 @@ page_params(cp_call_t *call, int *limit, int64_t *before)
     return 0;
 }
 
+/* The cursor of the next page of a newest-first list keyed by `key`: the last item's key when
+ * the page is full and more may follow, else null. New reference. */
+static json_t *next_before(json_t *list, int limit, const char *key)
+{
+    size_t n = json_array_size(list);
+    if (n == (size_t)limit) {
+        json_int_t last = json_integer_value(json_object_get(json_array_get(list, n - 1), key));
+        if (last > 1)
+            return json_integer(last);
+    }
+    return json_null();
+}
+
 static void
 h_list_versions(cp_call_t *call)
 {
@@ -846,18 +859,9 @@ h_list_versions(cp_call_t *call)
         respond_store_error(call);
         return;
     }
-    json_t *next = json_null();
-    size_t n = json_array_size(list);
-    if (n == (size_t)limit) {
-        json_int_t last = json_integer_value(json_object_get(json_array_get(list, n - 1), "version"));
-        if (last > 1) {
-            json_decref(next);
-            next = json_integer(last);
-        }
-    }
     respond_json(call, 200,
                  json_pack("{sI so so}", "active_version", (json_int_t)cp_store_active_version(call->srv->store), "versions", list,
-                           "next_before", next));
+                           "next_before", next_before(list, limit, "version")));
 }
 
 /* Path parameter {n} as a version that exists; answers 400/404 otherwise. */
@@ -1371,16 +1375,7 @@ h_events(cp_call_t *call)
         respond_store_error(call);
         return;
     }
-    json_t *next = json_null();
-    size_t n = json_array_size(list);
-    if (n == (size_t)limit) {
-        json_int_t last = json_integer_value(json_object_get(json_array_get(list, n - 1), "id"));
-        if (last > 1) {
-            json_decref(next);
-            next = json_integer(last);
-        }
-    }
-    respond_json(call, 200, json_pack("{so so}", "events", list, "next_before", next));
+    respond_json(call, 200, json_pack("{so so}", "events", list, "next_before", next_before(list, limit, "id")));
 }
 
 /* --- routing and auth ------------------------------------------------------------------------------ */

@@ -187,6 +187,27 @@ static int is_empty_collection(const json_t *v)
 
 static void yaml_value(sbuf_t *b, const json_t *v, int indent);
 
+static int cmp_key(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* An object's keys in sorted order, so the same document always prints the same. The array
+ * (caller frees) borrows the keys from `obj`; NULL when out of memory. */
+static const char **sorted_keys(const json_t *obj, size_t *n)
+{
+    size_t i = 0;
+    *n = json_object_size(obj);
+    const char **keys = malloc((*n ? *n : 1) * sizeof(*keys));
+    if (keys == NULL)
+        return NULL;
+    const char *key;
+    json_t *child;
+    json_object_foreach((json_t *)obj, key, child) keys[i++] = key;
+    qsort(keys, *n, sizeof(*keys), cmp_key);
+    return keys;
+}
+
 /* A key: value line (or a key: followed by a nested block). */
 static void yaml_entry(sbuf_t *b, const char *key, const json_t *v, int indent, int first_inline)
 {
@@ -223,22 +244,12 @@ static void yaml_entry(sbuf_t *b, const char *key, const json_t *v, int indent, 
 static void yaml_value(sbuf_t *b, const json_t *v, int indent)
 {
     if (json_is_object(v) && json_object_size(v) != 0) {
-        /* sorted keys: the same document always prints the same */
-        size_t n = json_object_size(v), i = 0;
-        const char **keys = malloc(n * sizeof(*keys));
+        size_t n, i;
+        const char **keys = sorted_keys(v, &n);
         if (keys == NULL) {
             b->failed = 1;
             return;
         }
-        const char *key;
-        json_t *child;
-        json_object_foreach((json_t *)v, key, child) keys[i++] = key;
-        for (size_t a = 1; a < n; a++)
-            for (size_t c = a; c > 0 && strcmp(keys[c - 1], keys[c]) > 0; c--) {
-                const char *t = keys[c];
-                keys[c] = keys[c - 1];
-                keys[c - 1] = t;
-            }
         for (i = 0; i < n; i++)
             yaml_entry(b, keys[i], json_object_get(v, keys[i]), indent, 0);
         free(keys);
@@ -251,21 +262,12 @@ static void yaml_value(sbuf_t *b, const json_t *v, int indent)
             sb_str(b, "- ");
             if (json_is_object(item) && json_object_size(item) != 0) {
                 /* first key on the dash line, the rest aligned under it */
-                size_t n = json_object_size(item), k = 0;
-                const char **keys = malloc(n * sizeof(*keys));
+                size_t n, k;
+                const char **keys = sorted_keys(item, &n);
                 if (keys == NULL) {
                     b->failed = 1;
                     return;
                 }
-                const char *key;
-                json_t *child;
-                json_object_foreach(item, key, child) keys[k++] = key;
-                for (size_t a = 1; a < n; a++)
-                    for (size_t c = a; c > 0 && strcmp(keys[c - 1], keys[c]) > 0; c--) {
-                        const char *t = keys[c];
-                        keys[c] = keys[c - 1];
-                        keys[c - 1] = t;
-                    }
                 for (k = 0; k < n; k++)
                     yaml_entry(b, keys[k], json_object_get(item, keys[k]), indent + 2, k == 0);
                 free(keys);

@@ -315,22 +315,23 @@ static void set_report(dp_cpclient_t *c, int64_t version, int applied, const cha
     pthread_mutex_unlock(&c->mutex);
 }
 
-/* Turns a fleet document into a running generation. Returns NULL on success, else the error
- * (malloc'd) that the NACK carries. */
-static char *apply_fleet(dp_cpclient_t *c, int64_t version, json_t *fleet)
+/* Turns a fleet document into a running generation. Returns 0 (applied), -1 (rejected: *err,
+ * malloc'd, is what the NACK carries) or -2 (the server is stopping: neither). */
+static int apply_fleet(dp_cpclient_t *c, int64_t version, json_t *fleet, char **err)
 {
     cfg_errors_t errs;
     cfg_errors_init(&errs);
-    char *err = NULL;
+    int rc = -1;
+    *err = NULL;
     cfg_t *fcfg = cfg_decode(fleet, CFG_SCOPE_FLEET, &errs);
     cfg_t *full = fcfg != NULL ? cfg_merge_local(c->local, fcfg, &errs) : NULL;
     cfg_destroy(fcfg);
     if (full == NULL) {
-        err = cfg_errors_join(&errs);
-    } else if (c->cb.apply(c->cb.ctx, full, &err) != 0) {
-        if (err == NULL)
-            err = strdup("the dataplane could not apply it");
-    } else {
+        *err = cfg_errors_join(&errs);
+    } else if ((rc = c->cb.apply(c->cb.ctx, full, err)) == -1) {
+        if (*err == NULL)
+            *err = strdup("the dataplane could not apply it");
+    } else if (rc == 0) {
         char *serr = NULL;
         if (dp_cpstate_save(c->state_dir, version, fleet, &serr) != 0) {
             /* it runs; only a restart without the control plane would miss it */
@@ -339,7 +340,7 @@ static char *apply_fleet(dp_cpclient_t *c, int64_t version, json_t *fleet)
         }
     }
     cfg_errors_dispose(&errs);
-    return err;
+    return rc;
 }
 
 static void *poll_main(void *arg)
@@ -382,17 +383,26 @@ static void *poll_main(void *arg)
                 continue;
             }
             int64_t version = json_integer_value(v);
+            int rc = 0;
             if (version != seen) {
-                char *err = apply_fleet(c, version, doc);
-                if (err == NULL)
+                char *err = NULL;
+                rc = apply_fleet(c, version, doc, &err);
+                if (rc == 0)
                     PW_INFO("applied control plane version %lld", (long long)version);
-                else
+                else if (rc == -1)
                     PW_WARN("rejected control plane version %lld: %s", (long long)version, err);
-                set_report(c, version, err == NULL, err);
+                if (rc != -2) {
+                    set_report(c, version, rc == 0, err);
+                    send_report(c, curl);
+                }
                 free(err);
-                send_report(c, curl);
             }
             json_decref(root);
+            if (rc == -2) { /* stopping: neither ACK nor NACK; wait to be destroyed */
+                free(body.data);
+                nap(c, BACKOFF_MAX_MS);
+                continue;
+            }
         } else if (status != 304) {
             if (status < 0)
                 set_connected(c, 0, errbuf);

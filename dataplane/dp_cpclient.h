@@ -22,7 +22,8 @@ typedef struct st_dp_cpclient_t dp_cpclient_t;
 typedef struct st_dp_cpclient_callbacks_t {
     /* Applies a full document (the node-local part of the dataplane's own file merged with the
      * pushed fleet part) as a new generation. Called on the client's thread; may block until the
-     * server has applied it. Takes ownership of cfg. Returns 0, or -1 with *err (malloc'd). */
+     * server has applied it. Takes ownership of cfg. Returns 0, -1 with *err (malloc'd) when the
+     * document cannot be applied (a NACK), or -2 when the server is stopping (no report). */
     int (*apply)(void *ctx, cfg_t *cfg, char **err);
     /* Live figures for heartbeats (new reference, a JSON object), or NULL. Called on the
      * heartbeat thread. */

@@ -1,4 +1,4 @@
 # Managed dataplanes (control plane <-> dataplane): issue 5.
-pw_add_unit(test_dp_cpclient SOURCES unit/test_dp_cpclient.c ${PROJECT_SOURCE_DIR}/dataplane/dp_cpclient.c
-  LIBS pw_schema pw_common PkgConfig::CURL)
-target_include_directories(test_dp_cpclient PRIVATE ${PROJECT_SOURCE_DIR}/dataplane)
+pw_add_unit(test_dp_cpclient SOURCES unit/test_dp_cpclient.c LIBS pw_dataplane)
+pw_add_integration(test_managed integration/test_managed.py)
+set_tests_properties(test_managed PROPERTIES TIMEOUT 600)

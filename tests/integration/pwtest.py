@@ -50,6 +50,7 @@ class Proc:
     """A child process whose output goes to a log file; stop() ends it (SIGTERM, then SIGKILL)."""
 
     live = []
+    started = []  # every process of the running test, whose log is deleted when the test passes
 
     def __init__(self, args, name=None, env=None, cwd=None):
         self.name = name or os.path.basename(args[0])
@@ -60,6 +61,7 @@ class Proc:
             full_env.update(env)
         self.p = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=full_env, cwd=cwd)
         Proc.live.append(self)
+        Proc.started.append(self)
 
     def output(self):
         with open(self.log.name, "r", errors="replace") as f:
@@ -144,10 +146,17 @@ def main():
     passed = 0
     for t in chosen:
         start = time.time()
+        Proc.started = []
         try:
             t()
             passed += 1
             print(f"ok   {t.__name__} ({time.time() - start:.2f}s)", flush=True)
+            stop_all()
+            for p in Proc.started:  # a failing test keeps its logs to be read
+                try:
+                    os.unlink(p.log.name)
+                except OSError:
+                    pass
         except Exception:
             _failures += 1
             print(f"FAIL {t.__name__} ({time.time() - start:.2f}s)", flush=True)

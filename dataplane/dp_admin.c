@@ -1,0 +1,540 @@
+/*
+ * The admin listener (DESIGN §3): health, readiness, metrics, stats, the running document,
+ * reload and the log level. It runs on the main thread's loop; it only reads what workers write
+ * (atomics) and changes state through dp_server_apply / dp_server_reload.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "dp_internal.h"
+#include "pw_log.h"
+
+typedef struct st_admin_handler_t {
+    h2o_handler_t super;
+    dp_server_t *server;
+} admin_handler_t;
+
+uint64_t
+dp_process_rss(void)
+{
+    FILE *fp = fopen("/proc/self/statm", "r");
+    unsigned long size = 0, rss = 0;
+    if (fp == NULL)
+        return 0;
+    if (fscanf(fp, "%lu %lu", &size, &rss) != 2)
+        rss = 0;
+    fclose(fp);
+    return (uint64_t)rss * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+h2o_iovec_t
+dp_request_id(dp_worker_t *w, h2o_req_t *req)
+{
+    ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-request-id"), -1);
+    if (i != -1) {
+        h2o_iovec_t v = req->headers.entries[i].value;
+        if (v.len != 0 && v.len <= 128)
+            return v;
+    }
+    /* 8 hex digits of the worker's random prefix + 16 of its sequence, without printf (hot path) */
+    static const char hex[] = "0123456789abcdef";
+    char *p = h2o_mem_alloc_pool(&req->pool, 24);
+    uint32_t pre = w->reqid_prefix;
+    uint64_t seq = ++w->reqid_seq;
+    for (int k = 7; k >= 0; --k, pre >>= 4)
+        p[k] = hex[pre & 15];
+    for (int k = 23; k >= 8; --k, seq >>= 4)
+        p[k] = hex[seq & 15];
+    return h2o_iovec_init(p, 24);
+}
+
+/* --- a growable text buffer (admin responses only) ------------------------------------------ */
+
+typedef struct st_text_t {
+    char *s;
+    size_t len, cap;
+} text_t;
+
+static void tprintf(text_t *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void
+tprintf(text_t *t, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(t->s ? t->s + t->len : NULL, t->s ? t->cap - t->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            return;
+        if (t->s != NULL && t->len + (size_t)n < t->cap) {
+            t->len += (size_t)n;
+            return;
+        }
+        size_t cap = (t->cap ? t->cap * 2 : 4096) + (size_t)n;
+        char *s = realloc(t->s, cap);
+        if (s == NULL)
+            return;
+        t->s = s;
+        t->cap = cap;
+    }
+}
+
+static void
+respond(h2o_req_t *req, int status, const char *ctype, const char *body, size_t len)
+{
+    req->res.status = status;
+    req->res.reason = status == 200   ? "OK"
+                      : status == 400 ? "Bad Request"
+                      : status == 404 ? "Not Found"
+                      : status == 405 ? "Method Not Allowed"
+                      : status == 503 ? "Service Unavailable"
+                                      : "Error";
+    req->res.content_length = len;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, ctype, strlen(ctype));
+    h2o_send_inline(req, body, len);
+}
+
+static void
+respond_json(h2o_req_t *req, int status, json_t *doc)
+{
+    char *s = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(doc);
+    if (s == NULL) {
+        respond(req, 500, "text/plain", H2O_STRLIT("out of memory\n"));
+        return;
+    }
+    size_t len = strlen(s);
+    s = realloc(s, len + 2);
+    s[len++] = '\n';
+    respond(req, status, "application/json", s, len);
+    free(s);
+}
+
+/* --- aggregation ------------------------------------------------------------------------------ */
+
+typedef struct st_totals_t {
+    uint64_t active, requests, by_class[6], conns_busy;
+    uint64_t buf_hits, buf_misses, buf_retained, buf_outstanding;
+} totals_t;
+
+static void
+sum_workers(dp_server_t *s, totals_t *t)
+{
+    memset(t, 0, sizeof(*t));
+    for (size_t i = 0; i != s->nworkers; ++i) {
+        dp_worker_t *w = s->workers + i;
+        t->active += DP_LOAD(w->active);
+        t->requests += DP_LOAD(w->requests);
+        for (int c = 1; c <= 5; ++c)
+            t->by_class[c] += DP_LOAD(w->by_class[c]);
+        t->conns_busy += DP_LOAD(w->conns_busy);
+        t->buf_hits += DP_LOAD(w->bufpool.hits);
+        t->buf_misses += DP_LOAD(w->bufpool.misses);
+        t->buf_retained += DP_LOAD(w->bufpool.retained);
+        t->buf_outstanding += DP_LOAD(w->bufpool.outstanding);
+    }
+}
+
+/* p50 and p99 of request durations since start, as the upper bound (ms) of the histogram bucket
+ * each falls in (a duration beyond the last bound reports that bound). Returns 0 with no requests. */
+static int
+latency_quantiles(dp_server_t *s, dp_gen_t *g, uint64_t *p50, uint64_t *p99)
+{
+    uint64_t buckets[DP_HIST_BUCKETS] = {0}, total = 0;
+    for (size_t i = 0; i != g->nservices; ++i)
+        for (size_t w = 0; w != s->nworkers; ++w)
+            for (size_t b = 0; b != DP_HIST_BUCKETS; ++b)
+                buckets[b] += DP_LOAD(g->services[i].shared->stats[w].hist[b]);
+    for (size_t b = 0; b != DP_HIST_BUCKETS; ++b)
+        total += buckets[b];
+    if (total == 0)
+        return 0;
+    uint64_t cum = 0;
+    *p50 = *p99 = dp_hist_bounds_ms[DP_HIST_BUCKETS - 2];
+    int have50 = 0;
+    for (size_t b = 0; b + 1 != DP_HIST_BUCKETS; ++b) {
+        cum += buckets[b];
+        if (!have50 && cum * 2 >= total) {
+            *p50 = dp_hist_bounds_ms[b];
+            have50 = 1;
+        }
+        if (cum * 100 >= total * 99) {
+            *p99 = dp_hist_bounds_ms[b];
+            break;
+        }
+    }
+    return 1;
+}
+
+static json_t *
+stats_json(dp_server_t *s, dp_gen_t *g)
+{
+    totals_t t;
+    sum_workers(s, &t);
+    uint32_t lmax, linflight, lqueued;
+    dp_limiter_stats(&s->limiter, &lmax, &linflight, &lqueued);
+    json_t *doc = json_object();
+    json_object_set_new(doc, "version", json_integer((json_int_t)g->version));
+    json_object_set_new(doc, "hash", json_string(g->hash));
+    json_object_set_new(doc, "workers", json_integer((json_int_t)s->nworkers));
+    json_object_set_new(doc, "stopping", json_boolean(atomic_load(&s->stopping)));
+    json_object_set_new(doc, "rss_bytes", json_integer((json_int_t)dp_process_rss()));
+    json_object_set_new(doc, "log_level", json_string(pw_log_level_name(pw_log_get_level())));
+    json_t *req = json_object();
+    json_object_set_new(req, "active", json_integer((json_int_t)t.active));
+    json_object_set_new(req, "total", json_integer((json_int_t)t.requests));
+    for (int c = 1; c <= 5; ++c) {
+        char k[4] = {(char)('0' + c), 'x', 'x', 0};
+        json_object_set_new(req, k, json_integer((json_int_t)t.by_class[c]));
+    }
+    json_object_set_new(doc, "requests", req);
+    uint64_t p50, p99;
+    if (latency_quantiles(s, g, &p50, &p99))
+        json_object_set_new(doc, "latency_ms", json_pack("{s:I, s:I}", "p50_le", (json_int_t)p50, "p99_le", (json_int_t)p99));
+    json_object_set_new(doc, "limiter",
+                        json_pack("{s:i, s:i, s:i, s:I, s:I, s:I}", "max_concurrent", (int)lmax, "inflight", (int)linflight,
+                                  "queued", (int)lqueued, "rejected", (json_int_t)DP_LOAD(s->limiter.rejected), "timeouts",
+                                  (json_int_t)DP_LOAD(s->limiter.timeouts), "admitted", (json_int_t)DP_LOAD(s->limiter.admitted)));
+    json_object_set_new(doc, "buffers",
+                        json_pack("{s:I, s:I, s:I, s:I}", "hits", (json_int_t)t.buf_hits, "misses", (json_int_t)t.buf_misses,
+                                  "retained_bytes", (json_int_t)t.buf_retained, "in_use", (json_int_t)t.buf_outstanding));
+    json_object_set_new(
+        doc, "upstream",
+        json_pack("{s:I, s:I}", "idle_total", (json_int_t)atomic_load(&s->idle_total), "busy", (json_int_t)t.conns_busy));
+    if (s->opts.control_plane_stats != NULL) {
+        json_t *cp = s->opts.control_plane_stats(s->opts.ctx);
+        if (cp != NULL)
+            json_object_set_new(doc, "control_plane", cp);
+    }
+    json_object_set_new(doc, "applies",
+                        json_pack("{s:I, s:I, s:s?}", "ok", (json_int_t)atomic_load(&s->applies_ok), "failed",
+                                  (json_int_t)atomic_load(&s->applies_failed), "last_error", s->last_apply_error));
+    json_t *svcs = json_array();
+    for (size_t i = 0; i != g->nservices; ++i) {
+        dp_service_t *svc = g->services + i;
+        uint32_t smax = 0, sin = 0, sq = 0;
+        dp_limiter_stats(&svc->shared->limiter, &smax, &sin, &sq);
+        uint64_t cls[6] = {0};
+        for (size_t w = 0; w != s->nworkers; ++w)
+            for (int c = 1; c <= 5; ++c)
+                cls[c] += DP_LOAD(svc->shared->stats[w].by_class[c]);
+        json_t *eps = json_array();
+        for (size_t j = 0; j != svc->nendpoints; ++j) {
+            dp_endpoint_t *ep = svc->endpoints[j];
+            json_array_append_new(
+                eps, json_pack("{s:s, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:i, s:i}", "url", ep->url, "open",
+                               (int)atomic_load(&ep->open), "idle", (int)atomic_load(&ep->idle), "waiting",
+                               (int)atomic_load(&ep->waiters), "outstanding", (int)atomic_load(&ep->outstanding), "connects",
+                               (json_int_t)atomic_load(&ep->connects), "reuses", (json_int_t)atomic_load(&ep->reuses),
+                               "connect_errors", (json_int_t)atomic_load(&ep->connect_errors), "closes",
+                               (json_int_t)atomic_load(&ep->closes), "max_conns_per_host", (int)ep->pool.max_conns_per_host,
+                               "max_idle_per_host", (int)ep->pool.max_idle_per_host));
+        }
+        json_array_append_new(svcs, json_pack("{s:s, s:{s:i, s:i, s:i, s:I, s:I}, s:{s:I, s:I, s:I, s:I, s:I}, s:o}", "id", svc->id,
+                                              "limiter", "max_concurrent", (int)smax, "inflight", (int)sin, "queued", (int)sq,
+                                              "rejected", (json_int_t)DP_LOAD(svc->shared->limiter.rejected), "timeouts",
+                                              (json_int_t)DP_LOAD(svc->shared->limiter.timeouts), "responses", "1xx",
+                                              (json_int_t)cls[1], "2xx", (json_int_t)cls[2], "3xx", (json_int_t)cls[3], "4xx",
+                                              (json_int_t)cls[4], "5xx", (json_int_t)cls[5], "endpoints", eps));
+    }
+    json_object_set_new(doc, "services", svcs);
+    return doc;
+}
+
+static void
+metrics_text(dp_server_t *s, text_t *o)
+{
+    dp_gen_t *g = atomic_load(&s->current);
+    totals_t t;
+    sum_workers(s, &t);
+    uint32_t lmax, linflight, lqueued;
+    dp_limiter_stats(&s->limiter, &lmax, &linflight, &lqueued);
+
+    tprintf(o, "# HELP pathway_requests_total Requests by service and status class.\n# TYPE pathway_requests_total counter\n");
+    for (size_t i = 0; i != g->nservices; ++i) {
+        dp_service_t *svc = g->services + i;
+        for (int c = 1; c <= 5; ++c) {
+            uint64_t n = 0;
+            for (size_t w = 0; w != s->nworkers; ++w)
+                n += DP_LOAD(svc->shared->stats[w].by_class[c]);
+            tprintf(o, "pathway_requests_total{service=\"%s\",class=\"%dxx\"} %" PRIu64 "\n", svc->id, c, n);
+        }
+    }
+    for (int c = 1; c <= 5; ++c) {
+        uint64_t n = t.by_class[c];
+        for (size_t i = 0; i != g->nservices; ++i)
+            for (size_t w = 0; w != s->nworkers; ++w)
+                n -= DP_LOAD(g->services[i].shared->stats[w].by_class[c]);
+        /* requests no service could be named for (404, 400, 405) */
+        tprintf(o, "pathway_requests_total{service=\"\",class=\"%dxx\"} %" PRIu64 "\n", c, n);
+    }
+    tprintf(o, "# HELP pathway_request_duration_seconds Request duration by service.\n"
+               "# TYPE pathway_request_duration_seconds histogram\n");
+    for (size_t i = 0; i != g->nservices; ++i) {
+        dp_service_t *svc = g->services + i;
+        uint64_t cum = 0, sum_us = 0;
+        for (size_t b = 0; b != DP_HIST_BUCKETS; ++b) {
+            for (size_t w = 0; w != s->nworkers; ++w)
+                cum += DP_LOAD(svc->shared->stats[w].hist[b]);
+            if (b < DP_HIST_BUCKETS - 1)
+                tprintf(o, "pathway_request_duration_seconds_bucket{service=\"%s\",le=\"%g\"} %" PRIu64 "\n", svc->id,
+                        dp_hist_bounds_ms[b] / 1000.0, cum);
+            else
+                tprintf(o, "pathway_request_duration_seconds_bucket{service=\"%s\",le=\"+Inf\"} %" PRIu64 "\n", svc->id, cum);
+        }
+        for (size_t w = 0; w != s->nworkers; ++w)
+            sum_us += DP_LOAD(svc->shared->stats[w].duration_us_sum);
+        tprintf(o, "pathway_request_duration_seconds_sum{service=\"%s\"} %g\n", svc->id, sum_us / 1e6);
+        tprintf(o, "pathway_request_duration_seconds_count{service=\"%s\"} %" PRIu64 "\n", svc->id, cum);
+    }
+    tprintf(o,
+            "# HELP pathway_requests_active Requests in flight.\n# TYPE pathway_requests_active gauge\n"
+            "pathway_requests_active %" PRIu64 "\n",
+            t.active);
+
+    tprintf(o, "# HELP pathway_upstream_connections Upstream connections by endpoint and state.\n"
+               "# TYPE pathway_upstream_connections gauge\n");
+    for (size_t i = 0; i != g->nendpoints; ++i) {
+        dp_endpoint_t *ep = g->endpoints[i];
+        uint32_t open = atomic_load(&ep->open), idle = atomic_load(&ep->idle);
+        tprintf(o, "pathway_upstream_connections{endpoint=\"%s\",state=\"open\"} %u\n", ep->url, open);
+        tprintf(o, "pathway_upstream_connections{endpoint=\"%s\",state=\"idle\"} %u\n", ep->url, idle);
+    }
+    tprintf(o,
+            "# HELP pathway_upstream_connects_total New upstream connections.\n# TYPE pathway_upstream_connects_total counter\n");
+    for (size_t i = 0; i != g->nendpoints; ++i)
+        tprintf(o, "pathway_upstream_connects_total{endpoint=\"%s\"} %" PRIu64 "\n", g->endpoints[i]->url,
+                (uint64_t)atomic_load(&g->endpoints[i]->connects));
+    tprintf(o, "# HELP pathway_upstream_reuses_total Requests sent on a kept-alive connection.\n"
+               "# TYPE pathway_upstream_reuses_total counter\n");
+    for (size_t i = 0; i != g->nendpoints; ++i)
+        tprintf(o, "pathway_upstream_reuses_total{endpoint=\"%s\"} %" PRIu64 "\n", g->endpoints[i]->url,
+                (uint64_t)atomic_load(&g->endpoints[i]->reuses));
+    tprintf(o, "# HELP pathway_upstream_connect_errors_total Failed upstream connects.\n"
+               "# TYPE pathway_upstream_connect_errors_total counter\n");
+    for (size_t i = 0; i != g->nendpoints; ++i)
+        tprintf(o, "pathway_upstream_connect_errors_total{endpoint=\"%s\"} %" PRIu64 "\n", g->endpoints[i]->url,
+                (uint64_t)atomic_load(&g->endpoints[i]->connect_errors));
+    tprintf(o,
+            "# HELP pathway_upstream_idle_total Idle upstream connections, whole process.\n"
+            "# TYPE pathway_upstream_idle_total gauge\npathway_upstream_idle_total %u\n",
+            (unsigned)atomic_load(&s->idle_total));
+
+    tprintf(o, "# HELP pathway_limiter_inflight Upstream requests holding a permit.\n# TYPE pathway_limiter_inflight gauge\n");
+    tprintf(o, "pathway_limiter_inflight{scope=\"process\"} %u\n", linflight);
+    for (size_t i = 0; i != g->nservices; ++i) {
+        uint32_t m, in, q;
+        dp_limiter_stats(&g->services[i].shared->limiter, &m, &in, &q);
+        tprintf(o, "pathway_limiter_inflight{scope=\"%s\"} %u\n", g->services[i].id, in);
+    }
+    tprintf(o, "# HELP pathway_limiter_queued Requests waiting for a permit.\n# TYPE pathway_limiter_queued gauge\n");
+    tprintf(o, "pathway_limiter_queued{scope=\"process\"} %u\n", lqueued);
+    for (size_t i = 0; i != g->nservices; ++i) {
+        uint32_t m, in, q;
+        dp_limiter_stats(&g->services[i].shared->limiter, &m, &in, &q);
+        tprintf(o, "pathway_limiter_queued{scope=\"%s\"} %u\n", g->services[i].id, q);
+    }
+    tprintf(o, "# HELP pathway_limiter_rejected_total Requests refused with 503 (queue full or queue timeout).\n"
+               "# TYPE pathway_limiter_rejected_total counter\n");
+    tprintf(o, "pathway_limiter_rejected_total{scope=\"process\",reason=\"queue_full\"} %" PRIu64 "\n",
+            (uint64_t)DP_LOAD(s->limiter.rejected));
+    tprintf(o, "pathway_limiter_rejected_total{scope=\"process\",reason=\"queue_timeout\"} %" PRIu64 "\n",
+            (uint64_t)DP_LOAD(s->limiter.timeouts));
+    for (size_t i = 0; i != g->nservices; ++i) {
+        tprintf(o, "pathway_limiter_rejected_total{scope=\"%s\",reason=\"queue_full\"} %" PRIu64 "\n", g->services[i].id,
+                (uint64_t)DP_LOAD(g->services[i].shared->limiter.rejected));
+        tprintf(o, "pathway_limiter_rejected_total{scope=\"%s\",reason=\"queue_timeout\"} %" PRIu64 "\n", g->services[i].id,
+                (uint64_t)DP_LOAD(g->services[i].shared->limiter.timeouts));
+    }
+
+    tprintf(o,
+            "# HELP pathway_buffer_pool_hits_total Response buffers reused.\n# TYPE pathway_buffer_pool_hits_total counter\n"
+            "pathway_buffer_pool_hits_total %" PRIu64 "\n",
+            t.buf_hits);
+    tprintf(o,
+            "# HELP pathway_buffer_pool_misses_total Response buffers allocated.\n"
+            "# TYPE pathway_buffer_pool_misses_total counter\npathway_buffer_pool_misses_total %" PRIu64 "\n",
+            t.buf_misses);
+    tprintf(o,
+            "# HELP pathway_buffer_pool_retained_bytes Bytes kept for reuse.\n"
+            "# TYPE pathway_buffer_pool_retained_bytes gauge\npathway_buffer_pool_retained_bytes %" PRIu64 "\n",
+            t.buf_retained);
+
+    tprintf(o,
+            "# HELP pathway_config_version Version of the running generation.\n# TYPE pathway_config_version gauge\n"
+            "pathway_config_version %" PRIu64 "\n",
+            g->version);
+    tprintf(o,
+            "# HELP pathway_config_info The running document's hash.\n# TYPE pathway_config_info gauge\n"
+            "pathway_config_info{hash=\"%s\"} 1\n",
+            g->hash);
+    tprintf(o,
+            "# HELP pathway_config_applies_total Config applies by result.\n# TYPE pathway_config_applies_total counter\n"
+            "pathway_config_applies_total{result=\"ok\"} %" PRIu64 "\npathway_config_applies_total{result=\"error\"} %" PRIu64 "\n",
+            (uint64_t)atomic_load(&s->applies_ok), (uint64_t)atomic_load(&s->applies_failed));
+    tprintf(o,
+            "# HELP pathway_process_resident_memory_bytes Resident memory.\n"
+            "# TYPE pathway_process_resident_memory_bytes gauge\npathway_process_resident_memory_bytes %" PRIu64 "\n",
+            dp_process_rss());
+}
+
+/* --- handler -------------------------------------------------------------------------------- */
+
+static int
+is_method(h2o_req_t *req, const char *m)
+{
+    return h2o_memis(req->method.base, req->method.len, m, strlen(m));
+}
+
+static int
+path_is(h2o_req_t *req, const char *p)
+{
+    size_t len = req->path_normalized.len;
+    const char *q = memchr(req->path_normalized.base, '?', len);
+    if (q != NULL)
+        len = (size_t)(q - req->path_normalized.base);
+    return h2o_memis(req->path_normalized.base, len, p, strlen(p));
+}
+
+static int
+query_param(h2o_req_t *req, const char *name, char *out, size_t outlen)
+{
+    if (req->query_at == SIZE_MAX)
+        return -1;
+    const char *q = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
+    size_t nl = strlen(name);
+    while (q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *e = amp ? amp : end;
+        if ((size_t)(e - q) > nl && memcmp(q, name, nl) == 0 && q[nl] == '=') {
+            size_t vl = (size_t)(e - q) - nl - 1;
+            if (vl >= outlen)
+                return -1;
+            memcpy(out, q + nl + 1, vl);
+            out[vl] = '\0';
+            return 0;
+        }
+        q = e + 1;
+    }
+    return -1;
+}
+
+static json_t *
+lines_json(const char *s)
+{
+    json_t *a = json_array();
+    while (s != NULL && *s != '\0') {
+        const char *nl = strchr(s, '\n');
+        size_t len = nl ? (size_t)(nl - s) : strlen(s);
+        json_array_append_new(a, json_stringn(s, len));
+        s = nl ? nl + 1 : s + len;
+    }
+    return a;
+}
+
+static int
+on_admin_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    dp_server_t *s = ((admin_handler_t *)self)->server;
+    int get = is_method(req, "GET") || is_method(req, "HEAD"), post = is_method(req, "POST");
+
+    if (path_is(req, "/healthz")) {
+        if (!get)
+            goto MethodNotAllowed;
+        respond(req, 200, "text/plain", H2O_STRLIT("ok\n"));
+    } else if (path_is(req, "/ready")) {
+        if (!get)
+            goto MethodNotAllowed;
+        int ready =
+            atomic_load(&s->current) != NULL && (size_t)atomic_load(&s->workers_ready) == s->nworkers && !atomic_load(&s->stopping);
+        if (ready)
+            respond(req, 200, "text/plain", H2O_STRLIT("ready\n"));
+        else
+            respond(req, 503, "text/plain", H2O_STRLIT("not ready\n"));
+    } else if (path_is(req, "/metrics")) {
+        if (!get)
+            goto MethodNotAllowed;
+        text_t t = {NULL, 0, 0};
+        metrics_text(s, &t);
+        respond(req, 200, "text/plain; version=0.0.4", t.s ? t.s : "", t.len);
+        free(t.s);
+    } else if (path_is(req, "/stats")) {
+        if (!get)
+            goto MethodNotAllowed;
+        respond_json(req, 200, stats_json(s, atomic_load(&s->current)));
+    } else if (path_is(req, "/config")) {
+        if (!get)
+            goto MethodNotAllowed;
+        dp_gen_t *g = atomic_load(&s->current);
+        respond_json(req, 200,
+                     json_pack("{s:I, s:s, s:o}", "version", (json_int_t)g->version, "hash", g->hash, "document",
+                               cfg_to_json(g->cfg, CFG_SCOPE_FULL)));
+    } else if (path_is(req, "/reload")) {
+        if (!post)
+            goto MethodNotAllowed;
+        char *err = NULL;
+        json_t *restart = NULL;
+        if (dp_server_reload(s, &err, &restart) != 0) {
+            PW_ERROR("reload failed; the running generation is unchanged:\n%s", err ? err : "");
+            respond_json(req, 400, json_pack("{s:b, s:o}", "ok", 0, "errors", lines_json(err)));
+            free(err);
+            json_decref(restart);
+        } else {
+            dp_gen_t *g = atomic_load(&s->current);
+            respond_json(req, 200,
+                         json_pack("{s:b, s:I, s:s, s:o}", "ok", 1, "version", (json_int_t)g->version, "hash", g->hash,
+                                   "restart_required", restart ? restart : json_array()));
+        }
+    } else if (path_is(req, "/logging")) {
+        if (!post)
+            goto MethodNotAllowed;
+        char level[16];
+        int lv;
+        if (query_param(req, "level", level, sizeof(level)) != 0 || (lv = pw_log_level_from_name(level)) < 0) {
+            respond_json(req, 400,
+                         json_pack("{s:b, s:s}", "ok", 0, "error", "level: must be one of debug, info, warn, error, off"));
+        } else {
+            pw_log_set_level((pw_log_level_t)lv);
+            pw_log_write(PW_LOG_INFO, "log level set to %s (until the next apply)", level);
+            respond_json(req, 200, json_pack("{s:b, s:s}", "ok", 1, "level", pw_log_level_name((pw_log_level_t)lv)));
+        }
+    } else {
+        respond(req, 404, "text/plain", H2O_STRLIT("not found\n"));
+    }
+    return 0;
+
+MethodNotAllowed:
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, post ? "GET" : "POST", post ? 3 : 4);
+    respond(req, 405, "text/plain", H2O_STRLIT("method not allowed\n"));
+    return 0;
+}
+
+json_t *
+dp_server_stats(dp_server_t *s)
+{
+    /* another thread: the lock keeps an apply from freeing the generation (or the last error)
+     * while they are read */
+    pthread_mutex_lock(&s->gen_mutex);
+    json_t *doc = stats_json(s, atomic_load(&s->current));
+    pthread_mutex_unlock(&s->gen_mutex);
+    return doc;
+}
+
+int
+dp_admin_init(dp_server_t *s, h2o_globalconf_t *conf)
+{
+    h2o_config_init(conf);
+    conf->server_name = h2o_iovec_init(H2O_STRLIT("pathway"));
+    conf->max_request_entity_size = 65536;
+    h2o_hostconf_t *host = h2o_config_register_host(conf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
+    admin_handler_t *h = (admin_handler_t *)h2o_create_handler(path, sizeof(*h));
+    if (h == NULL)
+        return -1;
+    h->super.on_req = on_admin_req;
+    h->server = s;
+    return 0;
+}

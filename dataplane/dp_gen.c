@@ -1,0 +1,317 @@
+/*
+ * Generations: everything built from one document, off the worker threads (DESIGN §3).
+ */
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "dp_internal.h"
+#include "pw_log.h"
+
+const uint64_t dp_hist_bounds_ms[DP_HIST_BUCKETS - 1] = {1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000};
+
+static int
+cmp_service(const void *a, const void *b)
+{
+    const dp_service_t *x = a, *y = b;
+    return strcmp(x->id, y->id);
+}
+
+dp_service_t *
+dp_gen_find_service(dp_gen_t *g, const char *id, size_t len)
+{
+    size_t lo = 0, hi = g->nservices;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        dp_service_t *s = g->services + mid;
+        int c = strncmp(s->id, id, len);
+        if (c == 0)
+            c = s->idlen == len ? 0 : 1; /* s->id is longer than id */
+        if (c == 0)
+            return s;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+static dp_svcshared_t *
+svcshared_create(dp_server_t *s, const char *id)
+{
+    dp_svcshared_t *sh = calloc(1, sizeof(*sh) + s->nworkers * sizeof(sh->stats[0]));
+    if (sh == NULL || (sh->id = strdup(id)) == NULL) {
+        free(sh);
+        return NULL;
+    }
+    atomic_init(&sh->refcnt, 1);
+    sh->nworkers = s->nworkers;
+    dp_limiter_init(&sh->limiter, 0, 0);
+    return sh;
+}
+
+void
+dp_svcshared_release(dp_svcshared_t *sh)
+{
+    if (atomic_fetch_sub(&sh->refcnt, 1) != 1)
+        return;
+    dp_limiter_dispose(&sh->limiter);
+    free(sh->id);
+    free(sh);
+}
+
+void
+dp_endpoint_release(dp_endpoint_t *ep)
+{
+    if (atomic_fetch_sub(&ep->refcnt, 1) != 1)
+        return;
+    if (ep->ssl_ctx != NULL)
+        SSL_CTX_free(ep->ssl_ctx);
+    free(ep->key);
+    free(ep->url);
+    free(ep->host);
+    free(ep->path);
+    free(ep->host_header.base);
+    free(ep->head_prefix.base);
+    free(ep->server_name);
+    free(ep->wp);
+    free(ep);
+}
+
+static char *
+endpoint_key(const cfg_endpoint_t *e, const cfg_pool_t *p)
+{
+    char *key = NULL;
+    const cfg_upstream_tls_t *t = &e->tls;
+    int verify = e->has_tls ? t->verify : 1;
+    if (asprintf(&key, "%s|ca=%s|sn=%s|v=%d|idle=%u|conns=%u|it=%llu|ct=%llu", e->url, e->has_tls && t->ca_file ? t->ca_file : "",
+                 e->has_tls && t->server_name ? t->server_name : "", verify, p->max_idle_per_host, p->max_conns_per_host,
+                 (unsigned long long)p->idle_timeout_ms, (unsigned long long)p->connect_timeout_ms) < 0)
+        return NULL;
+    return key;
+}
+
+static dp_endpoint_t *
+endpoint_create(dp_server_t *s, const cfg_endpoint_t *e, const cfg_pool_t *pool, char *key, const char *field, cfg_errors_t *errs)
+{
+    dp_endpoint_t *ep = calloc(1, sizeof(*ep));
+    if (ep == NULL)
+        goto NoMem;
+    atomic_init(&ep->refcnt, 1);
+    atomic_init(&ep->gen_refs, 0);
+    ep->key = key;
+    key = NULL;
+    ep->url = strdup(e->url);
+    ep->host = strdup(e->host);
+    ep->path = strdup(e->path != NULL && e->path[0] != '\0' ? e->path : "/");
+    ep->port = e->port;
+    ep->is_https = e->is_https;
+    ep->pool = *pool;
+    ep->nworkers = s->nworkers;
+    ep->wp = calloc(s->nworkers, sizeof(ep->wp[0]));
+    if (ep->url == NULL || ep->host == NULL || ep->path == NULL || ep->wp == NULL)
+        goto NoMem;
+    for (size_t i = 0; i != s->nworkers; ++i) {
+        ep->wp[i].ep = ep;
+        h2o_linklist_init_anchor(&ep->wp[i].idle);
+        h2o_linklist_init_anchor(&ep->wp[i].waiters);
+    }
+    int default_port = e->port == (e->is_https ? 443 : 80);
+    int v6 = strchr(e->host, ':') != NULL;
+    char hh[300];
+    int n = snprintf(hh, sizeof(hh), "%s%s%s", v6 ? "[" : "", e->host, v6 ? "]" : "");
+    if (!default_port && n > 0 && (size_t)n < sizeof(hh))
+        snprintf(hh + n, sizeof(hh) - (size_t)n, ":%u", (unsigned)e->port);
+    ep->host_header = h2o_iovec_init(strdup(hh), strlen(hh));
+    if (ep->host_header.base == NULL)
+        goto NoMem;
+    char *prefix = NULL;
+    int pl = asprintf(&prefix, "POST %s HTTP/1.1\r\nhost: %s\r\ncontent-length: ", ep->path, hh);
+    if (pl < 0)
+        goto NoMem;
+    ep->head_prefix = h2o_iovec_init(prefix, (size_t)pl);
+
+    /* names are resolved here, on the main thread, so workers never block on DNS */
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res = NULL;
+    char portstr[8];
+    snprintf(portstr, sizeof(portstr), "%u", (unsigned)e->port);
+    int gai = getaddrinfo(e->host, portstr, &hints, &res);
+    if (gai == 0 && res != NULL && res->ai_addrlen <= sizeof(ep->addr)) {
+        memcpy(&ep->addr, res->ai_addr, res->ai_addrlen);
+        ep->addrlen = res->ai_addrlen;
+    } else {
+        PW_WARN("%s.url: cannot resolve %s (%s); requests to it fail with 502 until a reload", field, e->host,
+                gai != 0 ? gai_strerror(gai) : "no address");
+    }
+    if (res != NULL)
+        freeaddrinfo(res);
+
+    if (e->is_https) {
+        const cfg_upstream_tls_t *t = &e->tls;
+        ep->verify = e->has_tls ? t->verify : 1;
+        ep->server_name = strdup(e->has_tls && t->server_name != NULL ? t->server_name : e->host);
+        if (ep->server_name == NULL || (ep->ssl_ctx = SSL_CTX_new(TLS_client_method())) == NULL)
+            goto NoMem;
+        SSL_CTX_set_min_proto_version(ep->ssl_ctx, TLS1_2_VERSION);
+        if (ep->verify) {
+            SSL_CTX_set_verify(ep->ssl_ctx, SSL_VERIFY_PEER, NULL);
+            /* The name is checked by OpenSSL as part of the chain: h2o 2.2 skips its own hostname
+             * check when the handshake ends with data still to flush (TLS 1.3 clients). */
+            X509_VERIFY_PARAM *param = SSL_CTX_get0_param(ep->ssl_ctx);
+            unsigned char ipbuf[16];
+            int is_ip = inet_pton(AF_INET, ep->server_name, ipbuf) == 1 || inet_pton(AF_INET6, ep->server_name, ipbuf) == 1;
+            if ((is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, ep->server_name)
+                       : X509_VERIFY_PARAM_set1_host(param, ep->server_name, 0)) != 1) {
+                cfg_errors_add(errs, "%s: cannot verify the name %s", field, ep->server_name);
+                goto Error;
+            }
+            if (e->has_tls && t->ca_file != NULL) {
+                if (SSL_CTX_load_verify_locations(ep->ssl_ctx, t->ca_file, NULL) != 1) {
+                    cfg_errors_add(errs, "%s.tls.ca_file: cannot read CA bundle %s", field, t->ca_file);
+                    goto Error;
+                }
+            } else if (SSL_CTX_set_default_verify_paths(ep->ssl_ctx) != 1) {
+                cfg_errors_add(errs, "%s: cannot load the system CA store", field);
+                goto Error;
+            }
+        } else {
+            SSL_CTX_set_verify(ep->ssl_ctx, SSL_VERIFY_NONE, NULL);
+        }
+    }
+    return ep;
+
+NoMem:
+    cfg_errors_add(errs, "%s: out of memory", field);
+Error:
+    free(key);
+    if (ep != NULL) {
+        atomic_store(&ep->refcnt, 1);
+        dp_endpoint_release(ep);
+    }
+    return NULL;
+}
+
+static dp_endpoint_t *
+find_endpoint(dp_endpoint_t **list, size_t n, const char *key)
+{
+    for (size_t i = 0; i != n; ++i)
+        if (strcmp(list[i]->key, key) == 0)
+            return list[i];
+    return NULL;
+}
+
+dp_gen_t *
+dp_gen_create(dp_server_t *s, cfg_t *cfg, const dp_gen_t *prev, cfg_errors_t *errs)
+{
+    size_t start_errors = errs->size;
+    dp_gen_t *g = calloc(1, sizeof(*g));
+    if (g == NULL) {
+        cfg_errors_add(errs, "out of memory");
+        return NULL;
+    }
+    atomic_init(&g->refcnt, 1);
+    g->server = s;
+    g->cfg = cfg;
+    cfg_hash(cfg, CFG_SCOPE_FLEET, g->hash);
+    g->services = calloc(cfg->services.size ? cfg->services.size : 1, sizeof(g->services[0]));
+    size_t maxeps = 0;
+    for (size_t i = 0; i != cfg->services.size; ++i)
+        maxeps += cfg->services.entries[i].endpoints.size;
+    g->endpoints = calloc(maxeps ? maxeps : 1, sizeof(g->endpoints[0]));
+    if (g->services == NULL || g->endpoints == NULL) {
+        cfg_errors_add(errs, "out of memory");
+        goto Error;
+    }
+
+    for (size_t i = 0; i != cfg->services.size; ++i) {
+        const cfg_service_t *cs = cfg->services.entries + i;
+        dp_service_t *svc = g->services + g->nservices;
+        svc->id = cs->id;
+        svc->idlen = strlen(cs->id);
+        svc->cfg = cs;
+        atomic_init(&svc->rr, 0);
+        dp_service_t *old = prev != NULL ? dp_gen_find_service((dp_gen_t *)prev, cs->id, svc->idlen) : NULL;
+        if (old != NULL) {
+            svc->shared = old->shared;
+            atomic_fetch_add(&svc->shared->refcnt, 1);
+        } else if ((svc->shared = svcshared_create(s, cs->id)) == NULL) {
+            cfg_errors_add(errs, "out of memory");
+            goto Error;
+        }
+        g->nservices++;
+        svc->endpoints = calloc(cs->endpoints.size ? cs->endpoints.size : 1, sizeof(svc->endpoints[0]));
+        if (svc->endpoints == NULL) {
+            cfg_errors_add(errs, "out of memory");
+            goto Error;
+        }
+        for (size_t j = 0; j != cs->endpoints.size; ++j) {
+            const cfg_endpoint_t *ce = cs->endpoints.entries + j;
+            char field[128];
+            snprintf(field, sizeof(field), "services[%zu].endpoints[%zu]", i, j);
+            char *key = endpoint_key(ce, &cs->pool);
+            if (key == NULL) {
+                cfg_errors_add(errs, "out of memory");
+                goto Error;
+            }
+            dp_endpoint_t *ep = find_endpoint(g->endpoints, g->nendpoints, key);
+            if (ep == NULL) {
+                ep = prev != NULL ? find_endpoint(prev->endpoints, prev->nendpoints, key) : NULL;
+                if (ep != NULL) {
+                    free(key);
+                    atomic_fetch_add(&ep->refcnt, 1);
+                } else if ((ep = endpoint_create(s, ce, &cs->pool, key, field, errs)) == NULL) {
+                    continue; /* error recorded; keep checking the rest */
+                }
+                atomic_fetch_add(&ep->gen_refs, 1);
+                g->endpoints[g->nendpoints++] = ep;
+            } else {
+                free(key);
+            }
+            svc->endpoints[svc->nendpoints++] = ep;
+        }
+    }
+    if (errs->size != start_errors)
+        goto Error;
+    qsort(g->services, g->nservices, sizeof(g->services[0]), cmp_service);
+    return g;
+
+Error:
+    g->cfg = NULL; /* the caller keeps cfg on failure */
+    dp_gen_release(g);
+    return NULL;
+}
+
+void
+dp_gen_retain(dp_gen_t *g)
+{
+    atomic_fetch_add(&g->refcnt, 1);
+}
+
+void
+dp_gen_release(dp_gen_t *g)
+{
+    if (atomic_fetch_sub(&g->refcnt, 1) != 1)
+        return;
+    int retired = 0;
+    for (size_t i = 0; i != g->nendpoints; ++i) {
+        dp_endpoint_t *ep = g->endpoints[i];
+        if (atomic_fetch_sub(&ep->gen_refs, 1) == 1)
+            retired = 1;
+        dp_endpoint_release(ep);
+    }
+    for (size_t i = 0; i != g->nservices; ++i) {
+        dp_svcshared_release(g->services[i].shared);
+        free(g->services[i].endpoints);
+    }
+    /* workers close the idle connections of retired endpoints when woken */
+    if (retired && g->server->workers != NULL)
+        dp_server_kick_all(g->server);
+    free(g->services);
+    free(g->endpoints);
+    if (g->cfg != NULL)
+        cfg_destroy(g->cfg);
+    free(g);
+}

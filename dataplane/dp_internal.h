@@ -1,0 +1,246 @@
+/*
+ * dp_internal: the dataplane's types, shared by its .c files (not by other folders).
+ *
+ * Threads and ownership:
+ *   - the main thread runs the admin listener, signals and dp_server_apply; it builds generations.
+ *   - each worker owns one h2o evloop + context, its listeners, its client connections, its half
+ *     of every endpoint's pool (dp_wpool_t) and its buffer pool. Nothing a worker owns is touched by
+ *     another thread; workers talk to each other only through kick() (a coalesced wake-up) and the
+ *     atomics documented on each field.
+ *   - generations, services and endpoints are refcounted and immutable after publication, except
+ *     for the atomics they carry.
+ */
+#ifndef PATHWAY_DP_INTERNAL_H
+#define PATHWAY_DP_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <openssl/ssl.h>
+#include "h2o.h"
+#include "cfg.h"
+#include "dp.h"
+#include "dp_bufpool.h"
+#include "dp_limiter.h"
+
+#define DP_MAX_WORKERS 256
+#define DP_HIST_BUCKETS 14 /* request duration buckets, see dp_hist_bounds_ms */
+
+typedef struct st_dp_worker_t dp_worker_t;
+typedef struct st_dp_gen_t dp_gen_t;
+typedef struct st_dp_service_t dp_service_t;
+typedef struct st_dp_svcshared_t dp_svcshared_t;
+typedef struct st_dp_endpoint_t dp_endpoint_t;
+typedef struct st_dp_wpool_t dp_wpool_t;
+typedef struct st_dp_conn_t dp_conn_t;
+typedef struct st_dp_relay_t dp_relay_t;
+typedef struct st_dp_wgen_t dp_wgen_t;
+
+/* A counter with one writer: the owner adds with a plain load+store, readers load. */
+typedef _Atomic uint64_t dp_counter_t;
+#define DP_OWNER_ADD(c, n) atomic_store_explicit(&(c), atomic_load_explicit(&(c), memory_order_relaxed) + (n), memory_order_relaxed)
+#define DP_SHARED_ADD(c, n) atomic_fetch_add_explicit(&(c), (n), memory_order_relaxed)
+#define DP_LOAD(c) atomic_load_explicit(&(c), memory_order_relaxed)
+
+extern const uint64_t dp_hist_bounds_ms[DP_HIST_BUCKETS - 1]; /* the last bucket is +Inf */
+
+/* Per-service counters of one worker (written by that worker only). */
+typedef struct st_dp_svcstats_t {
+    dp_counter_t by_class[6];           /* [1..5] = 1xx..5xx responses */
+    dp_counter_t hist[DP_HIST_BUCKETS]; /* request durations, non-cumulative */
+    dp_counter_t duration_us_sum;
+} dp_svcstats_t;
+
+/* What a service keeps across generations, keyed by its id: its limiter and its counters. */
+struct st_dp_svcshared_t {
+    _Atomic long refcnt;
+    char *id;
+    int has_limiter;      /* limiter.max_concurrent > 0 in the newest generation */
+    dp_limiter_t limiter; /* per-service bound (bounds updated in place on apply) */
+    size_t nworkers;
+    dp_svcstats_t stats[]; /* one per worker */
+};
+
+/* One endpoint of a generation. Shared by every generation whose endpoint key (url, tls, pool
+ * settings) is the same, so a reload keeps warm connections. The limits hold per process: the
+ * counts below are atomics summed over all workers. */
+struct st_dp_endpoint_t {
+    _Atomic long refcnt;   /* generations + workers that hold connections to it */
+    _Atomic long gen_refs; /* generations that list it; 0 = retired: close idle, stop reusing */
+    char *key;             /* identity for carry-over */
+    char *url;             /* metrics label */
+    char *host;            /* for Host:, SNI */
+    uint16_t port;
+    char *path;              /* request target */
+    h2o_iovec_t host_header; /* "host[:port]" */
+    h2o_iovec_t head_prefix; /* "POST <path> HTTP/1.1\r\nhost: <host>\r\ncontent-length: " */
+    int is_https;
+    SSL_CTX *ssl_ctx;  /* https only; verifies per tls.verify */
+    char *server_name; /* SNI and verified name */
+    int verify;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;           /* 0 = the name did not resolve: connects fail with 502 */
+    cfg_pool_t pool;             /* the settings of this pool */
+    _Atomic uint32_t open;       /* connections open or opening, all workers (<= max_conns_per_host) */
+    _Atomic uint32_t idle;       /* idle connections, all workers (<= max_idle_per_host) */
+    _Atomic uint32_t waiters;    /* requests waiting for a connection slot, all workers */
+    _Atomic int32_t outstanding; /* requests assigned to this endpoint and not finished */
+    _Atomic int just_failed;     /* a connect failed: pass it over once */
+    _Atomic uint64_t connects, reuses, connect_errors, closes;
+    size_t nworkers;
+    dp_wpool_t *wp; /* [nworkers]: each worker's half of the pool */
+};
+
+/* A worker's part of one endpoint's pool. */
+struct st_dp_wpool_t {
+    dp_endpoint_t *ep;          /* back pointer */
+    h2o_linklist_t idle;        /* dp_conn_t, most recently used first */
+    h2o_linklist_t waiters;     /* dp_relay_t waiting for a connection, FIFO */
+    h2o_linklist_t active_link; /* in dp_worker_t.active_pools while nconns or waiters */
+    uint32_t nconns;            /* open or opening connections owned by this worker */
+    uint32_t nwaiters;
+    int active; /* linked in active_pools, holding a ref on the endpoint */
+};
+
+/* A service as one generation sees it. */
+struct st_dp_service_t {
+    const char *id; /* borrowed from cfg */
+    size_t idlen;
+    const cfg_service_t *cfg;
+    dp_svcshared_t *shared;
+    size_t nendpoints;
+    dp_endpoint_t **endpoints;
+    _Atomic unsigned rr; /* round-robin cursor for ties */
+};
+
+/* An immutable config snapshot with everything built from it. */
+struct st_dp_gen_t {
+    _Atomic long refcnt; /* the server's "current" slot + each worker that uses it */
+    dp_server_t *server;
+    cfg_t *cfg;
+    uint64_t version; /* 1 for the first, +1 per successful apply */
+    char hash[65];    /* cfg_hash of the fleet part */
+    size_t nservices;
+    dp_service_t *services; /* sorted by id */
+    size_t nendpoints;
+    dp_endpoint_t **endpoints; /* unique */
+};
+
+/* A worker's hold on one generation; requests count here without atomics. */
+struct st_dp_wgen_t {
+    dp_gen_t *gen;
+    uint64_t nrequests; /* requests in flight that began on gen */
+    int current;        /* still the worker's current generation */
+};
+
+typedef struct st_dp_listener_t {
+    int *fds;         /* [nworkers]: each worker's SO_REUSEPORT twin of the address */
+    SSL_CTX *ssl_ctx; /* NULL = plain (HTTP/1.1 + h2c) */
+    char *address;
+} dp_listener_t;
+
+/* Timeouts by duration: h2o_timeout_t lists have a fixed duration, so each worker keeps one per
+ * distinct value in use (a handful). */
+typedef struct st_dp_timeouts_t {
+    h2o_timeout_t **entries;
+    size_t size;
+} dp_timeouts_t;
+
+struct st_dp_worker_t {
+    dp_server_t *server;
+    size_t index;
+    pthread_t thread;
+    h2o_evloop_t *loop;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t *accept_ctxs; /* one per listener */
+    h2o_socket_t **listen_socks;   /* one per listener, NULL once closed */
+    dp_wgen_t *wgen;               /* current */
+    dp_bufpool_t bufpool;
+    dp_timeouts_t timeouts;
+    h2o_linklist_t active_pools; /* dp_wpool_t with connections or waiters */
+    h2o_multithread_receiver_t kick_receiver;
+    h2o_multithread_message_t kick_msg;
+    _Atomic int kick_pending;
+    pthread_mutex_t granted_mutex;
+    h2o_linklist_t granted;          /* dp_relay_t whose limiter wait was granted by another thread */
+    h2o_timeout_entry_t sweep_timer; /* periodic housekeeping */
+    h2o_linklist_t queued;           /* HTTP/1 relays waiting in a limiter queue (see peek_timer) */
+    h2o_timeout_entry_t peek_timer;  /* looks for HTTP/1 clients that left while queued */
+    int exiting;
+    uint64_t reqid_seq;
+    uint32_t reqid_prefix;
+    /* counters (this worker writes) */
+    dp_counter_t active;      /* relays in flight */
+    dp_counter_t requests;    /* requests handled */
+    dp_counter_t by_class[6]; /* responses by status class, every request */
+    dp_counter_t conns_busy;  /* upstream connections carrying a request */
+};
+
+struct st_dp_server_t {
+    dp_server_options_t opts;
+    char *config_path;
+    size_t nworkers;
+    dp_worker_t *workers;
+    size_t nlisteners;
+    dp_listener_t *listeners;
+    int admin_fd;
+    h2o_globalconf_t globalconf; /* workers' (read-only once they run) */
+    h2o_globalconf_t admin_globalconf;
+    pthread_mutex_t gen_mutex; /* guards the pointer swap vs. a worker taking its ref */
+    _Atomic(dp_gen_t *) current;
+    uint64_t version_seq;
+    cfg_t *running_cfg;          /* the document the node-local settings came from (main thread) */
+    dp_limiter_t limiter;        /* process-wide */
+    _Atomic uint32_t idle_total; /* idle upstream connections, all endpoints */
+    _Atomic uint32_t max_idle_total;
+    _Atomic uint64_t max_request_body;
+    _Atomic int stopping; /* SIGTERM seen: close listeners, drain */
+    _Atomic int exiting;  /* drain over: workers leave their loops */
+    _Atomic int workers_ready;
+    _Atomic int workers_parked; /* workers done with the drain (they idle until exit) */
+    h2o_evloop_t *admin_loop;   /* main thread's loop, kept reachable until exit */
+    h2o_context_t *admin_ctx;
+    h2o_accept_ctx_t admin_accept;
+    h2o_multithread_receiver_t apply_receiver; /* dp_server_apply_from_thread → main thread */
+    pthread_mutex_t apply_mutex;               /* orders apply_from_thread's sends before the last loop run */
+    int accepting_applies;                     /* under apply_mutex */
+    _Atomic uint64_t applies_ok, applies_failed;
+    char *last_apply_error; /* main thread */
+    int signal_pipe[2];
+    uint64_t started_at_ms;
+};
+
+/* --- server.c ----------------------------------------------------------------------------- */
+void dp_worker_kick(dp_worker_t *w);
+void dp_server_kick_all(dp_server_t *s);
+/* The timeout list of `ms` on this worker (created on first use). */
+h2o_timeout_t *dp_worker_timeout(dp_worker_t *w, uint64_t ms);
+/* Takes the server's current generation if it changed; between events only. */
+void dp_worker_refresh_gen(dp_worker_t *w);
+void dp_wgen_release(dp_worker_t *w, dp_wgen_t *wg);
+
+/* --- gen.c -------------------------------------------------------------------------------- */
+/* Builds a generation from cfg (owned on success). Reuses endpoints and services of `prev`
+ * (may be NULL) whose keys match. Returns NULL with errors added. Main thread. */
+dp_gen_t *dp_gen_create(dp_server_t *s, cfg_t *cfg, const dp_gen_t *prev, cfg_errors_t *errs);
+void dp_gen_retain(dp_gen_t *g);
+void dp_gen_release(dp_gen_t *g);
+dp_service_t *dp_gen_find_service(dp_gen_t *g, const char *id, size_t len);
+void dp_endpoint_release(dp_endpoint_t *ep);
+void dp_svcshared_release(dp_svcshared_t *sh);
+
+/* --- proxy.c ------------------------------------------------------------------------------ */
+int dp_proxy_on_req(h2o_handler_t *self, h2o_req_t *req);
+/* Worker housekeeping after a kick: granted waiters, pools under pressure, retired endpoints. */
+void dp_proxy_housekeeping(dp_worker_t *w);
+/* Closes every idle connection of this worker (shutdown). */
+void dp_proxy_close_idle(dp_worker_t *w);
+
+/* --- admin.c ------------------------------------------------------------------------------ */
+int dp_admin_init(dp_server_t *s, h2o_globalconf_t *conf);
+/* Adds the X-Request-Id of a request (kept, or made) to its response. */
+h2o_iovec_t dp_request_id(dp_worker_t *w, h2o_req_t *req);
+uint64_t dp_process_rss(void);
+
+#endif

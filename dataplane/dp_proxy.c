@@ -1,0 +1,1383 @@
+/*
+ * The relay: routing, limiter, endpoint choice, upstream connection pools and an HTTP/1.1 client
+ * on h2o sockets, streaming the response back (DESIGN §3).
+ *
+ * Why our own client rather than h2o_http1client + h2o_socketpool: the socketpool neither enforces
+ * its capacity nor reports idle counts, and http1client gives no back-pressure hook. Owning the
+ * socket lets Pathway count every connection (process-wide atomics), bound idle ones, and stop
+ * reading the upstream while the client is slow, so a 50 MiB response holds one buffer, not 50 MiB.
+ *
+ * Lifetimes: a relay lives in req->pool and is disposed by h2o when the request ends, including
+ * when the client goes away; relay_dispose undoes whatever the relay still holds. A connection
+ * (dp_conn_t) is heap memory owned by its worker, carried from request to request.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "dp_internal.h"
+#include "dp_rpc.h"
+#include "pw_log.h"
+
+/* picohttpparser is built into libh2o and exported, but its header is not installed. */
+struct phr_header {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+};
+struct phr_chunked_decoder {
+    size_t bytes_left_in_chunk;
+    char consume_trailer;
+    char _hex_count;
+    char _state;
+};
+int phr_parse_response(const char *buf, size_t len, int *minor_version, int *status, const char **msg, size_t *msg_len,
+                       struct phr_header *headers, size_t *num_headers, size_t last_len);
+ssize_t phr_decode_chunked(struct phr_chunked_decoder *decoder, char *buf, size_t *bufsz);
+
+#define MAX_RESPONSE_HEAD 65536
+#define MAX_RESPONSE_HEADERS 100
+#define DP_UPSTREAM_RCVBUF (128 * 1024)
+#define DP_SMALL_BODY 2048 /* bodies up to this size are held in the request's own pool */
+
+enum {
+    RS_ADMIT = 0,  /* passing the limiters */
+    RS_CONN_WAIT,  /* waiting for a connection slot of the endpoint */
+    RS_CONNECTING, /* a new connection is being opened for this relay */
+    RS_UPSTREAM,   /* request sent, response being read */
+    RS_DONE,       /* upstream side finished; the response may still be flowing to the client */
+};
+
+enum { CS_CONNECTING = 0, CS_IDLE, CS_BUSY };
+
+struct st_dp_conn_t {
+    h2o_socket_t *sock;
+    dp_endpoint_t *ep;
+    dp_worker_t *w;
+    dp_relay_t *relay;         /* the relay it carries (BUSY, or CONNECTING on behalf of one) */
+    h2o_linklist_t idle_link;  /* in wp->idle while IDLE */
+    h2o_timeout_entry_t timer; /* connect timeout, then idle timeout */
+    int state;
+    int writing; /* a request write is in progress: not reusable before it ends */
+};
+
+typedef enum { BODY_LENGTH, BODY_CHUNKED, BODY_EOF } body_mode_t;
+
+struct st_dp_relay_t {
+    h2o_generator_t generator; /* proceed / stop from h2o */
+    h2o_req_t *req;
+    dp_worker_t *w;
+    dp_wgen_t *wg;
+    dp_service_t *svc;
+    dp_endpoint_t *ep;
+    int state;
+    int lim_stage; /* 0, or 1/2 while waiting on the service / process-wide limiter */
+    int have_svc_permit;
+    int have_glob_permit;
+    dp_limiter_waiter_t lw;
+    h2o_linklist_t granted_link; /* in w->granted once another thread granted our wait */
+    h2o_linklist_t wait_link;    /* in wp->waiters while RS_CONN_WAIT */
+    h2o_linklist_t queued_link;  /* in w->queued while in a limiter queue (HTTP/1 only) */
+    int client_fd;               /* HTTP/1: the client's socket, watched while queued; -1 otherwise */
+    h2o_timeout_entry_t timer;   /* queue timeout in RS_ADMIT, request timeout after */
+    dp_conn_t *conn;
+    h2o_iovec_t reqid;
+    h2o_iovec_t head; /* upstream request head */
+    uint64_t started_at;
+    int outstanding; /* counted in ep->outstanding */
+    int reused;      /* the connection came from the idle pool */
+    int retried;     /* already retried once on a fresh connection */
+    /* response */
+    int head_done;
+    int status;
+    body_mode_t mode;
+    int keepalive;
+    struct phr_chunked_decoder dec;
+    size_t decoded; /* chunked: decoded bytes at the front of sock->input */
+    int chunked_done;
+    uint64_t content_length;
+    uint64_t received;
+    uint64_t max_body;
+    int upstream_done;
+    int eof;       /* the upstream closed (or failed) after the head */
+    int got_bytes; /* any response byte arrived */
+    dp_buf_t *buf;
+    int buf_in_req_pool; /* buf came from req->pool (small body), not the buffer pool */
+    size_t sending;      /* bytes of buf handed to h2o_send, until proceed */
+    int client_sending;
+    int started;       /* h2o_start_response called */
+    int finished;      /* the final (or error) send is done: nothing more to send */
+    int abort_pending; /* end the stream with an error at the next proceed */
+    int paused;        /* upstream reading stopped: buffer full */
+};
+
+static void relay_admit(dp_relay_t *r);
+static void relay_unwatch(dp_relay_t *r);
+static void relay_dispatch_conn(dp_relay_t *r);
+static void relay_send_request(dp_relay_t *r);
+static void relay_fail(dp_relay_t *r, int status, int code, const char *msg);
+static void relay_finish_upstream(dp_relay_t *r);
+static void relay_pump(dp_relay_t *r);
+static void relay_drain_input(dp_relay_t *r);
+static void conn_close(dp_conn_t *c);
+static void conn_release(dp_conn_t *c, int reusable);
+static void wpool_serve_waiters(dp_worker_t *w, dp_endpoint_t *ep);
+static void wpool_maybe_deactivate(dp_worker_t *w, dp_endpoint_t *ep);
+static void on_upstream_read(h2o_socket_t *sock, const char *err);
+
+static const char *
+reason_of(int status)
+{
+    switch (status) {
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 413:
+        return "Payload Too Large";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 499:
+        return "Client Closed Request";
+    default:
+        return "Error";
+    }
+}
+
+static void
+count_response(dp_worker_t *w, dp_service_t *svc, int status, uint64_t started_at)
+{
+    int cls = status / 100;
+    if (cls < 1 || cls > 5)
+        cls = 5;
+    DP_OWNER_ADD(w->by_class[cls], 1);
+    if (svc == NULL)
+        return;
+    dp_svcstats_t *st = &svc->shared->stats[w->index];
+    DP_OWNER_ADD(st->by_class[cls], 1);
+    uint64_t now = h2o_now(w->loop), ms = now - started_at;
+    size_t b = 0;
+    while (b < DP_HIST_BUCKETS - 1 && ms > dp_hist_bounds_ms[b])
+        b++;
+    DP_OWNER_ADD(st->hist[b], 1);
+    DP_OWNER_ADD(st->duration_us_sum, ms * 1000);
+}
+
+static void
+access_log(dp_worker_t *w, h2o_req_t *req, dp_service_t *svc, int status, uint64_t bytes, uint64_t started_at, h2o_iovec_t reqid)
+{
+    dp_gen_t *g = w->wgen->gen;
+    if (!g->cfg->log.access_log || !pw_log_enabled(PW_LOG_INFO))
+        return;
+    PW_INFO("access service=%.*s status=%d bytes=%" PRIu64 " ms=%" PRIu64 " request_id=%.*s", svc ? (int)svc->idlen : 1,
+            svc ? svc->id : "-", status, bytes, h2o_now(w->loop) - started_at, (int)reqid.len, reqid.base);
+}
+
+/* Sends a gateway-made JSON-RPC error. The request must not have started its response. */
+static void
+send_error(dp_worker_t *w, h2o_req_t *req, dp_service_t *svc, h2o_iovec_t reqid, uint64_t started_at, int status, int code,
+           const char *msg, uint64_t retry_after_s)
+{
+    size_t len = 0;
+    char *body = dp_rpc_error_body(req->entity.base, req->entity.len, code, msg, &len);
+    h2o_iovec_t b = body != NULL ? h2o_strdup(&req->pool, body, len) : h2o_iovec_init(H2O_STRLIT("{}"));
+    free(body);
+    req->res.status = status;
+    req->res.reason = reason_of(status);
+    req->res.content_length = b.len;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, reqid.base, reqid.len);
+    if (retry_after_s != 0) {
+        char *ra = h2o_mem_alloc_pool(&req->pool, 24);
+        int n = snprintf(ra, 24, "%" PRIu64, retry_after_s);
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, ra, (size_t)n);
+    }
+    count_response(w, svc, status, started_at);
+    access_log(w, req, svc, status, b.len, started_at, reqid);
+    h2o_send_inline(req, b.base, b.len);
+}
+
+/* --- limiter stage -------------------------------------------------------------------------- */
+
+/* Runs under the limiter's lock on the releasing thread: hand the relay to its own worker. */
+static void
+on_limiter_grant(dp_limiter_waiter_t *lw)
+{
+    dp_relay_t *r = H2O_STRUCT_FROM_MEMBER(dp_relay_t, lw, lw);
+    dp_worker_t *w = r->w;
+    pthread_mutex_lock(&w->granted_mutex);
+    h2o_linklist_insert(&w->granted, &r->granted_link);
+    pthread_mutex_unlock(&w->granted_mutex);
+    dp_worker_kick(w);
+}
+
+static dp_limiter_t *
+stage_limiter(dp_relay_t *r, int stage)
+{
+    return stage == 1 ? &r->svc->shared->limiter : &r->w->server->limiter;
+}
+
+/* The wait was granted (seen on our own thread): we hold the permit of the stage. */
+static void
+relay_on_granted(dp_relay_t *r)
+{
+    if (r->lim_stage == 1)
+        r->have_svc_permit = 1;
+    else
+        r->have_glob_permit = 1;
+    r->lw._state = DP_WAITER_IDLE; /* out of the queue: only this thread looks at it now */
+    relay_unwatch(r);
+    r->lim_stage = 0;
+    relay_admit(r);
+}
+
+/* Leaves a limiter queue. Returns 1 when the permit had been granted meanwhile (now held). */
+static void
+relay_unwatch(dp_relay_t *r)
+{
+    if (h2o_linklist_is_linked(&r->queued_link))
+        h2o_linklist_unlink(&r->queued_link);
+}
+
+static int
+relay_leave_queue(dp_relay_t *r)
+{
+    relay_unwatch(r);
+    if (r->lim_stage == 0)
+        return 0;
+    int stage = r->lim_stage;
+    r->lim_stage = 0;
+    if (dp_limiter_cancel(stage_limiter(r, stage), &r->lw) != 1)
+        return 0;
+    pthread_mutex_lock(&r->w->granted_mutex);
+    if (h2o_linklist_is_linked(&r->granted_link))
+        h2o_linklist_unlink(&r->granted_link);
+    pthread_mutex_unlock(&r->w->granted_mutex);
+    if (stage == 1)
+        r->have_svc_permit = 1;
+    else
+        r->have_glob_permit = 1;
+    return 1;
+}
+
+/* h2o 2.2's HTTP/1 stops reading the client while a request is handled, so a client that closes
+ * while its request waits in a queue goes unnoticed until the answer is written. Waiting HTTP/1
+ * requests are therefore checked every DP_PEEK_INTERVAL_MS with a peek at their socket: EOF or
+ * an error means the client is gone, and the request leaves the queue (HTTP/2 streams need no
+ * help: h2o disposes a reset stream at once). */
+#define DP_PEEK_INTERVAL_MS 20
+
+static void
+on_peek_timer(h2o_timeout_entry_t *entry)
+{
+    dp_worker_t *w = H2O_STRUCT_FROM_MEMBER(dp_worker_t, peek_timer, entry);
+    h2o_linklist_t gone;
+    h2o_linklist_init_anchor(&gone);
+    for (h2o_linklist_t *l = w->queued.next, *next; l != &w->queued; l = next) {
+        next = l->next;
+        dp_relay_t *r = H2O_STRUCT_FROM_MEMBER(dp_relay_t, queued_link, l);
+        char c;
+        ssize_t n = recv(r->client_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+            h2o_linklist_unlink(&r->queued_link);
+            h2o_linklist_insert(&gone, &r->queued_link);
+        }
+    }
+    while (!h2o_linklist_is_empty(&gone)) {
+        dp_relay_t *r = H2O_STRUCT_FROM_MEMBER(dp_relay_t, queued_link, gone.next);
+        h2o_linklist_unlink(&r->queued_link);
+        relay_leave_queue(r);
+        /* the answer goes nowhere; writing it lets h2o notice the close and end the request */
+        relay_fail(r, 499, DP_RPC_LIMIT_EXCEEDED, "client closed the request");
+    }
+    if (!h2o_linklist_is_empty(&w->queued))
+        h2o_timeout_link(w->loop, dp_worker_timeout(w, DP_PEEK_INTERVAL_MS), &w->peek_timer);
+}
+
+/* The client socket of an HTTP/1 request. h2o 2.2 exposes none; its st_h2o_http1_conn_t begins
+ * with {h2o_conn_t super; h2o_socket_t *sock;}, which is what this reads. */
+static int
+http1_client_fd(h2o_req_t *req)
+{
+    if (req->version >= 0x200)
+        return -1;
+    h2o_socket_t *sock = *(h2o_socket_t **)((char *)req->conn + sizeof(h2o_conn_t));
+    return sock != NULL ? h2o_socket_get_fd(sock) : -1;
+}
+
+static uint64_t
+retry_after_s(dp_relay_t *r)
+{
+    uint64_t ms = r->wg->gen->cfg->limiter.queue_timeout_ms;
+    uint64_t s = (ms + 999) / 1000;
+    return s ? s : 1;
+}
+
+static void
+relay_admit(dp_relay_t *r)
+{
+    for (int stage = 1; stage <= 2; ++stage) {
+        if (stage == 1 && (r->have_svc_permit || r->svc->cfg->limiter.max_concurrent == 0))
+            continue;
+        if (stage == 2 && r->have_glob_permit)
+            continue;
+        r->lw.on_grant = on_limiter_grant;
+        switch (dp_limiter_acquire(stage_limiter(r, stage), &r->lw)) {
+        case DP_LIMITER_ACQUIRED:
+            if (stage == 1)
+                r->have_svc_permit = 1;
+            else
+                r->have_glob_permit = 1;
+            break;
+        case DP_LIMITER_QUEUED:
+            r->lim_stage = stage;
+            if (r->client_fd != -1 && !h2o_linklist_is_linked(&r->queued_link)) {
+                h2o_linklist_insert(&r->w->queued, &r->queued_link);
+                if (!h2o_timeout_is_linked(&r->w->peek_timer))
+                    h2o_timeout_link(r->w->loop, dp_worker_timeout(r->w, DP_PEEK_INTERVAL_MS), &r->w->peek_timer);
+            }
+            if (!h2o_timeout_is_linked(&r->timer))
+                h2o_timeout_link(r->w->loop, dp_worker_timeout(r->w, r->wg->gen->cfg->limiter.queue_timeout_ms), &r->timer);
+            return;
+        case DP_LIMITER_FULL:
+            relay_fail(r, 503, DP_RPC_LIMIT_EXCEEDED, "too many requests: the gateway's queue is full");
+            return;
+        }
+    }
+    if (h2o_timeout_is_linked(&r->timer))
+        h2o_timeout_unlink(&r->timer);
+    relay_dispatch_conn(r);
+}
+
+/* --- endpoint choice ------------------------------------------------------------------------ */
+
+static dp_endpoint_t *
+pick_endpoint(dp_service_t *svc)
+{
+    size_t n = svc->nendpoints;
+    if (n == 1)
+        return svc->endpoints[0];
+    unsigned start = atomic_fetch_add_explicit(&svc->rr, 1, memory_order_relaxed);
+    dp_endpoint_t *best = NULL, *best_failed = NULL;
+    int32_t best_out = INT32_MAX, best_failed_out = INT32_MAX;
+    int skipped = 0;
+    for (size_t i = 0; i != n; ++i) {
+        dp_endpoint_t *ep = svc->endpoints[(start + i) % n];
+        int32_t out = atomic_load_explicit(&ep->outstanding, memory_order_relaxed);
+        if (atomic_load_explicit(&ep->just_failed, memory_order_relaxed)) {
+            skipped = 1;
+            if (out < best_failed_out)
+                best_failed = ep, best_failed_out = out;
+            continue;
+        }
+        if (out < best_out)
+            best = ep, best_out = out;
+    }
+    if (best == NULL)
+        return best_failed;
+    /* an endpoint that just failed is passed over once; the next pick considers it again */
+    if (skipped)
+        for (size_t i = 0; i != n; ++i)
+            atomic_store_explicit(&svc->endpoints[i]->just_failed, 0, memory_order_relaxed);
+    return best;
+}
+
+/* --- worker pools --------------------------------------------------------------------------- */
+
+static void
+wpool_activate(dp_worker_t *w, dp_endpoint_t *ep)
+{
+    dp_wpool_t *wp = &ep->wp[w->index];
+    if (wp->active)
+        return;
+    wp->active = 1;
+    atomic_fetch_add(&ep->refcnt, 1);
+    h2o_linklist_insert(&w->active_pools, &wp->active_link);
+}
+
+static void
+wpool_maybe_deactivate(dp_worker_t *w, dp_endpoint_t *ep)
+{
+    dp_wpool_t *wp = &ep->wp[w->index];
+    if (!wp->active || wp->nconns != 0 || wp->nwaiters != 0)
+        return;
+    wp->active = 0;
+    h2o_linklist_unlink(&wp->active_link);
+    dp_endpoint_release(ep); /* may free ep (and wp) */
+}
+
+static int
+reserve_slot(dp_endpoint_t *ep)
+{
+    uint32_t cur = atomic_load(&ep->open);
+    while (cur < ep->pool.max_conns_per_host)
+        if (atomic_compare_exchange_weak(&ep->open, &cur, cur + 1))
+            return 1;
+    return 0;
+}
+
+static int
+ep_retired(dp_endpoint_t *ep)
+{
+    return atomic_load(&ep->gen_refs) == 0;
+}
+
+static void
+conn_unidle(dp_conn_t *c)
+{
+    dp_worker_t *w = c->w;
+    h2o_linklist_unlink(&c->idle_link);
+    if (h2o_timeout_is_linked(&c->timer))
+        h2o_timeout_unlink(&c->timer);
+    atomic_fetch_sub(&c->ep->idle, 1);
+    atomic_fetch_sub(&w->server->idle_total, 1);
+    c->state = CS_BUSY;
+    DP_OWNER_ADD(w->conns_busy, 1);
+}
+
+static void
+conn_close(dp_conn_t *c)
+{
+    dp_worker_t *w = c->w;
+    dp_endpoint_t *ep = c->ep;
+    dp_wpool_t *wp = &ep->wp[w->index];
+    if (c->state == CS_IDLE) {
+        h2o_linklist_unlink(&c->idle_link);
+        atomic_fetch_sub(&ep->idle, 1);
+        atomic_fetch_sub(&w->server->idle_total, 1);
+    } else if (c->state == CS_BUSY) {
+        DP_OWNER_ADD(w->conns_busy, -1);
+    }
+    if (h2o_timeout_is_linked(&c->timer))
+        h2o_timeout_unlink(&c->timer);
+    if (c->sock != NULL)
+        h2o_socket_close(c->sock);
+    atomic_fetch_sub(&ep->open, 1);
+    DP_SHARED_ADD(ep->closes, 1);
+    PW_DEBUG("upstream %s: connection closed (worker %zu, %s)", ep->url, w->index,
+             c->state == CS_IDLE ? "idle" : c->state == CS_BUSY ? "busy" : "connecting");
+    wp->nconns--;
+    free(c);
+    /* a slot is free: our own waiters first, then anyone else's */
+    wpool_serve_waiters(w, ep);
+    if (atomic_load(&ep->waiters) != 0)
+        dp_server_kick_all(w->server);
+    wpool_maybe_deactivate(w, ep);
+}
+
+static void
+on_idle_timeout(h2o_timeout_entry_t *entry)
+{
+    dp_conn_t *c = H2O_STRUCT_FROM_MEMBER(dp_conn_t, timer, entry);
+    conn_close(c);
+}
+
+static void
+on_idle_read(h2o_socket_t *sock, const char *err)
+{
+    /* an idle connection has nothing to say: EOF, or bytes we did not ask for */
+    conn_close(sock->data);
+}
+
+static void
+relay_attach(dp_relay_t *r, dp_conn_t *c, int reused)
+{
+    c->relay = r;
+    r->conn = c;
+    r->reused = reused;
+    relay_send_request(r);
+}
+
+/* Puts a connection back after a complete exchange, hands it to a waiter, or closes it. */
+static void
+conn_release(dp_conn_t *c, int reusable)
+{
+    dp_worker_t *w = c->w;
+    dp_endpoint_t *ep = c->ep;
+    dp_wpool_t *wp = &ep->wp[w->index];
+    c->relay = NULL;
+    if (!reusable || ep_retired(ep) || atomic_load(&w->server->exiting)) {
+        conn_close(c);
+        return;
+    }
+    if (!h2o_linklist_is_empty(&wp->waiters)) {
+        dp_relay_t *r = H2O_STRUCT_FROM_MEMBER(dp_relay_t, wait_link, wp->waiters.next);
+        h2o_linklist_unlink(&r->wait_link);
+        wp->nwaiters--;
+        atomic_fetch_sub(&ep->waiters, 1);
+        DP_SHARED_ADD(ep->reuses, 1);
+        relay_attach(r, c, 1);
+        return;
+    }
+    /* another worker waits for a slot of this endpoint: free ours rather than keep it idle */
+    if (atomic_load(&ep->waiters) != 0) {
+        conn_close(c);
+        return;
+    }
+    if (atomic_fetch_add(&ep->idle, 1) >= ep->pool.max_idle_per_host) {
+        atomic_fetch_sub(&ep->idle, 1);
+        conn_close(c);
+        return;
+    }
+    if (atomic_fetch_add(&w->server->idle_total, 1) >= atomic_load(&w->server->max_idle_total)) {
+        atomic_fetch_sub(&w->server->idle_total, 1);
+        atomic_fetch_sub(&ep->idle, 1);
+        conn_close(c);
+        return;
+    }
+    DP_OWNER_ADD(w->conns_busy, -1);
+    c->state = CS_IDLE;
+    h2o_linklist_insert(wp->idle.next, &c->idle_link); /* most recent first */
+    c->timer.cb = on_idle_timeout;
+    h2o_timeout_link(w->loop, dp_worker_timeout(w, ep->pool.idle_timeout_ms), &c->timer);
+    h2o_socket_read_start(c->sock, on_idle_read);
+}
+
+static void
+conn_fail(dp_conn_t *c, const char *err)
+{
+    dp_endpoint_t *ep = c->ep;
+    dp_relay_t *r = c->relay;
+    DP_SHARED_ADD(ep->connect_errors, 1);
+    atomic_store(&ep->just_failed, 1);
+    PW_WARN("upstream %s: connect failed: %s", ep->url, err);
+    if (r != NULL) {
+        r->conn = NULL;
+        c->relay = NULL;
+    }
+    conn_close(c);
+    if (r != NULL)
+        relay_fail(r, 502, DP_RPC_UPSTREAM_ERROR, "upstream connect failed");
+}
+
+static void
+on_connect_timeout(h2o_timeout_entry_t *entry)
+{
+    conn_fail(H2O_STRUCT_FROM_MEMBER(dp_conn_t, timer, entry), "connect timeout");
+}
+
+static void
+conn_ready(dp_conn_t *c)
+{
+    if (h2o_timeout_is_linked(&c->timer))
+        h2o_timeout_unlink(&c->timer);
+    c->state = CS_BUSY;
+    DP_OWNER_ADD(c->w->conns_busy, 1);
+    if (c->relay != NULL)
+        relay_send_request(c->relay);
+    else
+        conn_release(c, 1); /* its relay went away while connecting: keep it for the next */
+}
+
+static void
+on_handshake(h2o_socket_t *sock, const char *err)
+{
+    dp_conn_t *c = sock->data;
+    if (err != NULL && !(c->ep->verify == 0 && (err == h2o_socket_error_ssl_cert_name_mismatch ||
+                                                err == h2o_socket_error_ssl_cert_invalid || err == h2o_socket_error_ssl_no_cert))) {
+        conn_fail(c, err);
+        return;
+    }
+    conn_ready(c);
+}
+
+static void
+on_connect(h2o_socket_t *sock, const char *err)
+{
+    dp_conn_t *c = sock->data;
+    if (err != NULL) {
+        conn_fail(c, err);
+        return;
+    }
+    if (c->ep->is_https) {
+        h2o_socket_ssl_handshake(sock, c->ep->ssl_ctx, c->ep->server_name, on_handshake);
+        return;
+    }
+    conn_ready(c);
+}
+
+/* Opens a connection for `r` in a slot already reserved. */
+static void
+conn_open(dp_worker_t *w, dp_endpoint_t *ep, dp_relay_t *r)
+{
+    dp_wpool_t *wp = &ep->wp[w->index];
+    dp_conn_t *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        atomic_fetch_sub(&ep->open, 1);
+        relay_fail(r, 502, DP_RPC_UPSTREAM_ERROR, "out of memory");
+        return;
+    }
+    c->ep = ep;
+    c->w = w;
+    c->state = CS_CONNECTING;
+    c->relay = r;
+    r->conn = c;
+    r->state = RS_CONNECTING;
+    r->reused = 0;
+    wp->nconns++;
+    wpool_activate(w, ep);
+    DP_SHARED_ADD(ep->connects, 1);
+    PW_DEBUG("upstream %s: connecting (worker %zu, %u open)", ep->url, w->index, (unsigned)atomic_load(&ep->open));
+    c->sock = h2o_socket_connect(w->loop, (struct sockaddr *)&ep->addr, ep->addrlen, on_connect);
+    if (c->sock == NULL) {
+        conn_fail(c, "socket error");
+        return;
+    }
+    c->sock->data = c;
+    /* h2o reads a socket until the kernel has nothing left; a small receive buffer keeps a fast
+     * upstream from parking megabytes in sock->input while the client is slow */
+    int rcvbuf = DP_UPSTREAM_RCVBUF, on = 1;
+    setsockopt(h2o_socket_get_fd(c->sock), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    /* requests go out whole in one write; never hold one back for an ACK */
+    setsockopt(h2o_socket_get_fd(c->sock), IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+    c->timer.cb = on_connect_timeout;
+    h2o_timeout_link(w->loop, dp_worker_timeout(w, ep->pool.connect_timeout_ms), &c->timer);
+}
+
+static void
+wpool_serve_waiters(dp_worker_t *w, dp_endpoint_t *ep)
+{
+    dp_wpool_t *wp = &ep->wp[w->index];
+    while (!h2o_linklist_is_empty(&wp->waiters)) {
+        dp_relay_t *r = H2O_STRUCT_FROM_MEMBER(dp_relay_t, wait_link, wp->waiters.next);
+        if (!h2o_linklist_is_empty(&wp->idle)) {
+            dp_conn_t *c = H2O_STRUCT_FROM_MEMBER(dp_conn_t, idle_link, wp->idle.next);
+            h2o_linklist_unlink(&r->wait_link);
+            wp->nwaiters--;
+            atomic_fetch_sub(&ep->waiters, 1);
+            conn_unidle(c);
+            DP_SHARED_ADD(ep->reuses, 1);
+            relay_attach(r, c, 1);
+        } else if (reserve_slot(ep)) {
+            h2o_linklist_unlink(&r->wait_link);
+            wp->nwaiters--;
+            atomic_fetch_sub(&ep->waiters, 1);
+            conn_open(w, ep, r);
+        } else {
+            break;
+        }
+    }
+}
+
+static char *
+append(char *p, const char *s, size_t len)
+{
+    memcpy(p, s, len);
+    return p + len;
+}
+
+/* The upstream request head. No printf here: this runs once per relay, and formatting was the
+ * largest cost in the profile. The endpoint's fixed prefix is built once per endpoint. */
+static void
+relay_build_head(dp_relay_t *r)
+{
+    h2o_req_t *req = r->req;
+    dp_endpoint_t *ep = r->ep;
+    h2o_iovec_t ct = h2o_iovec_init(H2O_STRLIT("application/json"));
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
+    if (i != -1)
+        ct = req->headers.entries[i].value;
+    size_t cap = ep->head_prefix.len + 20 + sizeof("\r\ncontent-type: ") + ct.len + sizeof("\r\nx-request-id: ") + r->reqid.len + 4;
+    char *head = h2o_mem_alloc_pool(&req->pool, cap), *p = head;
+    p = append(p, ep->head_prefix.base, ep->head_prefix.len);
+    char digits[20];
+    size_t n = 0, len = req->entity.len;
+    do {
+        digits[n++] = (char)('0' + len % 10);
+        len /= 10;
+    } while (len != 0);
+    while (n != 0)
+        *p++ = digits[--n];
+    p = append(p, H2O_STRLIT("\r\ncontent-type: "));
+    p = append(p, ct.base, ct.len);
+    p = append(p, H2O_STRLIT("\r\nx-request-id: "));
+    p = append(p, r->reqid.base, r->reqid.len);
+    p = append(p, H2O_STRLIT("\r\n\r\n"));
+    r->head = h2o_iovec_init(head, (size_t)(p - head));
+}
+
+static void on_relay_timer(h2o_timeout_entry_t *entry);
+
+static void
+relay_dispatch_conn(dp_relay_t *r)
+{
+    dp_worker_t *w = r->w;
+    dp_endpoint_t *ep = pick_endpoint(r->svc);
+    r->ep = ep;
+    r->outstanding = 1;
+    atomic_fetch_add(&ep->outstanding, 1);
+    r->state = RS_CONN_WAIT;
+    r->max_body = r->wg->gen->cfg->limits.max_response_body;
+    h2o_timeout_link(w->loop, dp_worker_timeout(w, r->svc->cfg->timeouts.request_ms), &r->timer);
+    relay_build_head(r);
+    if (ep->addrlen == 0) {
+        relay_fail(r, 502, DP_RPC_UPSTREAM_ERROR, "upstream host does not resolve");
+        return;
+    }
+    dp_wpool_t *wp = &ep->wp[w->index];
+    if (!h2o_linklist_is_empty(&wp->idle) && !ep_retired(ep)) {
+        dp_conn_t *c = H2O_STRUCT_FROM_MEMBER(dp_conn_t, idle_link, wp->idle.next);
+        conn_unidle(c);
+        DP_SHARED_ADD(ep->reuses, 1);
+        relay_attach(r, c, 1);
+        return;
+    }
+    if (reserve_slot(ep)) {
+        conn_open(w, ep, r);
+        return;
+    }
+    /* every slot is taken: wait (the limiter bounds how many of us there can be) */
+    h2o_linklist_insert(&wp->waiters, &r->wait_link);
+    wp->nwaiters++;
+    atomic_fetch_add(&ep->waiters, 1);
+    wpool_activate(w, ep);
+    dp_server_kick_all(w->server); /* workers holding idle connections let them go */
+}
+
+/* --- upstream exchange ---------------------------------------------------------------------- */
+
+static void
+on_upstream_write(h2o_socket_t *sock, const char *err)
+{
+    dp_conn_t *c = sock->data;
+    c->writing = 0;
+    if (err != NULL && c->relay != NULL)
+        on_upstream_read(sock, err);
+}
+
+static void
+relay_send_request(dp_relay_t *r)
+{
+    dp_conn_t *c = r->conn;
+    r->state = RS_UPSTREAM;
+    r->head_done = 0;
+    r->got_bytes = 0;
+    h2o_iovec_t bufs[2] = {r->head, r->req->entity};
+    size_t n = r->req->entity.len != 0 ? 2 : 1;
+    r->eof = 0;
+    c->writing = 1;
+    h2o_socket_write(c->sock, bufs, n, on_upstream_write);
+    h2o_socket_read_start(c->sock, on_upstream_read);
+}
+
+/* A reused keep-alive connection that the upstream had closed fails before any byte of the
+ * response; the request never reached the upstream, so it is sent once more on a fresh one. */
+static int
+relay_retry(dp_relay_t *r)
+{
+    if (!r->reused || r->retried || r->got_bytes)
+        return 0;
+    r->retried = 1;
+    dp_conn_t *c = r->conn;
+    r->conn = NULL;
+    c->relay = NULL;
+    conn_close(c);
+    if (r->finished) /* conn_close served a waiter that... cannot be us; defensive */
+        return 1;
+    dp_endpoint_t *ep = r->ep;
+    dp_wpool_t *wp = &ep->wp[r->w->index];
+    r->state = RS_CONN_WAIT;
+    if (reserve_slot(ep)) {
+        conn_open(r->w, ep, r);
+    } else {
+        h2o_linklist_insert(&wp->waiters, &r->wait_link);
+        wp->nwaiters++;
+        atomic_fetch_add(&ep->waiters, 1);
+        wpool_activate(r->w, ep);
+        dp_server_kick_all(r->w->server);
+    }
+    return 1;
+}
+
+/* Header names arrive in any case; h2o's tokens are lowercase. */
+static const h2o_token_t *
+lookup_token_ci(const char *name, size_t len)
+{
+    char lower[64];
+    if (len > sizeof(lower))
+        return NULL;
+    for (size_t i = 0; i != len; ++i)
+        lower[i] = h2o_tolower(name[i]);
+    return h2o_lookup_token(lower, len);
+}
+
+static void
+copy_response_headers(dp_relay_t *r, struct phr_header *hdrs, const h2o_token_t **toks, size_t n)
+{
+    h2o_req_t *req = r->req;
+    for (size_t i = 0; i != n; ++i) {
+        const h2o_token_t *tok = toks[i];
+        if (tok != NULL) {
+            /* hop-by-hop and framing headers are ours to write */
+            if (tok == H2O_TOKEN_CONNECTION || tok == H2O_TOKEN_CONTENT_LENGTH || tok == H2O_TOKEN_TRANSFER_ENCODING ||
+                tok == H2O_TOKEN_KEEP_ALIVE || tok == H2O_TOKEN_TE || tok == H2O_TOKEN_UPGRADE || tok == H2O_TOKEN_DATE ||
+                tok == H2O_TOKEN_SERVER)
+                continue;
+            h2o_iovec_t v = h2o_strdup(&req->pool, hdrs[i].value, hdrs[i].value_len);
+            h2o_add_header(&req->pool, &req->res.headers, tok, NULL, v.base, v.len);
+        } else {
+            if (hdrs[i].name_len == 0)
+                continue;
+            h2o_iovec_t name = h2o_strdup(&req->pool, hdrs[i].name, hdrs[i].name_len);
+            h2o_strtolower(name.base, name.len);
+            if (h2o_memis(name.base, name.len, H2O_STRLIT("x-request-id")))
+                continue;
+            h2o_iovec_t v = h2o_strdup(&req->pool, hdrs[i].value, hdrs[i].value_len);
+            h2o_add_header_by_str(&req->pool, &req->res.headers, name.base, name.len, 0, NULL, v.base, v.len);
+        }
+    }
+}
+
+/* Parses the response head in sock->input. Returns 1 when done, 0 when more bytes are needed,
+ * -1 after failing the relay. */
+static int
+relay_parse_head(dp_relay_t *r)
+{
+    h2o_buffer_t *in = r->conn->sock->input;
+    for (;;) {
+        struct phr_header hdrs[MAX_RESPONSE_HEADERS];
+        const h2o_token_t *toks[MAX_RESPONSE_HEADERS];
+        size_t nhdrs = MAX_RESPONSE_HEADERS, msglen;
+        int minor, status;
+        const char *msg;
+        int rv = phr_parse_response(in->bytes, in->size, &minor, &status, &msg, &msglen, hdrs, &nhdrs, 0);
+        if (rv == -2) {
+            if (in->size > MAX_RESPONSE_HEAD) {
+                relay_fail(r, 502, DP_RPC_UPSTREAM_ERROR, "upstream response head too large");
+                return -1;
+            }
+            return 0;
+        }
+        if (rv < 0) {
+            relay_fail(r, 502, DP_RPC_UPSTREAM_ERROR, "bad response from upstream");
+            return -1;
+        }
+        if (status >= 100 && status < 200) { /* 100 Continue and friends: skip */
+            h2o_buffer_consume(&r->conn->sock->input, (size_t)rv);
+            in = r->conn->sock->input;
+            continue;
+        }
+        r->status = status;
+        r->keepalive = minor >= 1;
+        r->mode = BODY_EOF;
+        r->content_length = UINT64_MAX;
+        for (size_t i = 0; i != nhdrs; ++i) {
+            const h2o_token_t *tok = toks[i] = lookup_token_ci(hdrs[i].name, hdrs[i].name_len);
+            if (tok == H2O_TOKEN_CONTENT_LENGTH) {
+                size_t v = h2o_strtosize(hdrs[i].value, hdrs[i].value_len);
+                if (v == SIZE_MAX) {
+                    relay_fail(r, 502, DP_RPC_UPSTREAM_ERROR, "bad content-length from upstream");
+                    return -1;
+                }
+                if (r->mode != BODY_CHUNKED) {
+                    r->mode = BODY_LENGTH;
+                    r->content_length = v;
+                }
+            } else if (tok == H2O_TOKEN_TRANSFER_ENCODING) {
+                if (h2o_lcstris(hdrs[i].value, hdrs[i].value_len, H2O_STRLIT("chunked")) ||
+                    h2o_contains_token(hdrs[i].value, hdrs[i].value_len, H2O_STRLIT("chunked"), ',')) {
+                    r->mode = BODY_CHUNKED;
+                    r->content_length = UINT64_MAX;
+                }
+            } else if (tok == H2O_TOKEN_CONNECTION) {
+                /* the single-token values are the common case; the token scan is for lists */
+                const char *v = hdrs[i].value;
+                size_t vl = hdrs[i].value_len;
+                if (h2o_lcstris(v, vl, H2O_STRLIT("keep-alive")))
+                    r->keepalive = 1;
+                else if (h2o_lcstris(v, vl, H2O_STRLIT("close")) || h2o_contains_token(v, vl, H2O_STRLIT("close"), ','))
+                    r->keepalive = 0;
+                else if (h2o_contains_token(v, vl, H2O_STRLIT("keep-alive"), ','))
+                    r->keepalive = 1;
+            }
+        }
+        if (status == 204 || status == 304) {
+            r->mode = BODY_LENGTH;
+            r->content_length = 0;
+        }
+        if (r->mode == BODY_EOF)
+            r->keepalive = 0;
+        if (r->mode == BODY_LENGTH && r->content_length > r->max_body) {
+            relay_fail(r, 502, DP_RPC_UPSTREAM_ERROR, "upstream response exceeds limits.max_response_body");
+            return -1;
+        }
+        copy_response_headers(r, hdrs, toks, nhdrs);
+        memset(&r->dec, 0, sizeof(r->dec));
+        r->dec.consume_trailer = 1;
+        r->decoded = 0;
+        r->chunked_done = 0;
+        r->received = 0;
+        h2o_buffer_consume(&r->conn->sock->input, (size_t)rv);
+        r->head_done = 1;
+        return 1;
+    }
+}
+
+/* Moves body bytes from the upstream socket into the relay buffer, as far as it has room. */
+static void
+relay_drain_input(dp_relay_t *r)
+{
+    dp_conn_t *c = r->conn;
+    if (c == NULL || r->upstream_done)
+        return;
+    h2o_socket_t *sock = c->sock;
+    int extra = 0; /* bytes past the end of the response: the connection cannot be reused */
+    if (r->mode == BODY_CHUNKED && !r->chunked_done && sock->input->size > r->decoded) {
+        size_t sz = sock->input->size - r->decoded;
+        ssize_t rv = phr_decode_chunked(&r->dec, sock->input->bytes + r->decoded, &sz);
+        if (rv == -1) {
+            relay_fail(r, 502, DP_RPC_UPSTREAM_ERROR, "bad chunked encoding from upstream");
+            return;
+        }
+        sock->input->size = r->decoded + sz + (rv > 0 ? (size_t)rv : 0);
+        r->decoded += sz;
+        if (rv >= 0) {
+            r->chunked_done = 1;
+            extra = rv > 0;
+        }
+    }
+    for (;;) {
+        size_t avail;
+        switch (r->mode) {
+        case BODY_LENGTH:
+            avail = sock->input->size;
+            if (avail > r->content_length - r->received) {
+                avail = r->content_length - r->received;
+                extra = 1;
+            }
+            break;
+        case BODY_CHUNKED:
+            avail = r->decoded;
+            break;
+        default:
+            avail = sock->input->size;
+            break;
+        }
+        if (avail == 0)
+            break;
+        if (r->received + avail > r->max_body) {
+            relay_fail(r, 502, DP_RPC_UPSTREAM_ERROR, "upstream response exceeds limits.max_response_body");
+            return;
+        }
+        if (r->buf == NULL) {
+            dp_gen_t *g = r->wg->gen;
+            if (r->mode == BODY_LENGTH && r->content_length <= DP_SMALL_BODY) {
+                /* the common small answer: exactly its size from the request's pool, whose chunks
+                 * h2o recycles; the pooled buffers are for bodies that stream */
+                r->buf = h2o_mem_alloc_pool(&r->req->pool, offsetof(dp_buf_t, data) + (size_t)r->content_length);
+                r->buf->capacity = (size_t)r->content_length;
+                r->buf->len = 0;
+                r->buf_in_req_pool = 1;
+            } else if ((r->buf = dp_bufpool_get(&r->w->bufpool, g->cfg->buffers.size)) == NULL) {
+                relay_fail(r, 502, DP_RPC_UPSTREAM_ERROR, "out of memory");
+                return;
+            }
+        }
+        size_t room = r->buf->capacity - r->buf->len;
+        if (room == 0) {
+            /* the client is slower than the upstream: stop reading until it catches up */
+            if (!r->paused) {
+                h2o_socket_read_stop(sock);
+                r->paused = 1;
+            }
+            return;
+        }
+        size_t n = avail < room ? avail : room;
+        memcpy(r->buf->data + r->buf->len, sock->input->bytes, n);
+        r->buf->len += n;
+        h2o_buffer_consume(&sock->input, n);
+        r->received += n;
+        if (r->mode == BODY_CHUNKED)
+            r->decoded -= n;
+    }
+    /* everything available was taken: reading may go on */
+    if (r->paused) {
+        r->paused = 0;
+        if (!r->eof)
+            h2o_socket_read_start(sock, on_upstream_read);
+    }
+    int complete = (r->mode == BODY_LENGTH && r->received == r->content_length) ||
+                   (r->mode == BODY_CHUNKED && r->chunked_done && r->decoded == 0);
+    if (!complete && r->eof) {
+        if (r->mode != BODY_EOF) {
+            relay_fail(r, 502, DP_RPC_UPSTREAM_ERROR, "upstream closed the connection mid-response");
+            return;
+        }
+        complete = 1;
+        extra = 1; /* delimited by close: never reused */
+    }
+    if (complete) {
+        r->upstream_done = 1;
+        int reusable = r->keepalive && !extra && !c->writing && sock->input->size == 0;
+        r->conn = NULL;
+        h2o_socket_read_stop(sock);
+        conn_release(c, reusable);
+        relay_finish_upstream(r);
+    }
+}
+
+static void
+on_upstream_read(h2o_socket_t *sock, const char *err)
+{
+    dp_conn_t *c = sock->data;
+    dp_relay_t *r = c->relay;
+    if (r == NULL) {
+        conn_close(c);
+        return;
+    }
+    if (sock->input->size != 0)
+        r->got_bytes = 1;
+    if (err != NULL) {
+        if (!r->head_done) {
+            if (relay_retry(r))
+                return;
+            relay_fail(r, 502, DP_RPC_UPSTREAM_ERROR, "upstream closed the connection");
+            return;
+        }
+        r->eof = 1;
+        h2o_socket_read_stop(sock);
+        relay_drain_input(r);
+        if (r->finished)
+            return;
+        goto Pump;
+    }
+    if (!r->head_done) {
+        int rv = relay_parse_head(r);
+        if (rv <= 0)
+            return;
+    }
+    relay_drain_input(r);
+    if (r->finished)
+        return;
+Pump:
+    relay_pump(r);
+}
+
+/* --- client side ---------------------------------------------------------------------------- */
+
+static void
+relay_start_response(dp_relay_t *r)
+{
+    h2o_req_t *req = r->req;
+    req->res.status = r->status;
+    req->res.reason = "OK";
+    if (r->mode == BODY_LENGTH)
+        req->res.content_length = r->content_length;
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, r->reqid.base, r->reqid.len);
+    h2o_start_response(req, &r->generator);
+    r->started = 1;
+}
+
+/* Hands buffered bytes to h2o when it is not busy with the previous ones. */
+static void
+relay_pump(dp_relay_t *r)
+{
+    if (r->client_sending || r->finished)
+        return;
+    size_t n = r->buf != NULL ? r->buf->len : 0;
+    if (n == 0 && !r->upstream_done)
+        return;
+    if (!r->started)
+        relay_start_response(r);
+    h2o_iovec_t v = h2o_iovec_init(r->buf != NULL ? r->buf->data : NULL, n);
+    r->sending = n;
+    h2o_send_state_t state = H2O_SEND_STATE_IN_PROGRESS;
+    if (r->upstream_done) {
+        state = H2O_SEND_STATE_FINAL;
+        r->finished = 1;
+        count_response(r->w, r->svc, r->status, r->started_at);
+        access_log(r->w, r->req, r->svc, r->status, r->received, r->started_at, r->reqid);
+    } else {
+        r->client_sending = 1;
+    }
+    h2o_send(r->req, &v, n != 0 ? 1 : 0, state);
+}
+
+static void
+on_generator_proceed(h2o_generator_t *gen, h2o_req_t *req)
+{
+    dp_relay_t *r = H2O_STRUCT_FROM_MEMBER(dp_relay_t, generator, gen);
+    r->client_sending = 0;
+    if (r->buf != NULL) {
+        memmove(r->buf->data, r->buf->data + r->sending, r->buf->len - r->sending);
+        r->buf->len -= r->sending;
+    }
+    r->sending = 0;
+    if (r->abort_pending) {
+        r->finished = 1;
+        h2o_send(req, NULL, 0, H2O_SEND_STATE_ERROR);
+        return;
+    }
+    if (r->paused)
+        relay_drain_input(r);
+    if (r->finished)
+        return;
+    relay_pump(r);
+}
+
+static void
+on_generator_stop(h2o_generator_t *gen, h2o_req_t *req)
+{
+    /* everything is undone in relay_dispose, which h2o runs right after */
+}
+
+/* Gives back what the upstream side holds: timer, connection, permits, endpoint count. */
+static void
+relay_finish_upstream(dp_relay_t *r)
+{
+    if (h2o_timeout_is_linked(&r->timer))
+        h2o_timeout_unlink(&r->timer);
+    if (h2o_linklist_is_linked(&r->wait_link)) {
+        dp_wpool_t *wp = &r->ep->wp[r->w->index];
+        h2o_linklist_unlink(&r->wait_link);
+        wp->nwaiters--;
+        atomic_fetch_sub(&r->ep->waiters, 1);
+        wpool_maybe_deactivate(r->w, r->ep);
+    }
+    if (r->conn != NULL) {
+        dp_conn_t *c = r->conn;
+        r->conn = NULL;
+        c->relay = NULL;
+        if (c->state == CS_CONNECTING)
+            ; /* let it finish; conn_ready parks it idle for the next request */
+        else
+            conn_close(c);
+    }
+    if (relay_leave_queue(r)) {
+        /* granted while leaving: the permit is ours and is returned below */
+    }
+    if (r->have_svc_permit) {
+        r->have_svc_permit = 0;
+        dp_limiter_release(&r->svc->shared->limiter);
+    }
+    if (r->have_glob_permit) {
+        r->have_glob_permit = 0;
+        dp_limiter_release(&r->w->server->limiter);
+    }
+    if (r->outstanding) {
+        r->outstanding = 0;
+        atomic_fetch_sub(&r->ep->outstanding, 1);
+    }
+    r->state = RS_DONE;
+}
+
+static void
+relay_fail(dp_relay_t *r, int status, int code, const char *msg)
+{
+    relay_finish_upstream(r);
+    if (r->finished)
+        return;
+    if (!r->started) {
+        r->finished = 1;
+        send_error(r->w, r->req, r->svc, r->reqid, r->started_at, status, code, msg, status == 503 ? retry_after_s(r) : 0);
+        return;
+    }
+    /* the status line is gone: all we can do is cut the stream short */
+    count_response(r->w, r->svc, status, r->started_at);
+    PW_WARN("relay %.*s: %s after the response began", (int)r->reqid.len, r->reqid.base, msg);
+    if (r->client_sending) {
+        r->abort_pending = 1;
+        return;
+    }
+    r->finished = 1;
+    h2o_send(r->req, NULL, 0, H2O_SEND_STATE_ERROR);
+}
+
+static void
+on_relay_timer(h2o_timeout_entry_t *entry)
+{
+    dp_relay_t *r = H2O_STRUCT_FROM_MEMBER(dp_relay_t, timer, entry);
+    if (r->state == RS_ADMIT) {
+        int stage = r->lim_stage;
+        if (relay_leave_queue(r)) {
+            relay_admit(r); /* granted in the same instant: go on */
+            return;
+        }
+        DP_SHARED_ADD(stage_limiter(r, stage)->timeouts, 1);
+        relay_fail(r, 503, DP_RPC_LIMIT_EXCEEDED, "too many requests: queue timeout");
+        return;
+    }
+    relay_fail(r, 504, DP_RPC_UPSTREAM_TIMEOUT, "upstream timeout");
+}
+
+static void
+relay_dispose(void *p)
+{
+    dp_relay_t *r = p;
+    dp_worker_t *w = r->w;
+    relay_finish_upstream(r);
+    if (r->buf != NULL && !r->buf_in_req_pool)
+        dp_bufpool_put(&w->bufpool, r->buf, r->wg->gen->cfg->buffers.max_retained);
+    r->buf = NULL;
+    DP_OWNER_ADD(w->active, -1);
+    dp_wgen_t *wg = r->wg;
+    if (--wg->nrequests == 0 && !wg->current)
+        dp_wgen_release(w, wg);
+}
+
+/* --- handler -------------------------------------------------------------------------------- */
+
+int
+dp_proxy_on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    dp_worker_t *w = H2O_STRUCT_FROM_MEMBER(dp_worker_t, ctx, req->conn->ctx);
+    dp_worker_refresh_gen(w);
+    dp_gen_t *g = w->wgen->gen;
+    uint64_t now = h2o_now(w->loop);
+    h2o_iovec_t reqid = dp_request_id(w, req);
+    DP_OWNER_ADD(w->requests, 1);
+
+    const char *hdr = NULL;
+    size_t hdrlen = 0;
+    ssize_t hi = h2o_find_header_by_str(&req->headers, H2O_STRLIT("target-service-id"), -1);
+    if (hi != -1) {
+        hdr = req->headers.entries[hi].value.base;
+        hdrlen = req->headers.entries[hi].value.len;
+    }
+    const char *id = NULL;
+    size_t idlen = 0;
+    dp_route_result_t rt = dp_route(req->path_normalized.base, req->path_normalized.len, hdr, hdrlen, &id, &idlen);
+    if (rt == DP_ROUTE_NO_PATH) {
+        send_error(w, req, NULL, reqid, now, 404, DP_RPC_METHOD_NOT_FOUND, "not found: use POST /v1/<service>", 0);
+        return 0;
+    }
+    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("POST"));
+        send_error(w, req, NULL, reqid, now, 405, DP_RPC_INVALID_REQUEST, "method not allowed: use POST", 0);
+        return 0;
+    }
+    if (rt == DP_ROUTE_MISSING) {
+        send_error(w, req, NULL, reqid, now, 400, DP_RPC_INVALID_REQUEST,
+                   "missing service: use POST /v1/<service> or the Target-Service-Id header", 0);
+        return 0;
+    }
+    dp_service_t *svc = rt == DP_ROUTE_OK ? dp_gen_find_service(g, id, idlen) : NULL;
+    if (svc == NULL) {
+        send_error(w, req, NULL, reqid, now, 404, DP_RPC_METHOD_NOT_FOUND, "unknown service", 0);
+        return 0;
+    }
+    if (req->entity.len > g->cfg->limits.max_request_body) {
+        send_error(w, req, svc, reqid, now, 413, DP_RPC_INVALID_REQUEST, "request body exceeds limits.max_request_body", 0);
+        return 0;
+    }
+    if (atomic_load_explicit(&w->server->exiting, memory_order_relaxed)) {
+        send_error(w, req, svc, reqid, now, 503, DP_RPC_LIMIT_EXCEEDED, "shutting down", 1);
+        return 0;
+    }
+
+    dp_relay_t *r = h2o_mem_alloc_shared(&req->pool, sizeof(*r), relay_dispose);
+    memset(r, 0, sizeof(*r));
+    r->generator.proceed = on_generator_proceed;
+    r->generator.stop = on_generator_stop;
+    r->req = req;
+    r->w = w;
+    r->wg = w->wgen;
+    r->wg->nrequests++;
+    r->svc = svc;
+    r->reqid = reqid;
+    r->started_at = now;
+    r->timer.cb = on_relay_timer;
+    r->state = RS_ADMIT;
+    r->client_fd = http1_client_fd(req);
+    if (w->peek_timer.cb == NULL)
+        w->peek_timer.cb = on_peek_timer;
+    DP_OWNER_ADD(w->active, 1);
+    relay_admit(r);
+    return 0;
+}
+
+/* --- housekeeping --------------------------------------------------------------------------- */
+
+static void
+close_idle_of(dp_worker_t *w, dp_endpoint_t *ep, size_t keep)
+{
+    dp_wpool_t *wp = &ep->wp[w->index];
+    size_t n = 0;
+    for (h2o_linklist_t *l = wp->idle.next; l != &wp->idle; l = l->next)
+        n++;
+    while (n > keep && !h2o_linklist_is_empty(&wp->idle)) {
+        /* the oldest idle connections are at the tail */
+        dp_conn_t *c = H2O_STRUCT_FROM_MEMBER(dp_conn_t, idle_link, wp->idle.prev);
+        n--;
+        conn_close(c);
+    }
+}
+
+void
+dp_proxy_housekeeping(dp_worker_t *w)
+{
+    dp_worker_refresh_gen(w);
+
+    /* waits granted by other threads */
+    for (;;) {
+        pthread_mutex_lock(&w->granted_mutex);
+        dp_relay_t *r = NULL;
+        if (!h2o_linklist_is_empty(&w->granted)) {
+            r = H2O_STRUCT_FROM_MEMBER(dp_relay_t, granted_link, w->granted.next);
+            h2o_linklist_unlink(&r->granted_link);
+        }
+        pthread_mutex_unlock(&w->granted_mutex);
+        if (r == NULL)
+            break;
+        relay_on_granted(r);
+    }
+
+    /* pools: retired endpoints drop their idle connections; endpoints that others wait for give
+     * theirs up; the process-wide idle bound is re-applied. Pools may deactivate (and be freed)
+     * as connections close, so collect the endpoints first. */
+    dp_endpoint_t *eps[256];
+    size_t neps = 0;
+    for (h2o_linklist_t *l = w->active_pools.next; l != &w->active_pools && neps < 256; l = l->next) {
+        dp_wpool_t *wp = H2O_STRUCT_FROM_MEMBER(dp_wpool_t, active_link, l);
+        eps[neps++] = wp->ep;
+    }
+    for (size_t i = 0; i != neps; ++i)
+        atomic_fetch_add(&eps[i]->refcnt, 1);
+    for (size_t i = 0; i != neps; ++i) {
+        dp_endpoint_t *ep = eps[i];
+        dp_wpool_t *wp = &ep->wp[w->index];
+        if (ep_retired(ep) || atomic_load(&w->server->exiting))
+            close_idle_of(w, ep, 0);
+        else if (atomic_load(&ep->waiters) > wp->nwaiters)
+            close_idle_of(w, ep, 0);
+        if (!ep_retired(ep))
+            wpool_serve_waiters(w, ep);
+        else
+            while (!h2o_linklist_is_empty(&wp->waiters)) {
+                /* its generation is gone; requests still waiting finish on a fresh connection */
+                if (!reserve_slot(ep))
+                    break;
+                dp_relay_t *r = H2O_STRUCT_FROM_MEMBER(dp_relay_t, wait_link, wp->waiters.next);
+                h2o_linklist_unlink(&r->wait_link);
+                wp->nwaiters--;
+                atomic_fetch_sub(&ep->waiters, 1);
+                conn_open(w, ep, r);
+            }
+    }
+    uint32_t max_idle_total = atomic_load(&w->server->max_idle_total);
+    for (size_t i = 0; i != neps && atomic_load(&w->server->idle_total) > max_idle_total; ++i)
+        close_idle_of(w, eps[i], 0);
+    for (size_t i = 0; i != neps; ++i) {
+        wpool_maybe_deactivate(w, eps[i]);
+        dp_endpoint_release(eps[i]);
+    }
+    dp_bufpool_trim(&w->bufpool, w->wgen->gen->cfg->buffers.max_retained);
+}
+
+void
+dp_proxy_close_idle(dp_worker_t *w)
+{
+    atomic_store(&w->server->exiting, 1);
+    dp_proxy_housekeeping(w);
+}

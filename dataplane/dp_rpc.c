@@ -1,0 +1,92 @@
+#include "dp_rpc.h"
+#include <stdlib.h>
+#include <string.h>
+
+static int
+is_id_char(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
+}
+
+static int
+valid_id(const char *s, size_t len)
+{
+    if (len == 0 || len > DP_SERVICE_ID_MAX)
+        return 0;
+    for (size_t i = 0; i != len; ++i)
+        if (!is_id_char(s[i]))
+            return 0;
+    return 1;
+}
+
+dp_route_result_t
+dp_route(const char *path, size_t pathlen, const char *hdr, size_t hdrlen, const char **svc, size_t *svclen)
+{
+    const char *q = memchr(path, '?', pathlen);
+    if (q != NULL)
+        pathlen = (size_t)(q - path);
+    if (pathlen < 3 || memcmp(path, "/v1", 3) != 0)
+        return DP_ROUTE_NO_PATH;
+    const char *rest = path + 3;
+    size_t restlen = pathlen - 3;
+    if (restlen != 0 && rest[0] != '/')
+        return DP_ROUTE_NO_PATH; /* "/v10" is not "/v1" */
+    if (restlen > 1) {
+        rest++;
+        restlen--;
+        if (rest[restlen - 1] == '/') /* "/v1/eth/" is "/v1/eth" */
+            restlen--;
+        if (!valid_id(rest, restlen))
+            return DP_ROUTE_BAD_ID;
+        *svc = rest;
+        *svclen = restlen;
+        return DP_ROUTE_OK;
+    }
+    if (hdr == NULL || hdrlen == 0)
+        return DP_ROUTE_MISSING;
+    /* header values may carry surrounding blanks */
+    while (hdrlen != 0 && (hdr[0] == ' ' || hdr[0] == '\t'))
+        hdr++, hdrlen--;
+    while (hdrlen != 0 && (hdr[hdrlen - 1] == ' ' || hdr[hdrlen - 1] == '\t'))
+        hdrlen--;
+    if (hdrlen == 0)
+        return DP_ROUTE_MISSING;
+    if (!valid_id(hdr, hdrlen))
+        return DP_ROUTE_BAD_ID;
+    *svc = hdr;
+    *svclen = hdrlen;
+    return DP_ROUTE_OK;
+}
+
+json_t *
+dp_rpc_request_id(const char *body, size_t len)
+{
+    if (body == NULL || len == 0)
+        return NULL;
+    json_t *doc = json_loadb(body, len, JSON_DECODE_ANY, NULL);
+    if (doc == NULL)
+        return NULL;
+    json_t *id = NULL;
+    if (json_is_object(doc)) {
+        json_t *v = json_object_get(doc, "id");
+        if (v != NULL && (json_is_string(v) || json_is_number(v) || json_is_null(v)))
+            id = json_incref(v);
+    }
+    json_decref(doc);
+    return id;
+}
+
+char *
+dp_rpc_error_body(const char *body, size_t len, int code, const char *message, size_t *outlen)
+{
+    json_t *id = dp_rpc_request_id(body, len);
+    json_t *doc = json_pack("{s:s, s:o, s:{s:i, s:s}}", "jsonrpc", "2.0", "id", id != NULL ? id : json_null(), "error", "code",
+                            code, "message", message);
+    if (doc == NULL)
+        return NULL;
+    char *out = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    if (out != NULL)
+        *outlen = strlen(out);
+    return out;
+}

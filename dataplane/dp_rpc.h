@@ -1,0 +1,44 @@
+/*
+ * dp_rpc: request inspection that needs no event loop: routing of the request line and header,
+ * and the JSON-RPC error bodies the gateway writes itself. Outside input goes through here, so
+ * it has a fuzz target (tests/fuzz/fuzz_dp_rpc.c).
+ */
+#ifndef PATHWAY_DP_RPC_H
+#define PATHWAY_DP_RPC_H
+
+#include <stddef.h>
+#include <jansson.h>
+
+typedef enum en_dp_route_result_t {
+    DP_ROUTE_OK = 0,  /* *svc names the service */
+    DP_ROUTE_MISSING, /* POST /v1 without Target-Service-Id: 400 */
+    DP_ROUTE_BAD_ID,  /* a service id that no config can hold: 404 */
+    DP_ROUTE_NO_PATH, /* not under /v1: 404 */
+} dp_route_result_t;
+
+/* Longest service id the schema allows. */
+#define DP_SERVICE_ID_MAX 64
+
+/* Routes a request: `path` is the request path (query allowed), `hdr` the Target-Service-Id value
+ * (NULL when absent). the id in the path wins over the header. On DP_ROUTE_OK, *svc and *svclen point
+ * into path or hdr (borrowed). */
+dp_route_result_t dp_route(const char *path, size_t pathlen, const char *hdr, size_t hdrlen, const char **svc, size_t *svclen);
+
+/* The JSON-RPC `id` of a request body when it is one object with an id that is a string, a
+ * number or null; NULL for anything else (batches, invalid JSON). New reference. */
+json_t *dp_rpc_request_id(const char *body, size_t len);
+
+/* A JSON-RPC error object as the gateway answers: {"jsonrpc":"2.0","id":<id of body or null>,
+ * "error":{"code":code,"message":message}}. Returns a malloc'd NUL-terminated string (caller
+ * frees) with its length in *outlen; NULL only when out of memory. */
+char *dp_rpc_error_body(const char *body, size_t len, int code, const char *message, size_t *outlen);
+
+/* JSON-RPC error codes the gateway uses (server-defined range -32000..-32099 where the spec has
+ * none). */
+#define DP_RPC_INVALID_REQUEST (-32600)
+#define DP_RPC_METHOD_NOT_FOUND (-32601)
+#define DP_RPC_UPSTREAM_ERROR (-32002)
+#define DP_RPC_UPSTREAM_TIMEOUT (-32003)
+#define DP_RPC_LIMIT_EXCEEDED (-32005)
+
+#endif

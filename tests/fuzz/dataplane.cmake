@@ -1,0 +1,2 @@
+# dataplane: request inspection (routing, JSON-RPC id, error bodies).
+pw_add_fuzz(fuzz_dp_rpc ${CMAKE_CURRENT_SOURCE_DIR}/fuzz_dp_rpc.c ${CMAKE_CURRENT_SOURCE_DIR}/seeds/dataplane LIBS pw_dataplane)

@@ -1,0 +1,44 @@
+/* Fuzz target: request inspection outside input reaches (routing of path + header, the JSON-RPC
+ * id of a body, the error body built from it). Input: the first line is the path, the second
+ * the Target-Service-Id header, the rest the body. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "dp_rpc.h"
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const char *p = (const char *)data, *end = p + size;
+    const char *nl1 = memchr(p, '\n', size);
+    const char *path = p;
+    size_t pathlen = nl1 ? (size_t)(nl1 - p) : size;
+    const char *hdr = NULL, *body = end;
+    size_t hdrlen = 0;
+    if (nl1 != NULL) {
+        const char *h = nl1 + 1;
+        const char *nl2 = memchr(h, '\n', (size_t)(end - h));
+        hdr = h;
+        hdrlen = nl2 ? (size_t)(nl2 - h) : (size_t)(end - h);
+        body = nl2 ? nl2 + 1 : end;
+    }
+    const char *svc = NULL;
+    size_t svclen = 0;
+    if (dp_route(path, pathlen, hdr, hdrlen, &svc, &svclen) == DP_ROUTE_OK) {
+        if (svclen == 0 || svclen > DP_SERVICE_ID_MAX || svc < p || svc + svclen > end)
+            abort();
+    }
+    size_t blen = (size_t)(end - body);
+    json_t *id = dp_rpc_request_id(body, blen);
+    json_decref(id);
+    size_t outlen = 0;
+    char *out = dp_rpc_error_body(body, blen, DP_RPC_INVALID_REQUEST, "fuzz", &outlen);
+    if (out != NULL) {
+        json_t *doc = json_loadb(out, outlen, 0, NULL);
+        if (doc == NULL || !json_is_object(json_object_get(doc, "error")))
+            abort(); /* what the gateway writes must always be valid JSON-RPC */
+        json_decref(doc);
+        free(out);
+    }
+    return 0;
+}

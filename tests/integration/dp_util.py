@@ -1,0 +1,184 @@
+"""Helpers for the dataplane's integration tests: start mock upstreams and pathway on free
+127.0.0.1 ports, write configs, read stats. Builds on pwtest (standard library only)."""
+
+import http.client
+import json
+import os
+import socket
+import tempfile
+import threading
+import time
+
+import pwtest
+
+
+def start_mock(*args):
+    """Starts pathway-mock-upstream on a free port; returns (proc, port)."""
+    port = pwtest.free_port()
+    p = pwtest.Proc([pwtest.binary("pathway-mock-upstream"), "--port", str(port), *args], name=f"mock-{port}")
+    pwtest.wait_port(port)
+    return p, port
+
+
+def mock_stats(port):
+    status, _, body = pwtest.request_json(port, "GET", "/stats")
+    assert status == 200, status
+    return body
+
+
+def config_text(services, listen_port, admin_port, extra="", threads=2, listen_extra=""):
+    """A pathway document. services: list of (id, [urls], yaml-overrides-or-"")."""
+    lines = [
+        "listen:",
+        f"  - address: 127.0.0.1:{listen_port}",
+    ]
+    if listen_extra:
+        lines.append(listen_extra)
+    lines += [
+        "admin:",
+        f"  address: 127.0.0.1:{admin_port}",
+        f"threads: {threads}",
+    ]
+    if extra:
+        lines.append(extra.rstrip("\n"))
+    lines.append("services:")
+    for sid, urls, over in services:
+        lines.append(f"  - id: {sid}")
+        lines.append("    endpoints:")
+        for u in urls:
+            lines.append(f"      - url: {u}")
+        if over:
+            for ol in over.rstrip("\n").split("\n"):
+                lines.append("    " + ol)
+    return "\n".join(lines) + "\n"
+
+
+class Pathway:
+    """A running pathway: .port (relay), .admin (admin), .proc, .path (config file)."""
+
+    def __init__(self, services, extra="", threads=2, listen_extra="", tmpdir=None, args=(), env=None):
+        self.dir = tmpdir or tempfile.mkdtemp(prefix="pw-dp-")
+        self.port = pwtest.free_port()
+        self.admin = pwtest.free_port()
+        self.services = services
+        self.extra = extra
+        self.threads = threads
+        self.listen_extra = listen_extra
+        self.path = os.path.join(self.dir, "pathway.yaml")
+        self.write()
+        self.proc = pwtest.Proc([pwtest.binary("pathway"), "-c", self.path, *args], name="pathway", env=env)
+        self.wait_ready()
+
+    def text(self, services=None, extra=None, listen_extra=None, port=None):
+        return config_text(self.services if services is None else services, port or self.port, self.admin,
+                           self.extra if extra is None else extra, self.threads,
+                           self.listen_extra if listen_extra is None else listen_extra)
+
+    def write(self, text=None):
+        with open(self.path + ".tmp", "w") as f:
+            f.write(text if text is not None else self.text())
+        os.replace(self.path + ".tmp", self.path)
+
+    def wait_ready(self, timeout=10.0):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if not self.proc.alive():
+                raise RuntimeError("pathway exited: " + self.proc.output()[-2000:])
+            try:
+                status, _, _ = pwtest.request(self.admin, "GET", "/ready", timeout=1)
+                if status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError("pathway not ready")
+
+    def stats(self):
+        status, _, body = pwtest.request_json(self.admin, "GET", "/stats")
+        assert status == 200, status
+        return body
+
+    def rpc(self, service="eth", body=None, headers=None, path=None, timeout=10.0):
+        if body is None:
+            body = {"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}
+        return pwtest.request_json(self.port, "POST", path or f"/v1/{service}", body, headers, timeout)
+
+    def reload(self):
+        return pwtest.request_json(self.admin, "POST", "/reload")
+
+
+def wait_for(pred, timeout=10.0, what="condition"):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+def counters_at_zero(pw):
+    """True when nothing is in flight anywhere in pathway's accounting."""
+    s = pw.stats()
+    if s["requests"]["active"] != 0 or s["limiter"]["inflight"] != 0 or s["limiter"]["queued"] != 0:
+        return False
+    if s["upstream"]["busy"] != 0 or s["buffers"]["in_use"] != 0:
+        return False
+    for svc in s["services"]:
+        if svc["limiter"]["inflight"] != 0 or svc["limiter"]["queued"] != 0:
+            return False
+        for ep in svc["endpoints"]:
+            if ep["outstanding"] != 0 or ep["waiting"] != 0 or ep["open"] != ep["idle"]:
+                return False
+    return True
+
+
+def parallel(n, fn):
+    """Runs fn(i) on n threads at once; returns the results (exceptions are returned as values)."""
+    results = [None] * n
+    barrier = threading.Barrier(n)
+
+    def run(i):
+        try:
+            barrier.wait(10)
+            results[i] = fn(i)
+        except Exception as e:  # noqa: BLE001 - reported by the caller
+            results[i] = e
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return results
+
+
+def raw_request(port, body, path="/v1/eth"):
+    """Opens a socket and sends one POST without reading; returns the socket."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    data = body.encode() if isinstance(body, str) else body
+    s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
+    return s
+
+
+def vm_hwm_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def vm_rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def send_signal(proc, sig):
+    """Sends a signal to a pwtest.Proc that is still running."""
+    if proc.alive():
+        proc.p.send_signal(sig)

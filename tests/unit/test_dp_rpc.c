@@ -1,0 +1,123 @@
+/* dp_rpc: routing and the gateway's JSON-RPC error bodies. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+#include "dp_rpc.h"
+
+static dp_route_result_t
+route(const char *path, const char *hdr, char *out)
+{
+    const char *svc = NULL;
+    size_t len = 0;
+    dp_route_result_t r = dp_route(path, strlen(path), hdr, hdr ? strlen(hdr) : 0, &svc, &len);
+    out[0] = '\0';
+    if (r == DP_ROUTE_OK) {
+        memcpy(out, svc, len);
+        out[len] = '\0';
+    }
+    return r;
+}
+
+static void
+test_route_path(void **state)
+{
+    char id[128];
+    assert_int_equal(route("/v1/eth", NULL, id), DP_ROUTE_OK);
+    assert_string_equal(id, "eth");
+    assert_int_equal(route("/v1/eth/", NULL, id), DP_ROUTE_OK);
+    assert_string_equal(id, "eth");
+    assert_int_equal(route("/v1/poly?x=1", "eth", id), DP_ROUTE_OK); /* the path wins */
+    assert_string_equal(id, "poly");
+    assert_int_equal(route("/v1/a.b-c_d", NULL, id), DP_ROUTE_OK);
+    assert_string_equal(id, "a.b-c_d");
+}
+
+static void
+test_route_header(void **state)
+{
+    char id[128];
+    assert_int_equal(route("/v1", "eth", id), DP_ROUTE_OK);
+    assert_string_equal(id, "eth");
+    assert_int_equal(route("/v1/", " poly\t", id), DP_ROUTE_OK);
+    assert_string_equal(id, "poly");
+    assert_int_equal(route("/v1", NULL, id), DP_ROUTE_MISSING);
+    assert_int_equal(route("/v1", "", id), DP_ROUTE_MISSING);
+    assert_int_equal(route("/v1", "  ", id), DP_ROUTE_MISSING);
+    assert_int_equal(route("/v1", "e th", id), DP_ROUTE_BAD_ID);
+}
+
+static void
+test_route_rejects(void **state)
+{
+    char id[128];
+    assert_int_equal(route("/", NULL, id), DP_ROUTE_NO_PATH);
+    assert_int_equal(route("/v10/eth", NULL, id), DP_ROUTE_NO_PATH);
+    assert_int_equal(route("/v2/eth", NULL, id), DP_ROUTE_NO_PATH);
+    assert_int_equal(route("/v1/eth/x", NULL, id), DP_ROUTE_BAD_ID);
+    assert_int_equal(route("/v1/%41", NULL, id), DP_ROUTE_BAD_ID);
+    char longp[100] = "/v1/";
+    memset(longp + 4, 'a', 65);
+    longp[69] = '\0';
+    assert_int_equal(route(longp, NULL, id), DP_ROUTE_BAD_ID);
+    longp[68] = '\0'; /* 64 characters: the longest id */
+    assert_int_equal(route(longp, NULL, id), DP_ROUTE_OK);
+}
+
+static void
+test_request_id(void **state)
+{
+    const char *s = "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"x\"}";
+    json_t *id = dp_rpc_request_id(s, strlen(s));
+    assert_non_null(id);
+    assert_int_equal(json_integer_value(id), 7);
+    json_decref(id);
+    s = "{\"id\":\"abc\"}";
+    id = dp_rpc_request_id(s, strlen(s));
+    assert_string_equal(json_string_value(id), "abc");
+    json_decref(id);
+    s = "[{\"id\":1}]"; /* a batch has no single id */
+    assert_null(dp_rpc_request_id(s, strlen(s)));
+    s = "{\"id\":{\"nested\":1}}"; /* not a valid id */
+    assert_null(dp_rpc_request_id(s, strlen(s)));
+    s = "{\"id\":1";
+    assert_null(dp_rpc_request_id(s, strlen(s)));
+    assert_null(dp_rpc_request_id(NULL, 0));
+}
+
+static void
+test_error_body(void **state)
+{
+    size_t len = 0;
+    const char *req = "{\"jsonrpc\":\"2.0\",\"id\":\"q-1\",\"method\":\"eth_chainId\"}";
+    char *b = dp_rpc_error_body(req, strlen(req), DP_RPC_LIMIT_EXCEEDED, "too many", &len);
+    assert_non_null(b);
+    assert_int_equal(len, strlen(b));
+    json_t *doc = json_loads(b, 0, NULL);
+    assert_non_null(doc);
+    assert_string_equal(json_string_value(json_object_get(doc, "jsonrpc")), "2.0");
+    assert_string_equal(json_string_value(json_object_get(doc, "id")), "q-1");
+    json_t *err = json_object_get(doc, "error");
+    assert_int_equal(json_integer_value(json_object_get(err, "code")), -32005);
+    assert_string_equal(json_string_value(json_object_get(err, "message")), "too many");
+    json_decref(doc);
+    free(b);
+    b = dp_rpc_error_body("garbage", 7, DP_RPC_UPSTREAM_ERROR, "bad", &len);
+    doc = json_loads(b, 0, NULL);
+    assert_true(json_is_null(json_object_get(doc, "id")));
+    json_decref(doc);
+    free(b);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_route_path), cmocka_unit_test(test_route_header), cmocka_unit_test(test_route_rejects),
+        cmocka_unit_test(test_request_id), cmocka_unit_test(test_error_body),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,540 @@
+/*
+ * pathway-mock-upstream: a JSON-RPC endpoint simulator on libh2o, for tests and benchmarks.
+ *
+ * Answers the common eth_* methods and batches; injects latency, jitter, errors, large responses
+ * and faults; counts the peak concurrent requests and connections it saw (GET /stats) so tests can
+ * prove the gateway's bounds from the upstream's side. One thread, HTTP/1.1 only.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include "h2o.h"
+#include "h2o/http1.h"
+
+typedef enum { FAULT_NONE = 0, FAULT_RESET, FAULT_HANG, FAULT_GARBAGE, FAULT_SLOW_BODY, FAULT_CLOSE_AFTER } fault_t;
+
+static struct {
+    const char *host;
+    uint16_t port;
+    uint64_t latency_ms, jitter_ms;
+    double error_rate;
+    uint64_t response_size; /* 0 = natural results */
+    int chunked;            /* no content-length: the response is chunked */
+    fault_t fault;
+    double fault_rate;
+    uint64_t close_after;           /* FAULT_CLOSE_AFTER: requests per connection */
+    const char *tls_cert, *tls_key; /* both set: serve https (HTTP/1.1) */
+} opt = {"127.0.0.1", 8545, 0, 0, 0, 0, 0, FAULT_NONE, 1.0, 0, NULL, NULL};
+
+static struct {
+    uint64_t requests, concurrent, peak_concurrent, connections, peak_connections, connections_total, faults, errors;
+    uint64_t block;
+} st;
+
+static h2o_globalconf_t config;
+static h2o_context_t ctx;
+static h2o_accept_ctx_t accept_ctx;
+static h2o_timeout_t *timeouts[4096];
+static size_t ntimeouts;
+
+/* per client connection, found through the socket's on_close slot */
+typedef struct st_mconn_t {
+    uint64_t requests;
+    int counted; /* carried a JSON-RPC request: counted in st.connections (/stats calls are not) */
+} mconn_t;
+
+typedef struct st_mreq_t {
+    h2o_generator_t gen;
+    h2o_req_t *req;
+    h2o_timeout_entry_t timer;
+    int counted; /* in st.concurrent */
+    int responded;
+    /* streamed body (response_size or slow body) */
+    h2o_iovec_t prefix, suffix;
+    uint64_t fill_left; /* filler bytes still to send */
+    int prefix_sent, slow;
+} mreq_t;
+
+static double
+rnd(void)
+{
+    return (double)random() / ((double)RAND_MAX + 1.0);
+}
+
+static h2o_timeout_t *
+timeout_of(uint64_t ms)
+{
+    for (size_t i = 0; i != ntimeouts; ++i)
+        if (timeouts[i]->timeout == ms)
+            return timeouts[i];
+    if (ntimeouts == sizeof(timeouts) / sizeof(timeouts[0]))
+        return timeouts[ntimeouts - 1];
+    h2o_timeout_t *t = malloc(sizeof(*t));
+    h2o_timeout_init(ctx.loop, t, ms);
+    timeouts[ntimeouts++] = t;
+    return t;
+}
+
+static h2o_socket_t *
+sock_of(h2o_req_t *req)
+{
+    /* HTTP/1 only: h2o 2.2's st_h2o_http1_conn_t starts with {h2o_conn_t super; h2o_socket_t *sock;} */
+    return *(h2o_socket_t **)((char *)req->conn + sizeof(h2o_conn_t));
+}
+
+static void
+uncount(mreq_t *m)
+{
+    if (m->counted) {
+        m->counted = 0;
+        st.concurrent--;
+    }
+}
+
+static void
+on_dispose(void *p)
+{
+    mreq_t *m = p;
+    if (h2o_timeout_is_linked(&m->timer))
+        h2o_timeout_unlink(&m->timer);
+    uncount(m);
+}
+
+static json_t *
+result_of(const char *method, json_t *params)
+{
+    if (strcmp(method, "eth_blockNumber") == 0) {
+        char b[32];
+        snprintf(b, sizeof(b), "0x%" PRIx64, ++st.block + 0x1000000);
+        return json_string(b);
+    }
+    if (strcmp(method, "eth_chainId") == 0)
+        return json_string("0x1");
+    if (strcmp(method, "net_version") == 0)
+        return json_string("1");
+    if (strcmp(method, "web3_clientVersion") == 0)
+        return json_string("pathway-mock-upstream/1.0");
+    if (strcmp(method, "eth_getBalance") == 0)
+        return json_string("0xde0b6b3a7640000");
+    if (strcmp(method, "eth_gasPrice") == 0)
+        return json_string("0x3b9aca00");
+    if (strcmp(method, "eth_getTransactionCount") == 0)
+        return json_string("0x1");
+    if (strcmp(method, "eth_estimateGas") == 0)
+        return json_string("0x5208");
+    if (strcmp(method, "eth_getCode") == 0)
+        return json_string("0x");
+    if (strcmp(method, "eth_call") == 0)
+        return json_string("0x0000000000000000000000000000000000000000000000000000000000000001");
+    if (strcmp(method, "eth_sendRawTransaction") == 0)
+        return json_string("0x88df016429689c079f3b2f6ad39fa052532c56795b733da78a91ebe6a713944b");
+    if (strcmp(method, "eth_getBlockByNumber") == 0 || strcmp(method, "eth_getBlockByHash") == 0)
+        return json_pack("{s:s, s:s, s:s, s:[]}", "number", "0x1000000", "hash",
+                         "0x1c2b8f5b5c1d1a4f0a9b2d0f6e7c3b8a9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6", "timestamp", "0x65000000",
+                         "transactions");
+    if (strcmp(method, "eth_getTransactionReceipt") == 0 || strcmp(method, "eth_getTransactionByHash") == 0)
+        return json_null();
+    if (strcmp(method, "eth_getLogs") == 0)
+        return json_array();
+    if (strcmp(method, "eth_syncing") == 0)
+        return json_false();
+    return NULL;
+}
+
+static json_t *
+answer_one(json_t *call)
+{
+    json_t *id = json_is_object(call) ? json_object_get(call, "id") : NULL;
+    json_t *resp = json_pack("{s:s, s:O}", "jsonrpc", "2.0", "id", id != NULL ? id : json_null());
+    const char *method = json_is_object(call) ? json_string_value(json_object_get(call, "method")) : NULL;
+    if (method == NULL) {
+        json_object_set_new(resp, "error", json_pack("{s:i, s:s}", "code", -32600, "message", "invalid request"));
+        return resp;
+    }
+    if (opt.error_rate > 0 && rnd() < opt.error_rate) {
+        st.errors++;
+        json_object_set_new(resp, "error", json_pack("{s:i, s:s}", "code", -32000, "message", "mock error"));
+        return resp;
+    }
+    json_t *r = result_of(method, json_object_get(call, "params"));
+    if (r == NULL)
+        json_object_set_new(resp, "error", json_pack("{s:i, s:s}", "code", -32601, "message", "method not found"));
+    else
+        json_object_set_new(resp, "result", r);
+    return resp;
+}
+
+static void
+send_json(h2o_req_t *req, int status, json_t *doc)
+{
+    char *s = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    size_t len = strlen(s);
+    req->res.status = status;
+    req->res.reason = status == 200 ? "OK" : "Error";
+    if (!opt.chunked)
+        req->res.content_length = len;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    h2o_send_inline(req, s, len);
+    free(s);
+}
+
+static char filler[65536];
+
+static void
+stream_more(h2o_generator_t *gen, h2o_req_t *req)
+{
+    mreq_t *m = H2O_STRUCT_FROM_MEMBER(mreq_t, gen, gen);
+    h2o_iovec_t v[3];
+    size_t n = 0;
+    if (!m->prefix_sent) {
+        v[n++] = m->prefix;
+        m->prefix_sent = 1;
+    }
+    size_t chunk = m->slow ? 16 : sizeof(filler);
+    if (m->fill_left != 0) {
+        size_t k = m->fill_left < chunk ? (size_t)m->fill_left : chunk;
+        v[n++] = h2o_iovec_init(filler, k);
+        m->fill_left -= k;
+    }
+    int final = 0;
+    if (m->fill_left == 0) {
+        v[n++] = m->suffix;
+        final = 1;
+    }
+    if (final)
+        uncount(m);
+    h2o_send(req, v, n, final ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
+}
+
+static void
+on_slow_timer(h2o_timeout_entry_t *entry)
+{
+    mreq_t *m = H2O_STRUCT_FROM_MEMBER(mreq_t, timer, entry);
+    stream_more(&m->gen, m->req);
+}
+
+static void
+slow_proceed(h2o_generator_t *gen, h2o_req_t *req)
+{
+    mreq_t *m = H2O_STRUCT_FROM_MEMBER(mreq_t, gen, gen);
+    h2o_timeout_link(ctx.loop, timeout_of(50), &m->timer);
+}
+
+static void
+respond(mreq_t *m)
+{
+    h2o_req_t *req = m->req;
+    m->responded = 1;
+    mconn_t *mc = sock_of(req)->on_close.data;
+    int fault = opt.fault != FAULT_NONE && rnd() < opt.fault_rate ? (int)opt.fault : FAULT_NONE;
+    if (fault == FAULT_CLOSE_AFTER && mc != NULL && mc->requests % opt.close_after == 0)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONNECTION, NULL, H2O_STRLIT("close"));
+
+    json_t *body = json_loadb(req->entity.base, req->entity.len, 0, NULL);
+    json_t *out;
+    if (body == NULL) {
+        out = json_pack("{s:s, s:n, s:{s:i, s:s}}", "jsonrpc", "2.0", "id", "error", "code", -32700, "message", "parse error");
+    } else if (json_is_array(body)) {
+        out = json_array();
+        size_t i;
+        json_t *v;
+        json_array_foreach(body, i, v) json_array_append_new(out, answer_one(v));
+    } else if (opt.response_size != 0 || fault == FAULT_SLOW_BODY) {
+        /* a long result, streamed from a static filler so the mock stays small */
+        json_t *id = json_object_get(body, "id");
+        char *ids = id != NULL ? json_dumps(id, JSON_ENCODE_ANY | JSON_COMPACT) : strdup("null");
+        char *pre = h2o_mem_alloc_pool(&req->pool, strlen(ids) + 64);
+        int pl = snprintf(pre, strlen(ids) + 64, "{\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":\"0x", ids);
+        free(ids);
+        m->prefix = h2o_iovec_init(pre, (size_t)pl);
+        m->suffix = h2o_iovec_init(H2O_STRLIT("\"}"));
+        m->fill_left = opt.response_size != 0 ? opt.response_size : 256;
+        m->slow = fault == FAULT_SLOW_BODY;
+        m->gen.proceed = m->slow ? slow_proceed : stream_more;
+        m->timer.cb = on_slow_timer;
+        req->res.status = 200;
+        req->res.reason = "OK";
+        if (!opt.chunked)
+            req->res.content_length = m->prefix.len + m->fill_left + m->suffix.len;
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+        json_decref(body);
+        h2o_start_response(req, &m->gen);
+        stream_more(&m->gen, req);
+        return;
+    } else {
+        out = answer_one(body);
+    }
+    json_decref(body);
+    uncount(m);
+    send_json(req, 200, out);
+}
+
+static void
+on_latency(h2o_timeout_entry_t *entry)
+{
+    respond(H2O_STRUCT_FROM_MEMBER(mreq_t, timer, entry));
+}
+
+static int
+on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    if (h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/stats"))) {
+        send_json(req, 200,
+                  json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "requests", (json_int_t)st.requests, "concurrent",
+                            (json_int_t)st.concurrent, "peak_concurrent", (json_int_t)st.peak_concurrent, "connections",
+                            (json_int_t)st.connections, "peak_connections", (json_int_t)st.peak_connections, "connections_total",
+                            (json_int_t)st.connections_total, "faults", (json_int_t)st.faults, "errors", (json_int_t)st.errors));
+        return 0;
+    }
+    if (h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/reset-stats"))) {
+        st.requests = st.faults = st.errors = st.connections_total = 0;
+        st.peak_concurrent = st.concurrent;
+        st.peak_connections = st.connections;
+        send_json(req, 200, json_pack("{s:b}", "ok", 1));
+        return 0;
+    }
+    st.requests++;
+    h2o_socket_t *sock = sock_of(req);
+    mconn_t *mc = sock->on_close.data;
+    if (mc != NULL) {
+        mc->requests++;
+        if (!mc->counted) {
+            mc->counted = 1;
+            st.connections_total++;
+            if (++st.connections > st.peak_connections)
+                st.peak_connections = st.connections;
+        }
+    }
+    if (opt.fault == FAULT_RESET || opt.fault == FAULT_GARBAGE || opt.fault == FAULT_HANG) {
+        if (rnd() < opt.fault_rate) {
+            st.faults++;
+            int fd = h2o_socket_get_fd(sock);
+            if (opt.fault == FAULT_HANG) {
+                mreq_t *m = h2o_mem_alloc_shared(&req->pool, sizeof(*m), on_dispose);
+                memset(m, 0, sizeof(*m));
+                return 0; /* never answered */
+            }
+            if (opt.fault == FAULT_GARBAGE) {
+                static const char junk[] = "\x16\x03\x01 this is not HTTP at all \r\n\r\n";
+                ssize_t r = write(fd, junk, sizeof(junk) - 1);
+                (void)r;
+            } else {
+                struct linger lg = {1, 0}; /* close sends RST */
+                setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+            }
+            shutdown(fd, SHUT_RDWR);
+            mreq_t *m = h2o_mem_alloc_shared(&req->pool, sizeof(*m), on_dispose);
+            memset(m, 0, sizeof(*m));
+            return 0; /* h2o sees the shutdown and closes the connection */
+        }
+    }
+    mreq_t *m = h2o_mem_alloc_shared(&req->pool, sizeof(*m), on_dispose);
+    memset(m, 0, sizeof(*m));
+    m->req = req;
+    m->counted = 1;
+    if (++st.concurrent > st.peak_concurrent)
+        st.peak_concurrent = st.concurrent;
+    uint64_t delay = opt.latency_ms + (opt.jitter_ms ? (uint64_t)(rnd() * (double)(opt.jitter_ms + 1)) : 0);
+    if (delay == 0) {
+        respond(m);
+        return 0;
+    }
+    m->timer.cb = on_latency;
+    h2o_timeout_link(ctx.loop, timeout_of(delay), &m->timer);
+    return 0;
+}
+
+static void
+on_conn_close(void *data)
+{
+    mconn_t *mc = data;
+    if (mc->counted)
+        st.connections--;
+    free(mc);
+}
+
+static void
+on_accept(h2o_socket_t *listener, const char *err)
+{
+    if (err != NULL)
+        return;
+    h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
+    if (sock == NULL)
+        return;
+    mconn_t *mc = calloc(1, sizeof(*mc));
+    sock->on_close.cb = on_conn_close;
+    sock->on_close.data = mc;
+    h2o_accept(&accept_ctx, sock);
+}
+
+static uint64_t
+parse_u64(const char *s, const char *name)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || errno != 0) {
+        fprintf(stderr, "pathway-mock-upstream: %s: expected a number, got \"%s\"\n", name, s);
+        exit(2);
+    }
+    return v;
+}
+
+static double
+parse_rate(const char *s, const char *name)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (*s == '\0' || *end != '\0' || v < 0 || v > 1) {
+        fprintf(stderr, "pathway-mock-upstream: %s: expected a fraction between 0 and 1, got \"%s\"\n", name, s);
+        exit(2);
+    }
+    return v;
+}
+
+static void
+usage(FILE *fp)
+{
+    fprintf(fp, "usage: pathway-mock-upstream [options]\n"
+                "  --host ADDR            listen address (127.0.0.1)\n"
+                "  --port N               listen port (8545)\n"
+                "  --latency MS           delay before each answer\n"
+                "  --jitter MS            plus a random 0..MS\n"
+                "  --error-rate F         fraction answered with a JSON-RPC error\n"
+                "  --response-size N      single calls get a result of N hex digits (streamed)\n"
+                "  --chunked              answer with chunked encoding instead of content-length\n"
+                "  --fault KIND           reset | hang | garbage | slow-body | close-after=N\n"
+                "  --fault-rate F         fraction of requests that get the fault (1)\n"
+                "  --tls-cert PEM --tls-key PEM   serve https (HTTP/1.1) with this certificate\n"
+                "GET /stats: requests, concurrent, peak_concurrent, connections, peak_connections, ... (connections\n"
+                "that carried only /stats calls are not counted)\n"
+                "POST /reset-stats: peaks start again from the current values\n");
+}
+
+int
+main(int argc, char **argv)
+{
+    static const struct option longopts[] = {{"host", required_argument, NULL, 'H'},
+                                             {"port", required_argument, NULL, 'p'},
+                                             {"latency", required_argument, NULL, 'l'},
+                                             {"jitter", required_argument, NULL, 'j'},
+                                             {"error-rate", required_argument, NULL, 'e'},
+                                             {"response-size", required_argument, NULL, 's'},
+                                             {"chunked", no_argument, NULL, 'c'},
+                                             {"fault", required_argument, NULL, 'f'},
+                                             {"fault-rate", required_argument, NULL, 'r'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {"tls-cert", required_argument, NULL, 'C'},
+                                             {"tls-key", required_argument, NULL, 'K'},
+                                             {NULL, 0, NULL, 0}};
+    int o;
+    while ((o = getopt_long(argc, argv, "p:h", longopts, NULL)) != -1) {
+        switch (o) {
+        case 'H':
+            opt.host = optarg;
+            break;
+        case 'p':
+            opt.port = (uint16_t)parse_u64(optarg, "--port");
+            break;
+        case 'l':
+            opt.latency_ms = parse_u64(optarg, "--latency");
+            break;
+        case 'j':
+            opt.jitter_ms = parse_u64(optarg, "--jitter");
+            break;
+        case 'e':
+            opt.error_rate = parse_rate(optarg, "--error-rate");
+            break;
+        case 's':
+            opt.response_size = parse_u64(optarg, "--response-size");
+            break;
+        case 'c':
+            opt.chunked = 1;
+            break;
+        case 'r':
+            opt.fault_rate = parse_rate(optarg, "--fault-rate");
+            break;
+        case 'f':
+            if (strcmp(optarg, "reset") == 0)
+                opt.fault = FAULT_RESET;
+            else if (strcmp(optarg, "hang") == 0)
+                opt.fault = FAULT_HANG;
+            else if (strcmp(optarg, "garbage") == 0)
+                opt.fault = FAULT_GARBAGE;
+            else if (strcmp(optarg, "slow-body") == 0)
+                opt.fault = FAULT_SLOW_BODY;
+            else if (strncmp(optarg, "close-after=", 12) == 0 && (opt.close_after = parse_u64(optarg + 12, "--fault")) != 0)
+                opt.fault = FAULT_CLOSE_AFTER;
+            else {
+                fprintf(stderr, "pathway-mock-upstream: --fault: unknown kind \"%s\"\n", optarg);
+                return 2;
+            }
+            break;
+        case 'C':
+            opt.tls_cert = optarg;
+            break;
+        case 'K':
+            opt.tls_key = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    signal(SIGPIPE, SIG_IGN);
+    srandom((unsigned)getpid());
+    memset(filler, 'a', sizeof(filler));
+
+    h2o_config_init(&config);
+    config.server_name = h2o_iovec_init(H2O_STRLIT("mock"));
+    h2o_hostconf_t *host = h2o_config_register_host(&config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
+    h2o_handler_t *handler = h2o_create_handler(path, sizeof(*handler));
+    handler->on_req = on_req;
+
+    h2o_evloop_t *loop = h2o_evloop_create();
+    h2o_context_init(&ctx, loop, &config);
+    accept_ctx.ctx = &ctx;
+    accept_ctx.hosts = config.hosts;
+    if (opt.tls_cert != NULL || opt.tls_key != NULL) {
+        SSL_CTX *ssl = SSL_CTX_new(TLS_server_method());
+        if (opt.tls_cert == NULL || opt.tls_key == NULL || SSL_CTX_use_certificate_chain_file(ssl, opt.tls_cert) != 1 ||
+            SSL_CTX_use_PrivateKey_file(ssl, opt.tls_key, SSL_FILETYPE_PEM) != 1) {
+            fprintf(stderr, "pathway-mock-upstream: --tls-cert and --tls-key: cannot load both\n");
+            return 2;
+        }
+        accept_ctx.ssl_ctx = ssl;
+    }
+
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(opt.port)};
+    if (inet_pton(AF_INET, opt.host, &sa.sin_addr) != 1) {
+        fprintf(stderr, "pathway-mock-upstream: --host: not an IPv4 address: %s\n", opt.host);
+        return 2;
+    }
+    int fd = socket(AF_INET, SOCK_STREAM, 0), on = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, SOMAXCONN) != 0) {
+        fprintf(stderr, "pathway-mock-upstream: %s:%u: %s\n", opt.host, opt.port, strerror(errno));
+        return 1;
+    }
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    h2o_socket_t *ls = h2o_evloop_socket_create(loop, fd, H2O_SOCKET_FLAG_DONT_READ);
+    h2o_socket_read_start(ls, on_accept);
+    fprintf(stderr, "pathway-mock-upstream: listening on %s:%u\n", opt.host, opt.port);
+    for (;;)
+        h2o_evloop_run(loop, INT32_MAX);
+}

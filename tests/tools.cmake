@@ -1,0 +1,7 @@
+# pathwayctl and the load test (issue 6).
+pw_add_unit(test_pathwayctl SOURCES unit/test_pathwayctl.c LIBS pw_pathwayctl)
+pw_add_integration(test_pathwayctl_cli integration/test_pathwayctl_cli.py)
+# The load test with --local (mock upstreams + a dataplane it starts itself) for 5 s, against the
+# Makefile's default thresholds. Exit 77 = skipped: only when the `pathway` binary is not built.
+pw_add_integration(test_load_test integration/test_load_test.py)
+set_tests_properties(test_load_test PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 120)

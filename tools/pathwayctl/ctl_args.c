@@ -1,0 +1,340 @@
+/*
+ * The command table and the command line. One row per command: the parser checks a command's
+ * options and argument count against its row, and `--help` prints the row, so usage errors and help
+ * never disagree with what a command accepts.
+ */
+#include "ctl.h"
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CONN_HELP                                                                                                                  \
+    "Connection (any command): --url URL, --token TOKEN, --token-file FILE, --config FILE, --timeout DURATION,\n"                  \
+    "  --color auto|always|never, --no-color. Each from the flag, else PATHWAY_URL / PATHWAY_TOKEN, else the\n"                    \
+    "  settings file ($XDG_CONFIG_HOME/pathway/pathwayctl.yaml or ~/.config/pathway/pathwayctl.yaml).\n"                           \
+    "Exit: 0 ok, 1 rejected (validation errors, 412, not found), 2 usage, 3 control plane unreachable or auth failed.\n"
+
+const ctl_command_t ctl_commands[] = {
+    {"status", "", "active version and the dataplanes",
+     "Shows the active version (number, kind, author, time, message, hash) and a\n"
+     "table of the dataplanes with the version each applied and its state.\n",
+     CTL_OPT_JSON, 0, 0, ctl_cmd_status},
+    {"versions", "", "the version history, newest first",
+     "Lists versions newest first: number, time, author, kind (apply, patch, rollback), the version it\n"
+     "came from, hash and message. The active one is marked with '*'.\n"
+     "  -n, --limit N   at most N rows (default 20)\n",
+     CTL_OPT_JSON | CTL_OPT_LIMIT, 0, 0, ctl_cmd_versions},
+    {"show", "[N|TAG|active]", "one version with its document",
+     "Shows one version (default: the active one): a header, then the document as YAML.\n"
+     "  --yaml   the document only, as YAML (feed it back to `apply`)\n"
+     "  --json   the API's JSON object\n",
+     CTL_OPT_JSON | CTL_OPT_YAML, 0, 1, ctl_cmd_show},
+    {"diff", "A [B]", "what changed from version A to B (default: the active one)",
+     "Shows what changed from A to B (numbers, tag names or `active`), one line per setting, in the\n"
+     "paths `set` takes: `~` changed, `+` added, `-` removed (colored on a terminal). Services are\n"
+     "matched by id, so a removed service is one line.\n"
+     "  --json   the API's JSON Patch (RFC 6902) from /v1/versions/B/diff?from=A\n",
+     CTL_OPT_JSON, 1, 2, ctl_cmd_diff},
+    {"apply", "FILE", "a whole document (YAML or JSON) as a new version",
+     "Sends FILE as the new document (PUT /v1/config) with If-Match of the active version read first,\n"
+     "so a change made meanwhile by someone else is refused (412, exit 1) instead of overwritten.\n"
+     "An identical document makes no new version. Prints the new version and what changed.\n"
+     "  -m, --message MSG   why (stored with the version)\n"
+     "  --if-match N        store only if N is still the active version (the one you reviewed)\n"
+     "  --force             send without If-Match\n",
+     CTL_OPT_MESSAGE | CTL_OPT_FORCE | CTL_OPT_IF_MATCH, 1, 1, ctl_cmd_apply},
+    {"set", "KEY=VALUE...", "change settings (a merge patch on the active document)",
+     "Changes settings of the active document as one new version (PATCH /v1/config, a JSON merge patch,\n"
+     "with If-Match of the version it read).\n"
+     "  KEY is a dotted path: limiter.max_concurrent, log.level, defaults.pool.idle_timeout.\n"
+     "  List items are addressed by their id: services.eth.pool.max_conns_per_host (write services[ID]\n"
+     "  when the id holds a dot); lists of items without ids by index: services.eth.endpoints.0.url.\n"
+     "  A name no item has adds {\"id\": NAME} to the list: services.bsc.endpoints='[{\"url\":\"...\"}]'.\n"
+     "  VALUE is JSON when it parses as JSON (200, true, [..], {..}, \"quoted\"), else a string (5s, debug).\n"
+     "  null removes the key (back to its default) or the list item (services.bsc=null).\n"
+     "  -m, --message MSG   why (stored with the version)\n"
+     "  --if-match N        store only if N is still the active version (default: the version read)\n"
+     "  --dry-run           print the merge patch, send nothing\n",
+     CTL_OPT_MESSAGE | CTL_OPT_DRY_RUN | CTL_OPT_IF_MATCH, 1, -1, ctl_cmd_set},
+    {"rollback", "N|TAG", "make version N's (or a tag's) document active again",
+     "Makes a NEW version whose document is version N's (or the tagged version's), kind rollback.\n"
+     "History is never rewritten. Prints the new version and what changed.\n"
+     "  -m, --message MSG   why (stored with the version)\n"
+     "  --if-match N        roll back only if N is still the active version\n",
+     CTL_OPT_MESSAGE | CTL_OPT_IF_MATCH, 1, 1, ctl_cmd_rollback},
+    {"tag", "[NAME [N|active]]", "list tags, show one, or point one at a version",
+     "Without arguments: every tag and the version it points at. With NAME: where it points and its\n"
+     "history. With NAME N: points tag NAME at version N (`active`: the active one).\n"
+     "  -m, --message MSG   why (with N)\n"
+     "  --json              the API's JSON (without N)\n",
+     CTL_OPT_MESSAGE | CTL_OPT_JSON, 0, 2, ctl_cmd_tag},
+    {"validate", "FILE", "check a document without storing it",
+     "Sends FILE to POST /v1/config/validate: the control plane's own checks, nothing stored.\n"
+     "Prints every error with its path and exits 1 when there is any.\n"
+     "  --json   the API's JSON answer\n",
+     CTL_OPT_JSON, 1, 1, ctl_cmd_validate},
+    {"dataplanes", "", "the dataplanes and their state",
+     "Lists each dataplane: id, state (synced, applying, rejected, stale, disconnected), the version it\n"
+     "applied, when it was last seen, its labels and its last error.\n",
+     CTL_OPT_JSON, 0, 0, ctl_cmd_dataplanes},
+    {"events", "", "the audit log, newest first",
+     "Lists the audit log newest first: who did what to which version, when, and why.\n"
+     "  -n, --limit N   at most N rows (default 20)\n",
+     CTL_OPT_JSON | CTL_OPT_LIMIT, 0, 0, ctl_cmd_events},
+};
+const size_t ctl_num_commands = sizeof(ctl_commands) / sizeof(ctl_commands[0]);
+
+const ctl_command_t *ctl_find_command(const char *name)
+{
+    for (size_t i = 0; i < ctl_num_commands; i++)
+        if (strcmp(ctl_commands[i].name, name) == 0)
+            return &ctl_commands[i];
+    return NULL;
+}
+
+/* Options: which flag bit (0 = connection / global), whether a value follows. */
+typedef enum en_opt_id_t {
+    OPT_URL,
+    OPT_TOKEN,
+    OPT_TOKEN_FILE,
+    OPT_CONFIG,
+    OPT_TIMEOUT,
+    OPT_COLOR,
+    OPT_NO_COLOR,
+    OPT_HELP,
+    OPT_VERSION,
+    OPT_JSON,
+    OPT_YAML,
+    OPT_MESSAGE,
+    OPT_FORCE,
+    OPT_LIMIT,
+    OPT_DRY_RUN,
+    OPT_IF_MATCH,
+} opt_id_t;
+
+static const struct {
+    const char *name; /* long name without "--" */
+    char shortname;   /* 0 = none */
+    opt_id_t id;
+    unsigned flag;   /* CTL_OPT_* a command must accept; 0 = every command */
+    int takes_value; /* the next argument (or "=value") is its value */
+} options[] = {
+    {"url", 0, OPT_URL, 0, 1},
+    {"token", 0, OPT_TOKEN, 0, 1},
+    {"token-file", 0, OPT_TOKEN_FILE, 0, 1},
+    {"config", 0, OPT_CONFIG, 0, 1},
+    {"timeout", 0, OPT_TIMEOUT, 0, 1},
+    {"color", 0, OPT_COLOR, 0, 1},
+    {"no-color", 0, OPT_NO_COLOR, 0, 0},
+    {"help", 'h', OPT_HELP, 0, 0},
+    {"version", 0, OPT_VERSION, 0, 0},
+    {"json", 0, OPT_JSON, CTL_OPT_JSON, 0},
+    {"yaml", 0, OPT_YAML, CTL_OPT_YAML, 0},
+    {"message", 'm', OPT_MESSAGE, CTL_OPT_MESSAGE, 1},
+    {"force", 0, OPT_FORCE, CTL_OPT_FORCE, 0},
+    {"limit", 'n', OPT_LIMIT, CTL_OPT_LIMIT, 1},
+    {"dry-run", 0, OPT_DRY_RUN, CTL_OPT_DRY_RUN, 0},
+    {"if-match", 0, OPT_IF_MATCH, CTL_OPT_IF_MATCH, 1},
+};
+
+static int find_option(const char *arg, size_t *idx, const char **inline_value)
+{
+    *inline_value = NULL;
+    if (arg[1] == '-') {
+        const char *name = arg + 2, *eq = strchr(name, '=');
+        size_t len = eq != NULL ? (size_t)(eq - name) : strlen(name);
+        for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
+            if (strlen(options[i].name) == len && strncmp(options[i].name, name, len) == 0) {
+                *idx = i;
+                if (eq != NULL)
+                    *inline_value = eq + 1;
+                return 0;
+            }
+        }
+        return -1;
+    }
+    /* "-m" or "-mvalue" */
+    for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
+        if (options[i].shortname != 0 && options[i].shortname == arg[1]) {
+            *idx = i;
+            if (arg[2] != '\0')
+                *inline_value = arg + 2;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int ctl_parse_args(int argc, char *const *argv, ctl_args_t *args, char *err, size_t errlen)
+{
+    memset(args, 0, sizeof(*args));
+    const char *optnames[sizeof(options) / sizeof(options[0])] = {NULL}; /* as written, for messages */
+    int no_more_options = 0;
+    const char *cmdname = NULL;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!no_more_options && strcmp(a, "--") == 0) {
+            no_more_options = 1;
+            continue;
+        }
+        if (no_more_options || a[0] != '-' || a[1] == '\0') {
+            if (cmdname == NULL) {
+                cmdname = a;
+            } else if (args->npositional < CTL_MAX_ARGS) {
+                args->positional[args->npositional++] = a;
+            } else {
+                snprintf(err, errlen, "too many arguments (at most %d)", CTL_MAX_ARGS);
+                return -1;
+            }
+            continue;
+        }
+        size_t o;
+        const char *value;
+        if (find_option(a, &o, &value) != 0) {
+            snprintf(err, errlen, "unknown option %s", a);
+            return -1;
+        }
+        if (options[o].takes_value) {
+            if (value == NULL) {
+                if (i + 1 >= argc) {
+                    snprintf(err, errlen, "option %s needs a value", a);
+                    return -1;
+                }
+                value = argv[++i];
+            }
+        } else if (value != NULL) {
+            snprintf(err, errlen, "option %s takes no value", a);
+            return -1;
+        }
+        optnames[o] = a;
+        args->given |= options[o].flag;
+        switch (options[o].id) {
+        case OPT_URL:
+            args->url = value;
+            break;
+        case OPT_TOKEN:
+            args->token = value;
+            break;
+        case OPT_TOKEN_FILE:
+            args->token_file = value;
+            break;
+        case OPT_CONFIG:
+            args->config_file = value;
+            break;
+        case OPT_TIMEOUT:
+            args->timeout = value;
+            break;
+        case OPT_COLOR:
+            if (strcmp(value, "auto") == 0) {
+                args->color = CTL_COLOR_AUTO;
+            } else if (strcmp(value, "always") == 0) {
+                args->color = CTL_COLOR_ALWAYS;
+            } else if (strcmp(value, "never") == 0) {
+                args->color = CTL_COLOR_NEVER;
+            } else {
+                snprintf(err, errlen, "--color: must be auto, always or never, not '%s'", value);
+                return -1;
+            }
+            break;
+        case OPT_NO_COLOR:
+            args->color = CTL_COLOR_NEVER;
+            break;
+        case OPT_HELP:
+            args->help = 1;
+            break;
+        case OPT_VERSION:
+            args->version = 1;
+            break;
+        case OPT_MESSAGE:
+            args->message = value;
+            break;
+        case OPT_LIMIT: {
+            char *end;
+            long n = strtol(value, &end, 10);
+            if (*value == '\0' || *end != '\0' || n < 1 || n > 1000) {
+                snprintf(err, errlen, "%s: must be a number from 1 to 1000, not '%s'", a, value);
+                return -1;
+            }
+            args->limit = n;
+        } break;
+        case OPT_IF_MATCH: {
+            char *end;
+            errno = 0;
+            long long n = strtoll(value, &end, 10);
+            if (*value == '\0' || *end != '\0' || errno != 0 || n < 0) {
+                snprintf(err, errlen, "%s: must be a version number, not '%s'", a, value);
+                return -1;
+            }
+            args->if_match = n;
+        } break;
+        case OPT_JSON:
+        case OPT_YAML:
+        case OPT_FORCE:
+        case OPT_DRY_RUN:
+            break;
+        }
+    }
+
+    /* `pathwayctl help [CMD]` is `pathwayctl [CMD] --help` */
+    if (cmdname != NULL && strcmp(cmdname, "help") == 0) {
+        args->help = 1;
+        cmdname = args->npositional > 0 ? args->positional[0] : NULL;
+        args->npositional = 0;
+    }
+    if (cmdname == NULL) {
+        if (args->help || args->version)
+            return 0;
+        snprintf(err, errlen, "no command given");
+        return -1;
+    }
+    if ((args->cmd = ctl_find_command(cmdname)) == NULL) {
+        snprintf(err, errlen, "unknown command '%s'", cmdname);
+        return -1;
+    }
+    if (args->help)
+        return 0;
+
+    for (size_t o = 0; o < sizeof(options) / sizeof(options[0]); o++) {
+        if (optnames[o] != NULL && options[o].flag != 0 && (args->cmd->options & options[o].flag) == 0) {
+            snprintf(err, errlen, "%s: option %s does not apply", args->cmd->name, optnames[o]);
+            return -1;
+        }
+    }
+    if ((args->given & CTL_OPT_FORCE) && (args->given & CTL_OPT_IF_MATCH)) {
+        snprintf(err, errlen, "%s: --force and --if-match exclude each other", args->cmd->name);
+        return -1;
+    }
+    if ((args->given & CTL_OPT_JSON) && (args->given & CTL_OPT_YAML)) {
+        snprintf(err, errlen, "%s: --json and --yaml exclude each other", args->cmd->name);
+        return -1;
+    }
+    if (args->npositional < (size_t)args->cmd->min_args ||
+        (args->cmd->max_args >= 0 && args->npositional > (size_t)args->cmd->max_args)) {
+        snprintf(err, errlen, "%s: expects %s%s", args->cmd->name, args->cmd->synopsis[0] ? "arguments " : "no arguments",
+                 args->cmd->synopsis);
+        return -1;
+    }
+    return 0;
+}
+
+void ctl_print_help(FILE *fp, const ctl_command_t *cmd)
+{
+    if (cmd != NULL) {
+        fprintf(fp, "usage: pathwayctl %s%s%s [options]\n\n%s", cmd->name, cmd->synopsis[0] ? " " : "", cmd->synopsis, cmd->help);
+        if ((cmd->options & CTL_OPT_JSON) && strstr(cmd->help, "--json") == NULL)
+            fputs("  --json   the API's JSON as it came\n", fp);
+        fputc('\n', fp);
+        fputs(CONN_HELP, fp);
+        return;
+    }
+    fprintf(fp, "usage: pathwayctl COMMAND [options] [arguments]\n\n"
+                "The control plane's REST API for operators. Commands:\n");
+    for (size_t i = 0; i < ctl_num_commands; i++) {
+        char head[64];
+        snprintf(head, sizeof(head), "%s %s", ctl_commands[i].name, ctl_commands[i].synopsis);
+        fprintf(fp, "  %-28s %s\n", head, ctl_commands[i].summary);
+    }
+    fprintf(fp, "\n`pathwayctl COMMAND --help` for one command. Read commands take --json.\n");
+    fputs(CONN_HELP, fp);
+}

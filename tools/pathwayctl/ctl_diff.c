@@ -1,0 +1,220 @@
+/*
+ * The readable diff of two documents, in `set` paths. The API's diff (RFC 6902) compares lists by
+ * index, which is right for a machine but reads badly when a service is removed from the middle
+ * (every later service "changes"); here list items with ids are matched by id.
+ */
+#include "ctl.h"
+#include <stdlib.h>
+#include <string.h>
+
+int ctl_path_append(char **path, const char *segment)
+{
+    int bracket = strpbrk(segment, ".[]") != NULL;
+    size_t old = *path != NULL ? strlen(*path) : 0, n = old + strlen(segment) + 3;
+    char *p = realloc(*path, n);
+    if (p == NULL)
+        return -1;
+    if (bracket)
+        snprintf(p + old, n - old, "[%s]", segment);
+    else
+        snprintf(p + old, n - old, "%s%s", old > 0 ? "." : "", segment);
+    *path = p;
+    return 0;
+}
+
+static int add_change(ctl_changes_t *out, ctl_change_kind_t kind, const char *path, const json_t *before, const json_t *after)
+{
+    ctl_change_t *e = realloc(out->entries, (out->size + 1) * sizeof(*e));
+    if (e == NULL)
+        return -1;
+    out->entries = e;
+    e = &out->entries[out->size];
+    e->kind = kind;
+    e->path = strdup(path[0] != '\0' ? path : "(document)");
+    e->before = before != NULL ? json_deep_copy(before) : NULL;
+    e->after = after != NULL ? json_deep_copy(after) : NULL;
+    if (e->path == NULL) {
+        json_decref(e->before);
+        json_decref(e->after);
+        return -1;
+    }
+    out->size++;
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Whether every item of a list is an object with a string id, all different. */
+static int keyed_by_id(const json_t *list)
+{
+    size_t i, j;
+    json_t *item;
+    json_array_foreach(list, i, item)
+    {
+        const char *id = json_string_value(json_object_get(item, "id"));
+        if (id == NULL)
+            return 0;
+        for (j = 0; j < i; j++)
+            if (strcmp(id, json_string_value(json_object_get(json_array_get(list, j), "id"))) == 0)
+                return 0;
+    }
+    return 1;
+}
+
+static json_t *item_by_id(const json_t *list, const char *id)
+{
+    size_t i;
+    json_t *item;
+    json_array_foreach(list, i, item)
+    {
+        const char *s = json_string_value(json_object_get(item, "id"));
+        if (s != NULL && strcmp(s, id) == 0)
+            return item;
+    }
+    return NULL;
+}
+
+static int diff_into(ctl_changes_t *out, const json_t *a, const json_t *b, const char *path);
+
+/* Recurses into `sub` under path; frees nothing of the caller's. */
+static int diff_child(ctl_changes_t *out, const json_t *a, const json_t *b, const char *path, const char *seg, int item)
+{
+    char *sub = path[0] != '\0' ? strdup(path) : NULL;
+    if ((path[0] != '\0' && sub == NULL) || ctl_path_append(&sub, seg) != 0) {
+        free(sub);
+        return -1;
+    }
+    int rc;
+    /* an added or removed object member that is an object itself reads better as its leaves
+     * (`+ services.eth.pool.max_conns_per_host: 20`); a list item stays whole (`+ services.bsc: {...}`) */
+    if (!item && ((a == NULL && json_is_object(b) && json_object_size(b) > 0) ||
+                  (b == NULL && json_is_object(a) && json_object_size(a) > 0))) {
+        json_t *empty = json_object();
+        rc = empty != NULL ? diff_into(out, a != NULL ? a : empty, b != NULL ? b : empty, sub) : -1;
+        json_decref(empty);
+    } else if (a == NULL)
+        rc = add_change(out, CTL_CHANGE_ADD, sub, NULL, b);
+    else if (b == NULL)
+        rc = add_change(out, CTL_CHANGE_REMOVE, sub, a, NULL);
+    else
+        rc = diff_into(out, a, b, sub);
+    free(sub);
+    return rc;
+}
+
+static int diff_into(ctl_changes_t *out, const json_t *a, const json_t *b, const char *path)
+{
+    if (json_equal(a, b))
+        return 0;
+    if (json_is_object(a) && json_is_object(b)) {
+        size_t n = json_object_size(a) + json_object_size(b), k = 0;
+        const char **keys = malloc((n ? n : 1) * sizeof(*keys));
+        if (keys == NULL)
+            return -1;
+        const char *key;
+        json_t *v;
+        json_object_foreach((json_t *)a, key, v) keys[k++] = key;
+        json_object_foreach((json_t *)b, key, v) if (json_object_get(a, key) == NULL) keys[k++] = key;
+        qsort(keys, k, sizeof(*keys), cmp_str);
+        int rc = 0;
+        for (size_t i = 0; rc == 0 && i < k; i++)
+            rc = diff_child(out, json_object_get(a, keys[i]), json_object_get(b, keys[i]), path, keys[i], 0);
+        free(keys);
+        return rc;
+    }
+    if (json_is_array(a) && json_is_array(b)) {
+        size_t i;
+        json_t *item;
+        int rc = 0;
+        if (keyed_by_id(a) && keyed_by_id(b) && (json_array_size(a) > 0 || json_array_size(b) > 0)) {
+            /* items of a in a's order (changed or removed), then items only b has, in b's order */
+            json_array_foreach(a, i, item)
+            {
+                const char *id = json_string_value(json_object_get(item, "id"));
+                if ((rc = diff_child(out, item, item_by_id(b, id), path, id, 1)) != 0)
+                    return rc;
+            }
+            json_array_foreach(b, i, item)
+            {
+                const char *id = json_string_value(json_object_get(item, "id"));
+                if (item_by_id(a, id) == NULL && (rc = diff_child(out, NULL, item, path, id, 1)) != 0)
+                    return rc;
+            }
+            /* the items both have, in another order: the order itself is a change */
+            json_t *ida = json_array(), *idb = json_array();
+            json_array_foreach(a, i, item) if (item_by_id(b, json_string_value(json_object_get(item, "id"))) != NULL)
+                json_array_append(ida, json_object_get(item, "id"));
+            json_array_foreach(b, i, item) if (item_by_id(a, json_string_value(json_object_get(item, "id"))) != NULL)
+                json_array_append(idb, json_object_get(item, "id"));
+            if (ida == NULL || idb == NULL)
+                rc = -1;
+            else if (!json_equal(ida, idb))
+                rc = add_change(out, CTL_CHANGE_REPLACE, path, ida, idb);
+            json_decref(ida);
+            json_decref(idb);
+            return rc;
+        }
+        if (json_array_size(a) == json_array_size(b)) {
+            char idx[32];
+            for (i = 0; rc == 0 && i < json_array_size(a); i++) {
+                snprintf(idx, sizeof(idx), "%zu", i);
+                rc = diff_child(out, json_array_get(a, i), json_array_get(b, i), path, idx, 1);
+            }
+            return rc;
+        }
+    }
+    return add_change(out, CTL_CHANGE_REPLACE, path, a, b);
+}
+
+int ctl_diff(const json_t *a, const json_t *b, ctl_changes_t *out)
+{
+    out->entries = NULL;
+    out->size = 0;
+    if (diff_into(out, a, b, "") != 0) {
+        ctl_changes_dispose(out);
+        return -1;
+    }
+    return 0;
+}
+
+void ctl_changes_dispose(ctl_changes_t *changes)
+{
+    for (size_t i = 0; i < changes->size; i++) {
+        free(changes->entries[i].path);
+        json_decref(changes->entries[i].before);
+        json_decref(changes->entries[i].after);
+    }
+    free(changes->entries);
+    changes->entries = NULL;
+    changes->size = 0;
+}
+
+static void print_value(FILE *fp, const json_t *v)
+{
+    char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT | JSON_SORT_KEYS);
+    fputs(s != NULL ? s : "?", fp);
+    free(s);
+}
+
+void ctl_changes_print(FILE *fp, const ctl_changes_t *changes, int color)
+{
+    for (size_t i = 0; i < changes->size; i++) {
+        const ctl_change_t *c = &changes->entries[i];
+        const char *on = !color                         ? ""
+                         : c->kind == CTL_CHANGE_ADD    ? "\033[32m"
+                         : c->kind == CTL_CHANGE_REMOVE ? "\033[31m"
+                                                        : "\033[33m";
+        fprintf(fp, "%s%c %s: ", on, (char)c->kind, c->path);
+        if (c->kind == CTL_CHANGE_REPLACE) {
+            print_value(fp, c->before);
+            fputs(" -> ", fp);
+            print_value(fp, c->after);
+        } else {
+            print_value(fp, c->kind == CTL_CHANGE_ADD ? c->after : c->before);
+        }
+        fprintf(fp, "%s\n", color ? "\033[0m" : "");
+    }
+}

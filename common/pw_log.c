@@ -38,13 +38,26 @@ void pw_log_write(pw_log_level_t level, const char *fmt, ...)
                      tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, ident_, pw_log_level_name(level));
     if (n < 0)
         return;
+    char msg[2048];
     va_list ap;
     va_start(ap, fmt);
-    int m = vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+    int m = vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
-    if (len > sizeof(line) - 2)
-        len = sizeof(line) - 2; /* truncated: keep the line a line */
+    size_t mlen = m < 0 ? 0 : (size_t)m < sizeof(msg) ? (size_t)m : sizeof(msg) - 1;
+    /* one event, one line: control characters (a newline in a dataplane's NACK text, say) are
+     * escaped, so text from outside can never start a line that looks like ours */
+    size_t len = (size_t)n;
+    for (size_t i = 0; i < mlen && len < sizeof(line) - 5; i++) {
+        unsigned char c = (unsigned char)msg[i];
+        if (c == '\n') {
+            line[len++] = '\\';
+            line[len++] = 'n';
+        } else if (c < 0x20 || c == 0x7f) {
+            len += (size_t)snprintf(line + len, sizeof(line) - len, "\\x%02x", c);
+        } else {
+            line[len++] = (char)c;
+        }
+    }
     line[len++] = '\n';
     /* one write per line keeps lines from threads whole */
     ssize_t r = write(STDERR_FILENO, line, len);

@@ -170,13 +170,33 @@ static void yaml_scalar(sbuf_t *b, const json_t *v)
         sb_add(b, json_string_value(v), json_string_length(v));
         return;
     }
-    /* JSON's encoding of a scalar is valid YAML flow (double-quoted strings, numbers, true, null) */
+    /* JSON's encoding of a scalar is valid YAML flow (double-quoted strings, numbers, true, null),
+     * but for the characters YAML reads as line breaks even inside quotes (NEL, LS, PS) and the
+     * BOM: those are written as \u escapes. (JSON_ENSURE_ASCII would also escape astral
+     * characters as surrogate pairs, which YAML does not read.) */
     char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
     if (s == NULL) {
         b->failed = 1;
         return;
     }
-    sb_str(b, s);
+    const unsigned char *p = (const unsigned char *)s, *run = p;
+    for (; *p != '\0'; p++) {
+        const char *esc = NULL;
+        size_t n = 0;
+        if (p[0] == 0xc2 && p[1] == 0x85)
+            esc = "\\u0085", n = 2;
+        else if (p[0] == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9))
+            esc = p[2] == 0xa8 ? "\\u2028" : "\\u2029", n = 3;
+        else if (p[0] == 0xef && p[1] == 0xbb && p[2] == 0xbf)
+            esc = "\\ufeff", n = 3;
+        if (esc == NULL)
+            continue;
+        sb_add(b, (const char *)run, (size_t)(p - run));
+        sb_str(b, esc);
+        p += n - 1;
+        run = p + 1;
+    }
+    sb_add(b, (const char *)run, (size_t)(p - run));
     free(s);
 }
 

@@ -475,7 +475,7 @@ static void test_yaml_scalars(void **state)
     assert_int_equal(json_integer_value(json_object_get(t, "l")), 15);
     assert_true(json_is_string(json_object_get(t, "m")));
     /* YAML output of tricky strings reads back as the same strings */
-    json_t *tricky = j("{\"s\":[\"true\",\"12\",\"null\",\"a: b\",\"- x\",\"#c\",\"\",\"x\\ny\",\"~\",\"1e3\",\"é\",\"[a]\",\"*x\",\"0x1\"]}");
+    json_t *tricky = j("{\"u\":[\"a\\u2028b\",\"c\\u2029d\",\"e\\u0085f\",\"\\ufeffg\",\"\\ud83d\\ude00\",\"\\u00e9\"],\"s\":[\"true\",\"12\",\"null\",\"a: b\",\"- x\",\"#c\",\"\",\"x\\ny\",\"~\",\"1e3\",\"é\",\"[a]\",\"*x\",\"0x1\"]}");
     char *y = cfg_json_to_yaml(tricky);
     json_t *back = cfg_tree_parse(y, strlen(y), CFG_FORMAT_YAML, &errs);
     assert_non_null(back);

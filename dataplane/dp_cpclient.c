@@ -17,6 +17,7 @@
 #define BACKOFF_MIN_MS 200
 #define BACKOFF_MAX_MS 10000
 #define MAX_RESPONSE (CFG_MAX_DOCUMENT_SIZE + 64 * 1024)
+#define MIN_POLL_MS 1000 /* a long poll answered faster than this without news waits out the rest */
 
 /* The latest ACK or NACK, repeated by every heartbeat until the next one. */
 typedef struct st_report_t {
@@ -286,8 +287,8 @@ static int send_report(dp_cpclient_t *c, CURL *curl)
     char *payload = json_dumps(msg, JSON_COMPACT);
     json_decref(msg);
     char *url = xstrdup_printf("%s/v1/dataplanes/%s/status", c->base_url, c->id);
-    body_t body;
-    char errbuf[CURL_ERROR_SIZE];
+    body_t body = {NULL, 0, 0};
+    char errbuf[CURL_ERROR_SIZE] = "out of memory";
     long status = payload != NULL && url != NULL ? http_call(c, curl, "POST", url, payload, 10000, &body, errbuf) : -1;
     if (status < 0)
         set_connected(c, 0, errbuf);
@@ -357,8 +358,13 @@ static void *poll_main(void *arg)
         pthread_mutex_unlock(&c->mutex);
         char *url = xstrdup_printf("%s/v1/dataplanes/%s/config?version=%lld&wait=%llums", c->base_url, c->id, (long long)seen,
                                    (unsigned long long)c->poll_wait_ms);
-        body_t body;
+        body_t body = {NULL, 0, 0};
+        snprintf(errbuf, sizeof(errbuf), "out of memory");
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         long status = url != NULL ? http_call(c, curl, "GET", url, NULL, (long)(c->poll_wait_ms + 10000), &body, errbuf) : -1;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        int64_t took_ms = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
         free(url);
         if (atomic_load(&c->stop)) {
             free(body.data);
@@ -384,6 +390,13 @@ static void *poll_main(void *arg)
             }
             int64_t version = json_integer_value(v);
             int rc = 0;
+            if (version == seen && took_ms < MIN_POLL_MS) {
+                /* a control plane that answers "same version" at once would make this a busy loop */
+                json_decref(root);
+                free(body.data);
+                nap(c, MIN_POLL_MS);
+                continue;
+            }
             if (version != seen) {
                 char *err = NULL;
                 rc = apply_fleet(c, version, doc, &err);
@@ -403,6 +416,10 @@ static void *poll_main(void *arg)
                 nap(c, BACKOFF_MAX_MS);
                 continue;
             }
+        } else if (status == 304 && took_ms < MIN_POLL_MS) {
+            free(body.data);
+            nap(c, MIN_POLL_MS); /* a 304 that did not wait: do not spin */
+            continue;
         } else if (status != 304) {
             if (status < 0)
                 set_connected(c, 0, errbuf);

@@ -516,6 +516,10 @@ cp_parse_status(const char *body, size_t len, cp_status_req_t *out, char *err, s
         snprintf(err, errlen, "error: required when applied is false (why the version was rejected)");
         goto Exit;
     }
+    if (!out->applied && out->version == 0) {
+        snprintf(err, errlen, "version: a NACK names the version it rejected (0 is no version)");
+        goto Exit;
+    }
     json_t *labels = json_object_get(obj, "labels");
     if (labels != NULL && !json_is_null(labels)) {
         if (!json_is_object(labels) || json_object_size(labels) > CP_MAX_LABELS) {
@@ -539,6 +543,12 @@ cp_parse_status(const char *body, size_t len, cp_status_req_t *out, char *err, s
     if (stats != NULL && !json_is_null(stats)) {
         if (!json_is_object(stats)) {
             snprintf(err, errlen, "stats: must be an object");
+            goto Exit;
+        }
+        /* stored as sent and shown in every listing: bound it well below max_body */
+        size_t size = json_dumpb(stats, NULL, 0, JSON_COMPACT | JSON_SORT_KEYS);
+        if (size == 0 || size > CP_MAX_STATS) {
+            snprintf(err, errlen, "stats: larger than %d bytes as compact JSON", CP_MAX_STATS);
             goto Exit;
         }
         out->stats = json_incref(stats);

@@ -17,6 +17,7 @@
 #define CP_MAX_QUERY_PARAMS 8
 #define CP_MAX_LABELS 64
 #define CP_MAX_LABEL_LEN 256
+#define CP_MAX_STATS 16384 /* bytes of a status report's stats as compact JSON */
 
 /* A decimal version number 1..CP_MAX_VERSION (or 0.. when allow_zero), no sign, no spaces. */
 int cp_parse_version(const char *s, size_t len, int allow_zero, int64_t *out);
@@ -88,7 +89,8 @@ int cp_parse_tag(const char *body, size_t len, cp_tag_req_t *out, char *err, siz
 void cp_tag_req_dispose(cp_tag_req_t *r);
 
 /* POST /v1/dataplanes/{id}/status: {"version": n, "applied": bool, "error": "...",
- * "labels": {k: "v"}, "stats": {...}}; error is required when applied is false. */
+ * "labels": {k: "v"}, "stats": {...}}; error is required when applied is false, and a NACK names a version
+ * (>= 1); stats are at most CP_MAX_STATS bytes as compact JSON. */
 typedef struct st_cp_status_req_t {
     int64_t version; /* >= 0: the version the report is about (0 = none yet) */
     int applied;     /* ACK when true, NACK when false */

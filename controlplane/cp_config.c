@@ -5,6 +5,7 @@
 #include "cp_config.h"
 
 #include <errno.h>
+#include <fnmatch.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -221,6 +222,20 @@ get_unit(json_t *obj, const char *key, int is_size, uint64_t min, uint64_t max, 
     *out = val;
 }
 
+/* Reads a plain count (an integer) within [min, max]. */
+static void
+get_count(json_t *obj, const char *key, uint64_t min, uint64_t max, uint64_t *out, cfg_errors_t *errs)
+{
+    json_t *v = json_object_get(obj, key);
+    if (v == NULL || json_is_null(v))
+        return;
+    if (!json_is_integer(v) || json_integer_value(v) < (json_int_t)min || json_integer_value(v) > (json_int_t)max) {
+        cfg_errors_add(errs, "%s: must be an integer from %llu to %llu", key, (unsigned long long)min, (unsigned long long)max);
+        return;
+    }
+    *out = (uint64_t)json_integer_value(v);
+}
+
 static void
 decode_token(json_t *item, size_t index, const char *base_dir, cp_config_t *conf, cfg_errors_t *errs)
 {
@@ -234,8 +249,9 @@ decode_token(json_t *item, size_t index, const char *base_dir, cp_config_t *conf
     json_t *v;
     json_object_foreach(item, key, v)
     {
-        if (strcmp(key, "name") != 0 && strcmp(key, "role") != 0 && strcmp(key, "file") != 0 && strcmp(key, "sha256") != 0)
-            cfg_errors_add(errs, "%s.%s: unknown key (expected name, role, file, sha256)", path, key);
+        if (strcmp(key, "name") != 0 && strcmp(key, "role") != 0 && strcmp(key, "file") != 0 && strcmp(key, "sha256") != 0 &&
+            strcmp(key, "ids") != 0)
+            cfg_errors_add(errs, "%s.%s: unknown key (expected name, role, file, sha256, ids)", path, key);
     }
     size_t before = errs->size;
     const char *name = get_string(item, "name", path, errs);
@@ -272,6 +288,24 @@ decode_token(json_t *item, size_t index, const char *base_dir, cp_config_t *conf
     } else if (parse_hex_hash(sha, hash) != 0) {
         cfg_errors_add(errs, "%s.sha256: must be 64 hexadecimal digits (the SHA-256 of the token)", path);
     }
+    json_t *ids = json_object_get(item, "ids");
+    if (ids != NULL && !json_is_null(ids)) {
+        if (role_index >= 0 && role_index != CP_ROLE_DATAPLANE)
+            cfg_errors_add(errs, "%s.ids: only a token of role dataplane is limited to dataplane ids", path);
+        else if (!json_is_array(ids) || json_array_size(ids) == 0 || json_array_size(ids) > 1000)
+            cfg_errors_add(errs, "%s.ids: must be a list of 1 to 1000 id patterns (fnmatch globs such as \"eu-*\")", path);
+        size_t i;
+        json_t *pat;
+        json_array_foreach(json_is_array(ids) ? ids : NULL, i, pat)
+        {
+            /* the characters of an id, plus the glob's own * ? [ ] ! */
+            if (!json_is_string(pat) || json_string_length(pat) == 0 || json_string_length(pat) > 128 ||
+                strlen(json_string_value(pat)) != json_string_length(pat) ||
+                strspn(json_string_value(pat), "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-*?[]!") !=
+                    json_string_length(pat))
+                cfg_errors_add(errs, "%s.ids[%zu]: must be a pattern of 1-128 characters of A-Z a-z 0-9 _ . - * ? [ ] !", path, i);
+        }
+    }
     if (errs->size != before)
         return;
     for (size_t i = 0; i < conf->num_tokens; i++) {
@@ -292,6 +326,22 @@ decode_token(json_t *item, size_t index, const char *base_dir, cp_config_t *conf
     t->role = (cp_role_t)role_index;
     memcpy(t->hash, hash, sizeof(hash));
     conf->num_tokens++;
+    if (ids != NULL && json_is_array(ids)) {
+        if ((t->ids = calloc(json_array_size(ids), sizeof(t->ids[0]))) == NULL) {
+            cfg_errors_add(errs, "%s: out of memory", path);
+            return;
+        }
+        size_t i;
+        json_t *pat;
+        json_array_foreach(ids, i, pat)
+        {
+            if ((t->ids[t->num_ids] = strdup(json_string_value(pat))) == NULL) {
+                cfg_errors_add(errs, "%s: out of memory", path);
+                return;
+            }
+            t->num_ids++;
+        }
+    }
 }
 
 cp_config_t *
@@ -310,9 +360,13 @@ cp_config_decode(json_t *tree, const char *base_dir, cfg_errors_t *errs)
     conf->max_body = CP_DEFAULT_MAX_BODY;
     conf->heartbeat_ms = CP_DEFAULT_HEARTBEAT_MS;
     conf->max_wait_ms = CP_DEFAULT_MAX_WAIT_MS;
+    conf->max_conns = CP_DEFAULT_MAX_CONNECTIONS;
+    conf->max_dataplanes = CP_DEFAULT_MAX_DATAPLANES;
+    conf->req_timeout_ms = CP_DEFAULT_REQUEST_TIMEOUT_MS;
     conf->log_level = PW_LOG_INFO;
 
-    static const char *const keys[] = {"listen", "database", "max_body", "heartbeat_timeout", "max_wait", "log_level", "tokens"};
+    static const char *const keys[] = {"listen",          "database",       "max_body",        "heartbeat_timeout", "max_wait",
+                                       "max_connections", "max_dataplanes", "request_timeout", "log_level",         "tokens"};
     const char *key;
     json_t *v;
     json_object_foreach(tree, key, v)
@@ -322,8 +376,10 @@ cp_config_decode(json_t *tree, const char *base_dir, cfg_errors_t *errs)
             if (strcmp(key, keys[i]) == 0)
                 break;
         if (i == sizeof(keys) / sizeof(keys[0]))
-            cfg_errors_add(
-                errs, "%s: unknown key (expected listen, database, max_body, heartbeat_timeout, max_wait, log_level, tokens)", key);
+            cfg_errors_add(errs,
+                           "%s: unknown key (expected listen, database, max_body, heartbeat_timeout, max_wait, max_connections, "
+                           "max_dataplanes, request_timeout, log_level, tokens)",
+                           key);
     }
 
     const char *listen = get_string(tree, "listen", "", errs);
@@ -339,6 +395,10 @@ cp_config_decode(json_t *tree, const char *base_dir, cfg_errors_t *errs)
     get_unit(tree, "max_body", 1, 1024, CFG_MAX_DOCUMENT_SIZE, &conf->max_body, errs);
     get_unit(tree, "heartbeat_timeout", 0, 1000, 24 * 3600 * 1000ull, &conf->heartbeat_ms, errs);
     get_unit(tree, "max_wait", 0, 1000, 3600 * 1000ull, &conf->max_wait_ms, errs);
+    /* slow clients are cut at request_timeout: each connection buffers at most max_body meanwhile */
+    get_unit(tree, "request_timeout", 0, 1000, 300 * 1000ull, &conf->req_timeout_ms, errs);
+    get_count(tree, "max_connections", 1, 65536, &conf->max_conns, errs);
+    get_count(tree, "max_dataplanes", 1, 1000000, &conf->max_dataplanes, errs);
 
     const char *level = get_string(tree, "log_level", "", errs);
     if (level != NULL) {
@@ -443,8 +503,23 @@ cp_config_destroy(cp_config_t *conf)
         return;
     free(conf->listen_host);
     free(conf->database);
-    for (size_t i = 0; i < conf->num_tokens; i++)
+    for (size_t i = 0; i < conf->num_tokens; i++) {
         free(conf->tokens[i].name);
+        for (size_t j = 0; j < conf->tokens[i].num_ids; j++)
+            free(conf->tokens[i].ids[j]);
+        free(conf->tokens[i].ids);
+    }
     free(conf->tokens);
     free(conf);
+}
+
+int
+cp_token_allows_id(const cp_token_t *token, const char *id)
+{
+    if (token->num_ids == 0)
+        return 1;
+    for (size_t i = 0; i < token->num_ids; i++)
+        if (fnmatch(token->ids[i], id, 0) == 0)
+            return 1;
+    return 0;
 }

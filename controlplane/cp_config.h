@@ -6,10 +6,14 @@
  *   max_body: 1MiB
  *   heartbeat_timeout: 30s
  *   max_wait: 5m
+ *   max_connections: 1024
+ *   max_dataplanes: 10000
+ *   request_timeout: 5s
  *   log_level: info
  *   tokens:
  *     - {name: ops, role: admin, file: ./admin.token}
  *     - {name: grafana, role: viewer, sha256: 9f86d0...}
+ *     - {name: dp-eu, role: dataplane, file: ./dp-eu.token, ids: ["eu-*"]}
  *
  * Relative paths (database, token files) are taken relative to the directory of the config file,
  * so a config runs the same whatever the working directory is.
@@ -31,18 +35,23 @@ typedef struct st_cp_token_t {
     char *name;             /* shown as the author of versions and in events; never the token */
     cp_role_t role;         /* what the token may do */
     unsigned char hash[32]; /* SHA-256 of the token; the token itself is not kept */
+    char **ids;             /* dataplane role: fnmatch patterns the {id} must match; NULL = any id */
+    size_t num_ids;         /* entries of ids (0 = any id: a shared fleet token) */
 } cp_token_t;
 
 typedef struct st_cp_config_t {
-    char *listen_host;     /* host part of `listen` (no brackets) */
-    uint16_t listen_port;  /* port part of `listen` */
-    char *database;        /* sqlite file, resolved against the config file's directory */
-    uint64_t max_body;     /* request bodies beyond this get 413 */
-    uint64_t heartbeat_ms; /* a dataplane unseen this long is "disconnected" */
-    uint64_t max_wait_ms;  /* long polls asking more wait this much */
-    int log_level;         /* pw_log_level_t */
-    cp_token_t *tokens;    /* tokens.size entries */
-    size_t num_tokens;     /* at least one */
+    char *listen_host;       /* host part of `listen` (no brackets) */
+    uint16_t listen_port;    /* port part of `listen` */
+    char *database;          /* sqlite file, resolved against the config file's directory */
+    uint64_t max_body;       /* request bodies beyond this get 413 */
+    uint64_t heartbeat_ms;   /* a dataplane unseen this long is "disconnected" */
+    uint64_t max_wait_ms;    /* long polls asking more wait this much */
+    uint64_t max_conns;      /* open client connections at most; the listener pauses at the cap */
+    uint64_t max_dataplanes; /* distinct dataplane ids stored at most; a new one beyond gets 403 */
+    uint64_t req_timeout_ms; /* HTTP/1: the whole request (head and body) must arrive within this */
+    int log_level;           /* pw_log_level_t */
+    cp_token_t *tokens;      /* tokens.size entries */
+    size_t num_tokens;       /* at least one */
 } cp_config_t;
 
 /* Defaults (also used when a key is absent). */
@@ -51,6 +60,9 @@ typedef struct st_cp_config_t {
 #define CP_DEFAULT_MAX_BODY (1024u * 1024)
 #define CP_DEFAULT_HEARTBEAT_MS 30000u
 #define CP_DEFAULT_MAX_WAIT_MS 300000u
+#define CP_DEFAULT_MAX_CONNECTIONS 1024u
+#define CP_DEFAULT_MAX_DATAPLANES 10000u
+#define CP_DEFAULT_REQUEST_TIMEOUT_MS 5000u
 #define CP_MIN_TOKEN_LEN 16
 #define CP_MIN_TOKEN_LEN_STR "16"
 
@@ -64,6 +76,9 @@ cp_config_t *cp_config_load(const char *path, cfg_errors_t *errs);
 cp_config_t *cp_config_decode(json_t *tree, const char *base_dir, cfg_errors_t *errs);
 
 void cp_config_destroy(cp_config_t *conf);
+
+/* Whether `token` may act for dataplane `id`: a token without ids may act for any. */
+int cp_token_allows_id(const cp_token_t *token, const char *id);
 
 /* Splits "host:port" / "[v6]:port". Returns 0, or -1 with *err set to a static message. The host is
  * a new string (caller frees). */

@@ -54,10 +54,12 @@ typedef struct st_cp_waiter_t {
     cp_server_t *srv;      /* owner of the list */
     cp_call_t *call;       /* the request to answer */
     int64_t known_version; /* version=n: what the dataplane has */
+    int64_t parked;        /* monotonic ms when it parked: proof of life for heartbeat_timeout only */
     int64_t deadline;      /* monotonic ms */
 } cp_waiter_t;
 
 #define NUM_STATUS 600
+#define CP_ACCEPT_PAUSE_MS 100 /* how long the listener rests after accept ran out of descriptors */
 
 struct st_cp_server_t {
     const cp_config_t *conf;     /* borrowed */
@@ -67,6 +69,9 @@ struct st_cp_server_t {
     h2o_accept_ctx_t accept_ctx; /* for h2o_accept */
     h2o_evloop_t *loop;          /* the event loop */
     h2o_socket_t *listener;      /* NULL after stop */
+    int listener_reading;        /* accepting now (not at the connection cap, not paused) */
+    int64_t accept_paused_until; /* monotonic ms: accept failed (EMFILE...), retry then */
+    int stopping;                /* draining: new long polls get 503 */
     size_t num_conns;            /* client connections open (counted through their on_close) */
     int disposed;                /* the h2o context, config and loop were freed */
     h2o_linklist_t waiters;      /* cp_waiter_t, earliest deadline first */
@@ -99,6 +104,7 @@ static const char *const q_message[] = {"message", NULL};
 static const char *const q_page[] = {"limit", "before", NULL};
 static const char *const q_diff[] = {"from", NULL};
 static const char *const q_poll[] = {"version", "wait", NULL};
+static const char *const q_dp_page[] = {"limit", "after", NULL};
 
 static const cp_route_t routes[] = {
     {"GET", "/healthz", R_PUBLIC, q_none, h_healthz},
@@ -114,7 +120,7 @@ static const cp_route_t routes[] = {
     {"GET", "/v1/tags", R_ADMIN | R_VIEWER, q_none, h_list_tags},
     {"GET", "/v1/tags/{name}", R_ADMIN | R_VIEWER, q_none, h_get_tag},
     {"PUT", "/v1/tags/{name}", R_ADMIN, q_none, h_put_tag},
-    {"GET", "/v1/dataplanes", R_ADMIN | R_VIEWER, q_none, h_list_dataplanes},
+    {"GET", "/v1/dataplanes", R_ADMIN | R_VIEWER, q_dp_page, h_list_dataplanes},
     {"GET", "/v1/dataplanes/{id}", R_ADMIN | R_VIEWER, q_none, h_get_dataplane},
     {"GET", "/v1/dataplanes/{id}/config", R_ADMIN | R_DATAPLANE, q_poll, h_dp_config},
     {"POST", "/v1/dataplanes/{id}/status", R_ADMIN | R_DATAPLANE, q_none, h_dp_status},
@@ -509,9 +515,14 @@ store_and_respond(cp_call_t *call, cp_append_t *a)
         respond_store_error(call);
         return;
     }
+    if (rc == CP_STORE_CREATED)
+        PW_INFO("version %lld stored (%s by %s)", (long long)version, cp_kind_name(a->kind), a->author);
     cp_version_t v;
     if (cp_store_get_version(call->srv->store, version, &v) != CP_STORE_OK) {
         respond_store_error(call);
+        /* the version is committed whatever this answer says: the polls must hear of it */
+        if (rc == CP_STORE_CREATED)
+            wake_waiters(call->srv);
         return;
     }
     json_t *body = version_json(&v, 0);
@@ -522,8 +533,6 @@ store_and_respond(cp_call_t *call, cp_append_t *a)
     snprintf(loc, sizeof(loc), "/v1/versions/%lld", (long long)v.version);
     add_header(call, H2O_TOKEN_LOCATION, loc);
     cp_version_dispose(&v);
-    if (rc == CP_STORE_CREATED)
-        PW_INFO("version %lld stored (%s by %s)", (long long)version, cp_kind_name(a->kind), a->author);
     respond_json(call, rc == CP_STORE_CREATED ? 201 : 200, body);
     if (rc == CP_STORE_CREATED)
         wake_waiters(call->srv);
@@ -538,15 +547,62 @@ h_healthz(cp_call_t *call)
                  json_pack("{ss sI}", "status", "ok", "active_version", (json_int_t)cp_store_active_version(call->srv->store)));
 }
 
+/* A parked poll proves its dataplane alive only for heartbeat_timeout after it parked: h2o 2.2
+ * does not read an HTTP/1 socket while a request is in progress, so a poll whose client vanished
+ * stays parked until its wait ends. */
+static int
+waiter_is_proof(cp_server_t *srv, const cp_waiter_t *w, int64_t now_mono)
+{
+    return now_mono - w->parked <= (int64_t)srv->conf->heartbeat_ms;
+}
+
 static int
 is_polling(cp_server_t *srv, const char *id)
 {
+    int64_t now = mono_ms();
     for (h2o_linklist_t *n = srv->waiters.next; n != &srv->waiters; n = n->next) {
         cp_waiter_t *w = H2O_STRUCT_FROM_MEMBER(cp_waiter_t, link, n);
-        if (strcmp(w->call->params[0].base, id) == 0)
+        if (waiter_is_proof(srv, w, now) && strcmp(w->call->params[0].base, id) == 0)
             return 1;
     }
     return 0;
+}
+
+/* The ids with a poll that proves them alive, sorted, for listing many dataplanes in
+ * O((dataplanes + waiters) log waiters) rather than a scan of the waiters per dataplane. */
+typedef struct st_cp_polling_set_t {
+    const char **ids; /* borrowed from the waiters' requests; valid while the caller runs */
+    size_t size;      /* entries of ids */
+} cp_polling_set_t;
+
+static int
+cmp_id(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Returns 0, or -1 when out of memory. Free set->ids. */
+static int
+polling_set_init(cp_server_t *srv, cp_polling_set_t *set)
+{
+    int64_t now = mono_ms();
+    set->size = 0;
+    set->ids = malloc((srv->num_waiters + 1) * sizeof(set->ids[0]));
+    if (set->ids == NULL)
+        return -1;
+    for (h2o_linklist_t *n = srv->waiters.next; n != &srv->waiters; n = n->next) {
+        cp_waiter_t *w = H2O_STRUCT_FROM_MEMBER(cp_waiter_t, link, n);
+        if (waiter_is_proof(srv, w, now))
+            set->ids[set->size++] = w->call->params[0].base;
+    }
+    qsort(set->ids, set->size, sizeof(set->ids[0]), cmp_id);
+    return 0;
+}
+
+static int
+polling_set_has(const cp_polling_set_t *set, const char *id)
+{
+    return bsearch(&id, set->ids, set->size, sizeof(set->ids[0]), cmp_id) != NULL;
 }
 
 /* A growing text buffer for /metrics; `failed` sticks once an append runs out of memory. */
@@ -602,7 +658,14 @@ h_metrics(cp_call_t *call)
                (long long)cp_store_count_versions(srv->store));
     cp_dataplane_t *dps;
     size_t ndp;
-    if (cp_store_list_dataplanes(srv->store, &dps, &ndp) != CP_STORE_OK) {
+    cp_polling_set_t polling;
+    if (polling_set_init(srv, &polling) != 0) {
+        free(b.p);
+        respond_error(call, 503, "out of memory", NULL);
+        return;
+    }
+    if (cp_store_list_dataplanes(srv->store, NULL, 0, &dps, &ndp) != CP_STORE_OK) {
+        free(polling.ids);
         free(b.p);
         respond_store_error(call);
         return;
@@ -610,8 +673,9 @@ h_metrics(cp_call_t *call)
     size_t by_state[CP_DP_NUM_STATES] = {0};
     int64_t now = cp_now_ms(), active = cp_store_active_version(srv->store);
     for (size_t i = 0; i < ndp; i++)
-        by_state[cp_dp_state(&dps[i], active, now, (int64_t)srv->conf->heartbeat_ms, is_polling(srv, dps[i].id))]++;
+        by_state[cp_dp_state(&dps[i], active, now, (int64_t)srv->conf->heartbeat_ms, polling_set_has(&polling, dps[i].id))]++;
     cp_dataplanes_free(dps, ndp);
+    free(polling.ids);
     buf_printf(&b, "# HELP pathway_control_dataplanes Dataplanes known, by state.\n# TYPE pathway_control_dataplanes gauge\n");
     for (size_t s = 0; s < CP_DP_NUM_STATES; s++)
         buf_printf(&b, "pathway_control_dataplanes{state=\"%s\"} %zu\n", cp_dp_state_name((cp_dp_state_t)s), by_state[s]);
@@ -836,7 +900,8 @@ page_params(cp_call_t *call, int *limit, int64_t *before)
 
 /* The cursor of the next page of a newest-first list keyed by `key`: the last item's key when
  * the page is full and more may follow, else null. New reference. */
-static json_t *next_before(json_t *list, int limit, const char *key)
+static json_t *
+next_before(json_t *list, int limit, const char *key)
 {
     size_t n = json_array_size(list);
     if (n == (size_t)limit) {
@@ -1010,6 +1075,29 @@ h_rollback(cp_call_t *call)
         cp_rollback_req_dispose(&r);
         return;
     }
+    /* the target was valid under the schema of its day: check it against today's, and store it in
+     * today's canonical form (defaults added since, and its hash), as a PUT of it would */
+    json_t *tree = document_json(v.document);
+    cp_version_dispose(&v);
+    if (tree == NULL) {
+        cp_rollback_req_dispose(&r);
+        respond_error(call, 503, "stored document unreadable", NULL);
+        return;
+    }
+    cfg_errors_t errs;
+    cfg_errors_init(&errs);
+    char *canonical = NULL, hash[65];
+    rc = cp_document_prepare(tree, &canonical, hash, &errs);
+    json_decref(tree);
+    if (rc != 0) {
+        char what[96];
+        snprintf(what, sizeof(what), "to: version %lld is no longer a valid document", (long long)target);
+        respond_error(call, 400, what, cfg_errors_to_json(&errs));
+        cfg_errors_dispose(&errs);
+        cp_rollback_req_dispose(&r);
+        return;
+    }
+    cfg_errors_dispose(&errs);
     char why[CP_MAX_MESSAGE + 128];
     const char *message = r.message != NULL ? r.message : hdr_message;
     if (message == NULL) {
@@ -1023,11 +1111,11 @@ h_rollback(cp_call_t *call)
                      .message = message,
                      .kind = CP_KIND_ROLLBACK,
                      .source_version = target,
-                     .document = v.document,
-                     .hash = v.hash,
+                     .document = canonical,
+                     .hash = hash,
                      .if_match = expect};
     store_and_respond(call, &a);
-    cp_version_dispose(&v);
+    free(canonical);
     cp_rollback_req_dispose(&r);
 }
 
@@ -1100,13 +1188,14 @@ h_put_tag(cp_call_t *call)
 
 /* --- handlers: dataplanes ------------------------------------------------------------------------ */
 
+/* `polling`: whether a parked poll proves it alive (is_polling). */
 static json_t *
-dataplane_json(cp_server_t *srv, const cp_dataplane_t *dp, int64_t active, int64_t now)
+dataplane_json(cp_server_t *srv, const cp_dataplane_t *dp, int64_t active, int64_t now, int polling)
 {
     char first[32], last[32];
     cp_format_time(dp->first_seen_ms, first);
     cp_format_time(dp->last_seen_ms, last);
-    cp_dp_state_t state = cp_dp_state(dp, active, now, (int64_t)srv->conf->heartbeat_ms, is_polling(srv, dp->id));
+    cp_dp_state_t state = cp_dp_state(dp, active, now, (int64_t)srv->conf->heartbeat_ms, polling);
     json_t *o =
         json_pack("{ss sO ss ss sI sI sI ss sO}", "id", dp->id, "labels", dp->labels, "first_seen", first, "last_seen", last,
                   "applied_version", (json_int_t)dp->applied_version, "delivered_version", (json_int_t)dp->delivered_version,
@@ -1131,18 +1220,41 @@ path_dataplane_id(cp_call_t *call)
 static void
 h_list_dataplanes(cp_call_t *call)
 {
+    size_t len;
+    int limit = 1000;
+    int64_t v;
+    const char *s = cp_query_get(&call->query, "limit", &len), *after = NULL;
+    if (s != NULL) {
+        if (cp_parse_version(s, len, 0, &v) != 0 || v > 1000) {
+            respond_error(call, 400, "limit: must be an integer from 1 to 1000", NULL);
+            return;
+        }
+        limit = (int)v;
+    }
+    if ((after = cp_query_get(&call->query, "after", &len)) != NULL && !cp_valid_id(after, len)) {
+        respond_error(call, 400, "after: must be a dataplane id (the next_after of the previous page)", NULL);
+        return;
+    }
     cp_dataplane_t *dps;
     size_t n;
-    if (cp_store_list_dataplanes(call->srv->store, &dps, &n) != CP_STORE_OK) {
+    cp_polling_set_t polling;
+    if (polling_set_init(call->srv, &polling) != 0) {
+        respond_error(call, 503, "out of memory", NULL);
+        return;
+    }
+    if (cp_store_list_dataplanes(call->srv->store, after, limit, &dps, &n) != CP_STORE_OK) {
+        free(polling.ids);
         respond_store_error(call);
         return;
     }
     int64_t active = cp_store_active_version(call->srv->store), now = cp_now_ms();
     json_t *arr = json_array();
     for (size_t i = 0; arr != NULL && i < n; i++)
-        json_array_append_new(arr, dataplane_json(call->srv, &dps[i], active, now));
+        json_array_append_new(arr, dataplane_json(call->srv, &dps[i], active, now, polling_set_has(&polling, dps[i].id)));
+    json_t *next = n == (size_t)limit ? json_string(dps[n - 1].id) : json_null();
     cp_dataplanes_free(dps, n);
-    respond_json(call, 200, json_pack("{sI so}", "active_version", (json_int_t)active, "dataplanes", arr));
+    free(polling.ids);
+    respond_json(call, 200, json_pack("{sI so so}", "active_version", (json_int_t)active, "dataplanes", arr, "next_after", next));
 }
 
 static void
@@ -1160,7 +1272,8 @@ h_get_dataplane(cp_call_t *call)
         respond_store_error(call);
         return;
     }
-    json_t *body = dataplane_json(call->srv, &dp, cp_store_active_version(call->srv->store), cp_now_ms());
+    json_t *body =
+        dataplane_json(call->srv, &dp, cp_store_active_version(call->srv->store), cp_now_ms(), is_polling(call->srv, dp.id));
     cp_dataplane_dispose(&dp);
     respond_json(call, 200, body);
 }
@@ -1185,9 +1298,10 @@ should_deliver(cp_server_t *srv, const char *id, int64_t known)
     return !rejected;
 }
 
-/* Answers a config call with the active version (200), and records the delivery. */
+/* Answers a config call with the active version (200), and records the delivery. `now_ms`: the
+ * time to record as last seen, 0 for a parked poll (its client may have vanished meanwhile). */
 static void
-deliver(cp_call_t *call)
+deliver(cp_call_t *call, int64_t now_ms)
 {
     cp_server_t *srv = call->srv;
     cp_version_t v;
@@ -1195,7 +1309,7 @@ deliver(cp_call_t *call)
         respond_store_error(call);
         return;
     }
-    if (cp_store_dataplane_seen(srv->store, call->params[0].base, cp_now_ms(), v.version) != CP_STORE_OK) {
+    if (cp_store_dataplane_seen(srv->store, call->params[0].base, now_ms, v.version) != CP_STORE_OK) {
         cp_version_dispose(&v);
         respond_store_error(call);
         return;
@@ -1210,10 +1324,12 @@ deliver(cp_call_t *call)
     respond_json(call, 200, body);
 }
 
+/* `record`: the dataplane is calling now (not a parked poll whose wait ended: it proved itself
+ * alive when it parked, and may be gone since). */
 static void
-answer_not_modified(cp_call_t *call)
+answer_not_modified(cp_call_t *call, int record)
 {
-    if (cp_store_dataplane_seen(call->srv->store, call->params[0].base, cp_now_ms(), 0) != CP_STORE_OK) {
+    if (record && cp_store_dataplane_seen(call->srv->store, call->params[0].base, cp_now_ms(), 0) != CP_STORE_OK) {
         respond_store_error(call);
         return;
     }
@@ -1254,7 +1370,7 @@ wake_waiters(cp_server_t *srv)
         if (d < 0)
             respond_store_error(w->call);
         else
-            deliver(w->call);
+            deliver(w->call, 0);
     }
 }
 
@@ -1268,8 +1384,23 @@ expire_waiters(cp_server_t *srv)
         if (w->deadline > now)
             return w->deadline - now;
         unpark(srv, w);
-        answer_not_modified(w->call);
+        answer_not_modified(w->call, 0);
     }
+    return -1;
+}
+
+/* Refuses a new dataplane id beyond max_dataplanes (403); returns -1 after answering. */
+static int
+admit_dataplane(cp_call_t *call)
+{
+    int rc = cp_store_dataplane_admit(call->srv->store, call->params[0].base, call->srv->conf->max_dataplanes);
+    if (rc == CP_STORE_OK)
+        return 0;
+    if (rc == CP_STORE_LIMIT)
+        respond_errorf(call, 403, "id: %llu dataplanes are known already (max_dataplanes); \"%s\" is not one of them",
+                       (unsigned long long)call->srv->conf->max_dataplanes, call->params[0].base);
+    else
+        respond_store_error(call);
     return -1;
 }
 
@@ -1277,7 +1408,7 @@ static void
 h_dp_config(cp_call_t *call)
 {
     cp_server_t *srv = call->srv;
-    if (path_dataplane_id(call) != 0)
+    if (path_dataplane_id(call) != 0 || admit_dataplane(call) != 0)
         return;
     size_t len;
     int64_t known = 0;
@@ -1300,11 +1431,17 @@ h_dp_config(cp_call_t *call)
         return;
     }
     if (d) {
-        deliver(call);
+        deliver(call, cp_now_ms());
         return;
     }
     if (wait == 0) {
-        answer_not_modified(call);
+        answer_not_modified(call, 1);
+        return;
+    }
+    if (srv->stopping) {
+        /* a poll on a connection that stays open while the server drains (HTTP/2) */
+        add_header(call, H2O_TOKEN_RETRY_AFTER, "1");
+        respond_error(call, 503, "control plane stopping", NULL);
         return;
     }
     if (cp_store_dataplane_seen(srv->store, call->params[0].base, cp_now_ms(), 0) != CP_STORE_OK) {
@@ -1316,7 +1453,8 @@ h_dp_config(cp_call_t *call)
     w->srv = srv;
     w->call = call;
     w->known_version = known;
-    w->deadline = mono_ms() + (int64_t)wait;
+    w->parked = mono_ms();
+    w->deadline = w->parked + (int64_t)wait;
     /* keep the list ordered by deadline; new polls usually end last, so search from the tail */
     h2o_linklist_t *pos = srv->waiters.prev;
     while (pos != &srv->waiters && H2O_STRUCT_FROM_MEMBER(cp_waiter_t, link, pos)->deadline > w->deadline)
@@ -1342,6 +1480,10 @@ h_dp_status(cp_call_t *call)
         cp_status_req_dispose(&r);
         return;
     }
+    if (admit_dataplane(call) != 0) {
+        cp_status_req_dispose(&r);
+        return;
+    }
     int rc =
         cp_store_dataplane_report(srv->store, call->params[0].base, cp_now_ms(), r.version, r.applied, r.error, r.labels, r.stats);
     if (!r.applied)
@@ -1356,7 +1498,7 @@ h_dp_status(cp_call_t *call)
         respond_store_error(call);
         return;
     }
-    json_t *body = dataplane_json(srv, &dp, cp_store_active_version(srv->store), cp_now_ms());
+    json_t *body = dataplane_json(srv, &dp, cp_store_active_version(srv->store), cp_now_ms(), is_polling(srv, dp.id));
     cp_dataplane_dispose(&dp);
     if (body != NULL)
         json_object_set_new(body, "active_version", json_integer(cp_store_active_version(srv->store)));
@@ -1491,6 +1633,13 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
                            cp_role_name(call->token->role), route->method, route->path);
             return 0;
         }
+        /* a dataplane token with ids acts only for those dataplanes; the dataplane routes are the
+         * only ones it may call, and each names the dataplane as its first parameter */
+        if (call->token->role == CP_ROLE_DATAPLANE && !cp_token_allows_id(call->token, call->params[0].base)) {
+            respond_errorf(call, 403, "token \"%s\" may not act for dataplane \"%.64s\" (not among its ids)", call->token->name,
+                           call->params[0].base);
+            return 0;
+        }
     }
     char err[256];
     h2o_iovec_t q = req->query_at != SIZE_MAX
@@ -1511,8 +1660,14 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
  * path rewrites them into our JSON error shape, so every error a client sees is JSON. */
 typedef struct st_cp_fallback_filter_t {
     h2o_filter_t super; /* registered on the fallback path */
-    cp_server_t *srv;   /* for the request counters */
+    cp_server_t *srv;   /* for the request counters and max_body */
 } cp_fallback_filter_t;
+
+/* The output stream of fallback_send, remembering the filter for its server. */
+typedef struct st_cp_fallback_ostream_t {
+    h2o_ostream_t super;          /* in the request's chain */
+    cp_fallback_filter_t *filter; /* the filter that added it */
+} cp_fallback_ostream_t;
 
 static void
 fallback_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt, h2o_send_state_t state)
@@ -1529,7 +1684,17 @@ fallback_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t buf
         memcpy(p, bufs[i].base, bufs[i].len);
         p += bufs[i].len;
     }
-    json_t *body = json_pack("{s s%}", "error", text, len);
+    json_t *body;
+    if (req->res.status == 413) {
+        /* h2o refuses bodies beyond max_body before any handler runs: name the bound, as our own
+         * 413 does */
+        char lim[32], msg[96];
+        cfg_format_size(((cp_fallback_ostream_t *)self)->filter->srv->conf->max_body, lim, sizeof(lim));
+        snprintf(msg, sizeof(msg), "body: larger than max_body (%s)", lim);
+        body = json_pack("{ss}", "error", msg);
+    } else {
+        body = json_pack("{s s%}", "error", text, len);
+    }
     char *json = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     if (json == NULL) {
@@ -1552,20 +1717,40 @@ on_fallback_setup_ostream(h2o_filter_t *_self, h2o_req_t *req, h2o_ostream_t **s
     cp_fallback_filter_t *self = (void *)_self;
     if (req->res.status >= 400 && req->res.status < NUM_STATUS) {
         self->srv->counts[NUM_ROUTES * NUM_STATUS + (size_t)req->res.status]++;
-        h2o_ostream_t *os = h2o_add_ostream(req, sizeof(*os), slot);
-        os->do_send = fallback_send;
-        slot = &os->next;
+        cp_fallback_ostream_t *os = (void *)h2o_add_ostream(req, sizeof(*os), slot);
+        os->super.do_send = fallback_send;
+        os->filter = self;
+        slot = &os->super.next;
     }
     h2o_setup_next_ostream(req, slot);
 }
 
 /* --- server ------------------------------------------------------------------------------------------ */
 
+static void on_accept(h2o_socket_t *listener, const char *err);
+
+/* Reads the listener only below max_connections and outside an accept pause: each connection may
+ * buffer a body of max_body before its request is authenticated, so the cap bounds that memory.
+ * Connections beyond it wait in the kernel's backlog until one closes. */
+static void
+update_listener(cp_server_t *srv)
+{
+    if (srv->listener == NULL)
+        return;
+    int want = srv->num_conns < srv->conf->max_conns && mono_ms() >= srv->accept_paused_until;
+    if (want && !srv->listener_reading)
+        h2o_socket_read_start(srv->listener, on_accept);
+    else if (!want && srv->listener_reading)
+        h2o_socket_read_stop(srv->listener);
+    srv->listener_reading = want;
+}
+
 static void
 on_conn_close(void *data)
 {
     cp_server_t *srv = data;
     srv->num_conns--;
+    update_listener(srv);
 }
 
 static void
@@ -1575,12 +1760,21 @@ on_accept(h2o_socket_t *listener, const char *err)
     if (err != NULL)
         return;
     h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
-    if (sock == NULL)
+    if (sock == NULL) {
+        /* out of descriptors (or memory): the listener stays readable, so retrying at once would
+         * spin; pause it briefly (cp_server_run resumes it) */
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            PW_WARN("accept: %s; pausing the listener for %d ms", strerror(errno), CP_ACCEPT_PAUSE_MS);
+            srv->accept_paused_until = mono_ms() + CP_ACCEPT_PAUSE_MS;
+            update_listener(srv);
+        }
         return;
+    }
     /* h2o's HTTP/1 and HTTP/2 code leave on_close alone: it lets shutdown wait for the last one */
     sock->on_close.cb = on_conn_close;
     sock->on_close.data = srv;
     srv->num_conns++;
+    update_listener(srv);
     h2o_accept(&srv->accept_ctx, sock);
 }
 
@@ -1634,9 +1828,11 @@ cp_server_create(const cp_config_t *conf, cp_store_t *store, char *err, size_t e
 
     h2o_config_init(&srv->globalconf);
     srv->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("pathway-control"));
-    /* h2o refuses bodies beyond its own limit before any handler runs (see fallback_send); above
-     * max_body, so that the handler's 413 names max_body for bodies up to twice the bound */
-    srv->globalconf.max_request_entity_size = (size_t)conf->max_body * 2;
+    /* h2o buffers a whole body before the handler (and its auth) runs: refuse beyond max_body
+     * there (fallback_send answers it as our JSON 413), and cut slow senders at request_timeout
+     * (for HTTP/1 it covers the head and the body, and idle keep-alive) */
+    srv->globalconf.max_request_entity_size = (size_t)conf->max_body;
+    srv->globalconf.http1.req_timeout = conf->req_timeout_ms;
     h2o_hostconf_t *host = h2o_config_register_host(&srv->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
     h2o_handler_t *handler = h2o_create_handler(path, sizeof(*handler) + sizeof(cp_server_t *));
@@ -1652,7 +1848,7 @@ cp_server_create(const cp_config_t *conf, cp_store_t *store, char *err, size_t e
     srv->accept_ctx.hosts = srv->globalconf.hosts;
     srv->listener = h2o_evloop_socket_create(srv->loop, fd, H2O_SOCKET_FLAG_DONT_READ);
     srv->listener->data = srv;
-    h2o_socket_read_start(srv->listener, on_accept);
+    update_listener(srv);
     PW_INFO("listening on %s:%u", conf->listen_host, conf->listen_port);
     if (strncmp(conf->listen_host, "127.", 4) != 0 && strcmp(conf->listen_host, "::1") != 0 &&
         strcmp(conf->listen_host, "localhost") != 0)
@@ -1667,15 +1863,25 @@ cp_server_run(cp_server_t *srv, volatile sig_atomic_t *stop)
 {
     while (!*stop) {
         int64_t next = expire_waiters(srv);
+        if (!srv->listener_reading && srv->num_conns < srv->conf->max_conns) {
+            /* paused after an accept failure: resume when the pause ends */
+            update_listener(srv);
+            int64_t left = srv->accept_paused_until - mono_ms();
+            if (left > 0 && (next < 0 || left < next))
+                next = left;
+        }
         /* wake at the next poll deadline, and at least once a second to notice `stop` */
         int32_t wait = next < 0 || next > 1000 ? 1000 : (int32_t)next;
         h2o_evloop_run(srv->loop, wait);
     }
+    srv->stopping = 1;
     PW_INFO("stopping: %zu long polls answered with 503", srv->num_waiters);
     if (srv->listener != NULL) {
-        h2o_socket_read_stop(srv->listener);
+        if (srv->listener_reading)
+            h2o_socket_read_stop(srv->listener);
         h2o_socket_close(srv->listener);
         srv->listener = NULL;
+        srv->listener_reading = 0;
     }
     while (!h2o_linklist_is_empty(&srv->waiters)) {
         cp_waiter_t *w = H2O_STRUCT_FROM_MEMBER(cp_waiter_t, link, srv->waiters.next);

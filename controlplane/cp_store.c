@@ -20,6 +20,7 @@ struct st_cp_store_t {
     int64_t active;       /* newest version number, 0 = none (cache, see cp_store_active_version) */
     char active_hash[65]; /* its hash */
     int schema_version;   /* migrations applied */
+    int sync_full;        /* synchronous=FULL is known to be in force; history writes require it */
     char errmsg[256];     /* last failure */
 };
 
@@ -120,6 +121,22 @@ rollback(cp_store_t *store)
 {
     if (!sqlite3_get_autocommit(store->db))
         sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* Begins a transaction that writes history (a version, a tag, an event). It must commit at
+ * synchronous=FULL: when a live-state write could not restore FULL, try again here and refuse to
+ * write rather than acknowledge history that a power cut could lose. */
+static int
+begin_durable(cp_store_t *store)
+{
+    if (!store->sync_full) {
+        if (exec(store, "PRAGMA synchronous=FULL") != CP_STORE_OK) {
+            snprintf(store->errmsg, sizeof(store->errmsg), "cannot restore synchronous=FULL: refusing to write history");
+            return CP_STORE_ERROR;
+        }
+        store->sync_full = 1;
+    }
+    return exec(store, "BEGIN IMMEDIATE");
 }
 
 static char *
@@ -239,6 +256,7 @@ cp_store_open(const char *path, char *err, size_t errlen)
         cp_store_close(store);
         return NULL;
     }
+    store->sync_full = 1;
     if (exec(store, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;") != CP_STORE_OK || migrate(store) != CP_STORE_OK ||
         load_active(store) != CP_STORE_OK) {
         snprintf(err, errlen, "%s: %s", path, store->errmsg);
@@ -359,7 +377,7 @@ insert_event(cp_store_t *store, int64_t now, const char *actor, const char *acti
 int
 cp_store_append(cp_store_t *store, const cp_append_t *a, int64_t *version)
 {
-    if (exec(store, "BEGIN IMMEDIATE") != CP_STORE_OK)
+    if (begin_durable(store) != CP_STORE_OK)
         return CP_STORE_ERROR;
     /* read inside the write transaction: the check and the insert see the same active version */
     if (load_active(store) != CP_STORE_OK)
@@ -461,7 +479,7 @@ cp_store_set_tag(cp_store_t *store, const char *name, int64_t version, const cha
 {
     if (!version_exists(store, version))
         return CP_STORE_NOT_FOUND;
-    if (exec(store, "BEGIN IMMEDIATE") != CP_STORE_OK)
+    if (begin_durable(store) != CP_STORE_OK)
         return CP_STORE_ERROR;
     int64_t now = cp_now_ms();
     sqlite3_stmt *st = prepare(store, "INSERT INTO tags (name, version, created_ms, author, message) VALUES (?, ?, ?, ?, ?)");
@@ -628,10 +646,13 @@ cp_dataplanes_free(cp_dataplane_t *dps, size_t count)
 static int
 begin_live_write(cp_store_t *store)
 {
+    /* from here until FULL is restored, history must not be written (begin_durable checks) */
+    store->sync_full = 0;
     if (exec(store, "PRAGMA synchronous=NORMAL") != CP_STORE_OK)
         return CP_STORE_ERROR;
     if (exec(store, "BEGIN IMMEDIATE") != CP_STORE_OK) {
-        exec(store, "PRAGMA synchronous=FULL");
+        if (exec(store, "PRAGMA synchronous=FULL") == CP_STORE_OK)
+            store->sync_full = 1;
         return CP_STORE_ERROR;
     }
     return CP_STORE_OK;
@@ -643,9 +664,12 @@ end_live_write(cp_store_t *store, int ok)
     int ret = ok ? exec(store, "COMMIT") : CP_STORE_ERROR;
     if (ret != CP_STORE_OK)
         rollback(store);
-    /* back to FULL before any version-creating transaction can run */
+    /* back to FULL before any history-writing transaction can run; when that fails, sync_full stays
+     * 0 and begin_durable refuses history until it succeeds */
     if (exec(store, "PRAGMA synchronous=FULL") != CP_STORE_OK)
         ret = CP_STORE_ERROR;
+    else
+        store->sync_full = 1;
     return ret;
 }
 
@@ -669,9 +693,9 @@ cp_store_dataplane_seen(cp_store_t *store, const char *id, int64_t now_ms, int64
 {
     if (begin_live_write(store) != CP_STORE_OK)
         return CP_STORE_ERROR;
-    int ok = upsert_seen(store, id, now_ms) == CP_STORE_OK;
+    int ok = now_ms <= 0 || upsert_seen(store, id, now_ms) == CP_STORE_OK;
     if (ok && delivered > 0) {
-        sqlite3_stmt *st = prepare(store, "UPDATE dataplanes SET delivered_version = ? WHERE id = ?");
+        sqlite3_stmt *st = prepare(store, "UPDATE dataplanes SET delivered_version = ?, delivered_since_report = 1 WHERE id = ?");
         ok = st != NULL;
         if (ok) {
             sqlite3_bind_int64(st, 1, delivered);
@@ -700,6 +724,7 @@ read_dataplane_row(sqlite3_stmt *st, cp_dataplane_t *dp)
     dp->rejected_version = sqlite3_column_int64(st, 7);
     dp->error = column_strdup(st, 8);
     dp->stats = json_loads(stats != NULL ? stats : "{}", 0, NULL);
+    dp->delivered_since_report = sqlite3_column_int(st, 10) != 0;
     if (dp->labels == NULL)
         dp->labels = json_object();
     if (dp->stats == NULL)
@@ -713,7 +738,7 @@ read_dataplane_row(sqlite3_stmt *st, cp_dataplane_t *dp)
 
 #define DP_COLUMNS                                                                                                                 \
     "id, labels, first_seen_ms, last_seen_ms, delivered_version, reported_version, applied_version, rejected_version, error, "     \
-    "stats"
+    "stats, delivered_since_report"
 
 int
 cp_store_get_dataplane(cp_store_t *store, const char *id, cp_dataplane_t *out)
@@ -732,13 +757,15 @@ cp_store_get_dataplane(cp_store_t *store, const char *id, cp_dataplane_t *out)
 }
 
 int
-cp_store_list_dataplanes(cp_store_t *store, cp_dataplane_t **out, size_t *count)
+cp_store_list_dataplanes(cp_store_t *store, const char *after, int limit, cp_dataplane_t **out, size_t *count)
 {
     *out = NULL;
     *count = 0;
-    sqlite3_stmt *st = prepare(store, "SELECT " DP_COLUMNS " FROM dataplanes ORDER BY id");
+    sqlite3_stmt *st = prepare(store, "SELECT " DP_COLUMNS " FROM dataplanes WHERE id > ? ORDER BY id LIMIT ?");
     if (st == NULL)
         return CP_STORE_ERROR;
+    sqlite3_bind_text(st, 1, after != NULL ? after : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, limit > 0 ? limit : -1);
     size_t cap = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -768,6 +795,24 @@ Error:
 }
 
 int
+cp_store_dataplane_admit(cp_store_t *store, const char *id, uint64_t max)
+{
+    sqlite3_stmt *st = prepare(store, "SELECT EXISTS (SELECT 1 FROM dataplanes WHERE id = ?1), count(*) FROM dataplanes");
+    if (st == NULL)
+        return CP_STORE_ERROR;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int ret;
+    if (sqlite3_step(st) != SQLITE_ROW)
+        ret = fail(store, "counting dataplanes");
+    else if (sqlite3_column_int(st, 0) != 0 || (uint64_t)sqlite3_column_int64(st, 1) < max)
+        ret = CP_STORE_OK;
+    else
+        ret = CP_STORE_LIMIT;
+    sqlite3_finalize(st);
+    return ret;
+}
+
+int
 cp_store_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms, int64_t version, int applied, const char *error,
                           json_t *labels, json_t *stats)
 {
@@ -788,8 +833,10 @@ cp_store_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms, int
     if (ok) {
         /* an ACK clears a rejection only when it is for that version or a newer one: a heartbeat
          * that re-ACKs the version still running after a NACK does not hide the NACK */
-        sqlite3_stmt *st = prepare(store, "UPDATE dataplanes SET reported_version = ?1, "
-                                          "applied_version = CASE WHEN ?2 THEN ?1 ELSE applied_version END, "
+        /* applied_version never goes back: versions only grow, so an older ACK is a late heartbeat */
+        sqlite3_stmt *st = prepare(store, "UPDATE dataplanes SET reported_version = ?1, delivered_since_report = 0, "
+                                          "applied_version = CASE WHEN ?2 AND ?1 > applied_version THEN ?1 "
+                                          "ELSE applied_version END, "
                                           "rejected_version = CASE WHEN NOT ?2 THEN ?1 WHEN rejected_version <= ?1 THEN 0 "
                                           "ELSE rejected_version END, "
                                           "error = CASE WHEN NOT ?2 THEN ?3 WHEN rejected_version <= ?1 THEN '' ELSE error END, "
@@ -814,19 +861,26 @@ cp_store_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms, int
             sqlite3_finalize(st);
         }
     }
-    if (ok) {
-        /* an event only when the outcome changes: heartbeats repeat the same report */
-        int same = have_prev && (applied ? prev.applied_version == version
-                                         : prev.rejected_version == version && strcmp(prev.error, error != NULL ? error : "") == 0);
-        if (!same)
-            ok = insert_event(store, now_ms, id, applied ? "ack" : "nack", version <= store->active ? version : 0,
-                              applied ? "" : error) == CP_STORE_OK;
-    }
+    /* an event only when the outcome changes: heartbeats repeat the same report */
+    int same = have_prev && (applied ? prev.applied_version >= version
+                                     : prev.rejected_version == version && strcmp(prev.error, error != NULL ? error : "") == 0);
     if (have_prev)
         cp_dataplane_dispose(&prev);
     free(labels_text);
     free(stats_text);
-    return end_live_write(store, ok);
+    int ret = end_live_write(store, ok);
+    if (ret != CP_STORE_OK || same)
+        return ret;
+    /* the event is history: its own transaction at synchronous=FULL, after the live row */
+    if (begin_durable(store) != CP_STORE_OK)
+        return CP_STORE_ERROR;
+    if (insert_event(store, now_ms, id, applied ? "ack" : "nack", version <= store->active ? version : 0, applied ? "" : error) !=
+            CP_STORE_OK ||
+        exec(store, "COMMIT") != CP_STORE_OK) {
+        rollback(store);
+        return CP_STORE_ERROR;
+    }
+    return CP_STORE_OK;
 }
 
 cp_dp_state_t
@@ -837,7 +891,8 @@ cp_dp_state(const cp_dataplane_t *dp, int64_t active, int64_t now_ms, int64_t he
     if (dp->applied_version == active)
         return CP_DP_SYNCED;
     if (dp->rejected_version != 0 && dp->rejected_version == active)
-        return CP_DP_REJECTED;
+        /* handed out again for one retry after its latest report (it restarted): applying */
+        return dp->delivered_since_report && dp->delivered_version == active ? CP_DP_APPLYING : CP_DP_REJECTED;
     if (dp->delivered_version == active)
         return CP_DP_APPLYING;
     return CP_DP_STALE;

@@ -5,7 +5,9 @@
  * creates a version, moves a tag or appends an event: when cp_store_append returns CP_STORE_CREATED
  * the version is on disk, so the API may acknowledge it (201) and a kill -9 cannot lose it.
  * Dataplane heartbeats are live state, written with synchronous=NORMAL (WAL keeps them
- * consistent; a power cut may lose the last few, which the next heartbeat restores).
+ * consistent; a power cut may lose the last few, which the next heartbeat restores); the ACK/NACK
+ * event a report may add is history, appended after it in a transaction of its own at FULL. When
+ * FULL cannot be restored after a live write, every history write fails until it can.
  *
  * History is append-only (versions, tags, events); the migrations in schema/sql/ are compiled
  * into the binary and applied in order at open.
@@ -29,6 +31,7 @@ typedef enum en_cp_store_rc_t {
     CP_STORE_UNCHANGED = 2, /* the document equals the active one; no new version */
     CP_STORE_NOT_FOUND = 3, /* no such version / tag / dataplane, or no version yet */
     CP_STORE_CONFLICT = 4,  /* the precondition (If-Match) names a version that is not the active one */
+    CP_STORE_LIMIT = 5,     /* a new dataplane beyond max_dataplanes */
 } cp_store_rc_t;
 
 typedef enum en_cp_kind_t {
@@ -107,37 +110,43 @@ json_t *cp_store_list_events(cp_store_t *store, int64_t before, int limit);
 /* --- dataplanes -------------------------------------------------------------------------- */
 
 typedef struct st_cp_dataplane_t {
-    char *id;                  /* [A-Za-z0-9_.-]{1,64} */
-    json_t *labels;            /* object of strings (owned reference) */
-    json_t *stats;             /* last heartbeat stats (owned reference) */
-    int64_t first_seen_ms;     /* first call, Unix ms */
-    int64_t last_seen_ms;      /* latest call (poll or report), Unix ms */
-    int64_t delivered_version; /* last version handed out to it */
-    int64_t reported_version;  /* version of its last ACK or NACK */
-    int64_t applied_version;   /* last ACKed: what it runs */
-    int64_t rejected_version;  /* last NACKed, 0 once it ACKs that version or a newer one */
-    char *error;               /* NACK error, "" otherwise */
+    char *id;                   /* [A-Za-z0-9_.-]{1,64} */
+    json_t *labels;             /* object of strings (owned reference) */
+    json_t *stats;              /* last heartbeat stats (owned reference) */
+    int64_t first_seen_ms;      /* first call, Unix ms */
+    int64_t last_seen_ms;       /* latest call (poll or report), Unix ms */
+    int64_t delivered_version;  /* last version handed out to it */
+    int64_t reported_version;   /* version of its last ACK or NACK */
+    int64_t applied_version;    /* last ACKed: what it runs */
+    int64_t rejected_version;   /* last NACKed, 0 once it ACKs that version or a newer one */
+    char *error;                /* NACK error, "" otherwise */
+    int delivered_since_report; /* a version was handed to it after its latest ACK or NACK */
 } cp_dataplane_t;
 
 void cp_dataplane_dispose(cp_dataplane_t *dp);
 
-/* Records a config call of dataplane `id` (created on first sight): last seen = now, and when
+/* Records a config call of dataplane `id` (created on first sight): last seen = now (unless
+ * now_ms <= 0: a parked poll answered later proves nothing about the dataplane now), and when
  * delivered > 0, that version was handed to it. */
 int cp_store_dataplane_seen(cp_store_t *store, const char *id, int64_t now_ms, int64_t delivered);
 
 /* Records a status report (ACK when applied, else NACK with error). labels / stats may be NULL
- * (keep the stored ones). A NACK sets rejected_version; an ACK sets applied_version and clears the
+ * (keep the stored ones). A NACK sets rejected_version; an ACK raises applied_version (never lowers
+ * it: an older ACK arriving late is a stale heartbeat) and clears the
  * rejection when it is for that version or a newer one. A report that changes the applied or the
  * rejected version (or the error) also appends an event; repeated ones are heartbeats. */
 int cp_store_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms, int64_t version, int applied, const char *error,
                               json_t *labels, json_t *stats);
 
+/* Whether dataplane `id` may be stored: OK when it exists or fewer than `max` do, else LIMIT. */
+int cp_store_dataplane_admit(cp_store_t *store, const char *id, uint64_t max);
+
 /* One dataplane: OK / NOT_FOUND / ERROR. */
 int cp_store_get_dataplane(cp_store_t *store, const char *id, cp_dataplane_t *out);
 
-/* Every dataplane, ordered by id. *out is an array of *count entries; free with
- * cp_dataplanes_free. */
-int cp_store_list_dataplanes(cp_store_t *store, cp_dataplane_t **out, size_t *count);
+/* Dataplanes ordered by id, with id > after (NULL: from the first), at most limit (<= 0: all).
+ * *out is an array of *count entries; free with cp_dataplanes_free. */
+int cp_store_list_dataplanes(cp_store_t *store, const char *after, int limit, cp_dataplane_t **out, size_t *count);
 void cp_dataplanes_free(cp_dataplane_t *dps, size_t count);
 
 /* --- dataplane state ---------------------------------------------------------------------- */
@@ -153,8 +162,9 @@ typedef enum en_cp_dp_state_t {
 
 const char *cp_dp_state_name(cp_dp_state_t state);
 
-/* The state of a dataplane at `now_ms`; `polling` is true while it has a long poll open (which
- * proves it is alive however long the poll lasts). Pure: unit-tested on its own. */
+/* The state of a dataplane at `now_ms`; `polling` is true while it has a long poll open that
+ * parked within the heartbeat timeout (an HTTP/1 poll whose client vanished stays parked, so an
+ * older one proves nothing). Pure: unit-tested on its own. */
 cp_dp_state_t cp_dp_state(const cp_dataplane_t *dp, int64_t active, int64_t now_ms, int64_t heartbeat_ms, int polling);
 
 /* RFC 3339 UTC with milliseconds ("2026-11-26T21:05:03.123Z"). */

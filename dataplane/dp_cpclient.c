@@ -94,12 +94,31 @@ void dp_cpstate_dispose(dp_cpstate_t *st)
     memset(st, 0, sizeof(*st));
 }
 
+/* mkdir -p: state_dir and any missing parents (0750). Returns 0, or -1 with errno set. */
+static int mkdir_p(const char *dir)
+{
+    char path[4096];
+    if (snprintf(path, sizeof(path), "%s", dir) >= (int)sizeof(path)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *p = path + 1; *p != '\0'; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(path, 0750) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    return mkdir(path, 0750) != 0 && errno != EEXIST ? -1 : 0;
+}
+
 int dp_cpstate_save(const char *state_dir, int64_t version, const json_t *fleet, char **err)
 {
     char path[4096], tmp[4200];
     snprintf(path, sizeof(path), "%s/%s", state_dir, STATE_FILE);
     snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
-    if (mkdir(state_dir, 0750) != 0 && errno != EEXIST) {
+    if (mkdir_p(state_dir) != 0) {
         *err = xstrdup_printf("%s: cannot create: %s", state_dir, strerror(errno));
         return -1;
     }

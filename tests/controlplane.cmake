@@ -7,3 +7,4 @@ pw_add_unit(test_cp_routes SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_cp_rout
 pw_add_integration(test_controlplane integration/test_controlplane.py)
 pw_add_integration(test_controlplane_longpoll integration/test_controlplane_longpoll.py)
 pw_add_integration(test_controlplane_durability integration/test_controlplane_durability.py)
+pw_add_integration(test_controlplane_limits integration/test_controlplane_limits.py)

@@ -47,7 +47,10 @@ class ControlPlane:
     """pathway-control with a config of its own; stop() ends it, restart() starts it again on the
     same database and port. Its temporary directory goes when the test script exits."""
 
-    def __init__(self, max_body="64KiB", heartbeat="30s", max_wait="5m", seed=None, directory=None):
+    def __init__(self, max_body="64KiB", heartbeat="30s", max_wait="5m", seed=None, directory=None, extra_config="",
+                 extra_tokens=(), nofile=None):
+        """extra_config: more top-level lines of its config; extra_tokens: (name, token, ids or None)
+        of more dataplane tokens; nofile: the process's RLIMIT_NOFILE."""
         if directory is None:
             directory = tempfile.mkdtemp(prefix="pw-cp-")
             _made_dirs.append(directory)
@@ -57,6 +60,12 @@ class ControlPlane:
         pwtest.write_file(self.dir, "admin.token", ADMIN + "\n")
         pwtest.write_file(self.dir, "viewer.token", VIEWER + "\n")
         pwtest.write_file(self.dir, "dataplane.token", DATAPLANE + "\n")
+        more = ""
+        for name, token, ids in extra_tokens:
+            pwtest.write_file(self.dir, name + ".token", token + "\n")
+            more += f"  - {{name: {name}, role: dataplane, file: {name}.token"
+            more += (", ids: " + json.dumps(list(ids)) + "}\n") if ids is not None else "}\n"
+        self.nofile = nofile
         self.config = pwtest.write_file(
             self.dir,
             "controlplane.yaml",
@@ -66,10 +75,11 @@ class ControlPlane:
             f"heartbeat_timeout: {heartbeat}\n"
             f"max_wait: {max_wait}\n"
             f"log_level: info\n"
-            "tokens:\n"
+            + extra_config
+            + "tokens:\n"
             "  - {name: ops, role: admin, file: admin.token}\n"
             "  - {name: grafana, role: viewer, file: viewer.token}\n"
-            "  - {name: fleet, role: dataplane, file: dataplane.token}\n",
+            "  - {name: fleet, role: dataplane, file: dataplane.token}\n" + more,
         )
         self.seed = seed
         self.proc = None
@@ -79,6 +89,9 @@ class ControlPlane:
         args = [pwtest.binary("pathway-control"), "-c", self.config] + list(extra_args)
         if self.seed:
             args += ["--seed", self.seed]
+        if self.nofile is not None:
+            # exec keeps the PID: stop() and /proc/<pid> see pathway-control itself
+            args = ["/bin/sh", "-c", f'ulimit -n {int(self.nofile)} && exec "$@"', "sh"] + args
         # a cwd elsewhere proves relative paths are taken from the config file's directory
         self.proc = pwtest.Proc(args, name="pathway-control", cwd="/")
         pwtest.wait_port(self.port)

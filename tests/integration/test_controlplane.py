@@ -127,7 +127,7 @@ def test_put_bad_inputs():
     # wrong content types
     expect(cp.call("PUT", "/v1/config", json.dumps(fleet()), ctype="application/x-www-form-urlencoded"), 415)
     expect(cp.call("PUT", "/v1/config", json.dumps(fleet()), ctype="text/plain"), 415)
-    # the body bound: the handler's 413 up to twice the bound, h2o's own beyond (JSON too)
+    # the body bound: refused by h2o before the handler runs, as our JSON 413 naming max_body
     big = json.dumps({"log": {"level": "info"}, "services": [], "pad": "x" * 70000})
     s, _, b = expect(cp.call("PUT", "/v1/config", big, ctype="application/json"), 413)
     assert "max_body" in b["error"]
@@ -370,7 +370,11 @@ def test_dataplanes_status_and_states():
     assert cp.call("GET", "/v1/dataplanes/dp-1")[2]["state"] == "rejected"
     s, _, b = expect(cp.call("GET", "/v1/dataplanes/dp-1/config?version=1", token=DATAPLANE), 200)
     assert b["version"] == 2
+    # handed out again for that one retry: applying (the NACK and its error still shown) until it reports
+    d = cp.call("GET", "/v1/dataplanes/dp-1")[2]
+    assert d["state"] == "applying" and d["rejected_version"] == 2 and "ca_file" in d["error"], d
     expect(cp.call("POST", "/v1/dataplanes/dp-1/status", nack, token=DATAPLANE), 200)
+    assert cp.call("GET", "/v1/dataplanes/dp-1")[2]["state"] == "rejected"
     expect(cp.call("GET", "/v1/dataplanes/dp-1/config?version=1", token=DATAPLANE), 304)
     # a newer version is sent
     expect(put(cp, fleet("error")), 201)  # 3

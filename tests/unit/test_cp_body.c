@@ -199,6 +199,20 @@ test_status(void **state)
     assert_int_equal(cp_parse_status(S("{\"applied\": true}"), &r, err, sizeof(err)), -1);
     assert_int_equal(cp_parse_status(S("{\"version\": 4, \"applied\": true, \"labels\": {\"a\": 1}}"), &r, err, sizeof(err)), -1);
     assert_int_equal(cp_parse_status(S("{\"version\": 4, \"applied\": true, \"stats\": []}"), &r, err, sizeof(err)), -1);
+    /* a NACK names the version it rejected */
+    assert_int_equal(cp_parse_status(S("{\"version\": 0, \"applied\": false, \"error\": \"x\"}"), &r, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "version"));
+    assert_int_equal(cp_parse_status(S("{\"version\": 0, \"applied\": true}"), &r, err, sizeof(err)), 0);
+    cp_status_req_dispose(&r);
+    /* stats are bounded (CP_MAX_STATS bytes as compact JSON) */
+    char big[CP_MAX_STATS + 100];
+    int n = snprintf(big, sizeof(big), "{\"version\": 1, \"applied\": true, \"stats\": {\"pad\": \"%0*d\"}}", CP_MAX_STATS - 10, 0);
+    assert_true(n > 0 && (size_t)n < sizeof(big));
+    assert_int_equal(cp_parse_status(big, (size_t)n, &r, err, sizeof(err)), 0); /* {"pad":"..."}: exactly the bound */
+    cp_status_req_dispose(&r);
+    n = snprintf(big, sizeof(big), "{\"version\": 1, \"applied\": true, \"stats\": {\"pad\": \"%0*d\"}}", CP_MAX_STATS - 9, 0);
+    assert_int_equal(cp_parse_status(big, (size_t)n, &r, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "stats"));
 }
 
 int

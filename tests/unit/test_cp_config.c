@@ -103,7 +103,58 @@ test_defaults(void **state)
     assert_string_equal(conf->listen_host, "127.0.0.1"); /* loopback unless told otherwise */
     assert_int_equal(conf->listen_port, 7070);
     assert_int_equal(conf->max_body, CP_DEFAULT_MAX_BODY);
+    assert_int_equal(conf->max_conns, CP_DEFAULT_MAX_CONNECTIONS);
+    assert_int_equal(conf->max_dataplanes, CP_DEFAULT_MAX_DATAPLANES);
+    assert_int_equal(conf->req_timeout_ms, CP_DEFAULT_REQUEST_TIMEOUT_MS);
+    assert_int_equal(conf->tokens[0].num_ids, 0);
     cp_config_destroy(conf);
+}
+
+/* Review items 1, 3 and 7: the connection cap, the dataplane count, the request timeout, and
+ * dataplane tokens limited to ids. */
+static void
+test_limits_and_token_ids(void **state)
+{
+    char *errs;
+    cp_config_t *conf = load("max_connections: 8\nmax_dataplanes: 20\nrequest_timeout: 2s\ntokens:\n"
+                             "  - {name: ops, role: admin, file: admin.token}\n"
+                             "  - {name: eu, role: dataplane, sha256: "
+                             "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08, ids: ['eu-*', 'edge-[0-9]']}\n",
+                             &errs);
+    assert_string_equal(errs, "");
+    free(errs);
+    assert_non_null(conf);
+    assert_int_equal(conf->max_conns, 8);
+    assert_int_equal(conf->max_dataplanes, 20);
+    assert_int_equal(conf->req_timeout_ms, 2000);
+    const cp_token_t *eu = &conf->tokens[1];
+    assert_int_equal(eu->num_ids, 2);
+    assert_true(cp_token_allows_id(eu, "eu-1"));
+    assert_true(cp_token_allows_id(eu, "edge-7"));
+    assert_false(cp_token_allows_id(eu, "edge-77"));
+    assert_false(cp_token_allows_id(eu, "us-1"));
+    assert_true(cp_token_allows_id(&conf->tokens[0], "us-1")); /* no ids: any */
+    cp_config_destroy(conf);
+
+    conf = load("max_connections: 0\nmax_dataplanes: many\nrequest_timeout: 0s\ntokens:\n"
+                "  - {name: ops, role: admin, file: admin.token, ids: ['a*']}\n"
+                "  - {name: dp, role: dataplane, sha256: "
+                "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08, ids: ['a b']}\n"
+                "  - {name: dq, role: dataplane, sha256: "
+                "0F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08, ids: []}\n",
+                &errs);
+    assert_null(conf);
+    const char *expect[] = {
+        "max_connections:", "max_dataplanes:", "request_timeout:", "tokens[0].ids:", "tokens[1].ids[0]:", "tokens[2].ids:"};
+    for (size_t i = 0; i < sizeof(expect) / sizeof(expect[0]); i++) {
+        if (strstr(errs, expect[i]) == NULL)
+            fail_msg("missing \"%s\" in:\n%s", expect[i], errs);
+    }
+    free(errs);
+    conf = load("max_connections: 70000\ntokens: [{name: ops, role: admin, file: admin.token}]\n", &errs);
+    assert_null(conf);
+    assert_non_null(strstr(errs, "max_connections:"));
+    free(errs);
 }
 
 static void
@@ -174,6 +225,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full),
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_limits_and_token_ids),
         cmocka_unit_test(test_errors_name_keys),
         cmocka_unit_test(test_hostport),
     };

@@ -66,7 +66,7 @@ static void
 test_open_migrates(void **state)
 {
     fixture_t *f = *state;
-    assert_int_equal(cp_store_schema_version(f->store), 1);
+    assert_int_equal(cp_store_schema_version(f->store), 2);
     assert_int_equal(cp_store_active_version(f->store), 0);
     cp_version_t v;
     assert_int_equal(cp_store_get_version(f->store, 0, &v), CP_STORE_NOT_FOUND);
@@ -81,7 +81,7 @@ test_open_migrates(void **state)
     sqlite3_finalize(st);
     assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM schema_migrations", -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(st, 0), 1);
+    assert_int_equal(sqlite3_column_int(st, 0), 2);
     sqlite3_finalize(st);
     sqlite3_close(db);
 
@@ -94,7 +94,7 @@ test_open_migrates(void **state)
     char err[256];
     f->store = cp_store_open(f->path, err, sizeof(err));
     assert_non_null(f->store);
-    assert_int_equal(cp_store_schema_version(f->store), 1);
+    assert_int_equal(cp_store_schema_version(f->store), 2);
 }
 
 static void
@@ -286,11 +286,139 @@ test_dataplanes(void **state)
     cp_dataplane_t *all;
     size_t n;
     assert_int_equal(cp_store_dataplane_seen(f->store, "dp-0", 5000, 0), CP_STORE_OK);
-    assert_int_equal(cp_store_list_dataplanes(f->store, &all, &n), CP_STORE_OK);
+    assert_int_equal(cp_store_list_dataplanes(f->store, NULL, 0, &all, &n), CP_STORE_OK);
     assert_int_equal(n, 2);
     assert_string_equal(all[0].id, "dp-0");
     assert_int_equal(all[0].delivered_version, 0);
     cp_dataplanes_free(all, n);
+    /* paged by id */
+    assert_int_equal(cp_store_list_dataplanes(f->store, NULL, 1, &all, &n), CP_STORE_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(all[0].id, "dp-0");
+    cp_dataplanes_free(all, n);
+    assert_int_equal(cp_store_list_dataplanes(f->store, "dp-0", 1, &all, &n), CP_STORE_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(all[0].id, "dp-1");
+    cp_dataplanes_free(all, n);
+    assert_int_equal(cp_store_list_dataplanes(f->store, "dp-1", 1, &all, &n), CP_STORE_OK);
+    assert_int_equal(n, 0);
+    cp_dataplanes_free(all, n);
+}
+
+/* Review item 8: an older ACK arriving after a newer one (a late heartbeat) does not move
+ * applied_version back; a NACKed version handed out again for one retry after the dataplane
+ * re-reported (it restarted) shows applying, and rejected again once NACKed. */
+static void
+test_dataplane_late_ack_and_retry(void **state)
+{
+    fixture_t *f = *state;
+    append(f->store, "{}", H1, -1, CP_STORE_CREATED);
+    append(f->store, "{\"a\":1}", H2, -1, CP_STORE_CREATED);
+    cp_dataplane_t dp;
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 1000, 2, 1, NULL, NULL, NULL), CP_STORE_OK);
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 1100, 1, 1, NULL, NULL, NULL), CP_STORE_OK);
+    assert_int_equal(cp_store_get_dataplane(f->store, "dp-1", &dp), CP_STORE_OK);
+    assert_int_equal(dp.applied_version, 2);
+    assert_int_equal(cp_dp_state(&dp, 2, 1100, 30000, 0), CP_DP_SYNCED);
+    cp_dataplane_dispose(&dp);
+    json_t *ev = cp_store_list_events(f->store, 0, 100);
+    assert_int_equal(json_array_size(ev), 3); /* two versions, one ack: the late one is a heartbeat */
+    json_decref(ev);
+
+    append(f->store, "{\"a\":2}", H3, -1, CP_STORE_CREATED);
+    assert_int_equal(cp_store_dataplane_seen(f->store, "dp-1", 2000, 3), CP_STORE_OK);
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 2100, 3, 0, "bad", NULL, NULL), CP_STORE_OK);
+    assert_int_equal(cp_store_get_dataplane(f->store, "dp-1", &dp), CP_STORE_OK);
+    assert_int_equal(cp_dp_state(&dp, 3, 2100, 30000, 0), CP_DP_REJECTED);
+    cp_dataplane_dispose(&dp);
+    /* restarted: re-ACKs what it runs (still rejected), then is handed 3 again: applying */
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 3000, 2, 1, NULL, NULL, NULL), CP_STORE_OK);
+    assert_int_equal(cp_store_get_dataplane(f->store, "dp-1", &dp), CP_STORE_OK);
+    assert_int_equal(cp_dp_state(&dp, 3, 3000, 30000, 0), CP_DP_REJECTED);
+    cp_dataplane_dispose(&dp);
+    assert_int_equal(cp_store_dataplane_seen(f->store, "dp-1", 3100, 3), CP_STORE_OK);
+    assert_int_equal(cp_store_get_dataplane(f->store, "dp-1", &dp), CP_STORE_OK);
+    assert_int_equal(cp_dp_state(&dp, 3, 3100, 30000, 0), CP_DP_APPLYING);
+    assert_int_equal(dp.rejected_version, 3); /* still shown with its error */
+    cp_dataplane_dispose(&dp);
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 3200, 3, 0, "bad", NULL, NULL), CP_STORE_OK);
+    assert_int_equal(cp_store_get_dataplane(f->store, "dp-1", &dp), CP_STORE_OK);
+    assert_int_equal(cp_dp_state(&dp, 3, 3200, 30000, 0), CP_DP_REJECTED);
+    cp_dataplane_dispose(&dp);
+
+    /* a parked poll answered later (now_ms 0) records the delivery, not a sighting */
+    assert_int_equal(cp_store_dataplane_seen(f->store, "dp-1", 0, 3), CP_STORE_OK);
+    assert_int_equal(cp_store_get_dataplane(f->store, "dp-1", &dp), CP_STORE_OK);
+    assert_int_equal(dp.last_seen_ms, 3200);
+    cp_dataplane_dispose(&dp);
+}
+
+/* Review item 7: no new dataplane beyond the limit; known ones still report. */
+static void
+test_dataplane_admit(void **state)
+{
+    fixture_t *f = *state;
+    assert_int_equal(cp_store_dataplane_admit(f->store, "a", 2), CP_STORE_OK);
+    assert_int_equal(cp_store_dataplane_seen(f->store, "a", 1000, 0), CP_STORE_OK);
+    assert_int_equal(cp_store_dataplane_seen(f->store, "b", 1000, 0), CP_STORE_OK);
+    assert_int_equal(cp_store_dataplane_admit(f->store, "a", 2), CP_STORE_OK);
+    assert_int_equal(cp_store_dataplane_admit(f->store, "c", 2), CP_STORE_LIMIT);
+    assert_int_equal(cp_store_dataplane_admit(f->store, "c", 3), CP_STORE_OK);
+}
+
+/* Review item 5: every event (history) is written at synchronous=FULL, including the ACK/NACK
+ * event of a status report, whose live row is written at NORMAL. A trace on the store's own
+ * connection (installed through an auto extension) follows the pragma. */
+static int trace_sync_full = 1, trace_events_at_normal, trace_events;
+
+static int
+trace_cb(unsigned type, void *ctx, void *p, void *x)
+{
+    (void)ctx;
+    (void)p;
+    const char *sql = x;
+    if (type != SQLITE_TRACE_STMT || sql == NULL)
+        return 0;
+    if (strstr(sql, "synchronous=NORMAL") != NULL)
+        trace_sync_full = 0;
+    else if (strstr(sql, "synchronous=FULL") != NULL)
+        trace_sync_full = 1;
+    if (strstr(sql, "INSERT INTO events") != NULL) {
+        trace_events++;
+        trace_events_at_normal += !trace_sync_full;
+    }
+    return 0;
+}
+
+static int
+trace_entry(sqlite3 *db, char **err, const void *api)
+{
+    (void)err;
+    (void)api;
+    sqlite3_trace_v2(db, SQLITE_TRACE_STMT, trace_cb, NULL);
+    return SQLITE_OK;
+}
+
+static void
+test_events_written_at_full(void **state)
+{
+    fixture_t *f = *state;
+    cp_store_close(f->store);
+    assert_int_equal(sqlite3_auto_extension((void (*)(void))trace_entry), SQLITE_OK);
+    char err[256];
+    f->store = cp_store_open(f->path, err, sizeof(err));
+    assert_non_null(f->store);
+    append(f->store, "{}", H1, -1, CP_STORE_CREATED);
+    assert_int_equal(cp_store_dataplane_seen(f->store, "dp-1", 1000, 1), CP_STORE_OK);
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 1100, 1, 0, "bad", NULL, NULL), CP_STORE_OK);
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 1200, 1, 1, NULL, NULL, NULL), CP_STORE_OK);
+    assert_int_equal(cp_store_set_tag(f->store, "stable", 1, "ops", NULL), CP_STORE_OK);
+    sqlite3_reset_auto_extension();
+    assert_int_equal(trace_events, 4);
+    assert_int_equal(trace_events_at_normal, 0);
+    json_t *ev = cp_store_list_events(f->store, 0, 100);
+    assert_int_equal(json_array_size(ev), 4);
+    json_decref(ev);
 }
 
 static void
@@ -343,6 +471,9 @@ main(void)
         cmocka_unit_test_setup_teardown(test_append_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tags, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dataplanes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dataplane_late_ack_and_retry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dataplane_admit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_events_written_at_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refuses_newer_database, setup, teardown),
         cmocka_unit_test(test_state_names),
         cmocka_unit_test(test_open_fails_cleanly),

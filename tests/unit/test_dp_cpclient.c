@@ -43,7 +43,7 @@ static void test_save_load(void **state)
     assert_int_equal(dp_cpstate_load(dir_, &st, &err), 0); /* nothing saved yet */
     json_t *doc = json_pack("{s:{s:i}}", "limiter", "max_concurrent", 7);
     char sub[300];
-    snprintf(sub, sizeof(sub), "%s/new", dir_); /* created when missing */
+    snprintf(sub, sizeof(sub), "%s/new/deeper", dir_); /* created with its parents when missing */
     assert_int_equal(dp_cpstate_save(sub, 42, doc, &err), 0);
     assert_int_equal(dp_cpstate_load(sub, &st, &err), 1);
     assert_int_equal(st.version, 42);

@@ -39,28 +39,130 @@ dp_gen_find_service(dp_gen_t *g, const char *id, size_t len)
     return NULL;
 }
 
-static dp_svcshared_t *
-svcshared_create(dp_server_t *s, const char *id)
+void
+dp_registry_init(dp_server_t *s)
 {
+    pthread_mutex_init(&s->registry_mutex, NULL);
+    h2o_linklist_init_anchor(&s->hosts);
+    h2o_linklist_init_anchor(&s->svcshared);
+}
+
+/* The shared state of service `id`: the registered one (a new reference) or a new one. NULL when
+ * out of memory. Main thread. */
+static dp_svcshared_t *
+svcshared_get(dp_server_t *s, const char *id)
+{
+    pthread_mutex_lock(&s->registry_mutex);
+    for (h2o_linklist_t *l = s->svcshared.next; l != &s->svcshared; l = l->next) {
+        dp_svcshared_t *sh = H2O_STRUCT_FROM_MEMBER(dp_svcshared_t, link, l);
+        if (strcmp(sh->id, id) == 0) {
+            atomic_fetch_add(&sh->refcnt, 1);
+            pthread_mutex_unlock(&s->registry_mutex);
+            return sh;
+        }
+    }
     dp_svcshared_t *sh = calloc(1, sizeof(*sh) + s->nworkers * sizeof(sh->stats[0]));
     if (sh == NULL || (sh->id = strdup(id)) == NULL) {
+        pthread_mutex_unlock(&s->registry_mutex);
         free(sh);
         return NULL;
     }
     atomic_init(&sh->refcnt, 1);
+    sh->server = s;
     sh->nworkers = s->nworkers;
     dp_limiter_init(&sh->limiter, 0, 0);
+    h2o_linklist_insert(&s->svcshared, &sh->link);
+    pthread_mutex_unlock(&s->registry_mutex);
     return sh;
 }
 
 void
 dp_svcshared_release(dp_svcshared_t *sh)
 {
-    if (atomic_fetch_sub(&sh->refcnt, 1) != 1)
+    dp_server_t *s = sh->server;
+    /* the last release and a lookup that would revive it are ordered by the registry's lock */
+    pthread_mutex_lock(&s->registry_mutex);
+    if (atomic_fetch_sub(&sh->refcnt, 1) != 1) {
+        pthread_mutex_unlock(&s->registry_mutex);
         return;
+    }
+    h2o_linklist_unlink(&sh->link);
+    pthread_mutex_unlock(&s->registry_mutex);
     dp_limiter_dispose(&sh->limiter);
     free(sh->id);
     free(sh);
+}
+
+/* The upstream of endpoint `e`: the registered one (a new reference) or a new one with the
+ * bounds of `pool`. NULL when out of memory. Main thread. */
+static dp_host_t *
+host_get(dp_server_t *s, const cfg_endpoint_t *e, const cfg_pool_t *pool)
+{
+    const cfg_upstream_tls_t *t = &e->tls;
+    char *key = NULL;
+    if (asprintf(&key, "%s://%s:%u|ca=%s|sn=%s|v=%d", e->is_https ? "https" : "http", e->host, (unsigned)e->port,
+                 e->is_https && e->has_tls && t->ca_file ? t->ca_file : "",
+                 e->is_https && e->has_tls && t->server_name ? t->server_name : "", e->is_https && e->has_tls ? t->verify : 1) < 0)
+        return NULL;
+    pthread_mutex_lock(&s->registry_mutex);
+    for (h2o_linklist_t *l = s->hosts.next; l != &s->hosts; l = l->next) {
+        dp_host_t *h = H2O_STRUCT_FROM_MEMBER(dp_host_t, link, l);
+        if (strcmp(h->key, key) == 0) {
+            h->refcnt++;
+            pthread_mutex_unlock(&s->registry_mutex);
+            free(key);
+            return h;
+        }
+    }
+    dp_host_t *h = calloc(1, sizeof(*h));
+    if (h == NULL) {
+        pthread_mutex_unlock(&s->registry_mutex);
+        free(key);
+        return NULL;
+    }
+    h->refcnt = 1;
+    h->server = s;
+    h->key = key;
+    atomic_init(&h->max_conns, pool->max_conns_per_host);
+    atomic_init(&h->max_idle, pool->max_idle_per_host);
+    h2o_linklist_insert(&s->hosts, &h->link);
+    pthread_mutex_unlock(&s->registry_mutex);
+    return h;
+}
+
+static void
+host_release(dp_host_t *h)
+{
+    dp_server_t *s = h->server;
+    pthread_mutex_lock(&s->registry_mutex);
+    if (--h->refcnt != 0) {
+        pthread_mutex_unlock(&s->registry_mutex);
+        return;
+    }
+    h2o_linklist_unlink(&h->link);
+    pthread_mutex_unlock(&s->registry_mutex);
+    free(h->key);
+    free(h);
+}
+
+void
+dp_gen_apply_host_limits(dp_gen_t *g)
+{
+    for (size_t i = 0; i != g->nendpoints; ++i) {
+        dp_host_t *h = g->endpoints[i]->upstream;
+        uint32_t conns = 0, idle = 0;
+        for (size_t j = 0; j != g->nendpoints; ++j) {
+            const dp_endpoint_t *ep = g->endpoints[j];
+            if (ep->upstream != h)
+                continue;
+            if (ep->pool.max_conns_per_host > conns)
+                conns = ep->pool.max_conns_per_host;
+            if (ep->pool.max_idle_per_host > idle)
+                idle = ep->pool.max_idle_per_host;
+        }
+        atomic_store(&h->max_conns, conns);
+        atomic_store(&h->max_idle, idle);
+    }
 }
 
 void
@@ -70,6 +172,8 @@ dp_endpoint_release(dp_endpoint_t *ep)
         return;
     if (ep->ssl_ctx != NULL)
         SSL_CTX_free(ep->ssl_ctx);
+    if (ep->upstream != NULL)
+        host_release(ep->upstream);
     free(ep->key);
     free(ep->url);
     free(ep->host);
@@ -112,7 +216,8 @@ endpoint_create(dp_server_t *s, const cfg_endpoint_t *e, const cfg_pool_t *pool,
     ep->pool = *pool;
     ep->nworkers = s->nworkers;
     ep->wp = calloc(s->nworkers, sizeof(ep->wp[0]));
-    if (ep->url == NULL || ep->host == NULL || ep->path == NULL || ep->wp == NULL)
+    ep->upstream = host_get(s, e, pool);
+    if (ep->url == NULL || ep->host == NULL || ep->path == NULL || ep->wp == NULL || ep->upstream == NULL)
         goto NoMem;
     for (size_t i = 0; i != s->nworkers; ++i) {
         ep->wp[i].ep = ep;
@@ -233,11 +338,7 @@ dp_gen_create(dp_server_t *s, cfg_t *cfg, const dp_gen_t *prev, cfg_errors_t *er
         svc->idlen = strlen(cs->id);
         svc->cfg = cs;
         atomic_init(&svc->rr, 0);
-        dp_service_t *old = prev != NULL ? dp_gen_find_service((dp_gen_t *)prev, cs->id, svc->idlen) : NULL;
-        if (old != NULL) {
-            svc->shared = old->shared;
-            atomic_fetch_add(&svc->shared->refcnt, 1);
-        } else if ((svc->shared = svcshared_create(s, cs->id)) == NULL) {
+        if ((svc->shared = svcshared_get(s, cs->id)) == NULL) {
             cfg_errors_add(errs, "out of memory");
             goto Error;
         }

@@ -32,6 +32,7 @@ typedef struct st_dp_gen_t dp_gen_t;
 typedef struct st_dp_service_t dp_service_t;
 typedef struct st_dp_svcshared_t dp_svcshared_t;
 typedef struct st_dp_endpoint_t dp_endpoint_t;
+typedef struct st_dp_host_t dp_host_t;
 typedef struct st_dp_wpool_t dp_wpool_t;
 typedef struct st_dp_conn_t dp_conn_t;
 typedef struct st_dp_relay_t dp_relay_t;
@@ -52,9 +53,13 @@ typedef struct st_dp_svcstats_t {
     dp_counter_t duration_us_sum;
 } dp_svcstats_t;
 
-/* What a service keeps across generations, keyed by its id: its limiter and its counters. */
+/* What a service keeps across generations, keyed by its id: its limiter and its counters. One per
+ * id in the server's registry while any live generation lists the service, so every generation
+ * (not only the previous one) shares the same limiter state. */
 struct st_dp_svcshared_t {
-    _Atomic long refcnt;
+    _Atomic long refcnt; /* generations listing it; dropped to 0 only under server->registry_mutex */
+    dp_server_t *server;
+    h2o_linklist_t link; /* in server->svcshared (registry_mutex) */
     char *id;
     int has_limiter;      /* limiter.max_concurrent > 0 in the newest generation */
     dp_limiter_t limiter; /* per-service bound (bounds updated in place on apply) */
@@ -62,9 +67,26 @@ struct st_dp_svcshared_t {
     dp_svcstats_t stats[]; /* one per worker */
 };
 
+/* One upstream: scheme, host, port and TLS identity (not path, not pool settings). The per-host
+ * bounds are counted here, in one object shared by every endpoint of every live generation that
+ * points at the upstream: settings that flip A -> B -> A while old generations drain still give
+ * one count. The bounds enforced are the current generation's (set on apply; when endpoints of
+ * one generation disagree, the largest). In the server's registry while referenced. */
+struct st_dp_host_t {
+    long refcnt; /* endpoints using it; under server->registry_mutex */
+    dp_server_t *server;
+    h2o_linklist_t link; /* in server->hosts (registry_mutex) */
+    char *key;
+    _Atomic uint32_t max_conns; /* max_conns_per_host of the current generation */
+    _Atomic uint32_t max_idle;  /* max_idle_per_host of the current generation */
+    _Atomic uint32_t open;      /* connections open or opening, all endpoints and workers */
+    _Atomic uint32_t idle;      /* idle connections, all endpoints and workers */
+    _Atomic uint32_t waiters;   /* requests waiting for a connection slot, all endpoints and workers */
+};
+
 /* One endpoint of a generation. Shared by every generation whose endpoint key (url, tls, pool
- * settings) is the same, so a reload keeps warm connections. The limits hold per process: the
- * counts below are atomics summed over all workers. */
+ * settings) is the same, so a reload keeps warm connections. The limits hold per process and per
+ * upstream: they are enforced on `upstream`; the counts below are this endpoint's share (for stats). */
 struct st_dp_endpoint_t {
     _Atomic long refcnt;   /* generations + workers that hold connections to it */
     _Atomic long gen_refs; /* generations that list it; 0 = retired: close idle, stop reusing */
@@ -82,8 +104,9 @@ struct st_dp_endpoint_t {
     struct sockaddr_storage addr;
     socklen_t addrlen;           /* 0 = the name did not resolve: connects fail with 502 */
     cfg_pool_t pool;             /* the settings of this pool */
-    _Atomic uint32_t open;       /* connections open or opening, all workers (<= max_conns_per_host) */
-    _Atomic uint32_t idle;       /* idle connections, all workers (<= max_idle_per_host) */
+    dp_host_t *upstream;         /* the upstream's shared counts and bounds (a reference) */
+    _Atomic uint32_t open;       /* connections open or opening, all workers (upstream->open bounds it) */
+    _Atomic uint32_t idle;       /* idle connections, all workers (upstream->idle bounds it) */
     _Atomic uint32_t waiters;    /* requests waiting for a connection slot, all workers */
     _Atomic int32_t outstanding; /* requests assigned to this endpoint and not finished */
     _Atomic int just_failed;     /* a connect failed: pass it over once */
@@ -141,7 +164,9 @@ typedef struct st_dp_listener_t {
 } dp_listener_t;
 
 /* Timeouts by duration: h2o_timeout_t lists have a fixed duration, so each worker keeps one per
- * distinct value in use (a handful). */
+ * distinct value in use (a handful). Lists left empty are freed between loop iterations once there
+ * are more than DP_TIMEOUTS_KEPT, so reloads through many durations do not grow the set. */
+#define DP_TIMEOUTS_KEPT 16
 typedef struct st_dp_timeouts_t {
     h2o_timeout_t **entries;
     size_t size;
@@ -159,6 +184,8 @@ struct st_dp_worker_t {
     dp_bufpool_t bufpool;
     dp_timeouts_t timeouts;
     h2o_linklist_t active_pools; /* dp_wpool_t with connections or waiters */
+    dp_endpoint_t **hk_eps;      /* housekeeping's scratch list of active endpoints */
+    size_t hk_eps_capacity;      /* entries allocated in hk_eps (grown, never shrunk) */
     h2o_multithread_receiver_t kick_receiver;
     h2o_multithread_message_t kick_msg;
     _Atomic int kick_pending;
@@ -167,6 +194,8 @@ struct st_dp_worker_t {
     h2o_timeout_entry_t sweep_timer; /* periodic housekeeping */
     h2o_linklist_t queued;           /* HTTP/1 relays waiting in a limiter queue (see peek_timer) */
     h2o_timeout_entry_t peek_timer;  /* looks for HTTP/1 clients that left while queued */
+    h2o_linklist_t watched;          /* admitted HTTP/1 relays whose response has not started */
+    h2o_timeout_entry_t watch_timer; /* looks for HTTP/1 clients that left while their request runs */
     int exiting;
     uint64_t reqid_seq;
     uint32_t reqid_prefix;
@@ -185,7 +214,7 @@ struct st_dp_server_t {
     size_t nlisteners;
     dp_listener_t *listeners;
     int admin_fd;
-    h2o_globalconf_t globalconf; /* workers' (read-only once they run) */
+    h2o_globalconf_t globalconf; /* workers' (read-only once they run, but for the body cap: raise_entity_cap) */
     h2o_globalconf_t admin_globalconf;
     pthread_mutex_t gen_mutex; /* guards the pointer swap vs. a worker taking its ref */
     _Atomic(dp_gen_t *) current;
@@ -195,8 +224,11 @@ struct st_dp_server_t {
     _Atomic uint32_t idle_total; /* idle upstream connections, all endpoints */
     _Atomic uint32_t max_idle_total;
     _Atomic uint64_t max_request_body;
-    _Atomic int stopping; /* SIGTERM seen: close listeners, drain */
-    _Atomic int exiting;  /* drain over: workers leave their loops */
+    pthread_mutex_t registry_mutex; /* guards hosts, svcshared and their refcounts reaching 0 */
+    h2o_linklist_t hosts;           /* dp_host_t by key */
+    h2o_linklist_t svcshared;       /* dp_svcshared_t by service id */
+    _Atomic int stopping;           /* SIGTERM seen: close listeners, drain */
+    _Atomic int exiting;            /* drain over: workers leave their loops */
     _Atomic int workers_ready;
     _Atomic int workers_parked; /* workers done with the drain (they idle until exit) */
     h2o_evloop_t *admin_loop;   /* main thread's loop, kept reachable until exit */
@@ -216,6 +248,8 @@ void dp_worker_kick(dp_worker_t *w);
 void dp_server_kick_all(dp_server_t *s);
 /* The timeout list of `ms` on this worker (created on first use). */
 h2o_timeout_t *dp_worker_timeout(dp_worker_t *w, uint64_t ms);
+/* Frees unused timeout lists beyond DP_TIMEOUTS_KEPT; between loop iterations only. */
+void dp_worker_prune_timeouts(dp_worker_t *w);
 /* Takes the server's current generation if it changed; between events only. */
 void dp_worker_refresh_gen(dp_worker_t *w);
 void dp_wgen_release(dp_worker_t *w, dp_wgen_t *wg);
@@ -229,6 +263,10 @@ void dp_gen_release(dp_gen_t *g);
 dp_service_t *dp_gen_find_service(dp_gen_t *g, const char *id, size_t len);
 void dp_endpoint_release(dp_endpoint_t *ep);
 void dp_svcshared_release(dp_svcshared_t *sh);
+/* Sets up the server's registry of upstreams and service states (before the first generation). */
+void dp_registry_init(dp_server_t *s);
+/* Sets every upstream's bounds from g (the generation about to become current). Main thread. */
+void dp_gen_apply_host_limits(dp_gen_t *g);
 
 /* --- proxy.c ------------------------------------------------------------------------------ */
 int dp_proxy_on_req(h2o_handler_t *self, h2o_req_t *req);

@@ -10,6 +10,14 @@
  * Lifetimes: a relay lives in req->pool and is disposed by h2o when the request ends, including
  * when the client goes away; relay_dispose undoes whatever the relay still holds. A connection
  * (dp_conn_t) is heap memory owned by its worker, carried from request to request.
+ *
+ * Invariant: an h2o_send may free the relay before it returns. For HTTP/1 a send with no buffers
+ * (the ERROR send, a FINAL send of 0 bytes under content-length) completes synchronously and ends
+ * the request, disposing req->pool. So every h2o_send here is the last thing its function does,
+ * and its callers return at once (relay_pump, on_generator_proceed, on_relay_timer); relay_fail,
+ * which runs deep in call chains that look at the relay afterwards, never sends after the response
+ * began (it defers the ERROR send to the next proceed or a zero-delay timer). A gateway error
+ * before the response began (send_error) always writes bytes, which h2o completes later.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -82,8 +90,9 @@ struct st_dp_relay_t {
     dp_limiter_waiter_t lw;
     h2o_linklist_t granted_link; /* in w->granted once another thread granted our wait */
     h2o_linklist_t wait_link;    /* in wp->waiters while RS_CONN_WAIT */
-    h2o_linklist_t queued_link;  /* in w->queued while in a limiter queue (HTTP/1 only) */
-    int client_fd;               /* HTTP/1: the client's socket, watched while queued; -1 otherwise */
+    h2o_linklist_t queued_link;  /* HTTP/1 only: in w->queued while in a limiter queue, in w->watched
+                                  * from admission until the response starts */
+    int client_fd;               /* HTTP/1: the client's socket, watched until the response starts; -1 otherwise */
     h2o_timeout_entry_t timer;   /* queue timeout in RS_ADMIT, request timeout after */
     dp_conn_t *conn;
     h2o_iovec_t reqid;
@@ -272,19 +281,26 @@ relay_leave_queue(dp_relay_t *r)
 }
 
 /* h2o 2.2's HTTP/1 stops reading the client while a request is handled, so a client that closes
- * while its request waits in a queue goes unnoticed until the answer is written. Waiting HTTP/1
- * requests are therefore checked every DP_PEEK_INTERVAL_MS with a peek at their socket: EOF or
- * an error means the client is gone, and the request leaves the queue (HTTP/2 streams need no
- * help: h2o disposes a reset stream at once). */
+ * goes unnoticed until the answer is written: it would keep its limiter permits and an upstream
+ * connection until the upstream answers or the request times out. HTTP/1 requests are therefore
+ * checked with a peek at their socket until their response starts: every DP_PEEK_INTERVAL_MS
+ * while in a limiter queue (w->queued), every DP_WATCH_INTERVAL_MS once admitted (w->watched,
+ * where there can be many more of them). EOF or an error means the client is gone: the request
+ * leaves the queue, or its upstream connection is closed (never reused: the upstream may still
+ * answer on it) and its permits go back, as nginx does. Like nginx (proxy_ignore_client_abort
+ * off), a half-close (EOF after a complete request) counts as gone: a client that shuts down its
+ * sending side and still reads gets the 499 answer, not the upstream's. Bytes waiting to be read
+ * (a pipelined request) are not EOF. HTTP/2 streams need no help: h2o disposes a reset stream at
+ * once. */
 #define DP_PEEK_INTERVAL_MS 20
+#define DP_WATCH_INTERVAL_MS 100
 
 static void
-on_peek_timer(h2o_timeout_entry_t *entry)
+peek_clients(dp_worker_t *w, h2o_linklist_t *list, h2o_timeout_entry_t *timer, uint64_t interval_ms)
 {
-    dp_worker_t *w = H2O_STRUCT_FROM_MEMBER(dp_worker_t, peek_timer, entry);
     h2o_linklist_t gone;
     h2o_linklist_init_anchor(&gone);
-    for (h2o_linklist_t *l = w->queued.next, *next; l != &w->queued; l = next) {
+    for (h2o_linklist_t *l = list->next, *next; l != list; l = next) {
         next = l->next;
         dp_relay_t *r = H2O_STRUCT_FROM_MEMBER(dp_relay_t, queued_link, l);
         char c;
@@ -301,8 +317,34 @@ on_peek_timer(h2o_timeout_entry_t *entry)
         /* the answer goes nowhere; writing it lets h2o notice the close and end the request */
         relay_fail(r, 499, DP_RPC_LIMIT_EXCEEDED, "client closed the request");
     }
-    if (!h2o_linklist_is_empty(&w->queued))
-        h2o_timeout_link(w->loop, dp_worker_timeout(w, DP_PEEK_INTERVAL_MS), &w->peek_timer);
+    if (!h2o_linklist_is_empty(list) && !h2o_timeout_is_linked(timer))
+        h2o_timeout_link(w->loop, dp_worker_timeout(w, interval_ms), timer);
+}
+
+static void
+on_peek_timer(h2o_timeout_entry_t *entry)
+{
+    dp_worker_t *w = H2O_STRUCT_FROM_MEMBER(dp_worker_t, peek_timer, entry);
+    peek_clients(w, &w->queued, &w->peek_timer, DP_PEEK_INTERVAL_MS);
+}
+
+static void
+on_watch_timer(h2o_timeout_entry_t *entry)
+{
+    dp_worker_t *w = H2O_STRUCT_FROM_MEMBER(dp_worker_t, watch_timer, entry);
+    peek_clients(w, &w->watched, &w->watch_timer, DP_WATCH_INTERVAL_MS);
+}
+
+/* Watches an admitted HTTP/1 relay's client until its response starts. */
+static void
+relay_watch(dp_relay_t *r)
+{
+    dp_worker_t *w = r->w;
+    if (r->client_fd == -1 || h2o_linklist_is_linked(&r->queued_link))
+        return;
+    h2o_linklist_insert(&w->watched, &r->queued_link);
+    if (!h2o_timeout_is_linked(&w->watch_timer))
+        h2o_timeout_link(w->loop, dp_worker_timeout(w, DP_WATCH_INTERVAL_MS), &w->watch_timer);
 }
 
 /* The client socket of an HTTP/1 request. h2o 2.2 exposes none; its st_h2o_http1_conn_t begins
@@ -417,14 +459,46 @@ wpool_maybe_deactivate(dp_worker_t *w, dp_endpoint_t *ep)
     dp_endpoint_release(ep); /* may free ep (and wp) */
 }
 
+/* Takes a connection slot of the endpoint's upstream (bounded per upstream, over every endpoint
+ * object and generation that points at it, by the current generation's max_conns_per_host). */
 static int
 reserve_slot(dp_endpoint_t *ep)
 {
-    uint32_t cur = atomic_load(&ep->open);
-    while (cur < ep->pool.max_conns_per_host)
-        if (atomic_compare_exchange_weak(&ep->open, &cur, cur + 1))
+    dp_host_t *h = ep->upstream;
+    uint32_t max = atomic_load(&h->max_conns), cur = atomic_load(&h->open);
+    while (cur < max)
+        if (atomic_compare_exchange_weak(&h->open, &cur, cur + 1)) {
+            atomic_fetch_add(&ep->open, 1);
             return 1;
+        }
     return 0;
+}
+
+static void
+unreserve_slot(dp_endpoint_t *ep)
+{
+    atomic_fetch_sub(&ep->open, 1);
+    atomic_fetch_sub(&ep->upstream->open, 1);
+}
+
+/* Counts `n` (+1 or -1) requests waiting for a slot of ep's upstream. */
+static void
+count_waiters(dp_endpoint_t *ep, int n)
+{
+    if (n > 0) {
+        atomic_fetch_add(&ep->waiters, 1);
+        atomic_fetch_add(&ep->upstream->waiters, 1);
+    } else {
+        atomic_fetch_sub(&ep->waiters, 1);
+        atomic_fetch_sub(&ep->upstream->waiters, 1);
+    }
+}
+
+static void
+uncount_idle(dp_endpoint_t *ep)
+{
+    atomic_fetch_sub(&ep->idle, 1);
+    atomic_fetch_sub(&ep->upstream->idle, 1);
 }
 
 static int
@@ -440,7 +514,7 @@ conn_unidle(dp_conn_t *c)
     h2o_linklist_unlink(&c->idle_link);
     if (h2o_timeout_is_linked(&c->timer))
         h2o_timeout_unlink(&c->timer);
-    atomic_fetch_sub(&c->ep->idle, 1);
+    uncount_idle(c->ep);
     atomic_fetch_sub(&w->server->idle_total, 1);
     c->state = CS_BUSY;
     DP_OWNER_ADD(w->conns_busy, 1);
@@ -454,7 +528,7 @@ conn_close(dp_conn_t *c)
     dp_wpool_t *wp = &ep->wp[w->index];
     if (c->state == CS_IDLE) {
         h2o_linklist_unlink(&c->idle_link);
-        atomic_fetch_sub(&ep->idle, 1);
+        uncount_idle(ep);
         atomic_fetch_sub(&w->server->idle_total, 1);
     } else if (c->state == CS_BUSY) {
         DP_OWNER_ADD(w->conns_busy, -1);
@@ -463,15 +537,16 @@ conn_close(dp_conn_t *c)
         h2o_timeout_unlink(&c->timer);
     if (c->sock != NULL)
         h2o_socket_close(c->sock);
-    atomic_fetch_sub(&ep->open, 1);
+    unreserve_slot(ep);
     DP_SHARED_ADD(ep->closes, 1);
     PW_DEBUG("upstream %s: connection closed (worker %zu, %s)", ep->url, w->index,
              c->state == CS_IDLE ? "idle" : c->state == CS_BUSY ? "busy" : "connecting");
     wp->nconns--;
     free(c);
-    /* a slot is free: our own waiters first, then anyone else's */
+    /* a slot is free: our own waiters first, then anyone else's (other workers, and endpoints of
+     * other generations that share the upstream: housekeeping serves those) */
     wpool_serve_waiters(w, ep);
-    if (atomic_load(&ep->waiters) != 0)
+    if (atomic_load(&ep->upstream->waiters) != 0)
         dp_server_kick_all(w->server);
     wpool_maybe_deactivate(w, ep);
 }
@@ -515,24 +590,26 @@ conn_release(dp_conn_t *c, int reusable)
         dp_relay_t *r = H2O_STRUCT_FROM_MEMBER(dp_relay_t, wait_link, wp->waiters.next);
         h2o_linklist_unlink(&r->wait_link);
         wp->nwaiters--;
-        atomic_fetch_sub(&ep->waiters, 1);
+        count_waiters(ep, -1);
         DP_SHARED_ADD(ep->reuses, 1);
         relay_attach(r, c, 1);
         return;
     }
-    /* another worker waits for a slot of this endpoint: free ours rather than keep it idle */
-    if (atomic_load(&ep->waiters) != 0) {
+    /* another worker (or endpoint of the upstream) waits for a slot: free ours rather than idle */
+    dp_host_t *h = ep->upstream;
+    if (atomic_load(&h->waiters) != 0) {
         conn_close(c);
         return;
     }
-    if (atomic_fetch_add(&ep->idle, 1) >= ep->pool.max_idle_per_host) {
-        atomic_fetch_sub(&ep->idle, 1);
+    if (atomic_fetch_add(&h->idle, 1) >= atomic_load(&h->max_idle)) {
+        atomic_fetch_sub(&h->idle, 1);
         conn_close(c);
         return;
     }
+    atomic_fetch_add(&ep->idle, 1);
     if (atomic_fetch_add(&w->server->idle_total, 1) >= atomic_load(&w->server->max_idle_total)) {
         atomic_fetch_sub(&w->server->idle_total, 1);
-        atomic_fetch_sub(&ep->idle, 1);
+        uncount_idle(ep);
         conn_close(c);
         return;
     }
@@ -614,7 +691,7 @@ conn_open(dp_worker_t *w, dp_endpoint_t *ep, dp_relay_t *r)
     dp_wpool_t *wp = &ep->wp[w->index];
     dp_conn_t *c = calloc(1, sizeof(*c));
     if (c == NULL) {
-        atomic_fetch_sub(&ep->open, 1);
+        unreserve_slot(ep);
         relay_fail(r, 502, DP_RPC_UPSTREAM_ERROR, "out of memory");
         return;
     }
@@ -655,14 +732,14 @@ wpool_serve_waiters(dp_worker_t *w, dp_endpoint_t *ep)
             dp_conn_t *c = H2O_STRUCT_FROM_MEMBER(dp_conn_t, idle_link, wp->idle.next);
             h2o_linklist_unlink(&r->wait_link);
             wp->nwaiters--;
-            atomic_fetch_sub(&ep->waiters, 1);
+            count_waiters(ep, -1);
             conn_unidle(c);
             DP_SHARED_ADD(ep->reuses, 1);
             relay_attach(r, c, 1);
         } else if (reserve_slot(ep)) {
             h2o_linklist_unlink(&r->wait_link);
             wp->nwaiters--;
-            atomic_fetch_sub(&ep->waiters, 1);
+            count_waiters(ep, -1);
             conn_open(w, ep, r);
         } else {
             break;
@@ -718,6 +795,7 @@ relay_dispatch_conn(dp_relay_t *r)
     r->outstanding = 1;
     atomic_fetch_add(&ep->outstanding, 1);
     r->state = RS_CONN_WAIT;
+    relay_watch(r);
     r->max_body = r->wg->gen->cfg->limits.max_response_body;
     h2o_timeout_link(w->loop, dp_worker_timeout(w, r->svc->cfg->timeouts.request_ms), &r->timer);
     relay_build_head(r);
@@ -740,7 +818,7 @@ relay_dispatch_conn(dp_relay_t *r)
     /* every slot is taken: wait (the limiter bounds how many of us there can be) */
     h2o_linklist_insert(&wp->waiters, &r->wait_link);
     wp->nwaiters++;
-    atomic_fetch_add(&ep->waiters, 1);
+    count_waiters(ep, 1);
     wpool_activate(w, ep);
     dp_server_kick_all(w->server); /* workers holding idle connections let them go */
 }
@@ -793,7 +871,7 @@ relay_retry(dp_relay_t *r)
     } else {
         h2o_linklist_insert(&wp->waiters, &r->wait_link);
         wp->nwaiters++;
-        atomic_fetch_add(&ep->waiters, 1);
+        count_waiters(ep, 1);
         wpool_activate(r->w, ep);
         dp_server_kick_all(r->w->server);
     }
@@ -860,6 +938,12 @@ relay_parse_head(dp_relay_t *r)
             return 0;
         }
         if (rv < 0) {
+            relay_fail(r, 502, DP_RPC_UPSTREAM_ERROR, "bad response from upstream");
+            return -1;
+        }
+        if (status < 100 || status > 599) {
+            /* h2o's HTTP/2 encoder asserts 100 <= status <= 999; a status outside HTTP's range is
+             * a broken upstream, not something to pass on */
             relay_fail(r, 502, DP_RPC_UPSTREAM_ERROR, "bad response from upstream");
             return -1;
         }
@@ -1075,6 +1159,7 @@ relay_start_response(dp_relay_t *r)
     if (r->mode == BODY_LENGTH)
         req->res.content_length = r->content_length;
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, r->reqid.base, r->reqid.len);
+    relay_unwatch(r); /* from here on h2o's writes notice a client that left */
     h2o_start_response(req, &r->generator);
     r->started = 1;
 }
@@ -1115,7 +1200,7 @@ on_generator_proceed(h2o_generator_t *gen, h2o_req_t *req)
     }
     r->sending = 0;
     if (r->abort_pending) {
-        r->finished = 1;
+        /* may free r (see relay_fail): nothing after it */
         h2o_send(req, NULL, 0, H2O_SEND_STATE_ERROR);
         return;
     }
@@ -1136,13 +1221,13 @@ on_generator_stop(h2o_generator_t *gen, h2o_req_t *req)
 static void
 relay_finish_upstream(dp_relay_t *r)
 {
-    if (h2o_timeout_is_linked(&r->timer))
+    if (h2o_timeout_is_linked(&r->timer) && !r->abort_pending) /* that timer ends the stream */
         h2o_timeout_unlink(&r->timer);
     if (h2o_linklist_is_linked(&r->wait_link)) {
         dp_wpool_t *wp = &r->ep->wp[r->w->index];
         h2o_linklist_unlink(&r->wait_link);
         wp->nwaiters--;
-        atomic_fetch_sub(&r->ep->waiters, 1);
+        count_waiters(r->ep, -1);
         wpool_maybe_deactivate(r->w, r->ep);
     }
     if (r->conn != NULL) {
@@ -1183,21 +1268,28 @@ relay_fail(dp_relay_t *r, int status, int code, const char *msg)
         send_error(r->w, r->req, r->svc, r->reqid, r->started_at, status, code, msg, status == 503 ? retry_after_s(r) : 0);
         return;
     }
-    /* the status line is gone: all we can do is cut the stream short */
+    /* The status line is gone: all we can do is cut the stream short. The ERROR send is never
+     * made here: for HTTP/1 with nothing to write, h2o completes it synchronously and frees
+     * req->pool (and r) before h2o_send returns, while our callers still look at r. It is made at
+     * the next proceed (a send is in progress) or from a zero-delay timer, each of which returns
+     * right after it. */
     count_response(r->w, r->svc, status, r->started_at);
     PW_WARN("relay %.*s: %s after the response began", (int)r->reqid.len, r->reqid.base, msg);
-    if (r->client_sending) {
-        r->abort_pending = 1;
-        return;
-    }
     r->finished = 1;
-    h2o_send(r->req, NULL, 0, H2O_SEND_STATE_ERROR);
+    r->abort_pending = 1;
+    if (!r->client_sending)
+        h2o_timeout_link(r->w->loop, dp_worker_timeout(r->w, 0), &r->timer);
 }
 
 static void
 on_relay_timer(h2o_timeout_entry_t *entry)
 {
     dp_relay_t *r = H2O_STRUCT_FROM_MEMBER(dp_relay_t, timer, entry);
+    if (r->abort_pending) {
+        /* the deferred end of a stream that failed after it began; may free r */
+        h2o_send(r->req, NULL, 0, H2O_SEND_STATE_ERROR);
+        return;
+    }
     if (r->state == RS_ADMIT) {
         int stage = r->lim_stage;
         if (relay_leave_queue(r)) {
@@ -1217,6 +1309,8 @@ relay_dispose(void *p)
     dp_relay_t *r = p;
     dp_worker_t *w = r->w;
     relay_finish_upstream(r);
+    if (h2o_timeout_is_linked(&r->timer))
+        h2o_timeout_unlink(&r->timer);
     if (r->buf != NULL && !r->buf_in_req_pool)
         dp_bufpool_put(&w->bufpool, r->buf, r->wg->gen->cfg->buffers.max_retained);
     r->buf = NULL;
@@ -1290,8 +1384,10 @@ dp_proxy_on_req(h2o_handler_t *self, h2o_req_t *req)
     r->timer.cb = on_relay_timer;
     r->state = RS_ADMIT;
     r->client_fd = http1_client_fd(req);
-    if (w->peek_timer.cb == NULL)
+    if (w->peek_timer.cb == NULL) {
         w->peek_timer.cb = on_peek_timer;
+        w->watch_timer.cb = on_watch_timer;
+    }
     DP_OWNER_ADD(w->active, 1);
     relay_admit(r);
     return 0;
@@ -1336,9 +1432,19 @@ dp_proxy_housekeeping(dp_worker_t *w)
     /* pools: retired endpoints drop their idle connections; endpoints that others wait for give
      * theirs up; the process-wide idle bound is re-applied. Pools may deactivate (and be freed)
      * as connections close, so collect the endpoints first. */
-    dp_endpoint_t *eps[256];
     size_t neps = 0;
-    for (h2o_linklist_t *l = w->active_pools.next; l != &w->active_pools && neps < 256; l = l->next) {
+    for (h2o_linklist_t *l = w->active_pools.next; l != &w->active_pools; l = l->next)
+        neps++;
+    if (neps > w->hk_eps_capacity) {
+        dp_endpoint_t **grown = realloc(w->hk_eps, neps * sizeof(grown[0]));
+        if (grown != NULL) {
+            w->hk_eps = grown;
+            w->hk_eps_capacity = neps;
+        }
+    }
+    dp_endpoint_t **eps = w->hk_eps;
+    neps = 0;
+    for (h2o_linklist_t *l = w->active_pools.next; l != &w->active_pools && neps < w->hk_eps_capacity; l = l->next) {
         dp_wpool_t *wp = H2O_STRUCT_FROM_MEMBER(dp_wpool_t, active_link, l);
         eps[neps++] = wp->ep;
     }
@@ -1349,7 +1455,7 @@ dp_proxy_housekeeping(dp_worker_t *w)
         dp_wpool_t *wp = &ep->wp[w->index];
         if (ep_retired(ep) || atomic_load(&w->server->exiting))
             close_idle_of(w, ep, 0);
-        else if (atomic_load(&ep->waiters) > wp->nwaiters)
+        else if (atomic_load(&ep->upstream->waiters) > wp->nwaiters)
             close_idle_of(w, ep, 0);
         if (!ep_retired(ep))
             wpool_serve_waiters(w, ep);
@@ -1361,7 +1467,7 @@ dp_proxy_housekeeping(dp_worker_t *w)
                 dp_relay_t *r = H2O_STRUCT_FROM_MEMBER(dp_relay_t, wait_link, wp->waiters.next);
                 h2o_linklist_unlink(&r->wait_link);
                 wp->nwaiters--;
-                atomic_fetch_sub(&ep->waiters, 1);
+                count_waiters(ep, -1);
                 conn_open(w, ep, r);
             }
     }

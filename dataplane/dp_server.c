@@ -126,6 +126,27 @@ dp_worker_timeout(dp_worker_t *w, uint64_t ms)
     return t;
 }
 
+/* Frees the timeout lists nobody is linked to, when there are more than DP_TIMEOUTS_KEPT. Only
+ * between evloop iterations: h2o's loop walks the lists while it runs timers (and socket callbacks
+ * run inside that walk), so a list must not vanish from under it. */
+void
+dp_worker_prune_timeouts(dp_worker_t *w)
+{
+    if (w->timeouts.size <= DP_TIMEOUTS_KEPT)
+        return;
+    size_t kept = 0;
+    for (size_t i = 0; i != w->timeouts.size; ++i) {
+        h2o_timeout_t *t = w->timeouts.entries[i];
+        if (h2o_linklist_is_empty(&t->_entries)) {
+            h2o_timeout_dispose(w->loop, t);
+            free(t);
+        } else {
+            w->timeouts.entries[kept++] = t;
+        }
+    }
+    w->timeouts.size = kept;
+}
+
 void
 dp_wgen_release(dp_worker_t *w, dp_wgen_t *wg)
 {
@@ -169,7 +190,9 @@ dp_worker_kick(dp_worker_t *w)
 void
 dp_server_kick_all(dp_server_t *s)
 {
-    if (!atomic_load(&s->workers_ready))
+    /* a worker's receiver exists once it is ready; until all are, the kick is dropped (each worker's
+     * 1 s sweep does the same housekeeping) */
+    if ((size_t)atomic_load(&s->workers_ready) != s->nworkers)
         return;
     for (size_t i = 0; i != s->nworkers; ++i)
         dp_worker_kick(s->workers + i);
@@ -252,14 +275,18 @@ worker_main(void *arg)
     atomic_fetch_add(&s->workers_ready, 0); /* publish the fields above before ready */
     atomic_fetch_add(&s->workers_ready, 1);
 
-    while (!w->exiting)
+    while (!w->exiting) {
         h2o_evloop_run(w->loop, INT32_MAX);
+        dp_worker_prune_timeouts(w);
+    }
 
     close_listeners(w);
     dp_proxy_close_idle(w);
     h2o_timeout_unlink(&w->sweep_timer);
     if (h2o_timeout_is_linked(&w->peek_timer))
         h2o_timeout_unlink(&w->peek_timer);
+    if (h2o_timeout_is_linked(&w->watch_timer))
+        h2o_timeout_unlink(&w->watch_timer);
     /* The process exits next. The worker parks instead of returning: h2o 2.2 keeps per-thread
      * state (recycled buffers, client connections) that it cannot tear down, and a live thread
      * keeps all of it reachable until exit() ends everything at once. */
@@ -330,6 +357,22 @@ set_last_error(dp_server_t *s, const char *err)
     free(old);
 }
 
+/* h2o's own body cap (globalconf.max_request_entity_size): twice the largest max_request_body of
+ * any generation so far, at least 64 KiB. h2o reads it from globalconf for every request (lib/http1.c
+ * and lib/http2/connection.c in 2.2.5), so raising it here takes effect at once; it never comes
+ * down, so a body between a lowered limit and the cap gets Pathway's JSON 413 from the handler,
+ * which enforces the current generation's limit. Workers read it concurrently: the store is one
+ * aligned word. */
+static void
+raise_entity_cap(dp_server_t *s, uint64_t max_request_body)
+{
+    uint64_t cap = max_request_body > SIZE_MAX / 2 ? SIZE_MAX : max_request_body * 2;
+    if (cap < 65536)
+        cap = 65536;
+    if (cap > __atomic_load_n(&s->globalconf.max_request_entity_size, __ATOMIC_RELAXED))
+        __atomic_store_n(&s->globalconf.max_request_entity_size, (size_t)cap, __ATOMIC_RELAXED);
+}
+
 static void
 apply_runtime_settings(dp_server_t *s, dp_gen_t *g)
 {
@@ -341,8 +384,10 @@ apply_runtime_settings(dp_server_t *s, dp_gen_t *g)
         svc->shared->has_limiter = svc->cfg->limiter.max_concurrent != 0;
         dp_limiter_set(&svc->shared->limiter, svc->cfg->limiter.max_concurrent, cfg->limiter.max_queue);
     }
+    dp_gen_apply_host_limits(g);
     atomic_store(&s->max_idle_total, cfg->pool.max_idle_total);
     atomic_store(&s->max_request_body, cfg->limits.max_request_body);
+    raise_entity_cap(s, cfg->limits.max_request_body);
 }
 
 int
@@ -437,6 +482,7 @@ dp_server_create(cfg_t *cfg, const dp_server_options_t *opts, char **err)
     s->signal_pipe[0] = s->signal_pipe[1] = -1;
     pthread_mutex_init(&s->gen_mutex, NULL);
     pthread_mutex_init(&s->apply_mutex, NULL);
+    dp_registry_init(s);
     dp_limiter_init(&s->limiter, cfg->limiter.max_concurrent, cfg->limiter.max_queue);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     s->nworkers = cfg->threads != 0 ? cfg->threads : (ncpu > 0 ? (size_t)ncpu : 1);
@@ -456,6 +502,7 @@ dp_server_create(cfg_t *cfg, const dp_server_options_t *opts, char **err)
         h2o_linklist_init_anchor(&w->active_pools);
         h2o_linklist_init_anchor(&w->granted);
         h2o_linklist_init_anchor(&w->queued);
+        h2o_linklist_init_anchor(&w->watched);
         pthread_mutex_init(&w->granted_mutex, NULL);
         w->reqid_prefix = (uint32_t)h2o_rand() ^ (uint32_t)(i << 24) ^ (uint32_t)getpid();
     }
@@ -479,8 +526,7 @@ dp_server_create(cfg_t *cfg, const dp_server_options_t *opts, char **err)
     h2o_config_init(&s->globalconf);
     /* no Server header on relays: h2o 2.2 formats it with one more sprintf per response */
     s->globalconf.server_name = h2o_iovec_init(H2O_STRLIT(""));
-    uint64_t cap = cfg->limits.max_request_body * 2;
-    s->globalconf.max_request_entity_size = cap < 65536 ? 65536 : (size_t)cap;
+    s->globalconf.max_request_entity_size = 0; /* set from each generation (raise_entity_cap) */
     h2o_hostconf_t *host = h2o_config_register_host(&s->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
     h2o_handler_t *handler = h2o_create_handler(path, sizeof(*handler));

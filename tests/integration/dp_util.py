@@ -182,3 +182,87 @@ def send_signal(proc, sig):
     """Sends a signal to a pwtest.Proc that is still running."""
     if proc.alive():
         proc.p.send_signal(sig)
+
+
+class RawUpstream:
+    """A scripted upstream on a free 127.0.0.1 port: for each request it reads (head + body by
+    content-length), calls script(sock, index) to write whatever bytes the test needs. The script
+    returns True to keep the connection for another request. close() stops it."""
+
+    def __init__(self, script):
+        self.script = script
+        self.requests = 0
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(64)
+        self.port = self.lsock.getsockname()[1]
+        self.conns = []
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def _read_request(c):
+        data = b""
+        while b"\r\n\r\n" not in data:
+            d = c.recv(65536)
+            if not d:
+                return None
+            data += d
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            k, _, v = line.partition(b":")
+            if k.strip().lower() == b"content-length":
+                length = int(v)
+        while len(body) < length:
+            d = c.recv(65536)
+            if not d:
+                return None
+            body += d
+        return head, body
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.conns.append(c)
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        try:
+            while True:
+                if self._read_request(c) is None:
+                    return
+                with self.lock:
+                    i = self.requests
+                    self.requests += 1
+                if not self.script(c, i):
+                    return
+        except OSError:
+            pass
+        finally:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+    def close(self):
+        try:
+            self.lsock.shutdown(socket.SHUT_RDWR)  # wakes the accept() blocked in the thread
+        except OSError:
+            pass
+        try:
+            self.lsock.close()
+        except OSError:
+            pass
+        with self.lock:
+            for c in self.conns:
+                try:
+                    c.close()
+                except OSError:
+                    pass

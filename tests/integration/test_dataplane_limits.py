@@ -113,6 +113,70 @@ def test_client_abort_while_queued_leaves_queue():
 
 
 @test
+def test_client_abort_while_upstream_works_frees_permits():
+    # Admitted requests whose clients left used to keep their permits and upstream connections
+    # until the upstream answered (or the request timed out).
+    _, up = start_mock("--latency", "5000")
+    pw = Pathway([("eth", [f"http://127.0.0.1:{up}"], "")],
+                 extra="limiter:\n  max_concurrent: 2\n  max_queue: 0\n  queue_timeout: 1s")
+    gone = [raw_request(pw.port, '{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}') for _ in range(2)]
+    wait_for(lambda: mock_stats(up)["concurrent"] == 2, what="two requests at the upstream")
+    time.sleep(0.5)
+    for s in gone:
+        s.close()
+    wait_for(lambda: pw.stats()["limiter"]["inflight"] == 0, timeout=2, what="permits back")
+    ep = pw.stats()["services"][0]["endpoints"][0]
+    assert ep["open"] == 0 and ep["outstanding"] == 0, ep  # closed, not kept for reuse mid-exchange
+    start = time.time()
+    st, _, body = pw.rpc("eth", {"jsonrpc": "2.0", "id": 3, "method": "eth_chainId"}, timeout=20)
+    assert st == 200 and body["id"] == 3, (st, body)
+    assert time.time() - start < 8
+    wait_for(lambda: counters_at_zero(pw), timeout=5, what="counters at zero")
+    assert pw.stats()["limiter"]["rejected"] == 0
+
+
+@test
+def test_client_half_close_counts_as_gone():
+    # nginx's default: EOF from the client after a complete request means it left (see dp_proxy.c)
+    _, up = start_mock("--latency", "3000")
+    pw = Pathway([("eth", [f"http://127.0.0.1:{up}"], "")])
+    s = raw_request(pw.port, '{"jsonrpc":"2.0","id":4,"method":"eth_chainId"}')
+    wait_for(lambda: mock_stats(up)["concurrent"] == 1, what="request at the upstream")
+    s.shutdown(socket.SHUT_WR)
+    s.settimeout(2)
+    data = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        data += d
+    s.close()
+    assert data.startswith(b"HTTP/1.1 499"), data[:200]
+    wait_for(lambda: counters_at_zero(pw), timeout=5, what="counters at zero")
+
+
+@test
+def test_housekeeping_covers_every_pool():
+    # Housekeeping used to look at the first 256 active pools of a worker only: the idle
+    # connections of the rest outlived the retirement of their endpoints.
+    _, up = start_mock()
+    n = 800  # more than three passes of 256: the old code needed two 1 s sweeps on top of the kicks
+    pool = "pool:\n  max_idle_per_host: 1000\n  max_conns_per_host: 1000\n  idle_timeout: 60s"
+    services = [(f"s{i}", [f"http://127.0.0.1:{up}/p{i}"], pool) for i in range(n)]
+    pw = Pathway(services, threads=1, extra="pool:\n  max_idle_total: 1000")
+    for i in range(n):
+        st, _, _ = pw.rpc(f"s{i}", CALL)
+        assert st == 200, (i, st)
+    assert mock_stats(up)["connections"] == n
+    # every endpoint retired at once: each idle connection is closed
+    pw.write(pw.text(services=[("eth", [f"http://127.0.0.1:{up}"], "")]))
+    st, _, body = pw.reload()
+    assert st == 200 and body["ok"], body
+    wait_for(lambda: mock_stats(up)["connections"] == 0, timeout=0.9, what="all idle connections closed")
+    assert pw.rpc("eth", CALL)[0] == 200
+
+
+@test
 def test_client_abort_while_streaming():
     _, up = start_mock("--response-size", str(50 * 1024 * 1024))
     pw = Pathway([("eth", [f"http://127.0.0.1:{up}"], "")])

@@ -198,5 +198,55 @@ def test_drain_is_bounded():
     assert "drain timeout" in pw.proc.output()
 
 
+@test
+def test_max_conns_per_host_holds_across_generations():
+    # Pool settings that flip A -> B -> A make a new endpoint object each time while older
+    # generations still drain; the bound is the upstream's, counted once over all of them.
+    _, up = start_mock("--latency", "100")
+    svc = lambda n: [("eth", [f"http://127.0.0.1:{up}"], f"pool:\n  max_conns_per_host: {n}")]  # noqa: E731
+    extra = "limiter:\n  max_concurrent: 100\n  max_queue: 100\n  queue_timeout: 20s"
+    pw = Pathway(svc(4), extra=extra)
+    load = Load(pw, clients=30)
+    try:
+        for i in range(12):
+            time.sleep(0.25)
+            pw.write(pw.text(services=svc(3 if i % 2 == 0 else 4)))
+            st, _, body = pw.reload()
+            assert st == 200 and body["ok"], body
+        time.sleep(0.3)
+    finally:
+        load.stop()
+    assert not load.failures, load.failures[:5]
+    ms = mock_stats(up)
+    assert ms["peak_connections"] <= 4, ms
+    assert ms["peak_concurrent"] <= 4, ms
+    assert load.ok > 30, load.ok
+    wait_for(lambda: counters_at_zero(pw), what="counters at zero")
+
+
+@test
+def test_raising_max_request_body_by_reload():
+    # h2o's own cap on request bodies used to stay at twice the start value (2 MiB here), so a
+    # raised limit half worked: 3 MiB got h2o's plain-text 413.
+    _, up = start_mock()
+    pw = Pathway([("eth", [f"http://127.0.0.1:{up}"], "")], extra="limits:\n  max_request_body: 1MiB")
+    body = {"jsonrpc": "2.0", "id": 11, "method": "eth_call", "params": ["x" * (3 * 1024 * 1024)]}
+    mid = {"jsonrpc": "2.0", "id": 12, "method": "eth_call", "params": ["x" * (1536 * 1024)]}
+    st, hdrs, resp = pw.rpc("eth", mid)
+    assert st == 413 and resp["id"] == 12 and hdrs["content-type"] == "application/json", (st, resp)
+    pw.write(pw.text(extra="limits:\n  max_request_body: 4MiB"))
+    st, _, r = pw.reload()
+    assert st == 200 and r["ok"], r
+    st, _, resp = pw.rpc("eth", body, timeout=30)
+    assert st == 200 and resp["id"] == 11, (st, resp)
+    # lowered again: Pathway's JSON 413, not h2o's
+    pw.write(pw.text(extra="limits:\n  max_request_body: 1MiB"))
+    st, _, r = pw.reload()
+    assert st == 200 and r["ok"], r
+    st, hdrs, resp = pw.rpc("eth", body, timeout=30)
+    assert st == 413 and resp["id"] == 11 and "max_request_body" in resp["error"]["message"], (st, resp)
+    wait_for(lambda: counters_at_zero(pw), what="counters at zero")
+
+
 if __name__ == "__main__":
     pwtest.main()

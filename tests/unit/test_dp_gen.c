@@ -27,6 +27,7 @@ fake_server(void)
 {
     dp_server_t *s = calloc(1, sizeof(*s));
     s->nworkers = 2; /* no worker runs: nothing is kicked */
+    dp_registry_init(s);
     return s;
 }
 
@@ -106,6 +107,40 @@ test_carry_over(void **state)
     free(s);
 }
 
+/* Settings that flip A -> B -> A while the first generation is alive: the endpoint objects differ
+ * (no carry-over from two generations back) but share one upstream count and one service state. */
+static void
+test_upstream_shared_across_generations(void **state)
+{
+    dp_server_t *s = fake_server();
+    cfg_errors_t errs;
+    cfg_errors_init(&errs);
+    dp_gen_t *g1 = dp_gen_create(s, parse(DOC1), NULL, &errs);
+    dp_gen_t *g2 = dp_gen_create(s, parse(DOC2), g1, &errs);
+    dp_gen_t *g3 = dp_gen_create(s, parse(DOC1), g2, &errs);
+    assert_non_null(g3);
+    dp_service_t *e1 = dp_gen_find_service(g1, "eth", 3), *e2 = dp_gen_find_service(g2, "eth", 3);
+    dp_service_t *e3 = dp_gen_find_service(g3, "eth", 3);
+    assert_ptr_not_equal(e1->endpoints[0], e3->endpoints[0]);
+    assert_ptr_equal(e1->endpoints[0]->upstream, e2->endpoints[0]->upstream);
+    assert_ptr_equal(e1->endpoints[0]->upstream, e3->endpoints[0]->upstream);
+    assert_ptr_not_equal(e1->endpoints[0]->upstream, e1->endpoints[1]->upstream); /* another port */
+    assert_ptr_equal(e1->shared, e3->shared);
+    /* the bounds are the current generation's */
+    dp_gen_apply_host_limits(g2);
+    assert_int_equal(atomic_load(&e1->endpoints[0]->upstream->max_conns), 7);
+    dp_gen_apply_host_limits(g3);
+    assert_int_equal(atomic_load(&e1->endpoints[0]->upstream->max_conns), e3->endpoints[0]->pool.max_conns_per_host);
+    dp_gen_release(g1);
+    dp_gen_release(g2);
+    dp_gen_release(g3);
+    /* the registry empties with the last release */
+    assert_true(h2o_linklist_is_empty(&s->hosts));
+    assert_true(h2o_linklist_is_empty(&s->svcshared));
+    cfg_errors_dispose(&errs);
+    free(s);
+}
+
 static void
 test_unreadable_ca_file(void **state)
 {
@@ -129,6 +164,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_build_and_find),
         cmocka_unit_test(test_carry_over),
+        cmocka_unit_test(test_upstream_shared_across_generations),
         cmocka_unit_test(test_unreadable_ca_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

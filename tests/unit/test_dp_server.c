@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include "dp.h"
+#include "dp_internal.h"
 
 static int
 free_port(void)
@@ -120,11 +121,54 @@ test_apply_from_another_thread(void **state)
     dp_server_destroy(s);
 }
 
+/* A kick while only some workers run went to a receiver not yet registered (a NULL queue). */
+static void
+test_kick_before_all_workers_ready(void **state)
+{
+    dp_server_t *s = calloc(1, sizeof(*s));
+    s->nworkers = 2;
+    s->workers = calloc(2, sizeof(s->workers[0]));
+    atomic_store(&s->workers_ready, 1);
+    dp_server_kick_all(s); /* dropped: the sweep timers do the same work */
+    assert_int_equal(atomic_load(&s->workers[0].kick_pending), 0);
+    free(s->workers);
+    free(s);
+}
+
+/* Reloads through many request timeouts must not leave one timeout list per value ever used. */
+static void
+test_timeout_lists_bounded(void **state)
+{
+    dp_worker_t w = {0};
+    w.loop = h2o_evloop_create();
+    h2o_timeout_entry_t entry = {0};
+    for (uint64_t ms = 1000; ms != 1100; ++ms)
+        assert_non_null(dp_worker_timeout(&w, ms));
+    h2o_timeout_link(w.loop, dp_worker_timeout(&w, 1042), &entry);
+    dp_worker_prune_timeouts(&w);
+    assert_true(w.timeouts.size <= DP_TIMEOUTS_KEPT);
+    assert_int_equal(w.timeouts.size, 1); /* the list still in use stays */
+    assert_int_equal(dp_worker_timeout(&w, 1042)->timeout, 1042);
+    assert_int_equal(w.timeouts.size, 1);
+    h2o_timeout_unlink(&entry);
+    dp_worker_timeout(&w, 1); /* few lists: nothing is freed */
+    dp_worker_prune_timeouts(&w);
+    assert_int_equal(w.timeouts.size, 2);
+    for (size_t i = 0; i != w.timeouts.size; ++i) {
+        h2o_timeout_dispose(w.loop, w.timeouts.entries[i]);
+        free(w.timeouts.entries[i]);
+    }
+    free(w.timeouts.entries);
+    h2o_evloop_destroy(w.loop);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_apply_from_another_thread),
+        cmocka_unit_test(test_kick_before_all_workers_ready),
+        cmocka_unit_test(test_timeout_lists_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,8 +6,7 @@
 #include <strings.h>
 #include "cfg.h"
 
-int
-cp_parse_version(const char *s, size_t len, int allow_zero, int64_t *out)
+int cp_parse_version(const char *s, size_t len, int allow_zero, int64_t *out)
 {
     if (len == 0 || len > 16)
         return -1;
@@ -23,8 +22,7 @@ cp_parse_version(const char *s, size_t len, int allow_zero, int64_t *out)
     return 0;
 }
 
-int
-cp_valid_id(const char *s, size_t len)
+int cp_valid_id(const char *s, size_t len)
 {
     if (len < 1 || len > 64)
         return 0;
@@ -36,8 +34,7 @@ cp_valid_id(const char *s, size_t len)
     return 1;
 }
 
-int
-cp_valid_tag_name(const char *s, size_t len)
+int cp_valid_tag_name(const char *s, size_t len)
 {
     if (!cp_valid_id(s, len))
         return 0;
@@ -47,16 +44,14 @@ cp_valid_tag_name(const char *s, size_t len)
     return 0;
 }
 
-static const char *
-skip_ows(const char *p, const char *end)
+static const char *skip_ows(const char *p, const char *end)
 {
     while (p < end && (*p == ' ' || *p == '\t'))
         ++p;
     return p;
 }
 
-int
-cp_if_match_holds(const char *value, size_t len, int64_t active)
+int cp_if_match_holds(const char *value, size_t len, int64_t active)
 {
     const char *p = value, *end = value + len;
     while (p < end) {
@@ -90,8 +85,7 @@ cp_if_match_holds(const char *value, size_t len, int64_t active)
     return 0;
 }
 
-cp_ctype_t
-cp_content_type(const char *value, size_t len)
+cp_ctype_t cp_content_type(const char *value, size_t len)
 {
     if (value == NULL)
         return CP_CTYPE_NONE;
@@ -112,8 +106,7 @@ cp_content_type(const char *value, size_t len)
     return CP_CTYPE_OTHER;
 }
 
-int
-cp_accepts_yaml(const char *value, size_t len)
+int cp_accepts_yaml(const char *value, size_t len)
 {
     /* the first media range that names JSON or YAML decides; q-values are not weighed, as no
      * client asks for both with different weights */
@@ -140,8 +133,7 @@ cp_accepts_yaml(const char *value, size_t len)
     return 0;
 }
 
-static int
-hexval(char c)
+static int hexval(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -153,8 +145,7 @@ hexval(char c)
 }
 
 /* Percent-decodes (and '+' as space) into a new NUL-terminated string; NULL on a bad escape. */
-static char *
-decode_component(const char *s, size_t len, size_t *outlen)
+static char *decode_component(const char *s, size_t len, size_t *outlen)
 {
     char *out = malloc(len + 1), *o = out;
     if (out == NULL)
@@ -179,8 +170,7 @@ decode_component(const char *s, size_t len, size_t *outlen)
     return out;
 }
 
-void
-cp_query_dispose(cp_query_t *q)
+void cp_query_dispose(cp_query_t *q)
 {
     for (size_t i = 0; i < q->size; i++) {
         free(q->names[i]);
@@ -189,8 +179,7 @@ cp_query_dispose(cp_query_t *q)
     memset(q, 0, sizeof(*q));
 }
 
-int
-cp_query_parse(const char *s, size_t len, const char *const *allowed, cp_query_t *q, char *err, size_t errlen)
+int cp_query_parse(const char *s, size_t len, const char *const *allowed, cp_query_t *q, char *err, size_t errlen)
 {
     memset(q, 0, sizeof(*q));
     const char *p = s, *end = s + len;
@@ -251,8 +240,7 @@ Error:
     return -1;
 }
 
-const char *
-cp_query_get(const cp_query_t *q, const char *name, size_t *len)
+const char *cp_query_get(const cp_query_t *q, const char *name, size_t *len)
 {
     for (size_t i = 0; i < q->size; i++) {
         if (strcmp(q->names[i], name) == 0) {
@@ -264,8 +252,7 @@ cp_query_get(const cp_query_t *q, const char *name, size_t *len)
     return NULL;
 }
 
-int
-cp_valid_message(const char *s, size_t len, const char **err)
+int cp_valid_message(const char *s, size_t len, const char **err)
 {
     if (len > CP_MAX_MESSAGE) {
         *err = "message: at most 1024 bytes";
@@ -288,8 +275,7 @@ cp_valid_message(const char *s, size_t len, const char **err)
     return 0;
 }
 
-int
-cp_parse_wait(const char *s, size_t len, uint64_t *ms, const char **err)
+int cp_parse_wait(const char *s, size_t len, uint64_t *ms, const char **err)
 {
     char buf[32];
     if (len == 0 || len >= sizeof(buf) || memchr(s, '\0', len) != NULL) {
@@ -314,8 +300,7 @@ cp_parse_wait(const char *s, size_t len, uint64_t *ms, const char **err)
     return 0;
 }
 
-json_t *
-cp_parse_json_object(const char *body, size_t len, char *err, size_t errlen)
+json_t *cp_parse_json_object(const char *body, size_t len, char *err, size_t errlen)
 {
     json_error_t jerr;
     json_t *v = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -332,8 +317,7 @@ cp_parse_json_object(const char *body, size_t len, char *err, size_t errlen)
 }
 
 /* Checks that `obj` has no key outside `allowed`. */
-static int
-only_keys(json_t *obj, const char *const *allowed, char *err, size_t errlen)
+static int only_keys(json_t *obj, const char *const *allowed, char *err, size_t errlen)
 {
     const char *key;
     json_t *v;
@@ -352,8 +336,7 @@ only_keys(json_t *obj, const char *const *allowed, char *err, size_t errlen)
 }
 
 /* An optional "message" string field into *out (NULL when absent). */
-static int
-get_message(json_t *obj, char **out, char *err, size_t errlen)
+static int get_message(json_t *obj, char **out, char *err, size_t errlen)
 {
     json_t *m = json_object_get(obj, "message");
     *out = NULL;
@@ -376,8 +359,7 @@ get_message(json_t *obj, char **out, char *err, size_t errlen)
 }
 
 /* A JSON version number field: integer 1..CP_MAX_VERSION (0 allowed when allow_zero). */
-static int
-get_version(json_t *obj, const char *key, int allow_zero, int64_t *out, char *err, size_t errlen)
+static int get_version(json_t *obj, const char *key, int allow_zero, int64_t *out, char *err, size_t errlen)
 {
     json_t *v = json_object_get(obj, key);
     if (v == NULL) {
@@ -392,16 +374,14 @@ get_version(json_t *obj, const char *key, int allow_zero, int64_t *out, char *er
     return 0;
 }
 
-void
-cp_rollback_req_dispose(cp_rollback_req_t *r)
+void cp_rollback_req_dispose(cp_rollback_req_t *r)
 {
     free(r->to_tag);
     free(r->message);
     memset(r, 0, sizeof(*r));
 }
 
-int
-cp_parse_rollback(const char *body, size_t len, cp_rollback_req_t *out, char *err, size_t errlen)
+int cp_parse_rollback(const char *body, size_t len, cp_rollback_req_t *out, char *err, size_t errlen)
 {
     static const char *const keys[] = {"to", "message", NULL};
     memset(out, 0, sizeof(*out));
@@ -442,15 +422,13 @@ Exit:
     return ret;
 }
 
-void
-cp_tag_req_dispose(cp_tag_req_t *r)
+void cp_tag_req_dispose(cp_tag_req_t *r)
 {
     free(r->message);
     memset(r, 0, sizeof(*r));
 }
 
-int
-cp_parse_tag(const char *body, size_t len, cp_tag_req_t *out, char *err, size_t errlen)
+int cp_parse_tag(const char *body, size_t len, cp_tag_req_t *out, char *err, size_t errlen)
 {
     static const char *const keys[] = {"version", "message", NULL};
     memset(out, 0, sizeof(*out));
@@ -467,8 +445,7 @@ cp_parse_tag(const char *body, size_t len, cp_tag_req_t *out, char *err, size_t 
     return ret;
 }
 
-void
-cp_status_req_dispose(cp_status_req_t *r)
+void cp_status_req_dispose(cp_status_req_t *r)
 {
     free(r->error);
     json_decref(r->labels);
@@ -476,8 +453,7 @@ cp_status_req_dispose(cp_status_req_t *r)
     memset(r, 0, sizeof(*r));
 }
 
-int
-cp_parse_status(const char *body, size_t len, cp_status_req_t *out, char *err, size_t errlen)
+int cp_parse_status(const char *body, size_t len, cp_status_req_t *out, char *err, size_t errlen)
 {
     static const char *const keys[] = {"version", "applied", "error", "labels", "stats", NULL};
     memset(out, 0, sizeof(*out));

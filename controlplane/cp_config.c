@@ -16,20 +16,17 @@
 
 static const char *const role_names[] = {"admin", "viewer", "dataplane"};
 
-const char *
-cp_role_name(cp_role_t role)
+const char *cp_role_name(cp_role_t role)
 {
     return (size_t)role < sizeof(role_names) / sizeof(role_names[0]) ? role_names[role] : "?";
 }
 
-void
-cp_token_hash(const char *token, size_t len, unsigned char out[32])
+void cp_token_hash(const char *token, size_t len, unsigned char out[32])
 {
     SHA256((const unsigned char *)token, len, out);
 }
 
-int
-cp_parse_hostport(const char *s, char **host, uint16_t *port, const char **err)
+int cp_parse_hostport(const char *s, char **host, uint16_t *port, const char **err)
 {
     const char *colon, *host_start = s, *host_end;
     if (s[0] == '[') {
@@ -73,8 +70,7 @@ cp_parse_hostport(const char *s, char **host, uint16_t *port, const char **err)
 }
 
 /* `path` as given, or joined to base_dir when relative. Caller frees. */
-static char *
-resolve_path(const char *base_dir, const char *path)
+static char *resolve_path(const char *base_dir, const char *path)
 {
     if (path[0] == '/' || base_dir == NULL || base_dir[0] == '\0')
         return strdup(path);
@@ -87,8 +83,7 @@ resolve_path(const char *base_dir, const char *path)
 
 /* Reads a token file: the token is its content without surrounding whitespace. Returns 0, or -1
  * with a message in errs naming `key`. */
-static int
-read_token_file(const char *path, const char *key, cfg_errors_t *errs, unsigned char hash[32])
+static int read_token_file(const char *path, const char *key, cfg_errors_t *errs, unsigned char hash[32])
 {
     FILE *fp = fopen(path, "rb");
     if (fp == NULL) {
@@ -129,8 +124,7 @@ read_token_file(const char *path, const char *key, cfg_errors_t *errs, unsigned 
     return 0;
 }
 
-static int
-parse_hex_hash(const char *s, unsigned char out[32])
+static int parse_hex_hash(const char *s, unsigned char out[32])
 {
     if (strlen(s) != 64)
         return -1;
@@ -153,16 +147,14 @@ parse_hex_hash(const char *s, unsigned char out[32])
     return 0;
 }
 
-static int
-valid_name(const char *s)
+static int valid_name(const char *s)
 {
     size_t len = strlen(s);
     return len >= 1 && len <= 64 && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") == len;
 }
 
 /* A string value of `obj[key]`, or NULL (error added when present but not a non-empty string). */
-static const char *
-get_string(json_t *obj, const char *key, const char *path, cfg_errors_t *errs)
+static const char *get_string(json_t *obj, const char *key, const char *path, cfg_errors_t *errs)
 {
     json_t *v = json_object_get(obj, key);
     if (v == NULL || json_is_null(v))
@@ -175,8 +167,7 @@ get_string(json_t *obj, const char *key, const char *path, cfg_errors_t *errs)
 }
 
 /* Reads a size or duration given as an integer or a string with units. */
-static void
-get_unit(json_t *obj, const char *key, int is_size, uint64_t min, uint64_t max, uint64_t *out, cfg_errors_t *errs)
+static void get_unit(json_t *obj, const char *key, int is_size, uint64_t min, uint64_t max, uint64_t *out, cfg_errors_t *errs)
 {
     json_t *v = json_object_get(obj, key);
     if (v == NULL || json_is_null(v))
@@ -223,8 +214,7 @@ get_unit(json_t *obj, const char *key, int is_size, uint64_t min, uint64_t max, 
 }
 
 /* Reads a plain count (an integer) within [min, max]. */
-static void
-get_count(json_t *obj, const char *key, uint64_t min, uint64_t max, uint64_t *out, cfg_errors_t *errs)
+static void get_count(json_t *obj, const char *key, uint64_t min, uint64_t max, uint64_t *out, cfg_errors_t *errs)
 {
     json_t *v = json_object_get(obj, key);
     if (v == NULL || json_is_null(v))
@@ -236,8 +226,7 @@ get_count(json_t *obj, const char *key, uint64_t min, uint64_t max, uint64_t *ou
     *out = (uint64_t)json_integer_value(v);
 }
 
-static void
-decode_token(json_t *item, size_t index, const char *base_dir, cp_config_t *conf, cfg_errors_t *errs)
+static void decode_token(json_t *item, size_t index, const char *base_dir, cp_config_t *conf, cfg_errors_t *errs)
 {
     char path[64];
     snprintf(path, sizeof(path), "tokens[%zu]", index);
@@ -344,8 +333,7 @@ decode_token(json_t *item, size_t index, const char *base_dir, cp_config_t *conf
     }
 }
 
-cp_config_t *
-cp_config_decode(json_t *tree, const char *base_dir, cfg_errors_t *errs)
+cp_config_t *cp_config_decode(json_t *tree, const char *base_dir, cfg_errors_t *errs)
 {
     size_t before = errs->size;
     if (!json_is_object(tree)) {
@@ -428,8 +416,7 @@ cp_config_decode(json_t *tree, const char *base_dir, cfg_errors_t *errs)
     return conf;
 }
 
-cp_config_t *
-cp_config_load(const char *path, cfg_errors_t *errs)
+cp_config_t *cp_config_load(const char *path, cfg_errors_t *errs)
 {
     FILE *fp = fopen(path, "rb");
     if (fp == NULL) {
@@ -496,8 +483,7 @@ cp_config_load(const char *path, cfg_errors_t *errs)
     return conf;
 }
 
-void
-cp_config_destroy(cp_config_t *conf)
+void cp_config_destroy(cp_config_t *conf)
 {
     if (conf == NULL)
         return;
@@ -513,8 +499,7 @@ cp_config_destroy(cp_config_t *conf)
     free(conf);
 }
 
-int
-cp_token_allows_id(const cp_token_t *token, const char *id)
+int cp_token_allows_id(const cp_token_t *token, const char *id)
 {
     if (token->num_ids == 0)
         return 1;

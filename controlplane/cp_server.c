@@ -128,26 +128,22 @@ static const cp_route_t routes[] = {
 };
 #define NUM_ROUTES (sizeof(routes) / sizeof(routes[0]))
 
-size_t
-cp_route_count(void)
+size_t cp_route_count(void)
 {
     return NUM_ROUTES;
 }
 
-const char *
-cp_route_method(size_t i)
+const char *cp_route_method(size_t i)
 {
     return i < NUM_ROUTES ? routes[i].method : NULL;
 }
 
-const char *
-cp_route_path(size_t i)
+const char *cp_route_path(size_t i)
 {
     return i < NUM_ROUTES ? routes[i].path : NULL;
 }
 
-static int64_t
-mono_ms(void)
+static int64_t mono_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -156,8 +152,7 @@ mono_ms(void)
 
 /* --- responses ----------------------------------------------------------------------------- */
 
-static const char *
-reason_phrase(int status)
+static const char *reason_phrase(int status)
 {
     switch (status) {
     case 200:
@@ -191,24 +186,21 @@ reason_phrase(int status)
     }
 }
 
-static void
-add_header(cp_call_t *call, const h2o_token_t *token, const char *value)
+static void add_header(cp_call_t *call, const h2o_token_t *token, const char *value)
 {
     h2o_req_t *req = call->req;
     h2o_iovec_t v = h2o_strdup(&req->pool, value, strlen(value));
     h2o_add_header(&req->pool, &req->res.headers, token, NULL, v.base, v.len);
 }
 
-static void
-add_header_str(cp_call_t *call, const char *name, const char *value)
+static void add_header_str(cp_call_t *call, const char *name, const char *value)
 {
     h2o_req_t *req = call->req;
     h2o_iovec_t v = h2o_strdup(&req->pool, value, strlen(value));
     h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 0, NULL, v.base, v.len);
 }
 
-static void
-add_version_headers(cp_call_t *call, int64_t version, const char *hash)
+static void add_version_headers(cp_call_t *call, int64_t version, const char *hash)
 {
     char buf[40];
     snprintf(buf, sizeof(buf), "\"%lld\"", (long long)version);
@@ -220,8 +212,7 @@ add_version_headers(cp_call_t *call, int64_t version, const char *hash)
 }
 
 /* Sends a complete response; the body is copied into the request's pool. */
-static void
-respond_raw(cp_call_t *call, int status, const char *ctype, const char *body, size_t len)
+static void respond_raw(cp_call_t *call, int status, const char *ctype, const char *body, size_t len)
 {
     h2o_req_t *req = call->req;
     if (call->answered)
@@ -239,8 +230,7 @@ respond_raw(cp_call_t *call, int status, const char *ctype, const char *body, si
 }
 
 /* Sends `body` (stolen) as JSON. */
-static void
-respond_json(cp_call_t *call, int status, json_t *body)
+static void respond_json(cp_call_t *call, int status, json_t *body)
 {
     char *text = body != NULL ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(body);
@@ -258,8 +248,7 @@ respond_json(cp_call_t *call, int status, json_t *body)
 }
 
 /* {"error": message, "errors": [...]}; `errors` (stolen) may be NULL. */
-static void
-respond_error(cp_call_t *call, int status, const char *message, json_t *errors)
+static void respond_error(cp_call_t *call, int status, const char *message, json_t *errors)
 {
     json_t *body = json_object();
     if (body != NULL) {
@@ -274,8 +263,7 @@ respond_error(cp_call_t *call, int status, const char *message, json_t *errors)
 }
 
 static void respond_errorf(cp_call_t *call, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void
-respond_errorf(cp_call_t *call, int status, const char *fmt, ...)
+static void respond_errorf(cp_call_t *call, int status, const char *fmt, ...)
 {
     char buf[512];
     va_list ap;
@@ -285,8 +273,7 @@ respond_errorf(cp_call_t *call, int status, const char *fmt, ...)
     respond_error(call, status, buf, NULL);
 }
 
-static void
-respond_store_error(cp_call_t *call)
+static void respond_store_error(cp_call_t *call)
 {
     /* a store failure is the server's trouble, but it is transient (disk full, lock held): tell the
      * client to retry rather than to give up */
@@ -296,23 +283,20 @@ respond_store_error(cp_call_t *call)
 
 /* --- request helpers ----------------------------------------------------------------------- */
 
-static h2o_iovec_t *
-find_header(cp_call_t *call, const h2o_token_t *token)
+static h2o_iovec_t *find_header(cp_call_t *call, const h2o_token_t *token)
 {
     ssize_t i = h2o_find_header(&call->req->headers, token, -1);
     return i >= 0 ? &call->req->headers.entries[i].value : NULL;
 }
 
-static h2o_iovec_t *
-find_header_str(cp_call_t *call, const char *name)
+static h2o_iovec_t *find_header_str(cp_call_t *call, const char *name)
 {
     ssize_t i = h2o_find_header_by_str(&call->req->headers, name, strlen(name), -1);
     return i >= 0 ? &call->req->headers.entries[i].value : NULL;
 }
 
 /* Checks the body bound; answers 413 and returns -1 beyond it. */
-static int
-check_body_size(cp_call_t *call)
+static int check_body_size(cp_call_t *call)
 {
     if (call->req->entity.len > call->srv->conf->max_body) {
         char lim[32];
@@ -324,8 +308,7 @@ check_body_size(cp_call_t *call)
 }
 
 /* The body's content type; answers 415 (and returns OTHER) when it is not one of `accepted`. */
-static cp_ctype_t
-body_ctype(cp_call_t *call, int accept_yaml, int accept_merge)
+static cp_ctype_t body_ctype(cp_call_t *call, int accept_yaml, int accept_merge)
 {
     h2o_iovec_t *ct = find_header(call, H2O_TOKEN_CONTENT_TYPE);
     cp_ctype_t t = ct != NULL ? cp_content_type(ct->base, ct->len) : CP_CTYPE_NONE;
@@ -341,8 +324,7 @@ body_ctype(cp_call_t *call, int accept_yaml, int accept_merge)
 
 /* The version message from the Pathway-Message header or ?message=. Returns 0 and *msg (in the
  * pool, NULL when none), or -1 after answering 400. */
-static int
-request_message(cp_call_t *call, const char **msg)
+static int request_message(cp_call_t *call, const char **msg)
 {
     h2o_iovec_t *h = find_header_str(call, "pathway-message");
     size_t qlen = 0;
@@ -368,8 +350,7 @@ request_message(cp_call_t *call, const char **msg)
 /* The If-Match precondition against the active version: -1 when absent, else the active number to
  * pass to the store (which re-checks it inside its transaction). Answers 412 and returns -2 when
  * it does not hold. */
-static int64_t
-if_match(cp_call_t *call)
+static int64_t if_match(cp_call_t *call)
 {
     h2o_iovec_t *h = find_header(call, H2O_TOKEN_IF_MATCH);
     if (h == NULL)
@@ -385,14 +366,12 @@ if_match(cp_call_t *call)
 }
 
 /* A JSON document parsed from stored canonical text. */
-static json_t *
-document_json(const char *text)
+static json_t *document_json(const char *text)
 {
     return json_loads(text, 0, NULL);
 }
 
-static json_t *
-version_json(const cp_version_t *v, int with_document)
+static json_t *version_json(const cp_version_t *v, int with_document)
 {
     char t[32];
     cp_format_time(v->created_ms, t);
@@ -412,8 +391,7 @@ version_json(const cp_version_t *v, int with_document)
 
 /* --- documents ------------------------------------------------------------------------------ */
 
-int
-cp_document_prepare(json_t *tree, char **canonical, char hash[65], cfg_errors_t *errs)
+int cp_document_prepare(json_t *tree, char **canonical, char hash[65], cfg_errors_t *errs)
 {
     cfg_t *cfg = cfg_decode(tree, CFG_SCOPE_FLEET, errs);
     if (cfg == NULL)
@@ -428,8 +406,7 @@ cp_document_prepare(json_t *tree, char **canonical, char hash[65], cfg_errors_t 
     return 0;
 }
 
-int
-cp_seed(cp_store_t *store, const char *path, int *stored, cfg_errors_t *errs)
+int cp_seed(cp_store_t *store, const char *path, int *stored, cfg_errors_t *errs)
 {
     *stored = 0;
     if (cp_store_active_version(store) > 0)
@@ -463,8 +440,7 @@ cp_seed(cp_store_t *store, const char *path, int *stored, cfg_errors_t *errs)
 }
 
 /* Parses a request body as a document tree in the given format; answers 400 on failure. */
-static json_t *
-parse_body_tree(cp_call_t *call, cfg_format_t format)
+static json_t *parse_body_tree(cp_call_t *call, cfg_format_t format)
 {
     cfg_errors_t errs;
     cfg_errors_init(&errs);
@@ -485,8 +461,7 @@ parse_body_tree(cp_call_t *call, cfg_format_t format)
 }
 
 /* Validates a tree as a fleet document; answers 400 listing every error on failure. */
-static int
-prepare_or_400(cp_call_t *call, json_t *tree, char **canonical, char hash[65])
+static int prepare_or_400(cp_call_t *call, json_t *tree, char **canonical, char hash[65])
 {
     cfg_errors_t errs;
     cfg_errors_init(&errs);
@@ -500,8 +475,7 @@ prepare_or_400(cp_call_t *call, json_t *tree, char **canonical, char hash[65])
 static void wake_waiters(cp_server_t *srv);
 
 /* Stores a version and answers: 201 (new), 200 (identical to the active one), 412, 503. */
-static void
-store_and_respond(cp_call_t *call, cp_append_t *a)
+static void store_and_respond(cp_call_t *call, cp_append_t *a)
 {
     int64_t version = 0;
     int rc = cp_store_append(call->srv->store, a, &version);
@@ -540,8 +514,7 @@ store_and_respond(cp_call_t *call, cp_append_t *a)
 
 /* --- handlers: health and metrics ------------------------------------------------------------- */
 
-static void
-h_healthz(cp_call_t *call)
+static void h_healthz(cp_call_t *call)
 {
     respond_json(call, 200,
                  json_pack("{ss sI}", "status", "ok", "active_version", (json_int_t)cp_store_active_version(call->srv->store)));
@@ -550,14 +523,12 @@ h_healthz(cp_call_t *call)
 /* A parked poll proves its dataplane alive only for heartbeat_timeout after it parked: h2o 2.2
  * does not read an HTTP/1 socket while a request is in progress, so a poll whose client vanished
  * stays parked until its wait ends. */
-static int
-waiter_is_proof(cp_server_t *srv, const cp_waiter_t *w, int64_t now_mono)
+static int waiter_is_proof(cp_server_t *srv, const cp_waiter_t *w, int64_t now_mono)
 {
     return now_mono - w->parked <= (int64_t)srv->conf->heartbeat_ms;
 }
 
-static int
-is_polling(cp_server_t *srv, const char *id)
+static int is_polling(cp_server_t *srv, const char *id)
 {
     int64_t now = mono_ms();
     for (h2o_linklist_t *n = srv->waiters.next; n != &srv->waiters; n = n->next) {
@@ -575,15 +546,13 @@ typedef struct st_cp_polling_set_t {
     size_t size;      /* entries of ids */
 } cp_polling_set_t;
 
-static int
-cmp_id(const void *a, const void *b)
+static int cmp_id(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
 /* Returns 0, or -1 when out of memory. Free set->ids. */
-static int
-polling_set_init(cp_server_t *srv, cp_polling_set_t *set)
+static int polling_set_init(cp_server_t *srv, cp_polling_set_t *set)
 {
     int64_t now = mono_ms();
     set->size = 0;
@@ -599,8 +568,7 @@ polling_set_init(cp_server_t *srv, cp_polling_set_t *set)
     return 0;
 }
 
-static int
-polling_set_has(const cp_polling_set_t *set, const char *id)
+static int polling_set_has(const cp_polling_set_t *set, const char *id)
 {
     return bsearch(&id, set->ids, set->size, sizeof(set->ids[0]), cmp_id) != NULL;
 }
@@ -614,8 +582,7 @@ typedef struct st_cp_buf_t {
 } cp_buf_t;
 
 static void buf_printf(cp_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void
-buf_printf(cp_buf_t *b, const char *fmt, ...)
+static void buf_printf(cp_buf_t *b, const char *fmt, ...)
 {
     if (b->failed)
         return;
@@ -643,8 +610,7 @@ buf_printf(cp_buf_t *b, const char *fmt, ...)
     }
 }
 
-static void
-h_metrics(cp_call_t *call)
+static void h_metrics(cp_call_t *call)
 {
     cp_server_t *srv = call->srv;
     cp_buf_t b = {0};
@@ -714,8 +680,7 @@ h_metrics(cp_call_t *call)
 
 /* --- handlers: config --------------------------------------------------------------------------- */
 
-static void
-h_get_config(cp_call_t *call)
+static void h_get_config(cp_call_t *call)
 {
     cp_version_t v;
     int rc = cp_store_get_version(call->srv->store, 0, &v);
@@ -756,8 +721,7 @@ h_get_config(cp_call_t *call)
     respond_raw(call, 200, "application/json", text, len + 1);
 }
 
-static void
-h_put_config(cp_call_t *call)
+static void h_put_config(cp_call_t *call)
 {
     if (check_body_size(call) != 0)
         return;
@@ -790,8 +754,7 @@ h_put_config(cp_call_t *call)
     free(canonical);
 }
 
-static void
-h_patch_config(cp_call_t *call)
+static void h_patch_config(cp_call_t *call)
 {
     if (check_body_size(call) != 0)
         return;
@@ -844,8 +807,7 @@ h_patch_config(cp_call_t *call)
     free(canonical);
 }
 
-static void
-h_validate(cp_call_t *call)
+static void h_validate(cp_call_t *call)
 {
     if (check_body_size(call) != 0)
         return;
@@ -873,8 +835,7 @@ h_validate(cp_call_t *call)
 /* --- handlers: versions ------------------------------------------------------------------------ */
 
 /* Reads ?limit= (1..1000, default 50) and ?before= (a number, optional). Answers 400 on error. */
-static int
-page_params(cp_call_t *call, int *limit, int64_t *before)
+static int page_params(cp_call_t *call, int *limit, int64_t *before)
 {
     size_t len;
     const char *s = cp_query_get(&call->query, "limit", &len);
@@ -900,8 +861,7 @@ page_params(cp_call_t *call, int *limit, int64_t *before)
 
 /* The cursor of the next page of a newest-first list keyed by `key`: the last item's key when
  * the page is full and more may follow, else null. New reference. */
-static json_t *
-next_before(json_t *list, int limit, const char *key)
+static json_t *next_before(json_t *list, int limit, const char *key)
 {
     size_t n = json_array_size(list);
     if (n == (size_t)limit) {
@@ -912,8 +872,7 @@ next_before(json_t *list, int limit, const char *key)
     return json_null();
 }
 
-static void
-h_list_versions(cp_call_t *call)
+static void h_list_versions(cp_call_t *call)
 {
     int limit;
     int64_t before;
@@ -930,8 +889,7 @@ h_list_versions(cp_call_t *call)
 }
 
 /* Path parameter {n} as a version that exists; answers 400/404 otherwise. */
-static int
-path_version(cp_call_t *call, h2o_iovec_t s, const char *what, int64_t *out)
+static int path_version(cp_call_t *call, h2o_iovec_t s, const char *what, int64_t *out)
 {
     if (cp_parse_version(s.base, s.len, 0, out) != 0) {
         respond_errorf(call, 400, "%s: \"%.32s\" is not a version number (a positive integer)", what, s.base);
@@ -944,8 +902,7 @@ path_version(cp_call_t *call, h2o_iovec_t s, const char *what, int64_t *out)
     return 0;
 }
 
-static void
-h_get_version(cp_call_t *call)
+static void h_get_version(cp_call_t *call)
 {
     int64_t n;
     if (path_version(call, call->params[0], "version", &n) != 0)
@@ -971,8 +928,7 @@ h_get_version(cp_call_t *call)
 }
 
 /* The document of version n as a tree ({} for version 0, "before the first"); NULL after answering. */
-static json_t *
-version_tree(cp_call_t *call, int64_t n)
+static json_t *version_tree(cp_call_t *call, int64_t n)
 {
     if (n == 0)
         return json_object();
@@ -993,8 +949,7 @@ version_tree(cp_call_t *call, int64_t n)
     return t;
 }
 
-static void
-h_diff(cp_call_t *call)
+static void h_diff(cp_call_t *call)
 {
     int64_t n, from;
     if (path_version(call, call->params[0], "version", &n) != 0)
@@ -1028,8 +983,7 @@ h_diff(cp_call_t *call)
     respond_json(call, 200, json_pack("{sI sI so}", "from", (json_int_t)from, "to", (json_int_t)n, "patch", patch));
 }
 
-static void
-h_rollback(cp_call_t *call)
+static void h_rollback(cp_call_t *call)
 {
     if (check_body_size(call) != 0 || body_ctype(call, 0, 0) == CP_CTYPE_OTHER)
         return;
@@ -1121,8 +1075,7 @@ h_rollback(cp_call_t *call)
 
 /* --- handlers: tags ------------------------------------------------------------------------------ */
 
-static int
-path_tag(cp_call_t *call)
+static int path_tag(cp_call_t *call)
 {
     h2o_iovec_t s = call->params[0];
     if (!cp_valid_tag_name(s.base, s.len)) {
@@ -1132,8 +1085,7 @@ path_tag(cp_call_t *call)
     return 0;
 }
 
-static void
-h_list_tags(cp_call_t *call)
+static void h_list_tags(cp_call_t *call)
 {
     json_t *tags = cp_store_list_tags(call->srv->store);
     if (tags == NULL) {
@@ -1143,8 +1095,7 @@ h_list_tags(cp_call_t *call)
     respond_json(call, 200, json_pack("{so}", "tags", tags));
 }
 
-static void
-h_get_tag(cp_call_t *call)
+static void h_get_tag(cp_call_t *call)
 {
     if (path_tag(call) != 0)
         return;
@@ -1161,8 +1112,7 @@ h_get_tag(cp_call_t *call)
     respond_json(call, 200, tag);
 }
 
-static void
-h_put_tag(cp_call_t *call)
+static void h_put_tag(cp_call_t *call)
 {
     if (path_tag(call) != 0 || check_body_size(call) != 0 || body_ctype(call, 0, 0) == CP_CTYPE_OTHER)
         return;
@@ -1189,8 +1139,7 @@ h_put_tag(cp_call_t *call)
 /* --- handlers: dataplanes ------------------------------------------------------------------------ */
 
 /* `polling`: whether a parked poll proves it alive (is_polling). */
-static json_t *
-dataplane_json(cp_server_t *srv, const cp_dataplane_t *dp, int64_t active, int64_t now, int polling)
+static json_t *dataplane_json(cp_server_t *srv, const cp_dataplane_t *dp, int64_t active, int64_t now, int polling)
 {
     char first[32], last[32];
     cp_format_time(dp->first_seen_ms, first);
@@ -1207,8 +1156,7 @@ dataplane_json(cp_server_t *srv, const cp_dataplane_t *dp, int64_t active, int64
     return o;
 }
 
-static int
-path_dataplane_id(cp_call_t *call)
+static int path_dataplane_id(cp_call_t *call)
 {
     if (!cp_valid_id(call->params[0].base, call->params[0].len)) {
         respond_error(call, 400, "id: a dataplane id is 1-64 characters of A-Z a-z 0-9 _ . -", NULL);
@@ -1217,8 +1165,7 @@ path_dataplane_id(cp_call_t *call)
     return 0;
 }
 
-static void
-h_list_dataplanes(cp_call_t *call)
+static void h_list_dataplanes(cp_call_t *call)
 {
     size_t len;
     int limit = 1000;
@@ -1257,8 +1204,7 @@ h_list_dataplanes(cp_call_t *call)
     respond_json(call, 200, json_pack("{sI so so}", "active_version", (json_int_t)active, "dataplanes", arr, "next_after", next));
 }
 
-static void
-h_get_dataplane(cp_call_t *call)
+static void h_get_dataplane(cp_call_t *call)
 {
     if (path_dataplane_id(call) != 0)
         return;
@@ -1282,8 +1228,7 @@ h_get_dataplane(cp_call_t *call)
  * dataplane's latest report is not a NACK of it. That breaks an apply-NACK loop whatever version the
  * dataplane names, while a dataplane that reports again what it runs (as it does after a restart)
  * gets one more try (its cause may be fixed). Returns -1 on a store error. */
-static int
-should_deliver(cp_server_t *srv, const char *id, int64_t known)
+static int should_deliver(cp_server_t *srv, const char *id, int64_t known)
 {
     int64_t active = cp_store_active_version(srv->store);
     if (active == 0 || active == known)
@@ -1300,8 +1245,7 @@ should_deliver(cp_server_t *srv, const char *id, int64_t known)
 
 /* Answers a config call with the active version (200), and records the delivery. `now_ms`: the
  * time to record as last seen, 0 for a parked poll (its client may have vanished meanwhile). */
-static void
-deliver(cp_call_t *call, int64_t now_ms)
+static void deliver(cp_call_t *call, int64_t now_ms)
 {
     cp_server_t *srv = call->srv;
     cp_version_t v;
@@ -1326,8 +1270,7 @@ deliver(cp_call_t *call, int64_t now_ms)
 
 /* `record`: the dataplane is calling now (not a parked poll whose wait ended: it proved itself
  * alive when it parked, and may be gone since). */
-static void
-answer_not_modified(cp_call_t *call, int record)
+static void answer_not_modified(cp_call_t *call, int record)
 {
     if (record && cp_store_dataplane_seen(call->srv->store, call->params[0].base, cp_now_ms(), 0) != CP_STORE_OK) {
         respond_store_error(call);
@@ -1339,8 +1282,7 @@ answer_not_modified(cp_call_t *call, int record)
     respond_raw(call, 304, NULL, "", 0);
 }
 
-static void
-unpark(cp_server_t *srv, cp_waiter_t *w)
+static void unpark(cp_server_t *srv, cp_waiter_t *w)
 {
     if (h2o_linklist_is_linked(&w->link)) {
         h2o_linklist_unlink(&w->link);
@@ -1348,16 +1290,14 @@ unpark(cp_server_t *srv, cp_waiter_t *w)
     }
 }
 
-static void
-on_waiter_dispose(void *p)
+static void on_waiter_dispose(void *p)
 {
     cp_waiter_t *w = p;
     /* the request ended without an answer from us (client gone, HTTP/2 stream reset) */
     unpark(w->srv, w);
 }
 
-static void
-wake_waiters(cp_server_t *srv)
+static void wake_waiters(cp_server_t *srv)
 {
     h2o_linklist_t *n = srv->waiters.next;
     while (n != &srv->waiters) {
@@ -1375,8 +1315,7 @@ wake_waiters(cp_server_t *srv)
 }
 
 /* Answers long polls whose wait has ended; returns ms until the next deadline (-1 = none). */
-static int64_t
-expire_waiters(cp_server_t *srv)
+static int64_t expire_waiters(cp_server_t *srv)
 {
     int64_t now = mono_ms();
     while (!h2o_linklist_is_empty(&srv->waiters)) {
@@ -1390,8 +1329,7 @@ expire_waiters(cp_server_t *srv)
 }
 
 /* Refuses a new dataplane id beyond max_dataplanes (403); returns -1 after answering. */
-static int
-admit_dataplane(cp_call_t *call)
+static int admit_dataplane(cp_call_t *call)
 {
     int rc = cp_store_dataplane_admit(call->srv->store, call->params[0].base, call->srv->conf->max_dataplanes);
     if (rc == CP_STORE_OK)
@@ -1404,8 +1342,7 @@ admit_dataplane(cp_call_t *call)
     return -1;
 }
 
-static void
-h_dp_config(cp_call_t *call)
+static void h_dp_config(cp_call_t *call)
 {
     cp_server_t *srv = call->srv;
     if (path_dataplane_id(call) != 0 || admit_dataplane(call) != 0)
@@ -1463,8 +1400,7 @@ h_dp_config(cp_call_t *call)
     srv->num_waiters++;
 }
 
-static void
-h_dp_status(cp_call_t *call)
+static void h_dp_status(cp_call_t *call)
 {
     cp_server_t *srv = call->srv;
     if (path_dataplane_id(call) != 0 || check_body_size(call) != 0 || body_ctype(call, 0, 0) == CP_CTYPE_OTHER)
@@ -1505,8 +1441,7 @@ h_dp_status(cp_call_t *call)
     respond_json(call, 200, body);
 }
 
-static void
-h_events(cp_call_t *call)
+static void h_events(cp_call_t *call)
 {
     int limit;
     int64_t before;
@@ -1523,8 +1458,7 @@ h_events(cp_call_t *call)
 /* --- routing and auth ------------------------------------------------------------------------------ */
 
 /* Matches `path` against a route pattern, capturing {x} segments into call->params. */
-static int
-match_path(cp_call_t *call, const char *pattern, const char *path, size_t len)
+static int match_path(cp_call_t *call, const char *pattern, const char *path, size_t len)
 {
     const char *p = pattern, *s = path, *end = path + len;
     size_t nparams = 0;
@@ -1550,8 +1484,7 @@ match_path(cp_call_t *call, const char *pattern, const char *path, size_t len)
     return *p == '\0' && s == end;
 }
 
-static const cp_token_t *
-authenticate(cp_server_t *srv, cp_call_t *call)
+static const cp_token_t *authenticate(cp_server_t *srv, cp_call_t *call)
 {
     h2o_iovec_t *h = find_header(call, H2O_TOKEN_AUTHORIZATION);
     if (h == NULL || h->len < 7 || strncasecmp(h->base, "Bearer ", 7) != 0)
@@ -1577,15 +1510,13 @@ authenticate(cp_server_t *srv, cp_call_t *call)
     return found;
 }
 
-static void
-call_dispose(void *p)
+static void call_dispose(void *p)
 {
     cp_call_t *call = p;
     cp_query_dispose(&call->query);
 }
 
-static int
-on_req(h2o_handler_t *self, h2o_req_t *req)
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     cp_server_t *srv = *(cp_server_t **)(self + 1);
     cp_call_t *call = h2o_mem_alloc_shared(&req->pool, sizeof(*call), call_dispose);
@@ -1669,8 +1600,7 @@ typedef struct st_cp_fallback_ostream_t {
     cp_fallback_filter_t *filter; /* the filter that added it */
 } cp_fallback_ostream_t;
 
-static void
-fallback_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt, h2o_send_state_t state)
+static void fallback_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt, h2o_send_state_t state)
 {
     if (state != H2O_SEND_STATE_FINAL) {
         h2o_ostream_send_next(self, req, bufs, bufcnt, state);
@@ -1711,8 +1641,7 @@ fallback_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t buf
         h2o_ostream_send_next(self, req, &out, 1, state);
 }
 
-static void
-on_fallback_setup_ostream(h2o_filter_t *_self, h2o_req_t *req, h2o_ostream_t **slot)
+static void on_fallback_setup_ostream(h2o_filter_t *_self, h2o_req_t *req, h2o_ostream_t **slot)
 {
     cp_fallback_filter_t *self = (void *)_self;
     if (req->res.status >= 400 && req->res.status < NUM_STATUS) {
@@ -1732,8 +1661,7 @@ static void on_accept(h2o_socket_t *listener, const char *err);
 /* Reads the listener only below max_connections and outside an accept pause: each connection may
  * buffer a body of max_body before its request is authenticated, so the cap bounds that memory.
  * Connections beyond it wait in the kernel's backlog until one closes. */
-static void
-update_listener(cp_server_t *srv)
+static void update_listener(cp_server_t *srv)
 {
     if (srv->listener == NULL)
         return;
@@ -1745,16 +1673,14 @@ update_listener(cp_server_t *srv)
     srv->listener_reading = want;
 }
 
-static void
-on_conn_close(void *data)
+static void on_conn_close(void *data)
 {
     cp_server_t *srv = data;
     srv->num_conns--;
     update_listener(srv);
 }
 
-static void
-on_accept(h2o_socket_t *listener, const char *err)
+static void on_accept(h2o_socket_t *listener, const char *err)
 {
     cp_server_t *srv = listener->data;
     if (err != NULL)
@@ -1778,8 +1704,7 @@ on_accept(h2o_socket_t *listener, const char *err)
     h2o_accept(&srv->accept_ctx, sock);
 }
 
-static int
-open_listener(const cp_config_t *conf, char *err, size_t errlen)
+static int open_listener(const cp_config_t *conf, char *err, size_t errlen)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *res;
     char port[8];
@@ -1804,8 +1729,7 @@ open_listener(const cp_config_t *conf, char *err, size_t errlen)
     return fd;
 }
 
-cp_server_t *
-cp_server_create(const cp_config_t *conf, cp_store_t *store, char *err, size_t errlen)
+cp_server_t *cp_server_create(const cp_config_t *conf, cp_store_t *store, char *err, size_t errlen)
 {
     cp_server_t *srv = calloc(1, sizeof(*srv));
     if (srv == NULL || (srv->counts = calloc((NUM_ROUTES + 1) * NUM_STATUS, sizeof(srv->counts[0]))) == NULL) {
@@ -1858,8 +1782,7 @@ cp_server_create(const cp_config_t *conf, cp_store_t *store, char *err, size_t e
     return srv;
 }
 
-int
-cp_server_run(cp_server_t *srv, volatile sig_atomic_t *stop)
+int cp_server_run(cp_server_t *srv, volatile sig_atomic_t *stop)
 {
     while (!*stop) {
         int64_t next = expire_waiters(srv);
@@ -1917,8 +1840,7 @@ cp_server_run(cp_server_t *srv, volatile sig_atomic_t *stop)
     return 0;
 }
 
-void
-cp_server_destroy(cp_server_t *srv)
+void cp_server_destroy(cp_server_t *srv)
 {
     if (srv == NULL)
         return;

@@ -27,20 +27,17 @@ struct st_cp_store_t {
 static const char *const kind_names[] = {"apply", "patch", "rollback"};
 static const char *const state_names[] = {"synced", "applying", "rejected", "stale", "disconnected"};
 
-const char *
-cp_kind_name(cp_kind_t kind)
+const char *cp_kind_name(cp_kind_t kind)
 {
     return (size_t)kind < 3 ? kind_names[kind] : "?";
 }
 
-const char *
-cp_dp_state_name(cp_dp_state_t state)
+const char *cp_dp_state_name(cp_dp_state_t state)
 {
     return (size_t)state < CP_DP_NUM_STATES ? state_names[state] : "?";
 }
 
-static int
-kind_from_name(const char *s, cp_kind_t *out)
+static int kind_from_name(const char *s, cp_kind_t *out)
 {
     for (size_t i = 0; i < 3; i++)
         if (s != NULL && strcmp(s, kind_names[i]) == 0) {
@@ -50,16 +47,14 @@ kind_from_name(const char *s, cp_kind_t *out)
     return -1;
 }
 
-int64_t
-cp_now_ms(void)
+int64_t cp_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-void
-cp_format_time(int64_t ms, char out[32])
+void cp_format_time(int64_t ms, char out[32])
 {
     time_t secs = (time_t)(ms / 1000);
     struct tm tm;
@@ -70,30 +65,26 @@ cp_format_time(int64_t ms, char out[32])
              (unsigned)tm.tm_sec % 100u, (unsigned)(ms % 1000) % 1000u);
 }
 
-static json_t *
-time_json(int64_t ms)
+static json_t *time_json(int64_t ms)
 {
     char buf[32];
     cp_format_time(ms, buf);
     return json_string(buf);
 }
 
-const char *
-cp_store_errmsg(cp_store_t *store)
+const char *cp_store_errmsg(cp_store_t *store)
 {
     return store->errmsg;
 }
 
-static int
-fail(cp_store_t *store, const char *what)
+static int fail(cp_store_t *store, const char *what)
 {
     snprintf(store->errmsg, sizeof(store->errmsg), "%s: %s", what, sqlite3_errmsg(store->db));
     PW_ERROR("store: %s", store->errmsg);
     return CP_STORE_ERROR;
 }
 
-static int
-exec(cp_store_t *store, const char *sql)
+static int exec(cp_store_t *store, const char *sql)
 {
     char *msg = NULL;
     if (sqlite3_exec(store->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
@@ -105,8 +96,7 @@ exec(cp_store_t *store, const char *sql)
     return CP_STORE_OK;
 }
 
-static sqlite3_stmt *
-prepare(cp_store_t *store, const char *sql)
+static sqlite3_stmt *prepare(cp_store_t *store, const char *sql)
 {
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(store->db, sql, -1, &st, NULL) != SQLITE_OK) {
@@ -116,8 +106,7 @@ prepare(cp_store_t *store, const char *sql)
     return st;
 }
 
-static void
-rollback(cp_store_t *store)
+static void rollback(cp_store_t *store)
 {
     if (!sqlite3_get_autocommit(store->db))
         sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
@@ -126,8 +115,7 @@ rollback(cp_store_t *store)
 /* Begins a transaction that writes history (a version, a tag, an event). It must commit at
  * synchronous=FULL: when a live-state write could not restore FULL, try again here and refuse to
  * write rather than acknowledge history that a power cut could lose. */
-static int
-begin_durable(cp_store_t *store)
+static int begin_durable(cp_store_t *store)
 {
     if (!store->sync_full) {
         if (exec(store, "PRAGMA synchronous=FULL") != CP_STORE_OK) {
@@ -139,15 +127,13 @@ begin_durable(cp_store_t *store)
     return exec(store, "BEGIN IMMEDIATE");
 }
 
-static char *
-column_strdup(sqlite3_stmt *st, int col)
+static char *column_strdup(sqlite3_stmt *st, int col)
 {
     const unsigned char *s = sqlite3_column_text(st, col);
     return strdup(s != NULL ? (const char *)s : "");
 }
 
-static int
-load_active(cp_store_t *store)
+static int load_active(cp_store_t *store)
 {
     sqlite3_stmt *st = prepare(store, "SELECT version, hash FROM versions ORDER BY version DESC LIMIT 1");
     if (st == NULL)
@@ -167,8 +153,7 @@ load_active(cp_store_t *store)
     return CP_STORE_OK;
 }
 
-static int
-migrate(cp_store_t *store)
+static int migrate(cp_store_t *store)
 {
     if (exec(store, "CREATE TABLE IF NOT EXISTS schema_migrations (number INTEGER PRIMARY KEY, name TEXT NOT NULL, "
                     "applied_ms INTEGER NOT NULL)") != CP_STORE_OK)
@@ -224,8 +209,7 @@ migrate(cp_store_t *store)
     return CP_STORE_OK;
 }
 
-cp_store_t *
-cp_store_open(const char *path, char *err, size_t errlen)
+cp_store_t *cp_store_open(const char *path, char *err, size_t errlen)
 {
     cp_store_t *store = calloc(1, sizeof(*store));
     if (store == NULL) {
@@ -266,8 +250,7 @@ cp_store_open(const char *path, char *err, size_t errlen)
     return store;
 }
 
-void
-cp_store_close(cp_store_t *store)
+void cp_store_close(cp_store_t *store)
 {
     if (store == NULL)
         return;
@@ -275,32 +258,27 @@ cp_store_close(cp_store_t *store)
     free(store);
 }
 
-int
-cp_store_schema_version(cp_store_t *store)
+int cp_store_schema_version(cp_store_t *store)
 {
     return store->schema_version;
 }
 
-int64_t
-cp_store_active_version(cp_store_t *store)
+int64_t cp_store_active_version(cp_store_t *store)
 {
     return store->active;
 }
 
-const char *
-cp_store_active_hash(cp_store_t *store)
+const char *cp_store_active_hash(cp_store_t *store)
 {
     return store->active_hash;
 }
 
-int64_t
-cp_store_count_versions(cp_store_t *store)
+int64_t cp_store_count_versions(cp_store_t *store)
 {
     return store->active;
 }
 
-void
-cp_version_dispose(cp_version_t *v)
+void cp_version_dispose(cp_version_t *v)
 {
     free(v->author);
     free(v->message);
@@ -309,8 +287,7 @@ cp_version_dispose(cp_version_t *v)
 }
 
 /* Fills *out from a row of (version, created_ms, author, message, kind, source_version, hash[, document]). */
-static int
-read_version_row(sqlite3_stmt *st, cp_version_t *out, int with_document)
+static int read_version_row(sqlite3_stmt *st, cp_version_t *out, int with_document)
 {
     memset(out, 0, sizeof(*out));
     out->version = sqlite3_column_int64(st, 0);
@@ -330,8 +307,7 @@ read_version_row(sqlite3_stmt *st, cp_version_t *out, int with_document)
     return 0;
 }
 
-int
-cp_store_get_version(cp_store_t *store, int64_t n, cp_version_t *out)
+int cp_store_get_version(cp_store_t *store, int64_t n, cp_version_t *out)
 {
     if (n <= 0)
         n = store->active;
@@ -355,8 +331,7 @@ cp_store_get_version(cp_store_t *store, int64_t n, cp_version_t *out)
     return ret;
 }
 
-static int
-insert_event(cp_store_t *store, int64_t now, const char *actor, const char *action, int64_t version, const char *detail)
+static int insert_event(cp_store_t *store, int64_t now, const char *actor, const char *action, int64_t version, const char *detail)
 {
     sqlite3_stmt *st = prepare(store, "INSERT INTO events (created_ms, actor, action, version, detail) VALUES (?, ?, ?, ?, ?)");
     if (st == NULL)
@@ -374,8 +349,7 @@ insert_event(cp_store_t *store, int64_t now, const char *actor, const char *acti
     return rc == SQLITE_DONE ? CP_STORE_OK : fail(store, "appending an event");
 }
 
-int
-cp_store_append(cp_store_t *store, const cp_append_t *a, int64_t *version)
+int cp_store_append(cp_store_t *store, const cp_append_t *a, int64_t *version)
 {
     if (begin_durable(store) != CP_STORE_OK)
         return CP_STORE_ERROR;
@@ -430,16 +404,14 @@ Error:
     return CP_STORE_ERROR;
 }
 
-static json_t *
-version_summary_json(const cp_version_t *v)
+static json_t *version_summary_json(const cp_version_t *v)
 {
     return json_pack("{sI so ss ss ss so ss}", "version", (json_int_t)v->version, "created_at", time_json(v->created_ms), "author",
                      v->author, "message", v->message, "kind", cp_kind_name(v->kind), "source_version",
                      v->source_version > 0 ? json_integer(v->source_version) : json_null(), "hash", v->hash);
 }
 
-json_t *
-cp_store_list_versions(cp_store_t *store, int64_t before, int limit)
+json_t *cp_store_list_versions(cp_store_t *store, int64_t before, int limit)
 {
     sqlite3_stmt *st = prepare(store, "SELECT version, created_ms, author, message, kind, coalesce(source_version, 0), hash "
                                       "FROM versions WHERE version < ? ORDER BY version DESC LIMIT ?");
@@ -468,14 +440,12 @@ cp_store_list_versions(cp_store_t *store, int64_t before, int limit)
     return arr;
 }
 
-static int
-version_exists(cp_store_t *store, int64_t version)
+static int version_exists(cp_store_t *store, int64_t version)
 {
     return version >= 1 && version <= store->active;
 }
 
-int
-cp_store_set_tag(cp_store_t *store, const char *name, int64_t version, const char *author, const char *message)
+int cp_store_set_tag(cp_store_t *store, const char *name, int64_t version, const char *author, const char *message)
 {
     if (!version_exists(store, version))
         return CP_STORE_NOT_FOUND;
@@ -511,8 +481,7 @@ Error:
     return CP_STORE_ERROR;
 }
 
-int
-cp_store_get_tag(cp_store_t *store, const char *name, int64_t *version)
+int cp_store_get_tag(cp_store_t *store, const char *name, int64_t *version)
 {
     sqlite3_stmt *st = prepare(store, "SELECT version FROM tags WHERE name = ? ORDER BY id DESC LIMIT 1");
     if (st == NULL)
@@ -529,8 +498,7 @@ cp_store_get_tag(cp_store_t *store, const char *name, int64_t *version)
     return ret;
 }
 
-static json_t *
-tag_row_json(sqlite3_stmt *st, int with_name)
+static json_t *tag_row_json(sqlite3_stmt *st, int with_name)
 {
     json_t *o = json_pack("{sI so ss ss}", "version", (json_int_t)sqlite3_column_int64(st, 1), "updated_at",
                           time_json(sqlite3_column_int64(st, 2)), "author", (const char *)sqlite3_column_text(st, 3), "message",
@@ -540,8 +508,7 @@ tag_row_json(sqlite3_stmt *st, int with_name)
     return o;
 }
 
-json_t *
-cp_store_tag_json(cp_store_t *store, const char *name, int *rc_out)
+json_t *cp_store_tag_json(cp_store_t *store, const char *name, int *rc_out)
 {
     sqlite3_stmt *st =
         prepare(store, "SELECT name, version, created_ms, author, message FROM tags WHERE name = ? ORDER BY id DESC");
@@ -574,8 +541,7 @@ cp_store_tag_json(cp_store_t *store, const char *name, int *rc_out)
     return tag;
 }
 
-json_t *
-cp_store_list_tags(cp_store_t *store)
+json_t *cp_store_list_tags(cp_store_t *store)
 {
     sqlite3_stmt *st = prepare(store, "SELECT t.name, t.version, t.created_ms, t.author, t.message FROM tags t "
                                       "WHERE t.id = (SELECT max(id) FROM tags u WHERE u.name = t.name) ORDER BY t.name");
@@ -594,8 +560,7 @@ cp_store_list_tags(cp_store_t *store)
     return arr;
 }
 
-json_t *
-cp_store_list_events(cp_store_t *store, int64_t before, int limit)
+json_t *cp_store_list_events(cp_store_t *store, int64_t before, int limit)
 {
     sqlite3_stmt *st = prepare(store, "SELECT id, created_ms, actor, action, coalesce(version, 0), detail FROM events "
                                       "WHERE id < ? ORDER BY id DESC LIMIT ?");
@@ -624,8 +589,7 @@ cp_store_list_events(cp_store_t *store, int64_t before, int limit)
 
 /* --- dataplanes ---------------------------------------------------------------------------- */
 
-void
-cp_dataplane_dispose(cp_dataplane_t *dp)
+void cp_dataplane_dispose(cp_dataplane_t *dp)
 {
     free(dp->id);
     free(dp->error);
@@ -634,8 +598,7 @@ cp_dataplane_dispose(cp_dataplane_t *dp)
     memset(dp, 0, sizeof(*dp));
 }
 
-void
-cp_dataplanes_free(cp_dataplane_t *dps, size_t count)
+void cp_dataplanes_free(cp_dataplane_t *dps, size_t count)
 {
     for (size_t i = 0; i < count; i++)
         cp_dataplane_dispose(&dps[i]);
@@ -643,8 +606,7 @@ cp_dataplanes_free(cp_dataplane_t *dps, size_t count)
 }
 
 /* Heartbeats are not history: NORMAL is durable enough and avoids an fsync per heartbeat. */
-static int
-begin_live_write(cp_store_t *store)
+static int begin_live_write(cp_store_t *store)
 {
     /* from here until FULL is restored, history must not be written (begin_durable checks) */
     store->sync_full = 0;
@@ -658,8 +620,7 @@ begin_live_write(cp_store_t *store)
     return CP_STORE_OK;
 }
 
-static int
-end_live_write(cp_store_t *store, int ok)
+static int end_live_write(cp_store_t *store, int ok)
 {
     int ret = ok ? exec(store, "COMMIT") : CP_STORE_ERROR;
     if (ret != CP_STORE_OK)
@@ -673,8 +634,7 @@ end_live_write(cp_store_t *store, int ok)
     return ret;
 }
 
-static int
-upsert_seen(cp_store_t *store, const char *id, int64_t now_ms)
+static int upsert_seen(cp_store_t *store, const char *id, int64_t now_ms)
 {
     sqlite3_stmt *st = prepare(store, "INSERT INTO dataplanes (id, first_seen_ms, last_seen_ms) VALUES (?, ?, ?) "
                                       "ON CONFLICT (id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms");
@@ -688,8 +648,7 @@ upsert_seen(cp_store_t *store, const char *id, int64_t now_ms)
     return rc == SQLITE_DONE ? CP_STORE_OK : fail(store, "recording a dataplane");
 }
 
-int
-cp_store_dataplane_seen(cp_store_t *store, const char *id, int64_t now_ms, int64_t delivered)
+int cp_store_dataplane_seen(cp_store_t *store, const char *id, int64_t now_ms, int64_t delivered)
 {
     if (begin_live_write(store) != CP_STORE_OK)
         return CP_STORE_ERROR;
@@ -709,8 +668,7 @@ cp_store_dataplane_seen(cp_store_t *store, const char *id, int64_t now_ms, int64
     return end_live_write(store, ok);
 }
 
-static int
-read_dataplane_row(sqlite3_stmt *st, cp_dataplane_t *dp)
+static int read_dataplane_row(sqlite3_stmt *st, cp_dataplane_t *dp)
 {
     memset(dp, 0, sizeof(*dp));
     dp->id = column_strdup(st, 0);
@@ -740,8 +698,7 @@ read_dataplane_row(sqlite3_stmt *st, cp_dataplane_t *dp)
     "id, labels, first_seen_ms, last_seen_ms, delivered_version, reported_version, applied_version, rejected_version, error, "     \
     "stats, delivered_since_report"
 
-int
-cp_store_get_dataplane(cp_store_t *store, const char *id, cp_dataplane_t *out)
+int cp_store_get_dataplane(cp_store_t *store, const char *id, cp_dataplane_t *out)
 {
     sqlite3_stmt *st = prepare(store, "SELECT " DP_COLUMNS " FROM dataplanes WHERE id = ?");
     if (st == NULL)
@@ -756,8 +713,7 @@ cp_store_get_dataplane(cp_store_t *store, const char *id, cp_dataplane_t *out)
     return ret;
 }
 
-int
-cp_store_list_dataplanes(cp_store_t *store, const char *after, int limit, cp_dataplane_t **out, size_t *count)
+int cp_store_list_dataplanes(cp_store_t *store, const char *after, int limit, cp_dataplane_t **out, size_t *count)
 {
     *out = NULL;
     *count = 0;
@@ -794,8 +750,7 @@ Error:
     return CP_STORE_ERROR;
 }
 
-int
-cp_store_dataplane_admit(cp_store_t *store, const char *id, uint64_t max)
+int cp_store_dataplane_admit(cp_store_t *store, const char *id, uint64_t max)
 {
     sqlite3_stmt *st = prepare(store, "SELECT EXISTS (SELECT 1 FROM dataplanes WHERE id = ?1), count(*) FROM dataplanes");
     if (st == NULL)
@@ -812,9 +767,8 @@ cp_store_dataplane_admit(cp_store_t *store, const char *id, uint64_t max)
     return ret;
 }
 
-int
-cp_store_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms, int64_t version, int applied, const char *error,
-                          json_t *labels, json_t *stats)
+int cp_store_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms, int64_t version, int applied, const char *error,
+                              json_t *labels, json_t *stats)
 {
     if (begin_live_write(store) != CP_STORE_OK)
         return CP_STORE_ERROR;
@@ -883,8 +837,7 @@ cp_store_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms, int
     return CP_STORE_OK;
 }
 
-cp_dp_state_t
-cp_dp_state(const cp_dataplane_t *dp, int64_t active, int64_t now_ms, int64_t heartbeat_ms, int polling)
+cp_dp_state_t cp_dp_state(const cp_dataplane_t *dp, int64_t active, int64_t now_ms, int64_t heartbeat_ms, int polling)
 {
     if (!polling && now_ms - dp->last_seen_ms > heartbeat_ms)
         return CP_DP_DISCONNECTED;

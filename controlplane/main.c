@@ -17,15 +17,13 @@
 
 static volatile sig_atomic_t stop_requested;
 
-static void
-on_signal(int sig)
+static void on_signal(int sig)
 {
     (void)sig;
     stop_requested = 1;
 }
 
-static void
-usage(FILE *fp)
+static void usage(FILE *fp)
 {
     fprintf(fp, "usage: pathway-control -c CONFIG [--seed DOCUMENT] [--listen HOST:PORT] [--database FILE]\n"
                 "                       [--log-level debug|info|warn|error|off]\n"
@@ -38,15 +36,13 @@ usage(FILE *fp)
                 "      --routes          print the routes served and exit\n");
 }
 
-static void
-print_errors(const char *what, const cfg_errors_t *errs)
+static void print_errors(const char *what, const cfg_errors_t *errs)
 {
     for (size_t i = 0; i < errs->size; i++)
         fprintf(stderr, "pathway-control: %s: %s\n", what, errs->entries[i]);
 }
 
-int
-main(int argc, char **argv)
+int main(int argc, char **argv)
 {
     static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
                                              {"seed", required_argument, NULL, 's'},

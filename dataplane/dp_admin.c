@@ -17,8 +17,7 @@ typedef struct st_admin_handler_t {
     dp_server_t *server;
 } admin_handler_t;
 
-uint64_t
-dp_process_rss(void)
+uint64_t dp_process_rss(void)
 {
     FILE *fp = fopen("/proc/self/statm", "r");
     unsigned long size = 0, rss = 0;
@@ -30,8 +29,7 @@ dp_process_rss(void)
     return (uint64_t)rss * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
-h2o_iovec_t
-dp_request_id(dp_worker_t *w, h2o_req_t *req)
+h2o_iovec_t dp_request_id(dp_worker_t *w, h2o_req_t *req)
 {
     ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-request-id"), -1);
     if (i != -1) {
@@ -59,8 +57,7 @@ typedef struct st_text_t {
 } text_t;
 
 static void tprintf(text_t *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void
-tprintf(text_t *t, const char *fmt, ...)
+static void tprintf(text_t *t, const char *fmt, ...)
 {
     for (;;) {
         va_list ap;
@@ -82,8 +79,7 @@ tprintf(text_t *t, const char *fmt, ...)
     }
 }
 
-static void
-respond(h2o_req_t *req, int status, const char *ctype, const char *body, size_t len)
+static void respond(h2o_req_t *req, int status, const char *ctype, const char *body, size_t len)
 {
     req->res.status = status;
     req->res.reason = status == 200   ? "OK"
@@ -97,8 +93,7 @@ respond(h2o_req_t *req, int status, const char *ctype, const char *body, size_t 
     h2o_send_inline(req, body, len);
 }
 
-static void
-respond_json(h2o_req_t *req, int status, json_t *doc)
+static void respond_json(h2o_req_t *req, int status, json_t *doc)
 {
     char *s = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(doc);
@@ -120,8 +115,7 @@ typedef struct st_totals_t {
     uint64_t buf_hits, buf_misses, buf_retained, buf_outstanding;
 } totals_t;
 
-static void
-sum_workers(dp_server_t *s, totals_t *t)
+static void sum_workers(dp_server_t *s, totals_t *t)
 {
     memset(t, 0, sizeof(*t));
     for (size_t i = 0; i != s->nworkers; ++i) {
@@ -140,8 +134,7 @@ sum_workers(dp_server_t *s, totals_t *t)
 
 /* p50 and p99 of request durations since start, as the upper bound (ms) of the histogram bucket
  * each falls in (a duration beyond the last bound reports that bound). Returns 0 with no requests. */
-static int
-latency_quantiles(dp_server_t *s, dp_gen_t *g, uint64_t *p50, uint64_t *p99)
+static int latency_quantiles(dp_server_t *s, dp_gen_t *g, uint64_t *p50, uint64_t *p99)
 {
     uint64_t buckets[DP_HIST_BUCKETS] = {0}, total = 0;
     for (size_t i = 0; i != g->nservices; ++i)
@@ -169,8 +162,7 @@ latency_quantiles(dp_server_t *s, dp_gen_t *g, uint64_t *p50, uint64_t *p99)
     return 1;
 }
 
-static json_t *
-stats_json(dp_server_t *s, dp_gen_t *g)
+static json_t *stats_json(dp_server_t *s, dp_gen_t *g)
 {
     totals_t t;
     sum_workers(s, &t);
@@ -244,8 +236,7 @@ stats_json(dp_server_t *s, dp_gen_t *g)
     return doc;
 }
 
-static void
-metrics_text(dp_server_t *s, text_t *o)
+static void metrics_text(dp_server_t *s, text_t *o)
 {
     dp_gen_t *g = atomic_load(&s->current);
     totals_t t;
@@ -383,14 +374,12 @@ metrics_text(dp_server_t *s, text_t *o)
 
 /* --- handler -------------------------------------------------------------------------------- */
 
-static int
-is_method(h2o_req_t *req, const char *m)
+static int is_method(h2o_req_t *req, const char *m)
 {
     return h2o_memis(req->method.base, req->method.len, m, strlen(m));
 }
 
-static int
-path_is(h2o_req_t *req, const char *p)
+static int path_is(h2o_req_t *req, const char *p)
 {
     size_t len = req->path_normalized.len;
     const char *q = memchr(req->path_normalized.base, '?', len);
@@ -399,8 +388,7 @@ path_is(h2o_req_t *req, const char *p)
     return h2o_memis(req->path_normalized.base, len, p, strlen(p));
 }
 
-static int
-query_param(h2o_req_t *req, const char *name, char *out, size_t outlen)
+static int query_param(h2o_req_t *req, const char *name, char *out, size_t outlen)
 {
     if (req->query_at == SIZE_MAX)
         return -1;
@@ -422,8 +410,7 @@ query_param(h2o_req_t *req, const char *name, char *out, size_t outlen)
     return -1;
 }
 
-static json_t *
-lines_json(const char *s)
+static json_t *lines_json(const char *s)
 {
     json_t *a = json_array();
     while (s != NULL && *s != '\0') {
@@ -435,8 +422,7 @@ lines_json(const char *s)
     return a;
 }
 
-static int
-on_admin_req(h2o_handler_t *self, h2o_req_t *req)
+static int on_admin_req(h2o_handler_t *self, h2o_req_t *req)
 {
     dp_server_t *s = ((admin_handler_t *)self)->server;
     int get = is_method(req, "GET") || is_method(req, "HEAD"), post = is_method(req, "POST");
@@ -512,8 +498,7 @@ MethodNotAllowed:
     return 0;
 }
 
-json_t *
-dp_server_stats(dp_server_t *s)
+json_t *dp_server_stats(dp_server_t *s)
 {
     /* another thread: the lock keeps an apply from freeing the generation (or the last error)
      * while they are read */
@@ -523,8 +508,7 @@ dp_server_stats(dp_server_t *s)
     return doc;
 }
 
-int
-dp_admin_init(dp_server_t *s, h2o_globalconf_t *conf)
+int dp_admin_init(dp_server_t *s, h2o_globalconf_t *conf)
 {
     h2o_config_init(conf);
     conf->server_name = h2o_iovec_init(H2O_STRLIT("pathway"));

@@ -5,8 +5,7 @@
 #define OWNER_ADD(c, n) atomic_store_explicit(&(c), atomic_load_explicit(&(c), memory_order_relaxed) + (n), memory_order_relaxed)
 #define OWNER_SUB(c, n) atomic_store_explicit(&(c), atomic_load_explicit(&(c), memory_order_relaxed) - (n), memory_order_relaxed)
 
-void
-dp_bufpool_init(dp_bufpool_t *pool)
+void dp_bufpool_init(dp_bufpool_t *pool)
 {
     pool->_free = NULL;
     atomic_init(&pool->hits, 0);
@@ -15,14 +14,12 @@ dp_bufpool_init(dp_bufpool_t *pool)
     atomic_init(&pool->outstanding, 0);
 }
 
-void
-dp_bufpool_dispose(dp_bufpool_t *pool)
+void dp_bufpool_dispose(dp_bufpool_t *pool)
 {
     dp_bufpool_trim(pool, 0);
 }
 
-dp_buf_t *
-dp_bufpool_get(dp_bufpool_t *pool, size_t size)
+dp_buf_t *dp_bufpool_get(dp_bufpool_t *pool, size_t size)
 {
     while (pool->_free != NULL) {
         dp_buf_t *buf = pool->_free;
@@ -48,8 +45,7 @@ dp_bufpool_get(dp_bufpool_t *pool, size_t size)
     return buf;
 }
 
-void
-dp_bufpool_put(dp_bufpool_t *pool, dp_buf_t *buf, size_t max_retained)
+void dp_bufpool_put(dp_bufpool_t *pool, dp_buf_t *buf, size_t max_retained)
 {
     OWNER_SUB(pool->outstanding, 1);
     if (atomic_load_explicit(&pool->retained, memory_order_relaxed) + buf->capacity > max_retained) {
@@ -61,8 +57,7 @@ dp_bufpool_put(dp_bufpool_t *pool, dp_buf_t *buf, size_t max_retained)
     OWNER_ADD(pool->retained, buf->capacity);
 }
 
-void
-dp_bufpool_trim(dp_bufpool_t *pool, size_t max_retained)
+void dp_bufpool_trim(dp_bufpool_t *pool, size_t max_retained)
 {
     while (pool->_free != NULL && atomic_load_explicit(&pool->retained, memory_order_relaxed) > max_retained) {
         dp_buf_t *buf = pool->_free;

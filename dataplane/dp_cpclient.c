@@ -37,16 +37,16 @@ struct st_dp_cpclient_t {
     uint64_t heartbeat_ms;      /* heartbeat period */
 
     pthread_t poll_thread, beat_thread;
-    int started;            /* threads were started */
-    atomic_int stop;        /* set once by destroy */
-    pthread_mutex_t mutex;  /* guards everything below and pairs with `wake` */
-    pthread_cond_t wake;    /* signalled at stop, so sleeps end at once */
-    report_t report;        /* latest report */
-    int64_t applied;        /* version of the running generation (0 = from the file) */
-    int64_t rejected;       /* last version rejected, 0 if none since the last ACK */
-    int connected;          /* the last call reached the control plane */
-    uint64_t polls;         /* long polls answered */
-    uint64_t failures;      /* calls that failed (network, 5xx, auth) */
+    int started;           /* threads were started */
+    atomic_int stop;       /* set once by destroy */
+    pthread_mutex_t mutex; /* guards everything below and pairs with `wake` */
+    pthread_cond_t wake;   /* signalled at stop, so sleeps end at once */
+    report_t report;       /* latest report */
+    int64_t applied;       /* version of the running generation (0 = from the file) */
+    int64_t rejected;      /* last version rejected, 0 if none since the last ACK */
+    int connected;         /* the last call reached the control plane */
+    uint64_t polls;        /* long polls answered */
+    uint64_t failures;     /* calls that failed (network, 5xx, auth) */
 };
 
 static char *xstrdup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -401,7 +401,8 @@ static void *poll_main(void *arg)
             json_t *root = json_loadb(body.data != NULL ? body.data : "", body.len, JSON_REJECT_DUPLICATES, &jerr);
             json_t *v = json_object_get(root, "version"), *doc = json_object_get(root, "document");
             if (!json_is_integer(v) || !json_is_object(doc)) {
-                PW_ERROR("control plane sent a config the dataplane cannot read (%s); ignoring it", root == NULL ? jerr.text : "no version or document");
+                PW_ERROR("control plane sent a config the dataplane cannot read (%s); ignoring it",
+                         root == NULL ? jerr.text : "no version or document");
                 json_decref(root);
                 free(body.data);
                 nap(c, backoff_ms(++failures, &seed));

@@ -12,15 +12,13 @@
 
 const uint64_t dp_hist_bounds_ms[DP_HIST_BUCKETS - 1] = {1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000};
 
-static int
-cmp_service(const void *a, const void *b)
+static int cmp_service(const void *a, const void *b)
 {
     const dp_service_t *x = a, *y = b;
     return strcmp(x->id, y->id);
 }
 
-dp_service_t *
-dp_gen_find_service(dp_gen_t *g, const char *id, size_t len)
+dp_service_t *dp_gen_find_service(dp_gen_t *g, const char *id, size_t len)
 {
     size_t lo = 0, hi = g->nservices;
     while (lo < hi) {
@@ -39,8 +37,7 @@ dp_gen_find_service(dp_gen_t *g, const char *id, size_t len)
     return NULL;
 }
 
-void
-dp_registry_init(dp_server_t *s)
+void dp_registry_init(dp_server_t *s)
 {
     pthread_mutex_init(&s->registry_mutex, NULL);
     h2o_linklist_init_anchor(&s->hosts);
@@ -49,8 +46,7 @@ dp_registry_init(dp_server_t *s)
 
 /* The shared state of service `id`: the registered one (a new reference) or a new one. NULL when
  * out of memory. Main thread. */
-static dp_svcshared_t *
-svcshared_get(dp_server_t *s, const char *id)
+static dp_svcshared_t *svcshared_get(dp_server_t *s, const char *id)
 {
     pthread_mutex_lock(&s->registry_mutex);
     for (h2o_linklist_t *l = s->svcshared.next; l != &s->svcshared; l = l->next) {
@@ -76,8 +72,7 @@ svcshared_get(dp_server_t *s, const char *id)
     return sh;
 }
 
-void
-dp_svcshared_release(dp_svcshared_t *sh)
+void dp_svcshared_release(dp_svcshared_t *sh)
 {
     dp_server_t *s = sh->server;
     /* the last release and a lookup that would revive it are ordered by the registry's lock */
@@ -95,8 +90,7 @@ dp_svcshared_release(dp_svcshared_t *sh)
 
 /* The upstream of endpoint `e`: the registered one (a new reference) or a new one with the
  * bounds of `pool`. NULL when out of memory. Main thread. */
-static dp_host_t *
-host_get(dp_server_t *s, const cfg_endpoint_t *e, const cfg_pool_t *pool)
+static dp_host_t *host_get(dp_server_t *s, const cfg_endpoint_t *e, const cfg_pool_t *pool)
 {
     const cfg_upstream_tls_t *t = &e->tls;
     char *key = NULL;
@@ -130,8 +124,7 @@ host_get(dp_server_t *s, const cfg_endpoint_t *e, const cfg_pool_t *pool)
     return h;
 }
 
-static void
-host_release(dp_host_t *h)
+static void host_release(dp_host_t *h)
 {
     dp_server_t *s = h->server;
     pthread_mutex_lock(&s->registry_mutex);
@@ -145,8 +138,7 @@ host_release(dp_host_t *h)
     free(h);
 }
 
-void
-dp_gen_apply_host_limits(dp_gen_t *g)
+void dp_gen_apply_host_limits(dp_gen_t *g)
 {
     for (size_t i = 0; i != g->nendpoints; ++i) {
         dp_host_t *h = g->endpoints[i]->upstream;
@@ -165,8 +157,7 @@ dp_gen_apply_host_limits(dp_gen_t *g)
     }
 }
 
-void
-dp_endpoint_release(dp_endpoint_t *ep)
+void dp_endpoint_release(dp_endpoint_t *ep)
 {
     if (atomic_fetch_sub(&ep->refcnt, 1) != 1)
         return;
@@ -185,8 +176,7 @@ dp_endpoint_release(dp_endpoint_t *ep)
     free(ep);
 }
 
-static char *
-endpoint_key(const cfg_endpoint_t *e, const cfg_pool_t *p)
+static char *endpoint_key(const cfg_endpoint_t *e, const cfg_pool_t *p)
 {
     char *key = NULL;
     const cfg_upstream_tls_t *t = &e->tls;
@@ -198,8 +188,8 @@ endpoint_key(const cfg_endpoint_t *e, const cfg_pool_t *p)
     return key;
 }
 
-static dp_endpoint_t *
-endpoint_create(dp_server_t *s, const cfg_endpoint_t *e, const cfg_pool_t *pool, char *key, const char *field, cfg_errors_t *errs)
+static dp_endpoint_t *endpoint_create(dp_server_t *s, const cfg_endpoint_t *e, const cfg_pool_t *pool, char *key, const char *field,
+                                      cfg_errors_t *errs)
 {
     dp_endpoint_t *ep = calloc(1, sizeof(*ep));
     if (ep == NULL)
@@ -299,8 +289,7 @@ Error:
     return NULL;
 }
 
-static dp_endpoint_t *
-find_endpoint(dp_endpoint_t **list, size_t n, const char *key)
+static dp_endpoint_t *find_endpoint(dp_endpoint_t **list, size_t n, const char *key)
 {
     for (size_t i = 0; i != n; ++i)
         if (strcmp(list[i]->key, key) == 0)
@@ -308,8 +297,7 @@ find_endpoint(dp_endpoint_t **list, size_t n, const char *key)
     return NULL;
 }
 
-dp_gen_t *
-dp_gen_create(dp_server_t *s, cfg_t *cfg, const dp_gen_t *prev, cfg_errors_t *errs)
+dp_gen_t *dp_gen_create(dp_server_t *s, cfg_t *cfg, const dp_gen_t *prev, cfg_errors_t *errs)
 {
     size_t start_errors = errs->size;
     dp_gen_t *g = calloc(1, sizeof(*g));
@@ -385,14 +373,12 @@ Error:
     return NULL;
 }
 
-void
-dp_gen_retain(dp_gen_t *g)
+void dp_gen_retain(dp_gen_t *g)
 {
     atomic_fetch_add(&g->refcnt, 1);
 }
 
-void
-dp_gen_release(dp_gen_t *g)
+void dp_gen_release(dp_gen_t *g)
 {
     if (atomic_fetch_sub(&g->refcnt, 1) != 1)
         return;

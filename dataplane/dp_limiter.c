@@ -3,8 +3,7 @@
 
 #define WAITER_OF(l) ((dp_limiter_waiter_t *)((char *)(l)-offsetof(dp_limiter_waiter_t, _link)))
 
-void
-dp_limiter_init(dp_limiter_t *lim, uint32_t max, uint32_t max_queue)
+void dp_limiter_init(dp_limiter_t *lim, uint32_t max, uint32_t max_queue)
 {
     pthread_mutex_init(&lim->_mutex, NULL);
     lim->_max = max;
@@ -17,15 +16,13 @@ dp_limiter_init(dp_limiter_t *lim, uint32_t max, uint32_t max_queue)
     atomic_init(&lim->admitted, 0);
 }
 
-void
-dp_limiter_dispose(dp_limiter_t *lim)
+void dp_limiter_dispose(dp_limiter_t *lim)
 {
     pthread_mutex_destroy(&lim->_mutex);
 }
 
 /* Hands permits to waiters while there is room. Caller holds the lock. */
-static void
-grant_locked(dp_limiter_t *lim)
+static void grant_locked(dp_limiter_t *lim)
 {
     while (!h2o_linklist_is_empty(&lim->_queue) && (lim->_max == 0 || lim->_inflight < lim->_max)) {
         dp_limiter_waiter_t *w = WAITER_OF(lim->_queue.next);
@@ -38,8 +35,7 @@ grant_locked(dp_limiter_t *lim)
     }
 }
 
-void
-dp_limiter_set(dp_limiter_t *lim, uint32_t max, uint32_t max_queue)
+void dp_limiter_set(dp_limiter_t *lim, uint32_t max, uint32_t max_queue)
 {
     pthread_mutex_lock(&lim->_mutex);
     lim->_max = max;
@@ -48,8 +44,7 @@ dp_limiter_set(dp_limiter_t *lim, uint32_t max, uint32_t max_queue)
     pthread_mutex_unlock(&lim->_mutex);
 }
 
-dp_limiter_result_t
-dp_limiter_acquire(dp_limiter_t *lim, dp_limiter_waiter_t *w)
+dp_limiter_result_t dp_limiter_acquire(dp_limiter_t *lim, dp_limiter_waiter_t *w)
 {
     dp_limiter_result_t ret;
     pthread_mutex_lock(&lim->_mutex);
@@ -72,8 +67,7 @@ dp_limiter_acquire(dp_limiter_t *lim, dp_limiter_waiter_t *w)
     return ret;
 }
 
-void
-dp_limiter_release(dp_limiter_t *lim)
+void dp_limiter_release(dp_limiter_t *lim)
 {
     pthread_mutex_lock(&lim->_mutex);
     if (lim->_inflight != 0)
@@ -82,8 +76,7 @@ dp_limiter_release(dp_limiter_t *lim)
     pthread_mutex_unlock(&lim->_mutex);
 }
 
-int
-dp_limiter_cancel(dp_limiter_t *lim, dp_limiter_waiter_t *w)
+int dp_limiter_cancel(dp_limiter_t *lim, dp_limiter_waiter_t *w)
 {
     int ret;
     pthread_mutex_lock(&lim->_mutex);
@@ -105,8 +98,7 @@ dp_limiter_cancel(dp_limiter_t *lim, dp_limiter_waiter_t *w)
     return ret;
 }
 
-void
-dp_limiter_stats(dp_limiter_t *lim, uint32_t *max, uint32_t *inflight, uint32_t *queued)
+void dp_limiter_stats(dp_limiter_t *lim, uint32_t *max, uint32_t *inflight, uint32_t *queued)
 {
     pthread_mutex_lock(&lim->_mutex);
     *max = lim->_max;

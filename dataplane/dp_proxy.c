@@ -139,8 +139,7 @@ static void wpool_serve_waiters(dp_worker_t *w, dp_endpoint_t *ep);
 static void wpool_maybe_deactivate(dp_worker_t *w, dp_endpoint_t *ep);
 static void on_upstream_read(h2o_socket_t *sock, const char *err);
 
-static const char *
-reason_of(int status)
+static const char *reason_of(int status)
 {
     switch (status) {
     case 400:
@@ -164,8 +163,7 @@ reason_of(int status)
     }
 }
 
-static void
-count_response(dp_worker_t *w, dp_service_t *svc, int status, uint64_t started_at)
+static void count_response(dp_worker_t *w, dp_service_t *svc, int status, uint64_t started_at)
 {
     int cls = status / 100;
     if (cls < 1 || cls > 5)
@@ -183,8 +181,8 @@ count_response(dp_worker_t *w, dp_service_t *svc, int status, uint64_t started_a
     DP_OWNER_ADD(st->duration_us_sum, ms * 1000);
 }
 
-static void
-access_log(dp_worker_t *w, h2o_req_t *req, dp_service_t *svc, int status, uint64_t bytes, uint64_t started_at, h2o_iovec_t reqid)
+static void access_log(dp_worker_t *w, h2o_req_t *req, dp_service_t *svc, int status, uint64_t bytes, uint64_t started_at,
+                       h2o_iovec_t reqid)
 {
     dp_gen_t *g = w->wgen->gen;
     if (!g->cfg->log.access_log || !pw_log_enabled(PW_LOG_INFO))
@@ -194,9 +192,8 @@ access_log(dp_worker_t *w, h2o_req_t *req, dp_service_t *svc, int status, uint64
 }
 
 /* Sends a gateway-made JSON-RPC error. The request must not have started its response. */
-static void
-send_error(dp_worker_t *w, h2o_req_t *req, dp_service_t *svc, h2o_iovec_t reqid, uint64_t started_at, int status, int code,
-           const char *msg, uint64_t retry_after_s)
+static void send_error(dp_worker_t *w, h2o_req_t *req, dp_service_t *svc, h2o_iovec_t reqid, uint64_t started_at, int status,
+                       int code, const char *msg, uint64_t retry_after_s)
 {
     size_t len = 0;
     char *body = dp_rpc_error_body(req->entity.base, req->entity.len, code, msg, &len);
@@ -220,8 +217,7 @@ send_error(dp_worker_t *w, h2o_req_t *req, dp_service_t *svc, h2o_iovec_t reqid,
 /* --- limiter stage -------------------------------------------------------------------------- */
 
 /* Runs under the limiter's lock on the releasing thread: hand the relay to its own worker. */
-static void
-on_limiter_grant(dp_limiter_waiter_t *lw)
+static void on_limiter_grant(dp_limiter_waiter_t *lw)
 {
     dp_relay_t *r = H2O_STRUCT_FROM_MEMBER(dp_relay_t, lw, lw);
     dp_worker_t *w = r->w;
@@ -231,15 +227,13 @@ on_limiter_grant(dp_limiter_waiter_t *lw)
     dp_worker_kick(w);
 }
 
-static dp_limiter_t *
-stage_limiter(dp_relay_t *r, int stage)
+static dp_limiter_t *stage_limiter(dp_relay_t *r, int stage)
 {
     return stage == 1 ? &r->svc->shared->limiter : &r->w->server->limiter;
 }
 
 /* The wait was granted (seen on our own thread): we hold the permit of the stage. */
-static void
-relay_on_granted(dp_relay_t *r)
+static void relay_on_granted(dp_relay_t *r)
 {
     if (r->lim_stage == 1)
         r->have_svc_permit = 1;
@@ -252,15 +246,13 @@ relay_on_granted(dp_relay_t *r)
 }
 
 /* Leaves a limiter queue. Returns 1 when the permit had been granted meanwhile (now held). */
-static void
-relay_unwatch(dp_relay_t *r)
+static void relay_unwatch(dp_relay_t *r)
 {
     if (h2o_linklist_is_linked(&r->queued_link))
         h2o_linklist_unlink(&r->queued_link);
 }
 
-static int
-relay_leave_queue(dp_relay_t *r)
+static int relay_leave_queue(dp_relay_t *r)
 {
     relay_unwatch(r);
     if (r->lim_stage == 0)
@@ -295,8 +287,7 @@ relay_leave_queue(dp_relay_t *r)
 #define DP_PEEK_INTERVAL_MS 20
 #define DP_WATCH_INTERVAL_MS 100
 
-static void
-peek_clients(dp_worker_t *w, h2o_linklist_t *list, h2o_timeout_entry_t *timer, uint64_t interval_ms)
+static void peek_clients(dp_worker_t *w, h2o_linklist_t *list, h2o_timeout_entry_t *timer, uint64_t interval_ms)
 {
     h2o_linklist_t gone;
     h2o_linklist_init_anchor(&gone);
@@ -321,23 +312,20 @@ peek_clients(dp_worker_t *w, h2o_linklist_t *list, h2o_timeout_entry_t *timer, u
         h2o_timeout_link(w->loop, dp_worker_timeout(w, interval_ms), timer);
 }
 
-static void
-on_peek_timer(h2o_timeout_entry_t *entry)
+static void on_peek_timer(h2o_timeout_entry_t *entry)
 {
     dp_worker_t *w = H2O_STRUCT_FROM_MEMBER(dp_worker_t, peek_timer, entry);
     peek_clients(w, &w->queued, &w->peek_timer, DP_PEEK_INTERVAL_MS);
 }
 
-static void
-on_watch_timer(h2o_timeout_entry_t *entry)
+static void on_watch_timer(h2o_timeout_entry_t *entry)
 {
     dp_worker_t *w = H2O_STRUCT_FROM_MEMBER(dp_worker_t, watch_timer, entry);
     peek_clients(w, &w->watched, &w->watch_timer, DP_WATCH_INTERVAL_MS);
 }
 
 /* Watches an admitted HTTP/1 relay's client until its response starts. */
-static void
-relay_watch(dp_relay_t *r)
+static void relay_watch(dp_relay_t *r)
 {
     dp_worker_t *w = r->w;
     if (r->client_fd == -1 || h2o_linklist_is_linked(&r->queued_link))
@@ -349,8 +337,7 @@ relay_watch(dp_relay_t *r)
 
 /* The client socket of an HTTP/1 request. h2o 2.2 exposes none; its st_h2o_http1_conn_t begins
  * with {h2o_conn_t super; h2o_socket_t *sock;}, which is what this reads. */
-static int
-http1_client_fd(h2o_req_t *req)
+static int http1_client_fd(h2o_req_t *req)
 {
     if (req->version >= 0x200)
         return -1;
@@ -358,16 +345,14 @@ http1_client_fd(h2o_req_t *req)
     return sock != NULL ? h2o_socket_get_fd(sock) : -1;
 }
 
-static uint64_t
-retry_after_s(dp_relay_t *r)
+static uint64_t retry_after_s(dp_relay_t *r)
 {
     uint64_t ms = r->wg->gen->cfg->limiter.queue_timeout_ms;
     uint64_t s = (ms + 999) / 1000;
     return s ? s : 1;
 }
 
-static void
-relay_admit(dp_relay_t *r)
+static void relay_admit(dp_relay_t *r)
 {
     for (int stage = 1; stage <= 2; ++stage) {
         if (stage == 1 && (r->have_svc_permit || r->svc->cfg->limiter.max_concurrent == 0))
@@ -404,8 +389,7 @@ relay_admit(dp_relay_t *r)
 
 /* --- endpoint choice ------------------------------------------------------------------------ */
 
-static dp_endpoint_t *
-pick_endpoint(dp_service_t *svc)
+static dp_endpoint_t *pick_endpoint(dp_service_t *svc)
 {
     size_t n = svc->nendpoints;
     if (n == 1)
@@ -437,8 +421,7 @@ pick_endpoint(dp_service_t *svc)
 
 /* --- worker pools --------------------------------------------------------------------------- */
 
-static void
-wpool_activate(dp_worker_t *w, dp_endpoint_t *ep)
+static void wpool_activate(dp_worker_t *w, dp_endpoint_t *ep)
 {
     dp_wpool_t *wp = &ep->wp[w->index];
     if (wp->active)
@@ -448,8 +431,7 @@ wpool_activate(dp_worker_t *w, dp_endpoint_t *ep)
     h2o_linklist_insert(&w->active_pools, &wp->active_link);
 }
 
-static void
-wpool_maybe_deactivate(dp_worker_t *w, dp_endpoint_t *ep)
+static void wpool_maybe_deactivate(dp_worker_t *w, dp_endpoint_t *ep)
 {
     dp_wpool_t *wp = &ep->wp[w->index];
     if (!wp->active || wp->nconns != 0 || wp->nwaiters != 0)
@@ -461,8 +443,7 @@ wpool_maybe_deactivate(dp_worker_t *w, dp_endpoint_t *ep)
 
 /* Takes a connection slot of the endpoint's upstream (bounded per upstream, over every endpoint
  * object and generation that points at it, by the current generation's max_conns_per_host). */
-static int
-reserve_slot(dp_endpoint_t *ep)
+static int reserve_slot(dp_endpoint_t *ep)
 {
     dp_host_t *h = ep->upstream;
     uint32_t max = atomic_load(&h->max_conns), cur = atomic_load(&h->open);
@@ -474,16 +455,14 @@ reserve_slot(dp_endpoint_t *ep)
     return 0;
 }
 
-static void
-unreserve_slot(dp_endpoint_t *ep)
+static void unreserve_slot(dp_endpoint_t *ep)
 {
     atomic_fetch_sub(&ep->open, 1);
     atomic_fetch_sub(&ep->upstream->open, 1);
 }
 
 /* Counts `n` (+1 or -1) requests waiting for a slot of ep's upstream. */
-static void
-count_waiters(dp_endpoint_t *ep, int n)
+static void count_waiters(dp_endpoint_t *ep, int n)
 {
     if (n > 0) {
         atomic_fetch_add(&ep->waiters, 1);
@@ -494,21 +473,18 @@ count_waiters(dp_endpoint_t *ep, int n)
     }
 }
 
-static void
-uncount_idle(dp_endpoint_t *ep)
+static void uncount_idle(dp_endpoint_t *ep)
 {
     atomic_fetch_sub(&ep->idle, 1);
     atomic_fetch_sub(&ep->upstream->idle, 1);
 }
 
-static int
-ep_retired(dp_endpoint_t *ep)
+static int ep_retired(dp_endpoint_t *ep)
 {
     return atomic_load(&ep->gen_refs) == 0;
 }
 
-static void
-conn_unidle(dp_conn_t *c)
+static void conn_unidle(dp_conn_t *c)
 {
     dp_worker_t *w = c->w;
     h2o_linklist_unlink(&c->idle_link);
@@ -520,8 +496,7 @@ conn_unidle(dp_conn_t *c)
     DP_OWNER_ADD(w->conns_busy, 1);
 }
 
-static void
-conn_close(dp_conn_t *c)
+static void conn_close(dp_conn_t *c)
 {
     dp_worker_t *w = c->w;
     dp_endpoint_t *ep = c->ep;
@@ -540,7 +515,9 @@ conn_close(dp_conn_t *c)
     unreserve_slot(ep);
     DP_SHARED_ADD(ep->closes, 1);
     PW_DEBUG("upstream %s: connection closed (worker %zu, %s)", ep->url, w->index,
-             c->state == CS_IDLE ? "idle" : c->state == CS_BUSY ? "busy" : "connecting");
+             c->state == CS_IDLE   ? "idle"
+             : c->state == CS_BUSY ? "busy"
+                                   : "connecting");
     wp->nconns--;
     free(c);
     /* a slot is free: our own waiters first, then anyone else's (other workers, and endpoints of
@@ -551,22 +528,19 @@ conn_close(dp_conn_t *c)
     wpool_maybe_deactivate(w, ep);
 }
 
-static void
-on_idle_timeout(h2o_timeout_entry_t *entry)
+static void on_idle_timeout(h2o_timeout_entry_t *entry)
 {
     dp_conn_t *c = H2O_STRUCT_FROM_MEMBER(dp_conn_t, timer, entry);
     conn_close(c);
 }
 
-static void
-on_idle_read(h2o_socket_t *sock, const char *err)
+static void on_idle_read(h2o_socket_t *sock, const char *err)
 {
     /* an idle connection has nothing to say: EOF, or bytes we did not ask for */
     conn_close(sock->data);
 }
 
-static void
-relay_attach(dp_relay_t *r, dp_conn_t *c, int reused)
+static void relay_attach(dp_relay_t *r, dp_conn_t *c, int reused)
 {
     c->relay = r;
     r->conn = c;
@@ -575,8 +549,7 @@ relay_attach(dp_relay_t *r, dp_conn_t *c, int reused)
 }
 
 /* Puts a connection back after a complete exchange, hands it to a waiter, or closes it. */
-static void
-conn_release(dp_conn_t *c, int reusable)
+static void conn_release(dp_conn_t *c, int reusable)
 {
     dp_worker_t *w = c->w;
     dp_endpoint_t *ep = c->ep;
@@ -621,8 +594,7 @@ conn_release(dp_conn_t *c, int reusable)
     h2o_socket_read_start(c->sock, on_idle_read);
 }
 
-static void
-conn_fail(dp_conn_t *c, const char *err)
+static void conn_fail(dp_conn_t *c, const char *err)
 {
     dp_endpoint_t *ep = c->ep;
     dp_relay_t *r = c->relay;
@@ -638,14 +610,12 @@ conn_fail(dp_conn_t *c, const char *err)
         relay_fail(r, 502, DP_RPC_UPSTREAM_ERROR, "upstream connect failed");
 }
 
-static void
-on_connect_timeout(h2o_timeout_entry_t *entry)
+static void on_connect_timeout(h2o_timeout_entry_t *entry)
 {
     conn_fail(H2O_STRUCT_FROM_MEMBER(dp_conn_t, timer, entry), "connect timeout");
 }
 
-static void
-conn_ready(dp_conn_t *c)
+static void conn_ready(dp_conn_t *c)
 {
     if (h2o_timeout_is_linked(&c->timer))
         h2o_timeout_unlink(&c->timer);
@@ -657,8 +627,7 @@ conn_ready(dp_conn_t *c)
         conn_release(c, 1); /* its relay went away while connecting: keep it for the next */
 }
 
-static void
-on_handshake(h2o_socket_t *sock, const char *err)
+static void on_handshake(h2o_socket_t *sock, const char *err)
 {
     dp_conn_t *c = sock->data;
     if (err != NULL && !(c->ep->verify == 0 && (err == h2o_socket_error_ssl_cert_name_mismatch ||
@@ -669,8 +638,7 @@ on_handshake(h2o_socket_t *sock, const char *err)
     conn_ready(c);
 }
 
-static void
-on_connect(h2o_socket_t *sock, const char *err)
+static void on_connect(h2o_socket_t *sock, const char *err)
 {
     dp_conn_t *c = sock->data;
     if (err != NULL) {
@@ -685,8 +653,7 @@ on_connect(h2o_socket_t *sock, const char *err)
 }
 
 /* Opens a connection for `r` in a slot already reserved. */
-static void
-conn_open(dp_worker_t *w, dp_endpoint_t *ep, dp_relay_t *r)
+static void conn_open(dp_worker_t *w, dp_endpoint_t *ep, dp_relay_t *r)
 {
     dp_wpool_t *wp = &ep->wp[w->index];
     dp_conn_t *c = calloc(1, sizeof(*c));
@@ -722,8 +689,7 @@ conn_open(dp_worker_t *w, dp_endpoint_t *ep, dp_relay_t *r)
     h2o_timeout_link(w->loop, dp_worker_timeout(w, ep->pool.connect_timeout_ms), &c->timer);
 }
 
-static void
-wpool_serve_waiters(dp_worker_t *w, dp_endpoint_t *ep)
+static void wpool_serve_waiters(dp_worker_t *w, dp_endpoint_t *ep)
 {
     dp_wpool_t *wp = &ep->wp[w->index];
     while (!h2o_linklist_is_empty(&wp->waiters)) {
@@ -747,8 +713,7 @@ wpool_serve_waiters(dp_worker_t *w, dp_endpoint_t *ep)
     }
 }
 
-static char *
-append(char *p, const char *s, size_t len)
+static char *append(char *p, const char *s, size_t len)
 {
     memcpy(p, s, len);
     return p + len;
@@ -756,8 +721,7 @@ append(char *p, const char *s, size_t len)
 
 /* The upstream request head. No printf here: this runs once per relay, and formatting was the
  * largest cost in the profile. The endpoint's fixed prefix is built once per endpoint. */
-static void
-relay_build_head(dp_relay_t *r)
+static void relay_build_head(dp_relay_t *r)
 {
     h2o_req_t *req = r->req;
     dp_endpoint_t *ep = r->ep;
@@ -786,8 +750,7 @@ relay_build_head(dp_relay_t *r)
 
 static void on_relay_timer(h2o_timeout_entry_t *entry);
 
-static void
-relay_dispatch_conn(dp_relay_t *r)
+static void relay_dispatch_conn(dp_relay_t *r)
 {
     dp_worker_t *w = r->w;
     dp_endpoint_t *ep = pick_endpoint(r->svc);
@@ -825,8 +788,7 @@ relay_dispatch_conn(dp_relay_t *r)
 
 /* --- upstream exchange ---------------------------------------------------------------------- */
 
-static void
-on_upstream_write(h2o_socket_t *sock, const char *err)
+static void on_upstream_write(h2o_socket_t *sock, const char *err)
 {
     dp_conn_t *c = sock->data;
     c->writing = 0;
@@ -834,8 +796,7 @@ on_upstream_write(h2o_socket_t *sock, const char *err)
         on_upstream_read(sock, err);
 }
 
-static void
-relay_send_request(dp_relay_t *r)
+static void relay_send_request(dp_relay_t *r)
 {
     dp_conn_t *c = r->conn;
     r->state = RS_UPSTREAM;
@@ -851,8 +812,7 @@ relay_send_request(dp_relay_t *r)
 
 /* A reused keep-alive connection that the upstream had closed fails before any byte of the
  * response; the request never reached the upstream, so it is sent once more on a fresh one. */
-static int
-relay_retry(dp_relay_t *r)
+static int relay_retry(dp_relay_t *r)
 {
     if (!r->reused || r->retried || r->got_bytes)
         return 0;
@@ -879,8 +839,7 @@ relay_retry(dp_relay_t *r)
 }
 
 /* Header names arrive in any case; h2o's tokens are lowercase. */
-static const h2o_token_t *
-lookup_token_ci(const char *name, size_t len)
+static const h2o_token_t *lookup_token_ci(const char *name, size_t len)
 {
     char lower[64];
     if (len > sizeof(lower))
@@ -890,8 +849,7 @@ lookup_token_ci(const char *name, size_t len)
     return h2o_lookup_token(lower, len);
 }
 
-static void
-copy_response_headers(dp_relay_t *r, struct phr_header *hdrs, const h2o_token_t **toks, size_t n)
+static void copy_response_headers(dp_relay_t *r, struct phr_header *hdrs, const h2o_token_t **toks, size_t n)
 {
     h2o_req_t *req = r->req;
     for (size_t i = 0; i != n; ++i) {
@@ -919,8 +877,7 @@ copy_response_headers(dp_relay_t *r, struct phr_header *hdrs, const h2o_token_t 
 
 /* Parses the response head in sock->input. Returns 1 when done, 0 when more bytes are needed,
  * -1 after failing the relay. */
-static int
-relay_parse_head(dp_relay_t *r)
+static int relay_parse_head(dp_relay_t *r)
 {
     h2o_buffer_t *in = r->conn->sock->input;
     for (;;) {
@@ -1009,8 +966,7 @@ relay_parse_head(dp_relay_t *r)
 }
 
 /* Moves body bytes from the upstream socket into the relay buffer, as far as it has room. */
-static void
-relay_drain_input(dp_relay_t *r)
+static void relay_drain_input(dp_relay_t *r)
 {
     dp_conn_t *c = r->conn;
     if (c == NULL || r->upstream_done)
@@ -1111,8 +1067,7 @@ relay_drain_input(dp_relay_t *r)
     }
 }
 
-static void
-on_upstream_read(h2o_socket_t *sock, const char *err)
+static void on_upstream_read(h2o_socket_t *sock, const char *err)
 {
     dp_conn_t *c = sock->data;
     dp_relay_t *r = c->relay;
@@ -1150,8 +1105,7 @@ Pump:
 
 /* --- client side ---------------------------------------------------------------------------- */
 
-static void
-relay_start_response(dp_relay_t *r)
+static void relay_start_response(dp_relay_t *r)
 {
     h2o_req_t *req = r->req;
     req->res.status = r->status;
@@ -1165,8 +1119,7 @@ relay_start_response(dp_relay_t *r)
 }
 
 /* Hands buffered bytes to h2o when it is not busy with the previous ones. */
-static void
-relay_pump(dp_relay_t *r)
+static void relay_pump(dp_relay_t *r)
 {
     if (r->client_sending || r->finished)
         return;
@@ -1189,8 +1142,7 @@ relay_pump(dp_relay_t *r)
     h2o_send(r->req, &v, n != 0 ? 1 : 0, state);
 }
 
-static void
-on_generator_proceed(h2o_generator_t *gen, h2o_req_t *req)
+static void on_generator_proceed(h2o_generator_t *gen, h2o_req_t *req)
 {
     dp_relay_t *r = H2O_STRUCT_FROM_MEMBER(dp_relay_t, generator, gen);
     r->client_sending = 0;
@@ -1211,15 +1163,13 @@ on_generator_proceed(h2o_generator_t *gen, h2o_req_t *req)
     relay_pump(r);
 }
 
-static void
-on_generator_stop(h2o_generator_t *gen, h2o_req_t *req)
+static void on_generator_stop(h2o_generator_t *gen, h2o_req_t *req)
 {
     /* everything is undone in relay_dispose, which h2o runs right after */
 }
 
 /* Gives back what the upstream side holds: timer, connection, permits, endpoint count. */
-static void
-relay_finish_upstream(dp_relay_t *r)
+static void relay_finish_upstream(dp_relay_t *r)
 {
     if (h2o_timeout_is_linked(&r->timer) && !r->abort_pending) /* that timer ends the stream */
         h2o_timeout_unlink(&r->timer);
@@ -1257,8 +1207,7 @@ relay_finish_upstream(dp_relay_t *r)
     r->state = RS_DONE;
 }
 
-static void
-relay_fail(dp_relay_t *r, int status, int code, const char *msg)
+static void relay_fail(dp_relay_t *r, int status, int code, const char *msg)
 {
     relay_finish_upstream(r);
     if (r->finished)
@@ -1281,8 +1230,7 @@ relay_fail(dp_relay_t *r, int status, int code, const char *msg)
         h2o_timeout_link(r->w->loop, dp_worker_timeout(r->w, 0), &r->timer);
 }
 
-static void
-on_relay_timer(h2o_timeout_entry_t *entry)
+static void on_relay_timer(h2o_timeout_entry_t *entry)
 {
     dp_relay_t *r = H2O_STRUCT_FROM_MEMBER(dp_relay_t, timer, entry);
     if (r->abort_pending) {
@@ -1303,8 +1251,7 @@ on_relay_timer(h2o_timeout_entry_t *entry)
     relay_fail(r, 504, DP_RPC_UPSTREAM_TIMEOUT, "upstream timeout");
 }
 
-static void
-relay_dispose(void *p)
+static void relay_dispose(void *p)
 {
     dp_relay_t *r = p;
     dp_worker_t *w = r->w;
@@ -1322,8 +1269,7 @@ relay_dispose(void *p)
 
 /* --- handler -------------------------------------------------------------------------------- */
 
-int
-dp_proxy_on_req(h2o_handler_t *self, h2o_req_t *req)
+int dp_proxy_on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     dp_worker_t *w = H2O_STRUCT_FROM_MEMBER(dp_worker_t, ctx, req->conn->ctx);
     dp_worker_refresh_gen(w);
@@ -1395,8 +1341,7 @@ dp_proxy_on_req(h2o_handler_t *self, h2o_req_t *req)
 
 /* --- housekeeping --------------------------------------------------------------------------- */
 
-static void
-close_idle_of(dp_worker_t *w, dp_endpoint_t *ep, size_t keep)
+static void close_idle_of(dp_worker_t *w, dp_endpoint_t *ep, size_t keep)
 {
     dp_wpool_t *wp = &ep->wp[w->index];
     size_t n = 0;
@@ -1410,8 +1355,7 @@ close_idle_of(dp_worker_t *w, dp_endpoint_t *ep, size_t keep)
     }
 }
 
-void
-dp_proxy_housekeeping(dp_worker_t *w)
+void dp_proxy_housekeeping(dp_worker_t *w)
 {
     dp_worker_refresh_gen(w);
 
@@ -1481,8 +1425,7 @@ dp_proxy_housekeeping(dp_worker_t *w)
     dp_bufpool_trim(&w->bufpool, w->wgen->gen->cfg->buffers.max_retained);
 }
 
-void
-dp_proxy_close_idle(dp_worker_t *w)
+void dp_proxy_close_idle(dp_worker_t *w)
 {
     atomic_store(&w->server->exiting, 1);
     dp_proxy_housekeeping(w);

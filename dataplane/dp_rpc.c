@@ -2,14 +2,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int
-is_id_char(char c)
+static int is_id_char(char c)
 {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
 }
 
-static int
-valid_id(const char *s, size_t len)
+static int valid_id(const char *s, size_t len)
 {
     if (len == 0 || len > DP_SERVICE_ID_MAX)
         return 0;
@@ -19,8 +17,7 @@ valid_id(const char *s, size_t len)
     return 1;
 }
 
-dp_route_result_t
-dp_route(const char *path, size_t pathlen, const char *hdr, size_t hdrlen, const char **svc, size_t *svclen)
+dp_route_result_t dp_route(const char *path, size_t pathlen, const char *hdr, size_t hdrlen, const char **svc, size_t *svclen)
 {
     const char *q = memchr(path, '?', pathlen);
     if (q != NULL)
@@ -58,8 +55,7 @@ dp_route(const char *path, size_t pathlen, const char *hdr, size_t hdrlen, const
     return DP_ROUTE_OK;
 }
 
-json_t *
-dp_rpc_request_id(const char *body, size_t len)
+json_t *dp_rpc_request_id(const char *body, size_t len)
 {
     if (body == NULL || len == 0)
         return NULL;
@@ -76,8 +72,7 @@ dp_rpc_request_id(const char *body, size_t len)
     return id;
 }
 
-char *
-dp_rpc_error_body(const char *body, size_t len, int code, const char *message, size_t *outlen)
+char *dp_rpc_error_body(const char *body, size_t len, int code, const char *message, size_t *outlen)
 {
     json_t *id = dp_rpc_request_id(body, len);
     json_t *doc = json_pack("{s:s, s:o, s:{s:i, s:s}}", "jsonrpc", "2.0", "id", id != NULL ? id : json_null(), "error", "code",

@@ -21,8 +21,7 @@ static dp_server_t *live_server_ = NULL; /* keeps a server that ran reachable un
 /* --- small helpers -------------------------------------------------------------------------- */
 
 static char *errf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *
-errf(const char *fmt, ...)
+static char *errf(const char *fmt, ...)
 {
     char *s = NULL;
     va_list ap;
@@ -34,8 +33,7 @@ errf(const char *fmt, ...)
 }
 
 /* Splits "host:port" / "[v6]:port" and binds a listening socket. Returns the fd, or -1 with *err. */
-static int
-bind_address(const char *address, int reuseport, char **err)
+static int bind_address(const char *address, int reuseport, char **err)
 {
     char host[256];
     const char *colon = strrchr(address, ':');
@@ -83,8 +81,7 @@ bind_address(const char *address, int reuseport, char **err)
     return fd;
 }
 
-static SSL_CTX *
-server_ssl_ctx(const cfg_listen_t *l, size_t index, char **err)
+static SSL_CTX *server_ssl_ctx(const cfg_listen_t *l, size_t index, char **err)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (ctx == NULL) {
@@ -110,8 +107,7 @@ Error:
 
 /* --- workers -------------------------------------------------------------------------------- */
 
-h2o_timeout_t *
-dp_worker_timeout(dp_worker_t *w, uint64_t ms)
+h2o_timeout_t *dp_worker_timeout(dp_worker_t *w, uint64_t ms)
 {
     for (size_t i = 0; i != w->timeouts.size; ++i)
         if (w->timeouts.entries[i]->timeout == ms)
@@ -129,8 +125,7 @@ dp_worker_timeout(dp_worker_t *w, uint64_t ms)
 /* Frees the timeout lists nobody is linked to, when there are more than DP_TIMEOUTS_KEPT. Only
  * between evloop iterations: h2o's loop walks the lists while it runs timers (and socket callbacks
  * run inside that walk), so a list must not vanish from under it. */
-void
-dp_worker_prune_timeouts(dp_worker_t *w)
+void dp_worker_prune_timeouts(dp_worker_t *w)
 {
     if (w->timeouts.size <= DP_TIMEOUTS_KEPT)
         return;
@@ -147,15 +142,13 @@ dp_worker_prune_timeouts(dp_worker_t *w)
     w->timeouts.size = kept;
 }
 
-void
-dp_wgen_release(dp_worker_t *w, dp_wgen_t *wg)
+void dp_wgen_release(dp_worker_t *w, dp_wgen_t *wg)
 {
     dp_gen_release(wg->gen);
     free(wg);
 }
 
-void
-dp_worker_refresh_gen(dp_worker_t *w)
+void dp_worker_refresh_gen(dp_worker_t *w)
 {
     dp_server_t *s = w->server;
     if (w->wgen != NULL && atomic_load_explicit(&s->current, memory_order_acquire) == w->wgen->gen)
@@ -180,15 +173,13 @@ dp_worker_refresh_gen(dp_worker_t *w)
     }
 }
 
-void
-dp_worker_kick(dp_worker_t *w)
+void dp_worker_kick(dp_worker_t *w)
 {
     if (!atomic_load(&w->kick_pending) && atomic_exchange(&w->kick_pending, 1) == 0)
         h2o_multithread_send_message(&w->kick_receiver, &w->kick_msg);
 }
 
-void
-dp_server_kick_all(dp_server_t *s)
+void dp_server_kick_all(dp_server_t *s)
 {
     /* a worker's receiver exists once it is ready; until all are, the kick is dropped (each worker's
      * 1 s sweep does the same housekeeping) */
@@ -198,8 +189,7 @@ dp_server_kick_all(dp_server_t *s)
         dp_worker_kick(s->workers + i);
 }
 
-static void
-close_listeners(dp_worker_t *w)
+static void close_listeners(dp_worker_t *w)
 {
     for (size_t i = 0; i != w->server->nlisteners; ++i) {
         if (w->listen_socks[i] != NULL) {
@@ -210,8 +200,7 @@ close_listeners(dp_worker_t *w)
     }
 }
 
-static void
-worker_housekeeping(dp_worker_t *w)
+static void worker_housekeeping(dp_worker_t *w)
 {
     dp_server_t *s = w->server;
     if (atomic_load(&s->stopping) && w->listen_socks[0] != NULL) {
@@ -223,8 +212,7 @@ worker_housekeeping(dp_worker_t *w)
         w->exiting = 1;
 }
 
-static void
-on_kick(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+static void on_kick(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
     dp_worker_t *w = H2O_STRUCT_FROM_MEMBER(dp_worker_t, kick_receiver, receiver);
     while (!h2o_linklist_is_empty(messages))
@@ -233,16 +221,14 @@ on_kick(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
     worker_housekeeping(w);
 }
 
-static void
-on_sweep(h2o_timeout_entry_t *entry)
+static void on_sweep(h2o_timeout_entry_t *entry)
 {
     dp_worker_t *w = H2O_STRUCT_FROM_MEMBER(dp_worker_t, sweep_timer, entry);
     worker_housekeeping(w);
     h2o_timeout_link(w->loop, dp_worker_timeout(w, 1000), &w->sweep_timer);
 }
 
-static void
-on_accept(h2o_socket_t *listener, const char *err)
+static void on_accept(h2o_socket_t *listener, const char *err)
 {
     if (err != NULL)
         return;
@@ -252,8 +238,7 @@ on_accept(h2o_socket_t *listener, const char *err)
     h2o_accept(listener->data, sock);
 }
 
-static void *
-worker_main(void *arg)
+static void *worker_main(void *arg)
 {
     dp_worker_t *w = arg;
     dp_server_t *s = w->server;
@@ -298,8 +283,7 @@ worker_main(void *arg)
 
 /* Creates the worker's listening sockets: one per listener per worker, all bound with
  * SO_REUSEPORT so the kernel spreads connections. */
-static int
-bind_listeners(dp_server_t *s, const cfg_t *cfg, char **err)
+static int bind_listeners(dp_server_t *s, const cfg_t *cfg, char **err)
 {
     s->nlisteners = cfg->listen.size;
     s->listeners = calloc(s->nlisteners ? s->nlisteners : 1, sizeof(s->listeners[0]));
@@ -346,8 +330,7 @@ bind_listeners(dp_server_t *s, const cfg_t *cfg, char **err)
 /* --- apply ---------------------------------------------------------------------------------- */
 
 /* The last apply error, for /stats; under gen_mutex because dp_server_stats reads it elsewhere. */
-static void
-set_last_error(dp_server_t *s, const char *err)
+static void set_last_error(dp_server_t *s, const char *err)
 {
     char *copy = err != NULL ? strdup(err) : NULL;
     pthread_mutex_lock(&s->gen_mutex);
@@ -363,8 +346,7 @@ set_last_error(dp_server_t *s, const char *err)
  * down, so a body between a lowered limit and the cap gets Pathway's JSON 413 from the handler,
  * which enforces the current generation's limit. Workers read it concurrently: the store is one
  * aligned word. */
-static void
-raise_entity_cap(dp_server_t *s, uint64_t max_request_body)
+static void raise_entity_cap(dp_server_t *s, uint64_t max_request_body)
 {
     uint64_t cap = max_request_body > SIZE_MAX / 2 ? SIZE_MAX : max_request_body * 2;
     if (cap < 65536)
@@ -373,8 +355,7 @@ raise_entity_cap(dp_server_t *s, uint64_t max_request_body)
         __atomic_store_n(&s->globalconf.max_request_entity_size, (size_t)cap, __ATOMIC_RELAXED);
 }
 
-static void
-apply_runtime_settings(dp_server_t *s, dp_gen_t *g)
+static void apply_runtime_settings(dp_server_t *s, dp_gen_t *g)
 {
     const cfg_t *cfg = g->cfg;
     pw_log_set_level((pw_log_level_t)cfg->log.level);
@@ -390,8 +371,7 @@ apply_runtime_settings(dp_server_t *s, dp_gen_t *g)
     raise_entity_cap(s, cfg->limits.max_request_body);
 }
 
-int
-dp_server_apply(dp_server_t *s, cfg_t *cfg, char **err, json_t **restart_changes)
+int dp_server_apply(dp_server_t *s, cfg_t *cfg, char **err, json_t **restart_changes)
 {
     cfg_errors_t errs;
     cfg_errors_init(&errs);
@@ -433,8 +413,7 @@ dp_server_apply(dp_server_t *s, cfg_t *cfg, char **err, json_t **restart_changes
     return 0;
 }
 
-int
-dp_server_reload(dp_server_t *s, char **err, json_t **restart_changes)
+int dp_server_reload(dp_server_t *s, char **err, json_t **restart_changes)
 {
     if (restart_changes != NULL)
         *restart_changes = NULL;
@@ -464,8 +443,7 @@ dp_server_reload(dp_server_t *s, char **err, json_t **restart_changes)
 
 /* --- create / run / destroy ----------------------------------------------------------------- */
 
-dp_server_t *
-dp_server_create(cfg_t *cfg, const dp_server_options_t *opts, char **err)
+dp_server_t *dp_server_create(cfg_t *cfg, const dp_server_options_t *opts, char **err)
 {
     *err = NULL;
     dp_server_t *s = calloc(1, sizeof(*s));
@@ -556,8 +534,7 @@ typedef struct st_apply_msg_t {
     pthread_cond_t cond;
 } apply_msg_t;
 
-static void
-on_apply_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+static void on_apply_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
     dp_server_t *s = H2O_STRUCT_FROM_MEMBER(dp_server_t, apply_receiver, receiver);
     while (!h2o_linklist_is_empty(messages)) {
@@ -572,8 +549,7 @@ on_apply_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages
     }
 }
 
-int
-dp_server_apply_from_thread(dp_server_t *s, cfg_t *cfg, char **err)
+int dp_server_apply_from_thread(dp_server_t *s, cfg_t *cfg, char **err)
 {
     *err = NULL;
     apply_msg_t m = {.cfg = cfg, .rc = -1};
@@ -601,24 +577,21 @@ dp_server_apply_from_thread(dp_server_t *s, cfg_t *cfg, char **err)
     return m.rc;
 }
 
-static void
-on_signal(int signo)
+static void on_signal(int signo)
 {
     unsigned char b = (unsigned char)signo;
     ssize_t r = write(signal_pipe_wr_, &b, 1);
     (void)r;
 }
 
-void
-dp_server_request_stop(dp_server_t *s)
+void dp_server_request_stop(dp_server_t *s)
 {
     unsigned char b = SIGTERM;
     ssize_t r = write(s->signal_pipe[1], &b, 1);
     (void)r;
 }
 
-static uint64_t
-inflight(dp_server_t *s)
+static uint64_t inflight(dp_server_t *s)
 {
     uint64_t n = 0;
     for (size_t i = 0; i != s->nworkers; ++i)
@@ -626,8 +599,7 @@ inflight(dp_server_t *s)
     return n;
 }
 
-static void
-on_signal_pipe(h2o_socket_t *sock, const char *err)
+static void on_signal_pipe(h2o_socket_t *sock, const char *err)
 {
     dp_server_t *s = sock->data;
     if (err != NULL)
@@ -653,8 +625,7 @@ on_signal_pipe(h2o_socket_t *sock, const char *err)
     h2o_buffer_consume(&sock->input, sock->input->size);
 }
 
-int
-dp_server_run(dp_server_t *s)
+int dp_server_run(dp_server_t *s)
 {
     if (pipe2(s->signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
         PW_ERROR("pipe: %s", strerror(errno));
@@ -742,8 +713,7 @@ dp_server_run(dp_server_t *s)
     return 0;
 }
 
-void
-dp_server_destroy(dp_server_t *s)
+void dp_server_destroy(dp_server_t *s)
 {
     if (s == NULL)
         return;

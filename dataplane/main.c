@@ -12,22 +12,20 @@
 
 /* A managed dataplane's glue between its server and its control-plane client. */
 typedef struct st_managed_t {
-    dp_server_t *server;    /* set before the server runs */
-    dp_cpclient_t *client;  /* created once the server runs; touched only on the server's thread */
-    cfg_t *local;           /* the dataplane's own file, whose node-local part every push keeps */
-    int64_t start_version;  /* control plane version the first generation came from (0 = the file) */
+    dp_server_t *server;   /* set before the server runs */
+    dp_cpclient_t *client; /* created once the server runs; touched only on the server's thread */
+    cfg_t *local;          /* the dataplane's own file, whose node-local part every push keeps */
+    int64_t start_version; /* control plane version the first generation came from (0 = the file) */
 } managed_t;
 
-static int
-managed_apply(void *ctx, cfg_t *cfg, char **err)
+static int managed_apply(void *ctx, cfg_t *cfg, char **err)
 {
     managed_t *m = ctx;
     return dp_server_apply_from_thread(m->server, cfg, err);
 }
 
 /* What a heartbeat carries: a few live figures out of /stats. */
-static json_t *
-managed_heartbeat_stats(void *ctx)
+static json_t *managed_heartbeat_stats(void *ctx)
 {
     managed_t *m = ctx;
     json_t *all = dp_server_stats(m->server);
@@ -42,8 +40,7 @@ managed_heartbeat_stats(void *ctx)
     return out;
 }
 
-static void
-managed_on_running(dp_server_t *server, void *ctx)
+static void managed_on_running(dp_server_t *server, void *ctx)
 {
     managed_t *m = ctx;
     dp_cpclient_callbacks_t cb = {managed_apply, managed_heartbeat_stats, m};
@@ -59,8 +56,7 @@ managed_on_running(dp_server_t *server, void *ctx)
     PW_INFO("managed by %s as %s", m->local->control_plane.url, m->local->control_plane.id);
 }
 
-static json_t *
-managed_stats(void *ctx)
+static json_t *managed_stats(void *ctx)
 {
     managed_t *m = ctx;
     return m->client != NULL ? dp_cpclient_status(m->client) : NULL;
@@ -68,8 +64,7 @@ managed_stats(void *ctx)
 
 /* The document a managed dataplane starts from: its file merged with the last version it
  * accepted (state_dir), when there is one that still makes a valid document. Takes `file`. */
-static cfg_t *
-managed_start_cfg(cfg_t *file, const char *path, int64_t *version)
+static cfg_t *managed_start_cfg(cfg_t *file, const char *path, int64_t *version)
 {
     dp_cpstate_t st;
     char *err = NULL;
@@ -105,8 +100,7 @@ managed_start_cfg(cfg_t *file, const char *path, int64_t *version)
     return merged;
 }
 
-static void
-usage(FILE *fp)
+static void usage(FILE *fp)
 {
     fprintf(fp, "usage: pathway -c FILE [--drain-timeout MS]\n"
                 "       pathway --check -c FILE\n"
@@ -116,8 +110,7 @@ usage(FILE *fp)
                 "      --drain-timeout MS  SIGTERM: longest wait for requests in flight (default 10000)\n");
 }
 
-int
-main(int argc, char **argv)
+int main(int argc, char **argv)
 {
     static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
                                              {"check", no_argument, NULL, 'k'},

@@ -137,11 +137,11 @@ typedef struct st_cfg_endpoint_t {
 
 typedef struct st_cfg_service_t {
     uint64_t _set;
-    char *id;                           /* [A-Za-z0-9_.-]{1,64}, unique */
-    CFG_VEC(cfg_endpoint_t) endpoints;  /* at least one */
-    cfg_pool_t pool;                    /* effective: defaults.pool + overrides */
-    cfg_timeouts_t timeouts;            /* effective: defaults.timeouts + overrides */
-    cfg_service_limiter_t limiter;      /* effective: defaults.limiter + overrides */
+    char *id;                          /* [A-Za-z0-9_.-]{1,64}, unique */
+    CFG_VEC(cfg_endpoint_t) endpoints; /* at least one */
+    cfg_pool_t pool;                   /* effective: defaults.pool + overrides */
+    cfg_timeouts_t timeouts;           /* effective: defaults.timeouts + overrides */
+    cfg_service_limiter_t limiter;     /* effective: defaults.limiter + overrides */
 } cfg_service_t;
 
 typedef struct st_cfg_control_plane_t {

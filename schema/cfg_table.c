@@ -224,7 +224,10 @@ static void root_finish(void *obj, const char *path, cfg_scope_t scope, cfg_erro
 
 /* --- the rows ----------------------------------------------------------------------------- */
 
-#define ROW(st, member, ...) {.offset = offsetof(st, member), __VA_ARGS__}
+#define ROW(st, member, ...)                                                                                                       \
+    {                                                                                                                              \
+        .offset = offsetof(st, member), __VA_ARGS__                                                                                \
+    }
 #define N(rows) (sizeof(rows) / sizeof(rows[0]))
 
 static const char *const log_levels_[] = {"debug", "info", "warn", "error", NULL};
@@ -232,7 +235,8 @@ static const char *const log_levels_[] = {"debug", "info", "warn", "error", NULL
 static const cfg_field_t listen_tls_fields_[] = {
     ROW(cfg_listen_tls_t, certificate, .name = "certificate", .type = CFG_T_STRING, .flags = CFG_F_REQUIRED | CFG_F_PATH,
         .doc = "PEM certificate chain file"),
-    ROW(cfg_listen_tls_t, key, .name = "key", .type = CFG_T_STRING, .flags = CFG_F_REQUIRED | CFG_F_PATH, .doc = "PEM private key file"),
+    ROW(cfg_listen_tls_t, key, .name = "key", .type = CFG_T_STRING, .flags = CFG_F_REQUIRED | CFG_F_PATH,
+        .doc = "PEM private key file"),
 };
 static const cfg_struct_t listen_tls_struct_ = {sizeof(cfg_listen_tls_t), listen_tls_fields_, N(listen_tls_fields_)};
 
@@ -258,16 +262,16 @@ static const cfg_field_t log_fields_[] = {
 static const cfg_struct_t log_struct_ = {sizeof(cfg_log_t), log_fields_, N(log_fields_)};
 
 static const cfg_field_t limits_fields_[] = {
-    ROW(cfg_limits_t, max_request_body, .name = "max_request_body", .type = CFG_T_SIZE, .def = "\"1MiB\"", .min = 1,
-        .max = 1 * GiB, .doc = "larger request bodies are answered 413"),
+    ROW(cfg_limits_t, max_request_body, .name = "max_request_body", .type = CFG_T_SIZE, .def = "\"1MiB\"", .min = 1, .max = 1 * GiB,
+        .doc = "larger request bodies are answered 413"),
     ROW(cfg_limits_t, max_response_body, .name = "max_response_body", .type = CFG_T_SIZE, .def = "\"100MiB\"", .min = 1,
         .max = 64 * GiB, .doc = "a larger upstream response is cut off and answered 502"),
 };
 static const cfg_struct_t limits_struct_ = {sizeof(cfg_limits_t), limits_fields_, N(limits_fields_)};
 
 static const cfg_field_t global_pool_fields_[] = {
-    ROW(cfg_global_pool_t, max_idle_total, .name = "max_idle_total", .type = CFG_T_UINT32, .def = "500", .min = 0,
-        .max = 1000000, .doc = "idle upstream connections kept in the whole process"),
+    ROW(cfg_global_pool_t, max_idle_total, .name = "max_idle_total", .type = CFG_T_UINT32, .def = "500", .min = 0, .max = 1000000,
+        .doc = "idle upstream connections kept in the whole process"),
 };
 static const cfg_struct_t global_pool_struct_ = {sizeof(cfg_global_pool_t), global_pool_fields_, N(global_pool_fields_)};
 
@@ -276,26 +280,26 @@ static const cfg_field_t limiter_fields_[] = {
         .doc = "upstream requests in flight in the whole process"),
     ROW(cfg_limiter_t, max_queue, .name = "max_queue", .type = CFG_T_UINT32, .def = "1000", .min = 0, .max = 1000000,
         .doc = "requests that may wait for a slot; beyond: 503 with Retry-After"),
-    ROW(cfg_limiter_t, queue_timeout_ms, .name = "queue_timeout", .type = CFG_T_DURATION, .def = "\"1s\"", .min = 1,
-        .max = 5 * MIN, .doc = "a request that waited this long is answered 503"),
+    ROW(cfg_limiter_t, queue_timeout_ms, .name = "queue_timeout", .type = CFG_T_DURATION, .def = "\"1s\"", .min = 1, .max = 5 * MIN,
+        .doc = "a request that waited this long is answered 503"),
 };
 static const cfg_struct_t limiter_struct_ = {sizeof(cfg_limiter_t), limiter_fields_, N(limiter_fields_)};
 
 static const cfg_field_t buffers_fields_[] = {
     ROW(cfg_buffers_t, size, .name = "size", .type = CFG_T_SIZE, .def = "\"64KiB\"", .min = 1 * KiB, .max = 16 * MiB,
         .doc = "size of one pooled response buffer"),
-    ROW(cfg_buffers_t, max_retained, .name = "max_retained", .type = CFG_T_SIZE, .def = "\"1MiB\"", .min = 1 * KiB,
-        .max = 1 * GiB, .doc = "a buffer that grew beyond this is freed instead of kept"),
+    ROW(cfg_buffers_t, max_retained, .name = "max_retained", .type = CFG_T_SIZE, .def = "\"1MiB\"", .min = 1 * KiB, .max = 1 * GiB,
+        .doc = "a buffer that grew beyond this is freed instead of kept"),
 };
 static const cfg_struct_t buffers_struct_ = {sizeof(cfg_buffers_t), buffers_fields_, N(buffers_fields_)};
 
 static const cfg_field_t pool_fields_[] = {
     ROW(cfg_pool_t, max_idle_per_host, .name = "max_idle_per_host", .type = CFG_T_UINT32, .def = "25", .min = 0, .max = 65535,
         .doc = "idle connections kept per endpoint"),
-    ROW(cfg_pool_t, max_conns_per_host, .name = "max_conns_per_host", .type = CFG_T_UINT32, .def = "50", .min = 1,
-        .max = 65535, .doc = "open connections per endpoint, busy and idle; requests beyond wait for one"),
-    ROW(cfg_pool_t, idle_timeout_ms, .name = "idle_timeout", .type = CFG_T_DURATION, .def = "\"90s\"", .min = 100,
-        .max = 24 * HOUR, .doc = "idle connections are closed after this"),
+    ROW(cfg_pool_t, max_conns_per_host, .name = "max_conns_per_host", .type = CFG_T_UINT32, .def = "50", .min = 1, .max = 65535,
+        .doc = "open connections per endpoint, busy and idle; requests beyond wait for one"),
+    ROW(cfg_pool_t, idle_timeout_ms, .name = "idle_timeout", .type = CFG_T_DURATION, .def = "\"90s\"", .min = 100, .max = 24 * HOUR,
+        .doc = "idle connections are closed after this"),
     ROW(cfg_pool_t, connect_timeout_ms, .name = "connect_timeout", .type = CFG_T_DURATION, .def = "\"5s\"", .min = 1,
         .max = 5 * MIN, .doc = "upstream connect (TCP and TLS); beyond: 502"),
 };
@@ -308,8 +312,8 @@ static const cfg_field_t timeouts_fields_[] = {
 static const cfg_struct_t timeouts_struct_ = {sizeof(cfg_timeouts_t), timeouts_fields_, N(timeouts_fields_)};
 
 static const cfg_field_t service_limiter_fields_[] = {
-    ROW(cfg_service_limiter_t, max_concurrent, .name = "max_concurrent", .type = CFG_T_UINT32, .def = "0", .min = 0,
-        .max = 1000000, .doc = "upstream requests in flight for one service; 0 = only the process-wide limit"),
+    ROW(cfg_service_limiter_t, max_concurrent, .name = "max_concurrent", .type = CFG_T_UINT32, .def = "0", .min = 0, .max = 1000000,
+        .doc = "upstream requests in flight for one service; 0 = only the process-wide limit"),
 };
 static const cfg_struct_t service_limiter_struct_ = {sizeof(cfg_service_limiter_t), service_limiter_fields_,
                                                      N(service_limiter_fields_)};
@@ -339,7 +343,7 @@ static const cfg_field_t endpoint_fields_[] = {
     ROW(cfg_endpoint_t, tls, .name = "tls", .type = CFG_T_STRUCT, .flags = CFG_F_OPTIONAL, .sub = &upstream_tls_struct_,
         .has_offset = offsetof(cfg_endpoint_t, has_tls), .doc = "TLS settings of an https endpoint"),
 };
-static const cfg_struct_t endpoint_struct_ = {sizeof(cfg_endpoint_t), endpoint_fields_,  N(endpoint_fields_),
+static const cfg_struct_t endpoint_struct_ = {sizeof(cfg_endpoint_t), endpoint_fields_, N(endpoint_fields_),
                                               endpoint_finish,        endpoint_dup,     endpoint_dispose};
 
 static const cfg_field_t service_fields_[] = {
@@ -351,8 +355,8 @@ static const cfg_field_t service_fields_[] = {
         .doc = "overrides of defaults.pool"),
     ROW(cfg_service_t, timeouts, .name = "timeouts", .type = CFG_T_STRUCT, .flags = CFG_F_INHERIT, .sub = &timeouts_struct_,
         .doc = "overrides of defaults.timeouts"),
-    ROW(cfg_service_t, limiter, .name = "limiter", .type = CFG_T_STRUCT, .flags = CFG_F_INHERIT,
-        .sub = &service_limiter_struct_, .doc = "overrides of defaults.limiter"),
+    ROW(cfg_service_t, limiter, .name = "limiter", .type = CFG_T_STRUCT, .flags = CFG_F_INHERIT, .sub = &service_limiter_struct_,
+        .doc = "overrides of defaults.limiter"),
 };
 static const cfg_struct_t service_struct_ = {sizeof(cfg_service_t), service_fields_, N(service_fields_), service_finish};
 
@@ -363,15 +367,15 @@ static const cfg_field_t control_plane_fields_[] = {
         .doc = "file holding this dataplane's bearer token"),
     ROW(cfg_control_plane_t, id, .name = "id", .type = CFG_T_STRING, .flags = CFG_F_REQUIRED, .check = check_service_id,
         .doc = "this dataplane's id, as the control plane lists it"),
-    ROW(cfg_control_plane_t, state_dir, .name = "state_dir", .type = CFG_T_STRING, .flags = CFG_F_PATH, .def = "\"/var/lib/pathway\"",
+    ROW(cfg_control_plane_t, state_dir, .name = "state_dir", .type = CFG_T_STRING, .flags = CFG_F_PATH,
+        .def = "\"/var/lib/pathway\"",
         .doc = "the last accepted config is kept here, to start from when the control plane is down"),
     ROW(cfg_control_plane_t, poll_wait_ms, .name = "poll_wait", .type = CFG_T_DURATION, .def = "\"30s\"", .min = 1 * SEC,
         .max = 5 * MIN, .doc = "how long one long poll for a new version waits"),
     ROW(cfg_control_plane_t, heartbeat_interval_ms, .name = "heartbeat_interval", .type = CFG_T_DURATION, .def = "\"5s\"",
         .min = 100, .max = 5 * MIN, .doc = "how often status is reported"),
 };
-static const cfg_struct_t control_plane_struct_ = {sizeof(cfg_control_plane_t), control_plane_fields_,
-                                                   N(control_plane_fields_)};
+static const cfg_struct_t control_plane_struct_ = {sizeof(cfg_control_plane_t), control_plane_fields_, N(control_plane_fields_)};
 
 static const cfg_field_t root_fields_[] = {
     ROW(cfg_t, listen, .name = "listen", .type = CFG_T_LIST, .flags = CFG_F_LOCAL | CFG_F_RESTART,
@@ -381,18 +385,16 @@ static const cfg_field_t root_fields_[] = {
         .doc = "admin listener"),
     ROW(cfg_t, threads, .name = "threads", .type = CFG_T_UINT32, .flags = CFG_F_LOCAL | CFG_F_RESTART, .def = "0", .min = 0,
         .max = 256, .doc = "worker threads; 0 = one per CPU"),
-    ROW(cfg_t, control_plane, .name = "control_plane", .type = CFG_T_STRUCT,
-        .flags = CFG_F_LOCAL | CFG_F_RESTART | CFG_F_OPTIONAL, .sub = &control_plane_struct_,
-        .has_offset = offsetof(cfg_t, has_control_plane), .doc = "absent = standalone; present = managed by a control plane"),
+    ROW(cfg_t, control_plane, .name = "control_plane", .type = CFG_T_STRUCT, .flags = CFG_F_LOCAL | CFG_F_RESTART | CFG_F_OPTIONAL,
+        .sub = &control_plane_struct_, .has_offset = offsetof(cfg_t, has_control_plane),
+        .doc = "absent = standalone; present = managed by a control plane"),
     ROW(cfg_t, log, .name = "log", .type = CFG_T_STRUCT, .sub = &log_struct_, .doc = "logging"),
     ROW(cfg_t, limits, .name = "limits", .type = CFG_T_STRUCT, .sub = &limits_struct_, .doc = "request and response size limits"),
-    ROW(cfg_t, pool, .name = "pool", .type = CFG_T_STRUCT, .sub = &global_pool_struct_,
-        .doc = "process-wide upstream pool limits"),
+    ROW(cfg_t, pool, .name = "pool", .type = CFG_T_STRUCT, .sub = &global_pool_struct_, .doc = "process-wide upstream pool limits"),
     ROW(cfg_t, limiter, .name = "limiter", .type = CFG_T_STRUCT, .sub = &limiter_struct_,
         .doc = "process-wide bound on concurrent upstream requests"),
     ROW(cfg_t, buffers, .name = "buffers", .type = CFG_T_STRUCT, .sub = &buffers_struct_, .doc = "response buffer pool"),
-    ROW(cfg_t, defaults, .name = "defaults", .type = CFG_T_STRUCT, .sub = &cfg_policy_struct,
-        .doc = "what every service inherits"),
+    ROW(cfg_t, defaults, .name = "defaults", .type = CFG_T_STRUCT, .sub = &cfg_policy_struct, .doc = "what every service inherits"),
     ROW(cfg_t, services, .name = "services", .type = CFG_T_LIST, .def = "[]", .min = 0, .max = 4096, .sub = &service_struct_,
         .doc = "the services relayed, each a pool of upstream endpoints"),
 };
@@ -540,8 +542,8 @@ int cfg_struct_dup(const cfg_struct_t *st, void *dst, const void *src)
             }
             for (size_t j = 0; j < sv->size; j++) {
                 dv->size = j + 1;
-                if (cfg_struct_dup(f->sub, (char *)dv->entries + j * f->sub->size,
-                                   (const char *)sv->entries + j * f->sub->size) != 0) {
+                if (cfg_struct_dup(f->sub, (char *)dv->entries + j * f->sub->size, (const char *)sv->entries + j * f->sub->size) !=
+                    0) {
                     ret = -1;
                     break;
                 }
@@ -693,8 +695,8 @@ static void md_struct(md_t *m, const cfg_struct_t *st, const char *prefix, int i
         unsigned flags_here = f->flags | parent_flags;
         const char *flags = flags_here & CFG_F_RESTART ? "restart" : "runtime";
         const char *part = flags_here & CFG_F_LOCAL ? (f->flags & CFG_F_PATH ? "node-local, path" : "node-local")
-                           : f->flags & CFG_F_PATH ? "path"
-                                                   : "";
+                           : f->flags & CFG_F_PATH  ? "path"
+                                                    : "";
         md_add(m, "| `%s` | %s | ", path, type_name(f));
         if (inherited && f->type != CFG_T_STRUCT)
             md_add(m, "from `defaults`");

@@ -14,18 +14,18 @@
 #include <yaml.h>
 
 typedef struct st_anchor_t {
-    char *name;     /* anchor name */
-    json_t *value;  /* the anchored node (a reference held) */
-    size_t nodes;   /* nodes in it, charged again at every alias */
+    char *name;    /* anchor name */
+    json_t *value; /* the anchored node (a reference held) */
+    size_t nodes;  /* nodes in it, charged again at every alias */
 } anchor_t;
 
 typedef struct st_yaml_ctx_t {
     yaml_parser_t parser;
     cfg_errors_t *errs;
-    anchor_t *anchors;   /* finished anchors */
+    anchor_t *anchors; /* finished anchors */
     size_t num_anchors;
-    size_t nodes;        /* nodes produced so far, aliases expanded */
-    int failed;          /* an error was reported; unwind */
+    size_t nodes; /* nodes produced so far, aliases expanded */
+    int failed;   /* an error was reported; unwind */
 } yaml_ctx_t;
 
 static void yaml_fail(yaml_ctx_t *ctx, const yaml_mark_t *mark, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

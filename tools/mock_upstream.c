@@ -65,14 +65,12 @@ typedef struct st_mreq_t {
     int prefix_sent, slow;
 } mreq_t;
 
-static double
-rnd(void)
+static double rnd(void)
 {
     return (double)random() / ((double)RAND_MAX + 1.0);
 }
 
-static h2o_timeout_t *
-timeout_of(uint64_t ms)
+static h2o_timeout_t *timeout_of(uint64_t ms)
 {
     for (size_t i = 0; i != ntimeouts; ++i)
         if (timeouts[i]->timeout == ms)
@@ -85,15 +83,13 @@ timeout_of(uint64_t ms)
     return t;
 }
 
-static h2o_socket_t *
-sock_of(h2o_req_t *req)
+static h2o_socket_t *sock_of(h2o_req_t *req)
 {
     /* HTTP/1 only: h2o 2.2's st_h2o_http1_conn_t starts with {h2o_conn_t super; h2o_socket_t *sock;} */
     return *(h2o_socket_t **)((char *)req->conn + sizeof(h2o_conn_t));
 }
 
-static void
-uncount(mreq_t *m)
+static void uncount(mreq_t *m)
 {
     if (m->counted) {
         m->counted = 0;
@@ -101,8 +97,7 @@ uncount(mreq_t *m)
     }
 }
 
-static void
-on_dispose(void *p)
+static void on_dispose(void *p)
 {
     mreq_t *m = p;
     if (h2o_timeout_is_linked(&m->timer))
@@ -110,8 +105,7 @@ on_dispose(void *p)
     uncount(m);
 }
 
-static json_t *
-result_of(const char *method, json_t *params)
+static json_t *result_of(const char *method, json_t *params)
 {
     if (strcmp(method, "eth_blockNumber") == 0) {
         char b[32];
@@ -151,8 +145,7 @@ result_of(const char *method, json_t *params)
     return NULL;
 }
 
-static json_t *
-answer_one(json_t *call)
+static json_t *answer_one(json_t *call)
 {
     json_t *id = json_is_object(call) ? json_object_get(call, "id") : NULL;
     json_t *resp = json_pack("{s:s, s:O}", "jsonrpc", "2.0", "id", id != NULL ? id : json_null());
@@ -174,8 +167,7 @@ answer_one(json_t *call)
     return resp;
 }
 
-static void
-send_json(h2o_req_t *req, int status, json_t *doc)
+static void send_json(h2o_req_t *req, int status, json_t *doc)
 {
     char *s = json_dumps(doc, JSON_COMPACT);
     json_decref(doc);
@@ -191,8 +183,7 @@ send_json(h2o_req_t *req, int status, json_t *doc)
 
 static char filler[65536];
 
-static void
-stream_more(h2o_generator_t *gen, h2o_req_t *req)
+static void stream_more(h2o_generator_t *gen, h2o_req_t *req)
 {
     mreq_t *m = H2O_STRUCT_FROM_MEMBER(mreq_t, gen, gen);
     h2o_iovec_t v[3];
@@ -217,22 +208,19 @@ stream_more(h2o_generator_t *gen, h2o_req_t *req)
     h2o_send(req, v, n, final ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
 }
 
-static void
-on_slow_timer(h2o_timeout_entry_t *entry)
+static void on_slow_timer(h2o_timeout_entry_t *entry)
 {
     mreq_t *m = H2O_STRUCT_FROM_MEMBER(mreq_t, timer, entry);
     stream_more(&m->gen, m->req);
 }
 
-static void
-slow_proceed(h2o_generator_t *gen, h2o_req_t *req)
+static void slow_proceed(h2o_generator_t *gen, h2o_req_t *req)
 {
     mreq_t *m = H2O_STRUCT_FROM_MEMBER(mreq_t, gen, gen);
     h2o_timeout_link(ctx.loop, timeout_of(50), &m->timer);
 }
 
-static void
-respond(mreq_t *m)
+static void respond(mreq_t *m)
 {
     h2o_req_t *req = m->req;
     m->responded = 1;
@@ -280,14 +268,12 @@ respond(mreq_t *m)
     send_json(req, 200, out);
 }
 
-static void
-on_latency(h2o_timeout_entry_t *entry)
+static void on_latency(h2o_timeout_entry_t *entry)
 {
     respond(H2O_STRUCT_FROM_MEMBER(mreq_t, timer, entry));
 }
 
-static int
-on_req(h2o_handler_t *self, h2o_req_t *req)
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     if (h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/stats"))) {
         send_json(req, 200,
@@ -355,8 +341,7 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
     return 0;
 }
 
-static void
-on_conn_close(void *data)
+static void on_conn_close(void *data)
 {
     mconn_t *mc = data;
     if (mc->counted)
@@ -364,8 +349,7 @@ on_conn_close(void *data)
     free(mc);
 }
 
-static void
-on_accept(h2o_socket_t *listener, const char *err)
+static void on_accept(h2o_socket_t *listener, const char *err)
 {
     if (err != NULL)
         return;
@@ -378,8 +362,7 @@ on_accept(h2o_socket_t *listener, const char *err)
     h2o_accept(&accept_ctx, sock);
 }
 
-static uint64_t
-parse_u64(const char *s, const char *name)
+static uint64_t parse_u64(const char *s, const char *name)
 {
     char *end;
     errno = 0;
@@ -391,8 +374,7 @@ parse_u64(const char *s, const char *name)
     return v;
 }
 
-static double
-parse_rate(const char *s, const char *name)
+static double parse_rate(const char *s, const char *name)
 {
     char *end;
     double v = strtod(s, &end);
@@ -403,8 +385,7 @@ parse_rate(const char *s, const char *name)
     return v;
 }
 
-static void
-usage(FILE *fp)
+static void usage(FILE *fp)
 {
     fprintf(fp, "usage: pathway-mock-upstream [options]\n"
                 "  --host ADDR            listen address (127.0.0.1)\n"
@@ -422,8 +403,7 @@ usage(FILE *fp)
                 "POST /reset-stats: peaks start again from the current values\n");
 }
 
-int
-main(int argc, char **argv)
+int main(int argc, char **argv)
 {
     static const struct option longopts[] = {{"host", required_argument, NULL, 'H'},
                                              {"port", required_argument, NULL, 'p'},

@@ -9,8 +9,7 @@
 #include "cp_body.h"
 #include "cp_server.h"
 
-int
-LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size == 0)
         return 0;

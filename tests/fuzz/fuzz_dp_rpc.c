@@ -6,8 +6,7 @@
 #include <string.h>
 #include "dp_rpc.h"
 
-int
-LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *p = (const char *)data, *end = p + size;
     const char *nl1 = memchr(p, '\n', size);

@@ -313,7 +313,8 @@ static void test_errors_with_paths(void **state)
         {"services: [{id: eth, endpoints: [{url: 'http://x', tls: {verify: false}}]}]",
          "services[0].endpoints[0].tls: only https endpoints"},
         {"services: [{id: eth, endpoints: [{url: 'http://x'}]}]\nlisten: []", "listen: must have at least one entry"},
-        {"services: [{id: eth, endpoints: [{url: 'http://x'}]}]\nlisten: [{address: 'nohost'}]", "listen[0].address: must be host:port"},
+        {"services: [{id: eth, endpoints: [{url: 'http://x'}]}]\nlisten: [{address: 'nohost'}]",
+         "listen[0].address: must be host:port"},
         {"services: [{id: eth, endpoints: [{url: 'http://x'}]}]\nlisten: [{address: '::1:80'}]", "in brackets"},
         {"services: [{id: eth, endpoints: [{url: 'http://x'}]}]\nlisten: [{address: '127.0.0.1:1', tls: {key: k}}]",
          "listen[0].tls.certificate: required"},
@@ -475,7 +476,9 @@ static void test_yaml_scalars(void **state)
     assert_int_equal(json_integer_value(json_object_get(t, "l")), 15);
     assert_true(json_is_string(json_object_get(t, "m")));
     /* YAML output of tricky strings reads back as the same strings */
-    json_t *tricky = j("{\"u\":[\"a\\u2028b\",\"c\\u2029d\",\"e\\u0085f\",\"\\ufeffg\",\"\\ud83d\\ude00\",\"\\u00e9\"],\"s\":[\"true\",\"12\",\"null\",\"a: b\",\"- x\",\"#c\",\"\",\"x\\ny\",\"~\",\"1e3\",\"é\",\"[a]\",\"*x\",\"0x1\"]}");
+    json_t *tricky =
+        j("{\"u\":[\"a\\u2028b\",\"c\\u2029d\",\"e\\u0085f\",\"\\ufeffg\",\"\\ud83d\\ude00\",\"\\u00e9\"],\"s\":[\"true\",\"12\","
+          "\"null\",\"a: b\",\"- x\",\"#c\",\"\",\"x\\ny\",\"~\",\"1e3\",\"é\",\"[a]\",\"*x\",\"0x1\"]}");
     char *y = cfg_json_to_yaml(tricky);
     json_t *back = cfg_tree_parse(y, strlen(y), CFG_FORMAT_YAML, &errs);
     assert_non_null(back);
@@ -587,10 +590,10 @@ static void test_reference_doc(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_table_walk),   cmocka_unit_test(test_defaults),    cmocka_unit_test(test_inheritance),
-        cmocka_unit_test(test_errors_with_paths), cmocka_unit_test(test_all_errors), cmocka_unit_test(test_fleet_scope),
-        cmocka_unit_test(test_yaml_bounds),  cmocka_unit_test(test_yaml_scalars), cmocka_unit_test(test_canonical_and_hash),
-        cmocka_unit_test(test_relative_paths), cmocka_unit_test(test_reference_doc),
+        cmocka_unit_test(test_table_walk),        cmocka_unit_test(test_defaults),      cmocka_unit_test(test_inheritance),
+        cmocka_unit_test(test_errors_with_paths), cmocka_unit_test(test_all_errors),    cmocka_unit_test(test_fleet_scope),
+        cmocka_unit_test(test_yaml_bounds),       cmocka_unit_test(test_yaml_scalars),  cmocka_unit_test(test_canonical_and_hash),
+        cmocka_unit_test(test_relative_paths),    cmocka_unit_test(test_reference_doc),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -63,7 +63,8 @@ static void test_merge_patch_rfc7386(void **state)
 static void test_json_patch_rfc6902(void **state)
 {
     static const char *const cases[][3] = {
-        /* A.1 */ {"{\"foo\":\"bar\"}", "[{\"op\":\"add\",\"path\":\"/baz\",\"value\":\"qux\"}]", "{\"baz\":\"qux\",\"foo\":\"bar\"}"},
+        /* A.1 */ {"{\"foo\":\"bar\"}", "[{\"op\":\"add\",\"path\":\"/baz\",\"value\":\"qux\"}]",
+                   "{\"baz\":\"qux\",\"foo\":\"bar\"}"},
         /* A.2 */
         {"{\"foo\":[\"bar\",\"baz\"]}", "[{\"op\":\"add\",\"path\":\"/foo/1\",\"value\":\"qux\"}]",
          "{\"foo\":[\"bar\",\"qux\",\"baz\"]}"},

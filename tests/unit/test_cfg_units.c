@@ -13,8 +13,8 @@ static void test_durations(void **state)
         const char *in;
         uint64_t ms;
         const char *canonical;
-    } ok[] = {{"250ms", 250, "250ms"}, {"5s", 5000, "5s"}, {"90s", 90000, "90s"}, {"2m", 120000, "2m"},
-              {"1h", 3600000, "1h"},   {"1m30s", 90000, "90s"}, {"0s", 0, "0s"},    {"1500ms", 1500, "1500ms"},
+    } ok[] = {{"250ms", 250, "250ms"}, {"5s", 5000, "5s"},       {"90s", 90000, "90s"}, {"2m", 120000, "2m"},
+              {"1h", 3600000, "1h"},   {"1m30s", 90000, "90s"},  {"0s", 0, "0s"},       {"1500ms", 1500, "1500ms"},
               {"120s", 120000, "2m"},  {"1h30m", 5400000, "90m"}};
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
         uint64_t ms = 1;
@@ -41,9 +41,9 @@ static void test_sizes(void **state)
         const char *in;
         uint64_t bytes;
         const char *canonical;
-    } ok[] = {{"512", 512, "512B"},          {"512B", 512, "512B"},          {"64KiB", 65536, "64KiB"},
-              {"1MiB", 1048576, "1MiB"},     {"1024KiB", 1048576, "1MiB"},   {"1GiB", 1073741824, "1GiB"},
-              {"1536KiB", 1572864, "1536KiB"}, {"0", 0, "0B"}};
+    } ok[] = {
+        {"512", 512, "512B"},         {"512B", 512, "512B"},        {"64KiB", 65536, "64KiB"},       {"1MiB", 1048576, "1MiB"},
+        {"1024KiB", 1048576, "1MiB"}, {"1GiB", 1073741824, "1GiB"}, {"1536KiB", 1572864, "1536KiB"}, {"0", 0, "0B"}};
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
         uint64_t b = 1;
         const char *err = "unset";

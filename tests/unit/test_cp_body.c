@@ -9,8 +9,7 @@
 
 #define S(lit) lit, sizeof(lit) - 1
 
-static void
-test_versions(void **state)
+static void test_versions(void **state)
 {
     int64_t v;
     assert_int_equal(cp_parse_version(S("42"), 0, &v), 0);
@@ -27,8 +26,7 @@ test_versions(void **state)
     assert_int_equal(cp_parse_version(S("1000000000000000"), 1, &v), 0);
 }
 
-static void
-test_names(void **state)
+static void test_names(void **state)
 {
     assert_true(cp_valid_id(S("dp-1.eu_west")));
     assert_false(cp_valid_id(S("")));
@@ -40,8 +38,7 @@ test_names(void **state)
     assert_false(cp_valid_tag_name(S("12")));
 }
 
-static void
-test_if_match(void **state)
+static void test_if_match(void **state)
 {
     assert_true(cp_if_match_holds(S("\"5\""), 5));
     assert_true(cp_if_match_holds(S("5"), 5));
@@ -55,8 +52,7 @@ test_if_match(void **state)
     assert_true(cp_if_match_holds(S("\"0\""), 0));
 }
 
-static void
-test_content_types(void **state)
+static void test_content_types(void **state)
 {
     assert_int_equal(cp_content_type(NULL, 0), CP_CTYPE_NONE);
     assert_int_equal(cp_content_type(S("application/json")), CP_CTYPE_JSON);
@@ -72,8 +68,7 @@ test_content_types(void **state)
     assert_false(cp_accepts_yaml(S("*/*")));
 }
 
-static void
-test_query(void **state)
+static void test_query(void **state)
 {
     static const char *const allowed[] = {"version", "wait", "message", NULL};
     cp_query_t q;
@@ -96,8 +91,7 @@ test_query(void **state)
     cp_query_dispose(&q);
 }
 
-static void
-test_wait_and_message(void **state)
+static void test_wait_and_message(void **state)
 {
     uint64_t ms;
     const char *err;
@@ -120,8 +114,7 @@ test_wait_and_message(void **state)
     assert_int_equal(cp_valid_message(big, sizeof(big), &err), -1);
 }
 
-static void
-test_rollback(void **state)
+static void test_rollback(void **state)
 {
     cp_rollback_req_t r;
     char err[256];
@@ -158,8 +151,7 @@ test_rollback(void **state)
     }
 }
 
-static void
-test_tag(void **state)
+static void test_tag(void **state)
 {
     cp_tag_req_t r;
     char err[256];
@@ -172,8 +164,7 @@ test_tag(void **state)
     assert_non_null(strstr(err, "colour"));
 }
 
-static void
-test_status(void **state)
+static void test_status(void **state)
 {
     cp_status_req_t r;
     char err[256];
@@ -215,8 +206,7 @@ test_status(void **state)
     assert_non_null(strstr(err, "stats"));
 }
 
-int
-main(void)
+int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_versions),      cmocka_unit_test(test_names), cmocka_unit_test(test_if_match),

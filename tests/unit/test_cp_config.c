@@ -12,8 +12,7 @@
 
 static char dir[64];
 
-static void
-write_file(const char *name, const char *text)
+static void write_file(const char *name, const char *text)
 {
     char path[128];
     snprintf(path, sizeof(path), "%s/%s", dir, name);
@@ -23,8 +22,7 @@ write_file(const char *name, const char *text)
     fclose(fp);
 }
 
-static int
-setup(void **state)
+static int setup(void **state)
 {
     snprintf(dir, sizeof(dir), "/tmp/test_cp_config.XXXXXX");
     assert_non_null(mkdtemp(dir));
@@ -33,8 +31,7 @@ setup(void **state)
     return 0;
 }
 
-static int
-teardown(void **state)
+static int teardown(void **state)
 {
     const char *names[] = {"admin.token", "short.token", "cp.yaml"};
     char path[128];
@@ -47,8 +44,7 @@ teardown(void **state)
 }
 
 /* Loads `text` as cp.yaml; returns the config or NULL with the joined errors in *errs_out. */
-static cp_config_t *
-load(const char *text, char **errs_out)
+static cp_config_t *load(const char *text, char **errs_out)
 {
     write_file("cp.yaml", text);
     char path[128];
@@ -61,8 +57,7 @@ load(const char *text, char **errs_out)
     return conf;
 }
 
-static void
-test_full(void **state)
+static void test_full(void **state)
 {
     char *errs;
     cp_config_t *conf =
@@ -93,8 +88,7 @@ test_full(void **state)
     cp_config_destroy(conf);
 }
 
-static void
-test_defaults(void **state)
+static void test_defaults(void **state)
 {
     char *errs;
     cp_config_t *conf = load("tokens: [{name: ops, role: admin, file: admin.token}]\n", &errs);
@@ -112,8 +106,7 @@ test_defaults(void **state)
 
 /* Review items 1, 3 and 7: the connection cap, the dataplane count, the request timeout, and
  * dataplane tokens limited to ids. */
-static void
-test_limits_and_token_ids(void **state)
+static void test_limits_and_token_ids(void **state)
 {
     char *errs;
     cp_config_t *conf = load("max_connections: 8\nmax_dataplanes: 20\nrequest_timeout: 2s\ntokens:\n"
@@ -157,8 +150,7 @@ test_limits_and_token_ids(void **state)
     free(errs);
 }
 
-static void
-test_errors_name_keys(void **state)
+static void test_errors_name_keys(void **state)
 {
     char *errs;
     cp_config_t *conf = load("listen: nowhere\nmax_body: lots\ncolour: red\nlog_level: loud\ntokens:\n"
@@ -202,8 +194,7 @@ test_errors_name_keys(void **state)
     free(errs);
 }
 
-static void
-test_hostport(void **state)
+static void test_hostport(void **state)
 {
     char *host;
     uint16_t port;
@@ -219,8 +210,7 @@ test_hostport(void **state)
     assert_int_equal(cp_parse_hostport("[::1]80", &host, &port, &err), -1);
 }
 
-int
-main(void)
+int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full),

@@ -11,8 +11,7 @@
 #include "cfg.h"
 #include "cp_server.h"
 
-static json_t *
-load_openapi(void)
+static json_t *load_openapi(void)
 {
     const char *src = getenv("PW_SOURCE_DIR");
     char path[1024];
@@ -34,8 +33,7 @@ load_openapi(void)
     return tree;
 }
 
-static void
-test_same_set(void **state)
+static void test_same_set(void **state)
 {
     json_t *doc = load_openapi();
     json_t *paths = json_object_get(doc, "paths");
@@ -72,8 +70,7 @@ test_same_set(void **state)
     json_decref(doc);
 }
 
-int
-main(void)
+int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_same_set)};
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -23,8 +23,7 @@ static const char H1[] = "111111111111111111111111111111111111111111111111111111
 static const char H2[] = "2222222222222222222222222222222222222222222222222222222222222222";
 static const char H3[] = "3333333333333333333333333333333333333333333333333333333333333333";
 
-static int
-setup(void **state)
+static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof(*f));
     snprintf(f->dir, sizeof(f->dir), "/tmp/test_cp_store.XXXXXX");
@@ -37,8 +36,7 @@ setup(void **state)
     return 0;
 }
 
-static int
-teardown(void **state)
+static int teardown(void **state)
 {
     fixture_t *f = *state;
     cp_store_close(f->store);
@@ -53,8 +51,7 @@ teardown(void **state)
     return 0;
 }
 
-static int64_t
-append(cp_store_t *s, const char *doc, const char *hash, int64_t if_match, int expect_rc)
+static int64_t append(cp_store_t *s, const char *doc, const char *hash, int64_t if_match, int expect_rc)
 {
     cp_append_t a = {.author = "ops", .message = "why", .kind = CP_KIND_APPLY, .document = doc, .hash = hash, .if_match = if_match};
     int64_t v = -1;
@@ -62,8 +59,7 @@ append(cp_store_t *s, const char *doc, const char *hash, int64_t if_match, int e
     return v;
 }
 
-static void
-test_open_migrates(void **state)
+static void test_open_migrates(void **state)
 {
     fixture_t *f = *state;
     assert_int_equal(cp_store_schema_version(f->store), 2);
@@ -97,8 +93,7 @@ test_open_migrates(void **state)
     assert_int_equal(cp_store_schema_version(f->store), 2);
 }
 
-static void
-test_append_and_read(void **state)
+static void test_append_and_read(void **state)
 {
     fixture_t *f = *state;
     assert_int_equal(append(f->store, "{\"a\":1}", H1, -1, CP_STORE_CREATED), 1);
@@ -127,8 +122,7 @@ test_append_and_read(void **state)
     assert_string_equal(cp_store_active_hash(f->store), H2);
 }
 
-static void
-test_identical_and_if_match(void **state)
+static void test_identical_and_if_match(void **state)
 {
     fixture_t *f = *state;
     assert_int_equal(append(f->store, "{}", H1, 1, CP_STORE_CONFLICT), -1); /* empty store: 1 is not active */
@@ -153,8 +147,7 @@ test_identical_and_if_match(void **state)
     cp_version_dispose(&got);
 }
 
-static void
-test_list_versions_paged(void **state)
+static void test_list_versions_paged(void **state)
 {
     fixture_t *f = *state;
     char hash[65], doc[32];
@@ -176,8 +169,7 @@ test_list_versions_paged(void **state)
     json_decref(page);
 }
 
-static void
-test_append_only(void **state)
+static void test_append_only(void **state)
 {
     fixture_t *f = *state;
     append(f->store, "{}", H1, -1, CP_STORE_CREATED);
@@ -190,8 +182,7 @@ test_append_only(void **state)
     assert_int_equal(cp_store_count_versions(f->store), 1);
 }
 
-static void
-test_tags(void **state)
+static void test_tags(void **state)
 {
     fixture_t *f = *state;
     assert_int_equal(cp_store_set_tag(f->store, "stable", 1, "ops", NULL), CP_STORE_NOT_FOUND);
@@ -223,8 +214,7 @@ test_tags(void **state)
     json_decref(ev);
 }
 
-static void
-test_dataplanes(void **state)
+static void test_dataplanes(void **state)
 {
     fixture_t *f = *state;
     append(f->store, "{}", H1, -1, CP_STORE_CREATED);
@@ -308,8 +298,7 @@ test_dataplanes(void **state)
 /* Review item 8: an older ACK arriving after a newer one (a late heartbeat) does not move
  * applied_version back; a NACKed version handed out again for one retry after the dataplane
  * re-reported (it restarted) shows applying, and rejected again once NACKed. */
-static void
-test_dataplane_late_ack_and_retry(void **state)
+static void test_dataplane_late_ack_and_retry(void **state)
 {
     fixture_t *f = *state;
     append(f->store, "{}", H1, -1, CP_STORE_CREATED);
@@ -354,8 +343,7 @@ test_dataplane_late_ack_and_retry(void **state)
 }
 
 /* Review item 7: no new dataplane beyond the limit; known ones still report. */
-static void
-test_dataplane_admit(void **state)
+static void test_dataplane_admit(void **state)
 {
     fixture_t *f = *state;
     assert_int_equal(cp_store_dataplane_admit(f->store, "a", 2), CP_STORE_OK);
@@ -371,8 +359,7 @@ test_dataplane_admit(void **state)
  * connection (installed through an auto extension) follows the pragma. */
 static int trace_sync_full = 1, trace_events_at_normal, trace_events;
 
-static int
-trace_cb(unsigned type, void *ctx, void *p, void *x)
+static int trace_cb(unsigned type, void *ctx, void *p, void *x)
 {
     (void)ctx;
     (void)p;
@@ -390,8 +377,7 @@ trace_cb(unsigned type, void *ctx, void *p, void *x)
     return 0;
 }
 
-static int
-trace_entry(sqlite3 *db, char **err, const void *api)
+static int trace_entry(sqlite3 *db, char **err, const void *api)
 {
     (void)err;
     (void)api;
@@ -399,8 +385,7 @@ trace_entry(sqlite3 *db, char **err, const void *api)
     return SQLITE_OK;
 }
 
-static void
-test_events_written_at_full(void **state)
+static void test_events_written_at_full(void **state)
 {
     fixture_t *f = *state;
     cp_store_close(f->store);
@@ -421,8 +406,7 @@ test_events_written_at_full(void **state)
     json_decref(ev);
 }
 
-static void
-test_state_names(void **state)
+static void test_state_names(void **state)
 {
     assert_string_equal(cp_dp_state_name(CP_DP_SYNCED), "synced");
     assert_string_equal(cp_dp_state_name(CP_DP_APPLYING), "applying");
@@ -436,8 +420,7 @@ test_state_names(void **state)
     assert_string_equal(t, "2026-11-26T21:04:47.123Z");
 }
 
-static void
-test_refuses_newer_database(void **state)
+static void test_refuses_newer_database(void **state)
 {
     fixture_t *f = *state;
     cp_store_close(f->store);
@@ -452,16 +435,14 @@ test_refuses_newer_database(void **state)
     assert_non_null(strstr(err, "999"));
 }
 
-static void
-test_open_fails_cleanly(void **state)
+static void test_open_fails_cleanly(void **state)
 {
     char err[256];
     assert_null(cp_store_open("/nonexistent-dir/x/cp.db", err, sizeof(err)));
     assert_non_null(strstr(err, "/nonexistent-dir/x/cp.db"));
 }
 
-int
-main(void)
+int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_migrates, setup, teardown),

@@ -6,8 +6,7 @@
 #include <cmocka.h>
 #include "dp_bufpool.h"
 
-static void
-test_reuse(void **state)
+static void test_reuse(void **state)
 {
     dp_bufpool_t p;
     dp_bufpool_init(&p);
@@ -29,8 +28,7 @@ test_reuse(void **state)
     assert_int_equal(p.retained, 0);
 }
 
-static void
-test_retention_bound(void **state)
+static void test_retention_bound(void **state)
 {
     dp_bufpool_t p;
     dp_bufpool_init(&p);
@@ -49,8 +47,7 @@ test_retention_bound(void **state)
     dp_bufpool_dispose(&p);
 }
 
-static void
-test_size_change_frees_old(void **state)
+static void test_size_change_frees_old(void **state)
 {
     dp_bufpool_t p;
     dp_bufpool_init(&p);
@@ -64,8 +61,7 @@ test_size_change_frees_old(void **state)
     dp_bufpool_dispose(&p);
 }
 
-int
-main(void)
+int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reuse),

@@ -8,8 +8,7 @@
 #include <string.h>
 #include "dp_internal.h"
 
-static cfg_t *
-parse(const char *yaml)
+static cfg_t *parse(const char *yaml)
 {
     cfg_errors_t errs;
     cfg_errors_init(&errs);
@@ -22,8 +21,7 @@ parse(const char *yaml)
     return cfg;
 }
 
-static dp_server_t *
-fake_server(void)
+static dp_server_t *fake_server(void)
 {
     dp_server_t *s = calloc(1, sizeof(*s));
     s->nworkers = 2; /* no worker runs: nothing is kicked */
@@ -51,8 +49,7 @@ static const char *DOC2 = "services:\n"
                           "    endpoints:\n"
                           "      - url: http://127.0.0.1:8547\n";
 
-static void
-test_build_and_find(void **state)
+static void test_build_and_find(void **state)
 {
     dp_server_t *s = fake_server();
     cfg_errors_t errs;
@@ -78,8 +75,7 @@ test_build_and_find(void **state)
     free(s);
 }
 
-static void
-test_carry_over(void **state)
+static void test_carry_over(void **state)
 {
     dp_server_t *s = fake_server();
     cfg_errors_t errs;
@@ -109,8 +105,7 @@ test_carry_over(void **state)
 
 /* Settings that flip A -> B -> A while the first generation is alive: the endpoint objects differ
  * (no carry-over from two generations back) but share one upstream count and one service state. */
-static void
-test_upstream_shared_across_generations(void **state)
+static void test_upstream_shared_across_generations(void **state)
 {
     dp_server_t *s = fake_server();
     cfg_errors_t errs;
@@ -141,8 +136,7 @@ test_upstream_shared_across_generations(void **state)
     free(s);
 }
 
-static void
-test_unreadable_ca_file(void **state)
+static void test_unreadable_ca_file(void **state)
 {
     dp_server_t *s = fake_server();
     cfg_errors_t errs;
@@ -158,8 +152,7 @@ test_unreadable_ca_file(void **state)
     free(s);
 }
 
-int
-main(void)
+int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_build_and_find),

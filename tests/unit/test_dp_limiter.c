@@ -14,14 +14,12 @@ typedef struct {
 
 static int grant_seq;
 
-static void
-on_grant(dp_limiter_waiter_t *w)
+static void on_grant(dp_limiter_waiter_t *w)
 {
     ((waiter_t *)w)->granted_order = ++grant_seq;
 }
 
-static void
-init_waiters(waiter_t *ws, size_t n)
+static void init_waiters(waiter_t *ws, size_t n)
 {
     for (size_t i = 0; i != n; ++i) {
         ws[i].w.on_grant = on_grant;
@@ -30,8 +28,7 @@ init_waiters(waiter_t *ws, size_t n)
     }
 }
 
-static void
-test_fifo_and_bound(void **state)
+static void test_fifo_and_bound(void **state)
 {
     dp_limiter_t lim;
     waiter_t ws[6];
@@ -60,8 +57,7 @@ test_fifo_and_bound(void **state)
     dp_limiter_dispose(&lim);
 }
 
-static void
-test_cancel(void **state)
+static void test_cancel(void **state)
 {
     dp_limiter_t lim;
     waiter_t ws[4];
@@ -88,8 +84,7 @@ test_cancel(void **state)
     dp_limiter_dispose(&lim);
 }
 
-static void
-test_set_raises_and_unlimited(void **state)
+static void test_set_raises_and_unlimited(void **state)
 {
     dp_limiter_t lim;
     waiter_t ws[4];
@@ -111,13 +106,11 @@ test_set_raises_and_unlimited(void **state)
 }
 
 static dp_limiter_t shared;
-static void
-noop_grant(dp_limiter_waiter_t *w)
+static void noop_grant(dp_limiter_waiter_t *w)
 {
 }
 
-static void *
-hammer(void *arg)
+static void *hammer(void *arg)
 {
     for (int i = 0; i < 20000; ++i) {
         dp_limiter_waiter_t w = {.on_grant = noop_grant};
@@ -130,8 +123,7 @@ hammer(void *arg)
     return NULL;
 }
 
-static void
-test_threads_leave_nothing_behind(void **state)
+static void test_threads_leave_nothing_behind(void **state)
 {
     dp_limiter_init(&shared, 3, 2);
     pthread_t t[4];
@@ -146,8 +138,7 @@ test_threads_leave_nothing_behind(void **state)
     dp_limiter_dispose(&shared);
 }
 
-int
-main(void)
+int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fifo_and_bound),

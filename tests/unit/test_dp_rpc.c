@@ -8,8 +8,7 @@
 #include <string.h>
 #include "dp_rpc.h"
 
-static dp_route_result_t
-route(const char *path, const char *hdr, char *out)
+static dp_route_result_t route(const char *path, const char *hdr, char *out)
 {
     const char *svc = NULL;
     size_t len = 0;
@@ -22,8 +21,7 @@ route(const char *path, const char *hdr, char *out)
     return r;
 }
 
-static void
-test_route_path(void **state)
+static void test_route_path(void **state)
 {
     char id[128];
     assert_int_equal(route("/v1/eth", NULL, id), DP_ROUTE_OK);
@@ -36,8 +34,7 @@ test_route_path(void **state)
     assert_string_equal(id, "a.b-c_d");
 }
 
-static void
-test_route_header(void **state)
+static void test_route_header(void **state)
 {
     char id[128];
     assert_int_equal(route("/v1", "eth", id), DP_ROUTE_OK);
@@ -50,8 +47,7 @@ test_route_header(void **state)
     assert_int_equal(route("/v1", "e th", id), DP_ROUTE_BAD_ID);
 }
 
-static void
-test_route_rejects(void **state)
+static void test_route_rejects(void **state)
 {
     char id[128];
     assert_int_equal(route("/", NULL, id), DP_ROUTE_NO_PATH);
@@ -67,8 +63,7 @@ test_route_rejects(void **state)
     assert_int_equal(route(longp, NULL, id), DP_ROUTE_OK);
 }
 
-static void
-test_request_id(void **state)
+static void test_request_id(void **state)
 {
     const char *s = "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"x\"}";
     json_t *id = dp_rpc_request_id(s, strlen(s));
@@ -88,8 +83,7 @@ test_request_id(void **state)
     assert_null(dp_rpc_request_id(NULL, 0));
 }
 
-static void
-test_error_body(void **state)
+static void test_error_body(void **state)
 {
     size_t len = 0;
     const char *req = "{\"jsonrpc\":\"2.0\",\"id\":\"q-1\",\"method\":\"eth_chainId\"}";
@@ -112,8 +106,7 @@ test_error_body(void **state)
     free(b);
 }
 
-int
-main(void)
+int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_route_path), cmocka_unit_test(test_route_header), cmocka_unit_test(test_route_rejects),

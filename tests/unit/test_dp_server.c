@@ -16,8 +16,7 @@
 #include "dp.h"
 #include "dp_internal.h"
 
-static int
-free_port(void)
+static int free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -28,8 +27,7 @@ free_port(void)
     return ntohs(sa.sin_port);
 }
 
-static cfg_t *
-doc(int port, int admin, const char *extra)
+static cfg_t *doc(int port, int admin, const char *extra)
 {
     char text[1024];
     snprintf(text, sizeof(text),
@@ -47,8 +45,7 @@ doc(int port, int admin, const char *extra)
 
 static _Atomic int run_returned;
 
-static void *
-run(void *arg)
+static void *run(void *arg)
 {
     dp_server_run(arg);
     atomic_store(&run_returned, 1);
@@ -59,8 +56,7 @@ run(void *arg)
     return NULL;
 }
 
-static json_int_t
-stat_int(dp_server_t *s, const char *key, const char *sub)
+static json_int_t stat_int(dp_server_t *s, const char *key, const char *sub)
 {
     json_t *st = dp_server_stats(s);
     json_t *v = json_object_get(st, key);
@@ -71,8 +67,7 @@ stat_int(dp_server_t *s, const char *key, const char *sub)
     return n;
 }
 
-static void
-test_apply_from_another_thread(void **state)
+static void test_apply_from_another_thread(void **state)
 {
     int port = free_port(), admin = free_port();
     char *err = NULL;
@@ -122,8 +117,7 @@ test_apply_from_another_thread(void **state)
 }
 
 /* A kick while only some workers run went to a receiver not yet registered (a NULL queue). */
-static void
-test_kick_before_all_workers_ready(void **state)
+static void test_kick_before_all_workers_ready(void **state)
 {
     dp_server_t *s = calloc(1, sizeof(*s));
     s->nworkers = 2;
@@ -136,8 +130,7 @@ test_kick_before_all_workers_ready(void **state)
 }
 
 /* Reloads through many request timeouts must not leave one timeout list per value ever used. */
-static void
-test_timeout_lists_bounded(void **state)
+static void test_timeout_lists_bounded(void **state)
 {
     dp_worker_t w = {0};
     w.loop = h2o_evloop_create();
@@ -162,8 +155,7 @@ test_timeout_lists_bounded(void **state)
     h2o_evloop_destroy(w.loop);
 }
 
-int
-main(void)
+int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_apply_from_another_thread),

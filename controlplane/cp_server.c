@@ -1757,6 +1757,8 @@ cp_server_t *cp_server_create(const cp_config_t *conf, cp_store_t *store, char *
      * (for HTTP/1 it covers the head and the body, and idle keep-alive) */
     srv->globalconf.max_request_entity_size = (size_t)conf->max_body;
     srv->globalconf.http1.req_timeout = conf->req_timeout_ms;
+    /* every h2 stream may buffer a body too: API clients need few at once (h2o's default is 100) */
+    srv->globalconf.http2.max_concurrent_requests_per_connection = 16;
     h2o_hostconf_t *host = h2o_config_register_host(&srv->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
     h2o_handler_t *handler = h2o_create_handler(path, sizeof(*handler) + sizeof(cp_server_t *));

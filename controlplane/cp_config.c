@@ -418,40 +418,13 @@ cp_config_t *cp_config_decode(json_t *tree, const char *base_dir, cfg_errors_t *
 
 cp_config_t *cp_config_load(const char *path, cfg_errors_t *errs)
 {
-    FILE *fp = fopen(path, "rb");
-    if (fp == NULL) {
-        cfg_errors_add(errs, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 64 * 1024, len = 0;
-    char *buf = malloc(cap);
-    while (buf != NULL) {
-        size_t n = fread(buf + len, 1, cap - len, fp);
-        len += n;
-        if (n == 0)
-            break;
-        if (len == cap) {
-            if (cap >= CFG_MAX_DOCUMENT_SIZE) {
-                free(buf);
-                fclose(fp);
-                cfg_errors_add(errs, "%s: larger than %u bytes", path, CFG_MAX_DOCUMENT_SIZE);
-                return NULL;
-            }
-            char *nb = realloc(buf, cap * 2);
-            if (nb == NULL) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    int read_error = ferror(fp);
-    fclose(fp);
-    if (buf == NULL || read_error) {
-        free(buf);
-        cfg_errors_add(errs, "%s: cannot read", path);
+    size_t len;
+    char *buf = cfg_read_file(path, CFG_MAX_DOCUMENT_SIZE, &len);
+    if (buf == NULL) {
+        if (errno == EFBIG)
+            cfg_errors_add(errs, "%s: larger than %u bytes", path, CFG_MAX_DOCUMENT_SIZE);
+        else
+            cfg_errors_add(errs, "%s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
     cfg_errors_t syntax;

@@ -472,6 +472,21 @@ static int prepare_or_400(cp_call_t *call, json_t *tree, char **canonical, char 
     return rc;
 }
 
+/* The body as a fleet document (PUT, validate): parsed in the format its content type names,
+ * validated, canonicalised. Answers 400 and returns -1 on any error; else *canonical (caller
+ * frees) and its hash. */
+static int body_document(cp_call_t *call, cp_ctype_t ct, char **canonical, char hash[65])
+{
+    json_t *tree = parse_body_tree(call, ct == CP_CTYPE_YAML   ? CFG_FORMAT_YAML
+                                         : ct == CP_CTYPE_JSON ? CFG_FORMAT_JSON
+                                                               : CFG_FORMAT_AUTO);
+    if (tree == NULL)
+        return -1;
+    int rc = prepare_or_400(call, tree, canonical, hash);
+    json_decref(tree);
+    return rc;
+}
+
 static void wake_waiters(cp_server_t *srv);
 
 /* Stores a version and answers: 201 (new), 200 (identical to the active one), 412, 503. */
@@ -734,15 +749,8 @@ static void h_put_config(cp_call_t *call)
     int64_t expect = if_match(call);
     if (expect == -2)
         return;
-    json_t *tree = parse_body_tree(call, ct == CP_CTYPE_YAML   ? CFG_FORMAT_YAML
-                                         : ct == CP_CTYPE_JSON ? CFG_FORMAT_JSON
-                                                               : CFG_FORMAT_AUTO);
-    if (tree == NULL)
-        return;
     char *canonical = NULL, hash[65];
-    int rc = prepare_or_400(call, tree, &canonical, hash);
-    json_decref(tree);
-    if (rc != 0)
+    if (body_document(call, ct, &canonical, hash) != 0)
         return;
     cp_append_t a = {.author = call->token->name,
                      .message = message,
@@ -814,15 +822,8 @@ static void h_validate(cp_call_t *call)
     cp_ctype_t ct = body_ctype(call, 1, 0);
     if (ct == CP_CTYPE_OTHER)
         return;
-    json_t *tree = parse_body_tree(call, ct == CP_CTYPE_YAML   ? CFG_FORMAT_YAML
-                                         : ct == CP_CTYPE_JSON ? CFG_FORMAT_JSON
-                                                               : CFG_FORMAT_AUTO);
-    if (tree == NULL)
-        return;
     char *canonical = NULL, hash[65];
-    int rc = prepare_or_400(call, tree, &canonical, hash);
-    json_decref(tree);
-    if (rc != 0)
+    if (body_document(call, ct, &canonical, hash) != 0)
         return;
     json_t *doc = document_json(canonical);
     free(canonical);

@@ -220,6 +220,10 @@ cfg_t *cfg_decode(json_t *tree, cfg_scope_t scope, cfg_errors_t *errs);
 /* cfg_tree_parse + cfg_decode. */
 cfg_t *cfg_parse(const char *text, size_t len, cfg_format_t format, cfg_scope_t scope, cfg_errors_t *errs);
 
+/* Reads a whole file of at most `max` bytes into a NUL-terminated buffer (caller frees); *len gets
+ * its length when len is not NULL. NULL with errno set when it cannot (EFBIG: larger than max). */
+char *cfg_read_file(const char *path, size_t max, size_t *len);
+
 /* Reads and parses a file (format from the content). Errors name the file when it cannot be read.
  * In CFG_SCOPE_FULL (a dataplane's own file), relative file paths (tls files, token_file, state_dir)
  * become absolute, relative to the file's directory. */

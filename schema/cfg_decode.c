@@ -311,24 +311,63 @@ cfg_t *cfg_parse(const char *text, size_t len, cfg_format_t format, cfg_scope_t 
     return cfg;
 }
 
+char *cfg_read_file(const char *path, size_t max, size_t *len)
+{
+    errno = 0;
+    FILE *fp = fopen(path, "rb");
+    if (fp == NULL)
+        return NULL;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    while (buf != NULL) {
+        size_t r = fread(buf + n, 1, cap - n - 1, fp);
+        n += r;
+        if (n > max) {
+            free(buf);
+            buf = NULL;
+            errno = EFBIG;
+            break;
+        }
+        if (r == 0)
+            break;
+        if (n + 1 == cap) {
+            char *nb = realloc(buf, cap * 2);
+            if (nb == NULL) {
+                free(buf);
+                buf = NULL;
+                errno = ENOMEM;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    if (buf != NULL && ferror(fp)) {
+        int why = errno != 0 ? errno : EIO; /* fread's own reason (EISDIR for a directory) */
+        free(buf);
+        buf = NULL;
+        errno = why;
+    }
+    int saved = errno;
+    fclose(fp);
+    errno = saved;
+    if (buf != NULL) {
+        buf[n] = '\0';
+        if (len != NULL)
+            *len = n;
+    }
+    return buf;
+}
+
 cfg_t *cfg_load_file(const char *path, cfg_scope_t scope, cfg_errors_t *errs)
 {
-    FILE *fp = fopen(path, "rb");
-    if (fp == NULL) {
-        cfg_errors_add(errs, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    char *buf = malloc(CFG_MAX_DOCUMENT_SIZE + 1);
-    size_t len = buf != NULL ? fread(buf, 1, CFG_MAX_DOCUMENT_SIZE + 1, fp) : 0;
-    int rerr = ferror(fp);
-    fclose(fp);
+    size_t len;
+    char *buf = cfg_read_file(path, CFG_MAX_DOCUMENT_SIZE, &len);
     cfg_t *cfg = NULL;
-    if (buf == NULL)
-        cfg_errors_add(errs, "%s: out of memory", path);
-    else if (rerr)
-        cfg_errors_add(errs, "%s: cannot read", path);
-    else if (len > CFG_MAX_DOCUMENT_SIZE)
+    if (buf == NULL && errno == EFBIG)
         cfg_errors_add(errs, "%s: larger than %u bytes", path, CFG_MAX_DOCUMENT_SIZE);
+    else if (buf == NULL)
+        cfg_errors_add(errs, "%s: cannot open: %s", path, strerror(errno));
     else
         cfg = cfg_parse(buf, len, CFG_FORMAT_AUTO, scope, errs);
     free(buf);

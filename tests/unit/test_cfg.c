@@ -1,5 +1,6 @@
 /* The config document: the table walked field by field, errors with paths, inheritance, scopes,
  * bounds on hostile YAML, canonical form and hash. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -563,6 +564,29 @@ static void test_relative_paths(void **state)
     cfg_errors_dispose(&errs);
 }
 
+static void test_read_file(void **state)
+{
+    char path[] = "/tmp/pw-readfile-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "0123456789", 10), 10);
+    close(fd);
+    size_t len = 0;
+    char *text = cfg_read_file(path, 10, &len);
+    assert_non_null(text);
+    assert_int_equal(len, 10);
+    assert_string_equal(text, "0123456789");
+    free(text);
+    errno = 0;
+    assert_null(cfg_read_file(path, 9, &len)); /* one byte over the bound */
+    assert_int_equal(errno, EFBIG);
+    unlink(path);
+    assert_null(cfg_read_file(path, 10, &len));
+    assert_int_equal(errno, ENOENT);
+    assert_null(cfg_read_file("/tmp", 10, &len));
+    assert_int_equal(errno, EISDIR);
+}
+
 static void test_reference_doc(void **state)
 {
     char *md = cfg_reference_markdown();
@@ -590,10 +614,10 @@ static void test_reference_doc(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_table_walk),        cmocka_unit_test(test_defaults),      cmocka_unit_test(test_inheritance),
-        cmocka_unit_test(test_errors_with_paths), cmocka_unit_test(test_all_errors),    cmocka_unit_test(test_fleet_scope),
-        cmocka_unit_test(test_yaml_bounds),       cmocka_unit_test(test_yaml_scalars),  cmocka_unit_test(test_canonical_and_hash),
-        cmocka_unit_test(test_relative_paths),    cmocka_unit_test(test_reference_doc),
+        cmocka_unit_test(test_table_walk),        cmocka_unit_test(test_defaults),     cmocka_unit_test(test_inheritance),
+        cmocka_unit_test(test_errors_with_paths), cmocka_unit_test(test_all_errors),   cmocka_unit_test(test_fleet_scope),
+        cmocka_unit_test(test_yaml_bounds),       cmocka_unit_test(test_yaml_scalars), cmocka_unit_test(test_canonical_and_hash),
+        cmocka_unit_test(test_relative_paths),    cmocka_unit_test(test_read_file),    cmocka_unit_test(test_reference_doc),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -39,53 +39,10 @@ char *ctl_default_config_path(const ctl_env_t *env)
     return p;
 }
 
-/* Reads a whole small file; NULL with errno set when it cannot. Caller frees. */
-static char *read_small_file(const char *path, size_t *len)
-{
-    FILE *fp = fopen(path, "rb");
-    if (fp == NULL)
-        return NULL;
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    while (buf != NULL) {
-        size_t r = fread(buf + n, 1, cap - n - 1, fp);
-        n += r;
-        if (r == 0)
-            break;
-        if (n + 1 == cap) {
-            if (cap >= CFG_MAX_DOCUMENT_SIZE) {
-                free(buf);
-                buf = NULL;
-                errno = EFBIG;
-                break;
-            }
-            char *nb = realloc(buf, cap * 2);
-            if (nb == NULL) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    if (buf != NULL && ferror(fp)) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(fp);
-    if (buf != NULL) {
-        buf[n] = '\0';
-        if (len != NULL)
-            *len = n;
-    }
-    return buf;
-}
-
 /* A token file's content without surrounding whitespace (editors add a newline). */
 static char *read_token_file(const char *path, char *err, size_t errlen)
 {
-    char *t = read_small_file(path, NULL);
+    char *t = cfg_read_file(path, CFG_MAX_DOCUMENT_SIZE, NULL);
     if (t == NULL) {
         snprintf(err, errlen, "token file %s: %s", path, strerror(errno));
         return NULL;
@@ -132,7 +89,7 @@ static int load_settings(const char *path, int must_exist, file_settings_t *fs, 
 {
     memset(fs, 0, sizeof(*fs));
     size_t len;
-    char *text = read_small_file(path, &len);
+    char *text = cfg_read_file(path, CFG_MAX_DOCUMENT_SIZE, &len);
     if (text == NULL) {
         if (!must_exist && errno == ENOENT)
             return 0;

@@ -44,7 +44,9 @@ static struct {
 static h2o_globalconf_t config;
 static h2o_context_t ctx;
 static h2o_accept_ctx_t accept_ctx;
-static h2o_timeout_t *timeouts[4096];
+/* one h2o_timeout_t per distinct delay (h2o 2.2 timeouts have a fixed duration); grown as needed, so
+ * --jitter MS can need MS + 1 of them */
+static h2o_timeout_t **timeouts;
 static size_t ntimeouts;
 
 /* per client connection, found through the socket's on_close slot */
@@ -63,6 +65,7 @@ typedef struct st_mreq_t {
     h2o_iovec_t prefix, suffix;
     uint64_t fill_left; /* filler bytes still to send */
     int prefix_sent, slow;
+    h2o_socket_t *watch; /* FAULT_HANG: a dup of the connection's fd, read to see the client leave */
 } mreq_t;
 
 static double rnd(void)
@@ -75,9 +78,13 @@ static h2o_timeout_t *timeout_of(uint64_t ms)
     for (size_t i = 0; i != ntimeouts; ++i)
         if (timeouts[i]->timeout == ms)
             return timeouts[i];
-    if (ntimeouts == sizeof(timeouts) / sizeof(timeouts[0]))
-        return timeouts[ntimeouts - 1];
+    h2o_timeout_t **grown = realloc(timeouts, (ntimeouts + 1) * sizeof(grown[0]));
     h2o_timeout_t *t = malloc(sizeof(*t));
+    if (grown == NULL || t == NULL) {
+        fprintf(stderr, "pathway-mock-upstream: out of memory\n");
+        abort();
+    }
+    timeouts = grown;
     h2o_timeout_init(ctx.loop, t, ms);
     timeouts[ntimeouts++] = t;
     return t;
@@ -100,6 +107,10 @@ static void uncount(mreq_t *m)
 static void on_dispose(void *p)
 {
     mreq_t *m = p;
+    if (m->watch != NULL) {
+        h2o_socket_close(m->watch);
+        m->watch = NULL;
+    }
     if (h2o_timeout_is_linked(&m->timer))
         h2o_timeout_unlink(&m->timer);
     uncount(m);
@@ -268,6 +279,24 @@ static void respond(mreq_t *m)
     send_json(req, 200, out);
 }
 
+/* A hung request's client closed (or sent more, which is dropped: it gets no answer either). h2o
+ * does not read a connection while a request is in its handler, so it would never notice; an
+ * answer makes it write, find the peer gone and close the connection, which frees the request. */
+static void on_hang_peer(h2o_socket_t *watch, const char *err)
+{
+    mreq_t *m = watch->data;
+    if (err == NULL) {
+        h2o_buffer_consume(&watch->input, watch->input->size);
+        return;
+    }
+    h2o_socket_close(watch);
+    m->watch = NULL;
+    uncount(m);
+    send_json(m->req, 200,
+              json_pack("{s:s, s:n, s:{s:i, s:s}}", "jsonrpc", "2.0", "id", "error", "code", -32000, "message",
+                        "mock hang: the client left"));
+}
+
 static void on_latency(h2o_timeout_entry_t *entry)
 {
     respond(H2O_STRUCT_FROM_MEMBER(mreq_t, timer, entry));
@@ -307,9 +336,22 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
             st.faults++;
             int fd = h2o_socket_get_fd(sock);
             if (opt.fault == FAULT_HANG) {
+                /* never answered, but in flight until the client gives up: counted in concurrent;
+                 * a watch on a dup of the fd sees the client leave (on_hang_peer uncounts) */
                 mreq_t *m = h2o_mem_alloc_shared(&req->pool, sizeof(*m), on_dispose);
                 memset(m, 0, sizeof(*m));
-                return 0; /* never answered */
+                m->req = req;
+                m->counted = 1;
+                if (++st.concurrent > st.peak_concurrent)
+                    st.peak_concurrent = st.concurrent;
+                int wfd = dup(fd);
+                if (wfd >= 0) {
+                    fcntl(wfd, F_SETFL, O_NONBLOCK);
+                    m->watch = h2o_evloop_socket_create(ctx.loop, wfd, 0);
+                    m->watch->data = m;
+                    h2o_socket_read_start(m->watch, on_hang_peer);
+                }
+                return 0;
             }
             if (opt.fault == FAULT_GARBAGE) {
                 static const char junk[] = "\x16\x03\x01 this is not HTTP at all \r\n\r\n";
@@ -398,7 +440,8 @@ static void usage(FILE *fp)
                 "  --fault KIND           reset | hang | garbage | slow-body | close-after=N\n"
                 "  --fault-rate F         fraction of requests that get the fault (1)\n"
                 "  --tls-cert PEM --tls-key PEM   serve https (HTTP/1.1) with this certificate\n"
-                "GET /stats: requests, concurrent, peak_concurrent, connections, peak_connections, ... (connections\n"
+                "GET /stats: requests, concurrent (hung requests too, until their client leaves), peak_concurrent,\n"
+                "connections, peak_connections, ... (connections\n"
                 "that carried only /stats calls are not counted)\n"
                 "POST /reset-stats: peaks start again from the current values\n");
 }

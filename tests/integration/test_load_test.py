@@ -1,19 +1,27 @@
 """The load test (tools/load_test/run.sh) as operators run it: `make load_test LOCAL=1 DURATION=5s`
 passes its thresholds on a bare build; missed thresholds, an absent dataplane and bad flags give
-their exit codes; --rate paces.
+their exit codes; --rate paces (and caps connections at low rates); late responses are failures;
+SIGTERM stops wrk; the mock counts the requests it hangs.
 
 Skips (exit 77, ctest SKIP_RETURN_CODE) only when the `pathway` binary is not built at all."""
 
+import json
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 import pwtest
 from pwtest import test
 
 RUN = os.path.join(pwtest.SOURCE_DIR, "tools", "load_test", "run.sh")
+sys.path.insert(0, os.path.join(pwtest.SOURCE_DIR, "tools", "load_test"))
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import load_test  # noqa: E402  (its accounting, tested without wrk)
 
 
 def run(*args, timeout=90):
@@ -106,6 +114,135 @@ def unreachable_and_usage():
     assert rc == 2, (rc, err)
     rc, out, err = run("--local", "--build", "/nonexistent-build")
     assert rc == 2 and "build it first" in err, (rc, err)
+
+
+@test
+def late_responses_are_failures():
+    # every answer takes 1.5 s, --timeout is 1 s: wrk counts them as responses ("timeout" errors) and
+    # leaves them out of its latency histogram; they are failures and p99 is at least --timeout
+    rc, out, err = run("--build", pwtest.BUILD_DIR, "--local", "--services", "eth", "--mock-latency", "1500",
+                       "--timeout", "1s", "--duration", "3s", "--connections", "4", "--min-success", "50",
+                       "--max-p99", "500ms")
+    assert rc == 1, f"exit {rc}\n{out}\n{err}"
+    r = row(out, "eth")
+    assert r["HTTP OK"] == "0.000%" and r["RESULT"] == "FAIL", out
+    assert float(r["P99"].rstrip("ms")) >= 1000, out
+    assert "HTTP success 0.000% < 50.0%" in out and "p99 1000.00ms > 500ms" in out, out
+    assert "came after --timeout 1s" in out, out
+
+
+@test
+def accounting_of_wrk_counters():
+    def counters(responses, started, http_ok, read=0, write=0, connect=0, timeout=0, p99=1000):
+        return {"duration_us": 30_000_000, "responses": responses, "started": started, "http_ok": http_ok,
+                "http_other": responses - http_ok, "rpc_results": http_ok, "rpc_errors": 0, "statuses": {},
+                "socket_errors": {"connect": connect, "read": read, "write": write, "timeout": timeout},
+                "latency_us": {"p50": p99, "p95": p99, "p99": p99, "max": p99, "mean": p99}}
+    # --rate 1 over 30 s: 31 answers, all 2xx, and 26 idle keep-alive closes (read errors, no request lost)
+    r = load_test.account(counters(31, 32, 31, read=26), 16, 5e6)
+    assert r["http_success_pct"] == 100.0 and r["read_failures"] == 0, r
+    # requests written and never answered, beyond one in flight per connection at the end: failures
+    r = load_test.account(counters(80, 100, 80, read=30), 2, 5e6)
+    assert r["read_failures"] == 18 and r["attempts"] == 98, r
+    # late answers: not OK, p99 at least the timeout
+    r = load_test.account(counters(10, 10, 10, timeout=4, p99=900), 4, 1e6)
+    assert r["ok"] == 6 and r["http_success_pct"] == 60.0 and r["latency_us"]["p99"] == 1_000_000, r
+    # connect and write errors are failed attempts
+    r = load_test.account(counters(90, 95, 90, connect=5, write=5), 4, 5e6)
+    assert r["attempts"] == 100 and r["http_success_pct"] == 90.0, r
+
+
+@test
+def low_rate_caps_connections():
+    port, admin = start_dataplane(["eth"])
+    rc, out, err = run("--services", "eth", "--url", f"http://127.0.0.1:{port}", "--admin", f"http://127.0.0.1:{admin}",
+                       "--duration", "2s", "--rate", "2", "--connections", "16")
+    assert rc == 0, f"exit {rc}\n{out}\n{err}"
+    assert "--connections 16 capped to 4 for --rate 2" in out, out
+    assert "4 connections x 1 wrk thread(s)" in out, out
+
+
+def children(pid):
+    kids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    st = f.read()
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    cmd = f.read().split(b"\0")[0].decode(errors="replace")
+            except OSError:
+                continue
+            if int(st[st.rindex(")") + 2:].split()[1]) == pid:
+                kids.append((int(d), os.path.basename(cmd)))
+    return kids
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            st = f.read()
+    except OSError:
+        return False
+    return st[st.rindex(")") + 2] != "Z"
+
+
+@test
+def sigterm_stops_wrk():
+    port, admin = start_dataplane(["eth"])
+    p = subprocess.Popen([RUN, "--services", "eth", "--url", f"http://127.0.0.1:{port}", "--admin",
+                          f"http://127.0.0.1:{admin}", "--duration", "60s", "--rate", "50"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wrks, deadline = [], time.time() + 10
+        while not wrks and time.time() < deadline:
+            wrks = [pid for pid, name in children(p.pid) if name == "wrk"]
+            time.sleep(0.1)
+        assert wrks, "wrk did not start"
+        time.sleep(1)
+        p.send_signal(signal.SIGTERM)
+        p.wait(15)
+        assert p.returncode == 130, p.returncode
+        time.sleep(0.2)
+        assert not [w for w in wrks if alive(w)], f"wrk survived: {wrks}"
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+@test
+def mock_counts_hung_requests():
+    # requests the mock holds with --fault hang are in flight: counted in concurrent and its peak,
+    # and uncounted when their clients leave
+    port = pwtest.free_port()
+    pwtest.Proc([pwtest.binary("pathway-mock-upstream"), "--port", str(port), "--fault", "hang"], name="mock-hang")
+    pwtest.wait_port(port)
+    body = b'{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}'
+    clients = []
+    for _ in range(3):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                  % (len(body), body))
+        clients.append(s)
+
+    def stats():
+        status, _, data = pwtest.request(port, "GET", "/stats")
+        assert status == 200, status
+        return json.loads(data)
+
+    deadline = time.time() + 5
+    while stats()["concurrent"] < 3 and time.time() < deadline:
+        time.sleep(0.05)
+    st = stats()
+    assert st["concurrent"] == 3 and st["peak_concurrent"] == 3 and st["faults"] == 3, st
+    for s in clients:
+        s.close()
+    deadline = time.time() + 5
+    while stats()["concurrent"] != 0 and time.time() < deadline:
+        time.sleep(0.05)
+    st = stats()
+    assert st["concurrent"] == 0 and st["connections"] == 0 and st["peak_concurrent"] == 3, st
 
 
 if __name__ == "__main__":

@@ -400,5 +400,46 @@ def settings_file_and_usage():
     assert "set KEY=VALUE..." in out, out
 
 
+@test
+def apply_of_a_shown_file_is_checked_against_its_version():
+    cp = ControlPlane()
+    shown = ok(cp, "show", "--yaml")
+    assert shown.startswith("# pathway fleet document, version 1 "), shown
+    path = pwtest.write_file(cp.dir, "edited.yaml", shown.replace("level: info", "level: warn"))
+    ok(cp, "set", "limiter.max_concurrent=300", "-m", "meanwhile")  # version 2, after the show
+    # the file was shown from version 1: applying it would overwrite version 2's change
+    rc, out, err = ctl(cp, "apply", path, "-m", "my edit")
+    assert rc == 1 and "412" in err and "it is now 2" in err, (rc, out, err)
+    assert 'If-Match: "1" (the version ' in out, out
+    version, doc = active_document(cp)
+    assert version == 2 and doc["limiter"]["max_concurrent"] == 300 and doc["log"]["level"] == "info", doc
+    # --if-match and --force still decide when given
+    out = ok(cp, "apply", path, "--if-match", "2", "-m", "reviewed against 2")
+    assert "created version 3" in out, out
+    # a file shown from the active version applies
+    shown = ok(cp, "show", "--yaml")
+    path = pwtest.write_file(cp.dir, "edited2.yaml", shown.replace("level: warn", "level: error"))
+    out = ok(cp, "apply", path)
+    assert 'If-Match: "3"' in out and "created version 4" in out, out
+
+
+@test
+def long_messages():
+    cp = ControlPlane()
+    msg = "\u00e9" * 512  # 1024 bytes of UTF-8, the API's limit; 3072 bytes percent-encoded
+    out = ok(cp, "set", "log.level=warn", "-m", msg)
+    assert "created version 2" in out, out
+    out = ok(cp, "apply", cp.fleet, "-m", msg[:400] + "x")
+    assert "created version 3" in out, out
+    v = json.loads(ok(cp, "versions", "--json"))["versions"]
+    assert v[0]["message"] == msg[:400] + "x" and v[1]["message"] == msg, v[:2]
+    # one byte more is a usage error, before any request (nothing listens on this URL)
+    dead = f"http://127.0.0.1:{pwtest.free_port()}"
+    for args in (("set", "log.level=info"), ("apply", cp.fleet), ("rollback", "1"), ("tag", "t", "1")):
+        rc, out, err = ctl(None, *args, "-m", msg + "x", env={"PATHWAY_URL": dead})
+        assert rc == 2 and "at most 1024 bytes" in err, (args, rc, err)
+    assert active_document(cp)[0] == 3
+
+
 if __name__ == "__main__":
     pwtest.main()

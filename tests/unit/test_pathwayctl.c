@@ -287,6 +287,16 @@ static char *set_patch(const char *const *assignments)
         free(got);                                                                                                                 \
     } while (0)
 
+/* The assignment fails with an error that contains `want`. */
+#define ASSERT_SET_ERR(want, ...)                                                                                                  \
+    do {                                                                                                                           \
+        static const char *const as[] = {__VA_ARGS__, NULL};                                                                       \
+        char *got = set_patch(as);                                                                                                 \
+        if (strstr(got, want) == NULL)                                                                                             \
+            fail_msg("%s: got '%s', want '%s'", as[0], got, want);                                                                 \
+        free(got);                                                                                                                 \
+    } while (0)
+
 static void test_set_objects_and_values(void **state)
 {
     ASSERT_SET("{\"limiter\":{\"max_concurrent\":200}}", "limiter.max_concurrent=200");
@@ -381,6 +391,81 @@ static void test_set_errors(void **state)
     assert_int_equal(ctl_set_check(bad, 1, err, sizeof(err)), 0);
 }
 
+static void test_set_null_creates_nothing(void **state)
+{
+    /* removing below a key that is absent: no-op, no empty objects left behind */
+    ASSERT_SET("{}", "services.eth.limiter.max_concurrent=null");
+    ASSERT_SET("{}", "tracing.sample.rate=null");
+    /* removing below a list item that does not exist: an error, not a new item */
+    ASSERT_SET_ERR("services: no item has id 'ethh'", "services.ethh.pool.max_conns_per_host=null");
+    ASSERT_SET_ERR("services.eth.endpoints: no item 7 (the list has 2)", "services.eth.endpoints.7.url=null");
+}
+
+static void test_set_all_digit_segments_are_indexes(void **state)
+{
+    ASSERT_SET_ERR("services.eth.endpoints: no item 1000000000 (the list has 2)", "services.eth.endpoints.1000000000=1");
+    ASSERT_SET_ERR("services.eth.endpoints: no item 99999999999999999999999 (the list has 2)",
+                   "services.eth.endpoints.99999999999999999999999.url=x");
+    /* a leading zero is still an index */
+    ASSERT_SET("{\"services\":[{\"endpoints\":[{\"url\":\"http://a\"},{\"url\":\"http://z\"}],\"id\":\"eth\"},{\"endpoints\":[{"
+               "\"url\":\"http://c\"}],\"id\":\"poly.main\",\"pool\":{\"max_conns_per_host\":20}}]}",
+               "services.eth.endpoints.01.url=http://z");
+    ASSERT_SET_ERR("services: no item 007 (the list has 2)", "services.007.pool.max_conns_per_host=1");
+}
+
+static void test_set_integral_reals(void **state)
+{
+    ASSERT_SET("{\"limiter\":{\"max_concurrent\":1000}}", "limiter.max_concurrent=1e3");
+    ASSERT_SET("{\"limiter\":{\"max_concurrent\":200}}", "limiter.max_concurrent=200.0");
+    ASSERT_SET("{\"limiter\":{\"max_concurrent\":7,\"max_queue\":20}}", "limiter={\"max_concurrent\":7e0,\"max_queue\":2E1}");
+    /* a real that is not integral, or beyond int64, stays a real */
+    json_t *v = ctl_set_value("0.5");
+    assert_true(json_is_real(v));
+    json_decref(v);
+    v = ctl_set_value("1e19");
+    assert_true(json_is_real(v));
+    json_decref(v);
+    v = ctl_set_value("-9.223372036854775808e18");
+    assert_true(json_is_integer(v));
+    assert_true(json_integer_value(v) == INT64_MIN);
+    json_decref(v);
+}
+
+static void test_message_length(void **state)
+{
+    ctl_args_t a;
+    char err[256], msg[CTL_MAX_MESSAGE + 2];
+    memset(msg, 'x', sizeof(msg) - 1);
+    msg[sizeof(msg) - 1] = '\0'; /* 1025 bytes */
+    char *argv[] = {"pathwayctl", "apply", "f.yaml", "-m", msg, NULL};
+    assert_int_equal(ctl_parse_args(5, argv, &a, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "at most 1024 bytes"));
+    msg[CTL_MAX_MESSAGE] = '\0'; /* 1024: the API's limit, allowed */
+    assert_int_equal(ctl_parse_args(5, argv, &a, err, sizeof(err)), 0);
+    assert_int_equal(strlen(a.message), CTL_MAX_MESSAGE);
+}
+
+static void test_doc_version(void **state)
+{
+    int64_t v = 0;
+    static const char shown[] = "# pathway fleet document, version 12 (hash abc)\nlog:\n  level: info\n";
+    assert_int_equal(ctl_doc_version(shown, strlen(shown), &v), 0);
+    assert_int_equal(v, 12);
+    static const char *const not_shown[] = {
+        "log:\n  level: info\n",
+        "# pathway fleet document, version \n",
+        "# pathway fleet document, version 0 (hash x)\n",
+        "# pathway fleet document, version 12x\n",
+        "# pathway fleet document, version 99999999999999999999 (hash x)\n",
+        "\n# pathway fleet document, version 3 (hash x)\n",
+    };
+    for (size_t i = 0; i < sizeof(not_shown) / sizeof(not_shown[0]); i++)
+        assert_int_equal(ctl_doc_version(not_shown[i], strlen(not_shown[i]), &v), -1);
+    /* not NUL-terminated: only len bytes are read */
+    assert_int_equal(ctl_doc_version(shown, strlen("# pathway fleet document, version 1"), &v), 0);
+    assert_int_equal(v, 1);
+}
+
 /* --- diff -------------------------------------------------------------------------------------- */
 
 static char *diff_text(const char *a, const char *b)
@@ -452,6 +537,11 @@ int main(void)
         cmocka_unit_test(test_set_objects_and_values),
         cmocka_unit_test(test_set_lists),
         cmocka_unit_test(test_set_errors),
+        cmocka_unit_test(test_set_null_creates_nothing),
+        cmocka_unit_test(test_set_all_digit_segments_are_indexes),
+        cmocka_unit_test(test_set_integral_reals),
+        cmocka_unit_test(test_message_length),
+        cmocka_unit_test(test_doc_version),
         cmocka_unit_test(test_diff),
         cmocka_unit_test(test_path_append),
     };

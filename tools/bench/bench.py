@@ -123,9 +123,15 @@ def wrk(url, seconds, lua):
     p50 = to_ms(re.search(r"\s50%\s+(\S+)", out).group(1))
     p99 = to_ms(re.search(r"\s99%\s+(\S+)", out).group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    non2xx = int(non2xx.group(1)) if non2xx else 0
     errs = re.search(r"Socket errors: (.*)", out)
-    return {"rps": rps, "total": total, "p50": p50, "p99": p99, "non2xx": int(non2xx.group(1)) if non2xx else 0,
-            "errors": errs.group(1) if errs else ""}
+    sock = {k: int(v) for k, v in re.findall(r"(connect|read|write|timeout) (\d+)", errs.group(1))} if errs else {}
+    # relays/s counts good relays only: wrk's Requests/sec includes non-2xx answers and late ones
+    # ("timeout": a response after --timeout); connect/read/write errors are failed relays too
+    good = max(0, total - non2xx - sock.get("timeout", 0))
+    failed = non2xx + sum(sock.values())
+    return {"rps": rps * good / total if total else 0.0, "total": total, "p50": p50, "p99": p99, "non2xx": non2xx,
+            "failed": failed, "errors": errs.group(1) if errs else ""}
 
 
 def measure(name, url, pids, seconds, lua):
@@ -266,6 +272,9 @@ services:
         cpu = "(upstream %.1f)" % med(rs, "cpu_us") if name == "direct" else "%.2f" % med(rs, "cpu_us")
         print(f"| {name} | {med(rs, 'rps'):.0f} | {med(rs, 'rps') / direct:.2f} | {med(rs, 'p50'):.2f} | {med(rs, 'p99'):.2f} "
               f"| {cpu} | {max(r['hwm'] for r in rs) / 1024:.1f} | {sum(r['non2xx'] for r in rs)} |")
+    for name, rs in results.items():  # relays/s above count 2xx answers in time only
+        if any(r["errors"] for r in rs):
+            print(f"\n{name}: wrk socket errors (failed relays, not in relays/s): " + "; ".join(r["errors"] for r in rs if r["errors"]))
     print("\nPathway's ratios:")
     for peer in ("nginx", "haproxy"):
         print(f"- vs {peer}: relays/s x{med(results['pathway'], 'rps') / med(results[peer], 'rps'):.2f}, "

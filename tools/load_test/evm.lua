@@ -15,7 +15,9 @@
 -- wait for a slot is not counted. The clock is CLOCK_MONOTONIC through LuaJIT's FFI.
 --
 -- done() prints one line "PWLOADTEST {json}" that tools/load_test/load_test.py reads: counters of
--- every thread, wrk's socket errors and latency percentiles (microseconds).
+-- every thread, wrk's socket errors and latency percentiles (microseconds). wrk's "timeout" errors
+-- are responses that came after --timeout: counted in "responses" (and, if 2xx, "http_ok") but not
+-- in the latency percentiles; load_test.py counts them as failures.
 
 local ffi = require("ffi")
 ffi.cdef [[
@@ -56,7 +58,9 @@ RATE = tonumber(os.getenv("PW_LOAD_RATE") or "0") or 0       -- requests/s of th
 THREADS = tonumber(os.getenv("PW_LOAD_THREADS") or "1") or 1 -- its -t, to split the rate
 local interval_ms = 0 -- between this thread's send slots
 local next_slot = 0
-http_ok = 0      -- responses with a 2xx status
+started = 0      -- requests written (request() runs once per request): the unanswered ones tell a
+                 -- lost request from an idle keep-alive close, both read errors to wrk
+http_ok = 0      -- responses with a 2xx status (a late one, wrk's "timeout", is still here)
 http_other = 0   -- responses with any other status
 rpc_results = 0  -- JSON-RPC response objects with "result"
 rpc_errors = 0   -- JSON-RPC response objects with "error" (or a body with neither)
@@ -86,6 +90,7 @@ function init(args)
 end
 
 function request()
+  started = started + 1
   next_req = next_req % #requests + 1
   return requests[next_req]
 end
@@ -133,10 +138,11 @@ end
 
 function done(summary, latency, requests_stats)
   local out = {
-    http_ok = 0, http_other = 0, rpc_results = 0, rpc_errors = 0,
+    started = 0, http_ok = 0, http_other = 0, rpc_results = 0, rpc_errors = 0,
   }
   local statuses_all = {}
   for _, t in ipairs(threads) do
+    out.started = out.started + (t:get("started") or 0)
     out.http_ok = out.http_ok + (t:get("http_ok") or 0)
     out.http_other = out.http_other + (t:get("http_other") or 0)
     out.rpc_results = out.rpc_results + (t:get("rpc_results") or 0)
@@ -152,11 +158,11 @@ function done(summary, latency, requests_stats)
   end
   local e = summary.errors
   io.write(string.format(
-    'PWLOADTEST {"duration_us":%d,"responses":%d,"bytes":%d,"http_ok":%d,"http_other":%d,' ..
+    'PWLOADTEST {"duration_us":%d,"responses":%d,"started":%d,"bytes":%d,"http_ok":%d,"http_other":%d,' ..
     '"rpc_results":%d,"rpc_errors":%d,"statuses":{%s},' ..
     '"socket_errors":{"connect":%d,"read":%d,"write":%d,"timeout":%d},' ..
     '"latency_us":{"p50":%d,"p95":%d,"p99":%d,"max":%d,"mean":%.1f}}\n',
-    summary.duration, summary.requests, summary.bytes, out.http_ok, out.http_other,
+    summary.duration, summary.requests, out.started, summary.bytes, out.http_ok, out.http_other,
     out.rpc_results, out.rpc_errors, table.concat(st, ","),
     e.connect, e.read, e.write, e.timeout,
     latency:percentile(50), latency:percentile(95), latency:percentile(99), latency.max, latency.mean))

@@ -12,6 +12,7 @@ Standard library only."""
 import argparse
 import http.client
 import json
+import math
 import os
 import re
 import shutil
@@ -196,32 +197,84 @@ def preflight(url, service):
               file=sys.stderr)
 
 
-def run_wrk(url, service, args, duration):
-    """Starts one wrk for `service`; returns the Popen (stdout piped)."""
+def connections_for(args):
+    """Connections per service, and whether --rate capped them.
+
+    With --rate R each connection should send at least every ~2 s: a connection idle for longer
+    than the dataplane's keep-alive timeout (h2o's default: 10 s) is closed by it, which wrk counts
+    as a read error although no request was lost. So at most max(threads, ceil(2 R)) connections."""
+    conns = max(args.connections, args.threads)
+    if args.rate > 0:
+        cap = max(args.threads, math.ceil(args.rate * 2))
+        if conns > cap:
+            return cap, True
+    return conns, False
+
+
+def run_wrk(url, service, args, duration, connections):
+    """Starts one wrk for `service`; returns the Popen (stdout piped). The caller stops it."""
     env = dict(os.environ)
     env["PW_LOAD_RATE"] = str(args.rate)
     env["PW_LOAD_THREADS"] = str(args.threads)
-    cmd = ["wrk", "-t", str(args.threads), "-c", str(max(args.connections, args.threads)), "-d", f"{duration:g}s",
+    cmd = ["wrk", "-t", str(args.threads), "-c", str(connections), "-d", f"{duration:g}s",
            "--timeout", args.timeout, "-s", SCRIPT, url.rstrip("/") + "/v1", "--", service]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
 
 
-def collect(service, proc):
+def stop_procs(procs):
+    """Terminates the wrk processes still running (an interrupted run), then waits for each."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def account(r, connections, timeout_us):
+    """Adds the derived figures to one service's PWLOADTEST counters `r` (evm.lua's done()).
+
+    - A "timeout" in wrk 4 is a response that came after --timeout: wrk counts it in `responses`
+      (and evm.lua, when 2xx, in `http_ok`) but leaves it out of the latency histogram. It is a
+      failed request: not OK, and when there is any, p99 is at least --timeout.
+    - wrk also counts a read error when the dataplane closes an idle keep-alive connection, which
+      loses no request. A read error counts as a failed request only as far as requests were sent
+      and never answered (`started` - responses - write errors), beyond the one per connection that
+      may still be in flight when the run stops.
+    - Connect and write errors are failed attempts."""
+    se = r["socket_errors"]
+    started = r.get("started", r["responses"] + se["read"] + se["write"])
+    unanswered = max(0, started - r["responses"] - se["write"])
+    r["read_failures"] = min(se["read"], max(0, unanswered - connections))
+    r["attempts"] = r["responses"] + se["connect"] + se["write"] + r["read_failures"]
+    r["ok"] = max(0, r["http_ok"] - se["timeout"])
+    calls = r["rpc_results"] + r["rpc_errors"]
+    r["seconds"] = r["duration_us"] / 1e6
+    r["rps"] = r["responses"] / r["seconds"] if r["seconds"] > 0 else 0.0
+    r["http_success_pct"] = 100.0 * r["ok"] / r["attempts"] if r["attempts"] else 0.0
+    r["rpc_error_pct"] = 100.0 * r["rpc_errors"] / calls if calls else 0.0
+    r["p99_floored"] = False
+    if se["timeout"] > 0 and r["latency_us"]["p99"] < timeout_us:
+        r["latency_us"]["p99"] = int(timeout_us)  # the late responses are not in wrk's histogram
+        r["p99_floored"] = True
+    if se["timeout"] > 0 and r["latency_us"]["max"] < timeout_us:
+        r["latency_us"]["max"] = int(timeout_us)
+    return r
+
+
+def collect(service, proc, connections, timeout_us):
     out, err = proc.communicate()
     m = re.search(r"^PWLOADTEST (\{.*\})$", out, re.M)
     if proc.returncode != 0 or m is None:
         raise Fatal(EXIT_UNREACHABLE if "unable to connect" in (out + err) else EXIT_USAGE,
                     f"wrk for {service} failed (exit {proc.returncode}):\n{out}{err}")
     r = json.loads(m.group(1))
-    sock = sum(r["socket_errors"].values())
-    attempts = r["responses"] + sock
-    calls = r["rpc_results"] + r["rpc_errors"]
     r["service"] = service
-    r["seconds"] = r["duration_us"] / 1e6
-    r["rps"] = r["responses"] / r["seconds"] if r["seconds"] > 0 else 0.0
-    r["http_success_pct"] = 100.0 * r["http_ok"] / attempts if attempts else 0.0
-    r["rpc_error_pct"] = 100.0 * r["rpc_errors"] / calls if calls else 0.0
-    return r
+    r["connections"] = connections
+    return account(r, connections, timeout_us)
 
 
 def fmt_ms(us):
@@ -255,9 +308,15 @@ def report(results, args, max_p99_us):
         extra = []
         if r["statuses"]:
             extra.append("non-2xx " + ", ".join(f"{k}: {v}" for k, v in sorted(r["statuses"].items())))
-        se = {k: v for k, v in r["socket_errors"].items() if v}
+        se = {k: v for k, v in r["socket_errors"].items() if v and k != "timeout"}
         if se:
             extra.append("socket errors " + ", ".join(f"{k}: {v}" for k, v in se.items()))
+        if r["socket_errors"]["read"]:
+            extra.append(f"read errors counted as failed requests: {r['read_failures']} of {r['socket_errors']['read']} "
+                         "(the rest are idle keep-alive connections the dataplane closed, no request lost)")
+        if r["socket_errors"]["timeout"]:
+            extra.append(f"{r['socket_errors']['timeout']} responses came after --timeout {args.timeout}: counted as failed, "
+                         f"and p99 is reported as at least {args.timeout}")
         if args.rate > 0 and r["rps"] < 0.9 * args.rate:
             extra.append(f"achieved {r['rps']:.0f} req/s of the {args.rate} asked: the dataplane or --connections is the limit")
         if extra:
@@ -327,7 +386,7 @@ def main(argv):
     try:
         duration = parse_duration(args.duration)
         max_p99_us = parse_duration(args.max_p99) * 1e6
-        parse_duration(args.timeout)
+        timeout_us = parse_duration(args.timeout) * 1e6
     except ValueError as e:
         print(f"load_test: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -341,7 +400,9 @@ def main(argv):
         print("load_test: wrk is not installed (apt-get install wrk; make deps installs it)", file=sys.stderr)
         return EXIT_USAGE
 
+    connections, capped = connections_for(args)
     local = None
+    procs = []
     try:
         if args.local:
             local = Local(args.build, services, args.mock_latency, args.dataplane_threads)
@@ -350,17 +411,21 @@ def main(argv):
             url, admin = args.url, args.admin or "http://127.0.0.1:9901"
         mode = f"{args.rate} req/s per service" if args.rate > 0 else "as fast as it goes"
         print(f"load test: {', '.join(services)} at {url} for {duration:g}s, {mode}, "
-              f"{args.connections} connections x {args.threads} wrk thread(s) per service"
+              f"{connections} connections x {args.threads} wrk thread(s) per service"
               + (" (local mocks + dataplane)" if local else ""))
+        if capped:
+            print(f"note: --connections {args.connections} capped to {connections} for --rate {args.rate} "
+                  "(each connection sends at least every ~2s, so the dataplane never closes one as idle)")
         for s in services:
             preflight(url, s)
         before = get_stats(admin)
-        procs = [(s, run_wrk(url, s, args, duration)) for s in services]  # services run side by side
+        for s in services:  # side by side; `procs` so that `finally` stops them on SIGTERM / Ctrl-C
+            procs.append(run_wrk(url, s, args, duration, connections))
         results = []
         failure = None
-        for s, p in procs:
+        for s, p in zip(services, procs):
             try:
-                results.append(collect(s, p))
+                results.append(collect(s, p, connections, timeout_us))
             except Fatal as e:
                 failure = failure or e
         if failure:
@@ -385,6 +450,7 @@ def main(argv):
         print(f"load_test: {e}", file=sys.stderr)
         return e.code
     finally:
+        stop_procs(procs)
         if local is not None:
             local.stop()
 

@@ -99,6 +99,16 @@ int ctl_parse_args(int argc, char *const *argv, ctl_args_t *args, char *err, siz
 /* Prints the overview (cmd == NULL) or one command's help. */
 void ctl_print_help(FILE *fp, const ctl_command_t *cmd);
 
+/* The API's bound on a version or tag message (docs/api.md): a longer -m is a usage error. */
+#define CTL_MAX_MESSAGE 1024
+
+/* The first line `show --yaml` writes: this, the version number, " (hash ...)". */
+#define CTL_DOC_HEADER "# pathway fleet document, version "
+
+/* The version a document file was shown from: its first line is CTL_DOC_HEADER N. Returns 0 with
+ * *version, or -1 when the file has no such line (`doc` borrowed, `len` bytes, not NUL-terminated). */
+int ctl_doc_version(const char *doc, size_t len, int64_t *version);
+
 /* --- connection settings ------------------------------------------------------------------ */
 
 #define CTL_DEFAULT_URL "http://127.0.0.1:7070"

@@ -36,11 +36,13 @@ const ctl_command_t ctl_commands[] = {
      "  --json   the API's JSON Patch (RFC 6902) from /v1/versions/B/diff?from=A\n",
      CTL_OPT_JSON, 1, 2, ctl_cmd_diff},
     {"apply", "FILE", "a whole document (YAML or JSON) as a new version",
-     "Sends FILE as the new document (PUT /v1/config) with If-Match of the active version read first,\n"
-     "so a change made meanwhile by someone else is refused (412, exit 1) instead of overwritten.\n"
-     "An identical document makes no new version. Prints the new version and what changed.\n"
-     "  -m, --message MSG   why (stored with the version)\n"
-     "  --if-match N        store only if N is still the active version (the one you reviewed)\n"
+     "Sends FILE as the new document (PUT /v1/config) with If-Match of the version FILE was shown from\n"
+     "(its first line `# pathway fleet document, version N`, as `show --yaml` writes it), else of the\n"
+     "active version read first, so a change stored meanwhile by someone else is refused (412, exit 1)\n"
+     "instead of overwritten. An identical document makes no new version. Prints the new version and\n"
+     "what changed.\n"
+     "  -m, --message MSG   why (stored with the version; at most 1024 bytes)\n"
+     "  --if-match N        store only if N is still the active version (overrides FILE's version)\n"
      "  --force             send without If-Match\n",
      CTL_OPT_MESSAGE | CTL_OPT_FORCE | CTL_OPT_IF_MATCH, 1, 1, ctl_cmd_apply},
     {"set", "KEY=VALUE...", "change settings (a merge patch on the active document)",
@@ -49,10 +51,13 @@ const ctl_command_t ctl_commands[] = {
      "  KEY is a dotted path: limiter.max_concurrent, log.level, defaults.pool.idle_timeout.\n"
      "  List items are addressed by their id: services.eth.pool.max_conns_per_host (write services[ID]\n"
      "  when the id holds a dot); lists of items without ids by index: services.eth.endpoints.0.url.\n"
-     "  A name no item has adds {\"id\": NAME} to the list: services.bsc.endpoints='[{\"url\":\"...\"}]'.\n"
-     "  VALUE is JSON when it parses as JSON (200, true, [..], {..}, \"quoted\"), else a string (5s, debug).\n"
-     "  null removes the key (back to its default) or the list item (services.bsc=null).\n"
-     "  -m, --message MSG   why (stored with the version)\n"
+     "  An all-digit segment is always an index (past the end: an error). A name no item has adds\n"
+     "  {\"id\": NAME} to the list: services.bsc.endpoints='[{\"url\":\"...\"}]'.\n"
+     "  VALUE is JSON when it parses as JSON (200, true, [..], {..}, \"quoted\"), else a string (5s, debug);\n"
+     "  a number with an integral value is an integer (1e3 is 1000).\n"
+     "  null removes the key (back to its default) or the list item (services.bsc=null); removing what\n"
+     "  is not there creates nothing (a missing list item is an error).\n"
+     "  -m, --message MSG   why (stored with the version; at most 1024 bytes)\n"
      "  --if-match N        store only if N is still the active version (default: the version read)\n"
      "  --dry-run           print the merge patch, send nothing\n",
      CTL_OPT_MESSAGE | CTL_OPT_DRY_RUN | CTL_OPT_IF_MATCH, 1, -1, ctl_cmd_set},
@@ -247,6 +252,10 @@ int ctl_parse_args(int argc, char *const *argv, ctl_args_t *args, char *err, siz
             args->version = 1;
             break;
         case OPT_MESSAGE:
+            if (strlen(value) > CTL_MAX_MESSAGE) {
+                snprintf(err, errlen, "--message: at most %d bytes (the API's limit), not %zu", CTL_MAX_MESSAGE, strlen(value));
+                return -1;
+            }
             args->message = value;
             break;
         case OPT_LIMIT: {

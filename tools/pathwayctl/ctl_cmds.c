@@ -262,8 +262,9 @@ static int get_active(ctl_t *ctl, json_t **doc, int64_t *version)
         rc = CTL_EXIT_UNREACHABLE;
     } else {
         char *end;
+        errno = 0;
         long long n = strtoll(res.etag, &end, 10);
-        if (res.etag[0] == '\0' || *end != '\0' || n < 1) {
+        if (res.etag[0] == '\0' || *end != '\0' || errno != 0 || n < 1) {
             fprintf(ctl->err, "pathwayctl: GET /v1/config answered without a version ETag\n");
             json_decref(*doc);
             *doc = NULL;
@@ -319,18 +320,19 @@ static int report_stored(ctl_t *ctl, ctl_response_t *res, const json_t *before, 
     return CTL_EXIT_OK;
 }
 
-/* "?message=..." for `-m`, or "" (caller frees). */
-static char *message_query(ctl_t *ctl, const ctl_args_t *args)
+/* "/v1/config", with "?message=..." for `-m` (caller frees), NULL when out of memory. Allocated to
+ * fit: a message of CTL_MAX_MESSAGE bytes may triple when percent-encoded. */
+static char *config_path(ctl_t *ctl, const ctl_args_t *args)
 {
     if (args->message == NULL)
-        return strdup("");
+        return strdup("/v1/config");
     char *e = ctl_escape(ctl, args->message);
     if (e == NULL)
         return NULL;
-    size_t n = strlen(e) + 10;
+    size_t n = strlen(e) + sizeof("/v1/config?message=");
     char *q = malloc(n);
     if (q != NULL)
-        snprintf(q, n, "?message=%s", e);
+        snprintf(q, n, "/v1/config?message=%s", e);
     free(e);
     return q;
 }
@@ -387,6 +389,23 @@ static char *read_document(ctl_t *ctl, const char *path, size_t *len, const char
     *ctype = i < n && buf[i] == '{' ? "Content-Type: application/json" : "Content-Type: application/yaml";
     *len = n;
     return buf;
+}
+
+int ctl_doc_version(const char *doc, size_t len, int64_t *version)
+{
+    size_t hl = strlen(CTL_DOC_HEADER), i = hl;
+    if (len <= hl || memcmp(doc, CTL_DOC_HEADER, hl) != 0)
+        return -1;
+    int64_t n = 0;
+    for (; i < len && isdigit((unsigned char)doc[i]); i++) {
+        if (n > (INT64_MAX - 9) / 10)
+            return -1;
+        n = n * 10 + (doc[i] - '0');
+    }
+    if (i == hl || n < 1 || (i < len && doc[i] != ' ' && doc[i] != '\n' && doc[i] != '\r'))
+        return -1;
+    *version = n;
+    return 0;
 }
 
 /* --- commands ------------------------------------------------------------------------------------- */
@@ -518,8 +537,7 @@ int ctl_cmd_show(ctl_t *ctl, const ctl_args_t *args)
     } else {
         char *yaml = cfg_json_to_yaml(json_object_get(v, "document"));
         if (args->given & CTL_OPT_YAML) {
-            fprintf(ctl->out, "# pathway fleet document, version %lld (hash %s)\n%s", (long long)n, str(v, "hash"),
-                    yaml != NULL ? yaml : "");
+            fprintf(ctl->out, CTL_DOC_HEADER "%lld (hash %s)\n%s", (long long)n, str(v, "hash"), yaml != NULL ? yaml : "");
         } else {
             fputs(BOLD(ctl), ctl->out);
             version_line(ctl, v);
@@ -572,14 +590,25 @@ int ctl_cmd_apply(ctl_t *ctl, const ctl_args_t *args)
     if (doc == NULL)
         return CTL_EXIT_USAGE;
     json_t *before = NULL;
-    int64_t active = 0;
+    int64_t active = 0, shown = 0;
     int rc = get_active(ctl, &before, &active);
-    char *q = rc == CTL_EXIT_OK ? message_query(ctl, args) : NULL;
-    if (rc == CTL_EXIT_OK && q != NULL) {
-        char path[2048], ifmatch[64];
-        snprintf(path, sizeof(path), "/v1/config%s", q);
-        snprintf(ifmatch, sizeof(ifmatch), "If-Match: \"%lld\"",
-                 (args->given & CTL_OPT_IF_MATCH) ? args->if_match : (long long)active);
+    char *path = rc == CTL_EXIT_OK ? config_path(ctl, args) : NULL;
+    if (rc == CTL_EXIT_OK && path == NULL) {
+        fprintf(ctl->err, "pathwayctl: out of memory\n");
+        rc = CTL_EXIT_USAGE;
+    }
+    if (rc == CTL_EXIT_OK) {
+        /* the version `show --yaml` wrote the file from: what the operator edited, so a version stored
+         * since then is refused (412) rather than overwritten by the older edit */
+        long long expect = active;
+        if (args->given & CTL_OPT_IF_MATCH) {
+            expect = args->if_match;
+        } else if (!(args->given & CTL_OPT_FORCE) && ctl_doc_version(doc, len, &shown) == 0) {
+            expect = shown;
+            fprintf(ctl->out, "If-Match: \"%lld\" (the version %s was shown from)\n", expect, args->positional[0]);
+        }
+        char ifmatch[64];
+        snprintf(ifmatch, sizeof(ifmatch), "If-Match: \"%lld\"", expect);
         const char *headers[] = {ctype, (args->given & CTL_OPT_FORCE) ? NULL : ifmatch, NULL};
         ctl_response_t res;
         if (ctl_request(ctl, "PUT", path, headers, doc, len, &res) != 0) {
@@ -589,7 +618,7 @@ int ctl_cmd_apply(ctl_t *ctl, const ctl_args_t *args)
             ctl_response_dispose(&res);
         }
     }
-    free(q);
+    free(path);
     free(doc);
     json_decref(before);
     return rc;
@@ -615,8 +644,8 @@ int ctl_cmd_set(ctl_t *ctl, const ctl_args_t *args)
     }
     json_t *patch = ctl_merge_diff(before, after);
     char *body = patch != NULL ? json_dumps(patch, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    char *q = message_query(ctl, args);
-    if (body == NULL || q == NULL) {
+    char *path = config_path(ctl, args);
+    if (body == NULL || path == NULL) {
         fprintf(ctl->err, "pathwayctl: out of memory\n");
         rc = CTL_EXIT_USAGE;
     } else if (json_object_size(patch) == 0) {
@@ -628,8 +657,7 @@ int ctl_cmd_set(ctl_t *ctl, const ctl_args_t *args)
         fprintf(ctl->out, "changes from version %lld:\n", (long long)active);
         print_changes(ctl, before, after, "(none)");
     } else {
-        char path[2048], ifmatch[64];
-        snprintf(path, sizeof(path), "/v1/config%s", q);
+        char ifmatch[64];
         snprintf(ifmatch, sizeof(ifmatch), "If-Match: \"%lld\"",
                  (args->given & CTL_OPT_IF_MATCH) ? args->if_match : (long long)active);
         const char *headers[] = {"Content-Type: application/merge-patch+json", ifmatch, NULL};
@@ -641,7 +669,7 @@ int ctl_cmd_set(ctl_t *ctl, const ctl_args_t *args)
             ctl_response_dispose(&res);
         }
     }
-    free(q);
+    free(path);
     free(body);
     json_decref(patch);
     json_decref(after);

@@ -65,7 +65,8 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *user)
     return n;
 }
 
-/* Copies a header's value (trimmed, without the quotes of an entity tag) when the line is `name`. */
+/* Copies a header's value (trimmed, without the quotes of an entity tag) when the line is `name`;
+ * "" when it is longer than outlen - 1. */
 static void take_header(const char *line, size_t n, const char *name, char *out, size_t outlen, int unquote)
 {
     size_t nl = strlen(name);
@@ -84,7 +85,11 @@ static void take_header(const char *line, size_t n, const char *name, char *out,
             e--;
         }
     }
-    snprintf(out, outlen, "%.*s", (int)(e - v), v);
+    /* a value that does not fit is dropped, not cut: a cut ETag could read as another version */
+    if ((size_t)(e - v) >= outlen)
+        out[0] = '\0';
+    else
+        snprintf(out, outlen, "%.*s", (int)(e - v), v);
 }
 
 static size_t on_header(char *data, size_t size, size_t nmemb, void *user)

@@ -5,9 +5,11 @@
  * service ids like `eth.main`): `limiter.max_concurrent`, `services[eth.main].pool.max_idle_per_host`.
  * In an object a segment is a key (created, as an object, when later segments need it). In a list:
  *   1. the item whose "id" equals the segment (services are addressed by id);
- *   2. else, when the segment is a decimal number, the item at that index (endpoints.0);
+ *   2. else, when the segment is all digits, the item at that index (endpoints.0); past the end
+ *      is an error, never a new item;
  *   3. else a new item {"id": segment} appended (so `services.bsc.endpoints=[...]` adds a service).
- * A null VALUE removes the key, or the list item.
+ * A null VALUE removes the key, or the list item; removing something absent creates nothing: an
+ * absent key on the way is a no-op, a missing list item an error.
  *
  * RFC 7386 replaces arrays whole, so a change inside `services` cannot be said as a merge patch of
  * its own: the assignments are applied to a copy of the active document, and the merge patch is
@@ -17,14 +19,40 @@
  */
 #include "ctl.h"
 #include <ctype.h>
+#include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Reals with an integral value (1e3, 200.0) become integers, inside arrays and objects too: JSON
+ * does not tell 1000 from 1e3, but jansson does, and the config schema's integer fields refuse a
+ * real. Returns v, or a replacement (v stolen). */
+static json_t *integral_reals(json_t *v)
+{
+    if (json_is_real(v)) {
+        double d = json_real_value(v);
+        /* [-2^63, 2^63): every double there converts to int64 without overflow */
+        if (d >= -9223372036854775808.0 && d < 9223372036854775808.0 && (double)(json_int_t)d == d) {
+            json_decref(v);
+            return json_integer((json_int_t)d);
+        }
+    } else if (json_is_array(v)) {
+        size_t i;
+        json_t *item;
+        json_array_foreach(v, i, item) json_array_set_new(v, i, integral_reals(json_incref(item)));
+    } else if (json_is_object(v)) {
+        const char *k;
+        json_t *item;
+        json_object_foreach(v, k, item) json_object_set_new(v, k, integral_reals(json_incref(item)));
+    }
+    return v;
+}
 
 json_t *ctl_set_value(const char *text)
 {
     json_error_t e;
     json_t *v = json_loads(text, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &e);
-    return v != NULL ? v : json_string(text);
+    return v != NULL ? integral_reals(v) : json_string(text);
 }
 
 #define MAX_SEGMENTS 32
@@ -100,17 +128,18 @@ Error:
     return -1;
 }
 
+/* Every all-digit segment is an index (leading zeros and all): one too large for size_t is
+ * SIZE_MAX, out of range of any list, rather than an id to add. */
 static int is_index(const char *s, size_t *out)
 {
-    size_t v = 0, n = 0;
-    for (; s[n] != '\0'; n++) {
-        if (!isdigit((unsigned char)s[n]) || n >= 9)
-            return 0;
-        v = v * 10 + (size_t)(s[n] - '0');
-    }
-    if (n == 0 || (n > 1 && s[0] == '0'))
+    size_t n = 0;
+    while (s[n] != '\0' && isdigit((unsigned char)s[n]))
+        n++;
+    if (n == 0 || s[n] != '\0')
         return 0;
-    *out = v;
+    errno = 0;
+    unsigned long long v = strtoull(s, NULL, 10);
+    *out = errno == ERANGE || v > SIZE_MAX ? SIZE_MAX : (size_t)v;
     return 1;
 }
 
@@ -164,6 +193,8 @@ static int assign(json_t *doc, const path_t *p, json_t *value, char *err, size_t
                 return json_object_set_new(cur, seg, value) == 0 ? 0 : (snprintf(err, errlen, "out of memory"), -1);
             }
             json_t *next = json_object_get(cur, seg);
+            if (next == NULL && value == NULL)
+                return 0; /* removing below a key that is absent: nothing there, nothing created */
             if (next == NULL) {
                 next = json_object();
                 if (json_object_set_new(cur, seg, next) != 0)
@@ -175,11 +206,12 @@ static int assign(json_t *doc, const path_t *p, json_t *value, char *err, size_t
             size_t i = find_item(cur, seg, &by_index), n = json_array_size(cur);
             if (by_index && i >= n) {
                 path_prefix(p, s - 1, where, sizeof(where)); /* s >= 1: the document itself is an object */
-                snprintf(err, errlen, "%.100s: no item %zu (the list has %zu)", where, i, n);
+                snprintf(err, errlen, "%.100s: no item %.32s (the list has %zu)", where, seg, n);
                 goto Fail;
             }
             if (i == n) { /* no item has this id */
-                if (value == NULL && last) {
+                /* removing: a missing item is an error, never added on the way */
+                if (value == NULL) {
                     path_prefix(p, s - 1, where, sizeof(where));
                     snprintf(err, errlen, "%.100s: no item has id '%.64s'", where, seg);
                     goto Fail;

@@ -389,6 +389,19 @@ static json_t *version_json(const cp_version_t *v, int with_document)
     return o;
 }
 
+/* Answers 200 with one version and its document, with its ETag; disposes *v. */
+static void respond_version(cp_call_t *call, cp_version_t *v)
+{
+    json_t *body = version_json(v, 1);
+    add_version_headers(call, v->version, v->hash);
+    cp_version_dispose(v);
+    if (body == NULL) {
+        respond_error(call, 503, "stored document unreadable", NULL);
+        return;
+    }
+    respond_json(call, 200, body);
+}
+
 /* --- documents ------------------------------------------------------------------------------ */
 
 int cp_document_prepare(json_t *tree, char **canonical, char hash[65], cfg_errors_t *errs)
@@ -918,14 +931,7 @@ static void h_get_version(cp_call_t *call)
         respond_store_error(call);
         return;
     }
-    json_t *body = version_json(&v, 1);
-    add_version_headers(call, v.version, v.hash);
-    cp_version_dispose(&v);
-    if (body == NULL) {
-        respond_error(call, 503, "stored document unreadable", NULL);
-        return;
-    }
-    respond_json(call, 200, body);
+    respond_version(call, &v);
 }
 
 /* The document of version n as a tree ({} for version 0, "before the first"); NULL after answering. */
@@ -1259,14 +1265,7 @@ static void deliver(cp_call_t *call, int64_t now_ms)
         respond_store_error(call);
         return;
     }
-    json_t *body = version_json(&v, 1);
-    add_version_headers(call, v.version, v.hash);
-    cp_version_dispose(&v);
-    if (body == NULL) {
-        respond_error(call, 503, "stored document unreadable", NULL);
-        return;
-    }
-    respond_json(call, 200, body);
+    respond_version(call, &v);
 }
 
 /* `record`: the dataplane is calling now (not a parked poll whose wait ended: it proved itself

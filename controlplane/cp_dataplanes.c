@@ -1,0 +1,356 @@
+/*
+ * The dataplane handlers and their long polls: a poll that has nothing new parks on srv->waiters
+ * (ordered by deadline) until a version is stored (cp_wake_waiters) or its wait ends (cp_expire_waiters).
+ */
+
+#include "cp_server_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "pw_log.h"
+
+/* --- long polls ------------------------------------------------------------------------------ */
+
+/* A parked poll proves its dataplane alive only for heartbeat_timeout after it parked: h2o 2.2
+ * does not read an HTTP/1 socket while a request is in progress, so a poll whose client vanished
+ * stays parked until its wait ends. */
+static int waiter_is_proof(cp_server_t *srv, const cp_waiter_t *w, int64_t now_mono)
+{
+    return now_mono - w->parked <= (int64_t)srv->conf->heartbeat_ms;
+}
+
+static int is_polling(cp_server_t *srv, const char *id)
+{
+    int64_t now = mono_ms();
+    for (h2o_linklist_t *n = srv->waiters.next; n != &srv->waiters; n = n->next) {
+        cp_waiter_t *w = H2O_STRUCT_FROM_MEMBER(cp_waiter_t, link, n);
+        if (waiter_is_proof(srv, w, now) && strcmp(w->call->params[0].base, id) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int cp_polling_set_init(cp_server_t *srv, cp_polling_set_t *set)
+{
+    int64_t now = mono_ms();
+    set->size = 0;
+    set->ids = malloc((srv->num_waiters + 1) * sizeof(set->ids[0]));
+    if (set->ids == NULL)
+        return -1;
+    for (h2o_linklist_t *n = srv->waiters.next; n != &srv->waiters; n = n->next) {
+        cp_waiter_t *w = H2O_STRUCT_FROM_MEMBER(cp_waiter_t, link, n);
+        if (waiter_is_proof(srv, w, now))
+            set->ids[set->size++] = w->call->params[0].base;
+    }
+    qsort(set->ids, set->size, sizeof(set->ids[0]), cmp_id);
+    return 0;
+}
+
+int cp_polling_set_has(const cp_polling_set_t *set, const char *id)
+{
+    return bsearch(&id, set->ids, set->size, sizeof(set->ids[0]), cmp_id) != NULL;
+}
+
+/* --- handlers: dataplanes ------------------------------------------------------------------------ */
+
+/* `polling`: whether a parked poll proves it alive (is_polling). */
+static json_t *dataplane_json(cp_server_t *srv, const cp_dataplane_t *dp, int64_t active, int64_t now, int polling)
+{
+    char first[32], last[32];
+    cp_format_time(dp->first_seen_ms, first);
+    cp_format_time(dp->last_seen_ms, last);
+    cp_dp_state_t state = cp_dp_state(dp, active, now, (int64_t)srv->conf->heartbeat_ms, polling);
+    json_t *o =
+        json_pack("{ss sO ss ss sI sI sI ss sO}", "id", dp->id, "labels", dp->labels, "first_seen", first, "last_seen", last,
+                  "applied_version", (json_int_t)dp->applied_version, "delivered_version", (json_int_t)dp->delivered_version,
+                  "reported_version", (json_int_t)dp->reported_version, "state", cp_dp_state_name(state), "stats", dp->stats);
+    if (o != NULL && dp->rejected_version != 0) {
+        json_object_set_new(o, "rejected_version", json_integer(dp->rejected_version));
+        json_object_set_new(o, "error", json_string(dp->error));
+    }
+    return o;
+}
+
+static int path_dataplane_id(cp_call_t *call)
+{
+    if (!cp_valid_id(call->params[0].base, call->params[0].len)) {
+        cp_respond_error(call, 400, "id: a dataplane id is 1-64 characters of A-Z a-z 0-9 _ . -", NULL);
+        return -1;
+    }
+    return 0;
+}
+
+void cp_h_list_dataplanes(cp_call_t *call)
+{
+    size_t len;
+    int limit = 1000;
+    int64_t v;
+    const char *s = cp_query_get(&call->query, "limit", &len), *after = NULL;
+    if (s != NULL) {
+        if (cp_parse_version(s, len, 0, &v) != 0 || v > 1000) {
+            cp_respond_error(call, 400, "limit: must be an integer from 1 to 1000", NULL);
+            return;
+        }
+        limit = (int)v;
+    }
+    if ((after = cp_query_get(&call->query, "after", &len)) != NULL && !cp_valid_id(after, len)) {
+        cp_respond_error(call, 400, "after: must be a dataplane id (the next_after of the previous page)", NULL);
+        return;
+    }
+    cp_dataplane_t *dps;
+    size_t n;
+    cp_polling_set_t polling;
+    if (cp_polling_set_init(call->srv, &polling) != 0) {
+        cp_respond_error(call, 503, "out of memory", NULL);
+        return;
+    }
+    if (cp_store_list_dataplanes(call->srv->store, after, limit, &dps, &n) != CP_STORE_OK) {
+        free(polling.ids);
+        cp_respond_store_error(call);
+        return;
+    }
+    int64_t active = cp_store_active_version(call->srv->store), now = cp_now_ms();
+    json_t *arr = json_array();
+    for (size_t i = 0; arr != NULL && i < n; i++)
+        json_array_append_new(arr, dataplane_json(call->srv, &dps[i], active, now, cp_polling_set_has(&polling, dps[i].id)));
+    json_t *next = n == (size_t)limit ? json_string(dps[n - 1].id) : json_null();
+    cp_dataplanes_free(dps, n);
+    free(polling.ids);
+    cp_respond_json(call, 200,
+                    json_pack("{sI so so}", "active_version", (json_int_t)active, "dataplanes", arr, "next_after", next));
+}
+
+void cp_h_get_dataplane(cp_call_t *call)
+{
+    if (path_dataplane_id(call) != 0)
+        return;
+    cp_dataplane_t dp;
+    int rc = cp_store_get_dataplane(call->srv->store, call->params[0].base, &dp);
+    if (rc == CP_STORE_NOT_FOUND) {
+        cp_respond_errorf(call, 404, "dataplane \"%s\" has never called", call->params[0].base);
+        return;
+    }
+    if (rc != CP_STORE_OK) {
+        cp_respond_store_error(call);
+        return;
+    }
+    json_t *body =
+        dataplane_json(call->srv, &dp, cp_store_active_version(call->srv->store), cp_now_ms(), is_polling(call->srv, dp.id));
+    cp_dataplane_dispose(&dp);
+    cp_respond_json(call, 200, body);
+}
+
+/* Whether a dataplane that has `known` should be handed the active version now: it differs, and the
+ * dataplane's latest report is not a NACK of it. That breaks an apply-NACK loop whatever version the
+ * dataplane names, while a dataplane that reports again what it runs (as it does after a restart)
+ * gets one more try (its cause may be fixed). Returns -1 on a store error. */
+static int should_deliver(cp_server_t *srv, const char *id, int64_t known)
+{
+    int64_t active = cp_store_active_version(srv->store);
+    if (active == 0 || active == known)
+        return 0;
+    cp_dataplane_t dp;
+    int rc = cp_store_get_dataplane(srv->store, id, &dp);
+    if (rc == CP_STORE_ERROR)
+        return -1;
+    int rejected = rc == CP_STORE_OK && dp.rejected_version == active && dp.reported_version == active;
+    if (rc == CP_STORE_OK)
+        cp_dataplane_dispose(&dp);
+    return !rejected;
+}
+
+/* Answers a config call with the active version (200), and records the delivery. `now_ms`: the
+ * time to record as last seen, 0 for a parked poll (its client may have vanished meanwhile). */
+static void deliver(cp_call_t *call, int64_t now_ms)
+{
+    cp_server_t *srv = call->srv;
+    cp_version_t v;
+    if (cp_store_get_version(srv->store, 0, &v) != CP_STORE_OK) {
+        cp_respond_store_error(call);
+        return;
+    }
+    if (cp_store_dataplane_seen(srv->store, call->params[0].base, now_ms, v.version) != CP_STORE_OK) {
+        cp_version_dispose(&v);
+        cp_respond_store_error(call);
+        return;
+    }
+    cp_respond_version(call, &v);
+}
+
+/* `record`: the dataplane is calling now (not a parked poll whose wait ended: it proved itself
+ * alive when it parked, and may be gone since). */
+static void answer_not_modified(cp_call_t *call, int record)
+{
+    if (record && cp_store_dataplane_seen(call->srv->store, call->params[0].base, cp_now_ms(), 0) != CP_STORE_OK) {
+        cp_respond_store_error(call);
+        return;
+    }
+    char etag[40];
+    snprintf(etag, sizeof(etag), "\"%lld\"", (long long)cp_store_active_version(call->srv->store));
+    cp_add_header(call, H2O_TOKEN_ETAG, etag);
+    cp_respond_raw(call, 304, NULL, "", 0);
+}
+
+void cp_unpark(cp_server_t *srv, cp_waiter_t *w)
+{
+    if (h2o_linklist_is_linked(&w->link)) {
+        h2o_linklist_unlink(&w->link);
+        srv->num_waiters--;
+    }
+}
+
+static void on_waiter_dispose(void *p)
+{
+    cp_waiter_t *w = p;
+    /* the request ended without an answer from us (client gone, HTTP/2 stream reset) */
+    cp_unpark(w->srv, w);
+}
+
+void cp_wake_waiters(cp_server_t *srv)
+{
+    h2o_linklist_t *n = srv->waiters.next;
+    while (n != &srv->waiters) {
+        cp_waiter_t *w = H2O_STRUCT_FROM_MEMBER(cp_waiter_t, link, n);
+        n = n->next;
+        int d = should_deliver(srv, w->call->params[0].base, w->known_version);
+        if (d == 0)
+            continue;
+        cp_unpark(srv, w);
+        if (d < 0)
+            cp_respond_store_error(w->call);
+        else
+            deliver(w->call, 0);
+    }
+}
+
+int64_t cp_expire_waiters(cp_server_t *srv)
+{
+    int64_t now = mono_ms();
+    while (!h2o_linklist_is_empty(&srv->waiters)) {
+        cp_waiter_t *w = H2O_STRUCT_FROM_MEMBER(cp_waiter_t, link, srv->waiters.next);
+        if (w->deadline > now)
+            return w->deadline - now;
+        cp_unpark(srv, w);
+        answer_not_modified(w->call, 0);
+    }
+    return -1;
+}
+
+/* Refuses a new dataplane id beyond max_dataplanes (403); returns -1 after answering. */
+static int admit_dataplane(cp_call_t *call)
+{
+    int rc = cp_store_dataplane_admit(call->srv->store, call->params[0].base, call->srv->conf->max_dataplanes);
+    if (rc == CP_STORE_OK)
+        return 0;
+    if (rc == CP_STORE_LIMIT)
+        cp_respond_errorf(call, 403, "id: %llu dataplanes are known already (max_dataplanes); \"%s\" is not one of them",
+                          (unsigned long long)call->srv->conf->max_dataplanes, call->params[0].base);
+    else
+        cp_respond_store_error(call);
+    return -1;
+}
+
+void cp_h_dp_config(cp_call_t *call)
+{
+    cp_server_t *srv = call->srv;
+    if (path_dataplane_id(call) != 0 || admit_dataplane(call) != 0)
+        return;
+    size_t len;
+    int64_t known = 0;
+    uint64_t wait = 0;
+    const char *s = cp_query_get(&call->query, "version", &len);
+    if (s != NULL && cp_parse_version(s, len, 1, &known) != 0) {
+        cp_respond_error(call, 400, "version: must be the version the dataplane has (an integer, 0 = none)", NULL);
+        return;
+    }
+    const char *err = NULL;
+    if ((s = cp_query_get(&call->query, "wait", &len)) != NULL && cp_parse_wait(s, len, &wait, &err) != 0) {
+        cp_respond_error(call, 400, err, NULL);
+        return;
+    }
+    if (wait > srv->conf->max_wait_ms)
+        wait = srv->conf->max_wait_ms;
+    int d = should_deliver(srv, call->params[0].base, known);
+    if (d < 0) {
+        cp_respond_store_error(call);
+        return;
+    }
+    if (d) {
+        deliver(call, cp_now_ms());
+        return;
+    }
+    if (wait == 0) {
+        answer_not_modified(call, 1);
+        return;
+    }
+    if (srv->stopping) {
+        /* a poll on a connection that stays open while the server drains (HTTP/2) */
+        cp_add_header(call, H2O_TOKEN_RETRY_AFTER, "1");
+        cp_respond_error(call, 503, "control plane stopping", NULL);
+        return;
+    }
+    if (cp_store_dataplane_seen(srv->store, call->params[0].base, cp_now_ms(), 0) != CP_STORE_OK) {
+        cp_respond_store_error(call);
+        return;
+    }
+    cp_waiter_t *w = h2o_mem_alloc_shared(&call->req->pool, sizeof(*w), on_waiter_dispose);
+    memset(w, 0, sizeof(*w));
+    w->srv = srv;
+    w->call = call;
+    w->known_version = known;
+    w->parked = mono_ms();
+    w->deadline = w->parked + (int64_t)wait;
+    /* keep the list ordered by deadline; new polls usually end last, so search from the tail */
+    h2o_linklist_t *pos = srv->waiters.prev;
+    while (pos != &srv->waiters && H2O_STRUCT_FROM_MEMBER(cp_waiter_t, link, pos)->deadline > w->deadline)
+        pos = pos->prev;
+    h2o_linklist_insert(pos->next, &w->link);
+    srv->num_waiters++;
+}
+
+void cp_h_dp_status(cp_call_t *call)
+{
+    cp_server_t *srv = call->srv;
+    if (path_dataplane_id(call) != 0 || cp_check_body_size(call) != 0 || cp_body_ctype(call, 0, 0) == CP_CTYPE_OTHER)
+        return;
+    cp_status_req_t r;
+    char err[256];
+    if (cp_parse_status(call->req->entity.base, call->req->entity.len, &r, err, sizeof(err)) != 0) {
+        cp_respond_error(call, 400, err, NULL);
+        return;
+    }
+    if (r.version > cp_store_active_version(srv->store)) {
+        cp_respond_errorf(call, 404, "version: version %lld does not exist", (long long)r.version);
+        cp_status_req_dispose(&r);
+        return;
+    }
+    if (admit_dataplane(call) != 0) {
+        cp_status_req_dispose(&r);
+        return;
+    }
+    int rc =
+        cp_store_dataplane_report(srv->store, call->params[0].base, cp_now_ms(), r.version, r.applied, r.error, r.labels, r.stats);
+    if (!r.applied)
+        PW_WARN("dataplane %s rejected version %lld: %s", call->params[0].base, (long long)r.version, r.error);
+    cp_status_req_dispose(&r);
+    if (rc != CP_STORE_OK) {
+        cp_respond_store_error(call);
+        return;
+    }
+    cp_dataplane_t dp;
+    if (cp_store_get_dataplane(srv->store, call->params[0].base, &dp) != CP_STORE_OK) {
+        cp_respond_store_error(call);
+        return;
+    }
+    json_t *body = dataplane_json(srv, &dp, cp_store_active_version(srv->store), cp_now_ms(), is_polling(srv, dp.id));
+    cp_dataplane_dispose(&dp);
+    if (body != NULL)
+        json_object_set_new(body, "active_version", json_integer(cp_store_active_version(srv->store)));
+    cp_respond_json(call, 200, body);
+}

@@ -1,0 +1,613 @@
+/* The handlers of /v1/config, versions, diff, rollback, tags and events, and /healthz and /metrics. */
+
+#include "cp_server_internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "pw_log.h"
+
+/* Stores a version and answers: 201 (new), 200 (identical to the active one), 412, 503. */
+static void store_and_respond(cp_call_t *call, cp_append_t *a)
+{
+    int64_t version = 0;
+    int rc = cp_store_append(call->srv->store, a, &version);
+    if (rc == CP_STORE_CONFLICT) {
+        json_t *body = json_pack("{ss sI}", "error", "If-Match does not name the active version", "active_version",
+                                 (json_int_t)cp_store_active_version(call->srv->store));
+        cp_respond_json(call, 412, body);
+        return;
+    }
+    if (rc != CP_STORE_CREATED && rc != CP_STORE_UNCHANGED) {
+        cp_respond_store_error(call);
+        return;
+    }
+    if (rc == CP_STORE_CREATED)
+        PW_INFO("version %lld stored (%s by %s)", (long long)version, cp_kind_name(a->kind), a->author);
+    cp_version_t v;
+    if (cp_store_get_version(call->srv->store, version, &v) != CP_STORE_OK) {
+        cp_respond_store_error(call);
+        /* the version is committed whatever this answer says: the polls must hear of it */
+        if (rc == CP_STORE_CREATED)
+            cp_wake_waiters(call->srv);
+        return;
+    }
+    json_t *body = cp_version_json(&v, 0);
+    if (body != NULL)
+        json_object_set_new(body, "created", json_boolean(rc == CP_STORE_CREATED));
+    cp_add_version_headers(call, v.version, v.hash);
+    char loc[64];
+    snprintf(loc, sizeof(loc), "/v1/versions/%lld", (long long)v.version);
+    cp_add_header(call, H2O_TOKEN_LOCATION, loc);
+    cp_version_dispose(&v);
+    cp_respond_json(call, rc == CP_STORE_CREATED ? 201 : 200, body);
+    if (rc == CP_STORE_CREATED)
+        cp_wake_waiters(call->srv);
+}
+
+/* --- handlers: health and metrics ------------------------------------------------------------- */
+
+void cp_h_healthz(cp_call_t *call)
+{
+    cp_respond_json(call, 200,
+                    json_pack("{ss sI}", "status", "ok", "active_version", (json_int_t)cp_store_active_version(call->srv->store)));
+}
+
+/* A growing text buffer for /metrics; `failed` sticks once an append runs out of memory. */
+typedef struct st_cp_buf_t {
+    char *p;    /* the text (not NUL-terminated beyond len) */
+    size_t len; /* bytes used */
+    size_t cap; /* bytes allocated */
+    int failed; /* an append failed: the text is incomplete */
+} cp_buf_t;
+
+static void buf_printf(cp_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void buf_printf(cp_buf_t *b, const char *fmt, ...)
+{
+    if (b->failed)
+        return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p != NULL ? b->p + b->len : NULL, b->p != NULL ? b->cap - b->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            b->failed = 1;
+            return;
+        }
+        if (b->p != NULL && b->len + (size_t)n < b->cap) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = (b->cap ? b->cap * 2 : 4096) + (size_t)n;
+        char *np = realloc(b->p, cap);
+        if (np == NULL) {
+            b->failed = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+}
+
+void cp_h_metrics(cp_call_t *call)
+{
+    cp_server_t *srv = call->srv;
+    cp_buf_t b = {0};
+    buf_printf(&b,
+               "# HELP pathway_control_active_version Number of the active config version (0 = none).\n"
+               "# TYPE pathway_control_active_version gauge\npathway_control_active_version %lld\n",
+               (long long)cp_store_active_version(srv->store));
+    buf_printf(&b,
+               "# HELP pathway_control_versions Config versions stored.\n# TYPE pathway_control_versions gauge\n"
+               "pathway_control_versions %lld\n",
+               (long long)cp_store_count_versions(srv->store));
+    cp_dataplane_t *dps;
+    size_t ndp;
+    cp_polling_set_t polling;
+    if (cp_polling_set_init(srv, &polling) != 0) {
+        free(b.p);
+        cp_respond_error(call, 503, "out of memory", NULL);
+        return;
+    }
+    if (cp_store_list_dataplanes(srv->store, NULL, 0, &dps, &ndp) != CP_STORE_OK) {
+        free(polling.ids);
+        free(b.p);
+        cp_respond_store_error(call);
+        return;
+    }
+    size_t by_state[CP_DP_NUM_STATES] = {0};
+    int64_t now = cp_now_ms(), active = cp_store_active_version(srv->store);
+    for (size_t i = 0; i < ndp; i++)
+        by_state[cp_dp_state(&dps[i], active, now, (int64_t)srv->conf->heartbeat_ms, cp_polling_set_has(&polling, dps[i].id))]++;
+    cp_dataplanes_free(dps, ndp);
+    free(polling.ids);
+    buf_printf(&b, "# HELP pathway_control_dataplanes Dataplanes known, by state.\n# TYPE pathway_control_dataplanes gauge\n");
+    for (size_t s = 0; s < CP_DP_NUM_STATES; s++)
+        buf_printf(&b, "pathway_control_dataplanes{state=\"%s\"} %zu\n", cp_dp_state_name((cp_dp_state_t)s), by_state[s]);
+    buf_printf(&b,
+               "# HELP pathway_control_long_polls Dataplane long polls waiting now.\n# TYPE pathway_control_long_polls gauge\n"
+               "pathway_control_long_polls %zu\n",
+               srv->num_waiters);
+    buf_printf(&b, "# HELP pathway_control_api_requests_total API requests answered, by route and status.\n"
+                   "# TYPE pathway_control_api_requests_total counter\n");
+    for (size_t r = 0; r <= cp_route_count(); r++) {
+        for (size_t s = 0; s < NUM_STATUS; s++) {
+            uint64_t n = srv->counts[r * NUM_STATUS + s];
+            /* this very request is counted once its response starts, after this text is built */
+            if (n == 0)
+                continue;
+            if (r < cp_route_count())
+                buf_printf(&b, "pathway_control_api_requests_total{route=\"%s %s\",status=\"%zu\"} %llu\n", cp_route_method(r),
+                           cp_route_path(r), s, (unsigned long long)n);
+            else
+                buf_printf(&b, "pathway_control_api_requests_total{route=\"unmatched\",status=\"%zu\"} %llu\n", s,
+                           (unsigned long long)n);
+        }
+    }
+    buf_printf(&b,
+               "# HELP pathway_control_start_time_seconds Unix time the process started.\n"
+               "# TYPE pathway_control_start_time_seconds gauge\npathway_control_start_time_seconds %lld\n",
+               (long long)(srv->started_ms / 1000));
+    if (b.failed) {
+        free(b.p);
+        cp_respond_error(call, 503, "out of memory", NULL);
+        return;
+    }
+    cp_respond_raw(call, 200, "text/plain; version=0.0.4; charset=utf-8", b.p, b.len);
+    free(b.p);
+}
+
+/* --- handlers: config --------------------------------------------------------------------------- */
+
+void cp_h_get_config(cp_call_t *call)
+{
+    cp_version_t v;
+    int rc = cp_store_get_version(call->srv->store, 0, &v);
+    if (rc == CP_STORE_NOT_FOUND) {
+        cp_respond_error(call, 404, "no config stored yet: PUT /v1/config first", NULL);
+        return;
+    }
+    if (rc != CP_STORE_OK) {
+        cp_respond_store_error(call);
+        return;
+    }
+    cp_add_version_headers(call, v.version, v.hash);
+    h2o_iovec_t *inm = cp_find_header(call, H2O_TOKEN_IF_NONE_MATCH);
+    if (inm != NULL && cp_if_match_holds(inm->base, inm->len, v.version)) {
+        cp_version_dispose(&v);
+        cp_respond_raw(call, 304, NULL, "", 0);
+        return;
+    }
+    h2o_iovec_t *accept = cp_find_header(call, H2O_TOKEN_ACCEPT);
+    if (accept != NULL && cp_accepts_yaml(accept->base, accept->len)) {
+        json_t *doc = cp_document_json(v.document);
+        char *yaml = doc != NULL ? cfg_json_to_yaml(doc) : NULL;
+        json_decref(doc);
+        cp_version_dispose(&v);
+        if (yaml == NULL) {
+            cp_respond_error(call, 503, "cannot render the document as YAML", NULL);
+            return;
+        }
+        cp_respond_raw(call, 200, "application/yaml", yaml, strlen(yaml));
+        free(yaml);
+        return;
+    }
+    size_t len = strlen(v.document);
+    char *text = h2o_mem_alloc_pool(&call->req->pool, len + 1);
+    memcpy(text, v.document, len);
+    text[len] = '\n';
+    cp_version_dispose(&v);
+    cp_respond_raw(call, 200, "application/json", text, len + 1);
+}
+
+void cp_h_put_config(cp_call_t *call)
+{
+    if (cp_check_body_size(call) != 0)
+        return;
+    cp_ctype_t ct = cp_body_ctype(call, 1, 0);
+    if (ct == CP_CTYPE_OTHER)
+        return;
+    const char *message;
+    if (cp_request_message(call, &message) != 0)
+        return;
+    int64_t expect = cp_if_match(call);
+    if (expect == -2)
+        return;
+    char *canonical = NULL, hash[65];
+    if (cp_body_document(call, ct, &canonical, hash) != 0)
+        return;
+    cp_append_t a = {.author = call->token->name,
+                     .message = message,
+                     .kind = CP_KIND_APPLY,
+                     .document = canonical,
+                     .hash = hash,
+                     .if_match = expect};
+    store_and_respond(call, &a);
+    free(canonical);
+}
+
+void cp_h_patch_config(cp_call_t *call)
+{
+    if (cp_check_body_size(call) != 0)
+        return;
+    if (cp_body_ctype(call, 0, 1) == CP_CTYPE_OTHER)
+        return;
+    const char *message;
+    if (cp_request_message(call, &message) != 0)
+        return;
+    int64_t expect = cp_if_match(call);
+    if (expect == -2)
+        return;
+    json_error_t jerr;
+    json_t *patch = json_loadb(call->req->entity.base, call->req->entity.len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    if (patch == NULL) {
+        cp_respond_errorf(call, 400, "body: invalid JSON at line %d, column %d: %s", jerr.line, jerr.column, jerr.text);
+        return;
+    }
+    cp_version_t base;
+    int rc = cp_store_get_version(call->srv->store, 0, &base);
+    if (rc == CP_STORE_ERROR) {
+        json_decref(patch);
+        cp_respond_store_error(call);
+        return;
+    }
+    json_t *target = rc == CP_STORE_OK ? cp_document_json(base.document) : json_object();
+    int64_t base_version = rc == CP_STORE_OK ? base.version : 0;
+    if (rc == CP_STORE_OK)
+        cp_version_dispose(&base);
+    json_t *merged = target != NULL ? cfg_merge_patch(target, patch) : NULL;
+    json_decref(target);
+    json_decref(patch);
+    if (merged == NULL) {
+        cp_respond_error(call, 503, "cannot apply the patch (out of memory or unreadable active document)", NULL);
+        return;
+    }
+    char *canonical = NULL, hash[65];
+    rc = cp_prepare_or_400(call, merged, &canonical, hash);
+    json_decref(merged);
+    if (rc != 0)
+        return;
+    /* the patch was applied to base_version: it must still be the active one when storing */
+    cp_append_t a = {.author = call->token->name,
+                     .message = message,
+                     .kind = CP_KIND_PATCH,
+                     .source_version = base_version,
+                     .document = canonical,
+                     .hash = hash,
+                     .if_match = expect >= 0 ? expect : base_version};
+    store_and_respond(call, &a);
+    free(canonical);
+}
+
+void cp_h_validate(cp_call_t *call)
+{
+    if (cp_check_body_size(call) != 0)
+        return;
+    cp_ctype_t ct = cp_body_ctype(call, 1, 0);
+    if (ct == CP_CTYPE_OTHER)
+        return;
+    char *canonical = NULL, hash[65];
+    if (cp_body_document(call, ct, &canonical, hash) != 0)
+        return;
+    json_t *doc = cp_document_json(canonical);
+    free(canonical);
+    int same = strcmp(hash, cp_store_active_hash(call->srv->store)) == 0;
+    cp_respond_json(call, 200,
+                    json_pack("{sb ss sb so}", "valid", 1, "hash", hash, "identical_to_active", same, "document",
+                              doc != NULL ? doc : json_null()));
+}
+
+/* --- handlers: versions ------------------------------------------------------------------------ */
+
+/* Reads ?limit= (1..1000, default 50) and ?before= (a number, optional). Answers 400 on error. */
+static int page_params(cp_call_t *call, int *limit, int64_t *before)
+{
+    size_t len;
+    const char *s = cp_query_get(&call->query, "limit", &len);
+    int64_t v;
+    *limit = 50;
+    *before = 0;
+    if (s != NULL) {
+        if (cp_parse_version(s, len, 0, &v) != 0 || v > 1000) {
+            cp_respond_error(call, 400, "limit: must be an integer from 1 to 1000", NULL);
+            return -1;
+        }
+        *limit = (int)v;
+    }
+    if ((s = cp_query_get(&call->query, "before", &len)) != NULL) {
+        if (cp_parse_version(s, len, 0, &v) != 0) {
+            cp_respond_error(call, 400, "before: must be a positive integer", NULL);
+            return -1;
+        }
+        *before = v;
+    }
+    return 0;
+}
+
+/* The cursor of the next page of a newest-first list keyed by `key`: the last item's key when
+ * the page is full and more may follow, else null. New reference. */
+static json_t *next_before(json_t *list, int limit, const char *key)
+{
+    size_t n = json_array_size(list);
+    if (n == (size_t)limit) {
+        json_int_t last = json_integer_value(json_object_get(json_array_get(list, n - 1), key));
+        if (last > 1)
+            return json_integer(last);
+    }
+    return json_null();
+}
+
+void cp_h_list_versions(cp_call_t *call)
+{
+    int limit;
+    int64_t before;
+    if (page_params(call, &limit, &before) != 0)
+        return;
+    json_t *list = cp_store_list_versions(call->srv->store, before, limit);
+    if (list == NULL) {
+        cp_respond_store_error(call);
+        return;
+    }
+    cp_respond_json(call, 200,
+                    json_pack("{sI so so}", "active_version", (json_int_t)cp_store_active_version(call->srv->store), "versions",
+                              list, "next_before", next_before(list, limit, "version")));
+}
+
+/* Path parameter {n} as a version that exists; answers 400/404 otherwise. */
+static int path_version(cp_call_t *call, h2o_iovec_t s, const char *what, int64_t *out)
+{
+    if (cp_parse_version(s.base, s.len, 0, out) != 0) {
+        cp_respond_errorf(call, 400, "%s: \"%.32s\" is not a version number (a positive integer)", what, s.base);
+        return -1;
+    }
+    if (*out > cp_store_active_version(call->srv->store)) {
+        cp_respond_errorf(call, 404, "%s: version %lld does not exist", what, (long long)*out);
+        return -1;
+    }
+    return 0;
+}
+
+void cp_h_get_version(cp_call_t *call)
+{
+    int64_t n;
+    if (path_version(call, call->params[0], "version", &n) != 0)
+        return;
+    cp_version_t v;
+    int rc = cp_store_get_version(call->srv->store, n, &v);
+    if (rc == CP_STORE_NOT_FOUND) {
+        cp_respond_errorf(call, 404, "version %lld does not exist", (long long)n);
+        return;
+    }
+    if (rc != CP_STORE_OK) {
+        cp_respond_store_error(call);
+        return;
+    }
+    cp_respond_version(call, &v);
+}
+
+/* The document of version n as a tree ({} for version 0, "before the first"); NULL after answering. */
+static json_t *version_tree(cp_call_t *call, int64_t n)
+{
+    if (n == 0)
+        return json_object();
+    cp_version_t v;
+    int rc = cp_store_get_version(call->srv->store, n, &v);
+    if (rc == CP_STORE_NOT_FOUND) {
+        cp_respond_errorf(call, 404, "version %lld does not exist", (long long)n);
+        return NULL;
+    }
+    if (rc != CP_STORE_OK) {
+        cp_respond_store_error(call);
+        return NULL;
+    }
+    json_t *t = cp_document_json(v.document);
+    cp_version_dispose(&v);
+    if (t == NULL)
+        cp_respond_error(call, 503, "stored document unreadable", NULL);
+    return t;
+}
+
+void cp_h_diff(cp_call_t *call)
+{
+    int64_t n, from;
+    if (path_version(call, call->params[0], "version", &n) != 0)
+        return;
+    size_t len;
+    const char *s = cp_query_get(&call->query, "from", &len);
+    if (s == NULL) {
+        from = n - 1;
+    } else if (cp_parse_version(s, len, 1, &from) != 0) {
+        cp_respond_error(call, 400, "from: must be a version number (0 = the empty document)", NULL);
+        return;
+    } else if (from > cp_store_active_version(call->srv->store)) {
+        cp_respond_errorf(call, 404, "from: version %lld does not exist", (long long)from);
+        return;
+    }
+    json_t *a = version_tree(call, from);
+    if (a == NULL)
+        return;
+    json_t *b = version_tree(call, n);
+    if (b == NULL) {
+        json_decref(a);
+        return;
+    }
+    json_t *patch = cfg_json_diff(a, b);
+    json_decref(a);
+    json_decref(b);
+    if (patch == NULL) {
+        cp_respond_error(call, 503, "out of memory", NULL);
+        return;
+    }
+    cp_respond_json(call, 200, json_pack("{sI sI so}", "from", (json_int_t)from, "to", (json_int_t)n, "patch", patch));
+}
+
+void cp_h_rollback(cp_call_t *call)
+{
+    if (cp_check_body_size(call) != 0 || cp_body_ctype(call, 0, 0) == CP_CTYPE_OTHER)
+        return;
+    const char *hdr_message;
+    if (cp_request_message(call, &hdr_message) != 0)
+        return;
+    int64_t expect = cp_if_match(call);
+    if (expect == -2)
+        return;
+    cp_rollback_req_t r;
+    char err[256];
+    if (cp_parse_rollback(call->req->entity.base, call->req->entity.len, &r, err, sizeof(err)) != 0) {
+        cp_respond_error(call, 400, err, NULL);
+        return;
+    }
+    if (r.message != NULL && hdr_message != NULL) {
+        cp_rollback_req_dispose(&r);
+        cp_respond_error(call, 400, "message: give it in the body or in Pathway-Message / ?message=, not both", NULL);
+        return;
+    }
+    int64_t target = r.to_version;
+    if (r.to_tag != NULL) {
+        int rc = cp_store_get_tag(call->srv->store, r.to_tag, &target);
+        if (rc == CP_STORE_NOT_FOUND) {
+            cp_respond_errorf(call, 404, "to: tag \"%s\" does not exist", r.to_tag);
+            cp_rollback_req_dispose(&r);
+            return;
+        }
+        if (rc != CP_STORE_OK) {
+            cp_rollback_req_dispose(&r);
+            cp_respond_store_error(call);
+            return;
+        }
+    }
+    cp_version_t v;
+    int rc = target > cp_store_active_version(call->srv->store) ? CP_STORE_NOT_FOUND
+                                                                : cp_store_get_version(call->srv->store, target, &v);
+    if (rc != CP_STORE_OK) {
+        if (rc == CP_STORE_NOT_FOUND)
+            cp_respond_errorf(call, 404, "to: version %lld does not exist", (long long)target);
+        else
+            cp_respond_store_error(call);
+        cp_rollback_req_dispose(&r);
+        return;
+    }
+    /* the target was valid under the schema of its day: check it against today's, and store it in
+     * today's canonical form (defaults added since, and its hash), as a PUT of it would */
+    json_t *tree = cp_document_json(v.document);
+    cp_version_dispose(&v);
+    if (tree == NULL) {
+        cp_rollback_req_dispose(&r);
+        cp_respond_error(call, 503, "stored document unreadable", NULL);
+        return;
+    }
+    cfg_errors_t errs;
+    cfg_errors_init(&errs);
+    char *canonical = NULL, hash[65];
+    rc = cp_document_prepare(tree, &canonical, hash, &errs);
+    json_decref(tree);
+    if (rc != 0) {
+        char what[96];
+        snprintf(what, sizeof(what), "to: version %lld is no longer a valid document", (long long)target);
+        cp_respond_error(call, 400, what, cfg_errors_to_json(&errs));
+        cfg_errors_dispose(&errs);
+        cp_rollback_req_dispose(&r);
+        return;
+    }
+    cfg_errors_dispose(&errs);
+    char why[CP_MAX_MESSAGE + 128];
+    const char *message = r.message != NULL ? r.message : hdr_message;
+    if (message == NULL) {
+        if (r.to_tag != NULL)
+            snprintf(why, sizeof(why), "rollback to tag %s (version %lld)", r.to_tag, (long long)target);
+        else
+            snprintf(why, sizeof(why), "rollback to version %lld", (long long)target);
+        message = why;
+    }
+    cp_append_t a = {.author = call->token->name,
+                     .message = message,
+                     .kind = CP_KIND_ROLLBACK,
+                     .source_version = target,
+                     .document = canonical,
+                     .hash = hash,
+                     .if_match = expect};
+    store_and_respond(call, &a);
+    free(canonical);
+    cp_rollback_req_dispose(&r);
+}
+
+/* --- handlers: tags ------------------------------------------------------------------------------ */
+
+static int path_tag(cp_call_t *call)
+{
+    h2o_iovec_t s = call->params[0];
+    if (!cp_valid_tag_name(s.base, s.len)) {
+        cp_respond_error(call, 400, "tag: a tag name is 1-64 characters of A-Z a-z 0-9 _ . - and not only digits", NULL);
+        return -1;
+    }
+    return 0;
+}
+
+void cp_h_list_tags(cp_call_t *call)
+{
+    json_t *tags = cp_store_list_tags(call->srv->store);
+    if (tags == NULL) {
+        cp_respond_store_error(call);
+        return;
+    }
+    cp_respond_json(call, 200, json_pack("{so}", "tags", tags));
+}
+
+void cp_h_get_tag(cp_call_t *call)
+{
+    if (path_tag(call) != 0)
+        return;
+    int rc;
+    json_t *tag = cp_store_tag_json(call->srv->store, call->params[0].base, &rc);
+    if (rc == CP_STORE_NOT_FOUND) {
+        cp_respond_errorf(call, 404, "tag \"%s\" does not exist", call->params[0].base);
+        return;
+    }
+    if (tag == NULL) {
+        cp_respond_store_error(call);
+        return;
+    }
+    cp_respond_json(call, 200, tag);
+}
+
+void cp_h_put_tag(cp_call_t *call)
+{
+    if (path_tag(call) != 0 || cp_check_body_size(call) != 0 || cp_body_ctype(call, 0, 0) == CP_CTYPE_OTHER)
+        return;
+    cp_tag_req_t r;
+    char err[256];
+    if (cp_parse_tag(call->req->entity.base, call->req->entity.len, &r, err, sizeof(err)) != 0) {
+        cp_respond_error(call, 400, err, NULL);
+        return;
+    }
+    int rc = cp_store_set_tag(call->srv->store, call->params[0].base, r.version, call->token->name, r.message);
+    if (rc == CP_STORE_NOT_FOUND) {
+        cp_respond_errorf(call, 404, "version: version %lld does not exist", (long long)r.version);
+        cp_tag_req_dispose(&r);
+        return;
+    }
+    cp_tag_req_dispose(&r);
+    if (rc != CP_STORE_OK) {
+        cp_respond_store_error(call);
+        return;
+    }
+    cp_h_get_tag(call);
+}
+
+/* --- handlers: events ----------------------------------------------------------------------------- */
+
+void cp_h_events(cp_call_t *call)
+{
+    int limit;
+    int64_t before;
+    if (page_params(call, &limit, &before) != 0)
+        return;
+    json_t *list = cp_store_list_events(call->srv->store, before, limit);
+    if (list == NULL) {
+        cp_respond_store_error(call);
+        return;
+    }
+    cp_respond_json(call, 200, json_pack("{so so}", "events", list, "next_before", next_before(list, limit, "id")));
+}

@@ -1,0 +1,161 @@
+/*
+ * Internals of the REST API shared by its files: cp_server.c (lifecycle, routing, auth),
+ * cp_http.c (request and response helpers), cp_handlers.c (config, versions, tags, events,
+ * health, metrics) and cp_dataplanes.c (dataplane calls and their long polls). Not for use
+ * outside controlplane/.
+ */
+#ifndef PATHWAY_CP_SERVER_INTERNAL_H
+#define PATHWAY_CP_SERVER_INTERNAL_H
+
+#include <stdint.h>
+#include <time.h>
+#include <h2o.h>
+#include "cp_body.h"
+#include "cp_server.h"
+
+typedef struct st_cp_call_t cp_call_t;
+typedef void (*cp_handler_fn)(cp_call_t *call);
+
+struct st_cp_call_t {
+    cp_server_t *srv;        /* the server */
+    h2o_req_t *req;          /* the request (its pool holds this struct) */
+    size_t route;            /* index in routes, NUM_ROUTES when none matched */
+    const cp_token_t *token; /* who called (NULL on public routes) */
+    h2o_iovec_t params[2];   /* captured path segments, NUL-terminated in req->pool */
+    cp_query_t query;        /* decoded query (freed by call_dispose) */
+    int answered;            /* a response was started */
+};
+
+/* A parked long poll; lives in the request's pool, unlinked when answered or disposed. */
+typedef struct st_cp_waiter_t {
+    h2o_linklist_t link;   /* in srv->waiters, ordered by deadline */
+    cp_server_t *srv;      /* owner of the list */
+    cp_call_t *call;       /* the request to answer */
+    int64_t known_version; /* version=n: what the dataplane has */
+    int64_t parked;        /* monotonic ms when it parked: proof of life for heartbeat_timeout only */
+    int64_t deadline;      /* monotonic ms */
+} cp_waiter_t;
+
+#define NUM_STATUS 600
+
+struct st_cp_server_t {
+    const cp_config_t *conf;     /* borrowed */
+    cp_store_t *store;           /* borrowed */
+    h2o_globalconf_t globalconf; /* h2o config: one host, one path, one handler */
+    h2o_context_t ctx;           /* the loop's context */
+    h2o_accept_ctx_t accept_ctx; /* for h2o_accept */
+    h2o_evloop_t *loop;          /* the event loop */
+    h2o_socket_t *listener;      /* NULL after stop */
+    int listener_reading;        /* accepting now (not at the connection cap, not paused) */
+    int64_t accept_paused_until; /* monotonic ms: accept failed (EMFILE...), retry then */
+    int stopping;                /* draining: new long polls get 503 */
+    size_t num_conns;            /* client connections open (counted through their on_close) */
+    int disposed;                /* the h2o context, config and loop were freed */
+    h2o_linklist_t waiters;      /* cp_waiter_t, earliest deadline first */
+    size_t num_waiters;          /* length of waiters */
+    uint64_t *counts;            /* [route (NUM_ROUTES = unmatched)][status]: API requests answered */
+    int64_t started_ms;          /* for /metrics */
+};
+
+/* The handlers, one per row of the route table (cp_server.c); each answers now or later. */
+void cp_h_healthz(cp_call_t *call);
+void cp_h_metrics(cp_call_t *call);
+void cp_h_get_config(cp_call_t *call);
+void cp_h_put_config(cp_call_t *call);
+void cp_h_patch_config(cp_call_t *call);
+void cp_h_validate(cp_call_t *call);
+void cp_h_list_versions(cp_call_t *call);
+void cp_h_get_version(cp_call_t *call);
+void cp_h_diff(cp_call_t *call);
+void cp_h_rollback(cp_call_t *call);
+void cp_h_list_tags(cp_call_t *call);
+void cp_h_get_tag(cp_call_t *call);
+void cp_h_put_tag(cp_call_t *call);
+void cp_h_list_dataplanes(cp_call_t *call);
+void cp_h_get_dataplane(cp_call_t *call);
+void cp_h_dp_config(cp_call_t *call);
+void cp_h_dp_status(cp_call_t *call);
+void cp_h_events(cp_call_t *call);
+
+/* monotonic clock, ms: for deadlines and pauses, immune to wall-clock steps */
+static inline int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* --- request and response helpers (cp_http.c) --------------------------------------------- */
+
+void cp_add_header(cp_call_t *call, const h2o_token_t *token, const char *value);
+
+void cp_add_version_headers(cp_call_t *call, int64_t version, const char *hash);
+
+/* Sends a complete response; the body is copied into the request's pool. */
+void cp_respond_raw(cp_call_t *call, int status, const char *ctype, const char *body, size_t len);
+
+/* Sends `body` (stolen) as JSON. */
+void cp_respond_json(cp_call_t *call, int status, json_t *body);
+
+/* {"error": message, "errors": [...]}; `errors` (stolen) may be NULL. */
+void cp_respond_error(cp_call_t *call, int status, const char *message, json_t *errors);
+
+void cp_respond_errorf(cp_call_t *call, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+void cp_respond_store_error(cp_call_t *call);
+
+h2o_iovec_t *cp_find_header(cp_call_t *call, const h2o_token_t *token);
+
+/* Checks the body bound; answers 413 and returns -1 beyond it. */
+int cp_check_body_size(cp_call_t *call);
+
+/* The body's content type; answers 415 (and returns OTHER) when it is not one of `accepted`. */
+cp_ctype_t cp_body_ctype(cp_call_t *call, int accept_yaml, int accept_merge);
+
+/* The version message from the Pathway-Message header or ?message=. Returns 0 and *msg (in the
+ * pool, NULL when none), or -1 after answering 400. */
+int cp_request_message(cp_call_t *call, const char **msg);
+
+/* The If-Match precondition against the active version: -1 when absent, else the active number to
+ * pass to the store (which re-checks it inside its transaction). Answers 412 and returns -2 when
+ * it does not hold. */
+int64_t cp_if_match(cp_call_t *call);
+
+/* A JSON document parsed from stored canonical text. */
+json_t *cp_document_json(const char *text);
+
+json_t *cp_version_json(const cp_version_t *v, int with_document);
+
+/* Answers 200 with one version and its document, with its ETag; disposes *v. */
+void cp_respond_version(cp_call_t *call, cp_version_t *v);
+
+/* Validates a tree as a fleet document; answers 400 listing every error on failure. */
+int cp_prepare_or_400(cp_call_t *call, json_t *tree, char **canonical, char hash[65]);
+
+/* The body as a fleet document (PUT, validate): parsed in the format its content type names,
+ * validated, canonicalised. Answers 400 and returns -1 on any error; else *canonical (caller
+ * frees) and its hash. */
+int cp_body_document(cp_call_t *call, cp_ctype_t ct, char **canonical, char hash[65]);
+
+/* --- long polls (cp_dataplanes.c) ------------------------------------------------------------ */
+
+/* The ids with a poll that proves them alive, sorted, for listing many dataplanes in
+ * O((dataplanes + waiters) log waiters) rather than a scan of the waiters per dataplane. */
+typedef struct st_cp_polling_set_t {
+    const char **ids; /* borrowed from the waiters' requests; valid while the caller runs */
+    size_t size;      /* entries of ids */
+} cp_polling_set_t;
+
+/* Returns 0, or -1 when out of memory. Free set->ids. */
+int cp_polling_set_init(cp_server_t *srv, cp_polling_set_t *set);
+
+int cp_polling_set_has(const cp_polling_set_t *set, const char *id);
+
+void cp_unpark(cp_server_t *srv, cp_waiter_t *w);
+
+void cp_wake_waiters(cp_server_t *srv);
+
+/* Answers long polls whose wait has ended; returns ms until the next deadline (-1 = none). */
+int64_t cp_expire_waiters(cp_server_t *srv);
+
+#endif

@@ -339,20 +339,31 @@ static json_t *next_before(json_t *list, int limit, const char *key)
     return json_null();
 }
 
-void cp_h_list_versions(cp_call_t *call)
+/* One page of a newest-first list (versions, events) as the query's limit/before ask; answers the
+ * error and returns NULL on failure. *next gets the next page's cursor (new reference). */
+static json_t *list_page(cp_call_t *call, json_t *(*list_fn)(cp_store_t *, int64_t, int), const char *key, json_t **next)
 {
     int limit;
     int64_t before;
     if (page_params(call, &limit, &before) != 0)
-        return;
-    json_t *list = cp_store_list_versions(call->srv->store, before, limit);
+        return NULL;
+    json_t *list = list_fn(call->srv->store, before, limit);
     if (list == NULL) {
         cp_respond_store_error(call);
-        return;
+        return NULL;
     }
+    *next = next_before(list, limit, key);
+    return list;
+}
+
+void cp_h_list_versions(cp_call_t *call)
+{
+    json_t *next, *list = list_page(call, cp_store_list_versions, "version", &next);
+    if (list == NULL)
+        return;
     cp_respond_json(call, 200,
                     json_pack("{sI so so}", "active_version", (json_int_t)cp_store_active_version(call->srv->store), "versions",
-                              list, "next_before", next_before(list, limit, "version")));
+                              list, "next_before", next));
 }
 
 /* Path parameter {n} as a version that exists; answers 400/404 otherwise. */
@@ -600,14 +611,8 @@ void cp_h_put_tag(cp_call_t *call)
 
 void cp_h_events(cp_call_t *call)
 {
-    int limit;
-    int64_t before;
-    if (page_params(call, &limit, &before) != 0)
+    json_t *next, *list = list_page(call, cp_store_list_events, "id", &next);
+    if (list == NULL)
         return;
-    json_t *list = cp_store_list_events(call->srv->store, before, limit);
-    if (list == NULL) {
-        cp_respond_store_error(call);
-        return;
-    }
-    cp_respond_json(call, 200, json_pack("{so so}", "events", list, "next_before", next_before(list, limit, "id")));
+    cp_respond_json(call, 200, json_pack("{so so}", "events", list, "next_before", next));
 }

@@ -123,26 +123,24 @@ static json_t *result_of(const char *method, json_t *params)
         snprintf(b, sizeof(b), "0x%" PRIx64, ++st.block + 0x1000000);
         return json_string(b);
     }
-    if (strcmp(method, "eth_chainId") == 0)
-        return json_string("0x1");
-    if (strcmp(method, "net_version") == 0)
-        return json_string("1");
-    if (strcmp(method, "web3_clientVersion") == 0)
-        return json_string("pathway-mock-upstream/1.0");
-    if (strcmp(method, "eth_getBalance") == 0)
-        return json_string("0xde0b6b3a7640000");
-    if (strcmp(method, "eth_gasPrice") == 0)
-        return json_string("0x3b9aca00");
-    if (strcmp(method, "eth_getTransactionCount") == 0)
-        return json_string("0x1");
-    if (strcmp(method, "eth_estimateGas") == 0)
-        return json_string("0x5208");
-    if (strcmp(method, "eth_getCode") == 0)
-        return json_string("0x");
-    if (strcmp(method, "eth_call") == 0)
-        return json_string("0x0000000000000000000000000000000000000000000000000000000000000001");
-    if (strcmp(method, "eth_sendRawTransaction") == 0)
-        return json_string("0x88df016429689c079f3b2f6ad39fa052532c56795b733da78a91ebe6a713944b");
+    /* methods whose answer is one fixed string */
+    static const struct {
+        const char *method, *result;
+    } fixed[] = {
+        {"eth_chainId", "0x1"},
+        {"net_version", "1"},
+        {"web3_clientVersion", "pathway-mock-upstream/1.0"},
+        {"eth_getBalance", "0xde0b6b3a7640000"},
+        {"eth_gasPrice", "0x3b9aca00"},
+        {"eth_getTransactionCount", "0x1"},
+        {"eth_estimateGas", "0x5208"},
+        {"eth_getCode", "0x"},
+        {"eth_call", "0x0000000000000000000000000000000000000000000000000000000000000001"},
+        {"eth_sendRawTransaction", "0x88df016429689c079f3b2f6ad39fa052532c56795b733da78a91ebe6a713944b"},
+    };
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+        if (strcmp(method, fixed[i].method) == 0)
+            return json_string(fixed[i].result);
     if (strcmp(method, "eth_getBlockByNumber") == 0 || strcmp(method, "eth_getBlockByHash") == 0)
         return json_pack("{s:s, s:s, s:s, s:[]}", "number", "0x1000000", "hash",
                          "0x1c2b8f5b5c1d1a4f0a9b2d0f6e7c3b8a9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6", "timestamp", "0x65000000",

@@ -480,19 +480,28 @@ int ctl_cmd_status(ctl_t *ctl, const ctl_args_t *args)
     return CTL_EXIT_OK;
 }
 
-int ctl_cmd_versions(ctl_t *ctl, const ctl_args_t *args)
+/* GETs the newest `--limit` (default 20) of a paged list; with --json prints it and returns NULL
+ * with *rc = 0. NULL with *rc set when the call failed. */
+static json_t *get_list(ctl_t *ctl, const ctl_args_t *args, const char *route, int *rc)
 {
-    char path[64];
-    snprintf(path, sizeof(path), "/v1/versions?limit=%ld", args->limit > 0 ? args->limit : 20);
-    int rc = CTL_EXIT_OK;
-    json_t *body = get_json(ctl, path, &rc);
-    if (body == NULL)
-        return rc;
-    if (args->given & CTL_OPT_JSON) {
+    char path[96];
+    snprintf(path, sizeof(path), "%s?limit=%ld", route, args->limit > 0 ? args->limit : 20);
+    *rc = CTL_EXIT_OK;
+    json_t *body = get_json(ctl, path, rc);
+    if (body != NULL && (args->given & CTL_OPT_JSON)) {
         print_json(ctl, body);
         json_decref(body);
-        return CTL_EXIT_OK;
+        return NULL;
     }
+    return body;
+}
+
+int ctl_cmd_versions(ctl_t *ctl, const ctl_args_t *args)
+{
+    int rc;
+    json_t *body = get_list(ctl, args, "/v1/versions", &rc);
+    if (body == NULL)
+        return rc;
     json_int_t active = json_integer_value(json_object_get(body, "active_version"));
     json_t *list = json_object_get(body, "versions");
     if (json_array_size(list) == 0) {
@@ -873,17 +882,10 @@ int ctl_cmd_dataplanes(ctl_t *ctl, const ctl_args_t *args)
 
 int ctl_cmd_events(ctl_t *ctl, const ctl_args_t *args)
 {
-    char path[64];
-    snprintf(path, sizeof(path), "/v1/events?limit=%ld", args->limit > 0 ? args->limit : 20);
-    int rc = CTL_EXIT_OK;
-    json_t *body = get_json(ctl, path, &rc);
+    int rc;
+    json_t *body = get_list(ctl, args, "/v1/events", &rc);
     if (body == NULL)
         return rc;
-    if (args->given & CTL_OPT_JSON) {
-        print_json(ctl, body);
-        json_decref(body);
-        return CTL_EXIT_OK;
-    }
     table_t t = {.ncols = 6};
     static const char *const head[] = {"ID", "TIME", "ACTOR", "ACTION", "VERSION", "MESSAGE"};
     table_row(&t, head);

@@ -3,14 +3,18 @@
  * reload and the log level. It runs on the main thread's loop; it only reads what workers write
  * (atomics) and changes state through dp_server_apply / dp_server_reload.
  */
+#include <dirent.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include "dp_internal.h"
 #include "pw_log.h"
+#include "pw_version.h"
 
 typedef struct st_admin_handler_t {
     h2o_handler_t super;
@@ -169,8 +173,10 @@ static json_t *stats_json(dp_server_t *s, dp_gen_t *g)
     uint32_t lmax, linflight, lqueued;
     dp_limiter_stats(&s->limiter, &lmax, &linflight, &lqueued);
     json_t *doc = json_object();
-    json_object_set_new(doc, "version", json_integer((json_int_t)g->version));
+    json_object_set_new(doc, "version", json_integer((json_int_t)g->fleet_version));
+    json_object_set_new(doc, "generation", json_integer((json_int_t)g->generation));
     json_object_set_new(doc, "hash", json_string(g->hash));
+    json_object_set_new(doc, "build_version", json_string(PW_VERSION));
     json_object_set_new(doc, "workers", json_integer((json_int_t)s->nworkers));
     json_object_set_new(doc, "stopping", json_boolean(atomic_load(&s->stopping)));
     json_object_set_new(doc, "rss_bytes", json_integer((json_int_t)dp_process_rss()));
@@ -187,15 +193,16 @@ static json_t *stats_json(dp_server_t *s, dp_gen_t *g)
     if (latency_quantiles(s, g, &p50, &p99))
         json_object_set_new(doc, "latency_ms", json_pack("{s:I, s:I}", "p50_le", (json_int_t)p50, "p99_le", (json_int_t)p99));
     json_object_set_new(doc, "limiter",
-                        json_pack("{s:i, s:i, s:i, s:I, s:I, s:I}", "max_concurrent", (int)lmax, "inflight", (int)linflight,
-                                  "queued", (int)lqueued, "rejected", (json_int_t)DP_LOAD(s->limiter.rejected), "timeouts",
-                                  (json_int_t)DP_LOAD(s->limiter.timeouts), "admitted", (json_int_t)DP_LOAD(s->limiter.admitted)));
+                        json_pack("{s:i, s:i, s:i, s:i, s:I, s:I, s:I}", "max_concurrent", (int)lmax, "max_queue",
+                                  (int)g->cfg->limiter.max_queue, "inflight", (int)linflight, "queued", (int)lqueued, "rejected",
+                                  (json_int_t)DP_LOAD(s->limiter.rejected), "timeouts", (json_int_t)DP_LOAD(s->limiter.timeouts),
+                                  "admitted", (json_int_t)DP_LOAD(s->limiter.admitted)));
     json_object_set_new(doc, "buffers",
                         json_pack("{s:I, s:I, s:I, s:I}", "hits", (json_int_t)t.buf_hits, "misses", (json_int_t)t.buf_misses,
                                   "retained_bytes", (json_int_t)t.buf_retained, "in_use", (json_int_t)t.buf_outstanding));
-    json_object_set_new(
-        doc, "upstream",
-        json_pack("{s:I, s:I}", "idle_total", (json_int_t)atomic_load(&s->idle_total), "busy", (json_int_t)t.conns_busy));
+    json_object_set_new(doc, "upstream",
+                        json_pack("{s:I, s:I, s:I}", "idle_total", (json_int_t)atomic_load(&s->idle_total), "max_idle_total",
+                                  (json_int_t)atomic_load(&s->max_idle_total), "busy", (json_int_t)t.conns_busy));
     if (s->opts.control_plane_stats != NULL) {
         json_t *cp = s->opts.control_plane_stats(s->opts.ctx);
         if (cp != NULL)
@@ -217,13 +224,13 @@ static json_t *stats_json(dp_server_t *s, dp_gen_t *g)
         for (size_t j = 0; j != svc->nendpoints; ++j) {
             dp_endpoint_t *ep = svc->endpoints[j];
             json_array_append_new(
-                eps, json_pack("{s:s, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:i, s:i}", "url", ep->url, "open",
+                eps, json_pack("{s:s, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:i, s:i}", "name", ep->label, "open",
                                (int)atomic_load(&ep->open), "idle", (int)atomic_load(&ep->idle), "waiting",
                                (int)atomic_load(&ep->waiters), "outstanding", (int)atomic_load(&ep->outstanding), "connects",
                                (json_int_t)atomic_load(&ep->connects), "reuses", (json_int_t)atomic_load(&ep->reuses),
                                "connect_errors", (json_int_t)atomic_load(&ep->connect_errors), "closes",
-                               (json_int_t)atomic_load(&ep->closes), "max_conns_per_host", (int)ep->pool.max_conns_per_host,
-                               "max_idle_per_host", (int)ep->pool.max_idle_per_host));
+                               (json_int_t)atomic_load(&ep->closes), "max_conns_per_host", (int)atomic_load(&ep->max_conns),
+                               "max_idle_per_host", (int)atomic_load(&ep->max_idle)));
         }
         json_array_append_new(svcs, json_pack("{s:s, s:{s:i, s:i, s:i, s:I, s:I}, s:{s:I, s:I, s:I, s:I, s:I}, s:o}", "id", svc->id,
                                               "limiter", "max_concurrent", (int)smax, "inflight", (int)sin, "queued", (int)sq,
@@ -236,6 +243,81 @@ static json_t *stats_json(dp_server_t *s, dp_gen_t *g)
     return doc;
 }
 
+/* A Prometheus label value: backslash, double quote and newline escaped; cut to fit `len`. */
+static const char *label_escape(const char *v, char *buf, size_t len)
+{
+    size_t o = 0;
+    for (; *v != '\0' && o + 3 < len; ++v) {
+        if (*v == '\\' || *v == '"') {
+            buf[o++] = '\\';
+            buf[o++] = *v;
+        } else if (*v == '\n') {
+            buf[o++] = '\\';
+            buf[o++] = 'n';
+        } else {
+            buf[o++] = *v;
+        }
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+/* Figures of /proc/self/stat for the standard process_* metrics. Returns 0 when it cannot be read. */
+typedef struct st_proc_stat_t {
+    double cpu_seconds, start_time_seconds;
+    uint64_t vsize, rss;
+} proc_stat_t;
+
+static int read_proc_stat(proc_stat_t *ps)
+{
+    char buf[2048];
+    FILE *fp = fopen("/proc/self/stat", "r");
+    if (fp == NULL)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
+    fclose(fp);
+    buf[n] = '\0';
+    /* the command name may hold spaces and parentheses: fields are counted after its last ')' */
+    char *p = strrchr(buf, ')');
+    if (p == NULL)
+        return 0;
+    unsigned long utime = 0, stime = 0, vsize = 0;
+    unsigned long long starttime = 0;
+    long rss = 0;
+    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d %*d %*d %llu %lu %ld", &utime, &stime,
+               &starttime, &vsize, &rss) != 5)
+        return 0;
+    double ticks = (double)sysconf(_SC_CLK_TCK);
+    ps->cpu_seconds = (utime + stime) / ticks;
+    ps->vsize = vsize;
+    ps->rss = (uint64_t)(rss > 0 ? rss : 0) * (uint64_t)sysconf(_SC_PAGESIZE);
+    ps->start_time_seconds = 0;
+    if ((fp = fopen("/proc/stat", "r")) != NULL) {
+        char line[256];
+        unsigned long long btime;
+        while (fgets(line, sizeof(line), fp) != NULL)
+            if (sscanf(line, "btime %llu", &btime) == 1)
+                ps->start_time_seconds = (double)btime + starttime / ticks;
+        fclose(fp);
+    }
+    return 1;
+}
+
+static unsigned count_open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    unsigned n = 0;
+    if (d == NULL)
+        return 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n > 0 ? n - 1 : 0; /* not the one opendir holds */
+}
+
+#define HELP(o, name, type, text) tprintf(o, "# HELP " name " " text "\n# TYPE " name " " type "\n")
+
 static void metrics_text(dp_server_t *s, text_t *o)
 {
     dp_gen_t *g = atomic_load(&s->current);
@@ -244,7 +326,10 @@ static void metrics_text(dp_server_t *s, text_t *o)
     uint32_t lmax, linflight, lqueued;
     dp_limiter_stats(&s->limiter, &lmax, &linflight, &lqueued);
 
-    tprintf(o, "# HELP pathway_requests_total Requests by service and status class.\n# TYPE pathway_requests_total counter\n");
+    HELP(o, "pathway_build_info", "gauge", "The running build (always 1).");
+    tprintf(o, "pathway_build_info{version=\"%s\"} 1\n", PW_VERSION);
+
+    HELP(o, "pathway_requests_total", "counter", "Requests by service and status class.");
     for (size_t i = 0; i != g->nservices; ++i) {
         dp_service_t *svc = g->services + i;
         for (int c = 1; c <= 5; ++c) {
@@ -254,16 +339,16 @@ static void metrics_text(dp_server_t *s, text_t *o)
             tprintf(o, "pathway_requests_total{service=\"%s\",class=\"%dxx\"} %" PRIu64 "\n", svc->id, c, n);
         }
     }
+    HELP(o, "pathway_requests_unrouted_total", "counter",
+         "Requests no service could be named for (400, 404, 405), by status class.");
     for (int c = 1; c <= 5; ++c) {
         uint64_t n = t.by_class[c];
         for (size_t i = 0; i != g->nservices; ++i)
             for (size_t w = 0; w != s->nworkers; ++w)
                 n -= DP_LOAD(g->services[i].shared->stats[w].by_class[c]);
-        /* requests no service could be named for (404, 400, 405) */
-        tprintf(o, "pathway_requests_total{service=\"\",class=\"%dxx\"} %" PRIu64 "\n", c, n);
+        tprintf(o, "pathway_requests_unrouted_total{class=\"%dxx\"} %" PRIu64 "\n", c, n);
     }
-    tprintf(o, "# HELP pathway_request_duration_seconds Request duration by service.\n"
-               "# TYPE pathway_request_duration_seconds histogram\n");
+    HELP(o, "pathway_request_duration_seconds", "histogram", "Request duration by service.");
     for (size_t i = 0; i != g->nservices; ++i) {
         dp_service_t *svc = g->services + i;
         uint64_t cum = 0, sum_us = 0;
@@ -281,95 +366,123 @@ static void metrics_text(dp_server_t *s, text_t *o)
         tprintf(o, "pathway_request_duration_seconds_sum{service=\"%s\"} %g\n", svc->id, sum_us / 1e6);
         tprintf(o, "pathway_request_duration_seconds_count{service=\"%s\"} %" PRIu64 "\n", svc->id, cum);
     }
-    tprintf(o,
-            "# HELP pathway_requests_active Requests in flight.\n# TYPE pathway_requests_active gauge\n"
-            "pathway_requests_active %" PRIu64 "\n",
-            t.active);
+    HELP(o, "pathway_requests_active", "gauge", "Requests in flight.");
+    tprintf(o, "pathway_requests_active %" PRIu64 "\n", t.active);
 
-    tprintf(o, "# HELP pathway_upstream_connections Upstream connections by endpoint and state.\n"
-               "# TYPE pathway_upstream_connections gauge\n");
+    /* upstream series: one per endpoint, named by service and endpoint name (never the URL) */
+    char lb[520];
+    HELP(o, "pathway_upstream_connections", "gauge", "Upstream connections by service, endpoint and state.");
     for (size_t i = 0; i != g->nendpoints; ++i) {
         dp_endpoint_t *ep = g->endpoints[i];
-        uint32_t open = atomic_load(&ep->open), idle = atomic_load(&ep->idle);
-        tprintf(o, "pathway_upstream_connections{endpoint=\"%s\",state=\"open\"} %u\n", ep->url, open);
-        tprintf(o, "pathway_upstream_connections{endpoint=\"%s\",state=\"idle\"} %u\n", ep->url, idle);
+        const char *l = label_escape(ep->label, lb, sizeof(lb));
+        tprintf(o, "pathway_upstream_connections{service=\"%s\",endpoint=\"%s\",state=\"open\"} %u\n", ep->service, l,
+                (unsigned)atomic_load(&ep->open));
+        tprintf(o, "pathway_upstream_connections{service=\"%s\",endpoint=\"%s\",state=\"idle\"} %u\n", ep->service, l,
+                (unsigned)atomic_load(&ep->idle));
     }
-    tprintf(o,
-            "# HELP pathway_upstream_connects_total New upstream connections.\n# TYPE pathway_upstream_connects_total counter\n");
+    HELP(o, "pathway_upstream_max_connections", "gauge", "Configured max_conns_per_host by service and endpoint.");
     for (size_t i = 0; i != g->nendpoints; ++i)
-        tprintf(o, "pathway_upstream_connects_total{endpoint=\"%s\"} %" PRIu64 "\n", g->endpoints[i]->url,
-                (uint64_t)atomic_load(&g->endpoints[i]->connects));
-    tprintf(o, "# HELP pathway_upstream_reuses_total Requests sent on a kept-alive connection.\n"
-               "# TYPE pathway_upstream_reuses_total counter\n");
+        tprintf(o, "pathway_upstream_max_connections{service=\"%s\",endpoint=\"%s\"} %u\n", g->endpoints[i]->service,
+                label_escape(g->endpoints[i]->label, lb, sizeof(lb)), (unsigned)atomic_load(&g->endpoints[i]->max_conns));
+    HELP(o, "pathway_upstream_max_idle_connections", "gauge", "Configured max_idle_per_host by service and endpoint.");
     for (size_t i = 0; i != g->nendpoints; ++i)
-        tprintf(o, "pathway_upstream_reuses_total{endpoint=\"%s\"} %" PRIu64 "\n", g->endpoints[i]->url,
-                (uint64_t)atomic_load(&g->endpoints[i]->reuses));
-    tprintf(o, "# HELP pathway_upstream_connect_errors_total Failed upstream connects.\n"
-               "# TYPE pathway_upstream_connect_errors_total counter\n");
-    for (size_t i = 0; i != g->nendpoints; ++i)
-        tprintf(o, "pathway_upstream_connect_errors_total{endpoint=\"%s\"} %" PRIu64 "\n", g->endpoints[i]->url,
-                (uint64_t)atomic_load(&g->endpoints[i]->connect_errors));
-    tprintf(o,
-            "# HELP pathway_upstream_idle_total Idle upstream connections, whole process.\n"
-            "# TYPE pathway_upstream_idle_total gauge\npathway_upstream_idle_total %u\n",
-            (unsigned)atomic_load(&s->idle_total));
+        tprintf(o, "pathway_upstream_max_idle_connections{service=\"%s\",endpoint=\"%s\"} %u\n", g->endpoints[i]->service,
+                label_escape(g->endpoints[i]->label, lb, sizeof(lb)), (unsigned)atomic_load(&g->endpoints[i]->max_idle));
+    static const struct {
+        const char *name, *help;
+        size_t offset;
+    } counters[] = {
+        {"pathway_upstream_connects_total", "New upstream connections.", offsetof(dp_endpoint_t, connects)},
+        {"pathway_upstream_reuses_total", "Requests sent on a kept-alive connection.", offsetof(dp_endpoint_t, reuses)},
+        {"pathway_upstream_connect_errors_total", "Failed upstream connects.", offsetof(dp_endpoint_t, connect_errors)},
+        {"pathway_upstream_closes_total", "Upstream connections closed.", offsetof(dp_endpoint_t, closes)},
+    };
+    for (size_t k = 0; k != sizeof(counters) / sizeof(counters[0]); ++k) {
+        tprintf(o, "# HELP %s %s\n# TYPE %s counter\n", counters[k].name, counters[k].help, counters[k].name);
+        for (size_t i = 0; i != g->nendpoints; ++i) {
+            dp_endpoint_t *ep = g->endpoints[i];
+            _Atomic uint64_t *c = (_Atomic uint64_t *)((char *)ep + counters[k].offset);
+            tprintf(o, "%s{service=\"%s\",endpoint=\"%s\"} %" PRIu64 "\n", counters[k].name, ep->service,
+                    label_escape(ep->label, lb, sizeof(lb)), (uint64_t)atomic_load(c));
+        }
+    }
+    HELP(o, "pathway_pool_idle_connections", "gauge", "Idle upstream connections, whole process.");
+    tprintf(o, "pathway_pool_idle_connections %u\n", (unsigned)atomic_load(&s->idle_total));
+    HELP(o, "pathway_pool_max_idle_connections", "gauge", "Configured pool.max_idle_total.");
+    tprintf(o, "pathway_pool_max_idle_connections %u\n", (unsigned)atomic_load(&s->max_idle_total));
 
-    tprintf(o, "# HELP pathway_limiter_inflight Upstream requests holding a permit.\n# TYPE pathway_limiter_inflight gauge\n");
+    /* limiters: scope="process", or scope="service" with the service's id */
+    uint32_t smax[g->nservices ? g->nservices : 1], sin[g->nservices ? g->nservices : 1], sq[g->nservices ? g->nservices : 1];
+    for (size_t i = 0; i != g->nservices; ++i)
+        dp_limiter_stats(&g->services[i].shared->limiter, &smax[i], &sin[i], &sq[i]);
+    HELP(o, "pathway_limiter_inflight", "gauge", "Upstream requests holding a permit.");
     tprintf(o, "pathway_limiter_inflight{scope=\"process\"} %u\n", linflight);
-    for (size_t i = 0; i != g->nservices; ++i) {
-        uint32_t m, in, q;
-        dp_limiter_stats(&g->services[i].shared->limiter, &m, &in, &q);
-        tprintf(o, "pathway_limiter_inflight{scope=\"%s\"} %u\n", g->services[i].id, in);
-    }
-    tprintf(o, "# HELP pathway_limiter_queued Requests waiting for a permit.\n# TYPE pathway_limiter_queued gauge\n");
+    for (size_t i = 0; i != g->nservices; ++i)
+        tprintf(o, "pathway_limiter_inflight{scope=\"service\",service=\"%s\"} %u\n", g->services[i].id, sin[i]);
+    HELP(o, "pathway_limiter_queued", "gauge", "Requests waiting for a permit.");
     tprintf(o, "pathway_limiter_queued{scope=\"process\"} %u\n", lqueued);
-    for (size_t i = 0; i != g->nservices; ++i) {
-        uint32_t m, in, q;
-        dp_limiter_stats(&g->services[i].shared->limiter, &m, &in, &q);
-        tprintf(o, "pathway_limiter_queued{scope=\"%s\"} %u\n", g->services[i].id, q);
-    }
-    tprintf(o, "# HELP pathway_limiter_rejected_total Requests refused with 503 (queue full or queue timeout).\n"
-               "# TYPE pathway_limiter_rejected_total counter\n");
+    for (size_t i = 0; i != g->nservices; ++i)
+        tprintf(o, "pathway_limiter_queued{scope=\"service\",service=\"%s\"} %u\n", g->services[i].id, sq[i]);
+    HELP(o, "pathway_limiter_max_concurrent", "gauge", "Configured permits (0 for a service: only the process limit applies).");
+    tprintf(o, "pathway_limiter_max_concurrent{scope=\"process\"} %u\n", lmax);
+    for (size_t i = 0; i != g->nservices; ++i)
+        tprintf(o, "pathway_limiter_max_concurrent{scope=\"service\",service=\"%s\"} %u\n", g->services[i].id, smax[i]);
+    HELP(o, "pathway_limiter_max_queue", "gauge", "Configured limiter.max_queue (waiting requests beyond get 503).");
+    tprintf(o, "pathway_limiter_max_queue{scope=\"process\"} %u\n", (unsigned)g->cfg->limiter.max_queue);
+    HELP(o, "pathway_limiter_rejected_total", "counter", "Requests refused with 503 (queue full or queue timeout).");
     tprintf(o, "pathway_limiter_rejected_total{scope=\"process\",reason=\"queue_full\"} %" PRIu64 "\n",
             (uint64_t)DP_LOAD(s->limiter.rejected));
     tprintf(o, "pathway_limiter_rejected_total{scope=\"process\",reason=\"queue_timeout\"} %" PRIu64 "\n",
             (uint64_t)DP_LOAD(s->limiter.timeouts));
     for (size_t i = 0; i != g->nservices; ++i) {
-        tprintf(o, "pathway_limiter_rejected_total{scope=\"%s\",reason=\"queue_full\"} %" PRIu64 "\n", g->services[i].id,
-                (uint64_t)DP_LOAD(g->services[i].shared->limiter.rejected));
-        tprintf(o, "pathway_limiter_rejected_total{scope=\"%s\",reason=\"queue_timeout\"} %" PRIu64 "\n", g->services[i].id,
-                (uint64_t)DP_LOAD(g->services[i].shared->limiter.timeouts));
+        tprintf(o, "pathway_limiter_rejected_total{scope=\"service\",service=\"%s\",reason=\"queue_full\"} %" PRIu64 "\n",
+                g->services[i].id, (uint64_t)DP_LOAD(g->services[i].shared->limiter.rejected));
+        tprintf(o, "pathway_limiter_rejected_total{scope=\"service\",service=\"%s\",reason=\"queue_timeout\"} %" PRIu64 "\n",
+                g->services[i].id, (uint64_t)DP_LOAD(g->services[i].shared->limiter.timeouts));
     }
 
-    tprintf(o,
-            "# HELP pathway_buffer_pool_hits_total Response buffers reused.\n# TYPE pathway_buffer_pool_hits_total counter\n"
-            "pathway_buffer_pool_hits_total %" PRIu64 "\n",
-            t.buf_hits);
-    tprintf(o,
-            "# HELP pathway_buffer_pool_misses_total Response buffers allocated.\n"
-            "# TYPE pathway_buffer_pool_misses_total counter\npathway_buffer_pool_misses_total %" PRIu64 "\n",
-            t.buf_misses);
-    tprintf(o,
-            "# HELP pathway_buffer_pool_retained_bytes Bytes kept for reuse.\n"
-            "# TYPE pathway_buffer_pool_retained_bytes gauge\npathway_buffer_pool_retained_bytes %" PRIu64 "\n",
-            t.buf_retained);
+    HELP(o, "pathway_buffer_pool_hits_total", "counter", "Response buffers reused.");
+    tprintf(o, "pathway_buffer_pool_hits_total %" PRIu64 "\n", t.buf_hits);
+    HELP(o, "pathway_buffer_pool_misses_total", "counter", "Response buffers allocated.");
+    tprintf(o, "pathway_buffer_pool_misses_total %" PRIu64 "\n", t.buf_misses);
+    HELP(o, "pathway_buffer_pool_retained_bytes", "gauge", "Bytes kept for reuse.");
+    tprintf(o, "pathway_buffer_pool_retained_bytes %" PRIu64 "\n", t.buf_retained);
 
+    HELP(o, "pathway_config_version", "gauge", "Control plane version of the running fleet config (0: the dataplane's own file).");
+    tprintf(o, "pathway_config_version %" PRId64 "\n", g->fleet_version);
+    HELP(o, "pathway_config_generation", "gauge", "Local generation counter: 1 at start, +1 per applied change.");
+    tprintf(o, "pathway_config_generation %" PRIu64 "\n", g->generation);
+    HELP(o, "pathway_config_info", "gauge", "The running fleet document's hash (always 1).");
+    tprintf(o, "pathway_config_info{hash=\"%s\"} 1\n", g->hash);
+    HELP(o, "pathway_config_applies_total", "counter", "Config applies by result.");
     tprintf(o,
-            "# HELP pathway_config_version Version of the running generation.\n# TYPE pathway_config_version gauge\n"
-            "pathway_config_version %" PRIu64 "\n",
-            g->version);
-    tprintf(o,
-            "# HELP pathway_config_info The running document's hash.\n# TYPE pathway_config_info gauge\n"
-            "pathway_config_info{hash=\"%s\"} 1\n",
-            g->hash);
-    tprintf(o,
-            "# HELP pathway_config_applies_total Config applies by result.\n# TYPE pathway_config_applies_total counter\n"
             "pathway_config_applies_total{result=\"ok\"} %" PRIu64 "\npathway_config_applies_total{result=\"error\"} %" PRIu64 "\n",
             (uint64_t)atomic_load(&s->applies_ok), (uint64_t)atomic_load(&s->applies_failed));
-    tprintf(o,
-            "# HELP pathway_process_resident_memory_bytes Resident memory.\n"
-            "# TYPE pathway_process_resident_memory_bytes gauge\npathway_process_resident_memory_bytes %" PRIu64 "\n",
-            dp_process_rss());
+    if (s->opts.control_plane_stats != NULL) {
+        json_t *cp = s->opts.control_plane_stats(s->opts.ctx);
+        HELP(o, "pathway_control_plane_connected", "gauge", "1 when the last call reached the control plane, else 0.");
+        tprintf(o, "pathway_control_plane_connected %d\n", json_is_true(json_object_get(cp, "connected")) ? 1 : 0);
+        json_decref(cp);
+    }
+
+    proc_stat_t ps;
+    if (read_proc_stat(&ps)) {
+        HELP(o, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
+        tprintf(o, "process_cpu_seconds_total %g\n", ps.cpu_seconds);
+        HELP(o, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+        tprintf(o, "process_resident_memory_bytes %" PRIu64 "\n", ps.rss);
+        HELP(o, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
+        tprintf(o, "process_virtual_memory_bytes %" PRIu64 "\n", ps.vsize);
+        HELP(o, "process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.");
+        tprintf(o, "process_start_time_seconds %.2f\n", ps.start_time_seconds != 0 ? ps.start_time_seconds : s->started_at_unix);
+    }
+    HELP(o, "process_open_fds", "gauge", "Number of open file descriptors.");
+    tprintf(o, "process_open_fds %u\n", count_open_fds());
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        HELP(o, "process_max_fds", "gauge", "Maximum number of open file descriptors.");
+        tprintf(o, "process_max_fds %llu\n", (unsigned long long)rl.rlim_cur);
+    }
 }
 
 /* --- handler -------------------------------------------------------------------------------- */
@@ -434,9 +547,7 @@ static int on_admin_req(h2o_handler_t *self, h2o_req_t *req)
     } else if (path_is(req, "/ready")) {
         if (!get)
             goto MethodNotAllowed;
-        int ready =
-            atomic_load(&s->current) != NULL && (size_t)atomic_load(&s->workers_ready) == s->nworkers && !atomic_load(&s->stopping);
-        if (ready)
+        if (dp_server_ready(s))
             respond(req, 200, "text/plain", H2O_STRLIT("ready\n"));
         else
             respond(req, 503, "text/plain", H2O_STRLIT("not ready\n"));
@@ -456,14 +567,15 @@ static int on_admin_req(h2o_handler_t *self, h2o_req_t *req)
             goto MethodNotAllowed;
         dp_gen_t *g = atomic_load(&s->current);
         respond_json(req, 200,
-                     json_pack("{s:I, s:s, s:o}", "version", (json_int_t)g->version, "hash", g->hash, "document",
-                               cfg_to_json(g->cfg, CFG_SCOPE_FULL)));
+                     json_pack("{s:I, s:I, s:s, s:o}", "version", (json_int_t)g->fleet_version, "generation",
+                               (json_int_t)g->generation, "hash", g->hash, "document", cfg_to_json(g->cfg, CFG_SCOPE_FULL)));
     } else if (path_is(req, "/reload")) {
         if (!post)
             goto MethodNotAllowed;
         char *err = NULL;
         json_t *restart = NULL;
-        if (dp_server_reload(s, &err, &restart) != 0) {
+        int changed = 0;
+        if (dp_server_reload(s, &changed, &err, &restart) != 0) {
             PW_ERROR("reload failed; the running generation is unchanged:\n%s", err ? err : "");
             respond_json(req, 400, json_pack("{s:b, s:o}", "ok", 0, "errors", lines_json(err)));
             free(err);
@@ -471,7 +583,8 @@ static int on_admin_req(h2o_handler_t *self, h2o_req_t *req)
         } else {
             dp_gen_t *g = atomic_load(&s->current);
             respond_json(req, 200,
-                         json_pack("{s:b, s:I, s:s, s:o}", "ok", 1, "version", (json_int_t)g->version, "hash", g->hash,
+                         json_pack("{s:b, s:b, s:I, s:I, s:s, s:o}", "ok", 1, "changed", changed, "version",
+                                   (json_int_t)g->fleet_version, "generation", (json_int_t)g->generation, "hash", g->hash,
                                    "restart_required", restart ? restart : json_array()));
         }
     } else if (path_is(req, "/logging")) {

@@ -1,6 +1,7 @@
 #include "dp_cpclient.h"
 #include <curl/curl.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <pthread.h>
@@ -17,7 +18,8 @@
 #define BACKOFF_MIN_MS 200
 #define BACKOFF_MAX_MS 10000
 #define MAX_RESPONSE (CFG_MAX_DOCUMENT_SIZE + 64 * 1024)
-#define MIN_POLL_MS 1000 /* a long poll answered faster than this without news waits out the rest */
+#define MIN_POLL_MS 1000    /* a long poll answered faster than this without news waits out the rest */
+#define WARN_EVERY_MS 60000 /* an unreachable control plane is logged once, then at most this often */
 
 /* The latest ACK or NACK, repeated by every heartbeat until the next one. */
 typedef struct st_report_t {
@@ -27,7 +29,6 @@ typedef struct st_report_t {
 } report_t;
 
 struct st_dp_cpclient_t {
-    cfg_t *local;               /* the dataplane's own document (node-local part is used) */
     dp_cpclient_callbacks_t cb; /* how to apply and what to report */
     char *base_url;             /* control plane URL without a trailing '/' */
     char *auth_header;          /* "Authorization: Bearer ..." or NULL */
@@ -37,16 +38,19 @@ struct st_dp_cpclient_t {
     uint64_t heartbeat_ms;      /* heartbeat period */
 
     pthread_t poll_thread, beat_thread;
-    int started;           /* threads were started */
-    atomic_int stop;       /* set once by destroy */
-    pthread_mutex_t mutex; /* guards everything below and pairs with `wake` */
-    pthread_cond_t wake;   /* signalled at stop, so sleeps end at once */
-    report_t report;       /* latest report */
-    int64_t applied;       /* version of the running generation (0 = from the file) */
-    int64_t rejected;      /* last version rejected, 0 if none since the last ACK */
-    int connected;         /* the last call reached the control plane */
-    uint64_t polls;        /* long polls answered */
-    uint64_t failures;     /* calls that failed (network, 5xx, auth) */
+    int started;              /* threads were started */
+    atomic_int stop;          /* set once by destroy */
+    pthread_mutex_t mutex;    /* guards everything below and pairs with `wake` */
+    pthread_cond_t wake;      /* signalled at stop, so sleeps end at once */
+    report_t report;          /* latest report */
+    int64_t applied;          /* version of the running generation (0 = from the file) */
+    int64_t rejected;         /* last version rejected, 0 if none since the last ACK */
+    int connected;            /* the last call reached the control plane */
+    char *conn_error;         /* why the last call did not reach it (NULL while connected) */
+    uint64_t warned_at_ms;    /* monotonic time of the last "unreachable" warning (0 = none yet) */
+    uint64_t failures_warned; /* failures counted at that warning */
+    uint64_t polls;           /* long polls answered */
+    uint64_t failures;        /* calls that failed (network, 5xx, auth) */
 };
 
 static char *xstrdup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -271,16 +275,43 @@ static uint64_t backoff_ms(unsigned failures, unsigned *seed)
     return cap / 2 + (uint64_t)rand_r(seed) % (cap / 2 + 1);
 }
 
+static uint64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Records whether a call reached the control plane. While it cannot be reached, one warning at the
+ * first failure and then at most one per WARN_EVERY_MS (with the count), not one per retry. */
 static void set_connected(dp_cpclient_t *c, int connected, const char *why)
 {
+    uint64_t now = monotonic_ms(), failures = 0, since = 0;
+    int warn = 0;
     pthread_mutex_lock(&c->mutex);
     int was = c->connected;
     c->connected = connected;
-    if (!connected)
+    free(c->conn_error);
+    c->conn_error = NULL;
+    if (!connected) {
         c->failures++;
+        c->conn_error = strdup(why != NULL ? why : "unreachable");
+        if (c->warned_at_ms == 0 || was || now - c->warned_at_ms >= WARN_EVERY_MS) {
+            warn = 1;
+            failures = c->failures;
+            since = was || c->warned_at_ms == 0 ? 0 : failures - c->failures_warned;
+            c->warned_at_ms = now;
+            c->failures_warned = failures;
+        }
+    } else {
+        c->warned_at_ms = 0;
+    }
     pthread_mutex_unlock(&c->mutex);
-    if (was && !connected)
+    if (warn && since == 0)
         PW_WARN("control plane %s unreachable: %s; serving the current config, retrying", c->base_url, why);
+    else if (warn)
+        PW_WARN("control plane %s still unreachable (%" PRIu64 " failed calls since the last warning): %s", c->base_url, since,
+                why);
     else if (!was && connected)
         PW_INFO("control plane %s reached", c->base_url);
 }
@@ -344,11 +375,9 @@ static int apply_fleet(dp_cpclient_t *c, int64_t version, json_t *fleet, char **
     int rc = -1;
     *err = NULL;
     cfg_t *fcfg = cfg_decode(fleet, CFG_SCOPE_FLEET, &errs);
-    cfg_t *full = fcfg != NULL ? cfg_merge_local(c->local, fcfg, &errs) : NULL;
-    cfg_destroy(fcfg);
-    if (full == NULL) {
+    if (fcfg == NULL) {
         *err = cfg_errors_join(&errs);
-    } else if ((rc = c->cb.apply(c->cb.ctx, full, err)) == -1) {
+    } else if ((rc = c->cb.apply(c->cb.ctx, fcfg, version, err)) == -1) {
         if (*err == NULL)
             *err = strdup("the dataplane could not apply it");
     } else if (rc == 0) {
@@ -514,7 +543,6 @@ dp_cpclient_t *dp_cpclient_create(const cfg_t *local, int64_t applied_version, c
         return NULL;
     }
     c->cb = *cb;
-    c->local = cfg_dup(local);
     c->base_url = strdup(cp->url);
     c->id = strdup(cp->id);
     c->state_dir = strdup(cp->state_dir);
@@ -525,7 +553,7 @@ dp_cpclient_t *dp_cpclient_create(const cfg_t *local, int64_t applied_version, c
     c->report.applied = 1;
     pthread_mutex_init(&c->mutex, NULL);
     pthread_cond_init(&c->wake, NULL);
-    if (c->local == NULL || c->base_url == NULL || c->id == NULL || c->state_dir == NULL) {
+    if (c->base_url == NULL || c->id == NULL || c->state_dir == NULL) {
         dp_cpclient_destroy(c);
         *err = strdup("out of memory");
         return NULL;
@@ -534,6 +562,11 @@ dp_cpclient_t *dp_cpclient_create(const cfg_t *local, int64_t applied_version, c
     while (n > 0 && c->base_url[n - 1] == '/')
         c->base_url[--n] = '\0';
     if (cp->token_file != NULL && (c->auth_header = read_token(cp->token_file, err)) == NULL) {
+        dp_cpclient_destroy(c);
+        return NULL;
+    }
+    if (mkdir_p(c->state_dir) != 0 || access(c->state_dir, W_OK | X_OK) != 0) {
+        *err = xstrdup_printf("control_plane.state_dir %s: cannot be written: %s", c->state_dir, strerror(errno));
         dp_cpclient_destroy(c);
         return NULL;
     }
@@ -567,21 +600,22 @@ void dp_cpclient_destroy(dp_cpclient_t *c)
     }
     pthread_mutex_destroy(&c->mutex);
     pthread_cond_destroy(&c->wake);
-    cfg_destroy(c->local);
     free(c->base_url);
     free(c->auth_header);
     free(c->id);
     free(c->state_dir);
     free(c->report.error);
+    free(c->conn_error);
     free(c);
 }
 
 json_t *dp_cpclient_status(dp_cpclient_t *c)
 {
     pthread_mutex_lock(&c->mutex);
+    const char *last_error = c->conn_error != NULL ? c->conn_error : c->report.applied ? NULL : c->report.error;
     json_t *j = json_pack("{s:I, s:I, s:s?, s:b, s:I, s:I}", "applied_version", (json_int_t)c->applied, "rejected_version",
-                          (json_int_t)c->rejected, "last_error", c->report.applied ? NULL : c->report.error, "connected",
-                          c->connected, "polls", (json_int_t)c->polls, "failures", (json_int_t)c->failures);
+                          (json_int_t)c->rejected, "last_error", last_error, "connected", c->connected, "polls",
+                          (json_int_t)c->polls, "failures", (json_int_t)c->failures);
     pthread_mutex_unlock(&c->mutex);
     return j;
 }

@@ -20,11 +20,11 @@
 typedef struct st_dp_cpclient_t dp_cpclient_t;
 
 typedef struct st_dp_cpclient_callbacks_t {
-    /* Applies a full document (the node-local part of the dataplane's own file merged with the
-     * pushed fleet part) as a new generation. Called on the client's thread; may block until the
-     * server has applied it. Takes ownership of cfg. Returns 0, -1 with *err (malloc'd) when the
+    /* Applies a pushed fleet document (control plane version `version`) as a new generation, with
+     * the dataplane's node-local settings. Called on the client's thread; may block until the
+     * server has applied it. Takes ownership of fleet. Returns 0, -1 with *err (malloc'd) when the
      * document cannot be applied (a NACK), or -2 when the server is stopping (no report). */
-    int (*apply)(void *ctx, cfg_t *cfg, char **err);
+    int (*apply)(void *ctx, cfg_t *fleet, int64_t version, char **err);
     /* Live figures for heartbeats (new reference, a JSON object), or NULL. Called on the
      * heartbeat thread. */
     json_t *(*stats)(void *ctx);
@@ -46,7 +46,8 @@ void dp_cpstate_dispose(dp_cpstate_t *st);
 
 /* Creates a client for `local` (the dataplane's own document; copied) whose running
  * generation came from control-plane version `applied_version` (0 = from the file). Reads the
- * token file. Returns NULL with *err (malloc'd) when it cannot. */
+ * token file and makes sure state_dir can be written. Returns NULL with *err (malloc'd) when it
+ * cannot: a dataplane that could never reach or remember its control plane should not start. */
 dp_cpclient_t *dp_cpclient_create(const cfg_t *local, int64_t applied_version, const dp_cpclient_callbacks_t *cb, char **err);
 
 /* Starts the two threads. 0, or -1 when a thread cannot be started. */
@@ -56,7 +57,8 @@ int dp_cpclient_start(dp_cpclient_t *client);
 void dp_cpclient_destroy(dp_cpclient_t *client);
 
 /* What the client knows, for /stats: {"applied_version", "rejected_version", "last_error",
- * "connected", "polls", "failures"} (new reference). Thread-safe. */
+ * "connected", "polls", "failures"} (new reference). last_error is why the control plane is
+ * unreachable while it is, else the reason of the last NACK, else null. Thread-safe. */
 json_t *dp_cpclient_status(dp_cpclient_t *client);
 
 #endif

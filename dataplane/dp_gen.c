@@ -138,8 +138,18 @@ static void host_release(dp_host_t *h)
     free(h);
 }
 
-void dp_gen_apply_host_limits(dp_gen_t *g)
+void dp_gen_apply_pool_settings(dp_gen_t *g)
 {
+    for (size_t i = 0; i != g->nservices; ++i) {
+        const cfg_pool_t *p = &g->services[i].cfg->pool;
+        for (size_t j = 0; j != g->services[i].nendpoints; ++j) {
+            dp_endpoint_t *ep = g->services[i].endpoints[j];
+            atomic_store(&ep->max_conns, p->max_conns_per_host);
+            atomic_store(&ep->max_idle, p->max_idle_per_host);
+            atomic_store(&ep->idle_timeout_ms, p->idle_timeout_ms);
+            atomic_store(&ep->connect_timeout_ms, p->connect_timeout_ms);
+        }
+    }
     for (size_t i = 0; i != g->nendpoints; ++i) {
         dp_host_t *h = g->endpoints[i]->upstream;
         uint32_t conns = 0, idle = 0;
@@ -147,10 +157,10 @@ void dp_gen_apply_host_limits(dp_gen_t *g)
             const dp_endpoint_t *ep = g->endpoints[j];
             if (ep->upstream != h)
                 continue;
-            if (ep->pool.max_conns_per_host > conns)
-                conns = ep->pool.max_conns_per_host;
-            if (ep->pool.max_idle_per_host > idle)
-                idle = ep->pool.max_idle_per_host;
+            if (atomic_load(&ep->max_conns) > conns)
+                conns = atomic_load(&ep->max_conns);
+            if (atomic_load(&ep->max_idle) > idle)
+                idle = atomic_load(&ep->max_idle);
         }
         atomic_store(&h->max_conns, conns);
         atomic_store(&h->max_idle, idle);
@@ -166,7 +176,9 @@ void dp_endpoint_release(dp_endpoint_t *ep)
     if (ep->upstream != NULL)
         host_release(ep->upstream);
     free(ep->key);
+    free(ep->service);
     free(ep->url);
+    free(ep->label);
     free(ep->host);
     free(ep->path);
     free(ep->host_header.base);
@@ -176,20 +188,22 @@ void dp_endpoint_release(dp_endpoint_t *ep)
     free(ep);
 }
 
-static char *endpoint_key(const cfg_endpoint_t *e, const cfg_pool_t *p)
+/* An endpoint's identity across generations: what it is (service, label, URL, TLS), never how its
+ * pool is tuned, so changing a pool bound keeps the warm connections. The service is part of it
+ * because its series carry a service label. */
+static char *endpoint_key(const char *service, const cfg_endpoint_t *e, const char *label)
 {
     char *key = NULL;
     const cfg_upstream_tls_t *t = &e->tls;
     int verify = e->has_tls ? t->verify : 1;
-    if (asprintf(&key, "%s|ca=%s|sn=%s|v=%d|idle=%u|conns=%u|it=%llu|ct=%llu", e->url, e->has_tls && t->ca_file ? t->ca_file : "",
-                 e->has_tls && t->server_name ? t->server_name : "", verify, p->max_idle_per_host, p->max_conns_per_host,
-                 (unsigned long long)p->idle_timeout_ms, (unsigned long long)p->connect_timeout_ms) < 0)
+    if (asprintf(&key, "%s|%s|%s|ca=%s|sn=%s|v=%d", service, label, e->url, e->has_tls && t->ca_file ? t->ca_file : "",
+                 e->has_tls && t->server_name ? t->server_name : "", verify) < 0)
         return NULL;
     return key;
 }
 
-static dp_endpoint_t *endpoint_create(dp_server_t *s, const cfg_endpoint_t *e, const cfg_pool_t *pool, char *key, const char *field,
-                                      cfg_errors_t *errs)
+static dp_endpoint_t *endpoint_create(dp_server_t *s, const char *service, const cfg_endpoint_t *e, const char *label,
+                                      const cfg_pool_t *pool, char *key, const char *field, cfg_errors_t *errs)
 {
     dp_endpoint_t *ep = calloc(1, sizeof(*ep));
     if (ep == NULL)
@@ -198,16 +212,22 @@ static dp_endpoint_t *endpoint_create(dp_server_t *s, const cfg_endpoint_t *e, c
     atomic_init(&ep->gen_refs, 0);
     ep->key = key;
     key = NULL;
+    ep->service = strdup(service);
     ep->url = strdup(e->url);
+    ep->label = strdup(label);
     ep->host = strdup(e->host);
     ep->path = strdup(e->path != NULL && e->path[0] != '\0' ? e->path : "/");
     ep->port = e->port;
     ep->is_https = e->is_https;
-    ep->pool = *pool;
+    atomic_init(&ep->max_conns, pool->max_conns_per_host);
+    atomic_init(&ep->max_idle, pool->max_idle_per_host);
+    atomic_init(&ep->idle_timeout_ms, pool->idle_timeout_ms);
+    atomic_init(&ep->connect_timeout_ms, pool->connect_timeout_ms);
     ep->nworkers = s->nworkers;
     ep->wp = calloc(s->nworkers, sizeof(ep->wp[0]));
     ep->upstream = host_get(s, e, pool);
-    if (ep->url == NULL || ep->host == NULL || ep->path == NULL || ep->wp == NULL || ep->upstream == NULL)
+    if (ep->service == NULL || ep->url == NULL || ep->label == NULL || ep->host == NULL || ep->path == NULL || ep->wp == NULL ||
+        ep->upstream == NULL)
         goto NoMem;
     for (size_t i = 0; i != s->nworkers; ++i) {
         ep->wp[i].ep = ep;
@@ -289,6 +309,14 @@ Error:
     return NULL;
 }
 
+/* The endpoint's name in metrics, /stats and logs: host:port (never the URL, whose path, query or
+ * userinfo may hold an API key). */
+static void endpoint_label(const cfg_endpoint_t *e, char *buf, size_t len)
+{
+    int v6 = strchr(e->host, ':') != NULL;
+    snprintf(buf, len, "%s%s%s:%u", v6 ? "[" : "", e->host, v6 ? "]" : "", (unsigned)e->port);
+}
+
 static dp_endpoint_t *find_endpoint(dp_endpoint_t **list, size_t n, const char *key)
 {
     for (size_t i = 0; i != n; ++i)
@@ -309,6 +337,7 @@ dp_gen_t *dp_gen_create(dp_server_t *s, cfg_t *cfg, const dp_gen_t *prev, cfg_er
     g->server = s;
     g->cfg = cfg;
     cfg_hash(cfg, CFG_SCOPE_FLEET, g->hash);
+    cfg_hash(cfg, CFG_SCOPE_FULL, g->full_hash);
     g->services = calloc(cfg->services.size ? cfg->services.size : 1, sizeof(g->services[0]));
     size_t maxeps = 0;
     for (size_t i = 0; i != cfg->services.size; ++i)
@@ -340,7 +369,9 @@ dp_gen_t *dp_gen_create(dp_server_t *s, cfg_t *cfg, const dp_gen_t *prev, cfg_er
             const cfg_endpoint_t *ce = cs->endpoints.entries + j;
             char field[128];
             snprintf(field, sizeof(field), "services[%zu].endpoints[%zu]", i, j);
-            char *key = endpoint_key(ce, &cs->pool);
+            char label[300];
+            endpoint_label(ce, label, sizeof(label));
+            char *key = endpoint_key(cs->id, ce, label);
             if (key == NULL) {
                 cfg_errors_add(errs, "out of memory");
                 goto Error;
@@ -351,7 +382,7 @@ dp_gen_t *dp_gen_create(dp_server_t *s, cfg_t *cfg, const dp_gen_t *prev, cfg_er
                 if (ep != NULL) {
                     free(key);
                     atomic_fetch_add(&ep->refcnt, 1);
-                } else if ((ep = endpoint_create(s, ce, &cs->pool, key, field, errs)) == NULL) {
+                } else if ((ep = endpoint_create(s, cs->id, ce, label, &cs->pool, key, field, errs)) == NULL) {
                     continue; /* error recorded; keep checking the rest */
                 }
                 atomic_fetch_add(&ep->gen_refs, 1);

@@ -84,14 +84,18 @@ struct st_dp_host_t {
     _Atomic uint32_t waiters;   /* requests waiting for a connection slot, all endpoints and workers */
 };
 
-/* One endpoint of a generation. Shared by every generation whose endpoint key (url, tls, pool
- * settings) is the same, so a reload keeps warm connections. The limits hold per process and per
- * upstream: they are enforced on `upstream`; the counts below are this endpoint's share (for stats). */
+/* One endpoint of a service. Shared by every generation whose endpoint key (service, url, tls) is
+ * the same, so a reload keeps warm connections and counters. Its pool settings are not part of
+ * the key: each apply stores the newest generation's into the atomics below, and the live pool
+ * follows them. The limits hold per process and per upstream: they are enforced on `upstream`; the
+ * counts below are this endpoint's share (for stats). */
 struct st_dp_endpoint_t {
     _Atomic long refcnt;   /* generations + workers that hold connections to it */
     _Atomic long gen_refs; /* generations that list it; 0 = retired: close idle, stop reusing */
     char *key;             /* identity for carry-over */
-    char *url;             /* metrics label */
+    char *service;         /* id of the service it belongs to (metrics label) */
+    char *url;             /* what it was configured with (never shown: it may hold a key) */
+    char *label;           /* its name in metrics, /stats and logs */
     char *host;            /* for Host:, SNI */
     uint16_t port;
     char *path;              /* request target */
@@ -102,14 +106,17 @@ struct st_dp_endpoint_t {
     char *server_name; /* SNI and verified name */
     int verify;
     struct sockaddr_storage addr;
-    socklen_t addrlen;           /* 0 = the name did not resolve: connects fail with 502 */
-    cfg_pool_t pool;             /* the settings of this pool */
-    dp_host_t *upstream;         /* the upstream's shared counts and bounds (a reference) */
-    _Atomic uint32_t open;       /* connections open or opening, all workers (upstream->open bounds it) */
-    _Atomic uint32_t idle;       /* idle connections, all workers (upstream->idle bounds it) */
-    _Atomic uint32_t waiters;    /* requests waiting for a connection slot, all workers */
-    _Atomic int32_t outstanding; /* requests assigned to this endpoint and not finished */
-    _Atomic int just_failed;     /* a connect failed: pass it over once */
+    socklen_t addrlen;                   /* 0 = the name did not resolve: connects fail with 502 */
+    _Atomic uint32_t max_conns;          /* max_conns_per_host of the newest generation listing it */
+    _Atomic uint32_t max_idle;           /* max_idle_per_host of the newest generation listing it */
+    _Atomic uint64_t idle_timeout_ms;    /* pool.idle_timeout of the newest generation (new idle periods) */
+    _Atomic uint64_t connect_timeout_ms; /* pool.connect_timeout of the newest generation (new connects) */
+    dp_host_t *upstream;                 /* the upstream's shared counts and bounds (a reference) */
+    _Atomic uint32_t open;               /* connections open or opening, all workers (upstream->open bounds it) */
+    _Atomic uint32_t idle;               /* idle connections, all workers (upstream->idle bounds it) */
+    _Atomic uint32_t waiters;            /* requests waiting for a connection slot, all workers */
+    _Atomic int32_t outstanding;         /* requests assigned to this endpoint and not finished */
+    _Atomic int just_failed;             /* a connect failed: pass it over once */
     _Atomic uint64_t connects, reuses, connect_errors, closes;
     size_t nworkers;
     dp_wpool_t *wp; /* [nworkers]: each worker's half of the pool */
@@ -142,8 +149,10 @@ struct st_dp_gen_t {
     _Atomic long refcnt; /* the server's "current" slot + each worker that uses it */
     dp_server_t *server;
     cfg_t *cfg;
-    uint64_t version; /* 1 for the first, +1 per successful apply */
-    char hash[65];    /* cfg_hash of the fleet part */
+    uint64_t generation;   /* local counter: 1 for the first, +1 per generation built */
+    int64_t fleet_version; /* control plane version of the fleet part; 0 = the dataplane's own file */
+    char hash[65];         /* cfg_hash of the fleet part */
+    char full_hash[65];    /* cfg_hash of the whole document (node-local + fleet): "did anything change" */
     size_t nservices;
     dp_service_t *services; /* sorted by id */
     size_t nendpoints;
@@ -218,8 +227,8 @@ struct st_dp_server_t {
     h2o_globalconf_t admin_globalconf;
     pthread_mutex_t gen_mutex; /* guards the pointer swap vs. a worker taking its ref */
     _Atomic(dp_gen_t *) current;
-    uint64_t version_seq;
-    cfg_t *running_cfg;          /* the document the node-local settings came from (main thread) */
+    uint64_t generation_seq;     /* generations built so far */
+    cfg_t *running_cfg;          /* the document the process started with: restart-only settings (main thread) */
     dp_limiter_t limiter;        /* process-wide */
     _Atomic uint32_t idle_total; /* idle upstream connections, all endpoints */
     _Atomic uint32_t max_idle_total;
@@ -241,6 +250,7 @@ struct st_dp_server_t {
     char *last_apply_error; /* main thread */
     int signal_pipe[2];
     uint64_t started_at_ms;
+    double started_at_unix; /* process_start_time_seconds */
 };
 
 /* --- server.c ----------------------------------------------------------------------------- */
@@ -253,6 +263,9 @@ void dp_worker_prune_timeouts(dp_worker_t *w);
 /* Takes the server's current generation if it changed; between events only. */
 void dp_worker_refresh_gen(dp_worker_t *w);
 void dp_wgen_release(dp_worker_t *w, dp_wgen_t *wg);
+/* GET /ready: a generation, every worker serving, not stopping, and (managed) a fleet config from
+ * the control plane or state_dir applied. */
+int dp_server_ready(dp_server_t *s);
 
 /* --- gen.c -------------------------------------------------------------------------------- */
 /* Builds a generation from cfg (owned on success). Reuses endpoints and services of `prev`
@@ -265,8 +278,9 @@ void dp_endpoint_release(dp_endpoint_t *ep);
 void dp_svcshared_release(dp_svcshared_t *sh);
 /* Sets up the server's registry of upstreams and service states (before the first generation). */
 void dp_registry_init(dp_server_t *s);
-/* Sets every upstream's bounds from g (the generation about to become current). Main thread. */
-void dp_gen_apply_host_limits(dp_gen_t *g);
+/* Sets every endpoint's pool settings and every upstream's bounds from g (the generation about to
+ * become current): live pools follow them without being rebuilt. Main thread. */
+void dp_gen_apply_pool_settings(dp_gen_t *g);
 
 /* --- proxy.c ------------------------------------------------------------------------------ */
 int dp_proxy_on_req(h2o_handler_t *self, h2o_req_t *req);

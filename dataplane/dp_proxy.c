@@ -514,7 +514,7 @@ static void conn_close(dp_conn_t *c)
         h2o_socket_close(c->sock);
     unreserve_slot(ep);
     DP_SHARED_ADD(ep->closes, 1);
-    PW_DEBUG("upstream %s: connection closed (worker %zu, %s)", ep->url, w->index,
+    PW_DEBUG("upstream %s: connection closed (worker %zu, %s)", ep->label, w->index,
              c->state == CS_IDLE   ? "idle"
              : c->state == CS_BUSY ? "busy"
                                    : "connecting");
@@ -590,7 +590,7 @@ static void conn_release(dp_conn_t *c, int reusable)
     c->state = CS_IDLE;
     h2o_linklist_insert(wp->idle.next, &c->idle_link); /* most recent first */
     c->timer.cb = on_idle_timeout;
-    h2o_timeout_link(w->loop, dp_worker_timeout(w, ep->pool.idle_timeout_ms), &c->timer);
+    h2o_timeout_link(w->loop, dp_worker_timeout(w, atomic_load(&ep->idle_timeout_ms)), &c->timer);
     h2o_socket_read_start(c->sock, on_idle_read);
 }
 
@@ -600,7 +600,7 @@ static void conn_fail(dp_conn_t *c, const char *err)
     dp_relay_t *r = c->relay;
     DP_SHARED_ADD(ep->connect_errors, 1);
     atomic_store(&ep->just_failed, 1);
-    PW_WARN("upstream %s: connect failed: %s", ep->url, err);
+    PW_WARN("upstream %s/%s: connect failed: %s", ep->service, ep->label, err);
     if (r != NULL) {
         r->conn = NULL;
         c->relay = NULL;
@@ -672,7 +672,7 @@ static void conn_open(dp_worker_t *w, dp_endpoint_t *ep, dp_relay_t *r)
     wp->nconns++;
     wpool_activate(w, ep);
     DP_SHARED_ADD(ep->connects, 1);
-    PW_DEBUG("upstream %s: connecting (worker %zu, %u open)", ep->url, w->index, (unsigned)atomic_load(&ep->open));
+    PW_DEBUG("upstream %s: connecting (worker %zu, %u open)", ep->label, w->index, (unsigned)atomic_load(&ep->open));
     c->sock = h2o_socket_connect(w->loop, (struct sockaddr *)&ep->addr, ep->addrlen, on_connect);
     if (c->sock == NULL) {
         conn_fail(c, "socket error");
@@ -686,7 +686,7 @@ static void conn_open(dp_worker_t *w, dp_endpoint_t *ep, dp_relay_t *r)
     /* requests go out whole in one write; never hold one back for an ACK */
     setsockopt(h2o_socket_get_fd(c->sock), IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
     c->timer.cb = on_connect_timeout;
-    h2o_timeout_link(w->loop, dp_worker_timeout(w, ep->pool.connect_timeout_ms), &c->timer);
+    h2o_timeout_link(w->loop, dp_worker_timeout(w, atomic_load(&ep->connect_timeout_ms)), &c->timer);
 }
 
 static void wpool_serve_waiters(dp_worker_t *w, dp_endpoint_t *ep)
@@ -1355,6 +1355,17 @@ static void close_idle_of(dp_worker_t *w, dp_endpoint_t *ep, size_t keep)
     }
 }
 
+/* max_idle_per_host was lowered at runtime: close this worker's oldest idle connections while the
+ * upstream keeps more idle than it now may. Workers trim concurrently, so by bad timing one may
+ * close a connection another already made up for (never more than one per worker). */
+static void trim_idle_excess(dp_worker_t *w, dp_endpoint_t *ep)
+{
+    dp_wpool_t *wp = &ep->wp[w->index];
+    dp_host_t *h = ep->upstream;
+    while (!h2o_linklist_is_empty(&wp->idle) && atomic_load(&h->idle) > atomic_load(&h->max_idle))
+        conn_close(H2O_STRUCT_FROM_MEMBER(dp_conn_t, idle_link, wp->idle.prev));
+}
+
 void dp_proxy_housekeeping(dp_worker_t *w)
 {
     dp_worker_refresh_gen(w);
@@ -1401,6 +1412,8 @@ void dp_proxy_housekeeping(dp_worker_t *w)
             close_idle_of(w, ep, 0);
         else if (atomic_load(&ep->upstream->waiters) > wp->nwaiters)
             close_idle_of(w, ep, 0);
+        else
+            trim_idle_excess(w, ep);
         if (!ep_retired(ep))
             wpool_serve_waiters(w, ep);
         else

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include "dp_internal.h"
 #include "pw_log.h"
@@ -164,7 +165,7 @@ void dp_worker_refresh_gen(dp_worker_t *w)
     wg->nrequests = 0;
     wg->current = 1;
     dp_wgen_t *old = w->wgen;
-    PW_DEBUG("worker %zu: now on generation %" PRIu64, w->index, wg->gen->version);
+    PW_DEBUG("worker %zu: now on generation %" PRIu64, w->index, wg->gen->generation);
     w->wgen = wg;
     if (old != NULL) {
         old->current = 0;
@@ -365,19 +366,37 @@ static void apply_runtime_settings(dp_server_t *s, dp_gen_t *g)
         svc->shared->has_limiter = svc->cfg->limiter.max_concurrent != 0;
         dp_limiter_set(&svc->shared->limiter, svc->cfg->limiter.max_concurrent, cfg->limiter.max_queue);
     }
-    dp_gen_apply_host_limits(g);
+    dp_gen_apply_pool_settings(g);
     atomic_store(&s->max_idle_total, cfg->pool.max_idle_total);
     atomic_store(&s->max_request_body, cfg->limits.max_request_body);
     raise_entity_cap(s, cfg->limits.max_request_body);
 }
 
-int dp_server_apply(dp_server_t *s, cfg_t *cfg, char **err, json_t **restart_changes)
+/* Builds and publishes a generation from `cfg` (taken in every case) whose fleet part is control
+ * plane version `fleet_version` (0 = the dataplane's own file). With `only_if_changed`, a document
+ * identical to the running one (same node-local part, same fleet hash and version) is dropped and
+ * *changed set to 0. Main thread. */
+static int server_apply(dp_server_t *s, cfg_t *cfg, int64_t fleet_version, int only_if_changed, int *changed, char **err,
+                        json_t **restart_changes)
 {
-    cfg_errors_t errs;
-    cfg_errors_init(&errs);
     if (restart_changes != NULL)
         *restart_changes = json_array();
+    if (changed != NULL)
+        *changed = 1;
     dp_gen_t *cur = atomic_load(&s->current);
+    if (only_if_changed && cur != NULL && cur->fleet_version == fleet_version) {
+        char full[65];
+        cfg_hash(cfg, CFG_SCOPE_FULL, full);
+        if (strcmp(full, cur->full_hash) == 0) {
+            cfg_destroy(cfg);
+            if (changed != NULL)
+                *changed = 0;
+            PW_INFO("nothing changed: generation %" PRIu64 " (hash %.12s) keeps running", cur->generation, cur->hash);
+            return 0;
+        }
+    }
+    cfg_errors_t errs;
+    cfg_errors_init(&errs);
     dp_gen_t *g = dp_gen_create(s, cfg, cur, &errs);
     if (g == NULL) {
         *err = cfg_errors_join(&errs);
@@ -399,24 +418,54 @@ int dp_server_apply(dp_server_t *s, cfg_t *cfg, char **err, json_t **restart_cha
         }
         cfg_errors_dispose(&paths);
     }
-    g->version = ++s->version_seq;
+    g->generation = ++s->generation_seq;
+    g->fleet_version = fleet_version;
     apply_runtime_settings(s, g);
     pthread_mutex_lock(&s->gen_mutex);
     atomic_store_explicit(&s->current, g, memory_order_release);
     pthread_mutex_unlock(&s->gen_mutex);
     atomic_fetch_add(&s->applies_ok, 1);
     set_last_error(s, NULL);
-    PW_INFO("generation %" PRIu64 " applied (%zu services, hash %.12s)", g->version, g->nservices, g->hash);
+    if (fleet_version != 0)
+        PW_INFO("generation %" PRIu64 " applied (control plane version %" PRId64 ", %zu services, hash %.12s)", g->generation,
+                fleet_version, g->nservices, g->hash);
+    else
+        PW_INFO("generation %" PRIu64 " applied (%zu services, hash %.12s)", g->generation, g->nservices, g->hash);
     dp_server_kick_all(s);
     if (cur != NULL)
         dp_gen_release(cur);
     return 0;
 }
 
-int dp_server_reload(dp_server_t *s, char **err, json_t **restart_changes)
+int dp_server_apply(dp_server_t *s, cfg_t *cfg, int64_t fleet_version, char **err, json_t **restart_changes)
+{
+    return server_apply(s, cfg, fleet_version, 0, NULL, err, restart_changes);
+}
+
+/* A pushed fleet document with the node-local part of the running one. Main thread. */
+static int apply_fleet(dp_server_t *s, cfg_t *fleet, int64_t version, char **err)
+{
+    cfg_errors_t errs;
+    cfg_errors_init(&errs);
+    cfg_t *full = cfg_merge_local(atomic_load(&s->current)->cfg, fleet, &errs);
+    cfg_destroy(fleet);
+    if (full == NULL) {
+        *err = cfg_errors_join(&errs);
+        cfg_errors_dispose(&errs);
+        atomic_fetch_add(&s->applies_failed, 1);
+        set_last_error(s, *err);
+        return -1;
+    }
+    cfg_errors_dispose(&errs);
+    return server_apply(s, full, version, 0, NULL, err, NULL);
+}
+
+int dp_server_reload(dp_server_t *s, int *changed, char **err, json_t **restart_changes)
 {
     if (restart_changes != NULL)
         *restart_changes = NULL;
+    if (changed != NULL)
+        *changed = 0;
     if (s->config_path == NULL) {
         *err = strdup("no config file to reload");
         return -1;
@@ -424,9 +473,13 @@ int dp_server_reload(dp_server_t *s, char **err, json_t **restart_changes)
     cfg_errors_t errs;
     cfg_errors_init(&errs);
     cfg_t *cfg = cfg_load_file(s->config_path, CFG_SCOPE_FULL, &errs);
-    if (cfg != NULL && cfg->has_control_plane && s->running_cfg != NULL) {
-        /* managed: the fleet part is the control plane's; the file gives only the node-local part */
-        cfg_t *merged = cfg_merge_local(cfg, s->running_cfg, &errs);
+    dp_gen_t *cur = atomic_load(&s->current);
+    int64_t fleet_version = 0;
+    if (cfg != NULL && cur->fleet_version != 0) {
+        /* managed, and the fleet part came from the control plane (pushed or kept in state_dir):
+         * the file gives only the node-local part; the fleet part stays the last one applied */
+        fleet_version = cur->fleet_version;
+        cfg_t *merged = cfg_merge_local(cfg, cur->cfg, &errs);
         cfg_destroy(cfg);
         cfg = merged;
     }
@@ -438,7 +491,16 @@ int dp_server_reload(dp_server_t *s, char **err, json_t **restart_changes)
         return -1;
     }
     cfg_errors_dispose(&errs);
-    return dp_server_apply(s, cfg, err, restart_changes);
+    return server_apply(s, cfg, fleet_version, 1, changed, err, restart_changes);
+}
+
+int dp_server_ready(dp_server_t *s)
+{
+    dp_gen_t *g = atomic_load(&s->current);
+    if (g == NULL || (size_t)atomic_load(&s->workers_ready) != s->nworkers || atomic_load(&s->stopping))
+        return 0;
+    /* a managed dataplane serves what its control plane says: the file's fleet part is only a start */
+    return !s->opts.managed || g->fleet_version != 0;
 }
 
 /* --- create / run / destroy ----------------------------------------------------------------- */
@@ -457,6 +519,9 @@ dp_server_t *dp_server_create(cfg_t *cfg, const dp_server_options_t *opts, char 
         s->opts.drain_timeout_ms = 10000;
     s->config_path = opts->config_path != NULL ? strdup(opts->config_path) : NULL;
     s->admin_fd = -1;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    s->started_at_unix = (double)now.tv_sec + now.tv_nsec / 1e9;
     s->signal_pipe[0] = s->signal_pipe[1] = -1;
     pthread_mutex_init(&s->gen_mutex, NULL);
     pthread_mutex_init(&s->apply_mutex, NULL);
@@ -515,7 +580,7 @@ dp_server_t *dp_server_create(cfg_t *cfg, const dp_server_options_t *opts, char 
         goto Error;
     }
 
-    if (dp_server_apply(s, cfg, err, NULL) != 0)
+    if (dp_server_apply(s, cfg, opts->start_fleet_version, err, NULL) != 0)
         goto Error;
     return s;
 
@@ -526,7 +591,8 @@ Error:
 
 typedef struct st_apply_msg_t {
     h2o_multithread_message_t super;
-    cfg_t *cfg;
+    cfg_t *fleet;
+    int64_t version;
     char *err;
     int rc;
     int done;
@@ -540,7 +606,7 @@ static void on_apply_messages(h2o_multithread_receiver_t *receiver, h2o_linklist
     while (!h2o_linklist_is_empty(messages)) {
         apply_msg_t *m = H2O_STRUCT_FROM_MEMBER(apply_msg_t, super.link, messages->next);
         h2o_linklist_unlink(&m->super.link);
-        int rc = dp_server_apply(s, m->cfg, &m->err, NULL);
+        int rc = apply_fleet(s, m->fleet, m->version, &m->err);
         pthread_mutex_lock(&m->mutex);
         m->rc = rc;
         m->done = 1;
@@ -549,10 +615,10 @@ static void on_apply_messages(h2o_multithread_receiver_t *receiver, h2o_linklist
     }
 }
 
-int dp_server_apply_from_thread(dp_server_t *s, cfg_t *cfg, char **err)
+int dp_server_apply_fleet_from_thread(dp_server_t *s, cfg_t *fleet, int64_t version, char **err)
 {
     *err = NULL;
-    apply_msg_t m = {.cfg = cfg, .rc = -1};
+    apply_msg_t m = {.fleet = fleet, .version = version, .rc = -1};
     pthread_mutex_init(&m.mutex, NULL);
     pthread_cond_init(&m.cond, NULL);
     pthread_mutex_lock(&s->apply_mutex);
@@ -563,7 +629,7 @@ int dp_server_apply_from_thread(dp_server_t *s, cfg_t *cfg, char **err)
     if (!accepting) {
         pthread_cond_destroy(&m.cond);
         pthread_mutex_destroy(&m.mutex);
-        cfg_destroy(cfg);
+        cfg_destroy(fleet);
         *err = strdup("the server is not running");
         return -2;
     }
@@ -609,7 +675,7 @@ static void on_signal_pipe(h2o_socket_t *sock, const char *err)
         if (signo == SIGHUP) {
             char *e = NULL;
             PW_INFO("SIGHUP: reloading %s", s->config_path ? s->config_path : "(no file)");
-            if (dp_server_reload(s, &e, NULL) != 0) {
+            if (dp_server_reload(s, NULL, &e, NULL) != 0) {
                 PW_ERROR("reload failed; the running generation is unchanged:\n%s", e ? e : "");
                 free(e);
             }

@@ -9,19 +9,20 @@
 #include "dp.h"
 #include "dp_cpclient.h"
 #include "pw_log.h"
+#include "pw_version.h"
 
 /* A managed dataplane's glue between its server and its control-plane client. */
 typedef struct st_managed_t {
     dp_server_t *server;   /* set before the server runs */
-    dp_cpclient_t *client; /* created once the server runs; touched only on the server's thread */
+    dp_cpclient_t *client; /* created before the server (its errors stop the start), started once it runs */
     cfg_t *local;          /* the dataplane's own file, whose node-local part every push keeps */
     int64_t start_version; /* control plane version the first generation came from (0 = the file) */
 } managed_t;
 
-static int managed_apply(void *ctx, cfg_t *cfg, char **err)
+static int managed_apply(void *ctx, cfg_t *fleet, int64_t version, char **err)
 {
     managed_t *m = ctx;
-    return dp_server_apply_from_thread(m->server, cfg, err);
+    return dp_server_apply_fleet_from_thread(m->server, fleet, version, err);
 }
 
 /* What a heartbeat carries: a few live figures out of /stats. */
@@ -43,12 +44,9 @@ static json_t *managed_heartbeat_stats(void *ctx)
 static void managed_on_running(dp_server_t *server, void *ctx)
 {
     managed_t *m = ctx;
-    dp_cpclient_callbacks_t cb = {managed_apply, managed_heartbeat_stats, m};
-    char *err = NULL;
-    if ((m->client = dp_cpclient_create(m->local, m->start_version, &cb, &err)) == NULL || dp_cpclient_start(m->client) != 0) {
-        /* serving goes on; the control plane will show this dataplane as never seen */
-        PW_ERROR("control plane client not started: %s", err != NULL ? err : "cannot start its threads");
-        free(err);
+    if (dp_cpclient_start(m->client) != 0) {
+        /* serving goes on from the file or state_dir; /ready stays 503 without a fleet config */
+        PW_ERROR("control plane client not started: cannot start its threads");
         dp_cpclient_destroy(m->client);
         m->client = NULL;
         return;
@@ -104,10 +102,12 @@ static void usage(FILE *fp)
 {
     fprintf(fp, "usage: pathway -c FILE [--drain-timeout MS]\n"
                 "       pathway --check -c FILE\n"
+                "       pathway --version\n"
                 "\n"
                 "  -c, --config FILE       the dataplane's document (YAML or JSON)\n"
                 "      --check             validate FILE, print every error, exit 0 (valid) or 1\n"
-                "      --drain-timeout MS  SIGTERM: longest wait for requests in flight (default 10000)\n");
+                "      --drain-timeout MS  SIGTERM: longest wait for requests in flight (default 10000)\n"
+                "      --version           print the version and exit\n");
 }
 
 int main(int argc, char **argv)
@@ -116,10 +116,11 @@ int main(int argc, char **argv)
                                              {"check", no_argument, NULL, 'k'},
                                              {"drain-timeout", required_argument, NULL, 'd'},
                                              {"help", no_argument, NULL, 'h'},
+                                             {"version", no_argument, NULL, 'V'},
                                              {NULL, 0, NULL, 0}};
     const char *path = NULL;
     int check = 0, opt;
-    dp_server_options_t opts = {NULL, 10000};
+    dp_server_options_t opts = {.config_path = NULL, .drain_timeout_ms = 10000};
     while ((opt = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c':
@@ -140,6 +141,9 @@ int main(int argc, char **argv)
         }
         case 'h':
             usage(stdout);
+            return 0;
+        case 'V':
+            printf("pathway %s\n", PW_VERSION);
             return 0;
         default:
             usage(stderr);
@@ -175,6 +179,18 @@ int main(int argc, char **argv)
             return 1;
         }
         cfg = managed_start_cfg(cfg, path, &managed.start_version);
+        /* a token it cannot read or a state_dir it cannot write is an error now, not at the first poll */
+        dp_cpclient_callbacks_t cb = {managed_apply, managed_heartbeat_stats, &managed};
+        char *cerr = NULL;
+        if ((managed.client = dp_cpclient_create(managed.local, managed.start_version, &cb, &cerr)) == NULL) {
+            fprintf(stderr, "pathway: %s: %s\n", path, cerr != NULL ? cerr : "cannot set up the control plane client");
+            free(cerr);
+            cfg_destroy(cfg);
+            cfg_destroy(managed.local);
+            return 1;
+        }
+        opts.managed = 1;
+        opts.start_fleet_version = managed.start_version;
         opts.on_running = managed_on_running;
         opts.control_plane_stats = managed_stats;
         opts.ctx = &managed;
@@ -185,6 +201,7 @@ int main(int argc, char **argv)
     if (server == NULL) {
         fprintf(stderr, "pathway: %s\n", err != NULL ? err : "cannot start");
         free(err);
+        dp_cpclient_destroy(managed.client);
         cfg_destroy(managed.local);
         return 1;
     }

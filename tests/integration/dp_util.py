@@ -56,7 +56,7 @@ def config_text(services, listen_port, admin_port, extra="", threads=2, listen_e
 class Pathway:
     """A running pathway: .port (relay), .admin (admin), .proc, .path (config file)."""
 
-    def __init__(self, services, extra="", threads=2, listen_extra="", tmpdir=None, args=(), env=None):
+    def __init__(self, services, extra="", threads=2, listen_extra="", tmpdir=None, args=(), env=None, wait=True):
         self.dir = tmpdir or tempfile.mkdtemp(prefix="pw-dp-")
         self.port = pwtest.free_port()
         self.admin = pwtest.free_port()
@@ -67,7 +67,8 @@ class Pathway:
         self.path = os.path.join(self.dir, "pathway.yaml")
         self.write()
         self.proc = pwtest.Proc([pwtest.binary("pathway"), "-c", self.path, *args], name="pathway", env=env)
-        self.wait_ready()
+        if wait:
+            self.wait_ready()
 
     def text(self, services=None, extra=None, listen_extra=None, port=None):
         return config_text(self.services if services is None else services, port or self.port, self.admin,
@@ -104,7 +105,18 @@ class Pathway:
         return pwtest.request_json(self.port, "POST", path or f"/v1/{service}", body, headers, timeout)
 
     def reload(self):
-        return pwtest.request_json(self.admin, "POST", "/reload")
+        return admin_post(self.admin, "/reload")
+
+    def metrics(self):
+        status, _, body = pwtest.request(self.admin, "GET", "/metrics")
+        assert status == 200, status
+        return body.decode()
+
+
+def admin_post(admin, path, headers=None):
+    """A state-changing admin call as pathwayctl or curl must make it: POST with
+    Content-Type: application/json (a body of {}), no Origin. Returns (status, headers, JSON)."""
+    return pwtest.request_json(admin, "POST", path, {}, headers)
 
 
 def wait_for(pred, timeout=10.0, what="condition"):
@@ -187,11 +199,13 @@ def send_signal(proc, sig):
 class RawUpstream:
     """A scripted upstream on a free 127.0.0.1 port: for each request it reads (head + body by
     content-length), calls script(sock, index) to write whatever bytes the test needs. The script
-    returns True to keep the connection for another request. close() stops it."""
+    returns True to keep the connection for another request. close() stops it. .accepted and
+    .closed count connections accepted and connections ended."""
 
     def __init__(self, script):
         self.script = script
         self.requests = 0
+        self.closed = 0
         self.lsock = socket.socket()
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.lsock.bind(("127.0.0.1", 0))
@@ -250,6 +264,13 @@ class RawUpstream:
                 c.close()
             except OSError:
                 pass
+            with self.lock:
+                self.closed += 1
+
+    @property
+    def accepted(self):
+        with self.lock:
+            return len(self.conns)
 
     def close(self):
         try:

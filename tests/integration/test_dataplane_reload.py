@@ -61,18 +61,18 @@ def test_reload_under_load_zero_failures():
             ("eth", [f"http://127.0.0.1:{b}"], "limiter:\n  max_concurrent: 3"),
             ("eth", [f"http://127.0.0.1:{a}"], "timeouts:\n  request: 10s"),
         ]
-        version = 1
+        generation = 1
         for i, v in enumerate(variants * 2):
             pw.write(pw.text(services=[v], extra=f"limiter:\n  max_concurrent: {50 + i}"))
             if i % 2 == 0:
                 st, _, body = pw.reload()
                 assert st == 200 and body["ok"], body
-                version += 1
-                assert body["version"] == version, body
+                generation += 1
+                assert body["generation"] == generation and body["changed"], body
             else:
                 send_signal(pw.proc, signal.SIGHUP)
-                version += 1
-                wait_for(lambda: pw.stats()["version"] == version, what=f"version {version} after SIGHUP")
+                generation += 1
+                wait_for(lambda: pw.stats()["generation"] == generation, what=f"generation {generation} after SIGHUP")
             time.sleep(0.15)
     finally:
         load.stop()
@@ -96,7 +96,7 @@ def test_bad_file_changes_nothing():
     wait_for(lambda: "reload failed" in pw.proc.output(), what="SIGHUP error logged")
     assert "limiter.max_concurrent" in pw.proc.output()
     s = pw.stats()
-    assert s["version"] == 1 and s["hash"] == good_hash, s
+    assert s["generation"] == 1 and s["hash"] == good_hash, s
     assert s["applies"]["failed"] == 2 and s["applies"]["last_error"], s["applies"]
     assert pw.rpc("eth", CALL)[0] == 200
     # an endpoint CA file that cannot be read is refused too (the schema cannot check files)
@@ -104,7 +104,7 @@ def test_bad_file_changes_nothing():
         "      - url: https://127.0.0.1:1", "      - url: https://127.0.0.1:1\n        tls:\n          ca_file: /nonexistent/ca.pem"))
     st, _, body = pw.reload()
     assert st == 400 and any("ca_file" in e for e in body["errors"]), body
-    assert pw.stats()["version"] == 1
+    assert pw.stats()["generation"] == 1
 
 
 @test
@@ -137,11 +137,12 @@ def test_pools_carry_over_when_unchanged():
     assert mock_stats(up)["connections_total"] == before, "warm connection was dropped by an unrelated change"
     assert pw.stats()["limiter"]["max_concurrent"] == 77
     assert pw.stats()["log_level"] == "warn"
-    # a pool setting change makes a new pool; the old one's idle connections are closed
-    pw.write(pw.text(services=[("eth", [f"http://127.0.0.1:{up}"], "pool:\n  max_idle_per_host: 3")]))
+    # a pool setting change keeps the pool too: new bounds apply to the live one
+    pw.write(pw.text(services=[("eth", [f"http://127.0.0.1:{up}"], "pool:\n  max_idle_per_host: 3\n  idle_timeout: 60s")]))
     assert pw.reload()[0] == 200
     assert pw.rpc("eth", CALL)[0] == 200
-    wait_for(lambda: mock_stats(up)["connections"] == 1, what="old pool's idle connections closed")
+    assert mock_stats(up)["connections_total"] == before, "a pool bound change dropped the warm connection"
+    assert pw.stats()["services"][0]["endpoints"][0]["max_idle_per_host"] == 3
 
 
 @test

@@ -5,7 +5,9 @@ rollback under load, propagation time."""
 import http.client
 import json
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -41,6 +43,7 @@ class Fleet:
         seed = pwtest.write_file(self.dir, "seed.json", json.dumps(fleet_doc(self.mport)))
         self.cp = cp_util.ControlPlane(seed=seed)
         self.dps = [self.start_dp(i) for i in range(n)]
+        self.n = n
         for i in range(n):
             self.wait_applied(i, 1)
 
@@ -259,6 +262,87 @@ def restart_without_control_plane_serves_last_version_then_resyncs():
     v2 = f.put(fleet_doc(f.mport, max_concurrent=9))
     f.wait_applied(0, v2, timeout=15.0)
     assert f.running(0)["limiter"]["max_concurrent"] == 9
+
+
+@test
+def reload_keeps_the_pushed_fleet_part():
+    """SIGHUP and POST /reload re-read only the node-local part of the file: the fleet part stays
+    the one the control plane pushed (the file's own limiter says 99, the push says 7)."""
+    f = Fleet(n=1)
+    dp = f.dps[0]
+    v = f.put(fleet_doc(f.mport, max_concurrent=7, conns=11))
+    f.wait_applied(0, v)
+
+    def serves_pushed():
+        st = dp.stats()
+        assert st["version"] == v, st
+        assert st["limiter"]["max_concurrent"] == 7, st["limiter"]
+        assert st["services"][0]["endpoints"][0]["max_conns_per_host"] == 11, st["services"]
+        assert f.running(0)["limiter"]["max_concurrent"] == 7
+        assert dp.rpc("eth")[0] == 200
+
+    serves_pushed()
+    gen = dp.stats()["generation"]
+    dp_util.send_signal(dp.proc, signal.SIGHUP)
+    dp_util.wait_for(lambda: "nothing changed" in dp.proc.output(), what="SIGHUP handled")
+    serves_pushed()
+    st, _, body = dp.reload()
+    assert st == 200 and body["changed"] is False and body["version"] == v and body["generation"] == gen, body
+    serves_pushed()
+    # a node-local change in the file is taken (here a restart-only one, reported as such)
+    dp.threads = 2
+    dp.write()
+    st, _, body = dp.reload()
+    assert st == 200 and body["changed"] is True and body["restart_required"] == ["threads"], body
+    assert body["version"] == v and body["generation"] == gen + 1, body
+    serves_pushed()
+    assert f.running(0)["threads"] == 2
+    # the control plane still sees the dataplane on the version it runs
+    time.sleep(1.0)  # a few heartbeats
+    d = f.dataplanes()["dp-0"]
+    assert d["applied_version"] == v and d["state"] == "synced", d
+
+
+@test
+def ready_only_with_a_fleet_config_and_unreachable_is_visible():
+    """A managed dataplane whose control plane is down and whose state_dir is empty serves its file
+    but is not ready; the outage shows in /stats, /metrics and one log line (not one per retry)."""
+    f = Fleet(n=0)
+    f.cp.stop()
+    dp = dp_util.Pathway([("eth", [f"http://127.0.0.1:{f.mport}"], "")], extra=f.dp_extra(0), threads=1, wait=False,
+                         tmpdir=tempfile.mkdtemp(prefix="pw-dp0-", dir=f.dir))
+    pwtest.wait_port(dp.admin)
+    dp_util.wait_for(lambda: dp.stats()["control_plane"]["failures"] >= 4, timeout=20.0, what="several failed calls")
+    assert pwtest.request(dp.admin, "GET", "/ready")[0] == 503
+    assert pwtest.request(dp.admin, "GET", "/healthz")[0] == 200
+    cp = dp.stats()["control_plane"]
+    assert cp["connected"] is False and cp["last_error"], cp
+    assert "pathway_control_plane_connected 0" in dp.metrics()
+    assert dp.proc.output().count("unreachable") == 1, dp.proc.output()
+    assert dp.stats()["version"] == 0
+    # the control plane comes back with version 1: applied, ready, connected
+    f.cp.start()
+    dp.wait_ready(timeout=20.0)
+    assert dp.stats()["version"] == 1
+    assert dp.stats()["control_plane"]["last_error"] is None
+    assert "pathway_control_plane_connected 1" in dp.metrics()
+
+
+@test
+def unusable_control_plane_section_stops_the_start():
+    f = Fleet(n=0)
+    d = tempfile.mkdtemp(prefix="pw-dp-bad-", dir=f.dir)
+    cases = {
+        "token": f.dp_extra(0).replace(os.path.join(f.cp.dir, "dataplane.token"), os.path.join(d, "missing.token")),
+        "state_dir": f.dp_extra(0).replace(os.path.join(f.dir, "state-0"), os.path.join(pwtest.write_file(d, "a-file", "x"), "s")),
+    }
+    for what, extra in cases.items():
+        path = pwtest.write_file(d, f"{what}.yaml", dp_util.config_text([("eth", [f"http://127.0.0.1:{f.mport}"], "")],
+                                                                         pwtest.free_port(), pwtest.free_port(), extra))
+        r = subprocess.run([pwtest.binary("pathway"), "-c", path], capture_output=True, timeout=20)
+        assert r.returncode != 0, (what, r)
+        err = r.stderr.decode()
+        assert f"control_plane.{what if what == 'state_dir' else 'token_file'}" in err, (what, err)
 
 
 def parse_time(t):

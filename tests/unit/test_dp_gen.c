@@ -87,24 +87,33 @@ static void test_carry_over(void **state)
     dp_service_t *e1 = dp_gen_find_service(g1, "eth", 3), *e2 = dp_gen_find_service(g2, "eth", 3);
     /* unchanged pool settings: the same endpoint (warm connections) */
     assert_ptr_equal(p1->endpoints[0], p2->endpoints[0]);
-    /* changed max_conns_per_host: a new pool */
-    assert_ptr_not_equal(e1->endpoints[0], e2->endpoints[0]);
-    assert_int_equal(e2->endpoints[0]->pool.max_conns_per_host, 7);
+    /* changed max_conns_per_host: still the same endpoint, whose live pool takes the new bound */
+    assert_ptr_equal(e1->endpoints[0], e2->endpoints[0]);
+    dp_gen_apply_pool_settings(g2);
+    assert_int_equal(atomic_load(&e2->endpoints[0]->max_conns), 7);
+    assert_int_equal(atomic_load(&e2->endpoints[0]->upstream->max_conns), 7);
     /* services keep their limiter and counters across generations */
     assert_ptr_equal(e1->shared, e2->shared);
-    dp_endpoint_t *old = e1->endpoints[0];
-    atomic_fetch_add(&old->refcnt, 1); /* watch it past g1 */
     dp_gen_release(g1);
-    assert_int_equal(atomic_load(&old->gen_refs), 0); /* retired: workers close its idle connections */
+    assert_int_equal(atomic_load(&e2->endpoints[0]->gen_refs), 1); /* still listed by g2: not retired */
     assert_int_equal(atomic_load(&p2->endpoints[0]->gen_refs), 1);
-    dp_endpoint_release(old);
+
+    /* an endpoint that left the document is retired: workers close its idle connections */
+    dp_gen_t *g3 =
+        dp_gen_create(s, parse("services:\n  - id: eth\n    endpoints:\n      - url: http://127.0.0.1:8545\n"), g2, &errs);
+    assert_non_null(g3);
+    dp_endpoint_t *old = dp_gen_find_service(g2, "poly", 4)->endpoints[0];
+    atomic_fetch_add(&old->refcnt, 1); /* watch it past g2 */
     dp_gen_release(g2);
+    assert_int_equal(atomic_load(&old->gen_refs), 0);
+    dp_endpoint_release(old);
+    dp_gen_release(g3);
     cfg_errors_dispose(&errs);
     free(s);
 }
 
-/* Settings that flip A -> B -> A while the first generation is alive: the endpoint objects differ
- * (no carry-over from two generations back) but share one upstream count and one service state. */
+/* Settings that flip A -> B -> A while the first generation is alive: one endpoint object (its
+ * pool settings are not its identity), one upstream count, one service state. */
 static void test_upstream_shared_across_generations(void **state)
 {
     dp_server_t *s = fake_server();
@@ -116,16 +125,16 @@ static void test_upstream_shared_across_generations(void **state)
     assert_non_null(g3);
     dp_service_t *e1 = dp_gen_find_service(g1, "eth", 3), *e2 = dp_gen_find_service(g2, "eth", 3);
     dp_service_t *e3 = dp_gen_find_service(g3, "eth", 3);
-    assert_ptr_not_equal(e1->endpoints[0], e3->endpoints[0]);
+    assert_ptr_equal(e1->endpoints[0], e3->endpoints[0]);
     assert_ptr_equal(e1->endpoints[0]->upstream, e2->endpoints[0]->upstream);
     assert_ptr_equal(e1->endpoints[0]->upstream, e3->endpoints[0]->upstream);
     assert_ptr_not_equal(e1->endpoints[0]->upstream, e1->endpoints[1]->upstream); /* another port */
     assert_ptr_equal(e1->shared, e3->shared);
     /* the bounds are the current generation's */
-    dp_gen_apply_host_limits(g2);
+    dp_gen_apply_pool_settings(g2);
     assert_int_equal(atomic_load(&e1->endpoints[0]->upstream->max_conns), 7);
-    dp_gen_apply_host_limits(g3);
-    assert_int_equal(atomic_load(&e1->endpoints[0]->upstream->max_conns), e3->endpoints[0]->pool.max_conns_per_host);
+    dp_gen_apply_pool_settings(g3);
+    assert_int_equal(atomic_load(&e1->endpoints[0]->upstream->max_conns), e3->cfg->pool.max_conns_per_host);
     dp_gen_release(g1);
     dp_gen_release(g2);
     dp_gen_release(g3);

@@ -75,21 +75,22 @@ static void test_apply_from_another_thread(void **state)
     dp_server_t *s = dp_server_create(doc(port, admin, ""), &opts, &err);
     assert_non_null(s);
     /* not running yet: refused as "not now" (-2, neither applied nor wrong), and cfg is still taken */
-    assert_int_equal(dp_server_apply_from_thread(s, doc(port, admin, ""), &err), -2);
+    assert_int_equal(dp_server_apply_fleet_from_thread(s, doc(port, admin, ""), 4, &err), -2);
     assert_non_null(err);
     free(err);
     err = NULL;
 
     pthread_t t;
     pthread_create(&t, NULL, run, s);
-    for (int i = 0; i < 500 && dp_server_apply_from_thread(s, doc(port, admin, "limiter:\n  max_concurrent: 7\n"), &err) != 0;
-         ++i) {
+    for (int i = 0;
+         i < 500 && dp_server_apply_fleet_from_thread(s, doc(port, admin, "limiter:\n  max_concurrent: 7\n"), 5, &err) != 0; ++i) {
         free(err); /* the server thread may not be listening for applies yet */
         err = NULL;
         usleep(10000);
     }
     assert_null(err);
-    assert_int_equal(stat_int(s, "version", NULL), 2);
+    assert_int_equal(stat_int(s, "generation", NULL), 2);
+    assert_int_equal(stat_int(s, "version", NULL), 5); /* the control plane's version */
     assert_int_equal(stat_int(s, "limiter", "max_concurrent"), 7);
 
     /* an endpoint file that cannot be read: refused, the running generation stays */
@@ -100,10 +101,11 @@ static void test_apply_from_another_thread(void **state)
     cfg_t *bad = cfg_parse(t2, strlen(t2), CFG_FORMAT_YAML, CFG_SCOPE_FULL, &errs);
     assert_non_null(bad);
     cfg_errors_dispose(&errs);
-    assert_int_equal(dp_server_apply_from_thread(s, bad, &err), -1);
+    assert_int_equal(dp_server_apply_fleet_from_thread(s, bad, 6, &err), -1);
     assert_non_null(strstr(err, "ca_file"));
     free(err);
-    assert_int_equal(stat_int(s, "version", NULL), 2);
+    assert_int_equal(stat_int(s, "generation", NULL), 2);
+    assert_int_equal(stat_int(s, "version", NULL), 5);
     assert_int_equal(stat_int(s, "applies", "failed"), 1);
 
     dp_server_request_stop(s);
@@ -111,7 +113,7 @@ static void test_apply_from_another_thread(void **state)
         usleep(10000);
     assert_true(atomic_load(&run_returned));
     err = NULL;
-    assert_int_equal(dp_server_apply_from_thread(s, doc(port, admin, ""), &err), -2); /* stopped: not now */
+    assert_int_equal(dp_server_apply_fleet_from_thread(s, doc(port, admin, ""), 7, &err), -2); /* stopped: not now */
     free(err);
     dp_server_destroy(s);
 }

@@ -108,6 +108,28 @@ def test_bad_file_changes_nothing():
 
 
 @test
+def test_reload_that_changes_nothing_makes_no_generation():
+    _, up = start_mock()
+    pw = Pathway([("eth", [f"http://127.0.0.1:{up}"], "")])
+    st, _, body = pw.reload()
+    assert st == 200 and body["ok"] and body["changed"] is False and body["generation"] == 1, body
+    assert "nothing changed" in pw.proc.output()
+    send_signal(pw.proc, signal.SIGHUP)
+    wait_for(lambda: pw.proc.output().count("nothing changed") == 2, what="SIGHUP handled")
+    # the same document written differently (order, comments) is still the same document
+    pw.write("# same\n" + pw.text())
+    st, _, body = pw.reload()
+    assert body["changed"] is False, body
+    s = pw.stats()
+    assert s["generation"] == 1 and s["applies"]["ok"] == 1, s
+    # a real change does make one
+    pw.write(pw.text(extra="limiter:\n  max_concurrent: 5"))
+    st, _, body = pw.reload()
+    assert body["changed"] is True and body["generation"] == 2, body
+    assert pw.stats()["limiter"]["max_concurrent"] == 5
+
+
+@test
 def test_restart_only_changes_are_reported():
     _, up = start_mock()
     pw = Pathway([("eth", [f"http://127.0.0.1:{up}"], "")])

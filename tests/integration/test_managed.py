@@ -279,6 +279,7 @@ def reload_keeps_the_pushed_fleet_part():
         assert st["limiter"]["max_concurrent"] == 7, st["limiter"]
         assert st["services"][0]["endpoints"][0]["max_conns_per_host"] == 11, st["services"]
         assert f.running(0)["limiter"]["max_concurrent"] == 7
+        assert f"pathway_config_version {v}\n" in dp.metrics()
         assert dp.rpc("eth")[0] == 200
 
     serves_pushed()

@@ -88,6 +88,8 @@ static void respond(h2o_req_t *req, int status, const char *ctype, const char *b
     req->res.status = status;
     req->res.reason = status == 200   ? "OK"
                       : status == 400 ? "Bad Request"
+                      : status == 401 ? "Unauthorized"
+                      : status == 403 ? "Forbidden"
                       : status == 404 ? "Not Found"
                       : status == 405 ? "Method Not Allowed"
                       : status == 503 ? "Service Unavailable"
@@ -535,10 +537,36 @@ static json_t *lines_json(const char *s)
     return a;
 }
 
+/* Why a state-changing request is refused, or NULL. The admin API has no browser use: a request
+ * with an Origin header came from a web page, and one without Content-Type: application/json is a
+ * request a page can send without a CORS preflight (a "simple" request). Both are refused, so a
+ * page the operator visits cannot reload or change the log level of a dataplane on localhost. */
+static const char *refuse_mutation(h2o_req_t *req)
+{
+    if (h2o_find_header_by_str(&req->headers, H2O_STRLIT("origin"), -1) != -1)
+        return "requests with an Origin header are refused: the admin API is not for browsers";
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
+    if (i != -1) {
+        h2o_iovec_t v = req->headers.entries[i].value;
+        size_t n = 0;
+        while (n != v.len && v.base[n] != ';' && v.base[n] != ' ' && v.base[n] != '\t')
+            n++;
+        if (h2o_lcstris(v.base, n, H2O_STRLIT("application/json")))
+            return NULL;
+    }
+    return "state-changing requests need Content-Type: application/json";
+}
+
 static int on_admin_req(h2o_handler_t *self, h2o_req_t *req)
 {
     dp_server_t *s = ((admin_handler_t *)self)->server;
     int get = is_method(req, "GET") || is_method(req, "HEAD"), post = is_method(req, "POST");
+    const char *refused;
+
+    if (!get && (refused = refuse_mutation(req)) != NULL) {
+        respond_json(req, 403, json_pack("{s:b, s:s}", "ok", 0, "error", refused));
+        return 0;
+    }
 
     if (path_is(req, "/healthz")) {
         if (!get)

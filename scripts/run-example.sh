@@ -37,6 +37,6 @@ try:
        --data '{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}' http://$listen/v1/eth
   curl -s -X POST -H 'Target-Service-Id: poly' --data '{"jsonrpc":"2.0","id":2,"method":"eth_chainId"}' http://$listen/v1
   curl -s http://$admin/stats
-  kill -HUP $pw or curl -X POST http://$admin/reload   # reload $config
+  kill -HUP $pw   or   curl -X POST -H 'Content-Type: application/json' -d '{}' http://$admin/reload
 MSG
 wait "$pw"

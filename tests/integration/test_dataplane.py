@@ -221,7 +221,7 @@ def test_admin_endpoints():
     st, _, body = dp_util.admin_post(pw.admin, "/logging?level=loud")
     assert st == 400, body
     assert pwtest.request(pw.admin, "GET", "/reload")[0] == 405
-    assert pwtest.request(pw.admin, "POST", "/stats")[0] == 405
+    assert pwtest.request(pw.admin, "POST", "/stats", {})[0] == 405
     assert pwtest.request(pw.admin, "GET", "/nope")[0] == 404
 
 

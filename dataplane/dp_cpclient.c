@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "pw_log.h"
+#include "pw_token.h"
 
 #define STATE_FILE "pathway-fleet.json"
 #define BACKOFF_MIN_MS 200
@@ -508,26 +509,6 @@ static void curl_init_once(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-static char *read_token(const char *path, char **err)
-{
-    FILE *fp = fopen(path, "r");
-    if (fp == NULL) {
-        *err = xstrdup_printf("control_plane.token_file %s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    char buf[1024];
-    size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
-    fclose(fp);
-    buf[n] = '\0';
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
-        buf[--n] = '\0';
-    if (n == 0 || strpbrk(buf, "\r\n") != NULL) {
-        *err = xstrdup_printf("control_plane.token_file %s: must hold one token on one line", path);
-        return NULL;
-    }
-    return xstrdup_printf("Authorization: Bearer %s", buf);
-}
-
 dp_cpclient_t *dp_cpclient_create(const cfg_t *local, int64_t applied_version, const dp_cpclient_callbacks_t *cb, char **err)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -561,9 +542,16 @@ dp_cpclient_t *dp_cpclient_create(const cfg_t *local, int64_t applied_version, c
     size_t n = strlen(c->base_url);
     while (n > 0 && c->base_url[n - 1] == '/')
         c->base_url[--n] = '\0';
-    if (cp->token_file != NULL && (c->auth_header = read_token(cp->token_file, err)) == NULL) {
-        dp_cpclient_destroy(c);
-        return NULL;
+    if (cp->token_file != NULL) {
+        char *token = pw_token_read(cp->token_file, "control_plane.token_file", err);
+        if (token == NULL || (c->auth_header = xstrdup_printf("Authorization: Bearer %s", token)) == NULL) {
+            if (token != NULL)
+                *err = strdup("out of memory");
+            free(token);
+            dp_cpclient_destroy(c);
+            return NULL;
+        }
+        free(token);
     }
     if (mkdir_p(c->state_dir) != 0 || access(c->state_dir, W_OK | X_OK) != 0) {
         *err = xstrdup_printf("control_plane.state_dir %s: cannot be written: %s", c->state_dir, strerror(errno));

@@ -26,8 +26,9 @@ def mock_stats(port):
     return body
 
 
-def config_text(services, listen_port, admin_port, extra="", threads=2, listen_extra=""):
-    """A pathway document. services: list of (id, [urls], yaml-overrides-or-"")."""
+def config_text(services, listen_port, admin_port, extra="", threads=2, listen_extra="", admin_extra=""):
+    """A pathway document. services: list of (id, [urls], yaml-overrides-or-""); admin_extra: lines
+    added under admin: (indented)."""
     lines = [
         "listen:",
         f"  - address: 127.0.0.1:{listen_port}",
@@ -37,6 +38,10 @@ def config_text(services, listen_port, admin_port, extra="", threads=2, listen_e
     lines += [
         "admin:",
         f"  address: 127.0.0.1:{admin_port}",
+    ]
+    if admin_extra:
+        lines.append(admin_extra.rstrip("\n"))
+    lines += [
         f"threads: {threads}",
     ]
     if extra:
@@ -56,7 +61,8 @@ def config_text(services, listen_port, admin_port, extra="", threads=2, listen_e
 class Pathway:
     """A running pathway: .port (relay), .admin (admin), .proc, .path (config file)."""
 
-    def __init__(self, services, extra="", threads=2, listen_extra="", tmpdir=None, args=(), env=None, wait=True):
+    def __init__(self, services, extra="", threads=2, listen_extra="", tmpdir=None, args=(), env=None, wait=True,
+                 admin_extra=""):
         self.dir = tmpdir or tempfile.mkdtemp(prefix="pw-dp-")
         self.port = pwtest.free_port()
         self.admin = pwtest.free_port()
@@ -64,6 +70,8 @@ class Pathway:
         self.extra = extra
         self.threads = threads
         self.listen_extra = listen_extra
+        self.admin_extra = admin_extra
+        self.admin_token = None  # set when admin.token_file is: sent by stats(), metrics(), reload()
         self.path = os.path.join(self.dir, "pathway.yaml")
         self.write()
         self.proc = pwtest.Proc([pwtest.binary("pathway"), "-c", self.path, *args], name="pathway", env=env)
@@ -73,7 +81,7 @@ class Pathway:
     def text(self, services=None, extra=None, listen_extra=None, port=None):
         return config_text(self.services if services is None else services, port or self.port, self.admin,
                            self.extra if extra is None else extra, self.threads,
-                           self.listen_extra if listen_extra is None else listen_extra)
+                           self.listen_extra if listen_extra is None else listen_extra, self.admin_extra)
 
     def write(self, text=None):
         with open(self.path + ".tmp", "w") as f:
@@ -94,8 +102,11 @@ class Pathway:
             time.sleep(0.05)
         raise TimeoutError("pathway not ready")
 
+    def admin_headers(self):
+        return {"Authorization": f"Bearer {self.admin_token}"} if self.admin_token else {}
+
     def stats(self):
-        status, _, body = pwtest.request_json(self.admin, "GET", "/stats")
+        status, _, body = pwtest.request_json(self.admin, "GET", "/stats", headers=self.admin_headers())
         assert status == 200, status
         return body
 
@@ -105,10 +116,10 @@ class Pathway:
         return pwtest.request_json(self.port, "POST", path or f"/v1/{service}", body, headers, timeout)
 
     def reload(self):
-        return admin_post(self.admin, "/reload")
+        return admin_post(self.admin, "/reload", self.admin_headers())
 
     def metrics(self):
-        status, _, body = pwtest.request(self.admin, "GET", "/metrics")
+        status, _, body = pwtest.request(self.admin, "GET", "/metrics", headers=self.admin_headers())
         assert status == 200, status
         return body.decode()
 
@@ -200,12 +211,13 @@ class RawUpstream:
     """A scripted upstream on a free 127.0.0.1 port: for each request it reads (head + body by
     content-length), calls script(sock, index) to write whatever bytes the test needs. The script
     returns True to keep the connection for another request. close() stops it. .accepted and
-    .closed count connections accepted and connections ended."""
+    .closed count connections accepted and connections ended; .heads holds each request's head."""
 
     def __init__(self, script):
         self.script = script
         self.requests = 0
         self.closed = 0
+        self.heads = []
         self.lsock = socket.socket()
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.lsock.bind(("127.0.0.1", 0))
@@ -250,9 +262,11 @@ class RawUpstream:
     def _serve(self, c):
         try:
             while True:
-                if self._read_request(c) is None:
+                got = self._read_request(c)
+                if got is None:
                     return
                 with self.lock:
+                    self.heads.append(got[0])
                     i = self.requests
                     self.requests += 1
                 if not self.script(c, i):

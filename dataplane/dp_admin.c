@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include "dp_internal.h"
 #include "pw_log.h"
+#include "pw_token.h"
 #include "pw_version.h"
 
 typedef struct st_admin_handler_t {
@@ -557,11 +558,30 @@ static const char *refuse_mutation(h2o_req_t *req)
     return "state-changing requests need Content-Type: application/json";
 }
 
+/* Whether the request carries "Authorization: Bearer <admin token>". */
+static int has_admin_token(dp_server_t *s, h2o_req_t *req)
+{
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+    if (i == -1)
+        return 0;
+    h2o_iovec_t v = req->headers.entries[i].value;
+    if (v.len < 7 || !h2o_lcstris(v.base, 7, H2O_STRLIT("bearer ")))
+        return 0;
+    return pw_token_equal(s->admin_token, v.base + 7, v.len - 7);
+}
+
 static int on_admin_req(h2o_handler_t *self, h2o_req_t *req)
 {
     dp_server_t *s = ((admin_handler_t *)self)->server;
     int get = is_method(req, "GET") || is_method(req, "HEAD"), post = is_method(req, "POST");
     const char *refused;
+
+    /* probes carry no token: /healthz and /ready say only "alive" and "serving" */
+    if (s->admin_token != NULL && !path_is(req, "/healthz") && !path_is(req, "/ready") && !has_admin_token(s, req)) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, H2O_STRLIT("Bearer realm=\"pathway\""));
+        respond_json(req, 401, json_pack("{s:b, s:s}", "ok", 0, "error", "this call needs Authorization: Bearer <admin token>"));
+        return 0;
+    }
 
     if (!get && (refused = refuse_mutation(req)) != NULL) {
         respond_json(req, 403, json_pack("{s:b, s:s}", "ok", 0, "error", refused));
@@ -594,9 +614,11 @@ static int on_admin_req(h2o_handler_t *self, h2o_req_t *req)
         if (!get)
             goto MethodNotAllowed;
         dp_gen_t *g = atomic_load(&s->current);
+        json_t *doc = cfg_to_json(g->cfg, CFG_SCOPE_FULL);
         respond_json(req, 200,
                      json_pack("{s:I, s:I, s:s, s:o}", "version", (json_int_t)g->fleet_version, "generation",
-                               (json_int_t)g->generation, "hash", g->hash, "document", cfg_to_json(g->cfg, CFG_SCOPE_FULL)));
+                               (json_int_t)g->generation, "hash", g->hash, "document", cfg_redact(doc)));
+        json_decref(doc);
     } else if (path_is(req, "/reload")) {
         if (!post)
             goto MethodNotAllowed;

@@ -3,10 +3,13 @@
  */
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include "dp_internal.h"
 #include "pw_log.h"
 
@@ -188,22 +191,72 @@ void dp_endpoint_release(dp_endpoint_t *ep)
     free(ep);
 }
 
-/* An endpoint's identity across generations: what it is (service, label, URL, TLS), never how its
- * pool is tuned, so changing a pool bound keeps the warm connections. The service is part of it
- * because its series carry a service label. */
-static char *endpoint_key(const char *service, const cfg_endpoint_t *e, const char *label)
+/* An endpoint's identity across generations: what it is and what is sent to it (service, name,
+ * URL with its userinfo, extra headers, TLS), never how its pool is tuned, so changing a pool
+ * bound keeps the warm connections. The service is part of it because its series carry a service
+ * label. Fields are length-prefixed, so no value can pass for another. */
+static char *endpoint_key(const char *service, const cfg_endpoint_t *e)
 {
     char *key = NULL;
-    const cfg_upstream_tls_t *t = &e->tls;
-    int verify = e->has_tls ? t->verify : 1;
-    if (asprintf(&key, "%s|%s|%s|ca=%s|sn=%s|v=%d", service, label, e->url, e->has_tls && t->ca_file ? t->ca_file : "",
-                 e->has_tls && t->server_name ? t->server_name : "", verify) < 0)
+    size_t len = 0;
+    FILE *fp = open_memstream(&key, &len);
+    if (fp == NULL)
         return NULL;
+    const cfg_upstream_tls_t *t = &e->tls;
+    const char *fields[] = {service, e->label, e->url, e->has_tls && t->ca_file ? t->ca_file : "",
+                            e->has_tls && t->server_name ? t->server_name : ""};
+    for (size_t i = 0; i != sizeof(fields) / sizeof(fields[0]); ++i)
+        fprintf(fp, "%zu:%s|", strlen(fields[i]), fields[i]);
+    fprintf(fp, "v=%d|", e->has_tls ? t->verify : 1);
+    for (size_t i = 0; i != e->headers.size; ++i)
+        fprintf(fp, "%zu:%s|%zu:%s|", strlen(e->headers.entries[i].name), e->headers.entries[i].name,
+                strlen(e->headers.entries[i].value), e->headers.entries[i].value);
+    if (fclose(fp) != 0) {
+        free(key);
+        return NULL;
+    }
     return key;
 }
 
-static dp_endpoint_t *endpoint_create(dp_server_t *s, const char *service, const cfg_endpoint_t *e, const char *label,
-                                      const cfg_pool_t *pool, char *key, const char *field, cfg_errors_t *errs)
+/* The fixed start of every request head to this endpoint: request line, Host, the endpoint's own
+ * headers and (for a URL with userinfo, unless a header says otherwise) Basic authorization, up to
+ * the content-length value the relay appends. Built once, so a request pays nothing for them. */
+static char *head_prefix(const cfg_endpoint_t *e, const char *path, const char *host_header, size_t *len)
+{
+    char *out = NULL;
+    FILE *fp = open_memstream(&out, len);
+    if (fp == NULL)
+        return NULL;
+    fprintf(fp, "POST %s HTTP/1.1\r\nhost: %s\r\n", path, host_header);
+    int has_authorization = 0;
+    for (size_t i = 0; i != e->headers.size; ++i) {
+        const cfg_header_t *h = e->headers.entries + i;
+        has_authorization |= strcasecmp(h->name, "authorization") == 0;
+        fprintf(fp, "%s: %s\r\n", h->name, h->value);
+    }
+    if (e->userinfo != NULL && !has_authorization) {
+        size_t n = strlen(e->userinfo);
+        unsigned char *b64 = malloc(4 * ((n + 2) / 3) + 1);
+        if (b64 == NULL) {
+            fclose(fp);
+            free(out);
+            return NULL;
+        }
+        EVP_EncodeBlock(b64, (const unsigned char *)e->userinfo, (int)n);
+        fprintf(fp, "authorization: Basic %s\r\n", (char *)b64);
+        OPENSSL_cleanse(b64, strlen((char *)b64));
+        free(b64);
+    }
+    fputs("content-length: ", fp);
+    if (fclose(fp) != 0) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+static dp_endpoint_t *endpoint_create(dp_server_t *s, const char *service, const cfg_endpoint_t *e, const cfg_pool_t *pool,
+                                      char *key, const char *field, cfg_errors_t *errs)
 {
     dp_endpoint_t *ep = calloc(1, sizeof(*ep));
     if (ep == NULL)
@@ -214,7 +267,7 @@ static dp_endpoint_t *endpoint_create(dp_server_t *s, const char *service, const
     key = NULL;
     ep->service = strdup(service);
     ep->url = strdup(e->url);
-    ep->label = strdup(label);
+    ep->label = strdup(e->label);
     ep->host = strdup(e->host);
     ep->path = strdup(e->path != NULL && e->path[0] != '\0' ? e->path : "/");
     ep->port = e->port;
@@ -243,11 +296,11 @@ static dp_endpoint_t *endpoint_create(dp_server_t *s, const char *service, const
     ep->host_header = h2o_iovec_init(strdup(hh), strlen(hh));
     if (ep->host_header.base == NULL)
         goto NoMem;
-    char *prefix = NULL;
-    int pl = asprintf(&prefix, "POST %s HTTP/1.1\r\nhost: %s\r\ncontent-length: ", ep->path, hh);
-    if (pl < 0)
+    size_t pl = 0;
+    char *prefix = head_prefix(e, ep->path, hh, &pl);
+    if (prefix == NULL)
         goto NoMem;
-    ep->head_prefix = h2o_iovec_init(prefix, (size_t)pl);
+    ep->head_prefix = h2o_iovec_init(prefix, pl);
 
     /* names are resolved here, on the main thread, so workers never block on DNS */
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res = NULL;
@@ -309,14 +362,6 @@ Error:
     return NULL;
 }
 
-/* The endpoint's name in metrics, /stats and logs: host:port (never the URL, whose path, query or
- * userinfo may hold an API key). */
-static void endpoint_label(const cfg_endpoint_t *e, char *buf, size_t len)
-{
-    int v6 = strchr(e->host, ':') != NULL;
-    snprintf(buf, len, "%s%s%s:%u", v6 ? "[" : "", e->host, v6 ? "]" : "", (unsigned)e->port);
-}
-
 static dp_endpoint_t *find_endpoint(dp_endpoint_t **list, size_t n, const char *key)
 {
     for (size_t i = 0; i != n; ++i)
@@ -369,9 +414,7 @@ dp_gen_t *dp_gen_create(dp_server_t *s, cfg_t *cfg, const dp_gen_t *prev, cfg_er
             const cfg_endpoint_t *ce = cs->endpoints.entries + j;
             char field[128];
             snprintf(field, sizeof(field), "services[%zu].endpoints[%zu]", i, j);
-            char label[300];
-            endpoint_label(ce, label, sizeof(label));
-            char *key = endpoint_key(cs->id, ce, label);
+            char *key = endpoint_key(cs->id, ce);
             if (key == NULL) {
                 cfg_errors_add(errs, "out of memory");
                 goto Error;
@@ -382,7 +425,7 @@ dp_gen_t *dp_gen_create(dp_server_t *s, cfg_t *cfg, const dp_gen_t *prev, cfg_er
                 if (ep != NULL) {
                     free(key);
                     atomic_fetch_add(&ep->refcnt, 1);
-                } else if ((ep = endpoint_create(s, cs->id, ce, label, &cs->pool, key, field, errs)) == NULL) {
+                } else if ((ep = endpoint_create(s, cs->id, ce, &cs->pool, key, field, errs)) == NULL) {
                     continue; /* error recorded; keep checking the rest */
                 }
                 atomic_fetch_add(&ep->gen_refs, 1);

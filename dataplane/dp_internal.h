@@ -248,6 +248,7 @@ struct st_dp_server_t {
     int accepting_applies;                     /* under apply_mutex */
     _Atomic uint64_t applies_ok, applies_failed;
     char *last_apply_error; /* main thread */
+    char *admin_token;      /* admin.token_file's token, read at start (restart-only); NULL = none */
     int signal_pipe[2];
     uint64_t started_at_ms;
     double started_at_unix; /* process_start_time_seconds */

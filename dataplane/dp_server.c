@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include "dp_internal.h"
 #include "pw_log.h"
+#include "pw_token.h"
 
 static int signal_pipe_wr_ = -1;         /* the signal handler's only state */
 static dp_server_t *live_server_ = NULL; /* keeps a server that ran reachable until exit */
@@ -554,6 +555,10 @@ dp_server_t *dp_server_create(cfg_t *cfg, const dp_server_options_t *opts, char 
         *err = strdup("out of memory");
         goto Error;
     }
+    if (cfg->admin.token_file != NULL && (s->admin_token = pw_token_read(cfg->admin.token_file, "admin.token_file", err)) == NULL) {
+        cfg_destroy(cfg);
+        goto Error;
+    }
     if (bind_listeners(s, cfg, err) != 0) {
         cfg_destroy(cfg);
         goto Error;
@@ -807,6 +812,7 @@ void dp_server_destroy(dp_server_t *s)
         cfg_destroy(s->running_cfg);
     free(s->config_path);
     free(s->last_apply_error);
+    free(s->admin_token);
     for (size_t i = 0; s->workers != NULL && i != s->nworkers; ++i) {
         free(s->workers[i].listen_socks);
         free(s->workers[i].accept_ctxs);

@@ -80,7 +80,8 @@ def test_admin_token():
 @test
 def test_unreadable_admin_token_file_stops_the_start():
     d = tempfile.mkdtemp(prefix="pw-dp-token-")
-    for name, content in [("missing.token", None), ("empty.token", ""), ("two-lines.token", "a\nb\n")]:
+    for name, content, why in [("missing.token", None, "cannot open"), ("empty.token", "", "must hold one token on one line"),
+                               ("two-lines.token", "a\nb\n", "must hold one token on one line")]:
         path = os.path.join(d, name)
         if content is not None:
             pwtest.write_file(d, name, content)
@@ -89,7 +90,7 @@ def test_unreadable_admin_token_file_stops_the_start():
         cfg = pwtest.write_file(d, f"{name}.yaml", text)
         r = subprocess.run([pwtest.binary("pathway"), "-c", cfg], capture_output=True, timeout=20)
         assert r.returncode != 0, (name, r)
-        assert "admin.token_file" in r.stderr.decode(), (name, r.stderr)
+        assert f"admin.token_file {path}: {why}" in r.stderr.decode(), (name, r.stderr)
 
 
 if __name__ == "__main__":

@@ -252,6 +252,11 @@ def restart_without_control_plane_serves_last_version_then_resyncs():
     f.dps[0].proc.stop()
     f.dps[0] = f.start_dp(0, tmpdir=dp_dir)
     assert f.running(0)["limiter"]["max_concurrent"] == 7
+    assert f.dps[0].stats()["version"] == v  # ready: it runs a fleet config (from state_dir)
+    # a reload keeps the restored fleet part too (the file's own limiter says 99)
+    st, _, body = f.dps[0].reload()
+    assert st == 200 and body["changed"] is False and body["version"] == v, body
+    assert f.running(0)["limiter"]["max_concurrent"] == 7
     status, _, body = f.dps[0].rpc("eth")
     assert status == 200 and "result" in body, body
     # it keeps serving while it retries

@@ -2,3 +2,4 @@
 # links and quick start.
 pw_add_integration(test_install integration/test_install.py)
 set_tests_properties(test_install PROPERTIES TIMEOUT 600)
+pw_add_integration(test_docs integration/test_docs.py)

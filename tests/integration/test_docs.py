@@ -262,6 +262,64 @@ def managed_quick_start_runs_as_written():
     assert re.search(r"^dp-1\s+synced\s+3\s", out, re.M), out
 
 
+# ---- README: its first commands -------------------------------------------------------------
+
+RUN_PORTS = [8545, 8547, 3069, 9901]  # make run: the mocks, examples/standalone.yaml's listener and admin
+
+
+def port_free(port):
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is not a listener
+        try:
+            s.bind(("127.0.0.1", port))
+            s.listen(1)
+            return True
+        except OSError:
+            return False
+
+
+@test
+def readme_first_commands_are_make_run_and_make_test_and_make_run_works():
+    readme = read(os.path.join(SRC, "README.md"))
+    first = re.search(r"^```sh\n(.*?)^```", readme, re.M | re.S)
+    assert first and readme.index(first.group(0)) < 1500, "the README does not open with its commands"
+    cmds = [l.split("#")[0].strip() for l in first.group(1).splitlines() if l.split("#")[0].strip()]
+    assert cmds == ["make run", "make test"], cmds
+    busy = [p for p in RUN_PORTS if not port_free(p)]
+    if busy:
+        print(f"NOTE: ports {busy} are in use on this machine (another make run?): make run itself was not started")
+        return
+    # `make run` as the README says: it prints a curl command that works, and Ctrl-C stops everything
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+    p = subprocess.Popen(["make", "-s", "-C", SRC, "run", f"BUILD={pwtest.BUILD_DIR}"], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+    lines = []
+    try:
+        deadline = time.time() + 120
+        for line in p.stdout:
+            lines.append(line)
+            if line.strip().startswith("curl -s http://") and "/stats" in line or time.time() > deadline:
+                break
+        out = "".join(lines)
+        m = re.search(r"^\s*(curl -s -X POST .*?/v1/eth)\s*$", out.replace("\\\n", " "), re.M)
+        assert m, f"make run printed no curl command:\n{out[-3000:]}"
+        deadline = time.time() + 10
+        while True:
+            r = subprocess.run(["bash", "-c", m.group(1)], capture_output=True, text=True, timeout=10)
+            if '"result"' in r.stdout or time.time() > deadline:
+                break
+            time.sleep(0.1)
+        assert re.match(r'\{"jsonrpc":"2.0","id":1,"result":"0x[0-9a-f]+"\}', r.stdout), (m.group(1), r.stdout, r.stderr)
+        os.killpg(p.pid, signal.SIGINT)  # Ctrl-C
+        p.wait(20)
+        time.sleep(0.3)
+        still = [port for port in RUN_PORTS if not port_free(port)]
+        assert not still, f"after Ctrl-C something still listens on {still}"
+        assert not group_alive(p.pid), "after Ctrl-C a process of make run is still there"
+    finally:
+        stop_group(p, p.pid)
+
+
 # ---- docs/deploy.md's snippets ---------------------------------------------------------------
 
 

@@ -175,12 +175,13 @@ def units_verify_and_are_hardened():
     install_prefix(prefix)
     units = [os.path.join(prefix, "lib", "systemd", "system", u) for u in UNITS]
     parsed = {u: check_hardening(u, prefix) for u in units}
+    # the check that stands in for systemd-analyze where it is absent runs everywhere, so it stays true
+    for u, p in parsed.items():
+        check_keys_without_systemd(p, os.path.basename(u))
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         print("NOTE: systemd-analyze is not on this machine: the units' keys were checked against the list of "
               "directives they may use instead of `systemd-analyze verify`")
-        for u, p in parsed.items():
-            check_keys_without_systemd(p, os.path.basename(u))
         return
     # verify exits 0 on unknown keys and bad values and only prints them: any output is a failure
     p = subprocess.run([analyze, "verify", *units], capture_output=True, text=True, timeout=60)

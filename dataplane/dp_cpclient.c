@@ -39,19 +39,20 @@ struct st_dp_cpclient_t {
     uint64_t heartbeat_ms;      /* heartbeat period */
 
     pthread_t poll_thread, beat_thread;
-    int started;              /* threads were started */
-    atomic_int stop;          /* set once by destroy */
-    pthread_mutex_t mutex;    /* guards everything below and pairs with `wake` */
-    pthread_cond_t wake;      /* signalled at stop, so sleeps end at once */
-    report_t report;          /* latest report */
-    int64_t applied;          /* version of the running generation (0 = from the file) */
-    int64_t rejected;         /* last version rejected, 0 if none since the last ACK */
-    int connected;            /* the last call reached the control plane */
-    char *conn_error;         /* why the last call did not reach it (NULL while connected) */
-    uint64_t warned_at_ms;    /* monotonic time of the last "unreachable" warning (0 = none yet) */
-    uint64_t failures_warned; /* failures counted at that warning */
-    uint64_t polls;           /* long polls answered */
-    uint64_t failures;        /* calls that failed (network, 5xx, auth) */
+    int started;                   /* threads were started */
+    atomic_int stop;               /* set once by destroy */
+    pthread_mutex_t mutex;         /* guards everything below and pairs with `wake` */
+    pthread_cond_t wake;           /* signalled at stop, so sleeps end at once */
+    report_t report;               /* latest report */
+    int64_t applied;               /* version of the running generation (0 = from the file) */
+    int64_t rejected;              /* last version rejected, 0 if none since the last ACK */
+    int connected;                 /* the last call reached the control plane */
+    char *conn_error;              /* why the last call did not reach it (NULL while connected) */
+    uint64_t warned_at_ms;         /* monotonic time of the last "unreachable" warning (0 = none yet) */
+    uint64_t failures_warned;      /* failures counted at that warning */
+    uint64_t refused_warned_at_ms; /* monotonic time of the last "refused a status report" warning */
+    uint64_t polls;                /* long polls answered */
+    uint64_t failures;             /* calls that failed (network, 5xx, auth) */
 };
 
 static char *xstrdup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -317,6 +318,19 @@ static void set_connected(dp_cpclient_t *c, int connected, const char *why)
         PW_INFO("control plane %s reached", c->base_url);
 }
 
+/* Whether a refused status report should be logged now: heartbeats repeat every few seconds, the
+ * log line at most once per WARN_EVERY_MS. */
+static int refusal_due(dp_cpclient_t *c)
+{
+    uint64_t now = monotonic_ms();
+    pthread_mutex_lock(&c->mutex);
+    int due = c->refused_warned_at_ms == 0 || now - c->refused_warned_at_ms >= WARN_EVERY_MS;
+    if (due)
+        c->refused_warned_at_ms = now;
+    pthread_mutex_unlock(&c->mutex);
+    return due;
+}
+
 /* Sends the latest report with live figures. Returns 0 when the control plane took it. */
 static int send_report(dp_cpclient_t *c, CURL *curl)
 {
@@ -343,8 +357,9 @@ static int send_report(dp_cpclient_t *c, CURL *curl)
     long status = payload != NULL && url != NULL ? http_call(c, curl, "POST", url, payload, 10000, &body, errbuf) : -1;
     if (status < 0)
         set_connected(c, 0, errbuf);
-    else if (status >= 300)
-        PW_WARN("control plane refused a status report: HTTP %ld %.200s", status, body.data != NULL ? body.data : "");
+    else if (status >= 300 && refusal_due(c))
+        PW_WARN("control plane refused a status report (logged at most once a minute): HTTP %ld %.200s", status,
+                body.data != NULL ? body.data : "");
     free(body.data);
     free(url);
     free(payload);

@@ -169,6 +169,8 @@ static int latency_quantiles(dp_server_t *s, dp_gen_t *g, uint64_t *p50, uint64_
     return 1;
 }
 
+static json_t *process_json(dp_server_t *s);
+
 static json_t *stats_json(dp_server_t *s, dp_gen_t *g)
 {
     totals_t t;
@@ -183,6 +185,7 @@ static json_t *stats_json(dp_server_t *s, dp_gen_t *g)
     json_object_set_new(doc, "workers", json_integer((json_int_t)s->nworkers));
     json_object_set_new(doc, "stopping", json_boolean(atomic_load(&s->stopping)));
     json_object_set_new(doc, "rss_bytes", json_integer((json_int_t)dp_process_rss()));
+    json_object_set_new(doc, "process", process_json(s));
     json_object_set_new(doc, "log_level", json_string(pw_log_level_name(pw_log_get_level())));
     json_t *req = json_object();
     json_object_set_new(req, "active", json_integer((json_int_t)t.active));
@@ -317,6 +320,21 @@ static unsigned count_open_fds(void)
             n++;
     closedir(d);
     return n > 0 ? n - 1 : 0; /* not the one opendir holds */
+}
+
+/* The process_* figures of /metrics, for /stats. */
+static json_t *process_json(dp_server_t *s)
+{
+    proc_stat_t ps = {0};
+    struct rlimit rl;
+    int have = read_proc_stat(&ps);
+    json_t *j = json_pack("{s:I, s:I, s:f, s:f}", "resident_memory_bytes", (json_int_t)ps.rss, "virtual_memory_bytes",
+                          (json_int_t)ps.vsize, "cpu_seconds", ps.cpu_seconds, "start_time_seconds",
+                          have && ps.start_time_seconds != 0 ? ps.start_time_seconds : s->started_at_unix);
+    json_object_set_new(j, "open_fds", json_integer((json_int_t)count_open_fds()));
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        json_object_set_new(j, "max_fds", json_integer((json_int_t)rl.rlim_cur));
+    return j;
 }
 
 #define HELP(o, name, type, text) tprintf(o, "# HELP " name " " text "\n# TYPE " name " " type "\n")

@@ -74,6 +74,9 @@ def test_promtool_clean_and_required_series():
     st = pw.stats()
     assert st["limiter"]["max_concurrent"] == 77 and st["limiter"]["max_queue"] == 333, st["limiter"]
     assert st["upstream"]["max_idle_total"] == 44 and st["build_version"] == project_version(), st
+    proc = st["process"]
+    assert proc["resident_memory_bytes"] > 0 and proc["open_fds"] > 0 and proc["max_fds"] >= proc["open_fds"], proc
+    assert proc["start_time_seconds"] > 1.7e9 and proc["cpu_seconds"] >= 0, proc
 
 
 @test

@@ -123,7 +123,8 @@ def set_by_service_id():
     out = ok(cp, "set", "limiter.max_concurrent=200", "services.eth.pool.max_conns_per_host=30", "-m", "more room")
     assert 'created version 2 (patch of 1 by ops' in out and '"more room"' in out, out
     assert "~ limiter.max_concurrent: 100 -> 200" in out, out
-    assert "+ services.eth.pool.max_conns_per_host: 30" in out, out
+    # eth inherited max_conns_per_host from defaults (built in: 50); the diff says so
+    assert "~ services.eth.pool.max_conns_per_host: 50 -> 30 (was inherited from defaults)" in out, out
     version, doc = active_document(cp)
     assert version == 2
     assert doc["limiter"]["max_concurrent"] == 200
@@ -132,8 +133,8 @@ def set_by_service_id():
     assert eth["pool"]["max_conns_per_host"] == 30, eth
     assert poly["pool"]["max_conns_per_host"] == 20, poly  # the other service is untouched
 
-    # add a service, remove one, reset a key to its default; strings stay strings
-    out = ok(cp, "set", 'services.bsc.endpoints=[{"url":"http://127.0.0.1:8600"}]', "services.poly=null",
+    # add a service (--create), remove one, reset a key to its default; strings stay strings
+    out = ok(cp, "set", "--create", 'services.bsc.endpoints=[{"url":"http://127.0.0.1:8600"}]', "services.poly=null",
              "limiter.max_concurrent=null", "log.level=debug", "-m", "swap poly for bsc")
     assert "created version 3" in out, out
     assert "- services.poly:" in out and "+ services.bsc:" in out, out
@@ -153,7 +154,7 @@ def set_by_service_id():
 
     # a path that names no item is rejected before sending; bad syntax is a usage error
     rc, out, err = ctl(cp, "set", "services.nope=null")
-    assert rc == 1 and "no item has id 'nope'" in err, (rc, err)
+    assert rc == 1 and 'no service "nope"' in err, (rc, err)
     rc, out, err = ctl(cp, "set", "limiter..max=1")
     assert rc == 2 and "empty segment" in err, (rc, err)
     rc, out, err = ctl(cp, "set", "limiter.max_concurrent")
@@ -176,8 +177,12 @@ def validation_errors():
     assert rc == 1 and "services[1].pool.max_conns_per_host" in err, (rc, err)
     assert active_document(cp)[0] == 1  # nothing stored
 
+    # `set` names services by id: so do its errors (the server's services[0] is eth)
     rc, out, err = ctl(cp, "set", "services.eth.pool.max_conns_per_host=0")
-    assert rc == 1 and "services[0].pool.max_conns_per_host: must be between" in err, (rc, err)
+    assert rc == 1 and "  services.eth.pool.max_conns_per_host: must be between" in err, (rc, err)
+    assert "services[0]" not in err, err
+    rc, out, err = ctl(cp, "set", "services.poly.endpoints.0.url=ftp://x")
+    assert rc == 1 and "  services.poly.endpoints.0.url: " in err, (rc, err)
     rc, out, err = ctl(cp, "set", "log.level=loud")
     assert rc == 1 and "log.level" in err, (rc, err)
 
@@ -336,7 +341,9 @@ control_plane:
     out = ok(cp, "dataplanes")
     row = out.splitlines()[1]
     assert row.split()[:3] == ["dp-1", "rejected", "1"] and "/nonexistent/ca.pem" in row, out
-    assert "dataplanes     1 (0 synced)" in ok(cp, "status")
+    # a rejected dataplane: status says so, and exits 1
+    rc, out, err = ctl(cp, "status")
+    assert rc == 1 and "dataplanes     1 (0 synced, 1 rejected)" in out, (rc, out, err)
     assert "nack" in ok(cp, "events")
 
     out = ok(cp, "rollback", "1", "-m", "CA not deployed")

@@ -101,7 +101,7 @@ const ctl_command_t ctl_commands[] = {
      "Without arguments: every tag and the version it points at. With NAME: where it points and its\n"
      "history. With NAME N: points tag NAME at version N (`active`: the active one). `delete NAME`\n"
      "deletes tag NAME (its history stays in the audit log; the versions are untouched).\n"
-     "  -m, --message MSG   why (with N)\n"
+     "  -m, --message MSG   why (with N, or with delete)\n"
      "  --json              the API's JSON (NAME alone)\n",
      CTL_OPT_MESSAGE | CTL_OPT_JSON, 0, 2, ctl_cmd_tag},
     {"validate", "FILE", "check a document without storing it",

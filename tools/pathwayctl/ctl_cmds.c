@@ -1135,11 +1135,23 @@ static int list_tags(ctl_t *ctl, const ctl_args_t *args)
     return CTL_EXIT_OK;
 }
 
-/* `tag delete NAME`: DELETE /v1/tags/NAME. */
-static int delete_tag(ctl_t *ctl, const char *name, const char *path)
+/* `tag delete NAME [-m MSG]`: DELETE /v1/tags/NAME[?message=MSG]. */
+static int delete_tag(ctl_t *ctl, const char *name, const char *path, const char *message)
 {
     ctl_response_t res;
-    if (ctl_request(ctl, "DELETE", path, NULL, NULL, 0, &res) != 0)
+    char *e = message != NULL ? ctl_escape(ctl, message) : NULL;
+    size_t n = strlen(path) + (e != NULL ? strlen(e) : 0) + sizeof("?message=");
+    char *url = malloc(n);
+    if (url == NULL) {
+        free(e);
+        fprintf(ctl->err, "pathwayctl: out of memory\n");
+        return CTL_EXIT_USAGE;
+    }
+    snprintf(url, n, "%s%s%s", path, e != NULL ? "?message=" : "", e != NULL ? e : "");
+    free(e);
+    int sent = ctl_request(ctl, "DELETE", url, NULL, NULL, 0, &res);
+    free(url);
+    if (sent != 0)
         return CTL_EXIT_UNREACHABLE;
     int rc = CTL_EXIT_OK;
     if (res.status == 404) {
@@ -1164,8 +1176,8 @@ int ctl_cmd_tag(ctl_t *ctl, const ctl_args_t *args)
     /* `tag delete NAME` deletes; `tag delete N` (a version) still points a tag named "delete" */
     int deleting = args->npositional == 2 && strcmp(args->positional[0], "delete") == 0 && !is_number(args->positional[1]) &&
                    strcmp(args->positional[1], "active") != 0 && strcmp(args->positional[1], "previous") != 0;
-    if (args->message != NULL && (args->npositional < 2 || deleting)) {
-        fprintf(ctl->err, "pathwayctl tag: -m goes with moving a tag (NAME N)\n");
+    if (args->message != NULL && args->npositional < 2) {
+        fprintf(ctl->err, "pathwayctl tag: -m goes with moving or deleting a tag (NAME N, delete NAME)\n");
         return CTL_EXIT_USAGE;
     }
     if (args->npositional == 0)
@@ -1179,7 +1191,7 @@ int ctl_cmd_tag(ctl_t *ctl, const ctl_args_t *args)
             fprintf(ctl->err, "pathwayctl tag: --json goes with showing a tag (NAME alone)\n");
             return CTL_EXIT_USAGE;
         }
-        return delete_tag(ctl, tagname, path);
+        return delete_tag(ctl, tagname, path, args->message);
     }
     int rc = CTL_EXIT_OK;
     json_t *tag = NULL;

@@ -572,7 +572,7 @@ static void test_set_unknown_service(void **state)
 {
     ASSERT_SET_ERR("no service \"eht\"; did you mean \"eth\"? (--create adds a new service)",
                    "services.eht.pool.max_conns_per_host=5");
-    ASSERT_SET_ERR("no service \"bsc\" (there are 2: eth, ...) (--create adds a new service)",
+    ASSERT_SET_ERR("no service \"bsc\" (there are: eth, poly.main) (--create adds a new service)",
                    "services.bsc.endpoints=[{\"url\":\"http://d\"}]");
     ASSERT_SET_ERR("no service \"eht\"; did you mean \"eth\"?", "services.eht={\"endpoints\":[]}");
     /* other lists keyed by id: the list's path */

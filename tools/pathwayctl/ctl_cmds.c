@@ -457,6 +457,7 @@ static int wait_for(ctl_t *ctl, int64_t version, uint64_t wait_ms)
 {
     uint64_t start = now_ms(), deadline = start + wait_ms, last_print = 0;
     char last[512] = "";
+    fflush(ctl->out); /* what was stored comes before the progress, also when stdout is a pipe */
     for (;;) {
         int rc = CTL_EXIT_OK;
         json_t *body = get_dataplanes(ctl, &rc);

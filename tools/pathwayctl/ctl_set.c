@@ -200,9 +200,17 @@ static void no_item(const path_t *p, size_t s, const json_t *list, char *err, si
     }
     if (near != NULL)
         snprintf(err, errlen, "%s \"%.64s\"; did you mean \"%.64s\"?", where, p->segs[s], near);
-    else if (n > 0)
-        snprintf(err, errlen, "%s \"%.64s\" (there are %zu: %.64s%s)", where, p->segs[s], n, ids[0], n > 1 ? ", ..." : "");
-    else
+    else if (n > 0) {
+        char names[200] = "";
+        size_t used = 0, k;
+        for (k = 0; k < n && used < 120; k++) {
+            int w = snprintf(names + used, sizeof(names) - used, "%s%.40s", k > 0 ? ", " : "", ids[k]);
+            if (w < 0 || (size_t)w >= sizeof(names) - used)
+                break;
+            used += (size_t)w;
+        }
+        snprintf(err, errlen, "%s \"%.64s\" (there are: %s%s)", where, p->segs[s], names, k < n ? ", ..." : "");
+    } else
         snprintf(err, errlen, "%s \"%.64s\" (the list is empty)", where, p->segs[s]);
 }
 

@@ -4,6 +4,7 @@ what the user reads."""
 
 import json
 import os
+import re
 import subprocess
 import tempfile
 import threading
@@ -685,6 +686,12 @@ def version_flag():
     dead = f"http://127.0.0.1:{pwtest.free_port()}"
     rc, out, err = ctl(None, "--version", env={"PATHWAY_URL": dead})
     assert rc == 0 and out.startswith("pathwayctl ") and len(out.split()) == 2, (rc, out, err)
+    # the project's version where the build generates common/pw_version.h, else "dev"
+    header = os.path.join(pwtest.BUILD_DIR, "common", "pw_version.h")
+    want = "dev"
+    if os.path.exists(header):
+        want = re.search(r'#define PW_VERSION "([^"]*)"', open(header).read()).group(1)
+    assert out == f"pathwayctl {want}\n", (out, want)
     # after a command too: prints the version, runs nothing (nothing listens there)
     rc, out2, err = ctl(None, "status", "--version", env={"PATHWAY_URL": dead})
     assert rc == 0 and out2 == out, (rc, out2, err)

@@ -548,6 +548,10 @@ static void test_diff_inherited(void **state)
     ASSERT_DIFF("{\"services\":[{\"id\":\"eth\"}]}",
                 "{\"defaults\":{\"timeouts\":{\"request\":\"5s\"}},\"services\":[{\"id\":\"eth\"}]}",
                 "~ defaults.timeouts.request: \"30s\" -> \"5s\" (inherited by eth)\n");
+    /* cors, inherited from defaults.cors key by key like the others */
+    ASSERT_DIFF("{\"services\":[{\"id\":\"eth\"}]}",
+                "{\"services\":[{\"id\":\"eth\",\"cors\":{\"allow_origins\":[\"https://app.example\"]}}]}",
+                "~ services.eth.cors.allow_origins: [] -> [\"https://app.example\"] (was inherited from defaults)\n");
     /* a service with a dot in its id, and a whole new service stays one line */
     ASSERT_DIFF("{\"services\":[{\"id\":\"e.1\"}]}", "{\"services\":[{\"id\":\"e.1\",\"limiter\":{\"max_concurrent\":9}}]}",
                 "~ services[e.1].limiter.max_concurrent: 0 -> 9 (was inherited from defaults)\n");

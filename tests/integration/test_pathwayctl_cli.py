@@ -630,6 +630,10 @@ def apply_dry_run_and_diff_file():
     # a viewer may not validate: the file is checked with pathwayctl's own schema instead
     out = ok(cp, "diff", changed, token=VIEWER_TOKEN)
     assert "~ limiter.max_concurrent: 100 -> 150" in out, out
+    # ... and redacted as the control plane redacts documents for viewers: no key of the file shows
+    keyed = pwtest.write_file(cp.dir, "keyed.yaml", FLEET.replace("http://127.0.0.1:8547", "http://127.0.0.1:8547/v2/SECRETKEY"))
+    out = ok(cp, "diff", keyed, token=VIEWER_TOKEN)
+    assert "SECRETKEY" not in out and "services.poly.endpoints.0.url" in out and "<redacted>" in out, out
 
     # an invalid file: its errors, exit 1, nothing stored
     bad = pwtest.write_file(cp.dir, "bad.yaml", FLEET.replace("max_concurrent: 100", "max_concurrent: -1"))

@@ -797,7 +797,8 @@ static int is_file_arg(const char *arg)
 
 /* A document file in the canonical form the control plane would store: from POST
  * /v1/config/validate (its own checks), or, for a token that may not call it (a viewer), from the
- * schema library pathwayctl was built with. NULL with *rc after printing why (its errors, exit 1). */
+ * schema library pathwayctl was built with, redacted as the control plane redacts for viewers.
+ * NULL with *rc after printing why (its errors, exit 1). */
 static json_t *canonical_file(ctl_t *ctl, const char *file, int *rc)
 {
     size_t len;
@@ -827,7 +828,11 @@ static json_t *canonical_file(ctl_t *ctl, const char *file, int *rc)
                 fprintf(ctl->err, "%s: %s\n", file, errs.entries[i]);
             *rc = CTL_EXIT_REJECTED;
         } else {
-            out = cfg_to_json(cfg, CFG_SCOPE_FLEET);
+            /* a viewer sees the control plane's documents with URL secrets and headers redacted:
+             * the file too, so that only real differences show (and no secret of the file) */
+            json_t *full = cfg_to_json(cfg, CFG_SCOPE_FLEET);
+            out = full != NULL ? cfg_redact(full) : NULL;
+            json_decref(full);
             cfg_destroy(cfg);
         }
         cfg_errors_dispose(&errs);

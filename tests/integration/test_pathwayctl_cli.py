@@ -690,9 +690,9 @@ def version_flag():
     dead = f"http://127.0.0.1:{pwtest.free_port()}"
     rc, out, err = ctl(None, "--version", env={"PATHWAY_URL": dead})
     assert rc == 0 and out.startswith("pathwayctl ") and len(out.split()) == 2, (rc, out, err)
-    # the project's version where the build generates common/pw_version.h, else "dev"
+    # the project's version where the build generates common/pw_version.h, else "0.0.0-dev"
     header = os.path.join(pwtest.BUILD_DIR, "common", "pw_version.h")
-    want = "dev"
+    want = "0.0.0-dev"
     if os.path.exists(header):
         want = re.search(r'#define PW_VERSION "([^"]*)"', open(header).read()).group(1)
     assert out == f"pathwayctl {want}\n", (out, want)

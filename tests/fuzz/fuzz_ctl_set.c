@@ -1,7 +1,8 @@
-/* pathwayctl's `set KEY=VALUE` (command-line input applied to a document from the server) and its
- * readable diff. Input: assignments, one per line, then a NUL, then the document as JSON (the
- * example fleet document when absent or unparsable). Checks: no crash, and the merge patch
- * pathwayctl sends turns the document into exactly what `set` computed. */
+/* pathwayctl's `set KEY=VALUE` (command-line input applied to a document from the server), its
+ * readable diff, and the rewriting of the server's error paths to ids. Input: assignments, one per
+ * line (a first byte '!' means `--create`), then a NUL, then the document as JSON (the example
+ * fleet document when absent or unparsable). Checks: no crash, and the merge patch pathwayctl sends
+ * turns the document into exactly what `set` computed. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,14 +41,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (doc == NULL)
         doc = json_loads(default_doc_, 0, NULL);
 
+    unsigned flags = text[0] == '!' ? CTL_SET_CREATE : 0;
     const char *assignments[8];
     size_t n = 0;
-    for (char *save = NULL, *line = strtok_r(text, "\n", &save); line != NULL && n < 8; line = strtok_r(NULL, "\n", &save))
+    for (char *save = NULL, *line = strtok_r(text + (flags ? 1 : 0), "\n", &save); line != NULL && n < 8;
+         line = strtok_r(NULL, "\n", &save))
         assignments[n++] = line;
+
+    /* each line as an error message of the server, its path rewritten against the document */
+    for (size_t i = 0; i < n; i++) {
+        char *m = ctl_error_with_ids(assignments[i], doc);
+        if (m == NULL)
+            abort();
+        free(m);
+    }
 
     char err[256];
     if (n > 0 && ctl_set_check(assignments, n, err, sizeof(err)) == 0) {
-        json_t *after = ctl_set_apply(doc, assignments, n, err, sizeof(err));
+        json_t *after = ctl_set_apply(doc, assignments, n, flags, err, sizeof(err));
         if (after != NULL) {
             json_t *patch = ctl_merge_diff(doc, after);
             json_t *patched = patch != NULL ? cfg_merge_patch(doc, patch) : NULL;

@@ -119,7 +119,6 @@ def broken_links(path, text):
 # Citations in docs other branches of issue 9 own, to be rewritten as links into docs/architecture.md
 # when they are merged (file, the text cited). Each entry must still be there: remove it with the fix.
 PENDING_AT_MERGE = [
-    ("docs/pathwayctl.md", "DESIGN §4"),
     ("docs/api.md", "DESIGN §2"),
     ("docs/dataplane.md", "DESIGN §3"),
 ]

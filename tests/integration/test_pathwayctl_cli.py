@@ -4,8 +4,10 @@ what the user reads."""
 
 import json
 import os
+import re
 import subprocess
 import tempfile
+import threading
 import time
 
 import pwtest
@@ -33,9 +35,9 @@ services:
 
 
 class ControlPlane:
-    """A pathway-control in a temporary directory, seeded with FLEET as version 1."""
+    """A pathway-control in a temporary directory, seeded with FLEET (or `fleet`) as version 1."""
 
-    def __init__(self, seed=True):
+    def __init__(self, seed=True, fleet=FLEET, extra=""):
         self.dir = tempfile.mkdtemp(prefix="pw-ctl-")
         self.port = pwtest.free_port()
         pwtest.write_file(self.dir, "admin.token", ADMIN_TOKEN + "\n")
@@ -47,9 +49,9 @@ class ControlPlane:
             f"listen: 127.0.0.1:{self.port}\ndatabase: cp.db\ntokens:\n"
             "  - {name: ops, role: admin, file: admin.token}\n"
             "  - {name: grafana, role: viewer, file: viewer.token}\n"
-            "  - {name: fleet, role: dataplane, file: dataplane.token}\n",
+            "  - {name: fleet, role: dataplane, file: dataplane.token}\n" + extra,
         )
-        self.fleet = pwtest.write_file(self.dir, "fleet.yaml", FLEET)
+        self.fleet = pwtest.write_file(self.dir, "fleet.yaml", fleet)
         args = [pwtest.binary("pathway-control"), "-c", conf]
         if seed:
             args += ["--seed", self.fleet]
@@ -123,7 +125,8 @@ def set_by_service_id():
     out = ok(cp, "set", "limiter.max_concurrent=200", "services.eth.pool.max_conns_per_host=30", "-m", "more room")
     assert 'created version 2 (patch of 1 by ops' in out and '"more room"' in out, out
     assert "~ limiter.max_concurrent: 100 -> 200" in out, out
-    assert "+ services.eth.pool.max_conns_per_host: 30" in out, out
+    # eth inherited max_conns_per_host from defaults (built in: 50); the diff says so
+    assert "~ services.eth.pool.max_conns_per_host: 50 -> 30 (was inherited from defaults)" in out, out
     version, doc = active_document(cp)
     assert version == 2
     assert doc["limiter"]["max_concurrent"] == 200
@@ -132,8 +135,8 @@ def set_by_service_id():
     assert eth["pool"]["max_conns_per_host"] == 30, eth
     assert poly["pool"]["max_conns_per_host"] == 20, poly  # the other service is untouched
 
-    # add a service, remove one, reset a key to its default; strings stay strings
-    out = ok(cp, "set", 'services.bsc.endpoints=[{"url":"http://127.0.0.1:8600"}]', "services.poly=null",
+    # add a service (--create), remove one, reset a key to its default; strings stay strings
+    out = ok(cp, "set", "--create", 'services.bsc.endpoints=[{"url":"http://127.0.0.1:8600"}]', "services.poly=null",
              "limiter.max_concurrent=null", "log.level=debug", "-m", "swap poly for bsc")
     assert "created version 3" in out, out
     assert "- services.poly:" in out and "+ services.bsc:" in out, out
@@ -153,7 +156,7 @@ def set_by_service_id():
 
     # a path that names no item is rejected before sending; bad syntax is a usage error
     rc, out, err = ctl(cp, "set", "services.nope=null")
-    assert rc == 1 and "no item has id 'nope'" in err, (rc, err)
+    assert rc == 1 and 'no service "nope"' in err, (rc, err)
     rc, out, err = ctl(cp, "set", "limiter..max=1")
     assert rc == 2 and "empty segment" in err, (rc, err)
     rc, out, err = ctl(cp, "set", "limiter.max_concurrent")
@@ -176,8 +179,12 @@ def validation_errors():
     assert rc == 1 and "services[1].pool.max_conns_per_host" in err, (rc, err)
     assert active_document(cp)[0] == 1  # nothing stored
 
+    # `set` names services by id: so do its errors (the server's services[0] is eth)
     rc, out, err = ctl(cp, "set", "services.eth.pool.max_conns_per_host=0")
-    assert rc == 1 and "services[0].pool.max_conns_per_host: must be between" in err, (rc, err)
+    assert rc == 1 and "  services.eth.pool.max_conns_per_host: must be between" in err, (rc, err)
+    assert "services[0]" not in err, err
+    rc, out, err = ctl(cp, "set", "services.poly.endpoints.0.url=ftp://x")
+    assert rc == 1 and "  services.poly.endpoints.0.url: " in err, (rc, err)
     rc, out, err = ctl(cp, "set", "log.level=loud")
     assert rc == 1 and "log.level" in err, (rc, err)
 
@@ -306,23 +313,37 @@ def wait_dataplane(cp, state, version, timeout=15.0):
     raise AssertionError(f"dp-1 not {state} at version {version} after {timeout}s: {dp}")
 
 
-@test
-def managed_dataplane_states():
-    cp = ControlPlane()
-    admin = pwtest.free_port()
-    conf = pwtest.write_file(cp.dir, "dp.yaml", f"""\
+def start_dataplane(cp, dp_id="dp-1"):
+    """A real `pathway` managed by cp as dp_id."""
+    conf = pwtest.write_file(cp.dir, f"{dp_id}.yaml", f"""\
 listen:
   - address: 127.0.0.1:{pwtest.free_port()}
 admin:
-  address: 127.0.0.1:{admin}
+  address: 127.0.0.1:{pwtest.free_port()}
 threads: 1
 control_plane:
   url: {cp.url}
   token_file: {cp.dir}/dataplane.token
-  id: dp-1
+  id: {dp_id}
   state_dir: {cp.dir}
 """)
-    pwtest.Proc([pwtest.binary("pathway"), "-c", conf], name="pathway")
+    return pwtest.Proc([pwtest.binary("pathway"), "-c", conf], name="pathway")
+
+
+def report(cp, dp_id, version, applied=True, error=None):
+    """A status report as a dataplane sends it (for dataplanes that exist only in the test)."""
+    body = {"version": version, "applied": applied}
+    if error is not None:
+        body["error"] = error
+    st, _, _ = pwtest.request(cp.port, "POST", f"/v1/dataplanes/{dp_id}/status", body=body,
+                              headers={"Authorization": f"Bearer {DATAPLANE_TOKEN}"})
+    assert st == 200, st
+
+
+@test
+def managed_dataplane_states():
+    cp = ControlPlane()
+    start_dataplane(cp)
     wait_dataplane(cp, "synced", 1)
     out = ok(cp, "status")
     assert "dataplanes     1 (1 synced)" in out, out
@@ -336,7 +357,9 @@ control_plane:
     out = ok(cp, "dataplanes")
     row = out.splitlines()[1]
     assert row.split()[:3] == ["dp-1", "rejected", "1"] and "/nonexistent/ca.pem" in row, out
-    assert "dataplanes     1 (0 synced)" in ok(cp, "status")
+    # a rejected dataplane: status says so, and exits 1
+    rc, out, err = ctl(cp, "status")
+    assert rc == 1 and "dataplanes     1 (0 synced, 1 rejected)" in out, (rc, out, err)
     assert "nack" in ok(cp, "events")
 
     out = ok(cp, "rollback", "1", "-m", "CA not deployed")
@@ -439,6 +462,243 @@ def long_messages():
         rc, out, err = ctl(None, *args, "-m", msg + "x", env={"PATHWAY_URL": dead})
         assert rc == 2 and "at most 1024 bytes" in err, (args, rc, err)
     assert active_document(cp)[0] == 3
+
+
+BAD_CA = 'services.eth.endpoints.0={"url":"https://127.0.0.1:8545","tls":{"ca_file":"/nonexistent/ca.pem"}}'
+
+
+@test
+def wait_for_the_dataplanes():
+    """--wait: exit 0 once every connected dataplane ACKed, 1 with each one's error on a NACK, 4 on
+    a timeout; progress on stderr."""
+    cp = ControlPlane()
+    start_dataplane(cp)
+    wait_dataplane(cp, "synced", 1)
+
+    changed = pwtest.write_file(cp.dir, "changed.yaml", FLEET.replace("level: info", "level: warn"))
+    rc, out, err = ctl(cp, "apply", changed, "--wait")
+    assert rc == 0, (rc, out, err)
+    assert "created version 2" in out and "version 2: ACKed by all 1 connected dataplanes" in out, out
+    assert json.loads(ok(cp, "dataplanes", "--json"))["dataplanes"][0]["applied_version"] == 2
+
+    # a version the dataplane cannot apply: exit 1 with its error, at once
+    t0 = time.time()
+    rc, out, err = ctl(cp, "set", BAD_CA, "--wait=20s")
+    assert rc == 1, (rc, out, err)
+    assert "created version 3" in out, out
+    assert "version 3 failed on 1 of 1 connected dataplanes" in err, err
+    assert "  dp-1: rejected version 3: services[0].endpoints[0].tls.ca_file: cannot read CA bundle /nonexistent/ca.pem" in err, err
+    assert time.time() - t0 < 15, "a NACK ends the wait"
+
+    # rollback previous (version 2) --wait: ACKed
+    rc, out, err = ctl(cp, "rollback", "previous", "--wait=20s", "-m", "CA not deployed")
+    assert rc == 0, (rc, out, err)
+    assert "created version 4 (rollback to 2" in out and "version 4: ACKed by all 1 connected dataplanes" in out, out
+
+    # a second dataplane that never fetches the new version: the wait times out (exit 4), naming it
+    report(cp, "dp-ghost", 4)
+    rc, out, err = ctl(cp, "set", "log.level=error", "--wait=1500ms")
+    assert rc == 4, (rc, out, err)
+    assert "waiting for version 5: " in err, err  # progress
+    assert "timed out after 1.5s waiting for version 5: 1 of 2 connected dataplanes ACKed" in err, err
+    assert "not yet: dp-ghost stale" in err, err
+    # it catches up: a wait on the active version (nothing to change) ends at once
+    report(cp, "dp-ghost", 5)
+    rc, out, err = ctl(cp, "set", "log.level=error", "--wait=5s")
+    assert rc == 0 and "no change" in out and "version 5: ACKed by all 2 connected dataplanes" in out, (rc, out, err)
+
+    # --wait is for the commands that store a version; --dry-run stores none
+    rc, out, err = ctl(cp, "versions", "--wait")
+    assert rc == 2 and "does not apply" in err, (rc, err)
+    rc, out, err = ctl(cp, "set", "log.level=info", "--dry-run", "--wait")
+    assert rc == 2, (rc, err)
+    rc, out, err = ctl(cp, "set", "log.level=info", "--wait=soon")
+    assert rc == 2 and "--wait: a duration" in err, (rc, err)
+
+
+class Heartbeat(threading.Thread):
+    """A dataplane that exists only in the test: repeats `body` as its status report every 200 ms."""
+
+    def __init__(self, cp, dp_id, body):
+        super().__init__(daemon=True)
+        self.cp, self.dp_id, self.body, self.stopped = cp, dp_id, body, threading.Event()
+        report(cp, dp_id, **body)
+        self.start()
+
+    def run(self):
+        while not self.stopped.wait(0.2):
+            report(self.cp, self.dp_id, **self.body)
+
+    def stop(self):
+        self.stopped.set()
+        self.join()
+
+
+def ctl_while(cp, react, *args):
+    """Runs pathwayctl in the background; once the active version moves past the current one, calls
+    react() (the dataplanes answer). Returns (exit code, stdout, stderr)."""
+    before = active_document(cp)[0]
+    e = {**os.environ, "PATHWAY_URL": cp.url, "PATHWAY_TOKEN": ADMIN_TOKEN, "NO_COLOR": "1",
+         "XDG_CONFIG_HOME": tempfile.mkdtemp(prefix="pw-ctl-xdg-")}
+    proc = subprocess.Popen([pwtest.binary("pathwayctl"), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=e)
+    deadline = time.time() + 10
+    while active_document(cp)[0] == before and time.time() < deadline:
+        time.sleep(0.05)
+    react()
+    out, err = proc.communicate(timeout=30)
+    return proc.returncode, out, err
+
+
+@test
+def wait_ignores_disconnected_and_status_exit_codes():
+    """status exits 1 when a dataplane is rejected or disconnected (0 when all are synced); --wait
+    does not wait for a disconnected one."""
+    cp = ControlPlane(extra="heartbeat_timeout: 1s\n")
+    dp_a = Heartbeat(cp, "dp-a", {"version": 1})
+    report(cp, "dp-b", 1)  # then it stops calling
+    try:
+        rc, out, err = ctl(cp, "status")
+        assert rc == 0 and "dataplanes     2 (2 synced)" in out, (rc, out, err)
+        time.sleep(1.3)
+        rc, out, err = ctl(cp, "status")
+        assert rc == 1 and "dataplanes     2 (1 synced, 1 disconnected)" in out, (rc, out, err)
+        assert [ln.split()[:2] for ln in out.splitlines() if ln.startswith("dp-b")] == [["dp-b", "disconnected"]], out
+
+        # dp-a NACKs version 2 while --wait waits; dp-b, disconnected, is not waited for
+        def nack():
+            dp_a.body = {"version": 2, "applied": False, "error": "log.level: not today"}
+        rc, out, err = ctl_while(cp, nack, "set", "log.level=warn", "--wait=20s")
+        assert rc == 1, (rc, out, err)
+        assert "version 2 failed on 1 of 1 connected dataplanes; 1 disconnected, not waited for:" in err, err
+        assert "  dp-a: rejected version 2: log.level: not today" in err, err
+        rc, out, err = ctl(cp, "status")
+        assert rc == 1 and "(0 synced, 1 rejected, 1 disconnected)" in out, (rc, out)
+
+        # it ACKs the rollback: exit 0, naming the disconnected one it did not wait for
+        def ack():
+            dp_a.body = {"version": 3}
+        rc, out, err = ctl_while(cp, ack, "rollback", "1", "--wait=20s")
+        assert rc == 0, (rc, out, err)
+        assert "version 3: ACKed by all 1 connected dataplanes; 1 disconnected, not waited for" in out, out
+    finally:
+        dp_a.stop()
+
+
+@test
+def rollback_previous():
+    """`previous` is the version active before the active one: rollback previous twice undoes itself."""
+    cp = ControlPlane()
+    rc, out, err = ctl(cp, "rollback", "previous")
+    assert rc == 1 and "no previous version: version 1 is the first" in err, (rc, err)
+    ok(cp, "set", "limiter.max_concurrent=150")  # 2
+    ok(cp, "set", "limiter.max_concurrent=175")  # 3
+    out = ok(cp, "rollback", "previous", "-m", "undo")
+    assert "created version 4 (rollback to 2" in out and "~ limiter.max_concurrent: 175 -> 150" in out, out
+    out = ok(cp, "rollback", "previous")
+    assert "created version 5 (rollback to 3" in out and "~ limiter.max_concurrent: 150 -> 175" in out, out
+    # the other commands that take a version take it too
+    assert ok(cp, "show", "previous", "--json").count('"version": 4') == 1
+    out = ok(cp, "diff", "previous")
+    assert out.splitlines()[0].startswith("--- version 4") and "~ limiter.max_concurrent: 150 -> 175" in out, out
+
+
+@test
+def apply_dry_run_and_diff_file():
+    """apply --dry-run FILE prints what would change and stores nothing; diff FILE compares a file
+    with the active version (both in the canonical form the control plane stores)."""
+    cp = ControlPlane()
+    changed = pwtest.write_file(cp.dir, "changed.yaml", FLEET.replace("max_concurrent: 100", "max_concurrent: 150")
+                                + "defaults:\n  pool:\n    max_idle_per_host: 10\n")
+    out = ok(cp, "apply", "--dry-run", changed)
+    assert out.startswith(f"dry run, nothing stored: {changed} is valid; changes from the active version 1:"), out
+    assert "~ limiter.max_concurrent: 100 -> 150" in out, out
+    assert "~ defaults.pool.max_idle_per_host: 25 -> 10 (inherited by eth, poly)" in out, out
+    assert active_document(cp)[0] == 1  # nothing stored
+    assert len(json.loads(ok(cp, "versions", "--json"))["versions"]) == 1
+
+    out = ok(cp, "diff", changed)
+    lines = out.splitlines()
+    assert lines[0].startswith("--- version 1 (apply by seed") and lines[1] == f"+++ {changed} (a file, not stored)", out
+    assert lines[2:] == ["~ defaults.pool.max_idle_per_host: 25 -> 10 (inherited by eth, poly)",
+                         "~ limiter.max_concurrent: 100 -> 150"], out
+    # a version against a file, stdin, and the same document: no changes (defaults filled in alike)
+    out = ok(cp, "diff", "1", "-", stdin=FLEET)
+    assert out.splitlines()[1] == "+++ - (a file, not stored)" and "(no changes)" in out, out
+    out = ok(cp, "apply", "--dry-run", cp.fleet)
+    assert "(none: the active version has this document)" in out, out
+    # a viewer may not validate: the file is checked with pathwayctl's own schema instead
+    out = ok(cp, "diff", changed, token=VIEWER_TOKEN)
+    assert "~ limiter.max_concurrent: 100 -> 150" in out, out
+    # ... and redacted as the control plane redacts documents for viewers: no key of the file shows
+    keyed = pwtest.write_file(cp.dir, "keyed.yaml", FLEET.replace("http://127.0.0.1:8547", "http://127.0.0.1:8547/v2/SECRETKEY"))
+    out = ok(cp, "diff", keyed, token=VIEWER_TOKEN)
+    assert "SECRETKEY" not in out and "services.poly.endpoints.0.url" in out and "<redacted>" in out, out
+
+    # an invalid file: its errors, exit 1, nothing stored
+    bad = pwtest.write_file(cp.dir, "bad.yaml", FLEET.replace("max_concurrent: 100", "max_concurrent: -1"))
+    rc, out, err = ctl(cp, "apply", "--dry-run", bad)
+    assert rc == 1 and f"{bad}: limiter.max_concurrent:" in err, (rc, out, err)
+    rc, out, err = ctl(cp, "diff", bad, token=VIEWER_TOKEN)
+    assert rc == 1 and f"{bad}: limiter.max_concurrent:" in err, (rc, out, err)
+    assert active_document(cp)[0] == 1
+    rc, out, err = ctl(cp, "diff", changed, "--json")
+    assert rc == 2 and "not a file" in err, (rc, err)
+
+
+@test
+def diff_shows_inherited_values():
+    """A service override shows the value it replaces (inherited from defaults), a defaults change
+    the services it reaches."""
+    fleet = FLEET + "defaults:\n  pool:\n    max_idle_per_host: 25\n"
+    cp = ControlPlane(fleet=fleet)
+    out = ok(cp, "set", "services.eth.pool.max_idle_per_host=5")
+    assert "~ services.eth.pool.max_idle_per_host: 25 -> 5 (was inherited from defaults)" in out, out
+    out = ok(cp, "set", "defaults.pool.max_idle_per_host=30")
+    assert "~ defaults.pool.max_idle_per_host: 25 -> 30 (inherited by poly)" in out, out
+    out = ok(cp, "set", "services.eth.pool.max_idle_per_host=null")
+    assert "~ services.eth.pool.max_idle_per_host: 5 -> 30 (now inherited from defaults)" in out, out
+    out = ok(cp, "diff", "1", "4")
+    assert out.splitlines()[2:] == ["~ defaults.pool.max_idle_per_host: 25 -> 30 (inherited by eth, poly)"], out
+
+
+@test
+def did_you_mean():
+    """A service id, a command or a tag that does not exist: an error that names the near one, and
+    nothing created."""
+    cp = ControlPlane()
+    rc, out, err = ctl(cp, "set", "services.eht.pool.max_conns_per_host=5")
+    assert rc == 1 and 'no service "eht"; did you mean "eth"?' in err, (rc, err)
+    assert active_document(cp)[0] == 1
+    rc, out, err = ctl(cp, "set", "services.bsc.endpoints=[{\"url\":\"http://127.0.0.1:8600\"}]")
+    assert rc == 1 and 'no service "bsc"' in err and "--create" in err, (rc, err)
+    assert active_document(cp)[0] == 1
+
+    rc, out, err = ctl(cp, "stauts")
+    assert rc == 2 and 'unknown command "stauts"; did you mean "status"?' in err, (rc, err)
+
+    ok(cp, "tag", "stable", "1")
+    for args in (("tag", "stabel"), ("rollback", "stabel"), ("show", "stabel"), ("diff", "stabel")):
+        rc, out, err = ctl(cp, *args)
+        assert rc == 1 and 'no tag "stabel"; did you mean "stable"?' in err, (args, rc, err)
+    rc, out, err = ctl(cp, "show", "zzz")
+    assert rc == 1 and 'no tag "zzz" (there are: stable)' in err, (rc, err)
+
+
+@test
+def version_flag():
+    dead = f"http://127.0.0.1:{pwtest.free_port()}"
+    rc, out, err = ctl(None, "--version", env={"PATHWAY_URL": dead})
+    assert rc == 0 and out.startswith("pathwayctl ") and len(out.split()) == 2, (rc, out, err)
+    # the project's version where the build generates common/pw_version.h, else "0.0.0-dev"
+    header = os.path.join(pwtest.BUILD_DIR, "common", "pw_version.h")
+    want = "0.0.0-dev"
+    if os.path.exists(header):
+        want = re.search(r'#define PW_VERSION "([^"]*)"', open(header).read()).group(1)
+    assert out == f"pathwayctl {want}\n", (out, want)
+    # after a command too: prints the version, runs nothing (nothing listens there)
+    rc, out2, err = ctl(None, "status", "--version", env={"PATHWAY_URL": dead})
+    assert rc == 0 and out2 == out, (rc, out2, err)
 
 
 if __name__ == "__main__":

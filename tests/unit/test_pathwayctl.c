@@ -99,14 +99,14 @@ static void test_args_usage_errors(void **state)
         const char *want; /* part of the message */
     } cases[] = {
         {"", "no command"},
-        {"frobnicate", "unknown command 'frobnicate'"},
+        {"frobnicate", "unknown command \"frobnicate\""},
         {"versions --bogus", "unknown option --bogus"},
         {"apply --yaml f.yaml", "option --yaml does not apply"},
         {"status --force", "option --force does not apply"},
         {"apply", "expects arguments FILE"},
         {"apply a b", "expects arguments FILE"},
         {"status extra", "expects no arguments"},
-        {"diff", "expects arguments A [B]"},
+        {"diff", "expects arguments A|FILE [B|FILE]"},
         {"set", "expects arguments KEY=VALUE..."},
         {"show --json --yaml 3", "exclude each other"},
         {"apply f --force --if-match 3", "exclude each other"},
@@ -252,6 +252,8 @@ static const char *doc_text =
     "\"services\":[{\"id\":\"eth\",\"endpoints\":[{\"url\":\"http://a\"},{\"url\":\"http://b\"}]},"
     "{\"id\":\"poly.main\",\"endpoints\":[{\"url\":\"http://c\"}],\"pool\":{\"max_conns_per_host\":20}}]}";
 
+static unsigned set_flags; /* ctl_set_apply's flags for set_patch */
+
 /* Applies assignments (NULL-terminated) to doc_text; returns the merge patch as compact sorted JSON,
  * or the error message. */
 static char *set_patch(const char *const *assignments)
@@ -261,7 +263,7 @@ static char *set_patch(const char *const *assignments)
         n++;
     json_t *doc = j(doc_text);
     char err[256];
-    json_t *after = ctl_set_apply(doc, assignments, n, err, sizeof(err));
+    json_t *after = ctl_set_apply(doc, assignments, n, set_flags, err, sizeof(err));
     if (after == NULL) {
         json_decref(doc);
         return strdup(err);
@@ -338,12 +340,14 @@ static void test_set_lists(void **state)
         "{\"services\":[{\"endpoints\":[{\"url\":\"http://a\"},{\"url\":\"http://b\"}],\"id\":\"eth\"},{\"endpoints\":[{\"url\":"
         "\"http://c\"}],\"id\":\"poly.main\",\"pool\":{\"max_conns_per_host\":21}}]}",
         "services.1.pool.max_conns_per_host=21");
-    /* a name no item has adds one */
+    /* with --create, a name no item has adds one */
+    set_flags = CTL_SET_CREATE;
     ASSERT_SET(
         "{\"services\":[{\"endpoints\":[{\"url\":\"http://a\"},{\"url\":\"http://b\"}],\"id\":\"eth\"},{\"endpoints\":[{\"url\":"
         "\"http://c\"}],\"id\":\"poly.main\",\"pool\":{\"max_conns_per_host\":20}},{\"endpoints\":[{\"url\":\"http://d\"}],\"id\":"
         "\"bsc\"}]}",
         "services.bsc.endpoints=[{\"url\":\"http://d\"}]");
+    set_flags = 0;
     /* null removes an item; a whole item keeps its name */
     ASSERT_SET(
         "{\"services\":[{\"endpoints\":[{\"url\":\"http://c\"}],\"id\":\"poly.main\",\"pool\":{\"max_conns_per_host\":20}}]}",
@@ -374,7 +378,7 @@ static void test_set_errors(void **state)
         {"services[eth]x=1", "must be followed by"},
         {"log.level.deeper=1", "log.level is a string, not an object or a list"},
         {"services.eth.endpoints.5.url=x", "services.eth.endpoints: no item 5 (the list has 2)"},
-        {"services.nope=null", "services: no item has id 'nope'"},
+        {"services.nope=null", "no service \"nope\""},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const char *as[] = {cases[i].arg, NULL};
@@ -397,7 +401,7 @@ static void test_set_null_creates_nothing(void **state)
     ASSERT_SET("{}", "services.eth.limiter.max_concurrent=null");
     ASSERT_SET("{}", "tracing.sample.rate=null");
     /* removing below a list item that does not exist: an error, not a new item */
-    ASSERT_SET_ERR("services: no item has id 'ethh'", "services.ethh.pool.max_conns_per_host=null");
+    ASSERT_SET_ERR("no service \"ethh\"; did you mean \"eth\"?", "services.ethh.pool.max_conns_per_host=null");
     ASSERT_SET_ERR("services.eth.endpoints: no item 7 (the list has 2)", "services.eth.endpoints.7.url=null");
 }
 
@@ -499,8 +503,8 @@ static void test_diff(void **state)
                 "~ limiter.max_concurrent: 100 -> 200\n");
     ASSERT_DIFF("{\"log\":{\"level\":\"info\"}}", "{\"log\":{}}", "- log.level: \"info\"\n");
     /* an added object reads as its leaves */
-    ASSERT_DIFF("{\"services\":[{\"id\":\"eth\"}]}", "{\"services\":[{\"id\":\"eth\",\"pool\":{\"max_conns_per_host\":20}}]}",
-                "+ services.eth.pool.max_conns_per_host: 20\n");
+    ASSERT_DIFF("{\"services\":[{\"id\":\"eth\"}]}", "{\"services\":[{\"id\":\"eth\",\"x\":{\"y\":20}}]}",
+                "+ services.eth.x.y: 20\n");
     /* a service removed from the middle is one line, not a shift of the later ones */
     ASSERT_DIFF("{\"services\":[{\"id\":\"a\"},{\"id\":\"b\",\"x\":1},{\"id\":\"c\"}]}",
                 "{\"services\":[{\"id\":\"a\"},{\"id\":\"c\"}]}", "- services.b: {\"id\":\"b\",\"x\":1}\n");
@@ -514,6 +518,183 @@ static void test_diff(void **state)
                 "~ e.1.url: \"y\" -> \"z\"\n");
     ASSERT_DIFF("{\"e\":[1]}", "{\"e\":[1,2]}", "~ e: [1] -> [1,2]\n");
     ASSERT_DIFF("{}", "{\"a\":{\"b\":1,\"c\":2}}", "+ a.b: 1\n+ a.c: 2\n");
+}
+
+/* A service key that starts or stops overriding `defaults` shows the value it inherited; a
+ * `defaults` key shows which services it reaches. */
+static void test_diff_inherited(void **state)
+{
+    const char *a = "{\"defaults\":{\"pool\":{\"max_idle_per_host\":25}},\"services\":[{\"id\":\"eth\"},{\"id\":\"poly\"}]}";
+    const char *b = "{\"defaults\":{\"pool\":{\"max_idle_per_host\":25}},\"services\":[{\"id\":\"eth\",\"pool\":{\"max_idle_per_"
+                    "host\":5}},{\"id\":\"poly\"}]}";
+    ASSERT_DIFF(a, b, "~ services.eth.pool.max_idle_per_host: 25 -> 5 (was inherited from defaults)\n");
+    ASSERT_DIFF(b, a, "~ services.eth.pool.max_idle_per_host: 5 -> 25 (now inherited from defaults)\n");
+    /* the default changes too: the service's old value is the old default */
+    const char *c = "{\"defaults\":{\"pool\":{\"max_idle_per_host\":30}},\"services\":[{\"id\":\"eth\",\"pool\":{\"max_idle_per_"
+                    "host\":5}},{\"id\":\"poly\"}]}";
+    ASSERT_DIFF(a, c,
+                "~ defaults.pool.max_idle_per_host: 25 -> 30 (inherited by poly)\n"
+                "~ services.eth.pool.max_idle_per_host: 25 -> 5 (was inherited from defaults)\n");
+    /* a defaults change reaches the services that do not set the key */
+    ASSERT_DIFF(b, c, "~ defaults.pool.max_idle_per_host: 25 -> 30 (inherited by poly)\n");
+    const char *d = "{\"defaults\":{\"pool\":{\"max_idle_per_host\":30}},\"services\":[{\"id\":\"eth\",\"pool\":{\"max_idle_per_"
+                    "host\":5}},{\"id\":\"poly\",\"pool\":{\"max_idle_per_host\":7}}]}";
+    ASSERT_DIFF("{\"defaults\":{\"pool\":{\"max_idle_per_host\":25}},\"services\":[{\"id\":\"eth\",\"pool\":{\"max_idle_per_"
+                "host\":5}},{\"id\":\"poly\",\"pool\":{\"max_idle_per_host\":7}}]}",
+                d, "~ defaults.pool.max_idle_per_host: 25 -> 30 (inherited by no service: each sets its own)\n");
+    /* a document without `defaults`: the built-in defaults (max_conns_per_host 50) */
+    ASSERT_DIFF("{\"services\":[{\"id\":\"eth\"}]}", "{\"services\":[{\"id\":\"eth\",\"pool\":{\"max_conns_per_host\":20}}]}",
+                "~ services.eth.pool.max_conns_per_host: 50 -> 20 (was inherited from defaults)\n");
+    ASSERT_DIFF("{\"services\":[{\"id\":\"eth\"}]}",
+                "{\"defaults\":{\"timeouts\":{\"request\":\"5s\"}},\"services\":[{\"id\":\"eth\"}]}",
+                "~ defaults.timeouts.request: \"30s\" -> \"5s\" (inherited by eth)\n");
+    /* cors, inherited from defaults.cors key by key like the others */
+    ASSERT_DIFF("{\"services\":[{\"id\":\"eth\"}]}",
+                "{\"services\":[{\"id\":\"eth\",\"cors\":{\"allow_origins\":[\"https://app.example\"]}}]}",
+                "~ services.eth.cors.allow_origins: [] -> [\"https://app.example\"] (was inherited from defaults)\n");
+    /* a service with a dot in its id, and a whole new service stays one line */
+    ASSERT_DIFF("{\"services\":[{\"id\":\"e.1\"}]}", "{\"services\":[{\"id\":\"e.1\",\"limiter\":{\"max_concurrent\":9}}]}",
+                "~ services[e.1].limiter.max_concurrent: 0 -> 9 (was inherited from defaults)\n");
+    ASSERT_DIFF("{\"services\":[]}", "{\"services\":[{\"id\":\"bsc\",\"pool\":{\"max_conns_per_host\":9}}]}",
+                "+ services.bsc: {\"id\":\"bsc\",\"pool\":{\"max_conns_per_host\":9}}\n");
+}
+
+static void test_suggest(void **state)
+{
+    static const char *const ids[] = {"eth", "poly", "arbitrum"};
+    assert_string_equal(ctl_suggest("eht", ids, 3), "eth");  /* a swap is one edit */
+    assert_string_equal(ctl_suggest("etj", ids, 3), "eth");  /* a typo */
+    assert_string_equal(ctl_suggest("pol", ids, 3), "poly"); /* one missing */
+    assert_string_equal(ctl_suggest("arbitrim", ids, 3), "arbitrum");
+    assert_null(ctl_suggest("bsc", ids, 3));                        /* nothing near */
+    assert_null(ctl_suggest("et", (const char *const[]){"xy"}, 1)); /* 2 edits of 2 letters: not a typo */
+    assert_null(ctl_suggest("eth", ids, 0));
+}
+
+/* `set` on a service that does not exist: an error with a did-you-mean, not a new service */
+static void test_set_unknown_service(void **state)
+{
+    ASSERT_SET_ERR("no service \"eht\"; did you mean \"eth\"? (--create adds a new service)",
+                   "services.eht.pool.max_conns_per_host=5");
+    ASSERT_SET_ERR("no service \"bsc\" (there are: eth, poly.main) (--create adds a new service)",
+                   "services.bsc.endpoints=[{\"url\":\"http://d\"}]");
+    ASSERT_SET_ERR("no service \"eht\"; did you mean \"eth\"?", "services.eht={\"endpoints\":[]}");
+    /* other lists keyed by id: the list's path */
+    ASSERT_SET_ERR("services.eth.endpoints: no item 3 (the list has 2)", "services.eth.endpoints.3.url=x");
+    /* no services at all */
+    json_t *empty = j("{}");
+    char err[256];
+    const char *as[] = {"services.eth.pool.max_conns_per_host=5"};
+    assert_null(ctl_set_apply(empty, as, 1, 0, err, sizeof(err)));
+    assert_non_null(strstr(err, "no service \"eth\" (the list is empty)"));
+    json_t *created = ctl_set_apply(empty, as, 1, CTL_SET_CREATE, err, sizeof(err));
+    assert_non_null(created);
+    json_t *want = j("{\"services\":[{\"id\":\"eth\",\"pool\":{\"max_conns_per_host\":5}}]}");
+    assert_true(json_equal(created, want));
+    json_decref(want);
+    json_decref(created);
+    json_decref(empty);
+}
+
+/* The server's error paths in `set` syntax, list indexes as the ids the user wrote */
+static void test_error_with_ids(void **state)
+{
+    json_t *doc = j(doc_text);
+    static const struct {
+        const char *in, *want;
+    } cases[] = {
+        {"services[0].pool.max_conns_per_host: must be between 1 and 65535",
+         "services.eth.pool.max_conns_per_host: must be between 1 and 65535"},
+        {"services[1].pool.max_conns_per_host: must be between 1 and 65535",
+         "services[poly.main].pool.max_conns_per_host: must be between 1 and 65535"},
+        {"services[0].endpoints[1].url: bad scheme", "services.eth.endpoints.1.url: bad scheme"},
+        {"services[7].id: missing", "services.7.id: missing"},
+        {"log.level: must be one of debug, info", "log.level: must be one of debug, info"},
+        {"invalid document", "invalid document"},
+        {"services[x].a: b", "services[x].a: b"},
+        {"", ""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *got = ctl_error_with_ids(cases[i].in, doc);
+        assert_non_null(got);
+        if (strcmp(got, cases[i].want) != 0)
+            fail_msg("'%s': got '%s', want '%s'", cases[i].in, got, cases[i].want);
+        free(got);
+    }
+    json_decref(doc);
+}
+
+/* --wait's judgement of one dataplane against version 5 */
+static void test_dp_verdict(void **state)
+{
+    static const struct {
+        const char *dp;
+        ctl_dp_verdict_t want;
+        const char *why;
+    } cases[] = {
+        {"{\"id\":\"a\",\"state\":\"synced\",\"applied_version\":5}", CTL_DP_ACKED, ""},
+        {"{\"id\":\"a\",\"state\":\"applying\",\"applied_version\":6}", CTL_DP_ACKED, ""},
+        {"{\"id\":\"a\",\"state\":\"applying\",\"applied_version\":4}", CTL_DP_PENDING, ""},
+        {"{\"id\":\"a\",\"state\":\"stale\",\"applied_version\":0}", CTL_DP_PENDING, ""},
+        {"{\"id\":\"a\",\"state\":\"disconnected\",\"applied_version\":4}", CTL_DP_IGNORED, ""},
+        {"{\"id\":\"a\",\"state\":\"rejected\",\"applied_version\":4,\"rejected_version\":5,\"error\":\"tls.ca_file: "
+         "cannot read\"}",
+         CTL_DP_FAILED, "rejected version 5: tls.ca_file: cannot read"},
+        /* a NACK of an older version is not about this one */
+        {"{\"id\":\"a\",\"state\":\"applying\",\"applied_version\":3,\"rejected_version\":4,\"error\":\"x\"}", CTL_DP_PENDING, ""},
+        /* ACKed 5, then NACKed 6: 5 was ACKed */
+        {"{\"id\":\"a\",\"state\":\"rejected\",\"applied_version\":5,\"rejected_version\":6,\"error\":\"x\"}", CTL_DP_ACKED, ""},
+        {"{\"id\":\"a\",\"state\":\"drifted\",\"applied_version\":5,\"reported_hash\":\"0123456789abcdef\",\"expected_"
+         "hash\":\"fedcba9876543210\"}",
+         CTL_DP_FAILED, "drifted: serves hash 0123456789ab, version 5 has fedcba987654"},
+        /* drifted from an older version: the new one may end it */
+        {"{\"id\":\"a\",\"state\":\"drifted\",\"applied_version\":4,\"reported_hash\":\"01\",\"expected_hash\":\"02\"}",
+         CTL_DP_PENDING, ""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *dp = j(cases[i].dp);
+        char why[256];
+        ctl_dp_verdict_t got = ctl_dp_verdict(dp, 5, why, sizeof(why));
+        if (got != cases[i].want || strcmp(why, cases[i].why) != 0)
+            fail_msg("%s: got %d '%s', want %d '%s'", cases[i].dp, got, why, cases[i].want, cases[i].why);
+        json_decref(dp);
+    }
+}
+
+static void test_args_wait_create_version(void **state)
+{
+    ctl_args_t a;
+    char err[256];
+    assert_int_equal(parse("apply f.yaml --wait", &a, err, sizeof(err)), 0);
+    assert_true(a.given & CTL_OPT_WAIT);
+    assert_int_equal(a.wait_ms, CTL_DEFAULT_WAIT_MS);
+    assert_int_equal(a.npositional, 1);
+    assert_int_equal(parse("rollback previous --wait=90s", &a, err, sizeof(err)), 0);
+    assert_int_equal(a.wait_ms, 90000);
+    assert_string_equal(a.positional[0], "previous");
+    assert_int_equal(parse("set --wait=250ms --create services.bsc.endpoints=[]", &a, err, sizeof(err)), 0);
+    assert_int_equal(a.wait_ms, 250);
+    assert_true(a.given & CTL_OPT_CREATE);
+    assert_int_equal(parse("set a=1 --wait=soon", &a, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "--wait: a duration"));
+    assert_int_equal(parse("versions --wait", &a, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "does not apply"));
+    assert_int_equal(parse("apply f.yaml --create", &a, err, sizeof(err)), -1);
+    assert_int_equal(parse("apply f.yaml --dry-run", &a, err, sizeof(err)), 0);
+    assert_true(a.given & CTL_OPT_DRY_RUN);
+    /* --version after a command prints the version, runs nothing */
+    assert_int_equal(parse("status --version", &a, err, sizeof(err)), 0);
+    assert_true(a.version);
+    assert_non_null(ctl_version());
+    /* did-you-mean for commands */
+    assert_int_equal(parse("stauts", &a, err, sizeof(err)), -1);
+    assert_string_equal(err, "unknown command \"stauts\"; did you mean \"status\"?");
+    assert_int_equal(parse("frobnicate", &a, err, sizeof(err)), -1);
+    assert_string_equal(err, "unknown command \"frobnicate\"");
+    /* the new forms' argument counts */
+    assert_int_equal(parse("tag delete stable", &a, err, sizeof(err)), 0);
+    assert_int_equal(parse("dataplanes forget dp-1", &a, err, sizeof(err)), 0);
+    assert_int_equal(a.npositional, 2);
 }
 
 static void test_path_append(void **state)
@@ -544,6 +725,12 @@ int main(void)
         cmocka_unit_test(test_doc_version),
         cmocka_unit_test(test_diff),
         cmocka_unit_test(test_path_append),
+        cmocka_unit_test(test_diff_inherited),
+        cmocka_unit_test(test_suggest),
+        cmocka_unit_test(test_set_unknown_service),
+        cmocka_unit_test(test_error_with_ids),
+        cmocka_unit_test(test_dp_verdict),
+        cmocka_unit_test(test_args_wait_create_version),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

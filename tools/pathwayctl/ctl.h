@@ -1,5 +1,5 @@
 /*
- * pathwayctl: the operator's CLI over the control plane's REST API (DESIGN §4, issue 6).
+ * pathwayctl: the operator's CLI over the control plane's REST API (docs/pathwayctl.md).
  *
  * The pure pieces (argument parsing, connection settings, `set` paths, the readable diff) live in
  * their own files with no I/O so the unit tests (tests/unit/test_pathwayctl*.c) drive them
@@ -20,6 +20,7 @@ typedef enum en_ctl_exit_t {
     CTL_EXIT_REJECTED = 1,    /* the control plane said no: validation errors, 412, not found */
     CTL_EXIT_USAGE = 2,       /* bad command line or pathwayctl config file */
     CTL_EXIT_UNREACHABLE = 3, /* no answer from the control plane, 401/403, or 502-504 */
+    CTL_EXIT_TIMEOUT = 4,     /* --wait ended before every connected dataplane ACKed */
 } ctl_exit_t;
 
 /* Options a command may accept (bit set in its table row). */
@@ -31,7 +32,11 @@ enum {
     CTL_OPT_LIMIT = 1u << 4,    /* -n/--limit N: rows of a listing */
     CTL_OPT_DRY_RUN = 1u << 5,  /* --dry-run: print what would be sent, send nothing */
     CTL_OPT_IF_MATCH = 1u << 6, /* --if-match N: store only if N is still the active version */
+    CTL_OPT_WAIT = 1u << 7,     /* --wait[=DURATION]: until every connected dataplane ACKed the version */
+    CTL_OPT_CREATE = 1u << 8,   /* --create: `set` may add a list item (a service) no id names */
 };
+
+#define CTL_DEFAULT_WAIT_MS 60000u
 
 typedef enum en_ctl_color_t {
     CTL_COLOR_AUTO = 0, /* when stdout is a terminal, NO_COLOR is unset and TERM is not dumb */
@@ -70,6 +75,7 @@ struct st_ctl_args_t {
     const char *message;      /* -m */
     long limit;               /* -n; 0 = the command's default */
     long long if_match;       /* --if-match N (valid when given has CTL_OPT_IF_MATCH) */
+    uint64_t wait_ms;         /* --wait[=DURATION] (valid when given has CTL_OPT_WAIT) */
     const char *positional[CTL_MAX_ARGS];
     size_t npositional;
 };
@@ -85,6 +91,8 @@ int ctl_cmd_rollback(ctl_t *ctl, const ctl_args_t *args);
 int ctl_cmd_tag(ctl_t *ctl, const ctl_args_t *args);
 int ctl_cmd_validate(ctl_t *ctl, const ctl_args_t *args);
 int ctl_cmd_dataplanes(ctl_t *ctl, const ctl_args_t *args);
+/* The version `pathwayctl --version` prints (the build's PW_VERSION, "0.0.0-dev" without one). */
+const char *ctl_version(void);
 int ctl_cmd_events(ctl_t *ctl, const ctl_args_t *args);
 
 extern const ctl_command_t ctl_commands[];
@@ -95,6 +103,11 @@ const ctl_command_t *ctl_find_command(const char *name);
 /* Parses argv (argv[0] is the program). Options may come before or after the command; "--" ends
  * them. Returns 0, or -1 with a one-line message in err (a usage error: exit 2). */
 int ctl_parse_args(int argc, char *const *argv, ctl_args_t *args, char *err, size_t errlen);
+
+/* The candidate closest to `name` by edit distance (a swap of two neighbours counts as one edit), or
+ * NULL when none is close enough to be a likely typo: at most 2 edits, and fewer than the name's
+ * length. For "did you mean" in messages. */
+const char *ctl_suggest(const char *name, const char *const *candidates, size_t n);
 
 /* Prints the overview (cmd == NULL) or one command's help. */
 void ctl_print_help(FILE *fp, const ctl_command_t *cmd);
@@ -145,7 +158,14 @@ char *ctl_default_config_path(const ctl_env_t *env);
 /* Applies `set` assignments ("limiter.max_concurrent=200", "services.eth.pool.max_conns_per_host=20")
  * to a copy of `doc` (borrowed). Path syntax and list addressing are described in ctl_set.c and
  * docs/pathwayctl.md. Returns the new document, or NULL with err naming the assignment. */
-json_t *ctl_set_apply(const json_t *doc, const char *const *assignments, size_t n, char *err, size_t errlen);
+enum { CTL_SET_CREATE = 1 }; /* a segment no item's id matches adds {"id": segment} (else an error) */
+json_t *ctl_set_apply(const json_t *doc, const char *const *assignments, size_t n, unsigned flags, char *err, size_t errlen);
+
+/* An error of the control plane ("services[1].pool.max_conns_per_host: must be ...") with its
+ * leading path in `set` syntax against `doc`, the document the error is about: list indexes of
+ * items that have an id become that id ("services.eth.pool.max_conns_per_host: must be ..."),
+ * other indexes `.N`. A message without such a path comes back as it is. Caller frees. */
+char *ctl_error_with_ids(const char *msg, const json_t *doc);
 
 /* Checks the syntax of every assignment (KEY=VALUE, the KEY's segments) without a document, so a
  * typo is a usage error found before any request. Returns 0, or -1 with err. */
@@ -171,6 +191,7 @@ typedef struct st_ctl_change_t {
     char *path;     /* in `set` syntax: "services.eth.pool.max_conns_per_host" */
     json_t *before; /* NULL for ADD */
     json_t *after;  /* NULL for REMOVE */
+    char *note;     /* NULL, or what the change means beyond its values: "was inherited from defaults" */
 } ctl_change_t;
 
 typedef struct st_ctl_changes_t {
@@ -181,11 +202,17 @@ typedef struct st_ctl_changes_t {
 /* The changes from `a` to `b` (borrowed), keyed the way `set` addresses them: list items that are
  * objects with a string `id` are matched by id (so removing a service is one change, not a shift
  * of every later one), other lists by index. Sorted by path within each object. Returns 0, or -1
- * when out of memory. ctl_changes_dispose frees. */
+ * when out of memory. ctl_changes_dispose frees.
+ *
+ * Inheritance is spelled out: a service's own `pool.max_idle_per_host` added or removed is a change
+ * from or to the value it inherited from `defaults` (built-in defaults where the document has
+ * none): "~ services.eth.pool.max_idle_per_host: 25 -> 5" with a note; a change of a `defaults` key
+ * a service section inherits notes the services it reaches. */
 int ctl_diff(const json_t *a, const json_t *b, ctl_changes_t *out);
 void ctl_changes_dispose(ctl_changes_t *changes);
 
-/* Writes the changes one per line ("~ limiter.max_concurrent: 100 -> 200"), colored when asked. */
+/* Writes the changes one per line ("~ limiter.max_concurrent: 100 -> 200", a note in parentheses
+ * after), colored when asked. */
 void ctl_changes_print(FILE *fp, const ctl_changes_t *changes, int color);
 
 /* A path segment in `set` syntax: "eth", or "[eth.main]" when the name holds '.', '[' or ']'.
@@ -223,5 +250,21 @@ void ctl_http_dispose(ctl_t *ctl);
 
 /* The exit code for a response status: 2xx OK, 401/403 and 502-504 UNREACHABLE, others REJECTED. */
 int ctl_status_exit(long status);
+
+/* --- --wait: the dataplanes against one version ---------------------------------------------- */
+
+typedef enum en_ctl_dp_verdict_t {
+    CTL_DP_IGNORED = 0, /* disconnected: not waited for */
+    CTL_DP_PENDING,     /* has not ACKed the version yet */
+    CTL_DP_ACKED,       /* ACKed the version (or a newer one) and runs it as ACKed */
+    CTL_DP_FAILED,      /* NACKed the version (or a newer one before ACKing it), or drifted from it */
+} ctl_dp_verdict_t;
+
+/* Where one dataplane of GET /v1/dataplanes stands with `version`. `why` (may be NULL) gets the
+ * dataplane's error for CTL_DP_FAILED: its NACK's error, or the two hashes of a drift. */
+ctl_dp_verdict_t ctl_dp_verdict(const json_t *dp, int64_t version, char *why, size_t whylen);
+
+/* One line for a drifted dataplane: "drifted: runs hash 0123456789ab, version 3 has abcdef012345". */
+void ctl_drift_text(const json_t *dp, char *out, size_t len);
 
 #endif

@@ -4,36 +4,67 @@
  * never disagree with what a command accepts.
  */
 #include "ctl.h"
+#include "cfg.h"
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define WAIT_HELP                                                                                                                  \
+    "  --wait[=DURATION]   then wait (default 60s) until every connected dataplane ACKed the version: exit 0;\n"                   \
+    "                      a NACK or a drift: exit 1 with each dataplane's error; time out: exit 4.\n"                             \
+    "                      Disconnected dataplanes are not waited for. Progress goes to stderr.\n"
 
 #define CONN_HELP                                                                                                                  \
     "Connection (any command): --url URL, --token TOKEN, --token-file FILE, --config FILE, --timeout DURATION,\n"                  \
     "  --color auto|always|never, --no-color. Each from the flag, else PATHWAY_URL / PATHWAY_TOKEN, else the\n"                    \
     "  settings file ($XDG_CONFIG_HOME/pathway/pathwayctl.yaml or ~/.config/pathway/pathwayctl.yaml).\n"                           \
-    "Exit: 0 ok, 1 rejected (validation errors, 412, not found), 2 usage, 3 control plane unreachable or auth failed.\n"
+    "Exit: 0 ok, 1 rejected (validation errors, 412, not found; a NACK or drift with --wait; status: a dataplane\n"                \
+    "  rejected, drifted or disconnected), 2 usage, 3 control plane unreachable or auth failed, 4 --wait timed out.\n"
+
+/* The build's version: PW_VERSION from common/'s generated pw_version.h (the project's VERSION),
+ * when the build has it (pathwayctl.cmake links pw_version); a build without it is "0.0.0-dev". */
+#if defined(__has_include)
+#if __has_include("pw_version.h")
+#include "pw_version.h"
+#endif
+#endif
+#ifndef PW_VERSION
+#define PW_VERSION "0.0.0-dev"
+#endif
+
+const char *ctl_version(void)
+{
+    return PW_VERSION;
+}
 
 const ctl_command_t ctl_commands[] = {
     {"status", "", "active version and the dataplanes",
      "Shows the active version (number, kind, author, time, message, hash) and a\n"
-     "table of the dataplanes with the version each applied and its state.\n",
+     "table of the dataplanes with the version each applied and its state (a drifted one with the hash it\n"
+     "reports and the hash of the version it ACKed). Exits 1 when any dataplane is rejected, drifted or\n"
+     "disconnected, else 0.\n",
      CTL_OPT_JSON, 0, 0, ctl_cmd_status},
     {"versions", "", "the version history, newest first",
      "Lists versions newest first: number, time, author, kind (apply, patch, rollback), the version it\n"
      "came from, hash and message. The active one is marked with '*'.\n"
      "  -n, --limit N   at most N rows (default 20)\n",
      CTL_OPT_JSON | CTL_OPT_LIMIT, 0, 0, ctl_cmd_versions},
-    {"show", "[N|TAG|active]", "one version with its document",
-     "Shows one version (default: the active one): a header, then the document as YAML.\n"
+    {"show", "[N|TAG|active|previous]", "one version with its document",
+     "Shows one version (default: the active one): a header, then the document as YAML. `previous` is the\n"
+     "version that was active before the active one.\n"
      "  --yaml   the document only, as YAML (feed it back to `apply`)\n"
      "  --json   the API's JSON object\n",
      CTL_OPT_JSON | CTL_OPT_YAML, 0, 1, ctl_cmd_show},
-    {"diff", "A [B]", "what changed from version A to B (default: the active one)",
-     "Shows what changed from A to B (numbers, tag names or `active`), one line per setting, in the\n"
-     "paths `set` takes: `~` changed, `+` added, `-` removed (colored on a terminal). Services are\n"
-     "matched by id, so a removed service is one line.\n"
-     "  --json   the API's JSON Patch (RFC 6902) from /v1/versions/B/diff?from=A\n",
+    {"diff", "A|FILE [B|FILE]", "what changed from version A to B (default: the active one)",
+     "Shows what changed from A to B (numbers, tag names, `active` or `previous`), one line per setting,\n"
+     "in the paths `set` takes: `~` changed (old -> new), `+` added, `-` removed (colored on a terminal).\n"
+     "Services are matched by id, so a removed service is one line. A service key that starts or stops\n"
+     "overriding `defaults` shows the inherited value (`~ services.eth.pool.max_idle_per_host: 25 -> 5`),\n"
+     "and a changed `defaults` key the services it reaches.\n"
+     "An argument that names an existing file (or `-`, stdin) is a document: `diff FILE` shows what applying\n"
+     "FILE would change in the active version (the file in its canonical form, as the control plane\n"
+     "would store it; a file that is not valid prints its errors, exit 1).\n"
+     "  --json   the API's JSON Patch (RFC 6902) from /v1/versions/B/diff?from=A (versions only)\n",
      CTL_OPT_JSON, 1, 2, ctl_cmd_diff},
     {"apply", "FILE", "a whole document (YAML or JSON) as a new version",
      "Sends FILE as the new document (PUT /v1/config) with If-Match of the version FILE was shown from\n"
@@ -43,51 +74,98 @@ const ctl_command_t ctl_commands[] = {
      "what changed.\n"
      "  -m, --message MSG   why (stored with the version; at most 1024 bytes)\n"
      "  --if-match N        store only if N is still the active version (overrides FILE's version)\n"
-     "  --force             send without If-Match\n",
-     CTL_OPT_MESSAGE | CTL_OPT_FORCE | CTL_OPT_IF_MATCH, 1, 1, ctl_cmd_apply},
+     "  --force             send without If-Match\n"
+     "  --dry-run           print what would change against the active version, store nothing\n" WAIT_HELP,
+     CTL_OPT_MESSAGE | CTL_OPT_FORCE | CTL_OPT_IF_MATCH | CTL_OPT_DRY_RUN | CTL_OPT_WAIT, 1, 1, ctl_cmd_apply},
     {"set", "KEY=VALUE...", "change settings (a merge patch on the active document)",
      "Changes settings of the active document as one new version (PATCH /v1/config, a JSON merge patch,\n"
      "with If-Match of the version it read).\n"
      "  KEY is a dotted path: limiter.max_concurrent, log.level, defaults.pool.idle_timeout.\n"
      "  List items are addressed by their id: services.eth.pool.max_conns_per_host (write services[ID]\n"
      "  when the id holds a dot); lists of items without ids by index: services.eth.endpoints.0.url.\n"
-     "  An all-digit segment is always an index (past the end: an error). A name no item has adds\n"
-     "  {\"id\": NAME} to the list: services.bsc.endpoints='[{\"url\":\"...\"}]'.\n"
+     "  An all-digit segment is always an index (past the end: an error). A name no item has is an error\n"
+     "  (with a did-you-mean), unless --create: then it adds {\"id\": NAME} to the list:\n"
+     "  --create services.bsc.endpoints='[{\"url\":\"...\"}]'.\n"
      "  VALUE is JSON when it parses as JSON (200, true, [..], {..}, \"quoted\"), else a string (5s, debug);\n"
      "  a number with an integral value is an integer (1e3 is 1000).\n"
      "  null removes the key (back to its default) or the list item (services.bsc=null); removing what\n"
      "  is not there creates nothing (a missing list item is an error).\n"
      "  -m, --message MSG   why (stored with the version; at most 1024 bytes)\n"
      "  --if-match N        store only if N is still the active version (default: the version read)\n"
-     "  --dry-run           print the merge patch, send nothing\n",
-     CTL_OPT_MESSAGE | CTL_OPT_DRY_RUN | CTL_OPT_IF_MATCH, 1, -1, ctl_cmd_set},
-    {"rollback", "N|TAG", "make version N's (or a tag's) document active again",
+     "  --dry-run           print the merge patch, send nothing\n"
+     "  --create            a list item (a service) no id names is added, not an error\n" WAIT_HELP,
+     CTL_OPT_MESSAGE | CTL_OPT_DRY_RUN | CTL_OPT_IF_MATCH | CTL_OPT_CREATE | CTL_OPT_WAIT, 1, -1, ctl_cmd_set},
+    {"rollback", "N|TAG|previous", "make version N's (or a tag's) document active again",
      "Makes a NEW version whose document is version N's (or the tagged version's), kind rollback.\n"
-     "History is never rewritten. Prints the new version and what changed.\n"
+     "`previous` is the version that was active before the active one (every stored version becomes the\n"
+     "active one, so: the active version's number minus one); a second `rollback previous` undoes the\n"
+     "first. History is never rewritten. Prints the new version and what changed.\n"
      "  -m, --message MSG   why (stored with the version)\n"
-     "  --if-match N        roll back only if N is still the active version\n",
-     CTL_OPT_MESSAGE | CTL_OPT_IF_MATCH, 1, 1, ctl_cmd_rollback},
-    {"tag", "[NAME [N|active]]", "list tags, show one, or point one at a version",
+     "  --if-match N        roll back only if N is still the active version\n" WAIT_HELP,
+     CTL_OPT_MESSAGE | CTL_OPT_IF_MATCH | CTL_OPT_WAIT, 1, 1, ctl_cmd_rollback},
+    {"tag", "[NAME [N|active]] | delete NAME", "list tags, show one, point one at a version, delete one",
      "Without arguments: every tag and the version it points at. With NAME: where it points and its\n"
-     "history. With NAME N: points tag NAME at version N (`active`: the active one).\n"
-     "  -m, --message MSG   why (with N)\n"
-     "  --json              the API's JSON (without N)\n",
+     "history. With NAME N: points tag NAME at version N (`active`: the active one). `delete NAME`\n"
+     "deletes tag NAME (its history stays in the audit log; the versions are untouched).\n"
+     "  -m, --message MSG   why (with N, or with delete)\n"
+     "  --json              the API's JSON (NAME alone)\n",
      CTL_OPT_MESSAGE | CTL_OPT_JSON, 0, 2, ctl_cmd_tag},
     {"validate", "FILE", "check a document without storing it",
      "Sends FILE to POST /v1/config/validate: the control plane's own checks, nothing stored.\n"
      "Prints every error with its path and exits 1 when there is any.\n"
      "  --json   the API's JSON answer\n",
      CTL_OPT_JSON, 1, 1, ctl_cmd_validate},
-    {"dataplanes", "", "the dataplanes and their state",
-     "Lists each dataplane: id, state (synced, applying, rejected, stale, disconnected), the version it\n"
-     "applied, when it was last seen, its labels and its last error.\n",
-     CTL_OPT_JSON, 0, 0, ctl_cmd_dataplanes},
+    {"dataplanes", "[forget ID]", "the dataplanes and their state; forget one",
+     "Lists each dataplane: id, state (synced, applying, rejected, stale, drifted, disconnected), the\n"
+     "version it applied, when it was last seen, its labels and its last error (for a drifted one: the\n"
+     "hash it reports and the hash of the version it ACKed).\n"
+     "`forget ID` removes a dataplane from the list (one that is retired); it reappears when it calls\n"
+     "again.\n",
+     CTL_OPT_JSON, 0, 2, ctl_cmd_dataplanes},
     {"events", "", "the audit log, newest first",
      "Lists the audit log newest first: who did what to which version, when, and why.\n"
      "  -n, --limit N   at most N rows (default 20)\n",
      CTL_OPT_JSON | CTL_OPT_LIMIT, 0, 0, ctl_cmd_events},
 };
 const size_t ctl_num_commands = sizeof(ctl_commands) / sizeof(ctl_commands[0]);
+
+const char *ctl_suggest(const char *name, const char *const *candidates, size_t n)
+{
+    /* optimal string alignment distance, rows of at most 64 + 1 cells (longer names: no suggestion) */
+    size_t ln = strlen(name);
+    if (ln == 0 || ln > 64)
+        return NULL;
+    const char *best = NULL;
+    size_t best_d = SIZE_MAX;
+    for (size_t c = 0; c < n; c++) {
+        const char *t = candidates[c];
+        size_t lt = strlen(t);
+        if (lt > 64 || (lt > ln ? lt - ln : ln - lt) > 2)
+            continue;
+        size_t d[66][66];
+        for (size_t i = 0; i <= ln; i++)
+            d[i][0] = i;
+        for (size_t k = 0; k <= lt; k++)
+            d[0][k] = k;
+        for (size_t i = 1; i <= ln; i++) {
+            for (size_t k = 1; k <= lt; k++) {
+                size_t cost = name[i - 1] != t[k - 1], v = d[i - 1][k] + 1;
+                if (d[i][k - 1] + 1 < v)
+                    v = d[i][k - 1] + 1;
+                if (d[i - 1][k - 1] + cost < v)
+                    v = d[i - 1][k - 1] + cost;
+                if (i > 1 && k > 1 && name[i - 1] == t[k - 2] && name[i - 2] == t[k - 1] && d[i - 2][k - 2] + 1 < v)
+                    v = d[i - 2][k - 2] + 1;
+                d[i][k] = v;
+            }
+        }
+        if (d[ln][lt] < best_d) {
+            best_d = d[ln][lt];
+            best = t;
+        }
+    }
+    return best != NULL && best_d > 0 && best_d <= 2 && best_d < ln ? best : NULL;
+}
 
 const ctl_command_t *ctl_find_command(const char *name)
 {
@@ -115,6 +193,8 @@ typedef enum en_opt_id_t {
     OPT_LIMIT,
     OPT_DRY_RUN,
     OPT_IF_MATCH,
+    OPT_WAIT,
+    OPT_CREATE,
 } opt_id_t;
 
 static const struct {
@@ -122,7 +202,7 @@ static const struct {
     char shortname;   /* 0 = none */
     opt_id_t id;
     unsigned flag;   /* CTL_OPT_* a command must accept; 0 = every command */
-    int takes_value; /* the next argument (or "=value") is its value */
+    int takes_value; /* 1: the next argument (or "=value") is its value; 2: only "=value", optional */
 } options[] = {
     {"url", 0, OPT_URL, 0, 1},
     {"token", 0, OPT_TOKEN, 0, 1},
@@ -140,6 +220,8 @@ static const struct {
     {"limit", 'n', OPT_LIMIT, CTL_OPT_LIMIT, 1},
     {"dry-run", 0, OPT_DRY_RUN, CTL_OPT_DRY_RUN, 0},
     {"if-match", 0, OPT_IF_MATCH, CTL_OPT_IF_MATCH, 1},
+    {"wait", 0, OPT_WAIT, CTL_OPT_WAIT, 2},
+    {"create", 0, OPT_CREATE, CTL_OPT_CREATE, 0},
 };
 
 static int find_option(const char *arg, size_t *idx, const char **inline_value)
@@ -200,7 +282,7 @@ int ctl_parse_args(int argc, char *const *argv, ctl_args_t *args, char *err, siz
             snprintf(err, errlen, "unknown option %s", a);
             return -1;
         }
-        if (options[o].takes_value) {
+        if (options[o].takes_value == 1) {
             if (value == NULL) {
                 if (i + 1 >= argc) {
                     snprintf(err, errlen, "option %s needs a value", a);
@@ -208,7 +290,7 @@ int ctl_parse_args(int argc, char *const *argv, ctl_args_t *args, char *err, siz
                 }
                 value = argv[++i];
             }
-        } else if (value != NULL) {
+        } else if (options[o].takes_value == 0 && value != NULL) {
             snprintf(err, errlen, "option %s takes no value", a);
             return -1;
         }
@@ -277,6 +359,17 @@ int ctl_parse_args(int argc, char *const *argv, ctl_args_t *args, char *err, siz
             }
             args->if_match = n;
         } break;
+        case OPT_WAIT: {
+            const char *why = NULL;
+            uint64_t ms = CTL_DEFAULT_WAIT_MS;
+            if (value != NULL && (cfg_parse_duration(value, &ms, &why) != 0 || ms == 0)) {
+                snprintf(err, errlen, "--wait: a duration such as 30s or 2m, not '%s'%s%s", value, why != NULL ? ": " : "",
+                         why != NULL ? why : "");
+                return -1;
+            }
+            args->wait_ms = ms;
+        } break;
+        case OPT_CREATE:
         case OPT_JSON:
         case OPT_YAML:
         case OPT_FORCE:
@@ -298,10 +391,17 @@ int ctl_parse_args(int argc, char *const *argv, ctl_args_t *args, char *err, siz
         return -1;
     }
     if ((args->cmd = ctl_find_command(cmdname)) == NULL) {
-        snprintf(err, errlen, "unknown command '%s'", cmdname);
+        const char *names[sizeof(ctl_commands) / sizeof(ctl_commands[0])];
+        for (size_t i = 0; i < ctl_num_commands; i++)
+            names[i] = ctl_commands[i].name;
+        const char *near = ctl_suggest(cmdname, names, ctl_num_commands);
+        if (near != NULL)
+            snprintf(err, errlen, "unknown command \"%s\"; did you mean \"%s\"?", cmdname, near);
+        else
+            snprintf(err, errlen, "unknown command \"%s\"", cmdname);
         return -1;
     }
-    if (args->help)
+    if (args->help || args->version)
         return 0;
 
     for (size_t o = 0; o < sizeof(options) / sizeof(options[0]); o++) {

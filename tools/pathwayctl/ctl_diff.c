@@ -4,6 +4,7 @@
  * (every later service "changes"); here list items with ids are matched by id.
  */
 #include "ctl.h"
+#include "cfg.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,6 +34,7 @@ static int add_change(ctl_changes_t *out, ctl_change_kind_t kind, const char *pa
     e->path = strdup(path[0] != '\0' ? path : "(document)");
     e->before = before != NULL ? json_deep_copy(before) : NULL;
     e->after = after != NULL ? json_deep_copy(after) : NULL;
+    e->note = NULL;
     if (e->path == NULL) {
         json_decref(e->before);
         json_decref(e->after);
@@ -169,11 +171,156 @@ static int diff_into(ctl_changes_t *out, const json_t *a, const json_t *b, const
     return add_change(out, CTL_CHANGE_REPLACE, path, a, b);
 }
 
+/* `defaults` as a service inherits it: the built-in defaults with the document's own on top. New
+ * reference, an object. */
+static json_t *effective_defaults(const json_t *doc, const json_t *builtin)
+{
+    const json_t *own = json_object_get(doc, "defaults");
+    if (json_is_object(own) && json_is_object(builtin))
+        return cfg_merge_patch(builtin, own);
+    return json_is_object(own) ? json_deep_copy(own) : json_is_object(builtin) ? json_deep_copy(builtin) : json_object();
+}
+
+static ctl_change_t *find_change(ctl_changes_t *out, const char *path)
+{
+    for (size_t i = 0; i < out->size; i++)
+        if (strcmp(out->entries[i].path, path) == 0)
+            return &out->entries[i];
+    return NULL;
+}
+
+/* "services.<id>.<section>.<key>" (in set syntax), NULL when out of memory. */
+static char *join_path(const char *a, const char *b, const char *c, const char *d)
+{
+    char *p = NULL;
+    const char *segs[] = {a, b, c, d};
+    for (size_t i = 0; i < 4; i++) {
+        if (segs[i] != NULL && ctl_path_append(&p, segs[i]) != 0) {
+            free(p);
+            return NULL;
+        }
+    }
+    return p;
+}
+
+/* The services of `doc` (by id) that inherit defaults.<section>.<key>: "inherited by eth, poly". */
+static char *reach_note(const json_t *doc, const char *section, const char *key)
+{
+    const json_t *services = json_object_get(doc, "services");
+    if (!json_is_array(services))
+        return NULL;
+    char buf[256] = "";
+    size_t i, used = 0, count = 0, total = 0;
+    json_t *svc;
+    json_array_foreach(services, i, svc)
+    {
+        const char *id = json_string_value(json_object_get(svc, "id"));
+        if (id == NULL || json_object_get(json_object_get(svc, section), key) != NULL)
+            continue;
+        total++;
+        if (used < 160) {
+            int w = snprintf(buf + used, sizeof(buf) - used, "%s%s", count > 0 ? ", " : "", id);
+            if (w > 0 && (size_t)w < sizeof(buf) - used) {
+                used += (size_t)w;
+                count++;
+            }
+        }
+    }
+    char note[320];
+    if (json_array_size(services) == 0)
+        return NULL;
+    if (total == 0)
+        snprintf(note, sizeof(note), "inherited by no service: each sets its own");
+    else if (count < total)
+        snprintf(note, sizeof(note), "inherited by %s and %zu more", buf, total - count);
+    else
+        snprintf(note, sizeof(note), "inherited by %s", buf);
+    return strdup(note);
+}
+
+/* Spells out inheritance (see ctl.h): a service key that starts or stops overriding `defaults` is
+ * a replacement of the inherited value; a `defaults` key names the services it reaches. */
+static int explain_inheritance(ctl_changes_t *out, const json_t *a, const json_t *b)
+{
+    if (out->size == 0 || !json_is_object(a) || !json_is_object(b))
+        return 0;
+    cfg_t *def = cfg_create_default();
+    json_t *tree = def != NULL ? cfg_to_json(def, CFG_SCOPE_FLEET) : NULL;
+    cfg_destroy(def);
+    json_t *da = effective_defaults(a, json_object_get(tree, "defaults"));
+    json_t *db = effective_defaults(b, json_object_get(tree, "defaults"));
+    json_t *builtin = json_object_get(tree, "defaults");
+    int rc = 0;
+    const char *section, *key;
+    json_t *sec, *v;
+    json_object_foreach(db, section, sec)
+    {
+        if (!json_is_object(sec))
+            continue;
+        json_object_foreach(sec, key, v)
+        {
+            /* defaults.<section>.<key> itself */
+            char *path = join_path("defaults", section, key, NULL);
+            if (path == NULL) {
+                rc = -1;
+                goto Done;
+            }
+            ctl_change_t *c = find_change(out, path);
+            free(path);
+            if (c != NULL && c->note == NULL) {
+                json_t *base = json_object_get(json_object_get(builtin, section), key);
+                if (c->kind != CTL_CHANGE_REPLACE && base != NULL) {
+                    /* an explicit default set or removed: from or to the built-in value */
+                    json_t *before = c->before != NULL ? c->before : json_deep_copy(base);
+                    json_t *after = c->after != NULL ? c->after : json_deep_copy(base);
+                    c->before = before;
+                    c->after = after;
+                    c->kind = CTL_CHANGE_REPLACE;
+                }
+                c->note = reach_note(b, section, key);
+            }
+            /* services.<id>.<section>.<key> that starts or stops overriding it */
+            size_t i;
+            json_t *svc;
+            json_array_foreach(json_object_get(b, "services"), i, svc)
+            {
+                const char *id = json_string_value(json_object_get(svc, "id"));
+                if (id == NULL)
+                    continue;
+                char *p = join_path("services", id, section, key);
+                if (p == NULL) {
+                    rc = -1;
+                    goto Done;
+                }
+                c = find_change(out, p);
+                free(p);
+                if (c == NULL || c->note != NULL || c->kind == CTL_CHANGE_REPLACE)
+                    continue;
+                json_t *inherited_before = json_object_get(json_object_get(da, section), key);
+                if (c->kind == CTL_CHANGE_ADD && inherited_before != NULL) {
+                    c->before = json_deep_copy(inherited_before);
+                    c->note = strdup("was inherited from defaults");
+                    c->kind = CTL_CHANGE_REPLACE;
+                } else if (c->kind == CTL_CHANGE_REMOVE) {
+                    c->after = json_deep_copy(v);
+                    c->note = strdup("now inherited from defaults");
+                    c->kind = CTL_CHANGE_REPLACE;
+                }
+            }
+        }
+    }
+Done:
+    json_decref(da);
+    json_decref(db);
+    json_decref(tree);
+    return rc;
+}
+
 int ctl_diff(const json_t *a, const json_t *b, ctl_changes_t *out)
 {
     out->entries = NULL;
     out->size = 0;
-    if (diff_into(out, a, b, "") != 0) {
+    if (diff_into(out, a, b, "") != 0 || explain_inheritance(out, a, b) != 0) {
         ctl_changes_dispose(out);
         return -1;
     }
@@ -186,6 +333,7 @@ void ctl_changes_dispose(ctl_changes_t *changes)
         free(changes->entries[i].path);
         json_decref(changes->entries[i].before);
         json_decref(changes->entries[i].after);
+        free(changes->entries[i].note);
     }
     free(changes->entries);
     changes->entries = NULL;
@@ -215,6 +363,8 @@ void ctl_changes_print(FILE *fp, const ctl_changes_t *changes, int color)
         } else {
             print_value(fp, c->kind == CTL_CHANGE_ADD ? c->after : c->before);
         }
+        if (c->note != NULL)
+            fprintf(fp, " (%s)", c->note);
         fprintf(fp, "%s\n", color ? "\033[0m" : "");
     }
 }

@@ -7,7 +7,9 @@
  *   1. the item whose "id" equals the segment (services are addressed by id);
  *   2. else, when the segment is all digits, the item at that index (endpoints.0); past the end
  *      is an error, never a new item;
- *   3. else a new item {"id": segment} appended (so `services.bsc.endpoints=[...]` adds a service).
+ *   3. else, with CTL_SET_CREATE (`set --create`), a new item {"id": segment} appended (so
+ *      `services.bsc.endpoints=[...]` adds a service); without it an error with a did-you-mean, so
+ *      a typo (`services.eht...`) is not a new service.
  * A null VALUE removes the key, or the list item; removing something absent creates nothing: an
  * absent key on the way is a no-op, a missing list item an error.
  *
@@ -176,8 +178,44 @@ static void path_prefix(const path_t *p, size_t upto, char *buf, size_t len)
     }
 }
 
+/* "no service "eht"; did you mean "eth"?" for a segment no item of `list` has as its id. */
+static void no_item(const path_t *p, size_t s, const json_t *list, char *err, size_t errlen)
+{
+    char where[160];
+    const char *ids[256];
+    size_t n = 0, i;
+    json_t *item;
+    json_array_foreach(list, i, item)
+    {
+        const char *id = json_string_value(json_object_get(item, "id"));
+        if (id != NULL && n < sizeof(ids) / sizeof(ids[0]))
+            ids[n++] = id;
+    }
+    const char *near = ctl_suggest(p->segs[s], ids, n);
+    if (s == 1 && strcmp(p->segs[0], "services") == 0)
+        snprintf(where, sizeof(where), "no service");
+    else {
+        path_prefix(p, s - 1, where, sizeof(where));
+        strncat(where, ": no item with id", sizeof(where) - strlen(where) - 1);
+    }
+    if (near != NULL)
+        snprintf(err, errlen, "%s \"%.64s\"; did you mean \"%.64s\"?", where, p->segs[s], near);
+    else if (n > 0) {
+        char names[200] = "";
+        size_t used = 0, k;
+        for (k = 0; k < n && used < 120; k++) {
+            int w = snprintf(names + used, sizeof(names) - used, "%s%.40s", k > 0 ? ", " : "", ids[k]);
+            if (w < 0 || (size_t)w >= sizeof(names) - used)
+                break;
+            used += (size_t)w;
+        }
+        snprintf(err, errlen, "%s \"%.64s\" (there are: %s%s)", where, p->segs[s], names, k < n ? ", ..." : "");
+    } else
+        snprintf(err, errlen, "%s \"%.64s\" (the list is empty)", where, p->segs[s]);
+}
+
 /* Sets (value stolen; NULL = remove) at path in doc. Returns 0, or -1 with err. */
-static int assign(json_t *doc, const path_t *p, json_t *value, char *err, size_t errlen)
+static int assign(json_t *doc, const path_t *p, json_t *value, unsigned flags, char *err, size_t errlen)
 {
     json_t *cur = doc;
     char where[160];
@@ -195,7 +233,12 @@ static int assign(json_t *doc, const path_t *p, json_t *value, char *err, size_t
             json_t *next = json_object_get(cur, seg);
             if (next == NULL && value == NULL)
                 return 0; /* removing below a key that is absent: nothing there, nothing created */
-            if (next == NULL) {
+            if (next == NULL && s == 0 && strcmp(seg, "services") == 0) {
+                /* no services yet: the list, empty, so that the next segment names a service */
+                next = json_array();
+                if (json_object_set_new(cur, seg, next) != 0)
+                    goto Nomem;
+            } else if (next == NULL) {
                 next = json_object();
                 if (json_object_set_new(cur, seg, next) != 0)
                     goto Nomem;
@@ -210,10 +253,11 @@ static int assign(json_t *doc, const path_t *p, json_t *value, char *err, size_t
                 goto Fail;
             }
             if (i == n) { /* no item has this id */
-                /* removing: a missing item is an error, never added on the way */
-                if (value == NULL) {
-                    path_prefix(p, s - 1, where, sizeof(where));
-                    snprintf(err, errlen, "%.100s: no item has id '%.64s'", where, seg);
+                /* removing: a missing item is an error, never added on the way; adding only when asked */
+                if (value == NULL || !(flags & CTL_SET_CREATE)) {
+                    no_item(p, s, cur, err, errlen);
+                    if (value != NULL && s == 1 && strcmp(p->segs[0], "services") == 0 && strlen(err) + 40 < errlen)
+                        strcat(err, " (--create adds a new service)");
                     goto Fail;
                 }
                 json_t *item = json_pack("{s:s}", "id", seg);
@@ -286,7 +330,7 @@ int ctl_set_check(const char *const *assignments, size_t n, char *err, size_t er
     return 0;
 }
 
-json_t *ctl_set_apply(const json_t *doc, const char *const *assignments, size_t n, char *err, size_t errlen)
+json_t *ctl_set_apply(const json_t *doc, const char *const *assignments, size_t n, unsigned flags, char *err, size_t errlen)
 {
     json_t *out = json_is_object(doc) ? json_deep_copy(doc) : json_object();
     if (out == NULL) {
@@ -316,7 +360,7 @@ json_t *ctl_set_apply(const json_t *doc, const char *const *assignments, size_t 
             json_decref(value);
             value = NULL;
         }
-        int rc = assign(out, &p, value, why, sizeof(why));
+        int rc = assign(out, &p, value, flags, why, sizeof(why));
         path_dispose(&p);
         if (rc != 0) {
             snprintf(err, errlen, "'%s': %s", arg, why);
@@ -351,4 +395,56 @@ json_t *ctl_merge_diff(const json_t *from, const json_t *to)
         json_object_set_new(patch, key, sub);
     }
     return patch;
+}
+
+char *ctl_error_with_ids(const char *msg, const json_t *doc)
+{
+    /* the leading path: segments and [N] up to ": " */
+    size_t n = 0;
+    while (msg[n] != '\0' && msg[n] != ':' && msg[n] != ' ')
+        n++;
+    if (n == 0 || msg[n] != ':' || memchr(msg, '[', n) == NULL)
+        return strdup(msg);
+    char *out = NULL;
+    const json_t *cur = doc;
+    size_t i = 0;
+    while (i < n) {
+        char seg[128];
+        if (msg[i] == '[') {
+            size_t k = i + 1;
+            while (k < n && isdigit((unsigned char)msg[k]))
+                k++;
+            if (k == i + 1 || k >= n || msg[k] != ']' || k - i - 1 >= sizeof(seg))
+                goto Asis;
+            snprintf(seg, sizeof(seg), "%.*s", (int)(k - i - 1), msg + i + 1);
+            const json_t *item = json_is_array(cur) ? json_array_get(cur, strtoul(seg, NULL, 10)) : NULL;
+            const char *id = json_string_value(json_object_get(item, "id"));
+            if (ctl_path_append(&out, id != NULL ? id : seg) != 0)
+                goto Asis;
+            cur = item;
+            i = k + 1;
+        } else {
+            if (msg[i] == '.')
+                i++;
+            size_t k = i;
+            while (k < n && msg[k] != '.' && msg[k] != '[')
+                k++;
+            if (k == i || k - i >= sizeof(seg))
+                goto Asis;
+            snprintf(seg, sizeof(seg), "%.*s", (int)(k - i), msg + i);
+            if (ctl_path_append(&out, seg) != 0)
+                goto Asis;
+            cur = json_is_object(cur) ? json_object_get(cur, seg) : NULL;
+            i = k;
+        }
+    }
+    size_t len = strlen(out) + strlen(msg + n) + 1;
+    char *res = malloc(len);
+    if (res != NULL)
+        snprintf(res, len, "%s%s", out, msg + n);
+    free(out);
+    return res;
+Asis:
+    free(out);
+    return strdup(msg);
 }

@@ -2,16 +2,13 @@
  * pathwayctl: the control plane's REST API for operators (docs/pathwayctl.md).
  *
  *   pathwayctl status | versions | show [N] | diff A [B] | apply FILE | set KEY=VALUE... |
- *              rollback N|TAG | tag NAME [N] | validate FILE | dataplanes | events
+ *              rollback N|TAG|previous | tag NAME [N] | tag delete NAME | validate FILE |
+ *              dataplanes [forget ID] | events
  */
 #include "ctl.h"
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#ifndef PATHWAY_VERSION
-#define PATHWAY_VERSION "0.1.0"
-#endif
 
 static int want_color(ctl_color_t mode)
 {
@@ -45,8 +42,8 @@ int main(int argc, char **argv)
         ctl_print_help(stdout, args.cmd);
         return CTL_EXIT_OK;
     }
-    if (args.version && args.cmd == NULL) {
-        printf("pathwayctl %s\n", PATHWAY_VERSION);
+    if (args.version) { /* `pathwayctl --version`, also after a command: prints, runs nothing */
+        printf("pathwayctl %s\n", ctl_version());
         return CTL_EXIT_OK;
     }
 

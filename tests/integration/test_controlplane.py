@@ -165,6 +165,16 @@ def test_if_match():
     expect(cp.call("PATCH", "/v1/config", {"log": {"level": "debug"}}, headers={"If-Match": '"1"'}), 412)
     expect(cp.call("POST", "/v1/rollback", {"to": 1}, headers={"If-Match": '"1"'}), 412)
     assert cp.call("GET", "/v1/versions")[2]["active_version"] == 3
+    # If-Match compares strongly (RFC 9110): the weak tag of the active version is no match
+    for call in (lambda h: put(cp, fleet("debug"), headers=h),
+                 lambda h: cp.call("PATCH", "/v1/config", {"log": {"level": "debug"}}, headers=h),
+                 lambda h: cp.call("POST", "/v1/rollback", {"to": 1}, headers=h)):
+        s, _, b = expect(call({"If-Match": 'W/"3"'}), 412)
+        assert b["active_version"] == 3
+    assert cp.call("GET", "/v1/versions")[2]["active_version"] == 3
+    # If-None-Match compares weakly: W/"3" is the active version there
+    assert cp.request("GET", "/v1/config", headers={"If-None-Match": 'W/"3"'})[0] == 304
+    expect(put(cp, fleet("debug"), headers={"If-Match": '"3"'}), 201)
 
 
 @pwtest.test
@@ -424,7 +434,7 @@ def test_routes_served_match_the_binary():
     cp = ControlPlane()
     out = subprocess.run([pwtest.binary("pathway-control"), "--routes"], capture_output=True, text=True, check=True).stdout
     routes = [line.split(" ", 1) for line in out.strip().splitlines()]
-    assert len(routes) == 18, routes
+    assert len(routes) == 20, routes
     for method, path in routes:
         concrete = path.replace("{n}", "1").replace("{name}", "stable").replace("{id}", "dp-1")
         s, _, b = cp.call(method, concrete, "{}" if method != "GET" else None, ctype="application/json")

@@ -4,6 +4,7 @@
  */
 #include "cp_store.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -207,6 +208,106 @@ static int migrate(cp_store_t *store)
     }
     store->schema_version = applied;
     return CP_STORE_OK;
+}
+
+int cp_store_backup(const char *path, const char *dest, char *err, size_t errlen)
+{
+    sqlite3 *src = NULL, *dst = NULL;
+    size_t tlen = strlen(dest) + 16;
+    char *tmp = malloc(tlen);
+    int ret = -1, fd = -1;
+    if (tmp == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    snprintf(tmp, tlen, "%s.partial", dest);
+    /* READWRITE without CREATE: a missing database is an error, not an empty backup; read-write
+     * because a WAL database's readers need its shared-memory file */
+    if (sqlite3_open_v2(path, &src, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, src != NULL ? sqlite3_errmsg(src) : "cannot open");
+        goto Exit;
+    }
+    sqlite3_busy_timeout(src, 5000);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(src, "SELECT count(*) FROM schema_migrations", -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_ROW) {
+        snprintf(err, errlen, "%s: not a pathway-control database (%s)", path, sqlite3_errmsg(src));
+        sqlite3_finalize(st);
+        goto Exit;
+    }
+    sqlite3_finalize(st);
+    unlink(tmp);
+    if ((fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0) {
+        snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+        goto Exit;
+    }
+    if (sqlite3_open_v2(tmp, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", tmp, dst != NULL ? sqlite3_errmsg(dst) : "cannot open");
+        goto Exit;
+    }
+    sqlite3_backup *b = sqlite3_backup_init(dst, "main", src, "main");
+    if (b == NULL) {
+        snprintf(err, errlen, "backup: %s", sqlite3_errmsg(dst));
+        goto Exit;
+    }
+    /* all pages in one step: one read transaction, so the copy is of one moment (a writer in WAL
+     * mode is not blocked by it); a busy or locked source is retried for a while */
+    int rc, tries = 0;
+    while ((rc = sqlite3_backup_step(b, -1)) == SQLITE_BUSY || rc == SQLITE_LOCKED) {
+        if (++tries > 100)
+            break;
+        sqlite3_sleep(50);
+    }
+    sqlite3_backup_finish(b);
+    if (rc != SQLITE_DONE) {
+        snprintf(err, errlen, "backup: %s", sqlite3_errstr(rc));
+        goto Exit;
+    }
+    if (sqlite3_prepare_v2(dst, "PRAGMA quick_check", -1, &st, NULL) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW ||
+        strcmp((const char *)sqlite3_column_text(st, 0), "ok") != 0) {
+        snprintf(err, errlen, "backup: the copy fails its check: %s",
+                 st != NULL && sqlite3_column_text(st, 0) != NULL ? (const char *)sqlite3_column_text(st, 0) : sqlite3_errmsg(dst));
+        sqlite3_finalize(st);
+        goto Exit;
+    }
+    sqlite3_finalize(st);
+    /* the copy is a whole database file by itself: no -wal beside it to carry along */
+    if (sqlite3_exec(dst, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "backup: %s", sqlite3_errmsg(dst));
+        goto Exit;
+    }
+    sqlite3_close(dst);
+    dst = NULL;
+    if (fsync(fd) != 0 || rename(tmp, dest) != 0) {
+        snprintf(err, errlen, "%s: %s", dest, strerror(errno));
+        goto Exit;
+    }
+    /* the rename itself must survive a crash too */
+    char *dir = strdup(dest), *slash = dir != NULL ? strrchr(dir, '/') : NULL;
+    if (dir != NULL) {
+        if (slash == dir)
+            dir[1] = '\0';
+        else if (slash != NULL)
+            *slash = '\0';
+        int dfd = open(slash != NULL ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            fsync(dfd);
+            close(dfd);
+        }
+        free(dir);
+    }
+    ret = 0;
+Exit:
+    if (dst != NULL)
+        sqlite3_close(dst);
+    if (src != NULL)
+        sqlite3_close(src);
+    if (fd >= 0)
+        close(fd);
+    if (ret != 0)
+        unlink(tmp);
+    free(tmp);
+    return ret;
 }
 
 cp_store_t *cp_store_open(const char *path, char *err, size_t errlen)

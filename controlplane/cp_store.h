@@ -73,6 +73,13 @@ cp_store_t *cp_store_open(const char *path, char *err, size_t errlen);
 void cp_store_close(cp_store_t *store);
 const char *cp_store_errmsg(cp_store_t *store);
 
+/* Copies the database at `path` into `dest` with sqlite's online backup: consistent as of one
+ * moment, while a pathway-control may be writing to it (WAL lets the copy read while it writes).
+ * The copy is written beside `dest`, synced, checked (PRAGMA quick_check) and renamed over it, so
+ * `dest` is either the old file or a whole copy. Opens its own connection; never creates or
+ * migrates `path`. Returns 0, or -1 with a message in err. */
+int cp_store_backup(const char *path, const char *dest, char *err, size_t errlen);
+
 /* Number of migrations applied to the file (for tests and /metrics). */
 int cp_store_schema_version(cp_store_t *store);
 

@@ -10,3 +10,5 @@ pw_add_integration(test_controlplane_durability integration/test_controlplane_du
 pw_add_integration(test_controlplane_limits integration/test_controlplane_limits.py)
 pw_add_integration(test_openapi_lint integration/test_openapi_lint.py)
 set_tests_properties(test_openapi_lint PROPERTIES SKIP_RETURN_CODE 77)
+pw_add_integration(test_controlplane_fleet integration/test_controlplane_fleet.py)
+pw_add_integration(test_controlplane_drift integration/test_controlplane_drift.py)

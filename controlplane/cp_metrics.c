@@ -64,7 +64,7 @@ static void buf_printf(cp_buf_t *b, const char *fmt, ...)
 /* One family of a single unlabelled sample. */
 static void family(cp_buf_t *b, const char *name, const char *type, const char *help, double value)
 {
-    buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, value);
+    buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.15g\n", name, help, name, type, name, value);
 }
 
 /* The standard process_* figures (as Prometheus client libraries name them), from /proc. */

@@ -340,6 +340,63 @@ def test_tags():
 
 
 @pwtest.test
+def test_tag_delete():
+    cp = ControlPlane()
+    expect(put(cp, fleet()), 201)
+    expect(put(cp, fleet("warn")), 201)
+    expect(cp.call("PUT", "/v1/tags/stable", {"version": 1}), 200)
+    expect(cp.call("PUT", "/v1/tags/stable", {"version": 2}), 200)
+    expect(cp.call("PUT", "/v1/tags/canary", {"version": 2}), 200)
+    expect(cp.call("DELETE", "/v1/tags/stable", token=VIEWER), 403)
+    expect(cp.call("DELETE", "/v1/tags/nope"), 404)
+    expect(cp.call("DELETE", "/v1/tags/123"), 400)
+    s, _, b = expect(cp.call("DELETE", "/v1/tags/stable", headers={"Pathway-Message": "retired"}), 200)
+    assert b == {"name": "stable", "version": 2, "deleted": True}, b
+    expect(cp.call("GET", "/v1/tags/stable"), 404)
+    expect(cp.call("DELETE", "/v1/tags/stable"), 404)
+    assert [t["name"] for t in cp.call("GET", "/v1/tags")[2]["tags"]] == ["canary"]
+    s, _, b = expect(cp.call("POST", "/v1/rollback", {"to": "stable"}), 404)
+    assert "stable" in b["error"], b
+    ev = cp.call("GET", "/v1/events")[2]["events"][0]
+    assert ev["action"] == "tag_delete" and ev["version"] == 2 and ev["actor"] == "ops" and ev["message"] == "stable: retired", ev
+    # the versions are untouched, and the tag can come back with its history (deletion included)
+    assert cp.call("GET", "/v1/versions")[2]["active_version"] == 2
+    expect(cp.call("PUT", "/v1/tags/stable", {"version": 1}), 200)
+    s, _, t = expect(cp.call("GET", "/v1/tags/stable"), 200)
+    assert t["version"] == 1 and [h.get("deleted", False) for h in t["history"]] == [False, True, False, False], t
+    # history stays append-only: the deletion survives a restart as a row, not as a gap
+    cp.restart()
+    s, _, t = expect(cp.call("GET", "/v1/tags/stable"), 200)
+    assert len(t["history"]) == 4
+
+
+@pwtest.test
+def test_forget_dataplane():
+    cp = ControlPlane(heartbeat="1s")
+    expect(put(cp, fleet()), 201)
+    expect(cp.call("POST", "/v1/dataplanes/dp-1/status", {"version": 1, "applied": True}, token=DATAPLANE), 200)
+    expect(cp.call("DELETE", "/v1/dataplanes/dp-1", token=VIEWER), 403)
+    expect(cp.call("DELETE", "/v1/dataplanes/dp-1", token=DATAPLANE), 403)
+    expect(cp.call("DELETE", "/v1/dataplanes/nobody"), 404)
+    expect(cp.call("DELETE", "/v1/dataplanes/bad%20id"), 400)
+    # connected: refused, saying why
+    s, _, b = expect(cp.call("DELETE", "/v1/dataplanes/dp-1"), 409)
+    assert "connected" in b["error"] and "dp-1" in b["error"], b
+    import time
+    time.sleep(1.3)
+    assert cp.call("GET", "/v1/dataplanes/dp-1")[2]["state"] == "disconnected"
+    s, _, b = expect(cp.call("DELETE", "/v1/dataplanes/dp-1"), 200)
+    assert b == {"id": "dp-1", "forgotten": True}, b
+    expect(cp.call("GET", "/v1/dataplanes/dp-1"), 404)
+    assert cp.call("GET", "/v1/dataplanes")[2]["dataplanes"] == []
+    ev = cp.call("GET", "/v1/events")[2]["events"][0]
+    assert ev["action"] == "forget" and ev["message"] == "dp-1" and ev["actor"] == "ops", ev
+    # it calls again: known anew
+    expect(cp.call("GET", "/v1/dataplanes/dp-1/config?version=0", token=DATAPLANE), 200)
+    assert cp.call("GET", "/v1/dataplanes/dp-1")[2]["delivered_version"] == 1
+
+
+@pwtest.test
 def test_dataplanes_status_and_states():
     cp = ControlPlane()
     expect(put(cp, fleet()), 201)  # 1

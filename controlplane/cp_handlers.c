@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "cp_redact_fallback.h"
 #include "pw_log.h"
 
 /* Stores a version and answers: 201 (new), 200 (identical to the active one), 412, 503. */

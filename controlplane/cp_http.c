@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include "cp_redact_fallback.h"
 
 /* --- responses ----------------------------------------------------------------------------- */
 
@@ -292,7 +291,7 @@ const char *cp_redact_text(cp_call_t *call, const char *text)
             url[ulen] = '\0';
             red = cfg_redact_url(url);
         }
-        const char *piece = hit == NULL ? "" : red != NULL ? red : "<redacted>";
+        const char *piece = hit == NULL ? "" : red != NULL ? red : CFG_REDACTED;
         size_t need = len + plain + strlen(piece) + 1;
         if (out == NULL || need > cap) {
             cap = need > cap * 2 ? need : cap * 2;

@@ -75,6 +75,12 @@ void cp_respond_raw(cp_call_t *call, int status, const char *ctype, const char *
     if (call->answered)
         return;
     call->answered = 1;
+    /* once connections reach into the reserve (long polls fill their budget, idle keep-alive
+     * connections of heartbeats pile up), keep none open past its answer: the reserve is for the
+     * next operator, not for a client that may come back later */
+    const cp_config_t *conf = call->srv->conf;
+    if (call->srv->num_conns + conf->reserved_conns > conf->max_conns)
+        req->http1_is_persistent = 0;
     if (status >= 0 && status < NUM_STATUS)
         call->srv->counts[call->route * NUM_STATUS + (size_t)status]++;
     req->res.status = status;

@@ -368,6 +368,7 @@ def test_tag_delete():
     cp.restart()
     s, _, t = expect(cp.call("GET", "/v1/tags/stable"), 200)
     assert len(t["history"]) == 4
+    assert cp.stop() == 0
 
 
 @pwtest.test
@@ -394,6 +395,7 @@ def test_forget_dataplane():
     # it calls again: known anew
     expect(cp.call("GET", "/v1/dataplanes/dp-1/config?version=0", token=DATAPLANE), 200)
     assert cp.call("GET", "/v1/dataplanes/dp-1")[2]["delivered_version"] == 1
+    assert cp.stop() == 0
 
 
 @pwtest.test

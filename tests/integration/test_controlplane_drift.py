@@ -58,6 +58,7 @@ def test_heartbeat_hash_mismatch_is_drifted():
     s, _, e = expect(cp.call("POST", "/v1/dataplanes/dp-1/status", {"version": 1, "applied": True, "hash": "xyz"},
                              token=DATAPLANE), 400)
     assert "hash" in e["error"], e
+    assert cp.stop() == 0
 
 
 @pwtest.test
@@ -75,6 +76,7 @@ def test_report_racing_an_apply_is_not_drift():
     # it ACKed 2 but serves 1's document: drifted
     b = report(cp, "dp-2", 2, hash=v1["hash"])
     assert b["state"] == "drifted" and b["expected_hash"] == v2["hash"] and b["reported_hash"] == v1["hash"], b
+    assert cp.stop() == 0
 
 
 @pwtest.test
@@ -110,8 +112,9 @@ def test_real_dataplane_reports_the_same_hash():
     print(f"after SIGHUP the dataplane serves {'version 2' if served == v2['hash'] else 'another document'}: {d['state']}")
     assert d["state"] == ("synced" if served == v2["hash"] else "drifted"), (d, served, v2["hash"])
     assert drifted_gauge(cp) == (0 if served == v2["hash"] else 1)
-    pw.proc.stop()
+    assert pw.proc.stop() == 0
     mock.stop()
+    assert cp.stop() == 0
 
 
 if __name__ == "__main__":

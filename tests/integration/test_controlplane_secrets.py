@@ -81,6 +81,7 @@ def test_viewer_never_sees_endpoint_secrets():
         assert key in admin, f"the admin does not see {key}"
     s, _, doc = expect(cp.call("GET", "/v1/config", token=ADMIN), 200)
     assert KEY_PATH in doc["services"][0]["endpoints"][0]["url"]
+    assert cp.stop() == 0
 
 
 if __name__ == "__main__":

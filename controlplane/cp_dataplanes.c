@@ -119,13 +119,16 @@ static json_t *dataplane_json(cp_call_t *call, const cp_dataplane_t *dp, int64_t
     cp_format_time(dp->first_seen_ms, first);
     cp_format_time(dp->last_seen_ms, last);
     int drifted = cp_dp_drifted(srv, dp, expected);
+    /* labels and stats are free-form text from the dataplane: a URL in them is redacted too */
+    json_t *labels = cp_redact_strings(call, cp_call_redacts(call) ? json_deep_copy(dp->labels) : json_incref(dp->labels));
+    json_t *stats = cp_redact_strings(call, cp_call_redacts(call) ? json_deep_copy(dp->stats) : json_incref(dp->stats));
     cp_dp_state_t state = cp_dp_state(dp, active, now, (int64_t)srv->conf->heartbeat_ms, polling, drifted);
     json_t *o =
-        json_pack("{ss sO ss ss sI sI sI ss so so sO}", "id", dp->id, "labels", dp->labels, "first_seen", first, "last_seen", last,
+        json_pack("{ss so* ss ss sI sI sI ss so so so*}", "id", dp->id, "labels", labels, "first_seen", first, "last_seen", last,
                   "applied_version", (json_int_t)dp->applied_version, "delivered_version", (json_int_t)dp->delivered_version,
                   "reported_version", (json_int_t)dp->reported_version, "state", cp_dp_state_name(state), "reported_hash",
                   dp->reported_hash[0] ? json_string(dp->reported_hash) : json_null(), "expected_hash",
-                  expected[0] ? json_string(expected) : json_null(), "stats", dp->stats);
+                  expected[0] ? json_string(expected) : json_null(), "stats", stats);
     if (o != NULL && dp->rejected_version != 0) {
         json_object_set_new(o, "rejected_version", json_integer(dp->rejected_version));
         json_object_set_new(o, "error", json_string(cp_call_redacts(call) ? cp_redact_text(call, dp->error) : dp->error));

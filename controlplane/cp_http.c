@@ -318,6 +318,26 @@ const char *cp_redact_text(cp_call_t *call, const char *text)
     }
 }
 
+json_t *cp_redact_strings(cp_call_t *call, json_t *v)
+{
+    if (!cp_call_redacts(call) || v == NULL)
+        return v;
+    if (json_is_string(v)) {
+        json_t *r = json_string(cp_redact_text(call, json_string_value(v)));
+        json_decref(v);
+        return r != NULL ? r : json_string(CFG_REDACTED);
+    }
+    const char *k;
+    json_t *item;
+    size_t i;
+    if (json_is_object(v)) {
+        json_object_foreach(v, k, item) json_object_set_new(v, k, cp_redact_strings(call, json_incref(item)));
+    } else if (json_is_array(v)) {
+        json_array_foreach(v, i, item) json_array_set_new(v, i, cp_redact_strings(call, json_incref(item)));
+    }
+    return v;
+}
+
 void cp_redact_members(cp_call_t *call, json_t *arr, const char *key)
 {
     if (!cp_call_redacts(call))

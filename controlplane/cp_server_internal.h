@@ -181,6 +181,10 @@ int cp_call_redacts(cp_call_t *call);
 /* A copy of `text` with every http(s) URL in it redacted (cfg_redact_url), in the request's pool. */
 const char *cp_redact_text(cp_call_t *call, const char *text);
 
+/* For a viewer: every string inside `v` (stolen) with its URLs redacted, as a tree of its own (a
+ * stored object is never changed in place); for anyone else `v` as it is. Returns a reference. */
+json_t *cp_redact_strings(cp_call_t *call, json_t *v);
+
 /* Redacts the string member `key` of every object of array `arr` (or of `arr` itself when it is an
  * object) in place, when the caller is a viewer. */
 void cp_redact_members(cp_call_t *call, json_t *arr, const char *key);

@@ -30,7 +30,7 @@ def viewer_surfaces(cp):
     out = {}
     paths = ["/v1/config", "/v1/versions", "/v1/versions/1", "/v1/versions/2", "/v1/versions/3", "/v1/versions/2/diff",
              "/v1/versions/3/diff", "/v1/versions/3/diff?from=0", "/v1/versions/2/diff?from=0", "/v1/tags", "/v1/tags/stable",
-             "/v1/events", "/v1/dataplanes", "/v1/dataplanes/dp-1", "/metrics"]
+             "/v1/events", "/v1/dataplanes", "/v1/dataplanes/dp-1", "/v1/dataplanes/dp-2", "/metrics"]
     for p in paths:
         s, h, body = cp.request("GET", p, token=VIEWER)
         assert s == 200, (p, s, body)
@@ -57,6 +57,12 @@ def test_viewer_never_sees_endpoint_secrets():
                    {"version": 3, "applied": False,
                     "error": f"services[0].endpoints[0]: cannot connect to https://user:{KEY_USER}@eth.provider.example/v2/{KEY_PATH}?apikey={KEY_QUERY}"},
                    token=DATAPLANE), 200)
+    # free text a dataplane sends along: labels and heartbeat stats
+    expect(cp.call("POST", "/v1/dataplanes/dp-2/status",
+                   {"version": 3, "applied": True, "labels": {"upstream": f"https://eth.provider.example/v2/{KEY_PATH}"},
+                    "stats": {"last_error": f"GET https://user:{KEY_USER}@eth.provider.example/?k={KEY_QUERY}: timeout",
+                              "nested": [{"url": f"http://h.example/{KEY_PATH}"}]}},
+                   token=DATAPLANE), 200)
 
     for where, text in viewer_surfaces(cp).items():
         for key in keys:
@@ -73,10 +79,14 @@ def test_viewer_never_sees_endpoint_secrets():
     assert any("/services/0/endpoints" in op["path"] for op in d["patch"]), d
     s, _, dp = expect(cp.call("GET", "/v1/dataplanes/dp-1", token=VIEWER), 200)
     assert "eth.provider.example" in dp["error"] and "<redacted>" in dp["error"], dp
+    s, _, dp = expect(cp.call("GET", "/v1/dataplanes/dp-2", token=VIEWER), 200)
+    assert dp["labels"]["upstream"] == "https://eth.provider.example/<redacted>", dp
+    assert dp["stats"]["last_error"] == "GET https://<redacted>@eth.provider.example/?<redacted> timeout", dp
 
     # an admin sees everything whole
     admin = "".join(cp.request("GET", p, token=ADMIN)[2].decode() for p in
-                    ("/v1/config", "/v1/versions/2", "/v1/versions", "/v1/events", "/v1/dataplanes/dp-1", "/v1/versions/2/diff"))
+                    ("/v1/config", "/v1/versions/2", "/v1/versions", "/v1/events", "/v1/dataplanes/dp-1", "/v1/versions/2/diff",
+                     "/v1/dataplanes/dp-2"))
     for key in keys:
         assert key in admin, f"the admin does not see {key}"
     s, _, doc = expect(cp.call("GET", "/v1/config", token=ADMIN), 200)

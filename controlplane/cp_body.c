@@ -51,7 +51,7 @@ static const char *skip_ows(const char *p, const char *end)
     return p;
 }
 
-int cp_if_match_holds(const char *value, size_t len, int64_t active)
+int cp_if_match_holds(const char *value, size_t len, int64_t active, int weak)
 {
     const char *p = value, *end = value + len;
     while (p < end) {
@@ -71,6 +71,8 @@ int cp_if_match_holds(const char *value, size_t len, int64_t active)
             continue;
         }
         if (n >= 2 && item[0] == 'W' && item[1] == '/') {
+            if (!weak)
+                continue; /* a weak tag is never a strong match */
             item += 2;
             n -= 2;
         }
@@ -453,9 +455,21 @@ void cp_status_req_dispose(cp_status_req_t *r)
     memset(r, 0, sizeof(*r));
 }
 
+/* A JSON string of 64 lowercase hex digits (the form of every document hash). */
+static int is_sha256_hex(const json_t *v)
+{
+    if (!json_is_string(v) || json_string_length(v) != 64)
+        return 0;
+    const char *s = json_string_value(v);
+    for (size_t i = 0; i < 64; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
 int cp_parse_status(const char *body, size_t len, cp_status_req_t *out, char *err, size_t errlen)
 {
-    static const char *const keys[] = {"version", "applied", "error", "labels", "stats", NULL};
+    static const char *const keys[] = {"version", "applied", "error", "hash", "labels", "stats", NULL};
     memset(out, 0, sizeof(*out));
     json_t *obj = cp_parse_json_object(body, len, err, errlen);
     if (obj == NULL)
@@ -529,6 +543,19 @@ int cp_parse_status(const char *body, size_t len, cp_status_req_t *out, char *er
         }
         out->stats = json_incref(stats);
     }
+    json_t *hash = json_object_get(obj, "hash");
+    if (hash != NULL && !json_is_null(hash)) {
+        if (!is_sha256_hex(hash)) {
+            snprintf(err, errlen, "hash: must be the SHA-256 of the fleet document served (64 lowercase hex digits)");
+            goto Exit;
+        }
+    } else {
+        hash = json_object_get(stats, "hash");
+        if (!is_sha256_hex(hash))
+            hash = NULL;
+    }
+    if (hash != NULL)
+        memcpy(out->hash, json_string_value(hash), 65);
     ret = 0;
 Exit:
     json_decref(obj);

@@ -27,10 +27,12 @@ int cp_parse_version(const char *s, size_t len, int allow_zero, int64_t *out);
 int cp_valid_id(const char *s, size_t len);
 int cp_valid_tag_name(const char *s, size_t len);
 
-/* Whether an If-Match header value holds for `active` (0 = no version yet): "*" matches any
- * existing version; otherwise one of the comma-separated entity tags ("5", W/"5", or 5) must be
- * the active number, and "0" matches an empty store. */
-int cp_if_match_holds(const char *value, size_t len, int64_t active);
+/* Whether an If-Match (or If-None-Match) header value holds for `active` (0 = no version yet): "*"
+ * matches any existing version; otherwise one of the comma-separated entity tags ("5", or a bare 5)
+ * must be the active number, and "0" matches an empty store. `weak`: compare weakly, as
+ * If-None-Match does (W/"5" matches 5); If-Match compares strongly (RFC 9110 13.1.1), so a weak
+ * tag never matches there. */
+int cp_if_match_holds(const char *value, size_t len, int64_t active, int weak);
 
 /* A request's content type, by media type (parameters such as charset are ignored). */
 typedef enum en_cp_ctype_t {
@@ -88,15 +90,18 @@ typedef struct st_cp_tag_req_t {
 int cp_parse_tag(const char *body, size_t len, cp_tag_req_t *out, char *err, size_t errlen);
 void cp_tag_req_dispose(cp_tag_req_t *r);
 
-/* POST /v1/dataplanes/{id}/status: {"version": n, "applied": bool, "error": "...",
+/* POST /v1/dataplanes/{id}/status: {"version": n, "applied": bool, "error": "...", "hash": "...",
  * "labels": {k: "v"}, "stats": {...}}; error is required when applied is false, and a NACK names a version
- * (>= 1); stats are at most CP_MAX_STATS bytes as compact JSON. */
+ * (>= 1); stats are at most CP_MAX_STATS bytes as compact JSON. `hash` is the SHA-256 (64 lowercase
+ * hex digits) of the canonical fleet document the dataplane serves; without it, a `hash` of that
+ * form inside stats is taken (what dataplanes send today). */
 typedef struct st_cp_status_req_t {
     int64_t version; /* >= 0: the version the report is about (0 = none yet) */
     int applied;     /* ACK when true, NACK when false */
     char *error;     /* NACK reason (NULL for an ACK; caller frees) */
     json_t *labels;  /* NULL when absent (owned reference) */
     json_t *stats;   /* NULL when absent (owned reference) */
+    char hash[65];   /* the document hash it serves; "" when not reported */
 } cp_status_req_t;
 int cp_parse_status(const char *body, size_t len, cp_status_req_t *out, char *err, size_t errlen);
 void cp_status_req_dispose(cp_status_req_t *r);

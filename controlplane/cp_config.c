@@ -353,8 +353,18 @@ cp_config_t *cp_config_decode(json_t *tree, const char *base_dir, cfg_errors_t *
     conf->req_timeout_ms = CP_DEFAULT_REQUEST_TIMEOUT_MS;
     conf->log_level = PW_LOG_INFO;
 
-    static const char *const keys[] = {"listen",          "database",       "max_body",        "heartbeat_timeout", "max_wait",
-                                       "max_connections", "max_dataplanes", "request_timeout", "log_level",         "tokens"};
+    static const char *const keys[] = {"listen",
+                                       "database",
+                                       "max_body",
+                                       "heartbeat_timeout",
+                                       "max_wait",
+                                       "max_connections",
+                                       "reserved_connections",
+                                       "max_long_polls",
+                                       "max_dataplanes",
+                                       "request_timeout",
+                                       "log_level",
+                                       "tokens"};
     const char *key;
     json_t *v;
     json_object_foreach(tree, key, v)
@@ -366,7 +376,7 @@ cp_config_t *cp_config_decode(json_t *tree, const char *base_dir, cfg_errors_t *
         if (i == sizeof(keys) / sizeof(keys[0]))
             cfg_errors_add(errs,
                            "%s: unknown key (expected listen, database, max_body, heartbeat_timeout, max_wait, max_connections, "
-                           "max_dataplanes, request_timeout, log_level, tokens)",
+                           "reserved_connections, max_long_polls, max_dataplanes, request_timeout, log_level, tokens)",
                            key);
     }
 
@@ -385,8 +395,21 @@ cp_config_t *cp_config_decode(json_t *tree, const char *base_dir, cfg_errors_t *
     get_unit(tree, "max_wait", 0, 1000, 3600 * 1000ull, &conf->max_wait_ms, errs);
     /* slow clients are cut at request_timeout: each connection buffers at most max_body meanwhile */
     get_unit(tree, "request_timeout", 0, 1000, 300 * 1000ull, &conf->req_timeout_ms, errs);
-    get_count(tree, "max_connections", 1, 65536, &conf->max_conns, errs);
+    get_count(tree, "max_connections", 2, 65536, &conf->max_conns, errs);
     get_count(tree, "max_dataplanes", 1, 1000000, &conf->max_dataplanes, errs);
+    /* parked long polls hold their connections for minutes: they must never take the last ones,
+     * or a fleet locks out the operators (and /healthz) */
+    conf->reserved_conns =
+        conf->max_conns / 2 < CP_DEFAULT_RESERVED_CONNECTIONS ? conf->max_conns / 2 : CP_DEFAULT_RESERVED_CONNECTIONS;
+    get_count(tree, "reserved_connections", 1, 65535, &conf->reserved_conns, errs);
+    conf->max_long_polls = conf->max_conns > conf->reserved_conns ? conf->max_conns - conf->reserved_conns : 0;
+    get_count(tree, "max_long_polls", 0, 65535, &conf->max_long_polls, errs);
+    if (conf->reserved_conns >= conf->max_conns)
+        cfg_errors_add(errs, "reserved_connections: must be less than max_connections (%llu)", (unsigned long long)conf->max_conns);
+    else if (conf->max_long_polls > conf->max_conns - conf->reserved_conns)
+        cfg_errors_add(errs, "max_long_polls: at most max_connections - reserved_connections (%llu - %llu = %llu)",
+                       (unsigned long long)conf->max_conns, (unsigned long long)conf->reserved_conns,
+                       (unsigned long long)(conf->max_conns - conf->reserved_conns));
 
     const char *level = get_string(tree, "log_level", "", errs);
     if (level != NULL) {

@@ -6,8 +6,10 @@
  *   max_body: 1MiB
  *   heartbeat_timeout: 30s
  *   max_wait: 5m
- *   max_connections: 1024
- *   max_dataplanes: 10000
+ *   max_connections: 4096
+ *   reserved_connections: 64
+ *   max_long_polls: 4032
+ *   max_dataplanes: 4000
  *   request_timeout: 5s
  *   log_level: info
  *   tokens:
@@ -47,6 +49,8 @@ typedef struct st_cp_config_t {
     uint64_t heartbeat_ms;   /* a dataplane unseen this long is "disconnected" */
     uint64_t max_wait_ms;    /* long polls asking more wait this much */
     uint64_t max_conns;      /* open client connections at most; the listener pauses at the cap */
+    uint64_t reserved_conns; /* connections long polls never take: room for operators and reports */
+    uint64_t max_long_polls; /* parked polls at most (<= max_conns - reserved_conns); beyond, 304 at once */
     uint64_t max_dataplanes; /* distinct dataplane ids stored at most; a new one beyond gets 403 */
     uint64_t req_timeout_ms; /* HTTP/1: the whole request (head and body) must arrive within this */
     int log_level;           /* pw_log_level_t */
@@ -60,8 +64,11 @@ typedef struct st_cp_config_t {
 #define CP_DEFAULT_MAX_BODY (1024u * 1024)
 #define CP_DEFAULT_HEARTBEAT_MS 30000u
 #define CP_DEFAULT_MAX_WAIT_MS 300000u
-#define CP_DEFAULT_MAX_CONNECTIONS 1024u
-#define CP_DEFAULT_MAX_DATAPLANES 10000u
+#define CP_DEFAULT_MAX_CONNECTIONS 4096u
+#define CP_DEFAULT_RESERVED_CONNECTIONS 64u /* or half of max_connections when that is less */
+/* max_long_polls defaults to max_connections - reserved_connections; max_dataplanes to fewer than
+ * that, so that every dataplane of a full fleet can park a poll and operators still get in */
+#define CP_DEFAULT_MAX_DATAPLANES 4000u
 #define CP_DEFAULT_REQUEST_TIMEOUT_MS 5000u
 #define CP_MIN_TOKEN_LEN 16
 #define CP_MIN_TOKEN_LEN_STR "16"

@@ -57,22 +57,81 @@ int cp_polling_set_has(const cp_polling_set_t *set, const char *id)
     return bsearch(&id, set->ids, set->size, sizeof(set->ids[0]), cmp_id) != NULL;
 }
 
+/* --- drift -------------------------------------------------------------------------------------- */
+
+/* The memo entry of `version`, filled from the store on a miss; NULL on a store failure. */
+static const cp_hash_memo_t *version_hashes(cp_server_t *srv, int64_t version)
+{
+    cp_hash_memo_t *m = &srv->hash_memo[(uint64_t)version % CP_HASH_MEMO_SLOTS];
+    if (m->version == version)
+        return m;
+    cp_version_t v;
+    if (cp_store_get_version(srv->store, version, &v) != CP_STORE_OK)
+        return NULL;
+    memcpy(m->stored, v.hash, sizeof(m->stored));
+    memcpy(m->current, v.hash, sizeof(m->current));
+    /* a dataplane hashes the document in its build's canonical form, defaults filled in: a version
+     * stored before a default was added hashes differently today, and is no drift */
+    json_t *tree = cp_document_json(v.document);
+    cp_version_dispose(&v);
+    char *canonical = NULL;
+    cfg_errors_t errs;
+    cfg_errors_init(&errs);
+    if (tree != NULL && cp_document_prepare(tree, &canonical, m->current, &errs) != 0)
+        memcpy(m->current, m->stored, sizeof(m->current));
+    cfg_errors_dispose(&errs);
+    free(canonical);
+    json_decref(tree);
+    m->version = version;
+    return m;
+}
+
+static int hash_is_version(cp_server_t *srv, const char *hash, int64_t version)
+{
+    const cp_hash_memo_t *m = version > 0 ? version_hashes(srv, version) : NULL;
+    return m != NULL && (strcmp(hash, m->stored) == 0 || strcmp(hash, m->current) == 0);
+}
+
+int cp_dp_drifted(cp_server_t *srv, const cp_dataplane_t *dp, char expected[65])
+{
+    expected[0] = '\0';
+    if (dp->applied_version <= 0)
+        return 0;
+    const cp_hash_memo_t *m = version_hashes(srv, dp->applied_version);
+    if (m == NULL)
+        return 0;
+    memcpy(expected, m->current, 65);
+    if (dp->reported_hash[0] == '\0' || hash_is_version(srv, dp->reported_hash, dp->applied_version))
+        return 0;
+    /* handed a newer version and applying it: the report raced the ACK */
+    if (dp->delivered_version > dp->applied_version && hash_is_version(srv, dp->reported_hash, dp->delivered_version))
+        return 0;
+    return 1;
+}
+
 /* --- handlers: dataplanes ------------------------------------------------------------------------ */
 
 /* `polling`: whether a parked poll proves it alive (is_polling). */
-static json_t *dataplane_json(cp_server_t *srv, const cp_dataplane_t *dp, int64_t active, int64_t now, int polling)
+static json_t *dataplane_json(cp_call_t *call, const cp_dataplane_t *dp, int64_t active, int64_t now, int polling)
 {
-    char first[32], last[32];
+    cp_server_t *srv = call->srv;
+    char first[32], last[32], expected[65];
     cp_format_time(dp->first_seen_ms, first);
     cp_format_time(dp->last_seen_ms, last);
-    cp_dp_state_t state = cp_dp_state(dp, active, now, (int64_t)srv->conf->heartbeat_ms, polling);
+    int drifted = cp_dp_drifted(srv, dp, expected);
+    /* labels and stats are free-form text from the dataplane: a URL in them is redacted too */
+    json_t *labels = cp_redact_strings(call, cp_call_redacts(call) ? json_deep_copy(dp->labels) : json_incref(dp->labels));
+    json_t *stats = cp_redact_strings(call, cp_call_redacts(call) ? json_deep_copy(dp->stats) : json_incref(dp->stats));
+    cp_dp_state_t state = cp_dp_state(dp, active, now, (int64_t)srv->conf->heartbeat_ms, polling, drifted);
     json_t *o =
-        json_pack("{ss sO ss ss sI sI sI ss sO}", "id", dp->id, "labels", dp->labels, "first_seen", first, "last_seen", last,
+        json_pack("{ss so* ss ss sI sI sI ss so so so*}", "id", dp->id, "labels", labels, "first_seen", first, "last_seen", last,
                   "applied_version", (json_int_t)dp->applied_version, "delivered_version", (json_int_t)dp->delivered_version,
-                  "reported_version", (json_int_t)dp->reported_version, "state", cp_dp_state_name(state), "stats", dp->stats);
+                  "reported_version", (json_int_t)dp->reported_version, "state", cp_dp_state_name(state), "reported_hash",
+                  dp->reported_hash[0] ? json_string(dp->reported_hash) : json_null(), "expected_hash",
+                  expected[0] ? json_string(expected) : json_null(), "stats", stats);
     if (o != NULL && dp->rejected_version != 0) {
         json_object_set_new(o, "rejected_version", json_integer(dp->rejected_version));
-        json_object_set_new(o, "error", json_string(dp->error));
+        json_object_set_new(o, "error", json_string(cp_call_redacts(call) ? cp_redact_text(call, dp->error) : dp->error));
     }
     return o;
 }
@@ -118,7 +177,7 @@ void cp_h_list_dataplanes(cp_call_t *call)
     int64_t active = cp_store_active_version(call->srv->store), now = cp_now_ms();
     json_t *arr = json_array();
     for (size_t i = 0; arr != NULL && i < n; i++)
-        json_array_append_new(arr, dataplane_json(call->srv, &dps[i], active, now, cp_polling_set_has(&polling, dps[i].id)));
+        json_array_append_new(arr, dataplane_json(call, &dps[i], active, now, cp_polling_set_has(&polling, dps[i].id)));
     json_t *next = n == (size_t)limit ? json_string(dps[n - 1].id) : json_null();
     cp_dataplanes_free(dps, n);
     free(polling.ids);
@@ -140,10 +199,53 @@ void cp_h_get_dataplane(cp_call_t *call)
         cp_respond_store_error(call);
         return;
     }
-    json_t *body =
-        dataplane_json(call->srv, &dp, cp_store_active_version(call->srv->store), cp_now_ms(), is_polling(call->srv, dp.id));
+    json_t *body = dataplane_json(call, &dp, cp_store_active_version(call->srv->store), cp_now_ms(), is_polling(call->srv, dp.id));
     cp_dataplane_dispose(&dp);
     cp_respond_json(call, 200, body);
+}
+
+void cp_h_delete_dataplane(cp_call_t *call)
+{
+    cp_server_t *srv = call->srv;
+    if (path_dataplane_id(call) != 0)
+        return;
+    const char *id = call->params[0].base;
+    cp_dataplane_t dp;
+    int rc = cp_store_get_dataplane(srv->store, id, &dp);
+    if (rc == CP_STORE_NOT_FOUND) {
+        cp_respond_errorf(call, 404, "dataplane \"%s\" is not known", id);
+        return;
+    }
+    if (rc != CP_STORE_OK) {
+        cp_respond_store_error(call);
+        return;
+    }
+    /* a connected dataplane would be recorded again by its next call at once: forgetting it would
+     * only lose its state; stop it first (or wait until it shows as disconnected) */
+    int polling = is_polling(srv, id);
+    cp_dp_state_t state =
+        cp_dp_state(&dp, cp_store_active_version(srv->store), cp_now_ms(), (int64_t)srv->conf->heartbeat_ms, polling, 0);
+    char last[32];
+    cp_format_time(dp.last_seen_ms, last);
+    cp_dataplane_dispose(&dp);
+    if (state != CP_DP_DISCONNECTED) {
+        cp_respond_errorf(call, 409,
+                          "dataplane \"%s\" is connected (%s, last seen %s): stop it first, or wait until it shows as "
+                          "disconnected (heartbeat_timeout)",
+                          id, polling ? "a long poll is open" : "seen within heartbeat_timeout", last);
+        return;
+    }
+    rc = cp_store_forget_dataplane(srv->store, id, call->token->name);
+    if (rc == CP_STORE_NOT_FOUND) {
+        cp_respond_errorf(call, 404, "dataplane \"%s\" is not known", id);
+        return;
+    }
+    if (rc != CP_STORE_OK) {
+        cp_respond_store_error(call);
+        return;
+    }
+    PW_INFO("dataplane %s forgotten by %s", id, call->token->name);
+    cp_respond_json(call, 200, json_pack("{ss sb}", "id", id, "forgotten", 1));
 }
 
 /* Whether a dataplane that has `known` should be handed the active version now: it differs, and the
@@ -214,19 +316,55 @@ static void on_waiter_dispose(void *p)
 
 void cp_wake_waiters(cp_server_t *srv)
 {
-    h2o_linklist_t *n = srv->waiters.next;
-    while (n != &srv->waiters) {
-        cp_waiter_t *w = H2O_STRUCT_FROM_MEMBER(cp_waiter_t, link, n);
-        n = n->next;
+    /* A fleet's polls all wake at once: read the version, record the deliveries in one
+     * transaction, and render the answer once, rather than once per dataplane. */
+    cp_waiter_t **due = malloc((srv->num_waiters + 1) * sizeof(*due));
+    const char **ids = malloc((srv->num_waiters + 1) * sizeof(*ids));
+    size_t n = 0;
+    h2o_linklist_t *node = srv->waiters.next;
+    while (node != &srv->waiters) {
+        cp_waiter_t *w = H2O_STRUCT_FROM_MEMBER(cp_waiter_t, link, node);
+        node = node->next;
         int d = should_deliver(srv, w->call->params[0].base, w->known_version);
         if (d == 0)
             continue;
         cp_unpark(srv, w);
-        if (d < 0)
+        if (d < 0) {
             cp_respond_store_error(w->call);
-        else
-            deliver(w->call, 0);
+        } else if (due == NULL || ids == NULL) {
+            deliver(w->call, 0); /* out of memory for the batch: one by one */
+        } else {
+            due[n] = w;
+            ids[n++] = w->call->params[0].base;
+        }
     }
+    cp_version_t v;
+    char *text = NULL;
+    int have_v = n > 0 && cp_store_get_version(srv->store, 0, &v) == CP_STORE_OK, ok = have_v;
+    if (ok) {
+        json_t *body = cp_version_json(&v, 1);
+        text = body != NULL ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+        json_decref(body);
+        ok = text != NULL && cp_store_dataplanes_delivered(srv->store, ids, n, v.version) == CP_STORE_OK;
+    }
+    for (size_t i = 0; i < n; i++) {
+        cp_call_t *call = due[i]->call;
+        if (!ok) {
+            cp_respond_store_error(call);
+            continue;
+        }
+        size_t len = strlen(text);
+        char *withnl = h2o_mem_alloc_pool(&call->req->pool, len + 1);
+        memcpy(withnl, text, len);
+        withnl[len] = '\n';
+        cp_add_version_headers(call, v.version, v.hash);
+        cp_respond_raw(call, 200, "application/json", withnl, len + 1);
+    }
+    if (have_v)
+        cp_version_dispose(&v);
+    free(text);
+    free(due);
+    free(ids);
 }
 
 int64_t cp_expire_waiters(cp_server_t *srv)
@@ -295,6 +433,23 @@ void cp_h_dp_config(cp_call_t *call)
         cp_respond_error(call, 503, "control plane stopping", NULL);
         return;
     }
+    if (srv->num_waiters >= srv->max_polls) {
+        /* the poll budget is spent: parking more would take the connections kept for operators.
+         * Not modified, at once: the dataplane asks again shortly (a short poll), and its
+         * connection is closed so that it holds none meanwhile */
+        srv->polls_refused++;
+        int64_t now = mono_ms();
+        if (srv->polls_refused_warned == 0 || now - srv->polls_refused_warned >= 60000) {
+            srv->polls_refused_warned = now;
+            PW_WARN("%zu long polls parked (max_long_polls): further polls are answered at once (%llu so far); raise "
+                    "max_connections and max_long_polls for a fleet this large",
+                    srv->num_waiters, (unsigned long long)srv->polls_refused);
+        }
+        call->req->http1_is_persistent = 0;
+        cp_add_header(call, H2O_TOKEN_RETRY_AFTER, "1");
+        answer_not_modified(call, 1);
+        return;
+    }
     if (cp_store_dataplane_seen(srv->store, call->params[0].base, cp_now_ms(), 0) != CP_STORE_OK) {
         cp_respond_store_error(call);
         return;
@@ -334,8 +489,8 @@ void cp_h_dp_status(cp_call_t *call)
         cp_status_req_dispose(&r);
         return;
     }
-    int rc =
-        cp_store_dataplane_report(srv->store, call->params[0].base, cp_now_ms(), r.version, r.applied, r.error, r.labels, r.stats);
+    int rc = cp_store_dataplane_report(srv->store, call->params[0].base, cp_now_ms(), r.version, r.applied, r.error, r.labels,
+                                       r.stats, r.hash[0] ? r.hash : NULL);
     if (!r.applied)
         PW_WARN("dataplane %s rejected version %lld: %s", call->params[0].base, (long long)r.version, r.error);
     cp_status_req_dispose(&r);
@@ -348,7 +503,7 @@ void cp_h_dp_status(cp_call_t *call)
         cp_respond_store_error(call);
         return;
     }
-    json_t *body = dataplane_json(srv, &dp, cp_store_active_version(srv->store), cp_now_ms(), is_polling(srv, dp.id));
+    json_t *body = dataplane_json(call, &dp, cp_store_active_version(srv->store), cp_now_ms(), is_polling(srv, dp.id));
     cp_dataplane_dispose(&dp);
     if (body != NULL)
         json_object_set_new(body, "active_version", json_integer(cp_store_active_version(srv->store)));

@@ -54,111 +54,6 @@ void cp_h_healthz(cp_call_t *call)
                     json_pack("{ss sI}", "status", "ok", "active_version", (json_int_t)cp_store_active_version(call->srv->store)));
 }
 
-/* A growing text buffer for /metrics; `failed` sticks once an append runs out of memory. */
-typedef struct st_cp_buf_t {
-    char *p;    /* the text (not NUL-terminated beyond len) */
-    size_t len; /* bytes used */
-    size_t cap; /* bytes allocated */
-    int failed; /* an append failed: the text is incomplete */
-} cp_buf_t;
-
-static void buf_printf(cp_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void buf_printf(cp_buf_t *b, const char *fmt, ...)
-{
-    if (b->failed)
-        return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->p != NULL ? b->p + b->len : NULL, b->p != NULL ? b->cap - b->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->failed = 1;
-            return;
-        }
-        if (b->p != NULL && b->len + (size_t)n < b->cap) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = (b->cap ? b->cap * 2 : 4096) + (size_t)n;
-        char *np = realloc(b->p, cap);
-        if (np == NULL) {
-            b->failed = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-}
-
-void cp_h_metrics(cp_call_t *call)
-{
-    cp_server_t *srv = call->srv;
-    cp_buf_t b = {0};
-    buf_printf(&b,
-               "# HELP pathway_control_active_version Number of the active config version (0 = none).\n"
-               "# TYPE pathway_control_active_version gauge\npathway_control_active_version %lld\n",
-               (long long)cp_store_active_version(srv->store));
-    buf_printf(&b,
-               "# HELP pathway_control_versions Config versions stored.\n# TYPE pathway_control_versions gauge\n"
-               "pathway_control_versions %lld\n",
-               (long long)cp_store_count_versions(srv->store));
-    cp_dataplane_t *dps;
-    size_t ndp;
-    cp_polling_set_t polling;
-    if (cp_polling_set_init(srv, &polling) != 0) {
-        free(b.p);
-        cp_respond_error(call, 503, "out of memory", NULL);
-        return;
-    }
-    if (cp_store_list_dataplanes(srv->store, NULL, 0, &dps, &ndp) != CP_STORE_OK) {
-        free(polling.ids);
-        free(b.p);
-        cp_respond_store_error(call);
-        return;
-    }
-    size_t by_state[CP_DP_NUM_STATES] = {0};
-    int64_t now = cp_now_ms(), active = cp_store_active_version(srv->store);
-    for (size_t i = 0; i < ndp; i++)
-        by_state[cp_dp_state(&dps[i], active, now, (int64_t)srv->conf->heartbeat_ms, cp_polling_set_has(&polling, dps[i].id))]++;
-    cp_dataplanes_free(dps, ndp);
-    free(polling.ids);
-    buf_printf(&b, "# HELP pathway_control_dataplanes Dataplanes known, by state.\n# TYPE pathway_control_dataplanes gauge\n");
-    for (size_t s = 0; s < CP_DP_NUM_STATES; s++)
-        buf_printf(&b, "pathway_control_dataplanes{state=\"%s\"} %zu\n", cp_dp_state_name((cp_dp_state_t)s), by_state[s]);
-    buf_printf(&b,
-               "# HELP pathway_control_long_polls Dataplane long polls waiting now.\n# TYPE pathway_control_long_polls gauge\n"
-               "pathway_control_long_polls %zu\n",
-               srv->num_waiters);
-    buf_printf(&b, "# HELP pathway_control_api_requests_total API requests answered, by route and status.\n"
-                   "# TYPE pathway_control_api_requests_total counter\n");
-    for (size_t r = 0; r <= cp_route_count(); r++) {
-        for (size_t s = 0; s < NUM_STATUS; s++) {
-            uint64_t n = srv->counts[r * NUM_STATUS + s];
-            /* this very request is counted once its response starts, after this text is built */
-            if (n == 0)
-                continue;
-            if (r < cp_route_count())
-                buf_printf(&b, "pathway_control_api_requests_total{route=\"%s %s\",status=\"%zu\"} %llu\n", cp_route_method(r),
-                           cp_route_path(r), s, (unsigned long long)n);
-            else
-                buf_printf(&b, "pathway_control_api_requests_total{route=\"unmatched\",status=\"%zu\"} %llu\n", s,
-                           (unsigned long long)n);
-        }
-    }
-    buf_printf(&b,
-               "# HELP pathway_control_start_time_seconds Unix time the process started.\n"
-               "# TYPE pathway_control_start_time_seconds gauge\npathway_control_start_time_seconds %lld\n",
-               (long long)(srv->started_ms / 1000));
-    if (b.failed) {
-        free(b.p);
-        cp_respond_error(call, 503, "out of memory", NULL);
-        return;
-    }
-    cp_respond_raw(call, 200, "text/plain; version=0.0.4; charset=utf-8", b.p, b.len);
-    free(b.p);
-}
-
 /* --- handlers: config --------------------------------------------------------------------------- */
 
 void cp_h_get_config(cp_call_t *call)
@@ -175,31 +70,43 @@ void cp_h_get_config(cp_call_t *call)
     }
     cp_add_version_headers(call, v.version, v.hash);
     h2o_iovec_t *inm = cp_find_header(call, H2O_TOKEN_IF_NONE_MATCH);
-    if (inm != NULL && cp_if_match_holds(inm->base, inm->len, v.version)) {
+    if (inm != NULL && cp_if_match_holds(inm->base, inm->len, v.version, 1)) {
         cp_version_dispose(&v);
         cp_respond_raw(call, 304, NULL, "", 0);
         return;
     }
     h2o_iovec_t *accept = cp_find_header(call, H2O_TOKEN_ACCEPT);
-    if (accept != NULL && cp_accepts_yaml(accept->base, accept->len)) {
-        json_t *doc = cp_document_json(v.document);
-        char *yaml = doc != NULL ? cfg_json_to_yaml(doc) : NULL;
-        json_decref(doc);
+    int yaml = accept != NULL && cp_accepts_yaml(accept->base, accept->len);
+    if (!yaml && !cp_call_redacts(call)) {
+        size_t len = strlen(v.document);
+        char *text = h2o_mem_alloc_pool(&call->req->pool, len + 1);
+        memcpy(text, v.document, len);
+        text[len] = '\n';
         cp_version_dispose(&v);
-        if (yaml == NULL) {
-            cp_respond_error(call, 503, "cannot render the document as YAML", NULL);
-            return;
-        }
-        cp_respond_raw(call, 200, "application/yaml", yaml, strlen(yaml));
-        free(yaml);
+        cp_respond_raw(call, 200, "application/json", text, len + 1);
         return;
     }
-    size_t len = strlen(v.document);
-    char *text = h2o_mem_alloc_pool(&call->req->pool, len + 1);
-    memcpy(text, v.document, len);
-    text[len] = '\n';
+    /* a viewer sees endpoint URLs and headers redacted, in either format */
+    json_t *doc = cp_document_json(v.document);
     cp_version_dispose(&v);
-    cp_respond_raw(call, 200, "application/json", text, len + 1);
+    if (doc != NULL && cp_call_redacts(call)) {
+        json_t *red = cfg_redact(doc);
+        json_decref(doc);
+        doc = red;
+    }
+    char *text = doc == NULL ? NULL : yaml ? cfg_json_to_yaml(doc) : json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(doc);
+    if (text == NULL) {
+        cp_respond_error(call, 503, yaml ? "cannot render the document as YAML" : "cannot render the document", NULL);
+        return;
+    }
+    size_t len = strlen(text);
+    char *body = h2o_mem_alloc_pool(&call->req->pool, len + 1);
+    memcpy(body, text, len);
+    free(text);
+    if (!yaml)
+        body[len++] = '\n';
+    cp_respond_raw(call, 200, yaml ? "application/yaml" : "application/json", body, len);
 }
 
 void cp_h_put_config(cp_call_t *call)
@@ -361,6 +268,7 @@ void cp_h_list_versions(cp_call_t *call)
     json_t *next, *list = list_page(call, cp_store_list_versions, "version", &next);
     if (list == NULL)
         return;
+    cp_redact_members(call, list, "message");
     cp_respond_json(call, 200,
                     json_pack("{sI so so}", "active_version", (json_int_t)cp_store_active_version(call->srv->store), "versions",
                               list, "next_before", next));
@@ -444,7 +352,15 @@ void cp_h_diff(cp_call_t *call)
         json_decref(a);
         return;
     }
-    json_t *patch = cfg_json_diff(a, b);
+    if (cp_call_redacts(call)) {
+        /* diff the redacted documents: a changed key shows as changed, never its value */
+        json_t *ra = cfg_redact(a), *rb = cfg_redact(b);
+        json_decref(a);
+        json_decref(b);
+        a = ra;
+        b = rb;
+    }
+    json_t *patch = a != NULL && b != NULL ? cfg_json_diff(a, b) : NULL;
     json_decref(a);
     json_decref(b);
     if (patch == NULL) {
@@ -563,6 +479,7 @@ void cp_h_list_tags(cp_call_t *call)
         cp_respond_store_error(call);
         return;
     }
+    cp_redact_members(call, tags, "message");
     cp_respond_json(call, 200, json_pack("{so}", "tags", tags));
 }
 
@@ -580,6 +497,8 @@ void cp_h_get_tag(cp_call_t *call)
         cp_respond_store_error(call);
         return;
     }
+    cp_redact_members(call, tag, "message");
+    cp_redact_members(call, json_object_get(tag, "history"), "message");
     cp_respond_json(call, 200, tag);
 }
 
@@ -607,6 +526,27 @@ void cp_h_put_tag(cp_call_t *call)
     cp_h_get_tag(call);
 }
 
+void cp_h_delete_tag(cp_call_t *call)
+{
+    if (path_tag(call) != 0)
+        return;
+    const char *message;
+    if (cp_request_message(call, &message) != 0)
+        return;
+    int64_t version = 0;
+    int rc = cp_store_delete_tag(call->srv->store, call->params[0].base, call->token->name, message, &version);
+    if (rc == CP_STORE_NOT_FOUND) {
+        cp_respond_errorf(call, 404, "tag \"%s\" does not exist", call->params[0].base);
+        return;
+    }
+    if (rc != CP_STORE_OK) {
+        cp_respond_store_error(call);
+        return;
+    }
+    PW_INFO("tag %s (version %lld) deleted by %s", call->params[0].base, (long long)version, call->token->name);
+    cp_respond_json(call, 200, json_pack("{ss sI sb}", "name", call->params[0].base, "version", (json_int_t)version, "deleted", 1));
+}
+
 /* --- handlers: events ----------------------------------------------------------------------------- */
 
 void cp_h_events(cp_call_t *call)
@@ -614,5 +554,6 @@ void cp_h_events(cp_call_t *call)
     json_t *next, *list = list_page(call, cp_store_list_events, "id", &next);
     if (list == NULL)
         return;
+    cp_redact_members(call, list, "message");
     cp_respond_json(call, 200, json_pack("{so so}", "events", list, "next_before", next));
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* --- responses ----------------------------------------------------------------------------- */
 
@@ -74,6 +75,12 @@ void cp_respond_raw(cp_call_t *call, int status, const char *ctype, const char *
     if (call->answered)
         return;
     call->answered = 1;
+    /* once connections reach into the reserve (long polls fill their budget, idle keep-alive
+     * connections of heartbeats pile up), keep none open past its answer: the reserve is for the
+     * next operator, not for a client that may come back later */
+    const cp_config_t *conf = call->srv->conf;
+    if (call->srv->num_conns + conf->reserved_conns > conf->max_conns)
+        req->http1_is_persistent = 0;
     if (status >= 0 && status < NUM_STATUS)
         call->srv->counts[call->route * NUM_STATUS + (size_t)status]++;
     req->res.status = status;
@@ -202,7 +209,7 @@ int64_t cp_if_match(cp_call_t *call)
     if (h == NULL)
         return -1;
     int64_t active = cp_store_active_version(call->srv->store);
-    if (!cp_if_match_holds(h->base, h->len, active)) {
+    if (!cp_if_match_holds(h->base, h->len, active, 0)) {
         json_t *body =
             json_pack("{ss sI}", "error", "If-Match does not name the active version", "active_version", (json_int_t)active);
         cp_respond_json(call, 412, body);
@@ -239,11 +246,111 @@ void cp_respond_version(cp_call_t *call, cp_version_t *v)
     json_t *body = cp_version_json(v, 1);
     cp_add_version_headers(call, v->version, v->hash);
     cp_version_dispose(v);
+    if (body != NULL && cp_call_redacts(call)) {
+        json_t *red = cfg_redact(json_object_get(body, "document"));
+        cp_redact_members(call, body, "message");
+        if (red == NULL || json_object_set_new(body, "document", red) != 0) {
+            json_decref(body);
+            body = NULL;
+        }
+    }
     if (body == NULL) {
         cp_respond_error(call, 503, "stored document unreadable", NULL);
         return;
     }
     cp_respond_json(call, 200, body);
+}
+
+/* --- secrets ---------------------------------------------------------------------------------- */
+
+int cp_call_redacts(cp_call_t *call)
+{
+    return call->token != NULL && call->token->role == CP_ROLE_VIEWER;
+}
+
+/* Where a URL in free text ends: at white space, quotes and angle brackets (a URL has none of them
+ * unescaped); erring long only redacts more. */
+static size_t url_extent(const char *p)
+{
+    return strcspn(p, " \t\r\n\"'<>`");
+}
+
+const char *cp_redact_text(cp_call_t *call, const char *text)
+{
+    if (text == NULL)
+        return NULL;
+    size_t cap = strlen(text) + 1, len = 0;
+    char *out = NULL;
+    const char *p = text;
+    for (;;) {
+        const char *hit = NULL;
+        for (const char *q = p; *q != '\0' && hit == NULL; q++)
+            if (strncasecmp(q, "http://", 7) == 0 || strncasecmp(q, "https://", 8) == 0)
+                hit = q;
+        size_t plain = hit != NULL ? (size_t)(hit - p) : strlen(p);
+        char *red = NULL;
+        size_t ulen = 0;
+        if (hit != NULL) {
+            ulen = url_extent(hit);
+            char *url = h2o_mem_alloc_pool(&call->req->pool, ulen + 1);
+            memcpy(url, hit, ulen);
+            url[ulen] = '\0';
+            red = cfg_redact_url(url);
+        }
+        const char *piece = hit == NULL ? "" : red != NULL ? red : CFG_REDACTED;
+        size_t need = len + plain + strlen(piece) + 1;
+        if (out == NULL || need > cap) {
+            cap = need > cap * 2 ? need : cap * 2;
+            char *n = h2o_mem_alloc_pool(&call->req->pool, cap);
+            if (out != NULL)
+                memcpy(n, out, len);
+            out = n;
+        }
+        memcpy(out + len, p, plain);
+        len += plain;
+        memcpy(out + len, piece, strlen(piece));
+        len += strlen(piece);
+        out[len] = '\0';
+        free(red);
+        if (hit == NULL)
+            return out;
+        p = hit + ulen;
+    }
+}
+
+json_t *cp_redact_strings(cp_call_t *call, json_t *v)
+{
+    if (!cp_call_redacts(call) || v == NULL)
+        return v;
+    if (json_is_string(v)) {
+        json_t *r = json_string(cp_redact_text(call, json_string_value(v)));
+        json_decref(v);
+        return r != NULL ? r : json_string(CFG_REDACTED);
+    }
+    const char *k;
+    json_t *item;
+    size_t i;
+    if (json_is_object(v)) {
+        json_object_foreach(v, k, item) json_object_set_new(v, k, cp_redact_strings(call, json_incref(item)));
+    } else if (json_is_array(v)) {
+        json_array_foreach(v, i, item) json_array_set_new(v, i, cp_redact_strings(call, json_incref(item)));
+    }
+    return v;
+}
+
+void cp_redact_members(cp_call_t *call, json_t *arr, const char *key)
+{
+    if (!cp_call_redacts(call))
+        return;
+    if (json_is_object(arr)) {
+        json_t *v = json_object_get(arr, key);
+        if (json_is_string(v))
+            json_object_set_new(arr, key, json_string(cp_redact_text(call, json_string_value(v))));
+        return;
+    }
+    size_t i;
+    json_t *item;
+    json_array_foreach(arr, i, item) cp_redact_members(call, item, key);
 }
 
 /* --- documents ------------------------------------------------------------------------------ */

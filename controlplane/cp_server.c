@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <openssl/crypto.h>
@@ -25,7 +26,7 @@ enum {
 };
 
 typedef struct st_cp_route_t {
-    const char *method;       /* GET, PUT, PATCH, POST */
+    const char *method;       /* GET, PUT, PATCH, POST, DELETE */
     const char *path;         /* segments; "{x}" captures one */
     unsigned roles;           /* R_* allowed; admin is always among them; 0 = public */
     const char *const *query; /* allowed query parameters (NULL-terminated) */
@@ -55,8 +56,10 @@ static const cp_route_t routes[] = {
     {"GET", "/v1/tags", R_ADMIN | R_VIEWER, q_none, cp_h_list_tags},
     {"GET", "/v1/tags/{name}", R_ADMIN | R_VIEWER, q_none, cp_h_get_tag},
     {"PUT", "/v1/tags/{name}", R_ADMIN, q_none, cp_h_put_tag},
+    {"DELETE", "/v1/tags/{name}", R_ADMIN, q_message, cp_h_delete_tag},
     {"GET", "/v1/dataplanes", R_ADMIN | R_VIEWER, q_dp_page, cp_h_list_dataplanes},
     {"GET", "/v1/dataplanes/{id}", R_ADMIN | R_VIEWER, q_none, cp_h_get_dataplane},
+    {"DELETE", "/v1/dataplanes/{id}", R_ADMIN, q_none, cp_h_delete_dataplane},
     {"GET", "/v1/dataplanes/{id}/config", R_ADMIN | R_DATAPLANE, q_poll, cp_h_dp_config},
     {"POST", "/v1/dataplanes/{id}/status", R_ADMIN | R_DATAPLANE, q_none, cp_h_dp_status},
     {"GET", "/v1/events", R_ADMIN | R_VIEWER, q_page, cp_h_events},
@@ -352,6 +355,45 @@ static int open_listener(const cp_config_t *conf, char *err, size_t errlen)
     return fd;
 }
 
+/* Descriptors the process needs besides client connections: the listener, sqlite's database,
+ * WAL and shared-memory files, the event loop, stdio and a margin. */
+#define CP_SPARE_FDS 32
+
+/* Raises the soft open-file limit to the hard one (a poll holds a descriptor for minutes), and
+ * lowers the long-poll budget to what fits in it: a poll budget beyond the descriptors would let
+ * polls take the reserve that keeps operators and /healthz in. */
+static void fit_descriptors(cp_server_t *srv)
+{
+    const cp_config_t *conf = srv->conf;
+    srv->max_polls = conf->max_long_polls;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t was = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            getrlimit(RLIMIT_NOFILE, &rl);
+        else
+            PW_DEBUG("open-file limit raised from %llu to %llu", (unsigned long long)was, (unsigned long long)rl.rlim_cur);
+    }
+    if (rl.rlim_cur == RLIM_INFINITY)
+        return;
+    uint64_t budget = rl.rlim_cur > CP_SPARE_FDS ? (uint64_t)rl.rlim_cur - CP_SPARE_FDS : 0;
+    if (conf->max_conns > budget)
+        PW_WARN("max_connections is %llu but the open-file limit is %llu: raise it (LimitNOFILE=, ulimit -n) or lower "
+                "max_connections",
+                (unsigned long long)conf->max_conns, (unsigned long long)rl.rlim_cur);
+    uint64_t fit = budget > conf->reserved_conns ? budget - conf->reserved_conns : 0;
+    if (srv->max_polls > fit) {
+        PW_WARN("max_long_polls lowered from %llu to %llu to keep %llu connections for operators within the open-file "
+                "limit (%llu)",
+                (unsigned long long)srv->max_polls, (unsigned long long)fit, (unsigned long long)conf->reserved_conns,
+                (unsigned long long)rl.rlim_cur);
+        srv->max_polls = fit;
+    }
+}
+
 cp_server_t *cp_server_create(const cp_config_t *conf, cp_store_t *store, char *err, size_t errlen)
 {
     cp_server_t *srv = calloc(1, sizeof(*srv));
@@ -364,6 +406,7 @@ cp_server_t *cp_server_create(const cp_config_t *conf, cp_store_t *store, char *
     srv->store = store;
     srv->started_ms = cp_now_ms();
     h2o_linklist_init_anchor(&srv->waiters);
+    fit_descriptors(srv);
 
     snprintf(err, errlen, "listen: cannot bind");
     int fd = open_listener(conf, err, errlen);

@@ -38,23 +38,37 @@ typedef struct st_cp_waiter_t {
 
 #define NUM_STATUS 600
 
+/* The hash of one version, as stored and in this build's canonical form (they differ for a version
+ * stored before the schema gained a default): drift checks compare reports with both. */
+typedef struct st_cp_hash_memo_t {
+    int64_t version;  /* 0 = empty slot */
+    char stored[65];  /* as stored with the version */
+    char current[65]; /* of its document canonicalised today (== stored when it no longer decodes) */
+} cp_hash_memo_t;
+
+#define CP_HASH_MEMO_SLOTS 32 /* direct-mapped by version: a fleet runs few versions at once */
+
 struct st_cp_server_t {
-    const cp_config_t *conf;     /* borrowed */
-    cp_store_t *store;           /* borrowed */
-    h2o_globalconf_t globalconf; /* h2o config: one host, one path, one handler */
-    h2o_context_t ctx;           /* the loop's context */
-    h2o_accept_ctx_t accept_ctx; /* for h2o_accept */
-    h2o_evloop_t *loop;          /* the event loop */
-    h2o_socket_t *listener;      /* NULL after stop */
-    int listener_reading;        /* accepting now (not at the connection cap, not paused) */
-    int64_t accept_paused_until; /* monotonic ms: accept failed (EMFILE...), retry then */
-    int stopping;                /* draining: new long polls get 503 */
-    size_t num_conns;            /* client connections open (counted through their on_close) */
-    int disposed;                /* the h2o context, config and loop were freed */
-    h2o_linklist_t waiters;      /* cp_waiter_t, earliest deadline first */
-    size_t num_waiters;          /* length of waiters */
-    uint64_t *counts;            /* [route (NUM_ROUTES = unmatched)][status]: API requests answered */
-    int64_t started_ms;          /* for /metrics */
+    const cp_config_t *conf;                      /* borrowed */
+    cp_store_t *store;                            /* borrowed */
+    h2o_globalconf_t globalconf;                  /* h2o config: one host, one path, one handler */
+    h2o_context_t ctx;                            /* the loop's context */
+    h2o_accept_ctx_t accept_ctx;                  /* for h2o_accept */
+    h2o_evloop_t *loop;                           /* the event loop */
+    h2o_socket_t *listener;                       /* NULL after stop */
+    int listener_reading;                         /* accepting now (not at the connection cap, not paused) */
+    int64_t accept_paused_until;                  /* monotonic ms: accept failed (EMFILE...), retry then */
+    int stopping;                                 /* draining: new long polls get 503 */
+    size_t num_conns;                             /* client connections open (counted through their on_close) */
+    int disposed;                                 /* the h2o context, config and loop were freed */
+    h2o_linklist_t waiters;                       /* cp_waiter_t, earliest deadline first */
+    size_t num_waiters;                           /* length of waiters */
+    uint64_t *counts;                             /* [route (NUM_ROUTES = unmatched)][status]: API requests answered */
+    int64_t started_ms;                           /* for /metrics */
+    uint64_t max_polls;                           /* parked polls at most: max_long_polls, lowered to fit the open-file limit */
+    uint64_t polls_refused;                       /* polls answered at once because max_polls were parked */
+    int64_t polls_refused_warned;                 /* monotonic ms of the last warning about it (one a minute) */
+    cp_hash_memo_t hash_memo[CP_HASH_MEMO_SLOTS]; /* version hashes for drift checks */
 };
 
 /* The handlers, one per row of the route table (cp_server.c); each answers now or later. */
@@ -73,6 +87,8 @@ void cp_h_get_tag(cp_call_t *call);
 void cp_h_put_tag(cp_call_t *call);
 void cp_h_list_dataplanes(cp_call_t *call);
 void cp_h_get_dataplane(cp_call_t *call);
+void cp_h_delete_dataplane(cp_call_t *call);
+void cp_h_delete_tag(cp_call_t *call);
 void cp_h_dp_config(cp_call_t *call);
 void cp_h_dp_status(cp_call_t *call);
 void cp_h_events(cp_call_t *call);
@@ -152,6 +168,26 @@ int cp_polling_set_init(cp_server_t *srv, cp_polling_set_t *set);
 int cp_polling_set_has(const cp_polling_set_t *set, const char *id);
 
 void cp_unpark(cp_server_t *srv, cp_waiter_t *w);
+
+/* Whether dataplane `dp` drifted: it reported serving a document whose hash is neither the one of
+ * the version it ACKed (as stored, or canonicalised by this build) nor the one of a version it is
+ * being handed (an apply in progress). `expected` gets the ACKed version's hash in this build's
+ * canonical form ("" when it ACKed none). A store failure counts as no drift. */
+int cp_dp_drifted(cp_server_t *srv, const cp_dataplane_t *dp, char expected[65]);
+
+/* Whether the caller is a viewer, who sees documents and free texts with secrets redacted. */
+int cp_call_redacts(cp_call_t *call);
+
+/* A copy of `text` with every http(s) URL in it redacted (cfg_redact_url), in the request's pool. */
+const char *cp_redact_text(cp_call_t *call, const char *text);
+
+/* For a viewer: every string inside `v` (stolen) with its URLs redacted, as a tree of its own (a
+ * stored object is never changed in place); for anyone else `v` as it is. Returns a reference. */
+json_t *cp_redact_strings(cp_call_t *call, json_t *v);
+
+/* Redacts the string member `key` of every object of array `arr` (or of `arr` itself when it is an
+ * object) in place, when the caller is a viewer. */
+void cp_redact_members(cp_call_t *call, json_t *arr, const char *key);
 
 void cp_wake_waiters(cp_server_t *srv);
 

@@ -4,6 +4,7 @@
  */
 #include "cp_store.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +26,7 @@ struct st_cp_store_t {
 };
 
 static const char *const kind_names[] = {"apply", "patch", "rollback"};
-static const char *const state_names[] = {"synced", "applying", "rejected", "stale", "disconnected"};
+static const char *const state_names[] = {"synced", "applying", "rejected", "stale", "disconnected", "drifted"};
 
 const char *cp_kind_name(cp_kind_t kind)
 {
@@ -207,6 +208,106 @@ static int migrate(cp_store_t *store)
     }
     store->schema_version = applied;
     return CP_STORE_OK;
+}
+
+int cp_store_backup(const char *path, const char *dest, char *err, size_t errlen)
+{
+    sqlite3 *src = NULL, *dst = NULL;
+    size_t tlen = strlen(dest) + 16;
+    char *tmp = malloc(tlen);
+    int ret = -1, fd = -1;
+    if (tmp == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    snprintf(tmp, tlen, "%s.partial", dest);
+    /* READWRITE without CREATE: a missing database is an error, not an empty backup; read-write
+     * because a WAL database's readers need its shared-memory file */
+    if (sqlite3_open_v2(path, &src, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, src != NULL ? sqlite3_errmsg(src) : "cannot open");
+        goto Exit;
+    }
+    sqlite3_busy_timeout(src, 5000);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(src, "SELECT count(*) FROM schema_migrations", -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_ROW) {
+        snprintf(err, errlen, "%s: not a pathway-control database (%s)", path, sqlite3_errmsg(src));
+        sqlite3_finalize(st);
+        goto Exit;
+    }
+    sqlite3_finalize(st);
+    unlink(tmp);
+    if ((fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0) {
+        snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+        goto Exit;
+    }
+    if (sqlite3_open_v2(tmp, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", tmp, dst != NULL ? sqlite3_errmsg(dst) : "cannot open");
+        goto Exit;
+    }
+    sqlite3_backup *b = sqlite3_backup_init(dst, "main", src, "main");
+    if (b == NULL) {
+        snprintf(err, errlen, "backup: %s", sqlite3_errmsg(dst));
+        goto Exit;
+    }
+    /* all pages in one step: one read transaction, so the copy is of one moment (a writer in WAL
+     * mode is not blocked by it); a busy or locked source is retried for a while */
+    int rc, tries = 0;
+    while ((rc = sqlite3_backup_step(b, -1)) == SQLITE_BUSY || rc == SQLITE_LOCKED) {
+        if (++tries > 100)
+            break;
+        sqlite3_sleep(50);
+    }
+    sqlite3_backup_finish(b);
+    if (rc != SQLITE_DONE) {
+        snprintf(err, errlen, "backup: %s", sqlite3_errstr(rc));
+        goto Exit;
+    }
+    if (sqlite3_prepare_v2(dst, "PRAGMA quick_check", -1, &st, NULL) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW ||
+        strcmp((const char *)sqlite3_column_text(st, 0), "ok") != 0) {
+        snprintf(err, errlen, "backup: the copy fails its check: %s",
+                 st != NULL && sqlite3_column_text(st, 0) != NULL ? (const char *)sqlite3_column_text(st, 0) : sqlite3_errmsg(dst));
+        sqlite3_finalize(st);
+        goto Exit;
+    }
+    sqlite3_finalize(st);
+    /* the copy is a whole database file by itself: no -wal beside it to carry along */
+    if (sqlite3_exec(dst, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "backup: %s", sqlite3_errmsg(dst));
+        goto Exit;
+    }
+    sqlite3_close(dst);
+    dst = NULL;
+    if (fsync(fd) != 0 || rename(tmp, dest) != 0) {
+        snprintf(err, errlen, "%s: %s", dest, strerror(errno));
+        goto Exit;
+    }
+    /* the rename itself must survive a crash too */
+    char *dir = strdup(dest), *slash = dir != NULL ? strrchr(dir, '/') : NULL;
+    if (dir != NULL) {
+        if (slash == dir)
+            dir[1] = '\0';
+        else if (slash != NULL)
+            *slash = '\0';
+        int dfd = open(slash != NULL ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            fsync(dfd);
+            close(dfd);
+        }
+        free(dir);
+    }
+    ret = 0;
+Exit:
+    if (dst != NULL)
+        sqlite3_close(dst);
+    if (src != NULL)
+        sqlite3_close(src);
+    if (fd >= 0)
+        close(fd);
+    if (ret != 0)
+        unlink(tmp);
+    free(tmp);
+    return ret;
 }
 
 cp_store_t *cp_store_open(const char *path, char *err, size_t errlen)
@@ -445,52 +546,76 @@ static int version_exists(cp_store_t *store, int64_t version)
     return version >= 1 && version <= store->active;
 }
 
+/* Appends a tags row (a move, or a deletion) and its event, inside the caller's transaction. */
+static int append_tag_row(cp_store_t *store, const char *name, int64_t version, int deleted, const char *author,
+                          const char *message)
+{
+    int64_t now = cp_now_ms();
+    sqlite3_stmt *st =
+        prepare(store, "INSERT INTO tags (name, version, created_ms, author, message, deleted) VALUES (?, ?, ?, ?, ?, ?)");
+    if (st == NULL)
+        return CP_STORE_ERROR;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, version);
+    sqlite3_bind_int64(st, 3, now);
+    sqlite3_bind_text(st, 4, author, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, message != NULL ? message : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 6, deleted);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return fail(store, "inserting a tag");
+    size_t dlen = strlen(name) + (message != NULL ? strlen(message) : 0) + 8;
+    char *detail = malloc(dlen);
+    if (detail == NULL)
+        return CP_STORE_ERROR;
+    snprintf(detail, dlen, "%s%s%s", name, message != NULL && message[0] ? ": " : "", message != NULL ? message : "");
+    rc = insert_event(store, now, author, deleted ? "tag_delete" : "tag", version, detail);
+    free(detail);
+    return rc;
+}
+
 int cp_store_set_tag(cp_store_t *store, const char *name, int64_t version, const char *author, const char *message)
 {
     if (!version_exists(store, version))
         return CP_STORE_NOT_FOUND;
     if (begin_durable(store) != CP_STORE_OK)
         return CP_STORE_ERROR;
-    int64_t now = cp_now_ms();
-    sqlite3_stmt *st = prepare(store, "INSERT INTO tags (name, version, created_ms, author, message) VALUES (?, ?, ?, ?, ?)");
-    if (st == NULL)
-        goto Error;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, version);
-    sqlite3_bind_int64(st, 3, now);
-    sqlite3_bind_text(st, 4, author, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 5, message != NULL ? message : "", -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
-        fail(store, "inserting a tag");
-        goto Error;
+    if (append_tag_row(store, name, version, 0, author, message) != CP_STORE_OK || exec(store, "COMMIT") != CP_STORE_OK) {
+        rollback(store);
+        return CP_STORE_ERROR;
     }
-    size_t dlen = strlen(name) + (message != NULL ? strlen(message) : 0) + 8;
-    char *detail = malloc(dlen);
-    if (detail == NULL)
-        goto Error;
-    snprintf(detail, dlen, "%s%s%s", name, message != NULL && message[0] ? ": " : "", message != NULL ? message : "");
-    rc = insert_event(store, now, author, "tag", version, detail);
-    free(detail);
-    if (rc != CP_STORE_OK || exec(store, "COMMIT") != CP_STORE_OK)
-        goto Error;
     return CP_STORE_OK;
-Error:
-    rollback(store);
-    return CP_STORE_ERROR;
+}
+
+int cp_store_delete_tag(cp_store_t *store, const char *name, const char *author, const char *message, int64_t *version)
+{
+    if (begin_durable(store) != CP_STORE_OK)
+        return CP_STORE_ERROR;
+    /* read inside the transaction: a deletion names the version the tag pointed at just then */
+    int64_t v = 0;
+    int rc = cp_store_get_tag(store, name, &v);
+    if (rc == CP_STORE_OK)
+        rc = append_tag_row(store, name, v, 1, author, message);
+    if (rc == CP_STORE_OK && exec(store, "COMMIT") != CP_STORE_OK)
+        rc = CP_STORE_ERROR;
+    if (rc != CP_STORE_OK)
+        rollback(store);
+    else if (version != NULL)
+        *version = v;
+    return rc;
 }
 
 int cp_store_get_tag(cp_store_t *store, const char *name, int64_t *version)
 {
-    sqlite3_stmt *st = prepare(store, "SELECT version FROM tags WHERE name = ? ORDER BY id DESC LIMIT 1");
+    sqlite3_stmt *st = prepare(store, "SELECT version, deleted FROM tags WHERE name = ? ORDER BY id DESC LIMIT 1");
     if (st == NULL)
         return CP_STORE_ERROR;
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st), ret;
     if (rc == SQLITE_ROW) {
         *version = sqlite3_column_int64(st, 0);
-        ret = CP_STORE_OK;
+        ret = sqlite3_column_int(st, 1) ? CP_STORE_NOT_FOUND : CP_STORE_OK;
     } else {
         ret = rc == SQLITE_DONE ? CP_STORE_NOT_FOUND : fail(store, "reading a tag");
     }
@@ -498,6 +623,7 @@ int cp_store_get_tag(cp_store_t *store, const char *name, int64_t *version)
     return ret;
 }
 
+/* A row of SELECT name, version, created_ms, author, message, deleted FROM tags. */
 static json_t *tag_row_json(sqlite3_stmt *st, int with_name)
 {
     json_t *o = json_pack("{sI so ss ss}", "version", (json_int_t)sqlite3_column_int64(st, 1), "updated_at",
@@ -505,23 +631,28 @@ static json_t *tag_row_json(sqlite3_stmt *st, int with_name)
                           (const char *)sqlite3_column_text(st, 4));
     if (o != NULL && with_name)
         json_object_set_new(o, "name", json_string((const char *)sqlite3_column_text(st, 0)));
+    if (o != NULL && sqlite3_column_int(st, 5))
+        json_object_set_new(o, "deleted", json_true());
     return o;
 }
 
 json_t *cp_store_tag_json(cp_store_t *store, const char *name, int *rc_out)
 {
     sqlite3_stmt *st =
-        prepare(store, "SELECT name, version, created_ms, author, message FROM tags WHERE name = ? ORDER BY id DESC");
+        prepare(store, "SELECT name, version, created_ms, author, message, deleted FROM tags WHERE name = ? ORDER BY id DESC");
     if (st == NULL) {
         *rc_out = CP_STORE_ERROR;
         return NULL;
     }
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     json_t *tag = NULL, *history = json_array();
-    int rc;
+    int rc, first = 1, deleted = 0;
     while (history != NULL && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (tag == NULL)
+        if (first)
+            deleted = sqlite3_column_int(st, 5);
+        if (first && !deleted)
             tag = tag_row_json(st, 1);
+        first = 0;
         json_array_append_new(history, tag_row_json(st, 0));
     }
     sqlite3_finalize(st);
@@ -543,8 +674,9 @@ json_t *cp_store_tag_json(cp_store_t *store, const char *name, int *rc_out)
 
 json_t *cp_store_list_tags(cp_store_t *store)
 {
-    sqlite3_stmt *st = prepare(store, "SELECT t.name, t.version, t.created_ms, t.author, t.message FROM tags t "
-                                      "WHERE t.id = (SELECT max(id) FROM tags u WHERE u.name = t.name) ORDER BY t.name");
+    sqlite3_stmt *st = prepare(store, "SELECT t.name, t.version, t.created_ms, t.author, t.message, t.deleted FROM tags t "
+                                      "WHERE t.id = (SELECT max(id) FROM tags u WHERE u.name = t.name) AND NOT t.deleted "
+                                      "ORDER BY t.name");
     if (st == NULL)
         return NULL;
     json_t *arr = json_array();
@@ -668,6 +800,24 @@ int cp_store_dataplane_seen(cp_store_t *store, const char *id, int64_t now_ms, i
     return end_live_write(store, ok);
 }
 
+int cp_store_dataplanes_delivered(cp_store_t *store, const char *const *ids, size_t n, int64_t delivered)
+{
+    if (begin_live_write(store) != CP_STORE_OK)
+        return CP_STORE_ERROR;
+    sqlite3_stmt *st = prepare(store, "UPDATE dataplanes SET delivered_version = ?, delivered_since_report = 1 WHERE id = ?");
+    int ok = st != NULL;
+    for (size_t i = 0; ok && i < n; i++) {
+        sqlite3_bind_int64(st, 1, delivered);
+        sqlite3_bind_text(st, 2, ids[i], -1, SQLITE_STATIC);
+        ok = sqlite3_step(st) == SQLITE_DONE;
+        if (!ok)
+            fail(store, "recording deliveries");
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    return end_live_write(store, ok);
+}
+
 static int read_dataplane_row(sqlite3_stmt *st, cp_dataplane_t *dp)
 {
     memset(dp, 0, sizeof(*dp));
@@ -683,6 +833,8 @@ static int read_dataplane_row(sqlite3_stmt *st, cp_dataplane_t *dp)
     dp->error = column_strdup(st, 8);
     dp->stats = json_loads(stats != NULL ? stats : "{}", 0, NULL);
     dp->delivered_since_report = sqlite3_column_int(st, 10) != 0;
+    const char *rh = (const char *)sqlite3_column_text(st, 11);
+    snprintf(dp->reported_hash, sizeof(dp->reported_hash), "%s", rh != NULL ? rh : "");
     if (dp->labels == NULL)
         dp->labels = json_object();
     if (dp->stats == NULL)
@@ -696,7 +848,7 @@ static int read_dataplane_row(sqlite3_stmt *st, cp_dataplane_t *dp)
 
 #define DP_COLUMNS                                                                                                                 \
     "id, labels, first_seen_ms, last_seen_ms, delivered_version, reported_version, applied_version, rejected_version, error, "     \
-    "stats, delivered_since_report"
+    "stats, delivered_since_report, reported_hash"
 
 int cp_store_get_dataplane(cp_store_t *store, const char *id, cp_dataplane_t *out)
 {
@@ -768,7 +920,7 @@ int cp_store_dataplane_admit(cp_store_t *store, const char *id, uint64_t max)
 }
 
 int cp_store_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms, int64_t version, int applied, const char *error,
-                              json_t *labels, json_t *stats)
+                              json_t *labels, json_t *stats, const char *hash)
 {
     if (begin_live_write(store) != CP_STORE_OK)
         return CP_STORE_ERROR;
@@ -794,7 +946,8 @@ int cp_store_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms,
                                           "rejected_version = CASE WHEN NOT ?2 THEN ?1 WHEN rejected_version <= ?1 THEN 0 "
                                           "ELSE rejected_version END, "
                                           "error = CASE WHEN NOT ?2 THEN ?3 WHEN rejected_version <= ?1 THEN '' ELSE error END, "
-                                          "labels = coalesce(?4, labels), stats = coalesce(?5, stats) WHERE id = ?6");
+                                          "labels = coalesce(?4, labels), stats = coalesce(?5, stats), "
+                                          "reported_hash = coalesce(?7, reported_hash) WHERE id = ?6");
         ok = st != NULL;
         if (ok) {
             sqlite3_bind_int64(st, 1, version);
@@ -809,6 +962,10 @@ int cp_store_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms,
             else
                 sqlite3_bind_null(st, 5);
             sqlite3_bind_text(st, 6, id, -1, SQLITE_STATIC);
+            if (hash != NULL)
+                sqlite3_bind_text(st, 7, hash, -1, SQLITE_STATIC);
+            else
+                sqlite3_bind_null(st, 7);
             ok = sqlite3_step(st) == SQLITE_DONE;
             if (!ok)
                 fail(store, "recording a status report");
@@ -837,10 +994,34 @@ int cp_store_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms,
     return CP_STORE_OK;
 }
 
-cp_dp_state_t cp_dp_state(const cp_dataplane_t *dp, int64_t active, int64_t now_ms, int64_t heartbeat_ms, int polling)
+int cp_store_forget_dataplane(cp_store_t *store, const char *id, const char *actor)
+{
+    if (begin_durable(store) != CP_STORE_OK)
+        return CP_STORE_ERROR;
+    sqlite3_stmt *st = prepare(store, "DELETE FROM dataplanes WHERE id = ?");
+    int rc = CP_STORE_ERROR;
+    if (st != NULL) {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st) == SQLITE_DONE ? CP_STORE_OK : fail(store, "forgetting a dataplane");
+        sqlite3_finalize(st);
+    }
+    if (rc == CP_STORE_OK && sqlite3_changes(store->db) == 0)
+        rc = CP_STORE_NOT_FOUND;
+    if (rc == CP_STORE_OK)
+        rc = insert_event(store, cp_now_ms(), actor, "forget", 0, id);
+    if (rc == CP_STORE_OK && exec(store, "COMMIT") != CP_STORE_OK)
+        rc = CP_STORE_ERROR;
+    if (rc != CP_STORE_OK)
+        rollback(store);
+    return rc;
+}
+
+cp_dp_state_t cp_dp_state(const cp_dataplane_t *dp, int64_t active, int64_t now_ms, int64_t heartbeat_ms, int polling, int drifted)
 {
     if (!polling && now_ms - dp->last_seen_ms > heartbeat_ms)
         return CP_DP_DISCONNECTED;
+    if (drifted)
+        return CP_DP_DRIFTED;
     if (dp->applied_version == active)
         return CP_DP_SYNCED;
     if (dp->rejected_version != 0 && dp->rejected_version == active)

@@ -73,6 +73,13 @@ cp_store_t *cp_store_open(const char *path, char *err, size_t errlen);
 void cp_store_close(cp_store_t *store);
 const char *cp_store_errmsg(cp_store_t *store);
 
+/* Copies the database at `path` into `dest` with sqlite's online backup: consistent as of one
+ * moment, while a pathway-control may be writing to it (WAL lets the copy read while it writes).
+ * The copy is written beside `dest`, synced, checked (PRAGMA quick_check) and renamed over it, so
+ * `dest` is either the old file or a whole copy. Opens its own connection; never creates or
+ * migrates `path`. Returns 0, or -1 with a message in err. */
+int cp_store_backup(const char *path, const char *dest, char *err, size_t errlen);
+
 /* Number of migrations applied to the file (for tests and /metrics). */
 int cp_store_schema_version(cp_store_t *store);
 
@@ -97,12 +104,16 @@ json_t *cp_store_list_versions(cp_store_t *store, int64_t before, int limit);
 
 /* Points tag `name` at `version` (a new tags row + an event). OK / NOT_FOUND (no such version). */
 int cp_store_set_tag(cp_store_t *store, const char *name, int64_t version, const char *author, const char *message);
-/* The version a tag points at. OK / NOT_FOUND. */
+/* The version a tag points at. OK / NOT_FOUND (also for a deleted tag). */
 int cp_store_get_tag(cp_store_t *store, const char *name, int64_t *version);
 /* {name, version, updated_at, author, message, history: [...]}: NULL with *rc = NOT_FOUND / ERROR. */
 json_t *cp_store_tag_json(cp_store_t *store, const char *name, int *rc);
-/* Every tag's current target, by name. */
+/* Every tag's current target, by name (deleted tags left out). */
 json_t *cp_store_list_tags(cp_store_t *store);
+/* Deletes tag `name`: appends a deletion row (the tags table stays append-only, the tag's history
+ * keeps it) and a "tag_delete" event, in one FULL-synchronous transaction. The version the tag
+ * pointed at is set in *version (may be NULL). OK / NOT_FOUND (no such tag, or deleted already). */
+int cp_store_delete_tag(cp_store_t *store, const char *name, const char *author, const char *message, int64_t *version);
 
 /* Audit log newest first, ids < before (<= 0: from the newest), at most limit. */
 json_t *cp_store_list_events(cp_store_t *store, int64_t before, int limit);
@@ -121,6 +132,7 @@ typedef struct st_cp_dataplane_t {
     int64_t rejected_version;   /* last NACKed, 0 once it ACKs that version or a newer one */
     char *error;                /* NACK error, "" otherwise */
     int delivered_since_report; /* a version was handed to it after its latest ACK or NACK */
+    char reported_hash[65];     /* hash of the fleet document it said it serves; "" = not said */
 } cp_dataplane_t;
 
 void cp_dataplane_dispose(cp_dataplane_t *dp);
@@ -130,13 +142,21 @@ void cp_dataplane_dispose(cp_dataplane_t *dp);
  * delivered > 0, that version was handed to it. */
 int cp_store_dataplane_seen(cp_store_t *store, const char *id, int64_t now_ms, int64_t delivered);
 
-/* Records a status report (ACK when applied, else NACK with error). labels / stats may be NULL
- * (keep the stored ones). A NACK sets rejected_version; an ACK raises applied_version (never lowers
- * it: an older ACK arriving late is a stale heartbeat) and clears the
- * rejection when it is for that version or a newer one. A report that changes the applied or the
- * rejected version (or the error) also appends an event; repeated ones are heartbeats. */
+/* Records that the active version `delivered` was handed to each of ids[0..n-1] (parked polls
+ * answered together), in one transaction; last seen is left alone (see above). */
+int cp_store_dataplanes_delivered(cp_store_t *store, const char *const *ids, size_t n, int64_t delivered);
+
+/* Records a status report (ACK when applied, else NACK with error). labels / stats / hash may be
+ * NULL (keep the stored ones); hash is the document hash it reports serving. A NACK sets rejected_version; an ACK raises
+ * applied_version (never lowers it: an older ACK arriving late is a stale heartbeat) and clears the rejection when it is for that
+ * version or a newer one. A report that changes the applied or the rejected version (or the error) also appends an event; repeated
+ * ones are heartbeats. */
 int cp_store_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms, int64_t version, int applied, const char *error,
-                              json_t *labels, json_t *stats);
+                              json_t *labels, json_t *stats, const char *hash);
+
+/* Forgets dataplane `id`: deletes its live row and appends a "forget" event by `actor`, in one
+ * FULL-synchronous transaction. It is known again (a new row) when it next calls. OK / NOT_FOUND. */
+int cp_store_forget_dataplane(cp_store_t *store, const char *id, const char *actor);
 
 /* Whether dataplane `id` may be stored: OK when it exists or fewer than `max` do, else LIMIT. */
 int cp_store_dataplane_admit(cp_store_t *store, const char *id, uint64_t max);
@@ -157,6 +177,7 @@ typedef enum en_cp_dp_state_t {
     CP_DP_REJECTED,     /* NACKed the active version (it keeps running its last good one) */
     CP_DP_STALE,        /* behind the active version and not handed it yet */
     CP_DP_DISCONNECTED, /* not seen within the heartbeat timeout */
+    CP_DP_DRIFTED,      /* serves a document whose hash is not the one of the version it ACKed */
     CP_DP_NUM_STATES
 } cp_dp_state_t;
 
@@ -164,8 +185,10 @@ const char *cp_dp_state_name(cp_dp_state_t state);
 
 /* The state of a dataplane at `now_ms`; `polling` is true while it has a long poll open that
  * parked within the heartbeat timeout (an HTTP/1 poll whose client vanished stays parked, so an
- * older one proves nothing). Pure: unit-tested on its own. */
-cp_dp_state_t cp_dp_state(const cp_dataplane_t *dp, int64_t active, int64_t now_ms, int64_t heartbeat_ms, int polling);
+ * older one proves nothing); `drifted` is true when the hash it reports is not the one of the
+ * version it ACKed (the caller compares: see cp_dataplanes.c). A connected dataplane that drifted
+ * is "drifted" whatever else holds. Pure: unit-tested on its own. */
+cp_dp_state_t cp_dp_state(const cp_dataplane_t *dp, int64_t active, int64_t now_ms, int64_t heartbeat_ms, int polling, int drifted);
 
 /* RFC 3339 UTC with milliseconds ("2026-11-26T21:05:03.123Z"). */
 void cp_format_time(int64_t ms, char out[32]);

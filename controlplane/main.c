@@ -4,6 +4,8 @@
  *   pathway-control -c examples/controlplane.yaml [--seed FILE] [--listen ADDR] [--database FILE]
  *                   [--log-level LEVEL]
  *   pathway-control --routes      (the routes served, one "METHOD /path" per line)
+ *   pathway-control (-c CONFIG | --database FILE) backup DEST   (online copy of the database)
+ *   pathway-control --version
  */
 #include <getopt.h>
 #include <signal.h>
@@ -14,6 +16,14 @@
 #include "cp_server.h"
 #include "cp_store.h"
 #include "pw_log.h"
+#if defined(__has_include)
+#if __has_include("pw_version.h")
+#include "pw_version.h"
+#endif
+#endif
+#ifndef PW_VERSION
+#define PW_VERSION "0.0.0-dev" /* until common/ provides pw_version.h */
+#endif
 
 static volatile sig_atomic_t stop_requested;
 
@@ -27,19 +37,57 @@ static void usage(FILE *fp)
 {
     fprintf(fp, "usage: pathway-control -c CONFIG [--seed DOCUMENT] [--listen HOST:PORT] [--database FILE]\n"
                 "                       [--log-level debug|info|warn|error|off]\n"
-                "       pathway-control --routes\n"
+                "       pathway-control (-c CONFIG | --database FILE) backup DEST\n"
+                "       pathway-control --routes | --version\n"
                 "  -c, --config FILE     the control plane's config (listen, database, max_body, tokens)\n"
                 "      --seed FILE       store FILE (a fleet document) as version 1 when the database is empty\n"
                 "      --listen ADDR     overrides listen of the config\n"
                 "      --database FILE   overrides database of the config\n"
                 "      --log-level L     overrides log_level of the config\n"
-                "      --routes          print the routes served and exit\n");
+                "      --routes          print the routes served and exit\n"
+                "      --version         print the version and exit\n"
+                "  backup DEST           copy the database to DEST with sqlite's online backup, also while a\n"
+                "                        pathway-control serves from it (restore: stop it, put DEST in its place)\n");
 }
 
 static void print_errors(const char *what, const cfg_errors_t *errs)
 {
     for (size_t i = 0; i < errs->size; i++)
         fprintf(stderr, "pathway-control: %s: %s\n", what, errs->entries[i]);
+}
+
+/* `backup DEST`: the database named by --database, else by the config. */
+static int backup(const char *config_path, const char *database, int nargs, char **args)
+{
+    if (nargs != 1 || args[0][0] == '\0') {
+        fprintf(stderr, "pathway-control: backup: give the file to write (pathway-control -c CONFIG backup FILE)\n");
+        return 2;
+    }
+    cp_config_t *conf = NULL;
+    if (database == NULL) {
+        if (config_path == NULL) {
+            fprintf(stderr, "pathway-control: backup: which database? give -c CONFIG or --database FILE\n");
+            return 2;
+        }
+        cfg_errors_t errs;
+        cfg_errors_init(&errs);
+        conf = cp_config_load(config_path, &errs);
+        if (conf == NULL) {
+            print_errors(config_path, &errs);
+            cfg_errors_dispose(&errs);
+            return 1;
+        }
+        cfg_errors_dispose(&errs);
+        database = conf->database;
+    }
+    char err[512];
+    int rc = cp_store_backup(database, args[0], err, sizeof(err));
+    if (rc != 0)
+        fprintf(stderr, "pathway-control: backup: %s\n", err);
+    else
+        printf("pathway-control: %s backed up to %s\n", database, args[0]);
+    cp_config_destroy(conf);
+    return rc == 0 ? 0 : 1;
 }
 
 int main(int argc, char **argv)
@@ -51,6 +99,7 @@ int main(int argc, char **argv)
                                              {"listen", required_argument, NULL, 'L'},
                                              {"database", required_argument, NULL, 'd'},
                                              {"help", no_argument, NULL, 'h'},
+                                             {"version", no_argument, NULL, 'V'},
                                              {NULL, 0, NULL, 0}};
     const char *config_path = NULL, *seed_path = NULL, *log_level = NULL, *listen = NULL, *database = NULL;
     int opt;
@@ -79,11 +128,16 @@ int main(int argc, char **argv)
         case 'h':
             usage(stdout);
             return 0;
+        case 'V':
+            printf("pathway-control %s\n", PW_VERSION);
+            return 0;
         default:
             usage(stderr);
             return 2;
         }
     }
+    if (optind < argc && strcmp(argv[optind], "backup") == 0)
+        return backup(config_path, database, argc - optind - 1, argv + optind + 1);
     if (config_path == NULL || optind != argc) {
         usage(stderr);
         return 2;

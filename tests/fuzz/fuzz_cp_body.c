@@ -56,8 +56,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     }
     case 5:
-        cp_if_match_holds(in, len, 7);
-        cp_if_match_holds(in, len, 0);
+        cp_if_match_holds(in, len, 7, 0);
+        cp_if_match_holds(in, len, 0, 1);
         break;
     case 6:
         cp_content_type(in, len);

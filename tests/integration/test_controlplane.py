@@ -165,6 +165,16 @@ def test_if_match():
     expect(cp.call("PATCH", "/v1/config", {"log": {"level": "debug"}}, headers={"If-Match": '"1"'}), 412)
     expect(cp.call("POST", "/v1/rollback", {"to": 1}, headers={"If-Match": '"1"'}), 412)
     assert cp.call("GET", "/v1/versions")[2]["active_version"] == 3
+    # If-Match compares strongly (RFC 9110): the weak tag of the active version is no match
+    for call in (lambda h: put(cp, fleet("debug"), headers=h),
+                 lambda h: cp.call("PATCH", "/v1/config", {"log": {"level": "debug"}}, headers=h),
+                 lambda h: cp.call("POST", "/v1/rollback", {"to": 1}, headers=h)):
+        s, _, b = expect(call({"If-Match": 'W/"3"'}), 412)
+        assert b["active_version"] == 3
+    assert cp.call("GET", "/v1/versions")[2]["active_version"] == 3
+    # If-None-Match compares weakly: W/"3" is the active version there
+    assert cp.request("GET", "/v1/config", headers={"If-None-Match": 'W/"3"'})[0] == 304
+    expect(put(cp, fleet("debug"), headers={"If-Match": '"3"'}), 201)
 
 
 @pwtest.test
@@ -330,6 +340,65 @@ def test_tags():
 
 
 @pwtest.test
+def test_tag_delete():
+    cp = ControlPlane()
+    expect(put(cp, fleet()), 201)
+    expect(put(cp, fleet("warn")), 201)
+    expect(cp.call("PUT", "/v1/tags/stable", {"version": 1}), 200)
+    expect(cp.call("PUT", "/v1/tags/stable", {"version": 2}), 200)
+    expect(cp.call("PUT", "/v1/tags/canary", {"version": 2}), 200)
+    expect(cp.call("DELETE", "/v1/tags/stable", token=VIEWER), 403)
+    expect(cp.call("DELETE", "/v1/tags/nope"), 404)
+    expect(cp.call("DELETE", "/v1/tags/123"), 400)
+    s, _, b = expect(cp.call("DELETE", "/v1/tags/stable", headers={"Pathway-Message": "retired"}), 200)
+    assert b == {"name": "stable", "version": 2, "deleted": True}, b
+    expect(cp.call("GET", "/v1/tags/stable"), 404)
+    expect(cp.call("DELETE", "/v1/tags/stable"), 404)
+    assert [t["name"] for t in cp.call("GET", "/v1/tags")[2]["tags"]] == ["canary"]
+    s, _, b = expect(cp.call("POST", "/v1/rollback", {"to": "stable"}), 404)
+    assert "stable" in b["error"], b
+    ev = cp.call("GET", "/v1/events")[2]["events"][0]
+    assert ev["action"] == "tag_delete" and ev["version"] == 2 and ev["actor"] == "ops" and ev["message"] == "stable: retired", ev
+    # the versions are untouched, and the tag can come back with its history (deletion included)
+    assert cp.call("GET", "/v1/versions")[2]["active_version"] == 2
+    expect(cp.call("PUT", "/v1/tags/stable", {"version": 1}), 200)
+    s, _, t = expect(cp.call("GET", "/v1/tags/stable"), 200)
+    assert t["version"] == 1 and [h.get("deleted", False) for h in t["history"]] == [False, True, False, False], t
+    # history stays append-only: the deletion survives a restart as a row, not as a gap
+    cp.restart()
+    s, _, t = expect(cp.call("GET", "/v1/tags/stable"), 200)
+    assert len(t["history"]) == 4
+    assert cp.stop() == 0
+
+
+@pwtest.test
+def test_forget_dataplane():
+    cp = ControlPlane(heartbeat="1s")
+    expect(put(cp, fleet()), 201)
+    expect(cp.call("POST", "/v1/dataplanes/dp-1/status", {"version": 1, "applied": True}, token=DATAPLANE), 200)
+    expect(cp.call("DELETE", "/v1/dataplanes/dp-1", token=VIEWER), 403)
+    expect(cp.call("DELETE", "/v1/dataplanes/dp-1", token=DATAPLANE), 403)
+    expect(cp.call("DELETE", "/v1/dataplanes/nobody"), 404)
+    expect(cp.call("DELETE", "/v1/dataplanes/bad%20id"), 400)
+    # connected: refused, saying why
+    s, _, b = expect(cp.call("DELETE", "/v1/dataplanes/dp-1"), 409)
+    assert "connected" in b["error"] and "dp-1" in b["error"], b
+    import time
+    time.sleep(1.3)
+    assert cp.call("GET", "/v1/dataplanes/dp-1")[2]["state"] == "disconnected"
+    s, _, b = expect(cp.call("DELETE", "/v1/dataplanes/dp-1"), 200)
+    assert b == {"id": "dp-1", "forgotten": True}, b
+    expect(cp.call("GET", "/v1/dataplanes/dp-1"), 404)
+    assert cp.call("GET", "/v1/dataplanes")[2]["dataplanes"] == []
+    ev = cp.call("GET", "/v1/events")[2]["events"][0]
+    assert ev["action"] == "forget" and ev["message"] == "dp-1" and ev["actor"] == "ops", ev
+    # it calls again: known anew
+    expect(cp.call("GET", "/v1/dataplanes/dp-1/config?version=0", token=DATAPLANE), 200)
+    assert cp.call("GET", "/v1/dataplanes/dp-1")[2]["delivered_version"] == 1
+    assert cp.stop() == 0
+
+
+@pwtest.test
 def test_dataplanes_status_and_states():
     cp = ControlPlane()
     expect(put(cp, fleet()), 201)  # 1
@@ -424,7 +493,7 @@ def test_routes_served_match_the_binary():
     cp = ControlPlane()
     out = subprocess.run([pwtest.binary("pathway-control"), "--routes"], capture_output=True, text=True, check=True).stdout
     routes = [line.split(" ", 1) for line in out.strip().splitlines()]
-    assert len(routes) == 18, routes
+    assert len(routes) == 20, routes
     for method, path in routes:
         concrete = path.replace("{n}", "1").replace("{name}", "stable").replace("{id}", "dp-1")
         s, _, b = cp.call(method, concrete, "{}" if method != "GET" else None, ctype="application/json")

@@ -40,16 +40,21 @@ static void test_names(void **state)
 
 static void test_if_match(void **state)
 {
-    assert_true(cp_if_match_holds(S("\"5\""), 5));
-    assert_true(cp_if_match_holds(S("5"), 5));
-    assert_true(cp_if_match_holds(S("W/\"5\""), 5));
-    assert_true(cp_if_match_holds(S("\"3\", \"5\""), 5));
-    assert_false(cp_if_match_holds(S("\"4\""), 5));
-    assert_false(cp_if_match_holds(S("garbage"), 5));
-    assert_false(cp_if_match_holds(S(""), 5));
-    assert_true(cp_if_match_holds(S("*"), 5));
-    assert_false(cp_if_match_holds(S("*"), 0));
-    assert_true(cp_if_match_holds(S("\"0\""), 0));
+    assert_true(cp_if_match_holds(S("\"5\""), 5, 0));
+    assert_true(cp_if_match_holds(S("5"), 5, 0));
+    /* If-Match compares strongly (RFC 9110): a weak tag is no match, If-None-Match's weak one is */
+    assert_false(cp_if_match_holds(S("W/\"5\""), 5, 0));
+    assert_false(cp_if_match_holds(S("W/\"5\", W/\"4\""), 5, 0));
+    assert_true(cp_if_match_holds(S("W/\"4\", \"5\""), 5, 0));
+    assert_true(cp_if_match_holds(S("W/\"5\""), 5, 1));
+    assert_false(cp_if_match_holds(S("W/\"4\""), 5, 1));
+    assert_true(cp_if_match_holds(S("\"3\", \"5\""), 5, 0));
+    assert_false(cp_if_match_holds(S("\"4\""), 5, 0));
+    assert_false(cp_if_match_holds(S("garbage"), 5, 0));
+    assert_false(cp_if_match_holds(S(""), 5, 0));
+    assert_true(cp_if_match_holds(S("*"), 5, 0));
+    assert_false(cp_if_match_holds(S("*"), 0, 0));
+    assert_true(cp_if_match_holds(S("\"0\""), 0, 0));
 }
 
 static void test_content_types(void **state)

@@ -99,6 +99,10 @@ static void test_defaults(void **state)
     assert_int_equal(conf->max_body, CP_DEFAULT_MAX_BODY);
     assert_int_equal(conf->max_conns, CP_DEFAULT_MAX_CONNECTIONS);
     assert_int_equal(conf->max_dataplanes, CP_DEFAULT_MAX_DATAPLANES);
+    /* the defaults are consistent: every dataplane can park a poll, and operators keep a reserve */
+    assert_int_equal(conf->reserved_conns, CP_DEFAULT_RESERVED_CONNECTIONS);
+    assert_int_equal(conf->max_long_polls, conf->max_conns - conf->reserved_conns);
+    assert_true(conf->max_dataplanes <= conf->max_long_polls);
     assert_int_equal(conf->req_timeout_ms, CP_DEFAULT_REQUEST_TIMEOUT_MS);
     assert_int_equal(conf->tokens[0].num_ids, 0);
     cp_config_destroy(conf);
@@ -118,6 +122,8 @@ static void test_limits_and_token_ids(void **state)
     free(errs);
     assert_non_null(conf);
     assert_int_equal(conf->max_conns, 8);
+    assert_int_equal(conf->reserved_conns, 4); /* half of a small max_connections */
+    assert_int_equal(conf->max_long_polls, 4);
     assert_int_equal(conf->max_dataplanes, 20);
     assert_int_equal(conf->req_timeout_ms, 2000);
     const cp_token_t *eu = &conf->tokens[1];
@@ -147,6 +153,31 @@ static void test_limits_and_token_ids(void **state)
     conf = load("max_connections: 70000\ntokens: [{name: ops, role: admin, file: admin.token}]\n", &errs);
     assert_null(conf);
     assert_non_null(strstr(errs, "max_connections:"));
+    free(errs);
+
+    /* parked polls must leave the reserve: each rule names its key */
+    conf = load("max_connections: 100\nreserved_connections: 10\nmax_long_polls: 90\n"
+                "tokens: [{name: ops, role: admin, file: admin.token}]\n",
+                &errs);
+    assert_string_equal(errs, "");
+    free(errs);
+    assert_int_equal(conf->max_long_polls, 90);
+    cp_config_destroy(conf);
+    conf = load("max_connections: 100\nreserved_connections: 10\n"
+                "tokens: [{name: ops, role: admin, file: admin.token}]\n",
+                &errs);
+    free(errs);
+    assert_int_equal(conf->max_long_polls, 90);
+    cp_config_destroy(conf);
+    conf = load("max_connections: 100\nreserved_connections: 10\nmax_long_polls: 91\n"
+                "tokens: [{name: ops, role: admin, file: admin.token}]\n",
+                &errs);
+    assert_null(conf);
+    assert_non_null(strstr(errs, "max_long_polls: at most max_connections - reserved_connections (100 - 10 = 90)"));
+    free(errs);
+    conf = load("max_connections: 100\nreserved_connections: 100\ntokens: [{name: ops, role: admin, file: admin.token}]\n", &errs);
+    assert_null(conf);
+    assert_non_null(strstr(errs, "reserved_connections: must be less than max_connections"));
     free(errs);
 }
 

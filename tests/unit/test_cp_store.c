@@ -62,7 +62,7 @@ static int64_t append(cp_store_t *s, const char *doc, const char *hash, int64_t 
 static void test_open_migrates(void **state)
 {
     fixture_t *f = *state;
-    assert_int_equal(cp_store_schema_version(f->store), 2);
+    assert_int_equal(cp_store_schema_version(f->store), 3);
     assert_int_equal(cp_store_active_version(f->store), 0);
     cp_version_t v;
     assert_int_equal(cp_store_get_version(f->store, 0, &v), CP_STORE_NOT_FOUND);
@@ -77,7 +77,7 @@ static void test_open_migrates(void **state)
     sqlite3_finalize(st);
     assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM schema_migrations", -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(st, 0), 2);
+    assert_int_equal(sqlite3_column_int(st, 0), 3);
     sqlite3_finalize(st);
     sqlite3_close(db);
 
@@ -90,7 +90,7 @@ static void test_open_migrates(void **state)
     char err[256];
     f->store = cp_store_open(f->path, err, sizeof(err));
     assert_non_null(f->store);
-    assert_int_equal(cp_store_schema_version(f->store), 2);
+    assert_int_equal(cp_store_schema_version(f->store), 3);
 }
 
 static void test_append_and_read(void **state)
@@ -212,6 +212,70 @@ static void test_tags(void **state)
     assert_string_equal(json_string_value(json_object_get(json_array_get(ev, 0), "action")), "tag");
     assert_string_equal(json_string_value(json_object_get(json_array_get(ev, 3), "message")), "why");
     json_decref(ev);
+
+    /* deleting a tag appends a row and an event; the rows before stay (the triggers still hold) */
+    assert_int_equal(cp_store_delete_tag(f->store, "nope", "ops", NULL, &v), CP_STORE_NOT_FOUND);
+    v = 0;
+    assert_int_equal(cp_store_delete_tag(f->store, "stable", "ops", "retired", &v), CP_STORE_OK);
+    assert_int_equal(v, 2);
+    assert_int_equal(cp_store_get_tag(f->store, "stable", &v), CP_STORE_NOT_FOUND);
+    assert_null(cp_store_tag_json(f->store, "stable", &rc));
+    assert_int_equal(rc, CP_STORE_NOT_FOUND);
+    assert_int_equal(cp_store_delete_tag(f->store, "stable", "ops", NULL, NULL), CP_STORE_NOT_FOUND);
+    all = cp_store_list_tags(f->store);
+    assert_int_equal(json_array_size(all), 0);
+    json_decref(all);
+    ev = cp_store_list_events(f->store, 0, 10);
+    assert_int_equal(json_array_size(ev), 5);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(ev, 0), "action")), "tag_delete");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(ev, 0), "message")), "stable: retired");
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(ev, 0), "version")), 2);
+    json_decref(ev);
+    /* set again: the history keeps the deletion */
+    assert_int_equal(cp_store_set_tag(f->store, "stable", 1, "ops", NULL), CP_STORE_OK);
+    t = cp_store_tag_json(f->store, "stable", &rc);
+    assert_int_equal(rc, CP_STORE_OK);
+    assert_int_equal(json_integer_value(json_object_get(t, "version")), 1);
+    json_t *hist = json_object_get(t, "history");
+    assert_int_equal(json_array_size(hist), 4);
+    assert_true(json_is_true(json_object_get(json_array_get(hist, 1), "deleted")));
+    assert_null(json_object_get(json_array_get(hist, 0), "deleted"));
+    json_decref(t);
+    /* and the tags table is still append-only underneath */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_not_equal(sqlite3_exec(db, "DELETE FROM tags", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_not_equal(sqlite3_exec(db, "UPDATE tags SET deleted = 0", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+static void test_forget_dataplane_and_drift_state(void **state)
+{
+    fixture_t *f = *state;
+    append(f->store, "{}", H1, -1, CP_STORE_CREATED);
+    assert_int_equal(cp_store_forget_dataplane(f->store, "dp-1", "ops"), CP_STORE_NOT_FOUND);
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 1000, 1, 1, NULL, NULL, NULL, H2), CP_STORE_OK);
+    cp_dataplane_t dp;
+    assert_int_equal(cp_store_get_dataplane(f->store, "dp-1", &dp), CP_STORE_OK);
+    assert_string_equal(dp.reported_hash, H2);
+    /* drifted wins over synced while it is connected, not once it is disconnected */
+    assert_int_equal(cp_dp_state(&dp, 1, 1000, 30000, 0, 1), CP_DP_DRIFTED);
+    assert_int_equal(cp_dp_state(&dp, 1, 1000, 30000, 0, 0), CP_DP_SYNCED);
+    assert_int_equal(cp_dp_state(&dp, 1, 40000, 30000, 0, 1), CP_DP_DISCONNECTED);
+    cp_dataplane_dispose(&dp);
+    /* a report without a hash keeps the last one */
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 1100, 1, 1, NULL, NULL, NULL, NULL), CP_STORE_OK);
+    assert_int_equal(cp_store_get_dataplane(f->store, "dp-1", &dp), CP_STORE_OK);
+    assert_string_equal(dp.reported_hash, H2);
+    cp_dataplane_dispose(&dp);
+    assert_int_equal(cp_store_forget_dataplane(f->store, "dp-1", "ops"), CP_STORE_OK);
+    assert_int_equal(cp_store_get_dataplane(f->store, "dp-1", &dp), CP_STORE_NOT_FOUND);
+    json_t *ev = cp_store_list_events(f->store, 0, 10);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(ev, 0), "action")), "forget");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(ev, 0), "actor")), "ops");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(ev, 0), "message")), "dp-1");
+    json_decref(ev);
+    assert_int_equal(cp_store_forget_dataplane(f->store, "dp-1", "ops"), CP_STORE_NOT_FOUND);
 }
 
 static void test_dataplanes(void **state)
@@ -224,21 +288,23 @@ static void test_dataplanes(void **state)
     assert_int_equal(cp_store_dataplane_seen(f->store, "dp-1", 1000, 2), CP_STORE_OK);
     assert_int_equal(cp_store_get_dataplane(f->store, "dp-1", &dp), CP_STORE_OK);
     assert_int_equal(dp.delivered_version, 2);
-    assert_int_equal(cp_dp_state(&dp, 2, 1000, 30000, 0), CP_DP_APPLYING);
+    assert_int_equal(cp_dp_state(&dp, 2, 1000, 30000, 0, 0), CP_DP_APPLYING);
     cp_dataplane_dispose(&dp);
 
     json_t *labels = json_pack("{ss}", "region", "eu");
-    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 2000, 2, 0, "ca_file: cannot read", labels, NULL), CP_STORE_OK);
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 2000, 2, 0, "ca_file: cannot read", labels, NULL, NULL),
+                     CP_STORE_OK);
     json_decref(labels);
     assert_int_equal(cp_store_get_dataplane(f->store, "dp-1", &dp), CP_STORE_OK);
     assert_int_equal(dp.rejected_version, 2);
     assert_string_equal(dp.error, "ca_file: cannot read");
     assert_string_equal(json_string_value(json_object_get(dp.labels, "region")), "eu");
-    assert_int_equal(cp_dp_state(&dp, 2, 2000, 30000, 0), CP_DP_REJECTED);
+    assert_int_equal(cp_dp_state(&dp, 2, 2000, 30000, 0, 0), CP_DP_REJECTED);
     cp_dataplane_dispose(&dp);
 
     /* the same NACK again is a heartbeat: no second event */
-    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 3000, 2, 0, "ca_file: cannot read", NULL, NULL), CP_STORE_OK);
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 3000, 2, 0, "ca_file: cannot read", NULL, NULL, NULL),
+                     CP_STORE_OK);
     json_t *ev = cp_store_list_events(f->store, 0, 100);
     assert_int_equal(json_array_size(ev), 3);
     assert_string_equal(json_string_value(json_object_get(json_array_get(ev, 0), "action")), "nack");
@@ -246,7 +312,7 @@ static void test_dataplanes(void **state)
     json_decref(ev);
 
     json_t *stats = json_pack("{si}", "requests", 10);
-    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 4000, 1, 1, NULL, NULL, stats), CP_STORE_OK);
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 4000, 1, 1, NULL, NULL, stats, NULL), CP_STORE_OK);
     json_decref(stats);
     assert_int_equal(cp_store_get_dataplane(f->store, "dp-1", &dp), CP_STORE_OK);
     assert_int_equal(dp.applied_version, 1);
@@ -255,22 +321,22 @@ static void test_dataplanes(void **state)
     assert_string_equal(dp.error, "ca_file: cannot read");
     assert_string_equal(json_string_value(json_object_get(dp.labels, "region")), "eu"); /* kept */
     assert_int_equal(json_integer_value(json_object_get(dp.stats, "requests")), 10);
-    assert_int_equal(cp_dp_state(&dp, 2, 4000, 30000, 0), CP_DP_REJECTED);
-    assert_int_equal(cp_dp_state(&dp, 3, 4000, 30000, 0), CP_DP_STALE);
-    assert_int_equal(cp_dp_state(&dp, 1, 4000, 30000, 0), CP_DP_SYNCED);
-    assert_int_equal(cp_dp_state(&dp, 1, 40000, 30000, 0), CP_DP_DISCONNECTED);
-    assert_int_equal(cp_dp_state(&dp, 1, 40000, 30000, 1), CP_DP_SYNCED); /* an open poll is alive */
+    assert_int_equal(cp_dp_state(&dp, 2, 4000, 30000, 0, 0), CP_DP_REJECTED);
+    assert_int_equal(cp_dp_state(&dp, 3, 4000, 30000, 0, 0), CP_DP_STALE);
+    assert_int_equal(cp_dp_state(&dp, 1, 4000, 30000, 0, 0), CP_DP_SYNCED);
+    assert_int_equal(cp_dp_state(&dp, 1, 40000, 30000, 0, 0), CP_DP_DISCONNECTED);
+    assert_int_equal(cp_dp_state(&dp, 1, 40000, 30000, 1, 0), CP_DP_SYNCED); /* an open poll is alive */
     cp_dataplane_dispose(&dp);
     ev = cp_store_list_events(f->store, 0, 100);
     assert_int_equal(json_array_size(ev), 4);
     assert_string_equal(json_string_value(json_object_get(json_array_get(ev, 0), "action")), "ack");
     json_decref(ev);
     /* an ACK of the rejected version (the operator fixed the file) clears it */
-    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 4500, 2, 1, NULL, NULL, NULL), CP_STORE_OK);
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 4500, 2, 1, NULL, NULL, NULL, NULL), CP_STORE_OK);
     assert_int_equal(cp_store_get_dataplane(f->store, "dp-1", &dp), CP_STORE_OK);
     assert_int_equal(dp.rejected_version, 0);
     assert_string_equal(dp.error, "");
-    assert_int_equal(cp_dp_state(&dp, 2, 4500, 30000, 0), CP_DP_SYNCED);
+    assert_int_equal(cp_dp_state(&dp, 2, 4500, 30000, 0, 0), CP_DP_SYNCED);
     cp_dataplane_dispose(&dp);
 
     cp_dataplane_t *all;
@@ -304,11 +370,11 @@ static void test_dataplane_late_ack_and_retry(void **state)
     append(f->store, "{}", H1, -1, CP_STORE_CREATED);
     append(f->store, "{\"a\":1}", H2, -1, CP_STORE_CREATED);
     cp_dataplane_t dp;
-    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 1000, 2, 1, NULL, NULL, NULL), CP_STORE_OK);
-    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 1100, 1, 1, NULL, NULL, NULL), CP_STORE_OK);
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 1000, 2, 1, NULL, NULL, NULL, NULL), CP_STORE_OK);
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 1100, 1, 1, NULL, NULL, NULL, NULL), CP_STORE_OK);
     assert_int_equal(cp_store_get_dataplane(f->store, "dp-1", &dp), CP_STORE_OK);
     assert_int_equal(dp.applied_version, 2);
-    assert_int_equal(cp_dp_state(&dp, 2, 1100, 30000, 0), CP_DP_SYNCED);
+    assert_int_equal(cp_dp_state(&dp, 2, 1100, 30000, 0, 0), CP_DP_SYNCED);
     cp_dataplane_dispose(&dp);
     json_t *ev = cp_store_list_events(f->store, 0, 100);
     assert_int_equal(json_array_size(ev), 3); /* two versions, one ack: the late one is a heartbeat */
@@ -316,23 +382,23 @@ static void test_dataplane_late_ack_and_retry(void **state)
 
     append(f->store, "{\"a\":2}", H3, -1, CP_STORE_CREATED);
     assert_int_equal(cp_store_dataplane_seen(f->store, "dp-1", 2000, 3), CP_STORE_OK);
-    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 2100, 3, 0, "bad", NULL, NULL), CP_STORE_OK);
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 2100, 3, 0, "bad", NULL, NULL, NULL), CP_STORE_OK);
     assert_int_equal(cp_store_get_dataplane(f->store, "dp-1", &dp), CP_STORE_OK);
-    assert_int_equal(cp_dp_state(&dp, 3, 2100, 30000, 0), CP_DP_REJECTED);
+    assert_int_equal(cp_dp_state(&dp, 3, 2100, 30000, 0, 0), CP_DP_REJECTED);
     cp_dataplane_dispose(&dp);
     /* restarted: re-ACKs what it runs (still rejected), then is handed 3 again: applying */
-    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 3000, 2, 1, NULL, NULL, NULL), CP_STORE_OK);
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 3000, 2, 1, NULL, NULL, NULL, NULL), CP_STORE_OK);
     assert_int_equal(cp_store_get_dataplane(f->store, "dp-1", &dp), CP_STORE_OK);
-    assert_int_equal(cp_dp_state(&dp, 3, 3000, 30000, 0), CP_DP_REJECTED);
+    assert_int_equal(cp_dp_state(&dp, 3, 3000, 30000, 0, 0), CP_DP_REJECTED);
     cp_dataplane_dispose(&dp);
     assert_int_equal(cp_store_dataplane_seen(f->store, "dp-1", 3100, 3), CP_STORE_OK);
     assert_int_equal(cp_store_get_dataplane(f->store, "dp-1", &dp), CP_STORE_OK);
-    assert_int_equal(cp_dp_state(&dp, 3, 3100, 30000, 0), CP_DP_APPLYING);
+    assert_int_equal(cp_dp_state(&dp, 3, 3100, 30000, 0, 0), CP_DP_APPLYING);
     assert_int_equal(dp.rejected_version, 3); /* still shown with its error */
     cp_dataplane_dispose(&dp);
-    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 3200, 3, 0, "bad", NULL, NULL), CP_STORE_OK);
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 3200, 3, 0, "bad", NULL, NULL, NULL), CP_STORE_OK);
     assert_int_equal(cp_store_get_dataplane(f->store, "dp-1", &dp), CP_STORE_OK);
-    assert_int_equal(cp_dp_state(&dp, 3, 3200, 30000, 0), CP_DP_REJECTED);
+    assert_int_equal(cp_dp_state(&dp, 3, 3200, 30000, 0, 0), CP_DP_REJECTED);
     cp_dataplane_dispose(&dp);
 
     /* a parked poll answered later (now_ms 0) records the delivery, not a sighting */
@@ -395,8 +461,8 @@ static void test_events_written_at_full(void **state)
     assert_non_null(f->store);
     append(f->store, "{}", H1, -1, CP_STORE_CREATED);
     assert_int_equal(cp_store_dataplane_seen(f->store, "dp-1", 1000, 1), CP_STORE_OK);
-    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 1100, 1, 0, "bad", NULL, NULL), CP_STORE_OK);
-    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 1200, 1, 1, NULL, NULL, NULL), CP_STORE_OK);
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 1100, 1, 0, "bad", NULL, NULL, NULL), CP_STORE_OK);
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 1200, 1, 1, NULL, NULL, NULL, NULL), CP_STORE_OK);
     assert_int_equal(cp_store_set_tag(f->store, "stable", 1, "ops", NULL), CP_STORE_OK);
     sqlite3_reset_auto_extension();
     assert_int_equal(trace_events, 4);
@@ -413,6 +479,7 @@ static void test_state_names(void **state)
     assert_string_equal(cp_dp_state_name(CP_DP_REJECTED), "rejected");
     assert_string_equal(cp_dp_state_name(CP_DP_STALE), "stale");
     assert_string_equal(cp_dp_state_name(CP_DP_DISCONNECTED), "disconnected");
+    assert_string_equal(cp_dp_state_name(CP_DP_DRIFTED), "drifted");
     char t[32];
     cp_format_time(0, t);
     assert_string_equal(t, "1970-01-01T00:00:00.000Z");
@@ -452,6 +519,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_append_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tags, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dataplanes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_forget_dataplane_and_drift_state, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dataplane_late_ack_and_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dataplane_admit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_written_at_full, setup, teardown),

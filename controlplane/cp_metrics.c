@@ -15,14 +15,7 @@
 #include <h2o/version.h>
 #include <sqlite3.h>
 #include "pw_log.h"
-#if defined(__has_include)
-#if __has_include("pw_version.h")
 #include "pw_version.h"
-#endif
-#endif
-#ifndef PW_VERSION
-#define PW_VERSION "0.0.0-dev" /* until common/ provides pw_version.h */
-#endif
 
 /* A growing text buffer; `failed` sticks once an append runs out of memory. */
 typedef struct st_cp_buf_t {

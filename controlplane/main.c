@@ -16,14 +16,7 @@
 #include "cp_server.h"
 #include "cp_store.h"
 #include "pw_log.h"
-#if defined(__has_include)
-#if __has_include("pw_version.h")
 #include "pw_version.h"
-#endif
-#endif
-#ifndef PW_VERSION
-#define PW_VERSION "0.0.0-dev" /* until common/ provides pw_version.h */
-#endif
 
 static volatile sig_atomic_t stop_requested;
 

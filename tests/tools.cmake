@@ -7,7 +7,5 @@ pw_add_integration(test_load_test integration/test_load_test.py)
 set_tests_properties(test_load_test PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 120)
 # pathwayctl's requests against a scripted control plane (DELETE calls, drift, paging).
 pw_add_integration(test_pathwayctl_requests integration/test_pathwayctl_requests.py)
-# pathwayctl against the control plane's tag delete, dataplane forget and drift. Exit 77 = skipped:
-# only when the built pathway-control predates those calls (answers DELETE /v1/tags with 405).
+# pathwayctl against the control plane's tag delete, dataplane forget and drift.
 pw_add_integration(test_pathwayctl_cp_api integration/test_pathwayctl_cp_api.py)
-set_tests_properties(test_pathwayctl_cp_api PROPERTIES SKIP_RETURN_CODE 77)

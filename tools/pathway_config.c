@@ -6,8 +6,10 @@
  *   pathway-config hash [--fleet] FILE        SHA-256 of the canonical form
  *   pathway-config diff [--fleet] A B         what changed, as JSON Patch (RFC 6902)
  *   pathway-config doc                        the config reference (docs/config.md)
+ *   pathway-config --version
  */
 #include "cfg.h"
+#include "pw_version.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +21,7 @@ static void usage(FILE *fp)
                 "       pathway-config hash [--fleet] FILE\n"
                 "       pathway-config diff [--fleet] A B\n"
                 "       pathway-config doc\n"
+                "       pathway-config --version\n"
                 "\n"
                 "--fleet reads a control plane's document (fleet settings only; node-local keys are errors).\n"
                 "Exit: 0 ok, 1 invalid document, 2 usage.\n");
@@ -48,6 +51,10 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[1];
+    if (strcmp(cmd, "--version") == 0) {
+        printf("pathway-config %s\n", PW_VERSION);
+        return 0;
+    }
     cfg_scope_t scope = CFG_SCOPE_FULL;
     int yaml = 0;
     const char *files[64];

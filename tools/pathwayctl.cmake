@@ -11,10 +11,8 @@ add_library(pw_pathwayctl STATIC
 )
 target_include_directories(pw_pathwayctl PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/pathwayctl)
 target_link_libraries(pw_pathwayctl PUBLIC pw_schema PkgConfig::CURL PkgConfig::JANSSON)
-# PW_VERSION for --version: common/'s pw_version (its generated pw_version.h), where the tree has it
-if(TARGET pw_version)
-  target_link_libraries(pw_pathwayctl PRIVATE pw_version)
-endif()
+# PW_VERSION for --version: common/'s pw_version (its generated pw_version.h)
+target_link_libraries(pw_pathwayctl PRIVATE pw_version)
 
 add_executable(pathwayctl ${CMAKE_CURRENT_SOURCE_DIR}/pathwayctl/main.c)
 target_link_libraries(pathwayctl PRIVATE pw_pathwayctl)

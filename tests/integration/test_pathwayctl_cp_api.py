@@ -1,15 +1,11 @@
 """pathwayctl against a real pathway-control for the calls added with drift detection: `tag delete`
 (DELETE /v1/tags/{name}), `dataplanes forget` (DELETE /v1/dataplanes/{id}), and a `drifted`
 dataplane in `status` and `--wait`. test_pathwayctl_requests.py checks the same commands' requests
-against a scripted server.
-
-Exit 77 (skipped) only when the pathway-control of this build answers DELETE /v1/tags with 405, i.e.
-it predates these calls; with them, every check here runs."""
+against a scripted server."""
 
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -132,17 +128,5 @@ def drifted_dataplane():
     assert rc == 0 and "(1 synced)" in out, (rc, out, err)
 
 
-def control_plane_has_the_calls():
-    cp = ControlPlane()
-    try:
-        st, _, _ = pwtest.request(cp.port, "DELETE", "/v1/tags/no-such-tag", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
-        return st != 405
-    finally:
-        pwtest.stop_all()
-
-
 if __name__ == "__main__":
-    if not control_plane_has_the_calls():
-        print("skipped: this build's pathway-control has no DELETE /v1/tags/{name} (405)")
-        sys.exit(77)
     pwtest.main()

@@ -91,7 +91,7 @@ int ctl_cmd_rollback(ctl_t *ctl, const ctl_args_t *args);
 int ctl_cmd_tag(ctl_t *ctl, const ctl_args_t *args);
 int ctl_cmd_validate(ctl_t *ctl, const ctl_args_t *args);
 int ctl_cmd_dataplanes(ctl_t *ctl, const ctl_args_t *args);
-/* The version `pathwayctl --version` prints (the build's PW_VERSION, "0.0.0-dev" without one). */
+/* The version `pathwayctl --version` prints (the build's PW_VERSION). */
 const char *ctl_version(void);
 int ctl_cmd_events(ctl_t *ctl, const ctl_args_t *args);
 

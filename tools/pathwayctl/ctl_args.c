@@ -21,16 +21,8 @@
     "Exit: 0 ok, 1 rejected (validation errors, 412, not found; a NACK or drift with --wait; status: a dataplane\n"                \
     "  rejected, drifted or disconnected), 2 usage, 3 control plane unreachable or auth failed, 4 --wait timed out.\n"
 
-/* The build's version: PW_VERSION from common/'s generated pw_version.h (the project's VERSION),
- * when the build has it (pathwayctl.cmake links pw_version); a build without it is "0.0.0-dev". */
-#if defined(__has_include)
-#if __has_include("pw_version.h")
+/* The build's version: PW_VERSION from common/'s generated pw_version.h (the project's VERSION). */
 #include "pw_version.h"
-#endif
-#endif
-#ifndef PW_VERSION
-#define PW_VERSION "0.0.0-dev"
-#endif
 
 const char *ctl_version(void)
 {

@@ -188,6 +188,16 @@ static char *endpoint_key(const cfg_endpoint_t *e, const cfg_pool_t *p)
     return key;
 }
 
+/* RFC 6066 section 3: a literal IP address is not sent as SNI. libh2o 2.2.5 sends whatever name
+ * it is given; this takes it back before the ClientHello is written (the name libh2o checks is its
+ * own copy). */
+static void drop_sni(const SSL *ssl, int where, int ret)
+{
+    (void)ret;
+    if ((where & SSL_CB_HANDSHAKE_START) != 0 && !SSL_is_server(ssl))
+        SSL_set_tlsext_host_name((SSL *)ssl, NULL);
+}
+
 static dp_endpoint_t *endpoint_create(dp_server_t *s, const cfg_endpoint_t *e, const cfg_pool_t *pool, char *key, const char *field,
                                       cfg_errors_t *errs)
 {
@@ -251,13 +261,15 @@ static dp_endpoint_t *endpoint_create(dp_server_t *s, const cfg_endpoint_t *e, c
         if (ep->server_name == NULL || (ep->ssl_ctx = SSL_CTX_new(TLS_client_method())) == NULL)
             goto NoMem;
         SSL_CTX_set_min_proto_version(ep->ssl_ctx, TLS1_2_VERSION);
+        unsigned char ipbuf[16];
+        int is_ip = inet_pton(AF_INET, ep->server_name, ipbuf) == 1 || inet_pton(AF_INET6, ep->server_name, ipbuf) == 1;
+        if (is_ip)
+            SSL_CTX_set_info_callback(ep->ssl_ctx, drop_sni);
         if (ep->verify) {
             SSL_CTX_set_verify(ep->ssl_ctx, SSL_VERIFY_PEER, NULL);
             /* The name is checked by OpenSSL as part of the chain: h2o 2.2 skips its own hostname
              * check when the handshake ends with data still to flush (TLS 1.3 clients). */
             X509_VERIFY_PARAM *param = SSL_CTX_get0_param(ep->ssl_ctx);
-            unsigned char ipbuf[16];
-            int is_ip = inet_pton(AF_INET, ep->server_name, ipbuf) == 1 || inet_pton(AF_INET6, ep->server_name, ipbuf) == 1;
             if ((is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, ep->server_name)
                        : X509_VERIFY_PARAM_set1_host(param, ep->server_name, 0)) != 1) {
                 cfg_errors_add(errs, "%s: cannot verify the name %s", field, ep->server_name);

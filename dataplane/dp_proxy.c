@@ -19,6 +19,7 @@
  * began (it defers the ERROR send to the next proceed or a zero-delay timer). A gateway error
  * before the response began (send_error) always writes bytes, which h2o completes later.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
@@ -28,25 +29,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "dp_internal.h"
+#include "dp_phr.h"
 #include "dp_rpc.h"
 #include "pw_log.h"
-
-/* picohttpparser is built into libh2o and exported, but its header is not installed. */
-struct phr_header {
-    const char *name;
-    size_t name_len;
-    const char *value;
-    size_t value_len;
-};
-struct phr_chunked_decoder {
-    size_t bytes_left_in_chunk;
-    char consume_trailer;
-    char _hex_count;
-    char _state;
-};
-int phr_parse_response(const char *buf, size_t len, int *minor_version, int *status, const char **msg, size_t *msg_len,
-                       struct phr_header *headers, size_t *num_headers, size_t last_len);
-ssize_t phr_decode_chunked(struct phr_chunked_decoder *decoder, char *buf, size_t *bufsz);
 
 #define MAX_RESPONSE_HEAD 65536
 #define MAX_RESPONSE_HEADERS 100
@@ -104,6 +89,7 @@ struct st_dp_relay_t {
     /* response */
     int head_done;
     int status;
+    const char *reason; /* the upstream's reason phrase (NUL-terminated, static or in req->pool) */
     body_mode_t mode;
     int keepalive;
     struct phr_chunked_decoder dec;
@@ -139,27 +125,64 @@ static void wpool_serve_waiters(dp_worker_t *w, dp_endpoint_t *ep);
 static void wpool_maybe_deactivate(dp_worker_t *w, dp_endpoint_t *ep);
 static void on_upstream_read(h2o_socket_t *sock, const char *err);
 
+/* The standard reason phrase of a status (RFC 9110 section 15), for the gateway's own answers. */
 static const char *reason_of(int status)
 {
     switch (status) {
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 206:
+        return "Partial Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 304:
+        return "Not Modified";
+    case 307:
+        return "Temporary Redirect";
+    case 308:
+        return "Permanent Redirect";
     case 400:
         return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
     case 404:
         return "Not Found";
     case 405:
         return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
     case 413:
-        return "Payload Too Large";
+        return "Content Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 429:
+        return "Too Many Requests";
+    case 499:
+        return "Client Closed Request"; /* nginx's, for the log: the client never sees it */
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
     case 502:
         return "Bad Gateway";
     case 503:
         return "Service Unavailable";
     case 504:
         return "Gateway Timeout";
-    case 499:
-        return "Client Closed Request";
     default:
-        return "Error";
+        return "";
     }
 }
 
@@ -335,14 +358,33 @@ static void relay_watch(dp_relay_t *r)
         h2o_timeout_link(w->loop, dp_worker_timeout(w, DP_WATCH_INTERVAL_MS), &w->watch_timer);
 }
 
-/* The client socket of an HTTP/1 request. h2o 2.2 exposes none; its st_h2o_http1_conn_t begins
- * with {h2o_conn_t super; h2o_socket_t *sock;}, which is what this reads. */
-static int http1_client_fd(h2o_req_t *req)
+/* The client socket of an HTTP/1 request (NULL for HTTP/2). h2o 2.2 exposes none; its
+ * st_h2o_http1_conn_t begins with {h2o_conn_t super; h2o_socket_t *sock;}, which is what this
+ * reads. */
+static h2o_socket_t *http1_client_sock(h2o_req_t *req)
 {
     if (req->version >= 0x200)
-        return -1;
-    h2o_socket_t *sock = *(h2o_socket_t **)((char *)req->conn + sizeof(h2o_conn_t));
+        return NULL;
+    return *(h2o_socket_t **)((char *)req->conn + sizeof(h2o_conn_t));
+}
+
+static int http1_client_fd(h2o_req_t *req)
+{
+    h2o_socket_t *sock = http1_client_sock(req);
     return sock != NULL ? h2o_socket_get_fd(sock) : -1;
+}
+
+/* Strict framing of an HTTP/1 request (see dp_rpc_check_http1_head). libh2o keeps neither
+ * Content-Length, Transfer-Encoding nor Host in req->headers, so the head is read again where
+ * libh2o parsed it: at the front of the client socket's input buffer, which holds the request
+ * (head, then body) until its response is done. Plain (or decrypted TLS) bytes, names lowercased
+ * by libh2o in place. One picohttpparser pass over the head, no allocation. */
+static dp_framing_t http1_check_framing(h2o_req_t *req)
+{
+    h2o_socket_t *sock = http1_client_sock(req);
+    if (sock == NULL || sock->input == NULL)
+        return DP_FRAMING_OK;
+    return dp_rpc_check_http1_head(sock->input->bytes, sock->input->size);
 }
 
 static uint64_t retry_after_s(dp_relay_t *r)
@@ -627,11 +669,31 @@ static void conn_ready(dp_conn_t *c)
         conn_release(c, 1); /* its relay went away while connecting: keep it for the next */
 }
 
+static int is_ip_literal(const char *name)
+{
+    unsigned char buf[16];
+    return inet_pton(AF_INET, name, buf) == 1 || inet_pton(AF_INET6, name, buf) == 1;
+}
+
+/* The handshake's verdict. OpenSSL verifies the chain and the name (or IP address) during the
+ * handshake: the endpoint's SSL_CTX carries them in its X509_VERIFY_PARAM, and a failure ends the
+ * handshake with OpenSSL's reason ("IP address mismatch"). libh2o 2.2.5 then runs its own name
+ * check, which knows only DNS names: for an IP literal it reports a mismatch against the very
+ * certificate OpenSSL has just accepted by its IP SAN, so that report is not believed. */
+static int handshake_ok(dp_endpoint_t *ep, const char *err)
+{
+    if (err == NULL)
+        return 1;
+    int name_check = err == h2o_socket_error_ssl_cert_name_mismatch || err == h2o_socket_error_ssl_cert_invalid;
+    if (ep->verify == 0)
+        return name_check || err == h2o_socket_error_ssl_no_cert;
+    return name_check && is_ip_literal(ep->server_name);
+}
+
 static void on_handshake(h2o_socket_t *sock, const char *err)
 {
     dp_conn_t *c = sock->data;
-    if (err != NULL && !(c->ep->verify == 0 && (err == h2o_socket_error_ssl_cert_name_mismatch ||
-                                                err == h2o_socket_error_ssl_cert_invalid || err == h2o_socket_error_ssl_no_cert))) {
+    if (!handshake_ok(c->ep, err)) {
         conn_fail(c, err);
         return;
     }
@@ -875,6 +937,20 @@ static void copy_response_headers(dp_relay_t *r, struct phr_header *hdrs, const 
     }
 }
 
+/* The reason phrase of an upstream's status line, for HTTP/1 clients (HTTP/2 has none). "OK"
+ * costs nothing; others are copied into the request's pool, since the head's bytes are consumed. */
+static const char *reason_phrase(dp_relay_t *r, const char *msg, size_t len)
+{
+    if (len == 2 && msg[0] == 'O' && msg[1] == 'K')
+        return "OK";
+    for (size_t i = 0; i != len; ++i) {
+        unsigned char c = (unsigned char)msg[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return reason_of(r->status); /* nothing we would write on a status line */
+    }
+    return h2o_strdup(&r->req->pool, msg, len).base;
+}
+
 /* Parses the response head in sock->input. Returns 1 when done, 0 when more bytes are needed,
  * -1 after failing the relay. */
 static int relay_parse_head(dp_relay_t *r)
@@ -910,9 +986,11 @@ static int relay_parse_head(dp_relay_t *r)
             continue;
         }
         r->status = status;
+        r->reason = reason_phrase(r, msg, msglen);
         r->keepalive = minor >= 1;
         r->mode = BODY_EOF;
         r->content_length = UINT64_MAX;
+        int have_te = 0;
         for (size_t i = 0; i != nhdrs; ++i) {
             const h2o_token_t *tok = toks[i] = lookup_token_ci(hdrs[i].name, hdrs[i].name_len);
             if (tok == H2O_TOKEN_CONTENT_LENGTH) {
@@ -921,16 +999,19 @@ static int relay_parse_head(dp_relay_t *r)
                     relay_fail(r, 502, DP_RPC_UPSTREAM_ERROR, "bad content-length from upstream");
                     return -1;
                 }
-                if (r->mode != BODY_CHUNKED) {
-                    r->mode = BODY_LENGTH;
-                    r->content_length = v;
+                /* RFC 9112 6.3: differing lengths leave the message unframed; a copy of the same
+                 * value is harmless. relay_fail closes the connection: what follows on it cannot
+                 * be trusted to start where we would think. */
+                if (r->content_length != UINT64_MAX && r->content_length != v) {
+                    relay_fail(r, 502, DP_RPC_UPSTREAM_ERROR, "upstream sent conflicting Content-Length headers");
+                    return -1;
                 }
+                r->content_length = v;
             } else if (tok == H2O_TOKEN_TRANSFER_ENCODING) {
+                have_te = 1;
                 if (h2o_lcstris(hdrs[i].value, hdrs[i].value_len, H2O_STRLIT("chunked")) ||
-                    h2o_contains_token(hdrs[i].value, hdrs[i].value_len, H2O_STRLIT("chunked"), ',')) {
+                    h2o_contains_token(hdrs[i].value, hdrs[i].value_len, H2O_STRLIT("chunked"), ','))
                     r->mode = BODY_CHUNKED;
-                    r->content_length = UINT64_MAX;
-                }
             } else if (tok == H2O_TOKEN_CONNECTION) {
                 /* the single-token values are the common case; the token scan is for lists */
                 const char *v = hdrs[i].value;
@@ -943,6 +1024,14 @@ static int relay_parse_head(dp_relay_t *r)
                     r->keepalive = 1;
             }
         }
+        if (have_te && r->content_length != UINT64_MAX) {
+            /* RFC 9112 6.1: a sender must not send both; which one frames the body is the
+             * request-smuggling question, so neither is believed */
+            relay_fail(r, 502, DP_RPC_UPSTREAM_ERROR, "upstream sent both Content-Length and Transfer-Encoding");
+            return -1;
+        }
+        if (r->mode != BODY_CHUNKED && r->content_length != UINT64_MAX)
+            r->mode = BODY_LENGTH;
         if (status == 204 || status == 304) {
             r->mode = BODY_LENGTH;
             r->content_length = 0;
@@ -1109,7 +1198,7 @@ static void relay_start_response(dp_relay_t *r)
 {
     h2o_req_t *req = r->req;
     req->res.status = r->status;
-    req->res.reason = "OK";
+    req->res.reason = r->reason;
     if (r->mode == BODY_LENGTH)
         req->res.content_length = r->content_length;
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, r->reqid.base, r->reqid.len);
@@ -1277,6 +1366,16 @@ int dp_proxy_on_req(h2o_handler_t *self, h2o_req_t *req)
     uint64_t now = h2o_now(w->loop);
     h2o_iovec_t reqid = dp_request_id(w, req);
     DP_OWNER_ADD(w->requests, 1);
+
+    if (req->version < 0x200) {
+        dp_framing_t f = http1_check_framing(req);
+        if (f != DP_FRAMING_OK && f != DP_FRAMING_UNREADABLE) {
+            /* what follows on this connection cannot be trusted to start where libh2o thinks */
+            req->http1_is_persistent = 0;
+            send_error(w, req, NULL, reqid, now, 400, DP_RPC_INVALID_REQUEST, dp_rpc_framing_message(f), 0);
+            return 0;
+        }
+    }
 
     const char *hdr = NULL;
     size_t hdrlen = 0;

@@ -1,6 +1,10 @@
 #include "dp_rpc.h"
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include "dp_phr.h"
+
+#define DP_MAX_REQUEST_HEADERS 100 /* libh2o's H2O_MAX_HEADERS: a head it accepted fits */
 
 static int is_id_char(char c)
 {
@@ -84,4 +88,61 @@ char *dp_rpc_error_body(const char *body, size_t len, int code, const char *mess
     if (out != NULL)
         *outlen = strlen(out);
     return out;
+}
+
+static int name_is(const struct phr_header *h, const char *name, size_t len)
+{
+    return h->name_len == len && strncasecmp(h->name, name, len) == 0;
+}
+
+dp_framing_t dp_rpc_check_http1_head(const char *buf, size_t len)
+{
+    const char *method, *path;
+    size_t method_len, path_len, nhdrs = DP_MAX_REQUEST_HEADERS;
+    int minor;
+    struct phr_header hdrs[DP_MAX_REQUEST_HEADERS];
+    if (phr_parse_request(buf, len, &method, &method_len, &path, &path_len, &minor, hdrs, &nhdrs, 0) <= 0)
+        return DP_FRAMING_UNREADABLE;
+    unsigned cl = 0, te = 0, host = 0;
+    for (size_t i = 0; i != nhdrs; ++i) {
+        /* the lengths tell the three names apart before any compare */
+        switch (hdrs[i].name_len) {
+        case sizeof("content-length") - 1:
+            cl += name_is(hdrs + i, "content-length", sizeof("content-length") - 1);
+            break;
+        case sizeof("transfer-encoding") - 1:
+            te += name_is(hdrs + i, "transfer-encoding", sizeof("transfer-encoding") - 1);
+            break;
+        case sizeof("host") - 1:
+            host += name_is(hdrs + i, "host", sizeof("host") - 1);
+            break;
+        }
+    }
+    if (cl != 0 && te != 0)
+        return DP_FRAMING_CL_AND_TE;
+    if (cl > 1)
+        return DP_FRAMING_DUPLICATE_CL;
+    if (host > 1)
+        return DP_FRAMING_DUPLICATE_HOST;
+    if (host == 0 && minor >= 1)
+        return DP_FRAMING_NO_HOST;
+    return DP_FRAMING_OK;
+}
+
+const char *dp_rpc_framing_message(dp_framing_t f)
+{
+    switch (f) {
+    case DP_FRAMING_CL_AND_TE:
+        return "bad request: both Content-Length and Transfer-Encoding";
+    case DP_FRAMING_DUPLICATE_CL:
+        return "bad request: more than one Content-Length header";
+    case DP_FRAMING_NO_HOST:
+        return "bad request: HTTP/1.1 request without Host";
+    case DP_FRAMING_DUPLICATE_HOST:
+        return "bad request: more than one Host header";
+    case DP_FRAMING_UNREADABLE:
+        return "bad request: unreadable request head";
+    default:
+        return "ok";
+    }
 }

@@ -33,6 +33,26 @@ json_t *dp_rpc_request_id(const char *body, size_t len);
  * frees) with its length in *outlen; NULL only when out of memory. */
 char *dp_rpc_error_body(const char *body, size_t len, int code, const char *message, size_t *outlen);
 
+/* What the strict framing check found in an HTTP/1.x request head. libh2o 2.2.5 accepts these
+ * (Transfer-Encoding wins over Content-Length, the first Content-Length wins, a missing Host
+ * becomes the default host); nginx and HAProxy refuse them, since a front proxy that frames the
+ * request differently is how requests get smuggled. */
+typedef enum en_dp_framing_t {
+    DP_FRAMING_OK = 0,
+    DP_FRAMING_CL_AND_TE,      /* both Content-Length and Transfer-Encoding */
+    DP_FRAMING_DUPLICATE_CL,   /* more than one Content-Length, equal values or not */
+    DP_FRAMING_NO_HOST,        /* HTTP/1.1 without Host */
+    DP_FRAMING_DUPLICATE_HOST, /* more than one Host */
+    DP_FRAMING_UNREADABLE,     /* not a complete request head: nothing to judge */
+} dp_framing_t;
+
+/* Checks the framing headers of the HTTP/1.x request head at the start of buf (body bytes may
+ * follow). Header names in any case. No allocation. */
+dp_framing_t dp_rpc_check_http1_head(const char *buf, size_t len);
+
+/* The client-facing message for a refused framing (a static string). */
+const char *dp_rpc_framing_message(dp_framing_t f);
+
 /* JSON-RPC error codes the gateway uses (server-defined range -32000..-32099 where the spec has
  * none). */
 #define DP_RPC_INVALID_REQUEST (-32600)

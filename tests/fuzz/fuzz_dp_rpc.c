@@ -1,6 +1,7 @@
 /* Fuzz target: request inspection outside input reaches (routing of path + header, the JSON-RPC
  * id of a body, the error body built from it). Input: the first line is the path, the second
- * the Target-Service-Id header, the rest the body. */
+ * the Target-Service-Id header, the rest the body; the whole input is also checked as an HTTP/1
+ * request head. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,5 +40,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         json_decref(doc);
         free(out);
     }
+    /* the whole input as an HTTP/1 request head (the strict framing check) */
+    if (dp_rpc_check_http1_head((const char *)data, size) > DP_FRAMING_UNREADABLE)
+        abort();
     return 0;
 }

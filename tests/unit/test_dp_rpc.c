@@ -106,11 +106,39 @@ static void test_error_body(void **state)
     free(b);
 }
 
+static dp_framing_t head(const char *s)
+{
+    return dp_rpc_check_http1_head(s, strlen(s));
+}
+
+static void test_framing(void **state)
+{
+    assert_int_equal(head("POST /v1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"), DP_FRAMING_OK);
+    assert_int_equal(head("POST /v1 HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n"), DP_FRAMING_OK);
+    assert_int_equal(head("POST /v1 HTTP/1.0\r\nContent-Length: 2\r\n\r\n{}"), DP_FRAMING_OK); /* 1.0 needs no Host */
+    assert_int_equal(head("POST /v1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n"),
+                     DP_FRAMING_CL_AND_TE);
+    assert_int_equal(head("POST /v1 HTTP/1.1\r\nTRANSFER-ENCODING: chunked\r\nHost: x\r\ncontent-LENGTH: 2\r\n\r\n"),
+                     DP_FRAMING_CL_AND_TE);
+    assert_int_equal(head("POST /v1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n"),
+                     DP_FRAMING_DUPLICATE_CL);
+    assert_int_equal(head("POST /v1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n"),
+                     DP_FRAMING_DUPLICATE_CL);
+    assert_int_equal(head("POST /v1 HTTP/1.1\r\nContent-Length: 2\r\n\r\n"), DP_FRAMING_NO_HOST);
+    assert_int_equal(head("POST /v1 HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), DP_FRAMING_DUPLICATE_HOST);
+    /* names that only look alike */
+    assert_int_equal(head("POST /v1 HTTP/1.1\r\nHost: x\r\nContent-Lengthy: 2\r\nX-Content-Length: 3\r\nHosts: y\r\n\r\n"),
+                     DP_FRAMING_OK);
+    assert_int_equal(head("POST /v1 HTTP/1.1\r\nHost: x\r\n"), DP_FRAMING_UNREADABLE); /* incomplete */
+    assert_int_equal(head("garbage"), DP_FRAMING_UNREADABLE);
+    assert_string_equal(dp_rpc_framing_message(DP_FRAMING_NO_HOST), "bad request: HTTP/1.1 request without Host");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_route_path), cmocka_unit_test(test_route_header), cmocka_unit_test(test_route_rejects),
-        cmocka_unit_test(test_request_id), cmocka_unit_test(test_error_body),
+        cmocka_unit_test(test_request_id), cmocka_unit_test(test_error_body),   cmocka_unit_test(test_framing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

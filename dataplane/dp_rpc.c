@@ -146,3 +146,49 @@ const char *dp_rpc_framing_message(dp_framing_t f)
         return "ok";
     }
 }
+
+int dp_cors_origin_allowed(char *const *origins, size_t n, const char *origin, size_t len)
+{
+    for (size_t i = 0; i != n; ++i) {
+        const char *o = origins[i];
+        if (o[0] == '*' && o[1] == '\0')
+            return 1;
+        if (strlen(o) == len && strncasecmp(o, origin, len) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+size_t dp_cors_allow_headers(const char *requested, size_t len, char *out)
+{
+    static const char *const safe[] = {"content-type", "target-service-id", "x-request-id", "authorization"};
+    int seen[sizeof(safe) / sizeof(safe[0])] = {0};
+    const char *p = requested, *end = requested + len;
+    while (p < end) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *e = comma != NULL ? comma : end, *b = p;
+        p = comma != NULL ? comma + 1 : end;
+        while (b < e && (*b == ' ' || *b == '\t'))
+            b++;
+        while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+            e--;
+        for (size_t i = 0; i != sizeof(safe) / sizeof(safe[0]); ++i)
+            if (strlen(safe[i]) == (size_t)(e - b) && strncasecmp(safe[i], b, (size_t)(e - b)) == 0)
+                seen[i] = 1;
+    }
+    /* in the safe list's order, so the answer is the same whatever order the browser used */
+    size_t n = 0;
+    for (size_t i = 0; i != sizeof(safe) / sizeof(safe[0]); ++i) {
+        if (!seen[i])
+            continue;
+        if (n != 0) {
+            memcpy(out + n, ", ", 2);
+            n += 2;
+        }
+        size_t l = strlen(safe[i]);
+        memcpy(out + n, safe[i], l);
+        n += l;
+    }
+    out[n] = '\0';
+    return n;
+}

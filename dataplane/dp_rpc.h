@@ -53,6 +53,18 @@ dp_framing_t dp_rpc_check_http1_head(const char *buf, size_t len);
 /* The client-facing message for a refused framing (a static string). */
 const char *dp_rpc_framing_message(dp_framing_t f);
 
+/* CORS. True when `origin` is in the list (ASCII case-insensitive; an entry "*" allows any). */
+int dp_cors_origin_allowed(char *const *origins, size_t n, const char *origin, size_t len);
+
+/* The request headers a preflight may be allowed: the fixed safe list (content-type,
+ * target-service-id, x-request-id, authorization). */
+#define DP_CORS_SAFE_HEADERS "content-type, target-service-id, x-request-id, authorization"
+
+/* Filters a preflight's Access-Control-Request-Headers (a comma-separated list, any case) to the
+ * names of the safe list, written lowercase to out as "a, b" (at most each once). Returns the
+ * length written; out needs sizeof(DP_CORS_SAFE_HEADERS) bytes. */
+size_t dp_cors_allow_headers(const char *requested, size_t len, char *out);
+
 /* JSON-RPC error codes the gateway uses (server-defined range -32000..-32099 where the spec has
  * none). */
 #define DP_RPC_INVALID_REQUEST (-32600)

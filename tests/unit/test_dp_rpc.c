@@ -134,11 +134,36 @@ static void test_framing(void **state)
     assert_string_equal(dp_rpc_framing_message(DP_FRAMING_NO_HOST), "bad request: HTTP/1.1 request without Host");
 }
 
+static void test_cors(void **state)
+{
+    char *origins[] = {"https://app.example", "http://localhost:3000"};
+    assert_true(dp_cors_origin_allowed(origins, 2, "https://app.example", 19));
+    assert_true(dp_cors_origin_allowed(origins, 2, "HTTPS://APP.EXAMPLE", 19));
+    assert_false(dp_cors_origin_allowed(origins, 2, "https://app.example.evil", 24));
+    assert_false(dp_cors_origin_allowed(origins, 2, "https://app.exampl", 18));
+    assert_false(dp_cors_origin_allowed(origins, 2, "null", 4));
+    assert_false(dp_cors_origin_allowed(origins, 0, "https://app.example", 19));
+    char *any[] = {"*"};
+    assert_true(dp_cors_origin_allowed(any, 1, "https://x.example", 17));
+
+    char out[sizeof(DP_CORS_SAFE_HEADERS)];
+    const char *req = "X-Request-Id, content-type ,Cookie,\tAUTHORIZATION, content-type, x-evil";
+    assert_int_equal(dp_cors_allow_headers(req, strlen(req), out), strlen("content-type, x-request-id, authorization"));
+    assert_string_equal(out, "content-type, x-request-id, authorization");
+    assert_int_equal(dp_cors_allow_headers("", 0, out), 0);
+    assert_string_equal(out, "");
+    req = "target-service-id,authorization,x-request-id,content-type";
+    dp_cors_allow_headers(req, strlen(req), out);
+    assert_string_equal(out, DP_CORS_SAFE_HEADERS);
+    assert_int_equal(dp_cors_allow_headers(",,, ,", 5, out), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_route_path), cmocka_unit_test(test_route_header), cmocka_unit_test(test_route_rejects),
         cmocka_unit_test(test_request_id), cmocka_unit_test(test_error_body),   cmocka_unit_test(test_framing),
+        cmocka_unit_test(test_cors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -52,11 +52,13 @@ typedef struct st_cfg_listen_t {
     char *address;        /* "host:port"; host may be an IPv4/IPv6 literal, "[::1]" or a name */
     int has_tls;          /* the `tls` key was present */
     cfg_listen_tls_t tls; /* valid when has_tls */
+    int http2;            /* 0 = HTTP/1.1 only: no h2c, ALPN offers http/1.1 alone */
 } cfg_listen_t;
 
 typedef struct st_cfg_admin_t {
     uint64_t _set;
-    char *address; /* admin listener "host:port" */
+    char *address;    /* admin listener "host:port" */
+    char *token_file; /* NULL = open; else every call but /healthz and /ready needs its bearer token */
 } cfg_admin_t;
 
 typedef struct st_cfg_log_t {
@@ -103,6 +105,13 @@ typedef struct st_cfg_timeouts_t {
     uint64_t request_ms; /* whole upstream exchange; 504 beyond */
 } cfg_timeouts_t;
 
+/* Browser access to a service (off while allow_origins is empty). */
+typedef struct st_cfg_cors_t {
+    uint64_t _set;
+    CFG_VEC(char *) allow_origins; /* "scheme://host[:port]" or "*" (any origin) */
+    uint64_t max_age_ms;           /* how long a browser may cache a preflight answer */
+} cfg_cors_t;
+
 typedef struct st_cfg_service_limiter_t {
     uint64_t _set;
     uint32_t max_concurrent; /* 0 = only the process-wide limit applies */
@@ -113,6 +122,7 @@ typedef struct st_cfg_policy_t {
     cfg_pool_t pool;
     cfg_timeouts_t timeouts;
     cfg_service_limiter_t limiter;
+    cfg_cors_t cors;
 } cfg_policy_t;
 
 /* Client-side TLS toward an https endpoint. */
@@ -123,16 +133,28 @@ typedef struct st_cfg_upstream_tls_t {
     int verify;        /* verify the peer certificate (default true) */
 } cfg_upstream_tls_t;
 
+/* One extra request header sent to an endpoint (a secret, like the URL). */
+typedef struct st_cfg_header_t {
+    char *name;  /* an HTTP token; never a framing or hop-by-hop header */
+    char *value; /* no CR, LF or NUL */
+} cfg_header_t;
+
 typedef struct st_cfg_endpoint_t {
     uint64_t _set;
-    char *url;              /* as written: http://host:port/path or https://... */
-    int has_tls;            /* the `tls` key was present */
-    cfg_upstream_tls_t tls; /* valid when has_tls (defaults apply otherwise) */
-    /* derived from url by the decoder, not part of the document: */
-    int is_https;  /* scheme is https */
-    char *host;    /* host without brackets */
-    uint16_t port; /* explicit port, or 80 / 443 */
-    char *path;    /* path + query, "/" when empty */
+    char *url;                     /* as written: http://[user:pass@]host:port/path or https://... */
+    char *name;                    /* as written; NULL = derived (see label) */
+    CFG_VEC(cfg_header_t) headers; /* sent with every request to this endpoint, in document order */
+    int has_tls;                   /* the `tls` key was present */
+    cfg_upstream_tls_t tls;        /* valid when has_tls (defaults apply otherwise) */
+    /* derived by the decoder, not part of the document: */
+    int is_https;   /* scheme is https */
+    char *host;     /* host without brackets */
+    uint16_t port;  /* explicit port, or 80 / 443 */
+    char *path;     /* path + query, "/" when empty */
+    char *userinfo; /* "user:pass" from the URL, percent-decoded; NULL when none */
+    /* what metrics, stats, logs and errors call this endpoint, never the URL (which may hold a key):
+     * `name`, or "host:port" made unique within the service with "#2", "#3"... */
+    char *label;
 } cfg_endpoint_t;
 
 typedef struct st_cfg_service_t {
@@ -142,6 +164,7 @@ typedef struct st_cfg_service_t {
     cfg_pool_t pool;                   /* effective: defaults.pool + overrides */
     cfg_timeouts_t timeouts;           /* effective: defaults.timeouts + overrides */
     cfg_service_limiter_t limiter;     /* effective: defaults.limiter + overrides */
+    cfg_cors_t cors;                   /* effective: defaults.cors + overrides */
 } cfg_service_t;
 
 typedef struct st_cfg_control_plane_t {
@@ -277,6 +300,21 @@ size_t cfg_restart_changes(const cfg_t *before, const cfg_t *after, cfg_errors_t
 /* Whether the setting at a JSON Pointer (e.g. "/services/0/pool/max_conns_per_host") is node-local
  * or restart-only. Unknown paths: 0. */
 int cfg_path_is_restart_only(const char *pointer);
+
+/* --- secrets ----------------------------------------------------------------------------- */
+
+/* The text that stands for a secret in every output a viewer (or a metric, a log) may see. */
+#define CFG_REDACTED "<redacted>"
+
+/* A copy of an endpoint URL with its userinfo, path and query each replaced by CFG_REDACTED
+ * ("https://<redacted>@host:8545/<redacted>?<redacted>"; an empty or bare "/" path stays). Text that
+ * is not an http(s) URL is redacted whole. Caller frees; NULL only when out of memory. */
+char *cfg_redact_url(const char *url);
+
+/* A copy of a document tree (fleet or full) with
+ * every services[].endpoints[].url redacted as above and every endpoint header value replaced by
+ * CFG_REDACTED. What it does not recognise is copied as it is. New reference; borrows `doc`. */
+json_t *cfg_redact(const json_t *doc);
 
 /* --- JSON merge patch (RFC 7386), JSON Patch (RFC 6902) ------------------------------------ */
 

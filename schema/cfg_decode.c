@@ -55,6 +55,104 @@ static void range_error(const cfg_field_t *f, const char *path, cfg_errors_t *er
     cfg_errors_add(errs, "%s: must be between %s and %s", path, a, b);
 }
 
+/* A non-empty string of at most MAX_STRING bytes with no NUL, passing `check`: a heap copy, or NULL
+ * with the error added. */
+static char *decode_string(json_t *v, const char *path, const char *(*check)(const char *), cfg_errors_t *errs)
+{
+    if (!json_is_string(v)) {
+        cfg_errors_add(errs, "%s: must be a string, not %s", path, json_kind(v));
+        return NULL;
+    }
+    const char *s = json_string_value(v);
+    size_t len = json_string_length(v);
+    if (strlen(s) != len) {
+        cfg_errors_add(errs, "%s: must not contain NUL characters", path);
+        return NULL;
+    }
+    if (len == 0) {
+        cfg_errors_add(errs, "%s: must not be empty", path);
+        return NULL;
+    }
+    if (len > MAX_STRING) {
+        cfg_errors_add(errs, "%s: longer than %d characters", path, MAX_STRING);
+        return NULL;
+    }
+    const char *rule = check != NULL ? check(s) : NULL;
+    if (rule != NULL) {
+        cfg_errors_add(errs, "%s: %s (got \"%.128s\")", path, rule, s);
+        return NULL;
+    }
+    char *copy = strdup(s);
+    if (copy == NULL)
+        cfg_errors_add(errs, "%s: out of memory", path);
+    return copy;
+}
+
+static int entries_in_bounds(const cfg_field_t *f, size_t n, const char *path, cfg_errors_t *errs)
+{
+    if (n >= f->min && n <= f->max)
+        return 1;
+    if (f->min == 1 && n == 0)
+        cfg_errors_add(errs, "%s: must have at least one entry", path);
+    else
+        cfg_errors_add(errs, "%s: must have between %" PRIu64 " and %" PRIu64 " entries", path, f->min, f->max);
+    return 0;
+}
+
+/* STRLIST (a list of strings) and STRMAP (a mapping of string to string, kept in document order). */
+static void decode_strvec(const cfg_field_t *f, void *obj, json_t *v, const char *path, cfg_errors_t *errs)
+{
+    int is_map = f->type == CFG_T_STRMAP;
+    if (is_map ? !json_is_object(v) : !json_is_array(v)) {
+        cfg_errors_add(errs, "%s: must be %s, not %s", path, is_map ? "a mapping of names to strings" : "a list of strings",
+                       json_kind(v));
+        return;
+    }
+    size_t n = is_map ? json_object_size(v) : json_array_size(v);
+    if (!entries_in_bounds(f, n, path, errs))
+        return;
+    cfg_strvec_dispose(f, obj);
+    if (n == 0)
+        return;
+    size_t elem = is_map ? sizeof(cfg_header_t) : sizeof(char *);
+    cfg_vec_t *vec = CFG_MEMBER(obj, f, cfg_vec_t);
+    if ((vec->entries = calloc(n, elem)) == NULL) {
+        cfg_errors_add(errs, "%s: out of memory", path);
+        return;
+    }
+    char sub[600];
+    if (!is_map) {
+        for (size_t i = 0; i < n; i++) {
+            snprintf(sub, sizeof(sub), "%s[%zu]", path, i);
+            ((char **)vec->entries)[vec->size++] = decode_string(json_array_get(v, i), sub, f->check, errs);
+        }
+        return;
+    }
+    /* jansson keeps insertion order when iterating, which is the document's order */
+    const char *key;
+    json_t *child;
+    json_object_foreach(v, key, child)
+    {
+        cfg_header_t *h = &((cfg_header_t *)vec->entries)[vec->size++];
+        cfg_path_join(sub, sizeof(sub), path, key);
+        const char *rule = f->check != NULL ? f->check(key) : NULL;
+        if (rule != NULL) {
+            cfg_errors_add(errs, "%.200s: %s", sub, rule);
+            continue;
+        }
+        if ((h->name = strdup(key)) == NULL) {
+            cfg_errors_add(errs, "%s: out of memory", path);
+            continue;
+        }
+        /* values of a map may be secrets (headers): never echoed in an error */
+        if (json_is_string(child) && f->check_value != NULL && (rule = f->check_value(json_string_value(child))) != NULL) {
+            cfg_errors_add(errs, "%.200s: %s", sub, rule);
+            continue;
+        }
+        h->value = decode_string(child, sub, NULL, errs);
+    }
+}
+
 void cfg_decode_field(const cfg_field_t *f, void *obj, json_t *v, const char *path, cfg_scope_t scope, cfg_errors_t *errs)
 {
     switch (f->type) {
@@ -106,50 +204,37 @@ void cfg_decode_field(const cfg_field_t *f, void *obj, json_t *v, const char *pa
         *CFG_MEMBER(obj, f, uint64_t) = n;
         return;
     }
-    case CFG_T_STRING:
     case CFG_T_ENUM: {
         if (!json_is_string(v)) {
             cfg_errors_add(errs, "%s: must be a string, not %s", path, json_kind(v));
             return;
         }
         const char *s = json_string_value(v);
-        size_t len = json_string_length(v);
-        if (strlen(s) != len) {
-            cfg_errors_add(errs, "%s: must not contain NUL characters", path);
-            return;
-        }
-        if (f->type == CFG_T_ENUM) {
-            for (int i = 0; f->names[i] != NULL; i++) {
-                if (strcmp(s, f->names[i]) == 0) {
-                    *CFG_MEMBER(obj, f, int) = i;
-                    return;
-                }
+        for (int i = 0; f->names[i] != NULL; i++) {
+            if (strcmp(s, f->names[i]) == 0) {
+                *CFG_MEMBER(obj, f, int) = i;
+                return;
             }
-            char list[256] = "";
-            for (int i = 0; f->names[i] != NULL; i++)
-                snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "", f->names[i]);
-            cfg_errors_add(errs, "%s: must be one of %s (got \"%.64s\")", path, list, s);
-            return;
         }
-        if (len == 0) {
-            cfg_errors_add(errs, "%s: must not be empty", path);
-            return;
-        }
-        if (len > MAX_STRING) {
-            cfg_errors_add(errs, "%s: longer than %d characters", path, MAX_STRING);
-            return;
-        }
-        const char *rule = f->check != NULL ? f->check(s) : NULL;
-        if (rule != NULL) {
-            cfg_errors_add(errs, "%s: %s (got \"%.128s\")", path, rule, s);
-            return;
-        }
-        char **dst = CFG_MEMBER(obj, f, char *);
-        free(*dst);
-        if ((*dst = strdup(s)) == NULL)
-            cfg_errors_add(errs, "%s: out of memory", path);
+        char list[256] = "";
+        for (int i = 0; f->names[i] != NULL; i++)
+            snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "", f->names[i]);
+        cfg_errors_add(errs, "%s: must be one of %s (got \"%.64s\")", path, list, s);
         return;
     }
+    case CFG_T_STRING: {
+        char *s = decode_string(v, path, f->check, errs);
+        if (s != NULL) {
+            char **dst = CFG_MEMBER(obj, f, char *);
+            free(*dst);
+            *dst = s;
+        }
+        return;
+    }
+    case CFG_T_STRLIST:
+    case CFG_T_STRMAP:
+        decode_strvec(f, obj, v, path, errs);
+        return;
     case CFG_T_STRUCT:
         cfg_decode_struct(f->sub, CFG_MEMBER(obj, f, void), v, path, scope, 0, errs);
         if (f->flags & CFG_F_OPTIONAL)
@@ -161,13 +246,8 @@ void cfg_decode_field(const cfg_field_t *f, void *obj, json_t *v, const char *pa
             return;
         }
         size_t n = json_array_size(v);
-        if (n < f->min || n > f->max) {
-            if (f->min == 1 && n == 0)
-                cfg_errors_add(errs, "%s: must have at least one entry", path);
-            else
-                cfg_errors_add(errs, "%s: must have between %" PRIu64 " and %" PRIu64 " entries", path, f->min, f->max);
+        if (!entries_in_bounds(f, n, path, errs))
             return;
-        }
         cfg_vec_t *vec = CFG_MEMBER(obj, f, cfg_vec_t);
         for (size_t i = 0; i < vec->size; i++)
             cfg_struct_dispose(f->sub, (char *)vec->entries + i * f->sub->size);

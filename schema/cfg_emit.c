@@ -40,6 +40,24 @@ static json_t *emit_field(const cfg_field_t *f, const void *obj, cfg_scope_t sco
             json_array_append_new(arr, emit_struct(f->sub, (const char *)v->entries + i * f->sub->size, scope, 0, 0));
         return arr;
     }
+    case CFG_T_STRLIST:
+    case CFG_T_STRMAP: {
+        const cfg_vec_t *v = CFG_CMEMBER(obj, f, cfg_vec_t);
+        if (v->size == 0 && f->def == NULL)
+            return NULL; /* no default: absent and empty are the same document */
+        if (f->type == CFG_T_STRLIST) {
+            json_t *arr = json_array();
+            for (size_t i = 0; arr != NULL && i < v->size; i++)
+                json_array_append_new(arr, json_string(((char *const *)v->entries)[i]));
+            return arr;
+        }
+        json_t *map = json_object();
+        for (size_t i = 0; map != NULL && i < v->size; i++) {
+            const cfg_header_t *h = &((const cfg_header_t *)v->entries)[i];
+            json_object_set_new(map, h->name, json_string(h->value));
+        }
+        return map;
+    }
     }
     return NULL;
 }

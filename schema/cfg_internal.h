@@ -17,6 +17,9 @@ typedef enum en_cfg_type_t {
     CFG_T_ENUM,     /* int, index into `names` */
     CFG_T_STRUCT,   /* a nested struct described by `sub` */
     CFG_T_LIST,     /* cfg_vec_t of `sub` structs, [min, max] entries */
+    CFG_T_STRLIST,  /* CFG_VEC(char *), a JSON list of strings, [min, max] entries, each checked by `check` */
+    CFG_T_STRMAP,   /* CFG_VEC(cfg_header_t), a JSON mapping of string to string, [min, max] entries; keys checked
+                     * by `check`, values by `check_value`; kept in document order */
 } cfg_type_t;
 
 enum {
@@ -41,6 +44,8 @@ typedef struct st_cfg_field_t {
     const char *const *names;          /* ENUM: NULL-terminated */
     /* STRING: returns NULL when the value is fine, else the rule broken */
     const char *(*check)(const char *value);
+    /* STRMAP: the same for each value */
+    const char *(*check_value)(const char *value);
     size_t has_offset; /* OPTIONAL: offset of the int presence flag */
     const char *doc;   /* one line for docs/config.md */
 } cfg_field_t;
@@ -69,6 +74,10 @@ int cfg_struct_dup(const cfg_struct_t *st, void *dst, const void *src);
 void cfg_struct_fill_defaults(const cfg_struct_t *st, void *obj);
 /* makes every relative CFG_F_PATH string absolute against `dir` */
 void cfg_struct_resolve_paths(const cfg_struct_t *st, void *obj, const char *dir);
+
+/* STRLIST / STRMAP members: free, copy (dst uninitialized; 0 or -1 leaving dst disposable) */
+void cfg_strvec_dispose(const cfg_field_t *f, void *obj);
+int cfg_strvec_dup(const cfg_field_t *f, void *dst, const void *src);
 
 /* bytes a scalar member takes (BOOL, ENUM, UINT32, DURATION, SIZE) */
 size_t cfg_scalar_size(const cfg_field_t *f);

@@ -87,6 +87,98 @@ static const char *check_base_url(const char *s)
 
 /* --- endpoint URLs ------------------------------------------------------------------------ */
 
+/* An endpoint's own name: what metrics, logs and stats show. No '#': derived names use it, so a
+ * derived name never equals a given one. */
+static const char *check_endpoint_name(const char *s)
+{
+    if (strlen(s) > 64)
+        return "must be at most 64 characters";
+    for (const char *p = s; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-' && *p != '.' && *p != ':')
+            return "may contain only letters, digits, '_', '-', '.' and ':'";
+    return NULL;
+}
+
+/* Headers Pathway writes itself, or that change the framing of the exchange: never from config. */
+static const char *const reserved_headers_[] = {"host",       "content-length", "transfer-encoding", "connection",
+                                                "keep-alive", "upgrade",        "proxy-connection",  "te",
+                                                "trailer",    "expect",         "x-request-id",      NULL};
+
+static const char *check_header_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0)
+        return "a header name must not be empty";
+    if (n > 128)
+        return "a header name must be at most 128 characters";
+    for (const char *p = s; *p; p++)
+        if (!isalnum((unsigned char)*p) && strchr("!#$%&'*+-.^_`|~", *p) == NULL)
+            return "is not a valid header name (letters, digits and !#$%&'*+-.^_`|~ only)";
+    for (const char *const *r = reserved_headers_; *r != NULL; r++)
+        if (strcasecmp(s, *r) == 0)
+            return "is a header Pathway sets itself or one that changes the message framing; it cannot be configured";
+    return NULL;
+}
+
+static const char *check_header_value(const char *s)
+{
+    for (const char *p = s; *p; p++)
+        if (((unsigned char)*p < 0x20 && *p != '\t') || *p == 0x7f)
+            return "a header value must not contain control characters (CR, LF, ...)";
+    return NULL;
+}
+
+/* "*", or an origin as browsers send it: scheme://host[:port], nothing after. */
+static const char *check_origin(const char *s)
+{
+    if (strcmp(s, "*") == 0)
+        return NULL;
+    const char *rule = check_base_url(s);
+    if (rule != NULL)
+        return "must be * or an origin such as https://app.example.com (scheme, host, optional port)";
+    const char *host = strstr(s, "://") + 3;
+    if (strpbrk(host, "/?#@ ") != NULL)
+        return "an origin has no path, query or user (https://app.example.com, without a trailing /)";
+    return NULL;
+}
+
+static int hexval(int c)
+{
+    return isdigit(c) ? c - '0' : isxdigit(c) ? tolower(c) - 'a' + 10 : -1;
+}
+
+/* "user:pass" percent-decoded from n bytes at p: a heap string, or NULL with *err set. */
+static char *decode_userinfo(const char *p, size_t n, const char **err)
+{
+    char *out = malloc(n + 1), *o = out;
+    if (out == NULL) {
+        *err = "out of memory";
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)p[i];
+        if (c == '%') {
+            int hi = i + 2 < n ? hexval((unsigned char)p[i + 1]) : -1;
+            int lo = i + 2 < n ? hexval((unsigned char)p[i + 2]) : -1;
+            if (hi < 0 || lo < 0) {
+                free(out);
+                *err = "bad %-escape in the URL's user:password";
+                return NULL;
+            }
+            c = hi * 16 + lo;
+            i += 2;
+            if (c < 0x20 || c == 0x7f) {
+                free(out);
+                *err = "the URL's user:password must not hold control characters";
+                return NULL;
+            }
+        }
+        *o++ = (char)c;
+    }
+    *o = '\0';
+    return out;
+}
+
 /* Splits an endpoint URL into the derived members; returns the rule broken, or NULL. */
 static const char *parse_endpoint_url(cfg_endpoint_t *ep)
 {
@@ -102,8 +194,23 @@ static const char *parse_endpoint_url(cfg_endpoint_t *ep)
     }
     size_t auth_len = strcspn(p, "/?#");
     const char *rest = p + auth_len;
-    if (memchr(p, '@', auth_len) != NULL)
-        return "user:password@ in the URL is not supported (put credentials in the path)";
+    const char *at = NULL;
+    for (const char *c = p; c < rest; c++)
+        if (*c == '@')
+            at = c;
+    if (at != NULL) {
+        /* user:pass@host: sent as HTTP Basic authorization, redacted wherever the URL is shown */
+        const char *err = NULL;
+        if (at == p)
+            return "an empty user:password before '@'";
+        for (const char *c = s; *c; c++)
+            if ((unsigned char)*c <= 0x20 || *c == 0x7f)
+                return "must not contain spaces or control characters";
+        if ((ep->userinfo = decode_userinfo(p, (size_t)(at - p), &err)) == NULL)
+            return err;
+        auth_len -= (size_t)(at + 1 - p);
+        p = at + 1;
+    }
     if (strchr(rest, '#') != NULL)
         return "a URL fragment (#...) is not allowed";
     for (const char *c = s; *c; c++)
@@ -193,7 +300,12 @@ static int endpoint_dup(void *dst, const void *src)
     const cfg_endpoint_t *s = src;
     d->host = s->host != NULL ? strdup(s->host) : NULL;
     d->path = s->path != NULL ? strdup(s->path) : NULL;
-    return (s->host != NULL && d->host == NULL) || (s->path != NULL && d->path == NULL) ? -1 : 0;
+    d->userinfo = s->userinfo != NULL ? strdup(s->userinfo) : NULL;
+    d->label = s->label != NULL ? strdup(s->label) : NULL;
+    return (s->host != NULL && d->host == NULL) || (s->path != NULL && d->path == NULL) ||
+                   (s->userinfo != NULL && d->userinfo == NULL) || (s->label != NULL && d->label == NULL)
+               ? -1
+               : 0;
 }
 
 static void endpoint_dispose(void *obj)
@@ -201,6 +313,44 @@ static void endpoint_dispose(void *obj)
     cfg_endpoint_t *ep = obj;
     free(ep->host);
     free(ep->path);
+    free(ep->userinfo);
+    free(ep->label);
+}
+
+static int label_taken(const cfg_service_t *svc, const char *label)
+{
+    for (size_t i = 0; i < svc->endpoints.size; i++)
+        if (svc->endpoints.entries[i].label != NULL && strcmp(svc->endpoints.entries[i].label, label) == 0)
+            return 1;
+    return 0;
+}
+
+/* Every endpoint's label: its name, else "host:port", then "host:port#2"... in document order. */
+static void name_endpoints(cfg_service_t *svc, const char *path, cfg_errors_t *errs)
+{
+    for (size_t i = 0; i < svc->endpoints.size; i++) {
+        cfg_endpoint_t *ep = &svc->endpoints.entries[i];
+        if (ep->name == NULL)
+            continue;
+        if (label_taken(svc, ep->name)) {
+            cfg_errors_add(errs, "%s.endpoints[%zu].name: '%s' names another endpoint of this service too", path, i, ep->name);
+            continue;
+        }
+        if ((ep->label = strdup(ep->name)) == NULL)
+            cfg_errors_add(errs, "out of memory");
+    }
+    for (size_t i = 0; i < svc->endpoints.size; i++) {
+        cfg_endpoint_t *ep = &svc->endpoints.entries[i];
+        if (ep->label != NULL || ep->host == NULL)
+            continue;
+        char base[300], label[320];
+        snprintf(base, sizeof(base), strchr(ep->host, ':') != NULL ? "[%s]:%u" : "%s:%u", ep->host, (unsigned)ep->port);
+        snprintf(label, sizeof(label), "%s", base);
+        for (unsigned k = 2; label_taken(svc, label); k++)
+            snprintf(label, sizeof(label), "%s#%u", base, k);
+        if ((ep->label = strdup(label)) == NULL)
+            cfg_errors_add(errs, "out of memory");
+    }
 }
 
 static void service_finish(void *obj, const char *path, cfg_scope_t scope, cfg_errors_t *errs)
@@ -213,11 +363,13 @@ static void service_finish(void *obj, const char *path, cfg_scope_t scope, cfg_e
             cfg_endpoint_t *b = &svc->endpoints.entries[j];
             if (b->host != NULL && a->is_https == b->is_https && a->port == b->port && strcmp(a->host, b->host) == 0 &&
                 strcmp(a->path, b->path) == 0) {
-                cfg_errors_add(errs, "%s.endpoints[%zu].url: duplicate of endpoints[%zu] (%s)", path, i, j, b->url);
+                /* the URL itself may hold a key: name the entries, not the URL */
+                cfg_errors_add(errs, "%s.endpoints[%zu].url: the same upstream as endpoints[%zu]", path, i, j);
                 break;
             }
         }
     }
+    name_endpoints(svc, path, errs);
 }
 
 static void root_finish(void *obj, const char *path, cfg_scope_t scope, cfg_errors_t *errs);
@@ -245,12 +397,16 @@ static const cfg_field_t listen_fields_[] = {
         .doc = "host:port to accept HTTP/1.1 and h2c (or https and h2 with tls) on"),
     ROW(cfg_listen_t, tls, .name = "tls", .type = CFG_T_STRUCT, .flags = CFG_F_OPTIONAL, .sub = &listen_tls_struct_,
         .has_offset = offsetof(cfg_listen_t, has_tls), .doc = "serve https (HTTP/2 through ALPN) with this certificate"),
+    ROW(cfg_listen_t, http2, .name = "http2", .type = CFG_T_BOOL, .def = "true",
+        .doc = "speak HTTP/2 (h2c, or h2 through ALPN); false = HTTP/1.1 only, for untrusted clients"),
 };
 static const cfg_struct_t listen_struct_ = {sizeof(cfg_listen_t), listen_fields_, N(listen_fields_)};
 
 static const cfg_field_t admin_fields_[] = {
     ROW(cfg_admin_t, address, .name = "address", .type = CFG_T_STRING, .def = "\"127.0.0.1:9901\"", .check = check_address,
         .doc = "admin listener: /healthz /ready /metrics /stats /config /reload /logging"),
+    ROW(cfg_admin_t, token_file, .name = "token_file", .type = CFG_T_STRING, .flags = CFG_F_PATH,
+        .doc = "file holding a bearer token every admin call but /healthz and /ready must carry; absent = none"),
 };
 static const cfg_struct_t admin_struct_ = {sizeof(cfg_admin_t), admin_fields_, N(admin_fields_)};
 
@@ -318,12 +474,22 @@ static const cfg_field_t service_limiter_fields_[] = {
 static const cfg_struct_t service_limiter_struct_ = {sizeof(cfg_service_limiter_t), service_limiter_fields_,
                                                      N(service_limiter_fields_)};
 
+static const cfg_field_t cors_fields_[] = {
+    ROW(cfg_cors_t, allow_origins, .name = "allow_origins", .type = CFG_T_STRLIST, .def = "[]", .min = 0, .max = 256,
+        .check = check_origin,
+        .doc = "browser origins allowed to call the service (https://app.example.com, or *); empty = CORS off"),
+    ROW(cfg_cors_t, max_age_ms, .name = "max_age", .type = CFG_T_DURATION, .def = "\"10m\"", .min = 0, .max = 24 * HOUR,
+        .doc = "how long a browser may cache a preflight answer (Access-Control-Max-Age)"),
+};
+static const cfg_struct_t cors_struct_ = {sizeof(cfg_cors_t), cors_fields_, N(cors_fields_)};
+
 /* The policy sections: `defaults` holds them plainly, each service holds them as overrides. */
 static const cfg_field_t policy_fields_[] = {
     ROW(cfg_policy_t, pool, .name = "pool", .type = CFG_T_STRUCT, .sub = &pool_struct_, .doc = "upstream connection pool"),
     ROW(cfg_policy_t, timeouts, .name = "timeouts", .type = CFG_T_STRUCT, .sub = &timeouts_struct_, .doc = "timeouts"),
     ROW(cfg_policy_t, limiter, .name = "limiter", .type = CFG_T_STRUCT, .sub = &service_limiter_struct_,
         .doc = "per-service concurrency limit"),
+    ROW(cfg_policy_t, cors, .name = "cors", .type = CFG_T_STRUCT, .sub = &cors_struct_, .doc = "browser access (CORS)"),
 };
 const cfg_struct_t cfg_policy_struct = {sizeof(cfg_policy_t), policy_fields_, N(policy_fields_)};
 
@@ -339,7 +505,12 @@ static const cfg_struct_t upstream_tls_struct_ = {sizeof(cfg_upstream_tls_t), up
 
 static const cfg_field_t endpoint_fields_[] = {
     ROW(cfg_endpoint_t, url, .name = "url", .type = CFG_T_STRING, .flags = CFG_F_REQUIRED,
-        .doc = "http://host[:port][/path] or https://...; the path is where requests are sent"),
+        .doc = "http://[user:pass@]host[:port][/path] or https://...; the path is where requests are sent; user:pass is sent "
+               "as Basic authorization; shown redacted"),
+    ROW(cfg_endpoint_t, name, .name = "name", .type = CFG_T_STRING, .check = check_endpoint_name,
+        .doc = "what metrics, stats and logs call the endpoint; absent = host:port (made unique with #2, #3)"),
+    ROW(cfg_endpoint_t, headers, .name = "headers", .type = CFG_T_STRMAP, .min = 0, .max = 32, .check = check_header_name,
+        .check_value = check_header_value, .doc = "request headers sent to this endpoint (e.g. an API key); shown redacted"),
     ROW(cfg_endpoint_t, tls, .name = "tls", .type = CFG_T_STRUCT, .flags = CFG_F_OPTIONAL, .sub = &upstream_tls_struct_,
         .has_offset = offsetof(cfg_endpoint_t, has_tls), .doc = "TLS settings of an https endpoint"),
 };
@@ -357,6 +528,8 @@ static const cfg_field_t service_fields_[] = {
         .doc = "overrides of defaults.timeouts"),
     ROW(cfg_service_t, limiter, .name = "limiter", .type = CFG_T_STRUCT, .flags = CFG_F_INHERIT, .sub = &service_limiter_struct_,
         .doc = "overrides of defaults.limiter"),
+    ROW(cfg_service_t, cors, .name = "cors", .type = CFG_T_STRUCT, .flags = CFG_F_INHERIT, .sub = &cors_struct_,
+        .doc = "overrides of defaults.cors"),
 };
 static const cfg_struct_t service_struct_ = {sizeof(cfg_service_t), service_fields_, N(service_fields_), service_finish};
 
@@ -402,13 +575,19 @@ const cfg_struct_t cfg_root_struct = {sizeof(cfg_t), root_fields_, N(root_fields
 
 /* --- cross-field rules of the whole document ---------------------------------------------- */
 
-static void inherit(const cfg_struct_t *st, void *obj, const void *from)
+static void inherit(const cfg_struct_t *st, void *obj, const void *from, cfg_errors_t *errs)
 {
     uint64_t set = *(uint64_t *)obj;
     for (size_t i = 0; i < st->num_fields; i++) {
         const cfg_field_t *f = &st->fields[i];
         if ((set >> i) & 1)
             continue;
+        if (f->type == CFG_T_STRLIST || f->type == CFG_T_STRMAP) {
+            cfg_strvec_dispose(f, obj);
+            if (cfg_strvec_dup(f, obj, from) != 0)
+                cfg_errors_add(errs, "out of memory");
+            continue;
+        }
         memcpy((char *)obj + f->offset, (const char *)from + f->offset, cfg_scalar_size(f));
     }
 }
@@ -420,9 +599,10 @@ static void root_finish(void *obj, const char *path, cfg_scope_t scope, cfg_erro
     /* services take every policy key they did not set from `defaults` */
     for (size_t i = 0; i < cfg->services.size; i++) {
         cfg_service_t *svc = &cfg->services.entries[i];
-        inherit(&pool_struct_, &svc->pool, &cfg->defaults.pool);
-        inherit(&timeouts_struct_, &svc->timeouts, &cfg->defaults.timeouts);
-        inherit(&service_limiter_struct_, &svc->limiter, &cfg->defaults.limiter);
+        inherit(&pool_struct_, &svc->pool, &cfg->defaults.pool, errs);
+        inherit(&timeouts_struct_, &svc->timeouts, &cfg->defaults.timeouts, errs);
+        inherit(&service_limiter_struct_, &svc->limiter, &cfg->defaults.limiter, errs);
+        inherit(&cors_struct_, &svc->cors, &cfg->defaults.cors, errs);
         for (size_t j = 0; svc->id != NULL && j < i; j++) {
             if (cfg->services.entries[j].id != NULL && strcmp(svc->id, cfg->services.entries[j].id) == 0) {
                 cfg_errors_add(errs, "services[%zu].id: duplicate service id '%s' (also services[%zu])", i, svc->id, j);
@@ -496,11 +676,60 @@ void cfg_struct_dispose(const cfg_struct_t *st, void *obj)
             free(v->entries);
             break;
         }
+        case CFG_T_STRLIST:
+        case CFG_T_STRMAP:
+            cfg_strvec_dispose(f, obj);
+            break;
         default:
             break;
         }
     }
     memset(obj, 0, st->size);
+}
+
+void cfg_strvec_dispose(const cfg_field_t *f, void *obj)
+{
+    cfg_vec_t *v = CFG_MEMBER(obj, f, cfg_vec_t);
+    for (size_t j = 0; j < v->size; j++) {
+        if (f->type == CFG_T_STRMAP) {
+            cfg_header_t *h = &((cfg_header_t *)v->entries)[j];
+            free(h->name);
+            free(h->value);
+        } else {
+            free(((char **)v->entries)[j]);
+        }
+    }
+    free(v->entries);
+    v->entries = NULL;
+    v->size = 0;
+}
+
+int cfg_strvec_dup(const cfg_field_t *f, void *dst, const void *src)
+{
+    const cfg_vec_t *sv = CFG_CMEMBER(src, f, cfg_vec_t);
+    cfg_vec_t *dv = CFG_MEMBER(dst, f, cfg_vec_t);
+    memset(dv, 0, sizeof(*dv));
+    if (sv->size == 0)
+        return 0;
+    int is_map = f->type == CFG_T_STRMAP;
+    if ((dv->entries = calloc(sv->size, is_map ? sizeof(cfg_header_t) : sizeof(char *))) == NULL)
+        return -1;
+    for (size_t j = 0; j < sv->size; j++) {
+        dv->size = j + 1;
+        if (is_map) {
+            const cfg_header_t *a = &((const cfg_header_t *)sv->entries)[j];
+            cfg_header_t *b = &((cfg_header_t *)dv->entries)[j];
+            b->name = a->name != NULL ? strdup(a->name) : NULL;
+            b->value = a->value != NULL ? strdup(a->value) : NULL;
+            if ((a->name != NULL && b->name == NULL) || (a->value != NULL && b->value == NULL))
+                return -1;
+        } else {
+            const char *a = ((char *const *)sv->entries)[j];
+            if (a != NULL && (((char **)dv->entries)[j] = strdup(a)) == NULL)
+                return -1;
+        }
+    }
+    return 0;
 }
 
 /* dst is uninitialized; on failure dst is left disposable (partially copied, rest zero) */
@@ -512,7 +741,7 @@ int cfg_struct_dup(const cfg_struct_t *st, void *dst, const void *src)
         const cfg_field_t *f = &st->fields[i];
         if (f->type == CFG_T_STRING)
             *CFG_MEMBER(dst, f, char *) = NULL;
-        else if (f->type == CFG_T_LIST)
+        else if (f->type == CFG_T_LIST || f->type == CFG_T_STRLIST || f->type == CFG_T_STRMAP)
             memset(CFG_MEMBER(dst, f, cfg_vec_t), 0, sizeof(cfg_vec_t));
         else if (f->type == CFG_T_STRUCT)
             memset(CFG_MEMBER(dst, f, void), 0, f->sub->size);
@@ -550,6 +779,11 @@ int cfg_struct_dup(const cfg_struct_t *st, void *dst, const void *src)
             }
             break;
         }
+        case CFG_T_STRLIST:
+        case CFG_T_STRMAP:
+            if (cfg_strvec_dup(f, dst, src) != 0)
+                ret = -1;
+            break;
         default:
             break;
         }
@@ -649,6 +883,10 @@ static const char *type_name(const cfg_field_t *f)
         return "section";
     case CFG_T_LIST:
         return "list";
+    case CFG_T_STRLIST:
+        return "list of strings";
+    case CFG_T_STRMAP:
+        return "mapping";
     }
     return "?";
 }
@@ -671,6 +909,8 @@ static void md_bounds(md_t *m, const cfg_field_t *f)
         md_add(m, "%s – %s", a, b);
         break;
     case CFG_T_LIST:
+    case CFG_T_STRLIST:
+    case CFG_T_STRMAP:
         md_add(m, "%llu – %llu entries", (unsigned long long)f->min, (unsigned long long)f->max);
         break;
     case CFG_T_ENUM:
@@ -730,7 +970,8 @@ char *cfg_reference_markdown(void)
                "that carries them is rejected.\n\n"
                "Relative file paths (*path* below) in a dataplane's own file are taken relative to that file's "
                "directory; in a document pushed by a control plane, relative to the dataplane's working directory.\n\n"
-               "Services inherit `defaults.pool`, `defaults.timeouts` and `defaults.limiter` key by key; a service sets "
+               "Services inherit `defaults.pool`, `defaults.timeouts`, `defaults.limiter` and `defaults.cors` key by key; a "
+               "service sets "
                "only what differs.\n\n"
                "| key | type | default | bounds | applies | meaning |\n|---|---|---|---|---|---|\n");
     md_struct(&m, &cfg_root_struct, "", 0, 0);

@@ -6,6 +6,39 @@
 #include <string.h>
 #include "cfg.h"
 
+static void check_redacted(const json_t *doc)
+{
+    static const char *const tails[] = {
+        "", "/", "/" CFG_REDACTED, "?" CFG_REDACTED, "/?" CFG_REDACTED, "/" CFG_REDACTED "?" CFG_REDACTED};
+    size_t i, k;
+    json_t *svc, *ep;
+    json_array_foreach(json_object_get(doc, "services"), i, svc)
+    {
+        json_array_foreach(json_object_get(svc, "endpoints"), k, ep)
+        {
+            const char *url = json_string_value(json_object_get(ep, "url")), *p;
+            if (url == NULL || (p = strstr(url, "://")) == NULL)
+                abort();
+            p += 3;
+            if (strncmp(p, CFG_REDACTED "@", strlen(CFG_REDACTED) + 1) == 0)
+                p += strlen(CFG_REDACTED) + 1;
+            p += strcspn(p, "/?");
+            int ok = 0;
+            for (size_t t = 0; t < sizeof(tails) / sizeof(tails[0]); t++)
+                ok |= strcmp(p, tails[t]) == 0;
+            if (!ok || strchr(url + strlen(url) - strlen(p), '@') != NULL)
+                abort();
+            const char *name;
+            json_t *v;
+            json_object_foreach(json_object_get(ep, "headers"), name, v)
+            {
+                if (!json_is_string(v) || strcmp(json_string_value(v), CFG_REDACTED) != 0)
+                    abort();
+            }
+        }
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size == 0)
@@ -41,6 +74,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();
             char hash[65];
             cfg_hash(again, scope, hash);
+            /* redaction: every endpoint URL keeps only scheme and host:port, every header value goes */
+            json_t *emitted = cfg_to_json(cfg, scope), *red = emitted != NULL ? cfg_redact(emitted) : NULL;
+            check_redacted(red);
+            json_decref(red);
+            json_decref(emitted);
             cfg_t *copy = cfg_dup(cfg);
             cfg_errors_t paths;
             cfg_errors_init(&paths);

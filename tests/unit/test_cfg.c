@@ -16,7 +16,7 @@ static const char *base_doc_ =
     "{\"listen\":[{\"address\":\"127.0.0.1:3069\",\"tls\":{\"certificate\":\"c.pem\",\"key\":\"k.pem\"}}],"
     "\"control_plane\":{\"url\":\"http://127.0.0.1:7070\",\"id\":\"dp-1\",\"token_file\":\"t\"},"
     "\"services\":[{\"id\":\"eth\",\"endpoints\":[{\"url\":\"https://127.0.0.1:8545/x\",\"tls\":{\"ca_file\":\"ca.pem\"}}],"
-    "\"pool\":{},\"timeouts\":{},\"limiter\":{}}]}";
+    "\"pool\":{},\"timeouts\":{},\"limiter\":{},\"cors\":{}}]}";
 
 static json_t *j(const char *s)
 {
@@ -119,6 +119,12 @@ static size_t candidates(const cfg_field_t *f, json_t **out)
         for (int i = 0; f->names[i] != NULL; i++)
             out[n++] = json_string(f->names[i]);
         break;
+    case CFG_T_STRLIST:
+        out[n++] = j("[\"https://app.example.com\",\"*\"]");
+        break;
+    case CFG_T_STRMAP:
+        out[n++] = j("{\"X-Api-Key\":\"secret\",\"Authorization\":\"Bearer k\"}");
+        break;
     case CFG_T_STRING:
         out[n++] = json_string("127.0.0.9:4444");
         out[n++] = json_string("https://127.0.0.9:4444/rpc");
@@ -200,7 +206,10 @@ static void walk(const cfg_struct_t *st, const char **keys, size_t depth)
             fail_msg("%s: no candidate value was accepted", path);
         /* a wrong type is an error that names the path */
         json_t *doc = j(base_doc_);
-        set_at(doc, keys, depth + 1, f->type == CFG_T_STRING || f->type == CFG_T_ENUM ? json_integer(7) : json_array());
+        set_at(doc, keys, depth + 1,
+               f->type == CFG_T_STRING || f->type == CFG_T_ENUM || f->type == CFG_T_STRLIST || f->type == CFG_T_STRMAP
+                   ? json_integer(7)
+                   : json_array());
         cfg_errors_t errs;
         cfg_errors_init(&errs);
         assert_null(cfg_decode(doc, CFG_SCOPE_FULL, &errs));
@@ -225,7 +234,7 @@ static void test_table_walk(void **state)
     const char *keys[16];
     walked_ = 0;
     walk(&cfg_root_struct, keys, 0);
-    assert_int_equal(walked_, 38); /* every scalar field of the table today */
+    assert_int_equal(walked_, 46); /* every scalar field of the table today */
 }
 
 /* every default of the table decodes, and cfg_create_default holds them */
@@ -308,9 +317,9 @@ static void test_errors_with_paths(void **state)
         {"services: [{endpoints: [{url: 'http://x'}]}]", "services[0].id: required"},
         {"services: [{id: 'a b', endpoints: [{url: 'http://x'}]}]", "services[0].id: may contain only"},
         {"services: [{id: eth, endpoints: [{url: 'http://x:1'}, {url: 'http://X:1/'}]}]",
-         "services[0].endpoints[1].url: duplicate of endpoints[0]"},
+         "services[0].endpoints[1].url: the same upstream as endpoints[0]"},
         {"services: [{id: eth, endpoints: [{url: 'http://x:99999'}]}]", "services[0].endpoints[0].url: port must be"},
-        {"services: [{id: eth, endpoints: [{url: 'http://u:p@x'}]}]", "not supported"},
+        {"services: [{id: eth, endpoints: [{url: 'http://u:p@'}]}]", "services[0].endpoints[0].url: must name a host"},
         {"services: [{id: eth, endpoints: [{url: 'http://x', tls: {verify: false}}]}]",
          "services[0].endpoints[0].tls: only https endpoints"},
         {"services: [{id: eth, endpoints: [{url: 'http://x'}]}]\nlisten: []", "listen: must have at least one entry"},
@@ -611,13 +620,180 @@ static void test_reference_doc(void **state)
     free(md);
 }
 
+/* user:pass in a URL, endpoint names and headers, CORS origins */
+static void test_endpoint_secrets_and_names(void **state)
+{
+    cfg_t *cfg = parse_ok("services:\n"
+                          "  - id: eth\n"
+                          "    endpoints:\n"
+                          "      - url: https://us%3Aer:p%40ss@eth.example:8443/v2/KEY?k=1\n"
+                          "        headers: {X-Api-Key: s3cret, Accept: application/json}\n"
+                          "      - url: http://127.0.0.1:8545\n"
+                          "      - url: http://127.0.0.1:8545/other\n"
+                          "      - {url: 'http://[::1]:9000', name: local6}\n"
+                          "      - {url: 'http://10.0.0.1:1', name: '127.0.0.1:8545'}\n",
+                          CFG_SCOPE_FULL);
+    assert_int_equal(cfg->services.size, 0 + 1);
+    cfg_service_t *s = &cfg->services.entries[0];
+    assert_string_equal(s->endpoints.entries[0].userinfo, "us:er:p@ss");
+    assert_string_equal(s->endpoints.entries[0].host, "eth.example");
+    assert_int_equal(s->endpoints.entries[0].port, 8443);
+    assert_string_equal(s->endpoints.entries[0].path, "/v2/KEY?k=1");
+    assert_string_equal(s->endpoints.entries[0].label, "eth.example:8443");
+    assert_int_equal(s->endpoints.entries[0].headers.size, 2);
+    assert_string_equal(s->endpoints.entries[0].headers.entries[0].name, "X-Api-Key");
+    assert_string_equal(s->endpoints.entries[0].headers.entries[1].value, "application/json");
+    assert_null(s->endpoints.entries[1].userinfo);
+    /* a given name wins over a derived one: the derived ones step aside */
+    assert_string_equal(s->endpoints.entries[4].label, "127.0.0.1:8545");
+    assert_string_equal(s->endpoints.entries[1].label, "127.0.0.1:8545#2");
+    assert_string_equal(s->endpoints.entries[2].label, "127.0.0.1:8545#3");
+    assert_string_equal(s->endpoints.entries[3].label, "local6");
+    /* a derived name is never empty and survives a copy; names and headers round-trip */
+    cfg_t *copy = cfg_dup(cfg);
+    assert_string_equal(copy->services.entries[0].endpoints.entries[2].label, "127.0.0.1:8545#3");
+    assert_string_equal(copy->services.entries[0].endpoints.entries[0].userinfo, "us:er:p@ss");
+    char *c1 = cfg_canonical(cfg, CFG_SCOPE_FULL), *c2 = cfg_canonical(copy, CFG_SCOPE_FULL);
+    assert_string_equal(c1, c2);
+    assert_non_null(strstr(c1, "\"headers\":{\"Accept\":\"application/json\",\"X-Api-Key\":\"s3cret\"}"));
+    assert_null(strstr(c1, "\"label\""));
+    /* only the names the document gave are part of it */
+    assert_null(strstr(c1, "8545#"));
+    assert_non_null(strstr(c1, "\"name\":\"local6\""));
+    free(c1);
+    free(c2);
+    cfg_destroy(copy);
+    cfg_destroy(cfg);
+
+    const char *svc = "services:\n  - id: eth\n    endpoints:\n";
+    char doc[1024];
+#define EP_ERROR(ep, expected)                                                                                                     \
+    do {                                                                                                                           \
+        snprintf(doc, sizeof(doc), "%s%s", svc, ep);                                                                               \
+        assert_error(doc, CFG_SCOPE_FULL, expected);                                                                               \
+    } while (0)
+    EP_ERROR("      - {url: 'http://a:1', headers: {Content-Length: '5'}}\n",
+             "services[0].endpoints[0].headers.Content-Length: is a header Pathway sets itself");
+    EP_ERROR("      - {url: 'http://a:1', headers: {host: x}}\n", "services[0].endpoints[0].headers.host: is a header");
+    EP_ERROR("      - {url: 'http://a:1', headers: {'X Bad': x}}\n", "headers.X Bad: is not a valid header name");
+    EP_ERROR("      - {url: 'http://a:1', headers: {X-Key: \"se\\r\\ncret\"}}\n",
+             "services[0].endpoints[0].headers.X-Key: a header value must not contain control characters");
+    EP_ERROR("      - {url: 'http://a:1', headers: {X-Key: 5}}\n", "headers.X-Key: must be a string, not an integer");
+    EP_ERROR("      - {url: 'http://a:1', headers: [x]}\n", "endpoints[0].headers: must be a mapping of names to strings");
+    EP_ERROR("      - {url: 'http://u%zz@a:1'}\n", "endpoints[0].url: bad %-escape in the URL's user:password");
+    EP_ERROR("      - {url: 'http://@a:1'}\n", "endpoints[0].url: an empty user:password before '@'");
+    EP_ERROR("      - {url: 'http://a:1', name: x}\n      - {url: 'http://b:1', name: x}\n",
+             "services[0].endpoints[1].name: 'x' names another endpoint of this service too");
+    EP_ERROR("      - {url: 'http://a:1', name: 'a b'}\n", "endpoints[0].name: may contain only");
+#undef EP_ERROR
+    /* a secret in a header value is never echoed in an error */
+    char *e = errors_of("services:\n  - id: eth\n    endpoints:\n      - {url: 'http://a:1', headers: {X-Key: \"top\\nsecret\"}}\n",
+                        CFG_SCOPE_FULL);
+    assert_non_null(e);
+    assert_null(strstr(e, "secret"));
+    free(e);
+    /* nor the URL, which may carry a key */
+    e = errors_of("services:\n  - id: eth\n    endpoints:\n      - url: http://a:1/KEY123\n      - url: http://a:1/KEY123\n",
+                  CFG_SCOPE_FULL);
+    assert_non_null(e);
+    assert_null(strstr(e, "KEY123"));
+    free(e);
+}
+
+static void test_cors(void **state)
+{
+    cfg_t *cfg = parse_ok("defaults:\n  cors: {allow_origins: ['https://app.example.com', 'http://localhost:3000'], max_age: 1h}\n"
+                          "services:\n"
+                          "  - {id: eth, endpoints: [{url: 'http://a:1'}]}\n"
+                          "  - {id: poly, endpoints: [{url: 'http://a:1'}], cors: {allow_origins: ['*']}}\n",
+                          CFG_SCOPE_FLEET);
+    cfg_service_t *eth = &cfg->services.entries[0], *poly = &cfg->services.entries[1];
+    assert_int_equal(eth->cors.allow_origins.size, 2);
+    assert_string_equal(eth->cors.allow_origins.entries[1], "http://localhost:3000");
+    assert_int_equal(eth->cors.max_age_ms, 3600000);
+    assert_int_equal(poly->cors.allow_origins.size, 1);
+    assert_string_equal(poly->cors.allow_origins.entries[0], "*");
+    assert_int_equal(poly->cors.max_age_ms, 3600000); /* inherited key by key */
+    /* the inherited list is a copy of its own: freeing the document frees each once (ASan checks) */
+    char *c = cfg_canonical(cfg, CFG_SCOPE_FLEET);
+    assert_non_null(strstr(c, "\"cors\":{\"allow_origins\":[\"*\"]}"));
+    free(c);
+    cfg_t *copy = cfg_dup(cfg);
+    assert_string_equal(copy->services.entries[0].cors.allow_origins.entries[0], "https://app.example.com");
+    cfg_destroy(copy);
+    cfg_destroy(cfg);
+    cfg = cfg_create_default();
+    assert_int_equal(cfg->defaults.cors.allow_origins.size, 0); /* off by default */
+    assert_int_equal(cfg->listen.entries[0].http2, 1);
+    assert_null(cfg->admin.token_file);
+    cfg_destroy(cfg);
+    assert_error(
+        "defaults:\n  cors: {allow_origins: ['https://app.example.com/']}\nservices: [{id: a, endpoints: [{url: 'http://a:1'}]}]\n",
+        CFG_SCOPE_FLEET, "defaults.cors.allow_origins[0]: an origin has no path");
+    assert_error("defaults:\n  cors: {allow_origins: ['app.example.com']}\nservices: [{id: a, endpoints: [{url: 'http://a:1'}]}]\n",
+                 CFG_SCOPE_FLEET, "defaults.cors.allow_origins[0]: must be * or an origin");
+    assert_error("defaults:\n  cors: {allow_origins: 'https://a.b'}\nservices: [{id: a, endpoints: [{url: 'http://a:1'}]}]\n",
+                 CFG_SCOPE_FLEET, "defaults.cors.allow_origins: must be a list of strings, not a string");
+}
+
+static void assert_redacted(const char *url, const char *expected)
+{
+    char *r = cfg_redact_url(url);
+    assert_non_null(r);
+    assert_string_equal(r, expected);
+    free(r);
+}
+
+static void test_redact(void **state)
+{
+    assert_redacted("https://eth.provider.example/v2/KEY", "https://eth.provider.example/<redacted>");
+    assert_redacted("https://u:p@eth.example:8443/v2/KEY?apikey=K", "https://<redacted>@eth.example:8443/<redacted>?<redacted>");
+    assert_redacted("http://127.0.0.1:8545", "http://127.0.0.1:8545");
+    assert_redacted("http://127.0.0.1:8545/", "http://127.0.0.1:8545/");
+    assert_redacted("http://[::1]:8545/?key=K", "http://[::1]:8545/?<redacted>");
+    assert_redacted("http://a@b@host/x", "http://<redacted>@host/<redacted>");
+    assert_redacted("ftp://x/KEY", "<redacted>");
+    json_t *doc = j("{\"services\":[{\"id\":\"eth\",\"endpoints\":[{\"url\":\"https://k:s@h/KEY\",\"headers\":{\"X-Api-Key\":"
+                    "\"K2\"},\"name\":\"n\"},{\"url\":7}]},{\"id\":\"x\"}],\"log\":{\"level\":\"info\"}}");
+    json_t *r = cfg_redact(doc);
+    char *s = cfg_json_canonical(r);
+    assert_string_equal(
+        s, "{\"log\":{\"level\":\"info\"},\"services\":[{\"endpoints\":[{\"headers\":{\"X-Api-Key\":\"<redacted>\"},"
+           "\"name\":\"n\",\"url\":\"https://<redacted>@h/<redacted>\"},{\"url\":7}],\"id\":\"eth\"},{\"id\":\"x\"}]}");
+    free(s);
+    /* the original is untouched */
+    assert_string_equal(
+        json_string_value(json_object_get(
+            json_array_get(json_object_get(json_array_get(json_object_get(doc, "services"), 0), "endpoints"), 0), "url")),
+        "https://k:s@h/KEY");
+    json_decref(r);
+    json_decref(doc);
+    /* not a document at all: copied as it is */
+    doc = j("[1,2]");
+    r = cfg_redact(doc);
+    assert_true(json_equal(doc, r));
+    json_decref(r);
+    json_decref(doc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_table_walk),        cmocka_unit_test(test_defaults),     cmocka_unit_test(test_inheritance),
-        cmocka_unit_test(test_errors_with_paths), cmocka_unit_test(test_all_errors),   cmocka_unit_test(test_fleet_scope),
-        cmocka_unit_test(test_yaml_bounds),       cmocka_unit_test(test_yaml_scalars), cmocka_unit_test(test_canonical_and_hash),
-        cmocka_unit_test(test_relative_paths),    cmocka_unit_test(test_read_file),    cmocka_unit_test(test_reference_doc),
+        cmocka_unit_test(test_table_walk),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_inheritance),
+        cmocka_unit_test(test_errors_with_paths),
+        cmocka_unit_test(test_all_errors),
+        cmocka_unit_test(test_fleet_scope),
+        cmocka_unit_test(test_yaml_bounds),
+        cmocka_unit_test(test_yaml_scalars),
+        cmocka_unit_test(test_canonical_and_hash),
+        cmocka_unit_test(test_relative_paths),
+        cmocka_unit_test(test_read_file),
+        cmocka_unit_test(test_reference_doc),
+        cmocka_unit_test(test_endpoint_secrets_and_names),
+        cmocka_unit_test(test_cors),
+        cmocka_unit_test(test_redact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

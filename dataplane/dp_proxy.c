@@ -1360,7 +1360,8 @@ static void relay_dispose(void *p)
 
 int dp_proxy_on_req(h2o_handler_t *self, h2o_req_t *req)
 {
-    dp_worker_t *w = H2O_STRUCT_FROM_MEMBER(dp_worker_t, ctx, req->conn->ctx);
+    dp_worker_t *w = ((dp_relay_handler_t *)self)->h1_only ? H2O_STRUCT_FROM_MEMBER(dp_worker_t, ctx_h1, req->conn->ctx)
+                                                           : H2O_STRUCT_FROM_MEMBER(dp_worker_t, ctx, req->conn->ctx);
     dp_worker_refresh_gen(w);
     dp_gen_t *g = w->wgen->gen;
     uint64_t now = h2o_now(w->loop);

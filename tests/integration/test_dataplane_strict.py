@@ -309,5 +309,73 @@ def test_https_upstream_ip_literal_verifies_ip_san():
             ok_up.close()
             bad_up.close()
 
+# --- 5. HTTP/2 per listener -----------------------------------------------------------------
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+H2_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # an empty SETTINGS frame
+
+
+def first_bytes(port, data, n=9, timeout=3.0):
+    """Sends data and returns the first n bytes that come back (fewer if the peer closes)."""
+    s = raw(port, data)
+    out = b""
+    try:
+        s.settimeout(timeout)
+        while len(out) < n:
+            d = s.recv(n - len(out))
+            if not d:
+                break
+            out += d
+    except (socket.timeout, ConnectionResetError):
+        pass
+    finally:
+        s.close()
+    return out
+
+
+def curl(*args):
+    r = subprocess.run(["curl", "-s", "--max-time", "10", *args], capture_output=True, timeout=20)
+    return r.returncode, r.stdout
+
+
+@test
+def test_listener_http2_false_speaks_http1_only():
+    d = tempfile.mkdtemp(prefix="pw-dp-h2-")
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "2",
+            "-subj", "/CN=127.0.0.1", cwd=d)
+    _, up = start_mock()
+    h1, tls_h1, tls_h2 = pwtest.free_port(), pwtest.free_port(), pwtest.free_port()
+    tls = f"    tls:\n      certificate: {cert}\n      key: {key}"
+    pw = Pathway([("eth", [f"http://127.0.0.1:{up}"], "")], tmpdir=d, listen_extra="\n".join([
+        "    http2: true",
+        f"  - address: 127.0.0.1:{h1}", "    http2: false",
+        f"  - address: 127.0.0.1:{tls_h1}", "    http2: false", tls,
+        f"  - address: 127.0.0.1:{tls_h2}", tls]))
+    # prior knowledge: an h2 SETTINGS frame from the default listener, an HTTP/1.1 400 from the other
+    got = first_bytes(pw.port, H2_PREFACE + H2_SETTINGS)
+    assert len(got) == 9 and got[3] == 4, got  # frame type 4 = SETTINGS
+    got = first_bytes(h1, H2_PREFACE + H2_SETTINGS, n=12)
+    assert got.startswith(b"HTTP/1.1 400"), got
+    # Upgrade: h2c is taken (101) by the default listener only
+    upgrade = req(["GET /v1/eth HTTP/1.1", "Host: x", "Connection: Upgrade, HTTP2-Settings", "Upgrade: h2c",
+                   "HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA"], b"")
+    assert first_bytes(pw.port, upgrade, n=12) == b"HTTP/1.1 101", "the default listener stopped upgrading"
+    assert first_bytes(h1, upgrade, n=12) == b"HTTP/1.1 405", "an HTTP/1.1-only listener upgraded to h2c"
+    # curl's h2 attempts: prior knowledge fails, ALPN falls back to HTTP/1.1, the relay works over both
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"})
+    rc, out = curl("--http2-prior-knowledge", "-i", "-X", "POST", "--data", body, f"http://127.0.0.1:{h1}/v1/eth")
+    assert not out.startswith(b"HTTP/2"), out
+    rc, out = curl("--http2", "-i", "-X", "POST", "--data", body, f"http://127.0.0.1:{h1}/v1/eth")
+    assert rc == 0 and out.startswith(b"HTTP/1.1 200"), out
+    rc, out = curl("-k", "--http2", "-i", "-X", "POST", "--data", body, f"https://127.0.0.1:{tls_h1}/v1/eth")
+    assert rc == 0 and out.startswith(b"HTTP/1.1 200") and b'"result":"0x1"' in out, out
+    rc, out = curl("-k", "--http2", "-i", "-X", "POST", "--data", body, f"https://127.0.0.1:{tls_h2}/v1/eth")
+    assert rc == 0 and out.startswith(b"HTTP/2 200") and b'"result":"0x1"' in out, out
+    rc, out = curl("--http2-prior-knowledge", "-i", "-X", "POST", "--data", body, f"http://127.0.0.1:{pw.port}/v1/eth")
+    assert rc == 0 and out.startswith(b"HTTP/2 200"), out
+    assert pw.proc.alive()
+
+
 if __name__ == "__main__":
     pwtest.main()

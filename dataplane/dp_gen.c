@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include "dp_internal.h"
+#include "dp_rpc.h"
 #include "pw_log.h"
 
 const uint64_t dp_hist_bounds_ms[DP_HIST_BUCKETS - 1] = {1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000};
@@ -176,6 +178,22 @@ void dp_endpoint_release(dp_endpoint_t *ep)
     free(ep);
 }
 
+/* Appends the endpoint's request headers to its key (they are in its request head prefix, so
+ * changing one makes another endpoint). Lengths keep values that hold '|' from colliding. Frees
+ * key; NULL when out of memory. */
+static char *key_add_headers(char *key, const cfg_endpoint_t *e)
+{
+    for (size_t i = 0; key != NULL && i != e->headers.size; ++i) {
+        const cfg_header_t *h = e->headers.entries + i;
+        char *k = NULL;
+        if (asprintf(&k, "%s|h=%zu:%s=%zu:%s", key, strlen(h->name), h->name, strlen(h->value), h->value) < 0)
+            k = NULL;
+        free(key);
+        key = k;
+    }
+    return key;
+}
+
 static char *endpoint_key(const cfg_endpoint_t *e, const cfg_pool_t *p)
 {
     char *key = NULL;
@@ -185,7 +203,7 @@ static char *endpoint_key(const cfg_endpoint_t *e, const cfg_pool_t *p)
                  e->has_tls && t->server_name ? t->server_name : "", verify, p->max_idle_per_host, p->max_conns_per_host,
                  (unsigned long long)p->idle_timeout_ms, (unsigned long long)p->connect_timeout_ms) < 0)
         return NULL;
-    return key;
+    return key_add_headers(key, e);
 }
 
 /* RFC 6066 section 3: a literal IP address is not sent as SNI. libh2o 2.2.5 sends whatever name
@@ -233,11 +251,20 @@ static dp_endpoint_t *endpoint_create(dp_server_t *s, const cfg_endpoint_t *e, c
     ep->host_header = h2o_iovec_init(strdup(hh), strlen(hh));
     if (ep->host_header.base == NULL)
         goto NoMem;
-    char *prefix = NULL;
-    int pl = asprintf(&prefix, "POST %s HTTP/1.1\r\nhost: %s\r\ncontent-length: ", ep->path, hh);
-    if (pl < 0)
+    /* the endpoint's headers and credentials go into the fixed prefix: nothing per request */
+    const char *herr = NULL;
+    size_t pl = 0;
+    char *prefix = dp_rpc_head_prefix(ep->path, hh, e->headers.entries, e->headers.size, e->userinfo, &pl, &herr);
+    if (herr != NULL) {
+        cfg_errors_add(errs, "%s.headers: %s", field, herr);
+        goto Error;
+    }
+    if (prefix == NULL)
         goto NoMem;
-    ep->head_prefix = h2o_iovec_init(prefix, (size_t)pl);
+    ep->head_prefix = h2o_iovec_init(prefix, pl);
+    for (size_t i = 0; i != e->headers.size; ++i)
+        if (strcasecmp(e->headers.entries[i].name, "content-type") == 0)
+            ep->own_content_type = 1;
 
     /* names are resolved here, on the main thread, so workers never block on DNS */
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res = NULL;

@@ -96,7 +96,8 @@ struct st_dp_endpoint_t {
     uint16_t port;
     char *path;              /* request target */
     h2o_iovec_t host_header; /* "host[:port]" */
-    h2o_iovec_t head_prefix; /* "POST <path> HTTP/1.1\r\nhost: <host>\r\ncontent-length: " */
+    h2o_iovec_t head_prefix; /* "POST <path> HTTP/1.1\r\nhost: <host>\r\n<headers, authorization>content-length: " */
+    int own_content_type;    /* the endpoint's headers set content-type: the client's is not sent */
     int is_https;
     SSL_CTX *ssl_ctx;  /* https only; verifies per tls.verify */
     char *server_name; /* SNI and verified name */

@@ -802,8 +802,10 @@ static void relay_build_head(dp_relay_t *r)
     } while (len != 0);
     while (n != 0)
         *p++ = digits[--n];
-    p = append(p, H2O_STRLIT("\r\ncontent-type: "));
-    p = append(p, ct.base, ct.len);
+    if (!ep->own_content_type) {
+        p = append(p, H2O_STRLIT("\r\ncontent-type: "));
+        p = append(p, ct.base, ct.len);
+    }
     p = append(p, H2O_STRLIT("\r\nx-request-id: "));
     p = append(p, r->reqid.base, r->reqid.len);
     p = append(p, H2O_STRLIT("\r\n\r\n"));

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include "h2o/string_.h"
 #include "dp_phr.h"
 
 #define DP_MAX_REQUEST_HEADERS 100 /* libh2o's H2O_MAX_HEADERS: a head it accepted fits */
@@ -191,4 +192,55 @@ size_t dp_cors_allow_headers(const char *requested, size_t len, char *out)
     }
     out[n] = '\0';
     return n;
+}
+
+static char *put(char *p, const char *s, size_t len)
+{
+    memcpy(p, s, len);
+    return p + len;
+}
+
+char *dp_rpc_head_prefix(const char *path, const char *host_header, const cfg_header_t *headers, size_t nheaders,
+                         const char *userinfo, size_t *len, const char **err)
+{
+    *err = NULL;
+    int has_auth = 0;
+    size_t cap = sizeof("POST  HTTP/1.1\r\nhost: \r\n") + strlen(path) + strlen(host_header) + sizeof("content-length: ");
+    for (size_t i = 0; i != nheaders; ++i) {
+        const char *v = headers[i].value;
+        if (strpbrk(v, "\r\n") != NULL) {
+            *err = "a header value must not contain CR or LF";
+            return NULL;
+        }
+        if (strcasecmp(headers[i].name, "authorization") == 0)
+            has_auth = 1;
+        cap += strlen(headers[i].name) + strlen(v) + sizeof(": \r\n");
+    }
+    int basic = userinfo != NULL && userinfo[0] != '\0' && !has_auth; /* "https://@host" has none */
+    size_t ulen = basic ? strlen(userinfo) : 0;
+    if (basic)
+        cap += sizeof("authorization: Basic \r\n") + h2o_base64_encode_capacity(ulen);
+    char *out = malloc(cap), *p = out;
+    if (out == NULL)
+        return NULL;
+    p = put(p, "POST ", 5);
+    p = put(p, path, strlen(path));
+    p = put(p, " HTTP/1.1\r\nhost: ", sizeof(" HTTP/1.1\r\nhost: ") - 1);
+    p = put(p, host_header, strlen(host_header));
+    p = put(p, "\r\n", 2);
+    for (size_t i = 0; i != nheaders; ++i) {
+        p = put(p, headers[i].name, strlen(headers[i].name));
+        p = put(p, ": ", 2);
+        p = put(p, headers[i].value, strlen(headers[i].value));
+        p = put(p, "\r\n", 2);
+    }
+    if (basic) {
+        p = put(p, "authorization: Basic ", sizeof("authorization: Basic ") - 1);
+        p += h2o_base64_encode(p, userinfo, ulen, 0);
+        p = put(p, "\r\n", 2);
+    }
+    p = put(p, "content-length: ", sizeof("content-length: ") - 1);
+    *p = '\0';
+    *len = (size_t)(p - out);
+    return out;
 }

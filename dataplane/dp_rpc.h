@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <jansson.h>
+#include "cfg.h"
 
 typedef enum en_dp_route_result_t {
     DP_ROUTE_OK = 0,  /* *svc names the service */
@@ -52,6 +53,15 @@ dp_framing_t dp_rpc_check_http1_head(const char *buf, size_t len);
 
 /* The client-facing message for a refused framing (a static string). */
 const char *dp_rpc_framing_message(dp_framing_t f);
+
+/* The fixed start of an endpoint's upstream request heads, built once per endpoint: the request
+ * line, `host`, the endpoint's `headers` in order, `authorization: Basic base64(userinfo)` when
+ * userinfo is set (NULL = none) and no header is named authorization, then "content-length: "
+ * (the relay appends the length, content-type and x-request-id). Returns a malloc'd string
+ * (caller frees) with its length in *len; NULL when out of memory, or with *err set (a static
+ * string) when a header value holds CR or LF, which would split the head. */
+char *dp_rpc_head_prefix(const char *path, const char *host_header, const cfg_header_t *headers, size_t nheaders,
+                         const char *userinfo, size_t *len, const char **err);
 
 /* CORS. True when `origin` is in the list (ASCII case-insensitive; an entry "*" allows any). */
 int dp_cors_origin_allowed(char *const *origins, size_t n, const char *origin, size_t len);

@@ -377,5 +377,67 @@ def test_listener_http2_false_speaks_http1_only():
     assert pw.proc.alive()
 
 
+# --- 6. endpoint request headers and userinfo -----------------------------------------------
+
+
+class RecordingUpstream(RawUpstream):
+    """A RawUpstream that answers OK and keeps each request's header lines [(name, value)]."""
+
+    def __init__(self):
+        self.heads = []
+        super().__init__(good)
+
+    def _read_request(self, c):
+        got = RawUpstream._read_request(c)
+        if got is not None:
+            lines = got[0].decode("latin-1").split("\r\n")[1:]
+            with self.lock:
+                self.heads.append([(k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in lines)])
+        return got
+
+
+def values(head, name):
+    return [v for k, v in head if k.lower() == name]
+
+
+@test
+def test_endpoint_headers_and_userinfo_sent_upstream():
+    import base64
+    ups = [RecordingUpstream() for _ in range(4)]
+    try:
+        a, b, c, d = (u.port for u in ups)
+        pw = Pathway([
+            ("a", [f"http://user:p%40ss@127.0.0.1:{a}/v2/KEY\n        headers: {{X-Api-Key: k1, X-Tenant: t}}"], ""),
+            ("b", [f"http://user:pw@127.0.0.1:{b}/\n        headers: {{Authorization: Bearer tok}}"], ""),
+            ("c", [f"http://127.0.0.1:{c}/\n        headers: {{Content-Type: application/x-custom}}"], ""),
+            ("d", [f"http://127.0.0.1:{d}/"], ""),
+        ])
+        for svc in "abcd":
+            for _ in range(2):
+                st, _, body = pw.rpc(svc, json.loads(CALL), headers={"Authorization": "Basic client-own"})
+                assert st == 200 and body["result"] == "0x1", (svc, st, body)
+        basic = "Basic " + base64.b64encode(b"user:p@ss").decode()
+        for head in ups[0].heads:
+            assert values(head, "x-api-key") == ["k1"] and values(head, "x-tenant") == ["t"], head
+            assert values(head, "authorization") == [basic], head
+            assert values(head, "content-type") == ["application/json"], head
+        for head in ups[1].heads:  # the endpoint's own Authorization wins over the URL's user:pass
+            assert values(head, "authorization") == ["Bearer tok"], head
+        for head in ups[2].heads:  # the endpoint's Content-Type replaces the client's
+            assert values(head, "content-type") == ["application/x-custom"], head
+        for head in ups[3].heads:  # nothing added; the client's Authorization is never relayed
+            assert values(head, "authorization") == [] and values(head, "x-api-key") == [], head
+        assert all(len(u.heads) == 2 for u in ups), [len(u.heads) for u in ups]
+        # a changed header value applies on reload
+        pw.write(pw.text().replace("X-Api-Key: k1", "X-Api-Key: k2"))
+        st, _, body = pw.reload()
+        assert st == 200, body
+        st, _, _ = pw.rpc("a", json.loads(CALL))
+        assert st == 200 and values(ups[0].heads[-1], "x-api-key") == ["k2"], ups[0].heads[-1]
+    finally:
+        for u in ups:
+            u.close()
+
+
 if __name__ == "__main__":
     pwtest.main()

@@ -158,12 +158,40 @@ static void test_cors(void **state)
     assert_int_equal(dp_cors_allow_headers(",,, ,", 5, out), 0);
 }
 
+static void test_head_prefix(void **state)
+{
+    size_t len = 0;
+    const char *err = NULL;
+    char *p = dp_rpc_head_prefix("/v2/KEY?x=1", "eth.example", NULL, 0, NULL, &len, &err);
+    assert_string_equal(p, "POST /v2/KEY?x=1 HTTP/1.1\r\nhost: eth.example\r\ncontent-length: ");
+    assert_int_equal(len, strlen(p));
+    free(p);
+    cfg_header_t hdrs[] = {{"X-Api-Key", "secret"}, {"x-b", ""}};
+    p = dp_rpc_head_prefix("/", "h:8545", hdrs, 2, "user:p@ss", &len, &err);
+    /* base64("user:p@ss") = dXNlcjpwQHNz */
+    assert_string_equal(p, "POST / HTTP/1.1\r\nhost: h:8545\r\nX-Api-Key: secret\r\nx-b: \r\n"
+                           "authorization: Basic dXNlcjpwQHNz\r\ncontent-length: ");
+    assert_int_equal(len, strlen(p));
+    free(p);
+    /* the endpoint's own authorization wins over userinfo */
+    cfg_header_t auth[] = {{"Authorization", "Bearer t"}};
+    p = dp_rpc_head_prefix("/", "h", auth, 1, "u:p", &len, &err);
+    assert_string_equal(p, "POST / HTTP/1.1\r\nhost: h\r\nAuthorization: Bearer t\r\ncontent-length: ");
+    free(p);
+    p = dp_rpc_head_prefix("/", "h", NULL, 0, "", &len, &err); /* "https://@host": empty userinfo */
+    assert_string_equal(p, "POST / HTTP/1.1\r\nhost: h\r\ncontent-length: ");
+    free(p);
+    cfg_header_t bad[] = {{"X-A", "a\r\nX-Injected: 1"}};
+    assert_null(dp_rpc_head_prefix("/", "h", bad, 1, NULL, &len, &err));
+    assert_non_null(err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_route_path), cmocka_unit_test(test_route_header), cmocka_unit_test(test_route_rejects),
         cmocka_unit_test(test_request_id), cmocka_unit_test(test_error_body),   cmocka_unit_test(test_framing),
-        cmocka_unit_test(test_cors),
+        cmocka_unit_test(test_cors),       cmocka_unit_test(test_head_prefix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -214,6 +214,104 @@ static void access_log(dp_worker_t *w, h2o_req_t *req, dp_service_t *svc, int st
             svc ? svc->id : "-", status, bytes, h2o_now(w->loop) - started_at, (int)reqid.len, reqid.base);
 }
 
+/* --- CORS ----------------------------------------------------------------------------------- */
+
+/* A service answers browsers when its cors.allow_origins is not empty. This test is the only cost
+ * CORS adds to a relay while it is off. */
+static int cors_on(const dp_service_t *svc)
+{
+    return svc->cfg->cors.allow_origins.size != 0;
+}
+
+static h2o_iovec_t request_header(h2o_req_t *req, const char *name, size_t len)
+{
+    ssize_t i = h2o_find_header_by_str(&req->headers, name, len, -1);
+    return i != -1 ? req->headers.entries[i].value : h2o_iovec_init(NULL, 0);
+}
+
+static int cors_allows(const dp_service_t *svc, h2o_iovec_t origin)
+{
+    const cfg_cors_t *c = &svc->cfg->cors;
+    return origin.base != NULL && dp_cors_origin_allowed(c->allow_origins.entries, c->allow_origins.size, origin.base, origin.len);
+}
+
+/* A response of a service with CORS on: an allowed Origin is echoed (so one answer never serves
+ * another origin from a cache: Vary), and the browser may read X-Request-Id. Others get nothing. */
+static void add_cors_headers(h2o_req_t *req, const dp_service_t *svc)
+{
+    h2o_iovec_t origin = request_header(req, H2O_STRLIT("origin"));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_VARY, NULL, H2O_STRLIT("Origin"));
+    if (!cors_allows(svc, origin))
+        return;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ACCESS_CONTROL_ALLOW_ORIGIN, NULL, origin.base, origin.len);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-expose-headers"), 0, NULL,
+                          H2O_STRLIT("X-Request-Id"));
+}
+
+/* Answers an OPTIONS request that is a CORS preflight (Origin and Access-Control-Request-Method)
+ * for a service with CORS on: 204, with the CORS headers when the origin is allowed, without them
+ * when not (as Envoy answers preflights it does not forward; the browser then refuses the call).
+ * `POST /v1` names its service in a header a preflight does not carry, so a preflight of `/v1` is
+ * answered for the services that have CORS on: allowed when one of them allows the origin (the
+ * response to the call itself is then judged by its own service), with the shortest max_age among
+ * them. Returns 0 when it is not such a preflight: the caller answers as without CORS (405). */
+static int cors_preflight(dp_worker_t *w, h2o_req_t *req, dp_gen_t *g, dp_route_result_t rt, const char *id, size_t idlen,
+                          h2o_iovec_t reqid, uint64_t now)
+{
+    h2o_iovec_t origin = request_header(req, H2O_STRLIT("origin"));
+    if (origin.base == NULL || request_header(req, H2O_STRLIT("access-control-request-method")).base == NULL)
+        return 0;
+    dp_service_t *svc = NULL;
+    int allowed = 0;
+    uint64_t max_age_ms = UINT64_MAX;
+    if (rt == DP_ROUTE_OK) {
+        if ((svc = dp_gen_find_service(g, id, idlen)) == NULL || !cors_on(svc))
+            return 0;
+        if ((allowed = cors_allows(svc, origin)) != 0)
+            max_age_ms = svc->cfg->cors.max_age_ms;
+    } else if (rt == DP_ROUTE_MISSING) {
+        int any_on = 0;
+        for (size_t i = 0; i != g->nservices; ++i) {
+            const dp_service_t *s = g->services + i;
+            if (!cors_on(s))
+                continue;
+            any_on = 1;
+            if (cors_allows(s, origin)) {
+                allowed = 1;
+                if (s->cfg->cors.max_age_ms < max_age_ms)
+                    max_age_ms = s->cfg->cors.max_age_ms;
+            }
+        }
+        if (!any_on)
+            return 0;
+    } else {
+        return 0;
+    }
+    req->res.status = 204;
+    req->res.reason = reason_of(204);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, reqid.base, reqid.len);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_VARY, NULL, H2O_STRLIT("Origin"));
+    if (allowed) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ACCESS_CONTROL_ALLOW_ORIGIN, NULL, origin.base, origin.len);
+        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-allow-methods"), 0, NULL,
+                              H2O_STRLIT("POST, OPTIONS"));
+        h2o_iovec_t asked = request_header(req, H2O_STRLIT("access-control-request-headers"));
+        if (asked.base != NULL) {
+            char *names = h2o_mem_alloc_pool(&req->pool, sizeof(DP_CORS_SAFE_HEADERS));
+            size_t n = dp_cors_allow_headers(asked.base, asked.len, names);
+            if (n != 0)
+                h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-allow-headers"), 0, NULL, names, n);
+        }
+        char *ma = h2o_mem_alloc_pool(&req->pool, 24);
+        int n = snprintf(ma, 24, "%" PRIu64, max_age_ms / 1000);
+        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-max-age"), 0, NULL, ma, (size_t)n);
+    }
+    count_response(w, svc, 204, now);
+    access_log(w, req, svc, 204, 0, now, reqid);
+    h2o_send_inline(req, "", 0);
+    return 1;
+}
+
 /* Sends a gateway-made JSON-RPC error. The request must not have started its response. */
 static void send_error(dp_worker_t *w, h2o_req_t *req, dp_service_t *svc, h2o_iovec_t reqid, uint64_t started_at, int status,
                        int code, const char *msg, uint64_t retry_after_s)
@@ -232,6 +330,8 @@ static void send_error(dp_worker_t *w, h2o_req_t *req, dp_service_t *svc, h2o_io
         int n = snprintf(ra, 24, "%" PRIu64, retry_after_s);
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, ra, (size_t)n);
     }
+    if (svc != NULL && cors_on(svc))
+        add_cors_headers(req, svc);
     count_response(w, svc, status, started_at);
     access_log(w, req, svc, status, b.len, started_at, reqid);
     h2o_send_inline(req, b.base, b.len);
@@ -916,13 +1016,16 @@ static const h2o_token_t *lookup_token_ci(const char *name, size_t len)
 static void copy_response_headers(dp_relay_t *r, struct phr_header *hdrs, const h2o_token_t **toks, size_t n)
 {
     h2o_req_t *req = r->req;
+    int cors = cors_on(r->svc); /* the service's CORS answer is Pathway's: the upstream's is dropped */
+    if (cors)
+        add_cors_headers(req, r->svc);
     for (size_t i = 0; i != n; ++i) {
         const h2o_token_t *tok = toks[i];
         if (tok != NULL) {
             /* hop-by-hop and framing headers are ours to write */
             if (tok == H2O_TOKEN_CONNECTION || tok == H2O_TOKEN_CONTENT_LENGTH || tok == H2O_TOKEN_TRANSFER_ENCODING ||
                 tok == H2O_TOKEN_KEEP_ALIVE || tok == H2O_TOKEN_TE || tok == H2O_TOKEN_UPGRADE || tok == H2O_TOKEN_DATE ||
-                tok == H2O_TOKEN_SERVER)
+                tok == H2O_TOKEN_SERVER || (cors && tok == H2O_TOKEN_ACCESS_CONTROL_ALLOW_ORIGIN))
                 continue;
             h2o_iovec_t v = h2o_strdup(&req->pool, hdrs[i].value, hdrs[i].value_len);
             h2o_add_header(&req->pool, &req->res.headers, tok, NULL, v.base, v.len);
@@ -932,6 +1035,8 @@ static void copy_response_headers(dp_relay_t *r, struct phr_header *hdrs, const 
             h2o_iovec_t name = h2o_strdup(&req->pool, hdrs[i].name, hdrs[i].name_len);
             h2o_strtolower(name.base, name.len);
             if (h2o_memis(name.base, name.len, H2O_STRLIT("x-request-id")))
+                continue;
+            if (cors && name.len > sizeof("access-control-") - 1 && memcmp(name.base, H2O_STRLIT("access-control-")) == 0)
                 continue;
             h2o_iovec_t v = h2o_strdup(&req->pool, hdrs[i].value, hdrs[i].value_len);
             h2o_add_header_by_str(&req->pool, &req->res.headers, name.base, name.len, 0, NULL, v.base, v.len);
@@ -1305,6 +1410,8 @@ static void relay_fail(dp_relay_t *r, int status, int code, const char *msg)
         return;
     if (!r->started) {
         r->finished = 1;
+        /* the upstream's head may have been copied already: the error is the gateway's alone */
+        r->req->res.headers = (h2o_headers_t){NULL, 0, 0};
         send_error(r->w, r->req, r->svc, r->reqid, r->started_at, status, code, msg, status == 503 ? retry_after_s(r) : 0);
         return;
     }
@@ -1395,6 +1502,9 @@ int dp_proxy_on_req(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     }
     if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
+        if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("OPTIONS")) &&
+            cors_preflight(w, req, g, rt, id, idlen, reqid, now))
+            return 0;
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("POST"));
         send_error(w, req, NULL, reqid, now, 405, DP_RPC_INVALID_REQUEST, "method not allowed: use POST", 0);
         return 0;

@@ -187,6 +187,33 @@ def test_upstream_conflicting_framing_is_502_and_connection_dropped():
         up.close()
 
 
+@test
+def test_gateway_error_after_upstream_head_has_only_gateway_headers():
+    # the head is parsed (and was copied to the client's response) before the body turns out bad
+    def bad_body(c, i):
+        c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Upstream: 1\r\nContent-Type: text/plain\r\n\r\nzz\r\n")
+        return False
+    up = RawUpstream(bad_body)
+    try:
+        pw = Pathway([("eth", [f"http://127.0.0.1:{up.port}"], "")])
+        s = raw(pw.port, req(["POST /v1/eth HTTP/1.1", "Host: x", f"Content-Length: {len(CALL)}"]))
+        try:
+            s.settimeout(5)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                d = s.recv(65536)
+                assert d, data
+                data += d
+            head = data.partition(b"\r\n\r\n")[0].decode().lower().split("\r\n")
+        finally:
+            s.close()
+        assert head[0] == "http/1.1 502 bad gateway", head
+        assert [h for h in head if h.startswith("content-type:")] == ["content-type: application/json"], head
+        assert not [h for h in head if h.startswith("x-upstream")], head
+    finally:
+        up.close()
+
+
 # --- 3. reason phrases ----------------------------------------------------------------------
 
 

@@ -162,6 +162,63 @@ def low_rate_caps_connections():
     assert "4 connections x 1 wrk thread(s)" in out, out
 
 
+def make_env():
+    """The environment for a nested `make`: without the outer make's jobserver (ctest under make test)."""
+    env = dict(os.environ)
+    for k in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"):
+        env.pop(k, None)
+    return env
+
+
+@test
+def make_load_test_with_nothing_running_says_how_to_start():
+    # `make load_test` as a new operator types it, with no dataplane at URL: a quick non-zero exit that
+    # names both ways to get one (make run, LOCAL=1), not a stack trace or a long wait
+    dead = pwtest.free_port()
+    start = time.time()
+    p = subprocess.run(["make", "-s", "-C", pwtest.SOURCE_DIR, "load_test", f"URL=http://127.0.0.1:{dead}",
+                        f"BUILD={pwtest.BUILD_DIR}"], capture_output=True, text=True, timeout=60, env=make_env())
+    took = time.time() - start
+    assert p.returncode != 0, (p.returncode, p.stdout, p.stderr)
+    assert f"no dataplane answers at http://127.0.0.1:{dead}" in p.stderr, p.stderr
+    assert "make run" in p.stderr and "make load_test LOCAL=1" in p.stderr, p.stderr
+    assert took < 15, f"took {took:.1f}s to say nothing answers"
+    assert "Traceback" not in p.stderr, p.stderr
+
+
+@test
+def make_load_test_admin_variable_and_progress():
+    # through make: ADMIN=host:port names the admin listener, and while wrk runs a progress line comes
+    # about once a second with the responses the dataplane counted so far
+    port, admin = start_dataplane(["eth"])
+    cmd = ["make", "-s", "-C", pwtest.SOURCE_DIR, "load_test", f"URL=http://127.0.0.1:{port}", f"ADMIN=127.0.0.1:{admin}",
+           "SERVICE_IDS=eth", "DURATION=4s", "RATE=300", f"BUILD={pwtest.BUILD_DIR}"]
+    start = time.time()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=make_env())
+    lines = []  # (seconds since start, line)
+    try:
+        for line in p.stdout:
+            lines.append((time.time() - start, line.rstrip("\n")))
+        p.wait(60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    end = time.time() - start
+    out = "\n".join(l for _, l in lines)
+    assert p.returncode == 0, f"exit {p.returncode}\n{out}\n{p.stderr.read()}"
+    prog = [(t, l) for t, l in lines if re.match(r"\s*\[\d+s/4s\] ", l)]
+    assert len(prog) >= 3, out
+    # printed while the run went on, spread over it, not all at the end
+    assert prog[0][0] < end - 2, (prog, end)
+    assert prog[-1][0] - prog[0][0] >= 1.5, prog
+    counts = [int(m.group(1)) for _, l in prog for m in [re.search(r"eth (\d+) responses \((\d+)/s\)", l)] if m]
+    assert len(counts) == len(prog) and counts == sorted(counts) and counts[-1] > 0, prog
+    # /stats came from ADMIN, not the default 127.0.0.1:9901
+    assert f"dataplane /stats (http://127.0.0.1:{admin})" in out, out
+    assert "eth responses: 2xx" in out, out
+
+
 def children(pid):
     kids = []
     for d in os.listdir("/proc"):

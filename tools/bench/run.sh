@@ -1,8 +1,13 @@
 #!/bin/sh
-# make bench: Pathway vs nginx vs haproxy side by side (see bench.py and docs/benchmarks.md).
+# make bench: Pathway vs nginx vs haproxy side by side (bench.py: throughput, latency, CPU, memory),
+# then instructions per relay from callgrind (callgrind.py). See docs/benchmarks.md.
 #   usage: tools/bench/run.sh <builddir> [--rounds N] [--seconds S] [--no-valgrind]
 set -eu
 here=$(dirname "$0")
 build=${1:-build}
 [ $# -gt 0 ] && shift
-exec python3 "$here/bench.py" "$build" "$@"
+python3 "$here/bench.py" "$build" "$@"
+case " $* " in
+*" --no-valgrind "*) ;;
+*) python3 "$here/callgrind.py" "$build" --peers ;;
+esac

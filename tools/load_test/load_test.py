@@ -184,14 +184,26 @@ class Local:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+HOW_TO_START = """start one first:
+  make run                 # in another terminal: mock upstreams + a dataplane on examples/standalone.yaml
+  make load_test LOCAL=1   # or: the load test starts mocks and a dataplane itself (run.sh --local)
+  (URL= and ADMIN=, or --url and --admin, point it at a dataplane elsewhere)"""
+
+
+def admin_url(admin):
+    """--admin as given ('127.0.0.1:9901' or 'http://127.0.0.1:9901') -> a URL."""
+    return admin if "://" in admin else "http://" + admin
+
+
 def preflight(url, service):
-    """One eth_blockNumber through the dataplane: distinguishes 'nothing there' from a slow run."""
+    """One eth_blockNumber through the dataplane: distinguishes 'nothing there' from a slow run.
+    Nothing listening fails at once; a host that does not answer, within 3 s."""
     body = b'{"jsonrpc":"2.0","id":0,"method":"eth_blockNumber","params":[]}'
     try:
         status, data = http_call(url, "POST", "/v1", body, {"Content-Type": "application/json", "Target-Service-Id": service},
-                            timeout=10.0)
+                            timeout=3.0)
     except OSError as e:
-        raise Fatal(EXIT_UNREACHABLE, f"no dataplane answers at {url}: {e}")
+        raise Fatal(EXIT_UNREACHABLE, f"no dataplane answers at {url} ({e}); {HOW_TO_START}")
     if status != 200:
         print(f"warning: {service}: a first eth_blockNumber got HTTP {status}: {data[:200].decode(errors='replace')}",
               file=sys.stderr)
@@ -275,6 +287,41 @@ def collect(service, proc, connections, timeout_us):
     r["service"] = service
     r["connections"] = connections
     return account(r, connections, timeout_us)
+
+
+def served(stats):
+    """{service id: responses so far} from a /stats document (None: no /stats)."""
+    if stats is None:
+        return None
+    return {s.get("id"): sum((s.get("responses") or {}).values()) for s in stats.get("services", [])}
+
+
+def progress(procs, services, admin, before, duration, out=sys.stdout):
+    """Waits for the wrk processes, printing a line about once a second: the time run, and per
+    service the responses the dataplane counted since the start (its /stats) and their rate."""
+    start = time.time()
+    base = served(before)
+    tick = start + 1.0
+    last = (start, base)
+    while any(p.poll() is None for p in procs):
+        now = time.time()
+        if now < tick:
+            time.sleep(min(0.1, tick - now))
+            continue
+        tick += 1.0
+        elapsed = now - start
+        cur = served(get_stats(admin)) if base is not None else None
+        line = f"  [{min(elapsed, duration):.0f}s/{duration:g}s]"
+        if cur is None:
+            line += f" running (no /stats at {admin}: figures at the end)"
+        else:
+            dt = max(now - last[0], 1e-3)
+            for s in services:
+                n = cur.get(s, 0) - base.get(s, 0)
+                rate = (cur.get(s, 0) - last[1].get(s, 0)) / dt
+                line += f"  {s} {n} responses ({rate:.0f}/s)"
+            last = (now, cur)
+        print(line, file=out, flush=True)
 
 
 def fmt_ms(us):
@@ -366,7 +413,8 @@ def main(argv):
     ap = argparse.ArgumentParser(prog="tools/load_test/run.sh", description=__doc__.split("\n\n")[0])
     ap.add_argument("--services", default="eth,poly", help="comma-separated service ids (default eth,poly)")
     ap.add_argument("--url", default="http://127.0.0.1:3069", help="the dataplane (default: examples/standalone.yaml's)")
-    ap.add_argument("--admin", default=None, help="its admin listener for /stats (default http://127.0.0.1:9901)")
+    ap.add_argument("--admin", default=None, help="its admin listener for /stats and progress, HOST:PORT or a URL "
+                    "(default 127.0.0.1:9901)")
     ap.add_argument("--duration", default="10s", help="how long each service is driven (10s, 1m)")
     ap.add_argument("--rate", type=int, default=0, help="requests/s per service; 0 = as fast as it goes")
     ap.add_argument("--connections", type=int, default=16, help="connections per service (default 16)")
@@ -408,11 +456,11 @@ def main(argv):
             local = Local(args.build, services, args.mock_latency, args.dataplane_threads)
             url, admin = local.url, local.admin
         else:
-            url, admin = args.url, args.admin or "http://127.0.0.1:9901"
+            url, admin = args.url, admin_url(args.admin or "127.0.0.1:9901")
         mode = f"{args.rate} req/s per service" if args.rate > 0 else "as fast as it goes"
         print(f"load test: {', '.join(services)} at {url} for {duration:g}s, {mode}, "
               f"{connections} connections x {args.threads} wrk thread(s) per service"
-              + (" (local mocks + dataplane)" if local else ""))
+              + (" (local mocks + dataplane)" if local else ""), flush=True)
         if capped:
             print(f"note: --connections {args.connections} capped to {connections} for --rate {args.rate} "
                   "(each connection sends at least every ~2s, so the dataplane never closes one as idle)")
@@ -421,6 +469,7 @@ def main(argv):
         before = get_stats(admin)
         for s in services:  # side by side; `procs` so that `finally` stops them on SIGTERM / Ctrl-C
             procs.append(run_wrk(url, s, args, duration, connections))
+        progress(procs, services, admin, before, duration)
         results = []
         failure = None
         for s, p in zip(services, procs):

@@ -477,14 +477,24 @@ static int http1_client_fd(h2o_req_t *req)
 /* Strict framing of an HTTP/1 request (see dp_rpc_check_http1_head). libh2o keeps neither
  * Content-Length, Transfer-Encoding nor Host in req->headers, so the head is read again where
  * libh2o parsed it: at the front of the client socket's input buffer, which holds the request
- * (head, then body) until its response is done. Plain (or decrypted TLS) bytes, names lowercased
- * by libh2o in place. One picohttpparser pass over the head, no allocation. */
+ * until its response is done (plain, or decrypted TLS, bytes; names lowercased by libh2o in place).
+ * With a body, the body follows the head in that buffer (as read, or chunks decoded in place), so
+ * the head's end is known and a line scan does. Without one there is no length to doubt, and a
+ * missing Host shows as libh2o's default authority (the pointer, not the text: "Host: default"
+ * is another string). */
 static dp_framing_t http1_check_framing(h2o_req_t *req)
 {
     h2o_socket_t *sock = http1_client_sock(req);
     if (sock == NULL || sock->input == NULL)
         return DP_FRAMING_OK;
-    return dp_rpc_check_http1_head(sock->input->bytes, sock->input->size);
+    const char *buf = sock->input->bytes;
+    if (req->entity.base == NULL) {
+        int no_host = req->input.authority.base == req->conn->hosts[0]->authority.hostport.base;
+        return req->version >= 0x101 && no_host ? DP_FRAMING_NO_HOST : DP_FRAMING_OK;
+    }
+    if (req->entity.base >= buf && req->entity.base <= buf + sock->input->size)
+        return dp_rpc_scan_http1_head(buf, (size_t)(req->entity.base - buf), req->version >= 0x101);
+    return dp_rpc_check_http1_head(buf, sock->input->size); /* not where expected: parse it */
 }
 
 static uint64_t retry_after_s(dp_relay_t *r)

@@ -130,6 +130,35 @@ dp_framing_t dp_rpc_check_http1_head(const char *buf, size_t len)
     return DP_FRAMING_OK;
 }
 
+dp_framing_t dp_rpc_scan_http1_head(const char *head, size_t len, int http11)
+{
+    unsigned cl = 0, te = 0, host = 0;
+    const char *p = head, *end = head + len;
+    while ((p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+        size_t left = (size_t)(end - ++p);
+        switch (left != 0 ? *p : '\0') {
+        case 'c':
+            cl += left > 15 && memcmp(p, "content-length:", 15) == 0;
+            break;
+        case 't':
+            te += left > 18 && memcmp(p, "transfer-encoding:", 18) == 0;
+            break;
+        case 'h':
+            host += left > 5 && memcmp(p, "host:", 5) == 0;
+            break;
+        }
+    }
+    if (cl != 0 && te != 0)
+        return DP_FRAMING_CL_AND_TE;
+    if (cl > 1)
+        return DP_FRAMING_DUPLICATE_CL;
+    if (host > 1)
+        return DP_FRAMING_DUPLICATE_HOST;
+    if (host == 0 && http11)
+        return DP_FRAMING_NO_HOST;
+    return DP_FRAMING_OK;
+}
+
 const char *dp_rpc_framing_message(dp_framing_t f)
 {
     switch (f) {

@@ -115,6 +115,16 @@ def test_client_framing_refused_and_connection_closed():
                 assert closed_by_peer(s), why
             finally:
                 s.close()
+        # without a body too (a missing Host is judged there by other means)
+        for data, want in [(req(["GET /v1/eth HTTP/1.1"], b""), "HTTP/1.1 400 Bad Request"),
+                           (req(["GET /v1/eth HTTP/1.1", "Host: default"], b""), "HTTP/1.1 405 Method Not Allowed"),
+                           (req(["GET /v1/eth HTTP/1.0"], b""), "HTTP/1.1 405 Method Not Allowed")]:
+            s = raw(pw.port, data)
+            try:
+                status, _, body = read_response(s)
+                assert status == want, (data, status, body)
+            finally:
+                s.close()
         assert up.requests == 0, "a refused request reached the upstream"
         # what stays allowed: HTTP/1.0 without Host, one Content-Length, chunked alone; keep-alive kept
         s = raw(pw.port, req(["POST /v1/eth HTTP/1.0", f"Content-Length: {n}"]))

@@ -134,6 +134,35 @@ static void test_framing(void **state)
     assert_string_equal(dp_rpc_framing_message(DP_FRAMING_NO_HOST), "bad request: HTTP/1.1 request without Host");
 }
 
+static dp_framing_t scan(const char *s, int http11)
+{
+    return dp_rpc_scan_http1_head(s, strlen(s), http11);
+}
+
+/* The scan sees heads as libh2o leaves them: names lowercased, body not included. */
+static void test_framing_scan(void **state)
+{
+    assert_int_equal(scan("POST /v1 HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n", 1), DP_FRAMING_OK);
+    assert_int_equal(scan("POST /v1 HTTP/1.1\nhost: x\ntransfer-encoding: chunked\n\n", 1), DP_FRAMING_OK);
+    assert_int_equal(scan("POST /v1 HTTP/1.0\r\ncontent-length: 2\r\n\r\n", 0), DP_FRAMING_OK);
+    assert_int_equal(scan("POST /v1 HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\n", 1),
+                     DP_FRAMING_CL_AND_TE);
+    assert_int_equal(scan("POST /v1 HTTP/1.1\r\ntransfer-encoding: chunked\r\nhost: x\r\ncontent-length: 2\r\n\r\n", 1),
+                     DP_FRAMING_CL_AND_TE);
+    assert_int_equal(scan("POST /v1 HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\ncontent-length: 2\r\n\r\n", 1),
+                     DP_FRAMING_DUPLICATE_CL);
+    assert_int_equal(scan("POST /v1 HTTP/1.1\r\ncontent-length: 2\r\n\r\n", 1), DP_FRAMING_NO_HOST);
+    assert_int_equal(scan("POST /v1 HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n", 1), DP_FRAMING_DUPLICATE_HOST);
+    /* look-alikes: other names, a value that mentions a name, a folded continuation line */
+    assert_int_equal(scan("POST /v1 HTTP/1.1\r\nhost: x\r\ncontent-lengthy: 2\r\nx-content-length: 3\r\nhosts: y\r\n"
+                          "x-a: content-length: 4\r\nx-b: a\r\n content-length: 5\r\ncontent-length: 1\r\n\r\n",
+                          1),
+                     DP_FRAMING_OK);
+    /* a name cut at the end of the buffer is no header */
+    assert_int_equal(scan("POST /v1 HTTP/1.1\r\nhost: x\r\ncontent-length", 1), DP_FRAMING_OK);
+    assert_int_equal(scan("", 1), DP_FRAMING_NO_HOST);
+}
+
 static void test_cors(void **state)
 {
     char *origins[] = {"https://app.example", "http://localhost:3000"};
@@ -189,9 +218,9 @@ static void test_head_prefix(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_route_path), cmocka_unit_test(test_route_header), cmocka_unit_test(test_route_rejects),
-        cmocka_unit_test(test_request_id), cmocka_unit_test(test_error_body),   cmocka_unit_test(test_framing),
-        cmocka_unit_test(test_cors),       cmocka_unit_test(test_head_prefix),
+        cmocka_unit_test(test_route_path),   cmocka_unit_test(test_route_header), cmocka_unit_test(test_route_rejects),
+        cmocka_unit_test(test_request_id),   cmocka_unit_test(test_error_body),   cmocka_unit_test(test_framing),
+        cmocka_unit_test(test_framing_scan), cmocka_unit_test(test_cors),         cmocka_unit_test(test_head_prefix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,6 +20,16 @@ static int cmp_service(const void *a, const void *b)
     return strcmp(x->id, y->id);
 }
 
+/* RFC 6066 section 3: a literal IP address is not sent as SNI. libh2o 2.2.5 sends whatever name
+ * it is given; this takes it back before the ClientHello is written (the name libh2o checks is its
+ * own copy). */
+static void drop_sni(const SSL *ssl, int where, int ret)
+{
+    (void)ret;
+    if ((where & SSL_CB_HANDSHAKE_START) != 0 && !SSL_is_server(ssl))
+        SSL_set_tlsext_host_name((SSL *)ssl, NULL);
+}
+
 dp_service_t *dp_gen_find_service(dp_gen_t *g, const char *id, size_t len)
 {
     size_t lo = 0, hi = g->nservices;
@@ -204,16 +214,6 @@ static char *endpoint_key(const cfg_endpoint_t *e, const cfg_pool_t *p)
                  (unsigned long long)p->idle_timeout_ms, (unsigned long long)p->connect_timeout_ms) < 0)
         return NULL;
     return key_add_headers(key, e);
-}
-
-/* RFC 6066 section 3: a literal IP address is not sent as SNI. libh2o 2.2.5 sends whatever name
- * it is given; this takes it back before the ClientHello is written (the name libh2o checks is its
- * own copy). */
-static void drop_sni(const SSL *ssl, int where, int ret)
-{
-    (void)ret;
-    if ((where & SSL_CB_HANDSHAKE_START) != 0 && !SSL_is_server(ssl))
-        SSL_set_tlsext_host_name((SSL *)ssl, NULL);
 }
 
 static dp_endpoint_t *endpoint_create(dp_server_t *s, const cfg_endpoint_t *e, const cfg_pool_t *pool, char *key, const char *field,

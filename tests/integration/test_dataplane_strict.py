@@ -418,10 +418,11 @@ def test_listener_http2_false_speaks_http1_only():
 
 
 class RecordingUpstream(RawUpstream):
-    """A RawUpstream that answers OK and keeps each request's header lines [(name, value)]."""
+    """A RawUpstream that answers OK and keeps each request's header lines [(name, value)] in
+    .recorded."""
 
     def __init__(self):
-        self.heads = []
+        self.recorded = []
         super().__init__(good)
 
     def _read_request(self, c):
@@ -429,7 +430,7 @@ class RecordingUpstream(RawUpstream):
         if got is not None:
             lines = got[0].decode("latin-1").split("\r\n")[1:]
             with self.lock:
-                self.heads.append([(k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in lines)])
+                self.recorded.append([(k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in lines)])
         return got
 
 
@@ -454,23 +455,23 @@ def test_endpoint_headers_and_userinfo_sent_upstream():
                 st, _, body = pw.rpc(svc, json.loads(CALL), headers={"Authorization": "Basic client-own"})
                 assert st == 200 and body["result"] == "0x1", (svc, st, body)
         basic = "Basic " + base64.b64encode(b"user:p@ss").decode()
-        for head in ups[0].heads:
+        for head in ups[0].recorded:
             assert values(head, "x-api-key") == ["k1"] and values(head, "x-tenant") == ["t"], head
             assert values(head, "authorization") == [basic], head
             assert values(head, "content-type") == ["application/json"], head
-        for head in ups[1].heads:  # the endpoint's own Authorization wins over the URL's user:pass
+        for head in ups[1].recorded:  # the endpoint's own Authorization wins over the URL's user:pass
             assert values(head, "authorization") == ["Bearer tok"], head
-        for head in ups[2].heads:  # the endpoint's Content-Type replaces the client's
+        for head in ups[2].recorded:  # the endpoint's Content-Type replaces the client's
             assert values(head, "content-type") == ["application/x-custom"], head
-        for head in ups[3].heads:  # nothing added; the client's Authorization is never relayed
+        for head in ups[3].recorded:  # nothing added; the client's Authorization is never relayed
             assert values(head, "authorization") == [] and values(head, "x-api-key") == [], head
-        assert all(len(u.heads) == 2 for u in ups), [len(u.heads) for u in ups]
+        assert all(len(u.recorded) == 2 for u in ups), [len(u.recorded) for u in ups]
         # a changed header value applies on reload
         pw.write(pw.text().replace("X-Api-Key: k1", "X-Api-Key: k2"))
         st, _, body = pw.reload()
         assert st == 200, body
         st, _, _ = pw.rpc("a", json.loads(CALL))
-        assert st == 200 and values(ups[0].heads[-1], "x-api-key") == ["k2"], ups[0].heads[-1]
+        assert st == 200 and values(ups[0].recorded[-1], "x-api-key") == ["k2"], ups[0].recorded[-1]
     finally:
         for u in ups:
             u.close()

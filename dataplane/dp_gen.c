@@ -3,14 +3,13 @@
  */
 #include <arpa/inet.h>
 #include <netdb.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include "dp_internal.h"
+#include "dp_rpc.h"
 #include "pw_log.h"
 
 const uint64_t dp_hist_bounds_ms[DP_HIST_BUCKETS - 1] = {1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000};
@@ -19,6 +18,16 @@ static int cmp_service(const void *a, const void *b)
 {
     const dp_service_t *x = a, *y = b;
     return strcmp(x->id, y->id);
+}
+
+/* RFC 6066 section 3: a literal IP address is not sent as SNI. libh2o 2.2.5 sends whatever name
+ * it is given; this takes it back before the ClientHello is written (the name libh2o checks is its
+ * own copy). */
+static void drop_sni(const SSL *ssl, int where, int ret)
+{
+    (void)ret;
+    if ((where & SSL_CB_HANDSHAKE_START) != 0 && !SSL_is_server(ssl))
+        SSL_set_tlsext_host_name((SSL *)ssl, NULL);
 }
 
 dp_service_t *dp_gen_find_service(dp_gen_t *g, const char *id, size_t len)
@@ -218,43 +227,6 @@ static char *endpoint_key(const char *service, const cfg_endpoint_t *e)
     return key;
 }
 
-/* The fixed start of every request head to this endpoint: request line, Host, the endpoint's own
- * headers and (for a URL with userinfo, unless a header says otherwise) Basic authorization, up to
- * the content-length value the relay appends. Built once, so a request pays nothing for them. */
-static char *head_prefix(const cfg_endpoint_t *e, const char *path, const char *host_header, size_t *len)
-{
-    char *out = NULL;
-    FILE *fp = open_memstream(&out, len);
-    if (fp == NULL)
-        return NULL;
-    fprintf(fp, "POST %s HTTP/1.1\r\nhost: %s\r\n", path, host_header);
-    int has_authorization = 0;
-    for (size_t i = 0; i != e->headers.size; ++i) {
-        const cfg_header_t *h = e->headers.entries + i;
-        has_authorization |= strcasecmp(h->name, "authorization") == 0;
-        fprintf(fp, "%s: %s\r\n", h->name, h->value);
-    }
-    if (e->userinfo != NULL && !has_authorization) {
-        size_t n = strlen(e->userinfo);
-        unsigned char *b64 = malloc(4 * ((n + 2) / 3) + 1);
-        if (b64 == NULL) {
-            fclose(fp);
-            free(out);
-            return NULL;
-        }
-        EVP_EncodeBlock(b64, (const unsigned char *)e->userinfo, (int)n);
-        fprintf(fp, "authorization: Basic %s\r\n", (char *)b64);
-        OPENSSL_cleanse(b64, strlen((char *)b64));
-        free(b64);
-    }
-    fputs("content-length: ", fp);
-    if (fclose(fp) != 0) {
-        free(out);
-        return NULL;
-    }
-    return out;
-}
-
 static dp_endpoint_t *endpoint_create(dp_server_t *s, const char *service, const cfg_endpoint_t *e, const cfg_pool_t *pool,
                                       char *key, const char *field, cfg_errors_t *errs)
 {
@@ -296,11 +268,20 @@ static dp_endpoint_t *endpoint_create(dp_server_t *s, const char *service, const
     ep->host_header = h2o_iovec_init(strdup(hh), strlen(hh));
     if (ep->host_header.base == NULL)
         goto NoMem;
+    /* the endpoint's headers and credentials go into the fixed prefix: nothing per request */
+    const char *herr = NULL;
     size_t pl = 0;
-    char *prefix = head_prefix(e, ep->path, hh, &pl);
+    char *prefix = dp_rpc_head_prefix(ep->path, hh, e->headers.entries, e->headers.size, e->userinfo, &pl, &herr);
+    if (herr != NULL) {
+        cfg_errors_add(errs, "%s.headers: %s", field, herr);
+        goto Error;
+    }
     if (prefix == NULL)
         goto NoMem;
     ep->head_prefix = h2o_iovec_init(prefix, pl);
+    for (size_t i = 0; i != e->headers.size; ++i)
+        if (strcasecmp(e->headers.entries[i].name, "content-type") == 0)
+            ep->own_content_type = 1;
 
     /* names are resolved here, on the main thread, so workers never block on DNS */
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res = NULL;
@@ -324,13 +305,15 @@ static dp_endpoint_t *endpoint_create(dp_server_t *s, const char *service, const
         if (ep->server_name == NULL || (ep->ssl_ctx = SSL_CTX_new(TLS_client_method())) == NULL)
             goto NoMem;
         SSL_CTX_set_min_proto_version(ep->ssl_ctx, TLS1_2_VERSION);
+        unsigned char ipbuf[16];
+        int is_ip = inet_pton(AF_INET, ep->server_name, ipbuf) == 1 || inet_pton(AF_INET6, ep->server_name, ipbuf) == 1;
+        if (is_ip)
+            SSL_CTX_set_info_callback(ep->ssl_ctx, drop_sni);
         if (ep->verify) {
             SSL_CTX_set_verify(ep->ssl_ctx, SSL_VERIFY_PEER, NULL);
             /* The name is checked by OpenSSL as part of the chain: h2o 2.2 skips its own hostname
              * check when the handshake ends with data still to flush (TLS 1.3 clients). */
             X509_VERIFY_PARAM *param = SSL_CTX_get0_param(ep->ssl_ctx);
-            unsigned char ipbuf[16];
-            int is_ip = inet_pton(AF_INET, ep->server_name, ipbuf) == 1 || inet_pton(AF_INET6, ep->server_name, ipbuf) == 1;
             if ((is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, ep->server_name)
                        : X509_VERIFY_PARAM_set1_host(param, ep->server_name, 0)) != 1) {
                 cfg_errors_add(errs, "%s: cannot verify the name %s", field, ep->server_name);

@@ -100,7 +100,8 @@ struct st_dp_endpoint_t {
     uint16_t port;
     char *path;              /* request target */
     h2o_iovec_t host_header; /* "host[:port]" */
-    h2o_iovec_t head_prefix; /* "POST <path> HTTP/1.1\r\nhost: <host>\r\ncontent-length: " */
+    h2o_iovec_t head_prefix; /* "POST <path> HTTP/1.1\r\nhost: <host>\r\n<headers, authorization>content-length: " */
+    int own_content_type;    /* the endpoint's headers set content-type: the client's is not sent */
     int is_https;
     SSL_CTX *ssl_ctx;  /* https only; verifies per tls.verify */
     char *server_name; /* SNI and verified name */
@@ -170,7 +171,16 @@ typedef struct st_dp_listener_t {
     int *fds;         /* [nworkers]: each worker's SO_REUSEPORT twin of the address */
     SSL_CTX *ssl_ctx; /* NULL = plain (HTTP/1.1 + h2c) */
     char *address;
+    int http2; /* listen[].http2: 0 = HTTP/1.1 only (the worker's ctx_h1, ALPN http/1.1 only) */
 } dp_listener_t;
+
+/* The relay's handler. Each worker has two h2o contexts (h2o's HTTP/1 upgrade to h2c is a
+ * globalconf setting, so HTTP/1.1-only listeners need a globalconf, hence a context, of their
+ * own); the handler says which one a request's context is, to find its worker. */
+typedef struct st_dp_relay_handler_t {
+    h2o_handler_t super;
+    int h1_only; /* registered in server->globalconf_h1: requests arrive on worker->ctx_h1 */
+} dp_relay_handler_t;
 
 /* Timeouts by duration: h2o_timeout_t lists have a fixed duration, so each worker keeps one per
  * distinct value in use (a handful). Lists left empty are freed between loop iterations once there
@@ -187,6 +197,7 @@ struct st_dp_worker_t {
     pthread_t thread;
     h2o_evloop_t *loop;
     h2o_context_t ctx;
+    h2o_context_t ctx_h1;          /* for HTTP/1.1-only listeners (initialised when there are any) */
     h2o_accept_ctx_t *accept_ctxs; /* one per listener */
     h2o_socket_t **listen_socks;   /* one per listener, NULL once closed */
     dp_wgen_t *wgen;               /* current */
@@ -223,7 +234,9 @@ struct st_dp_server_t {
     size_t nlisteners;
     dp_listener_t *listeners;
     int admin_fd;
-    h2o_globalconf_t globalconf; /* workers' (read-only once they run, but for the body cap: raise_entity_cap) */
+    h2o_globalconf_t globalconf;    /* workers' (read-only once they run, but for the body cap: raise_entity_cap) */
+    h2o_globalconf_t globalconf_h1; /* the same for HTTP/1.1-only listeners: no h2c upgrade or prior knowledge */
+    int has_h1_only;                /* some listener has http2: false (workers init ctx_h1) */
     h2o_globalconf_t admin_globalconf;
     pthread_mutex_t gen_mutex; /* guards the pointer swap vs. a worker taking its ref */
     _Atomic(dp_gen_t *) current;

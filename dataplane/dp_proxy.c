@@ -19,6 +19,7 @@
  * began (it defers the ERROR send to the next proceed or a zero-delay timer). A gateway error
  * before the response began (send_error) always writes bytes, which h2o completes later.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
@@ -28,25 +29,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "dp_internal.h"
+#include "dp_phr.h"
 #include "dp_rpc.h"
 #include "pw_log.h"
-
-/* picohttpparser is built into libh2o and exported, but its header is not installed. */
-struct phr_header {
-    const char *name;
-    size_t name_len;
-    const char *value;
-    size_t value_len;
-};
-struct phr_chunked_decoder {
-    size_t bytes_left_in_chunk;
-    char consume_trailer;
-    char _hex_count;
-    char _state;
-};
-int phr_parse_response(const char *buf, size_t len, int *minor_version, int *status, const char **msg, size_t *msg_len,
-                       struct phr_header *headers, size_t *num_headers, size_t last_len);
-ssize_t phr_decode_chunked(struct phr_chunked_decoder *decoder, char *buf, size_t *bufsz);
 
 #define MAX_RESPONSE_HEAD 65536
 #define MAX_RESPONSE_HEADERS 100
@@ -104,6 +89,7 @@ struct st_dp_relay_t {
     /* response */
     int head_done;
     int status;
+    const char *reason; /* the upstream's reason phrase (NUL-terminated, static or in req->pool) */
     body_mode_t mode;
     int keepalive;
     struct phr_chunked_decoder dec;
@@ -139,27 +125,64 @@ static void wpool_serve_waiters(dp_worker_t *w, dp_endpoint_t *ep);
 static void wpool_maybe_deactivate(dp_worker_t *w, dp_endpoint_t *ep);
 static void on_upstream_read(h2o_socket_t *sock, const char *err);
 
+/* The standard reason phrase of a status (RFC 9110 section 15), for the gateway's own answers. */
 static const char *reason_of(int status)
 {
     switch (status) {
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 206:
+        return "Partial Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 304:
+        return "Not Modified";
+    case 307:
+        return "Temporary Redirect";
+    case 308:
+        return "Permanent Redirect";
     case 400:
         return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
     case 404:
         return "Not Found";
     case 405:
         return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
     case 413:
-        return "Payload Too Large";
+        return "Content Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 429:
+        return "Too Many Requests";
+    case 499:
+        return "Client Closed Request"; /* nginx's, for the log: the client never sees it */
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
     case 502:
         return "Bad Gateway";
     case 503:
         return "Service Unavailable";
     case 504:
         return "Gateway Timeout";
-    case 499:
-        return "Client Closed Request";
     default:
-        return "Error";
+        return "";
     }
 }
 
@@ -191,6 +214,104 @@ static void access_log(dp_worker_t *w, h2o_req_t *req, dp_service_t *svc, int st
             svc ? svc->id : "-", status, bytes, h2o_now(w->loop) - started_at, (int)reqid.len, reqid.base);
 }
 
+/* --- CORS ----------------------------------------------------------------------------------- */
+
+/* A service answers browsers when its cors.allow_origins is not empty. This test is the only cost
+ * CORS adds to a relay while it is off. */
+static int cors_on(const dp_service_t *svc)
+{
+    return svc->cfg->cors.allow_origins.size != 0;
+}
+
+static h2o_iovec_t request_header(h2o_req_t *req, const char *name, size_t len)
+{
+    ssize_t i = h2o_find_header_by_str(&req->headers, name, len, -1);
+    return i != -1 ? req->headers.entries[i].value : h2o_iovec_init(NULL, 0);
+}
+
+static int cors_allows(const dp_service_t *svc, h2o_iovec_t origin)
+{
+    const cfg_cors_t *c = &svc->cfg->cors;
+    return origin.base != NULL && dp_cors_origin_allowed(c->allow_origins.entries, c->allow_origins.size, origin.base, origin.len);
+}
+
+/* A response of a service with CORS on: an allowed Origin is echoed (so one answer never serves
+ * another origin from a cache: Vary), and the browser may read X-Request-Id. Others get nothing. */
+static void add_cors_headers(h2o_req_t *req, const dp_service_t *svc)
+{
+    h2o_iovec_t origin = request_header(req, H2O_STRLIT("origin"));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_VARY, NULL, H2O_STRLIT("Origin"));
+    if (!cors_allows(svc, origin))
+        return;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ACCESS_CONTROL_ALLOW_ORIGIN, NULL, origin.base, origin.len);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-expose-headers"), 0, NULL,
+                          H2O_STRLIT("X-Request-Id"));
+}
+
+/* Answers an OPTIONS request that is a CORS preflight (Origin and Access-Control-Request-Method)
+ * for a service with CORS on: 204, with the CORS headers when the origin is allowed, without them
+ * when not (as Envoy answers preflights it does not forward; the browser then refuses the call).
+ * `POST /v1` names its service in a header a preflight does not carry, so a preflight of `/v1` is
+ * answered for the services that have CORS on: allowed when one of them allows the origin (the
+ * response to the call itself is then judged by its own service), with the shortest max_age among
+ * them. Returns 0 when it is not such a preflight: the caller answers as without CORS (405). */
+static int cors_preflight(dp_worker_t *w, h2o_req_t *req, dp_gen_t *g, dp_route_result_t rt, const char *id, size_t idlen,
+                          h2o_iovec_t reqid, uint64_t now)
+{
+    h2o_iovec_t origin = request_header(req, H2O_STRLIT("origin"));
+    if (origin.base == NULL || request_header(req, H2O_STRLIT("access-control-request-method")).base == NULL)
+        return 0;
+    dp_service_t *svc = NULL;
+    int allowed = 0;
+    uint64_t max_age_ms = UINT64_MAX;
+    if (rt == DP_ROUTE_OK) {
+        if ((svc = dp_gen_find_service(g, id, idlen)) == NULL || !cors_on(svc))
+            return 0;
+        if ((allowed = cors_allows(svc, origin)) != 0)
+            max_age_ms = svc->cfg->cors.max_age_ms;
+    } else if (rt == DP_ROUTE_MISSING) {
+        int any_on = 0;
+        for (size_t i = 0; i != g->nservices; ++i) {
+            const dp_service_t *s = g->services + i;
+            if (!cors_on(s))
+                continue;
+            any_on = 1;
+            if (cors_allows(s, origin)) {
+                allowed = 1;
+                if (s->cfg->cors.max_age_ms < max_age_ms)
+                    max_age_ms = s->cfg->cors.max_age_ms;
+            }
+        }
+        if (!any_on)
+            return 0;
+    } else {
+        return 0;
+    }
+    req->res.status = 204;
+    req->res.reason = reason_of(204);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, reqid.base, reqid.len);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_VARY, NULL, H2O_STRLIT("Origin"));
+    if (allowed) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ACCESS_CONTROL_ALLOW_ORIGIN, NULL, origin.base, origin.len);
+        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-allow-methods"), 0, NULL,
+                              H2O_STRLIT("POST, OPTIONS"));
+        h2o_iovec_t asked = request_header(req, H2O_STRLIT("access-control-request-headers"));
+        if (asked.base != NULL) {
+            char *names = h2o_mem_alloc_pool(&req->pool, sizeof(DP_CORS_SAFE_HEADERS));
+            size_t n = dp_cors_allow_headers(asked.base, asked.len, names);
+            if (n != 0)
+                h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-allow-headers"), 0, NULL, names, n);
+        }
+        char *ma = h2o_mem_alloc_pool(&req->pool, 24);
+        int n = snprintf(ma, 24, "%" PRIu64, max_age_ms / 1000);
+        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-max-age"), 0, NULL, ma, (size_t)n);
+    }
+    count_response(w, svc, 204, now);
+    access_log(w, req, svc, 204, 0, now, reqid);
+    h2o_send_inline(req, "", 0);
+    return 1;
+}
+
 /* Sends a gateway-made JSON-RPC error. The request must not have started its response. */
 static void send_error(dp_worker_t *w, h2o_req_t *req, dp_service_t *svc, h2o_iovec_t reqid, uint64_t started_at, int status,
                        int code, const char *msg, uint64_t retry_after_s)
@@ -209,6 +330,8 @@ static void send_error(dp_worker_t *w, h2o_req_t *req, dp_service_t *svc, h2o_io
         int n = snprintf(ra, 24, "%" PRIu64, retry_after_s);
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, ra, (size_t)n);
     }
+    if (svc != NULL && cors_on(svc))
+        add_cors_headers(req, svc);
     count_response(w, svc, status, started_at);
     access_log(w, req, svc, status, b.len, started_at, reqid);
     h2o_send_inline(req, b.base, b.len);
@@ -335,14 +458,43 @@ static void relay_watch(dp_relay_t *r)
         h2o_timeout_link(w->loop, dp_worker_timeout(w, DP_WATCH_INTERVAL_MS), &w->watch_timer);
 }
 
-/* The client socket of an HTTP/1 request. h2o 2.2 exposes none; its st_h2o_http1_conn_t begins
- * with {h2o_conn_t super; h2o_socket_t *sock;}, which is what this reads. */
-static int http1_client_fd(h2o_req_t *req)
+/* The client socket of an HTTP/1 request (NULL for HTTP/2). h2o 2.2 exposes none; its
+ * st_h2o_http1_conn_t begins with {h2o_conn_t super; h2o_socket_t *sock;}, which is what this
+ * reads. */
+static h2o_socket_t *http1_client_sock(h2o_req_t *req)
 {
     if (req->version >= 0x200)
-        return -1;
-    h2o_socket_t *sock = *(h2o_socket_t **)((char *)req->conn + sizeof(h2o_conn_t));
+        return NULL;
+    return *(h2o_socket_t **)((char *)req->conn + sizeof(h2o_conn_t));
+}
+
+static int http1_client_fd(h2o_req_t *req)
+{
+    h2o_socket_t *sock = http1_client_sock(req);
     return sock != NULL ? h2o_socket_get_fd(sock) : -1;
+}
+
+/* Strict framing of an HTTP/1 request (see dp_rpc_check_http1_head). libh2o keeps neither
+ * Content-Length, Transfer-Encoding nor Host in req->headers, so the head is read again where
+ * libh2o parsed it: at the front of the client socket's input buffer, which holds the request
+ * until its response is done (plain, or decrypted TLS, bytes; names lowercased by libh2o in place).
+ * With a body, the body follows the head in that buffer (as read, or chunks decoded in place), so
+ * the head's end is known and a line scan does. Without one there is no length to doubt, and a
+ * missing Host shows as libh2o's default authority (the pointer, not the text: "Host: default"
+ * is another string). */
+static dp_framing_t http1_check_framing(h2o_req_t *req)
+{
+    h2o_socket_t *sock = http1_client_sock(req);
+    if (sock == NULL || sock->input == NULL)
+        return DP_FRAMING_OK;
+    const char *buf = sock->input->bytes;
+    if (req->entity.base == NULL) {
+        int no_host = req->input.authority.base == req->conn->hosts[0]->authority.hostport.base;
+        return req->version >= 0x101 && no_host ? DP_FRAMING_NO_HOST : DP_FRAMING_OK;
+    }
+    if (req->entity.base >= buf && req->entity.base <= buf + sock->input->size)
+        return dp_rpc_scan_http1_head(buf, (size_t)(req->entity.base - buf), req->version >= 0x101);
+    return dp_rpc_check_http1_head(buf, sock->input->size); /* not where expected: parse it */
 }
 
 static uint64_t retry_after_s(dp_relay_t *r)
@@ -627,11 +779,31 @@ static void conn_ready(dp_conn_t *c)
         conn_release(c, 1); /* its relay went away while connecting: keep it for the next */
 }
 
+static int is_ip_literal(const char *name)
+{
+    unsigned char buf[16];
+    return inet_pton(AF_INET, name, buf) == 1 || inet_pton(AF_INET6, name, buf) == 1;
+}
+
+/* The handshake's verdict. OpenSSL verifies the chain and the name (or IP address) during the
+ * handshake: the endpoint's SSL_CTX carries them in its X509_VERIFY_PARAM, and a failure ends the
+ * handshake with OpenSSL's reason ("IP address mismatch"). libh2o 2.2.5 then runs its own name
+ * check, which knows only DNS names: for an IP literal it reports a mismatch against the very
+ * certificate OpenSSL has just accepted by its IP SAN, so that report is not believed. */
+static int handshake_ok(dp_endpoint_t *ep, const char *err)
+{
+    if (err == NULL)
+        return 1;
+    int name_check = err == h2o_socket_error_ssl_cert_name_mismatch || err == h2o_socket_error_ssl_cert_invalid;
+    if (ep->verify == 0)
+        return name_check || err == h2o_socket_error_ssl_no_cert;
+    return name_check && is_ip_literal(ep->server_name);
+}
+
 static void on_handshake(h2o_socket_t *sock, const char *err)
 {
     dp_conn_t *c = sock->data;
-    if (err != NULL && !(c->ep->verify == 0 && (err == h2o_socket_error_ssl_cert_name_mismatch ||
-                                                err == h2o_socket_error_ssl_cert_invalid || err == h2o_socket_error_ssl_no_cert))) {
+    if (!handshake_ok(c->ep, err)) {
         conn_fail(c, err);
         return;
     }
@@ -740,8 +912,10 @@ static void relay_build_head(dp_relay_t *r)
     } while (len != 0);
     while (n != 0)
         *p++ = digits[--n];
-    p = append(p, H2O_STRLIT("\r\ncontent-type: "));
-    p = append(p, ct.base, ct.len);
+    if (!ep->own_content_type) {
+        p = append(p, H2O_STRLIT("\r\ncontent-type: "));
+        p = append(p, ct.base, ct.len);
+    }
     p = append(p, H2O_STRLIT("\r\nx-request-id: "));
     p = append(p, r->reqid.base, r->reqid.len);
     p = append(p, H2O_STRLIT("\r\n\r\n"));
@@ -852,13 +1026,16 @@ static const h2o_token_t *lookup_token_ci(const char *name, size_t len)
 static void copy_response_headers(dp_relay_t *r, struct phr_header *hdrs, const h2o_token_t **toks, size_t n)
 {
     h2o_req_t *req = r->req;
+    int cors = cors_on(r->svc); /* the service's CORS answer is Pathway's: the upstream's is dropped */
+    if (cors)
+        add_cors_headers(req, r->svc);
     for (size_t i = 0; i != n; ++i) {
         const h2o_token_t *tok = toks[i];
         if (tok != NULL) {
             /* hop-by-hop and framing headers are ours to write */
             if (tok == H2O_TOKEN_CONNECTION || tok == H2O_TOKEN_CONTENT_LENGTH || tok == H2O_TOKEN_TRANSFER_ENCODING ||
                 tok == H2O_TOKEN_KEEP_ALIVE || tok == H2O_TOKEN_TE || tok == H2O_TOKEN_UPGRADE || tok == H2O_TOKEN_DATE ||
-                tok == H2O_TOKEN_SERVER)
+                tok == H2O_TOKEN_SERVER || (cors && tok == H2O_TOKEN_ACCESS_CONTROL_ALLOW_ORIGIN))
                 continue;
             h2o_iovec_t v = h2o_strdup(&req->pool, hdrs[i].value, hdrs[i].value_len);
             h2o_add_header(&req->pool, &req->res.headers, tok, NULL, v.base, v.len);
@@ -869,10 +1046,26 @@ static void copy_response_headers(dp_relay_t *r, struct phr_header *hdrs, const 
             h2o_strtolower(name.base, name.len);
             if (h2o_memis(name.base, name.len, H2O_STRLIT("x-request-id")))
                 continue;
+            if (cors && name.len > sizeof("access-control-") - 1 && memcmp(name.base, H2O_STRLIT("access-control-")) == 0)
+                continue;
             h2o_iovec_t v = h2o_strdup(&req->pool, hdrs[i].value, hdrs[i].value_len);
             h2o_add_header_by_str(&req->pool, &req->res.headers, name.base, name.len, 0, NULL, v.base, v.len);
         }
     }
+}
+
+/* The reason phrase of an upstream's status line, for HTTP/1 clients (HTTP/2 has none). "OK"
+ * costs nothing; others are copied into the request's pool, since the head's bytes are consumed. */
+static const char *reason_phrase(dp_relay_t *r, const char *msg, size_t len)
+{
+    if (len == 2 && msg[0] == 'O' && msg[1] == 'K')
+        return "OK";
+    for (size_t i = 0; i != len; ++i) {
+        unsigned char c = (unsigned char)msg[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return reason_of(r->status); /* nothing we would write on a status line */
+    }
+    return h2o_strdup(&r->req->pool, msg, len).base;
 }
 
 /* Parses the response head in sock->input. Returns 1 when done, 0 when more bytes are needed,
@@ -910,9 +1103,11 @@ static int relay_parse_head(dp_relay_t *r)
             continue;
         }
         r->status = status;
+        r->reason = reason_phrase(r, msg, msglen);
         r->keepalive = minor >= 1;
         r->mode = BODY_EOF;
         r->content_length = UINT64_MAX;
+        int have_te = 0;
         for (size_t i = 0; i != nhdrs; ++i) {
             const h2o_token_t *tok = toks[i] = lookup_token_ci(hdrs[i].name, hdrs[i].name_len);
             if (tok == H2O_TOKEN_CONTENT_LENGTH) {
@@ -921,16 +1116,19 @@ static int relay_parse_head(dp_relay_t *r)
                     relay_fail(r, 502, DP_RPC_UPSTREAM_ERROR, "bad content-length from upstream");
                     return -1;
                 }
-                if (r->mode != BODY_CHUNKED) {
-                    r->mode = BODY_LENGTH;
-                    r->content_length = v;
+                /* RFC 9112 6.3: differing lengths leave the message unframed; a copy of the same
+                 * value is harmless. relay_fail closes the connection: what follows on it cannot
+                 * be trusted to start where we would think. */
+                if (r->content_length != UINT64_MAX && r->content_length != v) {
+                    relay_fail(r, 502, DP_RPC_UPSTREAM_ERROR, "upstream sent conflicting Content-Length headers");
+                    return -1;
                 }
+                r->content_length = v;
             } else if (tok == H2O_TOKEN_TRANSFER_ENCODING) {
+                have_te = 1;
                 if (h2o_lcstris(hdrs[i].value, hdrs[i].value_len, H2O_STRLIT("chunked")) ||
-                    h2o_contains_token(hdrs[i].value, hdrs[i].value_len, H2O_STRLIT("chunked"), ',')) {
+                    h2o_contains_token(hdrs[i].value, hdrs[i].value_len, H2O_STRLIT("chunked"), ','))
                     r->mode = BODY_CHUNKED;
-                    r->content_length = UINT64_MAX;
-                }
             } else if (tok == H2O_TOKEN_CONNECTION) {
                 /* the single-token values are the common case; the token scan is for lists */
                 const char *v = hdrs[i].value;
@@ -943,6 +1141,14 @@ static int relay_parse_head(dp_relay_t *r)
                     r->keepalive = 1;
             }
         }
+        if (have_te && r->content_length != UINT64_MAX) {
+            /* RFC 9112 6.1: a sender must not send both; which one frames the body is the
+             * request-smuggling question, so neither is believed */
+            relay_fail(r, 502, DP_RPC_UPSTREAM_ERROR, "upstream sent both Content-Length and Transfer-Encoding");
+            return -1;
+        }
+        if (r->mode != BODY_CHUNKED && r->content_length != UINT64_MAX)
+            r->mode = BODY_LENGTH;
         if (status == 204 || status == 304) {
             r->mode = BODY_LENGTH;
             r->content_length = 0;
@@ -1109,7 +1315,7 @@ static void relay_start_response(dp_relay_t *r)
 {
     h2o_req_t *req = r->req;
     req->res.status = r->status;
-    req->res.reason = "OK";
+    req->res.reason = r->reason;
     if (r->mode == BODY_LENGTH)
         req->res.content_length = r->content_length;
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, r->reqid.base, r->reqid.len);
@@ -1214,6 +1420,8 @@ static void relay_fail(dp_relay_t *r, int status, int code, const char *msg)
         return;
     if (!r->started) {
         r->finished = 1;
+        /* the upstream's head may have been copied already: the error is the gateway's alone */
+        r->req->res.headers = (h2o_headers_t){NULL, 0, 0};
         send_error(r->w, r->req, r->svc, r->reqid, r->started_at, status, code, msg, status == 503 ? retry_after_s(r) : 0);
         return;
     }
@@ -1271,12 +1479,23 @@ static void relay_dispose(void *p)
 
 int dp_proxy_on_req(h2o_handler_t *self, h2o_req_t *req)
 {
-    dp_worker_t *w = H2O_STRUCT_FROM_MEMBER(dp_worker_t, ctx, req->conn->ctx);
+    dp_worker_t *w = ((dp_relay_handler_t *)self)->h1_only ? H2O_STRUCT_FROM_MEMBER(dp_worker_t, ctx_h1, req->conn->ctx)
+                                                           : H2O_STRUCT_FROM_MEMBER(dp_worker_t, ctx, req->conn->ctx);
     dp_worker_refresh_gen(w);
     dp_gen_t *g = w->wgen->gen;
     uint64_t now = h2o_now(w->loop);
     h2o_iovec_t reqid = dp_request_id(w, req);
     DP_OWNER_ADD(w->requests, 1);
+
+    if (req->version < 0x200) {
+        dp_framing_t f = http1_check_framing(req);
+        if (f != DP_FRAMING_OK && f != DP_FRAMING_UNREADABLE) {
+            /* what follows on this connection cannot be trusted to start where libh2o thinks */
+            req->http1_is_persistent = 0;
+            send_error(w, req, NULL, reqid, now, 400, DP_RPC_INVALID_REQUEST, dp_rpc_framing_message(f), 0);
+            return 0;
+        }
+    }
 
     const char *hdr = NULL;
     size_t hdrlen = 0;
@@ -1293,6 +1512,9 @@ int dp_proxy_on_req(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     }
     if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
+        if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("OPTIONS")) &&
+            cors_preflight(w, req, g, rt, id, idlen, reqid, now))
+            return 0;
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("POST"));
         send_error(w, req, NULL, reqid, now, 405, DP_RPC_INVALID_REQUEST, "method not allowed: use POST", 0);
         return 0;

@@ -1,6 +1,11 @@
 #include "dp_rpc.h"
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include "h2o/string_.h"
+#include "dp_phr.h"
+
+#define DP_MAX_REQUEST_HEADERS 100 /* libh2o's H2O_MAX_HEADERS: a head it accepted fits */
 
 static int is_id_char(char c)
 {
@@ -83,5 +88,188 @@ char *dp_rpc_error_body(const char *body, size_t len, int code, const char *mess
     json_decref(doc);
     if (out != NULL)
         *outlen = strlen(out);
+    return out;
+}
+
+static int name_is(const struct phr_header *h, const char *name, size_t len)
+{
+    return h->name_len == len && strncasecmp(h->name, name, len) == 0;
+}
+
+dp_framing_t dp_rpc_check_http1_head(const char *buf, size_t len)
+{
+    const char *method, *path;
+    size_t method_len, path_len, nhdrs = DP_MAX_REQUEST_HEADERS;
+    int minor;
+    struct phr_header hdrs[DP_MAX_REQUEST_HEADERS];
+    if (phr_parse_request(buf, len, &method, &method_len, &path, &path_len, &minor, hdrs, &nhdrs, 0) <= 0)
+        return DP_FRAMING_UNREADABLE;
+    unsigned cl = 0, te = 0, host = 0;
+    for (size_t i = 0; i != nhdrs; ++i) {
+        /* the lengths tell the three names apart before any compare */
+        switch (hdrs[i].name_len) {
+        case sizeof("content-length") - 1:
+            cl += name_is(hdrs + i, "content-length", sizeof("content-length") - 1);
+            break;
+        case sizeof("transfer-encoding") - 1:
+            te += name_is(hdrs + i, "transfer-encoding", sizeof("transfer-encoding") - 1);
+            break;
+        case sizeof("host") - 1:
+            host += name_is(hdrs + i, "host", sizeof("host") - 1);
+            break;
+        }
+    }
+    if (cl != 0 && te != 0)
+        return DP_FRAMING_CL_AND_TE;
+    if (cl > 1)
+        return DP_FRAMING_DUPLICATE_CL;
+    if (host > 1)
+        return DP_FRAMING_DUPLICATE_HOST;
+    if (host == 0 && minor >= 1)
+        return DP_FRAMING_NO_HOST;
+    return DP_FRAMING_OK;
+}
+
+dp_framing_t dp_rpc_scan_http1_head(const char *head, size_t len, int http11)
+{
+    unsigned cl = 0, te = 0, host = 0;
+    const char *p = head, *end = head + len;
+    while ((p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+        size_t left = (size_t)(end - ++p);
+        switch (left != 0 ? *p : '\0') {
+        case 'c':
+            cl += left > 15 && memcmp(p, "content-length:", 15) == 0;
+            break;
+        case 't':
+            te += left > 18 && memcmp(p, "transfer-encoding:", 18) == 0;
+            break;
+        case 'h':
+            host += left > 5 && memcmp(p, "host:", 5) == 0;
+            break;
+        }
+    }
+    if (cl != 0 && te != 0)
+        return DP_FRAMING_CL_AND_TE;
+    if (cl > 1)
+        return DP_FRAMING_DUPLICATE_CL;
+    if (host > 1)
+        return DP_FRAMING_DUPLICATE_HOST;
+    if (host == 0 && http11)
+        return DP_FRAMING_NO_HOST;
+    return DP_FRAMING_OK;
+}
+
+const char *dp_rpc_framing_message(dp_framing_t f)
+{
+    switch (f) {
+    case DP_FRAMING_CL_AND_TE:
+        return "bad request: both Content-Length and Transfer-Encoding";
+    case DP_FRAMING_DUPLICATE_CL:
+        return "bad request: more than one Content-Length header";
+    case DP_FRAMING_NO_HOST:
+        return "bad request: HTTP/1.1 request without Host";
+    case DP_FRAMING_DUPLICATE_HOST:
+        return "bad request: more than one Host header";
+    case DP_FRAMING_UNREADABLE:
+        return "bad request: unreadable request head";
+    default:
+        return "ok";
+    }
+}
+
+int dp_cors_origin_allowed(char *const *origins, size_t n, const char *origin, size_t len)
+{
+    for (size_t i = 0; i != n; ++i) {
+        const char *o = origins[i];
+        if (o[0] == '*' && o[1] == '\0')
+            return 1;
+        if (strlen(o) == len && strncasecmp(o, origin, len) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+size_t dp_cors_allow_headers(const char *requested, size_t len, char *out)
+{
+    static const char *const safe[] = {"content-type", "target-service-id", "x-request-id", "authorization"};
+    int seen[sizeof(safe) / sizeof(safe[0])] = {0};
+    const char *p = requested, *end = requested + len;
+    while (p < end) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *e = comma != NULL ? comma : end, *b = p;
+        p = comma != NULL ? comma + 1 : end;
+        while (b < e && (*b == ' ' || *b == '\t'))
+            b++;
+        while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+            e--;
+        for (size_t i = 0; i != sizeof(safe) / sizeof(safe[0]); ++i)
+            if (strlen(safe[i]) == (size_t)(e - b) && strncasecmp(safe[i], b, (size_t)(e - b)) == 0)
+                seen[i] = 1;
+    }
+    /* in the safe list's order, so the answer is the same whatever order the browser used */
+    size_t n = 0;
+    for (size_t i = 0; i != sizeof(safe) / sizeof(safe[0]); ++i) {
+        if (!seen[i])
+            continue;
+        if (n != 0) {
+            memcpy(out + n, ", ", 2);
+            n += 2;
+        }
+        size_t l = strlen(safe[i]);
+        memcpy(out + n, safe[i], l);
+        n += l;
+    }
+    out[n] = '\0';
+    return n;
+}
+
+static char *put(char *p, const char *s, size_t len)
+{
+    memcpy(p, s, len);
+    return p + len;
+}
+
+char *dp_rpc_head_prefix(const char *path, const char *host_header, const cfg_header_t *headers, size_t nheaders,
+                         const char *userinfo, size_t *len, const char **err)
+{
+    *err = NULL;
+    int has_auth = 0;
+    size_t cap = sizeof("POST  HTTP/1.1\r\nhost: \r\n") + strlen(path) + strlen(host_header) + sizeof("content-length: ");
+    for (size_t i = 0; i != nheaders; ++i) {
+        const char *v = headers[i].value;
+        if (strpbrk(v, "\r\n") != NULL) {
+            *err = "a header value must not contain CR or LF";
+            return NULL;
+        }
+        if (strcasecmp(headers[i].name, "authorization") == 0)
+            has_auth = 1;
+        cap += strlen(headers[i].name) + strlen(v) + sizeof(": \r\n");
+    }
+    int basic = userinfo != NULL && userinfo[0] != '\0' && !has_auth; /* "https://@host" has none */
+    size_t ulen = basic ? strlen(userinfo) : 0;
+    if (basic)
+        cap += sizeof("authorization: Basic \r\n") + h2o_base64_encode_capacity(ulen);
+    char *out = malloc(cap), *p = out;
+    if (out == NULL)
+        return NULL;
+    p = put(p, "POST ", 5);
+    p = put(p, path, strlen(path));
+    p = put(p, " HTTP/1.1\r\nhost: ", sizeof(" HTTP/1.1\r\nhost: ") - 1);
+    p = put(p, host_header, strlen(host_header));
+    p = put(p, "\r\n", 2);
+    for (size_t i = 0; i != nheaders; ++i) {
+        p = put(p, headers[i].name, strlen(headers[i].name));
+        p = put(p, ": ", 2);
+        p = put(p, headers[i].value, strlen(headers[i].value));
+        p = put(p, "\r\n", 2);
+    }
+    if (basic) {
+        p = put(p, "authorization: Basic ", sizeof("authorization: Basic ") - 1);
+        p += h2o_base64_encode(p, userinfo, ulen, 0);
+        p = put(p, "\r\n", 2);
+    }
+    p = put(p, "content-length: ", sizeof("content-length: ") - 1);
+    *p = '\0';
+    *len = (size_t)(p - out);
     return out;
 }

@@ -100,11 +100,28 @@ static SSL_CTX *server_ssl_ctx(const cfg_listen_t *l, size_t index, char **err)
         *err = errf("listen[%zu].tls.key: cannot load %s (or it does not match the certificate)", index, l->tls.key);
         goto Error;
     }
-    h2o_ssl_register_alpn_protocols(ctx, h2o_http2_alpn_protocols);
+    /* http2: false offers only http/1.1, so an h2 client falls back to it (or gives up) */
+    static const h2o_iovec_t http1_only[] = {{H2O_STRLIT("http/1.1")}, {NULL}};
+    h2o_ssl_register_alpn_protocols(ctx, l->http2 ? h2o_http2_alpn_protocols : http1_only);
     return ctx;
 Error:
     SSL_CTX_free(ctx);
     return NULL;
+}
+
+/* The relay's h2o configuration; h1_only: HTTP/1.1 only (no h2c upgrade, no prior knowledge). */
+static void relay_globalconf_init(h2o_globalconf_t *conf, int h1_only)
+{
+    h2o_config_init(conf);
+    /* no Server header on relays: h2o 2.2 formats it with one more sprintf per response */
+    conf->server_name = h2o_iovec_init(H2O_STRLIT(""));
+    conf->max_request_entity_size = 0; /* set from each generation (raise_entity_cap) */
+    conf->http1.upgrade_to_http2 = !h1_only;
+    h2o_hostconf_t *host = h2o_config_register_host(conf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
+    dp_relay_handler_t *handler = (dp_relay_handler_t *)h2o_create_handler(path, sizeof(*handler));
+    handler->super.on_req = dp_proxy_on_req;
+    handler->h1_only = h1_only;
 }
 
 /* --- workers -------------------------------------------------------------------------------- */
@@ -208,6 +225,8 @@ static void worker_housekeeping(dp_worker_t *w)
     if (atomic_load(&s->stopping) && w->listen_socks[0] != NULL) {
         close_listeners(w);
         h2o_context_request_shutdown(&w->ctx);
+        if (s->has_h1_only)
+            h2o_context_request_shutdown(&w->ctx_h1);
     }
     dp_proxy_housekeeping(w);
     if (atomic_load(&s->exiting))
@@ -246,10 +265,13 @@ static void *worker_main(void *arg)
     dp_server_t *s = w->server;
     w->loop = h2o_evloop_create();
     h2o_context_init(&w->ctx, w->loop, &s->globalconf);
+    if (s->has_h1_only)
+        h2o_context_init(&w->ctx_h1, w->loop, &s->globalconf_h1);
     h2o_multithread_register_receiver(w->ctx.queue, &w->kick_receiver, on_kick);
     for (size_t i = 0; i != s->nlisteners; ++i) {
-        w->accept_ctxs[i].ctx = &w->ctx;
-        w->accept_ctxs[i].hosts = s->globalconf.hosts;
+        int h2 = s->listeners[i].http2;
+        w->accept_ctxs[i].ctx = h2 ? &w->ctx : &w->ctx_h1;
+        w->accept_ctxs[i].hosts = h2 ? s->globalconf.hosts : s->globalconf_h1.hosts;
         w->accept_ctxs[i].ssl_ctx = s->listeners[i].ssl_ctx;
         h2o_socket_t *sock = h2o_evloop_socket_create(w->loop, s->listeners[i].fds[w->index], H2O_SOCKET_FLAG_DONT_READ);
         sock->data = &w->accept_ctxs[i];
@@ -296,6 +318,9 @@ static int bind_listeners(dp_server_t *s, const cfg_t *cfg, char **err)
     for (size_t i = 0; i != s->nlisteners; ++i) {
         const cfg_listen_t *l = cfg->listen.entries + i;
         s->listeners[i].address = strdup(l->address);
+        s->listeners[i].http2 = l->http2;
+        if (!l->http2)
+            s->has_h1_only = 1;
         s->listeners[i].fds = malloc(s->nworkers * sizeof(int));
         if (s->listeners[i].address == NULL || s->listeners[i].fds == NULL) {
             *err = errf("out of memory");
@@ -353,8 +378,10 @@ static void raise_entity_cap(dp_server_t *s, uint64_t max_request_body)
     uint64_t cap = max_request_body > SIZE_MAX / 2 ? SIZE_MAX : max_request_body * 2;
     if (cap < 65536)
         cap = 65536;
-    if (cap > __atomic_load_n(&s->globalconf.max_request_entity_size, __ATOMIC_RELAXED))
+    if (cap > __atomic_load_n(&s->globalconf.max_request_entity_size, __ATOMIC_RELAXED)) {
         __atomic_store_n(&s->globalconf.max_request_entity_size, (size_t)cap, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->globalconf_h1.max_request_entity_size, (size_t)cap, __ATOMIC_RELAXED);
+    }
 }
 
 static void apply_runtime_settings(dp_server_t *s, dp_gen_t *g)
@@ -571,14 +598,8 @@ dp_server_t *dp_server_create(cfg_t *cfg, const dp_server_options_t *opts, char 
         goto Error;
     }
 
-    h2o_config_init(&s->globalconf);
-    /* no Server header on relays: h2o 2.2 formats it with one more sprintf per response */
-    s->globalconf.server_name = h2o_iovec_init(H2O_STRLIT(""));
-    s->globalconf.max_request_entity_size = 0; /* set from each generation (raise_entity_cap) */
-    h2o_hostconf_t *host = h2o_config_register_host(&s->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
-    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
-    h2o_handler_t *handler = h2o_create_handler(path, sizeof(*handler));
-    handler->on_req = dp_proxy_on_req;
+    relay_globalconf_init(&s->globalconf, 0);
+    relay_globalconf_init(&s->globalconf_h1, 1);
     if (dp_admin_init(s, &s->admin_globalconf) != 0) {
         cfg_destroy(cfg);
         *err = strdup("cannot set up the admin listener");

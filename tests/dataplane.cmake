@@ -8,3 +8,5 @@ foreach(t test_dataplane test_dataplane_limits test_dataplane_reload test_datapl
           test_dataplane_secrets)
   pw_add_integration(${t} integration/${t}.py)
 endforeach()
+pw_add_integration(test_dataplane_strict integration/test_dataplane_strict.py)
+pw_add_integration(test_dataplane_cors integration/test_dataplane_cors.py)

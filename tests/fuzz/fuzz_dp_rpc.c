@@ -1,9 +1,12 @@
 /* Fuzz target: request inspection outside input reaches (routing of path + header, the JSON-RPC
  * id of a body, the error body built from it). Input: the first line is the path, the second
- * the Target-Service-Id header, the rest the body. */
+ * the Target-Service-Id header, the rest the body; the whole input is also checked as an HTTP/1
+ * request head. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ctype.h>
+#include "dp_phr.h"
 #include "dp_rpc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -38,6 +41,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort(); /* what the gateway writes must always be valid JSON-RPC */
         json_decref(doc);
         free(out);
+    }
+    /* the whole input as an HTTP/1 request head (the strict framing check); where it parses, the
+     * line scan the relay uses must agree with the parse, on the head as libh2o leaves it (header
+     * names lowercased in place, body cut off) */
+    dp_framing_t parsed = dp_rpc_check_http1_head((const char *)data, size);
+    if (parsed > DP_FRAMING_UNREADABLE)
+        abort();
+    if (parsed != DP_FRAMING_UNREADABLE) {
+        char *copy = malloc(size);
+        memcpy(copy, data, size);
+        const char *m, *pth;
+        size_t ml, pl, nh = 100;
+        int minor;
+        struct phr_header h[100];
+        int hl = phr_parse_request(copy, size, &m, &ml, &pth, &pl, &minor, h, &nh, 0);
+        if (hl <= 0)
+            abort();
+        for (size_t i = 0; i != nh; ++i)
+            for (size_t j = 0; j != h[i].name_len; ++j)
+                ((char *)h[i].name)[j] = (char)tolower((unsigned char)h[i].name[j]);
+        if (dp_rpc_scan_http1_head(copy, (size_t)hl, minor >= 1) != parsed)
+            abort();
+        free(copy);
     }
     return 0;
 }

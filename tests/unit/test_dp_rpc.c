@@ -106,11 +106,121 @@ static void test_error_body(void **state)
     free(b);
 }
 
+static dp_framing_t head(const char *s)
+{
+    return dp_rpc_check_http1_head(s, strlen(s));
+}
+
+static void test_framing(void **state)
+{
+    assert_int_equal(head("POST /v1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"), DP_FRAMING_OK);
+    assert_int_equal(head("POST /v1 HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n"), DP_FRAMING_OK);
+    assert_int_equal(head("POST /v1 HTTP/1.0\r\nContent-Length: 2\r\n\r\n{}"), DP_FRAMING_OK); /* 1.0 needs no Host */
+    assert_int_equal(head("POST /v1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n"),
+                     DP_FRAMING_CL_AND_TE);
+    assert_int_equal(head("POST /v1 HTTP/1.1\r\nTRANSFER-ENCODING: chunked\r\nHost: x\r\ncontent-LENGTH: 2\r\n\r\n"),
+                     DP_FRAMING_CL_AND_TE);
+    assert_int_equal(head("POST /v1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n"),
+                     DP_FRAMING_DUPLICATE_CL);
+    assert_int_equal(head("POST /v1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n"),
+                     DP_FRAMING_DUPLICATE_CL);
+    assert_int_equal(head("POST /v1 HTTP/1.1\r\nContent-Length: 2\r\n\r\n"), DP_FRAMING_NO_HOST);
+    assert_int_equal(head("POST /v1 HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), DP_FRAMING_DUPLICATE_HOST);
+    /* names that only look alike */
+    assert_int_equal(head("POST /v1 HTTP/1.1\r\nHost: x\r\nContent-Lengthy: 2\r\nX-Content-Length: 3\r\nHosts: y\r\n\r\n"),
+                     DP_FRAMING_OK);
+    assert_int_equal(head("POST /v1 HTTP/1.1\r\nHost: x\r\n"), DP_FRAMING_UNREADABLE); /* incomplete */
+    assert_int_equal(head("garbage"), DP_FRAMING_UNREADABLE);
+    assert_string_equal(dp_rpc_framing_message(DP_FRAMING_NO_HOST), "bad request: HTTP/1.1 request without Host");
+}
+
+static dp_framing_t scan(const char *s, int http11)
+{
+    return dp_rpc_scan_http1_head(s, strlen(s), http11);
+}
+
+/* The scan sees heads as libh2o leaves them: names lowercased, body not included. */
+static void test_framing_scan(void **state)
+{
+    assert_int_equal(scan("POST /v1 HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n", 1), DP_FRAMING_OK);
+    assert_int_equal(scan("POST /v1 HTTP/1.1\nhost: x\ntransfer-encoding: chunked\n\n", 1), DP_FRAMING_OK);
+    assert_int_equal(scan("POST /v1 HTTP/1.0\r\ncontent-length: 2\r\n\r\n", 0), DP_FRAMING_OK);
+    assert_int_equal(scan("POST /v1 HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\n", 1),
+                     DP_FRAMING_CL_AND_TE);
+    assert_int_equal(scan("POST /v1 HTTP/1.1\r\ntransfer-encoding: chunked\r\nhost: x\r\ncontent-length: 2\r\n\r\n", 1),
+                     DP_FRAMING_CL_AND_TE);
+    assert_int_equal(scan("POST /v1 HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\ncontent-length: 2\r\n\r\n", 1),
+                     DP_FRAMING_DUPLICATE_CL);
+    assert_int_equal(scan("POST /v1 HTTP/1.1\r\ncontent-length: 2\r\n\r\n", 1), DP_FRAMING_NO_HOST);
+    assert_int_equal(scan("POST /v1 HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n", 1), DP_FRAMING_DUPLICATE_HOST);
+    /* look-alikes: other names, a value that mentions a name, a folded continuation line */
+    assert_int_equal(scan("POST /v1 HTTP/1.1\r\nhost: x\r\ncontent-lengthy: 2\r\nx-content-length: 3\r\nhosts: y\r\n"
+                          "x-a: content-length: 4\r\nx-b: a\r\n content-length: 5\r\ncontent-length: 1\r\n\r\n",
+                          1),
+                     DP_FRAMING_OK);
+    /* a name cut at the end of the buffer is no header */
+    assert_int_equal(scan("POST /v1 HTTP/1.1\r\nhost: x\r\ncontent-length", 1), DP_FRAMING_OK);
+    assert_int_equal(scan("", 1), DP_FRAMING_NO_HOST);
+}
+
+static void test_cors(void **state)
+{
+    char *origins[] = {"https://app.example", "http://localhost:3000"};
+    assert_true(dp_cors_origin_allowed(origins, 2, "https://app.example", 19));
+    assert_true(dp_cors_origin_allowed(origins, 2, "HTTPS://APP.EXAMPLE", 19));
+    assert_false(dp_cors_origin_allowed(origins, 2, "https://app.example.evil", 24));
+    assert_false(dp_cors_origin_allowed(origins, 2, "https://app.exampl", 18));
+    assert_false(dp_cors_origin_allowed(origins, 2, "null", 4));
+    assert_false(dp_cors_origin_allowed(origins, 0, "https://app.example", 19));
+    char *any[] = {"*"};
+    assert_true(dp_cors_origin_allowed(any, 1, "https://x.example", 17));
+
+    char out[sizeof(DP_CORS_SAFE_HEADERS)];
+    const char *req = "X-Request-Id, content-type ,Cookie,\tAUTHORIZATION, content-type, x-evil";
+    assert_int_equal(dp_cors_allow_headers(req, strlen(req), out), strlen("content-type, x-request-id, authorization"));
+    assert_string_equal(out, "content-type, x-request-id, authorization");
+    assert_int_equal(dp_cors_allow_headers("", 0, out), 0);
+    assert_string_equal(out, "");
+    req = "target-service-id,authorization,x-request-id,content-type";
+    dp_cors_allow_headers(req, strlen(req), out);
+    assert_string_equal(out, DP_CORS_SAFE_HEADERS);
+    assert_int_equal(dp_cors_allow_headers(",,, ,", 5, out), 0);
+}
+
+static void test_head_prefix(void **state)
+{
+    size_t len = 0;
+    const char *err = NULL;
+    char *p = dp_rpc_head_prefix("/v2/KEY?x=1", "eth.example", NULL, 0, NULL, &len, &err);
+    assert_string_equal(p, "POST /v2/KEY?x=1 HTTP/1.1\r\nhost: eth.example\r\ncontent-length: ");
+    assert_int_equal(len, strlen(p));
+    free(p);
+    cfg_header_t hdrs[] = {{"X-Api-Key", "secret"}, {"x-b", ""}};
+    p = dp_rpc_head_prefix("/", "h:8545", hdrs, 2, "user:p@ss", &len, &err);
+    /* base64("user:p@ss") = dXNlcjpwQHNz */
+    assert_string_equal(p, "POST / HTTP/1.1\r\nhost: h:8545\r\nX-Api-Key: secret\r\nx-b: \r\n"
+                           "authorization: Basic dXNlcjpwQHNz\r\ncontent-length: ");
+    assert_int_equal(len, strlen(p));
+    free(p);
+    /* the endpoint's own authorization wins over userinfo */
+    cfg_header_t auth[] = {{"Authorization", "Bearer t"}};
+    p = dp_rpc_head_prefix("/", "h", auth, 1, "u:p", &len, &err);
+    assert_string_equal(p, "POST / HTTP/1.1\r\nhost: h\r\nAuthorization: Bearer t\r\ncontent-length: ");
+    free(p);
+    p = dp_rpc_head_prefix("/", "h", NULL, 0, "", &len, &err); /* "https://@host": empty userinfo */
+    assert_string_equal(p, "POST / HTTP/1.1\r\nhost: h\r\ncontent-length: ");
+    free(p);
+    cfg_header_t bad[] = {{"X-A", "a\r\nX-Injected: 1"}};
+    assert_null(dp_rpc_head_prefix("/", "h", bad, 1, NULL, &len, &err));
+    assert_non_null(err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_route_path), cmocka_unit_test(test_route_header), cmocka_unit_test(test_route_rejects),
-        cmocka_unit_test(test_request_id), cmocka_unit_test(test_error_body),
+        cmocka_unit_test(test_route_path),   cmocka_unit_test(test_route_header), cmocka_unit_test(test_route_rejects),
+        cmocka_unit_test(test_request_id),   cmocka_unit_test(test_error_body),   cmocka_unit_test(test_framing),
+        cmocka_unit_test(test_framing_scan), cmocka_unit_test(test_cors),         cmocka_unit_test(test_head_prefix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include "pw_version.h"
 #include "h2o.h"
 #include "h2o/http1.h"
 
@@ -438,6 +439,7 @@ static void usage(FILE *fp)
                 "  --fault KIND           reset | hang | garbage | slow-body | close-after=N\n"
                 "  --fault-rate F         fraction of requests that get the fault (1)\n"
                 "  --tls-cert PEM --tls-key PEM   serve https (HTTP/1.1) with this certificate\n"
+                "  --version              print the version and exit\n"
                 "GET /stats: requests, concurrent (hung requests too, until their client leaves), peak_concurrent,\n"
                 "connections, peak_connections, ... (connections\n"
                 "that carried only /stats calls are not counted)\n"
@@ -446,19 +448,14 @@ static void usage(FILE *fp)
 
 int main(int argc, char **argv)
 {
-    static const struct option longopts[] = {{"host", required_argument, NULL, 'H'},
-                                             {"port", required_argument, NULL, 'p'},
-                                             {"latency", required_argument, NULL, 'l'},
-                                             {"jitter", required_argument, NULL, 'j'},
-                                             {"error-rate", required_argument, NULL, 'e'},
-                                             {"response-size", required_argument, NULL, 's'},
-                                             {"chunked", no_argument, NULL, 'c'},
-                                             {"fault", required_argument, NULL, 'f'},
-                                             {"fault-rate", required_argument, NULL, 'r'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {"tls-cert", required_argument, NULL, 'C'},
-                                             {"tls-key", required_argument, NULL, 'K'},
-                                             {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {
+        {"host", required_argument, NULL, 'H'},       {"port", required_argument, NULL, 'p'},
+        {"latency", required_argument, NULL, 'l'},    {"jitter", required_argument, NULL, 'j'},
+        {"error-rate", required_argument, NULL, 'e'}, {"response-size", required_argument, NULL, 's'},
+        {"chunked", no_argument, NULL, 'c'},          {"fault", required_argument, NULL, 'f'},
+        {"fault-rate", required_argument, NULL, 'r'}, {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},          {"tls-cert", required_argument, NULL, 'C'},
+        {"tls-key", required_argument, NULL, 'K'},    {NULL, 0, NULL, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "p:h", longopts, NULL)) != -1) {
         switch (o) {
@@ -510,6 +507,9 @@ int main(int argc, char **argv)
             break;
         case 'h':
             usage(stdout);
+            return 0;
+        case 'V':
+            printf("pathway-mock-upstream %s\n", PW_VERSION);
             return 0;
         default:
             usage(stderr);

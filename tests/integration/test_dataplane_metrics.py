@@ -81,9 +81,11 @@ def test_promtool_clean_and_required_series():
 
 @test
 def test_version_flag():
-    r = subprocess.run([pwtest.binary("pathway"), "--version"], capture_output=True, timeout=10)
-    assert r.returncode == 0, r
-    assert r.stdout.decode().strip() == f"pathway {project_version()}", r.stdout
+    # every binary the project builds prints the one project version
+    for name in ("pathway", "pathway-control", "pathwayctl", "pathway-config", "pathway-mock-upstream"):
+        r = subprocess.run([pwtest.binary(name), "--version"], capture_output=True, timeout=10)
+        assert r.returncode == 0, (name, r)
+        assert r.stdout.decode().strip() == f"{name} {project_version()}", (name, r.stdout)
 
 
 if __name__ == "__main__":

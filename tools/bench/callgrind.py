@@ -16,31 +16,12 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 
-BODY = '{"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":["0x407d73d8a49eeb85d32c","latest"]}'
-ANSWER = '{"jsonrpc":"2.0","id":1,"result":"0x10d4f"}'
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout=60):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing on port {port}")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import ANSWER, BODY, free_port, wait_port  # noqa: E402  (one home for the bench's pieces)
 
 
 def start(args, log):
@@ -71,7 +52,7 @@ def run_once(d, tag, argv, port, url, n):
     out = os.path.join(d, f"cg-{tag}-{n}.out")
     p = start(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"] + argv, os.path.join(d, f"cg-{tag}-{n}.log"))
     try:
-        wait_port(port)
+        wait_port(port, 60)  # valgrind starts slowly
         r = subprocess.run(["h2load", "--h1", "-n", str(n), "-c", "8", "-t", "1", "-d", os.path.join(d, "body.json"), "-H",
                             "content-type: application/json", url], capture_output=True, text=True, timeout=600)
         ok = re.search(r"(\d+) succeeded, (\d+) failed", r.stdout)

@@ -5,70 +5,20 @@
  */
 #include "cp_server_internal.h"
 
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-#include <sys/resource.h>
 #include <h2o/version.h>
 #include <sqlite3.h>
 #include "pw_buf.h"
 #include "pw_log.h"
+#include "pw_process.h"
 #include "pw_version.h"
 
 /* One family of a single unlabelled sample. */
 static void family(pw_buf_t *b, const char *name, const char *type, const char *help, double value)
 {
     pw_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.15g\n", name, help, name, type, name, value);
-}
-
-/* The standard process_* figures (as Prometheus client libraries name them), from /proc. */
-static void process_metrics(pw_buf_t *b)
-{
-    long ticks = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
-    FILE *fp = fopen("/proc/self/stat", "r");
-    char line[1024];
-    if (fp != NULL && fgets(line, sizeof(line), fp) != NULL && ticks > 0 && page > 0) {
-        /* the command name (field 2) may hold spaces and parentheses: fields count from its end */
-        const char *p = strrchr(line, ')');
-        unsigned long long utime = 0, stime = 0, start = 0, vsize = 0;
-        long long rss = 0;
-        if (p != NULL &&
-            sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d %*d %llu %llu %lld", &utime,
-                   &stime, &start, &vsize, &rss) == 5) {
-            family(b, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.",
-                   (double)(utime + stime) / (double)ticks);
-            family(b, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", (double)rss * (double)page);
-            family(b, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", (double)vsize);
-            FILE *st = fopen("/proc/stat", "r");
-            unsigned long long btime = 0;
-            while (st != NULL && fgets(line, sizeof(line), st) != NULL)
-                if (sscanf(line, "btime %llu", &btime) == 1)
-                    break;
-            if (st != NULL)
-                fclose(st);
-            if (btime > 0)
-                family(b, "process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.",
-                       (double)btime + (double)start / (double)ticks);
-        }
-    }
-    if (fp != NULL)
-        fclose(fp);
-    DIR *d = opendir("/proc/self/fd");
-    if (d != NULL) {
-        size_t n = 0;
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL)
-            n += e->d_name[0] != '.';
-        closedir(d);
-        family(b, "process_open_fds", "gauge", "Number of open file descriptors.",
-               (double)(n > 0 ? n - 1 : 0)); /* less opendir's own */
-    }
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
-        family(b, "process_max_fds", "gauge", "Maximum number of open file descriptors.",
-               rl.rlim_cur == RLIM_INFINITY ? 1e308 : (double)rl.rlim_cur);
 }
 
 void cp_h_metrics(cp_call_t *call)
@@ -141,7 +91,9 @@ void cp_h_metrics(cp_call_t *call)
         }
     }
     family(&b, "pathway_control_start_time_seconds", "gauge", "Unix time the process started.", (double)(srv->started_ms / 1000));
-    process_metrics(&b);
+    pw_process_t proc;
+    pw_process_read(&proc);
+    pw_process_metrics(&b, &proc);
     if (b.failed) {
         pw_buf_dispose(&b);
         cp_respond_error(call, 503, "out of memory", NULL);

@@ -3,17 +3,16 @@
  * reload and the log level. It runs on the main thread's loop; it only reads what workers write
  * (atomics) and changes state through dp_server_apply / dp_server_reload.
  */
-#include <dirent.h>
 #include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 #include "dp_internal.h"
 #include "pw_buf.h"
 #include "pw_log.h"
+#include "pw_process.h"
 #include "pw_token.h"
 #include "pw_version.h"
 
@@ -238,72 +237,18 @@ static const char *label_escape(const char *v, char *buf, size_t len)
     return buf;
 }
 
-/* Figures of /proc/self/stat for the standard process_* metrics. Returns 0 when it cannot be read. */
-typedef struct st_proc_stat_t {
-    double cpu_seconds, start_time_seconds;
-    uint64_t vsize, rss;
-} proc_stat_t;
-
-static int read_proc_stat(proc_stat_t *ps)
-{
-    char buf[2048];
-    FILE *fp = fopen("/proc/self/stat", "r");
-    if (fp == NULL)
-        return 0;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
-    fclose(fp);
-    buf[n] = '\0';
-    /* the command name may hold spaces and parentheses: fields are counted after its last ')' */
-    char *p = strrchr(buf, ')');
-    if (p == NULL)
-        return 0;
-    unsigned long utime = 0, stime = 0, vsize = 0;
-    unsigned long long starttime = 0;
-    long rss = 0;
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d %*d %*d %llu %lu %ld", &utime, &stime,
-               &starttime, &vsize, &rss) != 5)
-        return 0;
-    double ticks = (double)sysconf(_SC_CLK_TCK);
-    ps->cpu_seconds = (utime + stime) / ticks;
-    ps->vsize = vsize;
-    ps->rss = (uint64_t)(rss > 0 ? rss : 0) * (uint64_t)sysconf(_SC_PAGESIZE);
-    ps->start_time_seconds = 0;
-    if ((fp = fopen("/proc/stat", "r")) != NULL) {
-        char line[256];
-        unsigned long long btime;
-        while (fgets(line, sizeof(line), fp) != NULL)
-            if (sscanf(line, "btime %llu", &btime) == 1)
-                ps->start_time_seconds = (double)btime + starttime / ticks;
-        fclose(fp);
-    }
-    return 1;
-}
-
-static unsigned count_open_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    unsigned n = 0;
-    if (d == NULL)
-        return 0;
-    for (struct dirent *e; (e = readdir(d)) != NULL;)
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n > 0 ? n - 1 : 0; /* not the one opendir holds */
-}
-
 /* The process_* figures of /metrics, for /stats. */
 static json_t *process_json(dp_server_t *s)
 {
-    proc_stat_t ps = {0};
-    struct rlimit rl;
-    int have = read_proc_stat(&ps);
-    json_t *j = json_pack("{s:I, s:I, s:f, s:f}", "resident_memory_bytes", (json_int_t)ps.rss, "virtual_memory_bytes",
-                          (json_int_t)ps.vsize, "cpu_seconds", ps.cpu_seconds, "start_time_seconds",
-                          have && ps.start_time_seconds != 0 ? ps.start_time_seconds : s->started_at_unix);
-    json_object_set_new(j, "open_fds", json_integer((json_int_t)count_open_fds()));
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
-        json_object_set_new(j, "max_fds", json_integer((json_int_t)rl.rlim_cur));
+    pw_process_t p;
+    pw_process_read(&p);
+    json_t *j = json_pack("{s:I, s:I, s:f, s:f}", "resident_memory_bytes", (json_int_t)p.resident_bytes, "virtual_memory_bytes",
+                          (json_int_t)p.virtual_bytes, "cpu_seconds", p.cpu_seconds, "start_time_seconds",
+                          p.start_time_seconds != 0 ? p.start_time_seconds : s->started_at_unix);
+    if (p.have_open_fds)
+        json_object_set_new(j, "open_fds", json_integer((json_int_t)p.open_fds));
+    if (p.have_max_fds)
+        json_object_set_new(j, "max_fds", json_integer((json_int_t)p.max_fds));
     return j;
 }
 
@@ -456,25 +401,11 @@ static void metrics_text(dp_server_t *s, pw_buf_t *o)
         json_decref(cp);
     }
 
-    proc_stat_t ps;
-    if (read_proc_stat(&ps)) {
-        HELP(o, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
-        pw_buf_printf(o, "process_cpu_seconds_total %g\n", ps.cpu_seconds);
-        HELP(o, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
-        pw_buf_printf(o, "process_resident_memory_bytes %" PRIu64 "\n", ps.rss);
-        HELP(o, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
-        pw_buf_printf(o, "process_virtual_memory_bytes %" PRIu64 "\n", ps.vsize);
-        HELP(o, "process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.");
-        pw_buf_printf(o, "process_start_time_seconds %.2f\n",
-                      ps.start_time_seconds != 0 ? ps.start_time_seconds : s->started_at_unix);
-    }
-    HELP(o, "process_open_fds", "gauge", "Number of open file descriptors.");
-    pw_buf_printf(o, "process_open_fds %u\n", count_open_fds());
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-        HELP(o, "process_max_fds", "gauge", "Maximum number of open file descriptors.");
-        pw_buf_printf(o, "process_max_fds %llu\n", (unsigned long long)rl.rlim_cur);
-    }
+    pw_process_t ps;
+    pw_process_read(&ps);
+    if (ps.have_stat && ps.start_time_seconds == 0)
+        ps.start_time_seconds = s->started_at_unix; /* no btime in /proc/stat: our own clock's */
+    pw_process_metrics(o, &ps);
 }
 
 /* --- handler -------------------------------------------------------------------------------- */

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include "dp_internal.h"
 #include "pw_buf.h"
+#include "pw_http.h"
 #include "pw_log.h"
 #include "pw_process.h"
 #include "pw_token.h"
@@ -56,14 +57,7 @@ h2o_iovec_t dp_request_id(dp_worker_t *w, h2o_req_t *req)
 static void respond(h2o_req_t *req, int status, const char *ctype, const char *body, size_t len)
 {
     req->res.status = status;
-    req->res.reason = status == 200   ? "OK"
-                      : status == 400 ? "Bad Request"
-                      : status == 401 ? "Unauthorized"
-                      : status == 403 ? "Forbidden"
-                      : status == 404 ? "Not Found"
-                      : status == 405 ? "Method Not Allowed"
-                      : status == 503 ? "Service Unavailable"
-                                      : "Error";
+    req->res.reason = pw_http_reason(status);
     req->res.content_length = len;
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, ctype, strlen(ctype));
     h2o_send_inline(req, body, len);

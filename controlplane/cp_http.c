@@ -7,42 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include "pw_http.h"
 
 /* --- responses ----------------------------------------------------------------------------- */
-
-static const char *reason_phrase(int status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 201:
-        return "Created";
-    case 304:
-        return "Not Modified";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 409:
-        return "Conflict";
-    case 412:
-        return "Precondition Failed";
-    case 413:
-        return "Payload Too Large";
-    case 415:
-        return "Unsupported Media Type";
-    case 503:
-        return "Service Unavailable";
-    default:
-        return "Other";
-    }
-}
 
 void cp_add_header(cp_call_t *call, const h2o_token_t *token, const char *value)
 {
@@ -84,7 +51,7 @@ void cp_respond_raw(cp_call_t *call, int status, const char *ctype, const char *
     if (status >= 0 && status < NUM_STATUS)
         call->srv->counts[call->route * NUM_STATUS + (size_t)status]++;
     req->res.status = status;
-    req->res.reason = reason_phrase(status);
+    req->res.reason = pw_http_reason(status);
     if (ctype != NULL)
         cp_add_header(call, H2O_TOKEN_CONTENT_TYPE, ctype);
     cp_add_header(call, H2O_TOKEN_CACHE_CONTROL, "no-store");

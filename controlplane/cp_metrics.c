@@ -5,119 +5,32 @@
  */
 #include "cp_server_internal.h"
 
-#include <dirent.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-#include <sys/resource.h>
 #include <h2o/version.h>
 #include <sqlite3.h>
+#include "pw_buf.h"
 #include "pw_log.h"
+#include "pw_process.h"
 #include "pw_version.h"
 
-/* A growing text buffer; `failed` sticks once an append runs out of memory. */
-typedef struct st_cp_buf_t {
-    char *p;    /* the text (not NUL-terminated beyond len) */
-    size_t len; /* bytes used */
-    size_t cap; /* bytes allocated */
-    int failed; /* an append failed: the text is incomplete */
-} cp_buf_t;
-
-static void buf_printf(cp_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void buf_printf(cp_buf_t *b, const char *fmt, ...)
-{
-    if (b->failed)
-        return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->p != NULL ? b->p + b->len : NULL, b->p != NULL ? b->cap - b->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->failed = 1;
-            return;
-        }
-        if (b->p != NULL && b->len + (size_t)n < b->cap) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = (b->cap ? b->cap * 2 : 4096) + (size_t)n;
-        char *np = realloc(b->p, cap);
-        if (np == NULL) {
-            b->failed = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-}
-
 /* One family of a single unlabelled sample. */
-static void family(cp_buf_t *b, const char *name, const char *type, const char *help, double value)
+static void family(pw_buf_t *b, const char *name, const char *type, const char *help, double value)
 {
-    buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.15g\n", name, help, name, type, name, value);
-}
-
-/* The standard process_* figures (as Prometheus client libraries name them), from /proc. */
-static void process_metrics(cp_buf_t *b)
-{
-    long ticks = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
-    FILE *fp = fopen("/proc/self/stat", "r");
-    char line[1024];
-    if (fp != NULL && fgets(line, sizeof(line), fp) != NULL && ticks > 0 && page > 0) {
-        /* the command name (field 2) may hold spaces and parentheses: fields count from its end */
-        const char *p = strrchr(line, ')');
-        unsigned long long utime = 0, stime = 0, start = 0, vsize = 0;
-        long long rss = 0;
-        if (p != NULL &&
-            sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d %*d %llu %llu %lld", &utime,
-                   &stime, &start, &vsize, &rss) == 5) {
-            family(b, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.",
-                   (double)(utime + stime) / (double)ticks);
-            family(b, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", (double)rss * (double)page);
-            family(b, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", (double)vsize);
-            FILE *st = fopen("/proc/stat", "r");
-            unsigned long long btime = 0;
-            while (st != NULL && fgets(line, sizeof(line), st) != NULL)
-                if (sscanf(line, "btime %llu", &btime) == 1)
-                    break;
-            if (st != NULL)
-                fclose(st);
-            if (btime > 0)
-                family(b, "process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.",
-                       (double)btime + (double)start / (double)ticks);
-        }
-    }
-    if (fp != NULL)
-        fclose(fp);
-    DIR *d = opendir("/proc/self/fd");
-    if (d != NULL) {
-        size_t n = 0;
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL)
-            n += e->d_name[0] != '.';
-        closedir(d);
-        family(b, "process_open_fds", "gauge", "Number of open file descriptors.",
-               (double)(n > 0 ? n - 1 : 0)); /* less opendir's own */
-    }
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
-        family(b, "process_max_fds", "gauge", "Maximum number of open file descriptors.",
-               rl.rlim_cur == RLIM_INFINITY ? 1e308 : (double)rl.rlim_cur);
+    pw_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.15g\n", name, help, name, type, name, value);
 }
 
 void cp_h_metrics(cp_call_t *call)
 {
     cp_server_t *srv = call->srv;
     const cp_config_t *conf = srv->conf;
-    cp_buf_t b = {0};
-    buf_printf(&b,
-               "# HELP pathway_control_build_info Build of pathway-control: its version and the libraries it runs on; "
-               "always 1.\n# TYPE pathway_control_build_info gauge\n"
-               "pathway_control_build_info{version=\"%s\",h2o=\"%s\",sqlite=\"%s\"} 1\n",
-               PW_VERSION, H2O_VERSION, sqlite3_libversion());
+    pw_buf_t b = PW_BUF_INIT;
+    pw_buf_printf(&b,
+                  "# HELP pathway_control_build_info Build of pathway-control: its version and the libraries it runs on; "
+                  "always 1.\n# TYPE pathway_control_build_info gauge\n"
+                  "pathway_control_build_info{version=\"%s\",h2o=\"%s\",sqlite=\"%s\"} 1\n",
+                  PW_VERSION, H2O_VERSION, sqlite3_libversion());
     family(&b, "pathway_control_active_version", "gauge", "Number of the active config version (0 = none).",
            (double)cp_store_active_version(srv->store));
     family(&b, "pathway_control_versions", "gauge", "Config versions stored.", (double)cp_store_count_versions(srv->store));
@@ -125,13 +38,13 @@ void cp_h_metrics(cp_call_t *call)
     size_t ndp;
     cp_polling_set_t polling;
     if (cp_polling_set_init(srv, &polling) != 0) {
-        free(b.p);
+        pw_buf_dispose(&b);
         cp_respond_error(call, 503, "out of memory", NULL);
         return;
     }
     if (cp_store_list_dataplanes(srv->store, NULL, 0, &dps, &ndp) != CP_STORE_OK) {
         free(polling.ids);
-        free(b.p);
+        pw_buf_dispose(&b);
         cp_respond_store_error(call);
         return;
     }
@@ -145,9 +58,9 @@ void cp_h_metrics(cp_call_t *call)
     }
     cp_dataplanes_free(dps, ndp);
     free(polling.ids);
-    buf_printf(&b, "# HELP pathway_control_dataplanes Dataplanes known, by state.\n# TYPE pathway_control_dataplanes gauge\n");
+    pw_buf_printf(&b, "# HELP pathway_control_dataplanes Dataplanes known, by state.\n# TYPE pathway_control_dataplanes gauge\n");
     for (size_t s = 0; s < CP_DP_NUM_STATES; s++)
-        buf_printf(&b, "pathway_control_dataplanes{state=\"%s\"} %zu\n", cp_dp_state_name((cp_dp_state_t)s), by_state[s]);
+        pw_buf_printf(&b, "pathway_control_dataplanes{state=\"%s\"} %zu\n", cp_dp_state_name((cp_dp_state_t)s), by_state[s]);
     family(&b, "pathway_control_long_polls", "gauge", "Dataplane long polls parked now.", (double)srv->num_waiters);
     family(&b, "pathway_control_long_polls_refused_total", "counter",
            "Dataplane long polls answered at once because max_long_polls were parked.", (double)srv->polls_refused);
@@ -161,8 +74,8 @@ void cp_h_metrics(cp_call_t *call)
            "Long polls parked at most (max_long_polls, lowered to fit the open-file limit).", (double)srv->max_polls);
     family(&b, "pathway_control_max_dataplanes", "gauge", "Distinct dataplane ids stored at most (max_dataplanes).",
            (double)conf->max_dataplanes);
-    buf_printf(&b, "# HELP pathway_control_api_requests_total API requests answered, by route and status.\n"
-                   "# TYPE pathway_control_api_requests_total counter\n");
+    pw_buf_printf(&b, "# HELP pathway_control_api_requests_total API requests answered, by route and status.\n"
+                      "# TYPE pathway_control_api_requests_total counter\n");
     for (size_t r = 0; r <= cp_route_count(); r++) {
         for (size_t s = 0; s < NUM_STATUS; s++) {
             uint64_t n = srv->counts[r * NUM_STATUS + s];
@@ -170,20 +83,22 @@ void cp_h_metrics(cp_call_t *call)
             if (n == 0)
                 continue;
             if (r < cp_route_count())
-                buf_printf(&b, "pathway_control_api_requests_total{route=\"%s %s\",status=\"%zu\"} %llu\n", cp_route_method(r),
-                           cp_route_path(r), s, (unsigned long long)n);
+                pw_buf_printf(&b, "pathway_control_api_requests_total{route=\"%s %s\",status=\"%zu\"} %llu\n", cp_route_method(r),
+                              cp_route_path(r), s, (unsigned long long)n);
             else
-                buf_printf(&b, "pathway_control_api_requests_total{route=\"unmatched\",status=\"%zu\"} %llu\n", s,
-                           (unsigned long long)n);
+                pw_buf_printf(&b, "pathway_control_api_requests_total{route=\"unmatched\",status=\"%zu\"} %llu\n", s,
+                              (unsigned long long)n);
         }
     }
     family(&b, "pathway_control_start_time_seconds", "gauge", "Unix time the process started.", (double)(srv->started_ms / 1000));
-    process_metrics(&b);
+    pw_process_t proc;
+    pw_process_read(&proc);
+    pw_process_metrics(&b, &proc);
     if (b.failed) {
-        free(b.p);
+        pw_buf_dispose(&b);
         cp_respond_error(call, 503, "out of memory", NULL);
         return;
     }
     cp_respond_raw(call, 200, "text/plain; version=0.0.4; charset=utf-8", b.p, b.len);
-    free(b.p);
+    pw_buf_dispose(&b);
 }

@@ -3,17 +3,17 @@
  * reload and the log level. It runs on the main thread's loop; it only reads what workers write
  * (atomics) and changes state through dp_server_apply / dp_server_reload.
  */
-#include <dirent.h>
 #include <inttypes.h>
 #include <stddef.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 #include "dp_internal.h"
+#include "pw_buf.h"
+#include "pw_http.h"
 #include "pw_log.h"
+#include "pw_process.h"
 #include "pw_token.h"
 #include "pw_version.h"
 
@@ -54,47 +54,10 @@ h2o_iovec_t dp_request_id(dp_worker_t *w, h2o_req_t *req)
     return h2o_iovec_init(p, 24);
 }
 
-/* --- a growable text buffer (admin responses only) ------------------------------------------ */
-
-typedef struct st_text_t {
-    char *s;
-    size_t len, cap;
-} text_t;
-
-static void tprintf(text_t *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void tprintf(text_t *t, const char *fmt, ...)
-{
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(t->s ? t->s + t->len : NULL, t->s ? t->cap - t->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0)
-            return;
-        if (t->s != NULL && t->len + (size_t)n < t->cap) {
-            t->len += (size_t)n;
-            return;
-        }
-        size_t cap = (t->cap ? t->cap * 2 : 4096) + (size_t)n;
-        char *s = realloc(t->s, cap);
-        if (s == NULL)
-            return;
-        t->s = s;
-        t->cap = cap;
-    }
-}
-
 static void respond(h2o_req_t *req, int status, const char *ctype, const char *body, size_t len)
 {
     req->res.status = status;
-    req->res.reason = status == 200   ? "OK"
-                      : status == 400 ? "Bad Request"
-                      : status == 401 ? "Unauthorized"
-                      : status == 403 ? "Forbidden"
-                      : status == 404 ? "Not Found"
-                      : status == 405 ? "Method Not Allowed"
-                      : status == 503 ? "Service Unavailable"
-                                      : "Error";
+    req->res.reason = pw_http_reason(status);
     req->res.content_length = len;
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, ctype, strlen(ctype));
     h2o_send_inline(req, body, len);
@@ -268,78 +231,24 @@ static const char *label_escape(const char *v, char *buf, size_t len)
     return buf;
 }
 
-/* Figures of /proc/self/stat for the standard process_* metrics. Returns 0 when it cannot be read. */
-typedef struct st_proc_stat_t {
-    double cpu_seconds, start_time_seconds;
-    uint64_t vsize, rss;
-} proc_stat_t;
-
-static int read_proc_stat(proc_stat_t *ps)
-{
-    char buf[2048];
-    FILE *fp = fopen("/proc/self/stat", "r");
-    if (fp == NULL)
-        return 0;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
-    fclose(fp);
-    buf[n] = '\0';
-    /* the command name may hold spaces and parentheses: fields are counted after its last ')' */
-    char *p = strrchr(buf, ')');
-    if (p == NULL)
-        return 0;
-    unsigned long utime = 0, stime = 0, vsize = 0;
-    unsigned long long starttime = 0;
-    long rss = 0;
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d %*d %*d %llu %lu %ld", &utime, &stime,
-               &starttime, &vsize, &rss) != 5)
-        return 0;
-    double ticks = (double)sysconf(_SC_CLK_TCK);
-    ps->cpu_seconds = (utime + stime) / ticks;
-    ps->vsize = vsize;
-    ps->rss = (uint64_t)(rss > 0 ? rss : 0) * (uint64_t)sysconf(_SC_PAGESIZE);
-    ps->start_time_seconds = 0;
-    if ((fp = fopen("/proc/stat", "r")) != NULL) {
-        char line[256];
-        unsigned long long btime;
-        while (fgets(line, sizeof(line), fp) != NULL)
-            if (sscanf(line, "btime %llu", &btime) == 1)
-                ps->start_time_seconds = (double)btime + starttime / ticks;
-        fclose(fp);
-    }
-    return 1;
-}
-
-static unsigned count_open_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    unsigned n = 0;
-    if (d == NULL)
-        return 0;
-    for (struct dirent *e; (e = readdir(d)) != NULL;)
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n > 0 ? n - 1 : 0; /* not the one opendir holds */
-}
-
 /* The process_* figures of /metrics, for /stats. */
 static json_t *process_json(dp_server_t *s)
 {
-    proc_stat_t ps = {0};
-    struct rlimit rl;
-    int have = read_proc_stat(&ps);
-    json_t *j = json_pack("{s:I, s:I, s:f, s:f}", "resident_memory_bytes", (json_int_t)ps.rss, "virtual_memory_bytes",
-                          (json_int_t)ps.vsize, "cpu_seconds", ps.cpu_seconds, "start_time_seconds",
-                          have && ps.start_time_seconds != 0 ? ps.start_time_seconds : s->started_at_unix);
-    json_object_set_new(j, "open_fds", json_integer((json_int_t)count_open_fds()));
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
-        json_object_set_new(j, "max_fds", json_integer((json_int_t)rl.rlim_cur));
+    pw_process_t p;
+    pw_process_read(&p);
+    json_t *j = json_pack("{s:I, s:I, s:f, s:f}", "resident_memory_bytes", (json_int_t)p.resident_bytes, "virtual_memory_bytes",
+                          (json_int_t)p.virtual_bytes, "cpu_seconds", p.cpu_seconds, "start_time_seconds",
+                          p.start_time_seconds != 0 ? p.start_time_seconds : s->started_at_unix);
+    if (p.have_open_fds)
+        json_object_set_new(j, "open_fds", json_integer((json_int_t)p.open_fds));
+    if (p.have_max_fds)
+        json_object_set_new(j, "max_fds", json_integer((json_int_t)p.max_fds));
     return j;
 }
 
-#define HELP(o, name, type, text) tprintf(o, "# HELP " name " " text "\n# TYPE " name " " type "\n")
+#define HELP(o, name, type, text) pw_buf_printf(o, "# HELP " name " " text "\n# TYPE " name " " type "\n")
 
-static void metrics_text(dp_server_t *s, text_t *o)
+static void metrics_text(dp_server_t *s, pw_buf_t *o)
 {
     dp_gen_t *g = atomic_load(&s->current);
     totals_t t;
@@ -348,7 +257,7 @@ static void metrics_text(dp_server_t *s, text_t *o)
     dp_limiter_stats(&s->limiter, &lmax, &linflight, &lqueued);
 
     HELP(o, "pathway_build_info", "gauge", "The running build (always 1).");
-    tprintf(o, "pathway_build_info{version=\"%s\"} 1\n", PW_VERSION);
+    pw_buf_printf(o, "pathway_build_info{version=\"%s\"} 1\n", PW_VERSION);
 
     HELP(o, "pathway_requests_total", "counter", "Requests by service and status class.");
     for (size_t i = 0; i != g->nservices; ++i) {
@@ -357,7 +266,7 @@ static void metrics_text(dp_server_t *s, text_t *o)
             uint64_t n = 0;
             for (size_t w = 0; w != s->nworkers; ++w)
                 n += DP_LOAD(svc->shared->stats[w].by_class[c]);
-            tprintf(o, "pathway_requests_total{service=\"%s\",class=\"%dxx\"} %" PRIu64 "\n", svc->id, c, n);
+            pw_buf_printf(o, "pathway_requests_total{service=\"%s\",class=\"%dxx\"} %" PRIu64 "\n", svc->id, c, n);
         }
     }
     HELP(o, "pathway_requests_unrouted_total", "counter",
@@ -367,7 +276,7 @@ static void metrics_text(dp_server_t *s, text_t *o)
         for (size_t i = 0; i != g->nservices; ++i)
             for (size_t w = 0; w != s->nworkers; ++w)
                 n -= DP_LOAD(g->services[i].shared->stats[w].by_class[c]);
-        tprintf(o, "pathway_requests_unrouted_total{class=\"%dxx\"} %" PRIu64 "\n", c, n);
+        pw_buf_printf(o, "pathway_requests_unrouted_total{class=\"%dxx\"} %" PRIu64 "\n", c, n);
     }
     HELP(o, "pathway_request_duration_seconds", "histogram", "Request duration by service.");
     for (size_t i = 0; i != g->nservices; ++i) {
@@ -377,18 +286,18 @@ static void metrics_text(dp_server_t *s, text_t *o)
             for (size_t w = 0; w != s->nworkers; ++w)
                 cum += DP_LOAD(svc->shared->stats[w].hist[b]);
             if (b < DP_HIST_BUCKETS - 1)
-                tprintf(o, "pathway_request_duration_seconds_bucket{service=\"%s\",le=\"%g\"} %" PRIu64 "\n", svc->id,
-                        dp_hist_bounds_ms[b] / 1000.0, cum);
+                pw_buf_printf(o, "pathway_request_duration_seconds_bucket{service=\"%s\",le=\"%g\"} %" PRIu64 "\n", svc->id,
+                              dp_hist_bounds_ms[b] / 1000.0, cum);
             else
-                tprintf(o, "pathway_request_duration_seconds_bucket{service=\"%s\",le=\"+Inf\"} %" PRIu64 "\n", svc->id, cum);
+                pw_buf_printf(o, "pathway_request_duration_seconds_bucket{service=\"%s\",le=\"+Inf\"} %" PRIu64 "\n", svc->id, cum);
         }
         for (size_t w = 0; w != s->nworkers; ++w)
             sum_us += DP_LOAD(svc->shared->stats[w].duration_us_sum);
-        tprintf(o, "pathway_request_duration_seconds_sum{service=\"%s\"} %g\n", svc->id, sum_us / 1e6);
-        tprintf(o, "pathway_request_duration_seconds_count{service=\"%s\"} %" PRIu64 "\n", svc->id, cum);
+        pw_buf_printf(o, "pathway_request_duration_seconds_sum{service=\"%s\"} %g\n", svc->id, sum_us / 1e6);
+        pw_buf_printf(o, "pathway_request_duration_seconds_count{service=\"%s\"} %" PRIu64 "\n", svc->id, cum);
     }
     HELP(o, "pathway_requests_active", "gauge", "Requests in flight.");
-    tprintf(o, "pathway_requests_active %" PRIu64 "\n", t.active);
+    pw_buf_printf(o, "pathway_requests_active %" PRIu64 "\n", t.active);
 
     /* upstream series: one per endpoint, named by service and endpoint name (never the URL) */
     char lb[520];
@@ -396,19 +305,19 @@ static void metrics_text(dp_server_t *s, text_t *o)
     for (size_t i = 0; i != g->nendpoints; ++i) {
         dp_endpoint_t *ep = g->endpoints[i];
         const char *l = label_escape(ep->label, lb, sizeof(lb));
-        tprintf(o, "pathway_upstream_connections{service=\"%s\",endpoint=\"%s\",state=\"open\"} %u\n", ep->service, l,
-                (unsigned)atomic_load(&ep->open));
-        tprintf(o, "pathway_upstream_connections{service=\"%s\",endpoint=\"%s\",state=\"idle\"} %u\n", ep->service, l,
-                (unsigned)atomic_load(&ep->idle));
+        pw_buf_printf(o, "pathway_upstream_connections{service=\"%s\",endpoint=\"%s\",state=\"open\"} %u\n", ep->service, l,
+                      (unsigned)atomic_load(&ep->open));
+        pw_buf_printf(o, "pathway_upstream_connections{service=\"%s\",endpoint=\"%s\",state=\"idle\"} %u\n", ep->service, l,
+                      (unsigned)atomic_load(&ep->idle));
     }
     HELP(o, "pathway_upstream_max_connections", "gauge", "Configured max_conns_per_host by service and endpoint.");
     for (size_t i = 0; i != g->nendpoints; ++i)
-        tprintf(o, "pathway_upstream_max_connections{service=\"%s\",endpoint=\"%s\"} %u\n", g->endpoints[i]->service,
-                label_escape(g->endpoints[i]->label, lb, sizeof(lb)), (unsigned)atomic_load(&g->endpoints[i]->max_conns));
+        pw_buf_printf(o, "pathway_upstream_max_connections{service=\"%s\",endpoint=\"%s\"} %u\n", g->endpoints[i]->service,
+                      label_escape(g->endpoints[i]->label, lb, sizeof(lb)), (unsigned)atomic_load(&g->endpoints[i]->max_conns));
     HELP(o, "pathway_upstream_max_idle_connections", "gauge", "Configured max_idle_per_host by service and endpoint.");
     for (size_t i = 0; i != g->nendpoints; ++i)
-        tprintf(o, "pathway_upstream_max_idle_connections{service=\"%s\",endpoint=\"%s\"} %u\n", g->endpoints[i]->service,
-                label_escape(g->endpoints[i]->label, lb, sizeof(lb)), (unsigned)atomic_load(&g->endpoints[i]->max_idle));
+        pw_buf_printf(o, "pathway_upstream_max_idle_connections{service=\"%s\",endpoint=\"%s\"} %u\n", g->endpoints[i]->service,
+                      label_escape(g->endpoints[i]->label, lb, sizeof(lb)), (unsigned)atomic_load(&g->endpoints[i]->max_idle));
     static const struct {
         const char *name, *help;
         size_t offset;
@@ -419,91 +328,78 @@ static void metrics_text(dp_server_t *s, text_t *o)
         {"pathway_upstream_closes_total", "Upstream connections closed.", offsetof(dp_endpoint_t, closes)},
     };
     for (size_t k = 0; k != sizeof(counters) / sizeof(counters[0]); ++k) {
-        tprintf(o, "# HELP %s %s\n# TYPE %s counter\n", counters[k].name, counters[k].help, counters[k].name);
+        pw_buf_printf(o, "# HELP %s %s\n# TYPE %s counter\n", counters[k].name, counters[k].help, counters[k].name);
         for (size_t i = 0; i != g->nendpoints; ++i) {
             dp_endpoint_t *ep = g->endpoints[i];
             _Atomic uint64_t *c = (_Atomic uint64_t *)((char *)ep + counters[k].offset);
-            tprintf(o, "%s{service=\"%s\",endpoint=\"%s\"} %" PRIu64 "\n", counters[k].name, ep->service,
-                    label_escape(ep->label, lb, sizeof(lb)), (uint64_t)atomic_load(c));
+            pw_buf_printf(o, "%s{service=\"%s\",endpoint=\"%s\"} %" PRIu64 "\n", counters[k].name, ep->service,
+                          label_escape(ep->label, lb, sizeof(lb)), (uint64_t)atomic_load(c));
         }
     }
     HELP(o, "pathway_pool_idle_connections", "gauge", "Idle upstream connections, whole process.");
-    tprintf(o, "pathway_pool_idle_connections %u\n", (unsigned)atomic_load(&s->idle_total));
+    pw_buf_printf(o, "pathway_pool_idle_connections %u\n", (unsigned)atomic_load(&s->idle_total));
     HELP(o, "pathway_pool_max_idle_connections", "gauge", "Configured pool.max_idle_total.");
-    tprintf(o, "pathway_pool_max_idle_connections %u\n", (unsigned)atomic_load(&s->max_idle_total));
+    pw_buf_printf(o, "pathway_pool_max_idle_connections %u\n", (unsigned)atomic_load(&s->max_idle_total));
 
     /* limiters: scope="process", or scope="service" with the service's id */
     uint32_t smax[g->nservices ? g->nservices : 1], sin[g->nservices ? g->nservices : 1], sq[g->nservices ? g->nservices : 1];
     for (size_t i = 0; i != g->nservices; ++i)
         dp_limiter_stats(&g->services[i].shared->limiter, &smax[i], &sin[i], &sq[i]);
     HELP(o, "pathway_limiter_inflight", "gauge", "Upstream requests holding a permit.");
-    tprintf(o, "pathway_limiter_inflight{scope=\"process\"} %u\n", linflight);
+    pw_buf_printf(o, "pathway_limiter_inflight{scope=\"process\"} %u\n", linflight);
     for (size_t i = 0; i != g->nservices; ++i)
-        tprintf(o, "pathway_limiter_inflight{scope=\"service\",service=\"%s\"} %u\n", g->services[i].id, sin[i]);
+        pw_buf_printf(o, "pathway_limiter_inflight{scope=\"service\",service=\"%s\"} %u\n", g->services[i].id, sin[i]);
     HELP(o, "pathway_limiter_queued", "gauge", "Requests waiting for a permit.");
-    tprintf(o, "pathway_limiter_queued{scope=\"process\"} %u\n", lqueued);
+    pw_buf_printf(o, "pathway_limiter_queued{scope=\"process\"} %u\n", lqueued);
     for (size_t i = 0; i != g->nservices; ++i)
-        tprintf(o, "pathway_limiter_queued{scope=\"service\",service=\"%s\"} %u\n", g->services[i].id, sq[i]);
+        pw_buf_printf(o, "pathway_limiter_queued{scope=\"service\",service=\"%s\"} %u\n", g->services[i].id, sq[i]);
     HELP(o, "pathway_limiter_max_concurrent", "gauge", "Configured permits (0 for a service: only the process limit applies).");
-    tprintf(o, "pathway_limiter_max_concurrent{scope=\"process\"} %u\n", lmax);
+    pw_buf_printf(o, "pathway_limiter_max_concurrent{scope=\"process\"} %u\n", lmax);
     for (size_t i = 0; i != g->nservices; ++i)
-        tprintf(o, "pathway_limiter_max_concurrent{scope=\"service\",service=\"%s\"} %u\n", g->services[i].id, smax[i]);
+        pw_buf_printf(o, "pathway_limiter_max_concurrent{scope=\"service\",service=\"%s\"} %u\n", g->services[i].id, smax[i]);
     HELP(o, "pathway_limiter_max_queue", "gauge", "Configured limiter.max_queue (waiting requests beyond get 503).");
-    tprintf(o, "pathway_limiter_max_queue{scope=\"process\"} %u\n", (unsigned)g->cfg->limiter.max_queue);
+    pw_buf_printf(o, "pathway_limiter_max_queue{scope=\"process\"} %u\n", (unsigned)g->cfg->limiter.max_queue);
     HELP(o, "pathway_limiter_rejected_total", "counter", "Requests refused with 503 (queue full or queue timeout).");
-    tprintf(o, "pathway_limiter_rejected_total{scope=\"process\",reason=\"queue_full\"} %" PRIu64 "\n",
-            (uint64_t)DP_LOAD(s->limiter.rejected));
-    tprintf(o, "pathway_limiter_rejected_total{scope=\"process\",reason=\"queue_timeout\"} %" PRIu64 "\n",
-            (uint64_t)DP_LOAD(s->limiter.timeouts));
+    pw_buf_printf(o, "pathway_limiter_rejected_total{scope=\"process\",reason=\"queue_full\"} %" PRIu64 "\n",
+                  (uint64_t)DP_LOAD(s->limiter.rejected));
+    pw_buf_printf(o, "pathway_limiter_rejected_total{scope=\"process\",reason=\"queue_timeout\"} %" PRIu64 "\n",
+                  (uint64_t)DP_LOAD(s->limiter.timeouts));
     for (size_t i = 0; i != g->nservices; ++i) {
-        tprintf(o, "pathway_limiter_rejected_total{scope=\"service\",service=\"%s\",reason=\"queue_full\"} %" PRIu64 "\n",
-                g->services[i].id, (uint64_t)DP_LOAD(g->services[i].shared->limiter.rejected));
-        tprintf(o, "pathway_limiter_rejected_total{scope=\"service\",service=\"%s\",reason=\"queue_timeout\"} %" PRIu64 "\n",
-                g->services[i].id, (uint64_t)DP_LOAD(g->services[i].shared->limiter.timeouts));
+        pw_buf_printf(o, "pathway_limiter_rejected_total{scope=\"service\",service=\"%s\",reason=\"queue_full\"} %" PRIu64 "\n",
+                      g->services[i].id, (uint64_t)DP_LOAD(g->services[i].shared->limiter.rejected));
+        pw_buf_printf(o, "pathway_limiter_rejected_total{scope=\"service\",service=\"%s\",reason=\"queue_timeout\"} %" PRIu64 "\n",
+                      g->services[i].id, (uint64_t)DP_LOAD(g->services[i].shared->limiter.timeouts));
     }
 
     HELP(o, "pathway_buffer_pool_hits_total", "counter", "Response buffers reused.");
-    tprintf(o, "pathway_buffer_pool_hits_total %" PRIu64 "\n", t.buf_hits);
+    pw_buf_printf(o, "pathway_buffer_pool_hits_total %" PRIu64 "\n", t.buf_hits);
     HELP(o, "pathway_buffer_pool_misses_total", "counter", "Response buffers allocated.");
-    tprintf(o, "pathway_buffer_pool_misses_total %" PRIu64 "\n", t.buf_misses);
+    pw_buf_printf(o, "pathway_buffer_pool_misses_total %" PRIu64 "\n", t.buf_misses);
     HELP(o, "pathway_buffer_pool_retained_bytes", "gauge", "Bytes kept for reuse.");
-    tprintf(o, "pathway_buffer_pool_retained_bytes %" PRIu64 "\n", t.buf_retained);
+    pw_buf_printf(o, "pathway_buffer_pool_retained_bytes %" PRIu64 "\n", t.buf_retained);
 
     HELP(o, "pathway_config_version", "gauge", "Control plane version of the running fleet config (0: the dataplane's own file).");
-    tprintf(o, "pathway_config_version %" PRId64 "\n", g->fleet_version);
+    pw_buf_printf(o, "pathway_config_version %" PRId64 "\n", g->fleet_version);
     HELP(o, "pathway_config_generation", "gauge", "Local generation counter: 1 at start, +1 per applied change.");
-    tprintf(o, "pathway_config_generation %" PRIu64 "\n", g->generation);
+    pw_buf_printf(o, "pathway_config_generation %" PRIu64 "\n", g->generation);
     HELP(o, "pathway_config_info", "gauge", "The running fleet document's hash (always 1).");
-    tprintf(o, "pathway_config_info{hash=\"%s\"} 1\n", g->hash);
+    pw_buf_printf(o, "pathway_config_info{hash=\"%s\"} 1\n", g->hash);
     HELP(o, "pathway_config_applies_total", "counter", "Config applies by result.");
-    tprintf(o,
-            "pathway_config_applies_total{result=\"ok\"} %" PRIu64 "\npathway_config_applies_total{result=\"error\"} %" PRIu64 "\n",
-            (uint64_t)atomic_load(&s->applies_ok), (uint64_t)atomic_load(&s->applies_failed));
+    pw_buf_printf(
+        o, "pathway_config_applies_total{result=\"ok\"} %" PRIu64 "\npathway_config_applies_total{result=\"error\"} %" PRIu64 "\n",
+        (uint64_t)atomic_load(&s->applies_ok), (uint64_t)atomic_load(&s->applies_failed));
     if (s->opts.control_plane_stats != NULL) {
         json_t *cp = s->opts.control_plane_stats(s->opts.ctx);
         HELP(o, "pathway_control_plane_connected", "gauge", "1 when the last call reached the control plane, else 0.");
-        tprintf(o, "pathway_control_plane_connected %d\n", json_is_true(json_object_get(cp, "connected")) ? 1 : 0);
+        pw_buf_printf(o, "pathway_control_plane_connected %d\n", json_is_true(json_object_get(cp, "connected")) ? 1 : 0);
         json_decref(cp);
     }
 
-    proc_stat_t ps;
-    if (read_proc_stat(&ps)) {
-        HELP(o, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
-        tprintf(o, "process_cpu_seconds_total %g\n", ps.cpu_seconds);
-        HELP(o, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
-        tprintf(o, "process_resident_memory_bytes %" PRIu64 "\n", ps.rss);
-        HELP(o, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
-        tprintf(o, "process_virtual_memory_bytes %" PRIu64 "\n", ps.vsize);
-        HELP(o, "process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.");
-        tprintf(o, "process_start_time_seconds %.2f\n", ps.start_time_seconds != 0 ? ps.start_time_seconds : s->started_at_unix);
-    }
-    HELP(o, "process_open_fds", "gauge", "Number of open file descriptors.");
-    tprintf(o, "process_open_fds %u\n", count_open_fds());
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-        HELP(o, "process_max_fds", "gauge", "Maximum number of open file descriptors.");
-        tprintf(o, "process_max_fds %llu\n", (unsigned long long)rl.rlim_cur);
-    }
+    pw_process_t ps;
+    pw_process_read(&ps);
+    if (ps.have_stat && ps.start_time_seconds == 0)
+        ps.start_time_seconds = s->started_at_unix; /* no btime in /proc/stat: our own clock's */
+    pw_process_metrics(o, &ps);
 }
 
 /* --- handler -------------------------------------------------------------------------------- */
@@ -620,10 +516,13 @@ static int on_admin_req(h2o_handler_t *self, h2o_req_t *req)
     } else if (path_is(req, "/metrics")) {
         if (!get)
             goto MethodNotAllowed;
-        text_t t = {NULL, 0, 0};
+        pw_buf_t t = PW_BUF_INIT;
         metrics_text(s, &t);
-        respond(req, 200, "text/plain; version=0.0.4", t.s ? t.s : "", t.len);
-        free(t.s);
+        if (t.failed)
+            respond(req, 503, "text/plain", H2O_STRLIT("out of memory\n"));
+        else
+            respond(req, 200, "text/plain; version=0.0.4", t.p != NULL ? t.p : "", t.len);
+        pw_buf_dispose(&t);
     } else if (path_is(req, "/stats")) {
         if (!get)
             goto MethodNotAllowed;

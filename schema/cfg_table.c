@@ -619,9 +619,11 @@ static const char *const rpc_classes_[] = {"rate_limited", "missing_data", "serv
 
 static void rpc_error_finish(void *obj, const char *path, cfg_scope_t scope, cfg_errors_t *errs)
 {
+    enum { CODE_GIVEN = 1 << 0, MESSAGE_GIVEN = 1 << 1 }; /* `_set` bits: the first two rows below */
     cfg_rpc_error_t *e = obj;
-    e->has_code = (e->_set & 1) != 0; /* bit 0: `code`, the first row below */
-    if (!e->has_code && e->message == NULL && !(e->_set & 2))
+    e->has_code = (e->_set & CODE_GIVEN) != 0;
+    /* a message that was given but failed its check has its own error already */
+    if (!(e->_set & (CODE_GIVEN | MESSAGE_GIVEN)))
         cfg_errors_add(errs, "%s: needs a code, a message or both to match", path);
 }
 

@@ -6,10 +6,11 @@
  * and reports every error with its path. Emission walks the same table, so the canonical form
  * (compact JSON, sorted keys, defaults filled in) round-trips: parse(emit(doc)) == doc.
  *
- * Services inherit `defaults.pool`, `defaults.timeouts` and `defaults.limiter`; the decoder fills
- * each service's effective values, and remembers which keys the service set itself (`_set`), so
- * the canonical form keeps only the overrides and a later change of `defaults` still reaches
- * every service that did not override it.
+ * Services inherit the policy sections of `defaults` (pool, timeouts, limiter, cors, retry, hedge)
+ * key by key, nested sections (retry.backoff, retry.budget) key by key too, and a list
+ * (rpc_errors) whole; the decoder fills each service's effective values, and remembers which keys
+ * the service set itself (`_set`), so the canonical form keeps only the overrides and a later
+ * change of `defaults` still reaches every service that did not override it.
  *
  * schema/ never includes h2o or sqlite.
  */
@@ -117,12 +118,82 @@ typedef struct st_cfg_service_limiter_t {
     uint32_t max_concurrent; /* 0 = only the process-wide limit applies */
 } cfg_service_limiter_t;
 
+/* What may make a failed attempt worth another try: bit (1u << value) of cfg_retry_t.retry_on. The
+ * order is the order of the names in the document's list (canonical form). */
+typedef enum en_cfg_retry_on_t {
+    CFG_RETRY_ON_CONNECT_FAILURE = 0, /* connect refused or timed out: the request surely never arrived */
+    CFG_RETRY_ON_RESET,               /* the connection closed or reset before a complete response */
+    CFG_RETRY_ON_TIMEOUT,             /* per_try_timeout passed without a complete response */
+    CFG_RETRY_ON_HTTP_5XX,            /* HTTP 5xx from the endpoint */
+    CFG_RETRY_ON_HTTP_429,            /* HTTP 429 from the endpoint */
+    CFG_RETRY_ON_RPC_RATE_LIMITED,    /* a JSON-RPC error classed rate_limited */
+    CFG_RETRY_ON_RPC_MISSING_DATA,    /* a JSON-RPC error classed missing_data (a lagging node) */
+    CFG_RETRY_ON_RPC_SERVER_ERROR,    /* a JSON-RPC error classed server_error */
+    CFG_RETRY_ON_COUNT
+} cfg_retry_on_t;
+
+/* Wait before a retry: a random time in [0, min(max, base * 2^(retry - 1))] (full jitter). */
+typedef struct st_cfg_backoff_t {
+    uint64_t _set;
+    uint64_t base_ms; /* bound of the first retry's wait; 0 = retry at once */
+    uint64_t max_ms;  /* the bound never grows beyond this; >= base_ms */
+} cfg_backoff_t;
+
+/* The per-service budget shared by retries and hedges. */
+typedef struct st_cfg_retry_budget_t {
+    uint64_t _set;
+    uint32_t percent;        /* extra attempts (retries + hedges) in flight, as % of the service's active requests */
+    uint32_t min_concurrent; /* extra attempts always allowed, whatever the percentage gives */
+} cfg_retry_budget_t;
+
+typedef struct st_cfg_retry_t {
+    uint64_t _set;
+    uint32_t max_attempts;          /* tries in all, the first included; 1 = no retries */
+    uint64_t per_try_timeout_ms;    /* one attempt's bound; 0 = only timeouts.request bounds the relay */
+    uint32_t retry_on;              /* bit (1u << cfg_retry_on_t) for each failure that may be retried */
+    cfg_backoff_t backoff;          /* wait between attempts */
+    cfg_retry_budget_t budget;      /* bound on retries + hedges */
+    CFG_VEC(char *) unsafe_methods; /* JSON-RPC methods never repeated once they may have arrived (nor hedged) */
+} cfg_retry_t;
+
+/* A second attempt on another endpoint when the first is slow; the first complete answer wins. */
+typedef struct st_cfg_hedge_t {
+    uint64_t _set;
+    char *delay;           /* canonical text: "0s" (off), a duration ("20ms"), or a percentile "p50".."p99" */
+    uint64_t min_delay_ms; /* floor of a percentile delay (a fixed delay is used as given) */
+    uint32_t max_extra;    /* hedges one relay may start; 0 = off */
+    /* derived from `delay` by the decoder, not part of the document: */
+    uint64_t delay_ms;         /* the fixed delay; 0 with delay_percentile 0 = hedging off */
+    uint32_t delay_percentile; /* 50..99: the delay is this percentile of the service's latency; 0 = fixed */
+} cfg_hedge_t;
+
+/* Classes of upstream JSON-RPC errors (the built-in table and an operator's rpc_errors rows). */
+typedef enum en_cfg_rpc_class_t {
+    CFG_RPC_RATE_LIMITED = 0, /* the endpoint refuses for now: try another */
+    CFG_RPC_MISSING_DATA,     /* a lagging node lacks the block or state: try another */
+    CFG_RPC_SERVER_ERROR,     /* the endpoint failed */
+    CFG_RPC_CLIENT_ERROR,     /* the request is at fault (a revert, bad params): returned as is, never retried */
+} cfg_rpc_class_t;
+
+/* An operator's addition to the error classes; checked before the built-in table. */
+typedef struct st_cfg_rpc_error_t {
+    uint64_t _set;
+    int32_t code;  /* error.code to match; only when has_code */
+    char *message; /* substring of error.message to match, ASCII case-insensitive; NULL = any message */
+    int rpc_class; /* cfg_rpc_class_t */
+    /* derived: */
+    int has_code; /* `code` was given: match it (and the message too when given) */
+} cfg_rpc_error_t;
+
 typedef struct st_cfg_policy_t {
     uint64_t _set;
     cfg_pool_t pool;
     cfg_timeouts_t timeouts;
     cfg_service_limiter_t limiter;
     cfg_cors_t cors;
+    cfg_retry_t retry;
+    cfg_hedge_t hedge;
+    CFG_VEC(cfg_rpc_error_t) rpc_errors;
 } cfg_policy_t;
 
 /* Client-side TLS toward an https endpoint. */
@@ -159,12 +230,15 @@ typedef struct st_cfg_endpoint_t {
 
 typedef struct st_cfg_service_t {
     uint64_t _set;
-    char *id;                          /* [A-Za-z0-9_.-]{1,64}, unique */
-    CFG_VEC(cfg_endpoint_t) endpoints; /* at least one */
-    cfg_pool_t pool;                   /* effective: defaults.pool + overrides */
-    cfg_timeouts_t timeouts;           /* effective: defaults.timeouts + overrides */
-    cfg_service_limiter_t limiter;     /* effective: defaults.limiter + overrides */
-    cfg_cors_t cors;                   /* effective: defaults.cors + overrides */
+    char *id;                            /* [A-Za-z0-9_.-]{1,64}, unique */
+    CFG_VEC(cfg_endpoint_t) endpoints;   /* at least one */
+    cfg_pool_t pool;                     /* effective: defaults.pool + overrides */
+    cfg_timeouts_t timeouts;             /* effective: defaults.timeouts + overrides */
+    cfg_service_limiter_t limiter;       /* effective: defaults.limiter + overrides */
+    cfg_cors_t cors;                     /* effective: defaults.cors + overrides */
+    cfg_retry_t retry;                   /* effective: defaults.retry + overrides (backoff, budget: key by key too) */
+    cfg_hedge_t hedge;                   /* effective: defaults.hedge + overrides */
+    CFG_VEC(cfg_rpc_error_t) rpc_errors; /* the service's own list when it gives one, else defaults.rpc_errors */
 } cfg_service_t;
 
 typedef struct st_cfg_control_plane_t {

@@ -153,6 +153,27 @@ static void decode_strvec(const cfg_field_t *f, void *obj, json_t *v, const char
     }
 }
 
+/* index of `s` in an ENUM / ENUMSET row's names, or -1 */
+static int enum_index(const cfg_field_t *f, const char *s)
+{
+    for (int i = 0; f->names[i] != NULL; i++)
+        if (strcmp(s, f->names[i]) == 0)
+            return i;
+    return -1;
+}
+
+static void enum_error(const cfg_field_t *f, json_t *v, const char *path, cfg_errors_t *errs)
+{
+    if (!json_is_string(v)) {
+        cfg_errors_add(errs, "%s: must be a string, not %s", path, json_kind(v));
+        return;
+    }
+    char list[512] = "";
+    for (int i = 0; f->names[i] != NULL; i++)
+        snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "", f->names[i]);
+    cfg_errors_add(errs, "%s: must be one of %s (got \"%.64s\")", path, list, json_string_value(v));
+}
+
 void cfg_decode_field(const cfg_field_t *f, void *obj, json_t *v, const char *path, cfg_scope_t scope, cfg_errors_t *errs)
 {
     switch (f->type) {
@@ -205,21 +226,53 @@ void cfg_decode_field(const cfg_field_t *f, void *obj, json_t *v, const char *pa
         return;
     }
     case CFG_T_ENUM: {
-        if (!json_is_string(v)) {
-            cfg_errors_add(errs, "%s: must be a string, not %s", path, json_kind(v));
+        int k = json_is_string(v) ? enum_index(f, json_string_value(v)) : -1;
+        if (k < 0) {
+            enum_error(f, v, path, errs);
             return;
         }
-        const char *s = json_string_value(v);
-        for (int i = 0; f->names[i] != NULL; i++) {
-            if (strcmp(s, f->names[i]) == 0) {
-                *CFG_MEMBER(obj, f, int) = i;
-                return;
+        *CFG_MEMBER(obj, f, int) = k;
+        return;
+    }
+    case CFG_T_INT32: {
+        if (!json_is_integer(v)) {
+            cfg_errors_add(errs, "%s: must be an integer, not %s", path, json_kind(v));
+            return;
+        }
+        json_int_t n = json_integer_value(v);
+        if (n < INT32_MIN || n > INT32_MAX) {
+            cfg_errors_add(errs, "%s: must be between %d and %d", path, INT32_MIN, INT32_MAX);
+            return;
+        }
+        *CFG_MEMBER(obj, f, int32_t) = (int32_t)n;
+        return;
+    }
+    case CFG_T_ENUMSET: {
+        if (!json_is_array(v)) {
+            cfg_errors_add(errs, "%s: must be a list of names, not %s", path, json_kind(v));
+            return;
+        }
+        uint32_t bits = 0;
+        int ok = 1;
+        size_t i;
+        json_t *item;
+        json_array_foreach(v, i, item)
+        {
+            char sub[600];
+            snprintf(sub, sizeof(sub), "%s[%zu]", path, i);
+            int k = json_is_string(item) ? enum_index(f, json_string_value(item)) : -1;
+            if (k < 0) {
+                enum_error(f, item, sub, errs);
+                ok = 0;
+            } else if (bits & (1u << k)) {
+                cfg_errors_add(errs, "%s: '%s' is listed twice", sub, f->names[k]);
+                ok = 0;
+            } else {
+                bits |= 1u << k;
             }
         }
-        char list[256] = "";
-        for (int i = 0; f->names[i] != NULL; i++)
-            snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "", f->names[i]);
-        cfg_errors_add(errs, "%s: must be one of %s (got \"%.64s\")", path, list, s);
+        if (ok)
+            *CFG_MEMBER(obj, f, uint32_t) = bits;
         return;
     }
     case CFG_T_STRING: {
@@ -361,6 +414,8 @@ void cfg_decode_struct(const cfg_struct_t *st, void *obj, json_t *value, const c
             cfg_struct_fill_defaults(f->sub, CFG_MEMBER(obj, f, void));
         }
     }
+    if (st->derive != NULL)
+        st->derive(obj);
     if (st->finish != NULL)
         st->finish(obj, path, scope, errs);
 }

@@ -11,7 +11,8 @@
 
 static json_t *emit_struct(const cfg_struct_t *st, const void *obj, cfg_scope_t scope, int is_root, int only_set);
 
-static json_t *emit_field(const cfg_field_t *f, const void *obj, cfg_scope_t scope)
+/* only_set: a STRUCT emits just the keys the document gave (a service's overrides, nested too) */
+static json_t *emit_field(const cfg_field_t *f, const void *obj, cfg_scope_t scope, int only_set)
 {
     char buf[32];
     switch (f->type) {
@@ -31,8 +32,18 @@ static json_t *emit_field(const cfg_field_t *f, const void *obj, cfg_scope_t sco
     }
     case CFG_T_ENUM:
         return json_string(f->names[*CFG_CMEMBER(obj, f, int)]);
+    case CFG_T_INT32:
+        return json_integer(*CFG_CMEMBER(obj, f, int32_t));
+    case CFG_T_ENUMSET: {
+        uint32_t bits = *CFG_CMEMBER(obj, f, uint32_t);
+        json_t *arr = json_array();
+        for (int i = 0; arr != NULL && f->names[i] != NULL; i++)
+            if (bits & (1u << i))
+                json_array_append_new(arr, json_string(f->names[i]));
+        return arr;
+    }
     case CFG_T_STRUCT:
-        return emit_struct(f->sub, CFG_CMEMBER(obj, f, void), scope, 0, (f->flags & CFG_F_INHERIT) != 0);
+        return emit_struct(f->sub, CFG_CMEMBER(obj, f, void), scope, 0, only_set);
     case CFG_T_LIST: {
         const cfg_vec_t *v = CFG_CMEMBER(obj, f, cfg_vec_t);
         json_t *arr = json_array();
@@ -71,14 +82,20 @@ static json_t *emit_struct(const cfg_struct_t *st, const void *obj, cfg_scope_t 
         const cfg_field_t *f = &st->fields[i];
         if (is_root && scope == CFG_SCOPE_FLEET && (f->flags & CFG_F_LOCAL))
             continue;
-        if (only_set && !((set >> i) & 1))
+        int given = (set >> i) & 1;
+        if (only_set && !given)
             continue;
         if ((f->flags & CFG_F_OPTIONAL) && !*(const int *)((const char *)obj + f->has_offset))
             continue;
-        json_t *v = emit_field(f, obj, scope);
+        if (f->def == NULL && cfg_is_scalar(f) && !given)
+            continue; /* an optional scalar that was not given */
+        if ((f->flags & CFG_F_INHERIT) && f->type == CFG_T_LIST && !given)
+            continue; /* a service's list taken from defaults */
+        int child_only_set = only_set || (f->flags & CFG_F_INHERIT);
+        json_t *v = emit_field(f, obj, scope, child_only_set);
         if (v == NULL)
             continue;
-        if ((f->flags & CFG_F_INHERIT) && json_object_size(v) == 0) {
+        if (child_only_set && f->type == CFG_T_STRUCT && json_object_size(v) == 0) {
             json_decref(v); /* no overrides: same as absent */
             continue;
         }

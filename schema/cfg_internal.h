@@ -20,6 +20,9 @@ typedef enum en_cfg_type_t {
     CFG_T_STRLIST,  /* CFG_VEC(char *), a JSON list of strings, [min, max] entries, each checked by `check` */
     CFG_T_STRMAP,   /* CFG_VEC(cfg_header_t), a JSON mapping of string to string, [min, max] entries; keys checked
                      * by `check`, values by `check_value`; kept in document order */
+    CFG_T_INT32,    /* int32_t, any JSON integer in the int32 range (JSON-RPC error codes are negative) */
+    CFG_T_ENUMSET,  /* uint32_t, bit i for `names`[i]: a JSON list of names, each at most once; emitted in the
+                     * order of `names`, so the same set has one canonical form */
 } cfg_type_t;
 
 enum {
@@ -27,7 +30,8 @@ enum {
     CFG_F_LOCAL = 2,    /* node-local: only in a dataplane's own file (root fields only) */
     CFG_F_REQUIRED = 4, /* no default: must be given */
     CFG_F_OPTIONAL = 8, /* struct that may be absent; presence in the int at `has_offset` */
-    CFG_F_INHERIT = 16, /* struct inheriting unset keys from defaults.<name>; only set keys emitted */
+    CFG_F_INHERIT = 16, /* (service rows) struct inheriting unset keys from defaults.<name>, nested structs key by
+                         * key too; or a list taken whole from defaults.<name> when absent; only set keys emitted */
     CFG_F_PATH = 32,    /* STRING naming a file or directory: relative to the config file's directory */
 };
 
@@ -38,12 +42,13 @@ typedef struct st_cfg_field_t {
     cfg_type_t type;                   /* how the value is stored and read */
     size_t offset;                     /* where in the parent struct */
     unsigned flags;                    /* CFG_F_* */
-    const char *def;                   /* default as JSON text; NULL: none */
+    const char *def;                   /* default as JSON text; NULL: none (a scalar without one is optional:
+                                        * absent stays absent, `_set` tells, and it is emitted only when set) */
     uint64_t min, max;                 /* bounds: value (numbers), ms, bytes, entries (lists) */
     const struct st_cfg_struct_t *sub; /* STRUCT / LIST element */
-    const char *const *names;          /* ENUM: NULL-terminated */
+    const char *const *names;          /* ENUM, ENUMSET: NULL-terminated (ENUMSET: at most 32) */
     /* STRING: returns NULL when the value is fine, else the rule broken */
-    const char *(*check)(const char *value);
+    const char *(*check)(const char *value); /* STRING, STRLIST entries, STRMAP keys */
     /* STRMAP: the same for each value */
     const char *(*check_value)(const char *value);
     size_t has_offset; /* OPTIONAL: offset of the int presence flag */
@@ -59,6 +64,10 @@ typedef struct st_cfg_struct_t {
     /* copies derived members (dst is a shallow copy of src), frees them (may be NULL) */
     int (*dup_derived)(void *dst, const void *src);
     void (*dispose_derived)(void *obj);
+    /* recomputes scalar derived members from the fields (may be NULL); cannot fail, reports nothing
+     * (the fields' own checks did). Runs after decoding, after defaults are filled, and again after a
+     * service inherits keys from `defaults`, which `finish` (run once, at decode) would miss. */
+    void (*derive)(void *obj);
 } cfg_struct_t;
 
 extern const cfg_struct_t cfg_root_struct;
@@ -79,8 +88,10 @@ void cfg_struct_resolve_paths(const cfg_struct_t *st, void *obj, const char *dir
 void cfg_strvec_dispose(const cfg_field_t *f, void *obj);
 int cfg_strvec_dup(const cfg_field_t *f, void *dst, const void *src);
 
-/* bytes a scalar member takes (BOOL, ENUM, UINT32, DURATION, SIZE) */
+/* bytes a scalar member takes (BOOL, ENUM, UINT32, DURATION, SIZE, INT32, ENUMSET) */
 size_t cfg_scalar_size(const cfg_field_t *f);
+/* whether a row is a scalar (one of the types above) */
+int cfg_is_scalar(const cfg_field_t *f);
 
 /* cfg_decode.c: decode one value into obj's member `f`; `path` names the value in errors */
 void cfg_decode_field(const cfg_field_t *f, void *obj, json_t *value, const char *path, cfg_scope_t scope, cfg_errors_t *errs);

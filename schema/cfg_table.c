@@ -4,6 +4,7 @@
  */
 #include "cfg_internal.h"
 #include <arpa/inet.h>
+#include <assert.h>
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -139,6 +140,63 @@ static const char *check_origin(const char *s)
     const char *host = strstr(s, "://") + 3;
     if (strpbrk(host, "/?#@ ") != NULL)
         return "an origin has no path, query or user (https://app.example.com, without a trailing /)";
+    return NULL;
+}
+
+/* A JSON-RPC method name as clients send it (eth_sendRawTransaction, debug_traceCall). */
+static const char *check_method(const char *s)
+{
+    if (strlen(s) > 128)
+        return "a method name must be at most 128 characters";
+    for (const char *p = s; *p; p++)
+        if (!isalnum((unsigned char)*p) && strchr("_.:-/", *p) == NULL)
+            return "a method name may contain only letters, digits and _ . : - /";
+    return NULL;
+}
+
+/* The text an operator's rpc_errors row looks for inside error.message. */
+static const char *check_rpc_message(const char *s)
+{
+    if (strlen(s) > 256)
+        return "must be at most 256 characters";
+    for (const char *p = s; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return "must not contain control characters";
+    return NULL;
+}
+
+#define HEDGE_DELAY_MAX (10 * 60 * 1000ull) /* 10m: a fixed hedge delay beyond any sane request time */
+
+/* hedge.delay: "0s" (off), a duration, or "p50".."p99". Returns 0 with *ms / *pct set (one of them
+ * is 0), or -1. */
+static int parse_hedge_delay(const char *s, uint64_t *ms, uint32_t *pct)
+{
+    if (s[0] == 'p') {
+        if (!isdigit((unsigned char)s[1]) || !isdigit((unsigned char)s[2]) || s[3] != '\0')
+            return -1;
+        uint32_t v = (uint32_t)((s[1] - '0') * 10 + (s[2] - '0'));
+        if (v < 50 || v > 99)
+            return -1;
+        *ms = 0;
+        *pct = v;
+        return 0;
+    }
+    const char *err;
+    uint64_t v;
+    if (cfg_parse_duration(s, &v, &err) != 0 || v > HEDGE_DELAY_MAX)
+        return -1;
+    *ms = v;
+    *pct = 0;
+    return 0;
+}
+
+static const char *check_hedge_delay(const char *s)
+{
+    uint64_t ms;
+    uint32_t pct;
+    if (parse_hedge_delay(s, &ms, &pct) != 0)
+        return "must be 0s (off), a duration up to 10m such as 20ms, or a percentile p50 to p99 of the service's observed "
+               "latency";
     return NULL;
 }
 
@@ -483,6 +541,103 @@ static const cfg_field_t cors_fields_[] = {
 };
 static const cfg_struct_t cors_struct_ = {sizeof(cfg_cors_t), cors_fields_, N(cors_fields_)};
 
+/* in the order of cfg_retry_on_t */
+static const char *const retry_on_names_[] = {
+    "connect_failure",  "reset", "timeout", "http_5xx", "http_429", "rpc_rate_limited", "rpc_missing_data",
+    "rpc_server_error", NULL};
+
+static const cfg_field_t backoff_fields_[] = {
+    ROW(cfg_backoff_t, base_ms, .name = "base", .type = CFG_T_DURATION, .def = "\"25ms\"", .min = 0, .max = 1 * MIN,
+        .doc = "the wait before the first retry is random in [0, base]; it doubles with each retry (full jitter); 0 = no wait"),
+    ROW(cfg_backoff_t, max_ms, .name = "max", .type = CFG_T_DURATION, .def = "\"250ms\"", .min = 0, .max = 1 * MIN,
+        .doc = "the doubling wait bound stops growing here; at least base"),
+};
+static const cfg_struct_t backoff_struct_ = {sizeof(cfg_backoff_t), backoff_fields_, N(backoff_fields_)};
+
+static const cfg_field_t retry_budget_fields_[] = {
+    ROW(cfg_retry_budget_t, percent, .name = "percent", .type = CFG_T_UINT32, .def = "20", .min = 0, .max = 100,
+        .doc = "retries and hedges in flight may be at most this % of the service's active requests; beyond, the first "
+               "failure is returned"),
+    ROW(cfg_retry_budget_t, min_concurrent, .name = "min_concurrent", .type = CFG_T_UINT32, .def = "3", .min = 0, .max = 100000,
+        .doc = "retries and hedges in flight always allowed, however few requests are active"),
+};
+static const cfg_struct_t retry_budget_struct_ = {sizeof(cfg_retry_budget_t), retry_budget_fields_, N(retry_budget_fields_)};
+
+static const cfg_field_t retry_fields_[] = {
+    ROW(cfg_retry_t, max_attempts, .name = "max_attempts", .type = CFG_T_UINT32, .def = "2", .min = 1, .max = 10,
+        .doc = "tries of one request in all, each on an endpoint not tried yet when there is one; 1 = no retries"),
+    ROW(cfg_retry_t, per_try_timeout_ms, .name = "per_try_timeout", .type = CFG_T_DURATION, .def = "\"0s\"", .min = 0,
+        .max = 1 * HOUR,
+        .doc = "bound on one attempt, after which it may be retried (retry_on: timeout); 0 = only timeouts.request"),
+    ROW(cfg_retry_t, retry_on, .name = "retry_on", .type = CFG_T_ENUMSET, .names = retry_on_names_,
+        .def = "[\"connect_failure\",\"reset\",\"timeout\",\"http_5xx\",\"http_429\",\"rpc_rate_limited\",\"rpc_missing_data\"]",
+        .doc = "failures that are retried; never once a response byte went to the client"),
+    ROW(cfg_retry_t, backoff, .name = "backoff", .type = CFG_T_STRUCT, .sub = &backoff_struct_,
+        .doc = "wait between attempts (random, doubling: full jitter)"),
+    ROW(cfg_retry_t, budget, .name = "budget", .type = CFG_T_STRUCT, .sub = &retry_budget_struct_,
+        .doc = "one bound per service on retries and hedges together"),
+    ROW(cfg_retry_t, unsafe_methods, .name = "unsafe_methods", .type = CFG_T_STRLIST, .min = 0, .max = 256, .check = check_method,
+        .def = "[\"eth_sendRawTransaction\",\"eth_sendTransaction\",\"eth_submitWork\",\"eth_submitHashrate\",\"eth_newFilter\","
+               "\"eth_newBlockFilter\",\"eth_newPendingTransactionFilter\"]",
+        .doc = "methods retried only when the request surely never arrived (connect failed), and never hedged; a batch "
+               "holding one counts as one"),
+};
+static const cfg_struct_t retry_struct_ = {sizeof(cfg_retry_t), retry_fields_, N(retry_fields_)};
+
+static void hedge_derive(void *obj)
+{
+    cfg_hedge_t *h = obj;
+    h->delay_ms = 0;
+    h->delay_percentile = 0;
+    if (h->delay == NULL || parse_hedge_delay(h->delay, &h->delay_ms, &h->delay_percentile) != 0)
+        return;
+    /* one canonical text per value ("1000ms" and "1s" hash alike) */
+    char buf[32];
+    if (h->delay_percentile != 0)
+        snprintf(buf, sizeof(buf), "p%u", (unsigned)h->delay_percentile);
+    else
+        cfg_format_duration(h->delay_ms, buf, sizeof(buf));
+    char *canon;
+    if (strcmp(buf, h->delay) != 0 && (canon = strdup(buf)) != NULL) {
+        free(h->delay);
+        h->delay = canon;
+    }
+}
+
+static const cfg_field_t hedge_fields_[] = {
+    ROW(cfg_hedge_t, delay, .name = "delay", .type = CFG_T_STRING, .def = "\"0s\"", .check = check_hedge_delay,
+        .doc = "start a second attempt on another endpoint when the first has not answered after this: 0s = off, a duration "
+               "(20ms), or p50..p99 of the service's observed latency"),
+    ROW(cfg_hedge_t, min_delay_ms, .name = "min_delay", .type = CFG_T_DURATION, .def = "\"50ms\"", .min = 0, .max = 1 * MIN,
+        .doc = "a percentile delay is never shorter than this (a fixed delay is used as given)"),
+    ROW(cfg_hedge_t, max_extra, .name = "max_extra", .type = CFG_T_UINT32, .def = "1", .min = 0, .max = 3,
+        .doc = "hedged attempts one request may start; 0 = off"),
+};
+static const cfg_struct_t hedge_struct_ = {sizeof(cfg_hedge_t), hedge_fields_, N(hedge_fields_), NULL, NULL, NULL, hedge_derive};
+
+static const char *const rpc_classes_[] = {"rate_limited", "missing_data", "server_error", "client_error", NULL};
+
+static void rpc_error_finish(void *obj, const char *path, cfg_scope_t scope, cfg_errors_t *errs)
+{
+    enum { CODE_GIVEN = 1 << 0, MESSAGE_GIVEN = 1 << 1 }; /* `_set` bits: the first two rows below */
+    cfg_rpc_error_t *e = obj;
+    e->has_code = (e->_set & CODE_GIVEN) != 0;
+    /* a message that was given but failed its check has its own error already */
+    if (!(e->_set & (CODE_GIVEN | MESSAGE_GIVEN)))
+        cfg_errors_add(errs, "%s: needs a code, a message or both to match", path);
+}
+
+static const cfg_field_t rpc_error_fields_[] = {
+    ROW(cfg_rpc_error_t, code, .name = "code", .type = CFG_T_INT32,
+        .doc = "JSON-RPC error.code to match (e.g. -32011); absent = any code"),
+    ROW(cfg_rpc_error_t, message, .name = "message", .type = CFG_T_STRING, .check = check_rpc_message,
+        .doc = "text to find in error.message, ignoring case; absent = any message"),
+    ROW(cfg_rpc_error_t, rpc_class, .name = "class", .type = CFG_T_ENUM, .flags = CFG_F_REQUIRED, .names = rpc_classes_,
+        .doc = "what a match means: rate_limited, missing_data and server_error may be retried (retry_on), client_error "
+               "is returned as is"),
+};
+static const cfg_struct_t rpc_error_struct_ = {sizeof(cfg_rpc_error_t), rpc_error_fields_, N(rpc_error_fields_), rpc_error_finish};
+
 /* The policy sections: `defaults` holds them plainly, each service holds them as overrides. */
 static const cfg_field_t policy_fields_[] = {
     ROW(cfg_policy_t, pool, .name = "pool", .type = CFG_T_STRUCT, .sub = &pool_struct_, .doc = "upstream connection pool"),
@@ -490,6 +645,14 @@ static const cfg_field_t policy_fields_[] = {
     ROW(cfg_policy_t, limiter, .name = "limiter", .type = CFG_T_STRUCT, .sub = &service_limiter_struct_,
         .doc = "per-service concurrency limit"),
     ROW(cfg_policy_t, cors, .name = "cors", .type = CFG_T_STRUCT, .sub = &cors_struct_, .doc = "browser access (CORS)"),
+    ROW(cfg_policy_t, retry, .name = "retry", .type = CFG_T_STRUCT, .sub = &retry_struct_,
+        .doc = "retries of failed attempts on another endpoint"),
+    ROW(cfg_policy_t, hedge, .name = "hedge", .type = CFG_T_STRUCT, .sub = &hedge_struct_,
+        .doc = "a second attempt when the first is slow"),
+    ROW(cfg_policy_t, rpc_errors, .name = "rpc_errors", .type = CFG_T_LIST, .def = "[]", .min = 0, .max = 64,
+        .sub = &rpc_error_struct_,
+        .doc = "additions to the built-in classes of upstream JSON-RPC errors (dataplane guide: Classifying upstream errors), "
+               "checked first, in order"),
 };
 const cfg_struct_t cfg_policy_struct = {sizeof(cfg_policy_t), policy_fields_, N(policy_fields_)};
 
@@ -530,6 +693,12 @@ static const cfg_field_t service_fields_[] = {
         .doc = "overrides of defaults.limiter"),
     ROW(cfg_service_t, cors, .name = "cors", .type = CFG_T_STRUCT, .flags = CFG_F_INHERIT, .sub = &cors_struct_,
         .doc = "overrides of defaults.cors"),
+    ROW(cfg_service_t, retry, .name = "retry", .type = CFG_T_STRUCT, .flags = CFG_F_INHERIT, .sub = &retry_struct_,
+        .doc = "overrides of defaults.retry (backoff and budget key by key too)"),
+    ROW(cfg_service_t, hedge, .name = "hedge", .type = CFG_T_STRUCT, .flags = CFG_F_INHERIT, .sub = &hedge_struct_,
+        .doc = "overrides of defaults.hedge"),
+    ROW(cfg_service_t, rpc_errors, .name = "rpc_errors", .type = CFG_T_LIST, .flags = CFG_F_INHERIT, .def = "[]", .min = 0,
+        .max = 64, .sub = &rpc_error_struct_, .doc = "replaces defaults.rpc_errors for this service (an empty list too)"),
 };
 static const cfg_struct_t service_struct_ = {sizeof(cfg_service_t), service_fields_, N(service_fields_), service_finish};
 
@@ -575,20 +744,82 @@ const cfg_struct_t cfg_root_struct = {sizeof(cfg_t), root_fields_, N(root_fields
 
 /* --- cross-field rules of the whole document ---------------------------------------------- */
 
+/* dst (disposed first) becomes a deep copy of src, a list of `sub` structs. */
+static void copy_list(const cfg_struct_t *sub, cfg_vec_t *dst, const cfg_vec_t *src, cfg_errors_t *errs)
+{
+    for (size_t j = 0; j < dst->size; j++)
+        cfg_struct_dispose(sub, (char *)dst->entries + j * sub->size);
+    free(dst->entries);
+    dst->entries = NULL;
+    dst->size = 0;
+    if (src->size == 0)
+        return;
+    if ((dst->entries = calloc(src->size, sub->size)) == NULL) {
+        cfg_errors_add(errs, "out of memory");
+        return;
+    }
+    for (size_t j = 0; j < src->size; j++) {
+        dst->size = j + 1;
+        if (cfg_struct_dup(sub, (char *)dst->entries + j * sub->size, (const char *)src->entries + j * sub->size) != 0) {
+            cfg_errors_add(errs, "out of memory");
+            return;
+        }
+    }
+}
+
+/* Every key of obj that the document did not give takes from's value (both are `st`). Nested
+ * sections inherit key by key in turn, whether given or not: a service that sets
+ * retry.budget.percent keeps defaults' retry.budget.min_concurrent. Lists and strings are copied
+ * whole. Derived members are recomputed from the merged keys. */
 static void inherit(const cfg_struct_t *st, void *obj, const void *from, cfg_errors_t *errs)
 {
     uint64_t set = *(uint64_t *)obj;
     for (size_t i = 0; i < st->num_fields; i++) {
         const cfg_field_t *f = &st->fields[i];
+        if (f->type == CFG_T_STRUCT) {
+            inherit(f->sub, CFG_MEMBER(obj, f, void), CFG_CMEMBER(from, f, void), errs);
+            continue;
+        }
         if ((set >> i) & 1)
             continue;
-        if (f->type == CFG_T_STRLIST || f->type == CFG_T_STRMAP) {
+        switch (f->type) {
+        case CFG_T_STRLIST:
+        case CFG_T_STRMAP:
             cfg_strvec_dispose(f, obj);
             if (cfg_strvec_dup(f, obj, from) != 0)
                 cfg_errors_add(errs, "out of memory");
-            continue;
+            break;
+        case CFG_T_LIST:
+            copy_list(f->sub, CFG_MEMBER(obj, f, cfg_vec_t), CFG_CMEMBER(from, f, cfg_vec_t), errs);
+            break;
+        case CFG_T_STRING: {
+            char **dst = CFG_MEMBER(obj, f, char *);
+            const char *src = *CFG_CMEMBER(from, f, char *);
+            free(*dst);
+            *dst = NULL;
+            if (src != NULL && (*dst = strdup(src)) == NULL)
+                cfg_errors_add(errs, "out of memory");
+            break;
         }
-        memcpy((char *)obj + f->offset, (const char *)from + f->offset, cfg_scalar_size(f));
+        default:
+            memcpy((char *)obj + f->offset, (const char *)from + f->offset, cfg_scalar_size(f));
+            break;
+        }
+    }
+    if (st->derive != NULL)
+        st->derive(obj);
+}
+
+/* Cross-field rules of the policy sections, on effective values (after inheritance: a rule between
+ * two keys holds only once both are known). `path` names the section's owner: "defaults" or
+ * "services[1]". */
+static void retry_rules(const cfg_retry_t *r, const char *path, cfg_errors_t *errs)
+{
+    if (r->backoff.base_ms > r->backoff.max_ms) {
+        char a[32], b[32];
+        cfg_format_duration(r->backoff.base_ms, a, sizeof(a));
+        cfg_format_duration(r->backoff.max_ms, b, sizeof(b));
+        cfg_errors_add(errs, "%s.retry.backoff.base: must be at most retry.backoff.max (base %s, max %s)", path, a, b);
     }
 }
 
@@ -596,13 +827,28 @@ static void root_finish(void *obj, const char *path, cfg_scope_t scope, cfg_erro
 {
     cfg_t *cfg = obj;
 
-    /* services take every policy key they did not set from `defaults` */
+    retry_rules(&cfg->defaults.retry, "defaults", errs);
+    /* services take every policy key they did not set from `defaults`: each CFG_F_INHERIT row of a
+     * service has a row of the same name in the policy table */
     for (size_t i = 0; i < cfg->services.size; i++) {
         cfg_service_t *svc = &cfg->services.entries[i];
-        inherit(&pool_struct_, &svc->pool, &cfg->defaults.pool, errs);
-        inherit(&timeouts_struct_, &svc->timeouts, &cfg->defaults.timeouts, errs);
-        inherit(&service_limiter_struct_, &svc->limiter, &cfg->defaults.limiter, errs);
-        inherit(&cors_struct_, &svc->cors, &cfg->defaults.cors, errs);
+        for (size_t k = 0; k < service_struct_.num_fields; k++) {
+            const cfg_field_t *f = &service_struct_.fields[k];
+            if (!(f->flags & CFG_F_INHERIT))
+                continue;
+            const cfg_field_t *pf = cfg_struct_find(&cfg_policy_struct, f->name, strlen(f->name));
+            assert(pf != NULL && pf->type == f->type && pf->sub == f->sub); /* the two tables agree */
+            if (f->type == CFG_T_STRUCT)
+                inherit(f->sub, CFG_MEMBER(svc, f, void), CFG_CMEMBER(&cfg->defaults, pf, void), errs);
+            else if (!((svc->_set >> k) & 1))
+                copy_list(f->sub, CFG_MEMBER(svc, f, cfg_vec_t), CFG_CMEMBER(&cfg->defaults, pf, cfg_vec_t), errs);
+        }
+        /* a service that sets neither bound inherits both, already checked under defaults */
+        if (svc->retry.backoff._set != 0) {
+            char where[32];
+            snprintf(where, sizeof(where), "services[%zu]", i);
+            retry_rules(&svc->retry, where, errs);
+        }
         for (size_t j = 0; svc->id != NULL && j < i; j++) {
             if (cfg->services.entries[j].id != NULL && strcmp(svc->id, cfg->services.entries[j].id) == 0) {
                 cfg_errors_add(errs, "services[%zu].id: duplicate service id '%s' (also services[%zu])", i, svc->id, j);
@@ -635,11 +881,30 @@ static void root_finish(void *obj, const char *path, cfg_scope_t scope, cfg_erro
 
 /* --- generic walks ------------------------------------------------------------------------ */
 
+int cfg_is_scalar(const cfg_field_t *f)
+{
+    switch (f->type) {
+    case CFG_T_BOOL:
+    case CFG_T_UINT32:
+    case CFG_T_DURATION:
+    case CFG_T_SIZE:
+    case CFG_T_ENUM:
+    case CFG_T_INT32:
+    case CFG_T_ENUMSET:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 size_t cfg_scalar_size(const cfg_field_t *f)
 {
     switch (f->type) {
     case CFG_T_UINT32:
+    case CFG_T_ENUMSET:
         return sizeof(uint32_t);
+    case CFG_T_INT32:
+        return sizeof(int32_t);
     case CFG_T_BOOL:
     case CFG_T_ENUM:
         return sizeof(int);
@@ -810,6 +1075,8 @@ void cfg_struct_fill_defaults(const cfg_struct_t *st, void *obj)
             cfg_struct_fill_defaults(f->sub, CFG_MEMBER(obj, f, void));
         }
     }
+    if (st->derive != NULL)
+        st->derive(obj);
     cfg_errors_dispose(&errs);
 }
 
@@ -887,6 +1154,10 @@ static const char *type_name(const cfg_field_t *f)
         return "list of strings";
     case CFG_T_STRMAP:
         return "mapping";
+    case CFG_T_INT32:
+        return "integer";
+    case CFG_T_ENUMSET:
+        return "list of names";
     }
     return "?";
 }
@@ -914,8 +1185,12 @@ static void md_bounds(md_t *m, const cfg_field_t *f)
         md_add(m, "%llu – %llu entries", (unsigned long long)f->min, (unsigned long long)f->max);
         break;
     case CFG_T_ENUM:
+    case CFG_T_ENUMSET:
         for (const char *const *n = f->names; *n != NULL; n++)
-            md_add(m, "%s%s", n == f->names ? "" : " \\| ", *n);
+            md_add(m, "%s%s", n == f->names ? "" : f->type == CFG_T_ENUM ? " \\| " : ", ", *n);
+        break;
+    case CFG_T_INT32:
+        md_add(m, "%d – %d", INT32_MIN, INT32_MAX);
         break;
     default:
         md_add(m, "—");
@@ -938,7 +1213,7 @@ static void md_struct(md_t *m, const cfg_struct_t *st, const char *prefix, int i
                            : f->flags & CFG_F_PATH  ? "path"
                                                     : "";
         md_add(m, "| `%s` | %s | ", path, type_name(f));
-        if (inherited && f->type != CFG_T_STRUCT)
+        if ((inherited || (f->flags & CFG_F_INHERIT)) && f->type != CFG_T_STRUCT)
             md_add(m, "from `defaults`");
         else if (f->def != NULL && f->def[0] == '"') /* strings and units: without JSON quotes */
             md_add(m, "`%.*s`", (int)strlen(f->def) - 2, f->def + 1);
@@ -953,8 +1228,10 @@ static void md_struct(md_t *m, const cfg_struct_t *st, const char *prefix, int i
         md_add(m, " | ");
         md_bounds(m, f);
         md_add(m, " | %s%s%s | %s |\n", flags, *part ? ", " : "", part, f->doc);
+        /* a list's entries are whole values, never inherited key by key */
         if (f->type == CFG_T_STRUCT || f->type == CFG_T_LIST)
-            md_struct(m, f->sub, path, inherited || (f->flags & CFG_F_INHERIT), flags_here & (CFG_F_RESTART | CFG_F_LOCAL));
+            md_struct(m, f->sub, path, f->type == CFG_T_STRUCT && (inherited || (f->flags & CFG_F_INHERIT)),
+                      flags_here & (CFG_F_RESTART | CFG_F_LOCAL));
     }
 }
 
@@ -970,9 +1247,10 @@ char *cfg_reference_markdown(void)
                "that carries them is rejected.\n\n"
                "Relative file paths (*path* below) in a dataplane's own file are taken relative to that file's "
                "directory; in a document pushed by a control plane, relative to the dataplane's working directory.\n\n"
-               "Services inherit `defaults.pool`, `defaults.timeouts`, `defaults.limiter` and `defaults.cors` key by key; a "
-               "service sets "
-               "only what differs.\n\n"
+               "Services inherit `defaults.pool`, `defaults.timeouts`, `defaults.limiter`, `defaults.cors`, `defaults.retry` "
+               "and `defaults.hedge` key by key (the sections inside `retry` too: a service that sets `retry.budget.percent` "
+               "keeps the default `retry.budget.min_concurrent`), and `defaults.rpc_errors` as a whole list unless the "
+               "service gives its own; a service sets only what differs.\n\n"
                "| key | type | default | bounds | applies | meaning |\n|---|---|---|---|---|---|\n");
     md_struct(&m, &cfg_root_struct, "", 0, 0);
     return m.buf;

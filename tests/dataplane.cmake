@@ -3,6 +3,10 @@
 foreach(t test_dp_rpc test_dp_limiter test_dp_bufpool test_dp_gen test_dp_server)
   pw_add_unit(${t} SOURCES unit/${t}.c LIBS pw_dataplane)
 endforeach()
+# failover parts (issue 10): upstream answers classified, the retry budget, the latency estimate
+pw_add_unit(test_dp_classify SOURCES unit/test_dp_classify.c LIBS pw_dataplane)
+pw_add_unit(test_dp_budget SOURCES unit/test_dp_budget.c LIBS pw_dataplane)
+pw_add_unit(test_dp_latency SOURCES unit/test_dp_latency.c LIBS pw_dataplane m)
 foreach(t test_dataplane test_dataplane_limits test_dataplane_reload test_dataplane_stream test_dataplane_faults
           test_dataplane_pool_identity test_dataplane_metrics test_dataplane_admin
           test_dataplane_secrets)

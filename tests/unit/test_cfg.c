@@ -16,7 +16,9 @@ static const char *base_doc_ =
     "{\"listen\":[{\"address\":\"127.0.0.1:3069\",\"tls\":{\"certificate\":\"c.pem\",\"key\":\"k.pem\"}}],"
     "\"control_plane\":{\"url\":\"http://127.0.0.1:7070\",\"id\":\"dp-1\",\"token_file\":\"t\"},"
     "\"services\":[{\"id\":\"eth\",\"endpoints\":[{\"url\":\"https://127.0.0.1:8545/x\",\"tls\":{\"ca_file\":\"ca.pem\"}}],"
-    "\"pool\":{},\"timeouts\":{},\"limiter\":{},\"cors\":{}}]}";
+    "\"pool\":{},\"timeouts\":{},\"limiter\":{},\"cors\":{},\"retry\":{},\"hedge\":{},"
+    "\"rpc_errors\":[{\"message\":\"daily request count\",\"class\":\"rate_limited\"}]}],"
+    "\"defaults\":{\"rpc_errors\":[{\"code\":-32011,\"class\":\"rate_limited\"}]}}";
 
 static json_t *j(const char *s)
 {
@@ -121,6 +123,21 @@ static size_t candidates(const cfg_field_t *f, json_t **out)
         break;
     case CFG_T_STRLIST:
         out[n++] = j("[\"https://app.example.com\",\"*\"]");
+        out[n++] = j("[\"eth_sendRawTransaction\",\"debug_traceCall\"]");
+        out[n++] = j("[]");
+        break;
+    case CFG_T_ENUMSET: {
+        /* every name, in the table's order (the canonical one), then just the last */
+        json_t *all = json_array();
+        for (int i = 0; f->names[i] != NULL; i++)
+            json_array_append_new(all, json_string(f->names[i]));
+        out[n++] = all;
+        out[n++] = json_pack("[s]", f->names[json_array_size(all) - 1]);
+        break;
+    }
+    case CFG_T_INT32:
+        out[n++] = json_integer(-32005);
+        out[n++] = json_integer(3);
         break;
     case CFG_T_STRMAP:
         out[n++] = j("{\"X-Api-Key\":\"secret\",\"Authorization\":\"Bearer k\"}");
@@ -129,6 +146,7 @@ static size_t candidates(const cfg_field_t *f, json_t **out)
         out[n++] = json_string("127.0.0.9:4444");
         out[n++] = json_string("https://127.0.0.9:4444/rpc");
         out[n++] = json_string("svc-x");
+        out[n++] = json_string("p95"); /* hedge.delay */
         break;
     default:
         break;
@@ -207,7 +225,8 @@ static void walk(const cfg_struct_t *st, const char **keys, size_t depth)
         /* a wrong type is an error that names the path */
         json_t *doc = j(base_doc_);
         set_at(doc, keys, depth + 1,
-               f->type == CFG_T_STRING || f->type == CFG_T_ENUM || f->type == CFG_T_STRLIST || f->type == CFG_T_STRMAP
+               f->type == CFG_T_STRING || f->type == CFG_T_ENUM || f->type == CFG_T_STRLIST || f->type == CFG_T_STRMAP ||
+                       f->type == CFG_T_ENUMSET
                    ? json_integer(7)
                    : json_array());
         cfg_errors_t errs;
@@ -234,7 +253,7 @@ static void test_table_walk(void **state)
     const char *keys[16];
     walked_ = 0;
     walk(&cfg_root_struct, keys, 0);
-    assert_int_equal(walked_, 46); /* every scalar field of the table today */
+    assert_int_equal(walked_, 74); /* every scalar field of the table today */
 }
 
 /* every default of the table decodes, and cfg_create_default holds them */
@@ -700,6 +719,176 @@ static void test_endpoint_secrets_and_names(void **state)
     free(e);
 }
 
+/* retry, hedge and rpc_errors (issue 10): defaults, nested inheritance, derived members, rules */
+static void test_failover_policy(void **state)
+{
+    cfg_t *def = cfg_create_default();
+    const cfg_retry_t *r = &def->defaults.retry;
+    assert_int_equal(r->max_attempts, 2);
+    assert_int_equal(r->per_try_timeout_ms, 0);
+    assert_int_equal(r->retry_on, (1u << CFG_RETRY_ON_CONNECT_FAILURE) | (1u << CFG_RETRY_ON_RESET) | (1u << CFG_RETRY_ON_TIMEOUT) |
+                                      (1u << CFG_RETRY_ON_HTTP_5XX) | (1u << CFG_RETRY_ON_HTTP_429) |
+                                      (1u << CFG_RETRY_ON_RPC_RATE_LIMITED) | (1u << CFG_RETRY_ON_RPC_MISSING_DATA));
+    assert_int_equal(r->backoff.base_ms, 25);
+    assert_int_equal(r->backoff.max_ms, 250);
+    assert_int_equal(r->budget.percent, 20);
+    assert_int_equal(r->budget.min_concurrent, 3);
+    assert_int_equal(r->unsafe_methods.size, 7);
+    assert_string_equal(r->unsafe_methods.entries[0], "eth_sendRawTransaction");
+    assert_string_equal(def->defaults.hedge.delay, "0s");
+    assert_int_equal(def->defaults.hedge.delay_ms, 0);
+    assert_int_equal(def->defaults.hedge.delay_percentile, 0);
+    assert_int_equal(def->defaults.hedge.min_delay_ms, 50);
+    assert_int_equal(def->defaults.hedge.max_extra, 1);
+    assert_int_equal(def->defaults.rpc_errors.size, 0);
+    cfg_destroy(def);
+
+    const char *doc = "defaults:\n"
+                      "  retry: {budget: {percent: 10, min_concurrent: 7}, backoff: {max: 2s}}\n"
+                      "  hedge: {delay: p95, min_delay: 30ms}\n"
+                      "  rpc_errors: [{code: -32011, class: rate_limited}]\n"
+                      "services:\n"
+                      "  - id: a\n    endpoints: [{url: 'http://a'}]\n"
+                      "    retry: {budget: {percent: 50}, backoff: {base: 100ms}, retry_on: [http_429, reset]}\n"
+                      "    hedge: {max_extra: 2}\n"
+                      "  - id: b\n    endpoints: [{url: 'http://b'}]\n"
+                      "    hedge: {delay: 1000ms}\n"
+                      "    rpc_errors: []\n"
+                      "  - id: c\n    endpoints: [{url: 'http://c'}]\n"
+                      "    rpc_errors: [{message: 'Daily Request Count', class: rate_limited}, {code: 3, message: x, class: "
+                      "client_error}]\n";
+    cfg_t *cfg = parse_ok(doc, CFG_SCOPE_FLEET);
+    cfg_service_t *a = &cfg->services.entries[0], *b = &cfg->services.entries[1], *c = &cfg->services.entries[2];
+    /* a nested section inherits key by key: a sets budget.percent and keeps min_concurrent; its
+     * backoff.base of 100ms is below defaults' max of 2s (the rule is checked after inheritance,
+     * not against the table's own 250ms default) */
+    assert_int_equal(a->retry.budget.percent, 50);
+    assert_int_equal(a->retry.budget.min_concurrent, 7);
+    assert_int_equal(a->retry.backoff.base_ms, 100);
+    assert_int_equal(a->retry.backoff.max_ms, 2000);
+    assert_int_equal(a->retry.max_attempts, 2);
+    assert_int_equal(a->retry.retry_on, (1u << CFG_RETRY_ON_RESET) | (1u << CFG_RETRY_ON_HTTP_429));
+    assert_int_equal(a->retry.unsafe_methods.size, 7);
+    assert_int_equal(b->retry.budget.percent, 10);
+    assert_int_equal(b->retry.backoff.base_ms, 25);
+    /* the hedge delay's derived members follow inheritance */
+    assert_string_equal(a->hedge.delay, "p95");
+    assert_int_equal(a->hedge.delay_percentile, 95);
+    assert_int_equal(a->hedge.delay_ms, 0);
+    assert_int_equal(a->hedge.max_extra, 2);
+    assert_int_equal(a->hedge.min_delay_ms, 30);
+    assert_string_equal(b->hedge.delay, "1s"); /* canonical text */
+    assert_int_equal(b->hedge.delay_ms, 1000);
+    assert_int_equal(b->hedge.delay_percentile, 0);
+    assert_int_equal(b->hedge.max_extra, 1);
+    assert_int_equal(c->hedge.delay_percentile, 95);
+    /* rpc_errors: absent = defaults' list, given (even empty) = the service's own */
+    assert_int_equal(a->rpc_errors.size, 1);
+    assert_int_equal(a->rpc_errors.entries[0].has_code, 1);
+    assert_int_equal(a->rpc_errors.entries[0].code, -32011);
+    assert_null(a->rpc_errors.entries[0].message);
+    assert_int_equal(a->rpc_errors.entries[0].rpc_class, CFG_RPC_RATE_LIMITED);
+    assert_int_equal(b->rpc_errors.size, 0);
+    assert_int_equal(c->rpc_errors.size, 2);
+    assert_int_equal(c->rpc_errors.entries[0].has_code, 0);
+    assert_string_equal(c->rpc_errors.entries[0].message, "Daily Request Count");
+    assert_int_equal(c->rpc_errors.entries[1].has_code, 1);
+    assert_int_equal(c->rpc_errors.entries[1].code, 3);
+    assert_int_equal(c->rpc_errors.entries[1].rpc_class, CFG_RPC_CLIENT_ERROR);
+
+    /* the canonical form keeps only what each service gave, in canonical order */
+    json_t *out = cfg_to_json(cfg, CFG_SCOPE_FLEET);
+    json_t *svcs = json_object_get(out, "services");
+    json_t *want_a = j("{\"budget\":{\"percent\":50},\"backoff\":{\"base\":\"100ms\"},\"retry_on\":[\"reset\",\"http_429\"]}");
+    assert_true(json_equal(json_object_get(json_array_get(svcs, 0), "retry"), want_a));
+    assert_null(json_object_get(json_array_get(svcs, 0), "rpc_errors"));
+    json_t *want_b = j("{\"delay\":\"1s\"}"), *empty = j("[]");
+    assert_true(json_equal(json_object_get(json_array_get(svcs, 1), "hedge"), want_b));
+    assert_true(json_equal(json_object_get(json_array_get(svcs, 1), "rpc_errors"), empty));
+    json_decref(want_b);
+    json_decref(empty);
+    assert_null(json_object_get(json_array_get(svcs, 1), "retry"));
+    json_t *c_rows = json_object_get(json_array_get(svcs, 2), "rpc_errors");
+    assert_null(json_object_get(json_array_get(c_rows, 0), "code")); /* absent stays absent */
+    json_decref(want_a);
+    /* a later change of defaults reaches every key a service did not set, nested ones too */
+    json_t *patch = j("{\"defaults\":{\"retry\":{\"budget\":{\"min_concurrent\":9,\"percent\":5}},\"hedge\":{\"delay\":\"p99\"},"
+                      "\"rpc_errors\":[]}}");
+    json_t *patched = cfg_merge_patch(out, patch);
+    cfg_errors_t errs;
+    cfg_errors_init(&errs);
+    cfg_t *after = cfg_decode(patched, CFG_SCOPE_FLEET, &errs);
+    assert_non_null(after);
+    assert_int_equal(after->services.entries[0].retry.budget.min_concurrent, 9);
+    assert_int_equal(after->services.entries[0].retry.budget.percent, 50);
+    assert_int_equal(after->services.entries[1].retry.budget.percent, 5);
+    assert_int_equal(after->services.entries[0].hedge.delay_percentile, 99);
+    assert_int_equal(after->services.entries[1].hedge.delay_ms, 1000);
+    assert_int_equal(after->services.entries[0].rpc_errors.size, 0);
+    assert_int_equal(after->services.entries[2].rpc_errors.size, 2);
+    /* a deep copy keeps lists and derived members */
+    cfg_t *copy = cfg_dup(cfg);
+    assert_int_equal(copy->services.entries[2].rpc_errors.size, 2);
+    assert_string_equal(copy->services.entries[2].rpc_errors.entries[0].message, "Daily Request Count");
+    assert_int_equal(copy->services.entries[0].hedge.delay_percentile, 95);
+    char *c1 = cfg_canonical(cfg, CFG_SCOPE_FLEET), *c2 = cfg_canonical(copy, CFG_SCOPE_FLEET);
+    assert_string_equal(c1, c2);
+    free(c1);
+    free(c2);
+    cfg_destroy(copy);
+    cfg_destroy(after);
+    cfg_errors_dispose(&errs);
+    json_decref(patch);
+    json_decref(patched);
+    json_decref(out);
+    cfg_destroy(cfg);
+
+    /* one attempt with hedging on is a valid combination */
+    cfg = parse_ok("services: [{id: e, endpoints: [{url: 'http://x'}], retry: {max_attempts: 1}, hedge: {delay: 20ms}}]",
+                   CFG_SCOPE_FLEET);
+    assert_int_equal(cfg->services.entries[0].retry.max_attempts, 1);
+    assert_int_equal(cfg->services.entries[0].hedge.delay_ms, 20);
+    cfg_destroy(cfg);
+
+#define SVC "services: [{id: e, endpoints: [{url: 'http://x'}], "
+    static const char *const cases[][2] = {
+        {SVC "retry: {backoff: {base: 1s}}}]",
+         "services[0].retry.backoff.base: must be at most retry.backoff.max (base 1s, max 250ms)"},
+        {"defaults: {retry: {backoff: {base: 2s, max: 1s}}}\n" SVC "}]", "defaults.retry.backoff.base: must be at most"},
+        {"defaults: {retry: {backoff: {max: 1s}}}\n" SVC "retry: {backoff: {max: 10ms}}}]", "services[0].retry.backoff.base"},
+        {SVC "rpc_errors: [{code: 1, class: server_error}, {class: rate_limited}]}]",
+         "services[0].rpc_errors[1]: needs a code, a message or both"},
+        {"defaults: {rpc_errors: [{class: rate_limited}]}\n" SVC "}]", "defaults.rpc_errors[0]: needs a code, a message or both"},
+        {SVC "rpc_errors: [{code: 1}]}]", "services[0].rpc_errors[0].class: required"},
+        {SVC "rpc_errors: [{code: 1, class: slow}]}]", "services[0].rpc_errors[0].class: must be one of rate_limited"},
+        {SVC "rpc_errors: [{code: 2147483648, class: slow}]}]", "services[0].rpc_errors[0].code: must be between -2147483648"},
+        {SVC "rpc_errors: [{code: '-32005', class: rate_limited}]}]", "services[0].rpc_errors[0].code: must be an integer"},
+        {SVC "rpc_errors: [{message: \"a\\nb\", class: rate_limited}]}]", "services[0].rpc_errors[0].message: must not contain"},
+        {SVC "retry: {retry_on: [reset, http_5xx, resets]}}]",
+         "services[0].retry.retry_on[2]: must be one of connect_failure, reset, timeout"},
+        {SVC "retry: {retry_on: [reset, reset]}}]", "services[0].retry.retry_on[1]: 'reset' is listed twice"},
+        {SVC "retry: {retry_on: reset}}]", "services[0].retry.retry_on: must be a list of names, not a string"},
+        {SVC "retry: {max_attempts: 0}}]", "services[0].retry.max_attempts: must be between 1 and 10"},
+        {SVC "retry: {budget: {percent: 101}}}]", "services[0].retry.budget.percent: must be between 0 and 100"},
+        {SVC "retry: {unsafe_methods: ['eth send']}}]", "services[0].retry.unsafe_methods[0]: a method name may contain only"},
+        {SVC "retry: {budget: {percnt: 1}}}]", "services[0].retry.budget.percnt: unknown key (did you mean 'percent'?)"},
+        {SVC "hedge: {delay: p100}}]", "services[0].hedge.delay: must be 0s (off), a duration"},
+        {SVC "hedge: {delay: p49}}]", "services[0].hedge.delay: must be 0s (off)"},
+        {SVC "hedge: {delay: 11m}}]", "services[0].hedge.delay: must be 0s (off)"},
+        {SVC "hedge: {delay: 20}}]", "services[0].hedge.delay: must be a string, not an integer"},
+        {SVC "hedge: {max_extra: 4}}]", "services[0].hedge.max_extra: must be between 0 and 3"},
+    };
+#undef SVC
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        assert_error(cases[i][0], CFG_SCOPE_FLEET, cases[i][1]);
+    /* at most 64 rows */
+    char big[8192] = "services: [{id: e, endpoints: [{url: 'http://x'}], rpc_errors: [";
+    for (int i = 0; i < 65; i++)
+        snprintf(big + strlen(big), sizeof(big) - strlen(big), "%s{code: %d, class: server_error}", i ? ", " : "", -i);
+    strcat(big, "]}]");
+    assert_error(big, CFG_SCOPE_FLEET, "services[0].rpc_errors: must have between 0 and 64 entries");
+}
+
 static void test_cors(void **state)
 {
     cfg_t *cfg = parse_ok("defaults:\n  cors: {allow_origins: ['https://app.example.com', 'http://localhost:3000'], max_age: 1h}\n"
@@ -794,6 +983,7 @@ int main(void)
         cmocka_unit_test(test_endpoint_secrets_and_names),
         cmocka_unit_test(test_cors),
         cmocka_unit_test(test_redact),
+        cmocka_unit_test(test_failover_policy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

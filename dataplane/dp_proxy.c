@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "dp_errors.h"
 #include "dp_internal.h"
 #include "dp_phr.h"
 #include "dp_rpc.h"
@@ -115,7 +116,7 @@ static void relay_admit(dp_relay_t *r);
 static void relay_unwatch(dp_relay_t *r);
 static void relay_dispatch_conn(dp_relay_t *r);
 static void relay_send_request(dp_relay_t *r);
-static void relay_fail(dp_relay_t *r, int status, int code, const char *msg);
+static void relay_fail(dp_relay_t *r, dp_error_t e);
 static void relay_finish_upstream(dp_relay_t *r);
 static void relay_pump(dp_relay_t *r);
 static void relay_drain_input(dp_relay_t *r);
@@ -313,11 +314,13 @@ static int cors_preflight(dp_worker_t *w, h2o_req_t *req, dp_gen_t *g, dp_route_
 }
 
 /* Sends a gateway-made JSON-RPC error. The request must not have started its response. */
-static void send_error(dp_worker_t *w, h2o_req_t *req, dp_service_t *svc, h2o_iovec_t reqid, uint64_t started_at, int status,
-                       int code, const char *msg, uint64_t retry_after_s)
+static void send_error(dp_worker_t *w, h2o_req_t *req, dp_service_t *svc, h2o_iovec_t reqid, uint64_t started_at, dp_error_t e,
+                       uint64_t retry_after_s)
 {
+    const dp_error_info_t *ei = dp_error(e);
+    int status = ei->status;
     size_t len = 0;
-    char *body = dp_rpc_error_body(req->entity.base, req->entity.len, code, msg, &len);
+    char *body = dp_rpc_error_body(req->entity.base, req->entity.len, ei->rpc_code, ei->message, &len);
     h2o_iovec_t b = body != NULL ? h2o_strdup(&req->pool, body, len) : h2o_iovec_init(H2O_STRLIT("{}"));
     free(body);
     req->res.status = status;
@@ -429,7 +432,7 @@ static void peek_clients(dp_worker_t *w, h2o_linklist_t *list, h2o_timeout_entry
         h2o_linklist_unlink(&r->queued_link);
         relay_leave_queue(r);
         /* the answer goes nowhere; writing it lets h2o notice the close and end the request */
-        relay_fail(r, 499, DP_RPC_LIMIT_EXCEEDED, "client closed the request");
+        relay_fail(r, DP_ERR_CLIENT_CLOSED);
     }
     if (!h2o_linklist_is_empty(list) && !h2o_timeout_is_linked(timer))
         h2o_timeout_link(w->loop, dp_worker_timeout(w, interval_ms), timer);
@@ -530,7 +533,7 @@ static void relay_admit(dp_relay_t *r)
                 h2o_timeout_link(r->w->loop, dp_worker_timeout(r->w, r->wg->gen->cfg->limiter.queue_timeout_ms), &r->timer);
             return;
         case DP_LIMITER_FULL:
-            relay_fail(r, 503, DP_RPC_LIMIT_EXCEEDED, "too many requests: the gateway's queue is full");
+            relay_fail(r, DP_ERR_QUEUE_FULL);
             return;
         }
     }
@@ -759,7 +762,7 @@ static void conn_fail(dp_conn_t *c, const char *err)
     }
     conn_close(c);
     if (r != NULL)
-        relay_fail(r, 502, DP_RPC_UPSTREAM_ERROR, "upstream connect failed");
+        relay_fail(r, DP_ERR_CONNECT_FAILED);
 }
 
 static void on_connect_timeout(h2o_timeout_entry_t *entry)
@@ -831,7 +834,7 @@ static void conn_open(dp_worker_t *w, dp_endpoint_t *ep, dp_relay_t *r)
     dp_conn_t *c = calloc(1, sizeof(*c));
     if (c == NULL) {
         unreserve_slot(ep);
-        relay_fail(r, 502, DP_RPC_UPSTREAM_ERROR, "out of memory");
+        relay_fail(r, DP_ERR_OUT_OF_MEMORY);
         return;
     }
     c->ep = ep;
@@ -937,7 +940,7 @@ static void relay_dispatch_conn(dp_relay_t *r)
     h2o_timeout_link(w->loop, dp_worker_timeout(w, r->svc->cfg->timeouts.request_ms), &r->timer);
     relay_build_head(r);
     if (ep->addrlen == 0) {
-        relay_fail(r, 502, DP_RPC_UPSTREAM_ERROR, "upstream host does not resolve");
+        relay_fail(r, DP_ERR_UNRESOLVED);
         return;
     }
     dp_wpool_t *wp = &ep->wp[w->index];
@@ -1082,19 +1085,19 @@ static int relay_parse_head(dp_relay_t *r)
         int rv = phr_parse_response(in->bytes, in->size, &minor, &status, &msg, &msglen, hdrs, &nhdrs, 0);
         if (rv == -2) {
             if (in->size > MAX_RESPONSE_HEAD) {
-                relay_fail(r, 502, DP_RPC_UPSTREAM_ERROR, "upstream response head too large");
+                relay_fail(r, DP_ERR_HEAD_TOO_LARGE);
                 return -1;
             }
             return 0;
         }
         if (rv < 0) {
-            relay_fail(r, 502, DP_RPC_UPSTREAM_ERROR, "bad response from upstream");
+            relay_fail(r, DP_ERR_BAD_RESPONSE);
             return -1;
         }
         if (status < 100 || status > 599) {
             /* h2o's HTTP/2 encoder asserts 100 <= status <= 999; a status outside HTTP's range is
              * a broken upstream, not something to pass on */
-            relay_fail(r, 502, DP_RPC_UPSTREAM_ERROR, "bad response from upstream");
+            relay_fail(r, DP_ERR_BAD_RESPONSE);
             return -1;
         }
         if (status >= 100 && status < 200) { /* 100 Continue and friends: skip */
@@ -1113,14 +1116,14 @@ static int relay_parse_head(dp_relay_t *r)
             if (tok == H2O_TOKEN_CONTENT_LENGTH) {
                 size_t v = h2o_strtosize(hdrs[i].value, hdrs[i].value_len);
                 if (v == SIZE_MAX) {
-                    relay_fail(r, 502, DP_RPC_UPSTREAM_ERROR, "bad content-length from upstream");
+                    relay_fail(r, DP_ERR_BAD_CONTENT_LENGTH);
                     return -1;
                 }
                 /* RFC 9112 6.3: differing lengths leave the message unframed; a copy of the same
                  * value is harmless. relay_fail closes the connection: what follows on it cannot
                  * be trusted to start where we would think. */
                 if (r->content_length != UINT64_MAX && r->content_length != v) {
-                    relay_fail(r, 502, DP_RPC_UPSTREAM_ERROR, "upstream sent conflicting Content-Length headers");
+                    relay_fail(r, DP_ERR_CONFLICTING_LENGTH);
                     return -1;
                 }
                 r->content_length = v;
@@ -1144,7 +1147,7 @@ static int relay_parse_head(dp_relay_t *r)
         if (have_te && r->content_length != UINT64_MAX) {
             /* RFC 9112 6.1: a sender must not send both; which one frames the body is the
              * request-smuggling question, so neither is believed */
-            relay_fail(r, 502, DP_RPC_UPSTREAM_ERROR, "upstream sent both Content-Length and Transfer-Encoding");
+            relay_fail(r, DP_ERR_LENGTH_AND_TE);
             return -1;
         }
         if (r->mode != BODY_CHUNKED && r->content_length != UINT64_MAX)
@@ -1156,7 +1159,7 @@ static int relay_parse_head(dp_relay_t *r)
         if (r->mode == BODY_EOF)
             r->keepalive = 0;
         if (r->mode == BODY_LENGTH && r->content_length > r->max_body) {
-            relay_fail(r, 502, DP_RPC_UPSTREAM_ERROR, "upstream response exceeds limits.max_response_body");
+            relay_fail(r, DP_ERR_RESPONSE_TOO_LARGE);
             return -1;
         }
         copy_response_headers(r, hdrs, toks, nhdrs);
@@ -1183,7 +1186,7 @@ static void relay_drain_input(dp_relay_t *r)
         size_t sz = sock->input->size - r->decoded;
         ssize_t rv = phr_decode_chunked(&r->dec, sock->input->bytes + r->decoded, &sz);
         if (rv == -1) {
-            relay_fail(r, 502, DP_RPC_UPSTREAM_ERROR, "bad chunked encoding from upstream");
+            relay_fail(r, DP_ERR_BAD_CHUNKED);
             return;
         }
         sock->input->size = r->decoded + sz + (rv > 0 ? (size_t)rv : 0);
@@ -1213,7 +1216,7 @@ static void relay_drain_input(dp_relay_t *r)
         if (avail == 0)
             break;
         if (r->received + avail > r->max_body) {
-            relay_fail(r, 502, DP_RPC_UPSTREAM_ERROR, "upstream response exceeds limits.max_response_body");
+            relay_fail(r, DP_ERR_RESPONSE_TOO_LARGE);
             return;
         }
         if (r->buf == NULL) {
@@ -1226,7 +1229,7 @@ static void relay_drain_input(dp_relay_t *r)
                 r->buf->len = 0;
                 r->buf_in_req_pool = 1;
             } else if ((r->buf = dp_bufpool_get(&r->w->bufpool, g->cfg->buffers.size)) == NULL) {
-                relay_fail(r, 502, DP_RPC_UPSTREAM_ERROR, "out of memory");
+                relay_fail(r, DP_ERR_OUT_OF_MEMORY);
                 return;
             }
         }
@@ -1257,7 +1260,7 @@ static void relay_drain_input(dp_relay_t *r)
                    (r->mode == BODY_CHUNKED && r->chunked_done && r->decoded == 0);
     if (!complete && r->eof) {
         if (r->mode != BODY_EOF) {
-            relay_fail(r, 502, DP_RPC_UPSTREAM_ERROR, "upstream closed the connection mid-response");
+            relay_fail(r, DP_ERR_CLOSED_MID_RESPONSE);
             return;
         }
         complete = 1;
@@ -1287,7 +1290,7 @@ static void on_upstream_read(h2o_socket_t *sock, const char *err)
         if (!r->head_done) {
             if (relay_retry(r))
                 return;
-            relay_fail(r, 502, DP_RPC_UPSTREAM_ERROR, "upstream closed the connection");
+            relay_fail(r, DP_ERR_UPSTREAM_CLOSED);
             return;
         }
         r->eof = 1;
@@ -1413,8 +1416,9 @@ static void relay_finish_upstream(dp_relay_t *r)
     r->state = RS_DONE;
 }
 
-static void relay_fail(dp_relay_t *r, int status, int code, const char *msg)
+static void relay_fail(dp_relay_t *r, dp_error_t e)
 {
+    int status = dp_error(e)->status;
     relay_finish_upstream(r);
     if (r->finished)
         return;
@@ -1422,7 +1426,7 @@ static void relay_fail(dp_relay_t *r, int status, int code, const char *msg)
         r->finished = 1;
         /* the upstream's head may have been copied already: the error is the gateway's alone */
         r->req->res.headers = (h2o_headers_t){NULL, 0, 0};
-        send_error(r->w, r->req, r->svc, r->reqid, r->started_at, status, code, msg, status == 503 ? retry_after_s(r) : 0);
+        send_error(r->w, r->req, r->svc, r->reqid, r->started_at, e, status == 503 ? retry_after_s(r) : 0);
         return;
     }
     /* The status line is gone: all we can do is cut the stream short. The ERROR send is never
@@ -1431,7 +1435,7 @@ static void relay_fail(dp_relay_t *r, int status, int code, const char *msg)
      * the next proceed (a send is in progress) or from a zero-delay timer, each of which returns
      * right after it. */
     count_response(r->w, r->svc, status, r->started_at);
-    PW_WARN("relay %.*s: %s after the response began", (int)r->reqid.len, r->reqid.base, msg);
+    PW_WARN("relay %.*s: %s after the response began", (int)r->reqid.len, r->reqid.base, dp_error(e)->message);
     r->finished = 1;
     r->abort_pending = 1;
     if (!r->client_sending)
@@ -1453,10 +1457,10 @@ static void on_relay_timer(h2o_timeout_entry_t *entry)
             return;
         }
         DP_SHARED_ADD(stage_limiter(r, stage)->timeouts, 1);
-        relay_fail(r, 503, DP_RPC_LIMIT_EXCEEDED, "too many requests: queue timeout");
+        relay_fail(r, DP_ERR_QUEUE_TIMEOUT);
         return;
     }
-    relay_fail(r, 504, DP_RPC_UPSTREAM_TIMEOUT, "upstream timeout");
+    relay_fail(r, DP_ERR_UPSTREAM_TIMEOUT);
 }
 
 static void relay_dispose(void *p)
@@ -1492,7 +1496,7 @@ int dp_proxy_on_req(h2o_handler_t *self, h2o_req_t *req)
         if (f != DP_FRAMING_OK && f != DP_FRAMING_UNREADABLE) {
             /* what follows on this connection cannot be trusted to start where libh2o thinks */
             req->http1_is_persistent = 0;
-            send_error(w, req, NULL, reqid, now, 400, DP_RPC_INVALID_REQUEST, dp_rpc_framing_message(f), 0);
+            send_error(w, req, NULL, reqid, now, dp_framing_error(f), 0);
             return 0;
         }
     }
@@ -1508,7 +1512,7 @@ int dp_proxy_on_req(h2o_handler_t *self, h2o_req_t *req)
     size_t idlen = 0;
     dp_route_result_t rt = dp_route(req->path_normalized.base, req->path_normalized.len, hdr, hdrlen, &id, &idlen);
     if (rt == DP_ROUTE_NO_PATH) {
-        send_error(w, req, NULL, reqid, now, 404, DP_RPC_METHOD_NOT_FOUND, "not found: use POST /v1/<service>", 0);
+        send_error(w, req, NULL, reqid, now, DP_ERR_NOT_FOUND, 0);
         return 0;
     }
     if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
@@ -1516,25 +1520,24 @@ int dp_proxy_on_req(h2o_handler_t *self, h2o_req_t *req)
             cors_preflight(w, req, g, rt, id, idlen, reqid, now))
             return 0;
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("POST"));
-        send_error(w, req, NULL, reqid, now, 405, DP_RPC_INVALID_REQUEST, "method not allowed: use POST", 0);
+        send_error(w, req, NULL, reqid, now, DP_ERR_METHOD_NOT_ALLOWED, 0);
         return 0;
     }
     if (rt == DP_ROUTE_MISSING) {
-        send_error(w, req, NULL, reqid, now, 400, DP_RPC_INVALID_REQUEST,
-                   "missing service: use POST /v1/<service> or the Target-Service-Id header", 0);
+        send_error(w, req, NULL, reqid, now, DP_ERR_MISSING_SERVICE, 0);
         return 0;
     }
     dp_service_t *svc = rt == DP_ROUTE_OK ? dp_gen_find_service(g, id, idlen) : NULL;
     if (svc == NULL) {
-        send_error(w, req, NULL, reqid, now, 404, DP_RPC_METHOD_NOT_FOUND, "unknown service", 0);
+        send_error(w, req, NULL, reqid, now, DP_ERR_UNKNOWN_SERVICE, 0);
         return 0;
     }
     if (req->entity.len > g->cfg->limits.max_request_body) {
-        send_error(w, req, svc, reqid, now, 413, DP_RPC_INVALID_REQUEST, "request body exceeds limits.max_request_body", 0);
+        send_error(w, req, svc, reqid, now, DP_ERR_REQUEST_TOO_LARGE, 0);
         return 0;
     }
     if (atomic_load_explicit(&w->server->exiting, memory_order_relaxed)) {
-        send_error(w, req, svc, reqid, now, 503, DP_RPC_LIMIT_EXCEEDED, "shutting down", 1);
+        send_error(w, req, svc, reqid, now, DP_ERR_SHUTTING_DOWN, 1);
         return 0;
     }
 

@@ -412,6 +412,9 @@ static void relay_dispatch(dp_relay_t *r)
 
 /* --- client side ---------------------------------------------------------------------------- */
 
+/* The commit: r->attempt's response goes to the client from here on. Before it, a failed attempt
+ * leaves the client untouched (relay_fail replaces whatever headers were copied); after it, the
+ * client has seen this attempt's status and nothing but this attempt may finish the answer. */
 static void relay_start_response(dp_relay_t *r)
 {
     h2o_req_t *req = r->req;

@@ -127,7 +127,7 @@ struct st_dp_endpoint_t {
 struct st_dp_wpool_t {
     dp_endpoint_t *ep;          /* back pointer */
     h2o_linklist_t idle;        /* dp_conn_t, most recently used first */
-    h2o_linklist_t waiters;     /* dp_relay_t waiting for a connection, FIFO */
+    h2o_linklist_t waiters;     /* dp_pool_waiter_t waiting for a connection, FIFO */
     h2o_linklist_t active_link; /* in dp_worker_t.active_pools while nconns or waiters */
     uint32_t nconns;            /* open or opening connections owned by this worker */
     uint32_t nwaiters;
@@ -296,7 +296,7 @@ void dp_registry_init(dp_server_t *s);
  * become current): live pools follow them without being rebuilt. Main thread. */
 void dp_gen_apply_pool_settings(dp_gen_t *g);
 
-/* --- proxy.c ------------------------------------------------------------------------------ */
+/* --- relay.c ------------------------------------------------------------------------------ */
 int dp_proxy_on_req(h2o_handler_t *self, h2o_req_t *req);
 /* Worker housekeeping after a kick: granted waiters, pools under pressure, retired endpoints. */
 void dp_proxy_housekeeping(dp_worker_t *w);

@@ -1,4 +1,5 @@
 #include "dp_rpc.h"
+#include "dp_errors.h"
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -161,20 +162,7 @@ dp_framing_t dp_rpc_scan_http1_head(const char *head, size_t len, int http11)
 
 const char *dp_rpc_framing_message(dp_framing_t f)
 {
-    switch (f) {
-    case DP_FRAMING_CL_AND_TE:
-        return "bad request: both Content-Length and Transfer-Encoding";
-    case DP_FRAMING_DUPLICATE_CL:
-        return "bad request: more than one Content-Length header";
-    case DP_FRAMING_NO_HOST:
-        return "bad request: HTTP/1.1 request without Host";
-    case DP_FRAMING_DUPLICATE_HOST:
-        return "bad request: more than one Host header";
-    case DP_FRAMING_UNREADABLE:
-        return "bad request: unreadable request head";
-    default:
-        return "ok";
-    }
+    return f == DP_FRAMING_OK ? "ok" : dp_error(dp_framing_error(f))->message;
 }
 
 int dp_cors_origin_allowed(char *const *origins, size_t n, const char *origin, size_t len)

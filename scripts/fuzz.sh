@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${FUZZ_SECONDS:-60}
-declare -A seeds=([fuzz_cfg]=cfg [fuzz_cp_body]=controlplane [fuzz_dp_rpc]=dataplane [fuzz_ctl_set]=tools)
+declare -A seeds=([fuzz_cfg]=cfg [fuzz_cp_body]=controlplane [fuzz_dp_rpc]=dataplane [fuzz_dp_h1parse]=h1parse [fuzz_ctl_set]=tools)
 targets=("$@")
 seeds[fuzz_dp_classify]=classify # issue 10: upstream answers classified (own line, so other targets merge)
 [ ${#targets[@]} -gt 0 ] || targets=("${!seeds[@]}")

@@ -1,3 +1,5 @@
 # dataplane: request inspection (routing, JSON-RPC id, error bodies).
 pw_add_fuzz(fuzz_dp_rpc ${CMAKE_CURRENT_SOURCE_DIR}/fuzz_dp_rpc.c ${CMAKE_CURRENT_SOURCE_DIR}/seeds/dataplane LIBS pw_dataplane)
 pw_add_fuzz(fuzz_dp_classify ${CMAKE_CURRENT_SOURCE_DIR}/fuzz_dp_classify.c ${CMAKE_CURRENT_SOURCE_DIR}/seeds/classify LIBS pw_dataplane)
+# dataplane: the upstream's HTTP/1.1 response (head, framing, chunked body), cut anywhere.
+pw_add_fuzz(fuzz_dp_h1parse ${CMAKE_CURRENT_SOURCE_DIR}/fuzz_dp_h1parse.c ${CMAKE_CURRENT_SOURCE_DIR}/seeds/h1parse LIBS pw_dataplane)

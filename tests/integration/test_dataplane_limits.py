@@ -137,7 +137,7 @@ def test_client_abort_while_upstream_works_frees_permits():
 
 @test
 def test_client_half_close_counts_as_gone():
-    # nginx's default: EOF from the client after a complete request means it left (see dp_proxy.c)
+    # nginx's default: EOF from the client after a complete request means it left (see dp_relay.c)
     _, up = start_mock("--latency", "3000")
     pw = Pathway([("eth", [f"http://127.0.0.1:{up}"], "")])
     s = raw_request(pw.port, '{"jsonrpc":"2.0","id":4,"method":"eth_chainId"}')

@@ -7,6 +7,7 @@
  */
 #include <stddef.h>
 #include <string.h>
+#include "pw_http.h"
 #include "dp_attempt.h"
 
 #define DP_SMALL_BODY 2048 /* bodies up to this size are held in the request's own pool */
@@ -163,7 +164,7 @@ static const char *reason_phrase(dp_attempt_t *a, const char *msg, size_t len)
     for (size_t i = 0; i != len; ++i) {
         unsigned char c = (unsigned char)msg[i];
         if ((c < 0x20 && c != '\t') || c == 0x7f)
-            return dp_status_reason(a->status); /* nothing we would write on a status line */
+            return pw_http_reason(a->status); /* nothing we would write on a status line */
     }
     return h2o_strdup(&a->_req->pool, msg, len).base;
 }

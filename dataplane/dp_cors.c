@@ -1,6 +1,7 @@
 /* dp_cors: CORS answers of the relay (see dp_cors.h). */
 #include <inttypes.h>
 #include <stdio.h>
+#include "pw_http.h"
 #include "dp_cors.h"
 #include "dp_errors.h"
 
@@ -71,7 +72,7 @@ int dp_cors_preflight(h2o_req_t *req, dp_gen_t *g, dp_route_result_t rt, const c
         return 0;
     }
     req->res.status = 204;
-    req->res.reason = dp_status_reason(204);
+    req->res.reason = pw_http_reason(204);
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, reqid.base, reqid.len);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_VARY, NULL, H2O_STRLIT("Origin"));
     if (allowed) {

@@ -69,10 +69,6 @@ static inline const dp_error_info_t *dp_error(dp_error_t e)
     return &dp_errors[e];
 }
 
-/* The standard reason phrase of a status (RFC 9110 section 15), for the gateway's own answers; ""
- * for one it does not know. A static string. */
-const char *dp_status_reason(int status);
-
 /* The row that refuses a request with this framing (f != DP_FRAMING_OK). */
 dp_error_t dp_framing_error(dp_framing_t f);
 

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "pw_http.h"
 #include "dp_attempt.h"
 #include "dp_balancer.h"
 #include "dp_cors.h"
@@ -109,7 +110,7 @@ static void send_error(dp_worker_t *w, h2o_req_t *req, dp_service_t *svc, h2o_io
     h2o_iovec_t b = body != NULL ? h2o_strdup(&req->pool, body, len) : h2o_iovec_init(H2O_STRLIT("{}"));
     free(body);
     req->res.status = status;
-    req->res.reason = dp_status_reason(status);
+    req->res.reason = pw_http_reason(status);
     req->res.content_length = b.len;
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, reqid.base, reqid.len);

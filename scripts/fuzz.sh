@@ -5,9 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${FUZZ_SECONDS:-60}
-declare -A seeds=([fuzz_cfg]=cfg [fuzz_cp_body]=controlplane [fuzz_dp_rpc]=dataplane [fuzz_dp_h1parse]=h1parse [fuzz_ctl_set]=tools)
+declare -A seeds=([fuzz_cfg]=cfg [fuzz_cp_body]=controlplane [fuzz_dp_rpc]=dataplane [fuzz_dp_h1parse]=h1parse [fuzz_dp_classify]=classify [fuzz_ctl_set]=tools)
 targets=("$@")
-seeds[fuzz_dp_classify]=classify # issue 10: upstream answers classified (own line, so other targets merge)
 [ ${#targets[@]} -gt 0 ] || targets=("${!seeds[@]}")
 CC=clang cmake -S . -B build-fuzz -DFUZZ=ON -DSANITIZE=address,undefined >/dev/null
 for t in "${targets[@]}"; do

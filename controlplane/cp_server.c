@@ -3,6 +3,7 @@
  * also drives auth (roles per route), allowed query parameters, /metrics labels and the
  * route-set test against schema/openapi.yaml.
  */
+#include "pw_http.h"
 #include "cp_server_internal.h"
 
 #include <errno.h>
@@ -271,6 +272,8 @@ static void on_fallback_setup_ostream(h2o_filter_t *_self, h2o_req_t *req, h2o_o
 {
     cp_fallback_filter_t *self = (void *)_self;
     if (req->res.status >= 400 && req->res.status < NUM_STATUS) {
+        /* libh2o's own refusals (a body over the limit) carry its older phrases: use ours */
+        req->res.reason = pw_http_reason(req->res.status);
         self->srv->counts[NUM_ROUTES * NUM_STATUS + (size_t)req->res.status]++;
         cp_fallback_ostream_t *os = (void *)h2o_add_ostream(req, sizeof(*os), slot);
         os->super.do_send = fallback_send;

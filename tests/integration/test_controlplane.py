@@ -133,6 +133,13 @@ def test_put_bad_inputs():
     assert "max_body" in b["error"]
     s, _, b = expect(cp.call("PUT", "/v1/config", "x" * 300000, ctype="application/json"), 413)
     s, _, b = expect(cp.call("POST", "/v1/rollback", "x" * 300000, ctype="application/json"), 413)
+    # with today's phrase (RFC 9110), not libh2o's older one
+    import http.client
+    hc = http.client.HTTPConnection("127.0.0.1", cp.port, timeout=10)
+    hc.request("PUT", "/v1/config", big, {"Authorization": "Bearer " + ADMIN, "Content-Type": "application/json"})
+    r = hc.getresponse()
+    assert (r.status, r.reason) == (413, "Content Too Large"), (r.status, r.reason)
+    hc.close()
     # broken chunked framing is refused by h2o itself, still as a JSON error
     import socket
     with socket.create_connection(("127.0.0.1", cp.port), timeout=10) as sock:

@@ -209,6 +209,32 @@ def test_all_failing_stays_within_the_budget():
         stop_all(pw, [m for m, _ in mocks])
 
 
+@test
+def test_per_try_timeout_moves_on_after_the_default_backoff():
+    # one endpoint answers after 2 s: per_try_timeout gives it up after 100 ms and the retry (after
+    # the default full-jitter backoff, at most 25 ms) goes to the other
+    slow, sp = start_mock("--latency", "2000")
+    good, gp = start_mock()
+    pw = None
+    try:
+        pw = Pathway([("eth", [f"http://127.0.0.1:{sp}", f"http://127.0.0.1:{gp}"],
+                       "retry: {per_try_timeout: 100ms, budget: {min_concurrent: 50}}")])
+        c = Client(pw.port)
+        worst = 0
+        for i in range(10):
+            t0 = time.monotonic()
+            st, h, body = c.post(dict(CALL, id=i))
+            worst = max(worst, time.monotonic() - t0)
+            assert st == 200 and json.loads(body)["id"] == i, (st, body)
+        c.close()
+        assert worst < 1.0, worst  # never the slow endpoint's 2 s
+        m = pw.metrics()
+        timeouts = metric(m, "pathway_retries_total", service="eth", reason="timeout")
+        assert timeouts > 0 and timeouts == metric(m, "pathway_attempts_total", endpoint=f"127.0.0.1:{sp}", result="timeout")
+    finally:
+        stop_all(pw, [slow, good])
+
+
 def timed_requests(port, n):
     c = Client(port)
     ms, hedged = [], {}

@@ -142,10 +142,10 @@ static void on_conn(dp_pool_waiter_t *wt, dp_conn_t *c, int reused)
 
 /* A reused keep-alive connection that the upstream had closed fails before any byte of the
  * response; the request most likely never reached the upstream, so it is sent once more on a fresh
- * one. Not for an unsafe request (no_resend): the upstream may as well have read it and reset. */
+ * one, unless the owner says no (may_resend: the upstream may as well have read it and reset). */
 static int attempt_refresh(dp_attempt_t *a)
 {
-    if (!a->_reused || a->_refreshed || a->_got_bytes || a->no_resend)
+    if (!a->_reused || a->_refreshed || a->_got_bytes || !a->_cb->may_resend(a))
         return 0;
     a->_refreshed = 1;
     dp_conn_t *c = a->_wt.conn;

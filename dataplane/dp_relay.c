@@ -68,7 +68,7 @@ struct st_dp_relay_t {
     uint32_t nhedges;                /* hedges started */
     uint64_t hedge_delay_ms;         /* this relay's hedge delay; 0 = no hedging */
     int judge;                       /* small answers are held whole and classified before one is chosen */
-    int unsafe;                      /* the body calls a method in retry.unsafe_methods */
+    int unsafe;                      /* calls a method in retry.unsafe_methods; -1: not looked at yet */
     int hedge_won;                   /* the chosen attempt was a hedge */
     int attempt_extra;               /* the chosen attempt holds a unit of the budget */
     int pending_extra;               /* a unit of the budget is held for a retry waiting out its backoff */
@@ -528,7 +528,25 @@ static void try_cancel(dp_try_t *t)
 static void on_attempt_head(dp_attempt_t *a, const dp_h1_head_t *head);
 static void on_attempt_end(dp_attempt_t *a, dp_attempt_result_t res, dp_error_t err);
 static void on_attempt_data(dp_attempt_t *a);
-static const dp_attempt_callbacks_t attempt_callbacks = {on_attempt_head, on_attempt_end, on_attempt_data};
+static int on_attempt_may_resend(dp_attempt_t *a);
+static const dp_attempt_callbacks_t attempt_callbacks = {on_attempt_head, on_attempt_end, on_attempt_data, on_attempt_may_resend};
+
+/* Whether the request calls a method in retry.unsafe_methods. Looked at only when a failure or a
+ * hedge asks (a request that succeeds at once never pays for it), then remembered. */
+static int relay_unsafe(dp_relay_t *r)
+{
+    if (r->unsafe < 0) {
+        const cfg_retry_t *rc = &r->svc->cfg->retry;
+        r->unsafe = rc->unsafe_methods.size != 0 &&
+                    dp_rpc_calls_any(r->req->entity.base, r->req->entity.len, rc->unsafe_methods.entries, rc->unsafe_methods.size);
+    }
+    return r->unsafe;
+}
+
+static int on_attempt_may_resend(dp_attempt_t *a)
+{
+    return !relay_unsafe(try_of(a)->r);
+}
 static void on_try_timer(h2o_timeout_entry_t *entry);
 
 /* Starts one more attempt on an endpoint this relay has not tried (when there is one). `extra`: it
@@ -549,7 +567,6 @@ static void relay_start_try(dp_relay_t *r, int extra, int hedge)
     size_t i = dp_balancer_pick(r->svc, r->tried);
     r->tried |= DP_TRIED_BIT(i);
     dp_attempt_t *a = dp_attempt_create(r->w, r->req, r->svc->endpoints[i], r->reqid, r->wg->gen, &attempt_callbacks, t);
-    a->no_resend = r->unsafe;
     t->r = r;
     t->a = a;
     t->extra = extra;
@@ -604,7 +621,7 @@ static void relay_after_failure(dp_relay_t *r, int reason, int retriable, dp_att
     if (r->nlive != 0)
         return; /* a hedge is still running: it may answer */
     if (retriable && reason >= 0 && ((rc->retry_on >> reason) & 1) != 0 && r->nretries + 1 < rc->max_attempts &&
-        (!r->unsafe || res == DP_ATTEMPT_CONNECT_FAILURE)) {
+        (res == DP_ATTEMPT_CONNECT_FAILURE || !relay_unsafe(r))) {
         if (dp_budget_try_acquire(&r->svc->shared->budget, rc->budget.percent, rc->budget.min_concurrent)) {
             r->nretries++;
             r->pending_extra = 1;
@@ -620,7 +637,7 @@ static void relay_after_failure(dp_relay_t *r, int reason, int retriable, dp_att
         relay_pump_later(r);
         return;
     }
-    if (r->unsafe && res == DP_ATTEMPT_RESET_BEFORE_RESPONSE)
+    if (res == DP_ATTEMPT_RESET_BEFORE_RESPONSE && relay_unsafe(r))
         err = DP_ERR_UNSAFE_NOT_RETRIED;
     relay_fail(r, err);
 }
@@ -642,13 +659,13 @@ static void on_pump_timer(h2o_timeout_entry_t *entry)
 static int relay_may_hedge(dp_relay_t *r)
 {
     const cfg_hedge_t *h = &r->svc->cfg->hedge;
-    if (r->attempt != NULL || r->state != RS_UPSTREAM || r->unsafe || r->nhedges >= h->max_extra || r->nlive == 0 ||
+    if (r->attempt != NULL || r->state != RS_UPSTREAM || r->nhedges >= h->max_extra || r->nlive == 0 ||
         r->nlive >= DP_RELAY_MAX_LIVE || r->nall >= DP_RELAY_MAX_ATTEMPTS)
         return 0;
     size_t untried = 0;
     for (size_t i = 0; i != r->svc->nendpoints; ++i)
         untried += (r->tried & DP_TRIED_BIT(i)) == 0;
-    return untried != 0;
+    return untried != 0 && !relay_unsafe(r);
 }
 
 static void on_hedge_timer(h2o_timeout_entry_t *entry)
@@ -750,13 +767,11 @@ static void relay_dispatch(dp_relay_t *r)
         cs->hedge.max_extra != 0 && r->svc->nendpoints > 1 ? dp_latency_hedge_delay_ms(&r->svc->shared->latency, &cs->hedge) : 0;
     /* answers are held and judged only when another try could follow */
     r->judge = cs->retry.max_attempts > 1 || r->hedge_delay_ms != 0;
-    if (cs->retry.unsafe_methods.size != 0) /* also for the attempt's own resend on a fresh connection */
-        r->unsafe = dp_rpc_calls_any(r->req->entity.base, r->req->entity.len, cs->retry.unsafe_methods.entries,
-                                     cs->retry.unsafe_methods.size);
+    r->unsafe = -1;
     r->state = RS_UPSTREAM;
     relay_watch(r);
     h2o_timeout_link(w->loop, dp_worker_timeout(w, cs->timeouts.request_ms), &r->timer);
-    if (r->hedge_delay_ms != 0 && !r->unsafe)
+    if (r->hedge_delay_ms != 0)
         h2o_timeout_link(w->loop, dp_worker_timeout(w, r->hedge_delay_ms), &r->hedge_timer);
     relay_start_try(r, 0, 0);
 }
@@ -850,7 +865,7 @@ static void relay_finish_upstream(dp_relay_t *r)
         h2o_timeout_unlink(&r->hedge_timer);
     if (h2o_timeout_is_linked(&r->retry_timer))
         h2o_timeout_unlink(&r->retry_timer);
-    for (size_t i = 0; i != DP_RELAY_MAX_LIVE; ++i)
+    for (size_t i = 0; r->nlive != 0 && i != DP_RELAY_MAX_LIVE; ++i)
         if (r->tries[i].a != NULL)
             try_cancel(&r->tries[i]);
     if (r->attempt != NULL)

@@ -7,11 +7,13 @@ import json
 import os
 import re
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cp_util  # noqa: E402
 import pwtest  # noqa: E402
-from dp_util import Pathway, mock_stats, start_mock  # noqa: E402
+from dp_util import Pathway, mock_stats, start_mock, wait_for  # noqa: E402
 from pwtest import main, test  # noqa: E402
 
 CALL = {"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}
@@ -312,6 +314,51 @@ def test_knobs_change_at_runtime_through_reload():
         c.close()
     finally:
         stop_all(pw, [good])
+
+
+@test
+def test_knobs_change_at_runtime_through_a_push():
+    # a managed dataplane: the control plane pushes retries on, then hedging, with no restart
+    dead = pwtest.free_port()
+    good, gp = start_mock()
+    slow, sp = start_mock("--latency", "300")
+
+    def doc(service):
+        return {"services": [dict({"id": "eth"}, **service)]}
+
+    eps = [{"url": f"http://127.0.0.1:{dead}"}, {"url": f"http://127.0.0.1:{gp}"}]
+    seed = pwtest.write_file(tempfile.mkdtemp(prefix="pw-fo-"), "seed.json",
+                             json.dumps(doc({"endpoints": eps, "retry": {"max_attempts": 1}})))
+    cp = cp_util.ControlPlane(seed=seed)
+    pw = None
+    try:
+        state = tempfile.mkdtemp(prefix="pw-fo-state-")
+        pw = Pathway([("eth", [f"http://127.0.0.1:{gp}"], "")], threads=1,
+                     extra=f"control_plane:\n  url: http://127.0.0.1:{cp.port}\n"
+                           f"  token_file: {os.path.join(cp.dir, 'dataplane.token')}\n  id: dp-fo\n"
+                           f"  state_dir: {state}\n  heartbeat_interval: 300ms\n")
+        wait_for(lambda: "pathway_config_version 1\n" in pw.metrics(), what="the seed applied")
+        c = Client(pw.port)
+        assert 502 in [c.post(dict(CALL, id=i))[0] for i in range(20)]  # retries off
+        got = cp_util.expect(cp.call("PUT", "/v1/config", doc({"endpoints": eps, "retry": {
+            "max_attempts": 2, "backoff": {"base": "0s"}, "budget": {"min_concurrent": 50}}}),
+            headers={"Pathway-Message": "retries on"}), 201)
+        v = got[2]["version"]
+        wait_for(lambda: "pathway_config_version %d" % v in pw.metrics(), what=f"version {v} applied")
+        assert [c.post(dict(CALL, id=i))[0] for i in range(20)] == [200] * 20
+        # hedging pushed: a slow endpoint's requests are answered by a hedge
+        got = cp_util.expect(cp.call("PUT", "/v1/config", doc({
+            "endpoints": [{"url": f"http://127.0.0.1:{sp}"}, {"url": f"http://127.0.0.1:{gp}"}],
+            "hedge": {"delay": "20ms"}, "retry": {"budget": {"percent": 100}}}), headers={"Pathway-Message": "hedge"}), 201)
+        v = got[2]["version"]
+        wait_for(lambda: "pathway_config_version %d" % v in pw.metrics(), what=f"version {v} applied")
+        results = [c.post(dict(CALL, id=i)) for i in range(6)]
+        assert all(st == 200 for st, _, _ in results)
+        assert sum(h.get("x-pathway-hedged") == "won" for _, h, _ in results) >= 2, [h for _, h, _ in results]
+        c.close()
+    finally:
+        stop_all(pw, [good, slow])
+        cp.stop()
 
 
 if __name__ == "__main__":

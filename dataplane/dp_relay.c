@@ -793,7 +793,7 @@ static void relay_start_response(dp_relay_t *r)
         dp_cors_add_headers(req, r->svc);
     if (req->res.headers.size == 0) {
         req->res.headers = a->headers;
-    } else {
+    } else if (a->headers.size != 0) {
         h2o_vector_reserve(&req->pool, &req->res.headers, req->res.headers.size + a->headers.size);
         memcpy(req->res.headers.entries + req->res.headers.size, a->headers.entries,
                a->headers.size * sizeof(a->headers.entries[0]));

@@ -274,6 +274,13 @@ def test_hedging_cuts_the_slow_endpoints_tail():
         assert metric(m, "pathway_hedges_total", service="eth", outcome="won") == hedged.get("won", 0)
         assert metric(m, "pathway_hedges_total", service="eth", outcome="lost") == hedged.get("lost", 0)
         assert metric(m, "pathway_attempts_total", service="eth", endpoint=f"127.0.0.1:{sp}", result="cancelled") > 0
+        # a percentile delay follows the service's observed latency (230 relays recorded so far, most
+        # of them fast): p90 with a floor of 20 ms hedges the slow endpoint's requests as well
+        pw.write(pw.text(services=[("eth", urls, "hedge: {delay: p90, min_delay: 20ms}\nretry: {budget: {percent: 100}}")]))
+        assert pw.reload()[0] == 200
+        ms, hedged = timed_requests(pw.port, 60)
+        print(f"p99 with hedge.delay p90 (min_delay 20ms) {p99_ms(ms):.1f} ms (60 requests), hedges {hedged}")
+        assert hedged.get("won", 0) > 0 and p99_ms(ms) < 150, (hedged, sorted(ms)[-5:])
         # an unsafe method is never hedged: it waits for the slow endpoint when it lands there
         c = Client(pw.port)
         before = sum(mock_stats(p)["requests"] for p in [sp] + [p for _, p in fast])

@@ -5,6 +5,15 @@
  * The relay alone decides what the client sees: an attempt reports its outcome, and the first byte
  * to the client (relay_start_response) is the point after which no other attempt may answer.
  *
+ * Failover (docs/dataplane.md, "Failover"): a relay runs up to 1 + hedge.max_extra attempts at once
+ * (dp_try_t slots). Before one is chosen, an answer small enough to judge (a Content-Length up to
+ * DP_CLASSIFY_MAX_BODY) is held whole and classified (dp_classify); a failure named in retry_on
+ * leads to a retry on an untried endpoint after a full-jitter backoff, when max_attempts, the
+ * service's budget (dp_budget) and the request's safety (retry.unsafe_methods, looked at lazily)
+ * allow. A bigger or streaming answer is chosen at its head. relay_choose makes an attempt the
+ * answer and cancels the others; its headers become the client's only then. The hedge timer starts
+ * another attempt when none has answered after the delay (dp_latency for a percentile).
+ *
  * Lifetimes: a relay lives in req->pool and is disposed by h2o when the request ends, including
  * when the client goes away; relay_dispose undoes whatever the relay still holds.
  *
@@ -14,7 +23,8 @@
  * and its callers return at once (relay_pump, on_generator_proceed, on_relay_timer); relay_fail,
  * which runs deep in call chains that look at the relay afterwards, never sends after the response
  * began (it defers the ERROR send to the next proceed or a zero-delay timer). A gateway error
- * before the response began (send_error) always writes bytes, which h2o completes later.
+ * before the response began (send_error) always writes bytes, which h2o completes later. An answer
+ * chosen deep in an attempt's call chain with no on_data to follow is sent from pump_timer.
  */
 #include <errno.h>
 #include <inttypes.h>

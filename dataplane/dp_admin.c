@@ -200,13 +200,32 @@ static json_t *stats_json(dp_server_t *s, dp_gen_t *g)
                                "connect_errors", (json_int_t)atomic_load(&ep->connect_errors), "closes",
                                (json_int_t)atomic_load(&ep->closes), "max_conns_per_host", (int)atomic_load(&ep->max_conns),
                                "max_idle_per_host", (int)atomic_load(&ep->max_idle)));
+            json_t *att = json_object();
+            for (int k = 0; k != DP_ARES__COUNT; ++k)
+                json_object_set_new(att, dp_ares_names[k], json_integer((json_int_t)atomic_load(&ep->attempts[k])));
+            json_object_set_new(json_array_get(eps, j), "attempts", att);
         }
+        json_t *retries = json_object();
+        for (int k = 0; k != CFG_RETRY_ON_COUNT; ++k) {
+            uint64_t n = 0;
+            for (size_t w = 0; w != s->nworkers; ++w)
+                n += DP_LOAD(svc->shared->stats[w].retries[k]);
+            json_object_set_new(retries, dp_retry_reason_names[k], json_integer((json_int_t)n));
+        }
+        uint64_t hedges[2] = {0, 0};
+        for (size_t w = 0; w != s->nworkers; ++w)
+            for (int k = 0; k != 2; ++k)
+                hedges[k] += DP_LOAD(svc->shared->stats[w].hedges[k]);
         json_array_append_new(svcs, json_pack("{s:s, s:{s:i, s:i, s:i, s:I, s:I}, s:{s:I, s:I, s:I, s:I, s:I}, s:o}", "id", svc->id,
                                               "limiter", "max_concurrent", (int)smax, "inflight", (int)sin, "queued", (int)sq,
                                               "rejected", (json_int_t)DP_LOAD(svc->shared->limiter.rejected), "timeouts",
                                               (json_int_t)DP_LOAD(svc->shared->limiter.timeouts), "responses", "1xx",
                                               (json_int_t)cls[1], "2xx", (json_int_t)cls[2], "3xx", (json_int_t)cls[3], "4xx",
                                               (json_int_t)cls[4], "5xx", (json_int_t)cls[5], "endpoints", eps));
+        json_t *so = json_array_get(svcs, json_array_size(svcs) - 1);
+        json_object_set_new(so, "retries", retries);
+        json_object_set_new(so, "hedges", json_pack("{s:I, s:I}", "won", (json_int_t)hedges[0], "lost", (json_int_t)hedges[1]));
+        json_object_set_new(so, "retry_budget_exhausted", json_integer((json_int_t)atomic_load(&svc->shared->budget.exhausted)));
     }
     json_object_set_new(doc, "services", svcs);
     return doc;
@@ -336,6 +355,39 @@ static void metrics_text(dp_server_t *s, pw_buf_t *o)
                           label_escape(ep->label, lb, sizeof(lb)), (uint64_t)atomic_load(c));
         }
     }
+    HELP(o, "pathway_attempts_total", "counter", "Upstream attempts (first tries, retries, hedges) by how they ended.");
+    for (size_t i = 0; i != g->nendpoints; ++i) {
+        dp_endpoint_t *ep = g->endpoints[i];
+        const char *l = label_escape(ep->label, lb, sizeof(lb));
+        for (int k = 0; k != DP_ARES__COUNT; ++k)
+            pw_buf_printf(o, "pathway_attempts_total{service=\"%s\",endpoint=\"%s\",result=\"%s\"} %" PRIu64 "\n", ep->service, l,
+                          dp_ares_names[k], (uint64_t)atomic_load(&ep->attempts[k]));
+    }
+    HELP(o, "pathway_retries_total", "counter", "Retries started, by service and the retry_on reason that allowed them.");
+    for (size_t i = 0; i != g->nservices; ++i) {
+        dp_service_t *svc = g->services + i;
+        for (int k = 0; k != CFG_RETRY_ON_COUNT; ++k) {
+            uint64_t n = 0;
+            for (size_t w = 0; w != s->nworkers; ++w)
+                n += DP_LOAD(svc->shared->stats[w].retries[k]);
+            pw_buf_printf(o, "pathway_retries_total{service=\"%s\",reason=\"%s\"} %" PRIu64 "\n", svc->id, dp_retry_reason_names[k],
+                          n);
+        }
+    }
+    HELP(o, "pathway_hedges_total", "counter", "Requests that started a hedge, by whether the hedge's answer was used.");
+    for (size_t i = 0; i != g->nservices; ++i) {
+        dp_service_t *svc = g->services + i;
+        uint64_t n[2] = {0, 0};
+        for (size_t w = 0; w != s->nworkers; ++w)
+            for (int k = 0; k != 2; ++k)
+                n[k] += DP_LOAD(svc->shared->stats[w].hedges[k]);
+        pw_buf_printf(o, "pathway_hedges_total{service=\"%s\",outcome=\"won\"} %" PRIu64 "\n", svc->id, n[0]);
+        pw_buf_printf(o, "pathway_hedges_total{service=\"%s\",outcome=\"lost\"} %" PRIu64 "\n", svc->id, n[1]);
+    }
+    HELP(o, "pathway_retry_budget_exhausted_total", "counter", "Retries and hedges refused by the service's retry budget.");
+    for (size_t i = 0; i != g->nservices; ++i)
+        pw_buf_printf(o, "pathway_retry_budget_exhausted_total{service=\"%s\"} %" PRIu64 "\n", g->services[i].id,
+                      (uint64_t)atomic_load(&g->services[i].shared->budget.exhausted));
     HELP(o, "pathway_pool_idle_connections", "gauge", "Idle upstream connections, whole process.");
     pw_buf_printf(o, "pathway_pool_idle_connections %u\n", (unsigned)atomic_load(&s->idle_total));
     HELP(o, "pathway_pool_max_idle_connections", "gauge", "Configured pool.max_idle_total.");

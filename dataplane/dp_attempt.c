@@ -141,10 +141,11 @@ static void on_conn(dp_pool_waiter_t *wt, dp_conn_t *c, int reused)
 }
 
 /* A reused keep-alive connection that the upstream had closed fails before any byte of the
- * response; the request never reached the upstream, so it is sent once more on a fresh one. */
+ * response; the request most likely never reached the upstream, so it is sent once more on a fresh
+ * one, unless the owner says no (may_resend: the upstream may as well have read it and reset). */
 static int attempt_refresh(dp_attempt_t *a)
 {
-    if (!a->_reused || a->_refreshed || a->_got_bytes)
+    if (!a->_reused || a->_refreshed || a->_got_bytes || !a->_cb->may_resend(a))
         return 0;
     a->_refreshed = 1;
     dp_conn_t *c = a->_wt.conn;
@@ -249,9 +250,9 @@ static void drain_input(dp_attempt_t *a)
             return;
         }
         if (a->buf == NULL) {
-            if (a->mode == DP_H1_BODY_LENGTH && a->content_length <= DP_SMALL_BODY) {
+            if (a->mode == DP_H1_BODY_LENGTH && (a->content_length <= DP_SMALL_BODY || a->hold)) {
                 /* the common small answer: exactly its size from the request's pool, whose chunks
-                 * h2o recycles; the pooled buffers are for bodies that stream */
+                 * h2o recycles (and a held body, whole); the pooled buffers are for bodies that stream */
                 a->buf = h2o_mem_alloc_pool(&a->_req->pool, offsetof(dp_buf_t, data) + (size_t)a->content_length);
                 a->buf->capacity = (size_t)a->content_length;
                 a->buf->len = 0;

@@ -42,6 +42,10 @@ typedef struct st_dp_attempt_callbacks_t {
     /* Body bytes are waiting in a->buf, or the response is complete: the last call of an upstream
      * read (the attempt touches nothing after it), so it may send. */
     void (*on_data)(dp_attempt_t *a);
+    /* A reused keep-alive connection failed before any byte of the response: may the request be
+     * sent again on a fresh connection? 0 when it must not be (an unsafe method: the upstream may
+     * have read it and then reset). Asked only then, so the request is inspected only then. */
+    int (*may_resend)(dp_attempt_t *a);
 } dp_attempt_callbacks_t;
 
 struct st_dp_attempt_t {
@@ -56,6 +60,10 @@ struct st_dp_attempt_t {
     int complete;            /* the whole response arrived */
     uint64_t received;       /* body bytes moved into buf so far */
     dp_buf_t *buf;           /* body bytes for the client, from the front; NULL before the first */
+    /* set by the owner */
+    int hold;              /* in on_head, for a body with a content-length up to DP_CLASSIFY_MAX_BODY: the whole body
+                            * is kept in one buffer of its size (the owner judges it complete before relaying) */
+    h2o_headers_t headers; /* the owner's copy of the response headers (in req->pool) */
     /* private */
     const dp_attempt_callbacks_t *_cb;
     h2o_req_t *_req;

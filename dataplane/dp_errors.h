@@ -44,7 +44,10 @@
     X(LENGTH_AND_TE, 502, DP_RPC_UPSTREAM_ERROR, RETRY, EP, "upstream sent both Content-Length and Transfer-Encoding")             \
     X(BAD_CHUNKED, 502, DP_RPC_UPSTREAM_ERROR, RETRY, EP, "bad chunked encoding from upstream")                                    \
     X(CLOSED_MID_RESPONSE, 502, DP_RPC_UPSTREAM_ERROR, RETRY, EP, "upstream closed the connection mid-response")                   \
-    X(UPSTREAM_TIMEOUT, 504, DP_RPC_UPSTREAM_TIMEOUT, RETRY, EP, "upstream timeout")
+    X(UPSTREAM_TIMEOUT, 504, DP_RPC_UPSTREAM_TIMEOUT, RETRY, EP, "upstream timeout")                                               \
+    /* a write that may have arrived is never repeated (retry.unsafe_methods) */                                                   \
+    X(UNSAFE_NOT_RETRIED, 502, DP_RPC_UPSTREAM_ERROR, FINAL, EP,                                                                   \
+      "upstream closed the connection after the request was sent; not retried: the method is in retry.unsafe_methods")
 
 typedef enum en_dp_error_t {
 #define DP_ERROR_ENUM(name, status, code, retry, blame, msg) DP_ERR_##name,

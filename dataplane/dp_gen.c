@@ -12,6 +12,14 @@
 #include "dp_rpc.h"
 #include "pw_log.h"
 
+const char *const dp_ares_names[DP_ARES__COUNT] = {
+#define DP_ARES_NAME(n, s) s,
+    DP_ATTEMPT_RESULTS(DP_ARES_NAME)
+#undef DP_ARES_NAME
+};
+const char *const dp_retry_reason_names[CFG_RETRY_ON_COUNT] = {
+    "connect_failure", "reset", "timeout", "http_5xx", "http_429", "rpc_rate_limited", "rpc_missing_data", "rpc_server_error"};
+_Static_assert(CFG_RETRY_ON_COUNT == 8, "dp_retry_reason_names follows cfg_retry_on_t");
 const uint64_t dp_hist_bounds_ms[DP_HIST_BUCKETS - 1] = {1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000};
 
 static int cmp_service(const void *a, const void *b)
@@ -58,19 +66,19 @@ void dp_registry_init(dp_server_t *s)
 
 /* The shared state of service `id`: the registered one (a new reference) or a new one. NULL when
  * out of memory. Main thread. */
-static dp_svcshared_t *svcshared_get(dp_server_t *s, const char *id)
+static dp_svcshared_t *svcshared_get(dp_server_t *s, const cfg_service_t *cs)
 {
     pthread_mutex_lock(&s->registry_mutex);
     for (h2o_linklist_t *l = s->svcshared.next; l != &s->svcshared; l = l->next) {
         dp_svcshared_t *sh = H2O_STRUCT_FROM_MEMBER(dp_svcshared_t, link, l);
-        if (strcmp(sh->id, id) == 0) {
+        if (strcmp(sh->id, cs->id) == 0) {
             atomic_fetch_add(&sh->refcnt, 1);
             pthread_mutex_unlock(&s->registry_mutex);
             return sh;
         }
     }
     dp_svcshared_t *sh = calloc(1, sizeof(*sh) + s->nworkers * sizeof(sh->stats[0]));
-    if (sh == NULL || (sh->id = strdup(id)) == NULL) {
+    if (sh == NULL || (sh->id = strdup(cs->id)) == NULL) {
         pthread_mutex_unlock(&s->registry_mutex);
         free(sh);
         return NULL;
@@ -79,6 +87,8 @@ static dp_svcshared_t *svcshared_get(dp_server_t *s, const char *id)
     sh->server = s;
     sh->nworkers = s->nworkers;
     dp_limiter_init(&sh->limiter, 0, 0);
+    dp_budget_init(&sh->budget, cs->retry.budget.min_concurrent);
+    dp_latency_init(&sh->latency, 0);
     h2o_linklist_insert(&s->svcshared, &sh->link);
     pthread_mutex_unlock(&s->registry_mutex);
     return sh;
@@ -383,7 +393,7 @@ dp_gen_t *dp_gen_create(dp_server_t *s, cfg_t *cfg, const dp_gen_t *prev, cfg_er
         svc->idlen = strlen(cs->id);
         svc->cfg = cs;
         atomic_init(&svc->rr, 0);
-        if ((svc->shared = svcshared_get(s, cs->id)) == NULL) {
+        if ((svc->shared = svcshared_get(s, cs)) == NULL) {
             cfg_errors_add(errs, "out of memory");
             goto Error;
         }

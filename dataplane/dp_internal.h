@@ -21,7 +21,9 @@
 #include "h2o.h"
 #include "cfg.h"
 #include "dp.h"
+#include "dp_budget.h"
 #include "dp_bufpool.h"
+#include "dp_latency.h"
 #include "dp_limiter.h"
 
 #define DP_MAX_WORKERS 256
@@ -51,7 +53,34 @@ typedef struct st_dp_svcstats_t {
     dp_counter_t by_class[6];           /* [1..5] = 1xx..5xx responses */
     dp_counter_t hist[DP_HIST_BUCKETS]; /* request durations, non-cumulative */
     dp_counter_t duration_us_sum;
+    dp_counter_t retries[CFG_RETRY_ON_COUNT]; /* retries started, by the retry_on reason that allowed them */
+    dp_counter_t hedges[2];                   /* relays that started a hedge: [0] the hedge won, [1] it lost */
 } dp_svcstats_t;
+
+/* How one attempt ended, for pathway_attempts_total{result}: a complete answer by its class
+ * (dp_classify's names), else how it failed. */
+#define DP_ATTEMPT_RESULTS(X)                                                                                                      \
+    X(OK, "ok")                                                                                                                    \
+    X(CLIENT_ERROR, "client_error")                                                                                                \
+    X(RATE_LIMITED, "rate_limited")                                                                                                \
+    X(MISSING_DATA, "missing_data")                                                                                                \
+    X(SERVER_ERROR, "server_error")                                                                                                \
+    X(OTHER_ERROR, "other_error")                                                                                                  \
+    X(CONNECT_FAILURE, "connect_failure")                                                                                          \
+    X(RESET, "reset")                                                                                                              \
+    X(TIMEOUT, "timeout")                                                                                                          \
+    X(BAD_RESPONSE, "bad_response")                                                                                                \
+    X(CANCELLED, "cancelled")                                                                                                      \
+    X(LOCAL, "local")
+typedef enum en_dp_ares_t {
+#define DP_ARES_ENUM(n, s) DP_ARES_##n,
+    DP_ATTEMPT_RESULTS(DP_ARES_ENUM)
+#undef DP_ARES_ENUM
+        DP_ARES__COUNT
+} dp_ares_t;
+extern const char *const dp_ares_names[DP_ARES__COUNT];
+/* The retry_on names in the order of cfg_retry_on_t (pathway_retries_total{reason}). */
+extern const char *const dp_retry_reason_names[CFG_RETRY_ON_COUNT];
 
 /* What a service keeps across generations, keyed by its id: its limiter and its counters. One per
  * id in the server's registry while any live generation lists the service, so every generation
@@ -63,6 +92,8 @@ struct st_dp_svcshared_t {
     char *id;
     int has_limiter;      /* limiter.max_concurrent > 0 in the newest generation */
     dp_limiter_t limiter; /* per-service bound (bounds updated in place on apply) */
+    dp_budget_t budget;   /* retries + hedges (settings read from the current generation at each call) */
+    dp_latency_t latency; /* recent relay durations, for a percentile hedge delay */
     size_t nworkers;
     dp_svcstats_t stats[]; /* one per worker */
 };
@@ -119,6 +150,7 @@ struct st_dp_endpoint_t {
     _Atomic int32_t outstanding;         /* requests assigned to this endpoint and not finished */
     _Atomic int just_failed;             /* a connect failed: pass it over once */
     _Atomic uint64_t connects, reuses, connect_errors, closes;
+    _Atomic uint64_t attempts[DP_ARES__COUNT]; /* attempts by how they ended (dp_ares_t) */
     size_t nworkers;
     dp_wpool_t *wp; /* [nworkers]: each worker's half of the pool */
 };

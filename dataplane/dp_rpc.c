@@ -61,6 +61,79 @@ dp_route_result_t dp_route(const char *path, size_t pathlen, const char *hdr, si
     return DP_ROUTE_OK;
 }
 
+static int name_in(const char *s, size_t len, char *const *names, size_t n)
+{
+    for (size_t i = 0; i != n; ++i)
+        if (strlen(names[i]) == len && memcmp(names[i], s, len) == 0)
+            return 1;
+    return 0;
+}
+
+static int item_calls(json_t *item, char *const *names, size_t n)
+{
+    json_t *m = json_object_get(item, "method");
+    return json_is_string(m) && name_in(json_string_value(m), json_string_length(m), names, n);
+}
+
+int dp_rpc_calls_any_parsed(const char *body, size_t len, char *const *names, size_t n)
+{
+    if (n == 0)
+        return 0;
+    json_t *doc = json_loadb(body, len, JSON_ALLOW_NUL, NULL);
+    if (doc == NULL)
+        return 0;
+    int found = 0;
+    if (json_is_array(doc)) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(doc, i, v)
+        {
+            if (item_calls(v, names, n)) {
+                found = 1;
+                break;
+            }
+        }
+    } else {
+        found = item_calls(doc, names, n);
+    }
+    json_decref(doc);
+    return found;
+}
+
+static int json_ws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+int dp_rpc_calls_any(const char *body, size_t len, char *const *names, size_t n)
+{
+    if (n == 0 || len == 0)
+        return 0;
+    if (memchr(body, '\\', len) != NULL)
+        return dp_rpc_calls_any_parsed(body, len, names, n); /* escapes: "method" may be spelled otherwise */
+    const char *p = body, *end = body + len;
+    while ((p = memmem(p, (size_t)(end - p), "\"method\"", 8)) != NULL) {
+        const char *q = p + 8;
+        p += 8;
+        while (q != end && json_ws(*q))
+            ++q;
+        if (q == end || *q != ':')
+            continue;
+        ++q;
+        while (q != end && json_ws(*q))
+            ++q;
+        if (q == end || *q != '"')
+            continue;
+        ++q;
+        const char *close = memchr(q, '"', (size_t)(end - q));
+        if (close == NULL)
+            return 0; /* an unterminated string: not JSON, no upstream will run it */
+        if (name_in(q, (size_t)(close - q), names, n))
+            return 1;
+    }
+    return 0;
+}
+
 json_t *dp_rpc_request_id(const char *body, size_t len)
 {
     if (body == NULL || len == 0)

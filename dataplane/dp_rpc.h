@@ -29,6 +29,18 @@ dp_route_result_t dp_route(const char *path, size_t pathlen, const char *hdr, si
  * number or null; NULL for anything else (batches, invalid JSON). New reference. */
 json_t *dp_rpc_request_id(const char *body, size_t len);
 
+/* Whether a request body calls any of the JSON-RPC methods in names[0..n) (exact, case-sensitive):
+ * its "method" when it is one object, any item's when it is a batch. Parses only as far as needed:
+ * a body without a backslash is scanned for the bytes "method" followed by ':' and a string (in
+ * JSON without escapes those bytes can only be a key), a body with one is parsed whole (jansson).
+ * Errs toward 1: a "method" key nested in params counts too. 0 when n is 0. No allocation on the
+ * scan. */
+int dp_rpc_calls_any(const char *body, size_t len, char *const *names, size_t n);
+
+/* The same question answered by a full parse (the fuzz target's oracle: where it says 1, so must
+ * dp_rpc_calls_any). */
+int dp_rpc_calls_any_parsed(const char *body, size_t len, char *const *names, size_t n);
+
 /* A JSON-RPC error object as the gateway answers: {"jsonrpc":"2.0","id":<id of body or null>,
  * "error":{"code":code,"message":message}}. Returns a malloc'd NUL-terminated string (caller
  * frees) with its length in *outlen; NULL only when out of memory. */

@@ -14,3 +14,7 @@ foreach(t test_dataplane test_dataplane_limits test_dataplane_reload test_datapl
 endforeach()
 pw_add_integration(test_dataplane_strict integration/test_dataplane_strict.py)
 pw_add_integration(test_dataplane_cors integration/test_dataplane_cors.py)
+# failover (issue 10): retries, unsafe methods, the budget, hedging, runtime knobs
+pw_add_integration(test_dataplane_failover integration/test_dataplane_failover.py)
+# its hedging test measures a p99 in milliseconds: not beside other tests of this run
+set_tests_properties(test_dataplane_failover PROPERTIES RUN_SERIAL TRUE)

@@ -35,7 +35,10 @@ static struct {
     double fault_rate;
     uint64_t close_after;           /* FAULT_CLOSE_AFTER: requests per connection */
     const char *tls_cert, *tls_key; /* both set: serve https (HTTP/1.1) */
-} opt = {"127.0.0.1", 8545, 0, 0, 0, 0, 0, FAULT_NONE, 1.0, 0, NULL, NULL};
+    int error_code;                 /* JSON-RPC code of --error-rate's errors */
+    int status;                     /* HTTP status of every JSON-RPC answer (0 = 200) */
+    const char *fault_method;       /* faults only for requests calling this method (NULL = all) */
+} opt = {"127.0.0.1", 8545, 0, 0, 0, 0, 0, FAULT_NONE, 1.0, 0, NULL, NULL, -32000, 0, NULL};
 
 static struct {
     uint64_t requests, concurrent, peak_concurrent, connections, peak_connections, connections_total, faults, errors;
@@ -166,7 +169,7 @@ static json_t *answer_one(json_t *call)
     }
     if (opt.error_rate > 0 && rnd() < opt.error_rate) {
         st.errors++;
-        json_object_set_new(resp, "error", json_pack("{s:i, s:s}", "code", -32000, "message", "mock error"));
+        json_object_set_new(resp, "error", json_pack("{s:i, s:s}", "code", opt.error_code, "message", "mock error"));
         return resp;
     }
     json_t *r = result_of(method, json_object_get(call, "params"));
@@ -275,7 +278,7 @@ static void respond(mreq_t *m)
     }
     json_decref(body);
     uncount(m);
-    send_json(req, 200, out);
+    send_json(req, opt.status != 0 ? opt.status : 200, out);
 }
 
 /* A hung request's client closed (or sent more, which is dropped: it gets no answer either). h2o
@@ -330,7 +333,15 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
                 st.peak_connections = st.connections;
         }
     }
-    if (opt.fault == FAULT_RESET || opt.fault == FAULT_GARBAGE || opt.fault == FAULT_HANG) {
+    int fault_applies = 1;
+    if (opt.fault_method != NULL) {
+        /* a batch or an object calling the method (a plain search: the mock's requests are simple) */
+        char quoted[256];
+        int ql = snprintf(quoted, sizeof(quoted), "\"%s\"", opt.fault_method);
+        fault_applies = ql > 0 && (size_t)ql < sizeof(quoted) && req->entity.base != NULL &&
+                        memmem(req->entity.base, req->entity.len, quoted, (size_t)ql) != NULL;
+    }
+    if (fault_applies && (opt.fault == FAULT_RESET || opt.fault == FAULT_GARBAGE || opt.fault == FAULT_HANG)) {
         if (rnd() < opt.fault_rate) {
             st.faults++;
             int fd = h2o_socket_get_fd(sock);
@@ -438,6 +449,9 @@ static void usage(FILE *fp)
                 "  --chunked              answer with chunked encoding instead of content-length\n"
                 "  --fault KIND           reset | hang | garbage | slow-body | close-after=N\n"
                 "  --fault-rate F         fraction of requests that get the fault (1)\n"
+                "  --fault-method NAME    reset | hang | garbage only for requests calling NAME\n"
+                "  --error-code N         JSON-RPC code of --error-rate's errors (-32000)\n"
+                "  --status N             HTTP status of every JSON-RPC answer (200)\n"
                 "  --tls-cert PEM --tls-key PEM   serve https (HTTP/1.1) with this certificate\n"
                 "  --version              print the version and exit\n"
                 "GET /stats: requests, concurrent (hung requests too, until their client leaves), peak_concurrent,\n"
@@ -448,14 +462,23 @@ static void usage(FILE *fp)
 
 int main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"host", required_argument, NULL, 'H'},       {"port", required_argument, NULL, 'p'},
-        {"latency", required_argument, NULL, 'l'},    {"jitter", required_argument, NULL, 'j'},
-        {"error-rate", required_argument, NULL, 'e'}, {"response-size", required_argument, NULL, 's'},
-        {"chunked", no_argument, NULL, 'c'},          {"fault", required_argument, NULL, 'f'},
-        {"fault-rate", required_argument, NULL, 'r'}, {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},          {"tls-cert", required_argument, NULL, 'C'},
-        {"tls-key", required_argument, NULL, 'K'},    {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {{"host", required_argument, NULL, 'H'},
+                                             {"port", required_argument, NULL, 'p'},
+                                             {"latency", required_argument, NULL, 'l'},
+                                             {"jitter", required_argument, NULL, 'j'},
+                                             {"error-rate", required_argument, NULL, 'e'},
+                                             {"response-size", required_argument, NULL, 's'},
+                                             {"chunked", no_argument, NULL, 'c'},
+                                             {"fault", required_argument, NULL, 'f'},
+                                             {"fault-rate", required_argument, NULL, 'r'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {"version", no_argument, NULL, 'V'},
+                                             {"tls-cert", required_argument, NULL, 'C'},
+                                             {"tls-key", required_argument, NULL, 'K'},
+                                             {"fault-method", required_argument, NULL, 'M'},
+                                             {"error-code", required_argument, NULL, 'E'},
+                                             {"status", required_argument, NULL, 'S'},
+                                             {NULL, 0, NULL, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "p:h", longopts, NULL)) != -1) {
         switch (o) {
@@ -496,6 +519,26 @@ int main(int argc, char **argv)
                 opt.fault = FAULT_CLOSE_AFTER;
             else {
                 fprintf(stderr, "pathway-mock-upstream: --fault: unknown kind \"%s\"\n", optarg);
+                return 2;
+            }
+            break;
+        case 'M':
+            opt.fault_method = optarg;
+            break;
+        case 'E': {
+            char *end = NULL;
+            long v = strtol(optarg, &end, 10);
+            if (end == optarg || *end != '\0' || v < INT32_MIN || v > INT32_MAX) {
+                fprintf(stderr, "pathway-mock-upstream: --error-code: not an integer: \"%s\"\n", optarg);
+                return 2;
+            }
+            opt.error_code = (int)v;
+            break;
+        }
+        case 'S':
+            opt.status = (int)parse_u64(optarg, "--status");
+            if (opt.status < 100 || opt.status > 599) {
+                fprintf(stderr, "pathway-mock-upstream: --status: not an HTTP status: \"%s\"\n", optarg);
                 return 2;
             }
             break;

@@ -1,5 +1,5 @@
 /* Fuzz target: request inspection outside input reaches (routing of path + header, the JSON-RPC
- * id of a body, the error body built from it). Input: the first line is the path, the second
+ * id of a body, the method scan against a parse, the error body built from it). Input: the first line is the path, the second
  * the Target-Service-Id header, the rest the body; the whole input is also checked as an HTTP/1
  * request head. */
 #include <stdint.h>
@@ -33,6 +33,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t blen = (size_t)(end - body);
     json_t *id = dp_rpc_request_id(body, blen);
     json_decref(id);
+    /* the method scan never misses a call a full parse finds */
+    char *names[] = {"eth_sendRawTransaction", "a", ""};
+    if (dp_rpc_calls_any_parsed(body, blen, names, 3) && !dp_rpc_calls_any(body, blen, names, 3))
+        abort();
     size_t outlen = 0;
     char *out = dp_rpc_error_body(body, blen, DP_RPC_INVALID_REQUEST, "fuzz", &outlen);
     if (out != NULL) {

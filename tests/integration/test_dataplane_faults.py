@@ -115,7 +115,9 @@ def good(c, i):
 
 def faulty_gateway(script, extra=""):
     bad, ok = RawUpstream(script), RawUpstream(good)
-    pw = Pathway([("eth", [f"http://127.0.0.1:{bad.port}"], ""), ("good", [f"http://127.0.0.1:{ok.port}"], "")],
+    # retries off: what the client sees of one failing try (test_dataplane_failover covers retries)
+    pw = Pathway([("eth", [f"http://127.0.0.1:{bad.port}"], "retry: {max_attempts: 1}"),
+                  ("good", [f"http://127.0.0.1:{ok.port}"], "")],
                  extra=extra)
     return pw, [bad, ok]
 

@@ -26,7 +26,8 @@ def test_planted_key_appears_nowhere():
     url = f"http://user:{key}U@127.0.0.1:{up.port}/v2/{key}P?apikey={key}Q"
     dead_url = f"http://127.0.0.1:{dead}/v3/{key}D?k={key}E"
     pw = Pathway([("eth", [f"http://127.0.0.1:{up.port}"], "")], threads=1)
-    pw.write(pw.text(services=[("eth", [url, dead_url], "")])
+    # retries off, so some requests fail on the dead endpoint and its error is logged
+    pw.write(pw.text(services=[("eth", [url, dead_url], "retry: {max_attempts: 1}")])
              .replace(f"      - url: {url}\n", f"      - url: {url}\n        headers: {{X-Api-Key: {key}H}}\n")
              .replace(f"      - url: {dead_url}\n", f"      - url: {dead_url}\n        name: backup\n"))
     st, _, body = pw.reload()

@@ -172,7 +172,8 @@ def test_upstream_conflicting_framing_is_502_and_connection_dropped():
     for why, bad in cases:
         up = RawUpstream(bad_then_good(bad))
         try:
-            pw = Pathway([("eth", [f"http://127.0.0.1:{up.port}"], "")], threads=1)
+            # retries off: the refusal itself is what is tested
+            pw = Pathway([("eth", [f"http://127.0.0.1:{up.port}"], "retry: {max_attempts: 1}")], threads=1)
             st, _, body = pw.rpc("eth", json.loads(CALL))
             assert st == 502 and body["error"]["message"] == why and body["id"] == 7, (why, st, body)
             st, _, body = pw.rpc("eth", json.loads(CALL))

@@ -1,4 +1,5 @@
-/* dp_budget: the bound on retries + hedges, alone and under threads that race for its last unit. */
+/* dp_budget: the bound on retries + hedges (concurrency and totals), alone and under threads that race
+ * for its last unit. */
 #include <pthread.h>
 #include <sched.h>
 #include <setjmp.h>
@@ -22,10 +23,17 @@ static void test_allowed(void **state)
     assert_int_equal(dp_budget_allowed(UINT32_MAX, 100, 0), UINT32_MAX); /* no overflow */
 }
 
+/* A balance no test of the concurrency bound (a) can spend: (b) out of the way. */
+static void fund(dp_budget_t *b)
+{
+    atomic_store(&b->tokens, (int64_t)1 << 50);
+}
+
 static void test_single_thread(void **state)
 {
     dp_budget_t b;
-    dp_budget_init(&b);
+    dp_budget_init(&b, 3);
+    fund(&b);
     /* no request active: min_concurrent extras, then refusals, counted */
     for (int i = 0; i < 3; i++)
         assert_int_equal(dp_budget_try_acquire(&b, 20, 3), 1);
@@ -56,7 +64,8 @@ static void test_single_thread(void **state)
     assert_int_equal(dp_budget_try_acquire(&b, 10, 3), 1);
     /* percent 0, min 0: never */
     dp_budget_t none;
-    dp_budget_init(&none);
+    dp_budget_init(&none, 0);
+    fund(&none);
     dp_budget_enter(&none);
     assert_int_equal(dp_budget_try_acquire(&none, 0, 0), 0);
     dp_budget_leave(&none);
@@ -113,7 +122,8 @@ static void test_threads_fixed_active(void **state)
     for (size_t k = 0; k < sizeof(actives) / sizeof(actives[0]); k++) {
         race_t r;
         memset(&r, 0, sizeof(r));
-        dp_budget_init(&r.budget);
+        dp_budget_init(&r.budget, 3);
+        fund(&r.budget);
         r.percent = 20;
         r.min_concurrent = 3;
         for (uint32_t i = 0; i < actives[k]; i++)
@@ -189,7 +199,8 @@ static void test_threads_growing_active(void **state)
 {
     race_t r;
     memset(&r, 0, sizeof(r));
-    dp_budget_init(&r.budget);
+    dp_budget_init(&r.budget, 1);
+    fund(&r.budget);
     r.percent = 5;
     r.min_concurrent = 1;
     pthread_t t[THREADS];
@@ -209,6 +220,90 @@ static void test_threads_growing_active(void **state)
            (unsigned long long)atomic_load(&r.budget.exhausted), atomic_load(&r.max_seen));
 }
 
+/* (b): the balance starts at min_concurrent, each request deposits percent/100, each extra spends
+ * one, the cap is min_concurrent + percent. Requests that never overlap get no more than that. */
+static void test_tokens(void **state)
+{
+    dp_budget_t b;
+    dp_budget_init(&b, 3);
+    assert_int_equal(atomic_load(&b.tokens), 3000);
+    /* nothing in flight, one request at a time: 3 at first, then one per 5 requests (20%) */
+    int granted = 0;
+    for (int i = 0; i < 1000; i++) {
+        dp_budget_deposit(&b, 20, 3);
+        dp_budget_enter(&b);
+        if (dp_budget_try_acquire(&b, 20, 3)) {
+            granted++;
+            dp_budget_release(&b);
+        }
+        dp_budget_leave(&b);
+    }
+    assert_int_equal(granted, 3 + 1000 * 20 / 100);
+    assert_int_equal(atomic_load(&b.exhausted), 1000 - granted);
+    /* the cap: 10,000 quiet requests save up min_concurrent + percent tokens, no more */
+    for (int i = 0; i < 10000; i++)
+        dp_budget_deposit(&b, 20, 3);
+    assert_int_equal(atomic_load(&b.tokens), 23000);
+    /* a refusal by (b) leaves (a)'s count as it was */
+    atomic_store(&b.tokens, 999);
+    assert_int_equal(dp_budget_try_acquire(&b, 20, 3), 0);
+    assert_int_equal(atomic_load(&b.extra), 0);
+    assert_int_equal(atomic_load(&b.tokens), 999);
+    /* percent 0: only the starting min_concurrent, ever */
+    dp_budget_t z;
+    dp_budget_init(&z, 2);
+    granted = 0;
+    for (int i = 0; i < 100; i++) {
+        dp_budget_deposit(&z, 0, 2);
+        if (dp_budget_try_acquire(&z, 0, 2)) {
+            granted++;
+            dp_budget_release(&z);
+        }
+    }
+    assert_int_equal(granted, 2);
+}
+
+/* threads that each run requests (deposit, then one extra wanted): the grants in all never pass
+ * min_concurrent + requests * percent / 100 */
+static void *requester(void *arg)
+{
+    race_t *r = arg;
+    while (!atomic_load(&r->go))
+        ;
+    for (int i = 0; i < ROUNDS / 10; i++) {
+        dp_budget_deposit(&r->budget, r->percent, r->min_concurrent);
+        dp_budget_enter(&r->budget);
+        if (dp_budget_try_acquire(&r->budget, r->percent, r->min_concurrent)) {
+            atomic_fetch_add(&r->granted, 1);
+            dp_budget_release(&r->budget);
+        }
+        dp_budget_leave(&r->budget);
+    }
+    return NULL;
+}
+
+static void test_threads_tokens(void **state)
+{
+    race_t r;
+    memset(&r, 0, sizeof(r));
+    r.percent = 20;
+    r.min_concurrent = 3;
+    dp_budget_init(&r.budget, 3);
+    pthread_t t[THREADS];
+    for (int i = 0; i < THREADS; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, requester, &r), 0);
+    atomic_store(&r.go, 1);
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(t[i], NULL);
+    uint64_t requests = (uint64_t)THREADS * (ROUNDS / 10);
+    uint64_t bound = 3 + requests * 20 / 100;
+    printf("tokens: %llu requests, %llu extras granted, bound %llu\n", (unsigned long long)requests,
+           (unsigned long long)atomic_load(&r.granted), (unsigned long long)bound);
+    assert_true(atomic_load(&r.granted) <= bound);
+    assert_true(atomic_load(&r.granted) > 0);
+    assert_int_equal(atomic_load(&r.budget.extra), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -216,6 +311,8 @@ int main(void)
         cmocka_unit_test(test_single_thread),
         cmocka_unit_test(test_threads_fixed_active),
         cmocka_unit_test(test_threads_growing_active),
+        cmocka_unit_test(test_tokens),
+        cmocka_unit_test(test_threads_tokens),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

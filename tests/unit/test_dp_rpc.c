@@ -215,12 +215,50 @@ static void test_head_prefix(void **state)
     assert_non_null(err);
 }
 
+static int calls(const char *body, char *const *names, size_t n)
+{
+    int scan = dp_rpc_calls_any(body, strlen(body), names, n);
+    int parsed = dp_rpc_calls_any_parsed(body, strlen(body), names, n);
+    if (parsed)
+        assert_int_equal(scan, 1); /* the scan never misses what a parse finds */
+    return scan;
+}
+
+static void test_calls_any(void **state)
+{
+    char *unsafe[] = {"eth_sendRawTransaction", "eth_newFilter"};
+    assert_int_equal(calls("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"eth_sendRawTransaction\",\"params\":[\"0x00\"]}", unsafe, 2),
+                     1);
+    assert_int_equal(calls("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"eth_blockNumber\",\"params\":[]}", unsafe, 2), 0);
+    assert_int_equal(calls("{ \"method\" :\t\"eth_newFilter\" }", unsafe, 2), 1);
+    /* a prefix or a longer name is another method */
+    assert_int_equal(calls("{\"method\":\"eth_sendRawTransactionX\"}", unsafe, 2), 0);
+    assert_int_equal(calls("{\"method\":\"eth_send\"}", unsafe, 2), 0);
+    assert_int_equal(calls("{\"method\":\"ETH_NEWFILTER\"}", unsafe, 2), 0);
+    /* a batch is unsafe when any item is */
+    assert_int_equal(calls("[{\"method\":\"eth_blockNumber\",\"id\":1},{\"method\":\"eth_newFilter\",\"id\":2}]", unsafe, 2), 1);
+    assert_int_equal(calls("[{\"method\":\"eth_blockNumber\",\"id\":1},{\"method\":\"eth_chainId\",\"id\":2}]", unsafe, 2), 0);
+    /* the name as a value elsewhere is not a call */
+    assert_int_equal(calls("{\"method\":\"eth_call\",\"params\":[\"eth_sendRawTransaction\",\"method\"]}", unsafe, 2), 0);
+    /* escapes: a parse decides (an escaped key or name is still the method) */
+    assert_int_equal(calls("{\"m\\u0065thod\":\"eth_newFilter\"}", unsafe, 2), 1);
+    assert_int_equal(calls("{\"method\":\"eth_new\\u0046ilter\"}", unsafe, 2), 1);
+    assert_int_equal(calls("{\"method\":\"eth_call\",\"params\":[\"a\\\"b\"]}", unsafe, 2), 0);
+    /* no list, nothing to find; not JSON: nothing runs upstream */
+    assert_int_equal(calls("{\"method\":\"eth_newFilter\"}", unsafe, 0), 0);
+    assert_int_equal(calls("", unsafe, 2), 0);
+    assert_int_equal(calls("{\"method\":\"eth_newFilter", unsafe, 2), 0);
+    /* a nested "method" key errs toward unsafe */
+    assert_int_equal(calls("{\"method\":\"eth_call\",\"params\":[{\"method\":\"eth_newFilter\"}]}", unsafe, 2), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_route_path),   cmocka_unit_test(test_route_header), cmocka_unit_test(test_route_rejects),
-        cmocka_unit_test(test_request_id),   cmocka_unit_test(test_error_body),   cmocka_unit_test(test_framing),
-        cmocka_unit_test(test_framing_scan), cmocka_unit_test(test_cors),         cmocka_unit_test(test_head_prefix),
+        cmocka_unit_test(test_route_path),  cmocka_unit_test(test_route_header), cmocka_unit_test(test_route_rejects),
+        cmocka_unit_test(test_request_id),  cmocka_unit_test(test_calls_any),    cmocka_unit_test(test_error_body),
+        cmocka_unit_test(test_framing),     cmocka_unit_test(test_framing_scan), cmocka_unit_test(test_cors),
+        cmocka_unit_test(test_head_prefix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,6 +6,9 @@ size_t dp_balancer_pick(dp_service_t *svc, dp_tried_t tried)
     size_t n = svc->nendpoints;
     if (n == 1)
         return 0;
+    /* only a request's first pick moves the tie-breaking cursor: were retries and hedges to move it
+     * too, a service whose every request hedges once would start them all on the same endpoint */
+    int first = tried == 0;
     if (tried != 0) {
         /* everything tried: choose among all, as on a first try */
         size_t untried = 0;
@@ -14,7 +17,8 @@ size_t dp_balancer_pick(dp_service_t *svc, dp_tried_t tried)
         if (untried == 0)
             tried = 0;
     }
-    unsigned start = atomic_fetch_add_explicit(&svc->rr, 1, memory_order_relaxed);
+    unsigned start =
+        first ? atomic_fetch_add_explicit(&svc->rr, 1, memory_order_relaxed) : atomic_load_explicit(&svc->rr, memory_order_relaxed);
     size_t best = SIZE_MAX, best_failed = SIZE_MAX;
     int32_t best_out = INT32_MAX, best_failed_out = INT32_MAX;
     int skipped = 0;

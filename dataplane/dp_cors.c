@@ -18,7 +18,8 @@ static int cors_allows(const dp_service_t *svc, h2o_iovec_t origin)
 }
 
 /* A response of a service with CORS on: an allowed Origin is echoed (so one answer never serves
- * another origin from a cache: Vary), and the browser may read X-Request-Id. Others get nothing. */
+ * another origin from a cache: Vary), and the browser may read X-Request-Id and the failover
+ * headers (X-Pathway-Attempts, X-Pathway-Hedged). Others get nothing. */
 void dp_cors_add_headers(h2o_req_t *req, const dp_service_t *svc)
 {
     h2o_iovec_t origin = request_header(req, H2O_STRLIT("origin"));
@@ -27,7 +28,7 @@ void dp_cors_add_headers(h2o_req_t *req, const dp_service_t *svc)
         return;
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ACCESS_CONTROL_ALLOW_ORIGIN, NULL, origin.base, origin.len);
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-expose-headers"), 0, NULL,
-                          H2O_STRLIT("X-Request-Id"));
+                          H2O_STRLIT("X-Request-Id, X-Pathway-Attempts, X-Pathway-Hedged"));
 }
 
 /* Answers an OPTIONS request that is a CORS preflight (Origin and Access-Control-Request-Method)

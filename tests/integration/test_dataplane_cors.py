@@ -117,7 +117,7 @@ def test_responses_carry_allow_origin_for_allowed_origins_only():
         st, hdrs, body = call(pw.port, "POST", "/v1/web", {"Origin": APP}, CALL)
         assert st == 200 and json.loads(body)["result"] == "0x1", (st, body)
         assert get(hdrs, "access-control-allow-origin") == [APP], hdrs
-        assert get(hdrs, "access-control-expose-headers") == ["X-Request-Id"], hdrs
+        assert get(hdrs, "access-control-expose-headers") == ["X-Request-Id, X-Pathway-Attempts, X-Pathway-Hedged"], hdrs
         assert "Origin" in get(hdrs, "vary"), hdrs
         # the same through POST /v1 + Target-Service-Id
         st, hdrs, _ = call(pw.port, "POST", "/v1", {"Origin": APP, "Target-Service-Id": "web"}, CALL)
@@ -129,7 +129,7 @@ def test_responses_carry_allow_origin_for_allowed_origins_only():
         st, hdrs, body = call(pw.port, "POST", "/v1/down", {"Origin": APP}, CALL)
         assert st == 502 and json.loads(body)["id"] == 3, (st, body)
         assert get(hdrs, "access-control-allow-origin") == [APP], hdrs
-        assert get(hdrs, "access-control-expose-headers") == ["X-Request-Id"], hdrs
+        assert get(hdrs, "access-control-expose-headers") == ["X-Request-Id, X-Pathway-Attempts, X-Pathway-Hedged"], hdrs
         st, hdrs, _ = call(pw.port, "POST", "/v1/down", {"Origin": "https://evil.example"}, CALL)
         assert st == 502 and cors_names(hdrs) == [], hdrs
         # an upstream's own CORS headers give way to the service's

@@ -368,5 +368,30 @@ def test_knobs_change_at_runtime_through_a_push():
         cp.stop()
 
 
+@test
+def test_a_hedge_that_loses_is_cancelled_and_counted():
+    # two endpoints, 60 ms and 400 ms: a request that starts on the 60 ms one hedges to the slow one
+    # after 20 ms and its first try wins (the hedge is "lost", cancelled); one that starts on the slow
+    # one is won by its hedge
+    mid, mp = start_mock("--latency", "60")
+    slow, sp = start_mock("--latency", "400")
+    urls = [f"http://127.0.0.1:{mp}", f"http://127.0.0.1:{sp}"]
+    pw = None
+    try:
+        pw = Pathway([("eth", urls, "hedge: {delay: 20ms, max_extra: 1}\nretry: {budget: {percent: 100}}")], threads=1)
+        ms, hedged = timed_requests(pw.port, 12)
+        print(f"12 requests: hedges {hedged}, slowest {max(ms):.0f} ms")
+        assert hedged.get("lost", 0) > 0 and hedged.get("won", 0) > 0, hedged
+        assert hedged["lost"] + hedged["won"] == 12, hedged  # every request hedged once
+        assert max(ms) < 300, sorted(ms)  # never the slow endpoint's answer
+        m = pw.metrics()
+        assert metric(m, "pathway_hedges_total", service="eth", outcome="lost") == hedged["lost"]
+        assert metric(m, "pathway_hedges_total", service="eth", outcome="won") == hedged["won"]
+        # the slow endpoint's tries were all given up (its answers never used)
+        assert metric(m, "pathway_attempts_total", service="eth", endpoint=f"127.0.0.1:{sp}", result="cancelled") == 12
+    finally:
+        stop_all(pw, [mid, slow])
+
+
 if __name__ == "__main__":
     main()

@@ -49,6 +49,22 @@ static void test_ties_take_turns(void **state)
     free(f);
 }
 
+/* every request hedged (or retried) once: the first tries still take turns */
+static void test_second_picks_leave_the_turns_alone(void **state)
+{
+    fixture_t *f = make(2);
+    int first[2] = {0};
+    for (int i = 0; i != 10; ++i) {
+        size_t a = dp_balancer_pick(&f->svc, 0);
+        first[a]++;
+        size_t b = dp_balancer_pick(&f->svc, DP_TRIED_BIT(a));
+        assert_int_not_equal(a, b);
+    }
+    assert_int_equal(first[0], 5);
+    assert_int_equal(first[1], 5);
+    free(f);
+}
+
 static void test_just_failed_once(void **state)
 {
     fixture_t *f = make(2);
@@ -97,8 +113,9 @@ static void test_one_and_many(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_least_outstanding), cmocka_unit_test(test_ties_take_turns), cmocka_unit_test(test_just_failed_once),
-        cmocka_unit_test(test_tried_skipped),     cmocka_unit_test(test_one_and_many),
+        cmocka_unit_test(test_least_outstanding), cmocka_unit_test(test_ties_take_turns),
+        cmocka_unit_test(test_just_failed_once),  cmocka_unit_test(test_tried_skipped),
+        cmocka_unit_test(test_one_and_many),      cmocka_unit_test(test_second_picks_leave_the_turns_alone),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

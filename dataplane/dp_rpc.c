@@ -170,6 +170,21 @@ static int name_is(const struct phr_header *h, const char *name, size_t len)
     return h->name_len == len && strncasecmp(h->name, name, len) == 0;
 }
 
+/* The verdict on a request head from how often it names each framing header: the one rule both
+ * readers below share. */
+static dp_framing_t framing_verdict(unsigned cl, unsigned te, unsigned host, int http11)
+{
+    if (cl != 0 && te != 0)
+        return DP_FRAMING_CL_AND_TE;
+    if (cl > 1)
+        return DP_FRAMING_DUPLICATE_CL;
+    if (host > 1)
+        return DP_FRAMING_DUPLICATE_HOST;
+    if (host == 0 && http11)
+        return DP_FRAMING_NO_HOST;
+    return DP_FRAMING_OK;
+}
+
 dp_framing_t dp_rpc_check_http1_head(const char *buf, size_t len)
 {
     const char *method, *path;
@@ -193,15 +208,7 @@ dp_framing_t dp_rpc_check_http1_head(const char *buf, size_t len)
             break;
         }
     }
-    if (cl != 0 && te != 0)
-        return DP_FRAMING_CL_AND_TE;
-    if (cl > 1)
-        return DP_FRAMING_DUPLICATE_CL;
-    if (host > 1)
-        return DP_FRAMING_DUPLICATE_HOST;
-    if (host == 0 && minor >= 1)
-        return DP_FRAMING_NO_HOST;
-    return DP_FRAMING_OK;
+    return framing_verdict(cl, te, host, minor >= 1);
 }
 
 dp_framing_t dp_rpc_scan_http1_head(const char *head, size_t len, int http11)
@@ -222,15 +229,7 @@ dp_framing_t dp_rpc_scan_http1_head(const char *head, size_t len, int http11)
             break;
         }
     }
-    if (cl != 0 && te != 0)
-        return DP_FRAMING_CL_AND_TE;
-    if (cl > 1)
-        return DP_FRAMING_DUPLICATE_CL;
-    if (host > 1)
-        return DP_FRAMING_DUPLICATE_HOST;
-    if (host == 0 && http11)
-        return DP_FRAMING_NO_HOST;
-    return DP_FRAMING_OK;
+    return framing_verdict(cl, te, host, http11);
 }
 
 const char *dp_rpc_framing_message(dp_framing_t f)

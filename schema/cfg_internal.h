@@ -101,4 +101,21 @@ void cfg_decode_struct(const cfg_struct_t *st, void *obj, json_t *value, const c
 /* joins a parent path and a key: "services[1]" + "pool" -> "services[1].pool" */
 void cfg_path_join(char *buf, size_t len, const char *parent, const char *key);
 
+/* cfg_values.c: the checks the rows name (each returns the rule broken, or NULL) */
+const char *cfg_check_address(const char *s);
+const char *cfg_check_service_id(const char *s);
+const char *cfg_check_base_url(const char *s);
+const char *cfg_check_endpoint_name(const char *s);
+const char *cfg_check_header_name(const char *s);
+const char *cfg_check_header_value(const char *s);
+const char *cfg_check_origin(const char *s);
+const char *cfg_check_method(const char *s);
+const char *cfg_check_rpc_message(const char *s);
+const char *cfg_check_hedge_delay(const char *s);
+/* "0s" / a duration -> *ms; "p50".."p99" -> *pct. Returns 0, or -1 when it is neither. */
+int cfg_parse_hedge_delay(const char *s, uint64_t *ms, uint32_t *pct);
+/* Splits ep->url into the derived members (host, port, path, userinfo, is_https); the rule broken,
+ * or NULL. */
+const char *cfg_parse_endpoint_url(cfg_endpoint_t *ep);
+
 #endif

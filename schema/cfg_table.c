@@ -18,332 +18,12 @@
 #define MIN (60 * SEC)
 #define HOUR (60 * MIN)
 
-/* --- value checks ------------------------------------------------------------------------- */
-
-/* "host:port", "[v6]:port"; host is an IP literal or a DNS name. */
-static const char *check_address(const char *s)
-{
-    const char *colon;
-    char host[256];
-    if (s[0] == '[') {
-        const char *close = strchr(s, ']');
-        if (close == NULL || close[1] != ':')
-            return "must be host:port, with an IPv6 host in brackets ([::1]:3069)";
-        size_t n = (size_t)(close - s - 1);
-        if (n == 0 || n >= sizeof(host))
-            return "must be host:port, with an IPv6 host in brackets ([::1]:3069)";
-        memcpy(host, s + 1, n);
-        host[n] = '\0';
-        struct in6_addr a6;
-        if (inet_pton(AF_INET6, host, &a6) != 1)
-            return "host in brackets must be an IPv6 address";
-        colon = close + 1;
-    } else {
-        colon = strrchr(s, ':');
-        if (colon == NULL || colon == s)
-            return "must be host:port (for example 127.0.0.1:3069)";
-        size_t n = (size_t)(colon - s);
-        if (n >= sizeof(host))
-            return "host is too long";
-        memcpy(host, s, n);
-        host[n] = '\0';
-        if (strchr(host, ':') != NULL)
-            return "an IPv6 host must be in brackets ([::1]:3069)";
-        for (const char *p = host; *p; p++)
-            if (!isalnum((unsigned char)*p) && *p != '.' && *p != '-')
-                return "host must be an IP address or a DNS name";
-    }
-    const char *port = colon + 1;
-    if (*port == '\0' || strlen(port) > 5)
-        return "port must be a number from 1 to 65535";
-    for (const char *p = port; *p; p++)
-        if (!isdigit((unsigned char)*p))
-            return "port must be a number from 1 to 65535";
-    long v = strtol(port, NULL, 10);
-    if (v < 1 || v > 65535)
-        return "port must be a number from 1 to 65535";
-    return NULL;
-}
-
-static const char *check_service_id(const char *s)
-{
-    size_t n = strlen(s);
-    if (n > 64)
-        return "must be at most 64 characters";
-    for (const char *p = s; *p; p++)
-        if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-' && *p != '.')
-            return "may contain only letters, digits, '_', '-' and '.'";
-    return NULL;
-}
-
-static const char *check_base_url(const char *s)
-{
-    if (strncmp(s, "http://", 7) != 0 && strncmp(s, "https://", 8) != 0)
-        return "scheme must be http or https";
-    const char *host = strstr(s, "://") + 3;
-    if (*host == '\0' || *host == '/' || *host == ':')
-        return "must name a host";
-    return NULL;
-}
-
-/* --- endpoint URLs ------------------------------------------------------------------------ */
-
-/* An endpoint's own name: what metrics, logs and stats show. No '#': derived names use it, so a
- * derived name never equals a given one. */
-static const char *check_endpoint_name(const char *s)
-{
-    if (strlen(s) > 64)
-        return "must be at most 64 characters";
-    for (const char *p = s; *p; p++)
-        if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-' && *p != '.' && *p != ':')
-            return "may contain only letters, digits, '_', '-', '.' and ':'";
-    return NULL;
-}
-
-/* Headers Pathway writes itself, or that change the framing of the exchange: never from config. */
-static const char *const reserved_headers_[] = {"host",       "content-length", "transfer-encoding", "connection",
-                                                "keep-alive", "upgrade",        "proxy-connection",  "te",
-                                                "trailer",    "expect",         "x-request-id",      NULL};
-
-static const char *check_header_name(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0)
-        return "a header name must not be empty";
-    if (n > 128)
-        return "a header name must be at most 128 characters";
-    for (const char *p = s; *p; p++)
-        if (!isalnum((unsigned char)*p) && strchr("!#$%&'*+-.^_`|~", *p) == NULL)
-            return "is not a valid header name (letters, digits and !#$%&'*+-.^_`|~ only)";
-    for (const char *const *r = reserved_headers_; *r != NULL; r++)
-        if (strcasecmp(s, *r) == 0)
-            return "is a header Pathway sets itself or one that changes the message framing; it cannot be configured";
-    return NULL;
-}
-
-static const char *check_header_value(const char *s)
-{
-    for (const char *p = s; *p; p++)
-        if (((unsigned char)*p < 0x20 && *p != '\t') || *p == 0x7f)
-            return "a header value must not contain control characters (CR, LF, ...)";
-    return NULL;
-}
-
-/* "*", or an origin as browsers send it: scheme://host[:port], nothing after. */
-static const char *check_origin(const char *s)
-{
-    if (strcmp(s, "*") == 0)
-        return NULL;
-    const char *rule = check_base_url(s);
-    if (rule != NULL)
-        return "must be * or an origin such as https://app.example.com (scheme, host, optional port)";
-    const char *host = strstr(s, "://") + 3;
-    if (strpbrk(host, "/?#@ ") != NULL)
-        return "an origin has no path, query or user (https://app.example.com, without a trailing /)";
-    return NULL;
-}
-
-/* A JSON-RPC method name as clients send it (eth_sendRawTransaction, debug_traceCall). */
-static const char *check_method(const char *s)
-{
-    if (strlen(s) > 128)
-        return "a method name must be at most 128 characters";
-    for (const char *p = s; *p; p++)
-        if (!isalnum((unsigned char)*p) && strchr("_.:-/", *p) == NULL)
-            return "a method name may contain only letters, digits and _ . : - /";
-    return NULL;
-}
-
-/* The text an operator's rpc_errors row looks for inside error.message. */
-static const char *check_rpc_message(const char *s)
-{
-    if (strlen(s) > 256)
-        return "must be at most 256 characters";
-    for (const char *p = s; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            return "must not contain control characters";
-    return NULL;
-}
-
-#define HEDGE_DELAY_MAX (10 * 60 * 1000ull) /* 10m: a fixed hedge delay beyond any sane request time */
-
-/* hedge.delay: "0s" (off), a duration, or "p50".."p99". Returns 0 with *ms / *pct set (one of them
- * is 0), or -1. */
-static int parse_hedge_delay(const char *s, uint64_t *ms, uint32_t *pct)
-{
-    if (s[0] == 'p') {
-        if (!isdigit((unsigned char)s[1]) || !isdigit((unsigned char)s[2]) || s[3] != '\0')
-            return -1;
-        uint32_t v = (uint32_t)((s[1] - '0') * 10 + (s[2] - '0'));
-        if (v < 50 || v > 99)
-            return -1;
-        *ms = 0;
-        *pct = v;
-        return 0;
-    }
-    const char *err;
-    uint64_t v;
-    if (cfg_parse_duration(s, &v, &err) != 0 || v > HEDGE_DELAY_MAX)
-        return -1;
-    *ms = v;
-    *pct = 0;
-    return 0;
-}
-
-static const char *check_hedge_delay(const char *s)
-{
-    uint64_t ms;
-    uint32_t pct;
-    if (parse_hedge_delay(s, &ms, &pct) != 0)
-        return "must be 0s (off), a duration up to 10m such as 20ms, or a percentile p50 to p99 of the service's observed "
-               "latency";
-    return NULL;
-}
-
-static int hexval(int c)
-{
-    return isdigit(c) ? c - '0' : isxdigit(c) ? tolower(c) - 'a' + 10 : -1;
-}
-
-/* "user:pass" percent-decoded from n bytes at p: a heap string, or NULL with *err set. */
-static char *decode_userinfo(const char *p, size_t n, const char **err)
-{
-    char *out = malloc(n + 1), *o = out;
-    if (out == NULL) {
-        *err = "out of memory";
-        return NULL;
-    }
-    for (size_t i = 0; i < n; i++) {
-        int c = (unsigned char)p[i];
-        if (c == '%') {
-            int hi = i + 2 < n ? hexval((unsigned char)p[i + 1]) : -1;
-            int lo = i + 2 < n ? hexval((unsigned char)p[i + 2]) : -1;
-            if (hi < 0 || lo < 0) {
-                free(out);
-                *err = "bad %-escape in the URL's user:password";
-                return NULL;
-            }
-            c = hi * 16 + lo;
-            i += 2;
-            if (c < 0x20 || c == 0x7f) {
-                free(out);
-                *err = "the URL's user:password must not hold control characters";
-                return NULL;
-            }
-        }
-        *o++ = (char)c;
-    }
-    *o = '\0';
-    return out;
-}
-
-/* Splits an endpoint URL into the derived members; returns the rule broken, or NULL. */
-static const char *parse_endpoint_url(cfg_endpoint_t *ep)
-{
-    const char *s = ep->url, *p;
-    if (strncmp(s, "http://", 7) == 0) {
-        ep->is_https = 0;
-        p = s + 7;
-    } else if (strncmp(s, "https://", 8) == 0) {
-        ep->is_https = 1;
-        p = s + 8;
-    } else {
-        return "scheme must be http or https";
-    }
-    size_t auth_len = strcspn(p, "/?#");
-    const char *rest = p + auth_len;
-    const char *at = NULL;
-    for (const char *c = p; c < rest; c++)
-        if (*c == '@')
-            at = c;
-    if (at != NULL) {
-        /* user:pass@host: sent as HTTP Basic authorization, redacted wherever the URL is shown */
-        const char *err = NULL;
-        if (at == p)
-            return "an empty user:password before '@'";
-        for (const char *c = s; *c; c++)
-            if ((unsigned char)*c <= 0x20 || *c == 0x7f)
-                return "must not contain spaces or control characters";
-        if ((ep->userinfo = decode_userinfo(p, (size_t)(at - p), &err)) == NULL)
-            return err;
-        auth_len -= (size_t)(at + 1 - p);
-        p = at + 1;
-    }
-    if (strchr(rest, '#') != NULL)
-        return "a URL fragment (#...) is not allowed";
-    for (const char *c = s; *c; c++)
-        if ((unsigned char)*c <= 0x20 || *c == 0x7f)
-            return "must not contain spaces or control characters";
-    const char *host = p, *host_end, *port = NULL;
-    if (*p == '[') {
-        host_end = memchr(p, ']', auth_len);
-        if (host_end == NULL)
-            return "IPv6 host is missing its closing ']'";
-        host = p + 1;
-        if (host_end + 1 < rest) {
-            if (host_end[1] != ':')
-                return "unexpected characters after the IPv6 host";
-            port = host_end + 2;
-        }
-    } else {
-        host_end = memchr(p, ':', auth_len);
-        if (host_end != NULL)
-            port = host_end + 1;
-        else
-            host_end = rest;
-    }
-    if (host_end == host)
-        return "must name a host";
-    uint16_t portnum = ep->is_https ? 443 : 80;
-    if (port != NULL) {
-        if (port == rest || rest - port > 5)
-            return "port must be a number from 1 to 65535";
-        long v = 0;
-        for (const char *c = port; c < rest; c++) {
-            if (!isdigit((unsigned char)*c))
-                return "port must be a number from 1 to 65535";
-            v = v * 10 + (*c - '0');
-        }
-        if (v < 1 || v > 65535)
-            return "port must be a number from 1 to 65535";
-        portnum = (uint16_t)v;
-    }
-    char *h = strndup(host, (size_t)(host_end - host));
-    char *path = strdup(*rest == '\0' ? "/" : rest);
-    if (h == NULL || path == NULL) {
-        free(h);
-        free(path);
-        return "out of memory";
-    }
-    if (*p != '[') {
-        for (char *c = h; *c; c++) {
-            if (!isalnum((unsigned char)*c) && *c != '.' && *c != '-' && *c != '_') {
-                free(h);
-                free(path);
-                return "host must be an IP address or a DNS name";
-            }
-            *c = (char)tolower((unsigned char)*c);
-        }
-    } else {
-        struct in6_addr a6;
-        if (inet_pton(AF_INET6, h, &a6) != 1) {
-            free(h);
-            free(path);
-            return "host in brackets must be an IPv6 address";
-        }
-    }
-    ep->host = h;
-    ep->path = path;
-    ep->port = portnum;
-    return NULL;
-}
-
 static void endpoint_finish(void *obj, const char *path, cfg_scope_t scope, cfg_errors_t *errs)
 {
     cfg_endpoint_t *ep = obj;
     if (ep->url == NULL)
         return; /* required: already reported */
-    const char *err = parse_endpoint_url(ep);
+    const char *err = cfg_parse_endpoint_url(ep);
     if (err != NULL) {
         cfg_errors_add(errs, "%s.url: %s", path, err);
         return;
@@ -451,7 +131,7 @@ static const cfg_field_t listen_tls_fields_[] = {
 static const cfg_struct_t listen_tls_struct_ = {sizeof(cfg_listen_tls_t), listen_tls_fields_, N(listen_tls_fields_)};
 
 static const cfg_field_t listen_fields_[] = {
-    ROW(cfg_listen_t, address, .name = "address", .type = CFG_T_STRING, .flags = CFG_F_REQUIRED, .check = check_address,
+    ROW(cfg_listen_t, address, .name = "address", .type = CFG_T_STRING, .flags = CFG_F_REQUIRED, .check = cfg_check_address,
         .doc = "host:port to accept HTTP/1.1 and h2c (or https and h2 with tls) on"),
     ROW(cfg_listen_t, tls, .name = "tls", .type = CFG_T_STRUCT, .flags = CFG_F_OPTIONAL, .sub = &listen_tls_struct_,
         .has_offset = offsetof(cfg_listen_t, has_tls), .doc = "serve https (HTTP/2 through ALPN) with this certificate"),
@@ -461,7 +141,7 @@ static const cfg_field_t listen_fields_[] = {
 static const cfg_struct_t listen_struct_ = {sizeof(cfg_listen_t), listen_fields_, N(listen_fields_)};
 
 static const cfg_field_t admin_fields_[] = {
-    ROW(cfg_admin_t, address, .name = "address", .type = CFG_T_STRING, .def = "\"127.0.0.1:9901\"", .check = check_address,
+    ROW(cfg_admin_t, address, .name = "address", .type = CFG_T_STRING, .def = "\"127.0.0.1:9901\"", .check = cfg_check_address,
         .doc = "admin listener: /healthz /ready /metrics /stats /config /reload /logging"),
     ROW(cfg_admin_t, token_file, .name = "token_file", .type = CFG_T_STRING, .flags = CFG_F_PATH,
         .doc = "file holding a bearer token every admin call but /healthz and /ready must carry; absent = none"),
@@ -534,7 +214,7 @@ static const cfg_struct_t service_limiter_struct_ = {sizeof(cfg_service_limiter_
 
 static const cfg_field_t cors_fields_[] = {
     ROW(cfg_cors_t, allow_origins, .name = "allow_origins", .type = CFG_T_STRLIST, .def = "[]", .min = 0, .max = 256,
-        .check = check_origin,
+        .check = cfg_check_origin,
         .doc = "browser origins allowed to call the service (https://app.example.com, or *); empty = CORS off"),
     ROW(cfg_cors_t, max_age_ms, .name = "max_age", .type = CFG_T_DURATION, .def = "\"10m\"", .min = 0, .max = 24 * HOUR,
         .doc = "how long a browser may cache a preflight answer (Access-Control-Max-Age)"),
@@ -576,7 +256,8 @@ static const cfg_field_t retry_fields_[] = {
         .doc = "wait between attempts (random, doubling: full jitter)"),
     ROW(cfg_retry_t, budget, .name = "budget", .type = CFG_T_STRUCT, .sub = &retry_budget_struct_,
         .doc = "one bound per service on retries and hedges together"),
-    ROW(cfg_retry_t, unsafe_methods, .name = "unsafe_methods", .type = CFG_T_STRLIST, .min = 0, .max = 256, .check = check_method,
+    ROW(cfg_retry_t, unsafe_methods, .name = "unsafe_methods", .type = CFG_T_STRLIST, .min = 0, .max = 256,
+        .check = cfg_check_method,
         .def = "[\"eth_sendRawTransaction\",\"eth_sendTransaction\",\"eth_submitWork\",\"eth_submitHashrate\",\"eth_newFilter\","
                "\"eth_newBlockFilter\",\"eth_newPendingTransactionFilter\"]",
         .doc = "methods retried only when the request surely never arrived (connect failed), and never hedged; a batch "
@@ -589,7 +270,7 @@ static void hedge_derive(void *obj)
     cfg_hedge_t *h = obj;
     h->delay_ms = 0;
     h->delay_percentile = 0;
-    if (h->delay == NULL || parse_hedge_delay(h->delay, &h->delay_ms, &h->delay_percentile) != 0)
+    if (h->delay == NULL || cfg_parse_hedge_delay(h->delay, &h->delay_ms, &h->delay_percentile) != 0)
         return;
     /* one canonical text per value ("1000ms" and "1s" hash alike) */
     char buf[32];
@@ -605,7 +286,7 @@ static void hedge_derive(void *obj)
 }
 
 static const cfg_field_t hedge_fields_[] = {
-    ROW(cfg_hedge_t, delay, .name = "delay", .type = CFG_T_STRING, .def = "\"0s\"", .check = check_hedge_delay,
+    ROW(cfg_hedge_t, delay, .name = "delay", .type = CFG_T_STRING, .def = "\"0s\"", .check = cfg_check_hedge_delay,
         .doc = "start a second attempt on another endpoint when the first has not answered after this: 0s = off, a duration "
                "(20ms), or p50..p99 of the service's observed latency"),
     ROW(cfg_hedge_t, min_delay_ms, .name = "min_delay", .type = CFG_T_DURATION, .def = "\"50ms\"", .min = 0, .max = 1 * MIN,
@@ -630,7 +311,7 @@ static void rpc_error_finish(void *obj, const char *path, cfg_scope_t scope, cfg
 static const cfg_field_t rpc_error_fields_[] = {
     ROW(cfg_rpc_error_t, code, .name = "code", .type = CFG_T_INT32,
         .doc = "JSON-RPC error.code to match (e.g. -32011); absent = any code"),
-    ROW(cfg_rpc_error_t, message, .name = "message", .type = CFG_T_STRING, .check = check_rpc_message,
+    ROW(cfg_rpc_error_t, message, .name = "message", .type = CFG_T_STRING, .check = cfg_check_rpc_message,
         .doc = "text to find in error.message, ignoring case; absent = any message"),
     ROW(cfg_rpc_error_t, rpc_class, .name = "class", .type = CFG_T_ENUM, .flags = CFG_F_REQUIRED, .names = rpc_classes_,
         .doc = "what a match means: rate_limited, missing_data and server_error may be retried (retry_on), client_error "
@@ -670,10 +351,10 @@ static const cfg_field_t endpoint_fields_[] = {
     ROW(cfg_endpoint_t, url, .name = "url", .type = CFG_T_STRING, .flags = CFG_F_REQUIRED,
         .doc = "http://[user:pass@]host[:port][/path] or https://...; the path is where requests are sent; user:pass is sent "
                "as Basic authorization; shown redacted"),
-    ROW(cfg_endpoint_t, name, .name = "name", .type = CFG_T_STRING, .check = check_endpoint_name,
+    ROW(cfg_endpoint_t, name, .name = "name", .type = CFG_T_STRING, .check = cfg_check_endpoint_name,
         .doc = "what metrics, stats and logs call the endpoint; absent = host:port (made unique with #2, #3)"),
-    ROW(cfg_endpoint_t, headers, .name = "headers", .type = CFG_T_STRMAP, .min = 0, .max = 32, .check = check_header_name,
-        .check_value = check_header_value, .doc = "request headers sent to this endpoint (e.g. an API key); shown redacted"),
+    ROW(cfg_endpoint_t, headers, .name = "headers", .type = CFG_T_STRMAP, .min = 0, .max = 32, .check = cfg_check_header_name,
+        .check_value = cfg_check_header_value, .doc = "request headers sent to this endpoint (e.g. an API key); shown redacted"),
     ROW(cfg_endpoint_t, tls, .name = "tls", .type = CFG_T_STRUCT, .flags = CFG_F_OPTIONAL, .sub = &upstream_tls_struct_,
         .has_offset = offsetof(cfg_endpoint_t, has_tls), .doc = "TLS settings of an https endpoint"),
 };
@@ -681,7 +362,7 @@ static const cfg_struct_t endpoint_struct_ = {sizeof(cfg_endpoint_t), endpoint_f
                                               endpoint_finish,        endpoint_dup,     endpoint_dispose};
 
 static const cfg_field_t service_fields_[] = {
-    ROW(cfg_service_t, id, .name = "id", .type = CFG_T_STRING, .flags = CFG_F_REQUIRED, .check = check_service_id,
+    ROW(cfg_service_t, id, .name = "id", .type = CFG_T_STRING, .flags = CFG_F_REQUIRED, .check = cfg_check_service_id,
         .doc = "service id: POST /v1/<id>, or POST /v1 with Target-Service-Id: <id>"),
     ROW(cfg_service_t, endpoints, .name = "endpoints", .type = CFG_T_LIST, .flags = CFG_F_REQUIRED, .min = 1, .max = 1024,
         .sub = &endpoint_struct_, .doc = "upstream URLs; each request goes to the one with the fewest outstanding requests"),
@@ -703,11 +384,11 @@ static const cfg_field_t service_fields_[] = {
 static const cfg_struct_t service_struct_ = {sizeof(cfg_service_t), service_fields_, N(service_fields_), service_finish};
 
 static const cfg_field_t control_plane_fields_[] = {
-    ROW(cfg_control_plane_t, url, .name = "url", .type = CFG_T_STRING, .flags = CFG_F_REQUIRED, .check = check_base_url,
+    ROW(cfg_control_plane_t, url, .name = "url", .type = CFG_T_STRING, .flags = CFG_F_REQUIRED, .check = cfg_check_base_url,
         .doc = "control plane base URL (http://127.0.0.1:7070)"),
     ROW(cfg_control_plane_t, token_file, .name = "token_file", .type = CFG_T_STRING, .flags = CFG_F_PATH,
         .doc = "file holding this dataplane's bearer token"),
-    ROW(cfg_control_plane_t, id, .name = "id", .type = CFG_T_STRING, .flags = CFG_F_REQUIRED, .check = check_service_id,
+    ROW(cfg_control_plane_t, id, .name = "id", .type = CFG_T_STRING, .flags = CFG_F_REQUIRED, .check = cfg_check_service_id,
         .doc = "this dataplane's id, as the control plane lists it"),
     ROW(cfg_control_plane_t, state_dir, .name = "state_dir", .type = CFG_T_STRING, .flags = CFG_F_PATH,
         .def = "\"/var/lib/pathway\"",
@@ -1099,159 +780,4 @@ void cfg_struct_resolve_paths(const cfg_struct_t *st, void *obj, const char *dir
                 cfg_struct_resolve_paths(f->sub, (char *)v->entries + j * f->sub->size, dir);
         }
     }
-}
-
-/* --- docs --------------------------------------------------------------------------------- */
-
-typedef struct st_md_t {
-    char *buf;
-    size_t len, cap;
-} md_t;
-
-static void md_add(md_t *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void md_add(md_t *m, const char *fmt, ...)
-{
-    va_list ap;
-    for (;;) {
-        va_start(ap, fmt);
-        int n = vsnprintf(m->buf + m->len, m->cap - m->len, fmt, ap);
-        va_end(ap);
-        if (n < 0)
-            return;
-        if ((size_t)n < m->cap - m->len) {
-            m->len += (size_t)n;
-            return;
-        }
-        size_t cap = m->cap * 2 + (size_t)n + 1024;
-        char *b = realloc(m->buf, cap);
-        if (b == NULL)
-            return;
-        m->buf = b;
-        m->cap = cap;
-    }
-}
-
-static const char *type_name(const cfg_field_t *f)
-{
-    switch (f->type) {
-    case CFG_T_BOOL:
-        return "boolean";
-    case CFG_T_UINT32:
-        return "integer";
-    case CFG_T_DURATION:
-        return "duration";
-    case CFG_T_SIZE:
-        return "size";
-    case CFG_T_STRING:
-        return "string";
-    case CFG_T_ENUM:
-        return "enum";
-    case CFG_T_STRUCT:
-        return "section";
-    case CFG_T_LIST:
-        return "list";
-    case CFG_T_STRLIST:
-        return "list of strings";
-    case CFG_T_STRMAP:
-        return "mapping";
-    case CFG_T_INT32:
-        return "integer";
-    case CFG_T_ENUMSET:
-        return "list of names";
-    }
-    return "?";
-}
-
-static void md_bounds(md_t *m, const cfg_field_t *f)
-{
-    char a[32], b[32];
-    switch (f->type) {
-    case CFG_T_UINT32:
-        md_add(m, "%llu – %llu", (unsigned long long)f->min, (unsigned long long)f->max);
-        break;
-    case CFG_T_DURATION:
-        cfg_format_duration(f->min, a, sizeof(a));
-        cfg_format_duration(f->max, b, sizeof(b));
-        md_add(m, "%s – %s", a, b);
-        break;
-    case CFG_T_SIZE:
-        cfg_format_size(f->min, a, sizeof(a));
-        cfg_format_size(f->max, b, sizeof(b));
-        md_add(m, "%s – %s", a, b);
-        break;
-    case CFG_T_LIST:
-    case CFG_T_STRLIST:
-    case CFG_T_STRMAP:
-        md_add(m, "%llu – %llu entries", (unsigned long long)f->min, (unsigned long long)f->max);
-        break;
-    case CFG_T_ENUM:
-    case CFG_T_ENUMSET:
-        for (const char *const *n = f->names; *n != NULL; n++)
-            md_add(m, "%s%s", n == f->names ? "" : f->type == CFG_T_ENUM ? " \\| " : ", ", *n);
-        break;
-    case CFG_T_INT32:
-        md_add(m, "%d – %d", INT32_MIN, INT32_MAX);
-        break;
-    default:
-        md_add(m, "—");
-        break;
-    }
-}
-
-/* parent_flags: CFG_F_RESTART / CFG_F_LOCAL of the enclosing sections, which their keys share */
-static void md_struct(md_t *m, const cfg_struct_t *st, const char *prefix, int inherited, unsigned parent_flags)
-{
-    for (size_t i = 0; i < st->num_fields; i++) {
-        const cfg_field_t *f = &st->fields[i];
-        char path[256];
-        snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", f->name);
-        if (f->type == CFG_T_LIST)
-            strncat(path, "[]", sizeof(path) - strlen(path) - 1);
-        unsigned flags_here = f->flags | parent_flags;
-        const char *flags = flags_here & CFG_F_RESTART ? "restart" : "runtime";
-        const char *part = flags_here & CFG_F_LOCAL ? (f->flags & CFG_F_PATH ? "node-local, path" : "node-local")
-                           : f->flags & CFG_F_PATH  ? "path"
-                                                    : "";
-        md_add(m, "| `%s` | %s | ", path, type_name(f));
-        if ((inherited || (f->flags & CFG_F_INHERIT)) && f->type != CFG_T_STRUCT)
-            md_add(m, "from `defaults`");
-        else if (f->def != NULL && f->def[0] == '"') /* strings and units: without JSON quotes */
-            md_add(m, "`%.*s`", (int)strlen(f->def) - 2, f->def + 1);
-        else if (f->def != NULL)
-            md_add(m, "`%s`", f->def);
-        else if (f->flags & CFG_F_REQUIRED)
-            md_add(m, "required");
-        else if (f->flags & CFG_F_OPTIONAL)
-            md_add(m, "absent");
-        else
-            md_add(m, "—");
-        md_add(m, " | ");
-        md_bounds(m, f);
-        md_add(m, " | %s%s%s | %s |\n", flags, *part ? ", " : "", part, f->doc);
-        /* a list's entries are whole values, never inherited key by key */
-        if (f->type == CFG_T_STRUCT || f->type == CFG_T_LIST)
-            md_struct(m, f->sub, path, f->type == CFG_T_STRUCT && (inherited || (f->flags & CFG_F_INHERIT)),
-                      flags_here & (CFG_F_RESTART | CFG_F_LOCAL));
-    }
-}
-
-char *cfg_reference_markdown(void)
-{
-    md_t m = {NULL, 0, 0};
-    md_add(&m, "# Config reference\n\n"
-               "Generated from the schema table (`schema/cfg_table.c`) by `make docs`; do not edit by hand.\n\n"
-               "Durations are written `250ms`, `5s`, `2m`, `1h` (or combined, `1m30s`); sizes `512B`, `64KiB`, `1MiB`, "
-               "`1GiB` (a plain integer is bytes). Unknown keys are errors. *runtime* settings apply without a restart; "
-               "*restart* ones need one, and the dataplane says so when a reload changes them. *node-local* settings "
-               "describe one dataplane process and come only from its own file; a control plane's (fleet) document "
-               "that carries them is rejected.\n\n"
-               "Relative file paths (*path* below) in a dataplane's own file are taken relative to that file's "
-               "directory; in a document pushed by a control plane, relative to the dataplane's working directory.\n\n"
-               "Services inherit `defaults.pool`, `defaults.timeouts`, `defaults.limiter`, `defaults.cors`, `defaults.retry` "
-               "and `defaults.hedge` key by key (the sections inside `retry` too: a service that sets `retry.budget.percent` "
-               "keeps the default `retry.budget.min_concurrent`), and `defaults.rpc_errors` as a whole list unless the "
-               "service gives its own; a service sets only what differs.\n\n"
-               "| key | type | default | bounds | applies | meaning |\n|---|---|---|---|---|---|\n");
-    md_struct(&m, &cfg_root_struct, "", 0, 0);
-    return m.buf;
 }

@@ -7,6 +7,7 @@ PW_SOURCE_DIR come from the environment ctest sets."""
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -128,6 +129,25 @@ def write_file(directory, name, text):
     return path
 
 
+_tmpdirs = []
+
+
+def tmpdir(prefix="pw-test-"):
+    """A temporary directory, removed when main() ends."""
+    d = tempfile.mkdtemp(prefix=prefix)
+    _tmpdirs.append(d)
+    return d
+
+
+def make_env():
+    """The environment for a nested `make` run by a test: without the outer make's jobserver and
+    flags (ctest runs under `make test`), nor an inherited DESTDIR."""
+    env = dict(os.environ)
+    for k in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "DESTDIR"):
+        env.pop(k, None)
+    return env
+
+
 _tests = []
 _failures = 0
 
@@ -165,5 +185,7 @@ def main():
                 print(f"--- output of {p.name} ---\n{p.output()[-4000:]}", flush=True)
         finally:
             stop_all()
+    for d in _tmpdirs:
+        shutil.rmtree(d, ignore_errors=True)
     print(f"{passed} passed, {_failures} failed")
     sys.exit(1 if _failures else 0)

@@ -29,13 +29,8 @@ import pwtest
 from pwtest import test
 
 SRC = pwtest.SOURCE_DIR
-_dirs = []
-
-
 def tmpdir():
-    d = tempfile.mkdtemp(prefix="pw-docs-")
-    _dirs.append(d)
-    return d
+    return pwtest.tmpdir("pw-docs-")
 
 
 def doc_files():
@@ -286,7 +281,7 @@ def readme_first_commands_are_make_run_and_make_test_and_make_run_works():
         print(f"NOTE: ports {busy} are in use on this machine (another make run?): make run itself was not started")
         return
     # `make run` as the README says: it prints a curl command that works, and Ctrl-C stops everything
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+    env = pwtest.make_env()
     p = subprocess.Popen(["make", "-s", "-C", SRC, "run", f"BUILD={pwtest.BUILD_DIR}"], stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
     lines = []
@@ -467,8 +462,4 @@ def deploy_snippets_run_as_a_fleet_behind_tls():
 
 
 if __name__ == "__main__":
-    try:
-        pwtest.main()
-    finally:
-        for d in _dirs:
-            shutil.rmtree(d, ignore_errors=True)
+    pwtest.main()

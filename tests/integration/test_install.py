@@ -38,26 +38,13 @@ KNOWN_SERVICE_KEYS = {
 KNOWN_UNIT_KEYS = {"Description", "Documentation", "After", "Wants"}
 KNOWN_INSTALL_KEYS = {"WantedBy"}
 
-_dirs = []
-
-
 def tmpdir():
-    d = tempfile.mkdtemp(prefix="pw-install-")
-    _dirs.append(d)
-    return d
-
-
-def make_env():
-    """The environment for a nested `make`: without the outer make's jobserver (ctest under make test)."""
-    env = dict(os.environ)
-    for k in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "DESTDIR"):
-        env.pop(k, None)
-    return env
+    return pwtest.tmpdir("pw-install-")
 
 
 def make_install(destdir, prefix):
     p = subprocess.run(["make", "-s", "-C", pwtest.SOURCE_DIR, "install", f"DESTDIR={destdir}", f"PREFIX={prefix}",
-                        f"BUILD={pwtest.BUILD_DIR}"], capture_output=True, text=True, timeout=600, env=make_env())
+                        f"BUILD={pwtest.BUILD_DIR}"], capture_output=True, text=True, timeout=600, env=pwtest.make_env())
     assert p.returncode == 0, f"make install failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
     return p.stdout
 
@@ -65,7 +52,7 @@ def make_install(destdir, prefix):
 def install_prefix(prefix):
     """What `make install PREFIX=prefix` runs after the build (no DESTDIR): the units then name
     binaries that exist, which `systemd-analyze verify` checks."""
-    env = make_env()
+    env = pwtest.make_env()
     p = subprocess.run(["cmake", "--install", pwtest.BUILD_DIR, "--prefix", prefix], capture_output=True, text=True,
                        timeout=120, env=env)
     assert p.returncode == 0, p.stdout + p.stderr
@@ -264,8 +251,4 @@ def unit_command_lines_start_reload_and_stop():
 
 
 if __name__ == "__main__":
-    try:
-        pwtest.main()
-    finally:
-        for d in _dirs:
-            shutil.rmtree(d, ignore_errors=True)
+    pwtest.main()

@@ -162,14 +162,6 @@ def low_rate_caps_connections():
     assert "4 connections x 1 wrk thread(s)" in out, out
 
 
-def make_env():
-    """The environment for a nested `make`: without the outer make's jobserver (ctest under make test)."""
-    env = dict(os.environ)
-    for k in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"):
-        env.pop(k, None)
-    return env
-
-
 @test
 def make_load_test_with_nothing_running_says_how_to_start():
     # `make load_test` as a new operator types it, with no dataplane at URL: a quick non-zero exit that
@@ -177,7 +169,7 @@ def make_load_test_with_nothing_running_says_how_to_start():
     dead = pwtest.free_port()
     start = time.time()
     p = subprocess.run(["make", "-s", "-C", pwtest.SOURCE_DIR, "load_test", f"URL=http://127.0.0.1:{dead}",
-                        f"BUILD={pwtest.BUILD_DIR}"], capture_output=True, text=True, timeout=60, env=make_env())
+                        f"BUILD={pwtest.BUILD_DIR}"], capture_output=True, text=True, timeout=60, env=pwtest.make_env())
     took = time.time() - start
     assert p.returncode != 0, (p.returncode, p.stdout, p.stderr)
     assert f"no dataplane answers at http://127.0.0.1:{dead}" in p.stderr, p.stderr
@@ -194,7 +186,7 @@ def make_load_test_admin_variable_and_progress():
     cmd = ["make", "-s", "-C", pwtest.SOURCE_DIR, "load_test", f"URL=http://127.0.0.1:{port}", f"ADMIN=127.0.0.1:{admin}",
            "SERVICE_IDS=eth", "DURATION=4s", "RATE=300", f"BUILD={pwtest.BUILD_DIR}"]
     start = time.time()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=make_env())
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=pwtest.make_env())
     lines = []  # (seconds since start, line)
     try:
         for line in p.stdout:

@@ -143,6 +143,25 @@ def measure(name, url, pids, seconds, lua):
     return r
 
 
+def haproxy_conf(port, up):
+    """haproxy as the bench runs it: one thread, keep-alive to the upstream on 127.0.0.1:up."""
+    return f"""global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend f
+  bind 127.0.0.1:{port}
+  default_backend b
+backend b
+  server s1 127.0.0.1:{up} maxconn 1000
+"""
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("build")
@@ -187,21 +206,7 @@ http {{ access_log off; client_body_temp_path {d}/up; proxy_temp_path {d}/up; ke
 """)
     # haproxy
     with open(os.path.join(d, "haproxy.cfg"), "w") as f:
-        f.write(f"""global
-  nbthread 1
-  maxconn 4096
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 30s
-  timeout server 30s
-  http-reuse always
-frontend f
-  bind 127.0.0.1:{hap_port}
-  default_backend b
-backend b
-  server s1 127.0.0.1:{up} maxconn 1000
-""")
+        f.write(haproxy_conf(hap_port, up))
     with open(os.path.join(d, "pathway.yaml"), "w") as f:
         f.write(f"""listen:
   - address: 127.0.0.1:{pw_port}

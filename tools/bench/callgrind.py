@@ -21,7 +21,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import ANSWER, BODY, free_port, wait_port  # noqa: E402  (one home for the bench's pieces)
+from bench import ANSWER, BODY, free_port, haproxy_conf, wait_port  # noqa: E402  (one home for the bench's pieces)
 
 
 def start(args, log):
@@ -145,21 +145,7 @@ http {{ access_log off; client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; 
             def haproxy_argv(port, n):
                 conf = os.path.join(d, f"hap-{n}.cfg")
                 with open(conf, "w") as f:
-                    f.write(f"""global
-  nbthread 1
-  maxconn 4096
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 30s
-  timeout server 30s
-  http-reuse always
-frontend f
-  bind 127.0.0.1:{port}
-  default_backend b
-backend b
-  server s1 127.0.0.1:{up} maxconn 1000
-""")
+                    f.write(haproxy_conf(port, up))
                 return [haproxy, "-db", "-f", conf]
             results.append(("haproxy", per_relay(d, "haproxy", haproxy_argv, lambda port: f"http://127.0.0.1:{port}/", a.n1, a.n2)))
     finally:

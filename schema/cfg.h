@@ -185,6 +185,34 @@ typedef struct st_cfg_rpc_error_t {
     int has_code; /* `code` was given: match it (and the message too when given) */
 } cfg_rpc_error_t;
 
+/* Active health checks: a JSON-RPC probe per endpoint, off the worker threads. */
+typedef struct st_cfg_health_check_t {
+    uint64_t _set;
+    uint64_t interval_ms;         /* between probes of one endpoint; 0 = no active checks */
+    uint64_t timeout_ms;          /* one probe's bound; a probe that takes longer failed */
+    char *request;                /* the JSON-RPC request body sent */
+    uint32_t unhealthy_threshold; /* consecutive failed probes that make an endpoint unhealthy */
+    uint32_t healthy_threshold;   /* consecutive passed probes that make it healthy again */
+    uint32_t max_block_lag;       /* blocks behind the service's head before an endpoint is lagging; 0 = heads not compared */
+} cfg_health_check_t;
+
+/* Passive outlier ejection: failures of real traffic take an endpoint out of rotation. */
+typedef struct st_cfg_failure_rate_t {
+    uint64_t _set;
+    uint32_t threshold;    /* % of failed attempts in the window that ejects; 0 = off */
+    uint32_t min_requests; /* attempts in the window before the rate is judged */
+    uint64_t window_ms;    /* the sliding window */
+} cfg_failure_rate_t;
+
+typedef struct st_cfg_outlier_t {
+    uint64_t _set;
+    uint32_t consecutive_failures;  /* failed attempts in a row that eject; 0 = off */
+    cfg_failure_rate_t failure_rate; /* failure rate over a window that ejects */
+    uint64_t base_ejection_time_ms;  /* an ejection lasts this x times ejected ... */
+    uint64_t max_ejection_time_ms;   /* ... never more than this */
+    uint32_t max_ejection_percent;   /* at most this % of a service's endpoints are ejected at once (always one left) */
+} cfg_outlier_t;
+
 typedef struct st_cfg_policy_t {
     uint64_t _set;
     cfg_pool_t pool;
@@ -194,6 +222,8 @@ typedef struct st_cfg_policy_t {
     cfg_retry_t retry;
     cfg_hedge_t hedge;
     CFG_VEC(cfg_rpc_error_t) rpc_errors;
+    cfg_health_check_t health_check;
+    cfg_outlier_t outlier;
 } cfg_policy_t;
 
 /* Client-side TLS toward an https endpoint. */
@@ -239,6 +269,8 @@ typedef struct st_cfg_service_t {
     cfg_retry_t retry;                   /* effective: defaults.retry + overrides (backoff, budget: key by key too) */
     cfg_hedge_t hedge;                   /* effective: defaults.hedge + overrides */
     CFG_VEC(cfg_rpc_error_t) rpc_errors; /* the service's own list when it gives one, else defaults.rpc_errors */
+    cfg_health_check_t health_check;     /* effective: defaults.health_check + overrides */
+    cfg_outlier_t outlier;               /* effective: defaults.outlier + overrides (failure_rate key by key too) */
 } cfg_service_t;
 
 typedef struct st_cfg_control_plane_t {
@@ -249,6 +281,7 @@ typedef struct st_cfg_control_plane_t {
     char *state_dir;                /* last accepted config is kept here */
     uint64_t poll_wait_ms;          /* long-poll wait asked of the control plane */
     uint64_t heartbeat_interval_ms; /* status report period */
+    CFG_VEC(cfg_header_t) labels;   /* name -> value, reported to the control plane (rollout canary selection) */
 } cfg_control_plane_t;
 
 typedef struct st_cfg_t {

@@ -112,6 +112,9 @@ const char *cfg_check_origin(const char *s);
 const char *cfg_check_method(const char *s);
 const char *cfg_check_rpc_message(const char *s);
 const char *cfg_check_hedge_delay(const char *s);
+const char *cfg_check_probe_request(const char *s);
+const char *cfg_check_label_name(const char *s);
+const char *cfg_check_label_value(const char *s);
 /* "0s" / a duration -> *ms; "p50".."p99" -> *pct. Returns 0, or -1 when it is neither. */
 int cfg_parse_hedge_delay(const char *s, uint64_t *ms, uint32_t *pct);
 /* Splits ep->url into the derived members (host, port, path, userinfo, is_https); the rule broken,

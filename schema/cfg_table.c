@@ -319,6 +319,52 @@ static const cfg_field_t rpc_error_fields_[] = {
 };
 static const cfg_struct_t rpc_error_struct_ = {sizeof(cfg_rpc_error_t), rpc_error_fields_, N(rpc_error_fields_), rpc_error_finish};
 
+static const cfg_field_t health_check_fields_[] = {
+    ROW(cfg_health_check_t, interval_ms, .name = "interval", .type = CFG_T_DURATION, .def = "\"5s\"", .min = 0, .max = 1 * HOUR,
+        .doc = "time between two probes of one endpoint; 0 = no active checks"),
+    ROW(cfg_health_check_t, timeout_ms, .name = "timeout", .type = CFG_T_DURATION, .def = "\"2s\"", .min = 1, .max = 1 * MIN,
+        .doc = "a probe that has not answered after this failed"),
+    ROW(cfg_health_check_t, request, .name = "request", .type = CFG_T_STRING, .check = cfg_check_probe_request,
+        .def = "\"{\\\"jsonrpc\\\":\\\"2.0\\\",\\\"id\\\":1,\\\"method\\\":\\\"eth_blockNumber\\\",\\\"params\\\":[]}\"",
+        .doc = "the JSON-RPC request a probe sends; a probe passes on HTTP 200 with a JSON-RPC result, and a hex result is "
+               "the endpoint's head block"),
+    ROW(cfg_health_check_t, unhealthy_threshold, .name = "unhealthy_threshold", .type = CFG_T_UINT32, .def = "3", .min = 1,
+        .max = 100, .doc = "failed probes in a row that take an endpoint out of rotation"),
+    ROW(cfg_health_check_t, healthy_threshold, .name = "healthy_threshold", .type = CFG_T_UINT32, .def = "2", .min = 1,
+        .max = 100, .doc = "passed probes in a row that bring an unhealthy endpoint back"),
+    ROW(cfg_health_check_t, max_block_lag, .name = "max_block_lag", .type = CFG_T_UINT32, .def = "8", .min = 0,
+        .max = 1000000,
+        .doc = "an endpoint this many blocks behind the service's highest head is lagging: not chosen while another is not; "
+               "0 = heads not compared"),
+};
+static const cfg_struct_t health_check_struct_ = {sizeof(cfg_health_check_t), health_check_fields_, N(health_check_fields_)};
+
+static const cfg_field_t failure_rate_fields_[] = {
+    ROW(cfg_failure_rate_t, threshold, .name = "threshold", .type = CFG_T_UINT32, .def = "50", .min = 0, .max = 100,
+        .doc = "% of an endpoint's attempts in the window that failed, at or above which it is ejected; 0 = off"),
+    ROW(cfg_failure_rate_t, min_requests, .name = "min_requests", .type = CFG_T_UINT32, .def = "20", .min = 1, .max = 1000000,
+        .doc = "attempts the window must hold before its rate is judged"),
+    ROW(cfg_failure_rate_t, window_ms, .name = "window", .type = CFG_T_DURATION, .def = "\"30s\"", .min = 1 * SEC,
+        .max = 1 * HOUR, .doc = "how far back the rate looks (ten steps of a tenth each)"),
+};
+static const cfg_struct_t failure_rate_struct_ = {sizeof(cfg_failure_rate_t), failure_rate_fields_, N(failure_rate_fields_)};
+
+static const cfg_field_t outlier_fields_[] = {
+    ROW(cfg_outlier_t, consecutive_failures, .name = "consecutive_failures", .type = CFG_T_UINT32, .def = "5", .min = 0,
+        .max = 1000, .doc = "failed attempts in a row that eject an endpoint; 0 = off"),
+    ROW(cfg_outlier_t, failure_rate, .name = "failure_rate", .type = CFG_T_STRUCT, .sub = &failure_rate_struct_,
+        .doc = "ejection by the share of failed attempts over a window"),
+    ROW(cfg_outlier_t, base_ejection_time_ms, .name = "base_ejection_time", .type = CFG_T_DURATION, .def = "\"30s\"",
+        .min = 1 * SEC, .max = 1 * HOUR, .doc = "an ejection lasts this times the endpoint's ejections so far"),
+    ROW(cfg_outlier_t, max_ejection_time_ms, .name = "max_ejection_time", .type = CFG_T_DURATION, .def = "\"5m\"",
+        .min = 1 * SEC, .max = 24 * HOUR, .doc = "an ejection never lasts longer than this; at least base_ejection_time"),
+    ROW(cfg_outlier_t, max_ejection_percent, .name = "max_ejection_percent", .type = CFG_T_UINT32, .def = "50", .min = 0,
+        .max = 100,
+        .doc = "at most this % of a service's endpoints are ejected at once (at least one may be, one always stays); 0 = "
+               "none is ever ejected"),
+};
+static const cfg_struct_t outlier_struct_ = {sizeof(cfg_outlier_t), outlier_fields_, N(outlier_fields_)};
+
 /* The policy sections: `defaults` holds them plainly, each service holds them as overrides. */
 static const cfg_field_t policy_fields_[] = {
     ROW(cfg_policy_t, pool, .name = "pool", .type = CFG_T_STRUCT, .sub = &pool_struct_, .doc = "upstream connection pool"),
@@ -334,6 +380,10 @@ static const cfg_field_t policy_fields_[] = {
         .sub = &rpc_error_struct_,
         .doc = "additions to the built-in classes of upstream JSON-RPC errors (dataplane guide: Classifying upstream errors), "
                "checked first, in order"),
+    ROW(cfg_policy_t, health_check, .name = "health_check", .type = CFG_T_STRUCT, .sub = &health_check_struct_,
+        .doc = "active checks: a JSON-RPC probe of each endpoint, which also learns its head block"),
+    ROW(cfg_policy_t, outlier, .name = "outlier", .type = CFG_T_STRUCT, .sub = &outlier_struct_,
+        .doc = "passive ejection of endpoints that fail real traffic, and the breaker that lets them back"),
 };
 const cfg_struct_t cfg_policy_struct = {sizeof(cfg_policy_t), policy_fields_, N(policy_fields_)};
 
@@ -380,6 +430,10 @@ static const cfg_field_t service_fields_[] = {
         .doc = "overrides of defaults.hedge"),
     ROW(cfg_service_t, rpc_errors, .name = "rpc_errors", .type = CFG_T_LIST, .flags = CFG_F_INHERIT, .def = "[]", .min = 0,
         .max = 64, .sub = &rpc_error_struct_, .doc = "replaces defaults.rpc_errors for this service (an empty list too)"),
+    ROW(cfg_service_t, health_check, .name = "health_check", .type = CFG_T_STRUCT, .flags = CFG_F_INHERIT,
+        .sub = &health_check_struct_, .doc = "overrides of defaults.health_check"),
+    ROW(cfg_service_t, outlier, .name = "outlier", .type = CFG_T_STRUCT, .flags = CFG_F_INHERIT, .sub = &outlier_struct_,
+        .doc = "overrides of defaults.outlier (failure_rate key by key too)"),
 };
 static const cfg_struct_t service_struct_ = {sizeof(cfg_service_t), service_fields_, N(service_fields_), service_finish};
 
@@ -397,6 +451,10 @@ static const cfg_field_t control_plane_fields_[] = {
         .max = 5 * MIN, .doc = "how long one long poll for a new version waits"),
     ROW(cfg_control_plane_t, heartbeat_interval_ms, .name = "heartbeat_interval", .type = CFG_T_DURATION, .def = "\"5s\"",
         .min = 100, .max = 5 * MIN, .doc = "how often status is reported"),
+    ROW(cfg_control_plane_t, labels, .name = "labels", .type = CFG_T_STRMAP, .min = 0, .max = 32, .check = cfg_check_label_name,
+        .check_value = cfg_check_label_value,
+        .doc = "this dataplane's labels (region: eu, canary: \"true\"), reported to the control plane, which may choose "
+               "canaries by them"),
 };
 static const cfg_struct_t control_plane_struct_ = {sizeof(cfg_control_plane_t), control_plane_fields_, N(control_plane_fields_)};
 
@@ -504,11 +562,23 @@ static void retry_rules(const cfg_retry_t *r, const char *path, cfg_errors_t *er
     }
 }
 
+static void outlier_rules(const cfg_outlier_t *o, const char *path, cfg_errors_t *errs)
+{
+    if (o->base_ejection_time_ms > o->max_ejection_time_ms) {
+        char a[32], b[32];
+        cfg_format_duration(o->base_ejection_time_ms, a, sizeof(a));
+        cfg_format_duration(o->max_ejection_time_ms, b, sizeof(b));
+        cfg_errors_add(errs, "%s.outlier.base_ejection_time: must be at most outlier.max_ejection_time (base %s, max %s)", path,
+                       a, b);
+    }
+}
+
 static void root_finish(void *obj, const char *path, cfg_scope_t scope, cfg_errors_t *errs)
 {
     cfg_t *cfg = obj;
 
     retry_rules(&cfg->defaults.retry, "defaults", errs);
+    outlier_rules(&cfg->defaults.outlier, "defaults", errs);
     /* services take every policy key they did not set from `defaults`: each CFG_F_INHERIT row of a
      * service has a row of the same name in the policy table */
     for (size_t i = 0; i < cfg->services.size; i++) {
@@ -529,6 +599,11 @@ static void root_finish(void *obj, const char *path, cfg_scope_t scope, cfg_erro
             char where[32];
             snprintf(where, sizeof(where), "services[%zu]", i);
             retry_rules(&svc->retry, where, errs);
+        }
+        if (svc->outlier._set != 0) {
+            char where[32];
+            snprintf(where, sizeof(where), "services[%zu]", i);
+            outlier_rules(&svc->outlier, where, errs);
         }
         for (size_t j = 0; svc->id != NULL && j < i; j++) {
             if (cfg->services.entries[j].id != NULL && strcmp(svc->id, cfg->services.entries[j].id) == 0) {

@@ -329,3 +329,48 @@ const char *cfg_parse_endpoint_url(cfg_endpoint_t *ep)
     ep->port = portnum;
     return NULL;
 }
+
+/* health_check.request: one JSON-RPC request object, small enough to send on every probe. */
+const char *cfg_check_probe_request(const char *s)
+{
+    if (strlen(s) > 4096)
+        return "must be at most 4096 bytes";
+    json_error_t jerr;
+    json_t *j = json_loads(s, JSON_REJECT_DUPLICATES, &jerr);
+    if (j == NULL)
+        return "must be a JSON-RPC request object ({\"jsonrpc\":\"2.0\",\"id\":1,\"method\":...}): it is not valid JSON";
+    const char *rule = NULL;
+    json_t *m = json_object_get(j, "method");
+    if (!json_is_object(j))
+        rule = "must be one JSON-RPC request object, not a batch or a scalar";
+    else if (!json_is_string(json_object_get(j, "jsonrpc")) || strcmp(json_string_value(json_object_get(j, "jsonrpc")), "2.0") != 0)
+        rule = "must have \"jsonrpc\": \"2.0\"";
+    else if (!json_is_string(m) || json_string_length(m) == 0)
+        rule = "must name a \"method\"";
+    else if (json_object_get(j, "id") == NULL || json_is_null(json_object_get(j, "id")))
+        rule = "must have an \"id\" (a notification gets no answer to judge)";
+    json_decref(j);
+    return rule;
+}
+
+/* control_plane.labels: names like Kubernetes label keys without a prefix. */
+const char *cfg_check_label_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 63)
+        return "a label name must be 1 to 63 characters";
+    for (const char *p = s; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-' && *p != '.')
+            return "a label name may hold only letters, digits, '_', '-' and '.'";
+    return NULL;
+}
+
+const char *cfg_check_label_value(const char *s)
+{
+    if (strlen(s) > 63)
+        return "a label value must be at most 63 characters";
+    for (const char *p = s; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-' && *p != '.')
+            return "a label value may hold only letters, digits, '_', '-' and '.'";
+    return NULL;
+}

@@ -141,12 +141,14 @@ static size_t candidates(const cfg_field_t *f, json_t **out)
         break;
     case CFG_T_STRMAP:
         out[n++] = j("{\"X-Api-Key\":\"secret\",\"Authorization\":\"Bearer k\"}");
+        out[n++] = j("{\"region\":\"eu\",\"canary\":\"true\"}"); /* control_plane.labels */
         break;
     case CFG_T_STRING:
         out[n++] = json_string("127.0.0.9:4444");
         out[n++] = json_string("https://127.0.0.9:4444/rpc");
         out[n++] = json_string("svc-x");
         out[n++] = json_string("p95"); /* hedge.delay */
+        out[n++] = json_string("{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"eth_chainId\"}"); /* health_check.request */
         break;
     default:
         break;
@@ -253,7 +255,7 @@ static void test_table_walk(void **state)
     const char *keys[16];
     walked_ = 0;
     walk(&cfg_root_struct, keys, 0);
-    assert_int_equal(walked_, 74); /* every scalar field of the table today */
+    assert_int_equal(walked_, 101); /* every scalar field of the table today */
 }
 
 /* every default of the table decodes, and cfg_create_default holds them */

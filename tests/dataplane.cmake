@@ -18,3 +18,7 @@ pw_add_integration(test_dataplane_cors integration/test_dataplane_cors.py)
 pw_add_integration(test_dataplane_failover integration/test_dataplane_failover.py)
 # its hedging test measures a p99 in milliseconds: not beside other tests of this run
 set_tests_properties(test_dataplane_failover PROPERTIES RUN_SERIAL TRUE)
+# endpoint health (issue 11): ejection and its breaker, lag, panic, drain, flap, runtime knobs; it
+# measures how soon an endpoint is back (seconds): not beside other tests of this run
+pw_add_integration(test_dataplane_health integration/test_dataplane_health.py)
+set_tests_properties(test_dataplane_health PROPERTIES RUN_SERIAL TRUE)

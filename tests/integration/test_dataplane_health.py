@@ -215,9 +215,10 @@ def test_dead_endpoint_is_ejected_and_comes_back():
     failed_first = 300 - statuses[200]
     assert failed_first <= 3, statuses
     h = pw.health("m1")
-    assert h["state"] in ("ejected", "unhealthy") and h["up"] is False, h
-    assert h["ejections"] >= 1 and h["eject_reason"] == "connect_failure", h
-    assert pw.metric("pathway_ejections_total", service="eth", endpoint="m1", reason="connect_failure") >= 1
+    assert h["state"] in ("ejected", "half_open", "unhealthy") and h["up"] is False, h
+    # connects are refused; a pooled connection it reset may fail first as a reset
+    assert h["ejections"] >= 1 and h["eject_reason"] in ("connect_failure", "reset"), h
+    assert pw.metric("pathway_ejections_total", service="eth", endpoint="m1", reason=h["eject_reason"]) >= 1
     assert pw.metric("pathway_endpoint_up", service="eth", endpoint="m1") == 0
     assert h["failures"].get("connect_failure", 0) >= 1, h
     # 99.9% of 5,000 with retries off, the ejection included

@@ -25,6 +25,25 @@ static int managed_apply(void *ctx, cfg_t *fleet, int64_t version, char **err)
     return dp_server_apply_fleet_from_thread(m->server, fleet, version, err);
 }
 
+/* How many of each service's endpoints this dataplane considers up, out of /stats' services:
+ * {"<service>": {"up": n, "total": n, "panic": bool}}. */
+static json_t *heartbeat_endpoints(json_t *all)
+{
+    json_t *out = json_object(), *svc;
+    size_t i;
+    json_array_foreach(json_object_get(all, "services"), i, svc)
+    {
+        json_t *h = json_object_get(svc, "health");
+        const char *id = json_string_value(json_object_get(svc, "id"));
+        if (id != NULL && h != NULL)
+            json_object_set_new(out, id,
+                                json_pack("{s:O?, s:I, s:O?}", "up", json_object_get(h, "endpoints_up"), "total",
+                                          (json_int_t)json_array_size(json_object_get(svc, "endpoints")), "panic",
+                                          json_object_get(h, "panic")));
+    }
+    return out;
+}
+
 /* What a heartbeat carries: a few live figures out of /stats. */
 static json_t *managed_heartbeat_stats(void *ctx)
 {
@@ -37,6 +56,8 @@ static json_t *managed_heartbeat_stats(void *ctx)
                             json_object_get(req, "5xx"), "latency_ms", json_object_get(all, "latency_ms"), "inflight",
                             json_object_get(lim, "inflight"), "queued", json_object_get(lim, "queued"), "rss_bytes",
                             json_object_get(all, "rss_bytes"), "hash", json_object_get(all, "hash"));
+    if (out != NULL)
+        json_object_set_new(out, "endpoints", heartbeat_endpoints(all));
     json_decref(all);
     return out;
 }

@@ -14,6 +14,8 @@ foreach(t test_dataplane test_dataplane_limits test_dataplane_reload test_datapl
 endforeach()
 pw_add_integration(test_dataplane_strict integration/test_dataplane_strict.py)
 pw_add_integration(test_dataplane_cors integration/test_dataplane_cors.py)
+# endpoint health on the admin listener (issue 11): drain/undrain, /stats and /metrics
+pw_add_integration(test_dataplane_health_admin integration/test_dataplane_health_admin.py)
 # failover (issue 10): retries, unsafe methods, the budget, hedging, runtime knobs
 pw_add_integration(test_dataplane_failover integration/test_dataplane_failover.py)
 # its hedging test measures a p99 in milliseconds: not beside other tests of this run

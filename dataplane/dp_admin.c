@@ -742,8 +742,10 @@ static int hex_digit(char c)
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
 }
 
-/* One segment of a request path, percent-decoded into out (NUL-terminated). -1 on a bad escape, an
- * escaped NUL, or a segment longer than outlen - 1. ('+' is itself in a path, not a space.) */
+/* One segment of a request path, percent-decoded into out (NUL-terminated). -1 on a bad escape, a
+ * byte that is not printable ASCII (no service id or endpoint name holds one, and an error that
+ * echoes the segment must be valid JSON), or a segment longer than outlen - 1. ('+' is itself in a
+ * path, not a space.) */
 static int path_segment_decode(const char *p, size_t len, char *out, size_t outlen)
 {
     size_t o = 0;
@@ -751,12 +753,12 @@ static int path_segment_decode(const char *p, size_t len, char *out, size_t outl
         char c = p[i];
         if (c == '%') {
             int hi, lo;
-            if (len - i < 3 || (hi = hex_digit(p[i + 1])) < 0 || (lo = hex_digit(p[i + 2])) < 0 || (hi | lo) == 0)
+            if (len - i < 3 || (hi = hex_digit(p[i + 1])) < 0 || (lo = hex_digit(p[i + 2])) < 0)
                 return -1;
             c = (char)(hi << 4 | lo);
             i += 2;
         }
-        if (o + 1 >= outlen)
+        if (c < 0x20 || c > 0x7e || o + 1 >= outlen)
             return -1;
         out[o++] = c;
     }
@@ -795,11 +797,15 @@ static void endpoint_drain(dp_server_t *s, h2o_req_t *req)
     }
     char sid[256], name[256];
     if (seglen[0] == 0 || path_segment_decode(seg[0], seglen[0], sid, sizeof(sid)) != 0) {
-        respond_json(req, 400, json_pack("{s:b, s:s}", "ok", 0, "error", "service: empty, too long or badly percent-encoded"));
+        respond_json(req, 400,
+                     json_pack("{s:b, s:s}", "ok", 0, "error",
+                               "service: must be a service id, percent-encoded (printable ASCII, 1 to 255 bytes)"));
         return;
     }
     if (seglen[1] == 0 || path_segment_decode(seg[1], seglen[1], name, sizeof(name)) != 0) {
-        respond_json(req, 400, json_pack("{s:b, s:s}", "ok", 0, "error", "endpoint: empty, too long or badly percent-encoded"));
+        respond_json(req, 400,
+                     json_pack("{s:b, s:s}", "ok", 0, "error",
+                               "endpoint: must be an endpoint name, percent-encoded (printable ASCII, 1 to 255 bytes)"));
         return;
     }
     dp_gen_t *g = atomic_load(&s->current);
@@ -830,7 +836,8 @@ static void endpoint_drain(dp_server_t *s, h2o_req_t *req)
         PW_INFO("endpoint %s of service %s drained by the admin API: no new requests; %d in flight finish", ep->label, svc->id,
                 (int)atomic_load(&ep->outstanding));
     else
-        PW_INFO("endpoint %s of service %s undrained by the admin API: back in the balancer's choice", ep->label, svc->id);
+        PW_INFO("endpoint %s of service %s undrained by the admin API (now %s)", ep->label, svc->id,
+                dp_health_state_names[dp_health_state(ep, unix_now_ms())]);
     respond_json(req, 200,
                  json_pack("{s:b, s:s, s:s, s:s}", "ok", 1, "service", svc->id, "endpoint", ep->label, "state",
                            dp_health_state_names[dp_health_state(ep, unix_now_ms())]));

@@ -98,9 +98,12 @@ def test_drain_undrain_and_their_errors():
     for p in (path("eth", second, "stop"), drain2 + "/", f"/endpoints/eth/{first}", "/endpoints/"):
         st, _, body = dp_util.admin_post(pw.admin, p, auth)
         assert st == 404 and "drain" in body["error"], (p, st, body)
-    for p in ("/endpoints/eth/a%2/drain", "/endpoints/eth/a%zz/drain", "/endpoints/eth/a%00b/drain", "/endpoints/e%/x/drain"):
+    for p in ("/endpoints/eth/a%2/drain", "/endpoints/eth/a%zz/drain", "/endpoints/eth/a%00b/drain", "/endpoints/e%/x/drain",
+              "/endpoints/eth/%FF%FE/drain", "/endpoints/eth/a%0Ab/drain", "/endpoints/eth/" + "a" * 300 + "/drain",
+              "/endpoints//x/drain", "/endpoints/eth//drain"):
         st, _, body = dp_util.admin_post(pw.admin, p, auth)
         assert st == 400 and "percent-encoded" in body["error"], (p, st, body)
+        assert body["error"].startswith("service:" if p.startswith(("/endpoints/e%", "/endpoints//")) else "endpoint:"), body
 
     # drain the second: 200, draining, not up, one of two up
     st, _, body = dp_util.admin_post(pw.admin, drain2, auth)
@@ -139,7 +142,7 @@ def test_drain_undrain_and_their_errors():
     dp_util.wait_for(lambda: "undrained" in pw.proc.output(), what="the undrain log line")
     log = pw.proc.output()
     assert re.search(rf"info: endpoint {re.escape(second)} of service eth drained", log), log
-    assert re.search(rf"info: endpoint {re.escape(second)} of service eth undrained", log), log
+    assert re.search(rf"info: endpoint {re.escape(second)} of service eth undrained by the admin API \(now healthy\)", log), log
 
 
 def check_endpoint_health(h, now_ms):

@@ -89,6 +89,7 @@ static dp_svcshared_t *svcshared_get(dp_server_t *s, const cfg_service_t *cs)
     dp_limiter_init(&sh->limiter, 0, 0);
     dp_budget_init(&sh->budget, cs->retry.budget.min_concurrent);
     dp_latency_init(&sh->latency, 0);
+    dp_svchealth_init(&sh->health);
     h2o_linklist_insert(&s->svcshared, &sh->link);
     pthread_mutex_unlock(&s->registry_mutex);
     return sh;
@@ -106,6 +107,7 @@ void dp_svcshared_release(dp_svcshared_t *sh)
     h2o_linklist_unlink(&sh->link);
     pthread_mutex_unlock(&s->registry_mutex);
     dp_limiter_dispose(&sh->limiter);
+    dp_svchealth_dispose(&sh->health);
     free(sh->id);
     free(sh);
 }

@@ -23,6 +23,7 @@
 #include "dp.h"
 #include "dp_budget.h"
 #include "dp_bufpool.h"
+#include "dp_health.h"
 #include "dp_latency.h"
 #include "dp_limiter.h"
 
@@ -94,6 +95,7 @@ struct st_dp_svcshared_t {
     dp_limiter_t limiter; /* per-service bound (bounds updated in place on apply) */
     dp_budget_t budget;   /* retries + hedges (settings read from the current generation at each call) */
     dp_latency_t latency; /* recent relay durations, for a percentile hedge delay */
+    dp_svchealth_t health; /* ejection order, the service's head, panic */
     size_t nworkers;
     dp_svcstats_t stats[]; /* one per worker */
 };
@@ -151,6 +153,7 @@ struct st_dp_endpoint_t {
     _Atomic int just_failed;             /* a connect failed: pass it over once */
     _Atomic uint64_t connects, reuses, connect_errors, closes;
     _Atomic uint64_t attempts[DP_ARES__COUNT]; /* attempts by how they ended (dp_ares_t) */
+    dp_ephealth_t health;                      /* in rotation or why not (dp_health.h) */
     size_t nworkers;
     dp_wpool_t *wp; /* [nworkers]: each worker's half of the pool */
 };

@@ -260,13 +260,13 @@ static dp_endpoint_t *endpoint_create(dp_server_t *s, const char *service, const
     atomic_init(&ep->max_idle, pool->max_idle_per_host);
     atomic_init(&ep->idle_timeout_ms, pool->idle_timeout_ms);
     atomic_init(&ep->connect_timeout_ms, pool->connect_timeout_ms);
-    ep->nworkers = s->nworkers;
-    ep->wp = calloc(s->nworkers, sizeof(ep->wp[0]));
+    ep->nworkers = DP_NPOOLS(s);
+    ep->wp = calloc(DP_NPOOLS(s), sizeof(ep->wp[0]));
     ep->upstream = host_get(s, e, pool);
     if (ep->service == NULL || ep->url == NULL || ep->label == NULL || ep->host == NULL || ep->path == NULL || ep->wp == NULL ||
         ep->upstream == NULL)
         goto NoMem;
-    for (size_t i = 0; i != s->nworkers; ++i) {
+    for (size_t i = 0; i != DP_NPOOLS(s); ++i) {
         ep->wp[i].ep = ep;
         h2o_linklist_init_anchor(&ep->wp[i].idle);
         h2o_linklist_init_anchor(&ep->wp[i].waiters);

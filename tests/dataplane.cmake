@@ -1,6 +1,6 @@
 # dataplane (issue 3): unit tests of its modules (test_dp_server runs a real server on threads),
 # and integration tests that run pathway with pathway-mock-upstream on 127.0.0.1.
-foreach(t test_dp_rpc test_dp_errors test_dp_h1parse test_dp_balancer test_dp_limiter test_dp_bufpool test_dp_gen test_dp_server)
+foreach(t test_dp_rpc test_dp_errors test_dp_h1parse test_dp_balancer test_dp_health test_dp_limiter test_dp_bufpool test_dp_gen test_dp_server)
   pw_add_unit(${t} SOURCES unit/${t}.c LIBS pw_dataplane)
 endforeach()
 # failover parts (issue 10): upstream answers classified, the retry budget, the latency estimate

@@ -167,5 +167,40 @@ def test_real_dataplane_reports_a_drained_endpoint():
     assert cp.stop() == 0
 
 
+@test
+def test_many_services_send_only_those_not_all_up():
+    # 150 services with long ids would pass the heartbeat's budget for these figures (4 KiB, the
+    # control plane taking 16 KiB of stats in all): the dataplane then sends only the services not
+    # all up, and its reports keep being accepted
+    _, up = dp_util.start_mock()
+    u = f"http://127.0.0.1:{up}"
+    ids = [f"svc-{i:03d}-" + "x" * 40 for i in range(150)]
+    fleet = {"log": {"level": "info"},
+             "services": [{"id": sid, "endpoints": [{"url": u}, {"url": u + "/two"}]} for sid in ids]}
+    d = tempfile.mkdtemp(prefix="pw-cp-endpoints-")
+    cp = ControlPlane(seed=pwtest.write_file(d, "seed.json", json.dumps(fleet)))
+    extra = (f"control_plane:\n  url: http://127.0.0.1:{cp.port}\n"
+             f"  token_file: {os.path.join(cp.dir, 'dataplane.token')}\n  id: dp-1\n"
+             f"  state_dir: {os.path.join(d, 'state')}\n  heartbeat_interval: 300ms\n")
+    pw = dp_util.Pathway([("eth", [u], "")], extra=extra, threads=1, tmpdir=d)
+
+    def endpoints_are(want):
+        def check():
+            _, _, b = cp.call("GET", "/v1/dataplanes/dp-1")
+            return b if b and b["state"] == "synced" and b["endpoints"] == want else None
+        return dp_util.wait_for(check, timeout=10, what=f"GET /v1/dataplanes/dp-1 endpoints {want}")
+
+    endpoints_are({})
+    rc, out, err = ctl(cp, "status")
+    assert rc == 0 and table_rows(out)["dp-1"]["ENDPOINTS"] == "all up", (rc, out, err)
+    second = urllib.parse.quote(f"127.0.0.1:{up}#2", safe="")
+    for sid in (ids[7], ids[99]):
+        assert dp_util.admin_post(pw.admin, f"/endpoints/{sid}/{second}/drain")[0] == 200
+    endpoints_are({ids[7]: {"up": 1, "total": 2, "panic": False}, ids[99]: {"up": 1, "total": 2, "panic": False}})
+    rc, out, err = ctl(cp, "status")
+    assert rc == 0 and table_rows(out)["dp-1"]["ENDPOINTS"] == f"{ids[7]} 1/2 up, {ids[99]} 1/2 up", (rc, out, err)
+    assert cp.stop() == 0
+
+
 if __name__ == "__main__":
     main()

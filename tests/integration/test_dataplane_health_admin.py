@@ -137,6 +137,9 @@ def test_drain_undrain_and_their_errors():
     assert endpoint(pw, "eth", second)["health"]["up"] is True
     assert service(pw, "eth")["health"]["endpoints_up"] == 2
     assert sample(pw.metrics(), "pathway_endpoint_up", service="eth", endpoint=second) == 1
+    # ':' may also come unencoded (it is allowed in a path segment)
+    st, _, body = dp_util.admin_post(pw.admin, f"/endpoints/eth/{first}/undrain", auth)
+    assert st == 200 and body["endpoint"] == first and body["state"] == "healthy", body
 
     # each drain and undrain is logged at info, naming endpoint and service
     dp_util.wait_for(lambda: "undrained" in pw.proc.output(), what="the undrain log line")

@@ -9,3 +9,6 @@ set_tests_properties(test_load_test PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 120)
 pw_add_integration(test_pathwayctl_requests integration/test_pathwayctl_requests.py)
 # pathwayctl against the control plane's tag delete, dataplane forget and drift.
 pw_add_integration(test_pathwayctl_cp_api integration/test_pathwayctl_cp_api.py)
+# pathwayctl and safe rollouts (issue 14): the rollout flags, `rollout status --watch` and the
+# rollout controls, against a scripted control plane.
+pw_add_integration(test_pathwayctl_rollout integration/test_pathwayctl_rollout.py)

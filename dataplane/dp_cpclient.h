@@ -34,8 +34,8 @@ typedef struct st_dp_cpclient_callbacks_t {
     /* Live figures for heartbeats (new reference, a JSON object), or NULL. Called on the
      * heartbeat thread. */
     json_t *(*stats)(void *ctx);
-    /* The rollout evidence for heartbeats' "traffic" key (new reference, a JSON object), or NULL.
-     * Called on the heartbeat thread. May be NULL. */
+    /* The rollout evidence for reports' "traffic" key (new reference, a JSON object), or NULL.
+     * Called on either of the client's threads (each report carries it). May be NULL. */
     json_t *(*traffic)(void *ctx);
     void *ctx;
 } dp_cpclient_callbacks_t;

@@ -25,7 +25,6 @@
     "  --max-error-rate-increase F fail when the canary's error rate exceeds the baseline's by more (0.01)\n"                      \
     "  --max-p99-ratio F           fail when the canary's p99 exceeds F times the baseline's (1.5)\n"                              \
     "  --failures-allowed N        failed intervals tolerated; one more rolls back\n"                                              \
-    "  --force                     supersede a rollout in progress (else the control plane refuses: 409)\n"                        \
     "  Follow it with `pathwayctl rollout status --watch` (--wait does not apply to a rollout).\n"
 
 #define CONN_HELP                                                                                                                  \
@@ -80,7 +79,7 @@ const ctl_command_t ctl_commands[] = {
      "what changed.\n"
      "  -m, --message MSG   why (stored with the version; at most 1024 bytes)\n"
      "  --if-match N        store only if N is still the active version (overrides FILE's version)\n"
-     "  --force             send without If-Match\n"
+     "  --force             send without If-Match, and supersede a rollout in progress (else: 409)\n"
      "  --dry-run           print what would change against the active version, store nothing\n" WAIT_HELP ROLLOUT_HELP,
      CTL_OPT_MESSAGE | CTL_OPT_FORCE | CTL_OPT_IF_MATCH | CTL_OPT_DRY_RUN | CTL_OPT_WAIT | CTL_OPT_ROLLOUT, 1, 1, ctl_cmd_apply},
     {"set", "KEY=VALUE...", "change settings (a merge patch on the active document)",
@@ -99,7 +98,8 @@ const ctl_command_t ctl_commands[] = {
      "  -m, --message MSG   why (stored with the version; at most 1024 bytes)\n"
      "  --if-match N        store only if N is still the active version (default: the version read)\n"
      "  --dry-run           print the merge patch, send nothing\n"
-     "  --create            a list item (a service) no id names is added, not an error\n" WAIT_HELP ROLLOUT_HELP,
+     "  --create            a list item (a service) no id names is added, not an error\n"
+     "  --force             supersede a rollout in progress (else: 409)\n" WAIT_HELP ROLLOUT_HELP,
      CTL_OPT_MESSAGE | CTL_OPT_DRY_RUN | CTL_OPT_IF_MATCH | CTL_OPT_CREATE | CTL_OPT_WAIT | CTL_OPT_ROLLOUT | CTL_OPT_FORCE, 1, -1,
      ctl_cmd_set},
     {"rollback", "N|TAG|previous", "make version N's (or a tag's) document active again",
@@ -108,7 +108,8 @@ const ctl_command_t ctl_commands[] = {
      "active one, so: the active version's number minus one); a second `rollback previous` undoes the\n"
      "first. History is never rewritten. Prints the new version and what changed.\n"
      "  -m, --message MSG   why (stored with the version)\n"
-     "  --if-match N        roll back only if N is still the active version\n" WAIT_HELP ROLLOUT_HELP,
+     "  --if-match N        roll back only if N is still the active version\n"
+     "  --force             supersede a rollout in progress (else: 409)\n" WAIT_HELP ROLLOUT_HELP,
      CTL_OPT_MESSAGE | CTL_OPT_IF_MATCH | CTL_OPT_WAIT | CTL_OPT_ROLLOUT | CTL_OPT_FORCE, 1, 1, ctl_cmd_rollback},
     {"tag", "[NAME [N|active]] | delete NAME", "list tags, show one, point one at a version, delete one",
      "Without arguments: every tag and the version it points at. With NAME: where it points and its\n"

@@ -52,12 +52,17 @@ static int counts_read(dp_server_t *s, counts_t *out)
         }
         for (size_t w = 0; w != svc->shared->nworkers; ++w) {
             const dp_svcstats_t *st = &svc->shared->stats[w];
+            /* a relay counts its status before its class: the class first here, so that errors never
+             * outrun the requests they are among (the control plane refuses that) */
+            uint64_t rpc = DP_LOAD(st->rpc_errors);
             for (int c = 1; c <= 5; ++c)
                 e->requests += DP_LOAD(st->by_class[c]);
-            e->errors += DP_LOAD(st->by_class[5]) + DP_LOAD(st->rpc_errors);
+            e->errors += DP_LOAD(st->by_class[5]) + rpc;
             for (size_t b = 0; b != DP_HIST_BUCKETS; ++b)
                 e->hist[b] += DP_LOAD(st->hist[b]);
         }
+        if (e->errors > e->requests) /* only if the loads above were seen out of order */
+            e->errors = e->requests;
     }
     pthread_mutex_unlock(&s->gen_mutex);
     if (rc != 0)
@@ -138,10 +143,10 @@ json_t *dp_traffic_json(dp_traffic_t *t)
             uint64_t n = e->hist[k] - (b != NULL && b->hist[k] <= e->hist[k] ? b->hist[k] : 0);
             json_array_append_new(buckets, json_integer((json_int_t)n));
         }
+        uint64_t requests = e->requests - (b != NULL ? b->requests : 0), errors = e->errors - (b != NULL ? b->errors : 0);
         json_object_set_new(services, e->id,
-                            json_pack("{s:I, s:I, s:o}", "requests", (json_int_t)(e->requests - (b != NULL ? b->requests : 0)),
-                                      "errors", (json_int_t)(e->errors - (b != NULL ? b->errors : 0)), "latency_ms_buckets",
-                                      buckets));
+                            json_pack("{s:I, s:I, s:o}", "requests", (json_int_t)requests, "errors",
+                                      (json_int_t)(errors <= requests ? errors : requests), "latency_ms_buckets", buckets));
     }
     out = json_pack("{s:I, s:o}", "version", (json_int_t)t->version, "services", services);
     pthread_mutex_unlock(&t->mutex);

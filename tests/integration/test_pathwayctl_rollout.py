@@ -126,25 +126,31 @@ def rollout_flags_become_the_rollout_object():
                      "failures_allowed": 1}}}, body
 
         # labels, several; --force: no If-Match and force beside the rollout
-        rc, out, err = ctl(mock, "apply", path, "--canary", "label=canary=true", "--canary", "label=region=eu", "--force")
+        # labels, several, then a step of the labelled dataplanes alone (0); --force: no If-Match and
+        # force beside the rollout
+        rc, out, err = ctl(mock, "apply", path, "--canary", "label=canary=true", "--canary", "label=region=eu", "--steps", "0,50",
+                           "--hold", "5m", "--force")
         assert rc == 0, (rc, out, err)
         _, h, body = mock.last("PUT")
         assert header(h, "If-Match") is None, h
-        assert body["rollout"] == {"canary": {"labels": {"canary": "true", "region": "eu"}}} and body["force"] is True, body
+        assert body["rollout"] == {"canary": {"labels": {"canary": "true", "region": "eu"}},
+                                   "steps": [{"percent": 0, "hold": "5m"}, {"percent": 50, "hold": "5m"}]}, body
+        assert body["force"] is True, body
 
         # set: the merge patch keeps its type and gains the rollout
-        rc, out, err = ctl(mock, "set", "log.level=debug", "--canary", "percent=25", "--steps", "25,100")
+        rc, out, err = ctl(mock, "set", "log.level=debug", "--canary", "percent=25", "--steps", "25,100", "--hold", "90s")
         assert rc == 0, (rc, out, err)
         _, h, body = mock.last("PATCH")
         assert header(h, "Content-Type") == "application/merge-patch+json" and header(h, "If-Match") == '"3"', h
         assert body == {"log": {"level": "debug"},
-                        "rollout": {"canary": {"percent": 25}, "steps": [{"percent": 25}, {"percent": 100}]}}, body
+                        "rollout": {"canary": {"percent": 25},
+                                    "steps": [{"percent": 25, "hold": "90s"}, {"percent": 100, "hold": "90s"}]}}, body
 
-        # rollback: beside `to`
-        rc, out, err = ctl(mock, "rollback", "2", "--canary", "percent=50", "--force")
+        # rollback: beside `to`; no canary: step 0 is the first step's share
+        rc, out, err = ctl(mock, "rollback", "2", "--steps", "50", "--hold", "1m", "--force")
         assert rc == 0, (rc, out, err)
         _, h, body = mock.last("POST")
-        assert body == {"to": 2, "rollout": {"canary": {"percent": 50}}, "force": True}, body
+        assert body == {"to": 2, "rollout": {"steps": [{"percent": 50, "hold": "1m"}]}, "force": True}, body
 
         # no rollout flag: the file goes as it is, as before
         rc, out, err = ctl(mock, "apply", path)
@@ -159,31 +165,37 @@ def rollout_flags_become_the_rollout_object():
 def bad_rollout_flags_are_refused_before_any_call():
     mock = Mock(write_routes())
     path = pwtest.write_file(tempfile.mkdtemp(prefix="pw-ctl-"), "fleet.yaml", DOC_YAML)
+    r = ["--steps", "10,50", "--hold", "2m"]  # what a rollout needs beside the flag under test
     cases = [
-        (["apply", path, "--canary", "percent=0"], "--canary percent=N: N must be a whole number from 1 to 100, not '0'"),
-        (["apply", path, "--canary", "percent=ten"], "not 'ten'"),
-        (["apply", path, "--canary", "10%"], "--canary: expected percent=N or label=NAME=VALUE, not '10%'"),
-        (["apply", path, "--canary", "label=canary"], "expected percent=N or label=NAME=VALUE"),
-        (["apply", path, "--canary", "label=a b=c"], "a label name is 1 to 63 letters"),
-        (["apply", path, "--canary", "percent=5", "--canary", "label=a=b"], "percent=N stands alone"),
-        (["apply", path, "--canary", "label=a=b", "--canary", "label=a=c"], "label a given twice"),
-        (["apply", path, "--steps", "10,50"], "a rollout starts with a canary"),
-        (["apply", path, "--canary", "percent=10", "--steps", "10,50,30"], "--steps: steps must increase (30 after 50)"),
-        (["apply", path, "--canary", "percent=10", "--steps", "10,10"], "steps must increase (10 after 10)"),
-        (["apply", path, "--canary", "percent=10", "--steps", "10,,50"], "each step is a percentage from 1 to 100"),
-        (["apply", path, "--canary", "percent=10", "--steps", "10,150"], "not '150'"),
-        (["apply", path, "--canary", "percent=20", "--steps", "10,50"], "the first step (10%) is smaller than the canary (20%)"),
-        (["apply", path, "--canary", "percent=10", "--hold", "2m"], "--hold is how long each of --steps holds"),
-        (["apply", path, "--canary", "percent=10", "--steps", "10", "--hold", "soon"], "--hold 'soon'"),
-        (["apply", path, "--canary", "percent=10", "--gate-interval", "0s"], "--gate-interval: a duration above 0"),
-        (["apply", path, "--canary", "percent=10", "--min-requests", "-1"], "--min-requests: a whole number from 0"),
-        (["apply", path, "--canary", "percent=10", "--max-error-rate-increase", "1.5"], "a fraction from 0 to 1"),
-        (["apply", path, "--canary", "percent=10", "--max-p99-ratio", "0"], "--max-p99-ratio: a number above 0"),
-        (["apply", path, "--canary", "percent=10", "--failures-allowed", "x"], "--failures-allowed: a whole number"),
-        (["apply", path, "--canary", "percent=10", "--wait"], "--wait does not apply to a rollout"),
-        (["set", "log.level=debug", "--canary", "percent=10", "--force", "--if-match", "3"], "exclude each other"),
+        (["apply", path, "--canary", "percent=0", *r], "--canary percent=N: N must be a whole number from 1 to 100, not '0'"),
+        (["apply", path, "--canary", "percent=ten", *r], "not 'ten'"),
+        (["apply", path, "--canary", "10%", *r], "--canary: expected percent=N or label=NAME=VALUE, not '10%'"),
+        (["apply", path, "--canary", "label=canary", *r], "expected percent=N or label=NAME=VALUE"),
+        (["apply", path, "--canary", "label=a b=c", *r], "a label name is 1 to 63 letters"),
+        (["apply", path, "--canary", "percent=5", "--canary", "label=a=b", *r], "percent=N stands alone"),
+        (["apply", path, "--canary", "label=a=b", "--canary", "label=a=c", *r], "label a given twice"),
+        (["apply", path, "--canary", "percent=10"], "a rollout needs --steps P1,P2,..."),
+        (["apply", path, "--steps", "10,50"], "a rollout needs --hold DURATION"),
+        (["apply", path, "--max-p99-ratio", "2"], "a rollout needs --steps"),
+        (["apply", path, "--steps", "10,50,30", "--hold", "2m"], "--steps: steps must increase (30 after 50)"),
+        (["apply", path, "--steps", "10,10", "--hold", "2m"], "steps must increase (10 after 10)"),
+        (["apply", path, "--steps", "10,,50", "--hold", "2m"], "each step is a percentage from 1 to 100"),
+        (["apply", path, "--steps", "10,150", "--hold", "2m"], "not '150'"),
+        (["apply", path, "--steps", "0,50", "--hold", "2m"], "0 is only a first step after --canary label="),
+        (["apply", path, "--canary", "percent=10", "--steps", "0,50", "--hold", "2m"], "0 is only a first step"),
+        (["apply", path, "--canary", "label=a=b", "--steps", "10,0", "--hold", "2m"], "0 is only a first step"),
+        (["apply", path, "--steps", ",".join(str(i) for i in range(1, 18)), "--hold", "2m"], "--steps: at most 16 steps"),
+        (["apply", path, "--steps", "10", "--hold", "soon"], "--hold 'soon'"),
+        (["apply", path, "--steps", "10", "--hold", "0s"], "--hold: a duration above 0"),
+        (["apply", path, *r, "--gate-interval", "0s"], "--gate-interval: a duration above 0"),
+        (["apply", path, *r, "--min-requests", "-1"], "--min-requests: a whole number from 0"),
+        (["apply", path, *r, "--max-error-rate-increase", "1.5"], "a fraction from 0 to 1"),
+        (["apply", path, *r, "--max-p99-ratio", "0"], "--max-p99-ratio: a number above 0"),
+        (["apply", path, *r, "--failures-allowed", "x"], "--failures-allowed: a whole number"),
+        (["apply", path, *r, "--wait"], "--wait does not apply to a rollout"),
+        (["set", "log.level=debug", *r, "--force", "--if-match", "3"], "exclude each other"),
         (["versions", "--canary", "percent=10"], "versions: option --canary does not apply"),
-        (["rollout", "status", "--canary", "percent=10"], "option --canary does not apply"),
+        (["rollout", "status", "--steps", "10"], "option --steps does not apply"),
         (["rollout", "list", "--watch"], "--watch is for `rollout status`"),
         (["rollout", "stauts"], 'unknown subcommand "stauts" (did you mean "status"?)'),
         (["rollout", "list", "7"], "rollout list: takes no ID"),

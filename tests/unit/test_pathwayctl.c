@@ -726,9 +726,11 @@ static void test_rollout_object(void **state)
     json_decref(got);
     json_decref(want);
 
-    assert_int_equal(parse("set a=1 --canary label=canary=true --canary label=zone=b", &a, err, sizeof(err)), 0);
+    assert_int_equal(
+        parse("set a=1 --canary label=canary=true --canary label=zone=b --steps 0,100 --hold 30s", &a, err, sizeof(err)), 0);
     got = ctl_rollout_object(&a.rollout, err, sizeof(err));
-    want = j("{\"canary\": {\"labels\": {\"canary\": \"true\", \"zone\": \"b\"}}}");
+    want = j("{\"canary\": {\"labels\": {\"canary\": \"true\", \"zone\": \"b\"}}, \"steps\": [{\"percent\": 0, \"hold\": "
+             "\"30s\"}, {\"percent\": 100, \"hold\": \"30s\"}]}");
     assert_true(json_equal(got, want));
     json_decref(got);
     json_decref(want);
@@ -741,14 +743,14 @@ static void test_rollout_object(void **state)
     static const struct {
         const char *line, *want;
     } bad[] = {
-        {"apply f --canary percent=101", "from 1 to 100"},
-        {"apply f --canary percent=10 --steps 50,20", "steps must increase (20 after 50)"},
-        {"apply f --canary percent=30 --steps 20,50", "smaller than the canary"},
-        {"apply f --steps 20", "starts with a canary"},
-        {"apply f --canary percent=10 --hold 1m", "give --steps too"},
-        {"apply f --canary label==x", "a label name"},
-        {"apply f --canary percent=10 --max-p99-ratio -1", "--max-p99-ratio"},
-        {"rollback 3 --canary percent=10 --wait", "--wait does not apply to a rollout"},
+        {"apply f --canary percent=101 --steps 10 --hold 1m", "from 1 to 100"},
+        {"apply f --steps 50,20 --hold 1m", "steps must increase (20 after 50)"},
+        {"apply f --canary percent=30 --steps 0,50 --hold 1m", "0 is only a first step"},
+        {"apply f --canary percent=10", "needs --steps"},
+        {"apply f --steps 10", "needs --hold"},
+        {"apply f --canary label==x --steps 10 --hold 1m", "a label name"},
+        {"apply f --steps 10 --hold 1m --max-p99-ratio -1", "--max-p99-ratio"},
+        {"rollback 3 --steps 10 --hold 1m --wait", "--wait does not apply to a rollout"},
         {"tag x 3 --canary percent=10", "option --canary does not apply"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

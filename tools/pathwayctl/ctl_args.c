@@ -16,10 +16,12 @@
 
 #define ROLLOUT_HELP                                                                                                               \
     "Safe rollout (the new version goes to a canary first, judged on live traffic, then to everyone or back):\n"                   \
-    "  --canary percent=N          the first dataplanes: N% of them (1-100), a stable choice\n"                                    \
-    "  --canary label=NAME=VALUE   ... or those with this label (repeat for several; all must match)\n"                            \
-    "  --steps P1,P2,...           then growing sets of P1%, P2%... (increasing, 1-100)\n"                                         \
-    "  --hold DURATION             how long each step holds with its gate passing (2m)\n"                                          \
+    "  --canary percent=N          the canaries: N% of the dataplanes (1-100), a stable choice\n"                                  \
+    "  --canary label=NAME=VALUE   ... or those with this label (repeat: all must match); without --canary:\n"                     \
+    "                              the first step's share\n"                                                                       \
+    "  --steps P1,P2,...           (required) the share of the dataplanes at each step, growing (1-100;\n"                         \
+    "                              a first 0 after a label canary: the labelled ones alone)\n"                                     \
+    "  --hold DURATION             (required) how long each step lasts at least, its gate passing (2m)\n"                          \
     "  --gate-interval DURATION    how often the gate compares canary and baseline (30s)\n"                                        \
     "  --min-requests N            fewer canary requests in an interval: inconclusive, the step waits\n"                           \
     "  --max-error-rate-increase F fail when the canary's error rate exceeds the baseline's by more (0.01)\n"                      \

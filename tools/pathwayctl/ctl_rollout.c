@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_STEPS 20
+#define MAX_STEPS 16 /* the API's bound */
 #define WATCH_PERIOD_MS 1000
 
 /* --- the rollout object ------------------------------------------------------------------------- */
@@ -121,39 +121,37 @@ Error:
     return NULL;
 }
 
-/* --steps P1,P2,... with --hold: [{"percent": P, "hold": H}...]. NULL with err. */
-static json_t *steps_array(const ctl_rollout_args_t *ra, long long canary_percent, char *err, size_t errlen)
+/* --steps P1,P2,... with --hold: [{"percent": P, "hold": H}...]. 0 is a first step only after a
+ * label canary (the labelled dataplanes alone). NULL with err. */
+static json_t *steps_array(const ctl_rollout_args_t *ra, int label_canary, char *err, size_t errlen)
 {
     json_t *steps = json_array();
     const char *p = ra->steps;
-    long long prev = 0;
+    long long prev = -1;
     for (;;) {
         const char *comma = strchr(p, ',');
         size_t n = comma != NULL ? (size_t)(comma - p) : strlen(p);
         char item[32];
         long long pct;
         snprintf(item, sizeof(item), "%.*s", (int)(n < sizeof(item) ? n : sizeof(item) - 1), p);
-        if (n == 0 || n >= sizeof(item) || parse_int(item, 1, 100, &pct) != 0) {
+        if (n == 0 || n >= sizeof(item) || parse_int(item, 0, 100, &pct) != 0) {
             snprintf(err, errlen, "--steps: each step is a percentage from 1 to 100, comma-separated (10,50), not '%.*s'",
                      (int)(n < 32 ? n : 32), p);
+            goto Error;
+        }
+        if (pct == 0 && (prev >= 0 || !label_canary)) {
+            snprintf(err, errlen, "--steps: 0 is only a first step after --canary label=...: the labelled dataplanes alone");
             goto Error;
         }
         if (pct <= prev) {
             snprintf(err, errlen, "--steps: steps must increase (%lld after %lld)", pct, prev);
             goto Error;
         }
-        if (prev == 0 && canary_percent > 0 && pct < canary_percent) {
-            snprintf(err, errlen, "--steps: the first step (%lld%%) is smaller than the canary (%lld%%)", pct, canary_percent);
-            goto Error;
-        }
         if (json_array_size(steps) == MAX_STEPS) {
             snprintf(err, errlen, "--steps: at most %d steps", MAX_STEPS);
             goto Error;
         }
-        json_t *step = json_pack("{s:I}", "percent", (json_int_t)pct);
-        if (ra->hold != NULL)
-            json_object_set_new(step, "hold", json_string(ra->hold));
-        json_array_append_new(steps, step);
+        json_array_append_new(steps, json_pack("{s:I, s:s}", "percent", (json_int_t)pct, "hold", ra->hold));
         prev = pct;
         if (comma == NULL)
             break;
@@ -218,29 +216,32 @@ json_t *ctl_rollout_object(const ctl_rollout_args_t *ra, char *err, size_t errle
               ra->max_error_rate_increase != NULL || ra->max_p99_ratio != NULL || ra->failures_allowed != NULL;
     if (!any)
         return NULL;
-    if (ra->ncanary == 0) {
-        snprintf(err, errlen, "a rollout starts with a canary: give --canary percent=N or --canary label=NAME=VALUE");
+    if (ra->steps == NULL) {
+        snprintf(err, errlen, "a rollout needs --steps P1,P2,... (the share of the dataplanes at each step: 10,50)");
         return NULL;
     }
-    if (ra->hold != NULL && ra->steps == NULL) {
-        snprintf(err, errlen, "--hold is how long each of --steps holds: give --steps too");
+    if (ra->hold == NULL) {
+        snprintf(err, errlen, "a rollout needs --hold DURATION (how long each step lasts at least: 2m)");
         return NULL;
     }
-    if (ra->hold != NULL && check_duration("--hold", ra->hold, err, errlen) != 0)
+    if (check_duration("--hold", ra->hold, err, errlen) != 0)
         return NULL;
-    long long percent;
-    json_t *canary = canary_object(ra, &percent, err, errlen);
-    if (canary == NULL)
-        return NULL;
-    json_t *out = json_pack("{s:o}", "canary", canary);
-    if (ra->steps != NULL) {
-        json_t *steps = steps_array(ra, percent, err, errlen);
-        if (steps == NULL) {
+    json_t *out = json_object();
+    if (ra->ncanary != 0) {
+        long long percent;
+        json_t *canary = canary_object(ra, &percent, err, errlen);
+        if (canary == NULL) {
             json_decref(out);
             return NULL;
         }
-        json_object_set_new(out, "steps", steps);
+        json_object_set_new(out, "canary", canary);
     }
+    json_t *steps = steps_array(ra, json_object_get(json_object_get(out, "canary"), "labels") != NULL, err, errlen);
+    if (steps == NULL) {
+        json_decref(out);
+        return NULL;
+    }
+    json_object_set_new(out, "steps", steps);
     json_t *gate = gate_object(ra, err, errlen);
     if (gate == NULL) {
         json_decref(out);

@@ -243,7 +243,7 @@ def rollout(state="progressing", step=1, verdicts=None, rid=7, created="2026-12-
             "steps": [{"percent": 10, "hold": "2m"}, {"percent": 50, "hold": "2m"}],
             "canary": {"percent": 10}, "dataplanes": ["dp-1", "dp-2"],
             "verdicts": verdicts if verdicts is not None else [
-                {"at": "2026-12-01T10:00:30Z", "result": "pass",
+                {"at": "2026-12-01T10:00:30.123Z", "result": "pass",
                  "canary": {"requests": 812, "errors": 1, "error_rate": 0.001, "p99_ms": 25},
                  "baseline": {"requests": 2400, "errors": 2, "error_rate": 0.0008, "p99_ms": 25}, "reason": ""},
                 {"at": "2026-12-01T10:01:00Z", "result": "fail",
@@ -259,7 +259,7 @@ def rollout(state="progressing", step=1, verdicts=None, rid=7, created="2026-12-
 @test
 def status_table_and_list():
     current = rollout()
-    older = rollout(state="promoted", rid=6, created="2026-11-30T09:00:00Z", step=1, verdicts=[])
+    older = dict(rollout(state="promoted", rid=6, created="2026-11-30T09:00:00.250Z", step=1, verdicts=[]), canary=None)
     mock = Mock({
         ("GET", "/v1/rollouts"): fixed(200, {"rollouts": [older, current]}),
         ("GET", "/v1/rollouts/7"): fixed(200, current),
@@ -288,12 +288,13 @@ def status_table_and_list():
         assert rc == 0 and json.loads(out) == older, (rc, out, err)
         rc, out, err = ctl(mock, "rollout", "status", "6")
         assert rc == 0 and "rollout 6: promoted" in out and "no verdict yet" in out, out
+        assert "canary     none: the first step's share" in out and "(created 2026-11-30T09:00:00Z)" in out, out
 
         rc, out, err = ctl(mock, "rollout", "list")
         assert rc == 0, (rc, out, err)
         lines = out.splitlines()
         assert lines[0].split() == ["ID", "STATE", "VERSION", "FROM", "STEP", "CREATED", "CANARY"], lines
-        assert lines[1].split() == ["6", "promoted", "12", "11", "2/2", "2026-11-30T09:00:00Z", "10%", "of", "the", "dataplanes"], lines
+        assert lines[1].split() == ["6", "promoted", "12", "11", "2/2", "2026-11-30T09:00:00Z", "none:", "the", "first", "step's", "share"], lines
         assert lines[2].split()[:2] == ["7", "progressing"], lines
         rc, out, err = ctl(mock, "rollout", "list", "--json")
         assert rc == 0 and json.loads(out) == {"rollouts": [older, current]}, out

@@ -498,9 +498,24 @@ static void num_text(const json_t *v, const char *unit, char *out, size_t len)
         snprintf(out, len, "-");
 }
 
-/* The canary as the flags wrote it: "percent=10", "label canary=true". */
+/* A time of the API (RFC 3339, milliseconds) to the second, as the other commands show times. */
+static const char *when(const json_t *o, const char *key, char *out, size_t len)
+{
+    const char *t = str(o, key), *dot = strchr(t, '.');
+    if (dot != NULL && t[strlen(t) - 1] == 'Z')
+        snprintf(out, len, "%.*sZ", (int)(dot - t), t);
+    else
+        snprintf(out, len, "%s", t);
+    return out;
+}
+
+/* The canary: "10% of the dataplanes", "labels canary=true", or the first step's share. */
 static void canary_text(const json_t *c, char *out, size_t len)
 {
+    if (!json_is_object(c)) {
+        snprintf(out, len, "none: the first step's share");
+        return;
+    }
     json_t *labels = json_object_get(c, "labels");
     if (json_is_object(labels)) {
         size_t used = (size_t)snprintf(out, len, "labels");
@@ -551,7 +566,9 @@ static void print_status(ctl_t *ctl, const json_t *r)
         id_text(d, t, sizeof(t));
         fprintf(ctl->out, "%s%s", i == 0 ? ": " : ", ", t);
     }
-    fprintf(ctl->out, "\nupdated    %s (created %s)\n", str(r, "updated_at"), str(r, "created_at"));
+    char t1[40], t2[40];
+    fprintf(ctl->out, "\nupdated    %s (created %s)\n", when(r, "updated_at", t1, sizeof(t1)),
+            when(r, "created_at", t2, sizeof(t2)));
     json_t *verdicts = json_object_get(r, "verdicts"), *v;
     if (json_array_size(verdicts) == 0) {
         fprintf(ctl->out, "\nno verdict yet\n");
@@ -571,8 +588,8 @@ static void print_status(ctl_t *ctl, const json_t *r)
         num_text(json_object_get(b, "requests"), "", bn, sizeof(bn));
         const char *res = str(v, "result");
         const char *color = !ctl->color ? "" : strcmp(res, "fail") == 0 ? "\033[31m" : strcmp(res, "pass") == 0 ? "\033[32m" : "";
-        fprintf(ctl->out, "%-22s %s%-12s%s %10s %10s %10s %10s %10s %10s  %s\n", str(v, "at"), color, res, reset, ce, be, cp, bp,
-                cn, bn, str(v, "reason"));
+        fprintf(ctl->out, "%-22s %s%-12s%s %10s %10s %10s %10s %10s %10s  %s\n", when(v, "at", t1, sizeof(t1)), color, res, reset,
+                ce, be, cp, bp, cn, bn, str(v, "reason"));
     }
 }
 
@@ -648,7 +665,7 @@ static int rollout_list(ctl_t *ctl, const ctl_args_t *args)
         size_t i;
         json_array_foreach(list, i, r)
         {
-            char id[64], ver[32], from[32], step[32], canary[256];
+            char id[64], ver[32], from[32], step[32], canary[256], created[40];
             id_text(json_object_get(r, "id"), id, sizeof(id));
             num_text(json_object_get(r, "version"), "", ver, sizeof(ver));
             num_text(json_object_get(r, "from_version"), "", from, sizeof(from));
@@ -659,8 +676,8 @@ static int rollout_list(ctl_t *ctl, const ctl_args_t *args)
             else
                 snprintf(step, sizeof(step), "-");
             canary_text(json_object_get(r, "canary"), canary, sizeof(canary));
-            fprintf(ctl->out, "%-8s %-12s %-8s %-6s %-10s %-22s %s\n", id, str(r, "state"), ver, from, step, str(r, "created_at"),
-                    canary);
+            fprintf(ctl->out, "%-8s %-12s %-8s %-6s %-10s %-22s %s\n", id, str(r, "state"), ver, from, step,
+                    when(r, "created_at", created, sizeof(created)), canary);
         }
     }
     json_decref(raw);

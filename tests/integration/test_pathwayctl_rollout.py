@@ -320,6 +320,17 @@ def status_without_rollouts():
         mock.close()
 
 
+@test
+def a_control_plane_without_rollouts():
+    mock = Mock({})  # every route 404 {"error": "no such route"}, as a control plane older than rollouts
+    try:
+        for args in (["rollout", "list"], ["rollout", "status"], ["rollout", "promote", "3"]):
+            rc, out, err = ctl(mock, *args)
+            assert rc == 1 and "rejected (404)" in err and "this control plane has no rollouts" in err, (args, rc, err)
+    finally:
+        mock.close()
+
+
 def watch_run(final):
     """`rollout status 7 --watch` against a rollout that progresses for ~2 s, then ends in `final`."""
     start = time.time()

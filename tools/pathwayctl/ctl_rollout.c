@@ -382,8 +382,8 @@ static int failed(ctl_t *ctl, const char *what, const ctl_response_t *res)
             msg != NULL    ? msg
             : res->len > 0 ? res->body
                            : "(no body)");
-    if (res->status == 404 && strstr(what, "/v1/rollouts") != NULL && msg == NULL)
-        fprintf(ctl->err, "  (a control plane without rollouts answers 404 here)\n");
+    if (res->status == 404 && strstr(what, "/v1/rollouts") != NULL && (msg == NULL || strstr(msg, "no such route") != NULL))
+        fprintf(ctl->err, "  this control plane has no rollouts (a version older than them)\n");
     json_decref(body);
     return ctl_status_exit(res->status);
 }

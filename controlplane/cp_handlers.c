@@ -44,7 +44,8 @@ static void store_and_respond(cp_call_t *call, cp_append_t *a, cp_ro_write_t *w)
         json_object_set_new(body, "created", json_boolean(rc == CP_STORE_CREATED));
     const cp_rollout_t *live = cp_engine_live(call->srv);
     if (body != NULL && rc == CP_STORE_CREATED && live != NULL && live->version == v.version)
-        json_object_set_new(body, "rollout", json_pack("{sI ss}", "id", (json_int_t)live->id, "state", cp_ro_state_name(live->state)));
+        json_object_set_new(body, "rollout",
+                            json_pack("{sI ss}", "id", (json_int_t)live->id, "state", cp_ro_state_name(live->state)));
     cp_add_version_headers(call, v.version, v.hash);
     char loc[64];
     snprintf(loc, sizeof(loc), "/v1/versions/%lld", (long long)v.version);

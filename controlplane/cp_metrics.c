@@ -90,6 +90,28 @@ void cp_h_metrics(cp_call_t *call)
                               (unsigned long long)n);
         }
     }
+    /* safe rollouts: the newest rollout's state and step, and every verdict of the gate */
+    int64_t ro_id = 0, ro_step = 0;
+    cp_ro_state_t ro_state = CP_RO_PROGRESSING;
+    int ro_rc = cp_ro_store_newest(srv->store, &ro_id, &ro_state, &ro_step);
+    uint64_t verdicts[CP_VERDICT_NUM];
+    if ((ro_rc != CP_STORE_OK && ro_rc != CP_STORE_NOT_FOUND) || cp_ro_store_verdict_counts(srv->store, verdicts) != CP_STORE_OK) {
+        pw_buf_dispose(&b);
+        cp_respond_store_error(call);
+        return;
+    }
+    pw_buf_printf(&b, "# HELP pathway_rollout_state State of the newest rollout: 1 for its state, 0 for the others (all 0 before "
+                      "the first).\n# TYPE pathway_rollout_state gauge\n");
+    for (int s = 0; s < CP_RO_NUM_STATES; s++)
+        pw_buf_printf(&b, "pathway_rollout_state{state=\"%s\"} %d\n", cp_ro_state_name((cp_ro_state_t)s),
+                      ro_rc == CP_STORE_OK && (int)ro_state == s);
+    family(&b, "pathway_rollout_step", "gauge", "Step index of the newest rollout (0 = the canary step).", (double)ro_step);
+    family(&b, "pathway_rollout_id", "gauge", "Id of the newest rollout (0 = none).", (double)ro_id);
+    pw_buf_printf(&b, "# HELP pathway_rollout_gate_verdicts_total Verdicts of rollout gates, by result.\n"
+                      "# TYPE pathway_rollout_gate_verdicts_total counter\n");
+    for (int v = 0; v < CP_VERDICT_NUM; v++)
+        pw_buf_printf(&b, "pathway_rollout_gate_verdicts_total{result=\"%s\"} %llu\n", cp_verdict_name((cp_verdict_t)v),
+                      (unsigned long long)verdicts[v]);
     family(&b, "pathway_control_start_time_seconds", "gauge", "Unix time the process started.", (double)(srv->started_ms / 1000));
     pw_process_t proc;
     pw_process_read(&proc);

@@ -9,7 +9,8 @@
 #include "cfg.h"
 #include "cp_body.h"
 
-const double cp_rollout_bucket_bounds_ms[CP_ROLLOUT_BUCKETS] = {1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, INFINITY};
+const double cp_rollout_bucket_bounds_ms[CP_ROLLOUT_BUCKETS] = {1,   2,   5,    10,   25,   50,    100,
+                                                                250, 500, 1000, 2500, 5000, 10000, INFINITY};
 
 static const char *const verdict_names[] = {"pass", "fail", "inconclusive"};
 static const char *const ro_state_names[] = {"progressing", "paused", "promoted", "aborted", "rolled_back"};
@@ -142,8 +143,8 @@ int cp_rollout_spec_parse(const json_t *v, const char *where, cp_rollout_spec_t 
 {
     static const char *const keys[] = {"canary", "steps", "gate", NULL};
     static const char *const step_keys[] = {"percent", "hold", NULL};
-    static const char *const gate_keys[] = {"max_error_rate_increase", "max_p99_ratio", "min_requests", "interval",
-                                            "failures_allowed", NULL};
+    static const char *const gate_keys[] = {
+        "max_error_rate_increase", "max_p99_ratio", "min_requests", "interval", "failures_allowed", NULL};
     memset(out, 0, sizeof(*out));
     out->max_error_rate_increase = CP_ROLLOUT_DEFAULT_MAX_ERROR_RATE_INCREASE;
     out->max_p99_ratio = CP_ROLLOUT_DEFAULT_MAX_P99_RATIO;
@@ -229,10 +230,11 @@ json_t *cp_rollout_spec_json(const cp_rollout_spec_t *s)
 {
     json_t *steps = json_array();
     for (size_t i = 0; steps != NULL && i < s->num_steps; i++)
-        json_array_append_new(steps, json_pack("{si sI}", "percent", s->steps[i].percent, "hold_ms", (json_int_t)s->steps[i].hold_ms));
-    json_t *canary = s->canary_labels != NULL   ? json_pack("{sO}", "labels", s->canary_labels)
-                     : s->canary_percent > 0 ? json_pack("{si}", "percent", s->canary_percent)
-                                             : json_null();
+        json_array_append_new(steps,
+                              json_pack("{si sI}", "percent", s->steps[i].percent, "hold_ms", (json_int_t)s->steps[i].hold_ms));
+    json_t *canary = s->canary_labels != NULL ? json_pack("{sO}", "labels", s->canary_labels)
+                     : s->canary_percent > 0  ? json_pack("{si}", "percent", s->canary_percent)
+                                              : json_null();
     return json_pack("{so so s{sf sf sI sI sI}}", "canary", canary, "steps", steps, "gate", "max_error_rate_increase",
                      s->max_error_rate_increase, "max_p99_ratio", s->max_p99_ratio, "min_requests", (json_int_t)s->min_requests,
                      "interval_ms", (json_int_t)s->interval_ms, "failures_allowed", (json_int_t)s->failures_allowed);
@@ -270,7 +272,8 @@ int cp_traffic_parse(const json_t *v, int64_t *version, cp_traffic_t *out, char 
         cp_traffic_t t = {0};
         if (!json_is_object(s))
             return bad(err, errlen, "%s: must be an object {requests, errors, latency_ms_buckets}", w);
-        if (get_counter(s, "requests", w, &t.requests, err, errlen) != 0 || get_counter(s, "errors", w, &t.errors, err, errlen) != 0)
+        if (get_counter(s, "requests", w, &t.requests, err, errlen) != 0 ||
+            get_counter(s, "errors", w, &t.errors, err, errlen) != 0)
             return -1;
         if (t.errors > t.requests)
             return bad(err, errlen, "%s.errors: more errors than requests", w);

@@ -32,9 +32,9 @@ typedef struct st_cp_rollout_step_t {
 } cp_rollout_step_t;
 
 typedef struct st_cp_rollout_spec_t {
-    json_t *canary_labels;      /* labels the canaries match (owned), NULL when chosen by percent */
-    int canary_percent;         /* 1..100 when chosen by percent; 0 otherwise */
-    size_t num_steps;           /* 1..CP_ROLLOUT_MAX_STEPS */
+    json_t *canary_labels; /* labels the canaries match (owned), NULL when chosen by percent */
+    int canary_percent;    /* 1..100 when chosen by percent; 0 otherwise */
+    size_t num_steps;      /* 1..CP_ROLLOUT_MAX_STEPS */
     cp_rollout_step_t steps[CP_ROLLOUT_MAX_STEPS];
     double max_error_rate_increase; /* canary error rate may exceed the baseline's by this much */
     double max_p99_ratio;           /* canary p99 may be this many times the baseline's */
@@ -88,12 +88,7 @@ void cp_figures_of(const cp_traffic_t *t, cp_figures_t *out);
 json_t *cp_figures_json(const cp_figures_t *f);
 int cp_figures_from_json(const json_t *v, cp_figures_t *out);
 
-typedef enum en_cp_verdict_t {
-    CP_VERDICT_PASS = 0,
-    CP_VERDICT_FAIL,
-    CP_VERDICT_INCONCLUSIVE,
-    CP_VERDICT_NUM
-} cp_verdict_t;
+typedef enum en_cp_verdict_t { CP_VERDICT_PASS = 0, CP_VERDICT_FAIL, CP_VERDICT_INCONCLUSIVE, CP_VERDICT_NUM } cp_verdict_t;
 
 const char *cp_verdict_name(cp_verdict_t v);
 
@@ -134,13 +129,13 @@ typedef struct st_cp_rollout_t {
     int64_t from_version; /* served to the others meanwhile */
     cp_ro_state_t state;
     cp_rollout_spec_t spec;
-    size_t step;             /* index in spec.steps */
-    json_t *sets;            /* [[ids of step 0], [ids of step 1], ...] (owned) */
-    json_t *marks;           /* {id: {"v": V, "r": n, "e": n, "b": [...]}} at the window's start (owned) */
-    json_t *last_baseline;   /* figures of the last baseline window with enough requests, or null (owned) */
-    int64_t failures;        /* failed windows */
-    int64_t step_passes;     /* passing windows in this step */
-    int last_result;         /* cp_verdict_t of the latest window, -1 none */
+    size_t step;           /* index in spec.steps */
+    json_t *sets;          /* [[ids of step 0], [ids of step 1], ...] (owned) */
+    json_t *marks;         /* {id: {"v": V, "r": n, "e": n, "b": [...]}} at the window's start (owned) */
+    json_t *last_baseline; /* figures of the last baseline window with enough requests, or null (owned) */
+    int64_t failures;      /* failed windows */
+    int64_t step_passes;   /* passing windows in this step */
+    int last_result;       /* cp_verdict_t of the latest window, -1 none */
     int64_t created_ms, updated_ms, step_started_ms, window_started_ms, paused_ms;
     int64_t rollback_version; /* 0 = none */
     char *author;

@@ -456,7 +456,9 @@ static int end_rollout(cp_server_t *srv, cp_ro_state_t state, const char *actor,
     ro->state = state;
     ro->updated_ms = cp_now_ms();
     int ok;
-    const char *action = state == CP_RO_PROMOTED ? "rollout_promote" : state == CP_RO_ABORTED ? "rollout_abort" : "rollout_rollback";
+    const char *action = state == CP_RO_PROMOTED  ? "rollout_promote"
+                         : state == CP_RO_ABORTED ? "rollout_abort"
+                                                  : "rollout_rollback";
     if (state == CP_RO_PROMOTED) {
         ok = cp_ro_store_save(srv->store, ro, actor, action, detail) == CP_STORE_OK;
     } else {
@@ -583,10 +585,10 @@ static void evaluate(cp_server_t *srv, int64_t now)
     char from[32], to[32];
     cp_format_time(ro->window_started_ms, from);
     cp_format_time(now, to);
-    json_t *fig = json_pack("{so so s{ss ss sI} ss sI sI ss}", "canary", cp_figures_json(&cf), "baseline", cp_figures_json(&bf),
-                            "window", "from", from, "to", to, "ms", (json_int_t)(now - ro->window_started_ms), "reason", reason,
-                            "canary_dataplanes", (json_int_t)n_canary, "baseline_dataplanes", (json_int_t)n_base,
-                            "baseline_source", source);
+    json_t *fig =
+        json_pack("{so so s{ss ss sI} ss sI sI ss}", "canary", cp_figures_json(&cf), "baseline", cp_figures_json(&bf), "window",
+                  "from", from, "to", to, "ms", (json_int_t)(now - ro->window_started_ms), "reason", reason, "canary_dataplanes",
+                  (json_int_t)n_canary, "baseline_dataplanes", (json_int_t)n_base, "baseline_source", source);
     if (fig != NULL && baseline == &last)
         json_object_set(fig, "baseline_compared", ro->last_baseline);
     char *text = fig != NULL ? json_dumps(fig, JSON_COMPACT) : NULL;
@@ -724,8 +726,8 @@ void cp_engine_control(cp_call_t *call, int64_t id, const char *action)
         } else if (rc != CP_STORE_OK) {
             cp_respond_store_error(call);
         } else {
-            cp_respond_errorf(call, 409, "rollout %lld is %s: only a progressing or paused rollout can be told to %s", (long long)id,
-                              cp_ro_state_name(other.state), action);
+            cp_respond_errorf(call, 409, "rollout %lld is %s: only a progressing or paused rollout can be told to %s",
+                              (long long)id, cp_ro_state_name(other.state), action);
             cp_rollout_dispose(&other);
         }
         return;

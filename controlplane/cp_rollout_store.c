@@ -108,7 +108,8 @@ int cp_ro_store_save(cp_store_t *store, const cp_rollout_t *ro, const char *acto
 
 int cp_ro_store_verdict(cp_store_t *store, int64_t rollout, int64_t now_ms, size_t step, cp_verdict_t result, const char *figures)
 {
-    sqlite3_stmt *st = prep(store, "INSERT INTO rollout_verdicts (rollout, created_ms, step, result, figures) VALUES (?, ?, ?, ?, ?)");
+    sqlite3_stmt *st =
+        prep(store, "INSERT INTO rollout_verdicts (rollout, created_ms, step, result, figures) VALUES (?, ?, ?, ?, ?)");
     if (st == NULL)
         return CP_STORE_ERROR;
     sqlite3_bind_int64(st, 1, rollout);
@@ -121,8 +122,8 @@ int cp_ro_store_verdict(cp_store_t *store, int64_t rollout, int64_t now_ms, size
     return rc == SQLITE_DONE ? CP_STORE_OK : cp_store_fail(store, "appending a verdict");
 }
 
-#define RO_COLUMNS                                                                                                               \
-    "id, version, from_version, spec, state, step, sets, marks, last_baseline, failures, step_passes, last_result, created_ms, " \
+#define RO_COLUMNS                                                                                                                 \
+    "id, version, from_version, spec, state, step, sets, marks, last_baseline, failures, step_passes, last_result, created_ms, "   \
     "updated_ms, step_started_ms, window_started_ms, paused_ms, coalesce(rollback_version, 0), author, reason"
 
 static int read_row(sqlite3_stmt *st, cp_rollout_t *ro)

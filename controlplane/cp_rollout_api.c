@@ -33,6 +33,8 @@ void cp_h_list_rollouts(cp_call_t *call)
     size_t n = json_array_size(list);
     json_t *next = n == (size_t)limit && n > 0 ? json_incref(json_object_get(json_array_get(list, n - 1), "id")) : json_null();
     const cp_rollout_t *live = cp_engine_live(call->srv);
+    /* reasons quote NACK errors, free text from dataplanes: a viewer sees their URLs redacted */
+    list = cp_redact_strings(call, list);
     cp_respond_json(call, 200,
                     json_pack("{so so so}", "current", live != NULL ? json_integer(live->id) : json_null(), "rollouts", list,
                               "next_before", next));
@@ -72,7 +74,7 @@ void cp_h_get_rollout(cp_call_t *call)
     }
     json_t *body = cp_rollout_json(&ro, verdicts);
     cp_rollout_dispose(&ro);
-    cp_respond_json(call, 200, body);
+    cp_respond_json(call, 200, body != NULL ? cp_redact_strings(call, body) : NULL);
 }
 
 static void control(cp_call_t *call, const char *action)

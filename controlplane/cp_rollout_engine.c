@@ -243,6 +243,8 @@ static int canary_candidates(cp_server_t *srv, const cp_rollout_spec_t *s, size_
     return 0;
 }
 
+static json_t *marks_now(cp_engine_t *e, json_t *old);
+
 /* --- the write path ------------------------------------------------------------------------------- */
 
 int cp_ro_take(cp_call_t *call, json_t *tree, cp_ro_write_t *w)
@@ -323,7 +325,8 @@ static int write_hook(cp_store_t *store, int64_t version, void *arg)
     ro->author = strdup(w->author);
     ro->reason = strdup("");
     ro->sets = json_array();
-    ro->marks = json_object();
+    /* the first window starts now: what every dataplane counted so far is before it */
+    ro->marks = marks_now(e, NULL);
     ro->last_baseline = json_null();
     json_t *set = NULL;
     int rc = CP_STORE_ERROR;
@@ -479,8 +482,13 @@ static int end_rollout(cp_server_t *srv, cp_ro_state_t state, const char *actor,
                              .hook = end_hook,
                              .hook_arg = &end};
             int64_t created = 0;
-            ok = cp_store_append(srv->store, &a, &created) == CP_STORE_CREATED;
+            int rc = cp_store_append(srv->store, &a, &created);
             cp_version_dispose(&v);
+            /* the rolled-out document is the previous one already (a forced write back to it):
+             * nothing to undo, every dataplane gets it as it is */
+            if (rc == CP_STORE_UNCHANGED)
+                rc = cp_ro_store_save(srv->store, ro, actor, action, detail) == CP_STORE_OK ? CP_STORE_CREATED : CP_STORE_ERROR;
+            ok = rc == CP_STORE_CREATED;
         }
     }
     if (!ok) {

@@ -72,7 +72,8 @@ class FakeDataplane:
                 with self.lock:
                     self.seen.append(b["version"])
                 if self.nack is not None and self.nack(b["document"]):
-                    self._report(False, "fake: this document is refused", b["version"])
+                    self._report(False, "fake: refused, upstream http://user:hunter2@10.0.0.9:8545/key0123 said no",
+                                 b["version"])
                 else:
                     with self.lock:
                         self.version, self.doc = b["version"], b["document"]
@@ -145,6 +146,7 @@ def metric(cp, line_start):
 def test_good_version_promoted():
     cp = ControlPlane()
     dps = fleet_of(cp, 4)
+    time.sleep(2)  # traffic on v1 before the rollout: not part of its first window
     b = expect(cp.call("PUT", "/v1/config", with_rollout(fleet(level=GOOD, conns=7), rollout({"percent": 25}))), 201)[2]
     assert b["version"] == 2 and b["rollout"]["state"] == "progressing", b
     rid = b["rollout"]["id"]
@@ -164,6 +166,8 @@ def test_good_version_promoted():
     p = next(v for v in ro["verdicts"] if v["result"] == "pass")
     assert p["canary"]["requests"] >= 50 and p["canary"]["error_rate"] == 0 and p["canary"]["p99_ms"] == 10, p
     assert p["baseline"]["requests"] > 0 and p["baseline_source"] == "window", p
+    first = ro["verdicts"][0]  # three baseline dataplanes against one canary, over the same second
+    assert first["baseline"]["requests"] <= 4.5 * first["canary"]["requests"], first
     wait_for("every fake on v2", lambda: all(d.version == 2 for d in dps))
     actions = [e["action"] for e in events(cp)]
     for a in ("rollout_start", "rollout_step", "rollout_promote"):
@@ -257,6 +261,10 @@ def test_nacking_canary_aborts_at_once():
     assert time.time() - start < 2.0
     assert ro["sets"] == [["canary-1"]] and "canary-1 rejected version 2" in ro["reason"], ro
     assert ro["verdicts"][-1]["result"] == "fail" and ro["verdicts"][-1]["dataplane"] == "canary-1", ro["verdicts"]
+    assert "hunter2" in ro["reason"], ro["reason"]
+    seen_by_viewer = json.dumps(expect(cp.call("GET", f"/v1/rollouts/{ro['id']}", token=VIEWER), 200)[2])
+    seen_by_viewer += json.dumps(expect(cp.call("GET", "/v1/rollouts", token=VIEWER), 200)[2])
+    assert "canary-1 rejected version 2" in seen_by_viewer and "hunter2" not in seen_by_viewer, seen_by_viewer
     wait_for("every fake on v3", lambda: all(d.version == 3 for d in dps))
     assert not any(d.saw(2) for d in dps[1:])
     for d in dps:

@@ -226,15 +226,28 @@ void cp_h_validate(cp_call_t *call)
     cp_ctype_t ct = cp_body_ctype(call, 1, 0);
     if (ct == CP_CTYPE_OTHER)
         return;
+    /* as PUT reads it: rollout and force are checked and taken out first */
+    json_t *tree = cp_body_tree(call, ct);
+    if (tree == NULL)
+        return;
+    cp_ro_write_t w;
     char *canonical = NULL, hash[65];
-    if (cp_body_document(call, ct, &canonical, hash) != 0)
+    if (cp_ro_take(call, tree, &w) != 0) {
+        json_decref(tree);
+        return;
+    }
+    int rc = cp_prepare_or_400(call, tree, &canonical, hash);
+    json_decref(tree);
+    json_t *rollout = rc == 0 && w.has ? cp_rollout_spec_json(&w.spec) : json_null();
+    cp_ro_finish(call->srv, &w, CP_STORE_ERROR, NULL);
+    if (rc != 0)
         return;
     json_t *doc = cp_document_json(canonical);
     free(canonical);
     int same = strcmp(hash, cp_store_active_hash(call->srv->store)) == 0;
     cp_respond_json(call, 200,
-                    json_pack("{sb ss sb so}", "valid", 1, "hash", hash, "identical_to_active", same, "document",
-                              doc != NULL ? doc : json_null()));
+                    json_pack("{sb ss sb so so}", "valid", 1, "hash", hash, "identical_to_active", same, "document",
+                              doc != NULL ? doc : json_null(), "rollout", rollout != NULL ? rollout : json_null()));
 }
 
 /* --- handlers: versions ------------------------------------------------------------------------ */

@@ -389,6 +389,11 @@ def test_validation_errors():
         ({"steps": [{"percent": 10, "hold": "1s"}], "extra": 1}, "rollout.extra: unknown key"),
         ("fast", "rollout: must be an object"),
     ]
+    # validate reads a body as PUT does: the rollout checked and taken out of the document
+    b = expect(cp.call("POST", "/v1/config/validate", with_rollout(fleet(conns=2), rollout({"percent": 10}))), 200)[2]
+    assert b["valid"] and "rollout" not in b["document"] and b["rollout"]["canary"] == {"percent": 10}, b
+    assert b["rollout"]["gate"]["interval_ms"] == 1000, b
+    expect(cp.call("POST", "/v1/config/validate", with_rollout(fleet(conns=2), {"steps": []})), 400)
     for spec, want in cases:
         for method, body in (("PUT", with_rollout(fleet(conns=2), spec)), ("POST", {"to": 1, "rollout": spec})):
             s, _, b = expect(cp.call(method, "/v1/config" if method == "PUT" else "/v1/rollback", body), 400)

@@ -226,18 +226,29 @@ void cp_rollout_spec_dispose(cp_rollout_spec_t *s)
     s->canary_labels = NULL;
 }
 
+/* A duration in the largest unit that keeps it whole: "2m", "30s", "250ms". */
+static json_t *duration_json(uint64_t ms)
+{
+    if (ms != 0 && ms % 60000 == 0)
+        return json_sprintf("%llum", (unsigned long long)(ms / 60000));
+    if (ms % 1000 == 0)
+        return json_sprintf("%llus", (unsigned long long)(ms / 1000));
+    return json_sprintf("%llums", (unsigned long long)ms);
+}
+
 json_t *cp_rollout_spec_json(const cp_rollout_spec_t *s)
 {
     json_t *steps = json_array();
     for (size_t i = 0; steps != NULL && i < s->num_steps; i++)
-        json_array_append_new(steps,
-                              json_pack("{si sI}", "percent", s->steps[i].percent, "hold_ms", (json_int_t)s->steps[i].hold_ms));
+        json_array_append_new(steps, json_pack("{si sI so}", "percent", s->steps[i].percent, "hold_ms",
+                                               (json_int_t)s->steps[i].hold_ms, "hold", duration_json(s->steps[i].hold_ms)));
     json_t *canary = s->canary_labels != NULL ? json_pack("{sO}", "labels", s->canary_labels)
                      : s->canary_percent > 0  ? json_pack("{si}", "percent", s->canary_percent)
                                               : json_null();
-    return json_pack("{so so s{sf sf sI sI sI}}", "canary", canary, "steps", steps, "gate", "max_error_rate_increase",
+    return json_pack("{so so s{sf sf sI sI so sI}}", "canary", canary, "steps", steps, "gate", "max_error_rate_increase",
                      s->max_error_rate_increase, "max_p99_ratio", s->max_p99_ratio, "min_requests", (json_int_t)s->min_requests,
-                     "interval_ms", (json_int_t)s->interval_ms, "failures_allowed", (json_int_t)s->failures_allowed);
+                     "interval_ms", (json_int_t)s->interval_ms, "interval", duration_json(s->interval_ms), "failures_allowed",
+                     (json_int_t)s->failures_allowed);
 }
 
 /* --- traffic ------------------------------------------------------------------------------------ */

@@ -436,7 +436,8 @@ def test_configured_default_rollout():
     b = expect(cp.call("PUT", "/v1/config", fleet(conns=3)), 201)[2]
     assert b["rollout"]["state"] == "progressing", b
     ro = get_rollout(cp, b["rollout"]["id"])
-    assert ro["canary"] == {"percent": 50} and ro["steps"] == [{"percent": 50, "hold_ms": 60000}], ro
+    assert ro["canary"] == {"percent": 50} and ro["steps"] == [{"percent": 50, "hold_ms": 60000, "hold": "1m"}], ro
+    assert ro["gate"]["interval"] == "1m" and ro["gate"]["interval_ms"] == 60000, ro
     # "rollout": null opts out (with force, past the rollout in progress)
     b = expect(cp.call("PUT", "/v1/config", with_rollout(fleet(conns=4), None, force=True)), 201)[2]
     assert "rollout" not in b, b

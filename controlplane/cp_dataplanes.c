@@ -131,6 +131,17 @@ static json_t *dataplane_json(cp_call_t *call, const cp_dataplane_t *dp, int64_t
                   "reported_version", (json_int_t)dp->reported_version, "state", cp_dp_state_name(state), "reported_hash",
                   dp->reported_hash[0] ? json_string(dp->reported_hash) : json_null(), "expected_hash",
                   expected[0] ? json_string(expected) : json_null(), "stats", stats);
+    int64_t tv;
+    cp_traffic_t t;
+    if (o != NULL && cp_engine_traffic(srv, dp->id, &tv, &t) == 0) {
+        /* the evidence a rollout reads: the latest heartbeat's counters, summed over its services */
+        cp_figures_t f;
+        cp_figures_of(&t, &f);
+        json_t *tj = cp_figures_json(&f);
+        if (tj != NULL)
+            json_object_set_new(tj, "version", json_integer(tv));
+        json_object_set_new(o, "traffic", tj != NULL ? tj : json_null());
+    }
     if (o != NULL && dp->rejected_version != 0) {
         json_object_set_new(o, "rejected_version", json_integer(dp->rejected_version));
         json_object_set_new(o, "error", json_string(cp_call_redacts(call) ? cp_redact_text(call, dp->error) : dp->error));

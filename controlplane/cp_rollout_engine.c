@@ -114,6 +114,26 @@ int64_t cp_engine_target(cp_server_t *srv, const char *id)
     return in_set(e, id) ? e->live->version : e->live->from_version;
 }
 
+int cp_engine_traffic(cp_server_t *srv, const char *id, int64_t *version, cp_traffic_t *t)
+{
+    cp_engine_t *e = srv->engine;
+    size_t lo = 0, hi = e != NULL ? e->num_obs : 0;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(e->obs[mid].id, id);
+        if (c == 0) {
+            *version = e->obs[mid].version;
+            *t = e->obs[mid].t;
+            return 0;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
+}
+
 void cp_engine_observe(cp_server_t *srv, const char *id, int64_t version, const cp_traffic_t *t)
 {
     cp_engine_t *e = srv->engine;

@@ -221,6 +221,9 @@ int64_t cp_engine_tick(cp_server_t *srv);
 /* A heartbeat's traffic counters (cumulative since the dataplane runs `version`). */
 void cp_engine_observe(cp_server_t *srv, const char *id, int64_t version, const cp_traffic_t *t);
 
+/* The latest traffic dataplane `id` reported since this process started: 0 and *version, *t; -1 when none. */
+int cp_engine_traffic(cp_server_t *srv, const char *id, int64_t *version, cp_traffic_t *t);
+
 /* A NACK of `version` by dataplane `id`: a canary's aborts the live rollout at once. */
 void cp_engine_nack(cp_server_t *srv, const char *id, int64_t version, const char *error);
 

@@ -453,19 +453,24 @@ typedef struct st_cp_end_t {
     const char *actor;
     const char *action;
     const char *detail;
+    const char *verdict; /* a fail verdict's figures to append with it (a NACK), NULL = none */
 } cp_end_t;
 
 static int end_hook(cp_store_t *store, int64_t version, void *arg)
 {
     cp_end_t *end = arg;
     end->ro->rollback_version = version;
+    if (end->verdict != NULL &&
+        cp_ro_store_verdict(store, end->ro->id, end->ro->updated_ms, end->ro->step, CP_VERDICT_FAIL, end->verdict) != CP_STORE_OK)
+        return CP_STORE_ERROR;
     return cp_ro_store_update(store, end->ro) == CP_STORE_OK &&
                    cp_store_event(store, end->ro->updated_ms, end->actor, end->action, end->ro->version, end->detail) == CP_STORE_OK
                ? CP_STORE_OK
                : CP_STORE_ERROR;
 }
 
-static int end_rollout(cp_server_t *srv, cp_ro_state_t state, const char *actor, const char *reason, const char *detail)
+static int end_rollout(cp_server_t *srv, cp_ro_state_t state, const char *actor, const char *reason, const char *detail,
+                       const char *verdict)
 {
     cp_engine_t *e = srv->engine;
     cp_rollout_t *ro = e->live;
@@ -491,7 +496,7 @@ static int end_rollout(cp_server_t *srv, cp_ro_state_t state, const char *actor,
             char msg[CP_MAX_MESSAGE];
             snprintf(msg, sizeof(msg), "rollout %lld %s: %.900s", (long long)ro->id,
                      state == CP_RO_ABORTED ? "aborted" : "rolled back", reason);
-            cp_end_t end = {ro, state, actor, action, detail};
+            cp_end_t end = {ro, state, actor, action, detail, verdict};
             cp_append_t a = {.author = actor,
                              .message = msg,
                              .kind = CP_KIND_ROLLBACK,
@@ -647,7 +652,7 @@ static void evaluate(cp_server_t *srv, int64_t now)
         char why[384];
         snprintf(why, sizeof(why), "the gate failed %lld intervals (failures_allowed %llu); last: %s", (long long)ro->failures,
                  (unsigned long long)ro->spec.failures_allowed, reason);
-        end_rollout(srv, CP_RO_ROLLED_BACK, "rollout", why, text != NULL ? text : why);
+        end_rollout(srv, CP_RO_ROLLED_BACK, "rollout", why, text != NULL ? text : why, NULL);
     }
     free(text);
 }
@@ -660,7 +665,7 @@ static void advance(cp_server_t *srv, int64_t now)
     if (ro->step + 1 >= ro->spec.num_steps) {
         char why[160];
         snprintf(why, sizeof(why), "the last step (%zu) held with its gate passing", ro->step);
-        end_rollout(srv, CP_RO_PROMOTED, "rollout", why, why);
+        end_rollout(srv, CP_RO_PROMOTED, "rollout", why, why, NULL);
         return;
     }
     ro->step++;
@@ -697,6 +702,14 @@ int64_t cp_engine_tick(cp_server_t *srv)
     if (e == NULL || e->live == NULL || e->live->state != CP_RO_PROGRESSING)
         return -1;
     int64_t now = cp_now_ms();
+    if ((uint64_t)e->live->failures > e->live->spec.failures_allowed) {
+        /* failed out, and the process stopped before the rollback was stored: store it now */
+        char why[160];
+        snprintf(why, sizeof(why), "the gate failed %lld intervals (failures_allowed %llu)", (long long)e->live->failures,
+                 (unsigned long long)e->live->spec.failures_allowed);
+        end_rollout(srv, CP_RO_ROLLED_BACK, "rollout", why, why, NULL);
+        return e->live == NULL ? -1 : 1000;
+    }
     if (now >= e->live->window_started_ms + (int64_t)e->live->spec.interval_ms) {
         evaluate(srv, now);
         if (e->live == NULL)
@@ -723,20 +736,17 @@ void cp_engine_nack(cp_server_t *srv, const char *id, int64_t version, const cha
     cp_rollout_t *ro = e->live;
     char why[512];
     snprintf(why, sizeof(why), "canary %s rejected version %lld: %.400s", id, (long long)version, error != NULL ? error : "");
-    int64_t now = cp_now_ms();
     json_t *fig = json_pack("{ss ss}", "reason", why, "dataplane", id);
     char *text = fig != NULL ? json_dumps(fig, JSON_COMPACT) : NULL;
     json_decref(fig);
     ro->failures++;
     ro->last_result = CP_VERDICT_FAIL;
-    if (cp_store_begin(srv->store) == CP_STORE_OK) {
-        if (cp_ro_store_verdict(srv->store, ro->id, now, ro->step, CP_VERDICT_FAIL, text != NULL ? text : "{}") == CP_STORE_OK)
-            cp_store_commit(srv->store);
-        else
-            cp_store_abandon(srv->store);
+    /* the verdict, the end and the rollback version commit together */
+    if (end_rollout(srv, CP_RO_ABORTED, id, why, why, text != NULL ? text : "{}") != 0) {
+        ro->failures--;
+        ro->last_result = -1;
     }
     free(text);
-    end_rollout(srv, CP_RO_ABORTED, id, why, why);
 }
 
 /* --- operator control ------------------------------------------------------------------------------- */
@@ -794,10 +804,10 @@ void cp_engine_control(cp_call_t *call, int64_t id, const char *action)
         json_decref(old_marks);
     } else if (strcmp(action, "promote") == 0) {
         snprintf(detail, sizeof(detail), "promoted by %s at step %zu", who, ro->step);
-        rc = end_rollout(srv, CP_RO_PROMOTED, who, detail, detail);
+        rc = end_rollout(srv, CP_RO_PROMOTED, who, detail, detail, NULL);
     } else {
         snprintf(detail, sizeof(detail), "aborted by %s at step %zu", who, ro->step);
-        rc = end_rollout(srv, CP_RO_ABORTED, who, detail, detail);
+        rc = end_rollout(srv, CP_RO_ABORTED, who, detail, detail, NULL);
     }
     if (rc != 0) {
         cp_respond_store_error(call);

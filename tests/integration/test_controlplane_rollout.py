@@ -5,6 +5,7 @@ traffic counters chosen per document), so the gate's inputs are known exactly; h
 are a second or so."""
 
 import json
+import sqlite3
 import threading
 import time
 import urllib.parse
@@ -293,6 +294,27 @@ def test_kill9_mid_rollout_resumes_at_its_step():
     ro = wait_for("promotion", lambda: (lambda r: r if r["state"] == "promoted" else None)(get_rollout(cp, rid)), 20)
     assert [len(s) for s in ro["sets"]] == [1, 2, 3], ro["sets"]
     wait_for("every fake on v2", lambda: all(d.version == 2 for d in dps))
+    for d in dps:
+        d.stop()
+
+
+@pwtest.test
+def test_failed_out_before_a_kill_rolls_back_after_restart():
+    # the window that failed the rollout out was recorded, and the process died before the rollback
+    # version: the row says so, and the restarted control plane finishes the job at once
+    cp = ControlPlane()
+    dps = fleet_of(cp, 2)
+    spec = rollout({"percent": 50}, steps=((50, "1m"),), interval="1m", failures_allowed=1)
+    rid = expect(cp.call("PUT", "/v1/config", with_rollout(fleet(level=GOOD, conns=5), spec)), 201)[2]["rollout"]["id"]
+    cp.kill9()
+    db = sqlite3.connect(cp.db)
+    db.execute("UPDATE rollouts SET failures = 2 WHERE id = ?", (rid,))
+    db.commit()
+    db.close()
+    cp.start()
+    ro = wait_for("the rollback", lambda: (lambda r: r if r["state"] == "rolled_back" else None)(get_rollout(cp, rid)), 5)
+    assert ro["rollback_version"] == 3 and "failed 2 intervals" in ro["reason"], ro
+    wait_for("every fake on v3", lambda: all(d.version == 3 for d in dps))
     for d in dps:
         d.stop()
 

@@ -32,15 +32,15 @@ typedef struct st_cp_rollout_step_t {
 } cp_rollout_step_t;
 
 typedef struct st_cp_rollout_spec_t {
-    json_t *canary_labels; /* labels the canaries match (owned), NULL when chosen by percent */
-    int canary_percent;    /* 1..100 when chosen by percent; 0 otherwise */
-    size_t num_steps;      /* 1..CP_ROLLOUT_MAX_STEPS */
-    cp_rollout_step_t steps[CP_ROLLOUT_MAX_STEPS];
-    double max_error_rate_increase; /* canary error rate may exceed the baseline's by this much */
-    double max_p99_ratio;           /* canary p99 may be this many times the baseline's */
-    uint64_t min_requests;          /* canary requests in a window below this: inconclusive */
-    uint64_t interval_ms;           /* the gate's window */
-    uint64_t failures_allowed;      /* failed windows tolerated; one more rolls back */
+    json_t *canary_labels;                         /* labels the canaries match (owned), NULL when chosen by percent */
+    int canary_percent;                            /* 1..100 when chosen by percent; 0 otherwise */
+    size_t num_steps;                              /* 1..CP_ROLLOUT_MAX_STEPS */
+    cp_rollout_step_t steps[CP_ROLLOUT_MAX_STEPS]; /* num_steps of them, percents growing */
+    double max_error_rate_increase;                /* canary error rate may exceed the baseline's by this much */
+    double max_p99_ratio;                          /* canary p99 may be this many times the baseline's */
+    uint64_t min_requests;                         /* canary requests in a window below this: inconclusive */
+    uint64_t interval_ms;                          /* the gate's window */
+    uint64_t failures_allowed;                     /* failed windows tolerated; one more rolls back */
 } cp_rollout_spec_t;
 
 #define CP_ROLLOUT_DEFAULT_MAX_ERROR_RATE_INCREASE 0.01
@@ -59,8 +59,8 @@ json_t *cp_rollout_spec_json(const cp_rollout_spec_t *s);
 /* --- traffic and the gate ------------------------------------------------------------------------ */
 
 typedef struct st_cp_traffic_t {
-    uint64_t requests;
-    uint64_t errors;
+    uint64_t requests;                    /* answered */
+    uint64_t errors;                      /* 5xx, and JSON-RPC server_error, rate_limited, missing_data answers */
     uint64_t buckets[CP_ROLLOUT_BUCKETS]; /* non-cumulative */
 } cp_traffic_t;
 
@@ -76,8 +76,8 @@ void cp_traffic_since(const cp_traffic_t *cur, const cp_traffic_t *mark, cp_traf
 
 /* The figures of one group over one window. */
 typedef struct st_cp_figures_t {
-    uint64_t requests;
-    uint64_t errors;
+    uint64_t requests; /* in the window */
+    uint64_t errors;   /* of them */
     double error_rate; /* errors / requests, 0 without requests */
     double p99_ms;     /* upper bound of the bucket holding the 99th percentile; INFINITY in the last bucket */
     int has_p99;       /* requests > 0 */
@@ -124,22 +124,26 @@ const char *cp_ro_state_name(cp_ro_state_t s);
 int cp_ro_state_from_name(const char *s, cp_ro_state_t *out);
 
 typedef struct st_cp_rollout_t {
-    int64_t id;
-    int64_t version;      /* rolled out */
-    int64_t from_version; /* served to the others meanwhile */
-    cp_ro_state_t state;
-    cp_rollout_spec_t spec;
-    size_t step;           /* index in spec.steps */
-    json_t *sets;          /* [[ids of step 0], [ids of step 1], ...] (owned) */
-    json_t *marks;         /* {id: {"v": V, "r": n, "e": n, "b": [...]}} at the window's start (owned) */
-    json_t *last_baseline; /* figures of the last baseline window with enough requests, or null (owned) */
-    int64_t failures;      /* failed windows */
-    int64_t step_passes;   /* passing windows in this step */
-    int last_result;       /* cp_verdict_t of the latest window, -1 none */
-    int64_t created_ms, updated_ms, step_started_ms, window_started_ms, paused_ms;
-    int64_t rollback_version; /* 0 = none */
-    char *author;
-    char *reason;
+    int64_t id;                /* >= 1 */
+    int64_t version;           /* rolled out */
+    int64_t from_version;      /* served to the others meanwhile */
+    cp_ro_state_t state;       /* progressing and paused are live */
+    cp_rollout_spec_t spec;    /* as asked */
+    size_t step;               /* index in spec.steps */
+    json_t *sets;              /* [[ids of step 0], [ids of step 1], ...] (owned) */
+    json_t *marks;             /* {id: {"v": V, "r": n, "e": n, "b": [...]}} at the window's start (owned) */
+    json_t *last_baseline;     /* figures of the last baseline window with enough requests, or null (owned) */
+    int64_t failures;          /* failed windows */
+    int64_t step_passes;       /* passing windows in this step */
+    int last_result;           /* cp_verdict_t of the latest window, -1 none */
+    int64_t created_ms;        /* Unix ms */
+    int64_t updated_ms;        /* the latest transition or window */
+    int64_t step_started_ms;   /* the hold counts from here (moved on by a pause's length at resume) */
+    int64_t window_started_ms; /* the gate's current window began */
+    int64_t paused_ms;         /* when paused, 0 otherwise */
+    int64_t rollback_version;  /* the version that undid it, 0 = none */
+    char *author;              /* the token that wrote the version */
+    char *reason;              /* why it ended ("" while live) */
 } cp_rollout_t;
 
 void cp_rollout_dispose(cp_rollout_t *ro);

@@ -14,7 +14,7 @@
 
 /* The latest traffic a dataplane reported. */
 typedef struct st_cp_obs_t {
-    char *id;
+    char *id;        /* the dataplane (owned) */
     int64_t version; /* the version the counters are about */
     cp_traffic_t t;  /* cumulative since it runs it */
 } cp_obs_t;
@@ -22,9 +22,10 @@ typedef struct st_cp_obs_t {
 typedef struct st_cp_engine_t {
     cp_rollout_t *live; /* progressing or paused; NULL when none */
     const char **set;   /* the live rollout's current set, sorted by id (borrowed from live->sets) */
-    size_t set_size;
-    cp_obs_t *obs; /* sorted by id */
-    size_t num_obs, cap_obs;
+    size_t set_size;    /* entries of set */
+    cp_obs_t *obs;      /* every dataplane's latest traffic, sorted by id */
+    size_t num_obs;     /* entries of obs */
+    size_t cap_obs;     /* allocated */
 } cp_engine_t;
 
 static int cmp_str(const void *a, const void *b)
@@ -448,11 +449,11 @@ void cp_ro_finish(cp_server_t *srv, cp_ro_write_t *w, int rc, json_t *body)
 /* Ends the live rollout: promoted (every dataplane gets its version), or aborted / rolled back (a new
  * version of kind rollback carries the from_version's document). `detail` goes to the event. */
 typedef struct st_cp_end_t {
-    cp_rollout_t *ro;
-    cp_ro_state_t state;
-    const char *actor;
-    const char *action;
-    const char *detail;
+    cp_rollout_t *ro;    /* the live rollout, its end state set */
+    cp_ro_state_t state; /* aborted or rolled_back */
+    const char *actor;   /* the event's */
+    const char *action;  /* the event's: rollout_abort, rollout_rollback */
+    const char *detail;  /* the event's message */
     const char *verdict; /* a fail verdict's figures to append with it (a NACK), NULL = none */
 } cp_end_t;
 

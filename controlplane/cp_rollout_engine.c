@@ -229,9 +229,13 @@ static json_t *choose_set(cp_server_t *srv, const cp_rollout_t *ro, size_t step)
     json_t *v;
     json_array_foreach(set, i, v) json_object_set(has, json_string_value(v), json_true());
     const cp_rollout_spec_t *s = &ro->spec;
-    size_t share = cp_rollout_share(step == 0 && s->canary_percent > 0 ? s->canary_percent : s->steps[step].percent, n);
-    if (step == 0 && s->canary_percent > 0 && cp_rollout_share(s->steps[0].percent, n) > share)
-        share = cp_rollout_share(s->steps[0].percent, n);
+    /* step 0: a label canary is the labelled dataplanes alone; a percent canary takes its share, or
+     * steps[0]'s when that is larger. Later steps add their share of the order. */
+    size_t share = cp_rollout_share(s->steps[step].percent, n);
+    if (step == 0 && s->canary_labels != NULL)
+        share = 0;
+    else if (step == 0 && s->canary_percent > 0 && cp_rollout_share(s->canary_percent, n) > share)
+        share = cp_rollout_share(s->canary_percent, n);
     for (i = 0; set != NULL && has != NULL && i < n; i++) {
         int take = i < share || (s->canary_labels != NULL && cp_labels_match(json_object_get(labels, ids[i]), s->canary_labels));
         if (take && json_object_get(has, ids[i]) == NULL) {

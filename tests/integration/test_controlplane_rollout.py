@@ -258,7 +258,8 @@ def test_nacking_canary_aborts_at_once():
     listed = {d["id"]: d for d in expect(cp.call("GET", "/v1/dataplanes"), 200)[2]["dataplanes"]}
     assert listed["canary-1"]["labels"] == {"canary": "true"}, listed["canary-1"]
     start = time.time()
-    ro_spec = rollout({"labels": {"canary": "true"}}, steps=((0, "1m"), (50, "1m")), interval="1m")
+    # a label canary is step 0 alone, whatever steps[0].percent says
+    ro_spec = rollout({"labels": {"canary": "true"}}, steps=((25, "1m"), (50, "1m")), interval="1m")
     b = expect(cp.call("PUT", "/v1/config", with_rollout(fleet(level=GOOD, conns=11), ro_spec)), 201)[2]
     ro = wait_for("the abort", lambda: (lambda r: r if r["state"] == "aborted" else None)(get_rollout(cp, b["rollout"]["id"])), 5, 0.02)
     assert time.time() - start < 2.0

@@ -49,12 +49,13 @@ void cp_h_metrics(cp_call_t *call)
         return;
     }
     size_t by_state[CP_DP_NUM_STATES] = {0};
-    int64_t now = cp_now_ms(), active = cp_store_active_version(srv->store);
+    int64_t now = cp_now_ms();
     for (size_t i = 0; i < ndp; i++) {
         char expected[65];
         int drifted = cp_dp_drifted(srv, &dps[i], expected);
-        by_state[cp_dp_state(&dps[i], active, now, (int64_t)conf->heartbeat_ms, cp_polling_set_has(&polling, dps[i].id),
-                             drifted)]++;
+        /* under a rollout, judged against the version meant for it, as GET /v1/dataplanes does */
+        by_state[cp_dp_state(&dps[i], cp_engine_target(srv, dps[i].id), now, (int64_t)conf->heartbeat_ms,
+                             cp_polling_set_has(&polling, dps[i].id), drifted)]++;
     }
     cp_dataplanes_free(dps, ndp);
     free(polling.ids);

@@ -160,6 +160,7 @@ def test_good_version_promoted():
     # GET /v1/dataplanes: the others are synced on v1, the canary on v2
     listed = {d["id"]: d for d in expect(cp.call("GET", "/v1/dataplanes"), 200)[2]["dataplanes"]}
     assert all(d["state"] == "synced" for d in listed.values()), listed
+    assert metric(cp, 'pathway_control_dataplanes{state="synced"}') == 4
     t = listed[canary]["traffic"]
     assert t["version"] == 2 and t["requests"] > 0 and t["errors"] == 0 and t["p99_ms"] == 10, t
     ro = wait_for("promotion", lambda: (lambda r: r if r["state"] == "promoted" else None)(get_rollout(cp, rid)), 20)

@@ -384,6 +384,14 @@ def test_one_rollout_at_a_time():
     assert "rollout" not in b, b
     wait_for("every fake on v4", lambda: all(d.version == 4 for d in dps))
     assert "force" not in expect(cp.call("GET", "/v1/config"), 200)[2]
+    # a rollback rolled out: beside "to"
+    b = expect(cp.call("POST", "/v1/rollback", {"to": 1, "rollout": spec}), 201)[2]
+    assert b["version"] == 5 and b["kind"] == "rollback" and b["rollout"]["state"] == "progressing", b
+    ro = get_rollout(cp, b["rollout"]["id"])
+    assert ro["version"] == 5 and ro["from_version"] == 4 and len(ro["dataplanes"]) == 1, ro
+    wait_for("the canary on v5", lambda: sum(d.version == 5 for d in dps) == 1)
+    time.sleep(0.3)
+    assert sum(d.version == 4 for d in dps) == 1
     for d in dps:
         d.stop()
 

@@ -250,7 +250,7 @@ static json_t *choose_set(cp_server_t *srv, const cp_rollout_t *ro, size_t step)
 }
 
 /* How many connected dataplanes the canary would take now (0: the rollout cannot start). */
-static int canary_candidates(cp_server_t *srv, const cp_rollout_spec_t *s, size_t *count)
+static int canary_candidates(cp_server_t *srv, const cp_rollout_spec_t *s, size_t *count, size_t *connected)
 {
     char **ids;
     size_t n;
@@ -260,6 +260,7 @@ static int canary_candidates(cp_server_t *srv, const cp_rollout_spec_t *s, size_
         return -1;
     }
     *count = 0;
+    *connected = n;
     for (size_t i = 0; i < n; i++)
         if (s->canary_labels == NULL || cp_labels_match(json_object_get(labels, ids[i]), s->canary_labels))
             (*count)++;
@@ -298,6 +299,7 @@ int cp_ro_take(cp_call_t *call, json_t *tree, cp_ro_write_t *w)
             return -1;
         }
         w->has = 1;
+        w->from_default = ro == NULL;
     }
     if (ro != NULL)
         json_object_del(tree, "rollout");
@@ -397,12 +399,16 @@ int cp_ro_admit(cp_call_t *call, cp_ro_write_t *w, cp_append_t *a)
                              NULL);
             return -1;
         }
-        size_t n;
-        if (canary_candidates(srv, &w->spec, &n) != 0) {
+        size_t n, connected;
+        if (canary_candidates(srv, &w->spec, &n, &connected) != 0) {
             cp_respond_store_error(call);
             return -1;
         }
-        if (n == 0) {
+        if (n == 0 && connected == 0 && w->from_default) {
+            /* the configured default, and no dataplane to protect: the version goes as without one */
+            cp_rollout_spec_dispose(&w->spec);
+            w->has = 0;
+        } else if (n == 0) {
             char *want = w->spec.canary_labels != NULL ? json_dumps(w->spec.canary_labels, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
             if (want != NULL)
                 cp_respond_errorf(call, 409, "rollout.canary.labels: no connected dataplane has the labels %s", want);

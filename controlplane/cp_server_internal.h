@@ -232,6 +232,7 @@ typedef struct st_cp_ro_write_t {
     cp_server_t *srv;
     int has;                /* a rollout is asked (given, or the configured default) */
     int force;              /* "force": true: supersede a live rollout */
+    int from_default;       /* the rollout is the configured default, not the write's own */
     cp_rollout_spec_t spec; /* when has */
     const char *author;     /* the token's name */
     cp_rollout_t *created;  /* set by the store hook: the new rollout (owned until committed) */

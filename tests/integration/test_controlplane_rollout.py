@@ -465,8 +465,12 @@ def test_configured_default_rollout():
     # the first version has nothing to roll out from: it goes to everyone
     b = expect(cp.call("PUT", "/v1/config", fleet()), 201)[2]
     assert "rollout" not in b, b
+    # nor does a write while no dataplane is connected (nobody to protect), where an explicit one gets 409
+    b = expect(cp.call("PUT", "/v1/config", fleet(conns=2)), 201)[2]
+    assert "rollout" not in b and b["version"] == 2, b
+    expect(cp.call("PUT", "/v1/config", with_rollout(fleet(conns=9), rollout({"percent": 50}))), 409)
     dps = [FakeDataplane(cp, f"dp{i}") for i in range(2)]
-    wait_for("every fake on v1", lambda: all(d.version == 1 for d in dps))
+    wait_for("every fake on v2", lambda: all(d.version == 2 for d in dps))
     b = expect(cp.call("PUT", "/v1/config", fleet(conns=3)), 201)[2]
     assert b["rollout"]["state"] == "progressing", b
     ro = get_rollout(cp, b["rollout"]["id"])
@@ -475,7 +479,7 @@ def test_configured_default_rollout():
     # "rollout": null opts out (with force, past the rollout in progress)
     b = expect(cp.call("PUT", "/v1/config", with_rollout(fleet(conns=4), None, force=True)), 201)[2]
     assert "rollout" not in b, b
-    wait_for("every fake on v3", lambda: all(d.version == 3 for d in dps))
+    wait_for("every fake on v4", lambda: all(d.version == 4 for d in dps))
     for d in dps:
         d.stop()
 

@@ -109,6 +109,26 @@ int cp_dp_drifted(cp_server_t *srv, const cp_dataplane_t *dp, char expected[65])
     return 1;
 }
 
+/* --- endpoint health ------------------------------------------------------------------------------ */
+
+json_t *cp_dp_endpoints(const cp_dataplane_t *dp)
+{
+    json_t *reported = json_object_get(dp->stats, "endpoints");
+    if (!json_is_object(reported))
+        return NULL;
+    json_t *out = json_object(), *e;
+    const char *svc;
+    json_object_foreach(reported, svc, e)
+    {
+        json_t *up = json_object_get(e, "up"), *total = json_object_get(e, "total"), *panic = json_object_get(e, "panic");
+        if (!cp_valid_id(svc, strlen(svc)) || !json_is_integer(up) || !json_is_integer(total) || !json_is_boolean(panic) ||
+            json_integer_value(up) < 0 || json_integer_value(total) < json_integer_value(up))
+            continue;
+        json_object_set_new(out, svc, json_pack("{sO sO sO}", "up", up, "total", total, "panic", panic));
+    }
+    return out;
+}
+
 /* --- handlers: dataplanes ------------------------------------------------------------------------ */
 
 /* `polling`: whether a parked poll proves it alive (is_polling). */
@@ -131,6 +151,11 @@ static json_t *dataplane_json(cp_call_t *call, const cp_dataplane_t *dp, int64_t
                   "reported_version", (json_int_t)dp->reported_version, "state", cp_dp_state_name(state), "reported_hash",
                   dp->reported_hash[0] ? json_string(dp->reported_hash) : json_null(), "expected_hash",
                   expected[0] ? json_string(expected) : json_null(), "stats", stats);
+    json_t *endpoints = cp_dp_endpoints(dp);
+    if (o != NULL)
+        json_object_set_new(o, "endpoints", endpoints != NULL ? endpoints : json_null());
+    else
+        json_decref(endpoints);
     int64_t tv;
     cp_traffic_t t;
     if (o != NULL && cp_engine_traffic(srv, dp->id, &tv, &t) == 0) {

@@ -15,6 +15,34 @@
 #include "pw_process.h"
 #include "pw_version.h"
 
+/* The endpoint figures of the dataplanes' latest heartbeats ({id: endpoints}, see cp_dp_endpoints),
+ * one family per figure, a sample per dataplane and service. */
+static void endpoint_families(pw_buf_t *b, json_t *by_dp)
+{
+    static const struct {
+        const char *name, *help, *key;
+    } fams[] = {
+        {"pathway_control_endpoints_up", "Endpoints each dataplane considers up, by service (its latest heartbeat).", "up"},
+        {"pathway_control_endpoints", "Endpoints each dataplane has, by service (its latest heartbeat).", "total"},
+        {"pathway_control_service_panic", "1 when a dataplane has no endpoint of the service up (panic; its latest heartbeat).",
+         "panic"},
+    };
+    for (size_t f = 0; f < sizeof(fams) / sizeof(fams[0]); f++) {
+        pw_buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n", fams[f].name, fams[f].help, fams[f].name);
+        const char *id, *svc;
+        json_t *eps, *e;
+        json_object_foreach(by_dp, id, eps)
+        {
+            json_object_foreach(eps, svc, e)
+            {
+                json_t *v = json_object_get(e, fams[f].key);
+                pw_buf_printf(b, "%s{dataplane=\"%s\",service=\"%s\"} %lld\n", fams[f].name, id, svc,
+                              json_is_boolean(v) ? (long long)json_is_true(v) : (long long)json_integer_value(v));
+            }
+        }
+    }
+}
+
 /* One family of a single unlabelled sample. */
 static void family(pw_buf_t *b, const char *name, const char *type, const char *help, double value)
 {
@@ -50,18 +78,25 @@ void cp_h_metrics(cp_call_t *call)
     }
     size_t by_state[CP_DP_NUM_STATES] = {0};
     int64_t now = cp_now_ms();
+    json_t *endpoints = json_object(); /* of the dataplanes still calling: a disconnected one's figures are stale */
     for (size_t i = 0; i < ndp; i++) {
         char expected[65];
         int drifted = cp_dp_drifted(srv, &dps[i], expected);
         /* under a rollout, judged against the version meant for it, as GET /v1/dataplanes does */
-        by_state[cp_dp_state(&dps[i], cp_engine_target(srv, dps[i].id), now, (int64_t)conf->heartbeat_ms,
-                             cp_polling_set_has(&polling, dps[i].id), drifted)]++;
+        cp_dp_state_t state = cp_dp_state(&dps[i], cp_engine_target(srv, dps[i].id), now, (int64_t)conf->heartbeat_ms,
+                                          cp_polling_set_has(&polling, dps[i].id), drifted);
+        by_state[state]++;
+        json_t *e = state != CP_DP_DISCONNECTED ? cp_dp_endpoints(&dps[i]) : NULL;
+        if (e != NULL)
+            json_object_set_new(endpoints, dps[i].id, e);
     }
     cp_dataplanes_free(dps, ndp);
     free(polling.ids);
     pw_buf_printf(&b, "# HELP pathway_control_dataplanes Dataplanes known, by state.\n# TYPE pathway_control_dataplanes gauge\n");
     for (size_t s = 0; s < CP_DP_NUM_STATES; s++)
         pw_buf_printf(&b, "pathway_control_dataplanes{state=\"%s\"} %zu\n", cp_dp_state_name((cp_dp_state_t)s), by_state[s]);
+    endpoint_families(&b, endpoints);
+    json_decref(endpoints);
     family(&b, "pathway_control_long_polls", "gauge", "Dataplane long polls parked now.", (double)srv->num_waiters);
     family(&b, "pathway_control_long_polls_refused_total", "counter",
            "Dataplane long polls answered at once because max_long_polls were parked.", (double)srv->polls_refused);

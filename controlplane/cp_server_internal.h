@@ -186,6 +186,11 @@ void cp_unpark(cp_server_t *srv, cp_waiter_t *w);
  * canonical form ("" when it ACKed none). A store failure counts as no drift. */
 int cp_dp_drifted(cp_server_t *srv, const cp_dataplane_t *dp, char expected[65]);
 
+/* What dp's latest heartbeat says of its services' endpoints: {"<service>": {"up": n, "total": n,
+ * "panic": bool}} (entries of another shape left out: heartbeat stats are the dataplane's free-form
+ * text). NULL when the heartbeat had none. Returns a new reference. */
+json_t *cp_dp_endpoints(const cp_dataplane_t *dp);
+
 /* Whether the caller is a viewer, who sees documents and free texts with secrets redacted. */
 int cp_call_redacts(cp_call_t *call);
 

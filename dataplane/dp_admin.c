@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include "dp_internal.h"
 #include "pw_buf.h"
@@ -132,6 +133,133 @@ static int latency_quantiles(dp_server_t *s, dp_gen_t *g, uint64_t *p50, uint64_
     return 1;
 }
 
+/* --- endpoint health ------------------------------------------------------------------------------ */
+
+/* The clock dp_health keeps its times in (unix ms). */
+static uint64_t unix_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The health_check and outlier knobs of a service, one row each: /stats shows them under their
+ * config names and in their config form, /metrics as one gauge per service (durations in seconds). */
+typedef enum en_knob_type_t { KNOB_DURATION, KNOB_UINT32 } knob_type_t;
+static const struct {
+    const char *section, *sub, *key; /* where the knob lives in the document: section[.sub].key */
+    const char *metric, *help;
+    knob_type_t type;
+    size_t offset; /* in cfg_service_t */
+} health_knobs[] = {
+#define KNOB(sec, sub, key, metric, help, type, field)                                                                             \
+    {                                                                                                                              \
+        sec, sub, key, metric, help, type, offsetof(cfg_service_t, field)                                                          \
+    }
+    KNOB("health_check", NULL, "interval", "pathway_health_check_interval_seconds",
+         "Configured health_check.interval by service (0: no active checks).", KNOB_DURATION, health_check.interval_ms),
+    KNOB("health_check", NULL, "timeout", "pathway_health_check_timeout_seconds", "Configured health_check.timeout by service.",
+         KNOB_DURATION, health_check.timeout_ms),
+    KNOB("health_check", NULL, "unhealthy_threshold", "pathway_health_check_unhealthy_threshold",
+         "Configured health_check.unhealthy_threshold by service (failed probes in a row).", KNOB_UINT32,
+         health_check.unhealthy_threshold),
+    KNOB("health_check", NULL, "healthy_threshold", "pathway_health_check_healthy_threshold",
+         "Configured health_check.healthy_threshold by service (passed probes in a row).", KNOB_UINT32,
+         health_check.healthy_threshold),
+    KNOB("health_check", NULL, "max_block_lag", "pathway_health_check_max_lag_blocks",
+         "Configured health_check.max_block_lag by service (0: heads not compared).", KNOB_UINT32, health_check.max_block_lag),
+    KNOB("outlier", NULL, "consecutive_failures", "pathway_outlier_consecutive_failures",
+         "Configured outlier.consecutive_failures by service (0: off).", KNOB_UINT32, outlier.consecutive_failures),
+    KNOB("outlier", "failure_rate", "threshold", "pathway_outlier_failure_rate_threshold_percent",
+         "Configured outlier.failure_rate.threshold by service (0: off).", KNOB_UINT32, outlier.failure_rate.threshold),
+    KNOB("outlier", "failure_rate", "min_requests", "pathway_outlier_failure_rate_min_requests",
+         "Configured outlier.failure_rate.min_requests by service.", KNOB_UINT32, outlier.failure_rate.min_requests),
+    KNOB("outlier", "failure_rate", "window", "pathway_outlier_failure_rate_window_seconds",
+         "Configured outlier.failure_rate.window by service.", KNOB_DURATION, outlier.failure_rate.window_ms),
+    KNOB("outlier", NULL, "base_ejection_time", "pathway_outlier_base_ejection_time_seconds",
+         "Configured outlier.base_ejection_time by service.", KNOB_DURATION, outlier.base_ejection_time_ms),
+    KNOB("outlier", NULL, "max_ejection_time", "pathway_outlier_max_ejection_time_seconds",
+         "Configured outlier.max_ejection_time by service.", KNOB_DURATION, outlier.max_ejection_time_ms),
+    KNOB("outlier", NULL, "max_ejection_percent", "pathway_outlier_max_ejection_percent",
+         "Configured outlier.max_ejection_percent by service.", KNOB_UINT32, outlier.max_ejection_percent),
+#undef KNOB
+};
+
+static uint64_t knob_value(const cfg_service_t *c, size_t k)
+{
+    const char *p = (const char *)c + health_knobs[k].offset;
+    return health_knobs[k].type == KNOB_DURATION ? *(const uint64_t *)p : *(const uint32_t *)p;
+}
+
+/* A service's effective health_check and outlier sections, as the document writes them. */
+static void health_settings_json(const cfg_service_t *c, json_t *svc)
+{
+    json_t *hc = json_object(), *ol = json_object(), *fr = json_object();
+    json_object_set_new(hc, "request", json_string(c->health_check.request != NULL ? c->health_check.request : ""));
+    for (size_t k = 0; k != sizeof(health_knobs) / sizeof(health_knobs[0]); ++k) {
+        json_t *into = health_knobs[k].sub != NULL ? fr : strcmp(health_knobs[k].section, "outlier") == 0 ? ol : hc;
+        uint64_t v = knob_value(c, k);
+        if (health_knobs[k].type == KNOB_DURATION) {
+            char d[32];
+            cfg_format_duration(v, d, sizeof(d));
+            json_object_set_new(into, health_knobs[k].key, json_string(d));
+        } else {
+            json_object_set_new(into, health_knobs[k].key, json_integer((json_int_t)v));
+        }
+    }
+    json_object_set_new(ol, "failure_rate", fr);
+    json_object_set_new(svc, "health_check", hc);
+    json_object_set_new(svc, "outlier", ol);
+}
+
+/* /stats' "health" of one endpoint at now (unix ms). Times are unix ms; null where nothing is known. */
+static json_t *endpoint_health_json(const dp_endpoint_t *ep, uint64_t now)
+{
+    const dp_ephealth_t *h = &ep->health;
+    uint32_t avail = atomic_load(&h->avail);
+    uint64_t head = atomic_load(&h->head), probed = atomic_load(&h->last_probe_ms), until = atomic_load(&h->ejected_until_ms);
+    json_t *o = json_object();
+    json_object_set_new(o, "state", json_string(dp_health_state_names[dp_health_state(ep, now)]));
+    json_object_set_new(o, "up", json_boolean(dp_health_up(ep, now)));
+    json_object_set_new(o, "head", head != 0 ? json_integer((json_int_t)head) : json_null());
+    json_object_set_new(o, "lag", head != 0 ? json_integer((json_int_t)atomic_load(&h->lag)) : json_null());
+    int res = atomic_load(&h->last_probe);
+    json_object_set_new(o, "last_probe",
+                        probed != 0 && res >= 0 && res < DP_PROBE__COUNT
+                            ? json_pack("{s:s, s:I, s:f}", "result", dp_probe_result_names[res], "at", (json_int_t)probed,
+                                        "latency_ms", atomic_load(&h->probe_latency_us) / 1000.0)
+                            : json_null());
+    json_object_set_new(o, "ejections", json_integer((json_int_t)atomic_load(&h->times_ejected)));
+    int ejected = (avail & DP_AVAIL_EJECTED) != 0, reason = atomic_load(&h->eject_reason);
+    json_object_set_new(o, "ejected_until", ejected && until > now ? json_integer((json_int_t)until) : json_null());
+    json_object_set_new(o, "eject_reason",
+                        ejected && reason >= 0 && reason < CFG_RETRY_ON_COUNT ? json_string(dp_retry_reason_names[reason])
+                                                                              : json_null());
+    json_t *fail = json_object(), *checks = json_object();
+    uint64_t ejections = 0;
+    for (int k = 0; k != CFG_RETRY_ON_COUNT; ++k) {
+        json_object_set_new(fail, dp_retry_reason_names[k], json_integer((json_int_t)atomic_load(&h->failures[k])));
+        ejections += atomic_load(&h->ejections[k]);
+    }
+    for (int k = 0; k != DP_PROBE__COUNT; ++k)
+        json_object_set_new(checks, dp_probe_result_names[k], json_integer((json_int_t)atomic_load(&h->checks[k])));
+    json_object_set_new(o, "ejections_total", json_integer((json_int_t)ejections));
+    json_object_set_new(o, "failures", fail);
+    json_object_set_new(o, "checks", checks);
+    json_object_set_new(o, "latency_ewma_ms", json_real(atomic_load(&h->ewma_us) / 1000.0));
+    return o;
+}
+
+/* /stats' "health" of one service at now (unix ms). */
+static json_t *service_health_json(const dp_service_t *svc, uint64_t now)
+{
+    const dp_svchealth_t *sh = &svc->shared->health;
+    uint64_t head = atomic_load(&sh->head);
+    return json_pack("{s:o, s:b, s:I, s:I}", "head", head != 0 ? json_integer((json_int_t)head) : json_null(), "panic",
+                     dp_health_service_panic(svc, now), "endpoints_up", (json_int_t)dp_health_count_up(svc, now), "panic_requests",
+                     (json_int_t)atomic_load(&sh->panic_picks));
+}
+
 static json_t *process_json(dp_server_t *s);
 
 static json_t *stats_json(dp_server_t *s, dp_gen_t *g)
@@ -181,6 +309,7 @@ static json_t *stats_json(dp_server_t *s, dp_gen_t *g)
                         json_pack("{s:I, s:I, s:s?}", "ok", (json_int_t)atomic_load(&s->applies_ok), "failed",
                                   (json_int_t)atomic_load(&s->applies_failed), "last_error", s->last_apply_error));
     json_t *svcs = json_array();
+    uint64_t now = unix_now_ms();
     for (size_t i = 0; i != g->nservices; ++i) {
         dp_service_t *svc = g->services + i;
         uint32_t smax = 0, sin = 0, sq = 0;
@@ -204,6 +333,7 @@ static json_t *stats_json(dp_server_t *s, dp_gen_t *g)
             for (int k = 0; k != DP_ARES__COUNT; ++k)
                 json_object_set_new(att, dp_ares_names[k], json_integer((json_int_t)atomic_load(&ep->attempts[k])));
             json_object_set_new(json_array_get(eps, j), "attempts", att);
+            json_object_set_new(json_array_get(eps, j), "health", endpoint_health_json(ep, now));
         }
         json_t *retries = json_object();
         for (int k = 0; k != CFG_RETRY_ON_COUNT; ++k) {
@@ -226,6 +356,8 @@ static json_t *stats_json(dp_server_t *s, dp_gen_t *g)
         json_object_set_new(so, "retries", retries);
         json_object_set_new(so, "hedges", json_pack("{s:I, s:I}", "won", (json_int_t)hedges[0], "lost", (json_int_t)hedges[1]));
         json_object_set_new(so, "retry_budget_exhausted", json_integer((json_int_t)atomic_load(&svc->shared->budget.exhausted)));
+        json_object_set_new(so, "health", service_health_json(svc, now));
+        health_settings_json(svc->cfg, so);
     }
     json_object_set_new(doc, "services", svcs);
     return doc;
@@ -266,6 +398,74 @@ static json_t *process_json(dp_server_t *s)
 }
 
 #define HELP(o, name, type, text) pw_buf_printf(o, "# HELP " name " " text "\n# TYPE " name " " type "\n")
+
+/* The endpoint health series of /metrics, and the health knobs as gauges. */
+static void health_metrics_text(dp_gen_t *g, pw_buf_t *o)
+{
+    uint64_t now = unix_now_ms();
+    char lb[520];
+    HELP(o, "pathway_endpoint_up", "gauge",
+         "1 when the balancer may choose the endpoint (not drained, ejected, unhealthy or lagging).");
+    for (size_t i = 0; i != g->nendpoints; ++i)
+        pw_buf_printf(o, "pathway_endpoint_up{service=\"%s\",endpoint=\"%s\"} %d\n", g->endpoints[i]->service,
+                      label_escape(g->endpoints[i]->label, lb, sizeof(lb)), dp_health_up(g->endpoints[i], now) ? 1 : 0);
+    HELP(o, "pathway_endpoint_head_block", "gauge",
+         "Head block the endpoint's last passing probe returned (endpoints with a known head).");
+    for (size_t i = 0; i != g->nendpoints; ++i) {
+        uint64_t head = atomic_load(&g->endpoints[i]->health.head);
+        if (head != 0)
+            pw_buf_printf(o, "pathway_endpoint_head_block{service=\"%s\",endpoint=\"%s\"} %" PRIu64 "\n", g->endpoints[i]->service,
+                          label_escape(g->endpoints[i]->label, lb, sizeof(lb)), head);
+    }
+    HELP(o, "pathway_endpoint_lag_blocks", "gauge",
+         "Blocks the endpoint is behind its service's head (endpoints with a known head).");
+    for (size_t i = 0; i != g->nendpoints; ++i)
+        if (atomic_load(&g->endpoints[i]->health.head) != 0)
+            pw_buf_printf(o, "pathway_endpoint_lag_blocks{service=\"%s\",endpoint=\"%s\"} %" PRIu64 "\n", g->endpoints[i]->service,
+                          label_escape(g->endpoints[i]->label, lb, sizeof(lb)),
+                          (uint64_t)atomic_load(&g->endpoints[i]->health.lag));
+    HELP(o, "pathway_ejections_total", "counter", "Outlier ejections of the endpoint, by the failure class that ejected it.");
+    for (size_t i = 0; i != g->nendpoints; ++i) {
+        dp_endpoint_t *ep = g->endpoints[i];
+        const char *l = label_escape(ep->label, lb, sizeof(lb));
+        for (int k = 0; k != CFG_RETRY_ON_COUNT; ++k)
+            pw_buf_printf(o, "pathway_ejections_total{service=\"%s\",endpoint=\"%s\",reason=\"%s\"} %" PRIu64 "\n", ep->service, l,
+                          dp_retry_reason_names[k], (uint64_t)atomic_load(&ep->health.ejections[k]));
+    }
+    HELP(o, "pathway_health_checks_total", "counter", "Active health probes of the endpoint, by result.");
+    for (size_t i = 0; i != g->nendpoints; ++i) {
+        dp_endpoint_t *ep = g->endpoints[i];
+        const char *l = label_escape(ep->label, lb, sizeof(lb));
+        for (int k = 0; k != DP_PROBE__COUNT; ++k)
+            pw_buf_printf(o, "pathway_health_checks_total{service=\"%s\",endpoint=\"%s\",result=\"%s\"} %" PRIu64 "\n", ep->service,
+                          l, dp_probe_result_names[k], (uint64_t)atomic_load(&ep->health.checks[k]));
+    }
+    HELP(o, "pathway_service_panic", "gauge",
+         "1 when no endpoint of the service is in rotation: requests go to all of them (panic).");
+    for (size_t i = 0; i != g->nservices; ++i)
+        pw_buf_printf(o, "pathway_service_panic{service=\"%s\"} %d\n", g->services[i].id,
+                      dp_health_service_panic(g->services + i, now) ? 1 : 0);
+    HELP(o, "pathway_panic_requests_total", "counter", "Tries sent while the service was in panic (no endpoint in rotation).");
+    for (size_t i = 0; i != g->nservices; ++i)
+        pw_buf_printf(o, "pathway_panic_requests_total{service=\"%s\"} %" PRIu64 "\n", g->services[i].id,
+                      (uint64_t)atomic_load(&g->services[i].shared->health.panic_picks));
+    HELP(o, "pathway_service_head_block", "gauge", "Highest head block of the service's endpoints (services with a known head).");
+    for (size_t i = 0; i != g->nservices; ++i) {
+        uint64_t head = atomic_load(&g->services[i].shared->health.head);
+        if (head != 0)
+            pw_buf_printf(o, "pathway_service_head_block{service=\"%s\"} %" PRIu64 "\n", g->services[i].id, head);
+    }
+    for (size_t k = 0; k != sizeof(health_knobs) / sizeof(health_knobs[0]); ++k) {
+        pw_buf_printf(o, "# HELP %s %s\n# TYPE %s gauge\n", health_knobs[k].metric, health_knobs[k].help, health_knobs[k].metric);
+        for (size_t i = 0; i != g->nservices; ++i) {
+            uint64_t v = knob_value(g->services[i].cfg, k);
+            if (health_knobs[k].type == KNOB_DURATION)
+                pw_buf_printf(o, "%s{service=\"%s\"} %.15g\n", health_knobs[k].metric, g->services[i].id, v / 1000.0);
+            else
+                pw_buf_printf(o, "%s{service=\"%s\"} %" PRIu64 "\n", health_knobs[k].metric, g->services[i].id, v);
+        }
+    }
+}
 
 static void metrics_text(dp_server_t *s, pw_buf_t *o)
 {
@@ -388,6 +588,7 @@ static void metrics_text(dp_server_t *s, pw_buf_t *o)
     for (size_t i = 0; i != g->nservices; ++i)
         pw_buf_printf(o, "pathway_retry_budget_exhausted_total{service=\"%s\"} %" PRIu64 "\n", g->services[i].id,
                       (uint64_t)atomic_load(&g->services[i].shared->budget.exhausted));
+    health_metrics_text(g, o);
     HELP(o, "pathway_pool_idle_connections", "gauge", "Idle upstream connections, whole process.");
     pw_buf_printf(o, "pathway_pool_idle_connections %u\n", (unsigned)atomic_load(&s->idle_total));
     HELP(o, "pathway_pool_max_idle_connections", "gauge", "Configured pool.max_idle_total.");
@@ -536,6 +737,112 @@ static int has_admin_token(dp_server_t *s, h2o_req_t *req)
     return pw_token_equal(s->admin_token, v.base + 7, v.len - 7);
 }
 
+static int hex_digit(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* One segment of a request path, percent-decoded into out (NUL-terminated). -1 on a bad escape, a
+ * byte that is not printable ASCII (no service id or endpoint name holds one, and an error that
+ * echoes the segment must be valid JSON), or a segment longer than outlen - 1. ('+' is itself in a
+ * path, not a space.) */
+static int path_segment_decode(const char *p, size_t len, char *out, size_t outlen)
+{
+    size_t o = 0;
+    for (size_t i = 0; i != len; ++i) {
+        char c = p[i];
+        if (c == '%') {
+            int hi, lo;
+            if (len - i < 3 || (hi = hex_digit(p[i + 1])) < 0 || (lo = hex_digit(p[i + 2])) < 0)
+                return -1;
+            c = (char)(hi << 4 | lo);
+            i += 2;
+        }
+        if (c < 0x20 || c > 0x7e || o + 1 >= outlen)
+            return -1;
+        out[o++] = c;
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+/* POST /endpoints/<service>/<endpoint>/drain or /undrain (HAProxy's "set server state drain"): a
+ * drained endpoint gets no new requests and keeps those in flight. The endpoint is named by its
+ * label, percent-encoded (names hold ':', derived ones '#'). The drain is the endpoint's, so it
+ * holds across reloads that keep the endpoint. Main thread (dp_health_drain's rule). */
+static void endpoint_drain(dp_server_t *s, h2o_req_t *req)
+{
+    static const char prefix[] = "/endpoints/";
+    size_t len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+    const char *seg[3], *p = req->path.base + sizeof(prefix) - 1, *end = req->path.base + len;
+    size_t seglen[3], n = 0;
+    while (n != 3 && p <= end) {
+        const char *slash = memchr(p, '/', (size_t)(end - p));
+        seg[n] = p;
+        seglen[n++] = (size_t)((slash != NULL ? slash : end) - p);
+        p = slash != NULL ? slash + 1 : end + 1;
+    }
+    int on = n == 3 && h2o_memis(seg[2], seglen[2], H2O_STRLIT("drain")),
+        off = n == 3 && h2o_memis(seg[2], seglen[2], H2O_STRLIT("undrain"));
+    if (p <= end || (!on && !off)) {
+        respond_json(
+            req, 404,
+            json_pack("{s:b, s:s}", "ok", 0, "error", "not found: use POST /endpoints/<service>/<endpoint>/drain or /undrain"));
+        return;
+    }
+    if (!is_method(req, "POST")) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("POST"));
+        respond_json(req, 405, json_pack("{s:b, s:s}", "ok", 0, "error", "method not allowed: drain and undrain are POST"));
+        return;
+    }
+    char sid[256], name[256];
+    if (seglen[0] == 0 || path_segment_decode(seg[0], seglen[0], sid, sizeof(sid)) != 0) {
+        respond_json(req, 400,
+                     json_pack("{s:b, s:s}", "ok", 0, "error",
+                               "service: must be a service id, percent-encoded (printable ASCII, 1 to 255 bytes)"));
+        return;
+    }
+    if (seglen[1] == 0 || path_segment_decode(seg[1], seglen[1], name, sizeof(name)) != 0) {
+        respond_json(req, 400,
+                     json_pack("{s:b, s:s}", "ok", 0, "error",
+                               "endpoint: must be an endpoint name, percent-encoded (printable ASCII, 1 to 255 bytes)"));
+        return;
+    }
+    dp_gen_t *g = atomic_load(&s->current);
+    dp_service_t *svc = dp_gen_find_service(g, sid, strlen(sid));
+    if (svc == NULL) {
+        respond_json(req, 404, json_pack("{s:b, s:s+, s:s}", "ok", 0, "error", "unknown service: ", sid, "service", sid));
+        return;
+    }
+    dp_endpoint_t *ep = NULL;
+    for (size_t i = 0; i != svc->nendpoints && ep == NULL; ++i)
+        if (strcmp(svc->endpoints[i]->label, name) == 0)
+            ep = svc->endpoints[i];
+    if (ep == NULL) {
+        respond_json(req, 404,
+                     json_pack("{s:b, s:s+++, s:s, s:s}", "ok", 0, "error", "unknown endpoint: service ", svc->id,
+                               " has no endpoint ", name, "service", svc->id, "endpoint", name));
+        return;
+    }
+    const char *why = NULL;
+    if (dp_health_drain(svc, ep, on, &why) != 0) {
+        respond_json(req, 409,
+                     json_pack("{s:b, s:s+++, s:s, s:s, s:s}", "ok", 0, "error", "cannot drain ", ep->label, ": ",
+                               why != NULL ? why : "refused", "service", svc->id, "endpoint", ep->label, "state",
+                               dp_health_state_names[dp_health_state(ep, unix_now_ms())]));
+        return;
+    }
+    if (on)
+        PW_INFO("endpoint %s of service %s drained by the admin API: no new requests; %d in flight finish", ep->label, svc->id,
+                (int)atomic_load(&ep->outstanding));
+    else
+        PW_INFO("endpoint %s of service %s undrained by the admin API (now %s)", ep->label, svc->id,
+                dp_health_state_names[dp_health_state(ep, unix_now_ms())]);
+    respond_json(req, 200,
+                 json_pack("{s:b, s:s, s:s, s:s}", "ok", 1, "service", svc->id, "endpoint", ep->label, "state",
+                           dp_health_state_names[dp_health_state(ep, unix_now_ms())]));
+}
+
 static int on_admin_req(h2o_handler_t *self, h2o_req_t *req)
 {
     dp_server_t *s = ((admin_handler_t *)self)->server;
@@ -606,6 +913,8 @@ static int on_admin_req(h2o_handler_t *self, h2o_req_t *req)
                                    (json_int_t)g->fleet_version, "generation", (json_int_t)g->generation, "hash", g->hash,
                                    "restart_required", restart ? restart : json_array()));
         }
+    } else if (req->path.len >= 11 && memcmp(req->path.base, "/endpoints/", 11) == 0) {
+        endpoint_drain(s, req);
     } else if (path_is(req, "/logging")) {
         if (!post)
             goto MethodNotAllowed;

@@ -67,6 +67,7 @@ dp_attempt_t *dp_attempt_create(dp_worker_t *w, h2o_req_t *req, dp_endpoint_t *e
     a->_buf_size = g->cfg->buffers.size;
     a->_buf_keep = g->cfg->buffers.max_retained;
     a->_outstanding = 1;
+    a->created_at = h2o_now(w->loop);
     atomic_fetch_add(&ep->outstanding, 1);
     a->_head = build_head(req, ep, reqid);
     return a;

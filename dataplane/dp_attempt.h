@@ -60,10 +60,13 @@ struct st_dp_attempt_t {
     int complete;            /* the whole response arrived */
     uint64_t received;       /* body bytes moved into buf so far */
     dp_buf_t *buf;           /* body bytes for the client, from the front; NULL before the first */
+    uint64_t created_at;     /* the loop's time (ms) when it was created */
     /* set by the owner */
     int hold;              /* in on_head, for a body with a content-length up to DP_CLASSIFY_MAX_BODY: the whole body
                             * is kept in one buffer of its size (the owner judges it complete before relaying) */
     h2o_headers_t headers; /* the owner's copy of the response headers (in req->pool) */
+    int health_trial;      /* the endpoint's half-open trial (dp_balancer_pick said so) */
+    int health_told;       /* its outcome reached dp_health_record */
     /* private */
     const dp_attempt_callbacks_t *_cb;
     h2o_req_t *_req;

@@ -101,6 +101,29 @@ static void count_attempt(dp_attempt_t *a, dp_ares_t res)
     atomic_fetch_add_explicit(&a->ep->attempts[res], 1, memory_order_relaxed);
 }
 
+/* Tells endpoint health how an attempt went, once: `what` is DP_HEALTH_SUCCESS, DP_HEALTH_NEUTRAL
+ * or the cfg_retry_on_t class of its failure. */
+static void tell_health(dp_relay_t *r, dp_attempt_t *a, int what)
+{
+    if (a->health_told)
+        return;
+    a->health_told = 1;
+    uint64_t now = h2o_now(r->w->loop);
+    dp_health_record(r->svc, a->ep, what, a->health_trial, what == DP_HEALTH_NEUTRAL ? 0 : (now - a->created_at) * 1000 + 1,
+                     now);
+}
+
+/* What an answer says of its endpoint: success, neutral (the client's error, an error of no known
+ * class) or the class of its failure. */
+static int health_of_verdict(dp_verdict_t v)
+{
+    if (v.cls == DP_CLASS_OK)
+        return DP_HEALTH_SUCCESS;
+    if (v.cls == DP_CLASS_CLIENT_ERROR || v.cls == DP_CLASS_OTHER_ERROR || v.reason < 0)
+        return DP_HEALTH_NEUTRAL;
+    return v.reason;
+}
+
 static dp_ares_t ares_of_class(dp_class_t c)
 {
     switch (c) {
@@ -168,6 +191,7 @@ static void try_cancel(dp_try_t *t)
 {
     dp_attempt_cancel(t->a);
     count_attempt(t->a, DP_ARES_CANCELLED);
+    tell_health(t->r, t->a, DP_HEALTH_NEUTRAL);
     try_free(t);
 }
 
@@ -210,9 +234,11 @@ static void relay_start_try(dp_relay_t *r, int extra, int hedge)
             dp_budget_release(&r->svc->shared->budget);
         return;
     }
-    size_t i = dp_balancer_pick(r->svc, r->tried);
+    int trial;
+    size_t i = dp_balancer_pick(r->svc, r->tried, h2o_now(r->w->loop), &trial);
     r->tried |= DP_TRIED_BIT(i);
     dp_attempt_t *a = dp_attempt_create(r->w, r->req, r->svc->endpoints[i], r->reqid, r->wg->gen, &attempt_callbacks, t);
+    a->health_trial = trial;
     t->r = r;
     t->a = a;
     t->extra = extra;
@@ -332,11 +358,14 @@ static void on_attempt_end(dp_attempt_t *a, dp_attempt_result_t res, dp_error_t 
     if (a == r->attempt) {
         /* the chosen attempt: its answer is the client's */
         if (res == DP_ATTEMPT_OK) {
-            count_attempt(a, ares_of_class(dp_classify(a->status, NULL, 0, NULL, 0).cls));
+            dp_verdict_t v = dp_classify(a->status, NULL, 0, NULL, 0);
+            count_attempt(a, ares_of_class(v.cls));
+            tell_health(r, a, health_of_verdict(v));
             dp_relay_commit(r, 0);
         } else {
             int reason;
             count_attempt(a, ares_of_failure(res, &reason));
+            tell_health(r, a, reason >= 0 ? reason : DP_HEALTH_NEUTRAL);
             dp_relay_fail(r, err);
         }
         return;
@@ -348,6 +377,7 @@ static void on_attempt_end(dp_attempt_t *a, dp_attempt_result_t res, dp_error_t 
         dp_verdict_t v = dp_classify(a->status, a->buf != NULL ? a->buf->data : "", a->buf != NULL ? a->buf->len : 0,
                                      cs->rpc_errors.entries, cs->rpc_errors.size);
         count_attempt(a, ares_of_class(v.cls));
+        tell_health(r, a, health_of_verdict(v));
         if (!dp_verdict_retriable(v, cs->retry.retry_on)) {
             /* an answer to give as it is (a result, a client's error, an error of no known class) */
             r->attempt = a;
@@ -363,6 +393,7 @@ static void on_attempt_end(dp_attempt_t *a, dp_attempt_result_t res, dp_error_t 
     }
     int reason;
     count_attempt(a, ares_of_failure(res, &reason));
+    tell_health(r, a, reason >= 0 ? reason : DP_HEALTH_NEUTRAL);
     relay_after_failure(r, reason, dp_error(err)->retriable, res, err, NULL);
 }
 
@@ -419,8 +450,10 @@ void dp_failover_stop(dp_relay_t *r)
     for (size_t i = 0; r->nlive != 0 && i != DP_RELAY_MAX_LIVE; ++i)
         if (r->tries[i].a != NULL)
             try_cancel(&r->tries[i]);
-    if (r->attempt != NULL)
+    if (r->attempt != NULL) {
         dp_attempt_cancel(r->attempt);
+        tell_health(r, r->attempt, DP_HEALTH_NEUTRAL); /* when its end was not told: the client left */
+    }
     dp_budget_t *b = &r->svc->shared->budget;
     if (r->pending_extra) {
         r->pending_extra = 0;
@@ -438,6 +471,15 @@ void dp_failover_stop(dp_relay_t *r)
         if (r->attempt != NULL && r->attempt->complete)
             dp_latency_record(&r->svc->shared->latency, (h2o_now(r->w->loop) - r->started_at) * 1000);
     }
+}
+
+void dp_failover_timed_out(dp_relay_t *r)
+{
+    for (size_t i = 0; r->nlive != 0 && i != DP_RELAY_MAX_LIVE; ++i)
+        if (r->tries[i].a != NULL)
+            tell_health(r, r->tries[i].a, CFG_RETRY_ON_TIMEOUT);
+    if (r->attempt != NULL && !r->attempt->complete)
+        tell_health(r, r->attempt, CFG_RETRY_ON_TIMEOUT);
 }
 
 /* X-Pathway-Attempts when more than one try was made, X-Pathway-Hedged when a hedge started. */

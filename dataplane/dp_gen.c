@@ -89,6 +89,7 @@ static dp_svcshared_t *svcshared_get(dp_server_t *s, const cfg_service_t *cs)
     dp_limiter_init(&sh->limiter, 0, 0);
     dp_budget_init(&sh->budget, cs->retry.budget.min_concurrent);
     dp_latency_init(&sh->latency, 0);
+    dp_svchealth_init(&sh->health);
     h2o_linklist_insert(&s->svcshared, &sh->link);
     pthread_mutex_unlock(&s->registry_mutex);
     return sh;
@@ -106,6 +107,7 @@ void dp_svcshared_release(dp_svcshared_t *sh)
     h2o_linklist_unlink(&sh->link);
     pthread_mutex_unlock(&s->registry_mutex);
     dp_limiter_dispose(&sh->limiter);
+    dp_svchealth_dispose(&sh->health);
     free(sh->id);
     free(sh);
 }
@@ -258,13 +260,13 @@ static dp_endpoint_t *endpoint_create(dp_server_t *s, const char *service, const
     atomic_init(&ep->max_idle, pool->max_idle_per_host);
     atomic_init(&ep->idle_timeout_ms, pool->idle_timeout_ms);
     atomic_init(&ep->connect_timeout_ms, pool->connect_timeout_ms);
-    ep->nworkers = s->nworkers;
-    ep->wp = calloc(s->nworkers, sizeof(ep->wp[0]));
+    ep->nworkers = DP_NPOOLS(s);
+    ep->wp = calloc(DP_NPOOLS(s), sizeof(ep->wp[0]));
     ep->upstream = host_get(s, e, pool);
     if (ep->service == NULL || ep->url == NULL || ep->label == NULL || ep->host == NULL || ep->path == NULL || ep->wp == NULL ||
         ep->upstream == NULL)
         goto NoMem;
-    for (size_t i = 0; i != s->nworkers; ++i) {
+    for (size_t i = 0; i != DP_NPOOLS(s); ++i) {
         ep->wp[i].ep = ep;
         h2o_linklist_init_anchor(&ep->wp[i].idle);
         h2o_linklist_init_anchor(&ep->wp[i].waiters);

@@ -102,6 +102,9 @@ typedef struct st_dp_ephealth_t {
     _Atomic int last_probe;                     /* its dp_probe_result_t */
     _Atomic uint64_t probe_latency_us;          /* its duration */
     _Atomic uint64_t checks[DP_PROBE__COUNT];   /* pathway_health_checks_total by result */
+    /* the prober thread's own (plain) */
+    uint64_t probe_next_ms; /* when the next probe is due */
+    int probing;            /* a probe runs */
 } dp_ephealth_t;
 
 /* A service's health across generations (embedded in dp_svcshared_t). */

@@ -23,6 +23,7 @@
 #include "dp.h"
 #include "dp_budget.h"
 #include "dp_bufpool.h"
+#include "dp_health.h"
 #include "dp_latency.h"
 #include "dp_limiter.h"
 
@@ -94,6 +95,7 @@ struct st_dp_svcshared_t {
     dp_limiter_t limiter; /* per-service bound (bounds updated in place on apply) */
     dp_budget_t budget;   /* retries + hedges (settings read from the current generation at each call) */
     dp_latency_t latency; /* recent relay durations, for a percentile hedge delay */
+    dp_svchealth_t health; /* ejection order, the service's head, panic */
     size_t nworkers;
     dp_svcstats_t stats[]; /* one per worker */
 };
@@ -151,6 +153,7 @@ struct st_dp_endpoint_t {
     _Atomic int just_failed;             /* a connect failed: pass it over once */
     _Atomic uint64_t connects, reuses, connect_errors, closes;
     _Atomic uint64_t attempts[DP_ARES__COUNT]; /* attempts by how they ended (dp_ares_t) */
+    dp_ephealth_t health;                      /* in rotation or why not (dp_health.h) */
     size_t nworkers;
     dp_wpool_t *wp; /* [nworkers]: each worker's half of the pool */
 };
@@ -262,7 +265,7 @@ struct st_dp_server_t {
     dp_server_options_t opts;
     char *config_path;
     size_t nworkers;
-    dp_worker_t *workers;
+    dp_worker_t *workers; /* [nworkers + 1]: the last is the prober thread (dp_probe.c), a worker without listeners */
     size_t nlisteners;
     dp_listener_t *listeners;
     int admin_fd;
@@ -285,6 +288,7 @@ struct st_dp_server_t {
     _Atomic int exiting;            /* drain over: workers leave their loops */
     _Atomic int workers_ready;
     _Atomic int workers_parked; /* workers done with the drain (they idle until exit) */
+    _Atomic int prober_ready;   /* the prober thread (workers[nworkers]) runs its loop */
     h2o_evloop_t *admin_loop;   /* main thread's loop, kept reachable until exit */
     h2o_context_t *admin_ctx;
     h2o_accept_ctx_t admin_accept;
@@ -300,6 +304,12 @@ struct st_dp_server_t {
 };
 
 /* --- server.c ----------------------------------------------------------------------------- */
+/* Pool halves each endpoint keeps: one per worker and one for the prober. */
+#define DP_NPOOLS(s) ((s)->nworkers + 1)
+static inline dp_worker_t *dp_server_prober(dp_server_t *s)
+{
+    return s->workers + s->nworkers;
+}
 void dp_worker_kick(dp_worker_t *w);
 void dp_server_kick_all(dp_server_t *s);
 /* The timeout list of `ms` on this worker (created on first use). */

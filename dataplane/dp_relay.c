@@ -473,6 +473,7 @@ static void on_relay_timer(h2o_timeout_entry_t *entry)
         dp_relay_fail(r, DP_ERR_QUEUE_TIMEOUT);
         return;
     }
+    dp_failover_timed_out(r);
     dp_relay_fail(r, DP_ERR_UPSTREAM_TIMEOUT);
 }
 

@@ -88,6 +88,9 @@ void dp_failover_start(dp_relay_t *r);
  * counted), the chosen attempt's connection, budget units and the budget's active count; counts
  * the hedge outcome and records the duration of a complete answer. Idempotent. */
 void dp_failover_stop(dp_relay_t *r);
+/* timeouts.request passed while tries ran: each live try (and a chosen answer not yet whole) counts
+ * as a timeout against its endpoint's health. Before dp_relay_fail. */
+void dp_failover_timed_out(dp_relay_t *r);
 /* X-Pathway-Attempts when more than one try was made, X-Pathway-Hedged when a hedge started, into
  * req->res.headers (from req->pool). */
 void dp_failover_add_headers(dp_relay_t *r);

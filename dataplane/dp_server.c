@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "dp_internal.h"
+#include "dp_probe.h"
 #include "pw_log.h"
 #include "pw_token.h"
 
@@ -206,6 +207,8 @@ void dp_server_kick_all(dp_server_t *s)
         return;
     for (size_t i = 0; i != s->nworkers; ++i)
         dp_worker_kick(s->workers + i);
+    if (atomic_load(&s->prober_ready))
+        dp_worker_kick(dp_server_prober(s));
 }
 
 static void close_listeners(dp_worker_t *w)
@@ -559,13 +562,13 @@ dp_server_t *dp_server_create(cfg_t *cfg, const dp_server_options_t *opts, char 
     s->nworkers = cfg->threads != 0 ? cfg->threads : (ncpu > 0 ? (size_t)ncpu : 1);
     if (s->nworkers > DP_MAX_WORKERS)
         s->nworkers = DP_MAX_WORKERS;
-    s->workers = calloc(s->nworkers, sizeof(s->workers[0]));
+    s->workers = calloc(DP_NPOOLS(s), sizeof(s->workers[0]));
     if (s->workers == NULL) {
         cfg_destroy(cfg);
         *err = strdup("out of memory");
         goto Error;
     }
-    for (size_t i = 0; i != s->nworkers; ++i) {
+    for (size_t i = 0; i != DP_NPOOLS(s); ++i) {
         dp_worker_t *w = s->workers + i;
         w->server = s;
         w->index = i;
@@ -745,6 +748,11 @@ int dp_server_run(dp_server_t *s)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     while ((size_t)atomic_load(&s->workers_ready) != s->nworkers)
         usleep(1000);
+    int perr = dp_prober_start(s);
+    if (perr != 0)
+        h2o_fatal("pthread_create failed (the prober)");
+    while (!atomic_load(&s->prober_ready))
+        usleep(1000);
 
     h2o_evloop_t *loop = s->admin_loop = h2o_evloop_create();
     s->admin_ctx = malloc(sizeof(*s->admin_ctx));
@@ -834,7 +842,7 @@ void dp_server_destroy(dp_server_t *s)
     free(s->config_path);
     free(s->last_apply_error);
     free(s->admin_token);
-    for (size_t i = 0; s->workers != NULL && i != s->nworkers; ++i) {
+    for (size_t i = 0; s->workers != NULL && i != DP_NPOOLS(s); ++i) {
         free(s->workers[i].listen_socks);
         free(s->workers[i].accept_ctxs);
         pthread_mutex_destroy(&s->workers[i].granted_mutex);

@@ -25,6 +25,43 @@ static int managed_apply(void *ctx, cfg_t *fleet, int64_t version, char **err)
     return dp_server_apply_fleet_from_thread(m->server, fleet, version, err);
 }
 
+/* At most this much compact JSON of endpoint figures per heartbeat: the control plane refuses a
+ * report whose stats pass 16 KiB, and the other figures need room. */
+#define HEARTBEAT_ENDPOINTS_MAX 4096
+
+/* How many of each service's endpoints this dataplane considers up, out of /stats' services:
+ * {"<service>": {"up": n, "total": n, "panic": bool}}. With more services than fit in
+ * HEARTBEAT_ENDPOINTS_MAX, only those not all up are sent (what an operator looks for), as many as
+ * fit. */
+static json_t *heartbeat_endpoints(json_t *all)
+{
+    json_t *every = json_object(), *down = json_object(), *svc;
+    size_t i, size = 2, size_down = 2; /* of every and down as compact JSON, roughly */
+    json_array_foreach(json_object_get(all, "services"), i, svc)
+    {
+        json_t *h = json_object_get(svc, "health");
+        const char *id = json_string_value(json_object_get(svc, "id"));
+        if (id == NULL || h == NULL)
+            continue;
+        json_t *e = json_pack("{s:O?, s:I, s:O?}", "up", json_object_get(h, "endpoints_up"), "total",
+                              (json_int_t)json_array_size(json_object_get(svc, "endpoints")), "panic", json_object_get(h, "panic"));
+        if (e == NULL)
+            continue;
+        size_t n = strlen(id) + json_dumpb(e, NULL, 0, JSON_COMPACT) + 4; /* "id":{...}, */
+        int all_up = json_is_false(json_object_get(e, "panic")) &&
+                     json_integer_value(json_object_get(e, "up")) == json_integer_value(json_object_get(e, "total"));
+        if (!all_up && size_down + n <= HEARTBEAT_ENDPOINTS_MAX) {
+            json_object_set(down, id, e);
+            size_down += n;
+        }
+        json_object_set_new(every, id, e);
+        size += n;
+    }
+    json_t *out = size <= HEARTBEAT_ENDPOINTS_MAX ? every : down;
+    json_decref(out == every ? down : every);
+    return out;
+}
+
 /* What a heartbeat carries: a few live figures out of /stats. */
 static json_t *managed_heartbeat_stats(void *ctx)
 {
@@ -37,6 +74,8 @@ static json_t *managed_heartbeat_stats(void *ctx)
                             json_object_get(req, "5xx"), "latency_ms", json_object_get(all, "latency_ms"), "inflight",
                             json_object_get(lim, "inflight"), "queued", json_object_get(lim, "queued"), "rss_bytes",
                             json_object_get(all, "rss_bytes"), "hash", json_object_get(all, "hash"));
+    if (out != NULL)
+        json_object_set_new(out, "endpoints", heartbeat_endpoints(all));
     json_decref(all);
     return out;
 }

@@ -320,8 +320,8 @@ static const cfg_field_t rpc_error_fields_[] = {
 static const cfg_struct_t rpc_error_struct_ = {sizeof(cfg_rpc_error_t), rpc_error_fields_, N(rpc_error_fields_), rpc_error_finish};
 
 static const cfg_field_t health_check_fields_[] = {
-    ROW(cfg_health_check_t, interval_ms, .name = "interval", .type = CFG_T_DURATION, .def = "\"5s\"", .min = 0, .max = 1 * HOUR,
-        .doc = "time between two probes of one endpoint; 0 = no active checks"),
+    ROW(cfg_health_check_t, interval_ms, .name = "interval", .type = CFG_T_DURATION, .def = "\"0s\"", .min = 0, .max = 1 * HOUR,
+        .doc = "time between two probes of one endpoint (5s is a good start); 0 = no active checks (probes are requests: metered providers bill them)"),
     ROW(cfg_health_check_t, timeout_ms, .name = "timeout", .type = CFG_T_DURATION, .def = "\"2s\"", .min = 1, .max = 1 * MIN,
         .doc = "a probe that has not answered after this failed"),
     ROW(cfg_health_check_t, request, .name = "request", .type = CFG_T_STRING, .check = cfg_check_probe_request,

@@ -1,6 +1,6 @@
 # dataplane (issue 3): unit tests of its modules (test_dp_server runs a real server on threads),
 # and integration tests that run pathway with pathway-mock-upstream on 127.0.0.1.
-foreach(t test_dp_rpc test_dp_errors test_dp_h1parse test_dp_balancer test_dp_limiter test_dp_bufpool test_dp_gen test_dp_server)
+foreach(t test_dp_rpc test_dp_errors test_dp_h1parse test_dp_balancer test_dp_health test_dp_limiter test_dp_bufpool test_dp_gen test_dp_server)
   pw_add_unit(${t} SOURCES unit/${t}.c LIBS pw_dataplane)
 endforeach()
 # failover parts (issue 10): upstream answers classified, the retry budget, the latency estimate
@@ -14,7 +14,13 @@ foreach(t test_dataplane test_dataplane_limits test_dataplane_reload test_datapl
 endforeach()
 pw_add_integration(test_dataplane_strict integration/test_dataplane_strict.py)
 pw_add_integration(test_dataplane_cors integration/test_dataplane_cors.py)
+# endpoint health on the admin listener (issue 11): drain/undrain, /stats and /metrics
+pw_add_integration(test_dataplane_health_admin integration/test_dataplane_health_admin.py)
 # failover (issue 10): retries, unsafe methods, the budget, hedging, runtime knobs
 pw_add_integration(test_dataplane_failover integration/test_dataplane_failover.py)
 # its hedging test measures a p99 in milliseconds: not beside other tests of this run
 set_tests_properties(test_dataplane_failover PROPERTIES RUN_SERIAL TRUE)
+# endpoint health (issue 11): ejection and its breaker, lag, panic, drain, flap, runtime knobs; it
+# measures how soon an endpoint is back (seconds): not beside other tests of this run
+pw_add_integration(test_dataplane_health integration/test_dataplane_health.py)
+set_tests_properties(test_dataplane_health PROPERTIES RUN_SERIAL TRUE)

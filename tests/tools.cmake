@@ -9,3 +9,5 @@ set_tests_properties(test_load_test PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 120)
 pw_add_integration(test_pathwayctl_requests integration/test_pathwayctl_requests.py)
 # pathwayctl against the control plane's tag delete, dataplane forget and drift.
 pw_add_integration(test_pathwayctl_cp_api integration/test_pathwayctl_cp_api.py)
+# pathway-mock-upstream's chain head and control listener (issue 11): what the health tests rely on.
+pw_add_integration(test_mock_upstream integration/test_mock_upstream.py)

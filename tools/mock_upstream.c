@@ -3,7 +3,11 @@
  *
  * Answers the common eth_* methods and batches; injects latency, jitter, errors, large responses
  * and faults; counts the peak concurrent requests and connections it saw (GET /stats) so tests can
- * prove the gateway's bounds from the upstream's side. One thread, HTTP/1.1 only.
+ * prove the gateway's bounds from the upstream's side. Its chain head advances with time
+ * (--block-time) and can lag (--lag). A second listener (--control-port) changes faults, latency,
+ * lag and errors while it runs and counts the calls by method, so a test can turn an endpoint bad
+ * and good again and see which endpoint got traffic; it keeps answering while the relay listener
+ * refuses connections. One thread, HTTP/1.1 only.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,14 +21,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include "pw_version.h"
 #include "h2o.h"
 #include "h2o/http1.h"
 
-typedef enum { FAULT_NONE = 0, FAULT_RESET, FAULT_HANG, FAULT_GARBAGE, FAULT_SLOW_BODY, FAULT_CLOSE_AFTER } fault_t;
+/* FAULT_REFUSE: the relay listener is closed (connects are refused) and its connections reset */
+typedef enum { FAULT_NONE = 0, FAULT_RESET, FAULT_HANG, FAULT_GARBAGE, FAULT_SLOW_BODY, FAULT_CLOSE_AFTER, FAULT_REFUSE } fault_t;
 
-static struct {
+/* what the command line sets; the control listener changes some of them while the mock runs */
+typedef struct st_mopt_t {
     const char *host;
     uint16_t port;
     uint64_t latency_ms, jitter_ms;
@@ -36,18 +43,48 @@ static struct {
     uint64_t close_after;           /* FAULT_CLOSE_AFTER: requests per connection */
     const char *tls_cert, *tls_key; /* both set: serve https (HTTP/1.1) */
     int error_code;                 /* JSON-RPC code of --error-rate's errors */
-    int status;                     /* HTTP status of every JSON-RPC answer (0 = 200) */
+    int status;                     /* HTTP status of JSON-RPC answers (0 = 200) */
+    double status_rate;             /* fraction of JSON-RPC answers that get `status` (the others 200) */
     const char *fault_method;       /* faults only for requests calling this method (NULL = all) */
-} opt = {"127.0.0.1", 8545, 0, 0, 0, 0, 0, FAULT_NONE, 1.0, 0, NULL, NULL, -32000, 0, NULL};
+    uint64_t start_block;           /* the head at start */
+    uint64_t block_time_ms;         /* the head advances by one every block_time_ms (0 = it stays) */
+    uint64_t lag;                   /* eth_blockNumber answers this many blocks behind the head */
+    uint16_t control_port;          /* 0 = no control listener */
+} mopt_t;
+
+static mopt_t opt = {.host = "127.0.0.1",
+                     .port = 8545,
+                     .fault = FAULT_NONE,
+                     .fault_rate = 1.0,
+                     .error_code = -32000,
+                     .status_rate = 1.0,
+                     .start_block = 0x1000000};
 
 static struct {
     uint64_t requests, concurrent, peak_concurrent, connections, peak_connections, connections_total, faults, errors;
-    uint64_t block;
 } st;
+
+/* the chain: the head is base_head + (now - base_ms) / block_time_ms, rebased when block_time_ms
+ * changes so that the head never jumps */
+static struct {
+    uint64_t base_head, base_ms;
+} chain;
+
+#define MAX_METHODS 256 /* distinct method names counted by name; more are counted as "(other)" */
+
+/* GET /control's counters (POST /control/reset-counters zeroes them; /reset-stats does not) */
+static struct {
+    uint64_t requests; /* JSON-RPC requests received on the relay listener */
+    json_t *by_method; /* {"method": calls}: each call of a batch counts */
+} ctl;
 
 static h2o_globalconf_t config;
 static h2o_context_t ctx;
-static h2o_accept_ctx_t accept_ctx;
+static h2o_accept_ctx_t accept_ctx;         /* the relay listener's (TLS when configured) */
+static h2o_accept_ctx_t control_accept_ctx; /* the control listener's (plain HTTP) */
+static h2o_socket_t *relay_listener;        /* NULL while refusing */
+static h2o_linklist_t relay_conns;          /* mconn_t of every open relay connection (reset on refuse) */
+static char *fault_method_owned;            /* opt.fault_method when the control listener set it */
 /* one h2o_timeout_t per distinct delay (h2o 2.2 timeouts have a fixed duration); grown as needed, so
  * --jitter MS can need MS + 1 of them */
 static h2o_timeout_t **timeouts;
@@ -56,7 +93,10 @@ static size_t ntimeouts;
 /* per client connection, found through the socket's on_close slot */
 typedef struct st_mconn_t {
     uint64_t requests;
-    int counted; /* carried a JSON-RPC request: counted in st.connections (/stats calls are not) */
+    int counted;         /* carried a JSON-RPC request: counted in st.connections (/stats calls are not) */
+    int control;         /* accepted by the control listener */
+    h2o_socket_t *sock;  /* the connection */
+    h2o_linklist_t link; /* in relay_conns (relay connections only) */
 } mconn_t;
 
 typedef struct st_mreq_t {
@@ -70,6 +110,7 @@ typedef struct st_mreq_t {
     uint64_t fill_left; /* filler bytes still to send */
     int prefix_sent, slow;
     h2o_socket_t *watch; /* FAULT_HANG: a dup of the connection's fd, read to see the client leave */
+    json_t *body;        /* the parsed request (NULL: not JSON), owned until respond() */
 } mreq_t;
 
 static double rnd(void)
@@ -117,14 +158,72 @@ static void on_dispose(void *p)
     }
     if (h2o_timeout_is_linked(&m->timer))
         h2o_timeout_unlink(&m->timer);
+    json_decref(m->body);
+    m->body = NULL;
     uncount(m);
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t chain_head(void)
+{
+    uint64_t h = chain.base_head;
+    if (opt.block_time_ms != 0)
+        h += (now_ms() - chain.base_ms) / opt.block_time_ms;
+    return h;
+}
+
+static void set_block_time(uint64_t ms)
+{
+    chain.base_head = chain_head();
+    chain.base_ms = now_ms();
+    opt.block_time_ms = ms;
+}
+
+/* what eth_blockNumber answers: the head, --lag behind (not below 0) */
+static uint64_t answered_head(void)
+{
+    uint64_t h = chain_head();
+    return h > opt.lag ? h - opt.lag : 0;
+}
+
+static void count_call(json_t *call)
+{
+    const char *method = json_is_object(call) ? json_string_value(json_object_get(call, "method")) : NULL;
+    if (method == NULL)
+        return;
+    json_t *n = json_object_get(ctl.by_method, method);
+    if (n == NULL && json_object_size(ctl.by_method) >= MAX_METHODS)
+        n = json_object_get(ctl.by_method, method = "(other)");
+    if (n != NULL)
+        json_integer_set(n, json_integer_value(n) + 1);
+    else
+        json_object_set_new(ctl.by_method, method, json_integer(1));
+}
+
+/* counts a request received on the relay listener, and its calls by method */
+static void count_request(json_t *body)
+{
+    ctl.requests++;
+    if (json_is_array(body)) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(body, i, v) count_call(v);
+    } else {
+        count_call(body);
+    }
 }
 
 static json_t *result_of(const char *method, json_t *params)
 {
     if (strcmp(method, "eth_blockNumber") == 0) {
         char b[32];
-        snprintf(b, sizeof(b), "0x%" PRIx64, ++st.block + 0x1000000);
+        snprintf(b, sizeof(b), "0x%" PRIx64, answered_head());
         return json_string(b);
     }
     /* methods whose answer is one fixed string */
@@ -180,18 +279,24 @@ static json_t *answer_one(json_t *call)
     return resp;
 }
 
-static void send_json(h2o_req_t *req, int status, json_t *doc)
+/* answers doc (taken) with status; chunked: without content-length */
+static void send_doc(h2o_req_t *req, int status, json_t *doc, int chunked)
 {
     char *s = json_dumps(doc, JSON_COMPACT);
     json_decref(doc);
     size_t len = strlen(s);
     req->res.status = status;
     req->res.reason = status == 200 ? "OK" : "Error";
-    if (!opt.chunked)
+    if (!chunked)
         req->res.content_length = len;
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
     h2o_send_inline(req, s, len);
     free(s);
+}
+
+static void send_json(h2o_req_t *req, int status, json_t *doc)
+{
+    send_doc(req, status, doc, opt.chunked);
 }
 
 static char filler[65536];
@@ -242,7 +347,8 @@ static void respond(mreq_t *m)
     if (fault == FAULT_CLOSE_AFTER && mc != NULL && mc->requests % opt.close_after == 0)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONNECTION, NULL, H2O_STRLIT("close"));
 
-    json_t *body = json_loadb(req->entity.base, req->entity.len, 0, NULL);
+    json_t *body = m->body;
+    m->body = NULL;
     json_t *out;
     if (body == NULL) {
         out = json_pack("{s:s, s:n, s:{s:i, s:s}}", "jsonrpc", "2.0", "id", "error", "code", -32700, "message", "parse error");
@@ -278,7 +384,7 @@ static void respond(mreq_t *m)
     }
     json_decref(body);
     uncount(m);
-    send_json(req, opt.status != 0 ? opt.status : 200, out);
+    send_json(req, opt.status != 0 && rnd() < opt.status_rate ? opt.status : 200, out);
 }
 
 /* A hung request's client closed (or sent more, which is dropped: it gets no answer either). h2o
@@ -304,8 +410,14 @@ static void on_latency(h2o_timeout_entry_t *entry)
     respond(H2O_STRUCT_FROM_MEMBER(mreq_t, timer, entry));
 }
 
+static int on_control(h2o_req_t *req);
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
+    h2o_socket_t *sock = sock_of(req);
+    mconn_t *mc = sock->on_close.data;
+    if (mc != NULL && mc->control)
+        return on_control(req);
     if (h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/stats"))) {
         send_json(req, 200,
                   json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "requests", (json_int_t)st.requests, "concurrent",
@@ -322,8 +434,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     }
     st.requests++;
-    h2o_socket_t *sock = sock_of(req);
-    mconn_t *mc = sock->on_close.data;
+    json_t *body = json_loadb(req->entity.base, req->entity.len, 0, NULL);
+    count_request(body);
     if (mc != NULL) {
         mc->requests++;
         if (!mc->counted) {
@@ -344,6 +456,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     if (fault_applies && (opt.fault == FAULT_RESET || opt.fault == FAULT_GARBAGE || opt.fault == FAULT_HANG)) {
         if (rnd() < opt.fault_rate) {
             st.faults++;
+            json_decref(body);
             int fd = h2o_socket_get_fd(sock);
             if (opt.fault == FAULT_HANG) {
                 /* never answered, but in flight until the client gives up: counted in concurrent;
@@ -380,6 +493,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     mreq_t *m = h2o_mem_alloc_shared(&req->pool, sizeof(*m), on_dispose);
     memset(m, 0, sizeof(*m));
     m->req = req;
+    m->body = body;
     m->counted = 1;
     if (++st.concurrent > st.peak_concurrent)
         st.peak_concurrent = st.concurrent;
@@ -398,20 +512,312 @@ static void on_conn_close(void *data)
     mconn_t *mc = data;
     if (mc->counted)
         st.connections--;
+    if (h2o_linklist_is_linked(&mc->link))
+        h2o_linklist_unlink(&mc->link);
     free(mc);
 }
 
+/* listener->data is the accept context: the relay's or the control's */
 static void on_accept(h2o_socket_t *listener, const char *err)
 {
     if (err != NULL)
         return;
+    h2o_accept_ctx_t *actx = listener->data;
     h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
     if (sock == NULL)
         return;
     mconn_t *mc = calloc(1, sizeof(*mc));
+    if (mc == NULL) {
+        h2o_socket_close(sock);
+        return;
+    }
+    mc->sock = sock;
+    mc->control = actx == &control_accept_ctx;
+    if (!mc->control)
+        h2o_linklist_insert(&relay_conns, &mc->link);
     sock->on_close.cb = on_conn_close;
     sock->on_close.data = mc;
-    h2o_accept(&accept_ctx, sock);
+    h2o_accept(actx, sock);
+}
+
+/* Opens a listening socket on host:port for actx; NULL with *err (static or strerror) on failure. */
+static h2o_socket_t *open_listener(uint16_t port, h2o_accept_ctx_t *actx, const char **err)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    if (inet_pton(AF_INET, opt.host, &sa.sin_addr) != 1) {
+        *err = "--host: not an IPv4 address";
+        return NULL;
+    }
+    int fd = socket(AF_INET, SOCK_STREAM, 0), on = 1;
+    if (fd < 0) {
+        *err = strerror(errno);
+        return NULL;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, SOMAXCONN) != 0) {
+        *err = strerror(errno);
+        close(fd);
+        return NULL;
+    }
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    h2o_socket_t *ls = h2o_evloop_socket_create(ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
+    ls->data = actx;
+    h2o_socket_read_start(ls, on_accept);
+    return ls;
+}
+
+/* Refusing: closes the relay listener (connects get ECONNREFUSED) and resets every relay
+ * connection, as a process that died would (pooled connections must not keep working). */
+static void refuse_relay(void)
+{
+    if (relay_listener != NULL) {
+        h2o_socket_close(relay_listener);
+        relay_listener = NULL;
+    }
+    for (h2o_linklist_t *l = relay_conns.next; l != &relay_conns; l = l->next) {
+        mconn_t *mc = H2O_STRUCT_FROM_MEMBER(mconn_t, link, l);
+        int fd = h2o_socket_get_fd(mc->sock);
+        struct linger lg = {1, 0}; /* the close that follows sends RST */
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        shutdown(fd, SHUT_RDWR); /* h2o sees it and closes the connection */
+    }
+}
+
+/* Accepting again on the same port; -1 with *err when it cannot listen. */
+static int reopen_relay(const char **err)
+{
+    if (relay_listener == NULL && (relay_listener = open_listener(opt.port, &accept_ctx, err)) == NULL)
+        return -1;
+    return 0;
+}
+
+static const char *fault_name(const mopt_t *o)
+{
+    static char buf[48];
+    switch (o->fault) {
+    case FAULT_NONE:
+        return "none";
+    case FAULT_RESET:
+        return "reset";
+    case FAULT_HANG:
+        return "hang";
+    case FAULT_GARBAGE:
+        return "garbage";
+    case FAULT_SLOW_BODY:
+        return "slow-body";
+    case FAULT_REFUSE:
+        return "refuse";
+    case FAULT_CLOSE_AFTER:
+        snprintf(buf, sizeof(buf), "close-after=%" PRIu64, o->close_after);
+        return buf;
+    }
+    return "none";
+}
+
+/* Parses a --fault / "fault" kind into o; -1 when it is none of them. */
+static int parse_fault(const char *s, mopt_t *o)
+{
+    static const struct {
+        const char *name;
+        fault_t fault;
+    } kinds[] = {{"none", FAULT_NONE},       {"reset", FAULT_RESET},         {"hang", FAULT_HANG},
+                 {"garbage", FAULT_GARBAGE}, {"slow-body", FAULT_SLOW_BODY}, {"refuse", FAULT_REFUSE}};
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+        if (strcmp(s, kinds[i].name) == 0) {
+            o->fault = kinds[i].fault;
+            return 0;
+        }
+    if (strncmp(s, "close-after=", 12) == 0) {
+        char *end;
+        errno = 0;
+        unsigned long long n = strtoull(s + 12, &end, 10);
+        if (s[12] >= '0' && s[12] <= '9' && *end == '\0' && errno == 0 && n != 0) {
+            o->fault = FAULT_CLOSE_AFTER;
+            o->close_after = n;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* the settings the control listener can change, as POST /control takes them */
+static json_t *settings_json(void)
+{
+    json_t *doc =
+        json_pack("{s:s, s:f, s:I, s:I, s:I, s:f, s:i, s:i, s:f, s:I}", "fault", fault_name(&opt), "fault_rate", opt.fault_rate,
+                  "latency_ms", (json_int_t)opt.latency_ms, "jitter_ms", (json_int_t)opt.jitter_ms, "lag", (json_int_t)opt.lag,
+                  "error_rate", opt.error_rate, "error_code", opt.error_code, "status", opt.status != 0 ? opt.status : 200,
+                  "status_rate", opt.status_rate, "block_time_ms", (json_int_t)opt.block_time_ms);
+    json_object_set_new(doc, "fault_method", opt.fault_method != NULL ? json_string(opt.fault_method) : json_null());
+    return doc;
+}
+
+/* GET /control: the settings, the head eth_blockNumber answers now, and the counters */
+static json_t *control_state(void)
+{
+    json_t *doc = settings_json();
+    json_object_set_new(doc, "head", json_integer((json_int_t)answered_head()));
+    json_object_set_new(doc, "requests", json_integer((json_int_t)ctl.requests));
+    json_object_set_new(doc, "by_method", json_deep_copy(ctl.by_method));
+    return doc;
+}
+
+static int ctl_rate(json_t *v, double *out)
+{
+    if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 1)
+        return -1;
+    *out = json_number_value(v);
+    return 0;
+}
+
+static int ctl_count(json_t *v, uint64_t *out)
+{
+    if (!json_is_integer(v) || json_integer_value(v) < 0)
+        return -1;
+    *out = (uint64_t)json_integer_value(v);
+    return 0;
+}
+
+/* Applies a POST /control body to *o (a copy of opt); NULL on success, else the error (static
+ * text or in errbuf) naming the key. */
+static const char *control_parse(json_t *body, mopt_t *o, const char **method, int *method_set, char *errbuf, size_t errlen)
+{
+    if (!json_is_object(body))
+        return "body: expected a JSON object of settings";
+    const char *key;
+    json_t *v;
+    json_object_foreach(body, key, v)
+    {
+        const char *want = NULL;
+        if (strcmp(key, "fault") == 0) {
+            if (!json_is_string(v) || parse_fault(json_string_value(v), o) != 0)
+                want = "one of none, reset, hang, garbage, slow-body, refuse, close-after=N";
+        } else if (strcmp(key, "fault_rate") == 0) {
+            if (ctl_rate(v, &o->fault_rate) != 0)
+                want = "a fraction between 0 and 1";
+        } else if (strcmp(key, "error_rate") == 0) {
+            if (ctl_rate(v, &o->error_rate) != 0)
+                want = "a fraction between 0 and 1";
+        } else if (strcmp(key, "status_rate") == 0) {
+            if (ctl_rate(v, &o->status_rate) != 0)
+                want = "a fraction between 0 and 1";
+        } else if (strcmp(key, "latency_ms") == 0) {
+            if (ctl_count(v, &o->latency_ms) != 0)
+                want = "a non-negative integer";
+        } else if (strcmp(key, "jitter_ms") == 0) {
+            if (ctl_count(v, &o->jitter_ms) != 0)
+                want = "a non-negative integer";
+        } else if (strcmp(key, "lag") == 0) {
+            if (ctl_count(v, &o->lag) != 0)
+                want = "a non-negative integer";
+        } else if (strcmp(key, "block_time_ms") == 0) {
+            if (ctl_count(v, &o->block_time_ms) != 0)
+                want = "a non-negative integer";
+        } else if (strcmp(key, "error_code") == 0) {
+            if (!json_is_integer(v) || json_integer_value(v) < INT32_MIN || json_integer_value(v) > INT32_MAX)
+                want = "an integer";
+            else
+                o->error_code = (int)json_integer_value(v);
+        } else if (strcmp(key, "status") == 0) {
+            if (!json_is_integer(v) || json_integer_value(v) < 100 || json_integer_value(v) > 599)
+                want = "an HTTP status (100-599)";
+            else
+                o->status = json_integer_value(v) == 200 ? 0 : (int)json_integer_value(v);
+        } else if (strcmp(key, "fault_method") == 0) {
+            if (!json_is_string(v) && !json_is_null(v))
+                want = "a method name or null";
+            else {
+                *method = json_string_value(v);
+                *method_set = 1;
+            }
+        } else {
+            snprintf(errbuf, errlen,
+                     "unknown key \"%s\" (known: fault, fault_rate, latency_ms, jitter_ms, lag, error_rate, "
+                     "error_code, status, status_rate, block_time_ms, fault_method)",
+                     key);
+            return errbuf;
+        }
+        if (want != NULL) {
+            snprintf(errbuf, errlen, "%s: expected %s", key, want);
+            return errbuf;
+        }
+    }
+    return NULL;
+}
+
+static void control_error(h2o_req_t *req, int status, const char *msg)
+{
+    send_doc(req, status, json_pack("{s:s}", "error", msg), 0);
+}
+
+/* POST /control: validates the whole body first, so that a bad key changes nothing */
+static void control_post(h2o_req_t *req)
+{
+    json_error_t jerr;
+    json_t *body = json_loadb(req->entity.base, req->entity.len, 0, &jerr);
+    char errbuf[512];
+    if (body == NULL) {
+        snprintf(errbuf, sizeof(errbuf), "body: not JSON: %s", jerr.text);
+        control_error(req, 400, errbuf);
+        return;
+    }
+    mopt_t next = opt;
+    const char *method = NULL;
+    int method_set = 0;
+    const char *err = control_parse(body, &next, &method, &method_set, errbuf, sizeof(errbuf));
+    if (err != NULL) {
+        json_decref(body);
+        control_error(req, 400, err);
+        return;
+    }
+    if (next.fault != FAULT_REFUSE && opt.fault == FAULT_REFUSE && reopen_relay(&err) != 0) {
+        snprintf(errbuf, sizeof(errbuf), "fault: cannot listen on %s:%u again: %s", opt.host, opt.port, err);
+        json_decref(body);
+        control_error(req, 500, errbuf);
+        return;
+    }
+    if (next.fault == FAULT_REFUSE && opt.fault != FAULT_REFUSE)
+        refuse_relay();
+    if (method_set) {
+        char *copy = method != NULL ? strdup(method) : NULL;
+        free(fault_method_owned);
+        fault_method_owned = copy;
+        next.fault_method = copy;
+    }
+    uint64_t block_time = next.block_time_ms;
+    next.block_time_ms = opt.block_time_ms;
+    opt = next;
+    if (block_time != opt.block_time_ms)
+        set_block_time(block_time);
+    json_decref(body); /* after: method pointed into it */
+    send_doc(req, 200, settings_json(), 0);
+}
+
+static int on_control(h2o_req_t *req)
+{
+    int post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
+    int get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"));
+    if (h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/control"))) {
+        if (post)
+            control_post(req);
+        else if (get)
+            send_doc(req, 200, control_state(), 0);
+        else
+            control_error(req, 405, "/control: GET or POST");
+        return 0;
+    }
+    if (h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/control/reset-counters"))) {
+        if (!post) {
+            control_error(req, 405, "/control/reset-counters: POST");
+            return 0;
+        }
+        ctl.requests = 0;
+        json_object_clear(ctl.by_method);
+        send_doc(req, 200, control_state(), 0);
+        return 0;
+    }
+    control_error(req, 404, "the control listener answers GET /control, POST /control, POST /control/reset-counters");
+    return 0;
 }
 
 static uint64_t parse_u64(const char *s, const char *name)
@@ -424,6 +830,29 @@ static uint64_t parse_u64(const char *s, const char *name)
         exit(2);
     }
     return v;
+}
+
+/* a block number: decimal or 0x hex */
+static uint64_t parse_block(const char *s, const char *name)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 0);
+    if (*s < '0' || *s > '9' || *end != '\0' || errno != 0) {
+        fprintf(stderr, "pathway-mock-upstream: %s: expected a block number (decimal or 0x hex), got \"%s\"\n", name, s);
+        exit(2);
+    }
+    return v;
+}
+
+static uint16_t parse_port(const char *s, const char *name)
+{
+    uint64_t v = parse_u64(s, name);
+    if (v == 0 || v > 65535) {
+        fprintf(stderr, "pathway-mock-upstream: %s: expected a TCP port (1-65535), got \"%s\"\n", name, s);
+        exit(2);
+    }
+    return (uint16_t)v;
 }
 
 static double parse_rate(const char *s, const char *name)
@@ -447,17 +876,27 @@ static void usage(FILE *fp)
                 "  --error-rate F         fraction answered with a JSON-RPC error\n"
                 "  --response-size N      single calls get a result of N hex digits (streamed)\n"
                 "  --chunked              answer with chunked encoding instead of content-length\n"
-                "  --fault KIND           reset | hang | garbage | slow-body | close-after=N\n"
+                "  --fault KIND           reset | hang | garbage | slow-body | close-after=N | refuse | none\n"
                 "  --fault-rate F         fraction of requests that get the fault (1)\n"
                 "  --fault-method NAME    reset | hang | garbage only for requests calling NAME\n"
                 "  --error-code N         JSON-RPC code of --error-rate's errors (-32000)\n"
-                "  --status N             HTTP status of every JSON-RPC answer (200)\n"
+                "  --status N             HTTP status of JSON-RPC answers (200)\n"
+                "  --status-rate F        fraction of answers that get --status, the others 200 (1)\n"
+                "  --start-block N        the chain head at start (0x1000000; decimal or 0x hex)\n"
+                "  --block-time MS        the head advances by one every MS ms (0: it stays)\n"
+                "  --lag N                eth_blockNumber answers the head minus N (not below 0)\n"
+                "  --refuse               start refusing connections (same as --fault refuse)\n"
+                "  --control-port N       a control listener on the same host (plain HTTP)\n"
                 "  --tls-cert PEM --tls-key PEM   serve https (HTTP/1.1) with this certificate\n"
                 "  --version              print the version and exit\n"
                 "GET /stats: requests, concurrent (hung requests too, until their client leaves), peak_concurrent,\n"
                 "connections, peak_connections, ... (connections\n"
                 "that carried only /stats calls are not counted)\n"
-                "POST /reset-stats: peaks start again from the current values\n");
+                "POST /reset-stats: peaks start again from the current values\n"
+                "control listener: POST /control {\"fault\":..., \"fault_rate\":F, \"latency_ms\":N, \"jitter_ms\":N,\n"
+                "\"lag\":N, \"error_rate\":F, \"error_code\":N, \"status\":N, \"status_rate\":F, \"block_time_ms\":N,\n"
+                "\"fault_method\":NAME|null} changes them; GET /control: the settings, head, requests, by_method;\n"
+                "POST /control/reset-counters zeroes requests and by_method\n");
 }
 
 int main(int argc, char **argv)
@@ -478,6 +917,12 @@ int main(int argc, char **argv)
                                              {"fault-method", required_argument, NULL, 'M'},
                                              {"error-code", required_argument, NULL, 'E'},
                                              {"status", required_argument, NULL, 'S'},
+                                             {"status-rate", required_argument, NULL, 'R'},
+                                             {"start-block", required_argument, NULL, 'B'},
+                                             {"block-time", required_argument, NULL, 'T'},
+                                             {"lag", required_argument, NULL, 'L'},
+                                             {"refuse", no_argument, NULL, 'X'},
+                                             {"control-port", required_argument, NULL, 'P'},
                                              {NULL, 0, NULL, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "p:h", longopts, NULL)) != -1) {
@@ -486,7 +931,7 @@ int main(int argc, char **argv)
             opt.host = optarg;
             break;
         case 'p':
-            opt.port = (uint16_t)parse_u64(optarg, "--port");
+            opt.port = parse_port(optarg, "--port");
             break;
         case 'l':
             opt.latency_ms = parse_u64(optarg, "--latency");
@@ -507,20 +952,28 @@ int main(int argc, char **argv)
             opt.fault_rate = parse_rate(optarg, "--fault-rate");
             break;
         case 'f':
-            if (strcmp(optarg, "reset") == 0)
-                opt.fault = FAULT_RESET;
-            else if (strcmp(optarg, "hang") == 0)
-                opt.fault = FAULT_HANG;
-            else if (strcmp(optarg, "garbage") == 0)
-                opt.fault = FAULT_GARBAGE;
-            else if (strcmp(optarg, "slow-body") == 0)
-                opt.fault = FAULT_SLOW_BODY;
-            else if (strncmp(optarg, "close-after=", 12) == 0 && (opt.close_after = parse_u64(optarg + 12, "--fault")) != 0)
-                opt.fault = FAULT_CLOSE_AFTER;
-            else {
+            if (parse_fault(optarg, &opt) != 0) {
                 fprintf(stderr, "pathway-mock-upstream: --fault: unknown kind \"%s\"\n", optarg);
                 return 2;
             }
+            break;
+        case 'X':
+            opt.fault = FAULT_REFUSE;
+            break;
+        case 'R':
+            opt.status_rate = parse_rate(optarg, "--status-rate");
+            break;
+        case 'B':
+            opt.start_block = parse_block(optarg, "--start-block");
+            break;
+        case 'T':
+            opt.block_time_ms = parse_u64(optarg, "--block-time");
+            break;
+        case 'L':
+            opt.lag = parse_block(optarg, "--lag");
+            break;
+        case 'P':
+            opt.control_port = parse_port(optarg, "--control-port");
             break;
         case 'M':
             opt.fault_method = optarg;
@@ -559,9 +1012,22 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (optind < argc) {
+        fprintf(stderr, "pathway-mock-upstream: unexpected argument \"%s\"\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    if (opt.control_port != 0 && opt.control_port == opt.port) {
+        fprintf(stderr, "pathway-mock-upstream: --control-port: must differ from --port (%u)\n", opt.port);
+        return 2;
+    }
     signal(SIGPIPE, SIG_IGN);
     srandom((unsigned)getpid());
     memset(filler, 'a', sizeof(filler));
+    chain.base_head = opt.start_block;
+    chain.base_ms = now_ms();
+    ctl.by_method = json_object();
+    h2o_linklist_init_anchor(&relay_conns);
 
     h2o_config_init(&config);
     config.server_name = h2o_iovec_init(H2O_STRLIT("mock"));
@@ -584,21 +1050,30 @@ int main(int argc, char **argv)
         accept_ctx.ssl_ctx = ssl;
     }
 
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(opt.port)};
-    if (inet_pton(AF_INET, opt.host, &sa.sin_addr) != 1) {
+    control_accept_ctx.ctx = &ctx;
+    control_accept_ctx.hosts = config.hosts;
+
+    struct in_addr probe;
+    if (inet_pton(AF_INET, opt.host, &probe) != 1) {
         fprintf(stderr, "pathway-mock-upstream: --host: not an IPv4 address: %s\n", opt.host);
         return 2;
     }
-    int fd = socket(AF_INET, SOCK_STREAM, 0), on = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, SOMAXCONN) != 0) {
-        fprintf(stderr, "pathway-mock-upstream: %s:%u: %s\n", opt.host, opt.port, strerror(errno));
+    const char *err;
+    /* the port is bound even with --refuse, so that a port already taken is an error now */
+    if ((relay_listener = open_listener(opt.port, &accept_ctx, &err)) == NULL) {
+        fprintf(stderr, "pathway-mock-upstream: %s:%u: %s\n", opt.host, opt.port, err);
         return 1;
     }
-    fcntl(fd, F_SETFL, O_NONBLOCK);
-    h2o_socket_t *ls = h2o_evloop_socket_create(loop, fd, H2O_SOCKET_FLAG_DONT_READ);
-    h2o_socket_read_start(ls, on_accept);
-    fprintf(stderr, "pathway-mock-upstream: listening on %s:%u\n", opt.host, opt.port);
+    if (opt.control_port != 0 && open_listener(opt.control_port, &control_accept_ctx, &err) == NULL) {
+        fprintf(stderr, "pathway-mock-upstream: --control-port: %s:%u: %s\n", opt.host, opt.control_port, err);
+        return 1;
+    }
+    if (opt.fault == FAULT_REFUSE)
+        refuse_relay();
+    fprintf(stderr, "pathway-mock-upstream: %s on %s:%u\n", opt.fault == FAULT_REFUSE ? "refusing" : "listening", opt.host,
+            opt.port);
+    if (opt.control_port != 0)
+        fprintf(stderr, "pathway-mock-upstream: control on %s:%u\n", opt.host, opt.control_port);
     for (;;)
         h2o_evloop_run(loop, INT32_MAX);
 }

@@ -4,7 +4,9 @@
 import http.client
 import json
 import os
+import shutil
 import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -128,6 +130,16 @@ def admin_post(admin, path, headers=None):
     """A state-changing admin call as pathwayctl or curl must make it: POST with
     Content-Type: application/json (a body of {}), no Origin. Returns (status, headers, JSON)."""
     return pwtest.request_json(admin, "POST", path, {}, headers)
+
+
+def promtool_check(text):
+    """`promtool check metrics` passes on text with no output at all (no lint warning either)."""
+    # promtool is in the project's package list (scripts/debian-packages.txt): absent is a failure
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool not found: install Debian's prometheus package (make deps)"
+    r = subprocess.run([promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30)
+    out = (r.stdout + r.stderr).decode()
+    assert r.returncode == 0 and out.strip() == "", f"promtool check metrics (rc {r.returncode}):\n{out}"
 
 
 def wait_for(pred, timeout=10.0, what="condition"):

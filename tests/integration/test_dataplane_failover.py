@@ -300,22 +300,22 @@ def test_knobs_change_at_runtime_through_reload():
     urls = [f"http://127.0.0.1:{dead}", f"http://127.0.0.1:{gp}"]
     pw = None
     try:
-        pw = Pathway([("eth", urls, "retry: {max_attempts: 1}")])
+        pw = Pathway([("eth", urls, "retry: {max_attempts: 1}\noutlier: {consecutive_failures: 0, failure_rate: {threshold: 0}}")])
         c = Client(pw.port)
         off = [c.post(dict(CALL, id=i))[0] for i in range(20)]
         assert 502 in off, off  # retries off: the refused endpoint's failures reach the client
-        pw.write(pw.text(services=[("eth", urls, "retry: {max_attempts: 2, backoff: {base: 0s}, budget: {min_concurrent: 50}}")]))
+        pw.write(pw.text(services=[("eth", urls, "retry: {max_attempts: 2, backoff: {base: 0s}, budget: {min_concurrent: 50}}\noutlier: {consecutive_failures: 0, failure_rate: {threshold: 0}}")]))
         st, _, body = pw.reload()
         assert st == 200 and body["changed"], body
         on = [c.post(dict(CALL, id=i))[0] for i in range(20)]
         assert on == [200] * 20, on
         # retry_on without connect_failure: refused connects are not retried any more
-        pw.write(pw.text(services=[("eth", urls, "retry: {max_attempts: 2, retry_on: [http_5xx]}")]))
+        pw.write(pw.text(services=[("eth", urls, "retry: {max_attempts: 2, retry_on: [http_5xx]}\noutlier: {consecutive_failures: 0, failure_rate: {threshold: 0}}")]))
         assert pw.reload()[0] == 200
         again = [c.post(dict(CALL, id=i))[0] for i in range(20)]
         assert 502 in again, again
         # unsafe_methods emptied: eth_sendRawTransaction is an ordinary call (still retried on refusal)
-        pw.write(pw.text(services=[("eth", urls, "retry: {max_attempts: 2, unsafe_methods: [], budget: {min_concurrent: 50}}")]))
+        pw.write(pw.text(services=[("eth", urls, "retry: {max_attempts: 2, unsafe_methods: [], budget: {min_concurrent: 50}}\noutlier: {consecutive_failures: 0, failure_rate: {threshold: 0}}")]))
         assert pw.reload()[0] == 200
         assert [c.post(dict(SEND_RAW, id=i))[0] for i in range(10)] == [200] * 10
         c.close()

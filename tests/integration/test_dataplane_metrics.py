@@ -5,13 +5,12 @@ upstream series names its service; no series has an empty service label; no gaug
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pwtest  # noqa: E402
-from dp_util import Pathway, start_mock  # noqa: E402
+from dp_util import Pathway, promtool_check, start_mock  # noqa: E402
 from pwtest import main, test  # noqa: E402
 
 CALL = {"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}
@@ -20,15 +19,6 @@ CALL = {"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}
 def project_version():
     with open(os.path.join(pwtest.SOURCE_DIR, "CMakeLists.txt")) as f:
         return re.search(r"project\(pathway VERSION ([0-9.]+)", f.read()).group(1)
-
-
-def promtool_check(text):
-    # promtool is in the project's package list (scripts/debian-packages.txt): absent is a failure
-    promtool = shutil.which("promtool")
-    assert promtool, "promtool not found: install Debian's prometheus package (make deps)"
-    r = subprocess.run([promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30)
-    out = (r.stdout + r.stderr).decode()
-    assert r.returncode == 0 and out.strip() == "", f"promtool check metrics (rc {r.returncode}):\n{out}"
 
 
 def families(text):

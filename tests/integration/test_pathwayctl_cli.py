@@ -348,7 +348,7 @@ def managed_dataplane_states():
     out = ok(cp, "status")
     assert "dataplanes     1 (1 synced)" in out, out
     table = out.split("\n\n", 1)[1].splitlines()
-    assert table[0].split() == ["ID", "STATE", "APPLIED", "LAST", "SEEN", "LABELS", "ERROR"], out
+    assert table[0].split() == ["ID", "STATE", "APPLIED", "LAST", "SEEN", "LABELS", "ENDPOINTS", "ERROR"], out
     assert table[1].split()[:3] == ["dp-1", "synced", "1"], out
 
     # a CA file the dataplane cannot read: the control plane stores it, the dataplane NACKs

@@ -267,4 +267,9 @@ ctl_dp_verdict_t ctl_dp_verdict(const json_t *dp, int64_t version, char *why, si
 /* One line for a drifted dataplane: "drifted: runs hash 0123456789ab, version 3 has abcdef012345". */
 void ctl_drift_text(const json_t *dp, char *out, size_t len);
 
+/* The services of one dataplane of GET /v1/dataplanes whose endpoints are not all up, from its
+ * `endpoints`: "eth 2/3 up, poly PANIC 0/2"; "all up" when every one is, "-" when it reported
+ * none. Cut at a whole service to fit `len`. */
+void ctl_endpoints_text(const json_t *dp, char *out, size_t len);
+
 #endif

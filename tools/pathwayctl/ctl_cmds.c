@@ -621,8 +621,8 @@ int ctl_doc_version(const char *doc, size_t len, int64_t *version)
 
 static void dataplanes_table(ctl_t *ctl, const json_t *dps)
 {
-    table_t t = {.ncols = 6};
-    static const char *const head[] = {"ID", "STATE", "APPLIED", "LAST SEEN", "LABELS", "ERROR"};
+    table_t t = {.ncols = 7};
+    static const char *const head[] = {"ID", "STATE", "APPLIED", "LAST SEEN", "LABELS", "ENDPOINTS", "ERROR"};
     table_row(&t, head);
     size_t i;
     json_t *dp;
@@ -646,7 +646,9 @@ static void dataplanes_table(ctl_t *ctl, const json_t *dps)
         int drifted = strcmp(str(dp, "state"), "drifted") == 0;
         if (drifted)
             ctl_drift_text(dp, drift, sizeof(drift));
-        const char *row[] = {str(dp, "id"), str(dp, "state"), applied, seen, labels, drifted ? drift : str(dp, "error")};
+        char endpoints[256];
+        ctl_endpoints_text(dp, endpoints, sizeof(endpoints));
+        const char *row[] = {str(dp, "id"), str(dp, "state"), applied, seen, labels, endpoints, drifted ? drift : str(dp, "error")};
         table_row(&t, row);
     }
     table_print(ctl, &t);

@@ -354,6 +354,11 @@ def test_pause_resume_promote_abort():
     actions = [e["action"] for e in events(cp)]
     for a in ("rollout_pause", "rollout_resume", "rollout_promote", "rollout_abort"):
         assert a in actions, actions
+    page = expect(cp.call("GET", "/v1/rollouts?limit=1"), 200)[2]
+    assert [r["id"] for r in page["rollouts"]] == [rid2] and page["next_before"] == rid2, page
+    page = expect(cp.call("GET", f"/v1/rollouts?limit=1&before={rid2}"), 200)[2]
+    assert [r["id"] for r in page["rollouts"]] == [rid] and "verdicts" not in page["rollouts"][0], page
+    expect(cp.call("GET", "/v1/rollouts?limit=0"), 400)
     expect(cp.call("POST", "/v1/rollouts/99/resume"), 404)
     expect(cp.call("POST", "/v1/rollouts/x/resume"), 400)
     for d in dps:

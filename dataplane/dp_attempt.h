@@ -67,6 +67,7 @@ struct st_dp_attempt_t {
     h2o_headers_t headers; /* the owner's copy of the response headers (in req->pool) */
     int health_trial;      /* the endpoint's half-open trial (dp_balancer_pick said so) */
     int health_told;       /* its outcome reached dp_health_record */
+    int judged_class;      /* 1 + the dp_class_t of its whole answer when the owner classified it with its body; 0 = not */
     /* private */
     const dp_attempt_callbacks_t *_cb;
     h2o_req_t *_req;

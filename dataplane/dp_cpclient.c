@@ -37,6 +37,10 @@ struct st_dp_cpclient_t {
     char *state_dir;            /* where accepted documents are kept */
     uint64_t poll_wait_ms;      /* long-poll wait asked for */
     uint64_t heartbeat_ms;      /* heartbeat period */
+    json_t *labels;             /* {"hostname": ..., control_plane.labels...} */
+    char *labels_query;         /* "&labels=<labels as percent-encoded JSON>", or NULL when there are none */
+    atomic_int poll_labels;     /* the control plane takes labels_query (cleared when it refuses it) */
+    atomic_int send_traffic;    /* the control plane takes heartbeats' "traffic" (cleared when it refuses it) */
 
     pthread_t poll_thread, beat_thread;
     int started;                   /* threads were started */
@@ -344,17 +348,27 @@ static int send_report(dp_cpclient_t *c, CURL *curl)
     json_t *stats = c->cb.stats != NULL ? c->cb.stats(c->cb.ctx) : NULL;
     if (stats != NULL)
         json_object_set_new(msg, "stats", stats);
-    char host[256];
-    if (gethostname(host, sizeof(host)) == 0) {
-        host[sizeof(host) - 1] = '\0';
-        json_object_set_new(msg, "labels", json_pack("{s:s}", "hostname", host));
-    }
+    if (json_object_size(c->labels) != 0)
+        json_object_set(msg, "labels", c->labels);
+    int with_traffic = c->cb.traffic != NULL && atomic_load(&c->send_traffic);
+    json_t *traffic = with_traffic ? c->cb.traffic(c->cb.ctx) : NULL;
+    if (traffic != NULL)
+        json_object_set_new(msg, "traffic", traffic);
     char *payload = json_dumps(msg, JSON_COMPACT);
     json_decref(msg);
     char *url = xstrdup_printf("%s/v1/dataplanes/%s/status", c->base_url, c->id);
     body_t body = {NULL, 0, 0};
     char errbuf[CURL_ERROR_SIZE] = "out of memory";
     long status = payload != NULL && url != NULL ? http_call(c, curl, "POST", url, payload, 10000, &body, errbuf) : -1;
+    if (status == 400 && traffic != NULL && body.data != NULL && strstr(body.data, "traffic: unknown field") != NULL) {
+        /* a control plane older than rollouts: the report goes on without the evidence */
+        PW_INFO("control plane %s does not take traffic figures in heartbeats; sending them no more", c->base_url);
+        atomic_store(&c->send_traffic, 0);
+        free(body.data);
+        free(url);
+        free(payload);
+        return send_report(c, curl);
+    }
     if (status < 0)
         set_connected(c, 0, errbuf);
     else if (status >= 300 && refusal_due(c))
@@ -420,8 +434,9 @@ static void *poll_main(void *arg)
         /* ask for anything newer than what we run or last rejected */
         int64_t seen = c->rejected > c->applied ? c->rejected : c->applied;
         pthread_mutex_unlock(&c->mutex);
-        char *url = xstrdup_printf("%s/v1/dataplanes/%s/config?version=%lld&wait=%llums", c->base_url, c->id, (long long)seen,
-                                   (unsigned long long)c->poll_wait_ms);
+        int with_labels = c->labels_query != NULL && atomic_load(&c->poll_labels);
+        char *url = xstrdup_printf("%s/v1/dataplanes/%s/config?version=%lld&wait=%llums%s", c->base_url, c->id, (long long)seen,
+                                   (unsigned long long)c->poll_wait_ms, with_labels ? c->labels_query : "");
         body_t body = {NULL, 0, 0};
         snprintf(errbuf, sizeof(errbuf), "out of memory");
         struct timespec t0, t1;
@@ -485,6 +500,13 @@ static void *poll_main(void *arg)
             free(body.data);
             nap(c, MIN_POLL_MS); /* a 304 that did not wait: do not spin */
             continue;
+        } else if (status == 400 && with_labels && body.data != NULL &&
+                   strstr(body.data, "unknown parameter \\\"labels\\\"") != NULL) {
+            /* a control plane older than rollouts: it learns the labels from heartbeats only */
+            PW_INFO("control plane %s does not take labels at poll time; they go in heartbeats only", c->base_url);
+            atomic_store(&c->poll_labels, 0);
+            free(body.data);
+            continue;
         } else if (status != 304) {
             if (status < 0)
                 set_connected(c, 0, errbuf);
@@ -518,6 +540,31 @@ static void *beat_main(void *arg)
 
 /* --- lifecycle ----------------------------------------------------------------------------- */
 
+/* The labels reported: the hostname, then control_plane.labels (a `hostname` label overrides it),
+ * and their form in a long poll's query. 0, or -1 when out of memory. */
+static int make_labels(dp_cpclient_t *c, const cfg_control_plane_t *cp)
+{
+    char host[256];
+    if ((c->labels = json_object()) == NULL)
+        return -1;
+    if (gethostname(host, sizeof(host)) == 0) {
+        host[sizeof(host) - 1] = '\0';
+        json_object_set_new(c->labels, "hostname", json_string(host));
+    }
+    for (size_t i = 0; i != cp->labels.size; ++i)
+        json_object_set_new(c->labels, cp->labels.entries[i].name, json_string(cp->labels.entries[i].value));
+    if (json_object_size(c->labels) == 0)
+        return 0;
+    char *text = json_dumps(c->labels, JSON_COMPACT | JSON_SORT_KEYS);
+    CURL *curl = text != NULL ? curl_easy_init() : NULL;
+    char *escaped = curl != NULL ? curl_easy_escape(curl, text, 0) : NULL;
+    c->labels_query = escaped != NULL ? xstrdup_printf("&labels=%s", escaped) : NULL;
+    curl_free(escaped);
+    curl_easy_cleanup(curl);
+    free(text);
+    return c->labels_query != NULL ? 0 : -1;
+}
+
 /* curl_global_init is not thread-safe; libcurl wants it once, before any other call */
 static void curl_init_once(void)
 {
@@ -545,11 +592,13 @@ dp_cpclient_t *dp_cpclient_create(const cfg_t *local, int64_t applied_version, c
     c->poll_wait_ms = cp->poll_wait_ms;
     c->heartbeat_ms = cp->heartbeat_interval_ms;
     c->applied = applied_version;
+    atomic_store(&c->poll_labels, 1);
+    atomic_store(&c->send_traffic, 1);
     c->report.version = applied_version;
     c->report.applied = 1;
     pthread_mutex_init(&c->mutex, NULL);
     pthread_cond_init(&c->wake, NULL);
-    if (c->base_url == NULL || c->id == NULL || c->state_dir == NULL) {
+    if (c->base_url == NULL || c->id == NULL || c->state_dir == NULL || make_labels(c, cp) != 0) {
         dp_cpclient_destroy(c);
         *err = strdup("out of memory");
         return NULL;
@@ -609,6 +658,8 @@ void dp_cpclient_destroy(dp_cpclient_t *c)
     free(c->state_dir);
     free(c->report.error);
     free(c->conn_error);
+    json_decref(c->labels);
+    free(c->labels_query);
     free(c);
 }
 

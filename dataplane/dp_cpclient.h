@@ -7,6 +7,12 @@
  * state_dir (write, fsync, rename); the other repeats the latest report as a heartbeat with live
  * figures. Failures back off exponentially with jitter, capped.
  *
+ * Both carry the dataplane's labels (its hostname, then control_plane.labels, which may override
+ * it): heartbeats in their "labels" key, long polls as a `labels` query parameter (a JSON object), so
+ * a control plane choosing a rollout's canaries knows them at poll time. A control plane that
+ * refuses the parameter or the heartbeat's "traffic" key (one older than rollouts) is answered by
+ * leaving them out from then on.
+ *
  * A version that was rejected is remembered: the long poll asks for versions newer than it, so
  * the same bad version is never fetched and rejected in a loop.
  */
@@ -28,6 +34,9 @@ typedef struct st_dp_cpclient_callbacks_t {
     /* Live figures for heartbeats (new reference, a JSON object), or NULL. Called on the
      * heartbeat thread. */
     json_t *(*stats)(void *ctx);
+    /* The rollout evidence for reports' "traffic" key (new reference, a JSON object), or NULL.
+     * Called on either of the client's threads (each report carries it). May be NULL. */
+    json_t *(*traffic)(void *ctx);
     void *ctx;
 } dp_cpclient_callbacks_t;
 

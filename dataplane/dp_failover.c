@@ -378,6 +378,7 @@ static void on_attempt_end(dp_attempt_t *a, dp_attempt_result_t res, dp_error_t 
                                      cs->rpc_errors.entries, cs->rpc_errors.size);
         count_attempt(a, ares_of_class(v.cls));
         tell_health(r, a, health_of_verdict(v));
+        a->judged_class = 1 + (int)v.cls;
         if (!dp_verdict_retriable(v, cs->retry.retry_on)) {
             /* an answer to give as it is (a result, a client's error, an error of no known class) */
             r->attempt = a;

@@ -56,6 +56,7 @@ typedef struct st_dp_svcstats_t {
     dp_counter_t duration_us_sum;
     dp_counter_t retries[CFG_RETRY_ON_COUNT]; /* retries started, by the retry_on reason that allowed them */
     dp_counter_t hedges[2];                   /* relays that started a hedge: [0] the hedge won, [1] it lost */
+    dp_counter_t rpc_errors; /* answers under 500 classed server_error, rate_limited or missing_data (rollout evidence) */
 } dp_svcstats_t;
 
 /* How one attempt ended, for pathway_attempts_total{result}: a complete answer by its class

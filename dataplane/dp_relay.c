@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "pw_http.h"
+#include "dp_classify.h"
 #include "dp_cors.h"
 #include "dp_relay_internal.h"
 #include "dp_rpc.h"
@@ -63,6 +64,26 @@ static void access_log(dp_worker_t *w, h2o_req_t *req, dp_service_t *svc, int st
         return;
     PW_INFO("access service=%.*s status=%d bytes=%" PRIu64 " ms=%" PRIu64 " request_id=%.*s", svc ? (int)svc->idlen : 1,
             svc ? svc->id : "-", status, bytes, h2o_now(w->loop) - started_at, (int)reqid.len, reqid.base);
+}
+
+/* An answer under 500 that failover classified, or that the client gets whole in this send (so its
+ * class is readable here), and that a server's failure made (a JSON-RPC server error, a rate limit, missing data) is counted as
+ * an error in the rollout evidence (dp_traffic), beside the 5xx answers. */
+static void count_rpc_error(dp_relay_t *r, const dp_attempt_t *a, size_t n)
+{
+    if (a->status >= 500)
+        return;
+    dp_class_t cls;
+    if (a->judged_class != 0) {
+        cls = (dp_class_t)(a->judged_class - 1); /* failover classified it already (retries or hedging on) */
+    } else {
+        if (n != a->received)
+            return;
+        const cfg_service_t *cs = r->svc->cfg;
+        cls = dp_classify(a->status, n != 0 ? a->buf->data : NULL, n, cs->rpc_errors.entries, cs->rpc_errors.size).cls;
+    }
+    if (cls == DP_CLASS_SERVER_ERROR || cls == DP_CLASS_RATE_LIMITED || cls == DP_CLASS_MISSING_DATA)
+        DP_OWNER_ADD(r->svc->shared->stats[r->w->index].rpc_errors, 1);
 }
 
 /* Sends a gateway-made JSON-RPC error. The request must not have started its response. */
@@ -378,6 +399,7 @@ void dp_relay_pump(dp_relay_t *r)
         state = H2O_SEND_STATE_FINAL;
         r->finished = 1;
         count_response(r->w, r->svc, a->status, r->started_at);
+        count_rpc_error(r, a, n);
         access_log(r->w, r->req, r->svc, a->status, a->received, r->started_at, r->reqid);
     } else {
         r->client_sending = 1;

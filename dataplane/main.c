@@ -8,6 +8,7 @@
 #include "cfg.h"
 #include "dp.h"
 #include "dp_cpclient.h"
+#include "dp_traffic.h"
 #include "pw_log.h"
 #include "pw_version.h"
 
@@ -17,12 +18,16 @@ typedef struct st_managed_t {
     dp_cpclient_t *client; /* created before the server (its errors stop the start), started once it runs */
     cfg_t *local;          /* the dataplane's own file, whose node-local part every push keeps */
     int64_t start_version; /* control plane version the first generation came from (0 = the file) */
+    dp_traffic_t *traffic; /* the heartbeats' rollout evidence (set with server) */
 } managed_t;
 
 static int managed_apply(void *ctx, cfg_t *fleet, int64_t version, char **err)
 {
     managed_t *m = ctx;
-    return dp_server_apply_fleet_from_thread(m->server, fleet, version, err);
+    int rc = dp_server_apply_fleet_from_thread(m->server, fleet, version, err);
+    if (rc == 0 && m->traffic != NULL)
+        dp_traffic_observe(m->traffic); /* the new version's requests count for it from here */
+    return rc;
 }
 
 /* At most this much compact JSON of endpoint figures per heartbeat: the control plane refuses a
@@ -78,6 +83,13 @@ static json_t *managed_heartbeat_stats(void *ctx)
         json_object_set_new(out, "endpoints", heartbeat_endpoints(all));
     json_decref(all);
     return out;
+}
+
+/* What a heartbeat's "traffic" carries: the rollout evidence. */
+static json_t *managed_heartbeat_traffic(void *ctx)
+{
+    managed_t *m = ctx;
+    return m->traffic != NULL ? dp_traffic_json(m->traffic) : NULL;
 }
 
 static void managed_on_running(dp_server_t *server, void *ctx)
@@ -211,7 +223,7 @@ int main(int argc, char **argv)
         return 0;
     }
 
-    managed_t managed = {NULL, NULL, NULL, 0};
+    managed_t managed = {NULL, NULL, NULL, 0, NULL};
     if (cfg->has_control_plane) {
         if ((managed.local = cfg_dup(cfg)) == NULL) {
             fprintf(stderr, "pathway: out of memory\n");
@@ -219,7 +231,8 @@ int main(int argc, char **argv)
         }
         cfg = managed_start_cfg(cfg, path, &managed.start_version);
         /* a token it cannot read or a state_dir it cannot write is an error now, not at the first poll */
-        dp_cpclient_callbacks_t cb = {managed_apply, managed_heartbeat_stats, &managed};
+        dp_cpclient_callbacks_t cb = {
+            .apply = managed_apply, .stats = managed_heartbeat_stats, .traffic = managed_heartbeat_traffic, .ctx = &managed};
         char *cerr = NULL;
         if ((managed.client = dp_cpclient_create(managed.local, managed.start_version, &cb, &cerr)) == NULL) {
             fprintf(stderr, "pathway: %s: %s\n", path, cerr != NULL ? cerr : "cannot set up the control plane client");
@@ -244,9 +257,12 @@ int main(int argc, char **argv)
         cfg_destroy(managed.local);
         return 1;
     }
+    if (managed.client != NULL && (managed.traffic = dp_traffic_create(server)) == NULL)
+        PW_WARN("heartbeats carry no traffic figures: out of memory");
     int rc = dp_server_run(server);
     /* the client's threads may call into the server until they are joined here */
     dp_cpclient_destroy(managed.client);
+    dp_traffic_destroy(managed.traffic);
     cfg_destroy(managed.local);
     dp_server_destroy(server);
     return rc;

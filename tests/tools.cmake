@@ -11,3 +11,6 @@ pw_add_integration(test_pathwayctl_requests integration/test_pathwayctl_requests
 pw_add_integration(test_pathwayctl_cp_api integration/test_pathwayctl_cp_api.py)
 # pathway-mock-upstream's chain head and control listener (issue 11): what the health tests rely on.
 pw_add_integration(test_mock_upstream integration/test_mock_upstream.py)
+# pathwayctl and safe rollouts (issue 14): the rollout flags, `rollout status --watch` and the
+# rollout controls, against a scripted control plane.
+pw_add_integration(test_pathwayctl_rollout integration/test_pathwayctl_rollout.py)

@@ -8,6 +8,7 @@ add_library(pw_pathwayctl STATIC
   ${CMAKE_CURRENT_SOURCE_DIR}/pathwayctl/ctl_http.c
   ${CMAKE_CURRENT_SOURCE_DIR}/pathwayctl/ctl_cmds.c
   ${CMAKE_CURRENT_SOURCE_DIR}/pathwayctl/ctl_wait.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/pathwayctl/ctl_rollout.c
 )
 target_include_directories(pw_pathwayctl PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/pathwayctl)
 target_link_libraries(pw_pathwayctl PUBLIC pw_schema PkgConfig::CURL PkgConfig::JANSSON)

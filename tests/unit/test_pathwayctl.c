@@ -707,6 +707,59 @@ static void test_path_append(void **state)
     free(p);
 }
 
+/* The rollout flags -> the `rollout` object beside a write (ctl_rollout_object, via the parser). */
+static void test_rollout_object(void **state)
+{
+    ctl_args_t a;
+    char err[512];
+    assert_int_equal(parse("apply f.yaml --canary percent=10 --steps 10,50 --hold 2m --gate-interval 30s --min-requests 500 "
+                           "--max-error-rate-increase 0.01 --max-p99-ratio 1.5 --failures-allowed 1",
+                           &a, err, sizeof(err)),
+                     0);
+    assert_true(a.given & CTL_OPT_ROLLOUT);
+    json_t *got = ctl_rollout_object(&a.rollout, err, sizeof(err));
+    json_t *want =
+        j("{\"canary\": {\"percent\": 10}, \"steps\": [{\"percent\": 10, \"hold\": \"2m\"}, {\"percent\": 50, "
+          "\"hold\": \"2m\"}], \"gate\": {\"interval\": \"30s\", \"min_requests\": 500, \"max_error_rate_increase\": 0.01, "
+          "\"max_p99_ratio\": 1.5, \"failures_allowed\": 1}}");
+    assert_true(json_equal(got, want));
+    json_decref(got);
+    json_decref(want);
+
+    assert_int_equal(
+        parse("set a=1 --canary label=canary=true --canary label=zone=b --steps 0,100 --hold 30s", &a, err, sizeof(err)), 0);
+    got = ctl_rollout_object(&a.rollout, err, sizeof(err));
+    want = j("{\"canary\": {\"labels\": {\"canary\": \"true\", \"zone\": \"b\"}}, \"steps\": [{\"percent\": 0, \"hold\": "
+             "\"30s\"}, {\"percent\": 100, \"hold\": \"30s\"}]}");
+    assert_true(json_equal(got, want));
+    json_decref(got);
+    json_decref(want);
+
+    /* no rollout flag: no object, no error */
+    assert_int_equal(parse("apply f.yaml", &a, err, sizeof(err)), 0);
+    assert_null(ctl_rollout_object(&a.rollout, err, sizeof(err)));
+    assert_string_equal(err, "");
+
+    static const struct {
+        const char *line, *want;
+    } bad[] = {
+        {"apply f --canary percent=101 --steps 10 --hold 1m", "from 1 to 100"},
+        {"apply f --steps 50,20 --hold 1m", "steps must increase (20 after 50)"},
+        {"apply f --canary percent=30 --steps 0,50 --hold 1m", "0 is only a first step"},
+        {"apply f --canary percent=10", "needs --steps"},
+        {"apply f --steps 10", "needs --hold"},
+        {"apply f --canary label==x --steps 10 --hold 1m", "a label name"},
+        {"apply f --steps 10 --hold 1m --max-p99-ratio -1", "--max-p99-ratio"},
+        {"rollback 3 --steps 10 --hold 1m --wait", "--wait does not apply to a rollout"},
+        {"tag x 3 --canary percent=10", "option --canary does not apply"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(parse(bad[i].line, &a, err, sizeof(err)), -1);
+        if (strstr(err, bad[i].want) == NULL)
+            fail_msg("%s: got \"%s\", want \"%s\"", bad[i].line, err, bad[i].want);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -731,6 +784,7 @@ int main(void)
         cmocka_unit_test(test_error_with_ids),
         cmocka_unit_test(test_dp_verdict),
         cmocka_unit_test(test_args_wait_create_version),
+        cmocka_unit_test(test_rollout_object),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,8 +3,8 @@
  *
  * The pure pieces (argument parsing, connection settings, `set` paths, the readable diff) live in
  * their own files with no I/O so the unit tests (tests/unit/test_pathwayctl*.c) drive them
- * directly; ctl_http.c is the only file that talks to the network, ctl_cmds.c the only one that
- * prints command output.
+ * directly; ctl_http.c is the only file that talks to the network, ctl_cmds.c and ctl_rollout.c
+ * (safe rollouts) the only ones that print command output.
  */
 #ifndef PATHWAY_CTL_H
 #define PATHWAY_CTL_H
@@ -34,6 +34,8 @@ enum {
     CTL_OPT_IF_MATCH = 1u << 6, /* --if-match N: store only if N is still the active version */
     CTL_OPT_WAIT = 1u << 7,     /* --wait[=DURATION]: until every connected dataplane ACKed the version */
     CTL_OPT_CREATE = 1u << 8,   /* --create: `set` may add a list item (a service) no id names */
+    CTL_OPT_ROLLOUT = 1u << 9,  /* --canary, --steps, --hold and the gate's flags: a rollout object beside the write */
+    CTL_OPT_WATCH = 1u << 10,   /* --watch: `rollout status` redraws until the rollout ends */
 };
 
 #define CTL_DEFAULT_WAIT_MS 60000u
@@ -45,6 +47,20 @@ typedef enum en_ctl_color_t {
 } ctl_color_t;
 
 #define CTL_MAX_ARGS 256
+#define CTL_MAX_CANARY 16 /* --canary given at most this often (labels) */
+
+/* The rollout flags as written (validated by ctl_rollout_object); NULL = not given. */
+typedef struct st_ctl_rollout_args_t {
+    const char *canary[CTL_MAX_CANARY]; /* --canary percent=N | label=NAME=VALUE, in order */
+    size_t ncanary;
+    const char *steps;                   /* --steps 10,50 */
+    const char *hold;                    /* --hold 2m: every step's */
+    const char *gate_interval;           /* --gate-interval 30s */
+    const char *min_requests;            /* --min-requests N */
+    const char *max_error_rate_increase; /* --max-error-rate-increase F */
+    const char *max_p99_ratio;           /* --max-p99-ratio F */
+    const char *failures_allowed;        /* --failures-allowed N */
+} ctl_rollout_args_t;
 
 typedef struct st_ctl_args_t ctl_args_t;
 typedef struct st_ctl_t ctl_t;
@@ -76,6 +92,7 @@ struct st_ctl_args_t {
     long limit;               /* -n; 0 = the command's default */
     long long if_match;       /* --if-match N (valid when given has CTL_OPT_IF_MATCH) */
     uint64_t wait_ms;         /* --wait[=DURATION] (valid when given has CTL_OPT_WAIT) */
+    ctl_rollout_args_t rollout;
     const char *positional[CTL_MAX_ARGS];
     size_t npositional;
 };
@@ -94,6 +111,7 @@ int ctl_cmd_dataplanes(ctl_t *ctl, const ctl_args_t *args);
 /* The version `pathwayctl --version` prints (the build's PW_VERSION). */
 const char *ctl_version(void);
 int ctl_cmd_events(ctl_t *ctl, const ctl_args_t *args);
+int ctl_cmd_rollout(ctl_t *ctl, const ctl_args_t *args); /* ctl_rollout.c */
 
 extern const ctl_command_t ctl_commands[];
 extern const size_t ctl_num_commands;
@@ -250,6 +268,24 @@ void ctl_http_dispose(ctl_t *ctl);
 
 /* The exit code for a response status: 2xx OK, 401/403 and 502-504 UNREACHABLE, others REJECTED. */
 int ctl_status_exit(long status);
+
+/* --- rollouts (ctl_rollout.c) ------------------------------------------------------------------ */
+
+/* The `rollout` object the rollout flags describe (new reference), or NULL: with err[0] == '\0'
+ * when no rollout flag was given, else with err naming the flag and the rule broken (a usage error,
+ * found before any request). Pure: no I/O. */
+json_t *ctl_rollout_object(const ctl_rollout_args_t *ra, char *err, size_t errlen);
+
+/* A write that stores a version (PUT/PATCH /v1/config, POST /v1/rollback), as ctl_request, with the
+ * rollout flags' `rollout` object (and `"force": true` with --force) put beside the body's keys; a
+ * YAML body is then sent as JSON. With --force and no rollout, a 409 (a rollout in progress) is
+ * answered by sending again with `"force": true`. `body` must be a JSON or YAML object when a key
+ * is added. Returns 0 when a response arrived, -1 after printing why there is none (*rc: exit). */
+int ctl_write(ctl_t *ctl, const ctl_args_t *args, const char *method, const char *path, const char *const *headers,
+              const char *body, size_t len, ctl_response_t *res, int *rc);
+
+/* After a stored write: the rollout the answer names ("rollout 3 progressing ..."), if any. */
+void ctl_rollout_started(ctl_t *ctl, const json_t *answer);
 
 /* --- --wait: the dataplanes against one version ---------------------------------------------- */
 

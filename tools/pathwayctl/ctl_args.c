@@ -14,6 +14,21 @@
     "                      a NACK or a drift: exit 1 with each dataplane's error; time out: exit 4.\n"                             \
     "                      Disconnected dataplanes are not waited for. Progress goes to stderr.\n"
 
+#define ROLLOUT_HELP                                                                                                               \
+    "Safe rollout (the new version goes to a canary first, judged on live traffic, then to everyone or back):\n"                   \
+    "  --canary percent=N          the canaries: N% of the dataplanes (1-100), a stable choice\n"                                  \
+    "  --canary label=NAME=VALUE   ... or those with this label (repeat: all must match); without --canary:\n"                     \
+    "                              the first step's share\n"                                                                       \
+    "  --steps P1,P2,...           (required) the share of the dataplanes at each step, growing (1-100;\n"                         \
+    "                              a first 0 after a label canary: the labelled ones alone)\n"                                     \
+    "  --hold DURATION             (required) how long each step lasts at least, its gate passing (2m)\n"                          \
+    "  --gate-interval DURATION    how often the gate compares canary and baseline (30s)\n"                                        \
+    "  --min-requests N            fewer canary requests in an interval: inconclusive, the step waits\n"                           \
+    "  --max-error-rate-increase F fail when the canary's error rate exceeds the baseline's by more (0.01)\n"                      \
+    "  --max-p99-ratio F           fail when the canary's p99 exceeds F times the baseline's (1.5)\n"                              \
+    "  --failures-allowed N        failed intervals tolerated; one more rolls back\n"                                              \
+    "  Follow it with `pathwayctl rollout status --watch` (--wait does not apply to a rollout).\n"
+
 #define CONN_HELP                                                                                                                  \
     "Connection (any command): --url URL, --token TOKEN, --token-file FILE, --config FILE, --timeout DURATION,\n"                  \
     "  --color auto|always|never, --no-color. Each from the flag, else PATHWAY_URL / PATHWAY_TOKEN, else the\n"                    \
@@ -66,9 +81,9 @@ const ctl_command_t ctl_commands[] = {
      "what changed.\n"
      "  -m, --message MSG   why (stored with the version; at most 1024 bytes)\n"
      "  --if-match N        store only if N is still the active version (overrides FILE's version)\n"
-     "  --force             send without If-Match\n"
-     "  --dry-run           print what would change against the active version, store nothing\n" WAIT_HELP,
-     CTL_OPT_MESSAGE | CTL_OPT_FORCE | CTL_OPT_IF_MATCH | CTL_OPT_DRY_RUN | CTL_OPT_WAIT, 1, 1, ctl_cmd_apply},
+     "  --force             send without If-Match, and supersede a rollout in progress (else: 409)\n"
+     "  --dry-run           print what would change against the active version, store nothing\n" WAIT_HELP ROLLOUT_HELP,
+     CTL_OPT_MESSAGE | CTL_OPT_FORCE | CTL_OPT_IF_MATCH | CTL_OPT_DRY_RUN | CTL_OPT_WAIT | CTL_OPT_ROLLOUT, 1, 1, ctl_cmd_apply},
     {"set", "KEY=VALUE...", "change settings (a merge patch on the active document)",
      "Changes settings of the active document as one new version (PATCH /v1/config, a JSON merge patch,\n"
      "with If-Match of the version it read).\n"
@@ -85,16 +100,19 @@ const ctl_command_t ctl_commands[] = {
      "  -m, --message MSG   why (stored with the version; at most 1024 bytes)\n"
      "  --if-match N        store only if N is still the active version (default: the version read)\n"
      "  --dry-run           print the merge patch, send nothing\n"
-     "  --create            a list item (a service) no id names is added, not an error\n" WAIT_HELP,
-     CTL_OPT_MESSAGE | CTL_OPT_DRY_RUN | CTL_OPT_IF_MATCH | CTL_OPT_CREATE | CTL_OPT_WAIT, 1, -1, ctl_cmd_set},
+     "  --create            a list item (a service) no id names is added, not an error\n"
+     "  --force             supersede a rollout in progress (else: 409)\n" WAIT_HELP ROLLOUT_HELP,
+     CTL_OPT_MESSAGE | CTL_OPT_DRY_RUN | CTL_OPT_IF_MATCH | CTL_OPT_CREATE | CTL_OPT_WAIT | CTL_OPT_ROLLOUT | CTL_OPT_FORCE, 1, -1,
+     ctl_cmd_set},
     {"rollback", "N|TAG|previous", "make version N's (or a tag's) document active again",
      "Makes a NEW version whose document is version N's (or the tagged version's), kind rollback.\n"
      "`previous` is the version that was active before the active one (every stored version becomes the\n"
      "active one, so: the active version's number minus one); a second `rollback previous` undoes the\n"
      "first. History is never rewritten. Prints the new version and what changed.\n"
      "  -m, --message MSG   why (stored with the version)\n"
-     "  --if-match N        roll back only if N is still the active version\n" WAIT_HELP,
-     CTL_OPT_MESSAGE | CTL_OPT_IF_MATCH | CTL_OPT_WAIT, 1, 1, ctl_cmd_rollback},
+     "  --if-match N        roll back only if N is still the active version\n"
+     "  --force             supersede a rollout in progress (else: 409)\n" WAIT_HELP ROLLOUT_HELP,
+     CTL_OPT_MESSAGE | CTL_OPT_IF_MATCH | CTL_OPT_WAIT | CTL_OPT_ROLLOUT | CTL_OPT_FORCE, 1, 1, ctl_cmd_rollback},
     {"tag", "[NAME [N|active]] | delete NAME", "list tags, show one, point one at a version, delete one",
      "Without arguments: every tag and the version it points at. With NAME: where it points and its\n"
      "history. With NAME N: points tag NAME at version N (`active`: the active one). `delete NAME`\n"
@@ -118,6 +136,16 @@ const ctl_command_t ctl_commands[] = {
      "Lists the audit log newest first: who did what to which version, when, and why.\n"
      "  -n, --limit N   at most N rows (default 20)\n",
      CTL_OPT_JSON | CTL_OPT_LIMIT, 0, 0, ctl_cmd_events},
+    {"rollout", "status [ID] | list | pause|resume|promote|abort [ID]", "follow and steer a safe rollout",
+     "`status`: the rollout (default: the one in progress, else the newest): its state, step, the\n"
+     "dataplanes of the step, and the gate's verdicts with the canary's and the baseline's error rate,\n"
+     "p99 and requests. `list`: every rollout, newest first. `pause`, `resume`, `promote` (to everyone\n"
+     "now), `abort` (back to the previous version): the rollout in progress unless ID names one.\n"
+     "Start one with `apply`, `set` or `rollback` and --canary (see `pathwayctl apply --help`).\n"
+     "  --watch   (status) redraw every second until the rollout ends: exit 0 when promoted,\n"
+     "            1 when rolled back or aborted\n"
+     "  --json    the API's JSON\n",
+     CTL_OPT_JSON | CTL_OPT_WATCH, 1, 2, ctl_cmd_rollout},
 };
 const size_t ctl_num_commands = sizeof(ctl_commands) / sizeof(ctl_commands[0]);
 
@@ -187,6 +215,15 @@ typedef enum en_opt_id_t {
     OPT_IF_MATCH,
     OPT_WAIT,
     OPT_CREATE,
+    OPT_CANARY,
+    OPT_STEPS,
+    OPT_HOLD,
+    OPT_GATE_INTERVAL,
+    OPT_MIN_REQUESTS,
+    OPT_MAX_ERROR_RATE_INCREASE,
+    OPT_MAX_P99_RATIO,
+    OPT_FAILURES_ALLOWED,
+    OPT_WATCH,
 } opt_id_t;
 
 static const struct {
@@ -214,6 +251,15 @@ static const struct {
     {"if-match", 0, OPT_IF_MATCH, CTL_OPT_IF_MATCH, 1},
     {"wait", 0, OPT_WAIT, CTL_OPT_WAIT, 2},
     {"create", 0, OPT_CREATE, CTL_OPT_CREATE, 0},
+    {"canary", 0, OPT_CANARY, CTL_OPT_ROLLOUT, 1},
+    {"steps", 0, OPT_STEPS, CTL_OPT_ROLLOUT, 1},
+    {"hold", 0, OPT_HOLD, CTL_OPT_ROLLOUT, 1},
+    {"gate-interval", 0, OPT_GATE_INTERVAL, CTL_OPT_ROLLOUT, 1},
+    {"min-requests", 0, OPT_MIN_REQUESTS, CTL_OPT_ROLLOUT, 1},
+    {"max-error-rate-increase", 0, OPT_MAX_ERROR_RATE_INCREASE, CTL_OPT_ROLLOUT, 1},
+    {"max-p99-ratio", 0, OPT_MAX_P99_RATIO, CTL_OPT_ROLLOUT, 1},
+    {"failures-allowed", 0, OPT_FAILURES_ALLOWED, CTL_OPT_ROLLOUT, 1},
+    {"watch", 0, OPT_WATCH, CTL_OPT_WATCH, 0},
 };
 
 static int find_option(const char *arg, size_t *idx, const char **inline_value)
@@ -361,6 +407,35 @@ int ctl_parse_args(int argc, char *const *argv, ctl_args_t *args, char *err, siz
             }
             args->wait_ms = ms;
         } break;
+        case OPT_CANARY:
+            if (args->rollout.ncanary == CTL_MAX_CANARY) {
+                snprintf(err, errlen, "--canary: given more than %d times", CTL_MAX_CANARY);
+                return -1;
+            }
+            args->rollout.canary[args->rollout.ncanary++] = value;
+            break;
+        case OPT_STEPS:
+            args->rollout.steps = value;
+            break;
+        case OPT_HOLD:
+            args->rollout.hold = value;
+            break;
+        case OPT_GATE_INTERVAL:
+            args->rollout.gate_interval = value;
+            break;
+        case OPT_MIN_REQUESTS:
+            args->rollout.min_requests = value;
+            break;
+        case OPT_MAX_ERROR_RATE_INCREASE:
+            args->rollout.max_error_rate_increase = value;
+            break;
+        case OPT_MAX_P99_RATIO:
+            args->rollout.max_p99_ratio = value;
+            break;
+        case OPT_FAILURES_ALLOWED:
+            args->rollout.failures_allowed = value;
+            break;
+        case OPT_WATCH:
         case OPT_CREATE:
         case OPT_JSON:
         case OPT_YAML:
@@ -409,6 +484,21 @@ int ctl_parse_args(int argc, char *const *argv, ctl_args_t *args, char *err, siz
     if ((args->given & CTL_OPT_JSON) && (args->given & CTL_OPT_YAML)) {
         snprintf(err, errlen, "%s: --json and --yaml exclude each other", args->cmd->name);
         return -1;
+    }
+    if (args->given & CTL_OPT_ROLLOUT) {
+        json_t *ro = ctl_rollout_object(&args->rollout, err, errlen);
+        if (ro == NULL) {
+            char why[400];
+            snprintf(why, sizeof(why), "%s", err);
+            snprintf(err, errlen, "%s: %s", args->cmd->name, why);
+            return -1;
+        }
+        json_decref(ro);
+        if (args->given & CTL_OPT_WAIT) {
+            snprintf(err, errlen, "%s: --wait does not apply to a rollout (follow it: pathwayctl rollout status --watch)",
+                     args->cmd->name);
+            return -1;
+        }
     }
     if (args->npositional < (size_t)args->cmd->min_args ||
         (args->cmd->max_args >= 0 && args->npositional > (size_t)args->cmd->max_args)) {

@@ -1,6 +1,7 @@
 /*
  * The commands: one REST call or a few, and their output. Read commands print the API's JSON as it
  * came with --json, so scripts see exactly what docs/api.md documents; everything else is for people.
+ * The rollout flags and `pathwayctl rollout` are ctl_rollout.c's.
  */
 #include "ctl.h"
 #include "cfg.h"
@@ -398,6 +399,7 @@ static int report_stored(ctl_t *ctl, ctl_response_t *res, const json_t *before, 
     }
     fprintf(ctl->out, "%screated%s ", BOLD(ctl), RESET(ctl));
     version_line(ctl, v);
+    ctl_rollout_started(ctl, v);
     json_decref(v);
     int rc = CTL_EXIT_OK;
     json_t *full = get_version(ctl, n, &rc);
@@ -989,9 +991,7 @@ int ctl_cmd_apply(ctl_t *ctl, const ctl_args_t *args)
         snprintf(ifmatch, sizeof(ifmatch), "If-Match: \"%lld\"", expect);
         const char *headers[] = {ctype, (args->given & CTL_OPT_FORCE) ? NULL : ifmatch, NULL};
         ctl_response_t res;
-        if (ctl_request(ctl, "PUT", path, headers, doc, len, &res) != 0) {
-            rc = CTL_EXIT_UNREACHABLE;
-        } else {
+        if (ctl_write(ctl, args, "PUT", path, headers, doc, len, &res, &rc) == 0) {
             rc = report_stored(ctl, &res, before, active, args->positional[0], NULL, &stored);
             ctl_response_dispose(&res);
         }
@@ -1048,9 +1048,7 @@ int ctl_cmd_set(ctl_t *ctl, const ctl_args_t *args)
                  (args->given & CTL_OPT_IF_MATCH) ? args->if_match : (long long)active);
         const char *headers[] = {"Content-Type: application/merge-patch+json", ifmatch, NULL};
         ctl_response_t res;
-        if (ctl_request(ctl, "PATCH", path, headers, body, strlen(body), &res) != 0) {
-            rc = CTL_EXIT_UNREACHABLE;
-        } else {
+        if (ctl_write(ctl, args, "PATCH", path, headers, body, strlen(body), &res, &rc) == 0) {
             /* the server's errors index `services` of the patched document: `after` */
             rc = report_stored(ctl, &res, before, active, NULL, after, &stored);
             ctl_response_dispose(&res);
@@ -1093,9 +1091,7 @@ int ctl_cmd_rollback(ctl_t *ctl, const ctl_args_t *args)
         snprintf(ifmatch, sizeof(ifmatch), "If-Match: \"%lld\"", args->if_match);
         const char *headers[] = {"Content-Type: application/json", (args->given & CTL_OPT_IF_MATCH) ? ifmatch : NULL, NULL};
         ctl_response_t res;
-        if (ctl_request(ctl, "POST", "/v1/rollback", headers, body, strlen(body), &res) != 0) {
-            rc = CTL_EXIT_UNREACHABLE;
-        } else {
+        if (ctl_write(ctl, args, "POST", "/v1/rollback", headers, body, strlen(body), &res, &rc) == 0) {
             if (res.status == 404 && by_name)
                 rc = tag_not_found(ctl, to);
             else

@@ -3,7 +3,7 @@
  *
  *   pathwayctl status | versions | show [N] | diff A [B] | apply FILE | set KEY=VALUE... |
  *              rollback N|TAG|previous | tag NAME [N] | tag delete NAME | validate FILE |
- *              dataplanes [forget ID] | events
+ *              dataplanes [forget ID] | events | rollout status|list|pause|resume|promote|abort [ID]
  */
 #include "ctl.h"
 #include <stdlib.h>

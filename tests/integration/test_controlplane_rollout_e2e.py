@@ -7,6 +7,7 @@ Hold and interval are a second."""
 import http.client
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -171,6 +172,37 @@ def bad_version_only_on_the_canary_and_rolled_back_by_itself():
     bad = cp_util.expect(f.cp.call("GET", f"/v1/rollouts/{rid}"), 200)[2]
     assert bad["version"] == 2
     assert dp_util.mock_stats(bad_port)["requests"] > 0
+
+
+def ctl(f, *args, timeout=30):
+    """pathwayctl against the fleet's control plane: (exit code, stdout, stderr)."""
+    env = dict(os.environ, PATHWAY_URL=f"http://127.0.0.1:{f.cp.port}", PATHWAY_TOKEN=cp_util.ADMIN, NO_COLOR="1",
+               XDG_CONFIG_HOME=tempfile.mkdtemp(prefix="pw-ctl-xdg-", dir=f.dir))
+    r = subprocess.run([pwtest.binary("pathwayctl"), *args], env=env, capture_output=True, text=True, timeout=timeout)
+    return r.returncode, r.stdout, r.stderr
+
+
+@test
+def pathwayctl_rolls_out_and_watches_to_the_end():
+    f = Fleet()
+    bad_mock, bad_port = dp_util.start_mock("--status", "500")
+    load = Load([d.port for d in f.dps])
+    time.sleep(1.0)
+    flags = ["--canary", "percent=25", "--steps", "25,50", "--hold", "1s", "--gate-interval", "1s", "--min-requests", "20"]
+    good = pwtest.write_file(f.dir, "good.json", json.dumps(doc(f.mport, conns=30)))
+    rc, out, err = ctl(f, "apply", good, *flags)
+    assert rc == 0 and "rollout 1 progressing" in out, (rc, out, err)
+    rc, out, err = ctl(f, "rollout", "status", "--watch")
+    assert rc == 0 and "promoted" in out, (rc, out, err)
+    bad = pwtest.write_file(f.dir, "bad.json", json.dumps(doc(bad_port)))
+    rc, out, err = ctl(f, "apply", bad, *flags)
+    assert rc == 0 and "rollout 2 progressing" in out, (rc, out, err)
+    rc, out, err = ctl(f, "rollout", "status", "--watch")
+    assert rc == 1 and "rolled_back" in out, (rc, out, err)
+    ok, failed = load.finish()
+    assert f.rollout(2)["state"] == "rolled_back" and f.rollout(2)["rollback_version"] == 4
+    canary = f.rollout(2)["sets"][0][0]
+    assert all(n == 0 for i, (p, n) in enumerate(failed.items()) if f"dp-{i}" != canary), failed
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 #include "cfg.h"
+#include "cp_rollout.h"
 
 int cp_parse_version(const char *s, size_t len, int allow_zero, int64_t *out)
 {
@@ -385,7 +386,8 @@ void cp_rollback_req_dispose(cp_rollback_req_t *r)
 
 int cp_parse_rollback(const char *body, size_t len, cp_rollback_req_t *out, char *err, size_t errlen)
 {
-    static const char *const keys[] = {"to", "message", NULL};
+    /* rollout and force are the rollout's (cp_rollout_engine.c reads them) */
+    static const char *const keys[] = {"to", "message", "rollout", "force", NULL};
     memset(out, 0, sizeof(*out));
     json_t *obj = cp_parse_json_object(body, len, err, errlen);
     if (obj == NULL)
@@ -452,6 +454,7 @@ void cp_status_req_dispose(cp_status_req_t *r)
     free(r->error);
     json_decref(r->labels);
     json_decref(r->stats);
+    json_decref(r->traffic);
     memset(r, 0, sizeof(*r));
 }
 
@@ -467,9 +470,29 @@ static int is_sha256_hex(const json_t *v)
     return 1;
 }
 
+int cp_check_labels(const json_t *labels, const char *where, char *err, size_t errlen)
+{
+    if (!json_is_object(labels) || json_object_size(labels) > CP_MAX_LABELS) {
+        snprintf(err, errlen, "%s: must be an object of at most %d string values", where, CP_MAX_LABELS);
+        return -1;
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)labels, k, v)
+    {
+        if (!cp_valid_id(k, strlen(k)) || !json_is_string(v) || json_string_length(v) > CP_MAX_LABEL_LEN ||
+            strlen(json_string_value(v)) != json_string_length(v)) {
+            snprintf(err, errlen, "%s.%.64s: names are [A-Za-z0-9_.-]{1,64}, values strings of at most %d bytes", where, k,
+                     CP_MAX_LABEL_LEN);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int cp_parse_status(const char *body, size_t len, cp_status_req_t *out, char *err, size_t errlen)
 {
-    static const char *const keys[] = {"version", "applied", "error", "hash", "labels", "stats", NULL};
+    static const char *const keys[] = {"version", "applied", "error", "hash", "labels", "stats", "traffic", NULL};
     memset(out, 0, sizeof(*out));
     json_t *obj = cp_parse_json_object(body, len, err, errlen);
     if (obj == NULL)
@@ -512,22 +535,17 @@ int cp_parse_status(const char *body, size_t len, cp_status_req_t *out, char *er
     }
     json_t *labels = json_object_get(obj, "labels");
     if (labels != NULL && !json_is_null(labels)) {
-        if (!json_is_object(labels) || json_object_size(labels) > CP_MAX_LABELS) {
-            snprintf(err, errlen, "labels: must be an object of at most %d string values", CP_MAX_LABELS);
+        if (cp_check_labels(labels, "labels", err, errlen) != 0)
             goto Exit;
-        }
-        const char *k;
-        json_t *v;
-        json_object_foreach(labels, k, v)
-        {
-            if (!cp_valid_id(k, strlen(k)) || !json_is_string(v) || json_string_length(v) > CP_MAX_LABEL_LEN ||
-                strlen(json_string_value(v)) != json_string_length(v)) {
-                snprintf(err, errlen, "labels.%.64s: names are [A-Za-z0-9_.-]{1,64}, values strings of at most %d bytes", k,
-                         CP_MAX_LABEL_LEN);
-                goto Exit;
-            }
-        }
         out->labels = json_incref(labels);
+    }
+    json_t *traffic = json_object_get(obj, "traffic");
+    if (traffic != NULL && !json_is_null(traffic)) {
+        int64_t tv;
+        cp_traffic_t t;
+        if (cp_traffic_parse(traffic, &tv, &t, err, errlen) != 0)
+            goto Exit;
+        out->traffic = json_incref(traffic);
     }
     json_t *stats = json_object_get(obj, "stats");
     if (stats != NULL && !json_is_null(stats)) {

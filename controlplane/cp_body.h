@@ -102,7 +102,12 @@ typedef struct st_cp_status_req_t {
     json_t *labels;  /* NULL when absent (owned reference) */
     json_t *stats;   /* NULL when absent (owned reference) */
     char hash[65];   /* the document hash it serves; "" when not reported */
+    json_t *traffic; /* "traffic": {version, services} as sent (checked by cp_traffic_parse), NULL when absent */
 } cp_status_req_t;
+/* A labels object (a status report's, or a poll's labels= parameter): at most CP_MAX_LABELS names
+ * [A-Za-z0-9_.-]{1,64} with string values of at most CP_MAX_LABEL_LEN bytes. */
+int cp_check_labels(const json_t *labels, const char *where, char *err, size_t errlen);
+
 int cp_parse_status(const char *body, size_t len, cp_status_req_t *out, char *err, size_t errlen);
 void cp_status_req_dispose(cp_status_req_t *r);
 

@@ -3,6 +3,7 @@
  * decoder; every error still names its key, unknown keys are errors, and every value is bounded.
  */
 #include "cp_config.h"
+#include "cp_rollout.h"
 
 #include <errno.h>
 #include <fnmatch.h>
@@ -364,7 +365,8 @@ cp_config_t *cp_config_decode(json_t *tree, const char *base_dir, cfg_errors_t *
                                        "max_dataplanes",
                                        "request_timeout",
                                        "log_level",
-                                       "tokens"};
+                                       "tokens",
+                                       "rollout"};
     const char *key;
     json_t *v;
     json_object_foreach(tree, key, v)
@@ -376,7 +378,7 @@ cp_config_t *cp_config_decode(json_t *tree, const char *base_dir, cfg_errors_t *
         if (i == sizeof(keys) / sizeof(keys[0]))
             cfg_errors_add(errs,
                            "%s: unknown key (expected listen, database, max_body, heartbeat_timeout, max_wait, max_connections, "
-                           "reserved_connections, max_long_polls, max_dataplanes, request_timeout, log_level, tokens)",
+                           "reserved_connections, max_long_polls, max_dataplanes, request_timeout, log_level, tokens, rollout)",
                            key);
     }
 
@@ -432,6 +434,18 @@ cp_config_t *cp_config_decode(json_t *tree, const char *base_dir, cfg_errors_t *
         json_array_foreach(tokens, i, v) decode_token(v, i, base_dir, conf, errs);
     }
 
+    json_t *ro = json_object_get(tree, "rollout");
+    if (ro != NULL && !json_is_null(ro)) {
+        cp_rollout_spec_t spec;
+        char rerr[256];
+        if (cp_rollout_spec_parse(ro, "rollout", &spec, rerr, sizeof(rerr)) != 0) {
+            cfg_errors_add(errs, "%s", rerr);
+        } else {
+            cp_rollout_spec_dispose(&spec);
+            conf->default_rollout = json_deep_copy(ro);
+        }
+    }
+
     if (errs->size != before) {
         cp_config_destroy(conf);
         return NULL;
@@ -485,6 +499,7 @@ void cp_config_destroy(cp_config_t *conf)
         return;
     free(conf->listen_host);
     free(conf->database);
+    json_decref(conf->default_rollout);
     for (size_t i = 0; i < conf->num_tokens; i++) {
         free(conf->tokens[i].name);
         for (size_t j = 0; j < conf->tokens[i].num_ids; j++)

@@ -56,6 +56,7 @@ typedef struct st_cp_config_t {
     int log_level;           /* pw_log_level_t */
     cp_token_t *tokens;      /* tokens.size entries */
     size_t num_tokens;       /* at least one */
+    json_t *default_rollout; /* `rollout:` the rollout object a config write without one gets; NULL = none */
 } cp_config_t;
 
 /* Defaults (also used when a key is absent). */

@@ -142,7 +142,9 @@ static json_t *dataplane_json(cp_call_t *call, const cp_dataplane_t *dp, int64_t
     /* labels and stats are free-form text from the dataplane: a URL in them is redacted too */
     json_t *labels = cp_redact_strings(call, cp_call_redacts(call) ? json_deep_copy(dp->labels) : json_incref(dp->labels));
     json_t *stats = cp_redact_strings(call, cp_call_redacts(call) ? json_deep_copy(dp->stats) : json_incref(dp->stats));
-    cp_dp_state_t state = cp_dp_state(dp, active, now, (int64_t)srv->conf->heartbeat_ms, polling, drifted);
+    /* under a rollout, a dataplane outside its set is synced on the rollout's from_version */
+    (void)active;
+    cp_dp_state_t state = cp_dp_state(dp, cp_engine_target(srv, dp->id), now, (int64_t)srv->conf->heartbeat_ms, polling, drifted);
     json_t *o =
         json_pack("{ss so* ss ss sI sI sI ss so so so*}", "id", dp->id, "labels", labels, "first_seen", first, "last_seen", last,
                   "applied_version", (json_int_t)dp->applied_version, "delivered_version", (json_int_t)dp->delivered_version,
@@ -154,6 +156,17 @@ static json_t *dataplane_json(cp_call_t *call, const cp_dataplane_t *dp, int64_t
         json_object_set_new(o, "endpoints", endpoints != NULL ? endpoints : json_null());
     else
         json_decref(endpoints);
+    int64_t tv;
+    cp_traffic_t t;
+    if (o != NULL && cp_engine_traffic(srv, dp->id, &tv, &t) == 0) {
+        /* the evidence a rollout reads: the latest heartbeat's counters, summed over its services */
+        cp_figures_t f;
+        cp_figures_of(&t, &f);
+        json_t *tj = cp_figures_json(&f);
+        if (tj != NULL)
+            json_object_set_new(tj, "version", json_integer(tv));
+        json_object_set_new(o, "traffic", tj != NULL ? tj : json_null());
+    }
     if (o != NULL && dp->rejected_version != 0) {
         json_object_set_new(o, "rejected_version", json_integer(dp->rejected_version));
         json_object_set_new(o, "error", json_string(cp_call_redacts(call) ? cp_redact_text(call, dp->error) : dp->error));
@@ -248,8 +261,7 @@ void cp_h_delete_dataplane(cp_call_t *call)
     /* a connected dataplane would be recorded again by its next call at once: forgetting it would
      * only lose its state; stop it first (or wait until it shows as disconnected) */
     int polling = is_polling(srv, id);
-    cp_dp_state_t state =
-        cp_dp_state(&dp, cp_store_active_version(srv->store), cp_now_ms(), (int64_t)srv->conf->heartbeat_ms, polling, 0);
+    cp_dp_state_t state = cp_dp_state(&dp, cp_engine_target(srv, id), cp_now_ms(), (int64_t)srv->conf->heartbeat_ms, polling, 0);
     char last[32];
     cp_format_time(dp.last_seen_ms, last);
     cp_dataplane_dispose(&dp);
@@ -279,7 +291,8 @@ void cp_h_delete_dataplane(cp_call_t *call)
  * gets one more try (its cause may be fixed). Returns -1 on a store error. */
 static int should_deliver(cp_server_t *srv, const char *id, int64_t known)
 {
-    int64_t active = cp_store_active_version(srv->store);
+    /* the version meant for this dataplane: under a rollout, not the same for all */
+    int64_t active = cp_engine_target(srv, id);
     if (active == 0 || active == known)
         return 0;
     cp_dataplane_t dp;
@@ -298,7 +311,7 @@ static void deliver(cp_call_t *call, int64_t now_ms)
 {
     cp_server_t *srv = call->srv;
     cp_version_t v;
-    if (cp_store_get_version(srv->store, 0, &v) != CP_STORE_OK) {
+    if (cp_store_get_version(srv->store, cp_engine_target(srv, call->params[0].base), &v) != CP_STORE_OK) {
         cp_respond_store_error(call);
         return;
     }
@@ -319,7 +332,7 @@ static void answer_not_modified(cp_call_t *call, int record)
         return;
     }
     char etag[40];
-    snprintf(etag, sizeof(etag), "\"%lld\"", (long long)cp_store_active_version(call->srv->store));
+    snprintf(etag, sizeof(etag), "\"%lld\"", (long long)cp_engine_target(call->srv, call->params[0].base));
     cp_add_header(call, H2O_TOKEN_ETAG, etag);
     cp_respond_raw(call, 304, NULL, "", 0);
 }
@@ -339,33 +352,13 @@ static void on_waiter_dispose(void *p)
     cp_unpark(w->srv, w);
 }
 
-void cp_wake_waiters(cp_server_t *srv)
+/* Answers the polls due[0..n-1], all meant to get `version`: the version is read and rendered
+ * once, and the deliveries recorded in one transaction. */
+static void deliver_batch(cp_server_t *srv, cp_waiter_t **due, const char **ids, size_t n, int64_t version)
 {
-    /* A fleet's polls all wake at once: read the version, record the deliveries in one
-     * transaction, and render the answer once, rather than once per dataplane. */
-    cp_waiter_t **due = malloc((srv->num_waiters + 1) * sizeof(*due));
-    const char **ids = malloc((srv->num_waiters + 1) * sizeof(*ids));
-    size_t n = 0;
-    h2o_linklist_t *node = srv->waiters.next;
-    while (node != &srv->waiters) {
-        cp_waiter_t *w = H2O_STRUCT_FROM_MEMBER(cp_waiter_t, link, node);
-        node = node->next;
-        int d = should_deliver(srv, w->call->params[0].base, w->known_version);
-        if (d == 0)
-            continue;
-        cp_unpark(srv, w);
-        if (d < 0) {
-            cp_respond_store_error(w->call);
-        } else if (due == NULL || ids == NULL) {
-            deliver(w->call, 0); /* out of memory for the batch: one by one */
-        } else {
-            due[n] = w;
-            ids[n++] = w->call->params[0].base;
-        }
-    }
     cp_version_t v;
     char *text = NULL;
-    int have_v = n > 0 && cp_store_get_version(srv->store, 0, &v) == CP_STORE_OK, ok = have_v;
+    int have_v = n > 0 && cp_store_get_version(srv->store, version, &v) == CP_STORE_OK, ok = have_v;
     if (ok) {
         json_t *body = cp_version_json(&v, 1);
         text = body != NULL ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
@@ -388,8 +381,60 @@ void cp_wake_waiters(cp_server_t *srv)
     if (have_v)
         cp_version_dispose(&v);
     free(text);
+}
+
+void cp_wake_waiters(cp_server_t *srv)
+{
+    /* A fleet's polls all wake at once: read the version, record the deliveries in one
+     * transaction, and render the answer once, rather than once per dataplane. Under a rollout two
+     * versions are handed out (its own to its set, its from_version to the others): one batch each. */
+    cp_waiter_t **due = malloc((srv->num_waiters + 1) * sizeof(*due));
+    const char **ids = malloc((srv->num_waiters + 1) * sizeof(*ids));
+    int64_t *targets = malloc((srv->num_waiters + 1) * sizeof(*targets));
+    size_t n = 0;
+    h2o_linklist_t *node = srv->waiters.next;
+    while (node != &srv->waiters) {
+        cp_waiter_t *w = H2O_STRUCT_FROM_MEMBER(cp_waiter_t, link, node);
+        node = node->next;
+        int d = should_deliver(srv, w->call->params[0].base, w->known_version);
+        if (d == 0)
+            continue;
+        cp_unpark(srv, w);
+        if (d < 0) {
+            cp_respond_store_error(w->call);
+        } else if (due == NULL || ids == NULL || targets == NULL) {
+            deliver(w->call, 0); /* out of memory for the batch: one by one */
+        } else {
+            due[n] = w;
+            targets[n] = cp_engine_target(srv, w->call->params[0].base);
+            ids[n++] = w->call->params[0].base;
+        }
+    }
+    /* batches by target version: move each batch to the front, answer it, go on with the rest */
+    size_t done = 0;
+    while (done < n) {
+        int64_t version = targets[done];
+        size_t k = done;
+        for (size_t i = done; i < n; i++) {
+            if (targets[i] != version)
+                continue;
+            cp_waiter_t *tw = due[k];
+            const char *tid = ids[k];
+            int64_t tt = targets[k];
+            due[k] = due[i];
+            ids[k] = ids[i];
+            targets[k] = targets[i];
+            due[i] = tw;
+            ids[i] = tid;
+            targets[i] = tt;
+            k++;
+        }
+        deliver_batch(srv, due + done, ids + done, k - done, version);
+        done = k;
+    }
     free(due);
     free(ids);
+    free(targets);
 }
 
 int64_t cp_expire_waiters(cp_server_t *srv)
@@ -439,6 +484,30 @@ void cp_h_dp_config(cp_call_t *call)
     }
     if (wait > srv->conf->max_wait_ms)
         wait = srv->conf->max_wait_ms;
+    if ((s = cp_query_get(&call->query, "labels", &len)) != NULL) {
+        /* labels=<JSON object>: the dataplane's labels, known at poll time (a rollout's canary may be
+         * chosen by them before its first heartbeat) */
+        char lerr[256];
+        json_error_t jerr;
+        json_t *labels = json_loadb(s, len, JSON_REJECT_DUPLICATES, &jerr);
+        if (labels == NULL) {
+            cp_respond_errorf(call, 400, "labels: must be a JSON object of label names and values (%s)", jerr.text);
+            return;
+        }
+        if (cp_check_labels(labels, "labels", lerr, sizeof(lerr)) != 0) {
+            json_decref(labels);
+            cp_respond_error(call, 400, lerr, NULL);
+            return;
+        }
+        int rc = cp_store_dataplane_seen(srv->store, call->params[0].base, cp_now_ms(), 0);
+        if (rc == CP_STORE_OK)
+            rc = cp_store_dataplane_labels(srv->store, call->params[0].base, labels);
+        json_decref(labels);
+        if (rc != CP_STORE_OK) {
+            cp_respond_store_error(call);
+            return;
+        }
+    }
     int d = should_deliver(srv, call->params[0].base, known);
     if (d < 0) {
         cp_respond_store_error(call);
@@ -518,6 +587,15 @@ void cp_h_dp_status(cp_call_t *call)
                                        r.stats, r.hash[0] ? r.hash : NULL);
     if (!r.applied)
         PW_WARN("dataplane %s rejected version %lld: %s", call->params[0].base, (long long)r.version, r.error);
+    if (rc == CP_STORE_OK && r.traffic != NULL) {
+        int64_t tv;
+        cp_traffic_t t;
+        char terr[256];
+        if (cp_traffic_parse(r.traffic, &tv, &t, terr, sizeof(terr)) == 0)
+            cp_engine_observe(srv, call->params[0].base, tv, &t);
+    }
+    if (rc == CP_STORE_OK && !r.applied)
+        cp_engine_nack(srv, call->params[0].base, r.version, r.error);
     cp_status_req_dispose(&r);
     if (rc != CP_STORE_OK) {
         cp_respond_store_error(call);

@@ -8,11 +8,17 @@
 #include <string.h>
 #include "pw_log.h"
 
-/* Stores a version and answers: 201 (new), 200 (identical to the active one), 412, 503. */
-static void store_and_respond(cp_call_t *call, cp_append_t *a)
+/* Stores a version and answers: 201 (new), 200 (identical to the active one), 409 (a rollout is
+ * live), 412, 503. `w`: the write's rollout (cp_ro_take), disposed here. */
+static void store_and_respond(cp_call_t *call, cp_append_t *a, cp_ro_write_t *w)
 {
     int64_t version = 0;
+    if (cp_ro_admit(call, w, a) != 0) {
+        cp_ro_finish(call->srv, w, CP_STORE_ERROR, NULL);
+        return;
+    }
     int rc = cp_store_append(call->srv->store, a, &version);
+    cp_ro_finish(call->srv, w, rc, NULL);
     if (rc == CP_STORE_CONFLICT) {
         json_t *body = json_pack("{ss sI}", "error", "If-Match does not name the active version", "active_version",
                                  (json_int_t)cp_store_active_version(call->srv->store));
@@ -36,6 +42,10 @@ static void store_and_respond(cp_call_t *call, cp_append_t *a)
     json_t *body = cp_version_json(&v, 0);
     if (body != NULL)
         json_object_set_new(body, "created", json_boolean(rc == CP_STORE_CREATED));
+    const cp_rollout_t *live = cp_engine_live(call->srv);
+    if (body != NULL && rc == CP_STORE_CREATED && live != NULL && live->version == v.version)
+        json_object_set_new(body, "rollout",
+                            json_pack("{sI ss}", "id", (json_int_t)live->id, "state", cp_ro_state_name(live->state)));
     cp_add_version_headers(call, v.version, v.hash);
     char loc[64];
     snprintf(loc, sizeof(loc), "/v1/versions/%lld", (long long)v.version);
@@ -122,16 +132,28 @@ void cp_h_put_config(cp_call_t *call)
     int64_t expect = cp_if_match(call);
     if (expect == -2)
         return;
-    char *canonical = NULL, hash[65];
-    if (cp_body_document(call, ct, &canonical, hash) != 0)
+    json_t *tree = cp_body_tree(call, ct);
+    if (tree == NULL)
         return;
+    cp_ro_write_t w;
+    char *canonical = NULL, hash[65];
+    if (cp_ro_take(call, tree, &w) != 0) {
+        json_decref(tree);
+        return;
+    }
+    int rc = cp_prepare_or_400(call, tree, &canonical, hash);
+    json_decref(tree);
+    if (rc != 0) {
+        cp_ro_finish(call->srv, &w, CP_STORE_ERROR, NULL);
+        return;
+    }
     cp_append_t a = {.author = call->token->name,
                      .message = message,
                      .kind = CP_KIND_APPLY,
                      .document = canonical,
                      .hash = hash,
                      .if_match = expect};
-    store_and_respond(call, &a);
+    store_and_respond(call, &a, &w);
     free(canonical);
 }
 
@@ -153,10 +175,16 @@ void cp_h_patch_config(cp_call_t *call)
         cp_respond_errorf(call, 400, "body: invalid JSON at line %d, column %d: %s", jerr.line, jerr.column, jerr.text);
         return;
     }
+    cp_ro_write_t w;
+    if (cp_ro_take(call, patch, &w) != 0) {
+        json_decref(patch);
+        return;
+    }
     cp_version_t base;
     int rc = cp_store_get_version(call->srv->store, 0, &base);
     if (rc == CP_STORE_ERROR) {
         json_decref(patch);
+        cp_ro_finish(call->srv, &w, CP_STORE_ERROR, NULL);
         cp_respond_store_error(call);
         return;
     }
@@ -168,14 +196,17 @@ void cp_h_patch_config(cp_call_t *call)
     json_decref(target);
     json_decref(patch);
     if (merged == NULL) {
+        cp_ro_finish(call->srv, &w, CP_STORE_ERROR, NULL);
         cp_respond_error(call, 503, "cannot apply the patch (out of memory or unreadable active document)", NULL);
         return;
     }
     char *canonical = NULL, hash[65];
     rc = cp_prepare_or_400(call, merged, &canonical, hash);
     json_decref(merged);
-    if (rc != 0)
+    if (rc != 0) {
+        cp_ro_finish(call->srv, &w, CP_STORE_ERROR, NULL);
         return;
+    }
     /* the patch was applied to base_version: it must still be the active one when storing */
     cp_append_t a = {.author = call->token->name,
                      .message = message,
@@ -184,7 +215,7 @@ void cp_h_patch_config(cp_call_t *call)
                      .document = canonical,
                      .hash = hash,
                      .if_match = expect >= 0 ? expect : base_version};
-    store_and_respond(call, &a);
+    store_and_respond(call, &a, &w);
     free(canonical);
 }
 
@@ -195,15 +226,28 @@ void cp_h_validate(cp_call_t *call)
     cp_ctype_t ct = cp_body_ctype(call, 1, 0);
     if (ct == CP_CTYPE_OTHER)
         return;
+    /* as PUT reads it: rollout and force are checked and taken out first */
+    json_t *tree = cp_body_tree(call, ct);
+    if (tree == NULL)
+        return;
+    cp_ro_write_t w;
     char *canonical = NULL, hash[65];
-    if (cp_body_document(call, ct, &canonical, hash) != 0)
+    if (cp_ro_take(call, tree, &w) != 0) {
+        json_decref(tree);
+        return;
+    }
+    int rc = cp_prepare_or_400(call, tree, &canonical, hash);
+    json_decref(tree);
+    json_t *rollout = rc == 0 && w.has ? cp_rollout_spec_json(&w.spec) : json_null();
+    cp_ro_finish(call->srv, &w, CP_STORE_ERROR, NULL);
+    if (rc != 0)
         return;
     json_t *doc = cp_document_json(canonical);
     free(canonical);
     int same = strcmp(hash, cp_store_active_hash(call->srv->store)) == 0;
     cp_respond_json(call, 200,
-                    json_pack("{sb ss sb so}", "valid", 1, "hash", hash, "identical_to_active", same, "document",
-                              doc != NULL ? doc : json_null()));
+                    json_pack("{sb ss sb so so}", "valid", 1, "hash", hash, "identical_to_active", same, "document",
+                              doc != NULL ? doc : json_null(), "rollout", rollout != NULL ? rollout : json_null()));
 }
 
 /* --- handlers: versions ------------------------------------------------------------------------ */
@@ -386,6 +430,7 @@ void cp_h_rollback(cp_call_t *call)
         cp_respond_error(call, 400, err, NULL);
         return;
     }
+
     if (r.message != NULL && hdr_message != NULL) {
         cp_rollback_req_dispose(&r);
         cp_respond_error(call, 400, "message: give it in the body or in Pathway-Message / ?message=, not both", NULL);
@@ -448,6 +493,16 @@ void cp_h_rollback(cp_call_t *call)
             snprintf(why, sizeof(why), "rollback to version %lld", (long long)target);
         message = why;
     }
+    /* the body parsed once already: read its rollout and force */
+    json_t *obj = cp_parse_json_object(call->req->entity.base, call->req->entity.len, err, sizeof(err));
+    cp_ro_write_t w;
+    int taken = cp_ro_take(call, obj, &w);
+    json_decref(obj);
+    if (taken != 0) {
+        free(canonical);
+        cp_rollback_req_dispose(&r);
+        return;
+    }
     cp_append_t a = {.author = call->token->name,
                      .message = message,
                      .kind = CP_KIND_ROLLBACK,
@@ -455,7 +510,7 @@ void cp_h_rollback(cp_call_t *call)
                      .document = canonical,
                      .hash = hash,
                      .if_match = expect};
-    store_and_respond(call, &a);
+    store_and_respond(call, &a, &w);
     free(canonical);
     cp_rollback_req_dispose(&r);
 }

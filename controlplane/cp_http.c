@@ -402,11 +402,14 @@ int cp_prepare_or_400(cp_call_t *call, json_t *tree, char **canonical, char hash
     return rc;
 }
 
+json_t *cp_body_tree(cp_call_t *call, cp_ctype_t ct)
+{
+    return parse_body_tree(call, ct == CP_CTYPE_YAML ? CFG_FORMAT_YAML : ct == CP_CTYPE_JSON ? CFG_FORMAT_JSON : CFG_FORMAT_AUTO);
+}
+
 int cp_body_document(cp_call_t *call, cp_ctype_t ct, char **canonical, char hash[65])
 {
-    json_t *tree = parse_body_tree(call, ct == CP_CTYPE_YAML   ? CFG_FORMAT_YAML
-                                         : ct == CP_CTYPE_JSON ? CFG_FORMAT_JSON
-                                                               : CFG_FORMAT_AUTO);
+    json_t *tree = cp_body_tree(call, ct);
     if (tree == NULL)
         return -1;
     int rc = cp_prepare_or_400(call, tree, canonical, hash);

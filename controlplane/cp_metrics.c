@@ -77,13 +77,14 @@ void cp_h_metrics(cp_call_t *call)
         return;
     }
     size_t by_state[CP_DP_NUM_STATES] = {0};
-    int64_t now = cp_now_ms(), active = cp_store_active_version(srv->store);
+    int64_t now = cp_now_ms();
     json_t *endpoints = json_object(); /* of the dataplanes still calling: a disconnected one's figures are stale */
     for (size_t i = 0; i < ndp; i++) {
         char expected[65];
         int drifted = cp_dp_drifted(srv, &dps[i], expected);
-        cp_dp_state_t state =
-            cp_dp_state(&dps[i], active, now, (int64_t)conf->heartbeat_ms, cp_polling_set_has(&polling, dps[i].id), drifted);
+        /* under a rollout, judged against the version meant for it, as GET /v1/dataplanes does */
+        cp_dp_state_t state = cp_dp_state(&dps[i], cp_engine_target(srv, dps[i].id), now, (int64_t)conf->heartbeat_ms,
+                                          cp_polling_set_has(&polling, dps[i].id), drifted);
         by_state[state]++;
         json_t *e = state != CP_DP_DISCONNECTED ? cp_dp_endpoints(&dps[i]) : NULL;
         if (e != NULL)
@@ -125,6 +126,28 @@ void cp_h_metrics(cp_call_t *call)
                               (unsigned long long)n);
         }
     }
+    /* safe rollouts: the newest rollout's state and step, and every verdict of the gate */
+    int64_t ro_id = 0, ro_step = 0;
+    cp_ro_state_t ro_state = CP_RO_PROGRESSING;
+    int ro_rc = cp_ro_store_newest(srv->store, &ro_id, &ro_state, &ro_step);
+    uint64_t verdicts[CP_VERDICT_NUM];
+    if ((ro_rc != CP_STORE_OK && ro_rc != CP_STORE_NOT_FOUND) || cp_ro_store_verdict_counts(srv->store, verdicts) != CP_STORE_OK) {
+        pw_buf_dispose(&b);
+        cp_respond_store_error(call);
+        return;
+    }
+    pw_buf_printf(&b, "# HELP pathway_rollout_state State of the newest rollout: 1 for its state, 0 for the others (all 0 before "
+                      "the first).\n# TYPE pathway_rollout_state gauge\n");
+    for (int s = 0; s < CP_RO_NUM_STATES; s++)
+        pw_buf_printf(&b, "pathway_rollout_state{state=\"%s\"} %d\n", cp_ro_state_name((cp_ro_state_t)s),
+                      ro_rc == CP_STORE_OK && (int)ro_state == s);
+    family(&b, "pathway_rollout_step", "gauge", "Step index of the newest rollout (0 = the canary step).", (double)ro_step);
+    family(&b, "pathway_rollout_id", "gauge", "Id of the newest rollout (0 = none).", (double)ro_id);
+    pw_buf_printf(&b, "# HELP pathway_rollout_gate_verdicts_total Verdicts of rollout gates, by result.\n"
+                      "# TYPE pathway_rollout_gate_verdicts_total counter\n");
+    for (int v = 0; v < CP_VERDICT_NUM; v++)
+        pw_buf_printf(&b, "pathway_rollout_gate_verdicts_total{result=\"%s\"} %llu\n", cp_verdict_name((cp_verdict_t)v),
+                      (unsigned long long)verdicts[v]);
     family(&b, "pathway_control_start_time_seconds", "gauge", "Unix time the process started.", (double)(srv->started_ms / 1000));
     pw_process_t proc;
     pw_process_read(&proc);

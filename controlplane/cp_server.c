@@ -40,7 +40,7 @@ static const char *const q_none[] = {NULL};
 static const char *const q_message[] = {"message", NULL};
 static const char *const q_page[] = {"limit", "before", NULL};
 static const char *const q_diff[] = {"from", NULL};
-static const char *const q_poll[] = {"version", "wait", NULL};
+static const char *const q_poll[] = {"version", "wait", "labels", NULL};
 static const char *const q_dp_page[] = {"limit", "after", NULL};
 
 static const cp_route_t routes[] = {
@@ -64,6 +64,12 @@ static const cp_route_t routes[] = {
     {"GET", "/v1/dataplanes/{id}/config", R_ADMIN | R_DATAPLANE, q_poll, cp_h_dp_config},
     {"POST", "/v1/dataplanes/{id}/status", R_ADMIN | R_DATAPLANE, q_none, cp_h_dp_status},
     {"GET", "/v1/events", R_ADMIN | R_VIEWER, q_page, cp_h_events},
+    {"GET", "/v1/rollouts", R_ADMIN | R_VIEWER, q_page, cp_h_list_rollouts},
+    {"GET", "/v1/rollouts/{id}", R_ADMIN | R_VIEWER, q_none, cp_h_get_rollout},
+    {"POST", "/v1/rollouts/{id}/pause", R_ADMIN, q_none, cp_h_pause_rollout},
+    {"POST", "/v1/rollouts/{id}/resume", R_ADMIN, q_none, cp_h_resume_rollout},
+    {"POST", "/v1/rollouts/{id}/promote", R_ADMIN, q_none, cp_h_promote_rollout},
+    {"POST", "/v1/rollouts/{id}/abort", R_ADMIN, q_none, cp_h_abort_rollout},
 };
 #define NUM_ROUTES (sizeof(routes) / sizeof(routes[0]))
 
@@ -410,10 +416,18 @@ cp_server_t *cp_server_create(const cp_config_t *conf, cp_store_t *store, char *
     srv->started_ms = cp_now_ms();
     h2o_linklist_init_anchor(&srv->waiters);
     fit_descriptors(srv);
+    if (cp_engine_init(srv) != 0) {
+        cp_engine_dispose(srv);
+        free(srv->counts);
+        free(srv);
+        snprintf(err, errlen, "rollouts: cannot load the live rollout: %s", cp_store_errmsg(store));
+        return NULL;
+    }
 
     snprintf(err, errlen, "listen: cannot bind");
     int fd = open_listener(conf, err, errlen);
     if (fd < 0) {
+        cp_engine_dispose(srv);
         free(srv->counts);
         free(srv);
         return NULL;
@@ -456,7 +470,9 @@ cp_server_t *cp_server_create(const cp_config_t *conf, cp_store_t *store, char *
 int cp_server_run(cp_server_t *srv, volatile sig_atomic_t *stop)
 {
     while (!*stop) {
-        int64_t next = cp_expire_waiters(srv);
+        int64_t next = cp_expire_waiters(srv), due = cp_engine_tick(srv);
+        if (due >= 0 && (next < 0 || due < next))
+            next = due;
         if (!srv->listener_reading && srv->num_conns < srv->conf->max_conns) {
             /* paused after an accept failure: resume when the pause ends */
             update_listener(srv);
@@ -523,6 +539,7 @@ void cp_server_destroy(cp_server_t *srv)
         PW_DEBUG("h2o state left to the exit");
         return;
     }
+    cp_engine_dispose(srv);
     free(srv->counts);
     free(srv);
 }

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <h2o.h>
 #include "cp_body.h"
+#include "cp_rollout.h"
 #include "cp_server.h"
 
 typedef struct st_cp_call_t cp_call_t;
@@ -69,6 +70,7 @@ struct st_cp_server_t {
     uint64_t polls_refused;                       /* polls answered at once because max_polls were parked */
     int64_t polls_refused_warned;                 /* monotonic ms of the last warning about it (one a minute) */
     cp_hash_memo_t hash_memo[CP_HASH_MEMO_SLOTS]; /* version hashes for drift checks */
+    struct st_cp_engine_t *engine;                /* safe rollouts (cp_rollout_engine.c) */
 };
 
 /* The handlers, one per row of the route table (cp_server.c); each answers now or later. */
@@ -92,6 +94,12 @@ void cp_h_delete_tag(cp_call_t *call);
 void cp_h_dp_config(cp_call_t *call);
 void cp_h_dp_status(cp_call_t *call);
 void cp_h_events(cp_call_t *call);
+void cp_h_list_rollouts(cp_call_t *call);
+void cp_h_get_rollout(cp_call_t *call);
+void cp_h_pause_rollout(cp_call_t *call);
+void cp_h_resume_rollout(cp_call_t *call);
+void cp_h_promote_rollout(cp_call_t *call);
+void cp_h_abort_rollout(cp_call_t *call);
 
 /* monotonic clock, ms: for deadlines and pauses, immune to wall-clock steps */
 static inline int64_t mono_ms(void)
@@ -148,6 +156,9 @@ void cp_respond_version(cp_call_t *call, cp_version_t *v);
 /* Validates a tree as a fleet document; answers 400 listing every error on failure. */
 int cp_prepare_or_400(cp_call_t *call, json_t *tree, char **canonical, char hash[65]);
 
+/* The body as a tree, parsed in the format its content type names; NULL after answering 400. */
+json_t *cp_body_tree(cp_call_t *call, cp_ctype_t ct);
+
 /* The body as a fleet document (PUT, validate): parsed in the format its content type names,
  * validated, canonicalised. Answers 400 and returns -1 on any error; else *canonical (caller
  * frees) and its hash. */
@@ -198,5 +209,59 @@ void cp_wake_waiters(cp_server_t *srv);
 
 /* Answers long polls whose wait has ended; returns ms until the next deadline (-1 = none). */
 int64_t cp_expire_waiters(cp_server_t *srv);
+
+/* --- safe rollouts (cp_rollout_engine.c) ------------------------------------------------------ */
+
+/* Loads the live rollout (progressing or paused) from the store. Returns 0 or -1 (logged). */
+int cp_engine_init(cp_server_t *srv);
+void cp_engine_dispose(cp_server_t *srv);
+
+/* The version dataplane `id` is to run: the rollout's version when it is in the current step's
+ * set, its from_version when not, the active version when no rollout is live. */
+int64_t cp_engine_target(cp_server_t *srv, const char *id);
+
+/* Runs the gate's windows and the steps' holds that are due; returns ms until the next (-1 = none). */
+int64_t cp_engine_tick(cp_server_t *srv);
+
+/* A heartbeat's traffic counters (cumulative since the dataplane runs `version`). */
+void cp_engine_observe(cp_server_t *srv, const char *id, int64_t version, const cp_traffic_t *t);
+
+/* The latest traffic dataplane `id` reported since this process started: 0 and *version, *t; -1 when none. */
+int cp_engine_traffic(cp_server_t *srv, const char *id, int64_t *version, cp_traffic_t *t);
+
+/* A NACK of `version` by dataplane `id`: a canary's aborts the live rollout at once. */
+void cp_engine_nack(cp_server_t *srv, const char *id, int64_t version, const char *error);
+
+/* The rollout a write asks for (PUT, PATCH, rollback). */
+typedef struct st_cp_ro_write_t {
+    cp_server_t *srv;
+    int has;                /* a rollout is asked (given, or the configured default) */
+    int force;              /* "force": true: supersede a live rollout */
+    int from_default;       /* the rollout is the configured default, not the write's own */
+    cp_rollout_spec_t spec; /* when has */
+    const char *author;     /* the token's name */
+    cp_rollout_t *created;  /* set by the store hook: the new rollout (owned until committed) */
+    int superseded;         /* the hook ended the live rollout */
+} cp_ro_write_t;
+
+/* Takes "rollout" and "force" out of a write's top level (tree: the document, or the patch, or the
+ * rollback body) and validates them; the configured default stands in when "rollout" is absent.
+ * Returns 0, or -1 after answering 400. */
+int cp_ro_take(cp_call_t *call, json_t *tree, cp_ro_write_t *w);
+
+/* Whether the write may go ahead: 409 when a rollout is live and the write has no force, or when the
+ * rollout cannot start (no active version, no dataplane to canary on). -1 after answering. Sets
+ * a->hook so that the rollout's rows commit with the version. */
+int cp_ro_admit(cp_call_t *call, cp_ro_write_t *w, cp_append_t *a);
+
+/* After the store answered `rc`: installs the rollout, adds "rollout": {id, state} to the answer's
+ * body (may be NULL), and disposes w. */
+void cp_ro_finish(cp_server_t *srv, cp_ro_write_t *w, int rc, json_t *body);
+
+/* The live rollout (NULL when none); borrowed. */
+const cp_rollout_t *cp_engine_live(cp_server_t *srv);
+
+/* Operator control (cp_rollout_api.c calls these): each answers. */
+void cp_engine_control(cp_call_t *call, int64_t id, const char *action);
 
 #endif

@@ -491,6 +491,8 @@ int cp_store_append(cp_store_t *store, const cp_append_t *a, int64_t *version)
     }
     if (insert_event(store, now, a->author, cp_kind_name(a->kind), next, a->message) != CP_STORE_OK)
         goto Error;
+    if (a->hook != NULL && a->hook(store, next, a->hook_arg) != CP_STORE_OK)
+        goto Error;
     /* synchronous=FULL: COMMIT returns after the WAL is fsynced, so the caller may acknowledge */
     if (exec(store, "COMMIT") != CP_STORE_OK)
         goto Error;
@@ -503,6 +505,39 @@ Error:
     rollback(store);
     load_active(store);
     return CP_STORE_ERROR;
+}
+
+struct sqlite3 *cp_store_db(cp_store_t *store)
+{
+    return store->db;
+}
+
+int cp_store_fail(cp_store_t *store, const char *what)
+{
+    return fail(store, what);
+}
+
+int cp_store_begin(cp_store_t *store)
+{
+    return begin_durable(store);
+}
+
+int cp_store_commit(cp_store_t *store)
+{
+    if (exec(store, "COMMIT") == CP_STORE_OK)
+        return CP_STORE_OK;
+    rollback(store);
+    return CP_STORE_ERROR;
+}
+
+void cp_store_abandon(cp_store_t *store)
+{
+    rollback(store);
+}
+
+int cp_store_event(cp_store_t *store, int64_t now_ms, const char *actor, const char *action, int64_t version, const char *detail)
+{
+    return insert_event(store, now_ms, actor, action, version, detail);
 }
 
 static json_t *version_summary_json(const cp_version_t *v)

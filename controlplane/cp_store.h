@@ -56,6 +56,10 @@ typedef struct st_cp_version_t {
 
 void cp_version_dispose(cp_version_t *v);
 
+/* Runs inside a new version's transaction, after its row is inserted, for what must commit with it
+ * (a rollout's rows: cp_rollout_store.c). Returns CP_STORE_OK, or anything else to abandon it all. */
+typedef int (*cp_append_hook_fn)(cp_store_t *store, int64_t version, void *arg);
+
 /* What a new version is made of. All strings borrowed. */
 typedef struct st_cp_append_t {
     const char *author;     /* token name (or "seed") */
@@ -65,6 +69,8 @@ typedef struct st_cp_append_t {
     const char *document;   /* canonical JSON */
     const char *hash;       /* its SHA-256, hex */
     int64_t if_match;       /* -1 = no precondition; 0 = the store must be empty; n = n must be active */
+    cp_append_hook_fn hook; /* NULL = none */
+    void *hook_arg;         /* passed to hook */
 } cp_append_t;
 
 /* Opens (creating) the file, sets the pragmas and applies pending migrations. Returns NULL with a
@@ -117,6 +123,18 @@ int cp_store_delete_tag(cp_store_t *store, const char *name, const char *author,
 
 /* Audit log newest first, ids < before (<= 0: from the newest), at most limit. */
 json_t *cp_store_list_events(cp_store_t *store, int64_t before, int limit);
+
+/* --- for the store's other files (cp_rollout_store.c) -------------------------------------- */
+
+struct sqlite3 *cp_store_db(cp_store_t *store);
+/* Records sqlite's error as the store's, logs it, returns CP_STORE_ERROR. */
+int cp_store_fail(cp_store_t *store, const char *what);
+/* A transaction that writes history (synchronous=FULL), its commit, and its abandonment. */
+int cp_store_begin(cp_store_t *store);
+int cp_store_commit(cp_store_t *store);
+void cp_store_abandon(cp_store_t *store);
+/* Appends an audit event (inside a transaction begun with cp_store_begin). version 0 = none. */
+int cp_store_event(cp_store_t *store, int64_t now_ms, const char *actor, const char *action, int64_t version, const char *detail);
 
 /* --- dataplanes -------------------------------------------------------------------------- */
 

@@ -1,12 +1,14 @@
 /* Fuzz target: every parser of API input in controlplane/cp_body.c. The first byte picks the
  * parser, the rest is the input, so one corpus covers them all (8: a merge patch through the fleet
- * document validation that PUT and PATCH use). */
+ * document validation that PUT and PATCH use; 9: a rollout object and a heartbeat's traffic,
+ * controlplane/cp_rollout.c). */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cfg.h"
 #include "cp_body.h"
+#include "cp_rollout.h"
 #include "cp_server.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -16,7 +18,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *in = (const char *)data + 1;
     size_t len = size - 1;
     char err[256];
-    switch (data[0] % 9) {
+    switch (data[0] % 10) {
     case 0: {
         cp_rollback_req_t r;
         if (cp_parse_rollback(in, len, &r, err, sizeof(err)) == 0)
@@ -82,6 +84,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         json_decref(merged);
         json_decref(base);
         json_decref(patch);
+        break;
+    }
+    case 9: {
+        json_t *v = json_loadb(in, len, JSON_DECODE_ANY, NULL);
+        cp_rollout_spec_t spec;
+        if (v != NULL && cp_rollout_spec_parse(v, "rollout", &spec, err, sizeof(err)) == 0) {
+            json_decref(cp_rollout_spec_json(&spec));
+            cp_rollout_spec_dispose(&spec);
+        }
+        int64_t version;
+        cp_traffic_t t;
+        if (v != NULL && cp_traffic_parse(v, &version, &t, err, sizeof(err)) == 0) {
+            cp_figures_t f;
+            cp_figures_of(&t, &f);
+            json_decref(cp_figures_json(&f));
+        }
+        json_decref(v);
         break;
     }
     default: {

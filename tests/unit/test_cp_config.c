@@ -105,7 +105,27 @@ static void test_defaults(void **state)
     assert_true(conf->max_dataplanes <= conf->max_long_polls);
     assert_int_equal(conf->req_timeout_ms, CP_DEFAULT_REQUEST_TIMEOUT_MS);
     assert_int_equal(conf->tokens[0].num_ids, 0);
+    assert_null(conf->default_rollout);
     cp_config_destroy(conf);
+}
+
+/* rollout: the default rollout of config writes, checked at load like the API checks one */
+static void test_default_rollout(void **state)
+{
+    char *errs;
+    cp_config_t *conf = load("rollout: {canary: {percent: 10}, steps: [{percent: 10, hold: 2m}], gate: {interval: 30s}}\n"
+                             "tokens: [{name: ops, role: admin, file: admin.token}]\n",
+                             &errs);
+    free(errs);
+    assert_non_null(conf);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(conf->default_rollout, "canary"), "percent")), 10);
+    cp_config_destroy(conf);
+    conf = load("rollout: {steps: [{percent: 50, hold: 1m}, {percent: 20, hold: 1m}]}\n"
+                "tokens: [{name: ops, role: admin, file: admin.token}]\n",
+                &errs);
+    assert_null(conf);
+    assert_non_null(strstr(errs, "rollout.steps[1].percent: steps must grow"));
+    free(errs);
 }
 
 /* Review items 1, 3 and 7: the connection cap, the dataplane count, the request timeout, and
@@ -246,6 +266,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full),
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_default_rollout),
         cmocka_unit_test(test_limits_and_token_ids),
         cmocka_unit_test(test_errors_name_keys),
         cmocka_unit_test(test_hostport),

@@ -62,7 +62,7 @@ static int64_t append(cp_store_t *s, const char *doc, const char *hash, int64_t 
 static void test_open_migrates(void **state)
 {
     fixture_t *f = *state;
-    assert_int_equal(cp_store_schema_version(f->store), 3);
+    assert_int_equal(cp_store_schema_version(f->store), 4);
     assert_int_equal(cp_store_active_version(f->store), 0);
     cp_version_t v;
     assert_int_equal(cp_store_get_version(f->store, 0, &v), CP_STORE_NOT_FOUND);
@@ -77,7 +77,7 @@ static void test_open_migrates(void **state)
     sqlite3_finalize(st);
     assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM schema_migrations", -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(st, 0), 3);
+    assert_int_equal(sqlite3_column_int(st, 0), 4);
     sqlite3_finalize(st);
     sqlite3_close(db);
 
@@ -90,7 +90,7 @@ static void test_open_migrates(void **state)
     char err[256];
     f->store = cp_store_open(f->path, err, sizeof(err));
     assert_non_null(f->store);
-    assert_int_equal(cp_store_schema_version(f->store), 3);
+    assert_int_equal(cp_store_schema_version(f->store), 4);
 }
 
 static void test_append_and_read(void **state)

@@ -4,19 +4,14 @@ rollback become the `rollout` object beside the write (bad flags are refused bef
 --force, `rollout status` (the table, --json, --watch and its exit codes), `rollout list` and
 pause / resume / promote / abort."""
 
-import http.server
 import json
-import os
-import subprocess
 import tempfile
-import threading
 import time
-import urllib.parse
 
 import pwtest
 from pwtest import main, test
+from ctl_util import TOKEN, Mock, ctl, fixed
 
-TOKEN = "admin-token-0123456789abcdef"
 DOC = {"log": {"level": "info"}, "services": [{"id": "eth", "endpoints": [{"url": "http://127.0.0.1:8545"}]}]}
 DOC_YAML = ("log:\n  level: warn\nservices:\n  - id: eth\n    endpoints:\n      - url: http://127.0.0.1:8545\n")
 
@@ -25,66 +20,6 @@ def version(n, doc=DOC, kind="apply"):
     return {"version": n, "created_at": "2026-12-01T10:00:00.000Z", "author": "ops", "message": "", "kind": kind,
             "source_version": n - 1 if n > 1 else None, "hash": f"{n:064x}", "document": doc}
 
-
-class Mock:
-    """A control plane answering from `routes`: {(METHOD, path): fn(query, body) -> (status, JSON or
-    None, headers)}; unknown routes get 404. `requests`: (method, path with query, headers, body)."""
-
-    def __init__(self, routes):
-        self.routes, self.requests = routes, []
-        mock = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def handle_one(self):
-                n = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(n) if n else b""
-                mock.requests.append((self.command, self.path, dict(self.headers), body))
-                url = urllib.parse.urlsplit(self.path)
-                fn = mock.routes.get((self.command, url.path))
-                status, obj, hdrs = fn(urllib.parse.parse_qs(url.query), body) if fn else (404, {"error": "no such route"}, {})
-                data = json.dumps(obj).encode() if obj is not None else b""
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for k, v in (hdrs or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_PUT = do_POST = do_PATCH = do_DELETE = handle_one
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-    def last(self, method):
-        """The newest request of `method`: (path, headers, parsed JSON body or raw bytes)."""
-        for m, p, h, b in reversed(self.requests):
-            if m == method:
-                try:
-                    return p, h, json.loads(b)
-                except ValueError:
-                    return p, h, b
-        raise AssertionError(f"no {method} request among {[(m, p) for m, p, _, _ in self.requests]}")
-
-
-def ctl(mock, *args, timeout=30):
-    e = {k: v for k, v in os.environ.items() if not k.startswith("PATHWAY_")}
-    e.update({"XDG_CONFIG_HOME": tempfile.mkdtemp(prefix="pw-ctl-xdg-"), "NO_COLOR": "1", "PATHWAY_URL": mock.url,
-              "PATHWAY_TOKEN": TOKEN})
-    p = subprocess.run([pwtest.binary("pathwayctl"), *args], capture_output=True, text=True, env=e, timeout=timeout)
-    return p.returncode, p.stdout, p.stderr
-
-
-def fixed(status, obj=None, headers=None):
-    return lambda q, b: (status, obj, headers or {})
 
 
 def write_routes(rollout=None):

@@ -111,8 +111,12 @@ class Load:
         return self.ok, self.failed
 
 
+# The p99 rule is proven with scripted figures in test_controlplane_rollout.py; here latencies are
+# loopback noise on a shared machine (one bucket step is a ratio of 2 or more), so the gate judges
+# errors only.
 SPEC = {"canary": {"percent": 25}, "steps": [{"percent": 25, "hold": "1s"}, {"percent": 50, "hold": "1s"}],
-        "gate": {"interval": "1s", "min_requests": 20, "failures_allowed": 1, "max_error_rate_increase": 0.01}}
+        "gate": {"interval": "1s", "min_requests": 20, "failures_allowed": 1, "max_error_rate_increase": 0.01,
+                 "max_p99_ratio": 50}}
 
 
 @test
@@ -188,7 +192,8 @@ def pathwayctl_rolls_out_and_watches_to_the_end():
     bad_mock, bad_port = dp_util.start_mock("--status", "500")
     load = Load([d.port for d in f.dps])
     time.sleep(1.0)
-    flags = ["--canary", "percent=25", "--steps", "25,50", "--hold", "1s", "--gate-interval", "1s", "--min-requests", "20"]
+    flags = ["--canary", "percent=25", "--steps", "25,50", "--hold", "1s", "--gate-interval", "1s", "--min-requests", "20",
+             "--max-p99-ratio", "50"]
     good = pwtest.write_file(f.dir, "good.json", json.dumps(doc(f.mport, conns=30)))
     rc, out, err = ctl(f, "apply", good, *flags)
     assert rc == 0 and "rollout 1 progressing" in out, (rc, out, err)

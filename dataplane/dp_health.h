@@ -82,18 +82,18 @@ typedef struct st_dp_health_step_t {
 typedef struct st_dp_ephealth_t {
     _Atomic uint32_t avail; /* DP_AVAIL_* bits; 0 = in rotation */
     /* passive (workers) */
-    _Atomic uint32_t consecutive;                   /* failed attempts in a row */
+    _Atomic uint32_t consecutive;                    /* failed attempts in a row */
     dp_health_step_t window[DP_HEALTH_WINDOW_STEPS]; /* failure_rate's sliding window */
-    _Atomic uint32_t times_ejected;                 /* the ejection time multiplier (decays while in rotation) */
-    _Atomic uint64_t ejected_at_ms;                 /* when the current (or last) ejection began */
-    _Atomic uint64_t ejected_until_ms;              /* when it becomes half-open */
-    _Atomic uint64_t released_at_ms;                /* when the last ejection ended */
-    _Atomic int eject_reason;                       /* cfg_retry_on_t of the current (or last) ejection */
-    _Atomic int trial;                              /* half-open: the one trial is out */
-    _Atomic uint64_t trial_at_ms;                   /* when it went out (a lost trial is given up after a while) */
-    _Atomic uint64_t ejections[CFG_RETRY_ON_COUNT]; /* pathway_ejections_total by reason */
-    _Atomic uint64_t failures[CFG_RETRY_ON_COUNT];  /* failed attempts by class */
-    _Atomic uint64_t ewma_us;                       /* attempt latency, exponentially weighted (alpha 1/8) */
+    _Atomic uint32_t times_ejected;                  /* the ejection time multiplier (decays while in rotation) */
+    _Atomic uint64_t ejected_at_ms;                  /* when the current (or last) ejection began */
+    _Atomic uint64_t ejected_until_ms;               /* when it becomes half-open */
+    _Atomic uint64_t released_at_ms;                 /* when the last ejection ended */
+    _Atomic int eject_reason;                        /* cfg_retry_on_t of the current (or last) ejection */
+    _Atomic int trial;                               /* half-open: the one trial is out */
+    _Atomic uint64_t trial_at_ms;                    /* when it went out (a lost trial is given up after a while) */
+    _Atomic uint64_t ejections[CFG_RETRY_ON_COUNT];  /* pathway_ejections_total by reason */
+    _Atomic uint64_t failures[CFG_RETRY_ON_COUNT];   /* failed attempts by class */
+    _Atomic uint64_t ewma_us;                        /* attempt latency, exponentially weighted (alpha 1/8) */
     /* active (prober thread) */
     _Atomic uint32_t probe_passes, probe_fails; /* in a row */
     _Atomic uint64_t head;                      /* last head block a probe saw; 0 = none */
@@ -109,8 +109,8 @@ typedef struct st_dp_ephealth_t {
 
 /* A service's health across generations (embedded in dp_svcshared_t). */
 typedef struct st_dp_svchealth_t {
-    pthread_mutex_t mutex;       /* orders ejections (max_ejection_percent) */
-    _Atomic uint64_t head;       /* the highest head of its endpoints; 0 = unknown. For other parts (cache finality). */
+    pthread_mutex_t mutex;        /* orders ejections (max_ejection_percent) */
+    _Atomic uint64_t head;        /* the highest head of its endpoints; 0 = unknown. For other parts (cache finality). */
     _Atomic uint64_t panic_picks; /* tries that went out in panic (nothing in rotation) */
     _Atomic int panic;            /* the latest choice was made in panic */
 } dp_svchealth_t;

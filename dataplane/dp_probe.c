@@ -9,6 +9,7 @@
  * on HTTP 200 with a JSON-RPC result (no error); a result that is a hex quantity is the endpoint's
  * head block. Its outcome goes to dp_health_probe_result.
  */
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,18 +25,20 @@
 typedef struct st_dp_probe_t {
     h2o_req_t req; /* only pool, entity and headers are set: what an attempt reads of a request */
     dp_worker_t *w;
-    dp_wgen_t *wg;        /* the generation the probe began on (counted in its nrequests) */
-    dp_service_t *svc;    /* of that generation */
+    dp_wgen_t *wg;     /* the generation the probe began on (counted in its nrequests) */
+    dp_service_t *svc; /* of that generation */
     dp_endpoint_t *ep;
     dp_attempt_t *a;
     h2o_timeout_entry_t timer; /* health_check.timeout */
     uint64_t started_at;
-    char *body;          /* the answer's bytes so far (malloc) */
+    char *body; /* the answer's bytes so far (malloc) */
     size_t len;
     int too_large;
-    int ended;                 /* the attempt ended: the result below waits for the timer */
+    int ended; /* the attempt ended: the result below waits for the timer */
     dp_probe_result_t result;
-    int counted;               /* the result says something of the endpoint */
+    int counted;   /* the result says something of the endpoint */
+    int have_head; /* a passing answer's result was a hex quantity: */
+    uint64_t head; /* that head block */
 } dp_probe_t;
 
 static void probe_finish(dp_probe_t *p, dp_probe_result_t res, int counted)
@@ -44,20 +47,8 @@ static void probe_finish(dp_probe_t *p, dp_probe_result_t res, int counted)
     uint64_t now = h2o_now(w->loop);
     if (h2o_timeout_is_linked(&p->timer))
         h2o_timeout_unlink(&p->timer);
-    int have_head = 0;
-    uint64_t head = 0;
-    if (res == DP_PROBE_PASS && p->body != NULL) {
-        json_t *j = json_loadb(p->body, p->len, 0, NULL);
-        const char *hex = json_string_value(json_object_get(j, "result"));
-        if (hex != NULL && (hex[0] == '0' && (hex[1] == 'x' || hex[1] == 'X')) && hex[2] != '\0' && strlen(hex) <= 18) {
-            char *end;
-            head = strtoull(hex + 2, &end, 16);
-            have_head = *end == '\0';
-        }
-        json_decref(j);
-    }
     if (counted)
-        dp_health_probe_result(p->svc, p->ep, res, have_head, head, (now - p->started_at) * 1000, now);
+        dp_health_probe_result(p->svc, p->ep, res, p->have_head, p->head, (now - p->started_at) * 1000, now);
     p->ep->health.probing = 0;
     if (res != DP_PROBE_PASS)
         PW_DEBUG("probe of %s/%s: %s", p->svc->id, p->ep->label, dp_probe_result_names[res]);
@@ -171,9 +162,16 @@ static void on_probe_end(dp_attempt_t *a, dp_attempt_result_t res, dp_error_t er
     } else if (v.cls != DP_CLASS_OK) {
         r = DP_PROBE_RPC_ERROR;
     } else {
-        /* an answer must be a JSON-RPC result to pass */
+        /* an answer must be a JSON-RPC result to pass; a hex quantity is the endpoint's head */
         json_t *j = json_loadb(p->body != NULL ? p->body : "", p->len, 0, NULL);
-        r = json_is_object(j) && json_object_get(j, "result") != NULL ? DP_PROBE_PASS : DP_PROBE_BAD_RESPONSE;
+        json_t *result = json_object_get(j, "result");
+        r = json_is_object(j) && result != NULL ? DP_PROBE_PASS : DP_PROBE_BAD_RESPONSE;
+        const char *hex = json_string_value(result);
+        if (hex != NULL && hex[0] == '0' && (hex[1] == 'x' || hex[1] == 'X') && isxdigit((unsigned char)hex[2]) && strlen(hex) <= 18) {
+            char *end;
+            p->head = strtoull(hex + 2, &end, 16);
+            p->have_head = *end == '\0' && p->head != 0;
+        }
         json_decref(j);
     }
     ended(p, r, 1);

@@ -167,7 +167,8 @@ static void on_probe_end(dp_attempt_t *a, dp_attempt_result_t res, dp_error_t er
         json_t *result = json_object_get(j, "result");
         r = json_is_object(j) && result != NULL ? DP_PROBE_PASS : DP_PROBE_BAD_RESPONSE;
         const char *hex = json_string_value(result);
-        if (hex != NULL && hex[0] == '0' && (hex[1] == 'x' || hex[1] == 'X') && isxdigit((unsigned char)hex[2]) && strlen(hex) <= 18) {
+        if (hex != NULL && hex[0] == '0' && (hex[1] == 'x' || hex[1] == 'X') && isxdigit((unsigned char)hex[2]) &&
+            strlen(hex) <= 18) {
             char *end;
             p->head = strtoull(hex + 2, &end, 16);
             p->have_head = *end == '\0' && p->head != 0;

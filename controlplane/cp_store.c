@@ -1,8 +1,9 @@
 /*
  * The sqlite store. Every statement is prepared per call: the control plane handles a few calls a
  * second, and per-call statements keep each function self-contained and leak-free on every path.
+ * The dataplanes' rows are cp_store_dataplanes.c's.
  */
-#include "cp_store.h"
+#include "cp_store_internal.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -16,26 +17,11 @@
 #include "cp_migrations.h"
 #include "pw_log.h"
 
-struct st_cp_store_t {
-    sqlite3 *db;          /* the one connection */
-    int64_t active;       /* newest version number, 0 = none (cache, see cp_store_active_version) */
-    char active_hash[65]; /* its hash */
-    int schema_version;   /* migrations applied */
-    int sync_full;        /* synchronous=FULL is known to be in force; history writes require it */
-    char errmsg[256];     /* last failure */
-};
-
 static const char *const kind_names[] = {"apply", "patch", "rollback"};
-static const char *const state_names[] = {"synced", "applying", "rejected", "stale", "disconnected", "drifted"};
 
 const char *cp_kind_name(cp_kind_t kind)
 {
     return (size_t)kind < 3 ? kind_names[kind] : "?";
-}
-
-const char *cp_dp_state_name(cp_dp_state_t state)
-{
-    return (size_t)state < CP_DP_NUM_STATES ? state_names[state] : "?";
 }
 
 static int kind_from_name(const char *s, cp_kind_t *out)
@@ -85,7 +71,7 @@ static int fail(cp_store_t *store, const char *what)
     return CP_STORE_ERROR;
 }
 
-static int exec(cp_store_t *store, const char *sql)
+int cp_store_exec(cp_store_t *store, const char *sql)
 {
     char *msg = NULL;
     if (sqlite3_exec(store->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
@@ -97,7 +83,7 @@ static int exec(cp_store_t *store, const char *sql)
     return CP_STORE_OK;
 }
 
-static sqlite3_stmt *prepare(cp_store_t *store, const char *sql)
+sqlite3_stmt *cp_store_prepare(cp_store_t *store, const char *sql)
 {
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(store->db, sql, -1, &st, NULL) != SQLITE_OK) {
@@ -119,16 +105,16 @@ static void rollback(cp_store_t *store)
 static int begin_durable(cp_store_t *store)
 {
     if (!store->sync_full) {
-        if (exec(store, "PRAGMA synchronous=FULL") != CP_STORE_OK) {
+        if (cp_store_exec(store, "PRAGMA synchronous=FULL") != CP_STORE_OK) {
             snprintf(store->errmsg, sizeof(store->errmsg), "cannot restore synchronous=FULL: refusing to write history");
             return CP_STORE_ERROR;
         }
         store->sync_full = 1;
     }
-    return exec(store, "BEGIN IMMEDIATE");
+    return cp_store_exec(store, "BEGIN IMMEDIATE");
 }
 
-static char *column_strdup(sqlite3_stmt *st, int col)
+char *cp_store_column_strdup(sqlite3_stmt *st, int col)
 {
     const unsigned char *s = sqlite3_column_text(st, col);
     return strdup(s != NULL ? (const char *)s : "");
@@ -136,7 +122,7 @@ static char *column_strdup(sqlite3_stmt *st, int col)
 
 static int load_active(cp_store_t *store)
 {
-    sqlite3_stmt *st = prepare(store, "SELECT version, hash FROM versions ORDER BY version DESC LIMIT 1");
+    sqlite3_stmt *st = cp_store_prepare(store, "SELECT version, hash FROM versions ORDER BY version DESC LIMIT 1");
     if (st == NULL)
         return CP_STORE_ERROR;
     int rc = sqlite3_step(st);
@@ -156,10 +142,10 @@ static int load_active(cp_store_t *store)
 
 static int migrate(cp_store_t *store)
 {
-    if (exec(store, "CREATE TABLE IF NOT EXISTS schema_migrations (number INTEGER PRIMARY KEY, name TEXT NOT NULL, "
-                    "applied_ms INTEGER NOT NULL)") != CP_STORE_OK)
+    if (cp_store_exec(store, "CREATE TABLE IF NOT EXISTS schema_migrations (number INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                             "applied_ms INTEGER NOT NULL)") != CP_STORE_OK)
         return CP_STORE_ERROR;
-    sqlite3_stmt *st = prepare(store, "SELECT coalesce(max(number), 0) FROM schema_migrations");
+    sqlite3_stmt *st = cp_store_prepare(store, "SELECT coalesce(max(number), 0) FROM schema_migrations");
     if (st == NULL)
         return CP_STORE_ERROR;
     if (sqlite3_step(st) != SQLITE_ROW) {
@@ -178,16 +164,16 @@ static int migrate(cp_store_t *store)
         const cp_migration_t *m = &cp_migrations[i];
         if (m->number <= applied)
             continue;
-        if (exec(store, "BEGIN IMMEDIATE") != CP_STORE_OK)
+        if (cp_store_exec(store, "BEGIN IMMEDIATE") != CP_STORE_OK)
             return CP_STORE_ERROR;
-        if (exec(store, m->sql) != CP_STORE_OK) {
+        if (cp_store_exec(store, m->sql) != CP_STORE_OK) {
             char why[160];
             snprintf(why, sizeof(why), "%.150s", store->errmsg);
             rollback(store);
             snprintf(store->errmsg, sizeof(store->errmsg), "migration %s: %s", m->name, why);
             return CP_STORE_ERROR;
         }
-        sqlite3_stmt *ins = prepare(store, "INSERT INTO schema_migrations (number, name, applied_ms) VALUES (?, ?, ?)");
+        sqlite3_stmt *ins = cp_store_prepare(store, "INSERT INTO schema_migrations (number, name, applied_ms) VALUES (?, ?, ?)");
         if (ins == NULL) {
             rollback(store);
             return CP_STORE_ERROR;
@@ -197,7 +183,7 @@ static int migrate(cp_store_t *store)
         sqlite3_bind_int64(ins, 3, cp_now_ms());
         int rc = sqlite3_step(ins);
         sqlite3_finalize(ins);
-        if (rc != SQLITE_DONE || exec(store, "COMMIT") != CP_STORE_OK) {
+        if (rc != SQLITE_DONE || cp_store_exec(store, "COMMIT") != CP_STORE_OK) {
             if (rc != SQLITE_DONE)
                 fail(store, "recording a migration");
             rollback(store);
@@ -330,7 +316,7 @@ cp_store_t *cp_store_open(const char *path, char *err, size_t errlen)
     sqlite3_extended_result_codes(store->db, 1);
     /* another process (a backup, sqlite3 running integrity_check) may hold the lock for a moment */
     sqlite3_busy_timeout(store->db, 5000);
-    sqlite3_stmt *st = prepare(store, "PRAGMA journal_mode=WAL");
+    sqlite3_stmt *st = cp_store_prepare(store, "PRAGMA journal_mode=WAL");
     const unsigned char *mode = NULL;
     if (st != NULL && sqlite3_step(st) == SQLITE_ROW)
         mode = sqlite3_column_text(st, 0);
@@ -342,7 +328,7 @@ cp_store_t *cp_store_open(const char *path, char *err, size_t errlen)
         return NULL;
     }
     store->sync_full = 1;
-    if (exec(store, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;") != CP_STORE_OK || migrate(store) != CP_STORE_OK ||
+    if (cp_store_exec(store, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;") != CP_STORE_OK || migrate(store) != CP_STORE_OK ||
         load_active(store) != CP_STORE_OK) {
         snprintf(err, errlen, "%s: %s", path, store->errmsg);
         cp_store_close(store);
@@ -393,14 +379,14 @@ static int read_version_row(sqlite3_stmt *st, cp_version_t *out, int with_docume
     memset(out, 0, sizeof(*out));
     out->version = sqlite3_column_int64(st, 0);
     out->created_ms = sqlite3_column_int64(st, 1);
-    out->author = column_strdup(st, 2);
-    out->message = column_strdup(st, 3);
+    out->author = cp_store_column_strdup(st, 2);
+    out->message = cp_store_column_strdup(st, 3);
     if (kind_from_name((const char *)sqlite3_column_text(st, 4), &out->kind) != 0)
         out->kind = CP_KIND_APPLY;
     out->source_version = sqlite3_column_int64(st, 5);
     snprintf(out->hash, sizeof(out->hash), "%s", (const char *)sqlite3_column_text(st, 6));
     if (with_document)
-        out->document = column_strdup(st, 7);
+        out->document = cp_store_column_strdup(st, 7);
     if (out->author == NULL || out->message == NULL || (with_document && out->document == NULL)) {
         cp_version_dispose(out);
         return -1;
@@ -415,8 +401,8 @@ int cp_store_get_version(cp_store_t *store, int64_t n, cp_version_t *out)
     if (n <= 0)
         return CP_STORE_NOT_FOUND;
     sqlite3_stmt *st =
-        prepare(store, "SELECT version, created_ms, author, message, kind, coalesce(source_version, 0), hash, document "
-                       "FROM versions WHERE version = ?");
+        cp_store_prepare(store, "SELECT version, created_ms, author, message, kind, coalesce(source_version, 0), hash, document "
+                                "FROM versions WHERE version = ?");
     if (st == NULL)
         return CP_STORE_ERROR;
     sqlite3_bind_int64(st, 1, n);
@@ -434,7 +420,8 @@ int cp_store_get_version(cp_store_t *store, int64_t n, cp_version_t *out)
 
 static int insert_event(cp_store_t *store, int64_t now, const char *actor, const char *action, int64_t version, const char *detail)
 {
-    sqlite3_stmt *st = prepare(store, "INSERT INTO events (created_ms, actor, action, version, detail) VALUES (?, ?, ?, ?, ?)");
+    sqlite3_stmt *st =
+        cp_store_prepare(store, "INSERT INTO events (created_ms, actor, action, version, detail) VALUES (?, ?, ?, ?, ?)");
     if (st == NULL)
         return CP_STORE_ERROR;
     sqlite3_bind_int64(st, 1, now);
@@ -468,8 +455,8 @@ int cp_store_append(cp_store_t *store, const cp_append_t *a, int64_t *version)
     }
     int64_t next = store->active + 1, now = cp_now_ms();
     sqlite3_stmt *st =
-        prepare(store, "INSERT INTO versions (version, created_ms, author, message, kind, source_version, document, hash) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+        cp_store_prepare(store, "INSERT INTO versions (version, created_ms, author, message, kind, source_version, document, hash) "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
     if (st == NULL)
         goto Error;
     sqlite3_bind_int64(st, 1, next);
@@ -494,7 +481,7 @@ int cp_store_append(cp_store_t *store, const cp_append_t *a, int64_t *version)
     if (a->hook != NULL && a->hook(store, next, a->hook_arg) != CP_STORE_OK)
         goto Error;
     /* synchronous=FULL: COMMIT returns after the WAL is fsynced, so the caller may acknowledge */
-    if (exec(store, "COMMIT") != CP_STORE_OK)
+    if (cp_store_exec(store, "COMMIT") != CP_STORE_OK)
         goto Error;
     store->active = next;
     snprintf(store->active_hash, sizeof(store->active_hash), "%s", a->hash);
@@ -524,7 +511,7 @@ int cp_store_begin(cp_store_t *store)
 
 int cp_store_commit(cp_store_t *store)
 {
-    if (exec(store, "COMMIT") == CP_STORE_OK)
+    if (cp_store_exec(store, "COMMIT") == CP_STORE_OK)
         return CP_STORE_OK;
     rollback(store);
     return CP_STORE_ERROR;
@@ -549,8 +536,9 @@ static json_t *version_summary_json(const cp_version_t *v)
 
 json_t *cp_store_list_versions(cp_store_t *store, int64_t before, int limit)
 {
-    sqlite3_stmt *st = prepare(store, "SELECT version, created_ms, author, message, kind, coalesce(source_version, 0), hash "
-                                      "FROM versions WHERE version < ? ORDER BY version DESC LIMIT ?");
+    sqlite3_stmt *st =
+        cp_store_prepare(store, "SELECT version, created_ms, author, message, kind, coalesce(source_version, 0), hash "
+                                "FROM versions WHERE version < ? ORDER BY version DESC LIMIT ?");
     if (st == NULL)
         return NULL;
     sqlite3_bind_int64(st, 1, before > 0 ? before : INT64_MAX);
@@ -587,7 +575,7 @@ static int append_tag_row(cp_store_t *store, const char *name, int64_t version, 
 {
     int64_t now = cp_now_ms();
     sqlite3_stmt *st =
-        prepare(store, "INSERT INTO tags (name, version, created_ms, author, message, deleted) VALUES (?, ?, ?, ?, ?, ?)");
+        cp_store_prepare(store, "INSERT INTO tags (name, version, created_ms, author, message, deleted) VALUES (?, ?, ?, ?, ?, ?)");
     if (st == NULL)
         return CP_STORE_ERROR;
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
@@ -616,7 +604,7 @@ int cp_store_set_tag(cp_store_t *store, const char *name, int64_t version, const
         return CP_STORE_NOT_FOUND;
     if (begin_durable(store) != CP_STORE_OK)
         return CP_STORE_ERROR;
-    if (append_tag_row(store, name, version, 0, author, message) != CP_STORE_OK || exec(store, "COMMIT") != CP_STORE_OK) {
+    if (append_tag_row(store, name, version, 0, author, message) != CP_STORE_OK || cp_store_exec(store, "COMMIT") != CP_STORE_OK) {
         rollback(store);
         return CP_STORE_ERROR;
     }
@@ -632,7 +620,7 @@ int cp_store_delete_tag(cp_store_t *store, const char *name, const char *author,
     int rc = cp_store_get_tag(store, name, &v);
     if (rc == CP_STORE_OK)
         rc = append_tag_row(store, name, v, 1, author, message);
-    if (rc == CP_STORE_OK && exec(store, "COMMIT") != CP_STORE_OK)
+    if (rc == CP_STORE_OK && cp_store_exec(store, "COMMIT") != CP_STORE_OK)
         rc = CP_STORE_ERROR;
     if (rc != CP_STORE_OK)
         rollback(store);
@@ -643,7 +631,7 @@ int cp_store_delete_tag(cp_store_t *store, const char *name, const char *author,
 
 int cp_store_get_tag(cp_store_t *store, const char *name, int64_t *version)
 {
-    sqlite3_stmt *st = prepare(store, "SELECT version, deleted FROM tags WHERE name = ? ORDER BY id DESC LIMIT 1");
+    sqlite3_stmt *st = cp_store_prepare(store, "SELECT version, deleted FROM tags WHERE name = ? ORDER BY id DESC LIMIT 1");
     if (st == NULL)
         return CP_STORE_ERROR;
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
@@ -673,8 +661,8 @@ static json_t *tag_row_json(sqlite3_stmt *st, int with_name)
 
 json_t *cp_store_tag_json(cp_store_t *store, const char *name, int *rc_out)
 {
-    sqlite3_stmt *st =
-        prepare(store, "SELECT name, version, created_ms, author, message, deleted FROM tags WHERE name = ? ORDER BY id DESC");
+    sqlite3_stmt *st = cp_store_prepare(
+        store, "SELECT name, version, created_ms, author, message, deleted FROM tags WHERE name = ? ORDER BY id DESC");
     if (st == NULL) {
         *rc_out = CP_STORE_ERROR;
         return NULL;
@@ -709,9 +697,9 @@ json_t *cp_store_tag_json(cp_store_t *store, const char *name, int *rc_out)
 
 json_t *cp_store_list_tags(cp_store_t *store)
 {
-    sqlite3_stmt *st = prepare(store, "SELECT t.name, t.version, t.created_ms, t.author, t.message, t.deleted FROM tags t "
-                                      "WHERE t.id = (SELECT max(id) FROM tags u WHERE u.name = t.name) AND NOT t.deleted "
-                                      "ORDER BY t.name");
+    sqlite3_stmt *st = cp_store_prepare(store, "SELECT t.name, t.version, t.created_ms, t.author, t.message, t.deleted FROM tags t "
+                                               "WHERE t.id = (SELECT max(id) FROM tags u WHERE u.name = t.name) AND NOT t.deleted "
+                                               "ORDER BY t.name");
     if (st == NULL)
         return NULL;
     json_t *arr = json_array();
@@ -729,8 +717,8 @@ json_t *cp_store_list_tags(cp_store_t *store)
 
 json_t *cp_store_list_events(cp_store_t *store, int64_t before, int limit)
 {
-    sqlite3_stmt *st = prepare(store, "SELECT id, created_ms, actor, action, coalesce(version, 0), detail FROM events "
-                                      "WHERE id < ? ORDER BY id DESC LIMIT ?");
+    sqlite3_stmt *st = cp_store_prepare(store, "SELECT id, created_ms, actor, action, coalesce(version, 0), detail FROM events "
+                                               "WHERE id < ? ORDER BY id DESC LIMIT ?");
     if (st == NULL)
         return NULL;
     sqlite3_bind_int64(st, 1, before > 0 ? before : INT64_MAX);
@@ -752,317 +740,4 @@ json_t *cp_store_list_events(cp_store_t *store, int64_t before, int limit)
     }
     sqlite3_finalize(st);
     return arr;
-}
-
-/* --- dataplanes ---------------------------------------------------------------------------- */
-
-void cp_dataplane_dispose(cp_dataplane_t *dp)
-{
-    free(dp->id);
-    free(dp->error);
-    json_decref(dp->labels);
-    json_decref(dp->stats);
-    memset(dp, 0, sizeof(*dp));
-}
-
-void cp_dataplanes_free(cp_dataplane_t *dps, size_t count)
-{
-    for (size_t i = 0; i < count; i++)
-        cp_dataplane_dispose(&dps[i]);
-    free(dps);
-}
-
-/* Heartbeats are not history: NORMAL is durable enough and avoids an fsync per heartbeat. */
-static int begin_live_write(cp_store_t *store)
-{
-    /* from here until FULL is restored, history must not be written (begin_durable checks) */
-    store->sync_full = 0;
-    if (exec(store, "PRAGMA synchronous=NORMAL") != CP_STORE_OK)
-        return CP_STORE_ERROR;
-    if (exec(store, "BEGIN IMMEDIATE") != CP_STORE_OK) {
-        if (exec(store, "PRAGMA synchronous=FULL") == CP_STORE_OK)
-            store->sync_full = 1;
-        return CP_STORE_ERROR;
-    }
-    return CP_STORE_OK;
-}
-
-static int end_live_write(cp_store_t *store, int ok)
-{
-    int ret = ok ? exec(store, "COMMIT") : CP_STORE_ERROR;
-    if (ret != CP_STORE_OK)
-        rollback(store);
-    /* back to FULL before any history-writing transaction can run; when that fails, sync_full stays
-     * 0 and begin_durable refuses history until it succeeds */
-    if (exec(store, "PRAGMA synchronous=FULL") != CP_STORE_OK)
-        ret = CP_STORE_ERROR;
-    else
-        store->sync_full = 1;
-    return ret;
-}
-
-static int upsert_seen(cp_store_t *store, const char *id, int64_t now_ms)
-{
-    sqlite3_stmt *st = prepare(store, "INSERT INTO dataplanes (id, first_seen_ms, last_seen_ms) VALUES (?, ?, ?) "
-                                      "ON CONFLICT (id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms");
-    if (st == NULL)
-        return CP_STORE_ERROR;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, now_ms);
-    sqlite3_bind_int64(st, 3, now_ms);
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? CP_STORE_OK : fail(store, "recording a dataplane");
-}
-
-int cp_store_dataplane_seen(cp_store_t *store, const char *id, int64_t now_ms, int64_t delivered)
-{
-    if (begin_live_write(store) != CP_STORE_OK)
-        return CP_STORE_ERROR;
-    int ok = now_ms <= 0 || upsert_seen(store, id, now_ms) == CP_STORE_OK;
-    if (ok && delivered > 0) {
-        sqlite3_stmt *st = prepare(store, "UPDATE dataplanes SET delivered_version = ?, delivered_since_report = 1 WHERE id = ?");
-        ok = st != NULL;
-        if (ok) {
-            sqlite3_bind_int64(st, 1, delivered);
-            sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
-            ok = sqlite3_step(st) == SQLITE_DONE;
-            if (!ok)
-                fail(store, "recording a delivery");
-            sqlite3_finalize(st);
-        }
-    }
-    return end_live_write(store, ok);
-}
-
-int cp_store_dataplanes_delivered(cp_store_t *store, const char *const *ids, size_t n, int64_t delivered)
-{
-    if (begin_live_write(store) != CP_STORE_OK)
-        return CP_STORE_ERROR;
-    sqlite3_stmt *st = prepare(store, "UPDATE dataplanes SET delivered_version = ?, delivered_since_report = 1 WHERE id = ?");
-    int ok = st != NULL;
-    for (size_t i = 0; ok && i < n; i++) {
-        sqlite3_bind_int64(st, 1, delivered);
-        sqlite3_bind_text(st, 2, ids[i], -1, SQLITE_STATIC);
-        ok = sqlite3_step(st) == SQLITE_DONE;
-        if (!ok)
-            fail(store, "recording deliveries");
-        sqlite3_reset(st);
-    }
-    sqlite3_finalize(st);
-    return end_live_write(store, ok);
-}
-
-static int read_dataplane_row(sqlite3_stmt *st, cp_dataplane_t *dp)
-{
-    memset(dp, 0, sizeof(*dp));
-    dp->id = column_strdup(st, 0);
-    const char *labels = (const char *)sqlite3_column_text(st, 1), *stats = (const char *)sqlite3_column_text(st, 9);
-    dp->labels = json_loads(labels != NULL ? labels : "{}", 0, NULL);
-    dp->first_seen_ms = sqlite3_column_int64(st, 2);
-    dp->last_seen_ms = sqlite3_column_int64(st, 3);
-    dp->delivered_version = sqlite3_column_int64(st, 4);
-    dp->reported_version = sqlite3_column_int64(st, 5);
-    dp->applied_version = sqlite3_column_int64(st, 6);
-    dp->rejected_version = sqlite3_column_int64(st, 7);
-    dp->error = column_strdup(st, 8);
-    dp->stats = json_loads(stats != NULL ? stats : "{}", 0, NULL);
-    dp->delivered_since_report = sqlite3_column_int(st, 10) != 0;
-    const char *rh = (const char *)sqlite3_column_text(st, 11);
-    snprintf(dp->reported_hash, sizeof(dp->reported_hash), "%s", rh != NULL ? rh : "");
-    if (dp->labels == NULL)
-        dp->labels = json_object();
-    if (dp->stats == NULL)
-        dp->stats = json_object();
-    if (dp->id == NULL || dp->error == NULL || dp->labels == NULL || dp->stats == NULL) {
-        cp_dataplane_dispose(dp);
-        return -1;
-    }
-    return 0;
-}
-
-#define DP_COLUMNS                                                                                                                 \
-    "id, labels, first_seen_ms, last_seen_ms, delivered_version, reported_version, applied_version, rejected_version, error, "     \
-    "stats, delivered_since_report, reported_hash"
-
-int cp_store_get_dataplane(cp_store_t *store, const char *id, cp_dataplane_t *out)
-{
-    sqlite3_stmt *st = prepare(store, "SELECT " DP_COLUMNS " FROM dataplanes WHERE id = ?");
-    if (st == NULL)
-        return CP_STORE_ERROR;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st), ret;
-    if (rc == SQLITE_ROW)
-        ret = read_dataplane_row(st, out) == 0 ? CP_STORE_OK : CP_STORE_ERROR;
-    else
-        ret = rc == SQLITE_DONE ? CP_STORE_NOT_FOUND : fail(store, "reading a dataplane");
-    sqlite3_finalize(st);
-    return ret;
-}
-
-int cp_store_list_dataplanes(cp_store_t *store, const char *after, int limit, cp_dataplane_t **out, size_t *count)
-{
-    *out = NULL;
-    *count = 0;
-    sqlite3_stmt *st = prepare(store, "SELECT " DP_COLUMNS " FROM dataplanes WHERE id > ? ORDER BY id LIMIT ?");
-    if (st == NULL)
-        return CP_STORE_ERROR;
-    sqlite3_bind_text(st, 1, after != NULL ? after : "", -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 2, limit > 0 ? limit : -1);
-    size_t cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*count == cap) {
-            cap = cap ? cap * 2 : 16;
-            cp_dataplane_t *n = realloc(*out, cap * sizeof(**out));
-            if (n == NULL)
-                goto Error;
-            *out = n;
-        }
-        if (read_dataplane_row(st, &(*out)[*count]) != 0)
-            goto Error;
-        ++*count;
-    }
-    if (rc != SQLITE_DONE) {
-        fail(store, "listing dataplanes");
-        goto Error;
-    }
-    sqlite3_finalize(st);
-    return CP_STORE_OK;
-Error:
-    sqlite3_finalize(st);
-    cp_dataplanes_free(*out, *count);
-    *out = NULL;
-    *count = 0;
-    return CP_STORE_ERROR;
-}
-
-int cp_store_dataplane_admit(cp_store_t *store, const char *id, uint64_t max)
-{
-    sqlite3_stmt *st = prepare(store, "SELECT EXISTS (SELECT 1 FROM dataplanes WHERE id = ?1), count(*) FROM dataplanes");
-    if (st == NULL)
-        return CP_STORE_ERROR;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    int ret;
-    if (sqlite3_step(st) != SQLITE_ROW)
-        ret = fail(store, "counting dataplanes");
-    else if (sqlite3_column_int(st, 0) != 0 || (uint64_t)sqlite3_column_int64(st, 1) < max)
-        ret = CP_STORE_OK;
-    else
-        ret = CP_STORE_LIMIT;
-    sqlite3_finalize(st);
-    return ret;
-}
-
-int cp_store_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms, int64_t version, int applied, const char *error,
-                              json_t *labels, json_t *stats, const char *hash)
-{
-    if (begin_live_write(store) != CP_STORE_OK)
-        return CP_STORE_ERROR;
-    int ok = upsert_seen(store, id, now_ms) == CP_STORE_OK;
-    cp_dataplane_t prev;
-    int have_prev = 0;
-    if (ok) {
-        ok = cp_store_get_dataplane(store, id, &prev) == CP_STORE_OK;
-        have_prev = ok;
-    }
-    char *labels_text = NULL, *stats_text = NULL;
-    if (ok && labels != NULL)
-        ok = (labels_text = json_dumps(labels, JSON_COMPACT | JSON_SORT_KEYS)) != NULL;
-    if (ok && stats != NULL)
-        ok = (stats_text = json_dumps(stats, JSON_COMPACT | JSON_SORT_KEYS)) != NULL;
-    if (ok) {
-        /* an ACK clears a rejection only when it is for that version or a newer one: a heartbeat
-         * that re-ACKs the version still running after a NACK does not hide the NACK */
-        /* applied_version never goes back: versions only grow, so an older ACK is a late heartbeat */
-        sqlite3_stmt *st = prepare(store, "UPDATE dataplanes SET reported_version = ?1, delivered_since_report = 0, "
-                                          "applied_version = CASE WHEN ?2 AND ?1 > applied_version THEN ?1 "
-                                          "ELSE applied_version END, "
-                                          "rejected_version = CASE WHEN NOT ?2 THEN ?1 WHEN rejected_version <= ?1 THEN 0 "
-                                          "ELSE rejected_version END, "
-                                          "error = CASE WHEN NOT ?2 THEN ?3 WHEN rejected_version <= ?1 THEN '' ELSE error END, "
-                                          "labels = coalesce(?4, labels), stats = coalesce(?5, stats), "
-                                          "reported_hash = coalesce(?7, reported_hash) WHERE id = ?6");
-        ok = st != NULL;
-        if (ok) {
-            sqlite3_bind_int64(st, 1, version);
-            sqlite3_bind_int(st, 2, applied ? 1 : 0);
-            sqlite3_bind_text(st, 3, applied || error == NULL ? "" : error, -1, SQLITE_STATIC);
-            if (labels_text != NULL)
-                sqlite3_bind_text(st, 4, labels_text, -1, SQLITE_STATIC);
-            else
-                sqlite3_bind_null(st, 4);
-            if (stats_text != NULL)
-                sqlite3_bind_text(st, 5, stats_text, -1, SQLITE_STATIC);
-            else
-                sqlite3_bind_null(st, 5);
-            sqlite3_bind_text(st, 6, id, -1, SQLITE_STATIC);
-            if (hash != NULL)
-                sqlite3_bind_text(st, 7, hash, -1, SQLITE_STATIC);
-            else
-                sqlite3_bind_null(st, 7);
-            ok = sqlite3_step(st) == SQLITE_DONE;
-            if (!ok)
-                fail(store, "recording a status report");
-            sqlite3_finalize(st);
-        }
-    }
-    /* an event only when the outcome changes: heartbeats repeat the same report */
-    int same = have_prev && (applied ? prev.applied_version >= version
-                                     : prev.rejected_version == version && strcmp(prev.error, error != NULL ? error : "") == 0);
-    if (have_prev)
-        cp_dataplane_dispose(&prev);
-    free(labels_text);
-    free(stats_text);
-    int ret = end_live_write(store, ok);
-    if (ret != CP_STORE_OK || same)
-        return ret;
-    /* the event is history: its own transaction at synchronous=FULL, after the live row */
-    if (begin_durable(store) != CP_STORE_OK)
-        return CP_STORE_ERROR;
-    if (insert_event(store, now_ms, id, applied ? "ack" : "nack", version <= store->active ? version : 0, applied ? "" : error) !=
-            CP_STORE_OK ||
-        exec(store, "COMMIT") != CP_STORE_OK) {
-        rollback(store);
-        return CP_STORE_ERROR;
-    }
-    return CP_STORE_OK;
-}
-
-int cp_store_forget_dataplane(cp_store_t *store, const char *id, const char *actor)
-{
-    if (begin_durable(store) != CP_STORE_OK)
-        return CP_STORE_ERROR;
-    sqlite3_stmt *st = prepare(store, "DELETE FROM dataplanes WHERE id = ?");
-    int rc = CP_STORE_ERROR;
-    if (st != NULL) {
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-        rc = sqlite3_step(st) == SQLITE_DONE ? CP_STORE_OK : fail(store, "forgetting a dataplane");
-        sqlite3_finalize(st);
-    }
-    if (rc == CP_STORE_OK && sqlite3_changes(store->db) == 0)
-        rc = CP_STORE_NOT_FOUND;
-    if (rc == CP_STORE_OK)
-        rc = insert_event(store, cp_now_ms(), actor, "forget", 0, id);
-    if (rc == CP_STORE_OK && exec(store, "COMMIT") != CP_STORE_OK)
-        rc = CP_STORE_ERROR;
-    if (rc != CP_STORE_OK)
-        rollback(store);
-    return rc;
-}
-
-cp_dp_state_t cp_dp_state(const cp_dataplane_t *dp, int64_t active, int64_t now_ms, int64_t heartbeat_ms, int polling, int drifted)
-{
-    if (!polling && now_ms - dp->last_seen_ms > heartbeat_ms)
-        return CP_DP_DISCONNECTED;
-    if (drifted)
-        return CP_DP_DRIFTED;
-    if (dp->applied_version == active)
-        return CP_DP_SYNCED;
-    if (dp->rejected_version != 0 && dp->rejected_version == active)
-        /* handed out again for one retry after its latest report (it restarted): applying */
-        return dp->delivered_since_report && dp->delivered_version == active ? CP_DP_APPLYING : CP_DP_REJECTED;
-    if (dp->delivered_version == active)
-        return CP_DP_APPLYING;
-    return CP_DP_STALE;
 }

@@ -124,7 +124,7 @@ int cp_store_delete_tag(cp_store_t *store, const char *name, const char *author,
 /* Audit log newest first, ids < before (<= 0: from the newest), at most limit. */
 json_t *cp_store_list_events(cp_store_t *store, int64_t before, int limit);
 
-/* --- for the store's other files (cp_rollout_store.c) -------------------------------------- */
+/* --- for the store's other files (cp_rollout_store.c, cp_store_dataplanes.c) ---------------- */
 
 struct sqlite3 *cp_store_db(cp_store_t *store);
 /* Records sqlite's error as the store's, logs it, returns CP_STORE_ERROR. */

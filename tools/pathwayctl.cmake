@@ -7,6 +7,8 @@ add_library(pw_pathwayctl STATIC
   ${CMAKE_CURRENT_SOURCE_DIR}/pathwayctl/ctl_diff.c
   ${CMAKE_CURRENT_SOURCE_DIR}/pathwayctl/ctl_http.c
   ${CMAKE_CURRENT_SOURCE_DIR}/pathwayctl/ctl_cmds.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/pathwayctl/ctl_versions.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/pathwayctl/ctl_fleet.c
   ${CMAKE_CURRENT_SOURCE_DIR}/pathwayctl/ctl_wait.c
   ${CMAKE_CURRENT_SOURCE_DIR}/pathwayctl/ctl_rollout.c
 )

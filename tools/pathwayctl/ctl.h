@@ -3,8 +3,9 @@
  *
  * The pure pieces (argument parsing, connection settings, `set` paths, the readable diff) live in
  * their own files with no I/O so the unit tests (tests/unit/test_pathwayctl*.c) drive them
- * directly; ctl_http.c is the only file that talks to the network, ctl_cmds.c and ctl_rollout.c
- * (safe rollouts) the only ones that print command output.
+ * directly; ctl_http.c is the only file that talks to the network, the command files (ctl_versions.c,
+ * ctl_fleet.c, and ctl_cmds.c what they share) and ctl_rollout.c (safe rollouts) the only ones that
+ * print command output.
  */
 #ifndef PATHWAY_CTL_H
 #define PATHWAY_CTL_H
@@ -97,7 +98,7 @@ struct st_ctl_args_t {
     size_t npositional;
 };
 
-/* The commands (ctl_cmds.c). */
+/* The commands: status, dataplanes and events in ctl_fleet.c, the others in ctl_versions.c. */
 int ctl_cmd_status(ctl_t *ctl, const ctl_args_t *args);
 int ctl_cmd_versions(ctl_t *ctl, const ctl_args_t *args);
 int ctl_cmd_show(ctl_t *ctl, const ctl_args_t *args);

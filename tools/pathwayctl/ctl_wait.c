@@ -1,6 +1,6 @@
 /*
  * --wait's judgement of one dataplane against the version just stored, and the texts of a drift and
- * of endpoints that are not up. Pure, so the unit tests cover every state; ctl_cmds.c polls
+ * of endpoints that are not up. Pure, so the unit tests cover every state; ctl_fleet.c polls
  * GET /v1/dataplanes and prints.
  */
 #include "ctl.h"

@@ -313,3 +313,55 @@ class RawUpstream:
                     c.close()
                 except OSError:
                     pass
+
+
+class RelayLoad:
+    """`clients` threads relaying eth_blockNumber on keep-alive connections, spread over `ports` in
+    turn, until finish(); every answer that is not a 200 with a JSON-RPC result, and every reset or
+    timeout, is a failure. `pause` seconds between one client's requests (0: flat out)."""
+
+    def __init__(self, ports, clients=6, pause=0.0):
+        self.stop_flag = threading.Event()
+        self.ok = {p: 0 for p in ports}
+        self.failures = {p: [] for p in ports}
+        self.pause = pause
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self.run, args=(ports[i % len(ports)],)) for i in range(clients)]
+        for t in self.threads:
+            t.start()
+
+    def run(self, port):
+        body = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "eth_blockNumber", "params": []})
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        while not self.stop_flag.is_set():
+            try:
+                conn.request("POST", "/v1/eth", body, {"Content-Type": "application/json"})
+                r = conn.getresponse()
+                data = r.read()
+                failure = None if r.status == 200 and "result" in json.loads(data) else (r.status, data[:200])
+            except Exception as e:  # a reset or a timeout is a failure too
+                failure = ("exception", repr(e))
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            with self.lock:
+                if failure is None:
+                    self.ok[port] += 1
+                else:
+                    self.failures[port].append(failure)
+            if self.pause:
+                time.sleep(self.pause)
+        conn.close()
+
+    def finish(self):
+        self.stop_flag.set()
+        for t in self.threads:
+            t.join(15)
+        return self
+
+    def totals(self):
+        """(answers that were good, every failure) over all ports."""
+        return sum(self.ok.values()), [f for fs in self.failures.values() for f in fs]
+
+    def by_port(self):
+        """({port: good answers}, {port: failures})."""
+        return dict(self.ok), {p: len(fs) for p, fs in self.failures.items()}

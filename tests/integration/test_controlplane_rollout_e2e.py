@@ -4,13 +4,11 @@ put in their heartbeats. A good version is promoted with no failed request; a ve
 the service at an upstream answering 500 reaches only the canary and is rolled back by itself.
 Hold and interval are a second."""
 
-import http.client
 import json
 import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -70,45 +68,9 @@ class Fleet:
         return self.rollout(rid)
 
 
-class Load:
-    """Clients relaying eth_blockNumber through every dataplane until stopped; per dataplane, the
-    answers that were not a 200 with a JSON-RPC result (resets and timeouts too)."""
-
-    def __init__(self, ports, per_port=2):
-        self.stop_flag = threading.Event()
-        self.ok = {p: 0 for p in ports}
-        self.failed = {p: 0 for p in ports}
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self.run, args=(p,)) for p in ports for _ in range(per_port)]
-        for t in self.threads:
-            t.start()
-
-    def run(self, port):
-        body = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "eth_blockNumber", "params": []})
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        while not self.stop_flag.is_set():
-            try:
-                conn.request("POST", "/v1/eth", body, {"Content-Type": "application/json"})
-                r = conn.getresponse()
-                data = r.read()
-                good = r.status == 200 and "result" in json.loads(data)
-            except Exception:
-                good = False
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            with self.lock:
-                if good:
-                    self.ok[port] += 1
-                else:
-                    self.failed[port] += 1
-            time.sleep(0.002)  # steady, not flat out: two cores serve the whole fleet
-        conn.close()
-
-    def finish(self):
-        self.stop_flag.set()
-        for t in self.threads:
-            t.join(15)
-        return self.ok, self.failed
+def load_on(f):
+    """Two steady clients per dataplane (steady, not flat out: two cores serve the whole fleet)."""
+    return dp_util.RelayLoad([d.port for d in f.dps], clients=2 * len(f.dps), pause=0.002)
 
 
 # The p99 rule is proven with scripted figures in test_controlplane_rollout.py; here latencies are
@@ -122,13 +84,13 @@ SPEC = {"canary": {"percent": 25}, "steps": [{"percent": 25, "hold": "1s"}, {"pe
 @test
 def good_version_promoted_under_load_with_no_failed_request():
     f = Fleet()
-    load = Load([d.port for d in f.dps])
+    load = load_on(f)
     time.sleep(1.0)
     body = dict(doc(f.mport, conns=40), rollout=SPEC)
     b = cp_util.expect(f.cp.call("PUT", "/v1/config", body), 201)[2]
     assert b["version"] == 2 and b["rollout"]["state"] == "progressing", b
     ro = f.wait_state(b["rollout"]["id"], "promoted")
-    ok, failed = load.finish()
+    ok, failed = load.finish().by_port()
     assert sum(failed.values()) == 0, failed
     assert sum(ok.values()) > 200, ok
     assert [len(s) for s in ro["sets"]] == [1, 2], ro["sets"]
@@ -145,7 +107,7 @@ def good_version_promoted_under_load_with_no_failed_request():
 def bad_version_only_on_the_canary_and_rolled_back_by_itself():
     f = Fleet()
     bad_mock, bad_port = dp_util.start_mock("--status", "500")
-    load = Load([d.port for d in f.dps])
+    load = load_on(f)
     time.sleep(1.0)
     start = time.time()
     b = cp_util.expect(f.cp.call("PUT", "/v1/config", dict(doc(bad_port), rollout=SPEC)), 201)[2]
@@ -154,7 +116,7 @@ def bad_version_only_on_the_canary_and_rolled_back_by_itself():
     assert len(canary) == 1, canary
     ro = f.wait_state(rid, "rolled_back", 15)
     took = time.time() - start
-    ok, failed = load.finish()
+    ok, failed = load.finish().by_port()
     # (failures_allowed + 1) × interval, plus one push and a heartbeat's delay
     assert took <= 2 * 1.0 + 1.5, took
     assert ro["sets"] == [canary] and ro["rollback_version"] == 3, ro
@@ -190,7 +152,7 @@ def ctl(f, *args, timeout=30):
 def pathwayctl_rolls_out_and_watches_to_the_end():
     f = Fleet()
     bad_mock, bad_port = dp_util.start_mock("--status", "500")
-    load = Load([d.port for d in f.dps])
+    load = load_on(f)
     time.sleep(1.0)
     flags = ["--canary", "percent=25", "--steps", "25,50", "--hold", "1s", "--gate-interval", "1s", "--min-requests", "20",
              "--max-p99-ratio", "50"]
@@ -204,7 +166,7 @@ def pathwayctl_rolls_out_and_watches_to_the_end():
     assert rc == 0 and "rollout 2 progressing" in out, (rc, out, err)
     rc, out, err = ctl(f, "rollout", "status", "--watch")
     assert rc == 1 and "rolled_back" in out, (rc, out, err)
-    ok, failed = load.finish()
+    ok, failed = load.finish().by_port()
     assert f.rollout(2)["state"] == "rolled_back" and f.rollout(2)["rollback_version"] == 4
     canary = f.rollout(2)["sets"][0][0]
     assert all(n == 0 for i, (p, n) in enumerate(failed.items()) if f"dp-{i}" != canary), failed

@@ -2,7 +2,6 @@
 upstreams on 127.0.0.1. Runtime push, ACK/NACK, no retry loop, last-good config from state_dir,
 rollback under load, propagation time."""
 
-import http.client
 import json
 import os
 import signal
@@ -81,48 +80,6 @@ class Fleet:
         return body["document"]
 
 
-class Load:
-    """Clients relaying eth_blockNumber through the dataplanes on keep-alive connections until
-    stopped; every answer that is not a 200 with a JSON-RPC result, and every reset, is counted."""
-
-    def __init__(self, ports, clients=6):
-        self.ports = ports
-        self.stop_flag = threading.Event()
-        self.ok = 0
-        self.failures = []
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self.run, args=(ports[i % len(ports)],)) for i in range(clients)]
-        for t in self.threads:
-            t.start()
-
-    def run(self, port):
-        body = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "eth_blockNumber", "params": []})
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        while not self.stop_flag.is_set():
-            try:
-                conn.request("POST", "/v1/eth", body, {"Content-Type": "application/json"})
-                r = conn.getresponse()
-                data = r.read()
-                good = r.status == 200 and "result" in json.loads(data)
-                with self.lock:
-                    if good:
-                        self.ok += 1
-                    else:
-                        self.failures.append((r.status, data[:200]))
-            except Exception as e:  # a reset or a timeout is a failure too
-                with self.lock:
-                    self.failures.append(("exception", repr(e)))
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        conn.close()
-
-    def finish(self):
-        self.stop_flag.set()
-        for t in self.threads:
-            t.join(15)
-        return self.ok, self.failures
-
-
 def burst(port, n, method="eth_blockNumber"):
     """n concurrent relays through one dataplane; returns their statuses."""
     statuses = []
@@ -180,7 +137,7 @@ def push_lowers_limiter_on_every_dataplane():
 @test
 def twenty_pushes_and_a_rollback_under_load():
     f = Fleet(n=2, mock_args=("--latency", "1"))
-    load = Load([d.port for d in f.dps], clients=6)
+    load = dp_util.RelayLoad([d.port for d in f.dps], clients=6)
     try:
         time.sleep(1.0)
         last = 1
@@ -200,7 +157,7 @@ def twenty_pushes_and_a_rollback_under_load():
             f.wait_applied(i, rb)
         time.sleep(0.5)
     finally:
-        ok, failures = load.finish()
+        ok, failures = load.finish().totals()
     assert not failures, f"{len(failures)} failed requests, first: {failures[:3]}"
     assert ok > 500, ok
     for i in range(2):
@@ -215,7 +172,7 @@ def twenty_pushes_and_a_rollback_under_load():
 def unusable_version_is_nacked_once_and_changes_nothing():
     f = Fleet(n=1)
     before = f.running(0)
-    load = Load([f.dps[0].port], clients=2)
+    load = dp_util.RelayLoad([f.dps[0].port], clients=2)
     try:
         bad = f.put(fleet_doc(f.mport, max_concurrent=5, bad_ca="/nonexistent/ca.pem"))
         d = dp_util.wait_for(lambda: f.dataplanes()["dp-0"] if f.dataplanes()["dp-0"].get("rejected_version") == bad else None,
@@ -236,7 +193,7 @@ def unusable_version_is_nacked_once_and_changes_nothing():
         assert f.running(0)["limiter"]["max_concurrent"] == 6
         assert f.dataplanes()["dp-0"]["state"] == "synced"
     finally:
-        ok, failures = load.finish()
+        ok, failures = load.finish().totals()
     assert not failures, failures[:3]
     assert ok > 0
 

@@ -1,0 +1,65 @@
+/*
+ * pathway-mock-upstream's parts as its two files see them: mock_upstream.c (the relay listener, the
+ * answers, the command line) and mock_control.c (the control listener that changes the settings
+ * while the mock runs). Not for other programs.
+ */
+#ifndef PATHWAY_MOCK_UPSTREAM_H
+#define PATHWAY_MOCK_UPSTREAM_H
+
+#include <stdint.h>
+#include <jansson.h>
+#include "h2o.h"
+
+/* FAULT_REFUSE: the relay listener is closed (connects are refused) and its connections reset */
+typedef enum { FAULT_NONE = 0, FAULT_RESET, FAULT_HANG, FAULT_GARBAGE, FAULT_SLOW_BODY, FAULT_CLOSE_AFTER, FAULT_REFUSE } fault_t;
+
+/* what the command line sets; the control listener changes some of them while the mock runs */
+typedef struct st_mopt_t {
+    const char *host;
+    uint16_t port;
+    uint64_t latency_ms, jitter_ms;
+    double error_rate;
+    uint64_t response_size; /* 0 = natural results */
+    int chunked;            /* no content-length: the response is chunked */
+    fault_t fault;
+    double fault_rate;
+    uint64_t close_after;           /* FAULT_CLOSE_AFTER: requests per connection */
+    const char *tls_cert, *tls_key; /* both set: serve https (HTTP/1.1) */
+    int error_code;                 /* JSON-RPC code of --error-rate's errors */
+    int status;                     /* HTTP status of JSON-RPC answers (0 = 200) */
+    double status_rate;             /* fraction of JSON-RPC answers that get `status` (the others 200) */
+    const char *fault_method;       /* faults only for requests calling this method (NULL = all) */
+    uint64_t start_block;           /* the head at start */
+    uint64_t block_time_ms;         /* the head advances by one every block_time_ms (0 = it stays) */
+    uint64_t lag;                   /* eth_blockNumber answers this many blocks behind the head */
+    uint16_t control_port;          /* 0 = no control listener */
+} mopt_t;
+
+extern mopt_t opt;
+
+/* GET /control's counters (POST /control/reset-counters zeroes them; /reset-stats does not) */
+typedef struct st_mock_counters_t {
+    uint64_t requests; /* JSON-RPC requests received on the relay listener */
+    json_t *by_method; /* {"method": calls}: each call of a batch counts */
+} mock_counters_t;
+extern mock_counters_t ctl;
+
+/* --- mock_upstream.c, for the control listener --- */
+/* The head eth_blockNumber answers now (the chain's head less opt.lag). */
+uint64_t answered_head(void);
+/* Sends doc (taken) as the JSON body of a response. */
+void send_doc(h2o_req_t *req, int status, json_t *doc, int chunked);
+/* Closes the relay listener and resets its connections (fault "refuse"). */
+void refuse_relay(void);
+/* Listens on the relay port again; -1 with *err when it cannot. */
+int reopen_relay(const char **err);
+/* Changes the block time without making the head jump. */
+void set_block_time(uint64_t ms);
+
+/* --- mock_control.c --- */
+/* Parses a --fault / "fault" kind into o; -1 when it is none of them. */
+int parse_fault(const char *s, mopt_t *o);
+/* A request on the control listener: GET/POST /control, POST /control/reset-counters. */
+int on_control(h2o_req_t *req);
+
+#endif

@@ -113,9 +113,22 @@ typedef struct st_cfg_cors_t {
     uint64_t max_age_ms;           /* how long a browser may cache a preflight answer */
 } cfg_cors_t;
 
+/* Adaptive concurrency: a per-service limit that follows the upstream's latency (gradient). */
+typedef struct st_cfg_adaptive_t {
+    uint64_t _set;
+    int enabled;            /* off: only max_concurrent bounds the service */
+    uint32_t min_limit;     /* the limit never goes below this */
+    uint32_t max_limit;     /* ... nor above this (nor above max_concurrent when that is set) */
+    uint32_t initial_limit; /* where it starts (and restarts when switched on) */
+    uint32_t tolerance;     /* thousandths (1500 = 1.5): latency may grow to this x the baseline before the limit shrinks */
+    uint64_t window_ms;     /* how often the limit is recomputed */
+    uint32_t smoothing;     /* thousandths (200 = 0.2): weight of a new limit against the old one */
+} cfg_adaptive_t;
+
 typedef struct st_cfg_service_limiter_t {
     uint64_t _set;
-    uint32_t max_concurrent; /* 0 = only the process-wide limit applies */
+    uint32_t max_concurrent; /* 0 = only the process-wide limit applies (and, when adaptive, the adaptive limit) */
+    cfg_adaptive_t adaptive; /* key by key from defaults.limiter.adaptive */
 } cfg_service_limiter_t;
 
 /* What may make a failed attempt worth another try: bit (1u << value) of cfg_retry_t.retry_on. The
@@ -213,6 +226,54 @@ typedef struct st_cfg_outlier_t {
     uint32_t max_ejection_percent;   /* at most this % of a service's endpoints are ejected at once (always one left) */
 } cfg_outlier_t;
 
+/* What the response cache does with a JSON-RPC method (the built-in table, schema/cfg_rpcmethods.h, and
+ * an operator's override). */
+typedef enum en_cfg_cache_class_t {
+    CFG_CACHE_NEVER = 0, /* never cached nor coalesced: writes, filters, subscriptions, anything unknown */
+    CFG_CACHE_STATIC,    /* the same answer for ever (eth_chainId): ttl.final */
+    CFG_CACHE_REALTIME,  /* follows the head (eth_blockNumber): ttl.realtime */
+    CFG_CACHE_BY_BLOCK,  /* names a block: final, unfinal or (a tag, no block) realtime */
+    CFG_CACHE_BY_HASH,   /* names a hash: final when the answer's own block is */
+} cfg_cache_class_t;
+
+/* An operator's override of one method (the key of `cache.methods`). `off` in the document is
+ * {enabled: false}. */
+typedef struct st_cfg_cache_method_t {
+    uint64_t _set;
+    char *method;    /* the JSON-RPC method name (the map's key) */
+    int enabled;     /* false: never cached nor coalesced */
+    uint64_t ttl_ms; /* when set (_set bit of ttl): the ttl of every answer of this method, whatever its finality */
+    int cls;         /* when set: cfg_cache_class_t CFG_CACHE_STATIC, _REALTIME or _NEVER, for a method the table
+                      * does not know or to treat one otherwise */
+} cfg_cache_method_t;
+
+/* Time to live per finality; 0 = until evicted. */
+typedef struct st_cfg_cache_ttl_t {
+    uint64_t _set;
+    uint64_t final_ms;    /* static answers and blocks at or below head - finality_depth */
+    uint64_t unfinal_ms;  /* numbered blocks above that line (or any when the head is unknown) */
+    uint64_t realtime_ms; /* block tags, no block, realtime methods */
+} cfg_cache_ttl_t;
+
+typedef struct st_cfg_cache_t {
+    uint64_t _set;
+    int enabled;                         /* answers of this service are cached */
+    uint32_t finality_depth;             /* blocks behind the service's head that count as final */
+    cfg_cache_ttl_t ttl;                 /* key by key from defaults */
+    CFG_VEC(cfg_cache_method_t) methods; /* the service's own map when it gives one, else defaults' (whole) */
+    int coalesce;                        /* optional: identical requests in flight share one upstream request */
+    uint32_t max_followers;              /* requests one in-flight request may answer; more go upstream alone */
+    /* derived, not part of the document: */
+    int coalesce_on; /* `coalesce` when set, else `enabled` */
+} cfg_cache_t;
+
+/* The response cache's process-wide bounds. */
+typedef struct st_cfg_cache_global_t {
+    uint64_t _set;
+    uint64_t max_bytes; /* one budget for every service and worker (LRU beyond); 0 = nothing is stored */
+    uint64_t max_entry; /* larger answers are relayed, never stored */
+} cfg_cache_global_t;
+
 typedef struct st_cfg_policy_t {
     uint64_t _set;
     cfg_pool_t pool;
@@ -224,6 +285,7 @@ typedef struct st_cfg_policy_t {
     CFG_VEC(cfg_rpc_error_t) rpc_errors;
     cfg_health_check_t health_check;
     cfg_outlier_t outlier;
+    cfg_cache_t cache;
 } cfg_policy_t;
 
 /* Client-side TLS toward an https endpoint. */
@@ -271,6 +333,7 @@ typedef struct st_cfg_service_t {
     CFG_VEC(cfg_rpc_error_t) rpc_errors; /* the service's own list when it gives one, else defaults.rpc_errors */
     cfg_health_check_t health_check;     /* effective: defaults.health_check + overrides */
     cfg_outlier_t outlier;               /* effective: defaults.outlier + overrides (failure_rate key by key too) */
+    cfg_cache_t cache;                   /* effective: defaults.cache + overrides (ttl key by key, methods whole) */
 } cfg_service_t;
 
 typedef struct st_cfg_control_plane_t {
@@ -298,6 +361,7 @@ typedef struct st_cfg_t {
     cfg_global_pool_t pool;
     cfg_limiter_t limiter;
     cfg_buffers_t buffers;
+    cfg_cache_global_t cache;
     cfg_policy_t defaults;
     CFG_VEC(cfg_service_t) services;
 } cfg_t;

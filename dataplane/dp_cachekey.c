@@ -1,0 +1,1 @@
+#include "dp_cachekey.h"

@@ -1,0 +1,1 @@
+#include "cfg_rpcmethods.h"

@@ -1,1 +1,319 @@
+/* Adaptive concurrency (see dp_adaptive.h; the equations are in docs/dataplane.md). */
 #include "dp_adaptive.h"
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+uint64_t dp_adaptive_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void forget_locked(dp_adaptive_t *a)
+{
+    for (size_t i = 0; i != DP_ADAPTIVE_METHODS; ++i) {
+        dp_adaptive_slot_t *s = a->_slots + i;
+        atomic_store_explicit(&s->key, 0, memory_order_relaxed);
+        atomic_store_explicit(&s->count, 0, memory_order_relaxed);
+        atomic_store_explicit(&s->sum_ns, 0, memory_order_relaxed);
+        s->base_cur = s->base_prev = s->last_mean = 0;
+    }
+    a->_epoch_left = DP_ADAPTIVE_EPOCH;
+    a->_last_cut = 0;
+    a->_last_ratio = 0;
+    a->_since_deep = UINT32_MAX / 2;
+    a->_deep_pending = 0;
+    a->_deep_again = 0;
+    a->_deep_base = 0;
+    atomic_store(&a->baseline_ns, 0);
+    atomic_store(&a->sample_ns, 0);
+    atomic_store(&a->ratio_milli, 0);
+    atomic_store(&a->windows, 0);
+    atomic_store(&a->samples, 0);
+}
+
+void dp_adaptive_init(dp_adaptive_t *a)
+{
+    memset(a, 0, sizeof(*a));
+    pthread_mutex_init(&a->_mutex, NULL);
+    atomic_init(&a->enabled, 0);
+    atomic_init(&a->limit, 0);
+    atomic_init(&a->window_end_ns, 0);
+    forget_locked(a);
+}
+
+void dp_adaptive_dispose(dp_adaptive_t *a)
+{
+    pthread_mutex_destroy(&a->_mutex);
+}
+
+/* The settings' bounds, made safe for settings the schema has not checked (zeros). */
+static uint32_t min_of(const dp_adaptive_t *a)
+{
+    return a->_cfg.min_limit != 0 ? a->_cfg.min_limit : 1;
+}
+
+static uint32_t max_of(const dp_adaptive_t *a)
+{
+    uint32_t mx = a->_cfg.max_limit != 0 ? a->_cfg.max_limit : UINT32_MAX;
+    if (a->_cap != 0 && a->_cap < mx)
+        mx = a->_cap;
+    return mx < min_of(a) ? min_of(a) : mx;
+}
+
+static uint64_t window_ns(const dp_adaptive_t *a)
+{
+    return (a->_cfg.window_ms != 0 ? a->_cfg.window_ms : 1000) * 1000000u;
+}
+
+static double tolerance_of(const dp_adaptive_t *a)
+{
+    return a->_cfg.tolerance > 1000 ? a->_cfg.tolerance / 1000.0 : 1.5;
+}
+
+static double clamp_limit(const dp_adaptive_t *a, double l)
+{
+    if (l < min_of(a))
+        l = min_of(a);
+    if (l > max_of(a))
+        l = max_of(a);
+    return l;
+}
+
+static uint32_t publish_locked(dp_adaptive_t *a)
+{
+    uint32_t l = (uint32_t)a->_limit;
+    atomic_store(&a->limit, l);
+    return l;
+}
+
+uint32_t dp_adaptive_configure(dp_adaptive_t *a, const cfg_adaptive_t *c, uint32_t max_concurrent, uint64_t now_ns)
+{
+    uint32_t ret = 0;
+    pthread_mutex_lock(&a->_mutex);
+    int was_on = atomic_load(&a->enabled);
+    a->_cfg = *c;
+    a->_cap = max_concurrent;
+    if (!c->enabled) {
+        atomic_store(&a->enabled, 0);
+        atomic_store(&a->limit, 0);
+        forget_locked(a);
+    } else {
+        if (!was_on) {
+            forget_locked(a);
+            a->_limit = clamp_limit(a, c->initial_limit != 0 ? c->initial_limit : 20);
+            atomic_store(&a->window_end_ns, now_ns + window_ns(a));
+        } else {
+            a->_limit = clamp_limit(a, a->_limit);
+        }
+        ret = publish_locked(a);
+        atomic_store(&a->enabled, 1);
+    }
+    pthread_mutex_unlock(&a->_mutex);
+    return ret;
+}
+
+/* FNV-1a, 64 bits. */
+static uint64_t fnv1a(uint64_t h, const char *p, size_t n)
+{
+    for (size_t i = 0; i != n; ++i) {
+        h ^= (unsigned char)p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+static int json_ws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+uint64_t dp_adaptive_method_key(const char *body, size_t len)
+{
+    const char *p = body, *end = body + len, *name = "", *name_end = name;
+    while (p != end && json_ws(*p))
+        ++p;
+    int batch = p != end && *p == '[';
+    while (p != end && (p = memmem(p, (size_t)(end - p), "\"method\"", 8)) != NULL) {
+        const char *q = p + 8;
+        p += 8;
+        while (q != end && json_ws(*q))
+            ++q;
+        if (q == end || *q != ':')
+            continue;
+        ++q;
+        while (q != end && json_ws(*q))
+            ++q;
+        if (q == end || *q != '"')
+            continue;
+        ++q;
+        const char *close = memchr(q, '"', (size_t)(end - q));
+        if (close == NULL)
+            break;
+        name = q;
+        name_end = close;
+        break;
+    }
+    uint64_t h = fnv1a(0xcbf29ce484222325ull, batch ? "[" : "{", 1);
+    h = fnv1a(h, name, (size_t)(name_end - name));
+    return h != 0 ? h : 1;
+}
+
+/* The slot of `key`: found, or claimed when free; slot 0 when every slot is taken. Lock-free:
+ * two threads claiming the same free slot for different keys settle it by the compare-exchange,
+ * the loser probes on. */
+static dp_adaptive_slot_t *slot_of(dp_adaptive_t *a, uint64_t key)
+{
+    size_t start = (size_t)(key % DP_ADAPTIVE_METHODS);
+    for (size_t i = 0; i != DP_ADAPTIVE_METHODS; ++i) {
+        dp_adaptive_slot_t *s = a->_slots + (start + i) % DP_ADAPTIVE_METHODS;
+        uint64_t k = atomic_load_explicit(&s->key, memory_order_acquire);
+        if (k == key)
+            return s;
+        if (k == 0) {
+            uint64_t expected = 0;
+            if (atomic_compare_exchange_strong(&s->key, &expected, key) || expected == key)
+                return s;
+        }
+    }
+    return a->_slots;
+}
+
+int dp_adaptive_sample(dp_adaptive_t *a, uint64_t key, uint64_t latency_ns, uint64_t now_ns)
+{
+    if (!dp_adaptive_on(a))
+        return 0;
+    dp_adaptive_slot_t *s = slot_of(a, key);
+    atomic_fetch_add_explicit(&s->sum_ns, latency_ns, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&a->samples, 1, memory_order_relaxed);
+    if (now_ns < atomic_load_explicit(&a->window_end_ns, memory_order_relaxed))
+        return 0;
+    if (pthread_mutex_trylock(&a->_mutex) != 0)
+        return 0;
+    /* re-checked under the lock: another thread may have just closed it */
+    if (now_ns < atomic_load_explicit(&a->window_end_ns, memory_order_relaxed) || !dp_adaptive_on(a)) {
+        pthread_mutex_unlock(&a->_mutex);
+        return 0;
+    }
+    return 1;
+}
+
+uint32_t dp_adaptive_close(dp_adaptive_t *a, uint32_t peak, int saturated, uint64_t now_ns)
+{
+    atomic_store(&a->window_end_ns, now_ns + window_ns(a));
+    if (--a->_epoch_left == 0) {
+        /* a new epoch: the baseline is now the lowest mean of the last epoch and of this one */
+        a->_epoch_left = DP_ADAPTIVE_EPOCH;
+        for (size_t i = 0; i != DP_ADAPTIVE_METHODS; ++i) {
+            a->_slots[i].base_prev = a->_slots[i].base_cur;
+            a->_slots[i].base_cur = 0;
+        }
+    }
+    /* each method's window mean against its baseline */
+    double n_all = 0, base_sum = 0, lat_sum = 0;
+    for (size_t i = 0; i != DP_ADAPTIVE_METHODS; ++i) {
+        dp_adaptive_slot_t *s = a->_slots + i;
+        uint64_t n = atomic_exchange_explicit(&s->count, 0, memory_order_relaxed);
+        uint64_t sum = atomic_exchange_explicit(&s->sum_ns, 0, memory_order_relaxed);
+        if (n == 0)
+            continue;
+        uint64_t mean = sum / n;
+        if (mean == 0)
+            mean = 1;
+        s->last_mean = mean;
+        int have_base = s->base_cur != 0 || s->base_prev != 0;
+        if ((n >= DP_ADAPTIVE_MIN_SAMPLES || !have_base) && (s->base_cur == 0 || mean < s->base_cur))
+            s->base_cur = mean;
+        uint64_t base = s->base_cur;
+        if (base == 0 || (s->base_prev != 0 && s->base_prev < base))
+            base = s->base_prev;
+        n_all += (double)n;
+        base_sum += (double)n * (double)base;
+        lat_sum += (double)sum;
+    }
+    uint32_t ret;
+    if (n_all == 0) {
+        ret = publish_locked(a);
+        atomic_fetch_add(&a->windows, 1);
+        pthread_mutex_unlock(&a->_mutex);
+        return ret;
+    }
+    /* the window's latency against what the same calls take unqueued: sum(latency) / sum(baseline
+     * of each sample's method). A queue of q adds q to every call, so this is 1 + q / (mean
+     * unqueued latency) = concurrency / capacity when queued (Little's law), for any method mix;
+     * a per-sample mean of ratios would weigh q against the cheapest calls and overstate it. */
+    double ratio = lat_sum / base_sum, tol = tolerance_of(a), l = a->_limit;
+    if (a->_deep_pending) {
+        /* a baseline that fell again after a deep cut was too high: it may still be */
+        a->_deep_pending = 0;
+        a->_deep_again = base_sum / n_all < a->_deep_base * 0.95;
+    }
+    a->_since_deep++;
+    if (ratio > tol && a->_last_cut && ratio * 100 >= a->_last_ratio * DP_ADAPTIVE_REBASE_GAIN &&
+        ratio * 100 <= a->_last_ratio * DP_ADAPTIVE_REBASE_RISE) {
+        /* the last cut left latency where it was: it is not our queue (the upstream got slower, or
+         * others load it). Take today's latency as the baseline instead of cutting on. A ratio that
+         * rose well past the last one is new trouble (the capacity fell): that is cut again. */
+        for (size_t i = 0; i != DP_ADAPTIVE_METHODS; ++i) {
+            dp_adaptive_slot_t *s = a->_slots + i;
+            if (s->last_mean != 0)
+                s->base_cur = s->base_prev = s->last_mean;
+        }
+        base_sum = lat_sum;
+        ratio = 1;
+        a->_last_cut = 0;
+    } else if (ratio > tol) {
+        /* queueing: the upstream serves `used / ratio` at once without a queue (Little's law);
+         * go there at once, but never below a quarter of the limit in one window. A baseline is a
+         * minimum, so it can only be too high (when every window so far had a queue), and then
+         * `used / ratio` errs high and the queue never empties to show the truth. So once per
+         * epoch, and again while the last such cut lowered the baseline, the cut goes a fifth
+         * deeper: the upstream's queue empties for a moment and the baseline is measured again. */
+        double used = peak != 0 && peak < l ? peak : l;
+        double next = used / ratio;
+        if (a->_since_deep >= DP_ADAPTIVE_EPOCH || a->_deep_again) {
+            next = next * DP_ADAPTIVE_DEEP_CUT / 100;
+            a->_since_deep = 0;
+            a->_deep_pending = 1;
+            a->_deep_again = 0;
+            a->_deep_base = base_sum / n_all;
+        }
+        if (next < l / DP_ADAPTIVE_MAX_CUT)
+            next = l / DP_ADAPTIVE_MAX_CUT;
+        l = next;
+        a->_last_cut = 1;
+        a->_last_ratio = ratio;
+    } else {
+        a->_last_cut = 0;
+        if (saturated) {
+            /* within tolerance and the limit in use: probe upward, by the smoothing fraction or
+             * the queue allowance sqrt(limit), whichever is larger */
+            double step = l * (a->_cfg.smoothing / 1000.0);
+            if (step < sqrt(l))
+                step = sqrt(l);
+            l += step;
+        }
+    }
+    a->_limit = clamp_limit(a, l);
+    atomic_store(&a->baseline_ns, (uint64_t)(base_sum / n_all));
+    atomic_store(&a->sample_ns, (uint64_t)(lat_sum / n_all));
+    atomic_store(&a->ratio_milli, (uint32_t)(ratio * 1000 + 0.5));
+    atomic_fetch_add(&a->windows, 1);
+    ret = publish_locked(a);
+    pthread_mutex_unlock(&a->_mutex);
+    return ret;
+}
+
+void dp_adaptive_stats(dp_adaptive_t *a, dp_adaptive_stats_t *out)
+{
+    out->enabled = atomic_load(&a->enabled);
+    out->limit = atomic_load(&a->limit);
+    out->baseline_ns = atomic_load(&a->baseline_ns);
+    out->sample_ns = atomic_load(&a->sample_ns);
+    out->ratio_milli = atomic_load(&a->ratio_milli);
+    out->windows = atomic_load(&a->windows);
+    out->samples = atomic_load(&a->samples);
+}

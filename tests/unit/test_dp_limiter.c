@@ -138,13 +138,71 @@ static void test_threads_leave_nothing_behind(void **state)
     dp_limiter_dispose(&shared);
 }
 
+/* The adaptive limit: permits are min(static bound, adaptive limit); raising it admits waiters;
+ * refusals while it binds count as adaptive; the window's peak and wait flag. */
+static void test_adaptive_limit(void **state)
+{
+    dp_limiter_t lim;
+    waiter_t ws[6];
+    init_waiters(ws, 6);
+    grant_seq = 0;
+    dp_limiter_init(&lim, 0, 2); /* no static bound */
+    dp_limiter_set_adaptive(&lim, 2);
+    assert_int_equal(dp_limiter_acquire(&lim, &ws[0].w), DP_LIMITER_ACQUIRED);
+    assert_int_equal(dp_limiter_acquire(&lim, &ws[1].w), DP_LIMITER_ACQUIRED);
+    assert_int_equal(dp_limiter_acquire(&lim, &ws[2].w), DP_LIMITER_QUEUED);
+    assert_int_equal(dp_limiter_acquire(&lim, &ws[3].w), DP_LIMITER_QUEUED);
+    assert_int_equal(dp_limiter_acquire(&lim, &ws[4].w), DP_LIMITER_FULL);
+    assert_int_equal(lim.rejected_adaptive, 1); /* the adaptive limit was the binding one */
+    assert_int_equal(lim.rejected, 0);
+    dp_limiter_timed_out(&lim);
+    assert_int_equal(lim.rejected_adaptive, 2);
+    assert_int_equal(lim.timeouts, 0);
+    uint32_t peak;
+    int waited;
+    dp_limiter_take_window(&lim, &peak, &waited);
+    assert_int_equal(peak, 2);
+    assert_true(waited);
+    /* raised: the waiters get their permits at once */
+    dp_limiter_set_adaptive(&lim, 4);
+    assert_int_equal(ws[2].granted_order, 1);
+    assert_int_equal(ws[3].granted_order, 2);
+    dp_limiter_take_window(&lim, &peak, &waited);
+    assert_int_equal(peak, 4);
+    assert_false(waited);
+    uint32_t max, in, q;
+    dp_limiter_stats(&lim, &max, &in, &q);
+    assert_int_equal(max, 0); /* the configured bound, not the adaptive one */
+    assert_int_equal(in, 4);
+    /* a static bound below the adaptive limit binds: its refusals are the usual ones */
+    dp_limiter_set(&lim, 3, 0);
+    assert_int_equal(dp_limiter_acquire(&lim, &ws[5].w), DP_LIMITER_FULL);
+    assert_int_equal(lim.rejected, 1);
+    dp_limiter_timed_out(&lim);
+    assert_int_equal(lim.timeouts, 1);
+    assert_int_equal(lim.rejected_adaptive, 2);
+    /* lowered below what is held: nothing is taken back, nothing new handed out */
+    dp_limiter_set(&lim, 0, 2);
+    dp_limiter_set_adaptive(&lim, 1);
+    assert_int_equal(dp_limiter_acquire(&lim, &ws[5].w), DP_LIMITER_QUEUED);
+    for (int i = 0; i != 3; ++i)
+        dp_limiter_release(&lim);
+    assert_int_equal(ws[5].granted_order, 0);
+    dp_limiter_release(&lim);
+    assert_int_equal(ws[5].granted_order, 3); /* one held (the last waiter's) of 1 */
+    /* off: unbounded again */
+    dp_limiter_set_adaptive(&lim, 0);
+    assert_int_equal(dp_limiter_acquire(&lim, &ws[0].w), DP_LIMITER_ACQUIRED);
+    assert_int_equal(dp_limiter_acquire(&lim, &ws[1].w), DP_LIMITER_ACQUIRED);
+    dp_limiter_dispose(&lim);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fifo_and_bound),
-        cmocka_unit_test(test_cancel),
-        cmocka_unit_test(test_set_raises_and_unlimited),
-        cmocka_unit_test(test_threads_leave_nothing_behind),
+        cmocka_unit_test(test_fifo_and_bound),           cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_set_raises_and_unlimited), cmocka_unit_test(test_threads_leave_nothing_behind),
+        cmocka_unit_test(test_adaptive_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,6 @@
 /* Adaptive concurrency (see dp_adaptive.h; the equations are in docs/dataplane.md). */
 #include "dp_adaptive.h"
+#include "dp_internal.h"
 #include <math.h>
 #include <string.h>
 #include <time.h>
@@ -238,7 +239,6 @@ uint32_t dp_adaptive_close(dp_adaptive_t *a, uint32_t peak, int saturated, uint6
     if (n_all == 0) {
         ret = publish_locked(a);
         atomic_fetch_add(&a->windows, 1);
-        pthread_mutex_unlock(&a->_mutex);
         return ret;
     }
     /* the window's latency against what the same calls take unqueued: sum(latency) / sum(baseline
@@ -303,8 +303,12 @@ uint32_t dp_adaptive_close(dp_adaptive_t *a, uint32_t peak, int saturated, uint6
     atomic_store(&a->ratio_milli, (uint32_t)(ratio * 1000 + 0.5));
     atomic_fetch_add(&a->windows, 1);
     ret = publish_locked(a);
-    pthread_mutex_unlock(&a->_mutex);
     return ret;
+}
+
+void dp_adaptive_close_end(dp_adaptive_t *a)
+{
+    pthread_mutex_unlock(&a->_mutex);
 }
 
 void dp_adaptive_stats(dp_adaptive_t *a, dp_adaptive_stats_t *out)
@@ -316,4 +320,19 @@ void dp_adaptive_stats(dp_adaptive_t *a, dp_adaptive_stats_t *out)
     out->ratio_milli = atomic_load(&a->ratio_milli);
     out->windows = atomic_load(&a->windows);
     out->samples = atomic_load(&a->samples);
+}
+
+void dp_adaptive_record_attempt(struct st_dp_svcshared_t *sh, const char *body, size_t len, uint64_t sent_ns)
+{
+    dp_adaptive_t *a = &sh->adaptive;
+    uint64_t now = dp_adaptive_now_ns();
+    uint64_t key = dp_adaptive_method_key(body != NULL ? body : "", body != NULL ? len : 0);
+    if (!dp_adaptive_sample(a, key, now > sent_ns ? now - sent_ns : 1, now))
+        return;
+    uint32_t peak;
+    int waited;
+    dp_limiter_take_window(&sh->limiter, &peak, &waited);
+    /* set while the close right is held: an apply that switches it off waits, and its 0 comes last */
+    dp_limiter_set_adaptive(&sh->limiter, dp_adaptive_close(a, peak, waited || peak >= atomic_load(&a->limit), now));
+    dp_adaptive_close_end(a);
 }

@@ -107,11 +107,20 @@ int dp_adaptive_sample(dp_adaptive_t *a, uint64_t key, uint64_t latency_ns, uint
 
 /* Closes the window that dp_adaptive_sample said is over: computes the new limit from the window's
  * samples, `peak` (the most permits the service's limiter held at once during the window) and
- * `saturated` (a request had to wait, or peak reached the limit), and releases the close right.
- * Returns the limit the service's limiter must enforce (0 when switched off meanwhile). */
+ * `saturated` (a request had to wait, or peak reached the limit). Returns the limit the service's
+ * limiter must enforce; the caller sets it and then calls dp_adaptive_close_end, so that settings
+ * applied meanwhile (dp_adaptive_configure waits) are never overwritten by an older limit. */
 uint32_t dp_adaptive_close(dp_adaptive_t *a, uint32_t peak, int saturated, uint64_t now_ns);
+/* Gives the close right back. */
+void dp_adaptive_close_end(dp_adaptive_t *a);
 
 void dp_adaptive_stats(dp_adaptive_t *a, dp_adaptive_stats_t *out);
+
+/* The dataplane's use: a successful attempt of service `sh` for request `body`, sent at `sent_ns`
+ * (CLOCK_MONOTONIC), answered now. Samples it, and when the window is over closes it and hands the
+ * new limit to the service's limiter. Any worker. */
+struct st_dp_svcshared_t;
+void dp_adaptive_record_attempt(struct st_dp_svcshared_t *sh, const char *body, size_t len, uint64_t sent_ns);
 
 /* CLOCK_MONOTONIC in ns (what samples and windows are timed with). */
 uint64_t dp_adaptive_now_ns(void);

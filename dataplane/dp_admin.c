@@ -250,6 +250,27 @@ static json_t *endpoint_health_json(const dp_endpoint_t *ep, uint64_t now)
     return o;
 }
 
+/* --- adaptive concurrency (issue 13): /stats "adaptive" and the pathway_adaptive_* gauges ---------- */
+
+/* A service's adaptive limit: {"enabled": false} when off; else the limit, the last window's
+ * baseline and sample (seconds), their ratio, and the refusals counted against it. */
+static json_t *adaptive_json(dp_service_t *svc)
+{
+    dp_adaptive_stats_t st;
+    dp_adaptive_stats(&svc->shared->adaptive, &st);
+    json_t *o =
+        json_pack("{s:b, s:I}", "enabled", st.enabled, "rejected", (json_int_t)DP_LOAD(svc->shared->limiter.rejected_adaptive));
+    if (st.enabled) {
+        json_object_set_new(o, "limit", json_integer(st.limit));
+        json_object_set_new(o, "baseline_seconds", json_real((double)st.baseline_ns / 1e9));
+        json_object_set_new(o, "sample_seconds", json_real((double)st.sample_ns / 1e9));
+        json_object_set_new(o, "ratio", json_real(st.ratio_milli / 1000.0));
+        json_object_set_new(o, "windows", json_integer((json_int_t)st.windows));
+        json_object_set_new(o, "samples", json_integer((json_int_t)st.samples));
+    }
+    return o;
+}
+
 /* /stats' "health" of one service at now (unix ms). */
 static json_t *service_health_json(const dp_service_t *svc, uint64_t now)
 {
@@ -357,6 +378,7 @@ static json_t *stats_json(dp_server_t *s, dp_gen_t *g)
         json_object_set_new(so, "hedges", json_pack("{s:I, s:I}", "won", (json_int_t)hedges[0], "lost", (json_int_t)hedges[1]));
         json_object_set_new(so, "retry_budget_exhausted", json_integer((json_int_t)atomic_load(&svc->shared->budget.exhausted)));
         json_object_set_new(so, "health", service_health_json(svc, now));
+        json_object_set_new(so, "adaptive", adaptive_json(svc));
         health_settings_json(svc->cfg, so);
     }
     json_object_set_new(doc, "services", svcs);
@@ -398,6 +420,35 @@ static json_t *process_json(dp_server_t *s)
 }
 
 #define HELP(o, name, type, text) pw_buf_printf(o, "# HELP " name " " text "\n# TYPE " name " " type "\n")
+
+/* The gauges of services whose adaptive limit is on (no series for the others). */
+static void adaptive_metrics_text(dp_gen_t *g, pw_buf_t *o)
+{
+    static const struct {
+        const char *name, *help;
+    } gauges[] = {
+        {"pathway_adaptive_limit", "The adaptive concurrency limit in force."},
+        {"pathway_adaptive_baseline_seconds", "Last window: what its calls take unqueued (each by its method's baseline)."},
+        {"pathway_adaptive_sample_seconds", "Last window: what its successful upstream attempts took (mean)."},
+    };
+    size_t on = 0;
+    for (size_t i = 0; i != g->nservices; ++i)
+        on += dp_adaptive_on(&g->services[i].shared->adaptive);
+    for (size_t k = 0; on != 0 && k != sizeof(gauges) / sizeof(gauges[0]); ++k) {
+        pw_buf_printf(o, "# HELP %s %s\n# TYPE %s gauge\n", gauges[k].name, gauges[k].help, gauges[k].name);
+        for (size_t i = 0; i != g->nservices; ++i) {
+            dp_adaptive_stats_t st;
+            dp_adaptive_stats(&g->services[i].shared->adaptive, &st);
+            if (!st.enabled)
+                continue;
+            if (k == 0)
+                pw_buf_printf(o, "%s{service=\"%s\"} %u\n", gauges[k].name, g->services[i].id, st.limit);
+            else
+                pw_buf_printf(o, "%s{service=\"%s\"} %.6f\n", gauges[k].name, g->services[i].id,
+                              (double)(k == 1 ? st.baseline_ns : st.sample_ns) / 1e9);
+        }
+    }
+}
 
 /* The endpoint health series of /metrics, and the health knobs as gauges. */
 static void health_metrics_text(dp_gen_t *g, pw_buf_t *o)
@@ -622,7 +673,10 @@ static void metrics_text(dp_server_t *s, pw_buf_t *o)
                       g->services[i].id, (uint64_t)DP_LOAD(g->services[i].shared->limiter.rejected));
         pw_buf_printf(o, "pathway_limiter_rejected_total{scope=\"service\",service=\"%s\",reason=\"queue_timeout\"} %" PRIu64 "\n",
                       g->services[i].id, (uint64_t)DP_LOAD(g->services[i].shared->limiter.timeouts));
+        pw_buf_printf(o, "pathway_limiter_rejected_total{scope=\"service\",service=\"%s\",reason=\"adaptive\"} %" PRIu64 "\n",
+                      g->services[i].id, (uint64_t)DP_LOAD(g->services[i].shared->limiter.rejected_adaptive));
     }
+    adaptive_metrics_text(g, o);
 
     HELP(o, "pathway_buffer_pool_hits_total", "counter", "Response buffers reused.");
     pw_buf_printf(o, "pathway_buffer_pool_hits_total %" PRIu64 "\n", t.buf_hits);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include "pw_http.h"
 #include "dp_attempt.h"
+#include "dp_adaptive.h"
 
 #define DP_SMALL_BODY 2048 /* bodies up to this size are held in the request's own pool */
 
@@ -136,6 +137,8 @@ static void on_conn(dp_pool_waiter_t *wt, dp_conn_t *c, int reused)
     h2o_iovec_t bufs[2] = {a->_head, a->_req->entity};
     size_t n = a->_req->entity.len != 0 ? 2 : 1;
     a->_eof = 0;
+    if (a->timed)
+        a->sent_ns = dp_adaptive_now_ns();
     c->writing = 1;
     h2o_socket_write(c->sock, bufs, n, on_upstream_write);
     h2o_socket_read_start(c->sock, on_upstream_read);

@@ -61,11 +61,13 @@ struct st_dp_attempt_t {
     uint64_t received;       /* body bytes moved into buf so far */
     dp_buf_t *buf;           /* body bytes for the client, from the front; NULL before the first */
     uint64_t created_at;     /* the loop's time (ms) when it was created */
+    uint64_t sent_ns;        /* `timed` only: CLOCK_MONOTONIC (ns) when the request went out (last send when resent) */
     /* set by the owner */
     int hold;              /* in on_head, for a body with a content-length up to DP_CLASSIFY_MAX_BODY: the whole body
                             * is kept in one buffer of its size (the owner judges it complete before relaying) */
     h2o_headers_t headers; /* the owner's copy of the response headers (in req->pool) */
     int health_trial;      /* the endpoint's half-open trial (dp_balancer_pick said so) */
+    int timed;             /* take sent_ns (adaptive concurrency times send -> answer); before start */
     int health_told;       /* its outcome reached dp_health_record */
     int judged_class;      /* 1 + the dp_class_t of its whole answer when the owner classified it with its body; 0 = not */
     /* private */

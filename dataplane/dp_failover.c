@@ -108,6 +108,8 @@ static void tell_health(dp_relay_t *r, dp_attempt_t *a, int what)
     if (a->health_told)
         return;
     a->health_told = 1;
+    if (what == DP_HEALTH_SUCCESS && a->sent_ns != 0)
+        dp_adaptive_record_attempt(r->svc->shared, r->req->entity.base, r->req->entity.len, a->sent_ns);
     uint64_t now = h2o_now(r->w->loop);
     dp_health_record(r->svc, a->ep, what, a->health_trial, what == DP_HEALTH_NEUTRAL ? 0 : (now - a->created_at) * 1000 + 1,
                      now);
@@ -239,6 +241,7 @@ static void relay_start_try(dp_relay_t *r, int extra, int hedge)
     r->tried |= DP_TRIED_BIT(i);
     dp_attempt_t *a = dp_attempt_create(r->w, r->req, r->svc->endpoints[i], r->reqid, r->wg->gen, &attempt_callbacks, t);
     a->health_trial = trial;
+    a->timed = dp_adaptive_on(&r->svc->shared->adaptive);
     t->r = r;
     t->a = a;
     t->extra = extra;

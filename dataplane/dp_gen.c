@@ -87,6 +87,7 @@ static dp_svcshared_t *svcshared_get(dp_server_t *s, const cfg_service_t *cs)
     sh->server = s;
     sh->nworkers = s->nworkers;
     dp_limiter_init(&sh->limiter, 0, 0);
+    dp_adaptive_init(&sh->adaptive);
     dp_budget_init(&sh->budget, cs->retry.budget.min_concurrent);
     dp_latency_init(&sh->latency, 0);
     dp_svchealth_init(&sh->health);
@@ -107,6 +108,7 @@ void dp_svcshared_release(dp_svcshared_t *sh)
     h2o_linklist_unlink(&sh->link);
     pthread_mutex_unlock(&s->registry_mutex);
     dp_limiter_dispose(&sh->limiter);
+    dp_adaptive_dispose(&sh->adaptive);
     dp_svchealth_dispose(&sh->health);
     free(sh->id);
     free(sh);

@@ -21,6 +21,7 @@
 #include "h2o.h"
 #include "cfg.h"
 #include "dp.h"
+#include "dp_adaptive.h"
 #include "dp_budget.h"
 #include "dp_bufpool.h"
 #include "dp_health.h"
@@ -92,11 +93,12 @@ struct st_dp_svcshared_t {
     dp_server_t *server;
     h2o_linklist_t link; /* in server->svcshared (registry_mutex) */
     char *id;
-    int has_limiter;      /* limiter.max_concurrent > 0 in the newest generation */
-    dp_limiter_t limiter; /* per-service bound (bounds updated in place on apply) */
-    dp_budget_t budget;   /* retries + hedges (settings read from the current generation at each call) */
-    dp_latency_t latency; /* recent relay durations, for a percentile hedge delay */
-    dp_svchealth_t health; /* ejection order, the service's head, panic */
+    int has_limiter;        /* limiter.max_concurrent > 0 or limiter.adaptive.enabled in the newest generation */
+    dp_limiter_t limiter;   /* per-service bound (bounds updated in place on apply) */
+    dp_adaptive_t adaptive; /* the adaptive limit the limiter enforces (settings applied in place) */
+    dp_budget_t budget;     /* retries + hedges (settings read from the current generation at each call) */
+    dp_latency_t latency;   /* recent relay durations, for a percentile hedge delay */
+    dp_svchealth_t health;  /* ejection order, the service's head, panic */
     size_t nworkers;
     dp_svcstats_t stats[]; /* one per worker */
 };

@@ -283,7 +283,8 @@ static uint64_t retry_after_s(dp_relay_t *r)
 static void relay_admit(dp_relay_t *r)
 {
     for (int stage = 1; stage <= 2; ++stage) {
-        if (stage == 1 && (r->have_svc_permit || r->svc->cfg->limiter.max_concurrent == 0))
+        if (stage == 1 &&
+            (r->have_svc_permit || (r->svc->cfg->limiter.max_concurrent == 0 && !dp_adaptive_on(&r->svc->shared->adaptive))))
             continue;
         if (stage == 2 && r->have_glob_permit)
             continue;
@@ -491,7 +492,7 @@ static void on_relay_timer(h2o_timeout_entry_t *entry)
             relay_admit(r); /* granted in the same instant: go on */
             return;
         }
-        DP_SHARED_ADD(stage_limiter(r, stage)->timeouts, 1);
+        dp_limiter_timed_out(stage_limiter(r, stage));
         dp_relay_fail(r, DP_ERR_QUEUE_TIMEOUT);
         return;
     }

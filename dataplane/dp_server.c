@@ -394,8 +394,11 @@ static void apply_runtime_settings(dp_server_t *s, dp_gen_t *g)
     dp_limiter_set(&s->limiter, cfg->limiter.max_concurrent, cfg->limiter.max_queue);
     for (size_t i = 0; i != g->nservices; ++i) {
         dp_service_t *svc = g->services + i;
-        svc->shared->has_limiter = svc->cfg->limiter.max_concurrent != 0;
-        dp_limiter_set(&svc->shared->limiter, svc->cfg->limiter.max_concurrent, cfg->limiter.max_queue);
+        const cfg_service_limiter_t *sl = &svc->cfg->limiter;
+        svc->shared->has_limiter = sl->max_concurrent != 0 || sl->adaptive.enabled;
+        dp_limiter_set(&svc->shared->limiter, sl->max_concurrent, cfg->limiter.max_queue);
+        uint32_t adaptive = dp_adaptive_configure(&svc->shared->adaptive, &sl->adaptive, sl->max_concurrent, dp_adaptive_now_ns());
+        dp_limiter_set_adaptive(&svc->shared->limiter, adaptive);
     }
     dp_gen_apply_pool_settings(g);
     atomic_store(&s->max_idle_total, cfg->pool.max_idle_total);

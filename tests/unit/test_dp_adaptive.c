@@ -84,6 +84,7 @@ static void sim_window(sim_t *s, double k, const method_t *m, size_t nm)
         if (dp_adaptive_sample(&s->a, key, (uint64_t)(lat * MS), t)) {
             int saturated = conc >= s->limit;
             s->limit = dp_adaptive_close(&s->a, (uint32_t)conc, saturated, t);
+            dp_adaptive_close_end(&s->a);
             closed = 1;
         }
     }
@@ -275,6 +276,7 @@ static void test_many_methods(void **state)
     }
     assert_int_equal(dp_adaptive_sample(&a, 7, 5 * MS, now + 2000 * MS), 1);
     assert_int_equal(dp_adaptive_close(&a, 20, 1, now + 2000 * MS), 24); /* grew by sqrt(20) = 4.47 */
+    dp_adaptive_close_end(&a);
     dp_adaptive_stats_t st;
     dp_adaptive_stats(&a, &st);
     assert_int_equal(st.samples, 3 * DP_ADAPTIVE_METHODS + 1);
@@ -297,6 +299,7 @@ static void *sampler(void *arg)
         if (dp_adaptive_sample(&shared, 100 + id, 5 * MS, now)) {
             atomic_fetch_add(&closes, 1);
             dp_adaptive_close(&shared, 20, 1, now);
+            dp_adaptive_close_end(&shared);
         }
     }
     return NULL;

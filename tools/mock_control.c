@@ -1,6 +1,6 @@
 /*
  * pathway-mock-upstream's control listener (--control-port): GET /control shows the settings, the
- * head and the calls by method; POST /control changes faults, latency, lag, errors and status while
+ * head and the calls by method; POST /control changes faults, latency, lag, errors, status and the capacity model while
  * the mock runs (the whole body is checked before anything changes); POST /control/reset-counters.
  */
 #include <errno.h>
@@ -69,6 +69,8 @@ static json_t *settings_json(void)
                   "error_rate", opt.error_rate, "error_code", opt.error_code, "status", opt.status != 0 ? opt.status : 200,
                   "status_rate", opt.status_rate, "block_time_ms", (json_int_t)opt.block_time_ms);
     json_object_set_new(doc, "fault_method", opt.fault_method != NULL ? json_string(opt.fault_method) : json_null());
+    json_object_set_new(doc, "capacity", json_integer((json_int_t)opt.capacity));
+    json_object_set_new(doc, "service_time_ms", json_integer((json_int_t)opt.service_time_ms));
     return doc;
 }
 
@@ -79,6 +81,10 @@ static json_t *control_state(void)
     json_object_set_new(doc, "head", json_integer((json_int_t)answered_head()));
     json_object_set_new(doc, "requests", json_integer((json_int_t)ctl.requests));
     json_object_set_new(doc, "by_method", json_deep_copy(ctl.by_method));
+    uint64_t busy, queued;
+    capacity_state(&busy, &queued);
+    json_object_set_new(doc, "busy", json_integer((json_int_t)busy));
+    json_object_set_new(doc, "queued", json_integer((json_int_t)queued));
     return doc;
 }
 
@@ -130,6 +136,15 @@ static const char *control_parse(json_t *body, mopt_t *o, const char **method, i
         } else if (strcmp(key, "lag") == 0) {
             if (ctl_count(v, &o->lag) != 0)
                 want = "a non-negative integer";
+        } else if (strcmp(key, "capacity") == 0) {
+            uint64_t k;
+            if (ctl_count(v, &k) != 0 || k > UINT32_MAX)
+                want = "a non-negative integer (workers; 0 = no bound)";
+            else
+                o->capacity = (uint32_t)k;
+        } else if (strcmp(key, "service_time_ms") == 0) {
+            if (ctl_count(v, &o->service_time_ms) != 0)
+                want = "a non-negative integer";
         } else if (strcmp(key, "block_time_ms") == 0) {
             if (ctl_count(v, &o->block_time_ms) != 0)
                 want = "a non-negative integer";
@@ -153,7 +168,7 @@ static const char *control_parse(json_t *body, mopt_t *o, const char **method, i
         } else {
             snprintf(errbuf, errlen,
                      "unknown key \"%s\" (known: fault, fault_rate, latency_ms, jitter_ms, lag, error_rate, "
-                     "error_code, status, status_rate, block_time_ms, fault_method)",
+                     "error_code, status, status_rate, block_time_ms, fault_method, capacity, service_time_ms)",
                      key);
             return errbuf;
         }
@@ -209,7 +224,8 @@ static void control_post(h2o_req_t *req)
     opt = next;
     if (block_time != opt.block_time_ms)
         set_block_time(block_time);
-    json_decref(body); /* after: method pointed into it */
+    capacity_changed(); /* a raised capacity serves waiting requests at once */
+    json_decref(body);  /* after: method pointed into it */
     send_doc(req, 200, settings_json(), 0);
 }
 

@@ -38,7 +38,17 @@ mopt_t opt = {.host = "127.0.0.1",
 
 static struct {
     uint64_t requests, concurrent, peak_concurrent, connections, peak_connections, connections_total, faults, errors;
+    uint64_t answered;     /* JSON-RPC requests answered (since /reset-stats) */
+    uint64_t busy, queued; /* the capacity model: workers busy, requests waiting for one */
+    uint64_t peak_busy, peak_queued;
 } st;
+
+/* answered requests by latency (arrival to answer, the queue inside the mock included), 1 ms
+ * buckets; the last one holds everything from LAT_BUCKETS - 1 ms on. /stats reads, /reset-stats
+ * clears. */
+#define LAT_BUCKETS 10001
+static uint64_t lat_hist[LAT_BUCKETS];
+static h2o_linklist_t cap_queue; /* mreq_t waiting for a worker of the capacity model, FIFO */
 
 /* the chain: the head is base_head + (now - base_ms) / block_time_ms, rebased when block_time_ms
  * changes so that the head never jumps */
@@ -80,8 +90,12 @@ typedef struct st_mreq_t {
     h2o_iovec_t prefix, suffix;
     uint64_t fill_left; /* filler bytes still to send */
     int prefix_sent, slow;
-    h2o_socket_t *watch; /* FAULT_HANG: a dup of the connection's fd, read to see the client leave */
-    json_t *body;        /* the parsed request (NULL: not JSON), owned until respond() */
+    h2o_socket_t *watch;  /* FAULT_HANG: a dup of the connection's fd, read to see the client leave */
+    json_t *body;         /* the parsed request (NULL: not JSON), owned until respond() */
+    uint64_t arrived_ms;  /* when it arrived (for the latency histogram); 0 = not counted */
+    uint64_t hold_ms;     /* capacity model: how long it holds a worker (service time + latency + jitter) */
+    h2o_linklist_t qlink; /* in cap_queue while waiting for a worker */
+    int in_service;       /* holds a worker of the capacity model */
 } mreq_t;
 
 static double rnd(void)
@@ -120,9 +134,21 @@ static void uncount(mreq_t *m)
     }
 }
 
+static void cap_dispatch(void);
+
 static void on_dispose(void *p)
 {
     mreq_t *m = p;
+    if (h2o_linklist_is_linked(&m->qlink)) {
+        h2o_linklist_unlink(&m->qlink);
+        st.queued--;
+    }
+    if (m->in_service) {
+        /* the client left while served: the worker is free again */
+        m->in_service = 0;
+        st.busy--;
+        cap_dispatch();
+    }
     if (m->watch != NULL) {
         h2o_socket_close(m->watch);
         m->watch = NULL;
@@ -309,10 +335,21 @@ static void slow_proceed(h2o_generator_t *gen, h2o_req_t *req)
     h2o_timeout_link(ctx.loop, timeout_of(50), &m->timer);
 }
 
+static void count_answer(mreq_t *m)
+{
+    if (m->arrived_ms == 0)
+        return;
+    uint64_t ms = now_ms() - m->arrived_ms;
+    lat_hist[ms < LAT_BUCKETS ? ms : LAT_BUCKETS - 1]++;
+    st.answered++;
+    m->arrived_ms = 0;
+}
+
 static void respond(mreq_t *m)
 {
     h2o_req_t *req = m->req;
     m->responded = 1;
+    count_answer(m);
     mconn_t *mc = sock_of(req)->on_close.data;
     int fault = opt.fault != FAULT_NONE && rnd() < opt.fault_rate ? (int)opt.fault : FAULT_NONE;
     if (fault == FAULT_CLOSE_AFTER && mc != NULL && mc->requests % opt.close_after == 0)
@@ -381,6 +418,103 @@ static void on_latency(h2o_timeout_entry_t *entry)
     respond(H2O_STRUCT_FROM_MEMBER(mreq_t, timer, entry));
 }
 
+/* --- the capacity model ------------------------------------------------------------------------ */
+
+static int capacity_model_on(void)
+{
+    return opt.capacity != 0 || opt.service_time_ms != 0 || opt.nmethod_time != 0;
+}
+
+/* The service time of a request: its (first call's) method's from --method-time, else
+ * --service-time. */
+static uint64_t service_time_of(json_t *body)
+{
+    json_t *call = json_is_array(body) ? json_array_get(body, 0) : body;
+    const char *method = json_is_object(call) ? json_string_value(json_object_get(call, "method")) : NULL;
+    if (method != NULL)
+        for (size_t i = 0; i != opt.nmethod_time; ++i)
+            if (strcmp(opt.method_time[i].method, method) == 0)
+                return opt.method_time[i].ms;
+    return opt.service_time_ms;
+}
+
+/* A worker is done: it is free before the answer goes (respond may end the request at once). */
+static void on_service_done(h2o_timeout_entry_t *entry)
+{
+    mreq_t *m = H2O_STRUCT_FROM_MEMBER(mreq_t, timer, entry);
+    m->in_service = 0;
+    st.busy--;
+    cap_dispatch();
+    respond(m);
+}
+
+static void cap_start(mreq_t *m)
+{
+    m->in_service = 1;
+    if (++st.busy > st.peak_busy)
+        st.peak_busy = st.busy;
+    m->timer.cb = on_service_done;
+    h2o_timeout_link(ctx.loop, timeout_of(m->hold_ms), &m->timer);
+}
+
+/* Free workers take the oldest waiting requests. */
+static void cap_dispatch(void)
+{
+    while (!h2o_linklist_is_empty(&cap_queue) && (opt.capacity == 0 || st.busy < opt.capacity)) {
+        mreq_t *m = H2O_STRUCT_FROM_MEMBER(mreq_t, qlink, cap_queue.next);
+        h2o_linklist_unlink(&m->qlink);
+        st.queued--;
+        cap_start(m);
+    }
+}
+
+static void cap_admit(mreq_t *m)
+{
+    if (opt.capacity == 0 || (st.busy < opt.capacity && h2o_linklist_is_empty(&cap_queue))) {
+        cap_start(m);
+        return;
+    }
+    h2o_linklist_insert(&cap_queue, &m->qlink);
+    if (++st.queued > st.peak_queued)
+        st.peak_queued = st.queued;
+}
+
+void capacity_changed(void)
+{
+    cap_dispatch();
+}
+
+void capacity_state(uint64_t *busy, uint64_t *queued)
+{
+    *busy = st.busy;
+    *queued = st.queued;
+}
+
+int parse_method_time(const char *s, mopt_t *o)
+{
+    const char *eq = strrchr(s, '=');
+    if (eq == NULL || eq == s || eq[1] < '0' || eq[1] > '9')
+        return -1;
+    char *end;
+    errno = 0;
+    unsigned long long ms = strtoull(eq + 1, &end, 10);
+    if (*end != '\0' || errno != 0)
+        return -1;
+    size_t n = (size_t)(eq - s), i;
+    for (i = 0; i != o->nmethod_time; ++i)
+        if (strlen(o->method_time[i].method) == n && memcmp(o->method_time[i].method, s, n) == 0)
+            break;
+    if (i == o->nmethod_time) {
+        if (i == MOCK_MAX_METHOD_TIMES)
+            return -1;
+        if ((o->method_time[i].method = strndup(s, n)) == NULL)
+            return -1;
+        o->nmethod_time++;
+    }
+    o->method_time[i].ms = ms;
+    return 0;
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     h2o_socket_t *sock = sock_of(req);
@@ -388,15 +522,28 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     if (mc != NULL && mc->control)
         return on_control(req);
     if (h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/stats"))) {
-        send_json(req, 200,
-                  json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "requests", (json_int_t)st.requests, "concurrent",
-                            (json_int_t)st.concurrent, "peak_concurrent", (json_int_t)st.peak_concurrent, "connections",
-                            (json_int_t)st.connections, "peak_connections", (json_int_t)st.peak_connections, "connections_total",
-                            (json_int_t)st.connections_total, "faults", (json_int_t)st.faults, "errors", (json_int_t)st.errors));
+        json_t *doc =
+            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "requests", (json_int_t)st.requests, "concurrent",
+                      (json_int_t)st.concurrent, "peak_concurrent", (json_int_t)st.peak_concurrent, "connections",
+                      (json_int_t)st.connections, "peak_connections", (json_int_t)st.peak_connections, "connections_total",
+                      (json_int_t)st.connections_total, "faults", (json_int_t)st.faults, "errors", (json_int_t)st.errors);
+        /* the capacity model and the answers' latencies: [[ms, count], ...] for the buckets in use */
+        json_t *hist = json_array();
+        for (size_t i = 0; i != LAT_BUCKETS; ++i)
+            if (lat_hist[i] != 0)
+                json_array_append_new(hist, json_pack("[I, I]", (json_int_t)i, (json_int_t)lat_hist[i]));
+        json_object_update_new(doc, json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "capacity", (json_int_t)opt.capacity,
+                                              "answered", (json_int_t)st.answered, "busy", (json_int_t)st.busy, "queued",
+                                              (json_int_t)st.queued, "peak_busy", (json_int_t)st.peak_busy, "peak_queued",
+                                              (json_int_t)st.peak_queued, "latency_ms", hist));
+        send_json(req, 200, doc);
         return 0;
     }
     if (h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/reset-stats"))) {
-        st.requests = st.faults = st.errors = st.connections_total = 0;
+        st.requests = st.faults = st.errors = st.connections_total = st.answered = 0;
+        memset(lat_hist, 0, sizeof(lat_hist));
+        st.peak_busy = st.busy;
+        st.peak_queued = st.queued;
         st.peak_concurrent = st.concurrent;
         st.peak_connections = st.connections;
         send_json(req, 200, json_pack("{s:b}", "ok", 1));
@@ -464,9 +611,15 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     m->req = req;
     m->body = body;
     m->counted = 1;
+    m->arrived_ms = now_ms();
     if (++st.concurrent > st.peak_concurrent)
         st.peak_concurrent = st.concurrent;
     uint64_t delay = opt.latency_ms + (opt.jitter_ms ? (uint64_t)(rnd() * (double)(opt.jitter_ms + 1)) : 0);
+    if (capacity_model_on()) {
+        m->hold_ms = service_time_of(body) + delay;
+        cap_admit(m);
+        return 0;
+    }
     if (delay == 0) {
         respond(m);
         return 0;
@@ -627,6 +780,9 @@ static void usage(FILE *fp)
                 "  --lag N                eth_blockNumber answers the head minus N (not below 0)\n"
                 "  --refuse               start refusing connections (same as --fault refuse)\n"
                 "  --control-port N       a control listener on the same host (plain HTTP)\n"
+                "  --capacity K           K parallel workers: requests beyond K wait in a FIFO inside the mock (0: no bound)\n"
+                "  --service-time MS      how long a request holds a worker (latency and jitter add to it)\n"
+                "  --method-time NAME=MS  the service time of requests calling NAME (repeatable)\n"
                 "  --tls-cert PEM --tls-key PEM   serve https (HTTP/1.1) with this certificate\n"
                 "  --version              print the version and exit\n"
                 "GET /stats: requests, concurrent (hung requests too, until their client leaves), peak_concurrent,\n"
@@ -635,7 +791,8 @@ static void usage(FILE *fp)
                 "POST /reset-stats: peaks start again from the current values\n"
                 "control listener: POST /control {\"fault\":..., \"fault_rate\":F, \"latency_ms\":N, \"jitter_ms\":N,\n"
                 "\"lag\":N, \"error_rate\":F, \"error_code\":N, \"status\":N, \"status_rate\":F, \"block_time_ms\":N,\n"
-                "\"fault_method\":NAME|null} changes them; GET /control: the settings, head, requests, by_method;\n"
+                "\"fault_method\":NAME|null, \"capacity\":K, \"service_time_ms\":N} changes them; GET /control: the settings, "
+                "head, requests, by_method;\n"
                 "POST /control/reset-counters zeroes requests and by_method\n");
 }
 
@@ -663,6 +820,9 @@ int main(int argc, char **argv)
                                              {"lag", required_argument, NULL, 'L'},
                                              {"refuse", no_argument, NULL, 'X'},
                                              {"control-port", required_argument, NULL, 'P'},
+                                             {"capacity", required_argument, NULL, 'k'},
+                                             {"service-time", required_argument, NULL, 't'},
+                                             {"method-time", required_argument, NULL, 'm'},
                                              {NULL, 0, NULL, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "p:h", longopts, NULL)) != -1) {
@@ -718,6 +878,25 @@ int main(int argc, char **argv)
         case 'M':
             opt.fault_method = optarg;
             break;
+        case 'k': {
+            uint64_t k = parse_u64(optarg, "--capacity");
+            if (k > UINT32_MAX) {
+                fprintf(stderr, "pathway-mock-upstream: --capacity: at most %u, got \"%s\"\n", UINT32_MAX, optarg);
+                return 2;
+            }
+            opt.capacity = (uint32_t)k;
+            break;
+        }
+        case 't':
+            opt.service_time_ms = parse_u64(optarg, "--service-time");
+            break;
+        case 'm':
+            if (parse_method_time(optarg, &opt) != 0) {
+                fprintf(stderr, "pathway-mock-upstream: --method-time: expected NAME=MS (at most %d names), got \"%s\"\n",
+                        MOCK_MAX_METHOD_TIMES, optarg);
+                return 2;
+            }
+            break;
         case 'E': {
             char *end = NULL;
             long v = strtol(optarg, &end, 10);
@@ -768,6 +947,7 @@ int main(int argc, char **argv)
     chain.base_ms = now_ms();
     ctl.by_method = json_object();
     h2o_linklist_init_anchor(&relay_conns);
+    h2o_linklist_init_anchor(&cap_queue);
 
     h2o_config_init(&config);
     config.server_name = h2o_iovec_init(H2O_STRLIT("mock"));

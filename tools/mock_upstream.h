@@ -10,6 +10,8 @@
 #include <jansson.h>
 #include "h2o.h"
 
+#define MOCK_MAX_METHOD_TIMES 16
+
 /* FAULT_REFUSE: the relay listener is closed (connects are refused) and its connections reset */
 typedef enum { FAULT_NONE = 0, FAULT_RESET, FAULT_HANG, FAULT_GARBAGE, FAULT_SLOW_BODY, FAULT_CLOSE_AFTER, FAULT_REFUSE } fault_t;
 
@@ -33,6 +35,15 @@ typedef struct st_mopt_t {
     uint64_t block_time_ms;         /* the head advances by one every block_time_ms (0 = it stays) */
     uint64_t lag;                   /* eth_blockNumber answers this many blocks behind the head */
     uint16_t control_port;          /* 0 = no control listener */
+    /* the capacity model: K parallel workers, each request holds one for its service time; requests
+     * beyond K wait in a FIFO inside the mock (so latency grows with concurrency) */
+    uint32_t capacity;        /* K; 0 = as many as there are requests */
+    uint64_t service_time_ms; /* a request's service time (its method's, when listed in method_time) */
+    size_t nmethod_time;
+    struct {
+        char *method;
+        uint64_t ms;
+    } method_time[MOCK_MAX_METHOD_TIMES]; /* --method-time NAME=MS: service time by method */
 } mopt_t;
 
 extern mopt_t opt;
@@ -55,6 +66,12 @@ void refuse_relay(void);
 int reopen_relay(const char **err);
 /* Changes the block time without making the head jump. */
 void set_block_time(uint64_t ms);
+/* After opt.capacity changed: a raised K starts queued requests at once. */
+void capacity_changed(void);
+/* The capacity model's state for GET /control: busy workers, queued requests. */
+void capacity_state(uint64_t *busy, uint64_t *queued);
+/* Parses "NAME=MS" into o->method_time (replacing NAME's entry); -1 when malformed or full. */
+int parse_method_time(const char *s, mopt_t *o);
 
 /* --- mock_control.c --- */
 /* Parses a --fault / "fault" kind into o; -1 when it is none of them. */

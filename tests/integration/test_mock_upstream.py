@@ -167,12 +167,71 @@ def test_bad_control_bodies():
     # the mock is still alive and answering
     assert pwtest.request_json(port, "POST", "/", CHAIN_ID)[0] == 200
 
+def concurrent_calls(port, bodies):
+    """Sends each body on its own connection at once; returns each call's latency (s), in order."""
+    import threading
+    out = [None] * len(bodies)
+
+    def one(i):
+        t0 = time.time()
+        status, _, _ = pwtest.request_json(port, "POST", "/", bodies[i])
+        assert status == 200, status
+        out[i] = time.time() - t0
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(bodies))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+@pwtest.test
+def test_capacity_model():
+    """--capacity K --service-time T: K requests are served at once, the rest wait inside the mock,
+    so 8 concurrent requests on K = 4, T = 100 ms take 100 and 200 ms; K raised through the control
+    call serves them all at once; --method-time gives one method its own service time."""
+    _, port, ctl = start("--capacity", "4", "--service-time", "100", "--method-time", "eth_getLogs=300")
+    lat = sorted(concurrent_calls(port, [CHAIN_ID] * 8))
+    assert all(0.09 <= x < 0.19 for x in lat[:4]) and all(x >= 0.19 for x in lat[4:]), lat
+    _, _, stats = pwtest.request_json(port, "GET", "/stats")
+    assert stats["peak_busy"] == 4 and stats["peak_queued"] == 4 and stats["answered"] == 8, stats
+    assert sum(n for ms, n in stats["latency_ms"] if ms >= 190) == 4, stats["latency_ms"]
+    status, _, doc = control(ctl, {"capacity": 8})
+    assert status == 200 and doc["capacity"] == 8 and doc["service_time_ms"] == 100, doc
+    lat = concurrent_calls(port, [CHAIN_ID] * 8)
+    assert max(lat) < 0.19, lat
+    logs = {"jsonrpc": "2.0", "id": 2, "method": "eth_getLogs", "params": []}
+    assert concurrent_calls(port, [logs])[0] >= 0.29
+    status, _, doc = control(ctl, {"service_time_ms": 0, "capacity": 0})
+    assert status == 200 and doc["capacity"] == 0
+    for body, word in [({"capacity": -1}, "capacity"), ({"capacity": "8"}, "capacity"), ({"service_time_ms": 1.5}, "service_time_ms")]:
+        status, _, err = control(ctl, body)
+        assert status == 400 and word in err["error"], (body, status, err)
+
+
+@pwtest.test
+def test_capacity_queue_drains_when_raised():
+    """Requests waiting inside the mock start at once when K is raised (not one service time later)."""
+    import threading
+    _, port, ctl = start("--capacity", "1", "--service-time", "400")
+    res = []
+    t = threading.Thread(target=lambda: res.append(concurrent_calls(port, [CHAIN_ID] * 3)))
+    t.start()
+    time.sleep(0.1)
+    assert control(ctl)[2]["queued"] == 2
+    control(ctl, {"capacity": 3})
+    t.join()
+    assert max(res[0]) < 0.75, res  # queued ones started at ~0.1 s: done by ~0.5 s, not 0.8 / 1.2 s
+
 
 @pwtest.test
 def test_bad_flags():
     for args, word in [(["--block-time", "soon"], "--block-time"), (["--lag", "-3"], "--lag"),
                        (["--status-rate", "1.5"], "--status-rate"), (["--control-port", "0"], "--control-port"),
-                       (["--start-block", "0xq"], "--start-block"), (["--fault", "refused"], "--fault")]:
+                       (["--start-block", "0xq"], "--start-block"), (["--fault", "refused"], "--fault"),
+                       (["--capacity", "x"], "--capacity"), (["--method-time", "eth_call"], "--method-time"),
+                       (["--method-time", "eth_call=soon"], "--method-time")]:
         p = pwtest.Proc([pwtest.binary("pathway-mock-upstream"), "--port", str(pwtest.free_port()), *args], name="mock-bad")
         rc = p.p.wait(10)
         assert rc == 2 and word in p.output(), (args, rc, p.output())

@@ -19,15 +19,17 @@ static void forget_locked(dp_adaptive_t *a)
         atomic_store_explicit(&s->key, 0, memory_order_relaxed);
         atomic_store_explicit(&s->count, 0, memory_order_relaxed);
         atomic_store_explicit(&s->sum_ns, 0, memory_order_relaxed);
-        s->base_cur = s->base_prev = s->last_mean = 0;
+        s->base_cur = s->base_prev = s->last_mean = s->probe_base = 0;
     }
     a->_epoch_left = DP_ADAPTIVE_EPOCH;
     a->_last_cut = 0;
     a->_last_ratio = 0;
-    a->_since_deep = UINT32_MAX / 2;
+    a->_since_deep =
+        DP_ADAPTIVE_EPOCH - 2; /* the first re-measuring cut after two windows (the first one starts from an empty queue) */
     a->_deep_pending = 0;
     a->_deep_again = 0;
-    a->_deep_base = 0;
+    a->_deep_sample = 0;
+    a->_deep_share = 1;
     atomic_store(&a->baseline_ns, 0);
     atomic_store(&a->sample_ns, 0);
     atomic_store(&a->ratio_milli, 0);
@@ -214,7 +216,7 @@ uint32_t dp_adaptive_close(dp_adaptive_t *a, uint32_t peak, int saturated, uint6
         }
     }
     /* each method's window mean against its baseline */
-    double n_all = 0, base_sum = 0, lat_sum = 0;
+    double n_all = 0, base_sum = 0, lat_sum = 0, frozen_sum = 0;
     for (size_t i = 0; i != DP_ADAPTIVE_METHODS; ++i) {
         dp_adaptive_slot_t *s = a->_slots + i;
         uint64_t n = atomic_exchange_explicit(&s->count, 0, memory_order_relaxed);
@@ -233,6 +235,7 @@ uint32_t dp_adaptive_close(dp_adaptive_t *a, uint32_t peak, int saturated, uint6
             base = s->base_prev;
         n_all += (double)n;
         base_sum += (double)n * (double)base;
+        frozen_sum += (double)n * (double)(s->probe_base != 0 ? s->probe_base : base);
         lat_sum += (double)sum;
     }
     uint32_t ret;
@@ -246,16 +249,28 @@ uint32_t dp_adaptive_close(dp_adaptive_t *a, uint32_t peak, int saturated, uint6
      * unqueued latency) = concurrency / capacity when queued (Little's law), for any method mix;
      * a per-sample mean of ratios would weigh q against the cheapest calls and overstate it. */
     double ratio = lat_sum / base_sum, tol = tolerance_of(a), l = a->_limit;
-    if (a->_deep_pending) {
-        /* a baseline that fell again after a deep cut was too high: it may still be */
+    int hold = 0;
+    if (a->_deep_pending == 2) {
+        /* the window after a deep cut still holds answers to requests sent before it: judge the
+         * cut on the next one, and change nothing meanwhile */
+        a->_deep_pending = 1;
+        hold = 1;
+    } else if (a->_deep_pending == 1) {
+        /* Latency that fell about in proportion to the concurrency (within 20%: a constant overhead falls less) and by 5% at
+         * least is a queue's (a queue's wait grows with what is in it): there may be more of it,
+         * cut deep again. Latency that stayed, or fell to a floor, says the queue is gone. */
+        double lat = lat_sum / frozen_sum; /* against the baselines of then: the method mix may differ */
         a->_deep_pending = 0;
-        a->_deep_again = base_sum / n_all < a->_deep_base * 0.95;
+        a->_deep_again = lat < a->_deep_sample * 0.95 && lat <= a->_deep_sample * a->_deep_share * 1.2;
     }
     a->_since_deep++;
-    if (ratio > tol && a->_last_cut && ratio * 100 >= a->_last_ratio * DP_ADAPTIVE_REBASE_GAIN &&
-        ratio * 100 <= a->_last_ratio * DP_ADAPTIVE_REBASE_RISE) {
+    if (hold) {
+        /* nothing: the cut is judged on the next window (also whether it helped, below) */
+    } else if (ratio > tol && a->_last_cut && ratio * 100 >= a->_last_ratio * DP_ADAPTIVE_REBASE_GAIN &&
+               ratio * 100 <= a->_last_ratio * DP_ADAPTIVE_REBASE_RISE) {
         /* the last cut left latency where it was: it is not our queue (the upstream got slower, or
-         * others load it). Take today's latency as the baseline instead of cutting on. A ratio that
+         * others load it). Take today's latency as the baseline and undo the cut instead of
+         * cutting on. A ratio that
          * rose well past the last one is new trouble (the capacity fell): that is cut again. */
         for (size_t i = 0; i != DP_ADAPTIVE_METHODS; ++i) {
             dp_adaptive_slot_t *s = a->_slots + i;
@@ -265,27 +280,39 @@ uint32_t dp_adaptive_close(dp_adaptive_t *a, uint32_t peak, int saturated, uint6
         base_sum = lat_sum;
         ratio = 1;
         a->_last_cut = 0;
-    } else if (ratio > tol) {
-        /* queueing: the upstream serves `used / ratio` at once without a queue (Little's law);
-         * go there at once, but never below a quarter of the limit in one window. A baseline is a
-         * minimum, so it can only be too high (when every window so far had a queue), and then
-         * `used / ratio` errs high and the queue never empties to show the truth. So once per
-         * epoch, and again while the last such cut lowered the baseline, the cut goes a fifth
-         * deeper: the upstream's queue empties for a moment and the baseline is measured again. */
+        l = a->_before_cut; /* and the cut is undone */
+    } else if (ratio > tol || (peak * 2 >= l && (a->_since_deep >= DP_ADAPTIVE_EPOCH || a->_deep_again))) {
+        /* Over tolerance, the upstream queues: it serves `used / ratio` at once without a queue
+         * (Little's law); go there at once, but never below a quarter of the limit in one window.
+         * A baseline is a minimum, so it can only be too high (when every window so far had a
+         * queue, as when the limit starts above the capacity), and then `used / ratio` errs high
+         * and the queue never empties to show the truth. So once per epoch while at least half the
+         * limit is in use, and again at once while the last such cut lowered latency as a queue's would fall,
+         * the limit goes to
+         * a fifth below that (a deep cut, also within tolerance): the upstream's queue, if there is
+         * one, shrinks, and the baseline is measured again. A cut within tolerance that finds no
+         * lower baseline costs one window at 80%; no probe ever pins the limit to its minimum. */
         double used = peak != 0 && peak < l ? peak : l;
-        double next = used / ratio;
-        if (a->_since_deep >= DP_ADAPTIVE_EPOCH || a->_deep_again) {
+        double next = used / (ratio > 1 ? ratio : 1);
+        if (ratio <= tol || a->_since_deep >= DP_ADAPTIVE_EPOCH || a->_deep_again) {
             next = next * DP_ADAPTIVE_DEEP_CUT / 100;
             a->_since_deep = 0;
-            a->_deep_pending = 1;
+            a->_deep_pending = 2;
             a->_deep_again = 0;
-            a->_deep_base = base_sum / n_all;
+            a->_deep_sample = ratio;
+            for (size_t i = 0; i != DP_ADAPTIVE_METHODS; ++i) {
+                dp_adaptive_slot_t *s = a->_slots + i;
+                s->probe_base = s->base_prev != 0 && (s->base_cur == 0 || s->base_prev < s->base_cur) ? s->base_prev : s->base_cur;
+            }
         }
         if (next < l / DP_ADAPTIVE_MAX_CUT)
             next = l / DP_ADAPTIVE_MAX_CUT;
+        if (a->_deep_pending)
+            a->_deep_share = next / used;
         l = next;
-        a->_last_cut = 1;
+        a->_last_cut = ratio > tol;
         a->_last_ratio = ratio;
+        a->_before_cut = a->_limit;
     } else {
         a->_last_cut = 0;
         if (saturated) {

@@ -43,6 +43,7 @@ typedef struct st_dp_adaptive_slot_t {
     uint64_t base_cur;       /* lowest window mean of this epoch (ns); 0 = none yet */
     uint64_t base_prev;      /* lowest window mean of the previous epoch (ns); 0 = none */
     uint64_t last_mean;      /* mean of the last window with samples (ns) */
+    uint64_t probe_base;     /* its baseline when the last deep cut was made (ns) */
 } dp_adaptive_slot_t;
 
 /* What /stats and /metrics show; a snapshot. */
@@ -73,10 +74,12 @@ typedef struct st_dp_adaptive_t {
     uint32_t _epoch_left; /* windows until the baselines' epoch turns */
     int _last_cut;        /* the last window cut the limit */
     double _last_ratio;   /* the ratio that made that cut */
+    double _before_cut;   /* the limit before that cut (restored when it did not help) */
     uint32_t _since_deep; /* windows since the last deep (re-measuring) cut */
-    int _deep_pending;    /* the last window made a deep cut: see whether it lowered the baseline */
-    int _deep_again;      /* the last deep cut lowered the baseline: the next cut is deep too */
-    double _deep_base;    /* the weighted baseline when that deep cut was made (ns) */
+    int _deep_pending;    /* 2: a deep cut was made, the next window is held; 1: judge it now */
+    int _deep_again;      /* the last deep cut lowered latency or the baseline: cut deep again */
+    double _deep_sample;  /* sample / baseline when that deep cut was made */
+    double _deep_share;   /* the limit it set / the concurrency it cut from */
     dp_adaptive_slot_t _slots[DP_ADAPTIVE_METHODS];
 } dp_adaptive_t;
 

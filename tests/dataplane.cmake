@@ -16,6 +16,9 @@ foreach(t test_dataplane test_dataplane_limits test_dataplane_reload test_datapl
 endforeach()
 pw_add_integration(test_dataplane_strict integration/test_dataplane_strict.py)
 pw_add_integration(test_dataplane_cors integration/test_dataplane_cors.py)
+# adaptive concurrency (issue 13): the limit against the mock's capacity model, runtime on/off, refusals, reports
+pw_add_integration(test_dataplane_adaptive integration/test_dataplane_adaptive.py)
+set_tests_properties(test_dataplane_adaptive PROPERTIES RUN_SERIAL TRUE)
 # endpoint health on the admin listener (issue 11): drain/undrain, /stats and /metrics
 pw_add_integration(test_dataplane_health_admin integration/test_dataplane_health_admin.py)
 # failover (issue 10): retries, unsafe methods, the budget, hedging, runtime knobs

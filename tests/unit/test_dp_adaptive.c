@@ -163,7 +163,7 @@ static void test_slow_method_mix_does_not_shrink(void **state)
     sim_init(&s, &c, 0, 100);
     for (int i = 0; i != 30; ++i) {
         sim_window(&s, 1000, mix, 2);
-        assert_true(s.limit >= 20); /* never cut: nothing queues */
+        assert_true(s.limit >= 16); /* never cut but by a re-measuring probe (x0.8): nothing queues */
     }
     assert_true(s.limit >= 100); /* grew until the 100 clients no longer fill it */
     /* the same mix queueing at K = 16 settles in range, not at min_limit */
@@ -178,7 +178,7 @@ static void test_slow_method_mix_does_not_shrink(void **state)
 }
 
 /* The upstream itself gets slower (T 20 -> 60 ms, same K): cutting does not help, so after one
- * cut the slower latency becomes the baseline instead of the limit falling to min_limit. */
+ * cut the slower latency becomes the baseline instead of the limit staying at min_limit. */
 static void test_slower_upstream_rebases(void **state)
 {
     static const method_t slow[] = {{"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"eth_call\"}", 1.0, 60}};
@@ -187,12 +187,13 @@ static void test_slower_upstream_rebases(void **state)
     sim_init(&s, &c, 0, 12); /* 12 clients, K = 32: never queues */
     for (int i = 0; i != 10; ++i)
         sim_window(&s, 32, ONE);
-    uint32_t before = s.limit;
+    int at_min = 0;
     for (int i = 0; i != 10; ++i) {
         sim_window(&s, 32, slow, 1);
-        assert_true(s.limit > c.min_limit);
+        at_min += s.limit <= c.min_limit;
     }
-    assert_true(s.limit >= before / DP_ADAPTIVE_MAX_CUT);
+    assert_true(at_min <= 2);   /* one cut may reach it (and the window that waits to judge it); then it is undone */
+    assert_true(s.limit >= 12); /* and it grew back to what the 12 clients use */
     dp_adaptive_dispose(&s.a);
 }
 
@@ -275,11 +276,16 @@ static void test_many_methods(void **state)
         assert_int_equal(dp_adaptive_sample(&a, dp_adaptive_method_key(body, (size_t)n), 5 * MS, now + (uint64_t)i), 0);
     }
     assert_int_equal(dp_adaptive_sample(&a, 7, 5 * MS, now + 2000 * MS), 1);
-    assert_int_equal(dp_adaptive_close(&a, 20, 1, now + 2000 * MS), 24); /* grew by sqrt(20) = 4.47 */
+    /* within tolerance and in use: grows by sqrt(20) = 4.47 */
+    assert_int_equal(dp_adaptive_close(&a, 20, 1, now + 2000 * MS), 24);
+    dp_adaptive_close_end(&a);
+    /* the epoch's re-measuring cut (the first after two windows): x0.8 */
+    assert_int_equal(dp_adaptive_sample(&a, 7, 5 * MS, now + 3000 * MS), 1);
+    assert_int_equal(dp_adaptive_close(&a, 24, 1, now + 3000 * MS), 19);
     dp_adaptive_close_end(&a);
     dp_adaptive_stats_t st;
     dp_adaptive_stats(&a, &st);
-    assert_int_equal(st.samples, 3 * DP_ADAPTIVE_METHODS + 1);
+    assert_int_equal(st.samples, 3 * DP_ADAPTIVE_METHODS + 2);
     assert_int_equal(st.baseline_ns, 5 * MS);
     assert_int_equal(st.ratio_milli, 1000);
     dp_adaptive_dispose(&a);

@@ -281,17 +281,18 @@ uint32_t dp_adaptive_close(dp_adaptive_t *a, uint32_t peak, int saturated, uint6
         ratio = 1;
         a->_last_cut = 0;
         l = a->_before_cut; /* and the cut is undone */
-    } else if (ratio > tol || (peak * 2 >= l && (a->_since_deep >= DP_ADAPTIVE_EPOCH || a->_deep_again))) {
+    } else if (ratio > tol || a->_deep_again || (!saturated && peak * 2 >= l && a->_since_deep >= DP_ADAPTIVE_EPOCH)) {
         /* Over tolerance, the upstream queues: it serves `used / ratio` at once without a queue
          * (Little's law); go there at once, but never below a quarter of the limit in one window.
          * A baseline is a minimum, so it can only be too high (when every window so far had a
          * queue, as when the limit starts above the capacity), and then `used / ratio` errs high
-         * and the queue never empties to show the truth. So once per epoch while at least half the
-         * limit is in use, and again at once while the last such cut lowered latency as a queue's would fall,
-         * the limit goes to
-         * a fifth below that (a deep cut, also within tolerance): the upstream's queue, if there is
-         * one, shrinks, and the baseline is measured again. A cut within tolerance that finds no
-         * lower baseline costs one window at 80%; no probe ever pins the limit to its minimum. */
+         * and the queue never empties to show the truth. So a cut goes a fifth deeper (a deep
+         * cut) once per epoch, and again at once while the last deep cut lowered latency as a
+         * queue's would fall; and a limit that is in use (half of it at least) but not binding,
+         * so that it would never grow into a cut, gets a deep cut within tolerance once per
+         * epoch. The upstream's queue, if there is one, shrinks, and the baseline is measured
+         * again. A deep cut that finds no queue costs a window at 80%; no probe pins the limit to
+         * its minimum. */
         double used = peak != 0 && peak < l ? peak : l;
         double next = used / (ratio > 1 ? ratio : 1);
         if (ratio <= tol || a->_since_deep >= DP_ADAPTIVE_EPOCH || a->_deep_again) {

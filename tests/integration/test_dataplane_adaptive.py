@@ -144,7 +144,7 @@ def test_switch_on_and_off_at_runtime_without_drops():
         pw.extra = BASE.format(limiter=ADAPTIVE_ON)
         pw.write()
         assert pw.reload()[0] == 200
-        wait_for(lambda: adaptive_of(pw).get("windows", 0) >= 10, timeout=20, what="10 windows after switching on")
+        wait_for(lambda: adaptive_of(pw).get("windows", 0) >= 15, timeout=20, what="15 windows after switching on")
         on_peak = mock_peak_over(up, 1.0)
         assert on_peak <= 12, f"adaptive on: the mock still held {on_peak} at once"
         assert "pathway_adaptive_limit{" in pw.metrics()

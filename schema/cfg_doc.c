@@ -63,6 +63,10 @@ static const char *type_name(const cfg_field_t *f)
         return "integer";
     case CFG_T_ENUMSET:
         return "list of names";
+    case CFG_T_MILLI:
+        return "decimal";
+    case CFG_T_STRUCTMAP:
+        return "mapping of sections";
     }
     return "?";
 }
@@ -84,9 +88,15 @@ static void md_bounds(md_t *m, const cfg_field_t *f)
         cfg_format_size(f->max, b, sizeof(b));
         md_add(m, "%s – %s", a, b);
         break;
+    case CFG_T_MILLI:
+        cfg_format_milli(f->min, a, sizeof(a));
+        cfg_format_milli(f->max, b, sizeof(b));
+        md_add(m, "%s – %s", a, b);
+        break;
     case CFG_T_LIST:
     case CFG_T_STRLIST:
     case CFG_T_STRMAP:
+    case CFG_T_STRUCTMAP:
         md_add(m, "%llu – %llu entries", (unsigned long long)f->min, (unsigned long long)f->max);
         break;
     case CFG_T_ENUM:
@@ -108,6 +118,8 @@ static void md_struct(md_t *m, const cfg_struct_t *st, const char *prefix, int i
 {
     for (size_t i = 0; i < st->num_fields; i++) {
         const cfg_field_t *f = &st->fields[i];
+        if (f->flags & CFG_F_KEY)
+            continue; /* named in the entries' paths: methods.<method>.ttl */
         char path[256];
         snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", f->name);
         if (f->type == CFG_T_LIST)
@@ -133,10 +145,17 @@ static void md_struct(md_t *m, const cfg_struct_t *st, const char *prefix, int i
         md_add(m, " | ");
         md_bounds(m, f);
         md_add(m, " | %s%s%s | %s |\n", flags, *part ? ", " : "", part, f->doc);
-        /* a list's entries are whole values, never inherited key by key */
+        /* a list's or a map's entries are whole values, never inherited key by key */
         if (f->type == CFG_T_STRUCT || f->type == CFG_T_LIST)
             md_struct(m, f->sub, path, f->type == CFG_T_STRUCT && (inherited || (f->flags & CFG_F_INHERIT)),
                       flags_here & (CFG_F_RESTART | CFG_F_LOCAL));
+        if (f->type == CFG_T_STRUCTMAP) {
+            char entry[300];
+            snprintf(entry, sizeof(entry), "%s.<%s>", path, f->sub->fields[0].name);
+            md_add(m, "| `%s` | section | — | %s | %s | %s |\n", entry,
+                   f->sub->shorthand_doc != NULL ? f->sub->shorthand_doc : "a mapping", flags, f->sub->fields[0].doc);
+            md_struct(m, f->sub, entry, 0, flags_here & (CFG_F_RESTART | CFG_F_LOCAL));
+        }
     }
 }
 

@@ -321,7 +321,8 @@ static const cfg_struct_t rpc_error_struct_ = {sizeof(cfg_rpc_error_t), rpc_erro
 
 static const cfg_field_t health_check_fields_[] = {
     ROW(cfg_health_check_t, interval_ms, .name = "interval", .type = CFG_T_DURATION, .def = "\"0s\"", .min = 0, .max = 1 * HOUR,
-        .doc = "time between two probes of one endpoint (5s is a good start); 0 = no active checks (probes are requests: metered providers bill them)"),
+        .doc = "time between two probes of one endpoint (5s is a good start); 0 = no active checks (probes are requests: metered "
+               "providers bill them)"),
     ROW(cfg_health_check_t, timeout_ms, .name = "timeout", .type = CFG_T_DURATION, .def = "\"2s\"", .min = 1, .max = 1 * MIN,
         .doc = "a probe that has not answered after this failed"),
     ROW(cfg_health_check_t, request, .name = "request", .type = CFG_T_STRING, .check = cfg_check_probe_request,
@@ -330,10 +331,9 @@ static const cfg_field_t health_check_fields_[] = {
                "the endpoint's head block"),
     ROW(cfg_health_check_t, unhealthy_threshold, .name = "unhealthy_threshold", .type = CFG_T_UINT32, .def = "3", .min = 1,
         .max = 100, .doc = "failed probes in a row that take an endpoint out of rotation"),
-    ROW(cfg_health_check_t, healthy_threshold, .name = "healthy_threshold", .type = CFG_T_UINT32, .def = "2", .min = 1,
-        .max = 100, .doc = "passed probes in a row that bring an unhealthy endpoint back"),
-    ROW(cfg_health_check_t, max_block_lag, .name = "max_block_lag", .type = CFG_T_UINT32, .def = "8", .min = 0,
-        .max = 1000000,
+    ROW(cfg_health_check_t, healthy_threshold, .name = "healthy_threshold", .type = CFG_T_UINT32, .def = "2", .min = 1, .max = 100,
+        .doc = "passed probes in a row that bring an unhealthy endpoint back"),
+    ROW(cfg_health_check_t, max_block_lag, .name = "max_block_lag", .type = CFG_T_UINT32, .def = "8", .min = 0, .max = 1000000,
         .doc = "an endpoint this many blocks behind the service's highest head is lagging: not chosen while another is not; "
                "0 = heads not compared"),
 };
@@ -344,8 +344,8 @@ static const cfg_field_t failure_rate_fields_[] = {
         .doc = "% of an endpoint's attempts in the window that failed, at or above which it is ejected; 0 = off"),
     ROW(cfg_failure_rate_t, min_requests, .name = "min_requests", .type = CFG_T_UINT32, .def = "20", .min = 1, .max = 1000000,
         .doc = "attempts the window must hold before its rate is judged"),
-    ROW(cfg_failure_rate_t, window_ms, .name = "window", .type = CFG_T_DURATION, .def = "\"30s\"", .min = 1 * SEC,
-        .max = 1 * HOUR, .doc = "how far back the rate looks (ten steps of a tenth each)"),
+    ROW(cfg_failure_rate_t, window_ms, .name = "window", .type = CFG_T_DURATION, .def = "\"30s\"", .min = 1 * SEC, .max = 1 * HOUR,
+        .doc = "how far back the rate looks (ten steps of a tenth each)"),
 };
 static const cfg_struct_t failure_rate_struct_ = {sizeof(cfg_failure_rate_t), failure_rate_fields_, N(failure_rate_fields_)};
 
@@ -356,8 +356,8 @@ static const cfg_field_t outlier_fields_[] = {
         .doc = "ejection by the share of failed attempts over a window"),
     ROW(cfg_outlier_t, base_ejection_time_ms, .name = "base_ejection_time", .type = CFG_T_DURATION, .def = "\"30s\"",
         .min = 1 * SEC, .max = 1 * HOUR, .doc = "an ejection lasts this times the endpoint's ejections so far"),
-    ROW(cfg_outlier_t, max_ejection_time_ms, .name = "max_ejection_time", .type = CFG_T_DURATION, .def = "\"5m\"",
-        .min = 1 * SEC, .max = 24 * HOUR, .doc = "an ejection never lasts longer than this; at least base_ejection_time"),
+    ROW(cfg_outlier_t, max_ejection_time_ms, .name = "max_ejection_time", .type = CFG_T_DURATION, .def = "\"5m\"", .min = 1 * SEC,
+        .max = 24 * HOUR, .doc = "an ejection never lasts longer than this; at least base_ejection_time"),
     ROW(cfg_outlier_t, max_ejection_percent, .name = "max_ejection_percent", .type = CFG_T_UINT32, .def = "50", .min = 0,
         .max = 100,
         .doc = "at most this % of a service's endpoints are ejected at once (at least one may be, one always stays); 0 = "
@@ -508,8 +508,8 @@ static void copy_list(const cfg_struct_t *sub, cfg_vec_t *dst, const cfg_vec_t *
 
 /* Every key of obj that the document did not give takes from's value (both are `st`). Nested
  * sections inherit key by key in turn, whether given or not: a service that sets
- * retry.budget.percent keeps defaults' retry.budget.min_concurrent. Lists and strings are copied
- * whole. Derived members are recomputed from the merged keys. */
+ * retry.budget.percent keeps defaults' retry.budget.min_concurrent. Lists, maps and strings are
+ * copied whole. Derived members are recomputed from the merged keys. */
 static void inherit(const cfg_struct_t *st, void *obj, const void *from, cfg_errors_t *errs)
 {
     uint64_t set = *(uint64_t *)obj;
@@ -529,6 +529,7 @@ static void inherit(const cfg_struct_t *st, void *obj, const void *from, cfg_err
                 cfg_errors_add(errs, "out of memory");
             break;
         case CFG_T_LIST:
+        case CFG_T_STRUCTMAP:
             copy_list(f->sub, CFG_MEMBER(obj, f, cfg_vec_t), CFG_CMEMBER(from, f, cfg_vec_t), errs);
             break;
         case CFG_T_STRING: {
@@ -542,6 +543,9 @@ static void inherit(const cfg_struct_t *st, void *obj, const void *from, cfg_err
         }
         default:
             memcpy((char *)obj + f->offset, (const char *)from + f->offset, cfg_scalar_size(f));
+            /* an optional scalar takes its presence too, without becoming the service's override */
+            if (f->def == NULL && cfg_has(from, i))
+                *(uint64_t *)obj |= 1ull << (CFG_SET_INHERITED + i);
             break;
         }
     }
@@ -568,8 +572,8 @@ static void outlier_rules(const cfg_outlier_t *o, const char *path, cfg_errors_t
         char a[32], b[32];
         cfg_format_duration(o->base_ejection_time_ms, a, sizeof(a));
         cfg_format_duration(o->max_ejection_time_ms, b, sizeof(b));
-        cfg_errors_add(errs, "%s.outlier.base_ejection_time: must be at most outlier.max_ejection_time (base %s, max %s)", path,
-                       a, b);
+        cfg_errors_add(errs, "%s.outlier.base_ejection_time: must be at most outlier.max_ejection_time (base %s, max %s)", path, a,
+                       b);
     }
 }
 
@@ -647,6 +651,7 @@ int cfg_is_scalar(const cfg_field_t *f)
     case CFG_T_ENUM:
     case CFG_T_INT32:
     case CFG_T_ENUMSET:
+    case CFG_T_MILLI:
         return 1;
     default:
         return 0;
@@ -658,6 +663,7 @@ size_t cfg_scalar_size(const cfg_field_t *f)
     switch (f->type) {
     case CFG_T_UINT32:
     case CFG_T_ENUMSET:
+    case CFG_T_MILLI:
         return sizeof(uint32_t);
     case CFG_T_INT32:
         return sizeof(int32_t);
@@ -690,7 +696,8 @@ void cfg_struct_dispose(const cfg_struct_t *st, void *obj)
         case CFG_T_STRUCT:
             cfg_struct_dispose(f->sub, CFG_MEMBER(obj, f, void));
             break;
-        case CFG_T_LIST: {
+        case CFG_T_LIST:
+        case CFG_T_STRUCTMAP: {
             cfg_vec_t *v = CFG_MEMBER(obj, f, cfg_vec_t);
             for (size_t j = 0; j < v->size; j++)
                 cfg_struct_dispose(f->sub, (char *)v->entries + j * f->sub->size);
@@ -762,7 +769,7 @@ int cfg_struct_dup(const cfg_struct_t *st, void *dst, const void *src)
         const cfg_field_t *f = &st->fields[i];
         if (f->type == CFG_T_STRING)
             *CFG_MEMBER(dst, f, char *) = NULL;
-        else if (f->type == CFG_T_LIST || f->type == CFG_T_STRLIST || f->type == CFG_T_STRMAP)
+        else if (f->type == CFG_T_LIST || f->type == CFG_T_STRUCTMAP || f->type == CFG_T_STRLIST || f->type == CFG_T_STRMAP)
             memset(CFG_MEMBER(dst, f, cfg_vec_t), 0, sizeof(cfg_vec_t));
         else if (f->type == CFG_T_STRUCT)
             memset(CFG_MEMBER(dst, f, void), 0, f->sub->size);
@@ -781,7 +788,8 @@ int cfg_struct_dup(const cfg_struct_t *st, void *dst, const void *src)
             if (cfg_struct_dup(f->sub, CFG_MEMBER(dst, f, void), CFG_CMEMBER(src, f, void)) != 0)
                 ret = -1;
             break;
-        case CFG_T_LIST: {
+        case CFG_T_LIST:
+        case CFG_T_STRUCTMAP: {
             const cfg_vec_t *sv = CFG_CMEMBER(src, f, cfg_vec_t);
             cfg_vec_t *dv = CFG_MEMBER(dst, f, cfg_vec_t);
             if (sv->size == 0)
@@ -849,7 +857,7 @@ void cfg_struct_resolve_paths(const cfg_struct_t *st, void *obj, const char *dir
             }
         } else if (f->type == CFG_T_STRUCT) {
             cfg_struct_resolve_paths(f->sub, CFG_MEMBER(obj, f, void), dir);
-        } else if (f->type == CFG_T_LIST) {
+        } else if (f->type == CFG_T_LIST || f->type == CFG_T_STRUCTMAP) {
             cfg_vec_t *v = CFG_MEMBER(obj, f, cfg_vec_t);
             for (size_t j = 0; j < v->size; j++)
                 cfg_struct_resolve_paths(f->sub, (char *)v->entries + j * f->sub->size, dir);

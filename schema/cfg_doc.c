@@ -171,10 +171,12 @@ char *cfg_reference_markdown(void)
                "that carries them is rejected.\n\n"
                "Relative file paths (*path* below) in a dataplane's own file are taken relative to that file's "
                "directory; in a document pushed by a control plane, relative to the dataplane's working directory.\n\n"
-               "Services inherit `defaults.pool`, `defaults.timeouts`, `defaults.limiter`, `defaults.cors`, `defaults.retry` "
-               "and `defaults.hedge` key by key (the sections inside `retry` too: a service that sets `retry.budget.percent` "
-               "keeps the default `retry.budget.min_concurrent`), and `defaults.rpc_errors` as a whole list unless the "
-               "service gives its own; a service sets only what differs.\n\n"
+               "Services inherit `defaults.pool`, `defaults.timeouts`, `defaults.limiter`, `defaults.cors`, `defaults.retry`, "
+               "`defaults.hedge`, `defaults.health_check`, `defaults.outlier` and `defaults.cache` key by key (the sections "
+               "inside them too: a service that sets `retry.budget.percent` keeps the default `retry.budget.min_concurrent`, "
+               "one that sets `cache.ttl.final` keeps the default `cache.ttl.unfinal`), and `defaults.rpc_errors` and "
+               "`defaults.cache.methods` whole unless the service gives its own; a service sets only what differs.\n\n"
+               "A *decimal* is a number such as `1.5` or `0.2` (or an integer), kept to the thousandth.\n\n"
                "| key | type | default | bounds | applies | meaning |\n|---|---|---|---|---|---|\n");
     md_struct(&m, &cfg_root_struct, "", 0, 0);
     return m.buf;

@@ -238,7 +238,8 @@ static inline int iter_more(ck_iter_t *it, char close)
     if (!it->first) {
         if (*p != ',')
             return -1;
-        p = skip_ws(p + 1, it->end);
+        if ((p = skip_ws(p + 1, it->end)) == it->end)
+            return -1;
     }
     it->first = 0;
     it->p = p;

@@ -172,10 +172,10 @@ void dp_cache_entry_ref(dp_cache_entry_t *e)
 
 void dp_cache_entry_release(dp_cache_entry_t *e)
 {
-    if (atomic_fetch_sub_explicit(&e->_refcnt, 1, memory_order_release) == 1) {
-        atomic_thread_fence(memory_order_acquire);
+    /* acq_rel rather than release and a fence: the same instruction on x86, and ThreadSanitizer
+     * follows it (it does not follow a lone fence) */
+    if (atomic_fetch_sub_explicit(&e->_refcnt, 1, memory_order_acq_rel) == 1)
         free(e);
-    }
 }
 
 /* Releases the table's references of a list of removed entries (linked through _chain), after the

@@ -567,6 +567,24 @@ static void test_flight_bound(void **state)
     assert_int_equal(fw[0].calls, 0);
     assert_int_equal(fw[1].w.outcome, DP_FLIGHT_ALONE);
     assert_int_equal(fw[2].w.outcome, DP_FLIGHT_ALONE);
+
+    /* the follower that takes over a failed flight no longer counts: one newcomer fits again */
+    waiter_t a, b, n1, n2;
+    waiter_init(&a);
+    waiter_init(&b);
+    waiter_init(&n1);
+    waiter_init(&n2);
+    assert_int_equal(look(c, "[\"0x10\"]", &lead, 2, &f, &e), DP_CACHE_LEADER);
+    assert_int_equal(look(c, "[\"0x10\"]", &a, 2, &f2, &e), DP_CACHE_FOLLOWER);
+    assert_int_equal(look(c, "[\"0x10\"]", &b, 2, &f2, &e), DP_CACHE_FOLLOWER);
+    dp_flight_fail(c, f, 7);
+    assert_int_equal(a.w.outcome, DP_FLIGHT_LEAD);
+    assert_int_equal(look(c, "[\"0x10\"]", &n1, 2, &f2, &e), DP_CACHE_FOLLOWER);
+    assert_int_equal(look(c, "[\"0x10\"]", &n2, 2, &f2, &e), DP_CACHE_MISS);
+    dp_flight_release(c, a.w.flight);
+    assert_int_equal(b.w.outcome, DP_FLIGHT_ALONE);
+    assert_int_equal(n1.w.outcome, DP_FLIGHT_ALONE);
+    assert_int_equal(stats(c).flights, 0);
     dp_cache_destroy(c);
 }
 

@@ -28,17 +28,17 @@
 #define DP_CACHE_MIN_BUCKETS 64
 
 struct st_dp_flight_t {
-    uint64_t hash;
+    uint64_t hash;                   /* hash_key of key */
     struct st_dp_flight_t *chain;    /* next in its bucket */
     dp_flight_waiter_t *head, *tail; /* followers, FIFO (the first one leads when the leader fails) */
     uint32_t nwaiters;               /* followers waiting now (bounded by lookup's max_followers) */
     int handed;                      /* the leader failed once and a follower took over */
-    size_t keylen;                   /* key copied after the struct */
-    char key[];
+    size_t keylen;                   /* of key */
+    char key[];                      /* the key, copied (the leader's buffer may go first) */
 };
 
 struct st_dp_cache_t {
-    pthread_mutex_t mu;
+    pthread_mutex_t mu;            /* guards all below but seed (set at create, read unlocked by hash_key) */
     uint64_t seed[2];              /* hash seeds, random per store */
     dp_cache_entry_t **buckets;    /* entries by hash & (nbuckets - 1) */
     size_t nbuckets;               /* a power of two */
@@ -336,7 +336,8 @@ int dp_cache_put(dp_cache_t *c, dp_cache_entry_t *e)
     int ret = -1;
     uint64_t hash = hash_key(c, e->key, e->keylen);
     pthread_mutex_lock(&c->mu);
-    /* a refused answer leaves the store as it was: an older answer under the key is still valid for its ttl */
+    /* max_entry bounds the answer (what an operator sees of it), max_bytes the whole charge. A refused
+     * answer leaves the store as it was: an older answer under the key is still good for its ttl. */
     if (e->len > c->max_entry || e->charge > c->max_bytes)
         goto out;
     dp_cache_entry_t **slot = find_slot_locked(c, hash, e->key, e->keylen);
@@ -516,6 +517,7 @@ dp_cache_lookup_t dp_cache_lookup(dp_cache_t *c, const char *key, size_t keylen,
     return ret;
 }
 
+/* e NULL (no answer to share after all) is dp_flight_release. */
 void dp_flight_answer(dp_cache_t *c, dp_flight_t *f, dp_cache_entry_t *e)
 {
     pthread_mutex_lock(&c->mu);

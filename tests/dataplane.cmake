@@ -26,3 +26,5 @@ set_tests_properties(test_dataplane_failover PROPERTIES RUN_SERIAL TRUE)
 # measures how soon an endpoint is back (seconds): not beside other tests of this run
 pw_add_integration(test_dataplane_health integration/test_dataplane_health.py)
 set_tests_properties(test_dataplane_health PROPERTIES RUN_SERIAL TRUE)
+# response cache (issue 12): the store's LRU and byte budget, expiry, purge, references, flights, threads
+pw_add_unit(test_dp_cache SOURCES unit/test_dp_cache.c LIBS pw_dataplane)

@@ -7,6 +7,8 @@ endforeach()
 pw_add_unit(test_dp_classify SOURCES unit/test_dp_classify.c LIBS pw_dataplane)
 pw_add_unit(test_dp_budget SOURCES unit/test_dp_budget.c LIBS pw_dataplane)
 pw_add_unit(test_dp_latency SOURCES unit/test_dp_latency.c LIBS pw_dataplane m)
+# the response cache (issue 12): the method table, requests and answers as the cache reads them
+pw_add_unit(test_dp_cachekey SOURCES unit/test_dp_cachekey.c LIBS pw_dataplane)
 foreach(t test_dataplane test_dataplane_limits test_dataplane_reload test_dataplane_stream test_dataplane_faults
           test_dataplane_pool_identity test_dataplane_metrics test_dataplane_admin
           test_dataplane_secrets)
@@ -24,3 +26,5 @@ set_tests_properties(test_dataplane_failover PROPERTIES RUN_SERIAL TRUE)
 # measures how soon an endpoint is back (seconds): not beside other tests of this run
 pw_add_integration(test_dataplane_health integration/test_dataplane_health.py)
 set_tests_properties(test_dataplane_health PROPERTIES RUN_SERIAL TRUE)
+# response cache (issue 12): the store's LRU and byte budget, expiry, purge, references, flights, threads
+pw_add_unit(test_dp_cache SOURCES unit/test_dp_cache.c LIBS pw_dataplane)

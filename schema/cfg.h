@@ -249,8 +249,8 @@ typedef struct st_cfg_cache_method_t {
 } cfg_cache_method_t;
 /* cfg_cache_method_t._set bits of its optional keys: `_set & CFG_CACHE_METHOD_HAS_TTL` = the override gives
  * a ttl. ("off" in the document gives neither.) */
-#define CFG_CACHE_METHOD_HAS_TTL (1ull << 2)
-#define CFG_CACHE_METHOD_HAS_CLASS (1ull << 3)
+#define CFG_CACHE_METHOD_HAS_TTL (1ull << 1)
+#define CFG_CACHE_METHOD_HAS_CLASS (1ull << 2)
 
 /* Time to live per finality; 0 = until evicted. */
 typedef struct st_cfg_cache_ttl_t {

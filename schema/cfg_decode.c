@@ -160,7 +160,7 @@ static void decode_strvec(const cfg_field_t *f, void *obj, json_t *v, const char
  * CFG_F_KEY row. */
 static void decode_structmap(const cfg_field_t *f, void *obj, json_t *v, const char *path, cfg_scope_t scope, cfg_errors_t *errs)
 {
-    const cfg_field_t *key_row = &f->sub->fields[0];
+    const cfg_field_t *key_row = cfg_struct_key(f->sub);
     if (!json_is_object(v)) {
         cfg_errors_add(errs, "%s: must be a mapping of names to sections, not %s", path, json_kind(v));
         return;

@@ -150,10 +150,11 @@ static void md_struct(md_t *m, const cfg_struct_t *st, const char *prefix, int i
             md_struct(m, f->sub, path, f->type == CFG_T_STRUCT && (inherited || (f->flags & CFG_F_INHERIT)),
                       flags_here & (CFG_F_RESTART | CFG_F_LOCAL));
         if (f->type == CFG_T_STRUCTMAP) {
+            const cfg_field_t *key = cfg_struct_key(f->sub);
             char entry[300];
-            snprintf(entry, sizeof(entry), "%s.<%s>", path, f->sub->fields[0].name);
+            snprintf(entry, sizeof(entry), "%s.<%s>", path, key->name);
             md_add(m, "| `%s` | section | — | %s | %s | %s |\n", entry,
-                   f->sub->shorthand_doc != NULL ? f->sub->shorthand_doc : "a mapping", flags, f->sub->fields[0].doc);
+                   f->sub->shorthand_doc != NULL ? f->sub->shorthand_doc : "a mapping", flags, key->doc);
             md_struct(m, f->sub, entry, 0, flags_here & (CFG_F_RESTART | CFG_F_LOCAL));
         }
     }

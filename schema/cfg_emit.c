@@ -54,7 +54,7 @@ static json_t *emit_field(const cfg_field_t *f, const void *obj, cfg_scope_t sco
         json_t *map = json_object();
         for (size_t i = 0; map != NULL && i < v->size; i++) {
             const void *entry = (const char *)v->entries + i * f->sub->size;
-            json_object_set_new(map, *CFG_CMEMBER(entry, &f->sub->fields[0], char *), emit_struct(f->sub, entry, scope, 0, 0));
+            json_object_set_new(map, *CFG_CMEMBER(entry, cfg_struct_key(f->sub), char *), emit_struct(f->sub, entry, scope, 0, 0));
         }
         return map;
     }

@@ -26,8 +26,8 @@ typedef enum en_cfg_type_t {
     CFG_T_MILLI,     /* uint32_t thousandths, a JSON number (integer or real, rounded to the nearest thousandth) in
                       * [min, max] thousandths; emitted as a JSON real (1.5, 0.2) */
     CFG_T_STRUCTMAP, /* cfg_vec_t of `sub` structs, a JSON mapping of name to section, [min, max] entries, kept in
-                      * document order; each key is checked by `check` and stored in the sub struct's CFG_F_KEY row
-                      * (its first), each value decoded by `sub` (a non-mapping value through sub's `shorthand`).
+                      * document order; each key is checked by `check` and stored in the sub struct's CFG_F_KEY row,
+                      * each value decoded by `sub` (a non-mapping value through sub's `shorthand`).
                       * Taken whole, never merged key by key. */
 } cfg_type_t;
 
@@ -39,8 +39,9 @@ enum {
     CFG_F_INHERIT = 16, /* (service rows) struct inheriting unset keys from defaults.<name>, nested structs key by
                          * key too; or a list taken whole from defaults.<name> when absent; only set keys emitted */
     CFG_F_PATH = 32,    /* STRING naming a file or directory: relative to the config file's directory */
-    CFG_F_KEY = 64,     /* STRING, first row of a STRUCTMAP's sub struct: holds the entry's key; never a key of the
-                         * value itself (decoding refuses it, emission and the docs leave it out) */
+    CFG_F_KEY = 64,     /* STRING, one row (the last, so the value's rows keep their `_set` bits from 0) of a
+                         * STRUCTMAP's sub struct: holds the entry's key; never a key of the value itself (decoding
+                         * refuses it, emission and the docs leave it out) */
 };
 
 /* `_set` of every struct: bit i = row i was given in the document (so it is emitted, as a service's
@@ -104,6 +105,8 @@ extern const cfg_struct_t cfg_policy_struct;
 
 /* cfg_table.c */
 const cfg_field_t *cfg_struct_find(const cfg_struct_t *st, const char *name, size_t len);
+/* the CFG_F_KEY row of a STRUCTMAP's sub struct (the table guarantees there is one) */
+const cfg_field_t *cfg_struct_key(const cfg_struct_t *st);
 void cfg_struct_dispose(const cfg_struct_t *st, void *obj);
 int cfg_struct_dup(const cfg_struct_t *st, void *dst, const void *src);
 void cfg_struct_fill_defaults(const cfg_struct_t *st, void *obj);

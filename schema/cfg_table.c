@@ -413,10 +413,8 @@ static json_t *cache_method_shorthand(const json_t *v)
     return NULL;
 }
 
-/* the _set bits cfg.h names are these rows' indexes */
+/* the _set bits cfg.h names are these rows' indexes; the key row last, out of their way */
 static const cfg_field_t cache_method_fields_[] = {
-    ROW(cfg_cache_method_t, method, .name = "method", .type = CFG_T_STRING, .flags = CFG_F_KEY,
-        .doc = "one method's override, named by the method as clients send it (eth_call)"),
     ROW(cfg_cache_method_t, enabled, .name = "enabled", .type = CFG_T_BOOL, .def = "true",
         .doc = "false: the method's answers are never cached nor coalesced"),
     ROW(cfg_cache_method_t, ttl_ms, .name = "ttl", .type = CFG_T_DURATION, .min = 0, .max = CACHE_TTL_MAX,
@@ -425,6 +423,8 @@ static const cfg_field_t cache_method_fields_[] = {
     ROW(cfg_cache_method_t, cls, .name = "class", .type = CFG_T_ENUM, .names = cache_classes_,
         .doc = "what the method's answers depend on, for a method the built-in table does not know or to treat one "
                "otherwise: never, static (ttl.final) or realtime (ttl.realtime); absent = the built-in table's"),
+    ROW(cfg_cache_method_t, method, .name = "method", .type = CFG_T_STRING, .flags = CFG_F_KEY,
+        .doc = "one method's override, named by the method as clients send it (eth_call)"),
 };
 static const cfg_struct_t cache_method_struct_ = {
     sizeof(cfg_cache_method_t), cache_method_fields_,          N(cache_method_fields_), NULL, NULL, NULL, NULL,
@@ -799,6 +799,15 @@ size_t cfg_scalar_size(const cfg_field_t *f)
     default:
         return sizeof(uint64_t);
     }
+}
+
+const cfg_field_t *cfg_struct_key(const cfg_struct_t *st)
+{
+    for (size_t i = 0; i < st->num_fields; i++)
+        if (st->fields[i].flags & CFG_F_KEY)
+            return &st->fields[i];
+    assert(!"a STRUCTMAP's sub struct has a CFG_F_KEY row");
+    return NULL;
 }
 
 const cfg_field_t *cfg_struct_find(const cfg_struct_t *st, const char *name, size_t len)

@@ -124,7 +124,10 @@ static void test_defaults(void **state)
     const cfg_field_t *methods = cfg_struct_find(cache->sub, "methods", 7);
     assert_int_equal(methods->type, CFG_T_STRUCTMAP);
     const cfg_struct_t *m = methods->sub;
-    assert_true(m->fields[0].flags & CFG_F_KEY);
+    assert_string_equal(cfg_struct_key(m)->name, "method");
+    /* bits 0, 1, 2: what the dataplane's reader of overrides was written against */
+    assert_int_equal(CFG_CACHE_METHOD_HAS_TTL, 1ull << 1);
+    assert_int_equal(CFG_CACHE_METHOD_HAS_CLASS, 1ull << 2);
     assert_int_equal(1ull << (cfg_struct_find(m, "ttl", 3) - m->fields), CFG_CACHE_METHOD_HAS_TTL);
     assert_int_equal(1ull << (cfg_struct_find(m, "class", 5) - m->fields), CFG_CACHE_METHOD_HAS_CLASS);
 }

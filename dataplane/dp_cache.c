@@ -7,7 +7,11 @@
  * increment under the lock, and allocates nothing.
  *
  * Memory: an entry is one allocation (struct, key, body); its charge is malloc_usable_size of it, so
- * the budget counts what the allocator really hands out. Entries leave the table under the lock but
+ * the budget counts what the allocator really hands out. An entry of DP_CACHE_MAP_MIN bytes or more
+ * is mapped on its own (charged its pages) and unmapped when it goes: the allocator's arenas, one per
+ * worker thread, keep freed memory for their own thread's later use, so large answers freed by
+ * eviction on one thread and allocated on another would make the process's memory grow past the
+ * budget; pages given back to the system do not. Entries leave the table under the lock but
  * are released after it is dropped (a local list through _chain), so a large eviction frees outside
  * the lock. An entry out of the table lives until its last reference goes.
  *
@@ -22,10 +26,13 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #define DP_CACHE_MIN_BUCKETS 64
+#define DP_CACHE_MAP_MIN (32 * 1024)
 
 struct st_dp_flight_t {
     uint64_t hash;                   /* hash_key of key */
@@ -139,7 +146,16 @@ dp_cache_entry_t *dp_cache_entry_new(const char *key, size_t keylen, const char 
     /* struct, key and '\0', body and '\0' */
     if (keylen > SIZE_MAX / 2 - sizeof(dp_cache_entry_t) || len > SIZE_MAX / 2 - 2)
         return NULL;
-    dp_cache_entry_t *e = malloc(sizeof(*e) + keylen + 1 + len + 1);
+    size_t size = sizeof(dp_cache_entry_t) + keylen + 1 + len + 1, charge = 0;
+    dp_cache_entry_t *e;
+    if (size >= DP_CACHE_MAP_MIN) {
+        size_t page = (size_t)sysconf(_SC_PAGESIZE);
+        charge = (size + page - 1) / page * page;
+        void *m = mmap(NULL, charge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        e = m != MAP_FAILED ? m : NULL;
+    } else {
+        e = malloc(size);
+    }
     if (e == NULL)
         return NULL;
     char *k = (char *)(e + 1), *b = k + keylen + 1;
@@ -157,7 +173,8 @@ dp_cache_entry_t *dp_cache_entry_new(const char *key, size_t keylen, const char 
         span_off(body, len, ans->jsonrpc, &e->jsonrpc_off, &e->jsonrpc_len);
     }
     e->expires_at = expires_at;
-    e->charge = malloc_usable_size(e);
+    e->_mapped = charge != 0;
+    e->charge = charge != 0 ? charge : malloc_usable_size(e);
     atomic_init(&e->_refcnt, 1);
     e->_hash = 0;
     e->_chain = e->_lru_prev = e->_lru_next = NULL;
@@ -174,8 +191,12 @@ void dp_cache_entry_release(dp_cache_entry_t *e)
 {
     /* acq_rel rather than release and a fence: the same instruction on x86, and ThreadSanitizer
      * follows it (it does not follow a lone fence) */
-    if (atomic_fetch_sub_explicit(&e->_refcnt, 1, memory_order_acq_rel) == 1)
-        free(e);
+    if (atomic_fetch_sub_explicit(&e->_refcnt, 1, memory_order_acq_rel) == 1) {
+        if (e->_mapped)
+            munmap(e, e->charge);
+        else
+            free(e);
+    }
 }
 
 /* Releases the table's references of a list of removed entries (linked through _chain), after the

@@ -43,6 +43,7 @@ typedef struct st_dp_cache_entry_t {
     uint64_t _hash;
     struct st_dp_cache_entry_t *_chain;                /* next in its bucket */
     struct st_dp_cache_entry_t *_lru_prev, *_lru_next; /* in the store's LRU list (most recent first) */
+    int _mapped;                                       /* mapped on its own (charge = its length) */
     int _stored;                                       /* in the table */
 } dp_cache_entry_t;
 

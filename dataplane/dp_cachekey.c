@@ -29,10 +29,6 @@ enum {
 };
 #define CK_F_SLOW (CK_F_OBJECT | CK_F_ESCAPE | CK_F_NONASCII | CK_F_REAL | CK_F_BIGINT)
 
-/* The cfg_cache_method_t `_set` bit of `class`: the schema's rows for a `cache.methods` entry are
- * enabled, ttl, class in that order, and a row's `_set` bit is its index. */
-#define CK_OV_CLASS_SET (1ull << 2)
-
 static inline int is_ws(unsigned char c)
 {
     return c == ' ' || c == '\n' || c == '\r' || c == '\t';
@@ -572,7 +568,7 @@ void dp_ck_classify(dp_ck_req_t *req, const cfg_cache_method_t *ov)
     if (ov != NULL) {
         if (!ov->enabled)
             return;
-        if (ov->_set & CK_OV_CLASS_SET) {
+        if (ov->_set & CFG_CACHE_METHOD_HAS_CLASS) {
             cls = ov->cls;
             /* by block or by hash needs the table to say where the block is */
             if ((cls == CFG_CACHE_BY_BLOCK || cls == CFG_CACHE_BY_HASH) && (row == NULL || (int)row->cls != cls))

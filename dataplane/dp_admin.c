@@ -67,7 +67,7 @@ static void respond(h2o_req_t *req, int status, const char *ctype, const char *b
 
 static void respond_json(h2o_req_t *req, int status, json_t *doc)
 {
-    char *s = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+    char *s = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
     json_decref(doc);
     if (s == NULL) {
         respond(req, 500, "text/plain", H2O_STRLIT("out of memory\n"));

@@ -249,7 +249,7 @@ dp_rcache_t *dp_relay_cache_begin(dp_worker_t *w, h2o_req_t *req, dp_service_t *
         return batch_begin(w, req, svc, now, res);
     dp_ck_req_t ck;
     if (dp_ck_parse(req->entity.base, req->entity.len, &ck) != DP_CK_OK || ck.id.base == NULL)
-        goto Bypass; /* a batch, not JSON-RPC, or a notification (which gets no answer to share) */
+        goto Bypass; /* not one JSON-RPC request, or a notification (which gets no answer to share) */
     const cfg_cache_method_t *ov = cc->methods.size != 0 ? find_override(cc, ck.method) : NULL;
     dp_ck_classify(&ck, ov);
     if (ck.cls == CFG_CACHE_NEVER)

@@ -104,7 +104,7 @@ void cp_h_get_config(cp_call_t *call)
         json_decref(doc);
         doc = red;
     }
-    char *text = doc == NULL ? NULL : yaml ? cfg_json_to_yaml(doc) : json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+    char *text = doc == NULL ? NULL : yaml ? cfg_json_to_yaml(doc) : json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
     json_decref(doc);
     if (text == NULL) {
         cp_respond_error(call, 503, yaml ? "cannot render the document as YAML" : "cannot render the document", NULL);

@@ -9,6 +9,8 @@ pw_add_unit(test_dp_budget SOURCES unit/test_dp_budget.c LIBS pw_dataplane)
 pw_add_unit(test_dp_latency SOURCES unit/test_dp_latency.c LIBS pw_dataplane m)
 # adaptive concurrency (issue 13): the limit on synthetic sample streams
 pw_add_unit(test_dp_adaptive SOURCES unit/test_dp_adaptive.c LIBS pw_dataplane m)
+# the response cache (issue 12): the method table, requests and answers as the cache reads them
+pw_add_unit(test_dp_cachekey SOURCES unit/test_dp_cachekey.c LIBS pw_dataplane)
 foreach(t test_dataplane test_dataplane_limits test_dataplane_reload test_dataplane_stream test_dataplane_faults
           test_dataplane_pool_identity test_dataplane_metrics test_dataplane_admin
           test_dataplane_secrets)
@@ -29,3 +31,9 @@ set_tests_properties(test_dataplane_failover PROPERTIES RUN_SERIAL TRUE)
 # measures how soon an endpoint is back (seconds): not beside other tests of this run
 pw_add_integration(test_dataplane_health integration/test_dataplane_health.py)
 set_tests_properties(test_dataplane_health PROPERTIES RUN_SERIAL TRUE)
+# response cache (issue 12): the store's LRU and byte budget, expiry, purge, references, flights, threads
+pw_add_unit(test_dp_cache SOURCES unit/test_dp_cache.c LIBS pw_dataplane)
+# the response cache and coalescing (issue 12): finality, ttls, batches, 1,000 identical requests in
+# flight, the memory bound, purge; its coalescing test needs 1,000 clients at once: not beside others
+pw_add_integration(test_dataplane_cache integration/test_dataplane_cache.py)
+set_tests_properties(test_dataplane_cache PROPERTIES RUN_SERIAL TRUE)

@@ -145,7 +145,7 @@ int main(int argc, char **argv)
         if (a != NULL && b != NULL) {
             json_t *ja = cfg_to_json(a, scope), *jb = cfg_to_json(b, scope);
             json_t *d = cfg_json_diff(ja, jb);
-            char *s = json_dumps(d, JSON_INDENT(2));
+            char *s = json_dumps(d, JSON_INDENT(2) | JSON_REAL_PRECISION(15));
             printf("%s\n", s != NULL ? s : "[]");
             free(s);
             json_decref(d);

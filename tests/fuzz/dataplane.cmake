@@ -3,3 +3,5 @@ pw_add_fuzz(fuzz_dp_rpc ${CMAKE_CURRENT_SOURCE_DIR}/fuzz_dp_rpc.c ${CMAKE_CURREN
 pw_add_fuzz(fuzz_dp_classify ${CMAKE_CURRENT_SOURCE_DIR}/fuzz_dp_classify.c ${CMAKE_CURRENT_SOURCE_DIR}/seeds/classify LIBS pw_dataplane)
 # dataplane: the upstream's HTTP/1.1 response (head, framing, chunked body), cut anywhere.
 pw_add_fuzz(fuzz_dp_h1parse ${CMAKE_CURRENT_SOURCE_DIR}/fuzz_dp_h1parse.c ${CMAKE_CURRENT_SOURCE_DIR}/seeds/h1parse LIBS pw_dataplane)
+# dataplane: what the response cache reads of requests, batches and answers (issue 12), against jansson.
+pw_add_fuzz(fuzz_dp_cachekey ${CMAKE_CURRENT_SOURCE_DIR}/fuzz_dp_cachekey.c ${CMAKE_CURRENT_SOURCE_DIR}/seeds/cachekey LIBS pw_dataplane)

@@ -8,7 +8,7 @@
 
 void ctl_print_json(ctl_t *ctl, const json_t *v)
 {
-    char *s = json_dumps(v, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+    char *s = json_dumps(v, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
     if (s != NULL)
         fprintf(ctl->out, "%s\n", s);
     free(s);

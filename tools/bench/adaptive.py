@@ -176,6 +176,9 @@ def plot(rows, png, marks):
 set output "{png}"
 set multiplot layout 3,1 title "Adaptive concurrency: mock K workers x {T_MS} ms, {CLIENTS} clients (static, then adaptive; K 16 -> 64 -> 8)"
 set grid
+set key outside right top vertical font ",9"
+set lmargin 10
+set rmargin 34
 set xlabel "seconds"
 {arrows}
 set ylabel "concurrency"

@@ -256,9 +256,10 @@ uint32_t dp_adaptive_close(dp_adaptive_t *a, uint32_t peak, int saturated, uint6
         a->_deep_pending = 1;
         hold = 1;
     } else if (a->_deep_pending == 1) {
-        /* Latency that fell about in proportion to the concurrency (within 20%: a constant overhead falls less) and by 5% at
-         * least is a queue's (a queue's wait grows with what is in it): there may be more of it,
-         * cut deep again. Latency that stayed, or fell to a floor, says the queue is gone. */
+        /* Latency that fell about in proportion to the concurrency (within 20%: a constant
+         * overhead falls less) and by 5% at least is a queue's (a queue's wait grows with what is
+         * in it): there may be more of it, cut deep again. Latency that stayed, or fell to a
+         * floor, says the queue is gone. */
         double lat = lat_sum / frozen_sum; /* against the baselines of then: the method mix may differ */
         a->_deep_pending = 0;
         a->_deep_again = lat < a->_deep_sample * 0.95 && lat <= a->_deep_sample * a->_deep_share * 1.2;
@@ -270,8 +271,8 @@ uint32_t dp_adaptive_close(dp_adaptive_t *a, uint32_t peak, int saturated, uint6
                ratio * 100 <= a->_last_ratio * DP_ADAPTIVE_REBASE_RISE) {
         /* the last cut left latency where it was: it is not our queue (the upstream got slower, or
          * others load it). Take today's latency as the baseline and undo the cut instead of
-         * cutting on. A ratio that
-         * rose well past the last one is new trouble (the capacity fell): that is cut again. */
+         * cutting on. A ratio that rose well past the last one is new trouble (the capacity
+         * fell): that is cut again. */
         for (size_t i = 0; i != DP_ADAPTIVE_METHODS; ++i) {
             dp_adaptive_slot_t *s = a->_slots + i;
             if (s->last_mean != 0)

@@ -5,12 +5,13 @@
  * latency grows past `tolerance` times its baseline. The service's limiter (dp_limiter) enforces
  * the limit; requests beyond it wait in the limiter's queue.
  *
- * Samples are successful upstream attempts (send to complete answer), each normalised by the
+ * Samples are successful upstream attempts (send to complete answer), each judged against the
  * baseline of its own JSON-RPC method, so a few slow methods do not shrink the limit for cheap
  * ones. A method's baseline is the lowest window mean of its latency over the last
- * DP_ADAPTIVE_EPOCH..2*DP_ADAPTIVE_EPOCH windows (a long-window minimum that can rise again): no
- * probe ever pins the limit low to re-measure it. The algorithm and its equations are in
- * docs/dataplane.md ("Adaptive concurrency").
+ * DP_ADAPTIVE_EPOCH..2*DP_ADAPTIVE_EPOCH windows (a long-window minimum that can rise again). It
+ * is re-measured by deep cuts (20% below the estimated capacity, once per epoch, repeated while
+ * they find a queue), never by pinning the limit to its minimum. The algorithm and its equations
+ * are in docs/dataplane.md ("Adaptive concurrency").
  *
  * Threads: dp_adaptive_sample runs on any worker (lock-free adds into the method's slot); the
  * window is closed by the one thread that first sees it elapsed and wins a try-lock

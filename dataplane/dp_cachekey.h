@@ -34,6 +34,8 @@ typedef struct st_dp_ck_req_t {
     cfg_cache_class_t cls; /* after the table, the override (see dp_ck_classify) and the params */
     int has_block;         /* CFG_CACHE_BY_BLOCK with numbered blocks: `block` is the highest one named */
     uint64_t block;
+    unsigned _params_flags; /* private: what dp_ck_parse saw in params, so that dp_ck_key needs no second scan (0 in a
+                             * request made by hand: dp_ck_key scans) */
 } dp_ck_req_t;
 
 typedef enum en_dp_ck_result_t {

@@ -281,6 +281,20 @@ static void test_parse_bad(void **state)
             fail_msg("accepted: %s", bad[i]);
     assert_int_equal(dp_ck_parse("{\"method\":\"m\"}\0", 15, &req), DP_CK_BAD); /* a NUL after it */
     assert_int_equal(dp_ck_parse("{\"method\":\"m\"}", 13, &req), DP_CK_BAD);   /* cut */
+    /* cut right after a ',' (or blanks after it): nothing is read past the body (a body of its exact
+     * size on the heap, for the sanitizer build to see) */
+    static const char *cuts[] = {"{\"id\":18,\"method\":8,", "{\"method\":\"m\", ", "[1,", "[1, \n"};
+    for (size_t i = 0; i != sizeof(cuts) / sizeof(cuts[0]); ++i) {
+        size_t n = strlen(cuts[i]);
+        char *b = malloc(n);
+        memcpy(b, cuts[i], n);
+        assert_int_equal(dp_ck_parse(b, n, &req), DP_CK_BAD);
+        dp_ck_answer_t a;
+        dp_ck_answer(b, n, &a);
+        assert_int_equal(a.kind, DP_CK_ANSWER_INVALID);
+        assert_true(dp_ck_array(b, n, NULL, NULL) < 0);
+        free(b);
+    }
     /* what is fine: unknown members of any kind, duplicates among them, blanks, big numbers */
     static const char *good[] = {
         "{\"method\":\"m\",\"x\":1,\"x\":2}",

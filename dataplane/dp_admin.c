@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "dp_internal.h"
+#include "dp_rpc.h"
 #include "pw_buf.h"
 #include "pw_http.h"
 #include "pw_log.h"
@@ -308,6 +309,7 @@ static json_t *stats_json(dp_server_t *s, dp_gen_t *g)
     json_object_set_new(doc, "applies",
                         json_pack("{s:I, s:I, s:s?}", "ok", (json_int_t)atomic_load(&s->applies_ok), "failed",
                                   (json_int_t)atomic_load(&s->applies_failed), "last_error", s->last_apply_error));
+    json_object_set_new(doc, "cache", dp_admin_cache_json(s));
     json_t *svcs = json_array();
     uint64_t now = unix_now_ms();
     for (size_t i = 0; i != g->nservices; ++i) {
@@ -357,6 +359,7 @@ static json_t *stats_json(dp_server_t *s, dp_gen_t *g)
         json_object_set_new(so, "hedges", json_pack("{s:I, s:I}", "won", (json_int_t)hedges[0], "lost", (json_int_t)hedges[1]));
         json_object_set_new(so, "retry_budget_exhausted", json_integer((json_int_t)atomic_load(&svc->shared->budget.exhausted)));
         json_object_set_new(so, "health", service_health_json(svc, now));
+        json_object_set_new(so, "cache", dp_admin_cache_service_json(s, svc));
         health_settings_json(svc->cfg, so);
     }
     json_object_set_new(doc, "services", svcs);
@@ -589,6 +592,7 @@ static void metrics_text(dp_server_t *s, pw_buf_t *o)
         pw_buf_printf(o, "pathway_retry_budget_exhausted_total{service=\"%s\"} %" PRIu64 "\n", g->services[i].id,
                       (uint64_t)atomic_load(&g->services[i].shared->budget.exhausted));
     health_metrics_text(g, o);
+    dp_admin_cache_metrics(s, g, o);
     HELP(o, "pathway_pool_idle_connections", "gauge", "Idle upstream connections, whole process.");
     pw_buf_printf(o, "pathway_pool_idle_connections %u\n", (unsigned)atomic_load(&s->idle_total));
     HELP(o, "pathway_pool_max_idle_connections", "gauge", "Configured pool.max_idle_total.");
@@ -913,6 +917,21 @@ static int on_admin_req(h2o_handler_t *self, h2o_req_t *req)
                                    (json_int_t)g->fleet_version, "generation", (json_int_t)g->generation, "hash", g->hash,
                                    "restart_required", restart ? restart : json_array()));
         }
+    } else if (path_is(req, "/cache/purge")) {
+        if (!post)
+            goto MethodNotAllowed;
+        char svc[DP_SERVICE_ID_MAX + 2];
+        int status = 200;
+        int has = query_param(req, "service", svc, sizeof(svc)) == 0;
+        if (!has && req->query_at != SIZE_MAX &&
+            h2o_strstr(req->path.base + req->query_at, req->path.len - req->query_at, H2O_STRLIT("service=")) != SIZE_MAX) {
+            respond_json(
+                req, 400,
+                json_pack("{s:b, s:s}", "ok", 0, "error", "service: not a service id ([A-Za-z0-9_.-], 1 to 64 characters)"));
+            return 0;
+        }
+        json_t *ans = dp_admin_cache_purge(s, atomic_load(&s->current), has ? svc : NULL, &status);
+        respond_json(req, status, ans);
     } else if (req->path.len >= 11 && memcmp(req->path.base, "/endpoints/", 11) == 0) {
         endpoint_drain(s, req);
     } else if (path_is(req, "/logging")) {

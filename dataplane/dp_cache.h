@@ -41,9 +41,10 @@ typedef struct st_dp_cache_entry_t {
     /* private */
     _Atomic long _refcnt;
     uint64_t _hash;
-    struct st_dp_cache_entry_t *_chain;              /* next in its bucket */
+    struct st_dp_cache_entry_t *_chain;                /* next in its bucket */
     struct st_dp_cache_entry_t *_lru_prev, *_lru_next; /* in the store's LRU list (most recent first) */
-    int _stored;                                     /* in the table */
+    int _mapped;                                       /* mapped on its own (charge = its length) */
+    int _stored;                                       /* in the table */
 } dp_cache_entry_t;
 
 /* A new entry (one allocation: the struct, key and body copied), with one reference (the caller's).
@@ -107,7 +108,8 @@ void dp_flight_answer(dp_cache_t *c, dp_flight_t *f, dp_cache_entry_t *e);
 void dp_flight_release(dp_cache_t *c, dp_flight_t *f);
 /* The leader failed with dp_error_t `err` (or left): the first follower leads now (LEAD), unless the
  * flight was handed over once already, in which case every follower gets FAILED. Ends the flight
- * when no follower is left. */
+ * when no follower is left. A leader that goes without an answer (its client left, its relay was
+ * cut) calls this too, so that its followers are never left waiting. */
 void dp_flight_fail(dp_cache_t *c, dp_flight_t *f, int err);
 /* A follower leaves (timeout, the client left). Returns 1 when on_done had run already (its outcome
  * is set: an ANSWERED entry is the caller's to release, a LEAD flight the caller's to end), else 0

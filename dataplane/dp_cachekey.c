@@ -37,10 +37,6 @@ enum {
 #define CK_SORT_MEMBERS 16
 #define CK_SORT_DEPTH 16
 
-/* The cfg_cache_method_t `_set` bit of `class`: the schema's rows for a `cache.methods` entry are
- * enabled, ttl, class in that order, and a row's `_set` bit is its index. */
-#define CK_OV_CLASS_SET (1ull << 2)
-
 /* The scanner's small steps, inlined where they are used: a call per token costs as much as the token
  * (callgrind: a third of parse + classify + key). */
 #define CK_INLINE static inline __attribute__((always_inline))
@@ -684,7 +680,7 @@ void dp_ck_classify(dp_ck_req_t *req, const cfg_cache_method_t *ov)
     if (ov != NULL) {
         if (!ov->enabled)
             return;
-        if (ov->_set & CK_OV_CLASS_SET) {
+        if (ov->_set & CFG_CACHE_METHOD_HAS_CLASS) {
             cls = ov->cls;
             /* by block or by hash needs the table to say where the block is */
             if ((cls == CFG_CACHE_BY_BLOCK || cls == CFG_CACHE_BY_HASH) && (row == NULL || (int)row->cls != cls))

@@ -45,6 +45,8 @@
     X(BAD_CHUNKED, 502, DP_RPC_UPSTREAM_ERROR, RETRY, EP, "bad chunked encoding from upstream")                                    \
     X(CLOSED_MID_RESPONSE, 502, DP_RPC_UPSTREAM_ERROR, RETRY, EP, "upstream closed the connection mid-response")                   \
     X(UPSTREAM_TIMEOUT, 504, DP_RPC_UPSTREAM_TIMEOUT, RETRY, EP, "upstream timeout")                                               \
+    X(COALESCED_FAILED, 502, DP_RPC_UPSTREAM_ERROR, FINAL, NONE,                                                                    \
+      "upstream failed twice for identical requests in flight (coalesced)")                                                         \
     /* a write that may have arrived is never repeated (retry.unsafe_methods) */                                                   \
     X(UNSAFE_NOT_RETRIED, 502, DP_RPC_UPSTREAM_ERROR, FINAL, EP,                                                                   \
       "upstream closed the connection after the request was sent; not retried: the method is in retry.unsafe_methods")

@@ -57,7 +57,17 @@ typedef struct st_dp_svcstats_t {
     dp_counter_t retries[CFG_RETRY_ON_COUNT]; /* retries started, by the retry_on reason that allowed them */
     dp_counter_t hedges[2];                   /* relays that started a hedge: [0] the hedge won, [1] it lost */
     dp_counter_t rpc_errors; /* answers under 500 classed server_error, rate_limited or missing_data (rollout evidence) */
+    dp_counter_t cache[4];   /* requests (batch items) by cache result: dp_cres_t */
 } dp_svcstats_t;
+
+/* What the cache did with a request (pathway_cache_requests_total{result}, X-Pathway-Cache). */
+typedef enum en_dp_cres_t {
+    DP_CRES_HIT = 0,   /* answered from the cache */
+    DP_CRES_MISS,      /* cacheable, went upstream */
+    DP_CRES_COALESCED, /* answered by an identical request in flight */
+    DP_CRES_BYPASS,    /* the service caches or coalesces, but not this request (method, params, notification) */
+} dp_cres_t;
+extern const char *const dp_cres_names[4];
 
 /* How one attempt ended, for pathway_attempts_total{result}: a complete answer by its class
  * (dp_classify's names), else how it failed. */
@@ -92,10 +102,10 @@ struct st_dp_svcshared_t {
     dp_server_t *server;
     h2o_linklist_t link; /* in server->svcshared (registry_mutex) */
     char *id;
-    int has_limiter;      /* limiter.max_concurrent > 0 in the newest generation */
-    dp_limiter_t limiter; /* per-service bound (bounds updated in place on apply) */
-    dp_budget_t budget;   /* retries + hedges (settings read from the current generation at each call) */
-    dp_latency_t latency; /* recent relay durations, for a percentile hedge delay */
+    int has_limiter;       /* limiter.max_concurrent > 0 in the newest generation */
+    dp_limiter_t limiter;  /* per-service bound (bounds updated in place on apply) */
+    dp_budget_t budget;    /* retries + hedges (settings read from the current generation at each call) */
+    dp_latency_t latency;  /* recent relay durations, for a percentile hedge delay */
     dp_svchealth_t health; /* ejection order, the service's head, panic */
     size_t nworkers;
     dp_svcstats_t stats[]; /* one per worker */
@@ -247,6 +257,7 @@ struct st_dp_worker_t {
     _Atomic int kick_pending;
     pthread_mutex_t granted_mutex;
     h2o_linklist_t granted;          /* dp_relay_t whose limiter wait was granted by another thread */
+    h2o_linklist_t flown;            /* dp_rcache_t whose flight told them its outcome (granted_mutex) */
     h2o_timeout_entry_t sweep_timer; /* periodic housekeeping */
     h2o_linklist_t queued;           /* HTTP/1 relays waiting in a limiter queue (see peek_timer) */
     h2o_timeout_entry_t peek_timer;  /* looks for HTTP/1 clients that left while queued */
@@ -279,6 +290,7 @@ struct st_dp_server_t {
     uint64_t generation_seq;     /* generations built so far */
     cfg_t *running_cfg;          /* the document the process started with: restart-only settings (main thread) */
     dp_limiter_t limiter;        /* process-wide */
+    struct st_dp_cache_t *cache; /* the response cache, process-wide (dp_cache.h) */
     _Atomic uint32_t idle_total; /* idle upstream connections, all endpoints */
     _Atomic uint32_t max_idle_total;
     _Atomic uint64_t max_request_body;
@@ -351,5 +363,15 @@ int dp_admin_init(dp_server_t *s, h2o_globalconf_t *conf);
 /* Adds the X-Request-Id of a request (kept, or made) to its response. */
 h2o_iovec_t dp_request_id(dp_worker_t *w, h2o_req_t *req);
 uint64_t dp_process_rss(void);
+
+/* --- admin_cache.c ------------------------------------------------------------------------ */
+struct st_pw_buf_t;
+/* /stats: the store's "cache" object, and a service's "cache" (settings and requests by result). */
+json_t *dp_admin_cache_json(dp_server_t *s);
+json_t *dp_admin_cache_service_json(dp_server_t *s, const dp_service_t *svc);
+/* /metrics: pathway_cache_* */
+void dp_admin_cache_metrics(dp_server_t *s, dp_gen_t *g, struct st_pw_buf_t *o);
+/* POST /cache/purge: everything (service NULL) or one service's answers; the answer and its status. */
+json_t *dp_admin_cache_purge(dp_server_t *s, dp_gen_t *g, const char *service, int *status);
 
 #endif

@@ -113,6 +113,43 @@ static void send_error(dp_worker_t *w, h2o_req_t *req, dp_service_t *svc, h2o_io
     h2o_send_inline(req, b.base, b.len);
 }
 
+/* Sends an answer from the cache (v[0..nv), `total` bytes, which must live until req->pool goes), with
+ * X-Pathway-Cache: `res`. The request must not have started its response. */
+static void send_cached(dp_worker_t *w, h2o_req_t *req, dp_service_t *svc, h2o_iovec_t reqid, uint64_t started_at, h2o_iovec_t *v,
+                        size_t nv, size_t total, dp_cres_t res)
+{
+    static h2o_generator_t generator = {NULL, NULL};
+    req->res.status = 200;
+    req->res.reason = "OK";
+    req->res.content_length = total;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, reqid.base, reqid.len);
+    const char *rs = dp_cres_names[res];
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-pathway-cache"), 0, NULL, rs, strlen(rs));
+    if (dp_cors_on(svc))
+        dp_cors_add_headers(req, svc);
+    count_response(w, svc, 200, started_at);
+    access_log(w, req, svc, 200, total, started_at, reqid);
+    h2o_start_response(req, &generator);
+    h2o_send(req, v, nv, H2O_SEND_STATE_FINAL);
+}
+
+/* One cached answer with the client's id and jsonrpc (the iovecs in req->pool). */
+static void send_entry(dp_worker_t *w, h2o_req_t *req, dp_service_t *svc, h2o_iovec_t reqid, uint64_t started_at,
+                       const dp_cache_entry_t *e, const dp_ck_req_t *ck, dp_cres_t res)
+{
+    h2o_iovec_t *v = h2o_mem_alloc_pool(&req->pool, sizeof(*v) * 5);
+    size_t nv = dp_relay_cache_splice(e, ck, v), total = 0;
+    for (size_t i = 0; i != nv; ++i)
+        total += v[i].len;
+    send_cached(w, req, svc, reqid, started_at, v, nv, total, res);
+}
+
+static void release_hit(void *p)
+{
+    dp_cache_entry_release(*(dp_cache_entry_t **)p);
+}
+
 /* --- limiter stage -------------------------------------------------------------------------- */
 
 /* Runs under the limiter's lock on the releasing thread: hand the relay to its own worker. */
@@ -340,6 +377,41 @@ static void on_pump_timer(h2o_timeout_entry_t *entry)
 
 static void on_relay_timer(h2o_timeout_entry_t *entry);
 
+/* A follower waits for the flight it joined, watched like an admitted relay, bounded by
+ * timeouts.request. */
+static void relay_follow(dp_relay_t *r)
+{
+    dp_worker_t *w = r->w;
+    r->state = RS_FOLLOW;
+    relay_watch(r);
+    h2o_timeout_link(w->loop, dp_worker_timeout(w, r->svc->cfg->timeouts.request_ms), &r->timer);
+}
+
+void dp_relay_on_flight(dp_relay_t *r)
+{
+    dp_rcache_t *rc = r->cache;
+    relay_unwatch(r);
+    if (h2o_timeout_is_linked(&r->timer))
+        h2o_timeout_unlink(&r->timer);
+    switch (rc->fw.outcome) {
+    case DP_FLIGHT_ANSWERED:
+        r->state = RS_DONE;
+        r->started = 1;
+        r->finished = 1;
+        /* may free r: nothing after it */
+        send_entry(r->w, r->req, r->svc, r->reqid, r->started_at, rc->entry, &rc->req, DP_CRES_COALESCED);
+        return;
+    case DP_FLIGHT_FAILED:
+        r->state = RS_ADMIT;
+        dp_relay_fail(r, (dp_error_t)rc->fw.err);
+        return;
+    default: /* it leads the flight now, or goes alone */
+        r->state = RS_ADMIT;
+        relay_admit(r);
+        return;
+    }
+}
+
 static void relay_dispatch(dp_relay_t *r)
 {
     dp_worker_t *w = r->w;
@@ -360,7 +432,9 @@ static void relay_start_response(dp_relay_t *r)
     dp_attempt_t *a = r->attempt;
     req->res.status = a->status;
     req->res.reason = a->reason;
-    if (a->mode == DP_H1_BODY_LENGTH)
+    if (r->cache != NULL && r->cache->partial)
+        req->res.content_length = r->collected.len; /* a batch reassembled from the cache and the upstream */
+    else if (a->mode == DP_H1_BODY_LENGTH)
         req->res.content_length = a->content_length;
     if (dp_cors_on(r->svc))
         dp_cors_add_headers(req, r->svc);
@@ -374,12 +448,33 @@ static void relay_start_response(dp_relay_t *r)
     }
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, r->reqid.base, r->reqid.len);
     dp_failover_add_headers(r);
+    if (r->cache != NULL || r->svc->cfg->cache.enabled || r->svc->cfg->cache.coalesce_on)
+        dp_relay_cache_add_header(r);
     relay_unwatch(r); /* from here on h2o's writes notice a client that left */
     h2o_start_response(req, &r->generator);
     r->started = 1;
 }
 
 /* Hands buffered bytes to h2o when it is not busy with the previous ones. */
+/* A partial batch: the upstream's answer is collected whole, then the client's answer (cached items
+ * and the upstream's, in the client's order) goes in one send. */
+static void relay_pump_collected(dp_relay_t *r)
+{
+    int got = dp_relay_cache_collect(r, &r->collected);
+    if (got == 0)
+        return;
+    if (got < 0) {
+        dp_relay_fail(r, DP_ERR_OUT_OF_MEMORY);
+        return;
+    }
+    dp_attempt_t *a = r->attempt;
+    relay_start_response(r);
+    r->finished = 1;
+    count_response(r->w, r->svc, a->status, r->started_at);
+    access_log(r->w, r->req, r->svc, a->status, r->collected.len, r->started_at, r->reqid);
+    h2o_send(r->req, &r->collected, 1, H2O_SEND_STATE_FINAL); /* may free r: nothing after it */
+}
+
 void dp_relay_pump(dp_relay_t *r)
 {
     if (r->client_sending || r->finished)
@@ -387,6 +482,10 @@ void dp_relay_pump(dp_relay_t *r)
     dp_attempt_t *a = r->attempt;
     if (a == NULL)
         return;
+    if (r->cache != NULL && r->cache->partial) {
+        relay_pump_collected(r);
+        return;
+    }
     size_t n = a->buf != NULL ? a->buf->len : 0;
     if (n == 0 && !a->complete)
         return;
@@ -404,12 +503,16 @@ void dp_relay_pump(dp_relay_t *r)
     } else {
         r->client_sending = 1;
     }
+    if (r->cache != NULL)
+        dp_relay_cache_data(r, a, v.base, n, a->complete);
     h2o_send(r->req, &v, n != 0 ? 1 : 0, state);
 }
 
 static void on_generator_proceed(h2o_generator_t *gen, h2o_req_t *req)
 {
     dp_relay_t *r = H2O_STRUCT_FROM_MEMBER(dp_relay_t, generator, gen);
+    if (r->attempt == NULL)
+        return;
     r->client_sending = 0;
     dp_attempt_consume(r->attempt, r->sending);
     r->sending = 0;
@@ -453,6 +556,8 @@ static void relay_finish_upstream(dp_relay_t *r)
 void dp_relay_fail(dp_relay_t *r, dp_error_t e)
 {
     int status = dp_error(e)->status;
+    if (r->cache != NULL)
+        dp_relay_cache_stop(r, e);
     relay_finish_upstream(r);
     if (r->finished)
         return;
@@ -485,6 +590,10 @@ static void on_relay_timer(h2o_timeout_entry_t *entry)
         h2o_send(r->req, NULL, 0, H2O_SEND_STATE_ERROR);
         return;
     }
+    if (r->state == RS_FOLLOW) {
+        dp_relay_fail(r, DP_ERR_UPSTREAM_TIMEOUT); /* leaves the flight */
+        return;
+    }
     if (r->state == RS_ADMIT) {
         int stage = r->lim_stage;
         if (relay_leave_queue(r)) {
@@ -503,6 +612,7 @@ static void relay_dispose(void *p)
 {
     dp_relay_t *r = p;
     dp_worker_t *w = r->w;
+    dp_relay_cache_dispose(r);
     relay_finish_upstream(r);
     if (h2o_timeout_is_linked(&r->timer))
         h2o_timeout_unlink(&r->timer);
@@ -582,6 +692,25 @@ int dp_proxy_on_req(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     }
 
+    dp_rcache_t *rc = NULL;
+    dp_cache_lookup_t cres = DP_CACHE_MISS;
+    if (svc->cfg->cache.enabled || svc->cfg->cache.coalesce_on) {
+        dp_cache_entry_t *hit = NULL;
+        rc = dp_relay_cache_begin(w, req, svc, now, &cres, &hit);
+        if (cres == DP_CACHE_HIT && rc->batch) {
+            size_t nv, total;
+            h2o_iovec_t *v = dp_relay_cache_batch_answer(req, rc, &nv, &total);
+            send_cached(w, req, svc, reqid, now, v, nv, total, DP_CRES_HIT);
+            return 0;
+        }
+        if (cres == DP_CACHE_HIT) {
+            dp_cache_entry_t **held = h2o_mem_alloc_shared(&req->pool, sizeof(*held), release_hit);
+            *held = hit;
+            send_entry(w, req, svc, reqid, now, hit, &rc->req, DP_CRES_HIT);
+            return 0;
+        }
+    }
+
     dp_relay_t *r = h2o_mem_alloc_shared(&req->pool, sizeof(*r), relay_dispose);
     memset(r, 0, sizeof(*r));
     r->generator.proceed = on_generator_proceed;
@@ -603,6 +732,14 @@ int dp_proxy_on_req(h2o_handler_t *self, h2o_req_t *req)
         w->watch_timer.cb = on_watch_timer;
     }
     DP_OWNER_ADD(w->active, 1);
+    if (rc != NULL) {
+        r->cache = rc;
+        rc->r = r;
+        if (cres == DP_CACHE_FOLLOWER) {
+            relay_follow(r);
+            return 0;
+        }
+    }
     relay_admit(r);
     return 0;
 }
@@ -626,6 +763,7 @@ void dp_proxy_housekeeping(dp_worker_t *w)
             break;
         relay_on_granted(r);
     }
+    dp_relay_cache_housekeeping(w);
     dp_pool_housekeeping(w);
     dp_bufpool_trim(&w->bufpool, w->wgen->gen->cfg->buffers.max_retained);
 }

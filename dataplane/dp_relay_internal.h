@@ -11,6 +11,7 @@
 
 #include "dp_attempt.h"
 #include "dp_balancer.h"
+#include "dp_cache.h"
 #include "dp_errors.h"
 #include "dp_internal.h"
 
@@ -18,7 +19,47 @@ enum {
     RS_ADMIT = 0, /* passing the limiters */
     RS_UPSTREAM,  /* admitted: its attempt runs */
     RS_DONE,      /* upstream side finished; the response may still be flowing to the client */
+    RS_FOLLOW,    /* waiting on an identical request in flight (coalesced): no permit, no attempt */
 };
+
+/* A relay's part in the cache (dp_relay_cache.c), in req->pool; only when its service caches or
+ * coalesces and the request is one JSON-RPC request the cache can key. */
+typedef struct st_dp_rcache_t {
+    dp_relay_t *r; /* set once the relay exists (a flight may tell us before: see flown_link) */
+    dp_worker_t *w;
+    dp_service_t *svc;
+    dp_ck_req_t req;              /* the request's parts (spans of req->entity) */
+    const cfg_cache_method_t *ov; /* the service's override of its method, or NULL */
+    char *key;                    /* dp_ck_key's bytes, in req->pool */
+    size_t keylen;
+    dp_cres_t result;          /* what X-Pathway-Cache says */
+    int store;                 /* a complete answer may be stored (the service caches, the store has room) */
+    dp_flight_t *flight;       /* this relay leads it: ended when the answer is known or the relay fails */
+    dp_flight_waiter_t fw;     /* this relay follows a flight */
+    int following;             /* fw joined a flight whose outcome this relay has not taken yet */
+    h2o_linklist_t flown_link; /* in w->flown once the flight told fw (granted_mutex) */
+    dp_cache_entry_t *entry;   /* the answer sent from the cache (a reference, released at dispose) */
+    char *tee;                 /* the answer as it streams to the client, for the store and the followers */
+    size_t tee_len, tee_cap;
+    int tee_over; /* larger than can be kept: nothing is stored, followers go alone */
+    /* a batch: each item looked up; the missing ones go upstream as a smaller batch */
+    struct st_dp_rcitem_t *items; /* the client's items, in its order */
+    size_t nitems, nhits;
+    int batch;                         /* the request is a batch the cache reads item by item */
+    int partial;                       /* some items were hits: req->entity holds the smaller batch, the answer is collected
+                                        * whole and reassembled in the client's order */
+    h2o_timeout_entry_t collect_timer; /* collecting: the bytes taken, read on */
+} dp_rcache_t;
+
+/* One item of a batch. */
+typedef struct st_dp_rcitem_t {
+    dp_ck_req_t req;
+    const cfg_cache_method_t *ov;
+    char *key; /* NULL: not cacheable (no id, a method never cached, not readable) */
+    size_t keylen;
+    dp_cache_entry_t *hit; /* its answer from the cache (a reference) */
+    int answered;          /* reassembly: an upstream answer was matched to it */
+} dp_rcitem_t;
 
 #define DP_RELAY_MAX_LIVE 4      /* attempts running at once: the first + hedge.max_extra (at most 3) */
 #define DP_RELAY_MAX_ATTEMPTS 16 /* attempts of one relay in all: retry.max_attempts (10) + hedges (3) */
@@ -72,9 +113,11 @@ struct st_dp_relay_t {
     uint64_t started_at;
     size_t sending; /* bytes of the attempt's buf handed to h2o_send, until proceed */
     int client_sending;
-    int started;       /* h2o_start_response called: the client saw the attempt's answer begin */
-    int finished;      /* the final (or error) send is done: nothing more to send */
-    int abort_pending; /* end the stream with an error at the next proceed */
+    int started;           /* h2o_start_response called: the client saw the attempt's answer begin */
+    int finished;          /* the final (or error) send is done: nothing more to send */
+    int abort_pending;     /* end the stream with an error at the next proceed */
+    dp_rcache_t *cache;    /* the cache's part; NULL when the cache plays none */
+    h2o_iovec_t collected; /* a partial batch's answer for the client (dp_relay_cache_collect) */
 };
 
 /* --- failover (dp_failover.c), called by the relay --------------------------------------------- */
@@ -96,6 +139,42 @@ void dp_failover_timed_out(dp_relay_t *r);
 void dp_failover_add_headers(dp_relay_t *r);
 /* Disposes every attempt the relay made; runs before req->pool goes. */
 void dp_failover_dispose(dp_relay_t *r);
+
+/* --- the cache (dp_relay_cache.c), called by the relay ---------------------------------------- */
+
+/* Before a relay exists: a request of a service that caches or coalesces. Returns NULL when the cache
+ * plays no part (counted as bypass when the service caches), else the request's part with *res saying
+ * what to do: DP_CACHE_HIT (*hit: the answer, a reference; the relay must send it), DP_CACHE_MISS or
+ * DP_CACHE_LEADER (go upstream), DP_CACHE_FOLLOWER (wait: dp_relay_cache_follow). */
+dp_rcache_t *dp_relay_cache_begin(dp_worker_t *w, h2o_req_t *req, dp_service_t *svc, uint64_t now, dp_cache_lookup_t *res,
+                                  dp_cache_entry_t **hit);
+/* Bytes of the chosen answer go to the client (`final`: its last ones, the answer is complete): kept
+ * for the store while they fit; on the final call the answer is stored, and told to the followers. */
+void dp_relay_cache_data(dp_relay_t *r, const dp_attempt_t *a, const char *p, size_t n, int final);
+/* The relay failed (error `e`) or ends without an answer: a flight it leads passes to a follower;
+ * a flight it follows is left. Idempotent. */
+void dp_relay_cache_stop(dp_relay_t *r, dp_error_t e);
+/* Frees what the cache part holds (entry, tee); before req->pool goes. */
+void dp_relay_cache_dispose(dp_relay_t *r);
+/* Flights that told this worker's followers their outcome: each goes on (dp_relay_on_flight). */
+void dp_relay_cache_housekeeping(dp_worker_t *w);
+/* The X-Pathway-Cache header of an answer from upstream. */
+void dp_relay_cache_add_header(dp_relay_t *r);
+/* A batch whose items were all hits: its answer as iovecs (in req->pool), in the client's order with
+ * the client's ids; *total gets the length. The entries stay referenced until req->pool goes. */
+h2o_iovec_t *dp_relay_cache_batch_answer(h2o_req_t *req, dp_rcache_t *rc, size_t *nv, size_t *total);
+/* Collecting a partial batch's answer: the chosen attempt's bytes are taken and read on; at the end,
+ * the client's answer (the upstream's items and the cached ones, in the client's order) is in *out.
+ * Returns 1 when *out is ready (the answer is complete), 0 while collecting, -1 when it cannot be
+ * kept (out of memory). */
+int dp_relay_cache_collect(dp_relay_t *r, h2o_iovec_t *out);
+/* The iovecs of one cached answer with the client's id and jsonrpc: at most 5 in v. */
+size_t dp_relay_cache_splice(const dp_cache_entry_t *e, const dp_ck_req_t *ck, h2o_iovec_t *v);
+
+/* --- the relay (dp_relay.c), told by the cache --------------------------------------------------- */
+
+/* A follower's flight ended (on its own thread): fw.outcome says how (answered, lead, alone, failed). */
+void dp_relay_on_flight(dp_relay_t *r);
 
 /* --- the relay (dp_relay.c), told by failover ------------------------------------------------- */
 

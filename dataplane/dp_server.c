@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "dp_cache.h"
 #include "dp_internal.h"
 #include "dp_probe.h"
 #include "pw_log.h"
@@ -398,6 +399,7 @@ static void apply_runtime_settings(dp_server_t *s, dp_gen_t *g)
         dp_limiter_set(&svc->shared->limiter, svc->cfg->limiter.max_concurrent, cfg->limiter.max_queue);
     }
     dp_gen_apply_pool_settings(g);
+    dp_cache_set_limits(s->cache, cfg->cache.max_bytes, cfg->cache.max_entry);
     atomic_store(&s->max_idle_total, cfg->pool.max_idle_total);
     atomic_store(&s->max_request_body, cfg->limits.max_request_body);
     raise_entity_cap(s, cfg->limits.max_request_body);
@@ -558,6 +560,12 @@ dp_server_t *dp_server_create(cfg_t *cfg, const dp_server_options_t *opts, char 
     pthread_mutex_init(&s->apply_mutex, NULL);
     dp_registry_init(s);
     dp_limiter_init(&s->limiter, cfg->limiter.max_concurrent, cfg->limiter.max_queue);
+    s->cache = dp_cache_create();
+    if (s->cache == NULL) {
+        cfg_destroy(cfg);
+        *err = strdup("out of memory");
+        goto Error;
+    }
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     s->nworkers = cfg->threads != 0 ? cfg->threads : (ncpu > 0 ? (size_t)ncpu : 1);
     if (s->nworkers > DP_MAX_WORKERS)
@@ -575,6 +583,7 @@ dp_server_t *dp_server_create(cfg_t *cfg, const dp_server_options_t *opts, char 
         dp_bufpool_init(&w->bufpool);
         h2o_linklist_init_anchor(&w->active_pools);
         h2o_linklist_init_anchor(&w->granted);
+        h2o_linklist_init_anchor(&w->flown);
         h2o_linklist_init_anchor(&w->queued);
         h2o_linklist_init_anchor(&w->watched);
         pthread_mutex_init(&w->granted_mutex, NULL);
@@ -850,6 +859,8 @@ void dp_server_destroy(dp_server_t *s)
     free(s->workers);
     free(s->listeners);
     dp_limiter_dispose(&s->limiter);
+    if (s->cache != NULL)
+        dp_cache_destroy(s->cache);
     pthread_mutex_destroy(&s->gen_mutex);
     pthread_mutex_destroy(&s->apply_mutex);
     free(s);

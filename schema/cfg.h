@@ -6,11 +6,12 @@
  * and reports every error with its path. Emission walks the same table, so the canonical form
  * (compact JSON, sorted keys, defaults filled in) round-trips: parse(emit(doc)) == doc.
  *
- * Services inherit the policy sections of `defaults` (pool, timeouts, limiter, cors, retry, hedge)
- * key by key, nested sections (retry.backoff, retry.budget) key by key too, and a list
- * (rpc_errors) whole; the decoder fills each service's effective values, and remembers which keys
- * the service set itself (`_set`), so the canonical form keeps only the overrides and a later
- * change of `defaults` still reaches every service that did not override it.
+ * Services inherit the policy sections of `defaults` (pool, timeouts, limiter, cors, retry, hedge,
+ * health_check, outlier, cache) key by key, nested sections (retry.backoff, limiter.adaptive,
+ * cache.ttl) key by key too, and a list (rpc_errors) or a map (cache.methods) whole; the decoder
+ * fills each service's effective values, and remembers which keys the service set itself (`_set`),
+ * so the canonical form keeps only the overrides and a later change of `defaults` still reaches
+ * every service that did not override it.
  *
  * schema/ never includes h2o or sqlite.
  */
@@ -219,7 +220,7 @@ typedef struct st_cfg_failure_rate_t {
 
 typedef struct st_cfg_outlier_t {
     uint64_t _set;
-    uint32_t consecutive_failures;  /* failed attempts in a row that eject; 0 = off */
+    uint32_t consecutive_failures;   /* failed attempts in a row that eject; 0 = off */
     cfg_failure_rate_t failure_rate; /* failure rate over a window that ejects */
     uint64_t base_ejection_time_ms;  /* an ejection lasts this x times ejected ... */
     uint64_t max_ejection_time_ms;   /* ... never more than this */
@@ -237,7 +238,7 @@ typedef enum en_cfg_cache_class_t {
 } cfg_cache_class_t;
 
 /* An operator's override of one method (the key of `cache.methods`). `off` in the document is
- * {enabled: false}. */
+ * {enabled: false}, `on` is {enabled: true}. */
 typedef struct st_cfg_cache_method_t {
     uint64_t _set;
     char *method;    /* the JSON-RPC method name (the map's key) */
@@ -246,6 +247,10 @@ typedef struct st_cfg_cache_method_t {
     int cls;         /* when set: cfg_cache_class_t CFG_CACHE_STATIC, _REALTIME or _NEVER, for a method the table
                       * does not know or to treat one otherwise */
 } cfg_cache_method_t;
+/* cfg_cache_method_t._set bits of its optional keys: `_set & CFG_CACHE_METHOD_HAS_TTL` = the override gives
+ * a ttl. ("off" in the document gives neither.) */
+#define CFG_CACHE_METHOD_HAS_TTL (1ull << 1)
+#define CFG_CACHE_METHOD_HAS_CLASS (1ull << 2)
 
 /* Time to live per finality; 0 = until evicted. */
 typedef struct st_cfg_cache_ttl_t {

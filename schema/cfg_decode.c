@@ -48,6 +48,9 @@ static void range_error(const cfg_field_t *f, const char *path, cfg_errors_t *er
     } else if (f->type == CFG_T_SIZE) {
         cfg_format_size(f->min, a, sizeof(a));
         cfg_format_size(f->max, b, sizeof(b));
+    } else if (f->type == CFG_T_MILLI) {
+        cfg_format_milli(f->min, a, sizeof(a));
+        cfg_format_milli(f->max, b, sizeof(b));
     } else {
         snprintf(a, sizeof(a), "%" PRIu64, f->min);
         snprintf(b, sizeof(b), "%" PRIu64, f->max);
@@ -150,6 +153,49 @@ static void decode_strvec(const cfg_field_t *f, void *obj, json_t *v, const char
             continue;
         }
         h->value = decode_string(child, sub, NULL, errs);
+    }
+}
+
+/* STRUCTMAP: a mapping of name to section, kept in document order; each key goes into the entry's
+ * CFG_F_KEY row. */
+static void decode_structmap(const cfg_field_t *f, void *obj, json_t *v, const char *path, cfg_scope_t scope, cfg_errors_t *errs)
+{
+    const cfg_field_t *key_row = cfg_struct_key(f->sub);
+    if (!json_is_object(v)) {
+        cfg_errors_add(errs, "%s: must be a mapping of names to sections, not %s", path, json_kind(v));
+        return;
+    }
+    size_t n = json_object_size(v);
+    if (!entries_in_bounds(f, n, path, errs))
+        return;
+    cfg_vec_t *vec = CFG_MEMBER(obj, f, cfg_vec_t);
+    for (size_t i = 0; i < vec->size; i++)
+        cfg_struct_dispose(f->sub, (char *)vec->entries + i * f->sub->size);
+    free(vec->entries);
+    vec->entries = NULL;
+    vec->size = 0;
+    if (n == 0)
+        return;
+    if ((vec->entries = calloc(n, f->sub->size)) == NULL) {
+        cfg_errors_add(errs, "%s: out of memory", path);
+        return;
+    }
+    char sub[600];
+    const char *key;
+    json_t *child;
+    /* jansson keeps insertion order when iterating, which is the document's order */
+    json_object_foreach(v, key, child)
+    {
+        cfg_path_join(sub, sizeof(sub), path, key);
+        const char *rule = *key == '\0' ? "must not be empty" : f->check != NULL ? f->check(key) : NULL;
+        if (rule != NULL) {
+            cfg_errors_add(errs, "%.200s: %s", sub, rule);
+            continue;
+        }
+        void *entry = (char *)vec->entries + vec->size++ * f->sub->size;
+        cfg_decode_struct(f->sub, entry, child, sub, scope, 0, errs);
+        if ((*CFG_MEMBER(entry, key_row, char *) = strdup(key)) == NULL)
+            cfg_errors_add(errs, "%s: out of memory", path);
     }
 }
 
@@ -288,6 +334,28 @@ void cfg_decode_field(const cfg_field_t *f, void *obj, json_t *v, const char *pa
     case CFG_T_STRMAP:
         decode_strvec(f, obj, v, path, errs);
         return;
+    case CFG_T_MILLI: {
+        if (!json_is_number(v)) {
+            cfg_errors_add(errs, "%s: must be a number such as 1.5, not %s", path, json_kind(v));
+            return;
+        }
+        /* rounded to the nearest thousandth: 1.5, 1.50 and 1.5004 are all 1500 */
+        double x = json_number_value(v) * 1000.0;
+        if (!(x >= 0 && x + 0.5 < (double)f->max + 1)) {
+            range_error(f, path, errs);
+            return;
+        }
+        uint32_t milli = (uint32_t)(x + 0.5);
+        if (milli < f->min) {
+            range_error(f, path, errs);
+            return;
+        }
+        *CFG_MEMBER(obj, f, uint32_t) = milli;
+        return;
+    }
+    case CFG_T_STRUCTMAP:
+        decode_structmap(f, obj, v, path, scope, errs);
+        return;
     case CFG_T_STRUCT:
         cfg_decode_struct(f->sub, CFG_MEMBER(obj, f, void), v, path, scope, 0, errs);
         if (f->flags & CFG_F_OPTIONAL)
@@ -356,6 +424,8 @@ static const char *closest_key(const cfg_struct_t *st, const char *key)
     const char *best = NULL;
     size_t best_d = 3; /* at most two edits away */
     for (size_t i = 0; i < st->num_fields; i++) {
+        if (st->fields[i].flags & CFG_F_KEY)
+            continue;
         size_t d = edit_distance(key, st->fields[i].name);
         if (d < best_d) {
             best_d = d;
@@ -369,8 +439,17 @@ void cfg_decode_struct(const cfg_struct_t *st, void *obj, json_t *value, const c
                        cfg_errors_t *errs)
 {
     char sub[512];
+    json_t *expanded = NULL;
+    if (!json_is_object(value) && st->shorthand != NULL && (expanded = st->shorthand(value)) != NULL)
+        value = expanded;
     if (!json_is_object(value)) {
-        cfg_errors_add(errs, "%s: must be a mapping of keys, not %s", *path ? path : "document", json_kind(value));
+        if (st->shorthand_doc != NULL && json_is_string(value))
+            cfg_errors_add(errs, "%s: must be %s (got \"%.64s\")", path, st->shorthand_doc, json_string_value(value));
+        else if (st->shorthand_doc != NULL)
+            cfg_errors_add(errs, "%s: must be %s, not %s", path, st->shorthand_doc, json_kind(value));
+        else
+            cfg_errors_add(errs, "%s: must be a mapping of keys, not %s", *path ? path : "document", json_kind(value));
+        json_decref(expanded);
         return;
     }
     uint64_t *set = (uint64_t *)obj;
@@ -381,6 +460,8 @@ void cfg_decode_struct(const cfg_struct_t *st, void *obj, json_t *value, const c
     {
         cfg_path_join(sub, sizeof(sub), path, key);
         const cfg_field_t *f = cfg_struct_find(st, key, strlen(key));
+        if (f != NULL && (f->flags & CFG_F_KEY))
+            f = NULL; /* the entry's name is its key in the map, not a key inside it */
         if (f == NULL) {
             const char *hint = closest_key(st, key);
             if (hint != NULL)
@@ -418,6 +499,7 @@ void cfg_decode_struct(const cfg_struct_t *st, void *obj, json_t *value, const c
         st->derive(obj);
     if (st->finish != NULL)
         st->finish(obj, path, scope, errs);
+    json_decref(expanded);
 }
 
 cfg_t *cfg_decode(json_t *tree, cfg_scope_t scope, cfg_errors_t *errs)

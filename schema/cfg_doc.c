@@ -63,6 +63,10 @@ static const char *type_name(const cfg_field_t *f)
         return "integer";
     case CFG_T_ENUMSET:
         return "list of names";
+    case CFG_T_MILLI:
+        return "decimal";
+    case CFG_T_STRUCTMAP:
+        return "mapping of sections";
     }
     return "?";
 }
@@ -84,9 +88,15 @@ static void md_bounds(md_t *m, const cfg_field_t *f)
         cfg_format_size(f->max, b, sizeof(b));
         md_add(m, "%s – %s", a, b);
         break;
+    case CFG_T_MILLI:
+        cfg_format_milli(f->min, a, sizeof(a));
+        cfg_format_milli(f->max, b, sizeof(b));
+        md_add(m, "%s – %s", a, b);
+        break;
     case CFG_T_LIST:
     case CFG_T_STRLIST:
     case CFG_T_STRMAP:
+    case CFG_T_STRUCTMAP:
         md_add(m, "%llu – %llu entries", (unsigned long long)f->min, (unsigned long long)f->max);
         break;
     case CFG_T_ENUM:
@@ -108,6 +118,8 @@ static void md_struct(md_t *m, const cfg_struct_t *st, const char *prefix, int i
 {
     for (size_t i = 0; i < st->num_fields; i++) {
         const cfg_field_t *f = &st->fields[i];
+        if (f->flags & CFG_F_KEY)
+            continue; /* named in the entries' paths: methods.<method>.ttl */
         char path[256];
         snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", f->name);
         if (f->type == CFG_T_LIST)
@@ -133,10 +145,18 @@ static void md_struct(md_t *m, const cfg_struct_t *st, const char *prefix, int i
         md_add(m, " | ");
         md_bounds(m, f);
         md_add(m, " | %s%s%s | %s |\n", flags, *part ? ", " : "", part, f->doc);
-        /* a list's entries are whole values, never inherited key by key */
+        /* a list's or a map's entries are whole values, never inherited key by key */
         if (f->type == CFG_T_STRUCT || f->type == CFG_T_LIST)
             md_struct(m, f->sub, path, f->type == CFG_T_STRUCT && (inherited || (f->flags & CFG_F_INHERIT)),
                       flags_here & (CFG_F_RESTART | CFG_F_LOCAL));
+        if (f->type == CFG_T_STRUCTMAP) {
+            const cfg_field_t *key = cfg_struct_key(f->sub);
+            char entry[300];
+            snprintf(entry, sizeof(entry), "%s.<%s>", path, key->name);
+            md_add(m, "| `%s` | section | — | %s | %s | %s |\n", entry,
+                   f->sub->shorthand_doc != NULL ? f->sub->shorthand_doc : "a mapping", flags, key->doc);
+            md_struct(m, f->sub, entry, 0, flags_here & (CFG_F_RESTART | CFG_F_LOCAL));
+        }
     }
 }
 
@@ -152,10 +172,12 @@ char *cfg_reference_markdown(void)
                "that carries them is rejected.\n\n"
                "Relative file paths (*path* below) in a dataplane's own file are taken relative to that file's "
                "directory; in a document pushed by a control plane, relative to the dataplane's working directory.\n\n"
-               "Services inherit `defaults.pool`, `defaults.timeouts`, `defaults.limiter`, `defaults.cors`, `defaults.retry` "
-               "and `defaults.hedge` key by key (the sections inside `retry` too: a service that sets `retry.budget.percent` "
-               "keeps the default `retry.budget.min_concurrent`), and `defaults.rpc_errors` as a whole list unless the "
-               "service gives its own; a service sets only what differs.\n\n"
+               "Services inherit `defaults.pool`, `defaults.timeouts`, `defaults.limiter`, `defaults.cors`, `defaults.retry`, "
+               "`defaults.hedge`, `defaults.health_check`, `defaults.outlier` and `defaults.cache` key by key (the sections "
+               "inside them too: a service that sets `retry.budget.percent` keeps the default `retry.budget.min_concurrent`, "
+               "one that sets `cache.ttl.final` keeps the default `cache.ttl.unfinal`), and `defaults.rpc_errors` and "
+               "`defaults.cache.methods` whole unless the service gives its own; a service sets only what differs.\n\n"
+               "A *decimal* is a number such as `1.5` or `0.2` (or an integer), kept to the thousandth.\n\n"
                "| key | type | default | bounds | applies | meaning |\n|---|---|---|---|---|---|\n");
     md_struct(&m, &cfg_root_struct, "", 0, 0);
     return m.buf;

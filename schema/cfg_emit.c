@@ -42,8 +42,22 @@ static json_t *emit_field(const cfg_field_t *f, const void *obj, cfg_scope_t sco
                 json_array_append_new(arr, json_string(f->names[i]));
         return arr;
     }
+    case CFG_T_MILLI:
+        return json_real(*CFG_CMEMBER(obj, f, uint32_t) / 1000.0);
     case CFG_T_STRUCT:
         return emit_struct(f->sub, CFG_CMEMBER(obj, f, void), scope, 0, only_set);
+    case CFG_T_STRUCTMAP: {
+        /* entries are whole values: every key of each (never only a service's overrides) */
+        const cfg_vec_t *v = CFG_CMEMBER(obj, f, cfg_vec_t);
+        if (v->size == 0 && f->def == NULL)
+            return NULL;
+        json_t *map = json_object();
+        for (size_t i = 0; map != NULL && i < v->size; i++) {
+            const void *entry = (const char *)v->entries + i * f->sub->size;
+            json_object_set_new(map, *CFG_CMEMBER(entry, cfg_struct_key(f->sub), char *), emit_struct(f->sub, entry, scope, 0, 0));
+        }
+        return map;
+    }
     case CFG_T_LIST: {
         const cfg_vec_t *v = CFG_CMEMBER(obj, f, cfg_vec_t);
         json_t *arr = json_array();
@@ -82,6 +96,8 @@ static json_t *emit_struct(const cfg_struct_t *st, const void *obj, cfg_scope_t 
         const cfg_field_t *f = &st->fields[i];
         if (is_root && scope == CFG_SCOPE_FLEET && (f->flags & CFG_F_LOCAL))
             continue;
+        if (f->flags & CFG_F_KEY)
+            continue; /* the entry's key in its map */
         int given = (set >> i) & 1;
         if (only_set && !given)
             continue;
@@ -109,9 +125,40 @@ json_t *cfg_to_json(const cfg_t *cfg, cfg_scope_t scope)
     return emit_struct(&cfg_root_struct, cfg, scope, 1, 0);
 }
 
+/* Significant digits of %.*g that read back as the same double (at most 17, which always does). */
+static int real_digits(double d)
+{
+    char buf[40];
+    for (int p = 15; p < 17; p++) {
+        snprintf(buf, sizeof(buf), "%.*g", p, d);
+        if (strtod(buf, NULL) == d)
+            return p;
+    }
+    return 17;
+}
+
+/* The fewest digits that write every real of a tree exactly: 0.2 is "0.2", not jansson's default
+ * "0.20000000000000001". (%g drops trailing zeros, so more digits than a real needs changes nothing.) */
+static int tree_real_digits(const json_t *v)
+{
+    int p = 15, q;
+    if (json_is_real(v))
+        return real_digits(json_real_value(v));
+    if (json_is_object(v)) {
+        const char *key;
+        json_t *child;
+        json_object_foreach((json_t *)v, key, child) if ((q = tree_real_digits(child)) > p) p = q;
+    } else if (json_is_array(v)) {
+        size_t i;
+        json_t *child;
+        json_array_foreach(v, i, child) if ((q = tree_real_digits(child)) > p) p = q;
+    }
+    return p;
+}
+
 char *cfg_json_canonical(const json_t *tree)
 {
-    return json_dumps(tree, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    return json_dumps(tree, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY | JSON_REAL_PRECISION(tree_real_digits(tree)));
 }
 
 char *cfg_canonical(const cfg_t *cfg, cfg_scope_t scope)
@@ -209,7 +256,7 @@ static void yaml_scalar(sbuf_t *b, const json_t *v)
      * but for the characters YAML reads as line breaks even inside quotes (NEL, LS, PS) and the
      * BOM: those are written as \u escapes. (JSON_ENSURE_ASCII would also escape astral
      * characters as surrogate pairs, which YAML does not read.) */
-    char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+    char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_REAL_PRECISION(json_is_real(v) ? real_digits(json_real_value(v)) : 17));
     if (s == NULL) {
         b->failed = 1;
         return;
@@ -391,8 +438,8 @@ int cfg_path_is_restart_only(const char *pointer)
         if (f->flags & CFG_F_RESTART)
             return 1;
         p += len;
-        st = f->type == CFG_T_STRUCT || f->type == CFG_T_LIST ? f->sub : NULL;
-        if (f->type == CFG_T_LIST && *p == '/') /* skip the index */
+        st = f->type == CFG_T_STRUCT || f->type == CFG_T_LIST || f->type == CFG_T_STRUCTMAP ? f->sub : NULL;
+        if ((f->type == CFG_T_LIST || f->type == CFG_T_STRUCTMAP) && *p == '/') /* skip the index or the entry's key */
             p += 1 + strcspn(p + 1, "/");
     }
     return 0;

@@ -205,9 +205,30 @@ static const cfg_field_t timeouts_fields_[] = {
 };
 static const cfg_struct_t timeouts_struct_ = {sizeof(cfg_timeouts_t), timeouts_fields_, N(timeouts_fields_)};
 
+static const cfg_field_t adaptive_fields_[] = {
+    ROW(cfg_adaptive_t, enabled, .name = "enabled", .type = CFG_T_BOOL, .def = "false",
+        .doc = "a limit on the service's upstream requests in flight that follows the upstream's latency (gradient); "
+               "switching it applies without a restart"),
+    ROW(cfg_adaptive_t, min_limit, .name = "min_limit", .type = CFG_T_UINT32, .def = "4", .min = 1, .max = 100000,
+        .doc = "the adaptive limit never goes below this; at most initial_limit"),
+    ROW(cfg_adaptive_t, max_limit, .name = "max_limit", .type = CFG_T_UINT32, .def = "1000", .min = 1, .max = 1000000,
+        .doc = "the adaptive limit never goes above this (nor above max_concurrent when that is set); at least initial_limit"),
+    ROW(cfg_adaptive_t, initial_limit, .name = "initial_limit", .type = CFG_T_UINT32, .def = "20", .min = 1, .max = 1000000,
+        .doc = "where the limit starts, and starts again when switched on"),
+    ROW(cfg_adaptive_t, tolerance, .name = "tolerance", .type = CFG_T_MILLI, .def = "1.5", .min = 1000, .max = 10000,
+        .doc = "latency may grow to this many times the baseline before the limit shrinks"),
+    ROW(cfg_adaptive_t, window_ms, .name = "window", .type = CFG_T_DURATION, .def = "\"1s\"", .min = 100, .max = 1 * MIN,
+        .doc = "how often the limit is recomputed from the latencies seen since"),
+    ROW(cfg_adaptive_t, smoothing, .name = "smoothing", .type = CFG_T_MILLI, .def = "0.2", .min = 1, .max = 1000,
+        .doc = "weight of a newly computed limit against the current one (1 = no smoothing)"),
+};
+static const cfg_struct_t adaptive_struct_ = {sizeof(cfg_adaptive_t), adaptive_fields_, N(adaptive_fields_)};
+
 static const cfg_field_t service_limiter_fields_[] = {
     ROW(cfg_service_limiter_t, max_concurrent, .name = "max_concurrent", .type = CFG_T_UINT32, .def = "0", .min = 0, .max = 1000000,
-        .doc = "upstream requests in flight for one service; 0 = only the process-wide limit"),
+        .doc = "upstream requests in flight for one service; 0 = only the process-wide limit (and the adaptive one when on)"),
+    ROW(cfg_service_limiter_t, adaptive, .name = "adaptive", .type = CFG_T_STRUCT, .sub = &adaptive_struct_,
+        .doc = "adaptive concurrency: the service's limit follows its upstream latency (key by key from defaults)"),
 };
 static const cfg_struct_t service_limiter_struct_ = {sizeof(cfg_service_limiter_t), service_limiter_fields_,
                                                      N(service_limiter_fields_)};
@@ -321,7 +342,8 @@ static const cfg_struct_t rpc_error_struct_ = {sizeof(cfg_rpc_error_t), rpc_erro
 
 static const cfg_field_t health_check_fields_[] = {
     ROW(cfg_health_check_t, interval_ms, .name = "interval", .type = CFG_T_DURATION, .def = "\"0s\"", .min = 0, .max = 1 * HOUR,
-        .doc = "time between two probes of one endpoint (5s is a good start); 0 = no active checks (probes are requests: metered providers bill them)"),
+        .doc = "time between two probes of one endpoint (5s is a good start); 0 = no active checks (probes are requests: metered "
+               "providers bill them)"),
     ROW(cfg_health_check_t, timeout_ms, .name = "timeout", .type = CFG_T_DURATION, .def = "\"2s\"", .min = 1, .max = 1 * MIN,
         .doc = "a probe that has not answered after this failed"),
     ROW(cfg_health_check_t, request, .name = "request", .type = CFG_T_STRING, .check = cfg_check_probe_request,
@@ -330,10 +352,9 @@ static const cfg_field_t health_check_fields_[] = {
                "the endpoint's head block"),
     ROW(cfg_health_check_t, unhealthy_threshold, .name = "unhealthy_threshold", .type = CFG_T_UINT32, .def = "3", .min = 1,
         .max = 100, .doc = "failed probes in a row that take an endpoint out of rotation"),
-    ROW(cfg_health_check_t, healthy_threshold, .name = "healthy_threshold", .type = CFG_T_UINT32, .def = "2", .min = 1,
-        .max = 100, .doc = "passed probes in a row that bring an unhealthy endpoint back"),
-    ROW(cfg_health_check_t, max_block_lag, .name = "max_block_lag", .type = CFG_T_UINT32, .def = "8", .min = 0,
-        .max = 1000000,
+    ROW(cfg_health_check_t, healthy_threshold, .name = "healthy_threshold", .type = CFG_T_UINT32, .def = "2", .min = 1, .max = 100,
+        .doc = "passed probes in a row that bring an unhealthy endpoint back"),
+    ROW(cfg_health_check_t, max_block_lag, .name = "max_block_lag", .type = CFG_T_UINT32, .def = "8", .min = 0, .max = 1000000,
         .doc = "an endpoint this many blocks behind the service's highest head is lagging: not chosen while another is not; "
                "0 = heads not compared"),
 };
@@ -344,8 +365,8 @@ static const cfg_field_t failure_rate_fields_[] = {
         .doc = "% of an endpoint's attempts in the window that failed, at or above which it is ejected; 0 = off"),
     ROW(cfg_failure_rate_t, min_requests, .name = "min_requests", .type = CFG_T_UINT32, .def = "20", .min = 1, .max = 1000000,
         .doc = "attempts the window must hold before its rate is judged"),
-    ROW(cfg_failure_rate_t, window_ms, .name = "window", .type = CFG_T_DURATION, .def = "\"30s\"", .min = 1 * SEC,
-        .max = 1 * HOUR, .doc = "how far back the rate looks (ten steps of a tenth each)"),
+    ROW(cfg_failure_rate_t, window_ms, .name = "window", .type = CFG_T_DURATION, .def = "\"30s\"", .min = 1 * SEC, .max = 1 * HOUR,
+        .doc = "how far back the rate looks (ten steps of a tenth each)"),
 };
 static const cfg_struct_t failure_rate_struct_ = {sizeof(cfg_failure_rate_t), failure_rate_fields_, N(failure_rate_fields_)};
 
@@ -356,14 +377,94 @@ static const cfg_field_t outlier_fields_[] = {
         .doc = "ejection by the share of failed attempts over a window"),
     ROW(cfg_outlier_t, base_ejection_time_ms, .name = "base_ejection_time", .type = CFG_T_DURATION, .def = "\"30s\"",
         .min = 1 * SEC, .max = 1 * HOUR, .doc = "an ejection lasts this times the endpoint's ejections so far"),
-    ROW(cfg_outlier_t, max_ejection_time_ms, .name = "max_ejection_time", .type = CFG_T_DURATION, .def = "\"5m\"",
-        .min = 1 * SEC, .max = 24 * HOUR, .doc = "an ejection never lasts longer than this; at least base_ejection_time"),
+    ROW(cfg_outlier_t, max_ejection_time_ms, .name = "max_ejection_time", .type = CFG_T_DURATION, .def = "\"5m\"", .min = 1 * SEC,
+        .max = 24 * HOUR, .doc = "an ejection never lasts longer than this; at least base_ejection_time"),
     ROW(cfg_outlier_t, max_ejection_percent, .name = "max_ejection_percent", .type = CFG_T_UINT32, .def = "50", .min = 0,
         .max = 100,
         .doc = "at most this % of a service's endpoints are ejected at once (at least one may be, one always stays); 0 = "
                "none is ever ejected"),
 };
 static const cfg_struct_t outlier_struct_ = {sizeof(cfg_outlier_t), outlier_fields_, N(outlier_fields_)};
+
+#define CACHE_TTL_MAX (30 * 24 * HOUR)
+
+static const cfg_field_t cache_ttl_fields_[] = {
+    ROW(cfg_cache_ttl_t, final_ms, .name = "final", .type = CFG_T_DURATION, .def = "\"0s\"", .min = 0, .max = CACHE_TTL_MAX,
+        .doc = "answers that cannot change: static methods, blocks at or below head - finality_depth; 0 = until evicted"),
+    ROW(cfg_cache_ttl_t, unfinal_ms, .name = "unfinal", .type = CFG_T_DURATION, .def = "\"5s\"", .min = 0, .max = CACHE_TTL_MAX,
+        .doc = "numbered blocks above the finality line (all of them while the head is unknown); 0 = until evicted"),
+    ROW(cfg_cache_ttl_t, realtime_ms, .name = "realtime", .type = CFG_T_DURATION, .def = "\"1s\"", .min = 0, .max = CACHE_TTL_MAX,
+        .doc = "answers that follow the head: block tags (latest, safe...), no block, realtime methods; 0 = until evicted"),
+};
+static const cfg_struct_t cache_ttl_struct_ = {sizeof(cfg_cache_ttl_t), cache_ttl_fields_, N(cache_ttl_fields_)};
+
+/* in the order of cfg_cache_class_t; by_block and by_hash need the built-in table's knowledge of a
+ * method's params, so an override cannot name them (the list ends before them) */
+static const char *const cache_classes_[] = {"never", "static", "realtime", NULL};
+
+/* "off" / "on": the whole override is {enabled: false} / {enabled: true} */
+static json_t *cache_method_shorthand(const json_t *v)
+{
+    const char *s = json_string_value(v);
+    if (s != NULL && strcmp(s, "off") == 0)
+        return json_pack("{s:b}", "enabled", 0);
+    if (s != NULL && strcmp(s, "on") == 0)
+        return json_pack("{s:b}", "enabled", 1);
+    return NULL;
+}
+
+/* the _set bits cfg.h names are these rows' indexes; the key row last, out of their way */
+static const cfg_field_t cache_method_fields_[] = {
+    ROW(cfg_cache_method_t, enabled, .name = "enabled", .type = CFG_T_BOOL, .def = "true",
+        .doc = "false: the method's answers are never cached nor coalesced"),
+    ROW(cfg_cache_method_t, ttl_ms, .name = "ttl", .type = CFG_T_DURATION, .min = 0, .max = CACHE_TTL_MAX,
+        .doc = "the time to live of every answer of the method, whatever its finality; absent = by finality (ttl); 0 = "
+               "until evicted"),
+    ROW(cfg_cache_method_t, cls, .name = "class", .type = CFG_T_ENUM, .names = cache_classes_,
+        .doc = "what the method's answers depend on, for a method the built-in table does not know or to treat one "
+               "otherwise: never, static (ttl.final) or realtime (ttl.realtime); absent = the built-in table's"),
+    ROW(cfg_cache_method_t, method, .name = "method", .type = CFG_T_STRING, .flags = CFG_F_KEY,
+        .doc = "one method's override, named by the method as clients send it (eth_call)"),
+};
+static const cfg_struct_t cache_method_struct_ = {
+    sizeof(cfg_cache_method_t), cache_method_fields_,          N(cache_method_fields_), NULL, NULL, NULL, NULL,
+    cache_method_shorthand,     "\"off\", \"on\" or a mapping"};
+
+static void cache_derive(void *obj);
+
+static const cfg_field_t cache_fields_[] = {
+    ROW(cfg_cache_t, enabled, .name = "enabled", .type = CFG_T_BOOL, .def = "false",
+        .doc = "answers of the service's cacheable methods are kept (in the process-wide cache) and served again"),
+    ROW(cfg_cache_t, finality_depth, .name = "finality_depth", .type = CFG_T_UINT32, .def = "64", .min = 0, .max = 1000000,
+        .doc = "blocks behind the service's head (from active health checks) that count as final"),
+    ROW(cfg_cache_t, ttl, .name = "ttl", .type = CFG_T_STRUCT, .sub = &cache_ttl_struct_,
+        .doc = "how long an answer is served, by finality (key by key from defaults)"),
+    ROW(cfg_cache_t, methods, .name = "methods", .type = CFG_T_STRUCTMAP, .def = "{}", .min = 0, .max = 1024,
+        .check = cfg_check_method, .sub = &cache_method_struct_,
+        .doc = "overrides of the built-in method table, by method name: \"off\" = {enabled: false}, \"on\" = "
+               "{enabled: true}, or {enabled, ttl, class}; a service's map replaces defaults' whole"),
+    ROW(cfg_cache_t, coalesce, .name = "coalesce", .type = CFG_T_BOOL,
+        .doc = "identical cacheable requests in flight share one upstream request; absent = on when enabled is"),
+    ROW(cfg_cache_t, max_followers, .name = "max_followers", .type = CFG_T_UINT32, .def = "1000", .min = 1, .max = 100000,
+        .doc = "requests that may wait for one in-flight request; more go upstream on their own"),
+};
+static const cfg_struct_t cache_struct_ = {sizeof(cfg_cache_t), cache_fields_, N(cache_fields_), NULL, NULL, NULL, cache_derive};
+
+static void cache_derive(void *obj)
+{
+    cfg_cache_t *c = obj;
+    size_t coalesce = (size_t)(cfg_struct_find(&cache_struct_, "coalesce", strlen("coalesce")) - cache_fields_);
+    c->coalesce_on = cfg_has(c, coalesce) ? c->coalesce : c->enabled;
+}
+
+static const cfg_field_t cache_global_fields_[] = {
+    ROW(cfg_cache_global_t, max_bytes, .name = "max_bytes", .type = CFG_T_SIZE, .def = "\"64MiB\"", .min = 0, .max = 64 * GiB,
+        .doc = "bytes of cached answers in the whole process, all services and workers (least recently used evicted "
+               "beyond); 0 = nothing is stored"),
+    ROW(cfg_cache_global_t, max_entry, .name = "max_entry", .type = CFG_T_SIZE, .def = "\"1MiB\"", .min = 64, .max = 1 * GiB,
+        .doc = "a larger answer is relayed but never stored"),
+};
+static const cfg_struct_t cache_global_struct_ = {sizeof(cfg_cache_global_t), cache_global_fields_, N(cache_global_fields_)};
 
 /* The policy sections: `defaults` holds them plainly, each service holds them as overrides. */
 static const cfg_field_t policy_fields_[] = {
@@ -384,6 +485,8 @@ static const cfg_field_t policy_fields_[] = {
         .doc = "active checks: a JSON-RPC probe of each endpoint, which also learns its head block"),
     ROW(cfg_policy_t, outlier, .name = "outlier", .type = CFG_T_STRUCT, .sub = &outlier_struct_,
         .doc = "passive ejection of endpoints that fail real traffic, and the breaker that lets them back"),
+    ROW(cfg_policy_t, cache, .name = "cache", .type = CFG_T_STRUCT, .sub = &cache_struct_,
+        .doc = "the response cache and request coalescing, by the finality of each answer"),
 };
 const cfg_struct_t cfg_policy_struct = {sizeof(cfg_policy_t), policy_fields_, N(policy_fields_)};
 
@@ -434,6 +537,8 @@ static const cfg_field_t service_fields_[] = {
         .sub = &health_check_struct_, .doc = "overrides of defaults.health_check"),
     ROW(cfg_service_t, outlier, .name = "outlier", .type = CFG_T_STRUCT, .flags = CFG_F_INHERIT, .sub = &outlier_struct_,
         .doc = "overrides of defaults.outlier (failure_rate key by key too)"),
+    ROW(cfg_service_t, cache, .name = "cache", .type = CFG_T_STRUCT, .flags = CFG_F_INHERIT, .sub = &cache_struct_,
+        .doc = "overrides of defaults.cache (ttl key by key too; methods, when given, replaces defaults' map whole)"),
 };
 static const cfg_struct_t service_struct_ = {sizeof(cfg_service_t), service_fields_, N(service_fields_), service_finish};
 
@@ -475,6 +580,8 @@ static const cfg_field_t root_fields_[] = {
     ROW(cfg_t, limiter, .name = "limiter", .type = CFG_T_STRUCT, .sub = &limiter_struct_,
         .doc = "process-wide bound on concurrent upstream requests"),
     ROW(cfg_t, buffers, .name = "buffers", .type = CFG_T_STRUCT, .sub = &buffers_struct_, .doc = "response buffer pool"),
+    ROW(cfg_t, cache, .name = "cache", .type = CFG_T_STRUCT, .sub = &cache_global_struct_,
+        .doc = "process-wide bounds of the response cache (each service switches it on in its own cache section)"),
     ROW(cfg_t, defaults, .name = "defaults", .type = CFG_T_STRUCT, .sub = &cfg_policy_struct, .doc = "what every service inherits"),
     ROW(cfg_t, services, .name = "services", .type = CFG_T_LIST, .def = "[]", .min = 0, .max = 4096, .sub = &service_struct_,
         .doc = "the services relayed, each a pool of upstream endpoints"),
@@ -508,8 +615,8 @@ static void copy_list(const cfg_struct_t *sub, cfg_vec_t *dst, const cfg_vec_t *
 
 /* Every key of obj that the document did not give takes from's value (both are `st`). Nested
  * sections inherit key by key in turn, whether given or not: a service that sets
- * retry.budget.percent keeps defaults' retry.budget.min_concurrent. Lists and strings are copied
- * whole. Derived members are recomputed from the merged keys. */
+ * retry.budget.percent keeps defaults' retry.budget.min_concurrent. Lists, maps and strings are
+ * copied whole. Derived members are recomputed from the merged keys. */
 static void inherit(const cfg_struct_t *st, void *obj, const void *from, cfg_errors_t *errs)
 {
     uint64_t set = *(uint64_t *)obj;
@@ -529,6 +636,7 @@ static void inherit(const cfg_struct_t *st, void *obj, const void *from, cfg_err
                 cfg_errors_add(errs, "out of memory");
             break;
         case CFG_T_LIST:
+        case CFG_T_STRUCTMAP:
             copy_list(f->sub, CFG_MEMBER(obj, f, cfg_vec_t), CFG_CMEMBER(from, f, cfg_vec_t), errs);
             break;
         case CFG_T_STRING: {
@@ -542,6 +650,9 @@ static void inherit(const cfg_struct_t *st, void *obj, const void *from, cfg_err
         }
         default:
             memcpy((char *)obj + f->offset, (const char *)from + f->offset, cfg_scalar_size(f));
+            /* an optional scalar takes its presence too, without becoming the service's override */
+            if (f->def == NULL && cfg_has(from, i))
+                *(uint64_t *)obj |= 1ull << (CFG_SET_INHERITED + i);
             break;
         }
     }
@@ -568,9 +679,22 @@ static void outlier_rules(const cfg_outlier_t *o, const char *path, cfg_errors_t
         char a[32], b[32];
         cfg_format_duration(o->base_ejection_time_ms, a, sizeof(a));
         cfg_format_duration(o->max_ejection_time_ms, b, sizeof(b));
-        cfg_errors_add(errs, "%s.outlier.base_ejection_time: must be at most outlier.max_ejection_time (base %s, max %s)", path,
-                       a, b);
+        cfg_errors_add(errs, "%s.outlier.base_ejection_time: must be at most outlier.max_ejection_time (base %s, max %s)", path, a,
+                       b);
     }
+}
+
+static void adaptive_rules(const cfg_adaptive_t *a, const char *path, cfg_errors_t *errs)
+{
+    if (a->min_limit > a->max_limit)
+        cfg_errors_add(errs,
+                       "%s.limiter.adaptive.min_limit: must be at most limiter.adaptive.max_limit (min_limit %u, max_limit %u)",
+                       path, (unsigned)a->min_limit, (unsigned)a->max_limit);
+    else if (a->initial_limit < a->min_limit || a->initial_limit > a->max_limit)
+        cfg_errors_add(errs,
+                       "%s.limiter.adaptive.initial_limit: must be between limiter.adaptive.min_limit and max_limit (min_limit %u, "
+                       "initial_limit %u, max_limit %u)",
+                       path, (unsigned)a->min_limit, (unsigned)a->initial_limit, (unsigned)a->max_limit);
 }
 
 static void root_finish(void *obj, const char *path, cfg_scope_t scope, cfg_errors_t *errs)
@@ -579,6 +703,7 @@ static void root_finish(void *obj, const char *path, cfg_scope_t scope, cfg_erro
 
     retry_rules(&cfg->defaults.retry, "defaults", errs);
     outlier_rules(&cfg->defaults.outlier, "defaults", errs);
+    adaptive_rules(&cfg->defaults.limiter.adaptive, "defaults", errs);
     /* services take every policy key they did not set from `defaults`: each CFG_F_INHERIT row of a
      * service has a row of the same name in the policy table */
     for (size_t i = 0; i < cfg->services.size; i++) {
@@ -604,6 +729,11 @@ static void root_finish(void *obj, const char *path, cfg_scope_t scope, cfg_erro
             char where[32];
             snprintf(where, sizeof(where), "services[%zu]", i);
             outlier_rules(&svc->outlier, where, errs);
+        }
+        if (svc->limiter.adaptive._set != 0) {
+            char where[32];
+            snprintf(where, sizeof(where), "services[%zu]", i);
+            adaptive_rules(&svc->limiter.adaptive, where, errs);
         }
         for (size_t j = 0; svc->id != NULL && j < i; j++) {
             if (cfg->services.entries[j].id != NULL && strcmp(svc->id, cfg->services.entries[j].id) == 0) {
@@ -647,6 +777,7 @@ int cfg_is_scalar(const cfg_field_t *f)
     case CFG_T_ENUM:
     case CFG_T_INT32:
     case CFG_T_ENUMSET:
+    case CFG_T_MILLI:
         return 1;
     default:
         return 0;
@@ -658,6 +789,7 @@ size_t cfg_scalar_size(const cfg_field_t *f)
     switch (f->type) {
     case CFG_T_UINT32:
     case CFG_T_ENUMSET:
+    case CFG_T_MILLI:
         return sizeof(uint32_t);
     case CFG_T_INT32:
         return sizeof(int32_t);
@@ -667,6 +799,15 @@ size_t cfg_scalar_size(const cfg_field_t *f)
     default:
         return sizeof(uint64_t);
     }
+}
+
+const cfg_field_t *cfg_struct_key(const cfg_struct_t *st)
+{
+    for (size_t i = 0; i < st->num_fields; i++)
+        if (st->fields[i].flags & CFG_F_KEY)
+            return &st->fields[i];
+    assert(!"a STRUCTMAP's sub struct has a CFG_F_KEY row");
+    return NULL;
 }
 
 const cfg_field_t *cfg_struct_find(const cfg_struct_t *st, const char *name, size_t len)
@@ -690,7 +831,8 @@ void cfg_struct_dispose(const cfg_struct_t *st, void *obj)
         case CFG_T_STRUCT:
             cfg_struct_dispose(f->sub, CFG_MEMBER(obj, f, void));
             break;
-        case CFG_T_LIST: {
+        case CFG_T_LIST:
+        case CFG_T_STRUCTMAP: {
             cfg_vec_t *v = CFG_MEMBER(obj, f, cfg_vec_t);
             for (size_t j = 0; j < v->size; j++)
                 cfg_struct_dispose(f->sub, (char *)v->entries + j * f->sub->size);
@@ -762,7 +904,7 @@ int cfg_struct_dup(const cfg_struct_t *st, void *dst, const void *src)
         const cfg_field_t *f = &st->fields[i];
         if (f->type == CFG_T_STRING)
             *CFG_MEMBER(dst, f, char *) = NULL;
-        else if (f->type == CFG_T_LIST || f->type == CFG_T_STRLIST || f->type == CFG_T_STRMAP)
+        else if (f->type == CFG_T_LIST || f->type == CFG_T_STRUCTMAP || f->type == CFG_T_STRLIST || f->type == CFG_T_STRMAP)
             memset(CFG_MEMBER(dst, f, cfg_vec_t), 0, sizeof(cfg_vec_t));
         else if (f->type == CFG_T_STRUCT)
             memset(CFG_MEMBER(dst, f, void), 0, f->sub->size);
@@ -781,7 +923,8 @@ int cfg_struct_dup(const cfg_struct_t *st, void *dst, const void *src)
             if (cfg_struct_dup(f->sub, CFG_MEMBER(dst, f, void), CFG_CMEMBER(src, f, void)) != 0)
                 ret = -1;
             break;
-        case CFG_T_LIST: {
+        case CFG_T_LIST:
+        case CFG_T_STRUCTMAP: {
             const cfg_vec_t *sv = CFG_CMEMBER(src, f, cfg_vec_t);
             cfg_vec_t *dv = CFG_MEMBER(dst, f, cfg_vec_t);
             if (sv->size == 0)
@@ -849,7 +992,7 @@ void cfg_struct_resolve_paths(const cfg_struct_t *st, void *obj, const char *dir
             }
         } else if (f->type == CFG_T_STRUCT) {
             cfg_struct_resolve_paths(f->sub, CFG_MEMBER(obj, f, void), dir);
-        } else if (f->type == CFG_T_LIST) {
+        } else if (f->type == CFG_T_LIST || f->type == CFG_T_STRUCTMAP) {
             cfg_vec_t *v = CFG_MEMBER(obj, f, cfg_vec_t);
             for (size_t j = 0; j < v->size; j++)
                 cfg_struct_resolve_paths(f->sub, (char *)v->entries + j * f->sub->size, dir);

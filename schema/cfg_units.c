@@ -1,5 +1,5 @@
-/* Durations ("250ms", "90s", "1m30s") and sizes ("64KiB"), read and written. */
-#include "cfg.h"
+/* Durations ("250ms", "90s", "1m30s"), sizes ("64KiB") and thousandths ("1.5"), read and written. */
+#include "cfg_internal.h"
 #include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -106,4 +106,13 @@ void cfg_format_size(uint64_t bytes, char *buf, size_t len)
         if (bytes != 0 && bytes % size_units_[i].bytes == 0)
             break;
     snprintf(buf, len, "%" PRIu64 "%s", bytes / size_units_[i].bytes, size_units_[i].unit);
+}
+
+void cfg_format_milli(uint64_t milli, char *buf, size_t len)
+{
+    char frac[8];
+    snprintf(frac, sizeof(frac), "%03u", (unsigned)(milli % 1000));
+    for (size_t n = strlen(frac); n > 0 && frac[n - 1] == '0'; n--)
+        frac[n - 1] = '\0';
+    snprintf(buf, len, "%" PRIu64 "%s%s", milli / 1000, frac[0] != '\0' ? "." : "", frac);
 }

@@ -26,3 +26,9 @@ set_tests_properties(test_dataplane_failover PROPERTIES RUN_SERIAL TRUE)
 # measures how soon an endpoint is back (seconds): not beside other tests of this run
 pw_add_integration(test_dataplane_health integration/test_dataplane_health.py)
 set_tests_properties(test_dataplane_health PROPERTIES RUN_SERIAL TRUE)
+# response cache (issue 12): the store's LRU and byte budget, expiry, purge, references, flights, threads
+pw_add_unit(test_dp_cache SOURCES unit/test_dp_cache.c LIBS pw_dataplane)
+# the response cache and coalescing (issue 12): finality, ttls, batches, 1,000 identical requests in
+# flight, the memory bound, purge; its coalescing test needs 1,000 clients at once: not beside others
+pw_add_integration(test_dataplane_cache integration/test_dataplane_cache.py)
+set_tests_properties(test_dataplane_cache PROPERTIES RUN_SERIAL TRUE)

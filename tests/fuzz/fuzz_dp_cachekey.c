@@ -18,8 +18,8 @@
 #include "cfg_rpcmethods.h"
 #include "dp_cachekey.h"
 
-#define MAX_DEPTH 64             /* the scanner's bound on nesting */
-#define OV_CLASS_SET (1ull << 2) /* cfg_cache_method_t._set bit of `class` */
+#define MAX_DEPTH 64 /* the scanner's bound on nesting */
+#define OV_CLASS_SET CFG_CACHE_METHOD_HAS_CLASS
 
 #define CHECK(cond)                                                                                                                \
     do {                                                                                                                           \
@@ -229,7 +229,7 @@ static dp_ck_kind_t ref_answer(json_t *doc, int *has_block, uint64_t *block)
 
 static const cfg_cache_method_t overrides[] = {
     {.enabled = 0},
-    {._set = 1ull << 1, .enabled = 1, .ttl_ms = 1000},
+    {._set = CFG_CACHE_METHOD_HAS_TTL, .enabled = 1, .ttl_ms = 1000},
     {._set = OV_CLASS_SET, .enabled = 1, .cls = CFG_CACHE_STATIC},
     {._set = OV_CLASS_SET, .enabled = 1, .cls = CFG_CACHE_REALTIME},
     {._set = OV_CLASS_SET, .enabled = 1, .cls = CFG_CACHE_NEVER},

@@ -52,6 +52,30 @@ def test_head_stays_without_block_time():
 
 
 @pwtest.test
+def test_blocks_and_receipts_follow_the_head():
+    """Like a node: a block above the head is null, a tag is the head; a receipt is null until its
+    block (the hash's last 16 hex digits) is mined, then names that block."""
+    _, port, _ = start("--block-time", "100", "--start-block", "1000")
+
+    def rpc(method, params):
+        status, _, body = pwtest.request_json(port, "POST", "/", {"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+        assert status == 200, status
+        return body["result"]
+
+    h = head(port)
+    assert rpc("eth_getBlockByNumber", [hex(10), False])["number"] == "0xa"
+    assert rpc("eth_getBlockByNumber", [hex(10), False]) == rpc("eth_getBlockByNumber", ["0xa", False])
+    assert rpc("eth_getBlockByNumber", [hex(11), False])["hash"] != rpc("eth_getBlockByNumber", [hex(10), False])["hash"]
+    assert rpc("eth_getBlockByNumber", [hex(h + 50), False]) is None
+    assert int(rpc("eth_getBlockByNumber", ["latest", False])["number"], 16) >= h
+    tx = "0x" + "cd" * 24 + "%016x" % (h + 3)
+    assert rpc("eth_getTransactionReceipt", [tx]) is None
+    time.sleep(0.6)
+    r = rpc("eth_getTransactionReceipt", [tx])
+    assert r["blockNumber"] == hex(h + 3) and r["transactionHash"] == tx, r
+
+
+@pwtest.test
 def test_head_advances_and_lags():
     _, port, ctl = start("--block-time", "100", "--start-block", "1000")
     t0 = time.time()

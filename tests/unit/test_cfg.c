@@ -104,6 +104,13 @@ static size_t candidates(const cfg_field_t *f, json_t **out)
         out[n++] = json_integer((json_int_t)f->max);
         out[n++] = json_integer((json_int_t)f->min);
         out[n++] = json_integer((json_int_t)f->min + 1);
+        /* between other keys' bounds (limiter.adaptive.initial_limit) */
+        if (f->def != NULL && strtoull(f->def, NULL, 10) < f->max)
+            out[n++] = json_integer((json_int_t)strtoull(f->def, NULL, 10) + 1);
+        break;
+    case CFG_T_MILLI:
+        out[n++] = json_real(f->max / 1000.0);
+        out[n++] = json_real(f->min / 1000.0);
         break;
     case CFG_T_DURATION:
         cfg_format_duration(f->max, buf, sizeof(buf));
@@ -147,7 +154,7 @@ static size_t candidates(const cfg_field_t *f, json_t **out)
         out[n++] = json_string("127.0.0.9:4444");
         out[n++] = json_string("https://127.0.0.9:4444/rpc");
         out[n++] = json_string("svc-x");
-        out[n++] = json_string("p95"); /* hedge.delay */
+        out[n++] = json_string("p95");                                                       /* hedge.delay */
         out[n++] = json_string("{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"eth_chainId\"}"); /* health_check.request */
         break;
     default:
@@ -160,6 +167,7 @@ static size_t walked_;
 
 static void walk(const cfg_struct_t *st, const char **keys, size_t depth)
 {
+    assert_true(st->num_fields <= CFG_MAX_FIELDS); /* `_set` holds given and inherited bits of each row */
     for (size_t i = 0; i < st->num_fields; i++) {
         const cfg_field_t *f = &st->fields[i];
         keys[depth] = f->name;
@@ -172,6 +180,13 @@ static void walk(const cfg_struct_t *st, const char **keys, size_t depth)
             walk(f->sub, keys, depth + 2);
             continue;
         }
+        if (f->type == CFG_T_STRUCTMAP) {
+            keys[depth + 1] = "eth_call"; /* an entry's key: a method name */
+            walk(f->sub, keys, depth + 2);
+            continue;
+        }
+        if (f->flags & CFG_F_KEY)
+            continue; /* the entry's key, set above */
         json_t *vals[16];
         size_t nv = candidates(f, vals);
         int found = 0;
@@ -255,7 +270,7 @@ static void test_table_walk(void **state)
     const char *keys[16];
     walked_ = 0;
     walk(&cfg_root_struct, keys, 0);
-    assert_int_equal(walked_, 101); /* every scalar field of the table today */
+    assert_int_equal(walked_, 137); /* every scalar field of the table today */
 }
 
 /* every default of the table decodes, and cfg_create_default holds them */

@@ -10,8 +10,8 @@
 #include "cfg_rpcmethods.h"
 #include "dp_cachekey.h"
 
-/* the _set bit of `class` in a cache.methods entry (rows: enabled, ttl, class) */
-#define OV_CLASS_SET (1ull << 2)
+/* the _set bit of `class` in a cache.methods entry */
+#define OV_CLASS_SET CFG_CACHE_METHOD_HAS_CLASS
 
 static dp_ck_result_t parse(const char *s, dp_ck_req_t *req)
 {
@@ -447,7 +447,7 @@ static void test_classify_override(void **state)
 {
     uint64_t b;
     cfg_cache_method_t off = {.enabled = 0};
-    cfg_cache_method_t ttl_only = {._set = 1ull << 1, .enabled = 1, .ttl_ms = 10000};
+    cfg_cache_method_t ttl_only = {._set = CFG_CACHE_METHOD_HAS_TTL, .enabled = 1, .ttl_ms = 10000};
     cfg_cache_method_t as_static = {._set = OV_CLASS_SET, .enabled = 1, .cls = CFG_CACHE_STATIC};
     cfg_cache_method_t as_realtime = {._set = OV_CLASS_SET, .enabled = 1, .cls = CFG_CACHE_REALTIME};
     cfg_cache_method_t as_never = {._set = OV_CLASS_SET, .enabled = 1, .cls = CFG_CACHE_NEVER};

@@ -223,6 +223,10 @@ services:
   - id: eth
     endpoints:
       - url: http://127.0.0.1:{up}/
+  - id: eth-cached
+    endpoints:
+      - url: http://127.0.0.1:{up}/
+    cache: {{enabled: true, ttl: {{realtime: 1h}}}}
 """)
     try:
         wait_port(up)
@@ -244,6 +248,8 @@ services:
             "pathway": (f"http://127.0.0.1:{pw_port}/v1/eth", [pw.pid]),
             "nginx": (f"http://127.0.0.1:{ngx_port}/", tree_pids(ngx.pid)),
             "haproxy": (f"http://127.0.0.1:{hap_port}/", tree_pids(hap.pid)),
+            # the same request answered from Pathway's response cache (a service with cache.enabled)
+            "pathway cache hit": (f"http://127.0.0.1:{pw_port}/v1/eth-cached", [pw.pid]),
         }
         for name, (url, _) in targets.items():  # warm-up: pools filled, caches warm
             wrk(url, 1, lua)
@@ -287,6 +293,9 @@ services:
               f"p99 x{med(results['pathway'], 'p99') / med(results[peer], 'p99'):.2f}")
     for name, rs in results.items():
         print(f"  {name} rounds: " + ", ".join(f"{r['rps']:.0f}/s cpu {r['cpu_us']:.2f}us p99 {r['p99']:.2f}ms" for r in rs))
+    if "pathway cache hit" in results:
+        print(f"- cache hit vs uncached relay: relays/s x{med(results['pathway cache hit'], 'rps') / med(results['pathway'], 'rps'):.2f}, "
+              f"CPU/request x{med(results['pathway cache hit'], 'cpu_us') / med(results['pathway'], 'cpu_us'):.2f}")
     if h2:
         print("\nh2c (h2load -c64 -m1, %ds):" % a.seconds)
         for name, (rps, detail) in h2.items():

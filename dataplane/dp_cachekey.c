@@ -26,17 +26,29 @@ enum {
     CK_F_NONASCII = 4, /* bytes >= 0x80 in a string (kept off the fast path: not worth the risk) */
     CK_F_REAL = 8,     /* a fraction or exponent: jansson prints doubles with %.17g */
     CK_F_BIGINT = 16,  /* an integer of more than 18 digits (may not fit json_int_t) or "-0" (printed "0") */
+    CK_F_BLANK = 32,   /* blanks between tokens inside a container: the compact form drops them */
+    CK_F_PARSED = 64,  /* (dp_ck_req_t._params_flags) dp_ck_parse scanned the params: the others are known */
 };
-#define CK_F_SLOW (CK_F_OBJECT | CK_F_ESCAPE | CK_F_NONASCII | CK_F_REAL | CK_F_BIGINT)
+/* what only jansson writes right */
+#define CK_F_JANSSON (CK_F_ESCAPE | CK_F_NONASCII | CK_F_REAL | CK_F_BIGINT)
+
+/* An object whose members are sorted here (on the stack) has at most this many, nested at most this
+ * deep; a larger one goes through jansson. */
+#define CK_SORT_MEMBERS 16
+#define CK_SORT_DEPTH 16
+
+/* The scanner's small steps, inlined where they are used: a call per token costs as much as the token
+ * (callgrind: a third of parse + classify + key). */
+#define CK_INLINE static inline __attribute__((always_inline))
 
 static inline int is_ws(unsigned char c)
 {
     return c == ' ' || c == '\n' || c == '\r' || c == '\t';
 }
 
-static inline const char *skip_ws(const char *p, const char *end)
+CK_INLINE const char *skip_ws(const char *p, const char *end)
 {
-    while (p != end && is_ws((unsigned char)*p))
+    while (p != end && (unsigned char)*p <= ' ' && is_ws((unsigned char)*p))
         ++p;
     return p;
 }
@@ -95,12 +107,42 @@ static const char *scan_utf8(const char *p, const char *end)
     return p + n;
 }
 
+/* The bytes a string holds as they are: printable ASCII but '"' and '\\'. */
+#define PLAIN(c) ((c) >= 0x20 && (c) < 0x80 && (c) != '"' && (c) != '\\')
+#define PLAIN4(c) PLAIN(c), PLAIN(c + 1), PLAIN(c + 2), PLAIN(c + 3)
+#define PLAIN16(c) PLAIN4(c), PLAIN4(c + 4), PLAIN4(c + 8), PLAIN4(c + 12)
+#define PLAIN64(c) PLAIN16(c), PLAIN16(c + 16), PLAIN16(c + 32), PLAIN16(c + 48)
+static const unsigned char plain_byte[256] = {PLAIN64(0), PLAIN64(64), PLAIN64(128), PLAIN64(192)};
+#undef PLAIN64
+#undef PLAIN16
+#undef PLAIN4
+#undef PLAIN
+
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
 /* A string at p (on its opening quote): returns the byte after the closing quote, or NULL. */
-static const char *scan_string(const char *p, const char *end, unsigned *flags)
+CK_INLINE const char *scan_string(const char *p, const char *end, unsigned *flags)
 {
     ++p;
     for (;;) {
-        while (p != end && (unsigned char)*p >= 0x20 && (unsigned char)*p < 0x80 && *p != '"' && *p != '\\')
+        /* the plain run, eight bytes a step (SWAR): the lowest flagged byte is exact, since a borrow
+         * only carries towards later bytes */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        while (end - p >= 8) {
+            uint64_t v;
+            memcpy(&v, p, 8);
+            uint64_t q = v ^ (ONES * '"'), b = v ^ (ONES * '\\');
+            uint64_t special = ((v - ONES * 0x20) & ~v) | v | ((q - ONES) & ~q) | ((b - ONES) & ~b);
+            special &= HIGHS;
+            if (special != 0) {
+                p += (unsigned)__builtin_ctzll(special) >> 3;
+                break;
+            }
+            p += 8;
+        }
+#endif
+        while (p != end && plain_byte[(unsigned char)*p])
             ++p;
         if (p == end)
             return NULL;
@@ -205,26 +247,81 @@ static const char *scan_number(const char *p, const char *end, unsigned *flags)
 
 static const char *skip_value(const char *p, const char *end, int depth, unsigned *flags);
 
+/* The end of a string known to be valid (p on its opening quote): the next '"' not escaped. */
+static const char *string_end(const char *p, const char *end)
+{
+    const char *q = p + 1;
+    for (;;) {
+        if ((q = memchr(q, '"', (size_t)(end - q))) == NULL)
+            return NULL;
+        const char *b = q;
+        while (b[-1] == '\\') /* the opening quote stops it */
+            --b;
+        if (((q - b) & 1) == 0)
+            return q + 1;
+        ++q;
+    }
+}
+
+/* The end of a value known to be valid JSON (checked by skip_value before): a second walk over it
+ * (the class after the parse, the key's sort, an answer's result) need not check it again, and finds
+ * string ends with memchr. NULL only when the bytes were not what the caller said. */
+static const char *skip_known(const char *p, const char *end)
+{
+    if (*p == '"')
+        return string_end(p, end);
+    if (*p != '{' && *p != '[') {
+        while (p != end && *p != ',' && *p != '}' && *p != ']' && !is_ws((unsigned char)*p))
+            ++p;
+        return p;
+    }
+    int depth = 0;
+    for (; p != end; ++p) {
+        switch (*p) {
+        case '"':
+            if ((p = string_end(p, end)) == NULL)
+                return NULL;
+            --p;
+            break;
+        case '{':
+        case '[':
+            ++depth;
+            break;
+        case '}':
+        case ']':
+            if (--depth == 0)
+                return p + 1;
+            break;
+        }
+    }
+    return NULL;
+}
+
 /* Reading a container's members or elements one at a time. */
 typedef struct st_ck_iter_t {
     const char *p, *end;
-    int depth; /* the container's own depth (the top-level value is 1) */
-    int first; /* no member read yet: no ',' expected */
+    int depth;   /* the container's own depth (the top-level value is 1) */
+    int first;   /* no member read yet: no ',' expected */
+    int blank;   /* blanks seen between tokens */
+    int trusted; /* the bytes were validated before: values are only skipped over (skip_known) */
 } ck_iter_t;
 
 /* p is on the container's opening byte, already checked. */
-static inline void iter_open(ck_iter_t *it, const char *p, const char *end, int depth)
+static inline void iter_open(ck_iter_t *it, const char *p, const char *end, int depth, int trusted)
 {
+    it->trusted = trusted;
     it->p = p + 1;
     it->end = end;
     it->depth = depth;
     it->first = 1;
+    it->blank = 0;
 }
 
 /* Before a member or element: 1 when one follows, 0 at the closing byte (consumed), -1 when invalid. */
-static inline int iter_more(ck_iter_t *it, char close)
+CK_INLINE int iter_more(ck_iter_t *it, char close)
 {
     const char *p = skip_ws(it->p, it->end);
+    it->blank |= p != it->p;
     if (p == it->end)
         return -1;
     if (*p == close) {
@@ -234,8 +331,10 @@ static inline int iter_more(ck_iter_t *it, char close)
     if (!it->first) {
         if (*p != ',')
             return -1;
-        if ((p = skip_ws(p + 1, it->end)) == it->end)
+        const char *q = p + 1;
+        if ((p = skip_ws(q, it->end)) == it->end)
             return -1;
+        it->blank |= p != q;
     }
     it->first = 0;
     it->p = p;
@@ -250,7 +349,7 @@ typedef struct st_ck_member_t {
     unsigned vflags;
 } ck_member_t;
 
-static int obj_next(ck_iter_t *it, ck_member_t *m)
+CK_INLINE int obj_next(ck_iter_t *it, ck_member_t *m)
 {
     int r = iter_more(it, '}');
     if (r <= 0)
@@ -264,11 +363,14 @@ static int obj_next(ck_iter_t *it, ck_member_t *m)
     m->name.base = p + 1;
     m->name.len = (size_t)(q - p) - 2;
     p = skip_ws(q, end);
+    it->blank |= p != q;
     if (p == end || *p != ':')
         return -1;
-    p = skip_ws(p + 1, end);
+    q = p + 1;
+    p = skip_ws(q, end);
+    it->blank |= p != q;
     m->vflags = 0;
-    if ((q = skip_value(p, end, it->depth + 1, &m->vflags)) == NULL)
+    if ((q = it->trusted ? skip_known(p, end) : skip_value(p, end, it->depth + 1, &m->vflags)) == NULL)
         return -1;
     m->value.base = p;
     m->value.len = (size_t)(q - p);
@@ -276,12 +378,12 @@ static int obj_next(ck_iter_t *it, ck_member_t *m)
     return 1;
 }
 
-static int arr_next(ck_iter_t *it, dp_span_t *elem, unsigned *flags)
+CK_INLINE int arr_next(ck_iter_t *it, dp_span_t *elem, unsigned *flags)
 {
     int r = iter_more(it, ']');
     if (r <= 0)
         return r;
-    const char *q = skip_value(it->p, it->end, it->depth + 1, flags);
+    const char *q = it->trusted ? skip_known(it->p, it->end) : skip_value(it->p, it->end, it->depth + 1, flags);
     if (q == NULL)
         return -1;
     elem->base = it->p;
@@ -290,7 +392,7 @@ static int arr_next(ck_iter_t *it, dp_span_t *elem, unsigned *flags)
     return 1;
 }
 
-static inline const char *skip_literal(const char *p, const char *end, const char *lit, size_t n)
+CK_INLINE const char *skip_literal(const char *p, const char *end, const char *lit, size_t n)
 {
     return (size_t)(end - p) >= n && memcmp(p, lit, n) == 0 ? p + n : NULL;
 }
@@ -311,9 +413,11 @@ static const char *skip_value(const char *p, const char *end, int depth, unsigne
         ck_iter_t it;
         ck_member_t m;
         int r;
-        iter_open(&it, p, end, depth);
+        iter_open(&it, p, end, depth, 0);
         while ((r = obj_next(&it, &m)) > 0)
             *flags |= m.kflags | m.vflags;
+        if (it.blank)
+            *flags |= CK_F_BLANK;
         return r == 0 ? it.p : NULL;
     }
     case '[': {
@@ -322,9 +426,11 @@ static const char *skip_value(const char *p, const char *end, int depth, unsigne
         ck_iter_t it;
         dp_span_t e;
         int r;
-        iter_open(&it, p, end, depth);
+        iter_open(&it, p, end, depth, 0);
         while ((r = arr_next(&it, &e, flags)) > 0)
             ;
+        if (it.blank)
+            *flags |= CK_F_BLANK;
         return r == 0 ? it.p : NULL;
     }
     case 't':
@@ -340,7 +446,7 @@ static const char *skip_value(const char *p, const char *end, int depth, unsigne
     }
 }
 
-static inline int name_is(dp_span_t name, const char *lit, size_t n)
+CK_INLINE int name_is(dp_span_t name, const char *lit, size_t n)
 {
     return name.len == n && memcmp(name.base, lit, n) == 0;
 }
@@ -355,7 +461,7 @@ dp_ck_result_t dp_ck_parse(const char *body, size_t len, dp_ck_req_t *out)
     ck_iter_t it;
     ck_member_t m;
     int r;
-    iter_open(&it, p, end, 1);
+    iter_open(&it, p, end, 1, 0);
     while ((r = obj_next(&it, &m)) > 0) {
         if (m.kflags & CK_F_ESCAPE)
             return DP_CK_BAD; /* it might spell one of the names below */
@@ -380,6 +486,7 @@ dp_ck_result_t dp_ck_parse(const char *body, size_t len, dp_ck_req_t *out)
             if (!NAME_IS(m.name, "params"))
                 continue;
             dst = &out->params;
+            out->_params_flags = m.vflags | CK_F_PARSED;
             break;
         case 7:
             if (!NAME_IS(m.name, "jsonrpc"))
@@ -441,7 +548,7 @@ static ck_block_t block_string(dp_span_t v, uint64_t *num)
 /* A block parameter: a tag, a hex quantity, null (the method's default, "latest"), or EIP-1898's
  * {blockNumber} / {blockHash} (other members, such as requireCanonical, do not change the block). A
  * block hash is taken as realtime: whether the block it names is final is not known here. */
-static ck_block_t block_param(dp_span_t v, uint64_t *num)
+static ck_block_t block_param(dp_span_t v, uint64_t *num, int trusted)
 {
     switch (v.base[0]) {
     case '"':
@@ -457,7 +564,7 @@ static ck_block_t block_param(dp_span_t v, uint64_t *num)
     ck_member_t m;
     int r;
     dp_span_t number = {NULL, 0}, hash = {NULL, 0};
-    iter_open(&it, v.base, v.base + v.len, 1);
+    iter_open(&it, v.base, v.base + v.len, 1, trusted);
     while ((r = obj_next(&it, &m)) > 0) {
         dp_span_t *dst;
         if (m.kflags & CK_F_ESCAPE)
@@ -480,7 +587,7 @@ static ck_block_t block_param(dp_span_t v, uint64_t *num)
 }
 
 /* eth_getLogs' filter object. */
-static cfg_cache_class_t classify_filter(dp_ck_req_t *req, dp_span_t f)
+static cfg_cache_class_t classify_filter(dp_ck_req_t *req, dp_span_t f, int trusted)
 {
     if (f.base[0] != '{')
         return CFG_CACHE_NEVER;
@@ -488,7 +595,7 @@ static cfg_cache_class_t classify_filter(dp_ck_req_t *req, dp_span_t f)
     ck_member_t m;
     int r;
     dp_span_t from = {NULL, 0}, to = {NULL, 0}, hash = {NULL, 0};
-    iter_open(&it, f.base, f.base + f.len, 1);
+    iter_open(&it, f.base, f.base + f.len, 1, trusted);
     while ((r = obj_next(&it, &m)) > 0) {
         dp_span_t *dst;
         if (m.kflags & CK_F_ESCAPE)
@@ -510,8 +617,8 @@ static cfg_cache_class_t classify_filter(dp_ck_req_t *req, dp_span_t f)
     if (hash.base != NULL) /* a block by its hash; with a range too, an upstream refuses it */
         return from.base == NULL && to.base == NULL && hash.base[0] == '"' ? CFG_CACHE_BY_HASH : CFG_CACHE_NEVER;
     uint64_t a = 0, b = 0;
-    ck_block_t fa = from.base != NULL ? block_param(from, &a) : CK_BLOCK_TAG;
-    ck_block_t fb = to.base != NULL ? block_param(to, &b) : CK_BLOCK_TAG;
+    ck_block_t fa = from.base != NULL ? block_param(from, &a, trusted) : CK_BLOCK_TAG;
+    ck_block_t fb = to.base != NULL ? block_param(to, &b, trusted) : CK_BLOCK_TAG;
     if (fa == CK_BLOCK_INVALID || fb == CK_BLOCK_INVALID)
         return CFG_CACHE_NEVER;
     if (fa != CK_BLOCK_NUMBER || fb != CK_BLOCK_NUMBER)
@@ -525,6 +632,7 @@ static cfg_cache_class_t classify_filter(dp_ck_req_t *req, dp_span_t f)
 static cfg_cache_class_t classify_block(dp_ck_req_t *req, int index)
 {
     dp_span_t elem = {NULL, 0};
+    int trusted = (req->_params_flags & CK_F_PARSED) != 0; /* a request made by hand is checked */
     if (req->params.base != NULL) {
         if (req->params.base[0] != '[')
             return CFG_CACHE_NEVER;
@@ -532,19 +640,23 @@ static cfg_cache_class_t classify_block(dp_ck_req_t *req, int index)
         unsigned flags = 0;
         ck_iter_t it;
         dp_span_t e;
-        iter_open(&it, req->params.base, req->params.base + req->params.len, 1);
-        while ((r = arr_next(&it, &e, &flags)) > 0)
-            if (i++ == want)
+        iter_open(&it, req->params.base, req->params.base + req->params.len, 1, trusted);
+        while ((r = arr_next(&it, &e, &flags)) > 0) {
+            if (i++ == want) {
                 elem = e;
+                if (trusted)
+                    break; /* the rest is known to be JSON */
+            }
+        }
         if (r < 0)
             return CFG_CACHE_NEVER;
     }
     if (index == CFG_BLOCK_PARAM_FILTER)
-        return elem.base != NULL ? classify_filter(req, elem) : CFG_CACHE_NEVER;
+        return elem.base != NULL ? classify_filter(req, elem, trusted) : CFG_CACHE_NEVER;
     if (elem.base == NULL)
         return CFG_CACHE_REALTIME; /* no block: "latest" */
     uint64_t n = 0;
-    switch (block_param(elem, &n)) {
+    switch (block_param(elem, &n, trusted)) {
     case CK_BLOCK_NUMBER:
         req->has_block = 1;
         req->block = n;
@@ -644,16 +756,115 @@ static size_t compact(const char *p, const char *end, char *out)
     return n;
 }
 
+/* Output that is written while it fits and counted always (once a write does not fit, none after it
+ * does: the count only grows). */
+typedef struct st_ck_out_t {
+    char *base;
+    size_t cap, n;
+} ck_out_t;
+
+CK_INLINE void out_put(ck_out_t *o, const char *s, size_t len)
+{
+    if (o->n + len <= o->cap)
+        memcpy(o->base + o->n, s, len);
+    o->n += len;
+}
+
+CK_INLINE void out_byte(ck_out_t *o, char c)
+{
+    if (o->n < o->cap)
+        o->base[o->n] = c;
+    ++o->n;
+}
+
+/* strcmp's order, which jansson's JSON_SORT_KEYS uses, on names without escapes (so without NUL). */
+static int name_cmp(dp_span_t a, dp_span_t b)
+{
+    int c = memcmp(a.base, b.base, a.len < b.len ? a.len : b.len);
+    return c != 0 ? c : (a.len > b.len) - (a.len < b.len);
+}
+
+/* jansson's canonical form of a value that holds no escape, non-ASCII byte, real or big integer (those
+ * are written as they are): objects with their members sorted by name, no blanks. Returns 0, or -1
+ * when jansson must write it: a name given twice (jansson keeps the last value), an object too large
+ * or too deep to sort here. */
+static int canon(dp_span_t v, int depth, ck_out_t *o)
+{
+    ck_iter_t it;
+    int r;
+    switch (v.base[0]) {
+    case '{': {
+        ck_member_t m[CK_SORT_MEMBERS], cur;
+        size_t n = 0;
+        if (depth > CK_SORT_DEPTH)
+            return -1;
+        iter_open(&it, v.base, v.base + v.len, 1, 1);
+        while ((r = obj_next(&it, &cur)) > 0) {
+            if (n == CK_SORT_MEMBERS)
+                return -1;
+            size_t i = n++;
+            for (; i != 0; --i) { /* insertion: objects are small */
+                int c = name_cmp(m[i - 1].name, cur.name);
+                if (c == 0)
+                    return -1;
+                if (c < 0)
+                    break;
+                m[i] = m[i - 1];
+            }
+            m[i] = cur;
+        }
+        if (r < 0)
+            return -1;
+        out_byte(o, '{');
+        for (size_t i = 0; i != n; ++i) {
+            if (i != 0)
+                out_byte(o, ',');
+            out_byte(o, '"');
+            out_put(o, m[i].name.base, m[i].name.len);
+            out_put(o, "\":", 2);
+            if (canon(m[i].value, depth + 1, o) != 0)
+                return -1;
+        }
+        out_byte(o, '}');
+        return 0;
+    }
+    case '[': {
+        dp_span_t e;
+        unsigned flags = 0;
+        size_t i = 0;
+        iter_open(&it, v.base, v.base + v.len, 1, 1);
+        out_byte(o, '[');
+        while ((r = arr_next(&it, &e, &flags)) > 0) {
+            if (i++ != 0)
+                out_byte(o, ',');
+            if (canon(e, depth + 1, o) != 0)
+                return -1;
+        }
+        out_byte(o, ']');
+        return r;
+    }
+    default:
+        out_put(o, v.base, v.len);
+        return 0;
+    }
+}
+
 size_t dp_ck_key(const char *svc, size_t svclen, const dp_ck_req_t *req, char *out, size_t cap)
 {
     size_t head = key_head(svc, svclen, req, out, cap);
     if (req->params.base == NULL)
         return head;
     const char *p = req->params.base, *end = p + req->params.len;
-    unsigned flags = 0;
-    if (skip_value(p, end, 1, &flags) != end)
-        flags = CK_F_SLOW; /* jansson says what it is (it nests deeper than the scanner) */
-    if (flags & CK_F_SLOW) {
+    unsigned flags = req->_params_flags;
+    if (!(flags & CK_F_PARSED) && skip_value(p, end, 1, &flags) != end)
+        flags = CK_F_JANSSON; /* jansson says what it is (it nests deeper than the scanner) */
+    if (flags & CK_F_OBJECT && !(flags & CK_F_JANSSON)) {
+        ck_out_t o = {head < cap ? out + head : NULL, head < cap ? cap - head : 0, 0};
+        if (canon(req->params, 1, &o) == 0)
+            return head + o.n;
+        flags |= CK_F_JANSSON;
+    }
+    if (flags & CK_F_JANSSON) {
         char *s = params_dumps(req);
         if (s == NULL)
             return 0;
@@ -667,6 +878,11 @@ size_t dp_ck_key(const char *svc, size_t svclen, const dp_ck_req_t *req, char *o
      * is these bytes without the blanks between tokens. Counted first only when the bytes as they are
      * would not fit. */
     size_t n = head + req->params.len;
+    if (!(flags & CK_F_BLANK)) {
+        if (n <= cap)
+            memcpy(out + head, p, req->params.len);
+        return n;
+    }
     if (n > cap && (n = head + compact(p, end, NULL)) > cap)
         return n;
     return head + compact(p, end, out + head);
@@ -708,7 +924,7 @@ long dp_ck_array(const char *body, size_t len, int (*fn)(void *ctx, size_t index
     dp_span_t e;
     int r;
     size_t n = 0;
-    iter_open(&it, p, q, 1);
+    iter_open(&it, p, q, 1, 1);
     while ((r = arr_next(&it, &e, &flags)) > 0)
         if (fn(ctx, n++, e) != 0)
             return -1;
@@ -723,7 +939,7 @@ static void answer_block(dp_span_t v, dp_ck_answer_t *out)
     ck_member_t m;
     int r;
     dp_span_t bn = {NULL, 0}, num = {NULL, 0};
-    iter_open(&it, v.base, v.base + v.len, 1);
+    iter_open(&it, v.base, v.base + v.len, 1, 1);
     while ((r = obj_next(&it, &m)) > 0) {
         dp_span_t *dst;
         if (m.kflags & CK_F_ESCAPE)
@@ -757,7 +973,7 @@ void dp_ck_answer(const char *body, size_t len, dp_ck_answer_t *out)
     ck_member_t m;
     int r;
     dp_span_t id = {NULL, 0}, jsonrpc = {NULL, 0}, result = {NULL, 0}, error = {NULL, 0};
-    iter_open(&it, p, end, 1);
+    iter_open(&it, p, end, 1, 0);
     while ((r = obj_next(&it, &m)) > 0) {
         dp_span_t *dst;
         if (m.kflags & CK_F_ESCAPE)

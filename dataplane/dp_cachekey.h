@@ -8,8 +8,10 @@
  * Outside input goes through here, so it has a fuzz target (tests/fuzz/fuzz_dp_cachekey.c) whose
  * oracle is jansson: the scanner here must agree with a full parse wherever it answers.
  *
- * The common request is read with one pass of a small scanner and no allocation; only params
- * holding objects (eth_call, eth_getLogs) are canonicalised through jansson (sorted keys).
+ * The common request is read with one pass of a small scanner and no allocation; params objects
+ * (eth_call, eth_getLogs) are sorted by the scanner too (small ones, on the stack). Only params with
+ * string escapes, non-ASCII bytes, reals, integers past 18 digits, a member named twice, or objects
+ * too large or deep to sort on the stack are canonicalised through jansson.
  */
 #ifndef PATHWAY_DP_CACHEKEY_H
 #define PATHWAY_DP_CACHEKEY_H
@@ -34,6 +36,8 @@ typedef struct st_dp_ck_req_t {
     cfg_cache_class_t cls; /* after the table, the override (see dp_ck_classify) and the params */
     int has_block;         /* CFG_CACHE_BY_BLOCK with numbered blocks: `block` is the highest one named */
     uint64_t block;
+    unsigned _params_flags; /* private: what dp_ck_parse saw in params, so that dp_ck_key needs no second scan (0 in a
+                             * request made by hand: dp_ck_key scans) */
 } dp_ck_req_t;
 
 typedef enum en_dp_ck_result_t {
@@ -68,8 +72,9 @@ char *dp_ck_key_parsed(const char *svc, size_t svclen, const dp_ck_req_t *req, s
 
 /* Whether body[0..len) is a JSON array (blanks around it allowed); when it is, calls fn for each
  * element's span in order (an element that is not an object still gets a call). Stops and returns -1
- * when fn returns non-zero or the array is not valid JSON; else the number of elements. No
- * allocation. Returns -2 when the body is not an array at all. */
+ * when fn returns non-zero or the array is not valid JSON (checked whole before fn is first called:
+ * fn never hears of items of an invalid body); else the number of elements. No allocation. Returns
+ * -2 when the body is not an array at all. */
 long dp_ck_array(const char *body, size_t len, int (*fn)(void *ctx, size_t index, dp_span_t elem), void *ctx);
 
 /* An upstream's answer to one request. */

@@ -55,13 +55,20 @@ static int depth_of(json_t *v)
     return 0;
 }
 
-/* A span loaded by jansson (any value); NULL when it is not one (*overflow: a number jansson cannot hold). */
+/* Whether jansson refused valid JSON: a number it cannot hold, or "\u0000" in a member name (which it
+ * refuses even with JSON_ALLOW_NUL). */
+static int jansson_limit(const json_error_t *err)
+{
+    return json_error_code(err) == json_error_numeric_overflow || json_error_code(err) == json_error_null_byte_in_key;
+}
+
+/* A span loaded by jansson (any value); NULL when it is not one (*overflow: see jansson_limit). */
 static json_t *load_span(dp_span_t s, int *overflow)
 {
     json_error_t err;
     json_t *v = json_loadb(s.base, s.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
     if (overflow != NULL)
-        *overflow = v == NULL && json_error_code(&err) == json_error_numeric_overflow;
+        *overflow = v == NULL && jansson_limit(&err);
     return v;
 }
 
@@ -423,7 +430,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *body = (const char *)data;
     json_error_t err;
     json_t *doc = json_loadb(body, size, JSON_ALLOW_NUL, &err);
-    int overflow = doc == NULL && json_error_code(&err) == json_error_numeric_overflow;
+    int overflow = doc == NULL && jansson_limit(&err);
     /* plain: what the scanner must read exactly as jansson does (with escapes or duplicate names, it
      * may decline where jansson reads, never read otherwise). jansson skips a raw NUL byte after a
      * number or a literal ("[1\0]" loads), which RFC 8259 and the scanner refuse. */

@@ -281,6 +281,20 @@ static void test_parse_bad(void **state)
             fail_msg("accepted: %s", bad[i]);
     assert_int_equal(dp_ck_parse("{\"method\":\"m\"}\0", 15, &req), DP_CK_BAD); /* a NUL after it */
     assert_int_equal(dp_ck_parse("{\"method\":\"m\"}", 13, &req), DP_CK_BAD);   /* cut */
+    /* cut right after a ',' (or blanks after it): nothing is read past the body (a body of its exact
+     * size on the heap, for the sanitizer build to see) */
+    static const char *cuts[] = {"{\"id\":18,\"method\":8,", "{\"method\":\"m\", ", "[1,", "[1, \n"};
+    for (size_t i = 0; i != sizeof(cuts) / sizeof(cuts[0]); ++i) {
+        size_t n = strlen(cuts[i]);
+        char *b = malloc(n);
+        memcpy(b, cuts[i], n);
+        assert_int_equal(dp_ck_parse(b, n, &req), DP_CK_BAD);
+        dp_ck_answer_t a;
+        dp_ck_answer(b, n, &a);
+        assert_int_equal(a.kind, DP_CK_ANSWER_INVALID);
+        assert_true(dp_ck_array(b, n, NULL, NULL) < 0);
+        free(b);
+    }
     /* what is fine: unknown members of any kind, duplicates among them, blanks, big numbers */
     static const char *good[] = {
         "{\"method\":\"m\",\"x\":1,\"x\":2}",
@@ -482,6 +496,36 @@ static void test_key(void **state)
                     " \"to\":\"0xab\"} , \"0x5\" ]}";
     assert_key("eth", a, "eth|eth_call|[{\"data\":\"0x12\",\"to\":\"0xab\",\"x\":{\"a\":2,\"b\":1}},\"0x5\"]");
     assert_key("eth", b, "eth|eth_call|[{\"data\":\"0x12\",\"to\":\"0xab\",\"x\":{\"a\":2,\"b\":1}},\"0x5\"]");
+    /* names sorted as strcmp orders them; a name given twice keeps its last value (as jansson does) */
+    assert_key("eth", "{\"method\":\"m\",\"params\":[{\"b\":1,\"aa\":2,\"a\":3,\"B\":4,\"\":5,\"a_\":[{\"y\":1,\"x\":{}}]}]}",
+               "eth|m|[{\"\":5,\"B\":4,\"a\":3,\"a_\":[{\"x\":{},\"y\":1}],\"aa\":2,\"b\":1}]");
+    assert_key("eth", "{\"method\":\"m\",\"params\":[{\"a\":1,\"b\":0,\"a\":2}]}", "eth|m|[{\"a\":2,\"b\":0}]");
+    assert_key("eth", "{\"method\":\"m\",\"params\":{\"z\":[1,{\"b\":null,\"a\":true}],\"y\":\"s\"}}",
+               "eth|m|{\"y\":\"s\",\"z\":[1,{\"a\":true,\"b\":null}]}");
+    /* objects too large or too deep to sort on the stack: the same key (through jansson) */
+    char big[1024], want[1024];
+    int bn = snprintf(big, sizeof(big), "{\"method\":\"m\",\"params\":[{"), wn = snprintf(want, sizeof(want), "eth|m|[{");
+    for (int i = 40; i > 0; --i)
+        bn += snprintf(big + bn, sizeof(big) - bn, "%s\"k%02d\":%d", i == 40 ? "" : ",", i, i);
+    for (int i = 1; i <= 40; ++i)
+        wn += snprintf(want + wn, sizeof(want) - wn, "%s\"k%02d\":%d", i == 1 ? "" : ",", i, i);
+    snprintf(big + bn, sizeof(big) - bn, "}]}");
+    snprintf(want + wn, sizeof(want) - wn, "}]");
+    assert_key("eth", big, want);
+    bn = snprintf(big, sizeof(big), "{\"method\":\"m\",\"params\":");
+    wn = snprintf(want, sizeof(want), "eth|m|");
+    for (int i = 0; i < 30; ++i) {
+        bn += snprintf(big + bn, sizeof(big) - bn, "{\"b\":1, \"a\":");
+        wn += snprintf(want + wn, sizeof(want) - wn, "{\"a\":");
+    }
+    bn += snprintf(big + bn, sizeof(big) - bn, "0");
+    wn += snprintf(want + wn, sizeof(want) - wn, "0");
+    for (int i = 0; i < 30; ++i) {
+        bn += snprintf(big + bn, sizeof(big) - bn, "}");
+        wn += snprintf(want + wn, sizeof(want) - wn, ",\"b\":1}");
+    }
+    snprintf(big + bn, sizeof(big) - bn, "}");
+    assert_key("eth", big, want);
     /* what jansson writes otherwise: escapes, non-ASCII, reals, -0 */
     assert_key("eth", "{\"method\":\"m\",\"params\":[\"\\u0041\\/\\n\",\"\xc3\xa9\",1.5,1e2,-0]}",
                "eth|m|[\"A/\\n\",\"\xc3\xa9\",1.5,100.0,0]");

@@ -123,7 +123,7 @@ typedef struct st_cfg_adaptive_t {
     uint32_t initial_limit; /* where it starts (and restarts when switched on) */
     uint32_t tolerance;     /* thousandths (1500 = 1.5): latency may grow to this x the baseline before the limit shrinks */
     uint64_t window_ms;     /* how often the limit is recomputed */
-    uint32_t smoothing;     /* thousandths (200 = 0.2): weight of a new limit against the old one */
+    uint32_t smoothing;     /* thousandths (200 = 0.2): growth per window, as a fraction of the limit, while within tolerance */
 } cfg_adaptive_t;
 
 typedef struct st_cfg_service_limiter_t {

@@ -220,7 +220,8 @@ static const cfg_field_t adaptive_fields_[] = {
     ROW(cfg_adaptive_t, window_ms, .name = "window", .type = CFG_T_DURATION, .def = "\"1s\"", .min = 100, .max = 1 * MIN,
         .doc = "how often the limit is recomputed from the latencies seen since"),
     ROW(cfg_adaptive_t, smoothing, .name = "smoothing", .type = CFG_T_MILLI, .def = "0.2", .min = 1, .max = 1000,
-        .doc = "weight of a newly computed limit against the current one (1 = no smoothing)"),
+        .doc = "how fast the limit grows while latency is within tolerance: by this fraction of itself per window (or by its "
+               "square root when larger); cuts apply at once"),
 };
 static const cfg_struct_t adaptive_struct_ = {sizeof(cfg_adaptive_t), adaptive_fields_, N(adaptive_fields_)};
 

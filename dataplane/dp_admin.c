@@ -261,6 +261,13 @@ static json_t *adaptive_json(dp_service_t *svc)
     dp_adaptive_stats(&svc->shared->adaptive, &st);
     json_t *o =
         json_pack("{s:b, s:I}", "enabled", st.enabled, "rejected", (json_int_t)DP_LOAD(svc->shared->limiter.rejected_adaptive));
+    const cfg_adaptive_t *c = &svc->cfg->limiter.adaptive;
+    char win[32];
+    cfg_format_duration(c->window_ms, win, sizeof(win));
+    json_object_set_new(o, "settings",
+                        json_pack("{s:i, s:i, s:i, s:f, s:s, s:f}", "min_limit", (int)c->min_limit, "max_limit", (int)c->max_limit,
+                                  "initial_limit", (int)c->initial_limit, "tolerance", c->tolerance / 1000.0, "window", win,
+                                  "smoothing", c->smoothing / 1000.0));
     if (st.enabled) {
         json_object_set_new(o, "limit", json_integer(st.limit));
         json_object_set_new(o, "baseline_seconds", json_real((double)st.baseline_ns / 1e9));
@@ -427,6 +434,32 @@ static json_t *process_json(dp_server_t *s)
 /* The gauges of services whose adaptive limit is on (no series for the others). */
 static void adaptive_metrics_text(dp_gen_t *g, pw_buf_t *o)
 {
+    /* the settings of every service, on or off */
+    static const struct {
+        const char *name, *help;
+    } knobs[] = {
+        {"pathway_adaptive_enabled", "Configured limiter.adaptive.enabled by service (1: on)."},
+        {"pathway_adaptive_min_limit", "Configured limiter.adaptive.min_limit by service."},
+        {"pathway_adaptive_max_limit", "Configured limiter.adaptive.max_limit by service."},
+        {"pathway_adaptive_initial_limit", "Configured limiter.adaptive.initial_limit by service."},
+        {"pathway_adaptive_tolerance_ratio", "Configured limiter.adaptive.tolerance by service."},
+        {"pathway_adaptive_window_seconds", "Configured limiter.adaptive.window by service."},
+        {"pathway_adaptive_smoothing_ratio", "Configured limiter.adaptive.smoothing by service."},
+    };
+    for (size_t k = 0; k != sizeof(knobs) / sizeof(knobs[0]); ++k) {
+        pw_buf_printf(o, "# HELP %s %s\n# TYPE %s gauge\n", knobs[k].name, knobs[k].help, knobs[k].name);
+        for (size_t i = 0; i != g->nservices; ++i) {
+            const cfg_adaptive_t *c = &g->services[i].cfg->limiter.adaptive;
+            double v = k == 0   ? c->enabled
+                       : k == 1 ? c->min_limit
+                       : k == 2 ? c->max_limit
+                       : k == 3 ? c->initial_limit
+                       : k == 4 ? c->tolerance / 1000.0
+                       : k == 5 ? c->window_ms / 1000.0
+                                : c->smoothing / 1000.0;
+            pw_buf_printf(o, "%s{service=\"%s\"} %g\n", knobs[k].name, g->services[i].id, v);
+        }
+    }
     static const struct {
         const char *name, *help;
     } gauges[] = {

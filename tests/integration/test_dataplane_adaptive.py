@@ -104,6 +104,8 @@ def test_limit_finds_capacity_and_reports():
     pw = Pathway([("eth", [f"http://127.0.0.1:{up}"], "")], extra=BASE.format(limiter=ADAPTIVE_ON))
     a = adaptive_of(pw)
     assert a["enabled"] is True and a["limit"] == 20 and a["rejected"] == 0, a
+    assert a["settings"] == {"min_limit": 2, "max_limit": 1000, "initial_limit": 20, "tolerance": 1.5, "window": "200ms",
+                             "smoothing": 0.2}, a["settings"]
     load = Load(pw.port, 24)
     try:
         wait_for(lambda: adaptive_of(pw)["windows"] >= 10, timeout=20, what="10 windows")
@@ -124,6 +126,11 @@ def test_limit_finds_capacity_and_reports():
     assert base is not None and 0.004 <= base <= 0.012, base
     assert sample is not None and sample > 0, sample
     assert metric(text, "pathway_limiter_rejected_total", 'scope="service",service="eth",reason="adaptive"') == 0
+    # the settings as gauges
+    assert metric(text, "pathway_adaptive_enabled", 'service="eth"') == 1
+    assert metric(text, "pathway_adaptive_min_limit", 'service="eth"') == 2
+    assert metric(text, "pathway_adaptive_window_seconds", 'service="eth"') == 0.2
+    assert metric(text, "pathway_adaptive_tolerance_ratio", 'service="eth"') == 1.5
     promtool_check(text)
 
 
@@ -138,7 +145,8 @@ def test_switch_on_and_off_at_runtime_without_drops():
     load = Load(pw.port, 16)
     try:
         time.sleep(0.5)
-        assert adaptive_of(pw) == {"enabled": False, "rejected": 0}, adaptive_of(pw)
+        a = adaptive_of(pw)
+        assert a["enabled"] is False and a["rejected"] == 0 and "limit" not in a, a
         off_peak = mock_peak_over(up, 1.0)
         assert off_peak >= 14, off_peak
         pw.extra = BASE.format(limiter=ADAPTIVE_ON)

@@ -1,5 +1,6 @@
 /* Adaptive concurrency (see dp_adaptive.h; the equations are in docs/dataplane.md). */
 #include "dp_adaptive.h"
+#include "dp_rpc.h"
 #include "dp_internal.h"
 #include <math.h>
 #include <string.h>
@@ -128,39 +129,17 @@ static uint64_t fnv1a(uint64_t h, const char *p, size_t n)
     return h;
 }
 
-static int json_ws(char c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
 uint64_t dp_adaptive_method_key(const char *body, size_t len)
 {
-    const char *p = body, *end = body + len, *name = "", *name_end = name;
-    while (p != end && json_ws(*p))
+    const char *p = body, *end = body + len, *name = "";
+    size_t namelen = 0;
+    while (p != end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
         ++p;
     int batch = p != end && *p == '[';
-    while (p != end && (p = memmem(p, (size_t)(end - p), "\"method\"", 8)) != NULL) {
-        const char *q = p + 8;
-        p += 8;
-        while (q != end && json_ws(*q))
-            ++q;
-        if (q == end || *q != ':')
-            continue;
-        ++q;
-        while (q != end && json_ws(*q))
-            ++q;
-        if (q == end || *q != '"')
-            continue;
-        ++q;
-        const char *close = memchr(q, '"', (size_t)(end - q));
-        if (close == NULL)
-            break;
-        name = q;
-        name_end = close;
-        break;
-    }
+    if (dp_rpc_next_method(p, end, &name, &namelen) == NULL)
+        name = "", namelen = 0; /* the first method's name, or none */
     uint64_t h = fnv1a(0xcbf29ce484222325ull, batch ? "[" : "{", 1);
-    h = fnv1a(h, name, (size_t)(name_end - name));
+    h = fnv1a(h, name, namelen);
     return h != 0 ? h : 1;
 }
 

@@ -105,14 +105,9 @@ static int json_ws(char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-int dp_rpc_calls_any(const char *body, size_t len, char *const *names, size_t n)
+const char *dp_rpc_next_method(const char *p, const char *end, const char **name, size_t *namelen)
 {
-    if (n == 0 || len == 0)
-        return 0;
-    if (memchr(body, '\\', len) != NULL)
-        return dp_rpc_calls_any_parsed(body, len, names, n); /* escapes: "method" may be spelled otherwise */
-    const char *p = body, *end = body + len;
-    while ((p = memmem(p, (size_t)(end - p), "\"method\"", 8)) != NULL) {
+    while (p != end && (p = memmem(p, (size_t)(end - p), "\"method\"", 8)) != NULL) {
         const char *q = p + 8;
         p += 8;
         while (q != end && json_ws(*q))
@@ -127,10 +122,25 @@ int dp_rpc_calls_any(const char *body, size_t len, char *const *names, size_t n)
         ++q;
         const char *close = memchr(q, '"', (size_t)(end - q));
         if (close == NULL)
-            return 0; /* an unterminated string: not JSON, no upstream will run it */
-        if (name_in(q, (size_t)(close - q), names, n))
-            return 1;
+            return NULL; /* an unterminated string: not JSON, no upstream will run it */
+        *name = q;
+        *namelen = (size_t)(close - q);
+        return close + 1;
     }
+    return NULL;
+}
+
+int dp_rpc_calls_any(const char *body, size_t len, char *const *names, size_t n)
+{
+    if (n == 0 || len == 0)
+        return 0;
+    if (memchr(body, '\\', len) != NULL)
+        return dp_rpc_calls_any_parsed(body, len, names, n); /* escapes: "method" may be spelled otherwise */
+    const char *p = body, *end = body + len, *name;
+    size_t namelen;
+    while ((p = dp_rpc_next_method(p, end, &name, &namelen)) != NULL)
+        if (name_in(name, namelen, names, n))
+            return 1;
     return 0;
 }
 

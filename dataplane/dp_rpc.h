@@ -37,6 +37,11 @@ json_t *dp_rpc_request_id(const char *body, size_t len);
  * scan. */
 int dp_rpc_calls_any(const char *body, size_t len, char *const *names, size_t n);
 
+/* The scan dp_rpc_calls_any makes: from p, the next "method" key followed by ':' and a string; *name
+ * and *namelen get the string's bytes (no escapes read). Returns where the scan goes on, or NULL
+ * when there is none (or the string is not terminated). */
+const char *dp_rpc_next_method(const char *p, const char *end, const char **name, size_t *namelen);
+
 /* The same question answered by a full parse (the fuzz target's oracle: where it says 1, so must
  * dp_rpc_calls_any). */
 int dp_rpc_calls_any_parsed(const char *body, size_t len, char *const *names, size_t n);

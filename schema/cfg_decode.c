@@ -102,6 +102,24 @@ static int entries_in_bounds(const cfg_field_t *f, size_t n, const char *path, c
     return 0;
 }
 
+/* Empties a LIST or STRUCTMAP member and gives it room for n zeroed entries (size still 0). Returns
+ * 1 when there is room (or nothing to hold), 0 with an error when out of memory. */
+static int vec_renew(const cfg_field_t *f, cfg_vec_t *vec, size_t n, const char *path, cfg_errors_t *errs)
+{
+    for (size_t i = 0; i < vec->size; i++)
+        cfg_struct_dispose(f->sub, (char *)vec->entries + i * f->sub->size);
+    free(vec->entries);
+    vec->entries = NULL;
+    vec->size = 0;
+    if (n == 0)
+        return 1;
+    if ((vec->entries = calloc(n, f->sub->size)) == NULL) {
+        cfg_errors_add(errs, "%s: out of memory", path);
+        return 0;
+    }
+    return 1;
+}
+
 /* STRLIST (a list of strings) and STRMAP (a mapping of string to string, kept in document order). */
 static void decode_strvec(const cfg_field_t *f, void *obj, json_t *v, const char *path, cfg_errors_t *errs)
 {
@@ -169,17 +187,8 @@ static void decode_structmap(const cfg_field_t *f, void *obj, json_t *v, const c
     if (!entries_in_bounds(f, n, path, errs))
         return;
     cfg_vec_t *vec = CFG_MEMBER(obj, f, cfg_vec_t);
-    for (size_t i = 0; i < vec->size; i++)
-        cfg_struct_dispose(f->sub, (char *)vec->entries + i * f->sub->size);
-    free(vec->entries);
-    vec->entries = NULL;
-    vec->size = 0;
-    if (n == 0)
+    if (!vec_renew(f, vec, n, path, errs) || n == 0)
         return;
-    if ((vec->entries = calloc(n, f->sub->size)) == NULL) {
-        cfg_errors_add(errs, "%s: out of memory", path);
-        return;
-    }
     char sub[600];
     const char *key;
     json_t *child;
@@ -370,17 +379,8 @@ void cfg_decode_field(const cfg_field_t *f, void *obj, json_t *v, const char *pa
         if (!entries_in_bounds(f, n, path, errs))
             return;
         cfg_vec_t *vec = CFG_MEMBER(obj, f, cfg_vec_t);
-        for (size_t i = 0; i < vec->size; i++)
-            cfg_struct_dispose(f->sub, (char *)vec->entries + i * f->sub->size);
-        free(vec->entries);
-        vec->entries = NULL;
-        vec->size = 0;
-        if (n == 0)
+        if (!vec_renew(f, vec, n, path, errs) || n == 0)
             return;
-        if ((vec->entries = calloc(n, f->sub->size)) == NULL) {
-            cfg_errors_add(errs, "%s: out of memory", path);
-            return;
-        }
         vec->size = n;
         for (size_t i = 0; i < n; i++) {
             char sub[512];

@@ -56,8 +56,8 @@ health_check:
 """
 
 
-def start(mock, over=CACHE, extra="cache:\n  max_bytes: 8MiB\n", threads=2):
-    pw = Pathway([("eth", [mock.url], over)], extra=extra, threads=threads)
+def start(mock, over=CACHE, extra="cache:\n  max_bytes: 8MiB\n", threads=2, env=None):
+    pw = Pathway([("eth", [mock.url], over)], extra=extra, threads=threads, env=env)
     return pw
 
 
@@ -310,11 +310,24 @@ def coalescing_without_caching():
     assert m.calls("eth_blockNumber") == 2
 
 
+def asan_build():
+    """Whether the binaries under test were built with AddressSanitizer (make SANITIZE=address,...)."""
+    try:
+        with open(os.path.join(pwtest.BUILD_DIR, "CMakeCache.txt")) as f:
+            return any(line.startswith("SANITIZE:") and "address" in line for line in f)
+    except OSError:
+        return False
+
+
 @test
 def the_memory_bound_holds():
     m = Mock("--response-size", "100000")  # each answer about 100 KB
     over = "cache:\n  enabled: true\n"
-    pw = start(m, over=over, extra="cache:\n  max_bytes: 8MiB\n  max_entry: 1MiB\n")
+    # Under AddressSanitizer freed memory waits in a quarantine (256 MiB by default) before reuse,
+    # which RSS would show as growth; a small one keeps every check on and the figure honest.
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    env = {"ASAN_OPTIONS": (asan + ":" if asan else "") + "quarantine_size_mb=1"}
+    pw = start(m, over=over, extra="cache:\n  max_bytes: 8MiB\n  max_entry: 1MiB\n", env=env)
     pid = pw.proc.p.pid
     # warm the relay's own buffers on the same answers first (uncached: a method the cache never keeps)
     for i in range(40):
@@ -327,7 +340,12 @@ def the_memory_bound_holds():
     assert stats["bytes"] <= 8 * 1024 * 1024 and stats["evictions"] > 600, stats
     grown = vm_rss_kib(pid) - base
     print(f"RSS grew {grown} KiB (base {base} KiB), cache {stats}")
-    assert grown <= 8 * 1024 * 1.1, f"RSS grew {grown} KiB for an 8 MiB cache"
+    bound = 8 * 1024 * 1.1
+    if asan_build():
+        # AddressSanitizer shadows every byte the process maps with 1/8 of a byte, and keeps its
+        # (small) quarantine: the cache's own growth is the same, the process's is larger
+        bound = 8 * 1024 * (1.1 + 0.125) + 1024
+    assert grown <= bound, f"RSS grew {grown} KiB for an 8 MiB cache (bound {bound:.0f} KiB)"
 
 
 @test

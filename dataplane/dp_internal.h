@@ -376,4 +376,10 @@ void dp_admin_cache_metrics(dp_server_t *s, dp_gen_t *g, struct st_pw_buf_t *o);
 /* POST /cache/purge: everything (service NULL) or one service's answers; the answer and its status. */
 json_t *dp_admin_cache_purge(dp_server_t *s, dp_gen_t *g, const char *service, int *status);
 
+/* --- admin_adaptive.c ------------------------------------------------------------------------ */
+/* /stats: a service's "adaptive" (its settings, and the limit with its last window when on). */
+json_t *dp_admin_adaptive_json(dp_service_t *svc);
+/* /metrics: pathway_adaptive_* */
+void dp_admin_adaptive_metrics(dp_gen_t *g, struct st_pw_buf_t *o);
+
 #endif

@@ -1,7 +1,8 @@
 /*
- * pathway-mock-upstream's parts as its two files see them: mock_upstream.c (the relay listener, the
- * answers, the command line) and mock_control.c (the control listener that changes the settings
- * while the mock runs). Not for other programs.
+ * pathway-mock-upstream's parts as its files see them: mock_upstream.c (the relay listener, faults,
+ * the capacity model, the command line), mock_chain.c (the chain head and what each method
+ * answers) and mock_control.c (the control listener that changes the settings while the mock
+ * runs). Not for other programs.
  */
 #ifndef PATHWAY_MOCK_UPSTREAM_H
 #define PATHWAY_MOCK_UPSTREAM_H
@@ -55,17 +56,31 @@ typedef struct st_mock_counters_t {
 } mock_counters_t;
 extern mock_counters_t ctl;
 
-/* --- mock_upstream.c, for the control listener --- */
+/* --- mock_chain.c --- */
 /* The head eth_blockNumber answers now (the chain's head less opt.lag). */
 uint64_t answered_head(void);
+/* Changes the block time without making the head jump. */
+void set_block_time(uint64_t ms);
+/* The chain starts at `head` now. */
+void chain_start(uint64_t head);
+/* The answer to one call of a request (a new reference): its result, an injected error
+ * (--error-rate, counted in ctl_errors) or "method not found". */
+json_t *answer_one(json_t *call);
+/* Counts a request received on the relay listener, and its calls by method (ctl). */
+void count_request(json_t *body);
+/* JSON-RPC errors injected so far (GET /stats "errors"). */
+extern uint64_t ctl_errors;
+/* A uniform random number in [0, 1); the monotonic clock in ms. */
+double rnd(void);
+uint64_t now_ms(void);
+
+/* --- mock_upstream.c, for the control listener --- */
 /* Sends doc (taken) as the JSON body of a response. */
 void send_doc(h2o_req_t *req, int status, json_t *doc, int chunked);
 /* Closes the relay listener and resets its connections (fault "refuse"). */
 void refuse_relay(void);
 /* Listens on the relay port again; -1 with *err when it cannot. */
 int reopen_relay(const char **err);
-/* Changes the block time without making the head jump. */
-void set_block_time(uint64_t ms);
 /* After opt.capacity changed: a raised K starts queued requests at once. */
 void capacity_changed(void);
 /* The capacity model's state for GET /control: busy workers, queued requests. */

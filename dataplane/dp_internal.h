@@ -58,7 +58,7 @@ typedef struct st_dp_svcstats_t {
     dp_counter_t retries[CFG_RETRY_ON_COUNT]; /* retries started, by the retry_on reason that allowed them */
     dp_counter_t hedges[2];                   /* relays that started a hedge: [0] the hedge won, [1] it lost */
     dp_counter_t rpc_errors; /* answers under 500 classed server_error, rate_limited or missing_data (rollout evidence) */
-    dp_counter_t cache[4];   /* requests (batch items) by cache result: dp_cres_t */
+    dp_counter_t cache[4];   /* requests (the items of a batch the cache reads) by cache result: dp_cres_t */
 } dp_svcstats_t;
 
 /* What the cache did with a request (pathway_cache_requests_total{result}, X-Pathway-Cache). */

@@ -452,6 +452,44 @@ CK_INLINE int name_is(dp_span_t name, const char *lit, size_t n)
 }
 #define NAME_IS(name, lit) name_is((name), (lit), sizeof(lit) - 1)
 
+typedef struct st_ck_name_t {
+    const char *s;
+    size_t len;
+} ck_name_t;
+#define CK_NAME(lit)                                                                                                               \
+    {                                                                                                                              \
+        lit, sizeof(lit) - 1                                                                                                       \
+    }
+
+/* The members of the object `obj` named names[0..n) into vals[] (absent: base NULL); other members
+ * are skipped. *after (when not NULL) gets the byte after the object. Returns 1, or 0 when the
+ * object is not valid, a member name has escapes (it might spell one of the names) or a wanted
+ * name is given twice (which one an upstream reads is anyone's guess). */
+static int pick_members(dp_span_t obj, int trusted, const ck_name_t *names, size_t n, dp_span_t *vals, const char **after)
+{
+    ck_iter_t it;
+    ck_member_t m;
+    int r;
+    for (size_t i = 0; i != n; ++i)
+        vals[i] = (dp_span_t){NULL, 0};
+    iter_open(&it, obj.base, obj.base + obj.len, 1, trusted);
+    while ((r = obj_next(&it, &m)) > 0) {
+        if (m.kflags & CK_F_ESCAPE)
+            return 0;
+        for (size_t i = 0; i != n; ++i) {
+            if (!name_is(m.name, names[i].s, names[i].len))
+                continue;
+            if (vals[i].base != NULL)
+                return 0;
+            vals[i] = m.value;
+            break;
+        }
+    }
+    if (after != NULL)
+        *after = it.p;
+    return r == 0;
+}
+
 dp_ck_result_t dp_ck_parse(const char *body, size_t len, dp_ck_req_t *out)
 {
     const char *end = body + len, *p = skip_ws(body, end);
@@ -560,26 +598,12 @@ static ck_block_t block_param(dp_span_t v, uint64_t *num, int trusted)
     default:
         return CK_BLOCK_INVALID;
     }
-    ck_iter_t it;
-    ck_member_t m;
-    int r;
-    dp_span_t number = {NULL, 0}, hash = {NULL, 0};
-    iter_open(&it, v.base, v.base + v.len, 1, trusted);
-    while ((r = obj_next(&it, &m)) > 0) {
-        dp_span_t *dst;
-        if (m.kflags & CK_F_ESCAPE)
-            return CK_BLOCK_INVALID;
-        if (NAME_IS(m.name, "blockNumber"))
-            dst = &number;
-        else if (NAME_IS(m.name, "blockHash"))
-            dst = &hash;
-        else
-            continue;
-        if (dst->base != NULL)
-            return CK_BLOCK_INVALID;
-        *dst = m.value;
-    }
-    if (r < 0 || (number.base != NULL) == (hash.base != NULL))
+    static const ck_name_t names[] = {CK_NAME("blockNumber"), CK_NAME("blockHash")};
+    dp_span_t vals[2];
+    if (!pick_members(v, trusted, names, 2, vals, NULL))
+        return CK_BLOCK_INVALID;
+    dp_span_t number = vals[0], hash = vals[1];
+    if ((number.base != NULL) == (hash.base != NULL))
         return CK_BLOCK_INVALID; /* neither or both: an upstream refuses it */
     if (hash.base != NULL)
         return hash.base[0] == '"' ? CK_BLOCK_TAG : CK_BLOCK_INVALID;
@@ -591,29 +615,11 @@ static cfg_cache_class_t classify_filter(dp_ck_req_t *req, dp_span_t f, int trus
 {
     if (f.base[0] != '{')
         return CFG_CACHE_NEVER;
-    ck_iter_t it;
-    ck_member_t m;
-    int r;
-    dp_span_t from = {NULL, 0}, to = {NULL, 0}, hash = {NULL, 0};
-    iter_open(&it, f.base, f.base + f.len, 1, trusted);
-    while ((r = obj_next(&it, &m)) > 0) {
-        dp_span_t *dst;
-        if (m.kflags & CK_F_ESCAPE)
-            return CFG_CACHE_NEVER;
-        if (NAME_IS(m.name, "fromBlock"))
-            dst = &from;
-        else if (NAME_IS(m.name, "toBlock"))
-            dst = &to;
-        else if (NAME_IS(m.name, "blockHash"))
-            dst = &hash;
-        else
-            continue;
-        if (dst->base != NULL)
-            return CFG_CACHE_NEVER;
-        *dst = m.value;
-    }
-    if (r < 0)
+    static const ck_name_t names[] = {CK_NAME("fromBlock"), CK_NAME("toBlock"), CK_NAME("blockHash")};
+    dp_span_t vals[3];
+    if (!pick_members(f, trusted, names, 3, vals, NULL))
         return CFG_CACHE_NEVER;
+    dp_span_t from = vals[0], to = vals[1], hash = vals[2];
     if (hash.base != NULL) /* a block by its hash; with a range too, an upstream refuses it */
         return from.base == NULL && to.base == NULL && hash.base[0] == '"' ? CFG_CACHE_BY_HASH : CFG_CACHE_NEVER;
     uint64_t a = 0, b = 0;
@@ -935,28 +941,11 @@ long dp_ck_array(const char *body, size_t len, int (*fn)(void *ctx, size_t index
  * "number" (a block). Either one twice, or an escaped member name, and it is not read. */
 static void answer_block(dp_span_t v, dp_ck_answer_t *out)
 {
-    ck_iter_t it;
-    ck_member_t m;
-    int r;
-    dp_span_t bn = {NULL, 0}, num = {NULL, 0};
-    iter_open(&it, v.base, v.base + v.len, 1, 1);
-    while ((r = obj_next(&it, &m)) > 0) {
-        dp_span_t *dst;
-        if (m.kflags & CK_F_ESCAPE)
-            return;
-        if (NAME_IS(m.name, "blockNumber"))
-            dst = &bn;
-        else if (NAME_IS(m.name, "number"))
-            dst = &num;
-        else
-            continue;
-        if (dst->base != NULL)
-            return;
-        *dst = m.value;
-    }
-    if (r < 0)
+    static const ck_name_t names[] = {CK_NAME("blockNumber"), CK_NAME("number")};
+    dp_span_t vals[2];
+    if (!pick_members(v, 1, names, 2, vals, NULL))
         return;
-    dp_span_t use = bn.base != NULL ? bn : num;
+    dp_span_t use = vals[0].base != NULL ? vals[0] : vals[1];
     if (use.base != NULL && dp_ck_quantity(use, &out->block) == 0)
         out->has_block = 1;
     else
@@ -969,38 +958,13 @@ void dp_ck_answer(const char *body, size_t len, dp_ck_answer_t *out)
     memset(out, 0, sizeof(*out));
     if (p == end || *p != '{')
         return;
-    ck_iter_t it;
-    ck_member_t m;
-    int r;
-    dp_span_t id = {NULL, 0}, jsonrpc = {NULL, 0}, result = {NULL, 0}, error = {NULL, 0};
-    iter_open(&it, p, end, 1, 0);
-    while ((r = obj_next(&it, &m)) > 0) {
-        dp_span_t *dst;
-        if (m.kflags & CK_F_ESCAPE)
-            return;
-        switch (m.name.len) {
-        case 2:
-            dst = NAME_IS(m.name, "id") ? &id : NULL;
-            break;
-        case 5:
-            dst = NAME_IS(m.name, "error") ? &error : NULL;
-            break;
-        case 6:
-            dst = NAME_IS(m.name, "result") ? &result : NULL;
-            break;
-        case 7:
-            dst = NAME_IS(m.name, "jsonrpc") ? &jsonrpc : NULL;
-            break;
-        default:
-            dst = NULL;
-        }
-        if (dst == NULL)
-            continue;
-        if (dst->base != NULL)
-            return;
-        *dst = m.value;
-    }
-    if (r < 0 || skip_ws(it.p, end) != end || id.base == NULL)
+    static const ck_name_t names[] = {CK_NAME("id"), CK_NAME("jsonrpc"), CK_NAME("result"), CK_NAME("error")};
+    dp_span_t vals[4];
+    const char *after;
+    if (!pick_members((dp_span_t){p, (size_t)(end - p)}, 0, names, 4, vals, &after) || skip_ws(after, end) != end)
+        return;
+    dp_span_t id = vals[0], jsonrpc = vals[1], result = vals[2], error = vals[3];
+    if (id.base == NULL)
         return;
     char c = id.base[0];
     if (c != '"' && c != 'n' && c != '-' && !is_digit(c))

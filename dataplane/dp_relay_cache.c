@@ -380,10 +380,10 @@ static uint64_t expiry(const dp_worker_t *w, uint64_t ttl)
 /* --- a batch's answer --------------------------------------------------------------------------- */
 
 typedef struct st_answers_t {
-    dp_rcache_t *rc;
     dp_span_t *elems; /* the upstream's answers, in its order */
     int *matched;     /* elems[i] was given to an item */
     size_t n, cap;
+    dp_span_t *elem_of; /* [nitems]: the answer of each item of the client's (base NULL: none) */
 } answers_t;
 
 static int collect_answer(void *ctx, size_t index, dp_span_t elem)
@@ -397,9 +397,9 @@ static int collect_answer(void *ctx, size_t index, dp_span_t elem)
 }
 
 /* Reads a batch's answer from upstream: each item that went upstream gets the answer with its id, and
- * a cacheable result is stored. *elem_of[i] is the answer of item i (base NULL: none). Returns -1
+ * a cacheable result is stored (as->elem_of). Returns -1
  * when the answer is not an array this can read. */
-static int batch_match(dp_rcache_t *rc, const char *body, size_t len, answers_t *as, dp_span_t *elem_of)
+static int batch_match(dp_rcache_t *rc, const char *body, size_t len, answers_t *as)
 {
     if (dp_ck_array(body, len, collect_answer, as) < 0)
         return -1;
@@ -415,7 +415,7 @@ static int batch_match(dp_rcache_t *rc, const char *body, size_t len, answers_t 
                 continue;
             it->answered = 1;
             as->matched[i] = 1;
-            elem_of[k] = as->elems[i];
+            as->elem_of[k] = as->elems[i];
             if (it->key != NULL && ans.kind == DP_CK_ANSWER_RESULT && rc->store &&
                 as->elems[i].len <= rc->w->wgen->gen->cfg->cache.max_entry) {
                 dp_cache_entry_t *e = dp_cache_entry_new(it->key, it->keylen, as->elems[i].base, as->elems[i].len, &ans,
@@ -431,15 +431,15 @@ static int batch_match(dp_rcache_t *rc, const char *body, size_t len, answers_t 
     return 0;
 }
 
-static int answers_init(h2o_req_t *req, dp_rcache_t *rc, answers_t *as)
+static void answers_init(h2o_req_t *req, const dp_rcache_t *rc, answers_t *as)
 {
-    as->rc = rc;
     as->n = 0;
     as->cap = rc->nitems * 2 + 8; /* an upstream adding answers of its own is not followed further */
     as->elems = h2o_mem_alloc_pool(&req->pool, sizeof(*as->elems) * as->cap);
     as->matched = h2o_mem_alloc_pool(&req->pool, sizeof(*as->matched) * as->cap);
     memset(as->matched, 0, sizeof(*as->matched) * as->cap);
-    return 0;
+    as->elem_of = h2o_mem_alloc_pool(&req->pool, sizeof(*as->elem_of) * rc->nitems);
+    memset(as->elem_of, 0, sizeof(*as->elem_of) * rc->nitems);
 }
 
 /* The client's answer to a partial batch: the cached items and the upstream's, in the client's order,
@@ -448,9 +448,7 @@ static h2o_iovec_t batch_reassemble(h2o_req_t *req, dp_rcache_t *rc, const char 
 {
     answers_t as;
     answers_init(req, rc, &as);
-    dp_span_t *elem_of = h2o_mem_alloc_pool(&req->pool, sizeof(*elem_of) * rc->nitems);
-    memset(elem_of, 0, sizeof(*elem_of) * rc->nitems);
-    if (batch_match(rc, body, len, &as, elem_of) != 0)
+    if (batch_match(rc, body, len, &as) != 0)
         return h2o_iovec_init(body, len); /* not a batch answer (an error for the whole request): as it is */
     h2o_iovec_t v[5];
     size_t total = 2 + rc->nitems + as.n;
@@ -460,7 +458,7 @@ static h2o_iovec_t batch_reassemble(h2o_req_t *req, dp_rcache_t *rc, const char 
             for (size_t j = 0; j != nv; ++j)
                 total += v[j].len;
         } else {
-            total += elem_of[k].len;
+            total += as.elem_of[k].len;
         }
     }
     for (size_t i = 0; i != as.n; ++i)
@@ -487,7 +485,7 @@ static h2o_iovec_t batch_reassemble(h2o_req_t *req, dp_rcache_t *rc, const char 
                 p += v[j].len;
             }
         } else {
-            PUT(elem_of[k].base, elem_of[k].len); /* a notification has no answer */
+            PUT(as.elem_of[k].base, as.elem_of[k].len); /* a notification has no answer */
         }
     }
     for (size_t i = 0; i != as.n; ++i)
@@ -612,9 +610,7 @@ static void batch_store(dp_relay_t *r, const dp_attempt_t *a, const char *body, 
     dp_rcache_t *rc = r->cache;
     answers_t as;
     answers_init(r->req, rc, &as);
-    dp_span_t *elem_of = h2o_mem_alloc_pool(&r->req->pool, sizeof(*elem_of) * rc->nitems);
-    memset(elem_of, 0, sizeof(*elem_of) * rc->nitems);
-    batch_match(rc, body, len, &as, elem_of);
+    batch_match(rc, body, len, &as);
 }
 
 void dp_relay_cache_data(dp_relay_t *r, const dp_attempt_t *a, const char *p, size_t n, int final)

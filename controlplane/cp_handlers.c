@@ -104,7 +104,9 @@ void cp_h_get_config(cp_call_t *call)
         json_decref(doc);
         doc = red;
     }
-    char *text = doc == NULL ? NULL : yaml ? cfg_json_to_yaml(doc) : json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
+    char *text = doc == NULL ? NULL
+                 : yaml      ? cfg_json_to_yaml(doc)
+                             : json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
     json_decref(doc);
     if (text == NULL) {
         cp_respond_error(call, 503, yaml ? "cannot render the document as YAML" : "cannot render the document", NULL);
@@ -290,15 +292,39 @@ static json_t *next_before(json_t *list, int limit, const char *key)
     return json_null();
 }
 
-/* One page of a newest-first list (versions, events) as the query's limit/before ask; answers the
- * error and returns NULL on failure. *next gets the next page's cursor (new reference). */
-static json_t *list_page(cp_call_t *call, json_t *(*list_fn)(cp_store_t *, int64_t, int), const char *key, json_t **next)
+/* A listing's filter from the query: `who_key` and `what_key` (e.g. author and kind); a `what`
+ * must be one of `whats` (NULL-terminated). Answers 400 and returns -1 on a bad value. */
+static int list_filter(cp_call_t *call, const char *who_key, const char *what_key, const char *const *whats, cp_list_filter_t *f)
+{
+    size_t len;
+    f->who = cp_query_get(&call->query, who_key, &len);
+    if (f->who != NULL && (len == 0 || len > 256 || strlen(f->who) != len)) {
+        cp_respond_errorf(call, 400, "%s: must be a name of 1 to 256 bytes", who_key);
+        return -1;
+    }
+    f->what = cp_query_get(&call->query, what_key, &len);
+    if (f->what == NULL)
+        return 0;
+    for (size_t i = 0; whats[i] != NULL; i++)
+        if (strcmp(whats[i], f->what) == 0)
+            return 0;
+    char list[512] = "";
+    for (size_t i = 0, n = 0; whats[i] != NULL && n < sizeof(list); i++)
+        n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s", i > 0 ? ", " : "", whats[i]);
+    cp_respond_errorf(call, 400, "%s: \"%.64s\" is not one of %s", what_key, f->what, list);
+    return -1;
+}
+
+/* One page of a newest-first list (versions, events) as the query's limit/before ask, kept by `f`;
+ * answers the error and returns NULL on failure. *next gets the next page's cursor (new reference). */
+static json_t *list_page(cp_call_t *call, json_t *(*list_fn)(cp_store_t *, int64_t, int, const cp_list_filter_t *),
+                         const cp_list_filter_t *f, const char *key, json_t **next)
 {
     int limit;
     int64_t before;
     if (page_params(call, &limit, &before) != 0)
         return NULL;
-    json_t *list = list_fn(call->srv->store, before, limit);
+    json_t *list = list_fn(call->srv->store, before, limit, f);
     if (list == NULL) {
         cp_respond_store_error(call);
         return NULL;
@@ -307,9 +333,14 @@ static json_t *list_page(cp_call_t *call, json_t *(*list_fn)(cp_store_t *, int64
     return list;
 }
 
+static const char *const version_kinds[] = {"apply", "patch", "rollback", NULL};
+
 void cp_h_list_versions(cp_call_t *call)
 {
-    json_t *next, *list = list_page(call, cp_store_list_versions, "version", &next);
+    cp_list_filter_t f;
+    if (list_filter(call, "author", "kind", version_kinds, &f) != 0)
+        return;
+    json_t *next, *list = list_page(call, cp_store_list_versions, &f, "version", &next);
     if (list == NULL)
         return;
     cp_redact_members(call, list, "message");
@@ -604,9 +635,31 @@ void cp_h_delete_tag(cp_call_t *call)
 
 /* --- handlers: events ----------------------------------------------------------------------------- */
 
+/* every action an event can have (schema/openapi.yaml, Event.action) */
+static const char *const event_actions[] = {"apply",
+                                            "patch",
+                                            "rollback",
+                                            "tag",
+                                            "tag_delete",
+                                            "ack",
+                                            "nack",
+                                            "forget",
+                                            "rollout_start",
+                                            "rollout_step",
+                                            "rollout_pause",
+                                            "rollout_resume",
+                                            "rollout_promote",
+                                            "rollout_abort",
+                                            "rollout_rollback",
+                                            "rollout_gate_fail",
+                                            NULL};
+
 void cp_h_events(cp_call_t *call)
 {
-    json_t *next, *list = list_page(call, cp_store_list_events, "id", &next);
+    cp_list_filter_t f;
+    if (list_filter(call, "actor", "action", event_actions, &f) != 0)
+        return;
+    json_t *next, *list = list_page(call, cp_store_list_events, &f, "id", &next);
     if (list == NULL)
         return;
     cp_redact_members(call, list, "message");

@@ -38,6 +38,8 @@ typedef struct st_cp_route_t {
 
 static const char *const q_none[] = {NULL};
 static const char *const q_message[] = {"message", NULL};
+static const char *const q_versions[] = {"limit", "before", "author", "kind", NULL};
+static const char *const q_events[] = {"limit", "before", "actor", "action", NULL};
 static const char *const q_page[] = {"limit", "before", NULL};
 static const char *const q_diff[] = {"from", NULL};
 static const char *const q_poll[] = {"version", "wait", "labels", NULL};
@@ -50,7 +52,7 @@ static const cp_route_t routes[] = {
     {"PUT", "/v1/config", R_ADMIN, q_message, cp_h_put_config},
     {"PATCH", "/v1/config", R_ADMIN, q_message, cp_h_patch_config},
     {"POST", "/v1/config/validate", R_ADMIN, q_none, cp_h_validate},
-    {"GET", "/v1/versions", R_ADMIN | R_VIEWER, q_page, cp_h_list_versions},
+    {"GET", "/v1/versions", R_ADMIN | R_VIEWER, q_versions, cp_h_list_versions},
     {"GET", "/v1/versions/{n}", R_ADMIN | R_VIEWER, q_none, cp_h_get_version},
     {"GET", "/v1/versions/{n}/diff", R_ADMIN | R_VIEWER, q_diff, cp_h_diff},
     {"POST", "/v1/rollback", R_ADMIN, q_message, cp_h_rollback},
@@ -63,7 +65,7 @@ static const cp_route_t routes[] = {
     {"DELETE", "/v1/dataplanes/{id}", R_ADMIN, q_none, cp_h_delete_dataplane},
     {"GET", "/v1/dataplanes/{id}/config", R_ADMIN | R_DATAPLANE, q_poll, cp_h_dp_config},
     {"POST", "/v1/dataplanes/{id}/status", R_ADMIN | R_DATAPLANE, q_none, cp_h_dp_status},
-    {"GET", "/v1/events", R_ADMIN | R_VIEWER, q_page, cp_h_events},
+    {"GET", "/v1/events", R_ADMIN | R_VIEWER, q_events, cp_h_events},
     {"GET", "/v1/rollouts", R_ADMIN | R_VIEWER, q_page, cp_h_list_rollouts},
     {"GET", "/v1/rollouts/{id}", R_ADMIN | R_VIEWER, q_none, cp_h_get_rollout},
     {"POST", "/v1/rollouts/{id}/pause", R_ADMIN, q_none, cp_h_pause_rollout},

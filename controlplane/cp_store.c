@@ -534,15 +534,24 @@ static json_t *version_summary_json(const cp_version_t *v)
                      v->source_version > 0 ? json_integer(v->source_version) : json_null(), "hash", v->hash);
 }
 
-json_t *cp_store_list_versions(cp_store_t *store, int64_t before, int limit)
+/* Binds a listing's filter to parameters 3 (who) and 4 (what); NULL binds NULL, which keeps all. */
+static void bind_filter(sqlite3_stmt *st, const cp_list_filter_t *f)
+{
+    sqlite3_bind_text(st, 3, f != NULL ? f->who : NULL, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, f != NULL ? f->what : NULL, -1, SQLITE_STATIC);
+}
+
+json_t *cp_store_list_versions(cp_store_t *store, int64_t before, int limit, const cp_list_filter_t *f)
 {
     sqlite3_stmt *st =
         cp_store_prepare(store, "SELECT version, created_ms, author, message, kind, coalesce(source_version, 0), hash "
-                                "FROM versions WHERE version < ? ORDER BY version DESC LIMIT ?");
+                                "FROM versions WHERE version < ?1 AND (?3 IS NULL OR author = ?3) "
+                                "AND (?4 IS NULL OR kind = ?4) ORDER BY version DESC LIMIT ?2");
     if (st == NULL)
         return NULL;
     sqlite3_bind_int64(st, 1, before > 0 ? before : INT64_MAX);
     sqlite3_bind_int(st, 2, limit);
+    bind_filter(st, f);
     json_t *arr = json_array();
     int rc;
     while (arr != NULL && (rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -715,14 +724,16 @@ json_t *cp_store_list_tags(cp_store_t *store)
     return arr;
 }
 
-json_t *cp_store_list_events(cp_store_t *store, int64_t before, int limit)
+json_t *cp_store_list_events(cp_store_t *store, int64_t before, int limit, const cp_list_filter_t *f)
 {
     sqlite3_stmt *st = cp_store_prepare(store, "SELECT id, created_ms, actor, action, coalesce(version, 0), detail FROM events "
-                                               "WHERE id < ? ORDER BY id DESC LIMIT ?");
+                                               "WHERE id < ?1 AND (?3 IS NULL OR actor = ?3) AND (?4 IS NULL OR action = ?4) "
+                                               "ORDER BY id DESC LIMIT ?2");
     if (st == NULL)
         return NULL;
     sqlite3_bind_int64(st, 1, before > 0 ? before : INT64_MAX);
     sqlite3_bind_int(st, 2, limit);
+    bind_filter(st, f);
     json_t *arr = json_array();
     int rc;
     while (arr != NULL && (rc = sqlite3_step(st)) == SQLITE_ROW) {

@@ -104,9 +104,16 @@ int cp_store_get_version(cp_store_t *store, int64_t n, cp_version_t *out);
  * to the new number, UNCHANGED with *version = the active one, CONFLICT, or ERROR. */
 int cp_store_append(cp_store_t *store, const cp_append_t *a, int64_t *version);
 
-/* Versions newest first, with number < before (before <= 0: from the newest), at most limit.
- * Returns a JSON array of objects without documents (new reference), NULL on error. */
-json_t *cp_store_list_versions(cp_store_t *store, int64_t before, int limit);
+/* What a listing keeps: rows whose `who` (a version's author, an event's actor) and `what` (a
+ * version's kind, an event's action) equal these; NULL members (or a NULL filter) keep every row. */
+typedef struct st_cp_list_filter_t {
+    const char *who;
+    const char *what;
+} cp_list_filter_t;
+
+/* Versions newest first, with number < before (before <= 0: from the newest), at most limit, that
+ * `f` keeps. Returns a JSON array of objects without documents (new reference), NULL on error. */
+json_t *cp_store_list_versions(cp_store_t *store, int64_t before, int limit, const cp_list_filter_t *f);
 
 /* Points tag `name` at `version` (a new tags row + an event). OK / NOT_FOUND (no such version). */
 int cp_store_set_tag(cp_store_t *store, const char *name, int64_t version, const char *author, const char *message);
@@ -121,8 +128,8 @@ json_t *cp_store_list_tags(cp_store_t *store);
  * pointed at is set in *version (may be NULL). OK / NOT_FOUND (no such tag, or deleted already). */
 int cp_store_delete_tag(cp_store_t *store, const char *name, const char *author, const char *message, int64_t *version);
 
-/* Audit log newest first, ids < before (<= 0: from the newest), at most limit. */
-json_t *cp_store_list_events(cp_store_t *store, int64_t before, int limit);
+/* Audit log newest first, ids < before (<= 0: from the newest), at most limit, that `f` keeps. */
+json_t *cp_store_list_events(cp_store_t *store, int64_t before, int limit, const cp_list_filter_t *f);
 
 /* --- for the store's other files (cp_rollout_store.c, cp_store_dataplanes.c) ---------------- */
 

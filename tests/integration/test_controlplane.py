@@ -317,6 +317,23 @@ def test_rollback_to_version_and_tag():
     expect(cp.call("POST", "/v1/rollback", {"to": 1, "message": "a"}, headers={"Pathway-Message": "b"}), 400)
     kinds = [v["kind"] for v in cp.call("GET", "/v1/versions")[2]["versions"]]
     assert kinds == ["rollback", "apply", "rollback", "apply", "rollback", "apply", "apply"], kinds
+    # filters: by kind and author, paged within the filter; events by action and actor
+    s, _, b = expect(cp.call("GET", "/v1/versions?kind=rollback&limit=2"), 200)
+    assert [v["version"] for v in b["versions"]] == [7, 5] and b["next_before"] == 5, b
+    s, _, b = expect(cp.call("GET", "/v1/versions?kind=rollback&limit=2&before=5"), 200)
+    assert [v["version"] for v in b["versions"]] == [3], b
+    s, _, b = expect(cp.call("GET", "/v1/versions?author=ops&kind=apply"), 200)
+    assert [v["version"] for v in b["versions"]] == [6, 4, 2, 1], b
+    assert expect(cp.call("GET", "/v1/versions?author=nobody"), 200)[2]["versions"] == []
+    s, _, b = expect(cp.call("GET", "/v1/versions?kind=revert"), 400)
+    assert "kind" in b["error"] and "rollback" in b["error"], b
+    expect(cp.call("GET", "/v1/versions?author="), 400)
+    s, _, b = expect(cp.call("GET", "/v1/events?action=tag"), 200)
+    assert [e["action"] for e in b["events"]] == ["tag"], b
+    s, _, b = expect(cp.call("GET", "/v1/events?actor=ops&action=rollback", token=VIEWER), 200)
+    assert [e["version"] for e in b["events"]] == [7, 5, 3], b
+    s, _, b = expect(cp.call("GET", "/v1/events?action=reboot"), 400)
+    assert "action" in b["error"], b
 
 
 @pwtest.test

@@ -156,14 +156,14 @@ static void test_list_versions_paged(void **state)
         snprintf(doc, sizeof(doc), "{\"i\":%d}", i);
         append(f->store, doc, hash, -1, CP_STORE_CREATED);
     }
-    json_t *page = cp_store_list_versions(f->store, 0, 2);
+    json_t *page = cp_store_list_versions(f->store, 0, 2, NULL);
     assert_int_equal(json_array_size(page), 2);
     assert_int_equal(json_integer_value(json_object_get(json_array_get(page, 0), "version")), 5);
     assert_int_equal(json_integer_value(json_object_get(json_array_get(page, 1), "version")), 4);
     assert_null(json_object_get(json_array_get(page, 0), "document"));
     assert_string_equal(json_string_value(json_object_get(json_array_get(page, 0), "kind")), "apply");
     json_decref(page);
-    page = cp_store_list_versions(f->store, 4, 10);
+    page = cp_store_list_versions(f->store, 4, 10, NULL);
     assert_int_equal(json_array_size(page), 3);
     assert_int_equal(json_integer_value(json_object_get(json_array_get(page, 0), "version")), 3);
     json_decref(page);
@@ -207,7 +207,7 @@ static void test_tags(void **state)
     json_t *all = cp_store_list_tags(f->store);
     assert_int_equal(json_array_size(all), 1);
     json_decref(all);
-    json_t *ev = cp_store_list_events(f->store, 0, 10);
+    json_t *ev = cp_store_list_events(f->store, 0, 10, NULL);
     assert_int_equal(json_array_size(ev), 4); /* 2 versions, 2 tag moves */
     assert_string_equal(json_string_value(json_object_get(json_array_get(ev, 0), "action")), "tag");
     assert_string_equal(json_string_value(json_object_get(json_array_get(ev, 3), "message")), "why");
@@ -225,7 +225,7 @@ static void test_tags(void **state)
     all = cp_store_list_tags(f->store);
     assert_int_equal(json_array_size(all), 0);
     json_decref(all);
-    ev = cp_store_list_events(f->store, 0, 10);
+    ev = cp_store_list_events(f->store, 0, 10, NULL);
     assert_int_equal(json_array_size(ev), 5);
     assert_string_equal(json_string_value(json_object_get(json_array_get(ev, 0), "action")), "tag_delete");
     assert_string_equal(json_string_value(json_object_get(json_array_get(ev, 0), "message")), "stable: retired");
@@ -270,7 +270,7 @@ static void test_forget_dataplane_and_drift_state(void **state)
     cp_dataplane_dispose(&dp);
     assert_int_equal(cp_store_forget_dataplane(f->store, "dp-1", "ops"), CP_STORE_OK);
     assert_int_equal(cp_store_get_dataplane(f->store, "dp-1", &dp), CP_STORE_NOT_FOUND);
-    json_t *ev = cp_store_list_events(f->store, 0, 10);
+    json_t *ev = cp_store_list_events(f->store, 0, 10, NULL);
     assert_string_equal(json_string_value(json_object_get(json_array_get(ev, 0), "action")), "forget");
     assert_string_equal(json_string_value(json_object_get(json_array_get(ev, 0), "actor")), "ops");
     assert_string_equal(json_string_value(json_object_get(json_array_get(ev, 0), "message")), "dp-1");
@@ -305,7 +305,7 @@ static void test_dataplanes(void **state)
     /* the same NACK again is a heartbeat: no second event */
     assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 3000, 2, 0, "ca_file: cannot read", NULL, NULL, NULL),
                      CP_STORE_OK);
-    json_t *ev = cp_store_list_events(f->store, 0, 100);
+    json_t *ev = cp_store_list_events(f->store, 0, 100, NULL);
     assert_int_equal(json_array_size(ev), 3);
     assert_string_equal(json_string_value(json_object_get(json_array_get(ev, 0), "action")), "nack");
     assert_string_equal(json_string_value(json_object_get(json_array_get(ev, 0), "actor")), "dp-1");
@@ -327,7 +327,7 @@ static void test_dataplanes(void **state)
     assert_int_equal(cp_dp_state(&dp, 1, 40000, 30000, 0, 0), CP_DP_DISCONNECTED);
     assert_int_equal(cp_dp_state(&dp, 1, 40000, 30000, 1, 0), CP_DP_SYNCED); /* an open poll is alive */
     cp_dataplane_dispose(&dp);
-    ev = cp_store_list_events(f->store, 0, 100);
+    ev = cp_store_list_events(f->store, 0, 100, NULL);
     assert_int_equal(json_array_size(ev), 4);
     assert_string_equal(json_string_value(json_object_get(json_array_get(ev, 0), "action")), "ack");
     json_decref(ev);
@@ -376,7 +376,7 @@ static void test_dataplane_late_ack_and_retry(void **state)
     assert_int_equal(dp.applied_version, 2);
     assert_int_equal(cp_dp_state(&dp, 2, 1100, 30000, 0, 0), CP_DP_SYNCED);
     cp_dataplane_dispose(&dp);
-    json_t *ev = cp_store_list_events(f->store, 0, 100);
+    json_t *ev = cp_store_list_events(f->store, 0, 100, NULL);
     assert_int_equal(json_array_size(ev), 3); /* two versions, one ack: the late one is a heartbeat */
     json_decref(ev);
 
@@ -467,7 +467,7 @@ static void test_events_written_at_full(void **state)
     sqlite3_reset_auto_extension();
     assert_int_equal(trace_events, 4);
     assert_int_equal(trace_events_at_normal, 0);
-    json_t *ev = cp_store_list_events(f->store, 0, 100);
+    json_t *ev = cp_store_list_events(f->store, 0, 100, NULL);
     assert_int_equal(json_array_size(ev), 4);
     json_decref(ev);
 }

@@ -510,6 +510,46 @@ json_t *cfg_json_patch_apply(const json_t *doc, const json_t *patch, const char 
 /* Writes the config reference (docs/config.md) as Markdown, generated from the table. */
 char *cfg_reference_markdown(void);
 
+/* --- readable diff (pathwayctl diff, the API's diff) ---------------------------------------- */
+
+typedef enum en_cfg_change_kind_t {
+    CFG_CHANGE_ADD = '+',
+    CFG_CHANGE_REMOVE = '-',
+    CFG_CHANGE_REPLACE = '~',
+} cfg_change_kind_t;
+
+typedef struct st_cfg_change_t {
+    cfg_change_kind_t kind;
+    char *path;     /* in `set` syntax: "services.eth.pool.max_conns_per_host" */
+    json_t *before; /* NULL for ADD */
+    json_t *after;  /* NULL for REMOVE */
+    char *note;     /* NULL, or what the change means beyond its values: "was inherited from defaults" */
+} cfg_change_t;
+
+typedef struct st_cfg_changes_t {
+    cfg_change_t *entries;
+    size_t size;
+} cfg_changes_t;
+
+/* The changes from `a` to `b` (borrowed), keyed the way `set` addresses them: list items that are
+ * objects with a string `id` are matched by id (so removing a service is one change, not a shift
+ * of every later one), other lists by index. Sorted by path within each object. Returns 0, or -1
+ * when out of memory. cfg_changes_dispose frees.
+ *
+ * Inheritance is spelled out: a service's own `pool.max_idle_per_host` added or removed is a change
+ * from or to the value it inherited from `defaults` (built-in defaults where the document has
+ * none): "~ services.eth.pool.max_idle_per_host: 25 -> 5" with a note; a change of a `defaults` key
+ * a service section inherits notes the services it reaches. */
+int cfg_changes(const json_t *a, const json_t *b, cfg_changes_t *out);
+void cfg_changes_dispose(cfg_changes_t *changes);
+/* The changes as JSON: [{op: add|remove|replace, path, from?, to?, note?}]. New reference, NULL
+ * when out of memory. */
+json_t *cfg_changes_json(const cfg_changes_t *changes);
+
+/* A path segment in `set` syntax: "eth", or "[eth.main]" when the name holds '.', '[' or ']'.
+ * Appends to path (a malloc'd string, replaced); returns -1 when out of memory. */
+int cfg_path_append(char **path, const char *segment);
+
 #ifdef __cplusplus
 }
 #endif

@@ -4,7 +4,6 @@ add_library(pw_pathwayctl STATIC
   ${CMAKE_CURRENT_SOURCE_DIR}/pathwayctl/ctl_args.c
   ${CMAKE_CURRENT_SOURCE_DIR}/pathwayctl/ctl_conf.c
   ${CMAKE_CURRENT_SOURCE_DIR}/pathwayctl/ctl_set.c
-  ${CMAKE_CURRENT_SOURCE_DIR}/pathwayctl/ctl_diff.c
   ${CMAKE_CURRENT_SOURCE_DIR}/pathwayctl/ctl_http.c
   ${CMAKE_CURRENT_SOURCE_DIR}/pathwayctl/ctl_cmds.c
   ${CMAKE_CURRENT_SOURCE_DIR}/pathwayctl/ctl_versions.c

@@ -67,9 +67,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (json_is_object(doc) && json_is_object(after) && !has_null(after) && !has_null(doc) &&
                 (patched == NULL || !json_equal(patched, after)))
                 abort();
-            ctl_changes_t changes;
-            if (ctl_diff(doc, after, &changes) == 0)
-                ctl_changes_dispose(&changes);
+            cfg_changes_t changes;
+            if (cfg_changes(doc, after, &changes) == 0)
+                cfg_changes_dispose(&changes);
             json_decref(patched);
             json_decref(patch);
             json_decref(after);

@@ -475,14 +475,14 @@ static void test_doc_version(void **state)
 static char *diff_text(const char *a, const char *b)
 {
     json_t *ja = j(a), *jb = j(b);
-    ctl_changes_t ch;
-    assert_int_equal(ctl_diff(ja, jb, &ch), 0);
+    cfg_changes_t ch;
+    assert_int_equal(cfg_changes(ja, jb, &ch), 0);
     char *buf = NULL;
     size_t len = 0;
     FILE *fp = open_memstream(&buf, &len);
     ctl_changes_print(fp, &ch, 0);
     fclose(fp);
-    ctl_changes_dispose(&ch);
+    cfg_changes_dispose(&ch);
     json_decref(ja);
     json_decref(jb);
     return buf;
@@ -700,9 +700,9 @@ static void test_args_wait_create_version(void **state)
 static void test_path_append(void **state)
 {
     char *p = NULL;
-    assert_int_equal(ctl_path_append(&p, "services"), 0);
-    assert_int_equal(ctl_path_append(&p, "eth.main"), 0);
-    assert_int_equal(ctl_path_append(&p, "pool"), 0);
+    assert_int_equal(cfg_path_append(&p, "services"), 0);
+    assert_int_equal(cfg_path_append(&p, "eth.main"), 0);
+    assert_int_equal(cfg_path_append(&p, "pool"), 0);
     assert_string_equal(p, "services[eth.main].pool");
     free(p);
 }

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <jansson.h>
+#include "cfg.h"
 
 /* Exit codes: a contract with scripts, append-only. */
 typedef enum en_ctl_exit_t {
@@ -197,46 +198,11 @@ json_t *ctl_merge_diff(const json_t *from, const json_t *to);
 /* A value as `set` reads it: JSON when the text parses as JSON, else the text as a string. */
 json_t *ctl_set_value(const char *text);
 
-/* --- readable diff -------------------------------------------------------------------------- */
-
-typedef enum en_ctl_change_kind_t {
-    CTL_CHANGE_ADD = '+',
-    CTL_CHANGE_REMOVE = '-',
-    CTL_CHANGE_REPLACE = '~',
-} ctl_change_kind_t;
-
-typedef struct st_ctl_change_t {
-    ctl_change_kind_t kind;
-    char *path;     /* in `set` syntax: "services.eth.pool.max_conns_per_host" */
-    json_t *before; /* NULL for ADD */
-    json_t *after;  /* NULL for REMOVE */
-    char *note;     /* NULL, or what the change means beyond its values: "was inherited from defaults" */
-} ctl_change_t;
-
-typedef struct st_ctl_changes_t {
-    ctl_change_t *entries;
-    size_t size;
-} ctl_changes_t;
-
-/* The changes from `a` to `b` (borrowed), keyed the way `set` addresses them: list items that are
- * objects with a string `id` are matched by id (so removing a service is one change, not a shift
- * of every later one), other lists by index. Sorted by path within each object. Returns 0, or -1
- * when out of memory. ctl_changes_dispose frees.
- *
- * Inheritance is spelled out: a service's own `pool.max_idle_per_host` added or removed is a change
- * from or to the value it inherited from `defaults` (built-in defaults where the document has
- * none): "~ services.eth.pool.max_idle_per_host: 25 -> 5" with a note; a change of a `defaults` key
- * a service section inherits notes the services it reaches. */
-int ctl_diff(const json_t *a, const json_t *b, ctl_changes_t *out);
-void ctl_changes_dispose(ctl_changes_t *changes);
+/* --- readable diff (the changes come from schema/cfg.h's cfg_changes) -------------------- */
 
 /* Writes the changes one per line ("~ limiter.max_concurrent: 100 -> 200", a note in parentheses
  * after), colored when asked. */
-void ctl_changes_print(FILE *fp, const ctl_changes_t *changes, int color);
-
-/* A path segment in `set` syntax: "eth", or "[eth.main]" when the name holds '.', '[' or ']'.
- * Appends to path (a malloc'd string, replaced); returns -1 when out of memory. */
-int ctl_path_append(char **path, const char *segment);
+void ctl_changes_print(FILE *fp, const cfg_changes_t *changes, int color);
 
 /* --- HTTP ------------------------------------------------------------------------------------ */
 

@@ -419,7 +419,7 @@ char *ctl_error_with_ids(const char *msg, const json_t *doc)
             snprintf(seg, sizeof(seg), "%.*s", (int)(k - i - 1), msg + i + 1);
             const json_t *item = json_is_array(cur) ? json_array_get(cur, strtoul(seg, NULL, 10)) : NULL;
             const char *id = json_string_value(json_object_get(item, "id"));
-            if (ctl_path_append(&out, id != NULL ? id : seg) != 0)
+            if (cfg_path_append(&out, id != NULL ? id : seg) != 0)
                 goto Asis;
             cur = item;
             i = k + 1;
@@ -432,7 +432,7 @@ char *ctl_error_with_ids(const char *msg, const json_t *doc)
             if (k == i || k - i >= sizeof(seg))
                 goto Asis;
             snprintf(seg, sizeof(seg), "%.*s", (int)(k - i), msg + i);
-            if (ctl_path_append(&out, seg) != 0)
+            if (cfg_path_append(&out, seg) != 0)
                 goto Asis;
             cur = json_is_object(cur) ? json_object_get(cur, seg) : NULL;
             i = k;

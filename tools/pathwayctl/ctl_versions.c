@@ -143,15 +143,15 @@ static int get_active(ctl_t *ctl, json_t **doc, int64_t *version)
 /* Prints the readable changes from `before` to `after`, or `none` when they are equal. */
 static void print_changes(ctl_t *ctl, const json_t *before, const json_t *after, const char *none)
 {
-    ctl_changes_t ch;
-    if (ctl_diff(before, after, &ch) != 0) {
+    cfg_changes_t ch;
+    if (cfg_changes(before, after, &ch) != 0) {
         fprintf(ctl->err, "pathwayctl: out of memory\n");
         return;
     }
     if (ch.size == 0 && none != NULL)
         fprintf(ctl->out, "%s\n", none);
     ctl_changes_print(ctl->out, &ch, ctl->color);
-    ctl_changes_dispose(&ch);
+    cfg_changes_dispose(&ch);
 }
 
 /* After a call that stores a version (PUT/PATCH /v1/config, POST /v1/rollback): prints the result
@@ -840,4 +840,33 @@ int ctl_cmd_validate(ctl_t *ctl, const ctl_args_t *args)
     }
     ctl_response_dispose(&res);
     return rc;
+}
+
+static void print_value(FILE *fp, const json_t *v)
+{
+    char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT | JSON_SORT_KEYS);
+    fputs(s != NULL ? s : "?", fp);
+    free(s);
+}
+
+void ctl_changes_print(FILE *fp, const cfg_changes_t *changes, int color)
+{
+    for (size_t i = 0; i < changes->size; i++) {
+        const cfg_change_t *c = &changes->entries[i];
+        const char *on = !color                         ? ""
+                         : c->kind == CFG_CHANGE_ADD    ? "\033[32m"
+                         : c->kind == CFG_CHANGE_REMOVE ? "\033[31m"
+                                                        : "\033[33m";
+        fprintf(fp, "%s%c %s: ", on, (char)c->kind, c->path);
+        if (c->kind == CFG_CHANGE_REPLACE) {
+            print_value(fp, c->before);
+            fputs(" -> ", fp);
+            print_value(fp, c->after);
+        } else {
+            print_value(fp, c->kind == CFG_CHANGE_ADD ? c->after : c->before);
+        }
+        if (c->note != NULL)
+            fprintf(fp, " (%s)", c->note);
+        fprintf(fp, "%s\n", color ? "\033[0m" : "");
+    }
 }

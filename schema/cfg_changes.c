@@ -1,14 +1,14 @@
 /*
- * The readable diff of two documents, in `set` paths. The API's diff (RFC 6902) compares lists by
- * index, which is right for a machine but reads badly when a service is removed from the middle
- * (every later service "changes"); here list items with ids are matched by id.
+ * The readable diff of two documents, in `set` paths (pathwayctl diff, the API's diff `changes`). The API's diff (RFC 6902)
+ * compares lists by index, which is right for a machine but reads badly when a service is removed from the middle (every later
+ * service "changes"); here list items with ids are matched by id.
  */
-#include "ctl.h"
 #include "cfg.h"
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-int ctl_path_append(char **path, const char *segment)
+int cfg_path_append(char **path, const char *segment)
 {
     int bracket = strpbrk(segment, ".[]") != NULL;
     size_t old = *path != NULL ? strlen(*path) : 0, n = old + strlen(segment) + 3;
@@ -23,9 +23,9 @@ int ctl_path_append(char **path, const char *segment)
     return 0;
 }
 
-static int add_change(ctl_changes_t *out, ctl_change_kind_t kind, const char *path, const json_t *before, const json_t *after)
+static int add_change(cfg_changes_t *out, cfg_change_kind_t kind, const char *path, const json_t *before, const json_t *after)
 {
-    ctl_change_t *e = realloc(out->entries, (out->size + 1) * sizeof(*e));
+    cfg_change_t *e = realloc(out->entries, (out->size + 1) * sizeof(*e));
     if (e == NULL)
         return -1;
     out->entries = e;
@@ -79,13 +79,13 @@ static json_t *item_by_id(const json_t *list, const char *id)
     return NULL;
 }
 
-static int diff_into(ctl_changes_t *out, const json_t *a, const json_t *b, const char *path);
+static int diff_into(cfg_changes_t *out, const json_t *a, const json_t *b, const char *path);
 
 /* Recurses into `sub` under path; frees nothing of the caller's. */
-static int diff_child(ctl_changes_t *out, const json_t *a, const json_t *b, const char *path, const char *seg, int item)
+static int diff_child(cfg_changes_t *out, const json_t *a, const json_t *b, const char *path, const char *seg, int item)
 {
     char *sub = path[0] != '\0' ? strdup(path) : NULL;
-    if ((path[0] != '\0' && sub == NULL) || ctl_path_append(&sub, seg) != 0) {
+    if ((path[0] != '\0' && sub == NULL) || cfg_path_append(&sub, seg) != 0) {
         free(sub);
         return -1;
     }
@@ -98,16 +98,16 @@ static int diff_child(ctl_changes_t *out, const json_t *a, const json_t *b, cons
         rc = empty != NULL ? diff_into(out, a != NULL ? a : empty, b != NULL ? b : empty, sub) : -1;
         json_decref(empty);
     } else if (a == NULL)
-        rc = add_change(out, CTL_CHANGE_ADD, sub, NULL, b);
+        rc = add_change(out, CFG_CHANGE_ADD, sub, NULL, b);
     else if (b == NULL)
-        rc = add_change(out, CTL_CHANGE_REMOVE, sub, a, NULL);
+        rc = add_change(out, CFG_CHANGE_REMOVE, sub, a, NULL);
     else
         rc = diff_into(out, a, b, sub);
     free(sub);
     return rc;
 }
 
-static int diff_into(ctl_changes_t *out, const json_t *a, const json_t *b, const char *path)
+static int diff_into(cfg_changes_t *out, const json_t *a, const json_t *b, const char *path)
 {
     if (json_equal(a, b))
         return 0;
@@ -154,7 +154,7 @@ static int diff_into(ctl_changes_t *out, const json_t *a, const json_t *b, const
             if (ida == NULL || idb == NULL)
                 rc = -1;
             else if (!json_equal(ida, idb))
-                rc = add_change(out, CTL_CHANGE_REPLACE, path, ida, idb);
+                rc = add_change(out, CFG_CHANGE_REPLACE, path, ida, idb);
             json_decref(ida);
             json_decref(idb);
             return rc;
@@ -168,7 +168,7 @@ static int diff_into(ctl_changes_t *out, const json_t *a, const json_t *b, const
             return rc;
         }
     }
-    return add_change(out, CTL_CHANGE_REPLACE, path, a, b);
+    return add_change(out, CFG_CHANGE_REPLACE, path, a, b);
 }
 
 /* `defaults` as a service inherits it: the built-in defaults with the document's own on top. New
@@ -181,7 +181,7 @@ static json_t *effective_defaults(const json_t *doc, const json_t *builtin)
     return json_is_object(own) ? json_deep_copy(own) : json_is_object(builtin) ? json_deep_copy(builtin) : json_object();
 }
 
-static ctl_change_t *find_change(ctl_changes_t *out, const char *path)
+static cfg_change_t *find_change(cfg_changes_t *out, const char *path)
 {
     for (size_t i = 0; i < out->size; i++)
         if (strcmp(out->entries[i].path, path) == 0)
@@ -195,7 +195,7 @@ static char *join_path(const char *a, const char *b, const char *c, const char *
     char *p = NULL;
     const char *segs[] = {a, b, c, d};
     for (size_t i = 0; i < 4; i++) {
-        if (segs[i] != NULL && ctl_path_append(&p, segs[i]) != 0) {
+        if (segs[i] != NULL && cfg_path_append(&p, segs[i]) != 0) {
             free(p);
             return NULL;
         }
@@ -240,7 +240,7 @@ static char *reach_note(const json_t *doc, const char *section, const char *key)
 
 /* Spells out inheritance (see ctl.h): a service key that starts or stops overriding `defaults` is
  * a replacement of the inherited value; a `defaults` key names the services it reaches. */
-static int explain_inheritance(ctl_changes_t *out, const json_t *a, const json_t *b)
+static int explain_inheritance(cfg_changes_t *out, const json_t *a, const json_t *b)
 {
     if (out->size == 0 || !json_is_object(a) || !json_is_object(b))
         return 0;
@@ -265,17 +265,17 @@ static int explain_inheritance(ctl_changes_t *out, const json_t *a, const json_t
                 rc = -1;
                 goto Done;
             }
-            ctl_change_t *c = find_change(out, path);
+            cfg_change_t *c = find_change(out, path);
             free(path);
             if (c != NULL && c->note == NULL) {
                 json_t *base = json_object_get(json_object_get(builtin, section), key);
-                if (c->kind != CTL_CHANGE_REPLACE && base != NULL) {
+                if (c->kind != CFG_CHANGE_REPLACE && base != NULL) {
                     /* an explicit default set or removed: from or to the built-in value */
                     json_t *before = c->before != NULL ? c->before : json_deep_copy(base);
                     json_t *after = c->after != NULL ? c->after : json_deep_copy(base);
                     c->before = before;
                     c->after = after;
-                    c->kind = CTL_CHANGE_REPLACE;
+                    c->kind = CFG_CHANGE_REPLACE;
                 }
                 c->note = reach_note(b, section, key);
             }
@@ -294,17 +294,17 @@ static int explain_inheritance(ctl_changes_t *out, const json_t *a, const json_t
                 }
                 c = find_change(out, p);
                 free(p);
-                if (c == NULL || c->note != NULL || c->kind == CTL_CHANGE_REPLACE)
+                if (c == NULL || c->note != NULL || c->kind == CFG_CHANGE_REPLACE)
                     continue;
                 json_t *inherited_before = json_object_get(json_object_get(da, section), key);
-                if (c->kind == CTL_CHANGE_ADD && inherited_before != NULL) {
+                if (c->kind == CFG_CHANGE_ADD && inherited_before != NULL) {
                     c->before = json_deep_copy(inherited_before);
                     c->note = strdup("was inherited from defaults");
-                    c->kind = CTL_CHANGE_REPLACE;
-                } else if (c->kind == CTL_CHANGE_REMOVE) {
+                    c->kind = CFG_CHANGE_REPLACE;
+                } else if (c->kind == CFG_CHANGE_REMOVE) {
                     c->after = json_deep_copy(v);
                     c->note = strdup("now inherited from defaults");
-                    c->kind = CTL_CHANGE_REPLACE;
+                    c->kind = CFG_CHANGE_REPLACE;
                 }
             }
         }
@@ -316,18 +316,18 @@ Done:
     return rc;
 }
 
-int ctl_diff(const json_t *a, const json_t *b, ctl_changes_t *out)
+int cfg_changes(const json_t *a, const json_t *b, cfg_changes_t *out)
 {
     out->entries = NULL;
     out->size = 0;
     if (diff_into(out, a, b, "") != 0 || explain_inheritance(out, a, b) != 0) {
-        ctl_changes_dispose(out);
+        cfg_changes_dispose(out);
         return -1;
     }
     return 0;
 }
 
-void ctl_changes_dispose(ctl_changes_t *changes)
+void cfg_changes_dispose(cfg_changes_t *changes)
 {
     for (size_t i = 0; i < changes->size; i++) {
         free(changes->entries[i].path);
@@ -340,31 +340,20 @@ void ctl_changes_dispose(ctl_changes_t *changes)
     changes->size = 0;
 }
 
-static void print_value(FILE *fp, const json_t *v)
+json_t *cfg_changes_json(const cfg_changes_t *changes)
 {
-    char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT | JSON_SORT_KEYS);
-    fputs(s != NULL ? s : "?", fp);
-    free(s);
-}
-
-void ctl_changes_print(FILE *fp, const ctl_changes_t *changes, int color)
-{
-    for (size_t i = 0; i < changes->size; i++) {
-        const ctl_change_t *c = &changes->entries[i];
-        const char *on = !color                         ? ""
-                         : c->kind == CTL_CHANGE_ADD    ? "\033[32m"
-                         : c->kind == CTL_CHANGE_REMOVE ? "\033[31m"
-                                                        : "\033[33m";
-        fprintf(fp, "%s%c %s: ", on, (char)c->kind, c->path);
-        if (c->kind == CTL_CHANGE_REPLACE) {
-            print_value(fp, c->before);
-            fputs(" -> ", fp);
-            print_value(fp, c->after);
-        } else {
-            print_value(fp, c->kind == CTL_CHANGE_ADD ? c->after : c->before);
+    json_t *arr = json_array();
+    for (size_t i = 0; arr != NULL && i < changes->size; i++) {
+        const cfg_change_t *c = &changes->entries[i];
+        const char *op = c->kind == CFG_CHANGE_ADD ? "add" : c->kind == CFG_CHANGE_REMOVE ? "remove" : "replace";
+        json_t *o = json_pack("{ss ss}", "op", op, "path", c->path);
+        if (o == NULL || (c->before != NULL && json_object_set(o, "from", c->before) != 0) ||
+            (c->after != NULL && json_object_set(o, "to", c->after) != 0) ||
+            (c->note != NULL && json_object_set_new(o, "note", json_string(c->note)) != 0) || json_array_append_new(arr, o) != 0) {
+            json_decref(o);
+            json_decref(arr);
+            return NULL;
         }
-        if (c->note != NULL)
-            fprintf(fp, " (%s)", c->note);
-        fprintf(fp, "%s\n", color ? "\033[0m" : "");
     }
+    return arr;
 }

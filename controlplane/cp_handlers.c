@@ -435,14 +435,21 @@ void cp_h_diff(cp_call_t *call)
         a = ra;
         b = rb;
     }
-    json_t *patch = a != NULL && b != NULL ? cfg_json_diff(a, b) : NULL;
+    json_t *patch = a != NULL && b != NULL ? cfg_json_diff(a, b) : NULL, *changes = NULL;
+    cfg_changes_t ch;
+    if (patch != NULL && cfg_changes(a, b, &ch) == 0) {
+        changes = cfg_changes_json(&ch);
+        cfg_changes_dispose(&ch);
+    }
     json_decref(a);
     json_decref(b);
-    if (patch == NULL) {
+    if (patch == NULL || changes == NULL) {
+        json_decref(patch);
         cp_respond_error(call, 503, "out of memory", NULL);
         return;
     }
-    cp_respond_json(call, 200, json_pack("{sI sI so}", "from", (json_int_t)from, "to", (json_int_t)n, "patch", patch));
+    cp_respond_json(call, 200,
+                    json_pack("{sI sI so so}", "from", (json_int_t)from, "to", (json_int_t)n, "patch", patch, "changes", changes));
 }
 
 void cp_h_rollback(cp_call_t *call)

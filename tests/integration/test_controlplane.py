@@ -269,6 +269,9 @@ def test_versions_paging_and_diff():
     assert b["from"] == 2 and b["to"] == 3
     ops = {(o["op"], o["path"]): o.get("value") for o in b["patch"]}
     assert ops[("replace", "/log/level")] == "warn" and ops[("replace", "/defaults/pool/max_conns_per_host")] == 12, ops
+    assert {"op": "replace", "path": "log.level", "from": "info", "to": "warn"} in b["changes"], b["changes"]
+    ch = [c for c in b["changes"] if c["path"] == "defaults.pool.max_conns_per_host"]
+    assert ch and ch[0]["from"] == 11 and ch[0]["to"] == 12, b["changes"]
     s, _, b = expect(cp.call("GET", "/v1/versions/4/diff?from=1"), 200)
     assert {"op": "replace", "path": "/log/level", "value": "error"} in b["patch"]
     s, _, b = expect(cp.call("GET", "/v1/versions/1/diff"), 200)

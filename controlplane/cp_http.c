@@ -54,7 +54,9 @@ void cp_respond_raw(cp_call_t *call, int status, const char *ctype, const char *
     req->res.reason = pw_http_reason(status);
     if (ctype != NULL)
         cp_add_header(call, H2O_TOKEN_CONTENT_TYPE, ctype);
-    cp_add_header(call, H2O_TOKEN_CACHE_CONTROL, "no-store");
+    /* API answers are never cached; the console's assets (cp_ui.c) set their own */
+    if (h2o_find_header(&req->res.headers, H2O_TOKEN_CACHE_CONTROL, -1) < 0)
+        cp_add_header(call, H2O_TOKEN_CACHE_CONTROL, "no-store");
     req->res.content_length = len;
     h2o_send_inline(req, body, len);
 }

@@ -72,6 +72,10 @@ static const cp_route_t routes[] = {
     {"POST", "/v1/rollouts/{id}/resume", R_ADMIN, q_none, cp_h_resume_rollout},
     {"POST", "/v1/rollouts/{id}/promote", R_ADMIN, q_none, cp_h_promote_rollout},
     {"POST", "/v1/rollouts/{id}/abort", R_ADMIN, q_none, cp_h_abort_rollout},
+    /* the web console (cp_ui.c): its assets are one segment each, so whole-segment matching serves them */
+    {"GET", "/ui", R_PUBLIC, q_none, cp_h_ui_redirect},
+    {"GET", "/ui/", R_PUBLIC, q_none, cp_h_ui_index},
+    {"GET", "/ui/{asset}", R_PUBLIC, q_none, cp_h_ui_asset},
 };
 #define NUM_ROUTES (sizeof(routes) / sizeof(routes[0]))
 

@@ -100,6 +100,9 @@ void cp_h_pause_rollout(cp_call_t *call);
 void cp_h_resume_rollout(cp_call_t *call);
 void cp_h_promote_rollout(cp_call_t *call);
 void cp_h_abort_rollout(cp_call_t *call);
+void cp_h_ui_redirect(cp_call_t *call);
+void cp_h_ui_index(cp_call_t *call);
+void cp_h_ui_asset(cp_call_t *call);
 
 /* monotonic clock, ms: for deadlines and pauses, immune to wall-clock steps */
 static inline int64_t mono_ms(void)

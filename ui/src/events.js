@@ -1,0 +1,54 @@
+// Events: the audit log, newest first, filtered by actor and action, paged.
+import {html, useEffect, useState} from './preact-htm.js';
+import {get, query} from './api.js';
+import {ErrorBox, fmtTime} from './ui.js';
+
+const ACTIONS = ['apply', 'patch', 'rollback', 'tag', 'tag_delete', 'ack', 'nack', 'forget', 'rollout_start', 'rollout_step',
+  'rollout_pause', 'rollout_resume', 'rollout_promote', 'rollout_abort', 'rollout_rollback', 'rollout_gate_fail'];
+const PAGE = 50;
+
+export function EventsPage() {
+  const [filters, setFilters] = useState({actor: '', action: ''});
+  const [actor, setActor] = useState('');
+  const [events, setEvents] = useState([]);
+  const [next, setNext] = useState(null);
+  const [error, setError] = useState(null);
+  const [loading, setLoading] = useState(true);
+  const load = async (before, append) => {
+    setLoading(true);
+    try {
+      const data = await get('/v1/events' + query({limit: PAGE, before, actor: filters.actor, action: filters.action}));
+      setEvents(old => (append ? old.concat(data.events) : data.events));
+      setNext(data.next_before || null);
+      setError(null);
+    } catch (e) {
+      setError(e);
+    }
+    setLoading(false);
+  };
+  useEffect(() => {
+    load(undefined, false);
+  }, [filters]);
+  return html`<section>
+    <div class="page-head">
+      <h1>Events</h1>
+      <form class="filters" onSubmit=${e => { e.preventDefault(); setFilters({...filters, actor: actor.trim()}); }}>
+        <label>Actor <input name="actor" value=${actor} onInput=${e => setActor(e.target.value)} onChange=${e => setFilters({...filters, actor: e.target.value.trim()})} placeholder="any" size="10" /></label>
+        <label>Action <select name="action" value=${filters.action} onChange=${e => setFilters({...filters, action: e.target.value})}>
+          <option value="">any</option>${ACTIONS.map(a => html`<option value=${a}>${a}</option>`)}
+        </select></label>
+      </form>
+    </div>
+    <${ErrorBox} error=${error} />
+    ${!loading && !error && !events.length ? html`<p class="muted">No event${filters.actor || filters.action ? ' matches these filters' : ''}.</p>` : null}
+    ${events.length
+      ? html`<div class="table-box"><table class="events">
+          <thead><tr><th>#</th><th>Time</th><th>Actor</th><th>Action</th><th>Version</th><th>Message</th></tr></thead>
+          <tbody>${events.map(e => html`<tr class=${'event action-' + e.action}><td>${e.id}</td><td>${fmtTime(e.time)}</td><td>${e.actor}</td>
+            <td><span class=${'action action-' + e.action}>${e.action}</span></td>
+            <td>${e.version ? html`<a href=${'#/versions/' + e.version}>v${e.version}</a>` : ''}</td><td class="msg">${e.message}</td></tr>`)}</tbody>
+        </table></div>`
+      : null}
+    <div class="pager">${next ? html`<button type="button" onClick=${() => load(next, true)} disabled=${loading}>Older events</button>` : null}</div>
+  </section>`;
+}

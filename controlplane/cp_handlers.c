@@ -64,6 +64,12 @@ void cp_h_healthz(cp_call_t *call)
                     json_pack("{ss sI}", "status", "ok", "active_version", (json_int_t)cp_store_active_version(call->srv->store)));
 }
 
+/* Who the token is: the console asks at sign-in, and shows write buttons to an admin only. */
+void cp_h_whoami(cp_call_t *call)
+{
+    cp_respond_json(call, 200, json_pack("{ss ss}", "name", call->token->name, "role", cp_role_name(call->token->role)));
+}
+
 /* --- handlers: config --------------------------------------------------------------------------- */
 
 void cp_h_get_config(cp_call_t *call)

@@ -48,6 +48,7 @@ static const char *const q_dp_page[] = {"limit", "after", NULL};
 static const cp_route_t routes[] = {
     {"GET", "/healthz", R_PUBLIC, q_none, cp_h_healthz},
     {"GET", "/metrics", R_ADMIN | R_VIEWER, q_none, cp_h_metrics},
+    {"GET", "/v1/whoami", R_ADMIN | R_VIEWER | R_DATAPLANE, q_none, cp_h_whoami},
     {"GET", "/v1/config", R_ADMIN | R_VIEWER, q_none, cp_h_get_config},
     {"PUT", "/v1/config", R_ADMIN, q_message, cp_h_put_config},
     {"PATCH", "/v1/config", R_ADMIN, q_message, cp_h_patch_config},
@@ -101,6 +102,8 @@ static int match_path(cp_call_t *call, const char *pattern, const char *path, si
 {
     const char *p = pattern, *s = path, *end = path + len;
     size_t nparams = 0;
+    /* a route that failed half-way leaves no capture behind (auth reads params[0]) */
+    call->params[0] = call->params[1] = h2o_iovec_init(NULL, 0);
     while (*p != '\0' && s < end) {
         if (*p != '/' || *s != '/')
             return 0;
@@ -203,9 +206,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
                               cp_role_name(call->token->role), route->method, route->path);
             return 0;
         }
-        /* a dataplane token with ids acts only for those dataplanes; the dataplane routes are the
-         * only ones it may call, and each names the dataplane as its first parameter */
-        if (call->token->role == CP_ROLE_DATAPLANE && !cp_token_allows_id(call->token, call->params[0].base)) {
+        /* a dataplane token with ids acts only for those dataplanes; the dataplane routes name the
+         * dataplane as their first parameter (whoami, the only other one it may call, names none) */
+        if (call->token->role == CP_ROLE_DATAPLANE && call->params[0].base != NULL &&
+            !cp_token_allows_id(call->token, call->params[0].base)) {
             cp_respond_errorf(call, 403, "token \"%s\" may not act for dataplane \"%.64s\" (not among its ids)", call->token->name,
                               call->params[0].base);
             return 0;

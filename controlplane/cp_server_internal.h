@@ -76,6 +76,7 @@ struct st_cp_server_t {
 /* The handlers, one per row of the route table (cp_server.c); each answers now or later. */
 void cp_h_healthz(cp_call_t *call);
 void cp_h_metrics(cp_call_t *call);
+void cp_h_whoami(cp_call_t *call);
 void cp_h_get_config(cp_call_t *call);
 void cp_h_put_config(cp_call_t *call);
 void cp_h_patch_config(cp_call_t *call);

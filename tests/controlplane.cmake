@@ -23,3 +23,6 @@ pw_add_integration(test_controlplane_rollout integration/test_controlplane_rollo
 set_tests_properties(test_controlplane_rollout PROPERTIES RUN_SERIAL TRUE)
 pw_add_integration(test_controlplane_rollout_e2e integration/test_controlplane_rollout_e2e.py)
 set_tests_properties(test_controlplane_rollout_e2e PROPERTIES RUN_SERIAL TRUE)
+# the API of the web console: whoami, tags and fleet per version, per-service traffic series (issue 15)
+pw_add_integration(test_controlplane_console_api integration/test_controlplane_console_api.py)
+set_tests_properties(test_controlplane_console_api PROPERTIES RUN_SERIAL TRUE)

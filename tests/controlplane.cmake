@@ -26,3 +26,6 @@ set_tests_properties(test_controlplane_rollout_e2e PROPERTIES RUN_SERIAL TRUE)
 # the API of the web console: whoami, tags and fleet per version, per-service traffic series (issue 15)
 pw_add_integration(test_controlplane_console_api integration/test_controlplane_console_api.py)
 set_tests_properties(test_controlplane_console_api PROPERTIES RUN_SERIAL TRUE)
+# the web console in headless Chromium (issue 15); skipped (77) only without chromium or node
+pw_add_integration(test_console integration/test_console.py)
+set_tests_properties(test_console PROPERTIES RUN_SERIAL TRUE SKIP_RETURN_CODE 77 TIMEOUT 180)

@@ -126,4 +126,6 @@ function App() {
   return html`<${Shell} who=${who} route=${route} onSignOut=${() => { forgetToken(); setWho(null); setNotice(null); }} />`;
 }
 
-render(html`<${App} />`, document.getElementById('app'));
+const root = document.getElementById('app');
+root.textContent = ''; // the no-JavaScript note
+render(html`<${App} />`, root);

@@ -1,0 +1,242 @@
+// The web console in a real browser (headless Chromium through playwright-core), one phase per
+// run; tests/integration/test_console.py starts the control plane, the dataplanes and the mock
+// upstream, sets up what each phase needs through the API, and checks through the API what the
+// console did.
+//
+//   node console.mjs '<json: {phase, base, admin, viewer, out, chromium, node_modules, relays}>'
+//
+// Prints one JSON line of findings; exits 1 with the reason on the first check that fails. Any
+// console error, uncaught exception or Content-Security-Policy violation in a page fails the run.
+import {createRequire} from 'node:module';
+import {mkdirSync} from 'node:fs';
+import path from 'node:path';
+
+const cfg = JSON.parse(process.argv[2]);
+const require = createRequire(path.join(cfg.node_modules, 'noop.js'));
+const {chromium} = require('playwright-core');
+
+const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+const WIDE = {width: 1280, height: 800};
+const PHONE = {width: 390, height: 844};
+const found = {};
+let step = 'start';
+
+function check(cond, what) {
+  if (!cond) throw new Error(`${step}: ${what}`);
+}
+
+// A page that records console errors, uncaught exceptions and CSP violations. `allowed` lists
+// console error texts expected in this scenario (the browser logs a 401 answer as an error).
+async function openPage(browser, viewport, allowed = []) {
+  const context = await browser.newContext({viewport, deviceScaleFactor: 1});
+  const page = await context.newPage();
+  page.problems = [];
+  page.on('console', m => {
+    if (m.type() === 'error' && !allowed.some(a => m.text().includes(a))) page.problems.push('console error: ' + m.text());
+  });
+  page.on('pageerror', e => page.problems.push('uncaught: ' + e.message));
+  // runs through the DevTools protocol, which the page's CSP does not govern
+  await page.addInitScript(() => {
+    window.__csp = [];
+    document.addEventListener('securitypolicyviolation', e => window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`));
+  });
+  return page;
+}
+
+async function finish(page) {
+  const csp = await page.evaluate(() => window.__csp || []);
+  check(csp.length === 0, 'Content-Security-Policy violations: ' + csp.join('; '));
+  check(page.problems.length === 0, page.problems.join('; '));
+  await page.context().close();
+}
+
+async function signIn(page, token) {
+  const resp = await page.goto(cfg.base + '/ui/');
+  const h = resp.headers();
+  check(resp.status() === 200, `GET /ui/ answered ${resp.status()}`);
+  check(h['content-security-policy'] === CSP, `CSP header is ${h['content-security-policy']}`);
+  check(h['x-content-type-options'] === 'nosniff', 'no X-Content-Type-Options: nosniff');
+  await page.fill('input[name=token]', token);
+  await page.click('button[type=submit]');
+}
+
+// No horizontal page scroll (tables may scroll inside their own box).
+async function fits(page, what) {
+  const [sw, cw] = await page.evaluate(() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]);
+  check(sw <= cw, `${what}: the page scrolls sideways (${sw} px wide in a ${cw} px window)`);
+}
+
+async function shoot(page, name) {
+  mkdirSync(cfg.out, {recursive: true});
+  await page.screenshot({path: path.join(cfg.out, name + '.png'), fullPage: false});
+}
+
+async function goto(page, hash, ready) {
+  await page.goto(cfg.base + '/ui/' + hash);
+  await page.waitForSelector(ready, {timeout: 10000});
+}
+
+async function phaseSignin(browser) {
+  step = 'wrong token';
+  let page = await openPage(browser, WIDE, ['status of 401']);
+  await signIn(page, 'not-a-token-of-this-control-plane');
+  await page.waitForSelector('.error', {timeout: 10000});
+  const msg = await page.textContent('.error');
+  check(/does not know this token/.test(msg), `the message is "${msg}"`);
+  check(await page.evaluate(() => sessionStorage.getItem('pathway.token')) === null, 'a wrong token was kept');
+  await shoot(page, 'signin-wrong-token');
+  found.wrong_token_message = msg.trim();
+  await finish(page);
+
+  step = 'viewer';
+  page = await openPage(browser, WIDE);
+  await signIn(page, cfg.viewer);
+  await page.waitForSelector('.versions li.version', {timeout: 10000});
+  check((await page.textContent('.who')).includes('viewer'), 'the header does not say viewer');
+  for (const hash of ['#/versions', '#/versions/3', '#/versions/2', '#/rollouts', '#/fleet']) {
+    await goto(page, hash, hash.startsWith('#/versions/') ? '.yaml' : 'main.page h1');
+    await page.waitForTimeout(300);
+    const writes = await page.$$eval('button.write', b => b.map(x => x.textContent));
+    check(writes.length === 0, `${hash} shows write buttons to a viewer: ${writes}`);
+    const rb = await page.$$('text=Roll back to this version');
+    check(rb.length === 0, `${hash} offers a rollback to a viewer`);
+  }
+  found.viewer_write_buttons = 0;
+  await finish(page);
+
+  step = 'admin: versions';
+  page = await openPage(browser, WIDE);
+  await signIn(page, cfg.admin);
+  await page.waitForSelector('.versions li.version', {timeout: 10000});
+  const versions = await page.$$eval('.versions li.version', l => l.map(x => Number(x.dataset.version)));
+  check(JSON.stringify(versions) === '[3,2,1]', `the timeline shows ${JSON.stringify(versions)}, not [3,2,1]`);
+  found.versions = versions;
+
+  step = 'admin: diff';
+  await page.click('.versions li[data-version="3"] a.vnum');
+  await page.waitForSelector('.diff .change', {timeout: 10000});
+  const changes = await page.$$eval('.diff .change code', l => l.map(x => x.textContent));
+  check(changes.length === 1 && changes[0] === 'services.eth.pool.max_idle_per_host: 25 \u2192 5',
+    `v3's diff against its parent is ${JSON.stringify(changes)}`);
+  found.diff = changes;
+  check((await page.$$('button.write')).length === 2, 'an admin gets no Roll back and Tag buttons');
+  // any other version: against v1 the idle pool was not set at all
+  await page.fill('input[name=from]', '1');
+  await page.click('text=Compare');
+  await page.waitForSelector('text=From v1 to v3', {timeout: 10000});
+  found.diff_v1 = await page.$$eval('.diff .change code', l => l.map(x => x.textContent));
+  await shoot(page, 'version-wide');
+
+  step = 'admin: rollback';
+  await goto(page, '#/versions/2', '.yaml');
+  await page.click('text=Roll back to this version');
+  await page.waitForSelector('.dialog .change', {timeout: 10000});
+  const plan = await page.$$eval('.dialog .change code', l => l.map(x => x.textContent));
+  check(plan.length === 1 && plan[0] === 'services.eth.pool.max_idle_per_host: 5 \u2192 25', `the rollback dialog announces ${JSON.stringify(plan)}`);
+  found.rollback_plan = plan;
+  await page.fill('.dialog input[name=message]', 'console: back to 25 idle');
+  await shoot(page, 'rollback-dialog');
+  await page.click('.dialog button[type=submit]');
+  await page.waitForFunction(() => location.hash === '#/versions/4', null, {timeout: 10000});
+  await page.waitForSelector('.yaml', {timeout: 10000});
+  found.after_rollback = await page.evaluate(() => location.hash);
+  await finish(page);
+}
+
+// JSON-RPC requests through the dataplanes (bounded: `n` in all, `par` at a time).
+async function load(n, par) {
+  let sent = 0, ok = 0;
+  const one = async () => {
+    while (sent < n) {
+      const port = cfg.relays[sent++ % cfg.relays.length];
+      try {
+        const r = await fetch(`http://127.0.0.1:${port}/v1/eth`, {method: 'POST', headers: {'Content-Type': 'application/json'},
+          body: JSON.stringify({jsonrpc: '2.0', id: sent, method: 'eth_blockNumber', params: []})});
+        await r.arrayBuffer();
+        if (r.ok) ok++;
+      } catch {
+        // counted as not ok
+      }
+    }
+  };
+  await Promise.all(Array.from({length: par}, one));
+  return ok;
+}
+
+async function servedRequests(page) {
+  const el = await page.$('.service[data-service="eth"]');
+  return el ? Number(await el.getAttribute('data-requests')) : 0;
+}
+
+async function phasePages(browser) {
+  step = 'fleet';
+  let page = await openPage(browser, WIDE);
+  await signIn(page, cfg.admin);
+  await page.waitForSelector('.versions li.version', {timeout: 10000});
+  await goto(page, '#/fleet', 'tr.dp');
+  const rows = await page.$$eval('tr.dp', l => l.map(r => ({id: r.dataset.dataplane, state: r.dataset.state, bad: r.classList.contains('bad'),
+    error: (r.querySelector('.dp-error') || {}).textContent || '', bg: getComputedStyle(r).backgroundColor})));
+  const rejected = rows.filter(r => r.state === 'rejected');
+  check(rejected.length >= 1, `no dataplane is shown rejected: ${JSON.stringify(rows)}`);
+  for (const r of rejected) {
+    check(r.bad, `${r.id} is rejected but not flagged`);
+    check(r.error.includes('rejected v5') && r.error.includes('ca_file'), `${r.id}'s error reads "${r.error}"`);
+    check(r.bg !== 'rgba(0, 0, 0, 0)', `${r.id}'s row does not stand out (background ${r.bg})`);
+  }
+  const fine = rows.filter(r => r.state !== 'rejected');
+  for (const r of fine) check(!r.bad, `${r.id} (${r.state}) is flagged`);
+  found.fleet = rows.map(({id, state, bad}) => ({id, state, bad}));
+
+  step = 'traffic';
+  await goto(page, '#/traffic', 'main.page h1');
+  await page.waitForTimeout(500);
+  const before = await servedRequests(page);
+  const ok = await load(cfg.requests, 4);
+  check(ok === cfg.requests, `only ${ok} of ${cfg.requests} relayed requests succeeded`);
+  const deadline = Date.now() + 40000;
+  let after = before;
+  while (Date.now() < deadline) {
+    // the page refreshes itself every 10 s; reloading only makes the wait shorter
+    await page.reload();
+    await page.waitForSelector('main.page h1', {timeout: 10000});
+    await page.waitForTimeout(1500);
+    after = await servedRequests(page);
+    if (after >= before + cfg.requests) break;
+  }
+  check(after >= before + cfg.requests, `the eth chart shows ${after} requests after ${cfg.requests} more (before: ${before})`);
+  const canvases = await page.$$eval('.service[data-service="eth"] canvas', l => l.length);
+  check(canvases === 3, `the eth service has ${canvases} charts, not 3`);
+  found.traffic = {before, after, max_rps: Number(await page.getAttribute('.service[data-service="eth"]', 'data-max-rps'))};
+  await finish(page);
+
+  step = 'screenshots';
+  for (const [vp, tag] of [[WIDE, 'wide'], [PHONE, 'phone']]) {
+    page = await openPage(browser, vp);
+    await signIn(page, cfg.admin);
+    await page.waitForSelector('.versions li.version', {timeout: 10000});
+    const pages = [['versions', '#/versions', '.versions li.version'], ['version', '#/versions/3', '.diff'],
+      ['fleet', '#/fleet', 'tr.dp'], ['traffic', '#/traffic', '.service canvas'], ['rollouts', '#/rollouts', 'main.page h1'],
+      ['events', '#/events', 'tr.event']];
+    for (const [name, hash, ready] of pages) {
+      step = `screenshots: ${name} (${tag})`;
+      await goto(page, hash, ready);
+      await page.waitForTimeout(400);
+      await fits(page, `${name} at ${vp.width} px`);
+      await shoot(page, `${name}-${tag}`);
+    }
+    await finish(page);
+  }
+}
+
+const browser = await chromium.launch({executablePath: cfg.chromium, headless: true, args: ['--no-sandbox', '--disable-gpu']});
+try {
+  if (cfg.phase === 'signin') await phaseSignin(browser);
+  else if (cfg.phase === 'pages') await phasePages(browser);
+  else throw new Error('unknown phase ' + cfg.phase);
+  console.log(JSON.stringify(found));
+} catch (e) {
+  console.error(e.message);
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}

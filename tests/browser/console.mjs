@@ -168,7 +168,7 @@ async function servedRequests(page) {
   return el ? Number(await el.getAttribute('data-requests')) : 0;
 }
 
-async function phasePages(browser) {
+async function phaseFleet(browser) {
   step = 'fleet';
   let page = await openPage(browser, WIDE);
   await signIn(page, cfg.admin);
@@ -183,9 +183,10 @@ async function phasePages(browser) {
     check(r.error.includes('rejected v5') && r.error.includes('ca_file'), `${r.id}'s error reads "${r.error}"`);
     check(r.bg !== 'rgba(0, 0, 0, 0)', `${r.id}'s row does not stand out (background ${r.bg})`);
   }
-  const fine = rows.filter(r => r.state !== 'rejected');
-  for (const r of fine) check(!r.bad, `${r.id} (${r.state}) is flagged`);
+  for (const r of rows.filter(r => r.state !== 'rejected')) check(!r.bad, `${r.id} (${r.state}) is flagged`);
   found.fleet = rows.map(({id, state, bad}) => ({id, state, bad}));
+  await fits(page, 'fleet at 1280 px');
+  await shoot(page, 'fleet-wide');
 
   step = 'traffic';
   await goto(page, '#/traffic', 'main.page h1');
@@ -193,7 +194,7 @@ async function phasePages(browser) {
   const before = await servedRequests(page);
   const ok = await load(cfg.requests, 4);
   check(ok === cfg.requests, `only ${ok} of ${cfg.requests} relayed requests succeeded`);
-  const deadline = Date.now() + 40000;
+  const deadline = Date.now() + 30000;
   let after = before;
   while (Date.now() < deadline) {
     // the page refreshes itself every 10 s; reloading only makes the wait shorter
@@ -207,22 +208,56 @@ async function phasePages(browser) {
   const canvases = await page.$$eval('.service[data-service="eth"] canvas', l => l.length);
   check(canvases === 3, `the eth service has ${canvases} charts, not 3`);
   found.traffic = {before, after, max_rps: Number(await page.getAttribute('.service[data-service="eth"]', 'data-max-rps'))};
+  await shoot(page, 'traffic-wide');
   await finish(page);
 
-  step = 'screenshots';
+  step = 'fleet (390 px)';
+  page = await openPage(browser, PHONE);
+  await signIn(page, cfg.admin);
+  await page.waitForSelector('.versions li.version', {timeout: 10000});
+  await goto(page, '#/fleet', 'tr.dp');
+  await fits(page, 'fleet at 390 px');
+  await shoot(page, 'fleet-phone');
+  await finish(page);
+}
+
+async function phaseRollout(browser) {
+  step = 'rollout: viewer';
+  let page = await openPage(browser, WIDE);
+  await signIn(page, cfg.viewer);
+  await page.waitForSelector('.versions li.version', {timeout: 10000});
+  await goto(page, '#/rollouts', '.rollout.live');
+  check((await page.$$('button.write')).length === 0, 'a viewer gets rollout buttons');
+  await finish(page);
+
+  step = 'rollout: pause';
+  page = await openPage(browser, WIDE);
+  await signIn(page, cfg.admin);
+  await page.waitForSelector('.versions li.version', {timeout: 10000});
+  await goto(page, '#/rollouts', '.rollout.live[data-state="progressing"]');
+  const buttons = await page.$$eval('button.write', l => l.map(b => b.textContent));
+  check(JSON.stringify(buttons) === '["Pause","Promote","Abort"]', `a progressing rollout offers ${JSON.stringify(buttons)}`);
+  await page.waitForSelector('tr.verdict', {timeout: 10000});
+  await shoot(page, 'rollouts-wide');
+  await page.click('button.write:has-text("Pause")');
+  await page.click('.dialog button[type=submit]');
+  await page.waitForSelector('.rollout.live[data-state="paused"]', {timeout: 10000});
+  found.rollout_buttons_paused = await page.$$eval('button.write', l => l.map(b => b.textContent));
+  check(JSON.stringify(found.rollout_buttons_paused) === '["Resume","Promote","Abort"]', `a paused rollout offers ${JSON.stringify(found.rollout_buttons_paused)}`);
+  await finish(page);
+
   for (const [vp, tag] of [[WIDE, 'wide'], [PHONE, 'phone']]) {
     page = await openPage(browser, vp);
     await signIn(page, cfg.admin);
     await page.waitForSelector('.versions li.version', {timeout: 10000});
     const pages = [['versions', '#/versions', '.versions li.version'], ['version', '#/versions/3', '.diff'],
-      ['fleet', '#/fleet', 'tr.dp'], ['traffic', '#/traffic', '.service canvas'], ['rollouts', '#/rollouts', 'main.page h1'],
-      ['events', '#/events', 'tr.event']];
+      ['traffic', '#/traffic', '.service canvas'], ['rollouts', '#/rollouts', 'tr.verdict'], ['events', '#/events', 'tr.event']];
     for (const [name, hash, ready] of pages) {
       step = `screenshots: ${name} (${tag})`;
       await goto(page, hash, ready);
       await page.waitForTimeout(400);
       await fits(page, `${name} at ${vp.width} px`);
-      await shoot(page, `${name}-${tag}`);
+      if (!(name === 'traffic' && tag === 'wide') && !(name === 'rollouts' && tag === 'wide')) await shoot(page, `${name}-${tag}`);
     }
     await finish(page);
   }
@@ -231,7 +266,8 @@ async function phasePages(browser) {
 const browser = await chromium.launch({executablePath: cfg.chromium, headless: true, args: ['--no-sandbox', '--disable-gpu']});
 try {
   if (cfg.phase === 'signin') await phaseSignin(browser);
-  else if (cfg.phase === 'pages') await phasePages(browser);
+  else if (cfg.phase === 'fleet') await phaseFleet(browser);
+  else if (cfg.phase === 'rollout') await phaseRollout(browser);
   else throw new Error('unknown phase ' + cfg.phase);
   console.log(JSON.stringify(found));
 } catch (e) {

@@ -9,6 +9,7 @@ checks through the API what the console did:
 - "Roll back to this version" in the console makes a new version of kind rollback;
 - a dataplane that NACKs a version it cannot apply stands out in Fleet with its error;
 - the traffic chart moves after a bounded load through the dataplanes;
+- an admin pauses a live rollout from the console (a viewer gets no rollout buttons);
 - /ui answers carry the security headers, and no page logs a console error or a CSP violation.
 
 Screenshots of the main pages (1280x800 and 390 px wide) go to <build>/test-output/console/.
@@ -148,11 +149,24 @@ def console_in_a_browser():
     for i in range(2):
         s.wait_dp(i, lambda d: d.get("rejected_version") == bad and d.get("state") == "rejected", "to reject v5")
 
-    got = s.browser("pages", timeout=110 - (time.time() - start))
+    got = s.browser("fleet", timeout=60)
     assert {r["id"]: r["state"] for r in got["fleet"]} == {"edge-0": "rejected", "edge-1": "rejected"}, got
     assert got["traffic"]["after"] >= got["traffic"]["before"] + REQUESTS and got["traffic"]["max_rps"] > 0, got
-    # what the load did is what the mock upstream saw
+    # what the console counted went through the dataplanes to the upstream
     assert dp_util.mock_stats(s.mport)["requests"] >= REQUESTS
+
+    # a live rollout (canary: edge-0 by its label; a gate that never has enough requests to pass,
+    # so it stays at step 1) that the admin pauses from the console
+    doc = document(s.mport, idle=10, level="debug")
+    doc["rollout"] = {"canary": {"labels": {"tier": "canary"}}, "steps": [{"percent": 50, "hold": "10m"}, {"percent": 100, "hold": "1s"}],
+                      "gate": {"interval": "1s", "min_requests": 1000000}}
+    got_put = cp_util.expect(s.cp.call("PUT", "/v1/config", doc, headers={"Pathway-Message": "fewer idle, canary first"}), 201)[2]
+    rid = got_put["rollout"]["id"]
+    got = s.browser("rollout", timeout=max(10, 115 - (time.time() - start)))
+    status, _, ro = s.cp.call("GET", f"/v1/rollouts/{rid}")
+    assert status == 200 and ro["state"] == "paused", ro
+    status, _, ev = s.cp.call("GET", "/v1/events?action=rollout_pause")
+    assert [e["actor"] for e in ev["events"]] == ["ops"], ev
     for name in ("versions", "version", "fleet", "traffic", "rollouts", "events"):
         for tag in ("wide", "phone"):
             assert os.path.getsize(os.path.join(OUT, f"{name}-{tag}.png")) > 5000, (name, tag)

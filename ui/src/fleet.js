@@ -52,7 +52,7 @@ export function FleetPage() {
     <div class="page-head">
       <h1>Fleet</h1>
       ${data ? html`<p class="summary">Active version <a href=${'#/versions/' + data.active}>v${data.active}</a> · ${dps.length} dataplane${dps.length === 1 ? '' : 's'}
-        ${Object.entries(counts).map(([s, n]) => html` · <span class=${'state-' + s}>${n} ${s}</span>`)}</p>` : null}
+        ${Object.entries(counts).map(([s, n]) => html` · <span class=${'count count-' + s}>${n} ${s}</span>`)}</p>` : null}
     </div>
     <${ErrorBox} error=${error} />
     ${data && !dps.length ? html`<p class="muted">No dataplane has asked this control plane for its config yet.</p>` : null}

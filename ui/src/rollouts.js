@@ -4,6 +4,8 @@ import {html, useState} from './preact-htm.js';
 import {api, get, query} from './api.js';
 import {Badge, ConfirmDialog, ErrorBox, ago, fmtTime, num, pct, useLoad} from './ui.js';
 
+const SHOWN = 12; // verdicts listed: the latest
+
 const ACTIONS = {
   pause: {label: 'Pause', when: ['progressing'], what: 'The current set keeps its version; the gate and the hold stop until you resume.'},
   resume: {label: 'Resume', when: ['paused'], what: 'The hold goes on from where it stopped; the gate starts a new window.'},
@@ -19,7 +21,8 @@ function Figures({f}) {
 function Live({r, admin, reload}) {
   const [action, setAction] = useState(null);
   const steps = r.steps || [];
-  const verdicts = (r.verdicts || []).slice().reverse();
+  const all = r.verdicts || [];
+  const verdicts = all.slice(-SHOWN).reverse(); // the latest first
   return html`<article class="rollout live" data-rollout=${r.id} data-state=${r.state}>
     <div class="page-head">
       <h2>Rollout ${r.id}: <a href=${'#/versions/' + r.from_version}>v${r.from_version}</a> → <a href=${'#/versions/' + r.version}>v${r.version}</a> <${Badge} kind=${'ro-' + r.state}>${r.state}<//></h2>
@@ -38,7 +41,7 @@ function Live({r, admin, reload}) {
       <dt>Gate</dt><dd>${r.failures} failure${r.failures === 1 ? '' : 's'}, ${r.step_passes} pass${r.step_passes === 1 ? '' : 'es'} this step</dd>
       <dt>Started</dt><dd>${fmtTime(r.created_at)} by ${r.author}</dd>
     </dl>
-    <h3>Gate verdicts</h3>
+    <h3>Gate verdicts${all.length > SHOWN ? html` <span class="muted">(the latest ${SHOWN} of ${all.length})</span>` : null}</h3>
     ${verdicts.length
       ? html`<div class="table-box"><table>
           <thead><tr><th>At</th><th>Step</th><th>Result</th><th>Canary</th><th>Baseline</th><th>Reason</th></tr></thead>

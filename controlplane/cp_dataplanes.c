@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "pw_log.h"
+#include "cp_series.h"
 
 /* --- long polls ------------------------------------------------------------------------------ */
 
@@ -281,6 +282,7 @@ void cp_h_delete_dataplane(cp_call_t *call)
         cp_respond_store_error(call);
         return;
     }
+    cp_series_forget(srv->series, id);
     PW_INFO("dataplane %s forgotten by %s", id, call->token->name);
     cp_respond_json(call, 200, json_pack("{ss sb}", "id", id, "forgotten", 1));
 }
@@ -563,6 +565,31 @@ void cp_h_dp_config(cp_call_t *call)
     srv->num_waiters++;
 }
 
+/* Feeds a heartbeat's traffic (checked by cp_parse_status) to the rollout engine, summed, and to the
+ * per-service series. */
+static void observe_traffic(cp_server_t *srv, const char *id, const json_t *traffic)
+{
+    int64_t tv;
+    cp_service_traffic_t *svcs;
+    size_t n;
+    char terr[256];
+    if (cp_traffic_parse_services(traffic, &tv, &svcs, &n, terr, sizeof(terr)) != 0)
+        return;
+    cp_traffic_t sum = {0};
+    for (size_t i = 0; i < n; i++)
+        cp_traffic_add(&sum, &svcs[i].t);
+    cp_engine_observe(srv, id, tv, &sum);
+    int refused = cp_series_observe(srv->series, id, tv, svcs, n, cp_now_ms());
+    cp_series_stats_t st;
+    cp_series_stats(srv->series, &st);
+    if (refused > 0 && st.refused == (uint64_t)refused)
+        /* said once: the count goes on in pathway_control_series_refused_total */
+        PW_WARN("traffic series: %d service(s) of dataplane %s not tracked: %d services are (at most), or a name is longer "
+                "than %d bytes; further ones are counted in pathway_control_series_refused_total only",
+                refused, id, CP_SERIES_MAX_SERVICES, CP_SERIES_MAX_NAME);
+    free(svcs);
+}
+
 void cp_h_dp_status(cp_call_t *call)
 {
     cp_server_t *srv = call->srv;
@@ -587,13 +614,8 @@ void cp_h_dp_status(cp_call_t *call)
                                        r.stats, r.hash[0] ? r.hash : NULL);
     if (!r.applied)
         PW_WARN("dataplane %s rejected version %lld: %s", call->params[0].base, (long long)r.version, r.error);
-    if (rc == CP_STORE_OK && r.traffic != NULL) {
-        int64_t tv;
-        cp_traffic_t t;
-        char terr[256];
-        if (cp_traffic_parse(r.traffic, &tv, &t, terr, sizeof(terr)) == 0)
-            cp_engine_observe(srv, call->params[0].base, tv, &t);
-    }
+    if (rc == CP_STORE_OK && r.traffic != NULL)
+        observe_traffic(srv, call->params[0].base, r.traffic);
     if (rc == CP_STORE_OK && !r.applied)
         cp_engine_nack(srv, call->params[0].base, r.version, r.error);
     cp_status_req_dispose(&r);

@@ -18,6 +18,7 @@
 #include <openssl/crypto.h>
 #include <h2o/version.h>
 #include "pw_log.h"
+#include "cp_series.h"
 
 enum {
     R_ADMIN = 1 << CP_ROLE_ADMIN,
@@ -44,11 +45,13 @@ static const char *const q_page[] = {"limit", "before", NULL};
 static const char *const q_diff[] = {"from", NULL};
 static const char *const q_poll[] = {"version", "wait", "labels", NULL};
 static const char *const q_dp_page[] = {"limit", "after", NULL};
+static const char *const q_series[] = {"since", "service", NULL};
 
 static const cp_route_t routes[] = {
     {"GET", "/healthz", R_PUBLIC, q_none, cp_h_healthz},
     {"GET", "/metrics", R_ADMIN | R_VIEWER, q_none, cp_h_metrics},
     {"GET", "/v1/whoami", R_ADMIN | R_VIEWER | R_DATAPLANE, q_none, cp_h_whoami},
+    {"GET", "/v1/metrics/services", R_ADMIN | R_VIEWER, q_series, cp_h_metrics_services},
     {"GET", "/v1/config", R_ADMIN | R_VIEWER, q_none, cp_h_get_config},
     {"PUT", "/v1/config", R_ADMIN, q_message, cp_h_put_config},
     {"PATCH", "/v1/config", R_ADMIN, q_message, cp_h_patch_config},
@@ -426,7 +429,14 @@ cp_server_t *cp_server_create(const cp_config_t *conf, cp_store_t *store, char *
     srv->started_ms = cp_now_ms();
     h2o_linklist_init_anchor(&srv->waiters);
     fit_descriptors(srv);
+    if ((srv->series = cp_series_create(CP_SERIES_MAX_SERVICES)) == NULL) {
+        free(srv->counts);
+        free(srv);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
     if (cp_engine_init(srv) != 0) {
+        cp_series_destroy(srv->series);
         cp_engine_dispose(srv);
         free(srv->counts);
         free(srv);
@@ -438,6 +448,7 @@ cp_server_t *cp_server_create(const cp_config_t *conf, cp_store_t *store, char *
     int fd = open_listener(conf, err, errlen);
     if (fd < 0) {
         cp_engine_dispose(srv);
+        cp_series_destroy(srv->series);
         free(srv->counts);
         free(srv);
         return NULL;
@@ -550,6 +561,7 @@ void cp_server_destroy(cp_server_t *srv)
         return;
     }
     cp_engine_dispose(srv);
+    cp_series_destroy(srv->series);
     free(srv->counts);
     free(srv);
 }

@@ -71,12 +71,14 @@ struct st_cp_server_t {
     int64_t polls_refused_warned;                 /* monotonic ms of the last warning about it (one a minute) */
     cp_hash_memo_t hash_memo[CP_HASH_MEMO_SLOTS]; /* version hashes for drift checks */
     struct st_cp_engine_t *engine;                /* safe rollouts (cp_rollout_engine.c) */
+    struct st_cp_series_t *series;                /* per-service traffic from heartbeats (cp_series.h) */
 };
 
 /* The handlers, one per row of the route table (cp_server.c); each answers now or later. */
 void cp_h_healthz(cp_call_t *call);
 void cp_h_metrics(cp_call_t *call);
 void cp_h_whoami(cp_call_t *call);
+void cp_h_metrics_services(cp_call_t *call);
 void cp_h_get_config(cp_call_t *call);
 void cp_h_put_config(cp_call_t *call);
 void cp_h_patch_config(cp_call_t *call);

@@ -29,3 +29,4 @@ set_tests_properties(test_controlplane_console_api PROPERTIES RUN_SERIAL TRUE)
 # the web console in headless Chromium (issue 15); skipped (77) only without chromium or node
 pw_add_integration(test_console integration/test_console.py)
 set_tests_properties(test_console PROPERTIES RUN_SERIAL TRUE SKIP_RETURN_CODE 77 TIMEOUT 180)
+pw_add_unit(test_cp_series SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_cp_series.c LIBS pw_controlplane)

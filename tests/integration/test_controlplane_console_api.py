@@ -3,6 +3,8 @@ state of each version, and the per-service traffic series the dataplanes' heartb
 (GET /v1/metrics/services). Reports are sent as dataplanes send them (the dataplane token, POST
 status with `traffic`); the last test runs a real managed `pathway` under load."""
 
+import time
+
 import cp_util
 import pwtest
 from cp_util import ADMIN, DATAPLANE, VIEWER, ControlPlane, expect, fleet
@@ -23,6 +25,102 @@ def test_whoami():
     # a dataplane token with ids still may not call another dataplane's routes, nor the operator's
     expect(cp.call("GET", "/v1/dataplanes/us-1/config", token="eu-dataplane-token-0000000000"), 403)
     expect(cp.call("GET", "/v1/versions", token=DATAPLANE), 403)
+
+
+
+def beat(cp, dp_id, version, services, traffic_version=None):
+    """One heartbeat as a dataplane sends it: an ACK of `version` with cumulative traffic counters
+    {service: (requests, errors, latency bucket index)} since it runs `traffic_version`."""
+    svcs = {}
+    for name, (req, err, lat) in services.items():
+        buckets = [0] * 14
+        buckets[lat] = req
+        svcs[name] = {"requests": req, "errors": err, "latency_ms_buckets": buckets}
+    body = {"version": version, "applied": True,
+            "traffic": {"version": version if traffic_version is None else traffic_version, "services": svcs}}
+    return expect(cp.call("POST", f"/v1/dataplanes/{dp_id}/status", body, token=DATAPLANE), 200)
+
+
+def series(cp, query="", token=ADMIN):
+    return expect(cp.call("GET", "/v1/metrics/services" + query, token=token), 200)[2]
+
+
+def total(svc, key):
+    return sum(svc[key])
+
+
+@pwtest.test
+def test_service_series_from_heartbeats():
+    cp = ControlPlane()
+    expect(cp.call("PUT", "/v1/config", fleet(), headers={"Pathway-Message": "first"}), 201)
+    b = series(cp)
+    assert b["resolution_ms"] == 10000 and b["keep_ms"] == 3600000 and b["since_ms"] == 3600000
+    assert abs(b["now_ms"] - time.time() * 1000) < 5000
+    assert b["services"] == {}
+    assert [(m["version"], m["kind"], m["author"]) for m in b["versions"]] == [(1, "apply", "ops")]
+    # first reports set each dataplane's baseline: what they counted before is no spike
+    beat(cp, "dp-1", 1, {"eth": (1000, 10, 3), "poly": (50, 0, 2)})
+    beat(cp, "dp-2", 1, {"eth": (400, 0, 3)})
+    b = series(cp)
+    assert set(b["services"]) == {"eth", "poly"} and total(b["services"]["eth"], "requests") == 0, b
+    # then what grew, per service, summed over the fleet
+    beat(cp, "dp-1", 1, {"eth": (1100, 12, 3), "poly": (60, 0, 2)})
+    beat(cp, "dp-2", 1, {"eth": (430, 1, 3)})
+    beat(cp, "dp-1", 1, {"eth": (1150, 12, 3), "poly": (60, 0, 2)})
+    eth = series(cp)["services"]["eth"]
+    assert total(eth, "requests") == 180 and total(eth, "errors") == 3, eth
+    assert len(eth["t"]) in (1, 2) and eth["t"] == sorted(eth["t"])  # two if a bucket boundary fell in between
+    assert all(t % 10000 == 0 for t in eth["t"])
+    assert set(eth) == {"t", "requests", "errors", "rps", "error_rate", "p99_ms"}
+    for i in range(len(eth["t"])):
+        assert eth["rps"][i] == eth["requests"][i] / 10.0
+        if eth["requests"][i]:
+            assert eth["p99_ms"][i] == 10 and abs(eth["error_rate"][i] - eth["errors"][i] / eth["requests"][i]) < 1e-9
+    assert total(series(cp)["services"]["poly"], "requests") == 10
+    # a restart (counters back to 0 and up again) and a new version add their whole counters
+    beat(cp, "dp-2", 1, {"eth": (20, 0, 3)})
+    expect(cp.call("PATCH", "/v1/config", {"log": {"level": "warn"}}, ctype="application/merge-patch+json"), 201)
+    beat(cp, "dp-1", 2, {"eth": (5, 0, 9), "poly": (1, 0, 2)})
+    b = series(cp)
+    eth = b["services"]["eth"]
+    assert total(eth, "requests") == 205, eth
+    assert 1000 in eth["p99_ms"] or 10 in eth["p99_ms"]
+    assert [(m["version"], m["kind"]) for m in b["versions"]] == [(1, "apply"), (2, "patch")]
+    assert b["versions"][0]["t"] <= b["versions"][1]["t"] <= b["now_ms"]
+    # one service; an unknown one is no error, just no series
+    b = series(cp, "?service=poly&since=15m")
+    assert set(b["services"]) == {"poly"} and b["since_ms"] == 900000
+    assert series(cp, "?service=nope")["services"] == {}
+    assert series(cp, "?since=2h")["since_ms"] == 3600000  # what is kept, at most
+    # a short window leaves out older versions' marks
+    time.sleep(1.1)
+    assert series(cp, "?since=1s")["versions"] == []
+    # viewers read it; dataplanes do not
+    assert set(series(cp, token=VIEWER)["services"]) == {"eth", "poly"}
+    expect(cp.call("GET", "/v1/metrics/services", token=DATAPLANE), 403)
+    # bad queries name the parameter
+    for q, want in (("?since=2x", 'since: "2x" is not a duration'), ("?since=0s", "since: must be more than 0"),
+                    ("?since=", "since: "), ("?service=a/b", 'service: "a/b" is not a service id'),
+                    ("?services=eth", "services")):
+        s, _, b = expect(cp.call("GET", "/v1/metrics/services" + q), 400)
+        assert b["error"].startswith(want) or want in b["error"], (q, b)
+    # what an operator sees of it on /metrics (promtool runs in test_controlplane_metrics)
+    text = cp.request("GET", "/metrics")[2].decode()
+    for needle in ("pathway_control_series_services 2", "pathway_control_series_max_services 256",
+                   "pathway_control_series_dataplanes 2", "pathway_control_series_reports_total 7",
+                   "pathway_control_series_refused_total 0"):
+        assert needle + "\n" in text, (needle, text)
+    # a forgotten dataplane is dropped from the series' memory (not from the series)
+    cp.stop()
+    cp = ControlPlane(heartbeat="1s", directory=cp.dir)
+    beat(cp, "dp-9", 2, {"eth": (100, 0, 3)})
+    assert "pathway_control_series_dataplanes 1\n" in cp.request("GET", "/metrics")[2].decode()
+    time.sleep(1.3)
+    expect(cp.call("DELETE", "/v1/dataplanes/dp-9"), 200)
+    assert "pathway_control_series_dataplanes 0\n" in cp.request("GET", "/metrics")[2].decode()
+    # its next report is a new baseline: no spike of 100
+    beat(cp, "dp-9", 2, {"eth": (110, 0, 3)})
+    assert total(series(cp)["services"]["eth"], "requests") == 0
 
 
 if __name__ == "__main__":

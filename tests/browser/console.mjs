@@ -140,6 +140,17 @@ async function phaseSignin(browser) {
   await page.waitForFunction(() => location.hash === '#/versions/4', null, {timeout: 10000});
   await page.waitForSelector('.yaml', {timeout: 10000});
   found.after_rollback = await page.evaluate(() => location.hash);
+
+  step = 'admin: tag';
+  await page.click('button.write:has-text("Tag")');
+  await page.fill('.dialog input[name=tag]', 'stable');
+  await page.waitForSelector('.dialog .change', {timeout: 10000});
+  const tagPlan = await page.textContent('.dialog .change code');
+  check(tagPlan === 'tags.stable: added v4', `the tag dialog announces "${tagPlan}"`);
+  await page.fill('.dialog input[name=message]', 'known good');
+  await page.click('.dialog button[type=submit]');
+  await page.waitForSelector('.notice', {timeout: 10000});
+  found.tag_notice = await page.textContent('.notice');
   await finish(page);
 }
 
@@ -185,6 +196,12 @@ async function phaseFleet(browser) {
   }
   for (const r of rows.filter(r => r.state !== 'rejected')) check(!r.bad, `${r.id} (${r.state}) is flagged`);
   found.fleet = rows.map(({id, state, bad}) => ({id, state, bad}));
+  await goto(page, '#/versions', '.versions li.version');
+  const v5 = await page.textContent('.versions li[data-version="5"] .vfleet');
+  const v4 = await page.textContent('.versions li[data-version="4"] .vfleet');
+  check(v5.includes('\u2717 2') && v4.includes('\u2713 2'), `the timeline's fleet counts: v5 "${v5}", v4 "${v4}"`);
+  check((await page.textContent('.versions li[data-version="4"] .vtags')).includes('stable'), 'v4 does not show its tag');
+  await goto(page, '#/fleet', 'tr.dp');
   await fits(page, 'fleet at 1280 px');
   await shoot(page, 'fleet-wide');
 

@@ -6,7 +6,8 @@ checks through the API what the console did:
 
 - a wrong token gets a clear message; a viewer gets no write buttons; an admin sees the three
   versions and v3's diff (services.eth.pool.max_idle_per_host: 25 -> 5);
-- "Roll back to this version" in the console makes a new version of kind rollback;
+- "Roll back to this version" in the console makes a new version of kind rollback, and "Tag" a tag;
+- the timeline counts the dataplanes running and rejecting each version, and shows its tags;
 - a dataplane that NACKs a version it cannot apply stands out in Fleet with its error;
 - the traffic chart moves after a bounded load through the dataplanes;
 - an admin pauses a live rollout from the console (a viewer gets no rollout buttons);
@@ -140,6 +141,9 @@ def console_in_a_browser():
     assert v4["kind"] == "rollback" and v4["source_version"] == 2 and v4["author"] == "ops", v4
     assert v4["message"] == "console: back to 25 idle", v4
     assert v4["document"]["services"][0]["pool"]["max_idle_per_host"] == 25, v4["document"]["services"][0]
+    # the tag set in the console
+    status, _, tag = s.cp.call("GET", "/v1/tags/stable")
+    assert status == 200 and tag["version"] == 4 and tag["message"] == "known good" and tag["author"] == "ops", tag
     for i in range(2):
         s.wait_dp(i, lambda d: d.get("applied_version") == 4, "to run v4")
 

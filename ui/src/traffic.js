@@ -43,15 +43,16 @@ function versionMarks(versions) {
         ctx.setLineDash([4 * uPlot.pxRatio, 3 * uPlot.pxRatio]);
         ctx.font = `${11 * uPlot.pxRatio}px system-ui, sans-serif`;
         ctx.textBaseline = 'top';
-        for (const v of versions) {
+        versions.forEach((v, i) => {
           const x = Math.round(u.valToPos(v.t / 1000, 'x', true));
-          if (x < left || x > left + width) continue;
+          if (x < left || x > left + width) return;
           ctx.beginPath();
           ctx.moveTo(x, top);
           ctx.lineTo(x, top + height);
           ctx.stroke();
-          ctx.fillText('v' + v.version, x + 3 * uPlot.pxRatio, top + 2 * uPlot.pxRatio);
-        }
+          // labels step down, so that versions made close together stay readable
+          ctx.fillText('v' + v.version, x + 3 * uPlot.pxRatio, top + (2 + (i % 3) * 13) * uPlot.pxRatio);
+        });
         ctx.restore();
       },
     },
@@ -71,7 +72,7 @@ function Chart({metric, series, resolution, versions, range}) {
       cursor: {drag: {x: false, y: false}},
       scales: {x: {time: true, range: () => range}, y: {range: (u, min, max) => [0, Math.max(max || 0, metric.key === 'error_rate' ? 0.01 : 1) * 1.1]}},
       axes: [{size: 30}, {size: 52, values: (u, vals) => vals.map(v => metric.key === 'error_rate' ? (v * 100).toFixed(1) + '%' : String(+v.toFixed(2)))}],
-      series: [{}, {label: metric.label, stroke: COLOURS[metric.key], width: 2, fill: COLOURS[metric.key] + '22', spanGaps: false, points: {show: xs.length < 3}}],
+      series: [{}, {label: metric.label, stroke: COLOURS[metric.key], width: 2, fill: COLOURS[metric.key] + '22', spanGaps: false, points: {show: xs.length <= 60, size: 5}}],
       plugins: [versionMarks(versions)],
     };
     const plot = new uPlot(opts, [xs, ys], el);
@@ -105,7 +106,7 @@ function Service({id, series, resolution, versions, range}) {
 }
 
 export function TrafficPage() {
-  const [since, setSince] = useState('15m');
+  const [since, setSince] = useState('5m');
   const [data, error] = useLoad(() => get('/v1/metrics/services' + query({since})), [since], 10000);
   const services = data ? Object.keys(data.services).sort() : [];
   const span = data ? {'5m': 300e3, '15m': 900e3, '1h': 3600e3}[since] : 0;

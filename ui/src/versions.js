@@ -148,22 +148,10 @@ const TAG_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 
 function TagDialog({v, onClose}) {
   const [name, setName] = useState('');
-  const [current, setCurrent] = useState(undefined); // undefined: not looked up; null: no such tag
+  // every tag now (one call, so that typing a new name asks nothing that would answer 404)
+  const [tags, tagsError] = useLoad(async () => new Map((await get('/v1/tags')).tags.map(t => [t.name, t])), []);
   const valid = TAG_NAME.test(name) && !/^[0-9]+$/.test(name);
-  useEffect(() => {
-    setCurrent(undefined);
-    if (!valid) return;
-    let live = true;
-    const t = setTimeout(() => {
-      get('/v1/tags/' + encodeURIComponent(name))
-        .then(tag => live && setCurrent(tag))
-        .catch(e => live && setCurrent(e.status === 404 ? null : undefined));
-    }, 200);
-    return () => {
-      live = false;
-      clearTimeout(t);
-    };
-  }, [name]);
+  const current = tags ? tags.get(name) || null : undefined; // undefined: not known yet; null: a new tag
   const confirm = async message => {
     const body = {version: v.version};
     if (message) body.message = message;
@@ -174,9 +162,11 @@ function TagDialog({v, onClose}) {
   if (!name) what = html`<p class="muted">A tag names a version, so that rollbacks and rollouts can say "stable" instead of a number.</p>`;
   else if (!valid) what = html`<p class="error">A tag name is 1 to 64 letters, digits, "_", "." or "-", and not only digits.</p>`;
   else if (current === null) what = html`<ul class="changes"><li class="change op-add"><code>tags.${name}: added v${v.version}</code></li></ul>`;
+  else if (current && current.version === v.version) what = html`<p class="muted">${name} already points at v${v.version}.</p>`;
   else if (current) what = html`<ul class="changes"><li class="change op-replace"><code>tags.${name}: v${current.version} \u2192 v${v.version}</code></li></ul>`;
   return html`<${ConfirmDialog} title=${`Tag v${v.version}`} confirmLabel="Tag" onConfirm=${confirm} onClose=${() => onClose()}
       extra=${{invalid: !valid || current === undefined}}>
+    <${ErrorBox} error=${tagsError} />
     <label class="field">Tag name <input name="tag" value=${name} onInput=${e => setName(e.target.value.trim())} placeholder="stable" maxlength="64" /></label>
     ${what}
   <//>`;

@@ -28,6 +28,71 @@ def test_whoami():
 
 
 
+def report(cp, dp_id, version, applied=True, **more):
+    body = {"version": version, "applied": applied, **more}
+    if not applied:
+        body["error"] = "fake: refused"
+    return expect(cp.call("POST", f"/v1/dataplanes/{dp_id}/status", body, token=DATAPLANE), 200)[2]
+
+
+def fleet_of(cp, n):
+    return expect(cp.call("GET", f"/v1/versions/{n}"), 200)[2]["fleet"]
+
+
+@pwtest.test
+def test_versions_carry_tags_and_fleet_state():
+    cp = ControlPlane(heartbeat="2s")
+    v1 = expect(cp.call("PUT", "/v1/config", fleet("info")), 201)[2]
+    expect(cp.call("PUT", "/v1/config", fleet("warn")), 201)
+    for name, v in (("stable", 1), ("a-first", 1), ("next", 2), ("moved", 2)):
+        expect(cp.call("PUT", f"/v1/tags/{name}", {"version": v}), 200)
+    expect(cp.call("PUT", "/v1/tags/moved", {"version": 1}), 200)  # tags say where they point now
+    expect(cp.call("PUT", "/v1/tags/gone", {"version": 2}), 200)
+    expect(cp.call("DELETE", "/v1/tags/gone"), 200)
+    # dp-1 runs v2; dp-2 runs v1 and was handed v2 (applying); dp-3 NACKed v2 and runs nothing;
+    # dp-4 ACKed v1 but serves another document (drifted: it runs neither as far as we know)
+    expect(cp.call("GET", "/v1/dataplanes/dp-1/config?version=0", token=DATAPLANE), 200)
+    report(cp, "dp-1", 2)
+    report(cp, "dp-2", 1)
+    expect(cp.call("GET", "/v1/dataplanes/dp-2/config?version=1", token=DATAPLANE), 200)
+    report(cp, "dp-3", 2, applied=False)
+    report(cp, "dp-4", 1, hash="0" * 64)
+    states = {d["id"]: d["state"] for d in expect(cp.call("GET", "/v1/dataplanes"), 200)[2]["dataplanes"]}
+    assert states == {"dp-1": "synced", "dp-2": "applying", "dp-3": "rejected", "dp-4": "drifted"}, states
+    s, _, b = expect(cp.call("GET", "/v1/versions", token=VIEWER), 200)
+    got = {v["version"]: (v["tags"], v["fleet"]) for v in b["versions"]}
+    assert got == {2: (["next"], {"synced": 1, "rejected": 1, "applying": 1}),
+                   1: (["a-first", "moved", "stable"], {"synced": 1, "rejected": 0, "applying": 0})}, got
+    b = expect(cp.call("GET", "/v1/versions/1", token=VIEWER), 200)[2]
+    assert b["tags"] == ["a-first", "moved", "stable"] and b["fleet"] == got[1][1] and b["hash"] == v1["hash"]
+    assert "document" in b
+    # filters and pages keep them
+    b = expect(cp.call("GET", "/v1/versions?limit=1&before=2"), 200)[2]
+    assert [(v["version"], v["fleet"]["synced"]) for v in b["versions"]] == [(1, 1)]
+    # dp-2 ACKs v2: it runs v2 now, and no longer v1
+    report(cp, "dp-2", 2)
+    assert fleet_of(cp, 2) == {"synced": 2, "rejected": 1, "applying": 0}
+    assert fleet_of(cp, 1) == {"synced": 0, "rejected": 0, "applying": 0}
+    # dataplanes not heard of within heartbeat_timeout are in no count
+    time.sleep(2.3)
+    report(cp, "dp-1", 2)
+    assert fleet_of(cp, 2) == {"synced": 1, "rejected": 0, "applying": 0}
+
+
+@pwtest.test
+def test_fleet_state_of_a_page_over_many_dataplanes():
+    """A page of 50 versions over 500 dataplanes: every count right (one pass over the dataplanes)."""
+    cp = ControlPlane(extra_config="max_dataplanes: 1000\n")
+    for i in range(50):
+        expect(cp.call("PUT", "/v1/config", fleet(conns=10 + i)), 201)
+    for i in range(500):
+        report(cp, f"dp-{i:03d}", 1 + i % 50)
+    b = expect(cp.call("GET", "/v1/versions?limit=50"), 200)[2]
+    assert len(b["versions"]) == 50
+    for v in b["versions"]:
+        assert v["fleet"] == {"synced": 10, "rejected": 0, "applying": 0}, v
+
+
 def beat(cp, dp_id, version, services, traffic_version=None):
     """One heartbeat as a dataplane sends it: an ACK of `version` with cumulative traffic counters
     {service: (requests, errors, latency bucket index)} since it runs `traffic_version`."""

@@ -110,6 +110,91 @@ int cp_dp_drifted(cp_server_t *srv, const cp_dataplane_t *dp, char expected[65])
     return 1;
 }
 
+/* --- fleet state per version --------------------------------------------------------------------- */
+
+/* A version asked of cp_fleet_counts and where its count goes. */
+typedef struct st_cp_fleet_slot_t {
+    int64_t version;
+    size_t index; /* in the caller's arrays */
+} cp_fleet_slot_t;
+
+static int cmp_slot(const void *a, const void *b)
+{
+    int64_t x = ((const cp_fleet_slot_t *)a)->version, y = ((const cp_fleet_slot_t *)b)->version;
+    return (x > y) - (x < y);
+}
+
+typedef enum en_cp_fleet_field_t { FLEET_SYNCED, FLEET_REJECTED, FLEET_APPLYING } cp_fleet_field_t;
+
+/* Counts one dataplane in `field` of `version` when it is among the asked ones (they may repeat:
+ * each gets the count). */
+static void fleet_add(const cp_fleet_slot_t *slots, size_t n, int64_t version, cp_fleet_count_t *out, cp_fleet_field_t field)
+{
+    if (version <= 0)
+        return;
+    cp_fleet_slot_t key = {version, 0};
+    const cp_fleet_slot_t *hit = bsearch(&key, slots, n, sizeof(*slots), cmp_slot);
+    if (hit == NULL)
+        return;
+    while (hit > slots && hit[-1].version == version)
+        hit--;
+    for (; hit < slots + n && hit->version == version; hit++) {
+        cp_fleet_count_t *c = &out[hit->index];
+        if (field == FLEET_SYNCED)
+            c->synced++;
+        else if (field == FLEET_REJECTED)
+            c->rejected++;
+        else
+            c->applying++;
+    }
+}
+
+int cp_fleet_counts(cp_server_t *srv, const int64_t *versions, size_t n, cp_fleet_count_t *out)
+{
+    memset(out, 0, n * sizeof(*out));
+    if (n == 0)
+        return 0;
+    cp_fleet_slot_t *slots = malloc(n * sizeof(*slots));
+    cp_polling_set_t polling = {NULL, 0};
+    cp_dataplane_t *dps = NULL;
+    size_t ndp = 0;
+    if (slots == NULL || cp_polling_set_init(srv, &polling) != 0) {
+        free(slots);
+        return -1;
+    }
+    if (cp_store_list_dataplanes(srv->store, NULL, 0, &dps, &ndp) != CP_STORE_OK) {
+        free(slots);
+        free(polling.ids);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        slots[i] = (cp_fleet_slot_t){versions[i], i};
+    qsort(slots, n, sizeof(*slots), cmp_slot);
+    int64_t now = cp_now_ms();
+    for (size_t i = 0; i < ndp; i++) {
+        const cp_dataplane_t *dp = &dps[i];
+        char expected[65];
+        int drifted = cp_dp_drifted(srv, dp, expected);
+        /* the state GET /v1/dataplanes shows, judged against the version meant for it */
+        cp_dp_state_t state = cp_dp_state(dp, cp_engine_target(srv, dp->id), now, (int64_t)srv->conf->heartbeat_ms,
+                                          cp_polling_set_has(&polling, dp->id), drifted);
+        if (state == CP_DP_DISCONNECTED)
+            continue;
+        if (state != CP_DP_DRIFTED)
+            fleet_add(slots, n, dp->applied_version, out, FLEET_SYNCED);
+        /* applying: handed the version meant for it (cp_dp_state says so only then) */
+        if (state == CP_DP_APPLYING)
+            fleet_add(slots, n, dp->delivered_version, out, FLEET_APPLYING);
+        /* a NACKed version handed again for one retry (the dataplane restarted) is applying, not rejected */
+        if (dp->rejected_version != 0 && !(state == CP_DP_APPLYING && dp->delivered_version == dp->rejected_version))
+            fleet_add(slots, n, dp->rejected_version, out, FLEET_REJECTED);
+    }
+    cp_dataplanes_free(dps, ndp);
+    free(polling.ids);
+    free(slots);
+    return 0;
+}
+
 /* --- endpoint health ------------------------------------------------------------------------------ */
 
 json_t *cp_dp_endpoints(const cp_dataplane_t *dp)
@@ -322,7 +407,7 @@ static void deliver(cp_call_t *call, int64_t now_ms)
         cp_respond_store_error(call);
         return;
     }
-    cp_respond_version(call, &v);
+    cp_respond_version(call, &v, NULL);
 }
 
 /* `record`: the dataplane is calling now (not a parked poll whose wait ended: it proved itself

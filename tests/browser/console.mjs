@@ -18,8 +18,16 @@ const {chromium} = require('playwright-core');
 const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 const WIDE = {width: 1280, height: 800};
 const PHONE = {width: 390, height: 844};
-const found = {};
+const found = {timings: {}};
 let step = 'start';
+const t0 = Date.now();
+let stepStart = t0;
+// marks the start of a step (for messages) and records how long the previous one took
+function begin(name) {
+  found.timings[step] = (Date.now() - stepStart) / 1000;
+  step = name;
+  stepStart = Date.now();
+}
 
 function check(cond, what) {
   if (!cond) throw new Error(`${step}: ${what}`);
@@ -71,13 +79,20 @@ async function shoot(page, name) {
   await page.screenshot({path: path.join(cfg.out, name + '.png'), fullPage: false});
 }
 
+// Follows a link within the console (a hash change, as a click does) and waits for what shows the
+// page is there: each page's section names itself (data-page; a version also its number).
 async function goto(page, hash, ready) {
-  await page.goto(cfg.base + '/ui/' + hash);
+  await page.evaluate(h => { location.hash = h; }, hash);
   await page.waitForSelector(ready, {timeout: 10000});
 }
 
+function pageOf(hash) {
+  const m = /^#\/versions\/(\d+)/.exec(hash);
+  return m ? `section[data-page="version"][data-n="${m[1]}"]` : `section[data-page="${hash.slice(2)}"]`;
+}
+
 async function phaseSignin(browser) {
-  step = 'wrong token';
+  begin('wrong token');
   let page = await openPage(browser, WIDE, ['status of 401']);
   await signIn(page, 'not-a-token-of-this-control-plane');
   await page.waitForSelector('.error', {timeout: 10000});
@@ -88,14 +103,14 @@ async function phaseSignin(browser) {
   found.wrong_token_message = msg.trim();
   await finish(page);
 
-  step = 'viewer';
+  begin('viewer');
   page = await openPage(browser, WIDE);
   await signIn(page, cfg.viewer);
   await page.waitForSelector('.versions li.version', {timeout: 10000});
   check((await page.textContent('.who')).includes('viewer'), 'the header does not say viewer');
   for (const hash of ['#/versions', '#/versions/3', '#/versions/2', '#/rollouts', '#/fleet']) {
-    await goto(page, hash, hash.startsWith('#/versions/') ? '.yaml' : 'main.page h1');
-    await page.waitForTimeout(300);
+    await goto(page, hash, pageOf(hash) + (hash.startsWith('#/versions/') ? ' .yaml' : ' h1'));
+    await page.waitForTimeout(200);
     const writes = await page.$$eval('button.write', b => b.map(x => x.textContent));
     check(writes.length === 0, `${hash} shows write buttons to a viewer: ${writes}`);
     const rb = await page.$$('text=Roll back to this version');
@@ -104,7 +119,7 @@ async function phaseSignin(browser) {
   found.viewer_write_buttons = 0;
   await finish(page);
 
-  step = 'admin: versions';
+  begin('admin: versions');
   page = await openPage(browser, WIDE);
   await signIn(page, cfg.admin);
   await page.waitForSelector('.versions li.version', {timeout: 10000});
@@ -112,7 +127,7 @@ async function phaseSignin(browser) {
   check(JSON.stringify(versions) === '[3,2,1]', `the timeline shows ${JSON.stringify(versions)}, not [3,2,1]`);
   found.versions = versions;
 
-  step = 'admin: diff';
+  begin('admin: diff');
   await page.click('.versions li[data-version="3"] a.vnum');
   await page.waitForSelector('.diff .change', {timeout: 10000});
   const changes = await page.$$eval('.diff .change code', l => l.map(x => x.textContent));
@@ -127,8 +142,8 @@ async function phaseSignin(browser) {
   found.diff_v1 = await page.$$eval('.diff .change code', l => l.map(x => x.textContent));
   await shoot(page, 'version-wide');
 
-  step = 'admin: rollback';
-  await goto(page, '#/versions/2', '.yaml');
+  begin('admin: rollback');
+  await goto(page, '#/versions/2', pageOf('#/versions/2') + ' .yaml');
   await page.click('text=Roll back to this version');
   await page.waitForSelector('.dialog .change', {timeout: 10000});
   const plan = await page.$$eval('.dialog .change code', l => l.map(x => x.textContent));
@@ -138,10 +153,10 @@ async function phaseSignin(browser) {
   await shoot(page, 'rollback-dialog');
   await page.click('.dialog button[type=submit]');
   await page.waitForFunction(() => location.hash === '#/versions/4', null, {timeout: 10000});
-  await page.waitForSelector('.yaml', {timeout: 10000});
+  await page.waitForSelector(pageOf('#/versions/4') + ' .yaml', {timeout: 10000});
   found.after_rollback = await page.evaluate(() => location.hash);
 
-  step = 'admin: tag';
+  begin('admin: tag');
   await page.click('button.write:has-text("Tag")');
   await page.fill('.dialog input[name=tag]', 'stable');
   await page.waitForSelector('.dialog .change', {timeout: 10000});
@@ -180,11 +195,11 @@ async function servedRequests(page) {
 }
 
 async function phaseFleet(browser) {
-  step = 'fleet';
+  begin('fleet');
   let page = await openPage(browser, WIDE);
   await signIn(page, cfg.admin);
   await page.waitForSelector('.versions li.version', {timeout: 10000});
-  await goto(page, '#/fleet', 'tr.dp');
+  await goto(page, '#/fleet', pageOf('#/fleet') + ' tr.dp');
   const rows = await page.$$eval('tr.dp', l => l.map(r => ({id: r.dataset.dataplane, state: r.dataset.state, bad: r.classList.contains('bad'),
     error: (r.querySelector('.dp-error') || {}).textContent || '', bg: getComputedStyle(r).backgroundColor})));
   const rejected = rows.filter(r => r.state === 'rejected');
@@ -196,17 +211,17 @@ async function phaseFleet(browser) {
   }
   for (const r of rows.filter(r => r.state !== 'rejected')) check(!r.bad, `${r.id} (${r.state}) is flagged`);
   found.fleet = rows.map(({id, state, bad}) => ({id, state, bad}));
-  await goto(page, '#/versions', '.versions li.version');
+  await goto(page, '#/versions', pageOf('#/versions') + ' li.version');
   const v5 = await page.textContent('.versions li[data-version="5"] .vfleet');
   const v4 = await page.textContent('.versions li[data-version="4"] .vfleet');
   check(v5.includes('\u2717 2') && v4.includes('\u2713 2'), `the timeline's fleet counts: v5 "${v5}", v4 "${v4}"`);
   check((await page.textContent('.versions li[data-version="4"] .vtags')).includes('stable'), 'v4 does not show its tag');
-  await goto(page, '#/fleet', 'tr.dp');
+  await goto(page, '#/fleet', pageOf('#/fleet') + ' tr.dp');
   await fits(page, 'fleet at 1280 px');
   await shoot(page, 'fleet-wide');
 
-  step = 'traffic';
-  await goto(page, '#/traffic', 'main.page h1');
+  begin('traffic');
+  await goto(page, '#/traffic', pageOf('#/traffic') + ' h1');
   await page.waitForTimeout(500);
   const before = await servedRequests(page);
   const ok = await load(cfg.requests, 4);
@@ -216,7 +231,7 @@ async function phaseFleet(browser) {
   while (Date.now() < deadline) {
     // the page refreshes itself every 10 s; reloading only makes the wait shorter
     await page.reload();
-    await page.waitForSelector('main.page h1', {timeout: 10000});
+    await page.waitForSelector(pageOf('#/traffic') + ' h1', {timeout: 10000});
     await page.waitForTimeout(1500);
     after = await servedRequests(page);
     if (after >= before + cfg.requests) break;
@@ -228,30 +243,30 @@ async function phaseFleet(browser) {
   await shoot(page, 'traffic-wide');
   await finish(page);
 
-  step = 'fleet (390 px)';
+  begin('fleet (390 px)');
   page = await openPage(browser, PHONE);
   await signIn(page, cfg.admin);
   await page.waitForSelector('.versions li.version', {timeout: 10000});
-  await goto(page, '#/fleet', 'tr.dp');
+  await goto(page, '#/fleet', pageOf('#/fleet') + ' tr.dp');
   await fits(page, 'fleet at 390 px');
   await shoot(page, 'fleet-phone');
   await finish(page);
 }
 
 async function phaseRollout(browser) {
-  step = 'rollout: viewer';
+  begin('rollout: viewer');
   let page = await openPage(browser, WIDE);
   await signIn(page, cfg.viewer);
   await page.waitForSelector('.versions li.version', {timeout: 10000});
-  await goto(page, '#/rollouts', '.rollout.live');
+  await goto(page, '#/rollouts', pageOf('#/rollouts') + ' .rollout.live');
   check((await page.$$('button.write')).length === 0, 'a viewer gets rollout buttons');
   await finish(page);
 
-  step = 'rollout: pause';
+  begin('rollout: pause');
   page = await openPage(browser, WIDE);
   await signIn(page, cfg.admin);
   await page.waitForSelector('.versions li.version', {timeout: 10000});
-  await goto(page, '#/rollouts', '.rollout.live[data-state="progressing"]');
+  await goto(page, '#/rollouts', pageOf('#/rollouts') + ' .rollout.live[data-state="progressing"]');
   const buttons = await page.$$eval('button.write', l => l.map(b => b.textContent));
   check(JSON.stringify(buttons) === '["Pause","Promote","Abort"]', `a progressing rollout offers ${JSON.stringify(buttons)}`);
   await page.waitForSelector('tr.verdict', {timeout: 10000});
@@ -270,9 +285,9 @@ async function phaseRollout(browser) {
     const pages = [['versions', '#/versions', '.versions li.version'], ['version', '#/versions/3', '.diff'],
       ['traffic', '#/traffic', '.service canvas'], ['rollouts', '#/rollouts', 'tr.verdict'], ['events', '#/events', 'tr.event']];
     for (const [name, hash, ready] of pages) {
-      step = `screenshots: ${name} (${tag})`;
-      await goto(page, hash, ready);
-      await page.waitForTimeout(400);
+      begin(`screenshots: ${name} (${tag})`);
+      await goto(page, hash, pageOf(hash) + ' ' + ready);
+      await page.waitForTimeout(300);
       await fits(page, `${name} at ${vp.width} px`);
       if (!(name === 'traffic' && tag === 'wide') && !(name === 'rollouts' && tag === 'wide')) await shoot(page, `${name}-${tag}`);
     }
@@ -286,6 +301,7 @@ try {
   else if (cfg.phase === 'fleet') await phaseFleet(browser);
   else if (cfg.phase === 'rollout') await phaseRollout(browser);
   else throw new Error('unknown phase ' + cfg.phase);
+  begin('end');
   console.log(JSON.stringify(found));
 } catch (e) {
   console.error(e.message);

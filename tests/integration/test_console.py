@@ -95,7 +95,9 @@ class Scene:
         except subprocess.TimeoutExpired as e:
             raise AssertionError(f"the browser's {phase} phase took over {timeout}s:\n{e.stdout}\n{e.stderr}")
         assert r.returncode == 0, f"browser, {phase} phase: {r.stderr.strip()}\n{r.stdout}"
-        return json.loads(r.stdout.strip().splitlines()[-1])
+        found = json.loads(r.stdout.strip().splitlines()[-1])
+        print(f"browser, {phase} phase: seconds per step {found['timings']}", flush=True)
+        return found
 
 
 def check_headers(cp):

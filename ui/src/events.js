@@ -29,7 +29,7 @@ export function EventsPage() {
   useEffect(() => {
     load(undefined, false);
   }, [filters]);
-  return html`<section>
+  return html`<section data-page="events">
     <div class="page-head">
       <h1>Events</h1>
       <form class="filters" onSubmit=${e => { e.preventDefault(); setFilters({...filters, actor: actor.trim()}); }}>

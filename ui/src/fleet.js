@@ -48,7 +48,7 @@ export function FleetPage() {
   const dps = data ? data.dataplanes : [];
   const counts = {};
   for (const d of dps) counts[d.state] = (counts[d.state] || 0) + 1;
-  return html`<section>
+  return html`<section data-page="fleet">
     <div class="page-head">
       <h1>Fleet</h1>
       ${data ? html`<p class="summary">Active version <a href=${'#/versions/' + data.active}>v${data.active}</a> · ${dps.length} dataplane${dps.length === 1 ? '' : 's'}

@@ -66,7 +66,7 @@ export function RolloutsPage({admin}) {
     const live = list.current ? await get('/v1/rollouts/' + list.current) : null;
     return {list, live};
   }, [], 5000);
-  return html`<section>
+  return html`<section data-page="rollouts">
     <div class="page-head"><h1>Rollouts</h1></div>
     <${ErrorBox} error=${error} />
     ${data && data.live ? html`<${Live} r=${data.live} admin=${admin} reload=${reload} />` : data ? html`<p class="muted">No rollout in progress. A write with a "rollout" (or the configured default) starts one.</p>` : null}

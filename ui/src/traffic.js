@@ -111,7 +111,7 @@ export function TrafficPage() {
   const services = data ? Object.keys(data.services).sort() : [];
   const span = data ? {'5m': 300e3, '15m': 900e3, '1h': 3600e3}[since] : 0;
   const range = data ? [(data.now_ms - Math.min(span, data.keep_ms)) / 1000, data.now_ms / 1000] : [0, 0];
-  return html`<section>
+  return html`<section data-page="traffic">
     <div class="page-head">
       <h1>Traffic</h1>
       <div class="filters">

@@ -85,7 +85,7 @@ export function VersionsPage() {
     load(undefined, false);
   }, [filters]);
 
-  return html`<section>
+  return html`<section data-page="versions">
     <div class="page-head">
       <h1>Versions</h1>
       <form class="filters" onSubmit=${e => { e.preventDefault(); setFilters({...filters, author: author.trim()}); }}>
@@ -194,7 +194,7 @@ export function VersionPage({n, from, admin}) {
 
   if (error) return html`<section><p><a href="#/versions">← Versions</a></p><${ErrorBox} error=${error} /></section>`;
   if (!v) return html`<section><p class="muted">Loading v${n}…</p></section>`;
-  return html`<section class="version-page">
+  return html`<section class="version-page" data-page="version" data-n=${v.version}>
     <p><a href="#/versions">← Versions</a></p>
     <div class="page-head">
       <h1>v${v.version} <${Badge} kind=${v.kind}>${v.kind}<//> <${Tags} tags=${v.tags} /></h1>

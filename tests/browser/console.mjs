@@ -134,6 +134,7 @@ async function phaseSignin(browser) {
   check(changes.length === 1 && changes[0] === 'services.eth.pool.max_idle_per_host: 25 \u2192 5',
     `v3's diff against its parent is ${JSON.stringify(changes)}`);
   found.diff = changes;
+  found.yaml_v3 = await page.textContent(pageOf('#/versions/3') + ' .yaml');
   check((await page.$$('button.write')).length === 2, 'an admin gets no Roll back and Tag buttons');
   // any other version: against v1 the idle pool was not set at all
   await page.fill('input[name=from]', '1');

@@ -41,7 +41,10 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
 
 
 def document(mport, idle=None, level="info", bad_ca=None):
-    svc = {"id": "eth", "endpoints": [{"url": f"http://127.0.0.1:{mport}"}]}
+    # header values that plain YAML would read as something else: the console's YAML must quote them
+    headers = {"X-Bool": "yes", "X-Null": "null", "X-Hex": "0x1F", "X-Exp": "1e3", "X-Tilde": "~", "X-Colon": "a: b #c",
+               "X-Flow": "[1, {x: 2}]", "X-Quotes": "'\"", "X-Dash": "- item", "X-Unicode": "caf\u00e9 \u2192"}
+    svc = {"id": "eth", "endpoints": [{"url": f"http://127.0.0.1:{mport}", "headers": headers}]}
     if idle is not None:
         svc["pool"] = {"max_idle_per_host": idle}
     doc = {"log": {"level": level}, "services": [svc]}
@@ -137,6 +140,10 @@ def console_in_a_browser():
     got = s.browser("signin", timeout=60)
     assert got["versions"] == [3, 2, 1], got
     assert got["diff"] == ["services.eth.pool.max_idle_per_host: 25 \u2192 5"], got
+    # the document the console shows as YAML is the stored one: read back, it has the same hash
+    status, _, v3 = s.cp.call("GET", "/v1/versions/3")
+    status, _, checked = s.cp.call("POST", "/v1/config/validate", got["yaml_v3"], ctype="application/yaml")
+    assert status == 200 and checked["hash"] == v3["hash"], (status, checked, got["yaml_v3"])
     # the rollback clicked in the console made v4, of kind rollback, restoring v2
     status, _, v4 = s.cp.call("GET", "/v1/versions/4")
     assert status == 200, v4

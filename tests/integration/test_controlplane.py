@@ -522,7 +522,7 @@ def test_routes_served_match_the_binary():
     cp = ControlPlane()
     out = subprocess.run([pwtest.binary("pathway-control"), "--routes"], capture_output=True, text=True, check=True).stdout
     routes = [line.split(" ", 1) for line in out.strip().splitlines()]
-    assert len(routes) == 28, routes
+    assert len(routes) == 31, routes
     for method, path in routes:
         concrete = path.replace("{n}", "1").replace("{name}", "stable").replace("{id}", "dp-1")
         s, _, b = cp.call(method, concrete, "{}" if method != "GET" else None, ctype="application/json")

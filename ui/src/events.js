@@ -44,7 +44,7 @@ export function EventsPage() {
     ${events.length
       ? html`<div class="table-box"><table class="events">
           <thead><tr><th>#</th><th>Time</th><th>Actor</th><th>Action</th><th>Version</th><th>Message</th></tr></thead>
-          <tbody>${events.map(e => html`<tr class=${'event action-' + e.action}><td>${e.id}</td><td>${fmtTime(e.time)}</td><td>${e.actor}</td>
+          <tbody>${events.map(e => html`<tr class=${'event action-' + e.action}><td>${e.id}</td><td class="nowrap">${fmtTime(e.time)}</td><td class="nowrap">${e.actor}</td>
             <td><span class=${'action action-' + e.action}>${e.action}</span></td>
             <td>${e.version ? html`<a href=${'#/versions/' + e.version}>v${e.version}</a>` : ''}</td><td class="msg">${e.message}</td></tr>`)}</tbody>
         </table></div>`

@@ -46,7 +46,7 @@ function Live({r, admin, reload}) {
       ? html`<div class="table-box"><table>
           <thead><tr><th>At</th><th>Step</th><th>Result</th><th>Canary</th><th>Baseline</th><th>Reason</th></tr></thead>
           <tbody>${verdicts.map(v => html`<tr class=${'verdict verdict-' + v.result}>
-            <td>${fmtTime(v.at)}</td><td>${v.step + 1}</td><td><${Badge} kind=${'verdict-' + v.result}>${v.result}<//></td>
+            <td class="nowrap">${fmtTime(v.at)}</td><td>${v.step + 1}</td><td><${Badge} kind=${'verdict-' + v.result}>${v.result}<//></td>
             <td><${Figures} f=${v.canary} /></td><td><${Figures} f=${v.baseline_compared || v.baseline} />${v.baseline_source && v.baseline_source !== 'window' ? html` <span class="muted">(${v.baseline_source})</span>` : null}</td>
             <td>${v.reason || ''}${v.dataplane ? ` (${v.dataplane})` : ''}</td></tr>`)}</tbody>
         </table></div>`

@@ -4,6 +4,7 @@ pw_add_unit(test_cp_store SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_cp_store
 pw_add_unit(test_cp_body SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_cp_body.c LIBS pw_controlplane)
 pw_add_unit(test_cp_config SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_cp_config.c LIBS pw_controlplane)
 pw_add_unit(test_cp_routes SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_cp_routes.c LIBS pw_controlplane)
+pw_add_unit(test_cp_ui SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_cp_ui.c LIBS pw_controlplane)
 pw_add_unit(test_cp_rollout SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_cp_rollout.c LIBS pw_controlplane)
 pw_add_integration(test_controlplane integration/test_controlplane.py)
 pw_add_integration(test_controlplane_longpoll integration/test_controlplane_longpoll.py)

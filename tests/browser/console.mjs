@@ -277,6 +277,18 @@ async function phaseRollout(browser) {
   await page.waitForSelector('.rollout.live[data-state="paused"]', {timeout: 10000});
   found.rollout_buttons_paused = await page.$$eval('button.write', l => l.map(b => b.textContent));
   check(JSON.stringify(found.rollout_buttons_paused) === '["Resume","Promote","Abort"]', `a paused rollout offers ${JSON.stringify(found.rollout_buttons_paused)}`);
+
+  begin('filters');
+  await goto(page, '#/versions', pageOf('#/versions') + ' li.version');
+  await page.selectOption('select[name=kind]', 'rollback');
+  await page.waitForFunction(() => [...document.querySelectorAll('.versions li.version')].map(x => x.dataset.version).join() === '4', null,
+    {timeout: 10000}).catch(() => check(false, 'kind=rollback does not list v4 alone'));
+  await goto(page, '#/events', pageOf('#/events') + ' tr.event');
+  await page.selectOption('select[name=action]', 'nack');
+  await page.waitForFunction(() => {
+    const rows = [...document.querySelectorAll('tr.event')];
+    return rows.length === 2 && rows.every(r => r.classList.contains('action-nack'));
+  }, null, {timeout: 10000}).catch(() => check(false, 'action=nack does not list the two NACKs alone'));
   await finish(page);
 
   for (const [vp, tag] of [[WIDE, 'wide'], [PHONE, 'phone']]) {

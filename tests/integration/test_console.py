@@ -11,6 +11,7 @@ checks through the API what the console did:
 - a dataplane that NACKs a version it cannot apply stands out in Fleet with its error;
 - the traffic chart moves after a bounded load through the dataplanes;
 - an admin pauses a live rollout from the console (a viewer gets no rollout buttons);
+- the versions' kind filter and the events' action filter;
 - /ui answers carry the security headers, and no page logs a console error or a CSP violation.
 
 Screenshots of the main pages (1280x800 and 390 px wide) go to <build>/test-output/console/.

@@ -669,8 +669,8 @@ static void observe_traffic(cp_server_t *srv, const char *id, const json_t *traf
     cp_series_stats(srv->series, &st);
     if (refused > 0 && st.refused == (uint64_t)refused)
         /* said once: the count goes on in pathway_control_series_refused_total */
-        PW_WARN("traffic series: %d service(s) of dataplane %s not tracked: %d services are (at most), or a name is longer "
-                "than %d bytes; further ones are counted in pathway_control_series_refused_total only",
+        PW_WARN("traffic series: %d service(s) of dataplane %s left out (%d services are tracked already, or the name is "
+                "longer than %d bytes); from now on they are only counted in pathway_control_series_refused_total",
                 refused, id, CP_SERIES_MAX_SERVICES, CP_SERIES_MAX_NAME);
     free(svcs);
 }

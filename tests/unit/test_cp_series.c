@@ -98,19 +98,20 @@ static void test_counter_reset_and_version_change(void **state)
     /* the dataplane restarted on the same version: its counters went back, all of them are new */
     report1(s, "dp-a", 3, svc("eth", 40, 4, 3), T0 + 1000);
     /* it runs version 4 now: its counters restarted with it, even though they are higher again */
-    report1(s, "dp-a", 4, svc("eth", 70, 0, 3), T0 + RES);
+    report1(s, "dp-a", 4, svc("eth", 70, 5, 3), T0 + RES);
     /* and grow from there */
-    report1(s, "dp-a", 4, svc("eth", 100, 1, 3), T0 + 2 * RES);
+    report1(s, "dp-a", 4, svc("eth", 100, 6, 3), T0 + 2 * RES);
     json_t *all, *eth = series_of(s, "eth", T0 + 2 * RES, &all);
     assert_int_equal(points(eth), 3);
     assert_int_equal(at(eth, "requests", 0), 40);
     assert_int_equal(at(eth, "errors", 0), 4);
     assert_int_equal(at(eth, "requests", 1), 70);
+    assert_int_equal(at(eth, "errors", 1), 5);
     assert_int_equal(at(eth, "requests", 2), 30);
     assert_int_equal(at(eth, "errors", 2), 1);
     json_decref(all);
     /* a service new in a known dataplane's reports counts from 0 */
-    cp_service_traffic_t two[] = {svc("eth", 100, 1, 3), svc("poly", 25, 0, 2)};
+    cp_service_traffic_t two[] = {svc("eth", 100, 6, 3), svc("poly", 25, 0, 2)};
     assert_int_equal(cp_series_observe(s, "dp-a", 4, two, 2, T0 + 3 * RES), 0);
     json_t *poly = series_of(s, "poly", T0 + 3 * RES, &all);
     assert_int_equal(points(poly), 1);

@@ -8,8 +8,8 @@
 
 #include <string.h>
 
-/* No inline script or style, nothing from elsewhere, no framing, no forms posting away; data: images
- * for uPlot's legend markers. */
+/* No inline script or style, nothing from elsewhere, no framing, no forms posting away. Images may
+ * also be data: URLs (nothing runs from an image). */
 #define CP_UI_CSP                                                                                                                  \
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; "         \
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"

@@ -60,16 +60,16 @@ export function FleetPage() {
       ? html`<div class="table-box"><table class="fleet-table">
           <thead><tr><th>Dataplane</th><th>Labels</th><th>Applied</th><th>State</th><th>Last seen</th><th>Endpoints</th></tr></thead>
           <tbody>${dps.map(d => html`<tr class=${'dp state-' + d.state + (BAD.has(d.state) ? ' bad' : '')} data-dataplane=${d.id} data-state=${d.state}>
-            <td class="dp-id"><b>${d.id}</b></td>
-            <td><${Labels} labels=${d.labels} /></td>
-            <td>${d.applied_version ? html`<a href=${'#/versions/' + d.applied_version}>v${d.applied_version}</a>` : html`<span class="muted">none</span>`}</td>
-            <td class="dp-state">
+            <td class="dp-id" data-label="Dataplane"><b>${d.id}</b></td>
+            <td data-label="Labels"><${Labels} labels=${d.labels} /></td>
+            <td data-label="Applied">${d.applied_version ? html`<a href=${'#/versions/' + d.applied_version}>v${d.applied_version}</a>` : html`<span class="muted">none</span>`}</td>
+            <td class="dp-state" data-label="State">
               <${Badge} kind=${'state-' + d.state} title=${STATE_HELP[d.state] || ''}>${d.state}<//>
               ${d.rejected_version ? html`<div class="dp-error">rejected <a href=${'#/versions/' + d.rejected_version}>v${d.rejected_version}</a>: ${d.error || '(no error given)'}</div>` : null}
               ${d.state === 'drifted' ? html`<div class="dp-error">serves hash ${(d.reported_hash || '').slice(0, 12)}…, expected ${(d.expected_hash || '').slice(0, 12)}…</div>` : null}
             </td>
-            <td title=${fmtTime(d.last_seen)}>${ago(d.last_seen)}</td>
-            <td><${Endpoints} endpoints=${d.endpoints} /></td>
+            <td data-label="Last seen" title=${fmtTime(d.last_seen)}>${ago(d.last_seen)}</td>
+            <td data-label="Endpoints"><${Endpoints} endpoints=${d.endpoints} /></td>
           </tr>`)}</tbody>
         </table></div>`
       : null}

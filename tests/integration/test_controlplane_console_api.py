@@ -194,6 +194,24 @@ def test_service_series_from_heartbeats():
 
 
 @pwtest.test
+def test_services_beyond_the_bound_are_counted_and_said_once():
+    cp = ControlPlane()
+    expect(cp.call("PUT", "/v1/config", fleet()), 201)
+    many = {f"svc-{i:03d}": (i, 0, 3) for i in range(300)}
+    beat(cp, "dp-1", 1, many)
+    beat(cp, "dp-2", 1, many)
+    b = series(cp)
+    assert len(b["services"]) == 256 and "svc-000" in b["services"] and "svc-299" not in b["services"], len(b["services"])
+    text = cp.request("GET", "/metrics")[2].decode()
+    assert "pathway_control_series_services 256\n" in text and "pathway_control_series_refused_total 88\n" in text
+    # GET /v1/dataplanes and the rollout evidence still see every service's traffic, summed
+    dp = expect(cp.call("GET", "/v1/dataplanes/dp-1"), 200)[2]
+    assert dp["traffic"]["requests"] == sum(range(300)), dp["traffic"]
+    cp.stop()
+    assert cp.proc.output().count("left out") == 1, cp.proc.output()[-2000:]
+
+
+@pwtest.test
 def test_a_managed_dataplane_under_load_moves_the_series():
     """A real pathway, managed by a real pathway-control, relays load from the mock upstream; its
     heartbeats move the series by exactly what it answered, per service, across a version change."""

@@ -8,7 +8,6 @@ import os
 import tempfile
 import time
 
-import cp_util
 import dp_util
 import pwtest
 from cp_util import ADMIN, DATAPLANE, VIEWER, ControlPlane, expect, fleet

@@ -8,7 +8,6 @@ import os
 import tempfile
 import time
 
-import cp_util
 import dp_util
 import pwtest
 from cp_util import ADMIN, DATAPLANE, VIEWER, ControlPlane, expect, fleet
@@ -191,6 +190,24 @@ def test_service_series_from_heartbeats():
     beat(cp, "dp-9", 2, {"eth": (110, 0, 3)})
     assert total(series(cp)["services"]["eth"], "requests") == 0
 
+
+
+@pwtest.test
+def test_services_beyond_the_bound_are_counted_and_said_once():
+    cp = ControlPlane()
+    expect(cp.call("PUT", "/v1/config", fleet()), 201)
+    many = {f"svc-{i:03d}": (i, 0, 3) for i in range(300)}
+    beat(cp, "dp-1", 1, many)
+    beat(cp, "dp-2", 1, many)
+    b = series(cp)
+    assert len(b["services"]) == 256 and "svc-000" in b["services"] and "svc-299" not in b["services"], len(b["services"])
+    text = cp.request("GET", "/metrics")[2].decode()
+    assert "pathway_control_series_services 256\n" in text and "pathway_control_series_refused_total 88\n" in text
+    # GET /v1/dataplanes and the rollout evidence still see every service's traffic, summed
+    dp = expect(cp.call("GET", "/v1/dataplanes/dp-1"), 200)[2]
+    assert dp["traffic"]["requests"] == sum(range(300)), dp["traffic"]
+    cp.stop()
+    assert cp.proc.output().count("left out") == 1, cp.proc.output()[-2000:]
 
 
 @pwtest.test

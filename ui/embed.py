@@ -10,6 +10,7 @@ its content type and a strong ETag from its SHA-256. Standard library only."""
 
 import argparse
 import hashlib
+import json
 import os
 import sys
 
@@ -47,7 +48,6 @@ def read(path):
 
 
 def package_version(node_modules, pkg):
-    import json
     with open(os.path.join(node_modules, pkg, "package.json")) as f:
         return json.load(f)["version"]
 

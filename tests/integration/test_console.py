@@ -15,7 +15,8 @@ checks through the API what the console did:
 - /ui answers carry the security headers, and no page logs a console error or a CSP violation.
 
 Screenshots of the main pages (1280x800 and 390 px wide) go to <build>/test-output/console/.
-Skipped (exit 77) only when chromium or node is missing."""
+Skipped (exit 77) only when chromium or node (20 or later) is missing; PW_CHROMIUM names another
+Chromium binary than the one on PATH."""
 
 import json
 import os
@@ -191,7 +192,11 @@ def console_in_a_browser():
 if __name__ == "__main__":
     missing = [what for what, ok in (("chromium", os.path.exists(CHROMIUM)), ("node", NODE is not None)) if not ok]
     if missing:
-        print(f"SKIP: {' and '.join(missing)} not installed (scripts/install-deps.sh installs them)")
+        print(f"SKIP: {' and '.join(missing)} not installed (scripts/install-deps.sh installs what is missing)")
+        sys.exit(77)
+    node_version = subprocess.run([NODE, "--version"], capture_output=True, text=True).stdout.strip()
+    if int(node_version.lstrip("v").split(".")[0] or 0) < 20:
+        print(f"SKIP: node {node_version} is too old for playwright-core (it needs node 20 or later)")
         sys.exit(77)
     if not os.path.isdir(os.path.join(NODE_MODULES, "playwright-core")):
         print(f"FAIL: {NODE_MODULES}/playwright-core is missing: the build installs it (npm ci of ui/package-lock.json)")

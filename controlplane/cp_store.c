@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <libpq-fe.h>
 
 /* --- choosing and dispatching ------------------------------------------------------------------ */
 
@@ -18,8 +19,47 @@ int cp_store_is_url(const char *database)
     return database != NULL && (strncmp(database, "postgres://", 11) == 0 || strncmp(database, "postgresql://", 13) == 0);
 }
 
+int cp_store_check_url(const char *url, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    PQconninfoOption *opts = PQconninfoParse(url, &msg);
+    if (opts == NULL) {
+        snprintf(err, errlen, "not a valid PostgreSQL URL: %s", msg != NULL ? msg : "out of memory");
+        size_t n = strlen(err);
+        while (n > 0 && err[n - 1] == '\n')
+            err[--n] = '\0';
+        PQfreemem(msg);
+        return -1;
+    }
+    PQconninfoFree(opts);
+    return 0;
+}
+
+void cp_store_describe(const char *database, char *out, size_t len)
+{
+    /* postgres://user:secret@host/db -> postgres://user:***@host/db: logs never carry a password */
+    const char *scheme = cp_store_is_url(database) ? strstr(database, "://") : NULL;
+    const char *at = scheme != NULL ? strchr(scheme + 3, '@') : NULL, *colon = NULL;
+    if (at != NULL)
+        for (const char *p = scheme + 3; p < at; p++)
+            if (*p == ':') {
+                colon = p;
+                break;
+            }
+    if (colon != NULL)
+        snprintf(out, len, "%.*s:***%s", (int)(colon - database), database, at);
+    else
+        snprintf(out, len, "%s", database);
+    /* a password may also come as ?password=...: cut the query off */
+    char *q = cp_store_is_url(out) ? strstr(out, "password=") : NULL;
+    if (q != NULL)
+        snprintf(q, len - (size_t)(q - out), "password=***");
+}
+
 cp_store_t *cp_store_open(const char *database, char *err, size_t errlen)
 {
+    if (cp_store_is_url(database))
+        return cp_store_pg_open(database, err, errlen);
     return cp_store_sqlite_open(database, err, errlen);
 }
 
@@ -87,6 +127,11 @@ void cp_store_notified(cp_store_t *store)
 int cp_store_tick(cp_store_t *store)
 {
     return store->ops->tick != NULL ? store->ops->tick(store) : 0;
+}
+
+int cp_store_lease(cp_store_t *store)
+{
+    return store->ops->lease != NULL ? store->ops->lease(store) : 1;
 }
 
 void cp_store_set_change_hook(cp_store_t *store, void (*fn)(void *arg), void *arg)

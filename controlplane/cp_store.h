@@ -83,6 +83,10 @@ typedef struct st_cp_append_t {
 cp_store_t *cp_store_open(const char *database, char *err, size_t errlen);
 /* Whether `database` names PostgreSQL (postgres:// or postgresql://) rather than a sqlite file. */
 int cp_store_is_url(const char *database);
+/* Checks that a postgres:// URL parses (libpq's rules): 0, or -1 with the reason in err. */
+int cp_store_check_url(const char *url, char *err, size_t errlen);
+/* `database` as logs may show it: a URL's password replaced by ***. */
+void cp_store_describe(const char *database, char *out, size_t len);
 /* "sqlite" or "postgresql". */
 const char *cp_store_kind(cp_store_t *store);
 void cp_store_close(cp_store_t *store);
@@ -109,6 +113,12 @@ void cp_store_notified(cp_store_t *store);
 /* PostgreSQL: keeps trying to reconnect a lost listening connection; call now and then (a timer).
  * Returns 1 when the listen fd changed (watch the new one). */
 int cp_store_tick(cp_store_t *store);
+
+/* Whether this process may drive rollouts now: always for sqlite; for PostgreSQL, whether this
+ * replica holds the lease (a session advisory lock on a connection of its own, taken when free and
+ * released by PostgreSQL when the holder's session ends). Cheap: checks the connection at most once
+ * a second. */
+int cp_store_lease(cp_store_t *store);
 
 /* Number of migrations applied to the file (for tests and /metrics). */
 int cp_store_schema_version(cp_store_t *store);

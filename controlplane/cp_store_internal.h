@@ -52,6 +52,8 @@ typedef struct st_cp_store_ops_t {
     int (*listen_fd)(cp_store_t *store);
     void (*notified)(cp_store_t *store);
     int (*tick)(cp_store_t *store);
+    /* optional (NULL: always held, one process owns the database): cp_store_lease */
+    int (*lease)(cp_store_t *store);
 } cp_store_ops_t;
 
 struct st_cp_pg_t;

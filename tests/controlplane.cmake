@@ -28,3 +28,6 @@ pw_add_integration(test_controlplane_rollout integration/test_controlplane_rollo
 set_tests_properties(test_controlplane_rollout PROPERTIES RUN_SERIAL TRUE)
 pw_add_integration(test_controlplane_rollout_e2e integration/test_controlplane_rollout_e2e.py)
 set_tests_properties(test_controlplane_rollout_e2e PROPERTIES RUN_SERIAL TRUE)
+# two replicas on a throwaway PostgreSQL (pg_util.py); skipped (77) where it is not installed
+pw_add_integration(test_controlplane_pg integration/test_controlplane_pg.py)
+set_tests_properties(test_controlplane_pg PROPERTIES RUN_SERIAL TRUE SKIP_RETURN_CODE 77 TIMEOUT 400)

@@ -315,9 +315,12 @@ static int listen_open(cp_store_t *store)
     char err[256];
     pg->listen = connect_to(pg->url, err, sizeof(err));
     if (pg->listen == NULL) {
-        PW_WARN("store: cannot LISTEN for other replicas' versions (retrying): %s", err);
+        if (!pg->listen_warned)
+            PW_WARN("store: cannot LISTEN for other replicas' versions (retrying every %d ms): %s", RECONNECT_MS, err);
+        pg->listen_warned = 1;
         return -1;
     }
+    pg->listen_warned = 0;
     PGresult *res = PQexec(pg->listen, "LISTEN " CHANNEL);
     int ok = res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK;
     PQclear(res);

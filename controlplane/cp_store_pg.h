@@ -22,6 +22,7 @@ typedef struct st_cp_pg_t {
     int lease_held;               /* it holds the lease (a session advisory lock) */
     int broken;                   /* conn failed: reconnect before the next query */
     int in_tx;                    /* a transaction is open on conn */
+    int listen_warned;            /* the LISTEN connection's failure was logged (once until it works again) */
     int64_t next_connect_ms;      /* no reconnection attempt before (wall ms) */
     int64_t next_listen_ms;       /* no LISTEN reconnection before */
     int64_t next_lease_ms;        /* no lease attempt before */

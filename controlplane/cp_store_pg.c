@@ -71,11 +71,11 @@ static void on_notice(void *arg, const char *msg)
     PW_DEBUG("store: postgresql: %.*s", (int)strcspn(msg, "\n"), msg);
 }
 
-static PGconn *connect_to(const char *url, char *err, size_t errlen)
+PGconn *pg_connect(const char *url, const char *name, char *err, size_t errlen)
 {
     /* the URL comes last: what it says overrides these defaults */
     const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
-    const char *vals[] = {"3", "pathway-control", url, NULL};
+    const char *vals[] = {"3", name, url, NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 1);
     if (c == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -115,7 +115,7 @@ static int ensure(cp_store_t *store)
         PQfinish(pg->conn);
         pg->conn = NULL;
     }
-    pg->conn = connect_to(pg->url, pg->last_connect_error, sizeof(pg->last_connect_error));
+    pg->conn = pg_connect(pg->url, "pathway-control", pg->last_connect_error, sizeof(pg->last_connect_error));
     if (pg->conn == NULL) {
         pg->next_connect_ms = now + RECONNECT_MS;
         set_err(store, "database unavailable: ", NULL, pg->last_connect_error);
@@ -258,7 +258,7 @@ static int migrate(cp_store_t *store)
     res = pg_query(store, "reading schema_migrations", "SELECT coalesce(max(number), 0) FROM schema_migrations", 0, NULL);
     if (res == NULL)
         goto Exit;
-    int applied = atoi(PQgetvalue(res, 0, 0));
+    int applied = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
     PQclear(res);
     res = NULL;
     int newest = cp_pg_migrations_count > 0 ? cp_pg_migrations[cp_pg_migrations_count - 1].number : 0;
@@ -313,7 +313,7 @@ static int listen_open(cp_store_t *store)
 {
     cp_pg_t *pg = store->pg;
     char err[256];
-    pg->listen = connect_to(pg->url, err, sizeof(err));
+    pg->listen = pg_connect(pg->url, "pathway-control listen", err, sizeof(err));
     if (pg->listen == NULL) {
         if (!pg->listen_warned)
             PW_WARN("store: cannot LISTEN for other replicas' versions (retrying every %d ms): %s", RECONNECT_MS, err);
@@ -407,7 +407,7 @@ cp_store_t *cp_store_pg_open(const char *url, char *err, size_t errlen)
     }
     store->ops = &pg_ops;
     store->pg = pg;
-    pg->conn = connect_to(url, pg->last_connect_error, sizeof(pg->last_connect_error));
+    pg->conn = pg_connect(url, "pathway-control", pg->last_connect_error, sizeof(pg->last_connect_error));
     if (pg->conn == NULL) {
         snprintf(err, errlen, "database unavailable: %s", pg->last_connect_error);
         pg_close(store);
@@ -606,7 +606,7 @@ static int pg_get_tag(cp_store_t *store, const char *name, int64_t *version)
     int ret = CP_STORE_NOT_FOUND;
     if (PQntuples(res) > 0) {
         *version = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-        ret = atoi(PQgetvalue(res, 0, 1)) ? CP_STORE_NOT_FOUND : CP_STORE_OK;
+        ret = strtol(PQgetvalue(res, 0, 1), NULL, 10) ? CP_STORE_NOT_FOUND : CP_STORE_OK;
     }
     PQclear(res);
     return ret;
@@ -665,7 +665,7 @@ static json_t *tag_row_json(PGresult *res, int i, int with_name)
                           PQgetvalue(res, i, 4));
     if (o != NULL && with_name)
         json_object_set_new(o, "name", json_string(PQgetvalue(res, i, 0)));
-    if (o != NULL && atoi(PQgetvalue(res, i, 5)))
+    if (o != NULL && strtol(PQgetvalue(res, i, 5), NULL, 10))
         json_object_set_new(o, "deleted", json_true());
     return o;
 }
@@ -681,7 +681,7 @@ static json_t *pg_tag_json(cp_store_t *store, const char *name, int *rc_out)
         return NULL;
     }
     int n = PQntuples(res);
-    if (n == 0 || atoi(PQgetvalue(res, 0, 5))) {
+    if (n == 0 || strtol(PQgetvalue(res, 0, 5), NULL, 10)) {
         PQclear(res);
         *rc_out = CP_STORE_NOT_FOUND;
         return NULL;

@@ -37,17 +37,28 @@ const char *pg_col(void *row, int col)
     return PQgetisnull(r->res, r->i, col) ? NULL : PQgetvalue(r->res, r->i, col);
 }
 
-/* The message of a libpq error without its trailing newline. */
+/* libpq's message on one line (its newlines and tabs as single spaces, none at the end). */
+static void one_line(const char *msg, char *out, size_t len)
+{
+    size_t n = 0;
+    int space = 0;
+    for (const char *p = msg != NULL && msg[0] ? msg : "unknown error"; *p && n + 1 < len; p++) {
+        if (*p == '\n' || *p == '\t' || *p == '\r' || *p == ' ') {
+            space = n > 0;
+            continue;
+        }
+        if (space && n + 2 < len)
+            out[n++] = ' ';
+        space = 0;
+        out[n++] = *p;
+    }
+    out[n] = '\0';
+}
+
 static void set_err(cp_store_t *store, const char *prefix, const char *what, const char *msg)
 {
     char buf[200];
-    snprintf(buf, sizeof(buf), "%s", msg != NULL && msg[0] ? msg : "unknown error");
-    size_t n = strlen(buf);
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
-        buf[--n] = '\0';
-    for (char *p = buf; *p; p++)
-        if (*p == '\n')
-            *p = ' ';
+    one_line(msg, buf, sizeof(buf));
     snprintf(store->errmsg, sizeof(store->errmsg), "%s%s%s%s", prefix, what != NULL ? what : "", what != NULL ? ": " : "", buf);
 }
 
@@ -82,10 +93,7 @@ PGconn *pg_connect(const char *url, const char *name, char *err, size_t errlen)
         return NULL;
     }
     if (PQstatus(c) != CONNECTION_OK) {
-        snprintf(err, errlen, "%s", PQerrorMessage(c));
-        size_t n = strlen(err);
-        while (n > 0 && err[n - 1] == '\n')
-            err[--n] = '\0';
+        one_line(PQerrorMessage(c), err, errlen);
         PQfinish(c);
         return NULL;
     }
@@ -119,7 +127,6 @@ static int ensure(cp_store_t *store)
     if (pg->conn == NULL) {
         pg->next_connect_ms = now + RECONNECT_MS;
         set_err(store, "database unavailable: ", NULL, pg->last_connect_error);
-        PW_WARN("store: %s", store->errmsg);
         return CP_STORE_ERROR;
     }
     pg->broken = 0;
@@ -325,7 +332,9 @@ static int listen_open(cp_store_t *store)
     int ok = res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK;
     PQclear(res);
     if (!ok || PQsetnonblocking(pg->listen, 1) != 0) {
-        PW_WARN("store: LISTEN failed (retrying): %s", PQerrorMessage(pg->listen));
+        char why[200];
+        one_line(PQerrorMessage(pg->listen), why, sizeof(why));
+        PW_WARN("store: LISTEN failed (retrying): %s", why);
         listen_close(pg);
         return -1;
     }
@@ -350,7 +359,9 @@ static void pg_notified(cp_store_t *store)
         PQfreemem(n);
     }
     if (!alive) {
-        PW_WARN("store: the listening connection to PostgreSQL was lost: %s", PQerrorMessage(pg->listen));
+        char why[200];
+        one_line(PQerrorMessage(pg->listen), why, sizeof(why));
+        PW_WARN("store: the listening connection to PostgreSQL was lost: %s", why);
         listen_close(pg);
         /* the query connection most likely went with it: reconnect it on the next call */
         pg->broken = 1;

@@ -416,6 +416,106 @@ static void fit_descriptors(cp_server_t *srv)
     }
 }
 
+/* --- other replicas' versions (PostgreSQL LISTEN/NOTIFY): the store's socket in the event loop -- */
+
+static void on_store_change(void *arg)
+{
+    /* may run inside a store call (even one made by cp_wake_waiters): the loop wakes the polls */
+    ((cp_server_t *)arg)->store_changed = 1;
+}
+
+static void store_unwatch(cp_server_t *srv)
+{
+    if (srv->store_sock != NULL) {
+        h2o_socket_read_stop(srv->store_sock);
+        h2o_socket_close(srv->store_sock); /* closes the dup, not the store's own fd */
+        srv->store_sock = NULL;
+    }
+    srv->store_fd = -1;
+}
+
+static void on_store_readable(h2o_socket_t *sock, const char *err)
+{
+    cp_server_t *srv = sock->data;
+    (void)err;
+    cp_store_notified(srv->store);
+    if (cp_store_listen_fd(srv->store) != srv->store_fd)
+        store_unwatch(srv); /* the connection was lost: cp_store_tick reopens it */
+}
+
+/* Watches the store's listening socket, when it has one, and follows it when it is reopened. */
+static void store_watch(cp_server_t *srv)
+{
+    int reopened = cp_store_tick(srv->store), fd = cp_store_listen_fd(srv->store);
+    if (!reopened && fd == srv->store_fd)
+        return;
+    store_unwatch(srv);
+    if (fd < 0)
+        return;
+    int copy = dup(fd);
+    if (copy < 0) {
+        PW_WARN("store: cannot watch for other replicas' versions: %s", strerror(errno));
+        return;
+    }
+    /* DONT_READ: the loop only says it is readable; libpq reads it (cp_store_notified) */
+    srv->store_sock = h2o_evloop_socket_create(srv->loop, copy, H2O_SOCKET_FLAG_DONT_READ);
+    srv->store_sock->data = srv;
+    srv->store_fd = fd;
+    h2o_socket_read_start(srv->store_sock, on_store_readable);
+    /* what arrived before the watch began */
+    cp_store_notified(srv->store);
+}
+
+/* One replica at a time drives rollouts: the holder of the store's lease (always this process on
+ * sqlite). Each replica re-reads the live rollout when the stored one is no longer the one it
+ * knows (started, paused, resumed, moved a step or ended through another replica), checked once a
+ * second and before waking polls for another replica's version; one that takes the lease over
+ * (its holder died) resumes from the stored rollout. */
+static void engine_reload(cp_server_t *srv)
+{
+    /* the database unreachable: keep what is known rather than forget the live rollout */
+    if (cp_store_refresh(srv->store) != CP_STORE_OK)
+        return;
+    cp_engine_dispose(srv);
+    if (cp_engine_init(srv) != 0)
+        PW_WARN("rollouts: cannot read the live rollout (retrying): %s", cp_store_errmsg(srv->store));
+}
+
+/* Whether the stored live rollout differs from the one this replica knows (a shared store only). */
+static int engine_stale(cp_server_t *srv)
+{
+    if (strcmp(cp_store_kind(srv->store), "sqlite") == 0)
+        return 0;
+    int64_t id = 0, step = 0;
+    cp_ro_state_t state = CP_RO_PROGRESSING;
+    int rc = cp_ro_store_newest(srv->store, &id, &state, &step);
+    if (rc == CP_STORE_ERROR)
+        return 0;
+    const cp_rollout_t *live = cp_engine_live(srv);
+    int stored_live = rc == CP_STORE_OK && (state == CP_RO_PROGRESSING || state == CP_RO_PAUSED);
+    if (live == NULL)
+        return stored_live;
+    return rc != CP_STORE_OK || id != live->id || state != live->state || (size_t)step != live->step;
+}
+
+static int64_t engine_turn(cp_server_t *srv)
+{
+    int held = cp_store_lease(srv->store);
+    int64_t now = cp_now_ms();
+    if (held != srv->lease_held) {
+        srv->lease_held = held;
+        engine_reload(srv);
+        srv->engine_reload_at = now + 1000;
+    } else if (now >= srv->engine_reload_at) {
+        srv->engine_reload_at = now + 1000;
+        if (engine_stale(srv))
+            engine_reload(srv);
+    }
+    if (held)
+        return cp_engine_tick(srv);
+    return srv->engine_reload_at - now;
+}
+
 cp_server_t *cp_server_create(const cp_config_t *conf, cp_store_t *store, char *err, size_t errlen)
 {
     cp_server_t *srv = calloc(1, sizeof(*srv));
@@ -427,6 +527,7 @@ cp_server_t *cp_server_create(const cp_config_t *conf, cp_store_t *store, char *
     srv->conf = conf;
     srv->store = store;
     srv->started_ms = cp_now_ms();
+    srv->lease_held = cp_store_lease(store);
     h2o_linklist_init_anchor(&srv->waiters);
     fit_descriptors(srv);
     if ((srv->series = cp_series_create(CP_SERIES_MAX_SERVICES)) == NULL) {
@@ -479,6 +580,9 @@ cp_server_t *cp_server_create(const cp_config_t *conf, cp_store_t *store, char *
     srv->listener = h2o_evloop_socket_create(srv->loop, fd, H2O_SOCKET_FLAG_DONT_READ);
     srv->listener->data = srv;
     update_listener(srv);
+    srv->store_fd = -1;
+    cp_store_set_change_hook(store, on_store_change, srv);
+    store_watch(srv);
     PW_INFO("listening on %s:%u", conf->listen_host, conf->listen_port);
     if (strncmp(conf->listen_host, "127.", 4) != 0 && strcmp(conf->listen_host, "::1") != 0 &&
         strcmp(conf->listen_host, "localhost") != 0)
@@ -491,7 +595,15 @@ cp_server_t *cp_server_create(const cp_config_t *conf, cp_store_t *store, char *
 int cp_server_run(cp_server_t *srv, volatile sig_atomic_t *stop)
 {
     while (!*stop) {
-        int64_t next = cp_expire_waiters(srv), due = cp_engine_tick(srv);
+        store_watch(srv);
+        if (srv->store_changed) {
+            /* another replica's version: a rollout it started decides who gets it */
+            srv->store_changed = 0;
+            if (engine_stale(srv))
+                engine_reload(srv);
+            cp_wake_waiters(srv);
+        }
+        int64_t next = cp_expire_waiters(srv), due = engine_turn(srv);
         if (due >= 0 && (next < 0 || due < next))
             next = due;
         if (!srv->listener_reading && srv->num_conns < srv->conf->max_conns) {
@@ -506,6 +618,8 @@ int cp_server_run(cp_server_t *srv, volatile sig_atomic_t *stop)
         h2o_evloop_run(srv->loop, wait);
     }
     srv->stopping = 1;
+    store_unwatch(srv);
+    cp_store_set_change_hook(srv->store, NULL, NULL);
     PW_INFO("stopping: %zu long polls answered with 503", srv->num_waiters);
     if (srv->listener != NULL) {
         if (srv->listener_reading)

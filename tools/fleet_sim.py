@@ -54,6 +54,12 @@ class HttpError(Exception):
     pass
 
 
+class ClosedIdle(HttpError):
+    """The server closed the connection before any byte of the answer: on a reused keep-alive
+    connection that is the server's idle timeout, and the request is sent again on a new one (as
+    libcurl does)."""
+
+
 class Conn:
     """One HTTP/1.1 keep-alive connection to host:port, reopened when the server closes it."""
 
@@ -75,21 +81,29 @@ class Conn:
     async def request(self, head, body=b"", timeout=15.0):
         """Sends head (request line and headers, bytes, ending in CRLFCRLF) and body; returns
         (status, headers lower-cased, body bytes). Raises OSError/HttpError/TimeoutError."""
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), 5.0)
-            self.opened += 1
-        try:
-            self.writer.write(head + body if body else head)
-            return await asyncio.wait_for(self._response(), timeout)
-        except BaseException:
+        if self.writer is not None and self.reader.at_eof():
             self.close()
-            raise
+        for attempt in (0, 1):
+            reused = self.writer is not None
+            if not reused:
+                self.reader, self.writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), 5.0)
+                self.opened += 1
+            try:
+                self.writer.write(head + body if body else head)
+                return await asyncio.wait_for(self._response(), timeout)
+            except (ClosedIdle, ConnectionResetError, BrokenPipeError):
+                self.close()
+                if not reused or attempt == 1:
+                    raise
+            except BaseException:
+                self.close()
+                raise
 
     async def _response(self):
         r = self.reader
         line = await r.readline()
         if not line:
-            raise HttpError("connection closed by the server")
+            raise ClosedIdle("connection closed by the server")
         parts = line.split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
             raise HttpError(f"bad status line {line[:80]!r}")
@@ -374,9 +388,9 @@ def admin_prober(urls, token, rate, stop, out):
     """Runs in a child process (so the fleet's event loop does not delay its reads): alternates
     GET /v1/versions and GET /v1/dataplanes?limit=100, each on a new connection as pathwayctl
     makes them, at `rate` calls per second over the URLs, until `stop` is set; puts
-    {path: [seconds...]} and {errors} on `out`."""
+    {"calls": [[path, monotonic start, seconds]...], "errors": {...}} on `out`."""
     paths = ["/v1/versions", "/v1/dataplanes?limit=100"]
-    lat = {p: [] for p in paths}
+    calls = []
     errors = {}
     i = 0
     period = 1.0 / rate
@@ -393,14 +407,14 @@ def admin_prober(urls, token, rate, stop, out):
             r.read()
             c.close()
             if r.status == 200:
-                lat[path].append(time.monotonic() - t0)
+                calls.append([path, t0, time.monotonic() - t0])
             else:
                 errors[f"{path} {r.status}"] = errors.get(f"{path} {r.status}", 0) + 1
         except Exception as e:  # noqa: BLE001 - every failure is counted, whatever it is
             errors[f"{path} {type(e).__name__}"] = errors.get(f"{path} {type(e).__name__}", 0) + 1
         nxt += period
         stop.wait(max(0.0, nxt - time.monotonic()))
-    out.put({"latency": lat, "errors": errors})
+    out.put({"calls": calls, "errors": errors})
 
 
 # --- the admin side of the benchmark -----------------------------------------------------------
@@ -564,6 +578,7 @@ async def bench(args):
                                                                     else None for p in q1}}
     progress(args, f"quiet fleet for {args.steady} s: control plane CPU {fmt_cpu(result['steady'], args.n)}")
 
+    windows = []  # (PUT sent, last ACK) of every push: admin calls overlapping one are "during a push"
     for i in range(1, args.pushes + 1):
         url = args.url[(i - 1) % len(args.url)]  # pushes alternate over the replicas
         doc = push_document(args.document, i)
@@ -580,6 +595,7 @@ async def bench(args):
             await asyncio.wait_for(fleet.all_reached.wait(), args.ack_timeout)
         except asyncio.TimeoutError:
             pass
+        windows.append((t_sent, now()))
         recv = [d.received[v] - t_put for d in dps if v in d.received]
         ack = [d.acked[v] - t_put for d in dps if v in d.acked]
         p = {"version": v, "via": url, "put_ms": round((t_put - t_sent) * 1000, 2), "acked": len(ack),
@@ -595,10 +611,11 @@ async def bench(args):
         await asyncio.sleep(args.interval)
 
     stop.set()
-    admin = out.get(timeout=30)
+    admin = await asyncio.get_running_loop().run_in_executor(None, out.get, True, 30)
     prober.join(10)
     result["cpu_self_s"] = round(cpu_of_self() - cpu_self0, 3)
     result["run_s"] = round(now() - t_start, 3)
+    admin["windows"] = windows
     return await finish(args, fleet, dps, tasks, lag, lag_task, result, admin, q1)
 
 
@@ -628,9 +645,14 @@ async def finish(args, fleet, dps, tasks, lag, lag_task, result, admin, q1):
     for d in dps:
         d.close()
     if admin is not None:
-        result["admin"] = {p: dist(v) for p, v in admin["latency"].items()}
-        all_admin = [x for v in admin["latency"].values() for x in v]
-        result["admin"]["all"] = dist(all_admin)
+        def during(t0, lat):
+            return any(t0 < b and t0 + lat > a for a, b in admin["windows"])
+        calls = admin["calls"]
+        result["admin"] = {"all": dist([c[2] for c in calls]),
+                           "quiet": dist([c[2] for c in calls if not during(c[1], c[2])]),
+                           "during_push": dist([c[2] for c in calls if during(c[1], c[2])])}
+        for path in sorted({c[0] for c in calls}):
+            result["admin"][path] = dist([c[2] for c in calls if c[0] == path])
         result["admin_errors"] = admin["errors"]
     if result["pushes"]:
         acks = [p["ack"]["p50"] for p in result["pushes"]]
@@ -695,7 +717,7 @@ def summary(r):
         out.append(f"  push -> ACK over {len(r['pushes'])} pushes: p50 (median of pushes) {r['ack_p50_ms_median']} ms, "
                    f"worst p99 {r['ack_p99_ms_worst']} ms, worst max {r['ack_max_ms_worst']} ms")
     for path, d in (r.get("admin") or {}).items():
-        out.append(f"  admin {path}: n {d['n']} p50 {d['p50']} ms p99 {d['p99']} ms max {d['max']} ms")
+        out.append(f"  admin calls, {path}: n {d['n']} p50 {d['p50']} ms p99 {d['p99']} ms max {d['max']} ms")
     if r.get("admin_errors"):
         out.append(f"  admin errors: {r['admin_errors']}")
     if r.get("steady"):

@@ -46,6 +46,9 @@ BACKOFF_MAX = 10.0
 MIN_POLL = 1.0  # a poll answered sooner than this without news waits out the rest (as the real client)
 
 
+TIMEOUT = getattr(asyncio, "timeout", None)
+
+
 def now():
     return time.monotonic()
 
@@ -90,6 +93,9 @@ class Conn:
                 self.opened += 1
             try:
                 self.writer.write(head + body if body else head)
+                if TIMEOUT is not None:  # asyncio.timeout (3.11) costs no task per request, wait_for does
+                    async with TIMEOUT(timeout):
+                        return await self._response()
                 return await asyncio.wait_for(self._response(), timeout)
             except (ClosedIdle, ConnectionResetError, BrokenPipeError):
                 self.close()
@@ -101,20 +107,19 @@ class Conn:
 
     async def _response(self):
         r = self.reader
-        line = await r.readline()
-        if not line:
-            raise ClosedIdle("connection closed by the server")
-        parts = line.split(None, 2)
+        try:
+            head = await r.readuntil(b"\r\n\r\n")  # one await for the status line and headers
+        except asyncio.IncompleteReadError as e:
+            if not e.partial:
+                raise ClosedIdle("connection closed by the server") from None
+            raise HttpError("connection closed in the headers") from None
+        lines = head[:-4].split(b"\r\n")
+        parts = lines[0].split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
-            raise HttpError(f"bad status line {line[:80]!r}")
+            raise HttpError(f"bad status line {lines[0][:80]!r}")
         status = int(parts[1])
         headers = {}
-        while True:
-            h = await r.readline()
-            if h in (b"\r\n", b"\n"):
-                break
-            if not h:
-                raise HttpError("connection closed in the headers")
+        for h in lines[1:]:
             k, _, v = h.partition(b":")
             headers[k.strip().lower().decode("latin-1")] = v.strip().decode("latin-1")
         if headers.get("transfer-encoding", "").lower() == "chunked":
@@ -187,7 +192,7 @@ class Fleet:
 
     def set_target(self, version, dps):
         self.target = version
-        self.reached = sum(1 for d in dps if d.applied >= version)
+        self.reached = sum(1 for d in dps if d.acked_version >= version)
         self.all_reached = asyncio.Event()
         if self.reached >= self.n:
             self.all_reached.set()
@@ -202,7 +207,7 @@ class Fleet:
 
 class Dataplane:
     __slots__ = ("fleet", "id", "host", "port", "auth", "poll_wait_ms", "heartbeat", "labels", "labels_json", "labels_q",
-                 "seen", "applied", "hash", "received", "acked", "poll_conn", "beat_conn", "requests", "traffic_version",
+                 "seen", "applied", "acked_version", "hash", "received", "acked", "poll_conn", "beat_conn", "requests", "traffic_version",
                  "traffic_requests", "traffic_errors", "traffic_buckets", "rng")
 
     def __init__(self, fleet, dp_id, url, token, poll_wait_ms, heartbeat, labels):
@@ -216,7 +221,8 @@ class Dataplane:
         self.labels_json = json.dumps(labels, separators=(",", ":"), sort_keys=True)
         self.labels_q = "&labels=" + urllib.parse.quote(self.labels_json, safe="")
         self.seen = 0  # newest version seen (applied or rejected)
-        self.applied = 0  # version running (ACKed)
+        self.applied = 0  # version running (what its reports say)
+        self.acked_version = 0  # newest version the control plane took a report of (answered 200)
         self.hash = None  # its document's hash
         self.received = {}  # version -> monotonic time its poll answer was read
         self.acked = {}  # version -> monotonic time the control plane answered its ACK
@@ -257,11 +263,16 @@ class Dataplane:
                 f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n").encode()
 
     async def send_report(self, conn):
+        version = self.applied
         body = self.report_body()
         status, _, data = await conn.request(self.status_head(len(body)), body, 10.0)
         self.fleet.reports += 1
         if status != 200:
             self.fleet.error(f"status {status}", data.decode("utf-8", "replace"))
+        elif version > self.acked_version:
+            old, self.acked_version = self.acked_version, version
+            self.acked.setdefault(version, now())
+            self.fleet.on_applied(old, version)
         return status
 
     async def poll_loop(self):
@@ -298,17 +309,12 @@ class Dataplane:
                         await asyncio.sleep(MIN_POLL)
                     continue
                 self.received[version] = t_recv
-                old = self.applied
                 self.seen = self.applied = version
                 self.hash = h
                 try:
-                    st = await self.send_report(self.poll_conn)
+                    await self.send_report(self.poll_conn)
                 except (OSError, HttpError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError) as e:
                     f.error(f"ack: {type(e).__name__}", str(e))
-                    st = None
-                if st == 200:
-                    self.acked[version] = now()
-                f.on_applied(old, version)
             elif status == 304:
                 f.polls += 1
                 failures = 0
@@ -498,7 +504,7 @@ async def loop_lag_probe(samples, stopping):
     while not stopping():
         t = now()
         await asyncio.sleep(0.01)
-        samples.append(max(0.0, now() - t - 0.01))
+        samples.append((t, max(0.0, now() - t - 0.01)))
 
 
 def cpu_of_self():
@@ -578,10 +584,12 @@ async def bench(args):
                                                                     else None for p in q1}}
     progress(args, f"quiet fleet for {args.steady} s: control plane CPU {fmt_cpu(result['steady'], args.n)}")
 
+    pooled = []  # every dataplane's ACK latency of every push
     windows = []  # (PUT sent, last ACK) of every push: admin calls overlapping one are "during a push"
     for i in range(1, args.pushes + 1):
         url = args.url[(i - 1) % len(args.url)]  # pushes alternate over the replicas
         doc = push_document(args.document, i)
+        c0 = figures(pids)
         t_sent = now()
         st, body = await admin_call_async(url, "PUT", "/v1/config", args.admin_token, doc)
         t_put = now()
@@ -596,12 +604,17 @@ async def bench(args):
         except asyncio.TimeoutError:
             pass
         windows.append((t_sent, now()))
+        c1 = figures(pids)
         recv = [d.received[v] - t_put for d in dps if v in d.received]
         ack = [d.acked[v] - t_put for d in dps if v in d.acked]
         p = {"version": v, "via": url, "put_ms": round((t_put - t_sent) * 1000, 2), "acked": len(ack),
              "all_acked_ms": round((max(d.acked[v] for d in dps if v in d.acked) - t_put) * 1000, 2) if ack else None,
-             "receive": dist(recv), "ack": dist(ack)}
+             "receive": dist(recv), "ack": dist(ack),
+             # the control plane's CPU from the PUT to the last ACK: against the wall time, whether it
+             # was busy computing or waiting (on fsync, on the simulator)
+             "cp_cpu_ms": {pid: round((c1[pid]["cpu_s"] - c0[pid]["cpu_s"]) * 1000) for pid in c1 if c0.get(pid) and c1[pid]}}
         result["pushes"].append(p)
+        pooled.extend(ack)
         progress(args, f"push {i}: version {v} via {url}: PUT {p['put_ms']} ms; {len(ack)}/{args.n} ACKed, "
                        f"ACK p50 {p['ack']['p50']} p99 {p['ack']['p99']} max {p['ack']['max']} ms")
         if len(ack) < args.n:
@@ -613,6 +626,7 @@ async def bench(args):
     stop.set()
     admin = await asyncio.get_running_loop().run_in_executor(None, out.get, True, 30)
     prober.join(10)
+    result["ack_pooled"] = dist(pooled)
     result["cpu_self_s"] = round(cpu_of_self() - cpu_self0, 3)
     result["run_s"] = round(now() - t_start, 3)
     admin["windows"] = windows
@@ -622,21 +636,18 @@ async def bench(args):
 async def finish(args, fleet, dps, tasks, lag, lag_task, result, admin, q1):
     result["cp_after"] = figures(args.pid or [])
     if args.bench and args.admin_token and result.get("synced") == args.n:
-        st, body = await admin_call_async(args.url[0], "GET", "/v1/dataplanes?limit=1000", args.admin_token)
-        states = {}
-        seen = 0
-        after = None
-        while st == 200:
-            for d in body["dataplanes"]:
-                if d["id"].startswith(args.prefix):
-                    states[d["state"]] = states.get(d["state"], 0) + 1
-                    seen += 1
-            after = body.get("next_after")
-            if not after:
+        # what GET /v1/dataplanes says of the fleet; a late heartbeat may show a transient state,
+        # so it is asked again until every one is synced or a heartbeat interval and 2 s have passed
+        t_list = now()
+        while True:
+            states, seen = await list_states(args)
+            result.setdefault("dataplane_states_first", states)
+            result["dataplane_states"] = states
+            result["dataplanes_listed"] = seen
+            if states.get("synced") == args.n or now() - t_list > args.heartbeat + 2.0:
                 break
-            st, body = await admin_call_async(args.url[0], "GET", f"/v1/dataplanes?limit=1000&after={after}", args.admin_token)
-        result["dataplane_states"] = states
-        result["dataplanes_listed"] = seen
+            await asyncio.sleep(0.5)
+        result["all_synced_after_s"] = round(now() - t_list, 3) if states.get("synced") == args.n else None
     fleet.stopping = True
     lag_task.cancel()
     for t in tasks:
@@ -668,7 +679,9 @@ async def finish(args, fleet, dps, tasks, lag, lag_task, result, admin, q1):
             per_dp[pid] = {"rss_bytes_per_dataplane": round((q["rss_bytes"] - b["rss_bytes"]) / args.n, 1),
                            "fds_per_dataplane": round((q["fds"] - b["fds"]) / args.n, 3) if q["fds"] and b["fds"] else None}
     result["per_dataplane"] = per_dp
-    result["sim_loop_lag"] = dist(lag)
+    result["sim_loop_lag"] = dist([x for _, x in lag])
+    if admin is not None:
+        result["sim_loop_lag_during_push"] = dist([x for t, x in lag if any(a <= t <= b for a, b in admin["windows"])])
     result["errors"] = fleet.errors
     result["error_examples"] = fleet.last_error
     result["refused_polls"] = fleet.refused_polls
@@ -677,6 +690,23 @@ async def finish(args, fleet, dps, tasks, lag, lag_task, result, admin, q1):
     result["loadavg_end"] = loadavg()
     result.setdefault("ok", True)
     return result
+
+
+async def list_states(args):
+    """({state: count}, how many) of this fleet's dataplanes in GET /v1/dataplanes (every page)."""
+    states, seen, after = {}, 0, None
+    while True:
+        path = "/v1/dataplanes?limit=1000" + (f"&after={urllib.parse.quote(after)}" if after else "")
+        st, body = await admin_call_async(args.url[0], "GET", path, args.admin_token)
+        if st != 200:
+            raise RuntimeError(f"GET {path}: {st} {body}")
+        for d in body["dataplanes"]:
+            if d["id"].startswith(args.prefix):
+                states[d["state"]] = states.get(d["state"], 0) + 1
+                seen += 1
+        after = body.get("next_after")
+        if not after:
+            return states, seen
 
 
 async def run_for(args, fleet, dps):
@@ -712,10 +742,12 @@ def summary(r):
     for p in r.get("pushes", []):
         out.append(f"  push v{p['version']}: PUT {p['put_ms']} ms; receive p50/p99/max {p['receive']['p50']}/{p['receive']['p99']}/"
                    f"{p['receive']['max']} ms; ACK p50/p99/max {p['ack']['p50']}/{p['ack']['p99']}/{p['ack']['max']} ms "
-                   f"({p['acked']} ACKed)")
+                   f"({p['acked']} ACKed; control plane CPU {p['cp_cpu_ms']} ms)")
     if r.get("pushes"):
+        a = r.get("ack_pooled") or {}
         out.append(f"  push -> ACK over {len(r['pushes'])} pushes: p50 (median of pushes) {r['ack_p50_ms_median']} ms, "
-                   f"worst p99 {r['ack_p99_ms_worst']} ms, worst max {r['ack_max_ms_worst']} ms")
+                   f"worst p99 {r['ack_p99_ms_worst']} ms, worst max {r['ack_max_ms_worst']} ms; all ACKs pooled: "
+                   f"p50 {a.get('p50')} p99 {a.get('p99')} ms")
     for path, d in (r.get("admin") or {}).items():
         out.append(f"  admin calls, {path}: n {d['n']} p50 {d['p50']} ms p99 {d['p99']} ms max {d['max']} ms")
     if r.get("admin_errors"):
@@ -728,10 +760,12 @@ def summary(r):
             out.append(f"  pid {pid}: RSS {b['rss_bytes'] / 2**20:.1f} MiB -> {a['rss_bytes'] / 2**20:.1f} MiB connected "
                        f"({r['per_dataplane'][pid]['rss_bytes_per_dataplane'] / 1024:.1f} KiB per dataplane), fds {b['fds']} -> {a['fds']}")
     lag = r.get("sim_loop_lag") or {}
-    out.append(f"  simulator: loop lag p99 {lag.get('p99')} ms max {lag.get('max')} ms, own CPU {r.get('cpu_self_s')} s "
-               f"over {r.get('run_s')} s")
+    pl = r.get("sim_loop_lag_during_push") or {}
+    out.append(f"  simulator: loop lag p99 {lag.get('p99')} ms max {lag.get('max')} ms (during pushes p99 {pl.get('p99')} "
+               f"max {pl.get('max')} ms), own CPU {r.get('cpu_self_s')} s over {r.get('run_s')} s")
     if r.get("dataplane_states") is not None:
-        out.append(f"  GET /v1/dataplanes: {r['dataplanes_listed']} listed, states {r['dataplane_states']}")
+        out.append(f"  GET /v1/dataplanes: {r['dataplanes_listed']} listed, states {r['dataplane_states']} "
+                   f"(first listing {r['dataplane_states_first']}; all synced after {r['all_synced_after_s']} s)")
     out.append(f"  errors: {r.get('errors') or 'none'}; refused polls (max_long_polls): {r.get('refused_polls')}")
     out.append(f"  load average: {r.get('loadavg_start')} -> {r.get('loadavg_end')}")
     if not r.get("ok", True):

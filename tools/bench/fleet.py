@@ -171,6 +171,8 @@ def main():
     ap.add_argument("--interval", type=float, default=2.0)
     ap.add_argument("--steady", type=float, default=10.0)
     ap.add_argument("--json", help="write every run's result here")
+    ap.add_argument("--db-dir", help="where the sqlite files go (default: a temporary directory; /dev/shm shows what "
+                                     "the disk's fsyncs cost)")
     args = ap.parse_args()
     sizes = args.n or [1000, 3000]
     build = os.path.abspath(args.build_dir)
@@ -188,7 +190,16 @@ def main():
             cluster = pg_util.Cluster(dbname="pathway")
         for n in sizes:
             if not args.no_sqlite:
-                results.append(one_run("sqlite", build, os.path.join(work, f"sqlite-{n}"), ["pathway.db"], n, args))
+                db = os.path.join(os.path.abspath(args.db_dir), f"pw-fleet-{os.getpid()}-{n}.db") if args.db_dir else "pathway.db"
+                try:
+                    results.append(one_run("sqlite", build, os.path.join(work, f"sqlite-{n}"), [db], n, args))
+                finally:
+                    if args.db_dir:
+                        for suffix in ("", "-wal", "-shm"):
+                            try:
+                                os.unlink(db + suffix)
+                            except OSError:
+                                pass
             if cluster is not None:
                 db = f"fleet{n}"
                 cluster.psql(f'CREATE DATABASE "{db}"', db="postgres")

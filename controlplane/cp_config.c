@@ -3,6 +3,7 @@
  * decoder; every error still names its key, unknown keys are errors, and every value is bounded.
  */
 #include "cp_config.h"
+#include "cp_store.h"
 #include "cp_rollout.h"
 
 #include <errno.h>
@@ -388,8 +389,16 @@ cp_config_t *cp_config_decode(json_t *tree, const char *base_dir, cfg_errors_t *
         cfg_errors_add(errs, "listen: %s", err);
 
     const char *db = get_string(tree, "database", "", errs);
-    if ((conf->database = resolve_path(base_dir, db != NULL ? db : CP_DEFAULT_DATABASE)) == NULL)
+    char why[256];
+    if (db != NULL && cp_store_is_url(db)) {
+        /* PostgreSQL: a URL, taken as it is (libpq reads it) */
+        if (cp_store_check_url(db, why, sizeof(why)) != 0)
+            cfg_errors_add(errs, "database: %s", why);
+        else if ((conf->database = strdup(db)) == NULL)
+            cfg_errors_add(errs, "database: out of memory");
+    } else if ((conf->database = resolve_path(base_dir, db != NULL ? db : CP_DEFAULT_DATABASE)) == NULL) {
         cfg_errors_add(errs, "database: out of memory");
+    }
 
     /* the upper bound keeps one request's buffering within what the config document allows */
     get_unit(tree, "max_body", 1, 1024, CFG_MAX_DOCUMENT_SIZE, &conf->max_body, errs);

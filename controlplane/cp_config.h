@@ -2,7 +2,7 @@
  * cp_config: the control plane's own config file (DESIGN §4), not the fleet document it stores.
  *
  *   listen: 127.0.0.1:7070
- *   database: ./pathway.db
+ *   database: ./pathway.db        (or postgres://user@host:5432/db?sslmode=require: PostgreSQL)
  *   max_body: 1MiB
  *   heartbeat_timeout: 30s
  *   max_wait: 5m
@@ -44,7 +44,7 @@ typedef struct st_cp_token_t {
 typedef struct st_cp_config_t {
     char *listen_host;       /* host part of `listen` (no brackets) */
     uint16_t listen_port;    /* port part of `listen` */
-    char *database;          /* sqlite file, resolved against the config file's directory */
+    char *database;          /* sqlite file, resolved against the config file's directory; or a postgres:// URL */
     uint64_t max_body;       /* request bodies beyond this get 413 */
     uint64_t heartbeat_ms;   /* a dataplane unseen this long is "disconnected" */
     uint64_t max_wait_ms;    /* long polls asking more wait this much */

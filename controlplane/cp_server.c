@@ -405,6 +405,84 @@ static void fit_descriptors(cp_server_t *srv)
     }
 }
 
+/* --- other replicas' versions (PostgreSQL LISTEN/NOTIFY): the store's socket in the event loop -- */
+
+static void on_store_change(void *arg)
+{
+    /* may run inside a store call (even one made by cp_wake_waiters): the loop wakes the polls */
+    ((cp_server_t *)arg)->store_changed = 1;
+}
+
+static void store_unwatch(cp_server_t *srv)
+{
+    if (srv->store_sock != NULL) {
+        h2o_socket_read_stop(srv->store_sock);
+        h2o_socket_close(srv->store_sock); /* closes the dup, not the store's own fd */
+        srv->store_sock = NULL;
+    }
+    srv->store_fd = -1;
+}
+
+static void on_store_readable(h2o_socket_t *sock, const char *err)
+{
+    cp_server_t *srv = sock->data;
+    (void)err;
+    cp_store_notified(srv->store);
+    if (cp_store_listen_fd(srv->store) != srv->store_fd)
+        store_unwatch(srv); /* the connection was lost: cp_store_tick reopens it */
+}
+
+/* Watches the store's listening socket, when it has one, and follows it when it is reopened. */
+static void store_watch(cp_server_t *srv)
+{
+    int reopened = cp_store_tick(srv->store), fd = cp_store_listen_fd(srv->store);
+    if (!reopened && fd == srv->store_fd)
+        return;
+    store_unwatch(srv);
+    if (fd < 0)
+        return;
+    int copy = dup(fd);
+    if (copy < 0) {
+        PW_WARN("store: cannot watch for other replicas' versions: %s", strerror(errno));
+        return;
+    }
+    /* DONT_READ: the loop only says it is readable; libpq reads it (cp_store_notified) */
+    srv->store_sock = h2o_evloop_socket_create(srv->loop, copy, H2O_SOCKET_FLAG_DONT_READ);
+    srv->store_sock->data = srv;
+    srv->store_fd = fd;
+    h2o_socket_read_start(srv->store_sock, on_store_readable);
+    /* what arrived before the watch began */
+    cp_store_notified(srv->store);
+}
+
+/* One replica at a time drives rollouts: the holder of the store's lease (always this process on
+ * sqlite). The others re-read the live rollout now and then, to hand out the versions it says;
+ * one that takes the lease over (its holder died) resumes from the stored rollout. */
+static void engine_reload(cp_server_t *srv)
+{
+    cp_engine_dispose(srv);
+    if (cp_engine_init(srv) != 0)
+        PW_WARN("rollouts: cannot read the live rollout (retrying): %s", cp_store_errmsg(srv->store));
+}
+
+static int64_t engine_turn(cp_server_t *srv)
+{
+    int held = cp_store_lease(srv->store);
+    int64_t now = cp_now_ms();
+    if (held != srv->lease_held) {
+        srv->lease_held = held;
+        engine_reload(srv);
+        srv->engine_reload_at = now + 1000;
+    }
+    if (held)
+        return cp_engine_tick(srv);
+    if (now >= srv->engine_reload_at) {
+        engine_reload(srv);
+        srv->engine_reload_at = now + 1000;
+    }
+    return 1000;
+}
+
 cp_server_t *cp_server_create(const cp_config_t *conf, cp_store_t *store, char *err, size_t errlen)
 {
     cp_server_t *srv = calloc(1, sizeof(*srv));
@@ -416,6 +494,7 @@ cp_server_t *cp_server_create(const cp_config_t *conf, cp_store_t *store, char *
     srv->conf = conf;
     srv->store = store;
     srv->started_ms = cp_now_ms();
+    srv->lease_held = cp_store_lease(store);
     h2o_linklist_init_anchor(&srv->waiters);
     fit_descriptors(srv);
     if (cp_engine_init(srv) != 0) {
@@ -460,6 +539,9 @@ cp_server_t *cp_server_create(const cp_config_t *conf, cp_store_t *store, char *
     srv->listener = h2o_evloop_socket_create(srv->loop, fd, H2O_SOCKET_FLAG_DONT_READ);
     srv->listener->data = srv;
     update_listener(srv);
+    srv->store_fd = -1;
+    cp_store_set_change_hook(store, on_store_change, srv);
+    store_watch(srv);
     PW_INFO("listening on %s:%u", conf->listen_host, conf->listen_port);
     if (strncmp(conf->listen_host, "127.", 4) != 0 && strcmp(conf->listen_host, "::1") != 0 &&
         strcmp(conf->listen_host, "localhost") != 0)
@@ -472,7 +554,12 @@ cp_server_t *cp_server_create(const cp_config_t *conf, cp_store_t *store, char *
 int cp_server_run(cp_server_t *srv, volatile sig_atomic_t *stop)
 {
     while (!*stop) {
-        int64_t next = cp_expire_waiters(srv), due = cp_engine_tick(srv);
+        store_watch(srv);
+        if (srv->store_changed) {
+            srv->store_changed = 0;
+            cp_wake_waiters(srv);
+        }
+        int64_t next = cp_expire_waiters(srv), due = engine_turn(srv);
         if (due >= 0 && (next < 0 || due < next))
             next = due;
         if (!srv->listener_reading && srv->num_conns < srv->conf->max_conns) {
@@ -487,6 +574,8 @@ int cp_server_run(cp_server_t *srv, volatile sig_atomic_t *stop)
         h2o_evloop_run(srv->loop, wait);
     }
     srv->stopping = 1;
+    store_unwatch(srv);
+    cp_store_set_change_hook(srv->store, NULL, NULL);
     PW_INFO("stopping: %zu long polls answered with 503", srv->num_waiters);
     if (srv->listener != NULL) {
         if (srv->listener_reading)

@@ -71,6 +71,11 @@ struct st_cp_server_t {
     int64_t polls_refused_warned;                 /* monotonic ms of the last warning about it (one a minute) */
     cp_hash_memo_t hash_memo[CP_HASH_MEMO_SLOTS]; /* version hashes for drift checks */
     struct st_cp_engine_t *engine;                /* safe rollouts (cp_rollout_engine.c) */
+    h2o_socket_t *store_sock;                     /* watches the store's LISTEN socket (PostgreSQL), NULL: none */
+    int store_fd;                                 /* the store's fd it watches (a dup of it is the socket's) */
+    int store_changed;                            /* another replica stored a version: wake the polls */
+    int lease_held;                               /* this replica drives rollouts (cp_store_lease) */
+    int64_t engine_reload_at;                     /* not holding it: re-read the live rollout then (wall ms) */
 };
 
 /* The handlers, one per row of the route table (cp_server.c); each answers now or later. */

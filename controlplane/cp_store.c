@@ -1,21 +1,304 @@
 /*
- * The sqlite store. Every statement is prepared per call: the control plane handles a few calls a
- * second, and per-call statements keep each function self-contained and leak-free on every path.
- * The dataplanes' rows are cp_store_dataplanes.c's.
+ * The store's public functions: each dispatches to the implementation chosen at open (a
+ * postgres:// or postgresql:// URL: PostgreSQL, cp_store_pg*.c; anything else is a file path:
+ * sqlite, cp_store_sqlite*.c), plus what does not depend on the database (names, times, the
+ * dataplane state, reading rows the two implementations share).
  */
 #include "cp_store_internal.h"
 
-#include <errno.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <fcntl.h>
-#include <unistd.h>
-#include <sqlite3.h>
-#include "cp_migrations.h"
-#include "pw_log.h"
+#include <libpq-fe.h>
+
+/* --- choosing and dispatching ------------------------------------------------------------------ */
+
+int cp_store_is_url(const char *database)
+{
+    return database != NULL && (strncmp(database, "postgres://", 11) == 0 || strncmp(database, "postgresql://", 13) == 0);
+}
+
+int cp_store_check_url(const char *url, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    PQconninfoOption *opts = PQconninfoParse(url, &msg);
+    if (opts == NULL) {
+        snprintf(err, errlen, "not a valid PostgreSQL URL: %s", msg != NULL ? msg : "out of memory");
+        size_t n = strlen(err);
+        while (n > 0 && err[n - 1] == '\n')
+            err[--n] = '\0';
+        PQfreemem(msg);
+        return -1;
+    }
+    PQconninfoFree(opts);
+    return 0;
+}
+
+void cp_store_describe(const char *database, char *out, size_t len)
+{
+    /* postgres://user:secret@host/db -> postgres://user:***@host/db: logs never carry a password */
+    const char *scheme = cp_store_is_url(database) ? strstr(database, "://") : NULL;
+    const char *at = scheme != NULL ? strchr(scheme + 3, '@') : NULL, *colon = NULL;
+    if (at != NULL)
+        for (const char *p = scheme + 3; p < at; p++)
+            if (*p == ':') {
+                colon = p;
+                break;
+            }
+    if (colon != NULL)
+        snprintf(out, len, "%.*s:***%s", (int)(colon - database), database, at);
+    else
+        snprintf(out, len, "%s", database);
+    /* a password may also come as ?password=...: cut the query off */
+    char *q = cp_store_is_url(out) ? strstr(out, "password=") : NULL;
+    if (q != NULL)
+        snprintf(q, len - (size_t)(q - out), "password=***");
+}
+
+cp_store_t *cp_store_open(const char *database, char *err, size_t errlen)
+{
+    if (cp_store_is_url(database))
+        return cp_store_pg_open(database, err, errlen);
+    return cp_store_sqlite_open(database, err, errlen);
+}
+
+int cp_store_backup(const char *database, const char *dest, char *err, size_t errlen)
+{
+    if (cp_store_is_url(database)) {
+        snprintf(err, errlen, "backup copies a sqlite database; back up PostgreSQL with its own tools (pg_dump, pg_basebackup)");
+        return -1;
+    }
+    return cp_store_sqlite_backup(database, dest, err, errlen);
+}
+
+void cp_store_close(cp_store_t *store)
+{
+    if (store != NULL)
+        store->ops->close(store);
+}
+
+const char *cp_store_kind(cp_store_t *store)
+{
+    return store->ops->name;
+}
+
+const char *cp_store_errmsg(cp_store_t *store)
+{
+    return store->errmsg;
+}
+
+int cp_store_schema_version(cp_store_t *store)
+{
+    return store->schema_version;
+}
+
+int64_t cp_store_active_version(cp_store_t *store)
+{
+    return store->active;
+}
+
+const char *cp_store_active_hash(cp_store_t *store)
+{
+    return store->active_hash;
+}
+
+int64_t cp_store_count_versions(cp_store_t *store)
+{
+    return store->active;
+}
+
+int cp_store_refresh(cp_store_t *store)
+{
+    return store->ops->refresh != NULL ? store->ops->refresh(store) : CP_STORE_OK;
+}
+
+int cp_store_listen_fd(cp_store_t *store)
+{
+    return store->ops->listen_fd != NULL ? store->ops->listen_fd(store) : -1;
+}
+
+void cp_store_notified(cp_store_t *store)
+{
+    if (store->ops->notified != NULL)
+        store->ops->notified(store);
+}
+
+int cp_store_tick(cp_store_t *store)
+{
+    return store->ops->tick != NULL ? store->ops->tick(store) : 0;
+}
+
+int cp_store_lease(cp_store_t *store)
+{
+    return store->ops->lease != NULL ? store->ops->lease(store) : 1;
+}
+
+void cp_store_set_change_hook(cp_store_t *store, void (*fn)(void *arg), void *arg)
+{
+    store->on_change = fn;
+    store->on_change_arg = arg;
+}
+
+int cp_store_get_version(cp_store_t *store, int64_t n, cp_version_t *out)
+{
+    return store->ops->get_version(store, n, out);
+}
+
+int cp_store_append(cp_store_t *store, const cp_append_t *a, int64_t *version)
+{
+    return store->ops->append(store, a, version);
+}
+
+json_t *cp_store_list_versions(cp_store_t *store, int64_t before, int limit, const cp_list_filter_t *f)
+{
+    return store->ops->list_versions(store, before, limit, f);
+}
+
+int cp_store_set_tag(cp_store_t *store, const char *name, int64_t version, const char *author, const char *message)
+{
+    return store->ops->set_tag(store, name, version, author, message);
+}
+
+int cp_store_get_tag(cp_store_t *store, const char *name, int64_t *version)
+{
+    return store->ops->get_tag(store, name, version);
+}
+
+json_t *cp_store_tag_json(cp_store_t *store, const char *name, int *rc)
+{
+    return store->ops->tag_json(store, name, rc);
+}
+
+json_t *cp_store_list_tags(cp_store_t *store)
+{
+    return store->ops->list_tags(store);
+}
+
+int cp_store_delete_tag(cp_store_t *store, const char *name, const char *author, const char *message, int64_t *version)
+{
+    return store->ops->delete_tag(store, name, author, message, version);
+}
+
+json_t *cp_store_list_events(cp_store_t *store, int64_t before, int limit, const cp_list_filter_t *f)
+{
+    return store->ops->list_events(store, before, limit, f);
+}
+
+int cp_store_begin(cp_store_t *store)
+{
+    return store->ops->begin(store);
+}
+
+int cp_store_commit(cp_store_t *store)
+{
+    return store->ops->commit(store);
+}
+
+void cp_store_abandon(cp_store_t *store)
+{
+    store->ops->abandon(store);
+}
+
+int cp_store_event(cp_store_t *store, int64_t now_ms, const char *actor, const char *action, int64_t version, const char *detail)
+{
+    return store->ops->event(store, now_ms, actor, action, version, detail);
+}
+
+int cp_store_dataplane_seen(cp_store_t *store, const char *id, int64_t now_ms, int64_t delivered)
+{
+    return store->ops->dataplane_seen(store, id, now_ms, delivered);
+}
+
+int cp_store_dataplanes_delivered(cp_store_t *store, const char *const *ids, size_t n, int64_t delivered)
+{
+    return store->ops->dataplanes_delivered(store, ids, n, delivered);
+}
+
+int cp_store_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms, int64_t version, int applied, const char *error,
+                              json_t *labels, json_t *stats, const char *hash)
+{
+    return store->ops->dataplane_report(store, id, now_ms, version, applied, error, labels, stats, hash);
+}
+
+int cp_store_forget_dataplane(cp_store_t *store, const char *id, const char *actor)
+{
+    return store->ops->forget_dataplane(store, id, actor);
+}
+
+int cp_store_dataplane_admit(cp_store_t *store, const char *id, uint64_t max)
+{
+    return store->ops->dataplane_admit(store, id, max);
+}
+
+int cp_store_get_dataplane(cp_store_t *store, const char *id, cp_dataplane_t *out)
+{
+    return store->ops->get_dataplane(store, id, out);
+}
+
+int cp_store_list_dataplanes(cp_store_t *store, const char *after, int limit, cp_dataplane_t **out, size_t *count)
+{
+    return store->ops->list_dataplanes(store, after, limit, out, count);
+}
+
+int cp_store_dataplane_labels(cp_store_t *store, const char *id, json_t *labels)
+{
+    return store->ops->dataplane_labels(store, id, labels);
+}
+
+int cp_ro_store_insert(cp_store_t *store, cp_rollout_t *ro)
+{
+    return store->ops->ro_insert(store, ro);
+}
+
+int cp_ro_store_update(cp_store_t *store, const cp_rollout_t *ro)
+{
+    return store->ops->ro_update(store, ro);
+}
+
+int cp_ro_store_save(cp_store_t *store, const cp_rollout_t *ro, const char *actor, const char *action, const char *detail)
+{
+    if (cp_store_begin(store) != CP_STORE_OK)
+        return CP_STORE_ERROR;
+    if (cp_ro_store_update(store, ro) != CP_STORE_OK ||
+        (action != NULL && cp_store_event(store, ro->updated_ms, actor, action, ro->version, detail) != CP_STORE_OK)) {
+        cp_store_abandon(store);
+        return CP_STORE_ERROR;
+    }
+    return cp_store_commit(store);
+}
+
+int cp_ro_store_verdict(cp_store_t *store, int64_t rollout, int64_t now_ms, size_t step, cp_verdict_t result, const char *figures)
+{
+    return store->ops->ro_verdict(store, rollout, now_ms, step, result, figures);
+}
+
+int cp_ro_store_get(cp_store_t *store, int64_t id, cp_rollout_t *out)
+{
+    return store->ops->ro_get(store, id, out);
+}
+
+int cp_ro_store_newest(cp_store_t *store, int64_t *id, cp_ro_state_t *state, int64_t *step)
+{
+    return store->ops->ro_newest(store, id, state, step);
+}
+
+json_t *cp_ro_store_list(cp_store_t *store, int64_t before, int limit)
+{
+    return store->ops->ro_list(store, before, limit);
+}
+
+json_t *cp_ro_store_verdicts(cp_store_t *store, int64_t rollout)
+{
+    return store->ops->ro_verdicts(store, rollout);
+}
+
+int cp_ro_store_verdict_counts(cp_store_t *store, uint64_t counts[CP_VERDICT_NUM])
+{
+    return store->ops->ro_verdict_counts(store, counts);
+}
+
+/* --- independent of the database ---------------------------------------------------------------- */
 
 static const char *const kind_names[] = {"apply", "patch", "rollback"};
 
@@ -24,7 +307,7 @@ const char *cp_kind_name(cp_kind_t kind)
     return (size_t)kind < 3 ? kind_names[kind] : "?";
 }
 
-static int kind_from_name(const char *s, cp_kind_t *out)
+int cp_kind_from_name(const char *s, cp_kind_t *out)
 {
     for (size_t i = 0; i < 3; i++)
         if (s != NULL && strcmp(s, kind_names[i]) == 0) {
@@ -52,317 +335,11 @@ void cp_format_time(int64_t ms, char out[32])
              (unsigned)tm.tm_sec % 100u, (unsigned)(ms % 1000) % 1000u);
 }
 
-static json_t *time_json(int64_t ms)
+json_t *cp_time_json(int64_t ms)
 {
     char buf[32];
     cp_format_time(ms, buf);
     return json_string(buf);
-}
-
-const char *cp_store_errmsg(cp_store_t *store)
-{
-    return store->errmsg;
-}
-
-static int fail(cp_store_t *store, const char *what)
-{
-    snprintf(store->errmsg, sizeof(store->errmsg), "%s: %s", what, sqlite3_errmsg(store->db));
-    PW_ERROR("store: %s", store->errmsg);
-    return CP_STORE_ERROR;
-}
-
-int cp_store_exec(cp_store_t *store, const char *sql)
-{
-    char *msg = NULL;
-    if (sqlite3_exec(store->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        snprintf(store->errmsg, sizeof(store->errmsg), "%s", msg != NULL ? msg : sqlite3_errmsg(store->db));
-        PW_ERROR("store: %s (in: %.60s)", store->errmsg, sql);
-        sqlite3_free(msg);
-        return CP_STORE_ERROR;
-    }
-    return CP_STORE_OK;
-}
-
-sqlite3_stmt *cp_store_prepare(cp_store_t *store, const char *sql)
-{
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(store->db, sql, -1, &st, NULL) != SQLITE_OK) {
-        fail(store, "prepare");
-        return NULL;
-    }
-    return st;
-}
-
-static void rollback(cp_store_t *store)
-{
-    if (!sqlite3_get_autocommit(store->db))
-        sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
-}
-
-/* Begins a transaction that writes history (a version, a tag, an event). It must commit at
- * synchronous=FULL: when a live-state write could not restore FULL, try again here and refuse to
- * write rather than acknowledge history that a power cut could lose. */
-static int begin_durable(cp_store_t *store)
-{
-    if (!store->sync_full) {
-        if (cp_store_exec(store, "PRAGMA synchronous=FULL") != CP_STORE_OK) {
-            snprintf(store->errmsg, sizeof(store->errmsg), "cannot restore synchronous=FULL: refusing to write history");
-            return CP_STORE_ERROR;
-        }
-        store->sync_full = 1;
-    }
-    return cp_store_exec(store, "BEGIN IMMEDIATE");
-}
-
-char *cp_store_column_strdup(sqlite3_stmt *st, int col)
-{
-    const unsigned char *s = sqlite3_column_text(st, col);
-    return strdup(s != NULL ? (const char *)s : "");
-}
-
-static int load_active(cp_store_t *store)
-{
-    sqlite3_stmt *st = cp_store_prepare(store, "SELECT version, hash FROM versions ORDER BY version DESC LIMIT 1");
-    if (st == NULL)
-        return CP_STORE_ERROR;
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        store->active = sqlite3_column_int64(st, 0);
-        snprintf(store->active_hash, sizeof(store->active_hash), "%s", (const char *)sqlite3_column_text(st, 1));
-    } else if (rc == SQLITE_DONE) {
-        store->active = 0;
-        store->active_hash[0] = '\0';
-    } else {
-        sqlite3_finalize(st);
-        return fail(store, "reading the active version");
-    }
-    sqlite3_finalize(st);
-    return CP_STORE_OK;
-}
-
-static int migrate(cp_store_t *store)
-{
-    if (cp_store_exec(store, "CREATE TABLE IF NOT EXISTS schema_migrations (number INTEGER PRIMARY KEY, name TEXT NOT NULL, "
-                             "applied_ms INTEGER NOT NULL)") != CP_STORE_OK)
-        return CP_STORE_ERROR;
-    sqlite3_stmt *st = cp_store_prepare(store, "SELECT coalesce(max(number), 0) FROM schema_migrations");
-    if (st == NULL)
-        return CP_STORE_ERROR;
-    if (sqlite3_step(st) != SQLITE_ROW) {
-        sqlite3_finalize(st);
-        return fail(store, "reading schema_migrations");
-    }
-    int applied = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    int newest = cp_num_migrations > 0 ? cp_migrations[cp_num_migrations - 1].number : 0;
-    if (applied > newest) {
-        snprintf(store->errmsg, sizeof(store->errmsg),
-                 "the database has migration %d, this pathway-control knows up to %d: use a newer binary", applied, newest);
-        return CP_STORE_ERROR;
-    }
-    for (size_t i = 0; i < cp_num_migrations; i++) {
-        const cp_migration_t *m = &cp_migrations[i];
-        if (m->number <= applied)
-            continue;
-        if (cp_store_exec(store, "BEGIN IMMEDIATE") != CP_STORE_OK)
-            return CP_STORE_ERROR;
-        if (cp_store_exec(store, m->sql) != CP_STORE_OK) {
-            char why[160];
-            snprintf(why, sizeof(why), "%.150s", store->errmsg);
-            rollback(store);
-            snprintf(store->errmsg, sizeof(store->errmsg), "migration %s: %s", m->name, why);
-            return CP_STORE_ERROR;
-        }
-        sqlite3_stmt *ins = cp_store_prepare(store, "INSERT INTO schema_migrations (number, name, applied_ms) VALUES (?, ?, ?)");
-        if (ins == NULL) {
-            rollback(store);
-            return CP_STORE_ERROR;
-        }
-        sqlite3_bind_int(ins, 1, m->number);
-        sqlite3_bind_text(ins, 2, m->name, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(ins, 3, cp_now_ms());
-        int rc = sqlite3_step(ins);
-        sqlite3_finalize(ins);
-        if (rc != SQLITE_DONE || cp_store_exec(store, "COMMIT") != CP_STORE_OK) {
-            if (rc != SQLITE_DONE)
-                fail(store, "recording a migration");
-            rollback(store);
-            return CP_STORE_ERROR;
-        }
-        PW_INFO("store: applied migration %s", m->name);
-        applied = m->number;
-    }
-    store->schema_version = applied;
-    return CP_STORE_OK;
-}
-
-int cp_store_backup(const char *path, const char *dest, char *err, size_t errlen)
-{
-    sqlite3 *src = NULL, *dst = NULL;
-    size_t tlen = strlen(dest) + 16;
-    char *tmp = malloc(tlen);
-    int ret = -1, fd = -1;
-    if (tmp == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    snprintf(tmp, tlen, "%s.partial", dest);
-    /* READWRITE without CREATE: a missing database is an error, not an empty backup; read-write
-     * because a WAL database's readers need its shared-memory file */
-    if (sqlite3_open_v2(path, &src, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
-        snprintf(err, errlen, "%s: %s", path, src != NULL ? sqlite3_errmsg(src) : "cannot open");
-        goto Exit;
-    }
-    sqlite3_busy_timeout(src, 5000);
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(src, "SELECT count(*) FROM schema_migrations", -1, &st, NULL) != SQLITE_OK ||
-        sqlite3_step(st) != SQLITE_ROW) {
-        snprintf(err, errlen, "%s: not a pathway-control database (%s)", path, sqlite3_errmsg(src));
-        sqlite3_finalize(st);
-        goto Exit;
-    }
-    sqlite3_finalize(st);
-    unlink(tmp);
-    if ((fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0) {
-        snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
-        goto Exit;
-    }
-    if (sqlite3_open_v2(tmp, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
-        snprintf(err, errlen, "%s: %s", tmp, dst != NULL ? sqlite3_errmsg(dst) : "cannot open");
-        goto Exit;
-    }
-    sqlite3_backup *b = sqlite3_backup_init(dst, "main", src, "main");
-    if (b == NULL) {
-        snprintf(err, errlen, "backup: %s", sqlite3_errmsg(dst));
-        goto Exit;
-    }
-    /* all pages in one step: one read transaction, so the copy is of one moment (a writer in WAL
-     * mode is not blocked by it); a busy or locked source is retried for a while */
-    int rc, tries = 0;
-    while ((rc = sqlite3_backup_step(b, -1)) == SQLITE_BUSY || rc == SQLITE_LOCKED) {
-        if (++tries > 100)
-            break;
-        sqlite3_sleep(50);
-    }
-    sqlite3_backup_finish(b);
-    if (rc != SQLITE_DONE) {
-        snprintf(err, errlen, "backup: %s", sqlite3_errstr(rc));
-        goto Exit;
-    }
-    if (sqlite3_prepare_v2(dst, "PRAGMA quick_check", -1, &st, NULL) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW ||
-        strcmp((const char *)sqlite3_column_text(st, 0), "ok") != 0) {
-        snprintf(err, errlen, "backup: the copy fails its check: %s",
-                 st != NULL && sqlite3_column_text(st, 0) != NULL ? (const char *)sqlite3_column_text(st, 0) : sqlite3_errmsg(dst));
-        sqlite3_finalize(st);
-        goto Exit;
-    }
-    sqlite3_finalize(st);
-    /* the copy is a whole database file by itself: no -wal beside it to carry along */
-    if (sqlite3_exec(dst, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL) != SQLITE_OK) {
-        snprintf(err, errlen, "backup: %s", sqlite3_errmsg(dst));
-        goto Exit;
-    }
-    sqlite3_close(dst);
-    dst = NULL;
-    if (fsync(fd) != 0 || rename(tmp, dest) != 0) {
-        snprintf(err, errlen, "%s: %s", dest, strerror(errno));
-        goto Exit;
-    }
-    /* the rename itself must survive a crash too */
-    char *dir = strdup(dest), *slash = dir != NULL ? strrchr(dir, '/') : NULL;
-    if (dir != NULL) {
-        if (slash == dir)
-            dir[1] = '\0';
-        else if (slash != NULL)
-            *slash = '\0';
-        int dfd = open(slash != NULL ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            fsync(dfd);
-            close(dfd);
-        }
-        free(dir);
-    }
-    ret = 0;
-Exit:
-    if (dst != NULL)
-        sqlite3_close(dst);
-    if (src != NULL)
-        sqlite3_close(src);
-    if (fd >= 0)
-        close(fd);
-    if (ret != 0)
-        unlink(tmp);
-    free(tmp);
-    return ret;
-}
-
-cp_store_t *cp_store_open(const char *path, char *err, size_t errlen)
-{
-    cp_store_t *store = calloc(1, sizeof(*store));
-    if (store == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    /* documents may carry endpoint URLs with API keys: a new file is readable by its owner only
-     * (sqlite gives its -wal and -shm files the same permissions) */
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd >= 0)
-        close(fd);
-    if (sqlite3_open_v2(path, &store->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
-        snprintf(err, errlen, "%s: %s", path, store->db != NULL ? sqlite3_errmsg(store->db) : "cannot open");
-        cp_store_close(store);
-        return NULL;
-    }
-    sqlite3_extended_result_codes(store->db, 1);
-    /* another process (a backup, sqlite3 running integrity_check) may hold the lock for a moment */
-    sqlite3_busy_timeout(store->db, 5000);
-    sqlite3_stmt *st = cp_store_prepare(store, "PRAGMA journal_mode=WAL");
-    const unsigned char *mode = NULL;
-    if (st != NULL && sqlite3_step(st) == SQLITE_ROW)
-        mode = sqlite3_column_text(st, 0);
-    int wal = mode != NULL && strcmp((const char *)mode, "wal") == 0;
-    sqlite3_finalize(st);
-    if (!wal) {
-        snprintf(err, errlen, "%s: cannot switch to WAL mode: %s", path, sqlite3_errmsg(store->db));
-        cp_store_close(store);
-        return NULL;
-    }
-    store->sync_full = 1;
-    if (cp_store_exec(store, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;") != CP_STORE_OK || migrate(store) != CP_STORE_OK ||
-        load_active(store) != CP_STORE_OK) {
-        snprintf(err, errlen, "%s: %s", path, store->errmsg);
-        cp_store_close(store);
-        return NULL;
-    }
-    return store;
-}
-
-void cp_store_close(cp_store_t *store)
-{
-    if (store == NULL)
-        return;
-    sqlite3_close(store->db);
-    free(store);
-}
-
-int cp_store_schema_version(cp_store_t *store)
-{
-    return store->schema_version;
-}
-
-int64_t cp_store_active_version(cp_store_t *store)
-{
-    return store->active;
-}
-
-const char *cp_store_active_hash(cp_store_t *store)
-{
-    return store->active_hash;
-}
-
-int64_t cp_store_count_versions(cp_store_t *store)
-{
-    return store->active;
 }
 
 void cp_version_dispose(cp_version_t *v)
@@ -373,382 +350,165 @@ void cp_version_dispose(cp_version_t *v)
     memset(v, 0, sizeof(*v));
 }
 
-/* Fills *out from a row of (version, created_ms, author, message, kind, source_version, hash[, document]). */
-static int read_version_row(sqlite3_stmt *st, cp_version_t *out, int with_document)
+json_t *cp_version_summary_json(const cp_version_t *v)
 {
-    memset(out, 0, sizeof(*out));
-    out->version = sqlite3_column_int64(st, 0);
-    out->created_ms = sqlite3_column_int64(st, 1);
-    out->author = cp_store_column_strdup(st, 2);
-    out->message = cp_store_column_strdup(st, 3);
-    if (kind_from_name((const char *)sqlite3_column_text(st, 4), &out->kind) != 0)
-        out->kind = CP_KIND_APPLY;
-    out->source_version = sqlite3_column_int64(st, 5);
-    snprintf(out->hash, sizeof(out->hash), "%s", (const char *)sqlite3_column_text(st, 6));
-    if (with_document)
-        out->document = cp_store_column_strdup(st, 7);
-    if (out->author == NULL || out->message == NULL || (with_document && out->document == NULL)) {
-        cp_version_dispose(out);
+    return json_pack("{sI so ss ss ss so ss}", "version", (json_int_t)v->version, "created_at", cp_time_json(v->created_ms),
+                     "author", v->author, "message", v->message, "kind", cp_kind_name(v->kind), "source_version",
+                     v->source_version > 0 ? json_integer(v->source_version) : json_null(), "hash", v->hash);
+}
+
+static const char *const state_names[] = {"synced", "applying", "rejected", "stale", "disconnected", "drifted"};
+
+const char *cp_dp_state_name(cp_dp_state_t state)
+{
+    return (size_t)state < CP_DP_NUM_STATES ? state_names[state] : "?";
+}
+
+void cp_dataplane_dispose(cp_dataplane_t *dp)
+{
+    free(dp->id);
+    free(dp->error);
+    json_decref(dp->labels);
+    json_decref(dp->stats);
+    memset(dp, 0, sizeof(*dp));
+}
+
+void cp_dataplanes_free(cp_dataplane_t *dps, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        cp_dataplane_dispose(&dps[i]);
+    free(dps);
+}
+
+cp_dp_state_t cp_dp_state(const cp_dataplane_t *dp, int64_t active, int64_t now_ms, int64_t heartbeat_ms, int polling, int drifted)
+{
+    if (!polling && now_ms - dp->last_seen_ms > heartbeat_ms)
+        return CP_DP_DISCONNECTED;
+    if (drifted)
+        return CP_DP_DRIFTED;
+    if (dp->applied_version == active)
+        return CP_DP_SYNCED;
+    if (dp->rejected_version != 0 && dp->rejected_version == active)
+        /* handed out again for one retry after its latest report (it restarted): applying */
+        return dp->delivered_since_report && dp->delivered_version == active ? CP_DP_APPLYING : CP_DP_REJECTED;
+    if (dp->delivered_version == active)
+        return CP_DP_APPLYING;
+    return CP_DP_STALE;
+}
+
+/* --- rows as text, whichever database --------------------------------------------------------- */
+
+static int64_t col_int(cp_row_col_fn col, void *row, int i)
+{
+    const char *s = col(row, i);
+    return s != NULL ? strtoll(s, NULL, 10) : 0;
+}
+
+static char *col_strdup(cp_row_col_fn col, void *row, int i)
+{
+    const char *s = col(row, i);
+    return strdup(s != NULL ? s : "");
+}
+
+static json_t *col_json(cp_row_col_fn col, void *row, int i)
+{
+    const char *s = col(row, i);
+    return s != NULL ? json_loads(s, JSON_DECODE_ANY, NULL) : NULL;
+}
+
+int cp_dp_from_row(cp_row_col_fn col, void *row, cp_dataplane_t *dp)
+{
+    memset(dp, 0, sizeof(*dp));
+    dp->id = col_strdup(col, row, 0);
+    const char *labels = col(row, 1), *stats = col(row, 9);
+    dp->labels = json_loads(labels != NULL ? labels : "{}", 0, NULL);
+    dp->first_seen_ms = col_int(col, row, 2);
+    dp->last_seen_ms = col_int(col, row, 3);
+    dp->delivered_version = col_int(col, row, 4);
+    dp->reported_version = col_int(col, row, 5);
+    dp->applied_version = col_int(col, row, 6);
+    dp->rejected_version = col_int(col, row, 7);
+    dp->error = col_strdup(col, row, 8);
+    dp->stats = json_loads(stats != NULL ? stats : "{}", 0, NULL);
+    dp->delivered_since_report = col_int(col, row, 10) != 0;
+    const char *rh = col(row, 11);
+    snprintf(dp->reported_hash, sizeof(dp->reported_hash), "%s", rh != NULL ? rh : "");
+    if (dp->labels == NULL)
+        dp->labels = json_object();
+    if (dp->stats == NULL)
+        dp->stats = json_object();
+    if (dp->id == NULL || dp->error == NULL || dp->labels == NULL || dp->stats == NULL) {
+        cp_dataplane_dispose(dp);
         return -1;
     }
     return 0;
 }
 
-int cp_store_get_version(cp_store_t *store, int64_t n, cp_version_t *out)
+int cp_ro_from_row(cp_row_col_fn col, void *row, cp_rollout_t *ro)
 {
-    if (n <= 0)
-        n = store->active;
-    if (n <= 0)
-        return CP_STORE_NOT_FOUND;
-    sqlite3_stmt *st =
-        cp_store_prepare(store, "SELECT version, created_ms, author, message, kind, coalesce(source_version, 0), hash, document "
-                                "FROM versions WHERE version = ?");
-    if (st == NULL)
-        return CP_STORE_ERROR;
-    sqlite3_bind_int64(st, 1, n);
-    int rc = sqlite3_step(st);
-    int ret;
-    if (rc == SQLITE_ROW)
-        ret = read_version_row(st, out, 1) == 0 ? CP_STORE_OK : CP_STORE_ERROR;
-    else if (rc == SQLITE_DONE)
-        ret = CP_STORE_NOT_FOUND;
-    else
-        ret = fail(store, "reading a version");
-    sqlite3_finalize(st);
-    return ret;
-}
-
-static int insert_event(cp_store_t *store, int64_t now, const char *actor, const char *action, int64_t version, const char *detail)
-{
-    sqlite3_stmt *st =
-        cp_store_prepare(store, "INSERT INTO events (created_ms, actor, action, version, detail) VALUES (?, ?, ?, ?, ?)");
-    if (st == NULL)
-        return CP_STORE_ERROR;
-    sqlite3_bind_int64(st, 1, now);
-    sqlite3_bind_text(st, 2, actor, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, action, -1, SQLITE_STATIC);
-    if (version > 0)
-        sqlite3_bind_int64(st, 4, version);
-    else
-        sqlite3_bind_null(st, 4);
-    sqlite3_bind_text(st, 5, detail != NULL ? detail : "", -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? CP_STORE_OK : fail(store, "appending an event");
-}
-
-int cp_store_append(cp_store_t *store, const cp_append_t *a, int64_t *version)
-{
-    if (begin_durable(store) != CP_STORE_OK)
-        return CP_STORE_ERROR;
-    /* read inside the write transaction: the check and the insert see the same active version */
-    if (load_active(store) != CP_STORE_OK)
-        goto Error;
-    if (a->if_match >= 0 && a->if_match != store->active) {
-        rollback(store);
-        return CP_STORE_CONFLICT;
-    }
-    if (store->active > 0 && strcmp(store->active_hash, a->hash) == 0) {
-        rollback(store);
-        *version = store->active;
-        return CP_STORE_UNCHANGED;
-    }
-    int64_t next = store->active + 1, now = cp_now_ms();
-    sqlite3_stmt *st =
-        cp_store_prepare(store, "INSERT INTO versions (version, created_ms, author, message, kind, source_version, document, hash) "
-                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
-    if (st == NULL)
-        goto Error;
-    sqlite3_bind_int64(st, 1, next);
-    sqlite3_bind_int64(st, 2, now);
-    sqlite3_bind_text(st, 3, a->author, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, a->message != NULL ? a->message : "", -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 5, cp_kind_name(a->kind), -1, SQLITE_STATIC);
-    if (a->source_version > 0)
-        sqlite3_bind_int64(st, 6, a->source_version);
-    else
-        sqlite3_bind_null(st, 6);
-    sqlite3_bind_text(st, 7, a->document, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 8, a->hash, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
-        fail(store, "inserting a version");
-        goto Error;
-    }
-    if (insert_event(store, now, a->author, cp_kind_name(a->kind), next, a->message) != CP_STORE_OK)
-        goto Error;
-    if (a->hook != NULL && a->hook(store, next, a->hook_arg) != CP_STORE_OK)
-        goto Error;
-    /* synchronous=FULL: COMMIT returns after the WAL is fsynced, so the caller may acknowledge */
-    if (cp_store_exec(store, "COMMIT") != CP_STORE_OK)
-        goto Error;
-    store->active = next;
-    snprintf(store->active_hash, sizeof(store->active_hash), "%s", a->hash);
-    *version = next;
-    return CP_STORE_CREATED;
-
-Error:
-    rollback(store);
-    load_active(store);
-    return CP_STORE_ERROR;
-}
-
-struct sqlite3 *cp_store_db(cp_store_t *store)
-{
-    return store->db;
-}
-
-int cp_store_fail(cp_store_t *store, const char *what)
-{
-    return fail(store, what);
-}
-
-int cp_store_begin(cp_store_t *store)
-{
-    return begin_durable(store);
-}
-
-int cp_store_commit(cp_store_t *store)
-{
-    if (cp_store_exec(store, "COMMIT") == CP_STORE_OK)
-        return CP_STORE_OK;
-    rollback(store);
-    return CP_STORE_ERROR;
-}
-
-void cp_store_abandon(cp_store_t *store)
-{
-    rollback(store);
-}
-
-int cp_store_event(cp_store_t *store, int64_t now_ms, const char *actor, const char *action, int64_t version, const char *detail)
-{
-    return insert_event(store, now_ms, actor, action, version, detail);
-}
-
-static json_t *version_summary_json(const cp_version_t *v)
-{
-    return json_pack("{sI so ss ss ss so ss}", "version", (json_int_t)v->version, "created_at", time_json(v->created_ms), "author",
-                     v->author, "message", v->message, "kind", cp_kind_name(v->kind), "source_version",
-                     v->source_version > 0 ? json_integer(v->source_version) : json_null(), "hash", v->hash);
-}
-
-/* Binds a listing's filter to parameters 3 (who) and 4 (what); NULL binds NULL, which keeps all. */
-static void bind_filter(sqlite3_stmt *st, const cp_list_filter_t *f)
-{
-    sqlite3_bind_text(st, 3, f != NULL ? f->who : NULL, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, f != NULL ? f->what : NULL, -1, SQLITE_STATIC);
-}
-
-json_t *cp_store_list_versions(cp_store_t *store, int64_t before, int limit, const cp_list_filter_t *f)
-{
-    sqlite3_stmt *st =
-        cp_store_prepare(store, "SELECT version, created_ms, author, message, kind, coalesce(source_version, 0), hash "
-                                "FROM versions WHERE version < ?1 AND (?3 IS NULL OR author = ?3) "
-                                "AND (?4 IS NULL OR kind = ?4) ORDER BY version DESC LIMIT ?2");
-    if (st == NULL)
-        return NULL;
-    sqlite3_bind_int64(st, 1, before > 0 ? before : INT64_MAX);
-    sqlite3_bind_int(st, 2, limit);
-    bind_filter(st, f);
-    json_t *arr = json_array();
-    int rc;
-    while (arr != NULL && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        cp_version_t v;
-        if (read_version_row(st, &v, 0) != 0) {
-            json_decref(arr);
-            arr = NULL;
-            break;
+    memset(ro, 0, sizeof(*ro));
+    ro->id = col_int(col, row, 0);
+    ro->version = col_int(col, row, 1);
+    ro->from_version = col_int(col, row, 2);
+    json_t *spec = col_json(col, row, 3);
+    char err[256];
+    int rc = spec != NULL ? 0 : -1;
+    if (rc == 0) {
+        /* stored canonical: durations in ms under their own keys; put them back as the parser reads them */
+        json_t *steps = json_object_get(spec, "steps"), *gate = json_object_get(spec, "gate"), *s;
+        size_t i;
+        json_array_foreach(steps, i, s)
+        {
+            json_object_set_new(s, "hold", json_sprintf("%lldms", (long long)json_integer_value(json_object_get(s, "hold_ms"))));
+            json_object_del(s, "hold_ms");
         }
-        json_array_append_new(arr, version_summary_json(&v));
-        cp_version_dispose(&v);
+        json_object_set_new(gate, "interval",
+                            json_sprintf("%lldms", (long long)json_integer_value(json_object_get(gate, "interval_ms"))));
+        json_object_del(gate, "interval_ms");
+        rc = cp_rollout_spec_parse(spec, "rollout", &ro->spec, err, sizeof(err));
     }
-    if (arr != NULL && rc != SQLITE_DONE) {
-        fail(store, "listing versions");
-        json_decref(arr);
-        arr = NULL;
-    }
-    sqlite3_finalize(st);
-    return arr;
-}
-
-static int version_exists(cp_store_t *store, int64_t version)
-{
-    return version >= 1 && version <= store->active;
-}
-
-/* Appends a tags row (a move, or a deletion) and its event, inside the caller's transaction. */
-static int append_tag_row(cp_store_t *store, const char *name, int64_t version, int deleted, const char *author,
-                          const char *message)
-{
-    int64_t now = cp_now_ms();
-    sqlite3_stmt *st =
-        cp_store_prepare(store, "INSERT INTO tags (name, version, created_ms, author, message, deleted) VALUES (?, ?, ?, ?, ?, ?)");
-    if (st == NULL)
-        return CP_STORE_ERROR;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, version);
-    sqlite3_bind_int64(st, 3, now);
-    sqlite3_bind_text(st, 4, author, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 5, message != NULL ? message : "", -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 6, deleted);
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return fail(store, "inserting a tag");
-    size_t dlen = strlen(name) + (message != NULL ? strlen(message) : 0) + 8;
-    char *detail = malloc(dlen);
-    if (detail == NULL)
-        return CP_STORE_ERROR;
-    snprintf(detail, dlen, "%s%s%s", name, message != NULL && message[0] ? ": " : "", message != NULL ? message : "");
-    rc = insert_event(store, now, author, deleted ? "tag_delete" : "tag", version, detail);
-    free(detail);
+    json_decref(spec);
+    if (cp_ro_state_from_name(col(row, 4), &ro->state) != 0)
+        rc = -1;
+    ro->step = (size_t)col_int(col, row, 5);
+    ro->sets = col_json(col, row, 6);
+    ro->marks = col_json(col, row, 7);
+    ro->last_baseline = col_json(col, row, 8);
+    ro->failures = col_int(col, row, 9);
+    ro->step_passes = col_int(col, row, 10);
+    const char *lr = col(row, 11);
+    ro->last_result = -1;
+    for (int v = 0; lr != NULL && v < CP_VERDICT_NUM; v++)
+        if (strcmp(lr, cp_verdict_name((cp_verdict_t)v)) == 0)
+            ro->last_result = v;
+    ro->created_ms = col_int(col, row, 12);
+    ro->updated_ms = col_int(col, row, 13);
+    ro->step_started_ms = col_int(col, row, 14);
+    ro->window_started_ms = col_int(col, row, 15);
+    ro->paused_ms = col_int(col, row, 16);
+    ro->rollback_version = col_int(col, row, 17);
+    ro->author = col_strdup(col, row, 18);
+    ro->reason = col_strdup(col, row, 19);
+    if (!json_is_array(ro->sets) || !json_is_object(ro->marks) || ro->last_baseline == NULL || ro->author == NULL ||
+        ro->reason == NULL || ro->step >= ro->spec.num_steps)
+        rc = -1;
+    if (rc != 0)
+        cp_rollout_dispose(ro);
     return rc;
 }
 
-int cp_store_set_tag(cp_store_t *store, const char *name, int64_t version, const char *author, const char *message)
+json_t *cp_verdict_from_row(cp_row_col_fn col, void *row)
 {
-    if (!version_exists(store, version))
-        return CP_STORE_NOT_FOUND;
-    if (begin_durable(store) != CP_STORE_OK)
-        return CP_STORE_ERROR;
-    if (append_tag_row(store, name, version, 0, author, message) != CP_STORE_OK || cp_store_exec(store, "COMMIT") != CP_STORE_OK) {
-        rollback(store);
-        return CP_STORE_ERROR;
+    json_t *v = col_json(col, row, 3);
+    if (!json_is_object(v)) {
+        json_decref(v);
+        v = json_object();
     }
-    return CP_STORE_OK;
-}
-
-int cp_store_delete_tag(cp_store_t *store, const char *name, const char *author, const char *message, int64_t *version)
-{
-    if (begin_durable(store) != CP_STORE_OK)
-        return CP_STORE_ERROR;
-    /* read inside the transaction: a deletion names the version the tag pointed at just then */
-    int64_t v = 0;
-    int rc = cp_store_get_tag(store, name, &v);
-    if (rc == CP_STORE_OK)
-        rc = append_tag_row(store, name, v, 1, author, message);
-    if (rc == CP_STORE_OK && cp_store_exec(store, "COMMIT") != CP_STORE_OK)
-        rc = CP_STORE_ERROR;
-    if (rc != CP_STORE_OK)
-        rollback(store);
-    else if (version != NULL)
-        *version = v;
-    return rc;
-}
-
-int cp_store_get_tag(cp_store_t *store, const char *name, int64_t *version)
-{
-    sqlite3_stmt *st = cp_store_prepare(store, "SELECT version, deleted FROM tags WHERE name = ? ORDER BY id DESC LIMIT 1");
-    if (st == NULL)
-        return CP_STORE_ERROR;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st), ret;
-    if (rc == SQLITE_ROW) {
-        *version = sqlite3_column_int64(st, 0);
-        ret = sqlite3_column_int(st, 1) ? CP_STORE_NOT_FOUND : CP_STORE_OK;
-    } else {
-        ret = rc == SQLITE_DONE ? CP_STORE_NOT_FOUND : fail(store, "reading a tag");
-    }
-    sqlite3_finalize(st);
-    return ret;
-}
-
-/* A row of SELECT name, version, created_ms, author, message, deleted FROM tags. */
-static json_t *tag_row_json(sqlite3_stmt *st, int with_name)
-{
-    json_t *o = json_pack("{sI so ss ss}", "version", (json_int_t)sqlite3_column_int64(st, 1), "updated_at",
-                          time_json(sqlite3_column_int64(st, 2)), "author", (const char *)sqlite3_column_text(st, 3), "message",
-                          (const char *)sqlite3_column_text(st, 4));
-    if (o != NULL && with_name)
-        json_object_set_new(o, "name", json_string((const char *)sqlite3_column_text(st, 0)));
-    if (o != NULL && sqlite3_column_int(st, 5))
-        json_object_set_new(o, "deleted", json_true());
-    return o;
-}
-
-json_t *cp_store_tag_json(cp_store_t *store, const char *name, int *rc_out)
-{
-    sqlite3_stmt *st = cp_store_prepare(
-        store, "SELECT name, version, created_ms, author, message, deleted FROM tags WHERE name = ? ORDER BY id DESC");
-    if (st == NULL) {
-        *rc_out = CP_STORE_ERROR;
-        return NULL;
-    }
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    json_t *tag = NULL, *history = json_array();
-    int rc, first = 1, deleted = 0;
-    while (history != NULL && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (first)
-            deleted = sqlite3_column_int(st, 5);
-        if (first && !deleted)
-            tag = tag_row_json(st, 1);
-        first = 0;
-        json_array_append_new(history, tag_row_json(st, 0));
-    }
-    sqlite3_finalize(st);
-    if (history == NULL || rc != SQLITE_DONE) {
-        *rc_out = history == NULL ? CP_STORE_ERROR : fail(store, "reading a tag");
-        json_decref(tag);
-        json_decref(history);
-        return NULL;
-    }
-    if (tag == NULL) {
-        *rc_out = CP_STORE_NOT_FOUND;
-        json_decref(history);
-        return NULL;
-    }
-    json_object_set_new(tag, "history", history);
-    *rc_out = CP_STORE_OK;
-    return tag;
-}
-
-json_t *cp_store_list_tags(cp_store_t *store)
-{
-    sqlite3_stmt *st = cp_store_prepare(store, "SELECT t.name, t.version, t.created_ms, t.author, t.message, t.deleted FROM tags t "
-                                               "WHERE t.id = (SELECT max(id) FROM tags u WHERE u.name = t.name) AND NOT t.deleted "
-                                               "ORDER BY t.name");
-    if (st == NULL)
-        return NULL;
-    json_t *arr = json_array();
-    int rc;
-    while (arr != NULL && (rc = sqlite3_step(st)) == SQLITE_ROW)
-        json_array_append_new(arr, tag_row_json(st, 1));
-    if (arr != NULL && rc != SQLITE_DONE) {
-        fail(store, "listing tags");
-        json_decref(arr);
-        arr = NULL;
-    }
-    sqlite3_finalize(st);
-    return arr;
-}
-
-json_t *cp_store_list_events(cp_store_t *store, int64_t before, int limit, const cp_list_filter_t *f)
-{
-    sqlite3_stmt *st = cp_store_prepare(store, "SELECT id, created_ms, actor, action, coalesce(version, 0), detail FROM events "
-                                               "WHERE id < ?1 AND (?3 IS NULL OR actor = ?3) AND (?4 IS NULL OR action = ?4) "
-                                               "ORDER BY id DESC LIMIT ?2");
-    if (st == NULL)
-        return NULL;
-    sqlite3_bind_int64(st, 1, before > 0 ? before : INT64_MAX);
-    sqlite3_bind_int(st, 2, limit);
-    bind_filter(st, f);
-    json_t *arr = json_array();
-    int rc;
-    while (arr != NULL && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int64_t v = sqlite3_column_int64(st, 4);
-        json_array_append_new(
-            arr, json_pack("{sI so ss ss so ss}", "id", (json_int_t)sqlite3_column_int64(st, 0), "time",
-                           time_json(sqlite3_column_int64(st, 1)), "actor", (const char *)sqlite3_column_text(st, 2), "action",
-                           (const char *)sqlite3_column_text(st, 3), "version", v > 0 ? json_integer(v) : json_null(), "message",
-                           (const char *)sqlite3_column_text(st, 5)));
-    }
-    if (arr != NULL && rc != SQLITE_DONE) {
-        fail(store, "listing events");
-        json_decref(arr);
-        arr = NULL;
-    }
-    sqlite3_finalize(st);
-    return arr;
+    char at[32];
+    cp_format_time(col_int(col, row, 0), at);
+    json_object_set_new(v, "at", json_string(at));
+    json_object_set_new(v, "step", json_integer(col_int(col, row, 1)));
+    const char *r = col(row, 2);
+    json_object_set_new(v, "result", json_string(r != NULL ? r : ""));
+    return v;
 }

@@ -1,19 +1,24 @@
 /*
- * cp_store: the control plane's sqlite file (DESIGN §4).
+ * cp_store: the control plane's store (DESIGN §4), one interface over two databases, chosen by
+ * the `database` setting: a file path is sqlite (the embedded default, cp_store_sqlite*.c), a
+ * postgres:// or postgresql:// URL is PostgreSQL through libpq (cp_store_pg*.c), which several
+ * pathway-control replicas may share.
  *
- * WAL mode, foreign keys on, a busy timeout, and synchronous=FULL for every transaction that
- * creates a version, moves a tag or appends an event: when cp_store_append returns CP_STORE_CREATED
- * the version is on disk, so the API may acknowledge it (201) and a kill -9 cannot lose it.
- * Dataplane heartbeats are live state, written with synchronous=NORMAL (WAL keeps them
- * consistent; a power cut may lose the last few, which the next heartbeat restores); the ACK/NACK
- * event a report may add is history, appended after it in a transaction of its own at FULL. When
- * FULL cannot be restored after a live write, every history write fails until it can.
+ * The same guarantees on both. History (versions, tags, events, verdicts) is append-only. When
+ * cp_store_append returns CP_STORE_CREATED the version is durable (sqlite: synchronous=FULL;
+ * PostgreSQL: synchronous_commit on), so the API may acknowledge it (201) and a kill -9 cannot lose
+ * it. Version numbers are contiguous under concurrent writers, also on different replicas: appends
+ * are serialized, and If-Match and the identical-document rule are checked inside the appending
+ * transaction. Dataplane heartbeats are live state, written without waiting for the disk (sqlite:
+ * synchronous=NORMAL; PostgreSQL: synchronous_commit off for that transaction): a crash may lose
+ * the last few, which the next heartbeat restores; the ACK/NACK event a report may add is history,
+ * appended after it in a durable transaction of its own. The migrations (schema/sql/ for sqlite,
+ * schema/sql/pg/ for PostgreSQL) are compiled into the binary and applied in order at open, once
+ * even when several replicas start together.
  *
- * History is append-only (versions, tags, events); the migrations in schema/sql/ are compiled
- * into the binary and applied in order at open.
- *
- * One cp_store_t is one sqlite connection; it is not thread-safe (the control plane runs one
- * event loop). Every call can fail with CP_STORE_ERROR; the reason is in cp_store_errmsg().
+ * One cp_store_t is one connection; it is not thread-safe (the control plane runs one event loop).
+ * Every call can fail with CP_STORE_ERROR; the reason is in cp_store_errmsg() (PostgreSQL
+ * unreachable: "database unavailable: ...", and the store reconnects by itself on a later call).
  */
 #ifndef PATHWAY_CP_STORE_H
 #define PATHWAY_CP_STORE_H
@@ -75,7 +80,15 @@ typedef struct st_cp_append_t {
 
 /* Opens (creating) the file, sets the pragmas and applies pending migrations. Returns NULL with a
  * message in err on failure. */
-cp_store_t *cp_store_open(const char *path, char *err, size_t errlen);
+cp_store_t *cp_store_open(const char *database, char *err, size_t errlen);
+/* Whether `database` names PostgreSQL (postgres:// or postgresql://) rather than a sqlite file. */
+int cp_store_is_url(const char *database);
+/* Checks that a postgres:// URL parses (libpq's rules): 0, or -1 with the reason in err. */
+int cp_store_check_url(const char *url, char *err, size_t errlen);
+/* `database` as logs may show it: a URL's password replaced by ***. */
+void cp_store_describe(const char *database, char *out, size_t len);
+/* "sqlite" or "postgresql". */
+const char *cp_store_kind(cp_store_t *store);
 void cp_store_close(cp_store_t *store);
 const char *cp_store_errmsg(cp_store_t *store);
 
@@ -86,11 +99,33 @@ const char *cp_store_errmsg(cp_store_t *store);
  * migrates `path`. Returns 0, or -1 with a message in err. */
 int cp_store_backup(const char *path, const char *dest, char *err, size_t errlen);
 
+/* Reads the active version from the database into the cache (another replica may have written
+ * one); returns OK or ERROR. A no-op for sqlite, whose connection is the only writer. */
+int cp_store_refresh(cp_store_t *store);
+/* `fn(arg)` runs whenever the store learns of a version it did not write itself (PostgreSQL: a
+ * notification from another replica, or a conflict), after the cache is updated. */
+void cp_store_set_change_hook(cp_store_t *store, void (*fn)(void *arg), void *arg);
+/* PostgreSQL: the socket of the connection that LISTENs for other replicas' versions (-1 when none:
+ * sqlite, or not connected); cp_store_notified() consumes what arrived on it, refreshes the cache
+ * and runs the change hook when the active version moved. */
+int cp_store_listen_fd(cp_store_t *store);
+void cp_store_notified(cp_store_t *store);
+/* PostgreSQL: keeps trying to reconnect a lost listening connection; call now and then (a timer).
+ * Returns 1 when the listen fd changed (watch the new one). */
+int cp_store_tick(cp_store_t *store);
+
+/* Whether this process may drive rollouts now: always for sqlite; for PostgreSQL, whether this
+ * replica holds the lease (a session advisory lock on a connection of its own, taken when free and
+ * released by PostgreSQL when the holder's session ends). Cheap: checks the connection at most once
+ * a second. */
+int cp_store_lease(cp_store_t *store);
+
 /* Number of migrations applied to the file (for tests and /metrics). */
 int cp_store_schema_version(cp_store_t *store);
 
 /* The active (newest) version's number and hash, 0 and "" when there is none. Served from memory:
- * this connection is the only writer, and updates the cache on every commit. */
+ * updated on every commit of this store, and (PostgreSQL) on other replicas' notifications and on
+ * every append, which reads the database's head inside its transaction. */
 int64_t cp_store_active_version(cp_store_t *store);
 const char *cp_store_active_hash(cp_store_t *store);
 /* How many versions exist (== the active number, as numbers are dense). */
@@ -131,12 +166,9 @@ int cp_store_delete_tag(cp_store_t *store, const char *name, const char *author,
 /* Audit log newest first, ids < before (<= 0: from the newest), at most limit, that `f` keeps. */
 json_t *cp_store_list_events(cp_store_t *store, int64_t before, int limit, const cp_list_filter_t *f);
 
-/* --- for the store's other files (cp_rollout_store.c, cp_store_dataplanes.c) ---------------- */
+/* --- for the rollout engine: a history transaction of its own ---------------------------------- */
 
-struct sqlite3 *cp_store_db(cp_store_t *store);
-/* Records sqlite's error as the store's, logs it, returns CP_STORE_ERROR. */
-int cp_store_fail(cp_store_t *store, const char *what);
-/* A transaction that writes history (synchronous=FULL), its commit, and its abandonment. */
+/* A transaction that writes history (durable when it commits), its commit, and its abandonment. */
 int cp_store_begin(cp_store_t *store);
 int cp_store_commit(cp_store_t *store);
 void cp_store_abandon(cp_store_t *store);

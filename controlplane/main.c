@@ -28,14 +28,15 @@ static void on_signal(int sig)
 
 static void usage(FILE *fp)
 {
-    fprintf(fp, "usage: pathway-control -c CONFIG [--seed DOCUMENT] [--listen HOST:PORT] [--database FILE]\n"
+    fprintf(fp, "usage: pathway-control -c CONFIG [--seed DOCUMENT] [--listen HOST:PORT] [--database FILE|URL]\n"
                 "                       [--log-level debug|info|warn|error|off]\n"
                 "       pathway-control (-c CONFIG | --database FILE) backup DEST\n"
                 "       pathway-control --routes | --version\n"
                 "  -c, --config FILE     the control plane's config (listen, database, max_body, tokens)\n"
                 "      --seed FILE       store FILE (a fleet document) as version 1 when the database is empty\n"
                 "      --listen ADDR     overrides listen of the config\n"
-                "      --database FILE   overrides database of the config\n"
+                "      --database FILE|URL  overrides database of the config: a sqlite file, or\n"
+                "                        postgres://user@host:5432/db for PostgreSQL (several replicas)\n"
                 "      --log-level L     overrides log_level of the config\n"
                 "      --routes          print the routes served and exit\n"
                 "      --version         print the version and exit\n"
@@ -169,6 +170,12 @@ int main(int argc, char **argv)
         conf->listen_port = port;
     }
     if (database != NULL) {
+        char why[256];
+        if (cp_store_is_url(database) && cp_store_check_url(database, why, sizeof(why)) != 0) {
+            fprintf(stderr, "pathway-control: --database: %s\n", why);
+            cp_config_destroy(conf);
+            return 2;
+        }
         char *copy = strdup(database);
         if (copy == NULL) {
             cp_config_destroy(conf);
@@ -185,7 +192,9 @@ int main(int argc, char **argv)
         cp_config_destroy(conf);
         return 1;
     }
-    PW_INFO("database %s: schema %d, active version %lld", conf->database, cp_store_schema_version(store),
+    char shown[512];
+    cp_store_describe(conf->database, shown, sizeof(shown));
+    PW_INFO("database %s (%s): schema %d, active version %lld", shown, cp_store_kind(store), cp_store_schema_version(store),
             (long long)cp_store_active_version(store));
 
     if (seed_path != NULL) {

@@ -1,6 +1,11 @@
 # Control plane tests (issue 4): cmocka units of the store, the body parsers, the config file and
 # the route table against schema/openapi.yaml; integration tests that drive pathway-control.
 pw_add_unit(test_cp_store SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_cp_store.c LIBS pw_controlplane)
+# the same suite on PostgreSQL: pg_run.py starts a throwaway cluster and sets PW_TEST_STORE_URL
+add_test(NAME test_cp_store_pg COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/pg_run.py
+  $<TARGET_FILE:test_cp_store>)
+set_tests_properties(test_cp_store_pg PROPERTIES LABELS unit TIMEOUT 180 SKIP_RETURN_CODE 77
+  ENVIRONMENT "PW_SOURCE_DIR=${PROJECT_SOURCE_DIR};PW_BUILD_DIR=${PROJECT_BINARY_DIR};PYTHONDONTWRITEBYTECODE=1")
 pw_add_unit(test_cp_body SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_cp_body.c LIBS pw_controlplane)
 pw_add_unit(test_cp_config SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_cp_config.c LIBS pw_controlplane)
 pw_add_unit(test_cp_routes SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_cp_routes.c LIBS pw_controlplane)

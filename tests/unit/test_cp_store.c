@@ -1,5 +1,9 @@
-/* cp_store on a temporary file: migrations, append-only versions, If-Match, identical documents,
- * tags, events, dataplane reports and the state each dataplane is shown in. */
+/* cp_store: migrations, append-only versions, If-Match, identical documents, tags, events,
+ * dataplane reports and the state each dataplane is shown in. One suite for both stores: on a
+ * temporary sqlite file, or, when PW_TEST_STORE_URL is set (tests/unit/run_with_pg.py starts a
+ * throwaway PostgreSQL and sets it), on that PostgreSQL database, emptied before each test; the
+ * PostgreSQL run adds two stores on one database (two replicas): contiguous versions, If-Match
+ * across them, and the notification that wakes the other. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,8 +13,11 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <cmocka.h>
+#include <poll.h>
 #include <sqlite3.h>
+#include <libpq-fe.h>
 #include "cp_store.h"
 
 typedef struct {
@@ -23,15 +30,72 @@ static const char H1[] = "111111111111111111111111111111111111111111111111111111
 static const char H2[] = "2222222222222222222222222222222222222222222222222222222222222222";
 static const char H3[] = "3333333333333333333333333333333333333333333333333333333333333333";
 
+/* the PostgreSQL database under test, NULL: sqlite files */
+static const char *pg_url;
+
+/* Runs sql on the database under test through a connection of its own (not the store's): 0 when
+ * it succeeded, -1 when the database refused it. */
+static int db_exec(fixture_t *f, const char *sql)
+{
+    if (pg_url != NULL) {
+        PGconn *c = PQconnectdb(pg_url);
+        assert_int_equal(PQstatus(c), CONNECTION_OK);
+        PGresult *r = PQexec(c, sql);
+        int ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+        PQclear(r);
+        PQfinish(c);
+        return ok ? 0 : -1;
+    }
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    sqlite3_close(db);
+    return rc == SQLITE_OK ? 0 : -1;
+}
+
+/* The first column of the first row of a query on the database under test, as an integer. */
+static int64_t db_int(fixture_t *f, const char *sql)
+{
+    int64_t v = -1;
+    if (pg_url != NULL) {
+        PGconn *c = PQconnectdb(pg_url);
+        PGresult *r = PQexec(c, sql);
+        assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+        v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        PQclear(r);
+        PQfinish(c);
+        return v;
+    }
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+static cp_store_t *open_store(fixture_t *f)
+{
+    char err[256];
+    cp_store_t *s = cp_store_open(pg_url != NULL ? pg_url : f->path, err, sizeof(err));
+    if (s == NULL)
+        fail_msg("open: %s", err);
+    return s;
+}
+
 static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof(*f));
     snprintf(f->dir, sizeof(f->dir), "/tmp/test_cp_store.XXXXXX");
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->path, sizeof(f->path), "%s/cp.db", f->dir);
-    char err[256];
-    f->store = cp_store_open(f->path, err, sizeof(err));
-    assert_non_null(f->store);
+    if (pg_url != NULL)
+        /* every test starts from an empty database, as it does from a new file */
+        assert_int_equal(db_exec(f, "DROP SCHEMA public CASCADE; CREATE SCHEMA public"), 0);
+    f->store = open_store(f);
     *state = f;
     return 0;
 }
@@ -67,6 +131,16 @@ static void test_open_migrates(void **state)
     cp_version_t v;
     assert_int_equal(cp_store_get_version(f->store, 0, &v), CP_STORE_NOT_FOUND);
 
+    assert_int_equal(db_int(f, "SELECT count(*) FROM schema_migrations"), 4);
+    if (pg_url != NULL) {
+        assert_string_equal(cp_store_kind(f->store), "postgresql");
+        cp_store_close(f->store);
+        f->store = open_store(f);
+        assert_int_equal(cp_store_schema_version(f->store), 4);
+        assert_int_equal(db_int(f, "SELECT count(*) FROM schema_migrations"), 4);
+        return;
+    }
+    assert_string_equal(cp_store_kind(f->store), "sqlite");
     /* the pragmas a second connection can see */
     sqlite3 *db;
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
@@ -87,9 +161,7 @@ static void test_open_migrates(void **state)
 
     /* reopening applies nothing twice */
     cp_store_close(f->store);
-    char err[256];
-    f->store = cp_store_open(f->path, err, sizeof(err));
-    assert_non_null(f->store);
+    f->store = open_store(f);
     assert_int_equal(cp_store_schema_version(f->store), 4);
 }
 
@@ -116,8 +188,7 @@ static void test_append_and_read(void **state)
 
     /* survives a reopen */
     cp_store_close(f->store);
-    char err[256];
-    f->store = cp_store_open(f->path, err, sizeof(err));
+    f->store = open_store(f);
     assert_int_equal(cp_store_active_version(f->store), 2);
     assert_string_equal(cp_store_active_hash(f->store), H2);
 }
@@ -173,12 +244,10 @@ static void test_append_only(void **state)
 {
     fixture_t *f = *state;
     append(f->store, "{}", H1, -1, CP_STORE_CREATED);
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    assert_int_not_equal(sqlite3_exec(db, "UPDATE versions SET message = 'x'", NULL, NULL, NULL), SQLITE_OK);
-    assert_int_not_equal(sqlite3_exec(db, "DELETE FROM versions", NULL, NULL, NULL), SQLITE_OK);
-    assert_int_not_equal(sqlite3_exec(db, "DELETE FROM events", NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
+    assert_int_equal(db_exec(f, "UPDATE versions SET message = 'x'"), -1);
+    assert_int_equal(db_exec(f, "DELETE FROM versions"), -1);
+    assert_int_equal(db_exec(f, "DELETE FROM events"), -1);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM versions"), 1);
     assert_int_equal(cp_store_count_versions(f->store), 1);
 }
 
@@ -242,11 +311,8 @@ static void test_tags(void **state)
     assert_null(json_object_get(json_array_get(hist, 0), "deleted"));
     json_decref(t);
     /* and the tags table is still append-only underneath */
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    assert_int_not_equal(sqlite3_exec(db, "DELETE FROM tags", NULL, NULL, NULL), SQLITE_OK);
-    assert_int_not_equal(sqlite3_exec(db, "UPDATE tags SET deleted = 0", NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
+    assert_int_equal(db_exec(f, "DELETE FROM tags"), -1);
+    assert_int_equal(db_exec(f, "UPDATE tags SET deleted = 0"), -1);
 }
 
 static void test_forget_dataplane_and_drift_state(void **state)
@@ -454,6 +520,8 @@ static int trace_entry(sqlite3 *db, char **err, const void *api)
 static void test_events_written_at_full(void **state)
 {
     fixture_t *f = *state;
+    if (pg_url != NULL)
+        skip(); /* sqlite's pragmas; PostgreSQL: synchronous_commit is set per transaction */
     cp_store_close(f->store);
     assert_int_equal(sqlite3_auto_extension((void (*)(void))trace_entry), SQLITE_OK);
     char err[256];
@@ -492,13 +560,9 @@ static void test_refuses_newer_database(void **state)
     fixture_t *f = *state;
     cp_store_close(f->store);
     f->store = NULL;
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, "INSERT INTO schema_migrations VALUES (999, '999_future.sql', 0)", NULL, NULL, NULL),
-                     SQLITE_OK);
-    sqlite3_close(db);
+    assert_int_equal(db_exec(f, "INSERT INTO schema_migrations VALUES (999, '999_future.sql', 0)"), 0);
     char err[256];
-    assert_null(cp_store_open(f->path, err, sizeof(err)));
+    assert_null(cp_store_open(pg_url != NULL ? pg_url : f->path, err, sizeof(err)));
     assert_non_null(strstr(err, "999"));
 }
 
@@ -509,8 +573,160 @@ static void test_open_fails_cleanly(void **state)
     assert_non_null(strstr(err, "/nonexistent-dir/x/cp.db"));
 }
 
+/* --- two replicas on one PostgreSQL ------------------------------------------------------------ */
+
+static void hash_of(int a, int b, char out[65])
+{
+    snprintf(out, 65, "%08x%08x%048d", (unsigned)a, (unsigned)b, 0);
+}
+
+static void test_pg_two_replicas(void **state)
+{
+    fixture_t *f = *state;
+    if (pg_url == NULL)
+        skip();
+    cp_store_t *b = open_store(f);
+    char h[65];
+    hash_of(1, 1, h);
+    assert_int_equal(append(f->store, "{\"r\":\"a\"}", h, -1, CP_STORE_CREATED), 1);
+    /* B's cache says 0, the head inside its transaction says 1: B writes 2 */
+    hash_of(2, 1, h);
+    assert_int_equal(append(b, "{\"r\":\"b\"}", h, -1, CP_STORE_CREATED), 2);
+    /* A's If-Match of 1 is stale: a conflict, and A's cache learns 2 */
+    hash_of(1, 2, h);
+    assert_int_equal(cp_store_active_version(f->store), 1);
+    assert_int_equal(append(f->store, "{\"r\":\"a2\"}", h, 1, CP_STORE_CONFLICT), -1);
+    assert_int_equal(cp_store_active_version(f->store), 2);
+    /* the identical-document rule sees the other replica's version */
+    hash_of(2, 1, h);
+    assert_int_equal(append(f->store, "{\"r\":\"b\"}", h, -1, CP_STORE_UNCHANGED), 2);
+    /* tags and dataplanes written on one are read on the other */
+    assert_int_equal(cp_store_set_tag(b, "stable", 2, "ops", NULL), CP_STORE_OK);
+    int64_t v = 0;
+    assert_int_equal(cp_store_get_tag(f->store, "stable", &v), CP_STORE_OK);
+    assert_int_equal(v, 2);
+    assert_int_equal(cp_store_dataplane_seen(b, "dp-1", 1000, 2), CP_STORE_OK);
+    cp_dataplane_t dp;
+    assert_int_equal(cp_store_get_dataplane(f->store, "dp-1", &dp), CP_STORE_OK);
+    assert_int_equal(dp.delivered_version, 2);
+    cp_dataplane_dispose(&dp);
+    cp_store_close(b);
+}
+
+static void test_pg_concurrent_writers(void **state)
+{
+    fixture_t *f = *state;
+    if (pg_url == NULL)
+        skip();
+    enum { WRITERS = 4, EACH = 15 };
+    pid_t kids[WRITERS];
+    for (int w = 0; w < WRITERS; w++) {
+        kids[w] = fork();
+        assert_true(kids[w] >= 0);
+        if (kids[w] == 0) {
+            char err[256], h[65], doc[64];
+            cp_store_t *s = cp_store_open(pg_url, err, sizeof(err));
+            int bad = s == NULL;
+            for (int i = 0; !bad && i < EACH; i++) {
+                hash_of(w + 10, i, h);
+                snprintf(doc, sizeof(doc), "{\"w\":%d,\"i\":%d}", w, i);
+                cp_append_t a = {.author = "w", .kind = CP_KIND_APPLY, .document = doc, .hash = h, .if_match = -1};
+                int64_t v;
+                bad = cp_store_append(s, &a, &v) != CP_STORE_CREATED;
+            }
+            cp_store_close(s);
+            _exit(bad);
+        }
+    }
+    for (int w = 0; w < WRITERS; w++) {
+        int status;
+        assert_int_equal(waitpid(kids[w], &status, 0), kids[w]);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    /* every append made a version, numbered 1..N without a gap */
+    assert_int_equal(db_int(f, "SELECT count(*) FROM versions"), WRITERS * EACH);
+    assert_int_equal(db_int(f, "SELECT max(version) FROM versions"), WRITERS * EACH);
+    assert_int_equal(db_int(f, "SELECT count(DISTINCT hash) FROM versions"), WRITERS * EACH);
+    assert_int_equal(cp_store_refresh(f->store), CP_STORE_OK);
+    assert_int_equal(cp_store_active_version(f->store), WRITERS * EACH);
+}
+
+static int changes_seen;
+static void on_change(void *arg)
+{
+    (void)arg;
+    changes_seen++;
+}
+
+static void test_pg_notify_wakes_the_other(void **state)
+{
+    fixture_t *f = *state;
+    if (pg_url == NULL)
+        skip();
+    cp_store_t *b = open_store(f);
+    changes_seen = 0;
+    cp_store_set_change_hook(b, on_change, NULL);
+    int fd = cp_store_listen_fd(b);
+    assert_true(fd >= 0);
+    char h[65];
+    hash_of(3, 1, h);
+    assert_int_equal(append(f->store, "{\"n\":1}", h, -1, CP_STORE_CREATED), 1);
+    /* the socket becomes readable: no SQL polling on B */
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    int64_t deadline = cp_now_ms() + 5000;
+    while (cp_store_active_version(b) != 1 && cp_now_ms() < deadline) {
+        assert_true(poll(&pfd, 1, 1000) >= 0);
+        cp_store_notified(b);
+    }
+    assert_int_equal(cp_store_active_version(b), 1);
+    assert_string_equal(cp_store_active_hash(b), h);
+    assert_int_equal(changes_seen, 1);
+    /* B's own write notifies B too, which is no change to it */
+    hash_of(3, 2, h);
+    assert_int_equal(append(b, "{\"n\":2}", h, -1, CP_STORE_CREATED), 2);
+    assert_true(poll(&pfd, 1, 2000) > 0);
+    cp_store_notified(b);
+    assert_int_equal(changes_seen, 1);
+    cp_store_close(b);
+}
+
+static void test_pg_rollout_lease(void **state)
+{
+    fixture_t *f = *state;
+    if (pg_url == NULL) {
+        /* one process owns a sqlite file: always the holder */
+        assert_int_equal(cp_store_lease(f->store), 1);
+        return;
+    }
+    cp_store_t *b = open_store(f);
+    assert_int_equal(cp_store_lease(f->store), 1);
+    assert_int_equal(cp_store_lease(b), 0);
+    assert_int_equal(cp_store_lease(f->store), 1);
+    /* the holder goes away (its sessions end): the other takes the lease */
+    cp_store_close(f->store);
+    f->store = NULL;
+    int64_t deadline = cp_now_ms() + 5000;
+    int got = 0;
+    while (!(got = cp_store_lease(b)) && cp_now_ms() < deadline)
+        usleep(50000);
+    assert_int_equal(got, 1);
+    f->store = b;
+}
+
+static void test_pg_unreachable(void **state)
+{
+    (void)state;
+    /* nothing listens on port 1: a clear error, not a crash, whichever suite runs */
+    char err[256];
+    assert_null(cp_store_open("postgres://postgres@127.0.0.1:1/pathway?connect_timeout=2", err, sizeof(err)));
+    assert_non_null(strstr(err, "database unavailable"));
+}
+
 int main(void)
 {
+    pg_url = getenv("PW_TEST_STORE_URL");
+    if (pg_url != NULL && pg_url[0] == '\0')
+        pg_url = NULL;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_migrates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_append_and_read, setup, teardown),
@@ -526,6 +742,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refuses_newer_database, setup, teardown),
         cmocka_unit_test(test_state_names),
         cmocka_unit_test(test_open_fails_cleanly),
+        cmocka_unit_test_setup_teardown(test_pg_two_replicas, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_concurrent_writers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_notify_wakes_the_other, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_rollout_lease, setup, teardown),
+        cmocka_unit_test(test_pg_unreachable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

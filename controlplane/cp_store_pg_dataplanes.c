@@ -1,0 +1,226 @@
+/*
+ * The dataplanes' rows on PostgreSQL (cp_store_sqlite_dataplanes.c's SQL, translated): live state
+ * written with synchronous_commit off, the ACK/NACK and forget events as history. Every replica
+ * writes and reads the same rows, so any of them answers GET /v1/dataplanes.
+ */
+#include "cp_store_pg.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int upsert_seen(cp_store_t *store, const char *id, int64_t now_ms)
+{
+    char nb[24];
+    const char *p[] = {id, pg_i64(nb, now_ms)};
+    return pg_exec(store, "recording a dataplane",
+                   "INSERT INTO dataplanes (id, first_seen_ms, last_seen_ms) VALUES ($1, $2, $2) "
+                   "ON CONFLICT (id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms",
+                   2, p);
+}
+
+static int end_live_write(cp_store_t *store, int ok)
+{
+    if (ok && pg_commit(store) == CP_STORE_OK)
+        return CP_STORE_OK;
+    pg_abandon(store);
+    return CP_STORE_ERROR;
+}
+
+int pg_dataplane_seen(cp_store_t *store, const char *id, int64_t now_ms, int64_t delivered)
+{
+    if (pg_begin_mode(store, 0) != CP_STORE_OK)
+        return CP_STORE_ERROR;
+    int ok = now_ms <= 0 || upsert_seen(store, id, now_ms) == CP_STORE_OK;
+    if (ok && delivered > 0) {
+        char db[24];
+        const char *p[] = {pg_i64(db, delivered), id};
+        ok = pg_exec(store, "recording a delivery",
+                     "UPDATE dataplanes SET delivered_version = $1, delivered_since_report = 1 WHERE id = $2", 2,
+                     p) == CP_STORE_OK;
+    }
+    return end_live_write(store, ok);
+}
+
+int pg_dataplanes_delivered(cp_store_t *store, const char *const *ids, size_t n, int64_t delivered)
+{
+    if (n == 0)
+        return CP_STORE_OK;
+    /* one statement for the batch: ids as a text[] literal, each element quoted (ids are
+     * [A-Za-z0-9_.-], but quote and escape anyway) */
+    size_t len = 3;
+    for (size_t i = 0; i < n; i++)
+        len += 2 * strlen(ids[i]) + 3;
+    char *arr = malloc(len), *w = arr;
+    if (arr == NULL) {
+        snprintf(store->errmsg, sizeof(store->errmsg), "out of memory");
+        return CP_STORE_ERROR;
+    }
+    *w++ = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            *w++ = ',';
+        *w++ = '"';
+        for (const char *s = ids[i]; *s; s++) {
+            if (*s == '"' || *s == '\\')
+                *w++ = '\\';
+            *w++ = *s;
+        }
+        *w++ = '"';
+    }
+    *w++ = '}';
+    *w = '\0';
+    char db[24];
+    const char *p[] = {pg_i64(db, delivered), arr};
+    int rc = CP_STORE_ERROR;
+    if (pg_begin_mode(store, 0) == CP_STORE_OK)
+        rc = end_live_write(store, pg_exec(store, "recording deliveries",
+                                           "UPDATE dataplanes SET delivered_version = $1, delivered_since_report = 1 "
+                                           "WHERE id = ANY ($2::text[])",
+                                           2, p) == CP_STORE_OK);
+    free(arr);
+    return rc;
+}
+
+int pg_get_dataplane(cp_store_t *store, const char *id, cp_dataplane_t *out)
+{
+    const char *p[] = {id};
+    PGresult *res = pg_query(store, "reading a dataplane", "SELECT " CP_DP_COLUMNS " FROM dataplanes WHERE id = $1", 1, p);
+    if (res == NULL)
+        return CP_STORE_ERROR;
+    int ret = CP_STORE_NOT_FOUND;
+    if (PQntuples(res) > 0) {
+        pg_row_t r = {res, 0};
+        ret = cp_dp_from_row(pg_col, &r, out) == 0 ? CP_STORE_OK : CP_STORE_ERROR;
+    }
+    PQclear(res);
+    return ret;
+}
+
+int pg_list_dataplanes(cp_store_t *store, const char *after, int limit, cp_dataplane_t **out, size_t *count)
+{
+    *out = NULL;
+    *count = 0;
+    char lb[24];
+    const char *p[] = {after != NULL ? after : "", limit > 0 ? pg_i64(lb, limit) : NULL};
+    /* ordered by bytes, as sqlite does, whatever the database's collation */
+    PGresult *res = pg_query(store, "listing dataplanes",
+                             "SELECT " CP_DP_COLUMNS " FROM dataplanes WHERE id COLLATE \"C\" > $1::text COLLATE \"C\" "
+                             "ORDER BY id COLLATE \"C\" LIMIT $2::bigint",
+                             2, p);
+    if (res == NULL)
+        return CP_STORE_ERROR;
+    int n = PQntuples(res);
+    if (n > 0 && (*out = calloc((size_t)n, sizeof(**out))) == NULL) {
+        PQclear(res);
+        return CP_STORE_ERROR;
+    }
+    for (int i = 0; i < n; i++) {
+        pg_row_t r = {res, i};
+        if (cp_dp_from_row(pg_col, &r, &(*out)[i]) != 0) {
+            PQclear(res);
+            cp_dataplanes_free(*out, *count);
+            *out = NULL;
+            *count = 0;
+            return CP_STORE_ERROR;
+        }
+        ++*count;
+    }
+    PQclear(res);
+    return CP_STORE_OK;
+}
+
+int pg_dataplane_admit(cp_store_t *store, const char *id, uint64_t max)
+{
+    const char *p[] = {id};
+    PGresult *res = pg_query(store, "counting dataplanes",
+                             "SELECT EXISTS (SELECT 1 FROM dataplanes WHERE id = $1), count(*) FROM dataplanes", 1, p);
+    if (res == NULL)
+        return CP_STORE_ERROR;
+    int ret = strcmp(PQgetvalue(res, 0, 0), "t") == 0 || strtoull(PQgetvalue(res, 0, 1), NULL, 10) < max ? CP_STORE_OK
+                                                                                                          : CP_STORE_LIMIT;
+    PQclear(res);
+    return ret;
+}
+
+int pg_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms, int64_t version, int applied, const char *error,
+                        json_t *labels, json_t *stats, const char *hash)
+{
+    if (pg_begin_mode(store, 0) != CP_STORE_OK)
+        return CP_STORE_ERROR;
+    int ok = upsert_seen(store, id, now_ms) == CP_STORE_OK;
+    cp_dataplane_t prev;
+    int have_prev = 0;
+    if (ok) {
+        ok = pg_get_dataplane(store, id, &prev) == CP_STORE_OK;
+        have_prev = ok;
+    }
+    char *labels_text = NULL, *stats_text = NULL;
+    if (ok && labels != NULL)
+        ok = (labels_text = json_dumps(labels, JSON_COMPACT | JSON_SORT_KEYS)) != NULL;
+    if (ok && stats != NULL)
+        ok = (stats_text = json_dumps(stats, JSON_COMPACT | JSON_SORT_KEYS)) != NULL;
+    if (ok) {
+        /* the same rules as the sqlite store: an ACK clears a rejection only for that version or a
+         * newer one; applied_version never goes back */
+        char vb[24];
+        const char *p[] = {pg_i64(vb, version), applied ? "t" : "f", applied || error == NULL ? "" : error, labels_text,
+                           stats_text, id, hash};
+        ok = pg_exec(store, "recording a status report",
+                     "UPDATE dataplanes SET reported_version = $1::bigint, delivered_since_report = 0, "
+                     "applied_version = CASE WHEN $2::boolean AND $1::bigint > applied_version THEN $1::bigint "
+                     "ELSE applied_version END, "
+                     "rejected_version = CASE WHEN NOT $2::boolean THEN $1::bigint WHEN rejected_version <= $1::bigint THEN 0 "
+                     "ELSE rejected_version END, "
+                     "error = CASE WHEN NOT $2::boolean THEN $3::text WHEN rejected_version <= $1::bigint THEN '' ELSE error END, "
+                     "labels = coalesce($4::text, labels), stats = coalesce($5::text, stats), "
+                     "reported_hash = coalesce($7::text, reported_hash) WHERE id = $6::text",
+                     7, p) == CP_STORE_OK;
+    }
+    int same = have_prev && (applied ? prev.applied_version >= version
+                                     : prev.rejected_version == version && strcmp(prev.error, error != NULL ? error : "") == 0);
+    if (have_prev)
+        cp_dataplane_dispose(&prev);
+    free(labels_text);
+    free(stats_text);
+    int ret = end_live_write(store, ok);
+    if (ret != CP_STORE_OK || same)
+        return ret;
+    /* the event is history: its own durable transaction, after the live row */
+    if (pg_begin_mode(store, 1) != CP_STORE_OK)
+        return CP_STORE_ERROR;
+    if (pg_event(store, now_ms, id, applied ? "ack" : "nack", version, applied ? "" : error) != CP_STORE_OK ||
+        pg_commit(store) != CP_STORE_OK) {
+        pg_abandon(store);
+        return CP_STORE_ERROR;
+    }
+    return CP_STORE_OK;
+}
+
+int pg_forget_dataplane(cp_store_t *store, const char *id, const char *actor)
+{
+    if (pg_begin_mode(store, 1) != CP_STORE_OK)
+        return CP_STORE_ERROR;
+    const char *p[] = {id};
+    PGresult *res = pg_query(store, "forgetting a dataplane", "DELETE FROM dataplanes WHERE id = $1", 1, p);
+    int rc = res == NULL ? CP_STORE_ERROR : strcmp(PQcmdTuples(res), "0") == 0 ? CP_STORE_NOT_FOUND : CP_STORE_OK;
+    PQclear(res);
+    if (rc == CP_STORE_OK)
+        rc = pg_event(store, cp_now_ms(), actor, "forget", 0, id);
+    if (rc == CP_STORE_OK && pg_commit(store) != CP_STORE_OK)
+        rc = CP_STORE_ERROR;
+    if (rc != CP_STORE_OK)
+        pg_abandon(store);
+    return rc;
+}
+
+int pg_dataplane_labels(cp_store_t *store, const char *id, json_t *labels)
+{
+    char *text = json_dumps(labels, JSON_COMPACT | JSON_SORT_KEYS);
+    if (text == NULL)
+        return CP_STORE_ERROR;
+    const char *p[] = {text, id};
+    int rc = pg_exec(store, "storing labels", "UPDATE dataplanes SET labels = $1 WHERE id = $2 AND labels <> $1", 2, p);
+    free(text);
+    return rc;
+}

@@ -1,0 +1,259 @@
+/*
+ * The dataplanes' rows of the store: a config call seen, a delivery, a status report (its ACK or
+ * NACK event), admission under max_dataplanes, reading and listing, forgetting; and a dataplane's
+ * state. Live rows are written at synchronous=NORMAL (cp_store.h says why).
+ */
+#include "cp_store_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sqlite3.h>
+
+/* Heartbeats are not history: NORMAL is durable enough and avoids an fsync per heartbeat. */
+static int begin_live_write(cp_store_t *store)
+{
+    /* from here until FULL is restored, history must not be written (begin_durable checks) */
+    store->sync_full = 0;
+    if (sq_exec(store, "PRAGMA synchronous=NORMAL") != CP_STORE_OK)
+        return CP_STORE_ERROR;
+    if (sq_exec(store, "BEGIN IMMEDIATE") != CP_STORE_OK) {
+        if (sq_exec(store, "PRAGMA synchronous=FULL") == CP_STORE_OK)
+            store->sync_full = 1;
+        return CP_STORE_ERROR;
+    }
+    return CP_STORE_OK;
+}
+
+static int end_live_write(cp_store_t *store, int ok)
+{
+    int ret = ok ? sq_exec(store, "COMMIT") : CP_STORE_ERROR;
+    if (ret != CP_STORE_OK)
+        sq_abandon(store);
+    /* back to FULL before any history-writing transaction can run; when that fails, sync_full stays
+     * 0 and begin_durable refuses history until it succeeds */
+    if (sq_exec(store, "PRAGMA synchronous=FULL") != CP_STORE_OK)
+        ret = CP_STORE_ERROR;
+    else
+        store->sync_full = 1;
+    return ret;
+}
+
+static int upsert_seen(cp_store_t *store, const char *id, int64_t now_ms)
+{
+    sqlite3_stmt *st = sq_prepare(store, "INSERT INTO dataplanes (id, first_seen_ms, last_seen_ms) VALUES (?, ?, ?) "
+                                         "ON CONFLICT (id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms");
+    if (st == NULL)
+        return CP_STORE_ERROR;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now_ms);
+    sqlite3_bind_int64(st, 3, now_ms);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? CP_STORE_OK : sq_fail(store, "recording a dataplane");
+}
+
+int sq_dataplane_seen(cp_store_t *store, const char *id, int64_t now_ms, int64_t delivered)
+{
+    if (begin_live_write(store) != CP_STORE_OK)
+        return CP_STORE_ERROR;
+    int ok = now_ms <= 0 || upsert_seen(store, id, now_ms) == CP_STORE_OK;
+    if (ok && delivered > 0) {
+        sqlite3_stmt *st =
+            sq_prepare(store, "UPDATE dataplanes SET delivered_version = ?, delivered_since_report = 1 WHERE id = ?");
+        ok = st != NULL;
+        if (ok) {
+            sqlite3_bind_int64(st, 1, delivered);
+            sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+            ok = sqlite3_step(st) == SQLITE_DONE;
+            if (!ok)
+                sq_fail(store, "recording a delivery");
+            sqlite3_finalize(st);
+        }
+    }
+    return end_live_write(store, ok);
+}
+
+int sq_dataplanes_delivered(cp_store_t *store, const char *const *ids, size_t n, int64_t delivered)
+{
+    if (begin_live_write(store) != CP_STORE_OK)
+        return CP_STORE_ERROR;
+    sqlite3_stmt *st = sq_prepare(store, "UPDATE dataplanes SET delivered_version = ?, delivered_since_report = 1 WHERE id = ?");
+    int ok = st != NULL;
+    for (size_t i = 0; ok && i < n; i++) {
+        sqlite3_bind_int64(st, 1, delivered);
+        sqlite3_bind_text(st, 2, ids[i], -1, SQLITE_STATIC);
+        ok = sqlite3_step(st) == SQLITE_DONE;
+        if (!ok)
+            sq_fail(store, "recording deliveries");
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    return end_live_write(store, ok);
+}
+
+int sq_get_dataplane(cp_store_t *store, const char *id, cp_dataplane_t *out)
+{
+    sqlite3_stmt *st = sq_prepare(store, "SELECT " CP_DP_COLUMNS " FROM dataplanes WHERE id = ?");
+    if (st == NULL)
+        return CP_STORE_ERROR;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st), ret;
+    if (rc == SQLITE_ROW)
+        ret = cp_dp_from_row(sq_col, st, out) == 0 ? CP_STORE_OK : CP_STORE_ERROR;
+    else
+        ret = rc == SQLITE_DONE ? CP_STORE_NOT_FOUND : sq_fail(store, "reading a dataplane");
+    sqlite3_finalize(st);
+    return ret;
+}
+
+int sq_list_dataplanes(cp_store_t *store, const char *after, int limit, cp_dataplane_t **out, size_t *count)
+{
+    *out = NULL;
+    *count = 0;
+    sqlite3_stmt *st = sq_prepare(store, "SELECT " CP_DP_COLUMNS " FROM dataplanes WHERE id > ? ORDER BY id LIMIT ?");
+    if (st == NULL)
+        return CP_STORE_ERROR;
+    sqlite3_bind_text(st, 1, after != NULL ? after : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, limit > 0 ? limit : -1);
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*count == cap) {
+            cap = cap ? cap * 2 : 16;
+            cp_dataplane_t *n = realloc(*out, cap * sizeof(**out));
+            if (n == NULL)
+                goto Error;
+            *out = n;
+        }
+        if (cp_dp_from_row(sq_col, st, &(*out)[*count]) != 0)
+            goto Error;
+        ++*count;
+    }
+    if (rc != SQLITE_DONE) {
+        sq_fail(store, "listing dataplanes");
+        goto Error;
+    }
+    sqlite3_finalize(st);
+    return CP_STORE_OK;
+Error:
+    sqlite3_finalize(st);
+    cp_dataplanes_free(*out, *count);
+    *out = NULL;
+    *count = 0;
+    return CP_STORE_ERROR;
+}
+
+int sq_dataplane_admit(cp_store_t *store, const char *id, uint64_t max)
+{
+    sqlite3_stmt *st = sq_prepare(store, "SELECT EXISTS (SELECT 1 FROM dataplanes WHERE id = ?1), count(*) FROM dataplanes");
+    if (st == NULL)
+        return CP_STORE_ERROR;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int ret;
+    if (sqlite3_step(st) != SQLITE_ROW)
+        ret = sq_fail(store, "counting dataplanes");
+    else if (sqlite3_column_int(st, 0) != 0 || (uint64_t)sqlite3_column_int64(st, 1) < max)
+        ret = CP_STORE_OK;
+    else
+        ret = CP_STORE_LIMIT;
+    sqlite3_finalize(st);
+    return ret;
+}
+
+int sq_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms, int64_t version, int applied, const char *error,
+                        json_t *labels, json_t *stats, const char *hash)
+{
+    if (begin_live_write(store) != CP_STORE_OK)
+        return CP_STORE_ERROR;
+    int ok = upsert_seen(store, id, now_ms) == CP_STORE_OK;
+    cp_dataplane_t prev;
+    int have_prev = 0;
+    if (ok) {
+        ok = sq_get_dataplane(store, id, &prev) == CP_STORE_OK;
+        have_prev = ok;
+    }
+    char *labels_text = NULL, *stats_text = NULL;
+    if (ok && labels != NULL)
+        ok = (labels_text = json_dumps(labels, JSON_COMPACT | JSON_SORT_KEYS)) != NULL;
+    if (ok && stats != NULL)
+        ok = (stats_text = json_dumps(stats, JSON_COMPACT | JSON_SORT_KEYS)) != NULL;
+    if (ok) {
+        /* an ACK clears a rejection only when it is for that version or a newer one: a heartbeat
+         * that re-ACKs the version still running after a NACK does not hide the NACK */
+        /* applied_version never goes back: versions only grow, so an older ACK is a late heartbeat */
+        sqlite3_stmt *st = sq_prepare(store, "UPDATE dataplanes SET reported_version = ?1, delivered_since_report = 0, "
+                                             "applied_version = CASE WHEN ?2 AND ?1 > applied_version THEN ?1 "
+                                             "ELSE applied_version END, "
+                                             "rejected_version = CASE WHEN NOT ?2 THEN ?1 WHEN rejected_version <= ?1 THEN 0 "
+                                             "ELSE rejected_version END, "
+                                             "error = CASE WHEN NOT ?2 THEN ?3 WHEN rejected_version <= ?1 THEN '' ELSE error END, "
+                                             "labels = coalesce(?4, labels), stats = coalesce(?5, stats), "
+                                             "reported_hash = coalesce(?7, reported_hash) WHERE id = ?6");
+        ok = st != NULL;
+        if (ok) {
+            sqlite3_bind_int64(st, 1, version);
+            sqlite3_bind_int(st, 2, applied ? 1 : 0);
+            sqlite3_bind_text(st, 3, applied || error == NULL ? "" : error, -1, SQLITE_STATIC);
+            if (labels_text != NULL)
+                sqlite3_bind_text(st, 4, labels_text, -1, SQLITE_STATIC);
+            else
+                sqlite3_bind_null(st, 4);
+            if (stats_text != NULL)
+                sqlite3_bind_text(st, 5, stats_text, -1, SQLITE_STATIC);
+            else
+                sqlite3_bind_null(st, 5);
+            sqlite3_bind_text(st, 6, id, -1, SQLITE_STATIC);
+            if (hash != NULL)
+                sqlite3_bind_text(st, 7, hash, -1, SQLITE_STATIC);
+            else
+                sqlite3_bind_null(st, 7);
+            ok = sqlite3_step(st) == SQLITE_DONE;
+            if (!ok)
+                sq_fail(store, "recording a status report");
+            sqlite3_finalize(st);
+        }
+    }
+    /* an event only when the outcome changes: heartbeats repeat the same report */
+    int same = have_prev && (applied ? prev.applied_version >= version
+                                     : prev.rejected_version == version && strcmp(prev.error, error != NULL ? error : "") == 0);
+    if (have_prev)
+        cp_dataplane_dispose(&prev);
+    free(labels_text);
+    free(stats_text);
+    int ret = end_live_write(store, ok);
+    if (ret != CP_STORE_OK || same)
+        return ret;
+    /* the event is history: its own transaction at synchronous=FULL, after the live row */
+    if (sq_begin(store) != CP_STORE_OK)
+        return CP_STORE_ERROR;
+    if (sq_event(store, now_ms, id, applied ? "ack" : "nack", version <= store->active ? version : 0, applied ? "" : error) !=
+            CP_STORE_OK ||
+        sq_exec(store, "COMMIT") != CP_STORE_OK) {
+        sq_abandon(store);
+        return CP_STORE_ERROR;
+    }
+    return CP_STORE_OK;
+}
+
+int sq_forget_dataplane(cp_store_t *store, const char *id, const char *actor)
+{
+    if (sq_begin(store) != CP_STORE_OK)
+        return CP_STORE_ERROR;
+    sqlite3_stmt *st = sq_prepare(store, "DELETE FROM dataplanes WHERE id = ?");
+    int rc = CP_STORE_ERROR;
+    if (st != NULL) {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st) == SQLITE_DONE ? CP_STORE_OK : sq_fail(store, "forgetting a dataplane");
+        sqlite3_finalize(st);
+    }
+    if (rc == CP_STORE_OK && sqlite3_changes(store->db) == 0)
+        rc = CP_STORE_NOT_FOUND;
+    if (rc == CP_STORE_OK)
+        rc = sq_event(store, cp_now_ms(), actor, "forget", 0, id);
+    if (rc == CP_STORE_OK && sq_exec(store, "COMMIT") != CP_STORE_OK)
+        rc = CP_STORE_ERROR;
+    if (rc != CP_STORE_OK)
+        sq_abandon(store);
+    return rc;
+}

@@ -376,8 +376,40 @@ def proc_figures(pid):
         return None
 
 
+def tree_figures(root):
+    """proc_figures summed over a process and its children (PostgreSQL's postmaster and backends)."""
+    pids = [root]
+    try:
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open(f"/proc/{d}/stat") as f:
+                        st = f.read()
+                    if int(st[st.rindex(")") + 2:].split()[1]) == root:
+                        pids.append(int(d))
+                except (OSError, ValueError):
+                    pass
+    except OSError:
+        return None
+    total = {"rss_bytes": 0, "cpu_s": 0.0, "fds": 0, "processes": 0}
+    for p in pids:
+        f = proc_figures(p)
+        if f is None:
+            continue
+        total["processes"] += 1
+        for k in ("rss_bytes", "cpu_s", "fds"):
+            total[k] += f[k] or 0
+    return total if total["processes"] else None
+
+
+TREE_PIDS = []  # --tree-pid: measured with their children, shown as "tree:<pid>"
+
+
 def figures(pids):
-    return {str(p): proc_figures(p) for p in pids}
+    out = {str(p): proc_figures(p) for p in pids}
+    for p in TREE_PIDS:
+        out[f"tree:{p}"] = tree_figures(p)
+    return out
 
 
 def loadavg():
@@ -609,7 +641,7 @@ async def bench(args):
         ack = [d.acked[v] - t_put for d in dps if v in d.acked]
         p = {"version": v, "via": url, "put_ms": round((t_put - t_sent) * 1000, 2), "acked": len(ack),
              "all_acked_ms": round((max(d.acked[v] for d in dps if v in d.acked) - t_put) * 1000, 2) if ack else None,
-             "receive": dist(recv), "ack": dist(ack),
+             "receive": dist(recv), "ack": dist(ack), "_recv": recv,
              # the control plane's CPU from the PUT to the last ACK: against the wall time, whether it
              # was busy computing or waiting (on fsync, on the simulator)
              "cp_cpu_ms": {pid: round((c1[pid]["cpu_s"] - c0[pid]["cpu_s"]) * 1000) for pid in c1 if c0.get(pid) and c1[pid]}}
@@ -670,6 +702,14 @@ async def finish(args, fleet, dps, tasks, lag, lag_task, result, admin, q1):
         result["ack_p50_ms_median"] = percentile(acks, 50)
         result["ack_p99_ms_worst"] = max(p["ack"]["p99"] for p in result["pushes"])
         result["ack_max_ms_worst"] = max(p["ack"]["max"] for p in result["pushes"])
+        # the CPU a push costs per dataplane (its delivery and its ACK): the control plane's replicas
+        # together, and PostgreSQL's processes (--tree-pid) apart
+        for key, pick in (("cp", lambda k: not k.startswith("tree:")), ("db", lambda k: k.startswith("tree:"))):
+            per_push = [sum(v for k, v in p["cp_cpu_ms"].items() if pick(k)) for p in result["pushes"]
+                        if any(pick(k) for k in p.get("cp_cpu_ms", {}))]
+            result[f"{key}_cpu_us_per_dataplane_per_push"] = (round(1000.0 * percentile(per_push, 50) / args.n, 1) if per_push
+                                                             else None)
+        result["receive_pooled"] = dist([x for p in result["pushes"] for x in p.pop("_recv", [])])
         result["all_acked_ms"] = dist([p["all_acked_ms"] / 1000.0 for p in result["pushes"] if p["all_acked_ms"] is not None])
     before = result.get("cp_before") or {}
     per_dp = {}
@@ -806,6 +846,8 @@ def parse_args(argv):
     ap.add_argument("--admin-rate", type=float, default=4.0, help="admin calls per second during the benchmark (default 4)")
     ap.add_argument("--document", help="JSON file of the fleet document the pushes vary (default: one service)")
     ap.add_argument("--pid", type=int, action="append", help="a control plane process to measure (repeat for replicas)")
+    ap.add_argument("--tree-pid", type=int, action="append", default=[],
+                    help="a process measured with its children, summed (PostgreSQL's postmaster)")
     ap.add_argument("--json", metavar="FILE", help="write the result as JSON (- = stdout)")
     ap.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = ap.parse_args(argv)
@@ -819,6 +861,7 @@ def parse_args(argv):
     args.token = read_token(args.token, args.token_file, "dataplane")
     args.admin_token = read_token(args.admin_token, args.admin_token_file, "admin")
     args.poll_wait_ms = int(args.poll_wait * 1000)
+    TREE_PIDS[:] = args.tree_pid
     if args.document:
         with open(args.document) as f:
             args.document = json.load(f)

@@ -115,13 +115,15 @@ def stop(p):
         procs.remove(p)
 
 
-def run_sim(urls, pids, n, args, out_json):
+def run_sim(urls, pids, n, args, out_json, tree_pids=()):
     cmd = [sys.executable, SIM, "--bench", "-n", str(n), "--admin-token", ADMIN, "--token", DATAPLANE, "--pushes",
            str(args.pushes), "--interval", str(args.interval), "--steady", str(args.steady), "--json", out_json]
     for u in urls:
         cmd += ["--url", u]
     for pid in pids:
         cmd += ["--pid", str(pid)]
+    for pid in tree_pids:
+        cmd += ["--tree-pid", str(pid)]
     print("$ " + " ".join(cmd), flush=True)
     rc = subprocess.call(cmd)
     with open(out_json) as f:
@@ -138,14 +140,14 @@ def tail(path, n=2000):
         return ""
 
 
-def one_run(label, build, workdir, databases, n, args):
+def one_run(label, build, workdir, databases, n, args, tree_pids=()):
     """Replicas on the given databases (one per replica), the simulator against all of them."""
     started = []
     try:
         for i, db in enumerate(databases):
             started.append(start_control(build, workdir, f"cp{i}", db, n))
         urls = [f"http://127.0.0.1:{port}" for _, port, _ in started]
-        r = run_sim(urls, [p.pid for p, _, _ in started], n, args, os.path.join(workdir, f"{label}-{n}.json"))
+        r = run_sim(urls, [p.pid for p, _, _ in started], n, args, os.path.join(workdir, f"{label}-{n}.json"), tree_pids)
         r["store"] = label
         r["limits"] = limits(n)
         for p, _, log in started:
@@ -204,7 +206,9 @@ def main():
                 db = f"fleet{n}"
                 cluster.psql(f'CREATE DATABASE "{db}"', db="postgres")
                 url = f"postgres://postgres@127.0.0.1:{cluster.port}/{db}"
-                results.append(one_run("postgres", build, os.path.join(work, f"pg-{n}"), [url, url], n, args))
+                with open(os.path.join(cluster.data, "postmaster.pid")) as f:
+                    postmaster = int(f.readline())
+                results.append(one_run("postgres", build, os.path.join(work, f"pg-{n}"), [url, url], n, args, [postmaster]))
     finally:
         for p in list(procs):
             stop(p)
@@ -216,16 +220,24 @@ def main():
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
     print()
-    print("store     replicas      N  sync s  ACK p50  ACK p99  ACK max  admin p99 quiet/push  RSS/dp KiB  CPU quiet µs/s/dp  load")
+    print("store     replicas      N  sync s  receive p99  ACK p50  ACK p99  ACK max  admin p99 quiet/push  RSS/dp KiB"
+          "  CPU quiet µs/s/dp  CPU/push µs/dp  load at start")
     for r in results:
-        rss = [v["rss_bytes_per_dataplane"] / 1024 for v in r.get("per_dataplane", {}).values()]
-        cpu = sum(v for v in (r.get("steady") or {}).get("cpu_s", {}).values() if v is not None)
+        rss = [v["rss_bytes_per_dataplane"] / 1024 for k, v in r.get("per_dataplane", {}).items() if not k.startswith("tree:")]
+        steady = (r.get("steady") or {}).get("cpu_s", {})
+        cpu = sum(v for k, v in steady.items() if v is not None and not k.startswith("tree:"))
+        dbcpu = sum(v for k, v in steady.items() if v is not None and k.startswith("tree:"))
         secs = (r.get("steady") or {}).get("seconds") or 1
         a = r.get("admin") or {}
         admin = f"{a.get('quiet', {}).get('p99')}/{a.get('during_push', {}).get('p99')}"
-        print(f"{r['store']:9} {len(r['urls']):8} {r['n']:6} {r.get('sync_s')!s:>7} {r.get('ack_p50_ms_median')!s:>8} "
-              f"{r.get('ack_p99_ms_worst')!s:>8} {r.get('ack_max_ms_worst')!s:>8} {admin:>20} "
-              f"{'+'.join(f'{x:.1f}' for x in rss):>11} {1e6 * cpu / secs / r['n']:18.1f}  {r.get('loadavg_start')}")
+        ack = r.get("ack_pooled") or {}
+        print(f"{r['store']:9} {len(r['urls']):8} {r['n']:6} {r.get('sync_s')!s:>7} {(r.get('receive_pooled') or {}).get('p99')!s:>12} "
+              f"{ack.get('p50')!s:>8} {ack.get('p99')!s:>8} {ack.get('max')!s:>8} {admin:>20} "
+              f"{'+'.join(f'{x:.1f}' for x in rss):>11} {1e6 * cpu / secs / r['n']:18.1f} "
+              f"{r.get('cp_cpu_us_per_dataplane_per_push')!s:>15}  {r.get('loadavg_start')}")
+        if any(k.startswith("tree:") for k in steady):
+            print(f"  PostgreSQL (all its processes): CPU quiet {1e6 * dbcpu / secs / r['n']:.1f} µs/s per dataplane, "
+                  f"CPU per push {r.get('db_cpu_us_per_dataplane_per_push')} µs per dataplane")
         if not r.get("ok", True):
             print(f"  FAILED: {r.get('failure')}")
     return 0 if all(r.get("ok", True) and r.get("sim_exit") == 0 for r in results) else 1

@@ -422,12 +422,16 @@ def loadavg():
 
 # --- admin calls, timed from their own process -------------------------------------------------
 
-def admin_prober(urls, token, rate, stop, out):
+def admin_prober(urls, token, rate, go, stop, out):
     """Runs in a child process (so the fleet's event loop does not delay its reads): alternates
     GET /v1/versions and GET /v1/dataplanes?limit=100, each on a new connection as pathwayctl
     makes them, at `rate` calls per second over the URLs, until `stop` is set; puts
     {"calls": [[path, monotonic start, seconds]...], "errors": {...}} on `out`."""
     paths = ["/v1/versions", "/v1/dataplanes?limit=100"]
+    while not go.wait(0.1):
+        if stop.is_set():
+            out.put({"calls": [], "errors": {}})
+            return
     calls = []
     errors = {}
     i = 0
@@ -570,6 +574,14 @@ async def bench(args):
             raise SystemExit(f"fleet_sim: seeding PUT /v1/config: {st} {body}")
         version = body["version"]
     result["cp_before"] = figures(pids)
+    # the admin prober is forked now, before the fleet's thousands of sockets exist; it starts
+    # calling once the fleet is synced
+    go, stop, out = multiprocessing.Event(), multiprocessing.Event(), multiprocessing.Queue()
+    prober = None
+    if args.bench:
+        prober = multiprocessing.Process(target=admin_prober, args=(args.url, args.admin_token, args.admin_rate, go, stop, out),
+                                         daemon=True)
+        prober.start()
 
     t_start = now()
     cpu_self0 = cpu_of_self()
@@ -598,14 +610,12 @@ async def bench(args):
         result["errors"] = fleet.errors
         return result
     if not result.get("synced") == args.n:
+        stop.set()
+        prober.join(10)
         return await finish(args, fleet, dps, tasks, lag, lag_task, result, None, None)
 
     # a quiet connected fleet: polls parked, heartbeats flowing; what it costs the control plane
-    stop = multiprocessing.Event()
-    out = multiprocessing.Queue()
-    prober = multiprocessing.Process(target=admin_prober, args=(args.url, args.admin_token, args.admin_rate, stop, out),
-                                     daemon=True)
-    prober.start()
+    go.set()
     await asyncio.sleep(min(args.heartbeat, 2.0))  # the first heartbeats land
     q0 = figures(pids)
     tq = now()

@@ -682,8 +682,12 @@ async def finish(args, fleet, dps, tasks, lag, lag_task, result, admin, q1):
         # so it is asked again until every one is synced or a heartbeat interval and 2 s have passed
         t_list = now()
         while True:
-            states, seen = await list_states(args)
-            result.setdefault("dataplane_states_first", states)
+            first = "dataplane_states_first" not in result
+            examples = {} if first else None
+            states, seen = await list_states(args, examples)
+            if first:
+                result["dataplane_states_first"] = states
+                result["dataplane_state_examples"] = examples
             result["dataplane_states"] = states
             result["dataplanes_listed"] = seen
             if states.get("synced") == args.n or now() - t_list > args.heartbeat + 2.0:
@@ -742,8 +746,9 @@ async def finish(args, fleet, dps, tasks, lag, lag_task, result, admin, q1):
     return result
 
 
-async def list_states(args):
-    """({state: count}, how many) of this fleet's dataplanes in GET /v1/dataplanes (every page)."""
+async def list_states(args, examples=None):
+    """({state: count}, how many) of this fleet's dataplanes in GET /v1/dataplanes (every page);
+    up to 3 dataplanes of each state other than synced go in `examples` (a dict) when given."""
     states, seen, after = {}, 0, None
     while True:
         path = "/v1/dataplanes?limit=1000" + (f"&after={urllib.parse.quote(after)}" if after else "")
@@ -754,6 +759,9 @@ async def list_states(args):
             if d["id"].startswith(args.prefix):
                 states[d["state"]] = states.get(d["state"], 0) + 1
                 seen += 1
+                if examples is not None and d["state"] != "synced" and len(examples.setdefault(d["state"], [])) < 3:
+                    examples[d["state"]].append({k: d.get(k) for k in ("id", "applied_version", "delivered_version",
+                                                                        "reported_version", "reported_hash", "expected_hash")})
         after = body.get("next_after")
         if not after:
             return states, seen
@@ -816,6 +824,8 @@ def summary(r):
     if r.get("dataplane_states") is not None:
         out.append(f"  GET /v1/dataplanes: {r['dataplanes_listed']} listed, states {r['dataplane_states']} "
                    f"(first listing {r['dataplane_states_first']}; all synced after {r['all_synced_after_s']} s)")
+        for state, ex in (r.get("dataplane_state_examples") or {}).items():
+            out.append(f"    {state}, for example: {json.dumps(ex[0])}")
     out.append(f"  errors: {r.get('errors') or 'none'}; refused polls (max_long_polls): {r.get('refused_polls')}")
     out.append(f"  load average: {r.get('loadavg_start')} -> {r.get('loadavg_end')}")
     if not r.get("ok", True):

@@ -176,6 +176,10 @@ int64_t cp_if_match(cp_call_t *call)
     if (h == NULL)
         return -1;
     int64_t active = cp_store_active_version(call->srv->store);
+    if (!cp_if_match_holds(h->base, h->len, active, 0) && cp_store_refresh(call->srv->store) == CP_STORE_OK) {
+        /* another replica (PostgreSQL) may have stored the version it names a moment ago */
+        active = cp_store_active_version(call->srv->store);
+    }
     if (!cp_if_match_holds(h->base, h->len, active, 0)) {
         json_t *body =
             json_pack("{ss sI}", "error", "If-Match does not name the active version", "active_version", (json_int_t)active);

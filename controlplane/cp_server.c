@@ -460,6 +460,9 @@ static void store_watch(cp_server_t *srv)
  * one that takes the lease over (its holder died) resumes from the stored rollout. */
 static void engine_reload(cp_server_t *srv)
 {
+    /* the database unreachable: keep what is known rather than forget the live rollout */
+    if (cp_store_refresh(srv->store) != CP_STORE_OK)
+        return;
     cp_engine_dispose(srv);
     if (cp_engine_init(srv) != 0)
         PW_WARN("rollouts: cannot read the live rollout (retrying): %s", cp_store_errmsg(srv->store));

@@ -64,6 +64,13 @@ int pg_fail(cp_store_t *store, const char *what, PGresult *res)
     return CP_STORE_ERROR;
 }
 
+/* PostgreSQL's notices (a CREATE ... IF NOT EXISTS that skipped) go to the debug log, not stderr */
+static void on_notice(void *arg, const char *msg)
+{
+    (void)arg;
+    PW_DEBUG("store: postgresql: %.*s", (int)strcspn(msg, "\n"), msg);
+}
+
 static PGconn *connect_to(const char *url, char *err, size_t errlen)
 {
     /* the URL comes last: what it says overrides these defaults */
@@ -82,6 +89,7 @@ static PGconn *connect_to(const char *url, char *err, size_t errlen)
         PQfinish(c);
         return NULL;
     }
+    PQsetNoticeProcessor(c, on_notice, NULL);
     return c;
 }
 
@@ -130,8 +138,7 @@ PGresult *pg_query(cp_store_t *store, const char *what, const char *sql, int n, 
             PW_ERROR("store: %s", store->errmsg);
             return NULL;
         }
-        PGresult *res = n > 0 ? PQexecParams(store->pg->conn, sql, n, NULL, params, NULL, NULL, 0)
-                                                          : PQexec(store->pg->conn, sql);
+        PGresult *res = n > 0 ? PQexecParams(store->pg->conn, sql, n, NULL, params, NULL, NULL, 0) : PQexec(store->pg->conn, sql);
         ExecStatusType st = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
         if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
             return res;
@@ -176,8 +183,9 @@ int pg_begin_mode(cp_store_t *store, int durable)
         snprintf(store->errmsg, sizeof(store->errmsg), "a transaction is open already");
         return CP_STORE_ERROR;
     }
-    if (pg_exec(store, "begin", durable ? "BEGIN; SET LOCAL synchronous_commit TO on" : "BEGIN; SET LOCAL synchronous_commit TO off",
-                0, NULL) != CP_STORE_OK)
+    if (pg_exec(store, "begin",
+                durable ? "BEGIN; SET LOCAL synchronous_commit TO on" : "BEGIN; SET LOCAL synchronous_commit TO off", 0,
+                NULL) != CP_STORE_OK)
         return CP_STORE_ERROR;
     store->pg->in_tx = 1;
     return CP_STORE_OK;
@@ -206,8 +214,8 @@ char *pg_i64(char buf[24], int64_t v)
 
 static int load_active(cp_store_t *store)
 {
-    PGresult *res = pg_query(store, "reading the active version", "SELECT version, hash FROM versions ORDER BY version DESC LIMIT 1",
-                             0, NULL);
+    PGresult *res =
+        pg_query(store, "reading the active version", "SELECT version, hash FROM versions ORDER BY version DESC LIMIT 1", 0, NULL);
     if (res == NULL)
         return CP_STORE_ERROR;
     if (PQntuples(res) > 0) {
@@ -268,8 +276,8 @@ static int migrate(cp_store_t *store)
         char num[24], ms[24];
         const char *ip[] = {pg_i64(num, m->number), m->name, pg_i64(ms, cp_now_ms())};
         if (pg_exec(store, m->name, m->sql, 0, NULL) != CP_STORE_OK ||
-            pg_exec(store, "recording a migration", "INSERT INTO schema_migrations (number, name, applied_ms) VALUES ($1, $2, $3)", 3,
-                    ip) != CP_STORE_OK ||
+            pg_exec(store, "recording a migration", "INSERT INTO schema_migrations (number, name, applied_ms) VALUES ($1, $2, $3)",
+                    3, ip) != CP_STORE_OK ||
             pg_commit(store) != CP_STORE_OK) {
             char why[200];
             snprintf(why, sizeof(why), "%.190s", store->errmsg);
@@ -307,9 +315,12 @@ static int listen_open(cp_store_t *store)
     char err[256];
     pg->listen = connect_to(pg->url, err, sizeof(err));
     if (pg->listen == NULL) {
-        PW_WARN("store: cannot LISTEN for other replicas' versions (retrying): %s", err);
+        if (!pg->listen_warned)
+            PW_WARN("store: cannot LISTEN for other replicas' versions (retrying every %d ms): %s", RECONNECT_MS, err);
+        pg->listen_warned = 1;
         return -1;
     }
+    pg->listen_warned = 0;
     PGresult *res = PQexec(pg->listen, "LISTEN " CHANNEL);
     int ok = res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK;
     PQclear(res);
@@ -498,8 +509,14 @@ static int pg_append(cp_store_t *store, const cp_append_t *a, int64_t *version)
     }
     int64_t next = store->active + 1, now = cp_now_ms();
     char nb[24], tb[24], sb[24];
-    const char *p[] = {pg_i64(nb, next), pg_i64(tb, now), a->author, a->message != NULL ? a->message : "", cp_kind_name(a->kind),
-                       a->source_version > 0 ? pg_i64(sb, a->source_version) : NULL, a->document, a->hash};
+    const char *p[] = {pg_i64(nb, next),
+                       pg_i64(tb, now),
+                       a->author,
+                       a->message != NULL ? a->message : "",
+                       cp_kind_name(a->kind),
+                       a->source_version > 0 ? pg_i64(sb, a->source_version) : NULL,
+                       a->document,
+                       a->hash};
     if (pg_exec(store, "inserting a version",
                 "INSERT INTO versions (version, created_ms, author, message, kind, source_version, document, hash) "
                 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -656,9 +673,9 @@ static json_t *tag_row_json(PGresult *res, int i, int with_name)
 static json_t *pg_tag_json(cp_store_t *store, const char *name, int *rc_out)
 {
     const char *p[] = {name};
-    PGresult *res = pg_query(store, "reading a tag",
-                             "SELECT name, version, created_ms, author, message, deleted FROM tags WHERE name = $1 ORDER BY id DESC",
-                             1, p);
+    PGresult *res =
+        pg_query(store, "reading a tag",
+                 "SELECT name, version, created_ms, author, message, deleted FROM tags WHERE name = $1 ORDER BY id DESC", 1, p);
     if (res == NULL) {
         *rc_out = CP_STORE_ERROR;
         return NULL;

@@ -36,8 +36,7 @@ int pg_dataplane_seen(cp_store_t *store, const char *id, int64_t now_ms, int64_t
         char db[24];
         const char *p[] = {pg_i64(db, delivered), id};
         ok = pg_exec(store, "recording a delivery",
-                     "UPDATE dataplanes SET delivered_version = $1, delivered_since_report = 1 WHERE id = $2", 2,
-                     p) == CP_STORE_OK;
+                     "UPDATE dataplanes SET delivered_version = $1, delivered_since_report = 1 WHERE id = $2", 2, p) == CP_STORE_OK;
     }
     return end_live_write(store, ok);
 }
@@ -137,8 +136,8 @@ int pg_dataplane_admit(cp_store_t *store, const char *id, uint64_t max)
                              "SELECT EXISTS (SELECT 1 FROM dataplanes WHERE id = $1), count(*) FROM dataplanes", 1, p);
     if (res == NULL)
         return CP_STORE_ERROR;
-    int ret = strcmp(PQgetvalue(res, 0, 0), "t") == 0 || strtoull(PQgetvalue(res, 0, 1), NULL, 10) < max ? CP_STORE_OK
-                                                                                                          : CP_STORE_LIMIT;
+    int ret =
+        strcmp(PQgetvalue(res, 0, 0), "t") == 0 || strtoull(PQgetvalue(res, 0, 1), NULL, 10) < max ? CP_STORE_OK : CP_STORE_LIMIT;
     PQclear(res);
     return ret;
 }
@@ -164,8 +163,8 @@ int pg_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms, int64
         /* the same rules as the sqlite store: an ACK clears a rejection only for that version or a
          * newer one; applied_version never goes back */
         char vb[24];
-        const char *p[] = {pg_i64(vb, version), applied ? "t" : "f", applied || error == NULL ? "" : error, labels_text,
-                           stats_text, id, hash};
+        const char *p[] = {
+            pg_i64(vb, version), applied ? "t" : "f", applied || error == NULL ? "" : error, labels_text, stats_text, id, hash};
         ok = pg_exec(store, "recording a status report",
                      "UPDATE dataplanes SET reported_version = $1::bigint, delivered_since_report = 0, "
                      "applied_version = CASE WHEN $2::boolean AND $1::bigint > applied_version THEN $1::bigint "

@@ -25,15 +25,10 @@ int pg_ro_insert(cp_store_t *store, cp_rollout_t *ro)
     if (spec_text == NULL)
         return CP_STORE_ERROR;
     char b[6][24];
-    const char *p[] = {pg_i64(b[0], ro->version),
-                       pg_i64(b[1], ro->from_version),
-                       spec_text,
-                       cp_ro_state_name(ro->state),
-                       pg_i64(b[2], ro->created_ms),
-                       pg_i64(b[3], ro->updated_ms),
-                       pg_i64(b[4], ro->step_started_ms),
-                       pg_i64(b[5], ro->window_started_ms),
-                       ro->author != NULL ? ro->author : ""};
+    const char *p[] = {
+        pg_i64(b[0], ro->version),         pg_i64(b[1], ro->from_version),      spec_text,
+        cp_ro_state_name(ro->state),       pg_i64(b[2], ro->created_ms),        pg_i64(b[3], ro->updated_ms),
+        pg_i64(b[4], ro->step_started_ms), pg_i64(b[5], ro->window_started_ms), ro->author != NULL ? ro->author : ""};
     PGresult *res = pg_query(store, "inserting a rollout",
                              "INSERT INTO rollouts (version, from_version, spec, state, created_ms, updated_ms, step_started_ms, "
                              "window_started_ms, author) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
@@ -126,8 +121,9 @@ json_t *pg_ro_list(cp_store_t *store, int64_t before, int limit)
 {
     char bb[24], lb[24];
     const char *p[] = {pg_i64(bb, before > 0 ? before : INT64_MAX), pg_i64(lb, limit)};
-    PGresult *res = pg_query(store, "listing rollouts",
-                             "SELECT " CP_RO_COLUMNS " FROM rollouts WHERE id < $1::bigint ORDER BY id DESC LIMIT $2::bigint", 2, p);
+    PGresult *res =
+        pg_query(store, "listing rollouts",
+                 "SELECT " CP_RO_COLUMNS " FROM rollouts WHERE id < $1::bigint ORDER BY id DESC LIMIT $2::bigint", 2, p);
     if (res == NULL)
         return NULL;
     json_t *arr = json_array();
@@ -151,9 +147,9 @@ json_t *pg_ro_verdicts(cp_store_t *store, int64_t rollout)
 {
     char b[24];
     const char *p[] = {pg_i64(b, rollout)};
-    PGresult *res = pg_query(store, "listing verdicts",
-                             "SELECT created_ms, step, result, figures FROM rollout_verdicts WHERE rollout = $1::bigint ORDER BY id",
-                             1, p);
+    PGresult *res =
+        pg_query(store, "listing verdicts",
+                 "SELECT created_ms, step, result, figures FROM rollout_verdicts WHERE rollout = $1::bigint ORDER BY id", 1, p);
     if (res == NULL)
         return NULL;
     json_t *arr = json_array();
@@ -168,8 +164,7 @@ json_t *pg_ro_verdicts(cp_store_t *store, int64_t rollout)
 int pg_ro_verdict_counts(cp_store_t *store, uint64_t counts[CP_VERDICT_NUM])
 {
     memset(counts, 0, CP_VERDICT_NUM * sizeof(counts[0]));
-    PGresult *res =
-        pg_query(store, "counting verdicts", "SELECT result, count(*) FROM rollout_verdicts GROUP BY result", 0, NULL);
+    PGresult *res = pg_query(store, "counting verdicts", "SELECT result, count(*) FROM rollout_verdicts GROUP BY result", 0, NULL);
     if (res == NULL)
         return CP_STORE_ERROR;
     for (int i = 0; i < PQntuples(res); i++)

@@ -456,8 +456,10 @@ static void store_watch(cp_server_t *srv)
 }
 
 /* One replica at a time drives rollouts: the holder of the store's lease (always this process on
- * sqlite). The others re-read the live rollout now and then, to hand out the versions it says;
- * one that takes the lease over (its holder died) resumes from the stored rollout. */
+ * sqlite). Each replica re-reads the live rollout when the stored one is no longer the one it
+ * knows (started, paused, resumed, moved a step or ended through another replica), checked once a
+ * second and before waking polls for another replica's version; one that takes the lease over
+ * (its holder died) resumes from the stored rollout. */
 static void engine_reload(cp_server_t *srv)
 {
     /* the database unreachable: keep what is known rather than forget the live rollout */
@@ -468,6 +470,23 @@ static void engine_reload(cp_server_t *srv)
         PW_WARN("rollouts: cannot read the live rollout (retrying): %s", cp_store_errmsg(srv->store));
 }
 
+/* Whether the stored live rollout differs from the one this replica knows (a shared store only). */
+static int engine_stale(cp_server_t *srv)
+{
+    if (strcmp(cp_store_kind(srv->store), "sqlite") == 0)
+        return 0;
+    int64_t id = 0, step = 0;
+    cp_ro_state_t state = CP_RO_PROGRESSING;
+    int rc = cp_ro_store_newest(srv->store, &id, &state, &step);
+    if (rc == CP_STORE_ERROR)
+        return 0;
+    const cp_rollout_t *live = cp_engine_live(srv);
+    int stored_live = rc == CP_STORE_OK && (state == CP_RO_PROGRESSING || state == CP_RO_PAUSED);
+    if (live == NULL)
+        return stored_live;
+    return rc != CP_STORE_OK || id != live->id || state != live->state || (size_t)step != live->step;
+}
+
 static int64_t engine_turn(cp_server_t *srv)
 {
     int held = cp_store_lease(srv->store);
@@ -476,14 +495,14 @@ static int64_t engine_turn(cp_server_t *srv)
         srv->lease_held = held;
         engine_reload(srv);
         srv->engine_reload_at = now + 1000;
+    } else if (now >= srv->engine_reload_at) {
+        srv->engine_reload_at = now + 1000;
+        if (engine_stale(srv))
+            engine_reload(srv);
     }
     if (held)
         return cp_engine_tick(srv);
-    if (now >= srv->engine_reload_at) {
-        engine_reload(srv);
-        srv->engine_reload_at = now + 1000;
-    }
-    return 1000;
+    return srv->engine_reload_at - now;
 }
 
 cp_server_t *cp_server_create(const cp_config_t *conf, cp_store_t *store, char *err, size_t errlen)
@@ -559,7 +578,10 @@ int cp_server_run(cp_server_t *srv, volatile sig_atomic_t *stop)
     while (!*stop) {
         store_watch(srv);
         if (srv->store_changed) {
+            /* another replica's version: a rollout it started decides who gets it */
             srv->store_changed = 0;
+            if (engine_stale(srv))
+                engine_reload(srv);
             cp_wake_waiters(srv);
         }
         int64_t next = cp_expire_waiters(srv), due = engine_turn(srv);

@@ -37,17 +37,28 @@ const char *pg_col(void *row, int col)
     return PQgetisnull(r->res, r->i, col) ? NULL : PQgetvalue(r->res, r->i, col);
 }
 
-/* The message of a libpq error without its trailing newline. */
+/* libpq's message on one line (its newlines and tabs as single spaces, none at the end). */
+static void one_line(const char *msg, char *out, size_t len)
+{
+    size_t n = 0;
+    int space = 0;
+    for (const char *p = msg != NULL && msg[0] ? msg : "unknown error"; *p && n + 1 < len; p++) {
+        if (*p == '\n' || *p == '\t' || *p == '\r' || *p == ' ') {
+            space = n > 0;
+            continue;
+        }
+        if (space && n + 2 < len)
+            out[n++] = ' ';
+        space = 0;
+        out[n++] = *p;
+    }
+    out[n] = '\0';
+}
+
 static void set_err(cp_store_t *store, const char *prefix, const char *what, const char *msg)
 {
     char buf[200];
-    snprintf(buf, sizeof(buf), "%s", msg != NULL && msg[0] ? msg : "unknown error");
-    size_t n = strlen(buf);
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
-        buf[--n] = '\0';
-    for (char *p = buf; *p; p++)
-        if (*p == '\n')
-            *p = ' ';
+    one_line(msg, buf, sizeof(buf));
     snprintf(store->errmsg, sizeof(store->errmsg), "%s%s%s%s", prefix, what != NULL ? what : "", what != NULL ? ": " : "", buf);
 }
 
@@ -71,21 +82,18 @@ static void on_notice(void *arg, const char *msg)
     PW_DEBUG("store: postgresql: %.*s", (int)strcspn(msg, "\n"), msg);
 }
 
-static PGconn *connect_to(const char *url, char *err, size_t errlen)
+PGconn *pg_connect(const char *url, const char *name, char *err, size_t errlen)
 {
     /* the URL comes last: what it says overrides these defaults */
     const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
-    const char *vals[] = {"3", "pathway-control", url, NULL};
+    const char *vals[] = {"3", name, url, NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 1);
     if (c == NULL) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
     if (PQstatus(c) != CONNECTION_OK) {
-        snprintf(err, errlen, "%s", PQerrorMessage(c));
-        size_t n = strlen(err);
-        while (n > 0 && err[n - 1] == '\n')
-            err[--n] = '\0';
+        one_line(PQerrorMessage(c), err, errlen);
         PQfinish(c);
         return NULL;
     }
@@ -115,11 +123,10 @@ static int ensure(cp_store_t *store)
         PQfinish(pg->conn);
         pg->conn = NULL;
     }
-    pg->conn = connect_to(pg->url, pg->last_connect_error, sizeof(pg->last_connect_error));
+    pg->conn = pg_connect(pg->url, "pathway-control", pg->last_connect_error, sizeof(pg->last_connect_error));
     if (pg->conn == NULL) {
         pg->next_connect_ms = now + RECONNECT_MS;
         set_err(store, "database unavailable: ", NULL, pg->last_connect_error);
-        PW_WARN("store: %s", store->errmsg);
         return CP_STORE_ERROR;
     }
     pg->broken = 0;
@@ -258,7 +265,7 @@ static int migrate(cp_store_t *store)
     res = pg_query(store, "reading schema_migrations", "SELECT coalesce(max(number), 0) FROM schema_migrations", 0, NULL);
     if (res == NULL)
         goto Exit;
-    int applied = atoi(PQgetvalue(res, 0, 0));
+    int applied = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
     PQclear(res);
     res = NULL;
     int newest = cp_pg_migrations_count > 0 ? cp_pg_migrations[cp_pg_migrations_count - 1].number : 0;
@@ -313,7 +320,7 @@ static int listen_open(cp_store_t *store)
 {
     cp_pg_t *pg = store->pg;
     char err[256];
-    pg->listen = connect_to(pg->url, err, sizeof(err));
+    pg->listen = pg_connect(pg->url, "pathway-control listen", err, sizeof(err));
     if (pg->listen == NULL) {
         if (!pg->listen_warned)
             PW_WARN("store: cannot LISTEN for other replicas' versions (retrying every %d ms): %s", RECONNECT_MS, err);
@@ -325,7 +332,9 @@ static int listen_open(cp_store_t *store)
     int ok = res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK;
     PQclear(res);
     if (!ok || PQsetnonblocking(pg->listen, 1) != 0) {
-        PW_WARN("store: LISTEN failed (retrying): %s", PQerrorMessage(pg->listen));
+        char why[200];
+        one_line(PQerrorMessage(pg->listen), why, sizeof(why));
+        PW_WARN("store: LISTEN failed (retrying): %s", why);
         listen_close(pg);
         return -1;
     }
@@ -350,7 +359,9 @@ static void pg_notified(cp_store_t *store)
         PQfreemem(n);
     }
     if (!alive) {
-        PW_WARN("store: the listening connection to PostgreSQL was lost: %s", PQerrorMessage(pg->listen));
+        char why[200];
+        one_line(PQerrorMessage(pg->listen), why, sizeof(why));
+        PW_WARN("store: the listening connection to PostgreSQL was lost: %s", why);
         listen_close(pg);
         /* the query connection most likely went with it: reconnect it on the next call */
         pg->broken = 1;
@@ -407,7 +418,7 @@ cp_store_t *cp_store_pg_open(const char *url, char *err, size_t errlen)
     }
     store->ops = &pg_ops;
     store->pg = pg;
-    pg->conn = connect_to(url, pg->last_connect_error, sizeof(pg->last_connect_error));
+    pg->conn = pg_connect(url, "pathway-control", pg->last_connect_error, sizeof(pg->last_connect_error));
     if (pg->conn == NULL) {
         snprintf(err, errlen, "database unavailable: %s", pg->last_connect_error);
         pg_close(store);
@@ -606,7 +617,7 @@ static int pg_get_tag(cp_store_t *store, const char *name, int64_t *version)
     int ret = CP_STORE_NOT_FOUND;
     if (PQntuples(res) > 0) {
         *version = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-        ret = atoi(PQgetvalue(res, 0, 1)) ? CP_STORE_NOT_FOUND : CP_STORE_OK;
+        ret = strtol(PQgetvalue(res, 0, 1), NULL, 10) ? CP_STORE_NOT_FOUND : CP_STORE_OK;
     }
     PQclear(res);
     return ret;
@@ -665,7 +676,7 @@ static json_t *tag_row_json(PGresult *res, int i, int with_name)
                           PQgetvalue(res, i, 4));
     if (o != NULL && with_name)
         json_object_set_new(o, "name", json_string(PQgetvalue(res, i, 0)));
-    if (o != NULL && atoi(PQgetvalue(res, i, 5)))
+    if (o != NULL && strtol(PQgetvalue(res, i, 5), NULL, 10))
         json_object_set_new(o, "deleted", json_true());
     return o;
 }
@@ -681,7 +692,7 @@ static json_t *pg_tag_json(cp_store_t *store, const char *name, int *rc_out)
         return NULL;
     }
     int n = PQntuples(res);
-    if (n == 0 || atoi(PQgetvalue(res, 0, 5))) {
+    if (n == 0 || strtol(PQgetvalue(res, 0, 5), NULL, 10)) {
         PQclear(res);
         *rc_out = CP_STORE_NOT_FOUND;
         return NULL;

@@ -36,6 +36,8 @@ typedef struct st_pg_row_t {
 } pg_row_t;
 const char *pg_col(void *row, int col);
 
+/* A new connection to url named `name` (application_name), or NULL with libpq's reason in err. */
+PGconn *pg_connect(const char *url, const char *name, char *err, size_t errlen);
 /* Runs sql with text parameters (NULL = SQL NULL). The result (the caller PQclears it), or NULL with
  * the reason recorded ("database unavailable: ..." when the connection is down) and logged. */
 PGresult *pg_query(cp_store_t *store, const char *what, const char *sql, int n, const char *const *params);

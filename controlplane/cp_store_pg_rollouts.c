@@ -204,14 +204,9 @@ int pg_lease(cp_store_t *store)
     pg->next_lease_ms = now + LEASE_CHECK_MS;
     if (pg->lease == NULL || PQstatus(pg->lease) != CONNECTION_OK) {
         PQfinish(pg->lease);
-        const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
-        const char *vals[] = {"3", "pathway-control lease", pg->url, NULL};
-        pg->lease = PQconnectdbParams(keys, vals, 1);
-        if (pg->lease == NULL || PQstatus(pg->lease) != CONNECTION_OK) {
-            PQfinish(pg->lease);
-            pg->lease = NULL;
+        char err[256];
+        if ((pg->lease = pg_connect(pg->url, "pathway-control lease", err, sizeof(err))) == NULL)
             return 0;
-        }
     }
     char key[24];
     const char *p[] = {pg_i64(key, CP_PG_LEASE_LOCK)};

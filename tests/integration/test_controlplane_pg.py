@@ -18,6 +18,12 @@ import pg_util  # noqa: E402
 import pwtest  # noqa: E402
 from cp_util import DATAPLANE, expect, fleet  # noqa: E402
 
+# the rollout tests' fake dataplanes, without registering that script's tests here
+_registered = list(pwtest._tests)
+import test_controlplane_rollout as rt  # noqa: E402
+
+pwtest._tests[:] = _registered
+
 
 class Replica(cp_util.ControlPlane):
     """A pathway-control whose database is the PostgreSQL URL (--database overrides the config's)."""
@@ -256,6 +262,34 @@ def test_postgresql_down_503_dataplane_serves_back_up_writes_work():
     t.join(10)
     status, got, finished = result["r"]
     assert status == 200 and got["version"] == 4 and finished - put_done < 0.5, (status, got, finished - put_done)
+
+
+@pwtest.test
+def test_rollout_lease_moves_to_the_other_replica_when_its_holder_dies():
+    url = fresh_url()
+    a = Replica(url)  # first: it takes the lease
+    b = Replica(url)
+    dps = rt.fleet_of(a, 4)
+    spec = rt.rollout({"percent": 25}, steps=((25, "1s"), (50, "3s"), (75, "1s")))
+    body = expect(a.call("PUT", "/v1/config", rt.with_rollout(fleet(level=rt.GOOD, conns=5), spec)), 201)[2]
+    rid, version = body["rollout"]["id"], body["version"]
+    # B, not driving, knows the live rollout too: it hands the new version to the canaries only
+    live = rt.wait_for("B to know the rollout", lambda: expect(b.call("GET", "/v1/rollouts"), 200)[2]["current"], 5)
+    assert live == rid, live
+    before = rt.wait_for("step 1", lambda: (lambda r: r if r["step"] == 1 else None)(rt.get_rollout(a, rid)), 15)
+    assert "holds the lease" in a.proc.output() and "holds the lease" not in b.proc.output()
+    a.kill9()
+    for d in dps:
+        d.cp = b  # the load balancer sends them to the replica left
+    # B takes the lease (A's sessions ended with it) and drives the rollout to the end
+    ro = rt.wait_for("promotion by B", lambda: (lambda r: r if r["state"] == "promoted" else None)(rt.get_rollout(b, rid)), 30)
+    assert ro["step"] >= before["step"] and [len(x) for x in ro["sets"]][:2] == [1, 2], ro["sets"]
+    assert "holds the lease" in b.proc.output(), b.proc.output()[-2000:]
+    rt.wait_for("every fake on the new version", lambda: all(d.version == version for d in dps), 10)
+    actions = [e["action"] for e in expect(b.call("GET", "/v1/events?limit=1000"), 200)[2]["events"]]
+    assert actions.count("rollout_promote") == 1 and actions.count("rollout_start") == 1, actions
+    for d in dps:
+        d.stop()
 
 
 @pwtest.test

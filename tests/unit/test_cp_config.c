@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include "cp_config.h"
+#include "cp_store.h"
 
 static char dir[64];
 
@@ -261,6 +262,46 @@ static void test_hostport(void **state)
     assert_int_equal(cp_parse_hostport("[::1]80", &host, &port, &err), -1);
 }
 
+static void test_database_url(void **state)
+{
+    (void)state;
+    char *errs = NULL;
+    const char *tokens = "tokens:\n  - {name: ops, role: admin, file: admin.token}\n";
+    /* a PostgreSQL URL is taken as it is, not as a path under the config's directory */
+    char text[512];
+    snprintf(text, sizeof(text), "database: postgres://pathway@db.example:5432/pathway?sslmode=require\n%s", tokens);
+    cp_config_t *conf = load(text, &errs);
+    assert_non_null(conf);
+    assert_string_equal(conf->database, "postgres://pathway@db.example:5432/pathway?sslmode=require");
+    cp_config_destroy(conf);
+    free(errs);
+    snprintf(text, sizeof(text), "database: postgresql://u@h/d\n%s", tokens);
+    conf = load(text, &errs);
+    assert_non_null(conf);
+    assert_string_equal(conf->database, "postgresql://u@h/d");
+    cp_config_destroy(conf);
+    free(errs);
+    /* one libpq cannot read: an error naming the key */
+    snprintf(text, sizeof(text), "database: postgres://u@h/d?nosuchoption=1\n%s", tokens);
+    conf = load(text, &errs);
+    assert_null(conf);
+    assert_non_null(strstr(errs, "database: not a valid PostgreSQL URL"));
+    assert_non_null(strstr(errs, "nosuchoption"));
+    free(errs);
+}
+
+static void test_database_describe_hides_password(void **state)
+{
+    (void)state;
+    char out[256];
+    cp_store_describe("postgres://pathway:s3cret@db:5432/pathway", out, sizeof(out));
+    assert_string_equal(out, "postgres://pathway:***@db:5432/pathway");
+    cp_store_describe("postgresql://u@h/d?sslmode=require&password=s3cret", out, sizeof(out));
+    assert_null(strstr(out, "s3cret"));
+    cp_store_describe("/var/lib/pathway/a:b@c.db", out, sizeof(out));
+    assert_string_equal(out, "/var/lib/pathway/a:b@c.db");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -270,6 +311,8 @@ int main(void)
         cmocka_unit_test(test_limits_and_token_ids),
         cmocka_unit_test(test_errors_name_keys),
         cmocka_unit_test(test_hostport),
+        cmocka_unit_test(test_database_url),
+        cmocka_unit_test(test_database_describe_hides_password),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -905,7 +905,11 @@ def raise_nofile(need):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     raise_nofile(2 * args.n + 256)
-    result = asyncio.run(bench(args))
+    try:
+        result = asyncio.run(bench(args))
+    except (OSError, RuntimeError, HttpError, asyncio.TimeoutError) as e:
+        print(f"fleet_sim: {', '.join(args.url)}: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
     if args.json == "-":
         json.dump(result, sys.stdout, indent=1)
         print()

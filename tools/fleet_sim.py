@@ -797,6 +797,11 @@ def summary(r):
     out = [f"fleet of {r['n']} simulated dataplanes on {', '.join(r['urls'])} "
            f"(2 connections each, heartbeat {r['heartbeat_s']} s, poll wait {r['poll_wait_ms']} ms)"]
     out.append(f"  synced: {r.get('synced')}/{r['n']} in {r.get('sync_s')} s")
+    if "steady" not in r:  # run mode, or a benchmark that did not get past the sync
+        out.append(f"  errors: {r.get('errors') or 'none'}")
+        if not r.get("ok", True):
+            out.append(f"  FAILED: {r.get('failure')}")
+        return "\n".join(out)
     for p in r.get("pushes", []):
         out.append(f"  push v{p['version']}: PUT {p['put_ms']} ms; receive p50/p99/max {p['receive']['p50']}/{p['receive']['p99']}/"
                    f"{p['receive']['max']} ms; ACK p50/p99/max {p['ack']['p50']}/{p['ack']['p99']}/{p['ack']['max']} ms "

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "pw_log.h"
+#include "cp_series.h"
 
 /* --- long polls ------------------------------------------------------------------------------ */
 
@@ -107,6 +108,91 @@ int cp_dp_drifted(cp_server_t *srv, const cp_dataplane_t *dp, char expected[65])
     if (dp->delivered_version > dp->applied_version && hash_is_version(srv, dp->reported_hash, dp->delivered_version))
         return 0;
     return 1;
+}
+
+/* --- fleet state per version --------------------------------------------------------------------- */
+
+/* A version asked of cp_fleet_counts and where its count goes. */
+typedef struct st_cp_fleet_slot_t {
+    int64_t version;
+    size_t index; /* in the caller's arrays */
+} cp_fleet_slot_t;
+
+static int cmp_slot(const void *a, const void *b)
+{
+    int64_t x = ((const cp_fleet_slot_t *)a)->version, y = ((const cp_fleet_slot_t *)b)->version;
+    return (x > y) - (x < y);
+}
+
+typedef enum en_cp_fleet_field_t { FLEET_SYNCED, FLEET_REJECTED, FLEET_APPLYING } cp_fleet_field_t;
+
+/* Counts one dataplane in `field` of `version` when it is among the asked ones (they may repeat:
+ * each gets the count). */
+static void fleet_add(const cp_fleet_slot_t *slots, size_t n, int64_t version, cp_fleet_count_t *out, cp_fleet_field_t field)
+{
+    if (version <= 0)
+        return;
+    cp_fleet_slot_t key = {version, 0};
+    const cp_fleet_slot_t *hit = bsearch(&key, slots, n, sizeof(*slots), cmp_slot);
+    if (hit == NULL)
+        return;
+    while (hit > slots && hit[-1].version == version)
+        hit--;
+    for (; hit < slots + n && hit->version == version; hit++) {
+        cp_fleet_count_t *c = &out[hit->index];
+        if (field == FLEET_SYNCED)
+            c->synced++;
+        else if (field == FLEET_REJECTED)
+            c->rejected++;
+        else
+            c->applying++;
+    }
+}
+
+int cp_fleet_counts(cp_server_t *srv, const int64_t *versions, size_t n, cp_fleet_count_t *out)
+{
+    memset(out, 0, n * sizeof(*out));
+    if (n == 0)
+        return 0;
+    cp_fleet_slot_t *slots = malloc(n * sizeof(*slots));
+    cp_polling_set_t polling = {NULL, 0};
+    cp_dataplane_t *dps = NULL;
+    size_t ndp = 0;
+    if (slots == NULL || cp_polling_set_init(srv, &polling) != 0) {
+        free(slots);
+        return -1;
+    }
+    if (cp_store_list_dataplanes(srv->store, NULL, 0, &dps, &ndp) != CP_STORE_OK) {
+        free(slots);
+        free(polling.ids);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        slots[i] = (cp_fleet_slot_t){versions[i], i};
+    qsort(slots, n, sizeof(*slots), cmp_slot);
+    int64_t now = cp_now_ms();
+    for (size_t i = 0; i < ndp; i++) {
+        const cp_dataplane_t *dp = &dps[i];
+        char expected[65];
+        int drifted = cp_dp_drifted(srv, dp, expected);
+        /* the state GET /v1/dataplanes shows, judged against the version meant for it */
+        cp_dp_state_t state = cp_dp_state(dp, cp_engine_target(srv, dp->id), now, (int64_t)srv->conf->heartbeat_ms,
+                                          cp_polling_set_has(&polling, dp->id), drifted);
+        if (state == CP_DP_DISCONNECTED)
+            continue;
+        if (state != CP_DP_DRIFTED)
+            fleet_add(slots, n, dp->applied_version, out, FLEET_SYNCED);
+        /* applying: handed the version meant for it (cp_dp_state says so only then) */
+        if (state == CP_DP_APPLYING)
+            fleet_add(slots, n, dp->delivered_version, out, FLEET_APPLYING);
+        /* a NACKed version handed again for one retry (the dataplane restarted) is applying, not rejected */
+        if (dp->rejected_version != 0 && !(state == CP_DP_APPLYING && dp->delivered_version == dp->rejected_version))
+            fleet_add(slots, n, dp->rejected_version, out, FLEET_REJECTED);
+    }
+    cp_dataplanes_free(dps, ndp);
+    free(polling.ids);
+    free(slots);
+    return 0;
 }
 
 /* --- endpoint health ------------------------------------------------------------------------------ */
@@ -281,6 +367,7 @@ void cp_h_delete_dataplane(cp_call_t *call)
         cp_respond_store_error(call);
         return;
     }
+    cp_series_forget(srv->series, id);
     PW_INFO("dataplane %s forgotten by %s", id, call->token->name);
     cp_respond_json(call, 200, json_pack("{ss sb}", "id", id, "forgotten", 1));
 }
@@ -320,7 +407,7 @@ static void deliver(cp_call_t *call, int64_t now_ms)
         cp_respond_store_error(call);
         return;
     }
-    cp_respond_version(call, &v);
+    cp_respond_version(call, &v, NULL);
 }
 
 /* `record`: the dataplane is calling now (not a parked poll whose wait ended: it proved itself
@@ -563,6 +650,31 @@ void cp_h_dp_config(cp_call_t *call)
     srv->num_waiters++;
 }
 
+/* Feeds a heartbeat's traffic (checked by cp_parse_status) to the rollout engine, summed, and to the
+ * per-service series. */
+static void observe_traffic(cp_server_t *srv, const char *id, const json_t *traffic)
+{
+    int64_t tv;
+    cp_service_traffic_t *svcs;
+    size_t n;
+    char terr[256];
+    if (cp_traffic_parse_services(traffic, &tv, &svcs, &n, terr, sizeof(terr)) != 0)
+        return;
+    cp_traffic_t sum = {0};
+    for (size_t i = 0; i < n; i++)
+        cp_traffic_add(&sum, &svcs[i].t);
+    cp_engine_observe(srv, id, tv, &sum);
+    int refused = cp_series_observe(srv->series, id, tv, svcs, n, cp_now_ms());
+    cp_series_stats_t st;
+    cp_series_stats(srv->series, &st);
+    if (refused > 0 && st.refused == (uint64_t)refused)
+        /* said once: the count goes on in pathway_control_series_refused_total */
+        PW_WARN("traffic series: %d service(s) of dataplane %s left out (%d services are tracked already, or the name is "
+                "longer than %d bytes); from now on they are only counted in pathway_control_series_refused_total",
+                refused, id, CP_SERIES_MAX_SERVICES, CP_SERIES_MAX_NAME);
+    free(svcs);
+}
+
 void cp_h_dp_status(cp_call_t *call)
 {
     cp_server_t *srv = call->srv;
@@ -587,13 +699,8 @@ void cp_h_dp_status(cp_call_t *call)
                                        r.stats, r.hash[0] ? r.hash : NULL);
     if (!r.applied)
         PW_WARN("dataplane %s rejected version %lld: %s", call->params[0].base, (long long)r.version, r.error);
-    if (rc == CP_STORE_OK && r.traffic != NULL) {
-        int64_t tv;
-        cp_traffic_t t;
-        char terr[256];
-        if (cp_traffic_parse(r.traffic, &tv, &t, terr, sizeof(terr)) == 0)
-            cp_engine_observe(srv, call->params[0].base, tv, &t);
-    }
+    if (rc == CP_STORE_OK && r.traffic != NULL)
+        observe_traffic(srv, call->params[0].base, r.traffic);
     if (rc == CP_STORE_OK && !r.applied)
         cp_engine_nack(srv, call->params[0].base, r.version, r.error);
     cp_status_req_dispose(&r);

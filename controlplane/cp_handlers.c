@@ -64,6 +64,12 @@ void cp_h_healthz(cp_call_t *call)
                     json_pack("{ss sI}", "status", "ok", "active_version", (json_int_t)cp_store_active_version(call->srv->store)));
 }
 
+/* Who the token is: the console asks at sign-in, and shows write buttons to an admin only. */
+void cp_h_whoami(cp_call_t *call)
+{
+    cp_respond_json(call, 200, json_pack("{ss ss}", "name", call->token->name, "role", cp_role_name(call->token->role)));
+}
+
 /* --- handlers: config --------------------------------------------------------------------------- */
 
 void cp_h_get_config(cp_call_t *call)
@@ -335,6 +341,43 @@ static json_t *list_page(cp_call_t *call, json_t *(*list_fn)(cp_store_t *, int64
 
 static const char *const version_kinds[] = {"apply", "patch", "rollback", NULL};
 
+/* For versions[0..n-1]: [{"tags": [names, sorted], "fleet": {synced, rejected, applying}}, ...] in
+ * their order, from one listing of the tags and one pass over the dataplanes. NULL after answering
+ * an error. */
+static json_t *tags_and_fleet(cp_call_t *call, const int64_t *versions, size_t n)
+{
+    cp_fleet_count_t *counts = malloc((n + 1) * sizeof(*counts));
+    json_t *tags = cp_store_list_tags(call->srv->store), *out = json_array();
+    if (counts == NULL || tags == NULL || out == NULL || cp_fleet_counts(call->srv, versions, n, counts) != 0) {
+        free(counts);
+        json_decref(tags);
+        json_decref(out);
+        cp_respond_store_error(call);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        /* the store lists tags by name: each version's names come out sorted */
+        json_t *names = json_array(), *tag;
+        size_t k;
+        json_array_foreach(tags, k, tag)
+        {
+            if (json_integer_value(json_object_get(tag, "version")) == versions[i])
+                json_array_append(names, json_object_get(tag, "name"));
+        }
+        json_array_append_new(out,
+                              json_pack("{so s{sI sI sI}}", "tags", names, "fleet", "synced", (json_int_t)counts[i].synced,
+                                        "rejected", (json_int_t)counts[i].rejected, "applying", (json_int_t)counts[i].applying));
+    }
+    free(counts);
+    json_decref(tags);
+    if (json_array_size(out) != n) {
+        json_decref(out);
+        cp_respond_error(call, 503, "out of memory", NULL);
+        return NULL;
+    }
+    return out;
+}
+
 void cp_h_list_versions(cp_call_t *call)
 {
     cp_list_filter_t f;
@@ -343,6 +386,31 @@ void cp_h_list_versions(cp_call_t *call)
     json_t *next, *list = list_page(call, cp_store_list_versions, &f, "version", &next);
     if (list == NULL)
         return;
+    size_t n = json_array_size(list), i;
+    int64_t *versions = malloc((n + 1) * sizeof(*versions));
+    if (versions == NULL) {
+        json_decref(list);
+        json_decref(next);
+        cp_respond_error(call, 503, "out of memory", NULL);
+        return;
+    }
+    json_t *item;
+    json_array_foreach(list, i, item)
+    {
+        versions[i] = json_integer_value(json_object_get(item, "version"));
+    }
+    json_t *more = tags_and_fleet(call, versions, n);
+    free(versions);
+    if (more == NULL) {
+        json_decref(list);
+        json_decref(next);
+        return;
+    }
+    json_array_foreach(list, i, item)
+    {
+        json_object_update(item, json_array_get(more, i));
+    }
+    json_decref(more);
     cp_redact_members(call, list, "message");
     cp_respond_json(call, 200,
                     json_pack("{sI so so}", "active_version", (json_int_t)cp_store_active_version(call->srv->store), "versions",
@@ -368,17 +436,23 @@ void cp_h_get_version(cp_call_t *call)
     int64_t n;
     if (path_version(call, call->params[0], "version", &n) != 0)
         return;
+    json_t *more = tags_and_fleet(call, &n, 1);
+    if (more == NULL)
+        return;
     cp_version_t v;
     int rc = cp_store_get_version(call->srv->store, n, &v);
     if (rc == CP_STORE_NOT_FOUND) {
+        json_decref(more);
         cp_respond_errorf(call, 404, "version %lld does not exist", (long long)n);
         return;
     }
     if (rc != CP_STORE_OK) {
+        json_decref(more);
         cp_respond_store_error(call);
         return;
     }
-    cp_respond_version(call, &v);
+    cp_respond_version(call, &v, json_incref(json_array_get(more, 0)));
+    json_decref(more);
 }
 
 /* The document of version n as a tree ({} for version 0, "before the first"); NULL after answering. */

@@ -212,9 +212,14 @@ json_t *cp_version_json(const cp_version_t *v, int with_document)
     return o;
 }
 
-void cp_respond_version(cp_call_t *call, cp_version_t *v)
+void cp_respond_version(cp_call_t *call, cp_version_t *v, json_t *more)
 {
     json_t *body = cp_version_json(v, 1);
+    if (body != NULL && more != NULL && json_object_update(body, more) != 0) {
+        json_decref(body);
+        body = NULL;
+    }
+    json_decref(more);
     cp_add_version_headers(call, v->version, v->hash);
     cp_version_dispose(v);
     if (body != NULL && cp_call_redacts(call)) {

@@ -14,6 +14,7 @@
 #include "pw_log.h"
 #include "pw_process.h"
 #include "pw_version.h"
+#include "cp_series.h"
 
 /* The endpoint figures of the dataplanes' latest heartbeats ({id: endpoints}, see cp_dp_endpoints),
  * one family per figure, a sample per dataplane and service. */
@@ -148,6 +149,18 @@ void cp_h_metrics(cp_call_t *call)
     for (int v = 0; v < CP_VERDICT_NUM; v++)
         pw_buf_printf(&b, "pathway_rollout_gate_verdicts_total{result=\"%s\"} %llu\n", cp_verdict_name((cp_verdict_t)v),
                       (unsigned long long)verdicts[v]);
+    /* the console's traffic series (GET /v1/metrics/services): what they hold and what they left out */
+    cp_series_stats_t st;
+    cp_series_expire(srv->series, cp_now_ms());
+    cp_series_stats(srv->series, &st);
+    family(&b, "pathway_control_series_services", "gauge", "Services with a traffic series kept in memory.", (double)st.services);
+    family(&b, "pathway_control_series_max_services", "gauge", "Services a traffic series is kept for at most.",
+           (double)CP_SERIES_MAX_SERVICES);
+    family(&b, "pathway_control_series_dataplanes", "gauge",
+           "Dataplanes whose last traffic counters are kept (reported within the series' keep time).", (double)st.dataplanes);
+    family(&b, "pathway_control_series_reports_total", "counter", "Heartbeats whose traffic fed the series.", (double)st.reports);
+    family(&b, "pathway_control_series_refused_total", "counter",
+           "Service samples of heartbeats counted in no series (max services tracked, or a name too long).", (double)st.refused);
     family(&b, "pathway_control_start_time_seconds", "gauge", "Unix time the process started.", (double)(srv->started_ms / 1000));
     pw_process_t proc;
     pw_process_read(&proc);

@@ -262,45 +262,79 @@ static int get_counter(const json_t *obj, const char *key, const char *where, ui
     return 0;
 }
 
-int cp_traffic_parse(const json_t *v, int64_t *version, cp_traffic_t *out, char *err, size_t errlen)
+int cp_traffic_parse_services(const json_t *v, int64_t *version, cp_service_traffic_t **services, size_t *n, char *err,
+                              size_t errlen)
 {
-    memset(out, 0, sizeof(*out));
+    *services = NULL;
+    *n = 0;
     if (!json_is_object(v))
         return bad(err, errlen, "traffic: must be an object {version, services}");
     const json_t *ver = json_object_get(v, "version");
     if (!json_is_integer(ver) || json_integer_value(ver) < 0 || json_integer_value(ver) > CP_MAX_VERSION)
         return bad(err, errlen, "traffic.version: required, the fleet version the counters are about (an integer >= 0)");
     *version = json_integer_value(ver);
-    const json_t *services = json_object_get(v, "services");
-    if (!json_is_object(services) || json_object_size(services) > CP_ROLLOUT_MAX_SERVICES)
+    const json_t *svcs = json_object_get(v, "services");
+    if (!json_is_object(svcs) || json_object_size(svcs) > CP_ROLLOUT_MAX_SERVICES)
         return bad(err, errlen, "traffic.services: required, an object of at most %d services", CP_ROLLOUT_MAX_SERVICES);
+    cp_service_traffic_t *out = json_object_size(svcs) > 0 ? malloc(json_object_size(svcs) * sizeof(*out)) : NULL;
+    if (json_object_size(svcs) > 0 && out == NULL)
+        return bad(err, errlen, "out of memory");
+    size_t k = 0;
     const char *name;
     json_t *s;
-    json_object_foreach((json_t *)services, name, s)
+    json_object_foreach((json_t *)svcs, name, s)
     {
         char w[128];
         snprintf(w, sizeof(w), "traffic.services.%.64s", name);
-        cp_traffic_t t = {0};
-        if (!json_is_object(s))
-            return bad(err, errlen, "%s: must be an object {requests, errors, latency_ms_buckets}", w);
-        if (get_counter(s, "requests", w, &t.requests, err, errlen) != 0 ||
-            get_counter(s, "errors", w, &t.errors, err, errlen) != 0)
-            return -1;
-        if (t.errors > t.requests)
-            return bad(err, errlen, "%s.errors: more errors than requests", w);
+        cp_traffic_t *t = &out[k].t;
+        memset(t, 0, sizeof(*t));
+        out[k].name = name;
+        if (!json_is_object(s)) {
+            bad(err, errlen, "%s: must be an object {requests, errors, latency_ms_buckets}", w);
+            goto Fail;
+        }
+        if (get_counter(s, "requests", w, &t->requests, err, errlen) != 0 ||
+            get_counter(s, "errors", w, &t->errors, err, errlen) != 0)
+            goto Fail;
+        if (t->errors > t->requests) {
+            bad(err, errlen, "%s.errors: more errors than requests", w);
+            goto Fail;
+        }
         const json_t *b = json_object_get(s, "latency_ms_buckets");
         if (b != NULL && !json_is_null(b)) {
-            if (!json_is_array(b) || json_array_size(b) != CP_ROLLOUT_BUCKETS)
-                return bad(err, errlen, "%s.latency_ms_buckets: must be a list of %d counts", w, CP_ROLLOUT_BUCKETS);
+            if (!json_is_array(b) || json_array_size(b) != CP_ROLLOUT_BUCKETS) {
+                bad(err, errlen, "%s.latency_ms_buckets: must be a list of %d counts", w, CP_ROLLOUT_BUCKETS);
+                goto Fail;
+            }
             for (size_t i = 0; i < CP_ROLLOUT_BUCKETS; i++) {
                 const json_t *c = json_array_get(b, i);
-                if (!json_is_integer(c) || json_integer_value(c) < 0)
-                    return bad(err, errlen, "%s.latency_ms_buckets[%zu]: must be an integer >= 0", w, i);
-                t.buckets[i] = (uint64_t)json_integer_value(c);
+                if (!json_is_integer(c) || json_integer_value(c) < 0) {
+                    bad(err, errlen, "%s.latency_ms_buckets[%zu]: must be an integer >= 0", w, i);
+                    goto Fail;
+                }
+                t->buckets[i] = (uint64_t)json_integer_value(c);
             }
         }
-        cp_traffic_add(out, &t);
+        k++;
     }
+    *services = out;
+    *n = k;
+    return 0;
+Fail:
+    free(out);
+    return -1;
+}
+
+int cp_traffic_parse(const json_t *v, int64_t *version, cp_traffic_t *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    cp_service_traffic_t *svcs;
+    size_t n;
+    if (cp_traffic_parse_services(v, version, &svcs, &n, err, errlen) != 0)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        cp_traffic_add(out, &svcs[i].t);
+    free(svcs);
     return 0;
 }
 

@@ -68,6 +68,18 @@ typedef struct st_cp_traffic_t {
  * Sums the services into *out. Returns 0, or -1 with a message naming the key. */
 int cp_traffic_parse(const json_t *v, int64_t *version, cp_traffic_t *out, char *err, size_t errlen);
 
+/* One service's counters in a heartbeat's traffic. */
+typedef struct st_cp_service_traffic_t {
+    const char *name; /* the service's key, borrowed from the parsed traffic object */
+    cp_traffic_t t;   /* its counters (cumulative since the dataplane runs the traffic's version) */
+} cp_service_traffic_t;
+
+/* The same, service by service: *services (malloc'd, caller frees; NULL when none) gets *n entries
+ * whose names live as long as `v`. Returns 0, or -1 with a message naming the key (or "out of
+ * memory"). */
+int cp_traffic_parse_services(const json_t *v, int64_t *version, cp_service_traffic_t **services, size_t *n, char *err,
+                              size_t errlen);
+
 /* a += b */
 void cp_traffic_add(cp_traffic_t *a, const cp_traffic_t *b);
 /* What was counted since `mark` (cur - mark); when the counters went back (the dataplane restarted

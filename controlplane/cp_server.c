@@ -18,6 +18,7 @@
 #include <openssl/crypto.h>
 #include <h2o/version.h>
 #include "pw_log.h"
+#include "cp_series.h"
 
 enum {
     R_ADMIN = 1 << CP_ROLE_ADMIN,
@@ -44,10 +45,13 @@ static const char *const q_page[] = {"limit", "before", NULL};
 static const char *const q_diff[] = {"from", NULL};
 static const char *const q_poll[] = {"version", "wait", "labels", NULL};
 static const char *const q_dp_page[] = {"limit", "after", NULL};
+static const char *const q_series[] = {"since", "service", NULL};
 
 static const cp_route_t routes[] = {
     {"GET", "/healthz", R_PUBLIC, q_none, cp_h_healthz},
     {"GET", "/metrics", R_ADMIN | R_VIEWER, q_none, cp_h_metrics},
+    {"GET", "/v1/whoami", R_ADMIN | R_VIEWER | R_DATAPLANE, q_none, cp_h_whoami},
+    {"GET", "/v1/metrics/services", R_ADMIN | R_VIEWER, q_series, cp_h_metrics_services},
     {"GET", "/v1/config", R_ADMIN | R_VIEWER, q_none, cp_h_get_config},
     {"PUT", "/v1/config", R_ADMIN, q_message, cp_h_put_config},
     {"PATCH", "/v1/config", R_ADMIN, q_message, cp_h_patch_config},
@@ -97,6 +101,8 @@ static int match_path(cp_call_t *call, const char *pattern, const char *path, si
 {
     const char *p = pattern, *s = path, *end = path + len;
     size_t nparams = 0;
+    /* a route that failed half-way leaves no capture behind (auth reads params[0]) */
+    call->params[0] = call->params[1] = h2o_iovec_init(NULL, 0);
     while (*p != '\0' && s < end) {
         if (*p != '/' || *s != '/')
             return 0;
@@ -199,9 +205,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
                               cp_role_name(call->token->role), route->method, route->path);
             return 0;
         }
-        /* a dataplane token with ids acts only for those dataplanes; the dataplane routes are the
-         * only ones it may call, and each names the dataplane as its first parameter */
-        if (call->token->role == CP_ROLE_DATAPLANE && !cp_token_allows_id(call->token, call->params[0].base)) {
+        /* a dataplane token with ids acts only for those dataplanes; the dataplane routes name the
+         * dataplane as their first parameter (whoami, the only other one it may call, names none) */
+        if (call->token->role == CP_ROLE_DATAPLANE && call->params[0].base != NULL &&
+            !cp_token_allows_id(call->token, call->params[0].base)) {
             cp_respond_errorf(call, 403, "token \"%s\" may not act for dataplane \"%.64s\" (not among its ids)", call->token->name,
                               call->params[0].base);
             return 0;
@@ -519,7 +526,14 @@ cp_server_t *cp_server_create(const cp_config_t *conf, cp_store_t *store, char *
     srv->lease_held = cp_store_lease(store);
     h2o_linklist_init_anchor(&srv->waiters);
     fit_descriptors(srv);
+    if ((srv->series = cp_series_create(CP_SERIES_MAX_SERVICES)) == NULL) {
+        free(srv->counts);
+        free(srv);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
     if (cp_engine_init(srv) != 0) {
+        cp_series_destroy(srv->series);
         cp_engine_dispose(srv);
         free(srv->counts);
         free(srv);
@@ -531,6 +545,7 @@ cp_server_t *cp_server_create(const cp_config_t *conf, cp_store_t *store, char *
     int fd = open_listener(conf, err, errlen);
     if (fd < 0) {
         cp_engine_dispose(srv);
+        cp_series_destroy(srv->series);
         free(srv->counts);
         free(srv);
         return NULL;
@@ -656,6 +671,7 @@ void cp_server_destroy(cp_server_t *srv)
         return;
     }
     cp_engine_dispose(srv);
+    cp_series_destroy(srv->series);
     free(srv->counts);
     free(srv);
 }

@@ -76,11 +76,14 @@ struct st_cp_server_t {
     int store_changed;                            /* another replica stored a version: wake the polls */
     int lease_held;                               /* this replica drives rollouts (cp_store_lease) */
     int64_t engine_reload_at;                     /* not holding it: re-read the live rollout then (wall ms) */
+    struct st_cp_series_t *series;                /* per-service traffic from heartbeats (cp_series.h) */
 };
 
 /* The handlers, one per row of the route table (cp_server.c); each answers now or later. */
 void cp_h_healthz(cp_call_t *call);
 void cp_h_metrics(cp_call_t *call);
+void cp_h_whoami(cp_call_t *call);
+void cp_h_metrics_services(cp_call_t *call);
 void cp_h_get_config(cp_call_t *call);
 void cp_h_put_config(cp_call_t *call);
 void cp_h_patch_config(cp_call_t *call);
@@ -155,8 +158,9 @@ json_t *cp_document_json(const char *text);
 
 json_t *cp_version_json(const cp_version_t *v, int with_document);
 
-/* Answers 200 with one version and its document, with its ETag; disposes *v. */
-void cp_respond_version(cp_call_t *call, cp_version_t *v);
+/* Answers 200 with one version and its document, with its ETag, and the members of `more` (stolen,
+ * may be NULL) beside them; disposes *v. */
+void cp_respond_version(cp_call_t *call, cp_version_t *v, json_t *more);
 
 /* Validates a tree as a fleet document; answers 400 listing every error on failure. */
 int cp_prepare_or_400(cp_call_t *call, json_t *tree, char **canonical, char hash[65]);
@@ -190,6 +194,20 @@ void cp_unpark(cp_server_t *srv, cp_waiter_t *w);
  * being handed (an apply in progress). `expected` gets the ACKed version's hash in this build's
  * canonical form ("" when it ACKed none). A store failure counts as no drift. */
 int cp_dp_drifted(cp_server_t *srv, const cp_dataplane_t *dp, char expected[65]);
+
+/* How the dataplanes known now stand to one version (GET /v1/versions, the console's timeline).
+ * Dataplanes not seen within heartbeat_timeout (disconnected) are in no count; a dataplane is in at
+ * most one count of a version. */
+typedef struct st_cp_fleet_count_t {
+    uint64_t synced;   /* runs it: its latest ACK is of it (applied_version), and it has not drifted */
+    uint64_t rejected; /* NACKed it (rejected_version), and is not being handed it again for a retry */
+    uint64_t applying; /* was handed it as the version meant for it and has not reported on it yet */
+} cp_fleet_count_t;
+
+/* Counts for versions[0..n-1] (any order; out[i] is versions[i]'s) in one pass over the dataplanes
+ * the store knows, however many versions are asked. Returns 0, or -1 on a store error or out of
+ * memory. */
+int cp_fleet_counts(cp_server_t *srv, const int64_t *versions, size_t n, cp_fleet_count_t *out);
 
 /* What dp's latest heartbeat says of its services' endpoints: {"<service>": {"up": n, "total": n,
  * "panic": bool}} (entries of another shape left out: heartbeat stats are the dataplane's free-form

@@ -34,3 +34,7 @@ set_tests_properties(test_fleet_sim PROPERTIES RUN_SERIAL TRUE)
 # two replicas on a throwaway PostgreSQL (pg_util.py); skipped (77) where it is not installed
 pw_add_integration(test_controlplane_pg integration/test_controlplane_pg.py)
 set_tests_properties(test_controlplane_pg PROPERTIES RUN_SERIAL TRUE SKIP_RETURN_CODE 77 TIMEOUT 400)
+# the API of the web console: whoami, tags and fleet per version, per-service traffic series (issue 15)
+pw_add_integration(test_controlplane_console_api integration/test_controlplane_console_api.py)
+set_tests_properties(test_controlplane_console_api PROPERTIES RUN_SERIAL TRUE)
+pw_add_unit(test_cp_series SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_cp_series.c LIBS pw_controlplane)

@@ -250,13 +250,15 @@ def test_versions_paging_and_diff():
     s, _, b = expect(cp.call("GET", "/v1/versions", token=VIEWER), 200)
     assert [v["version"] for v in b["versions"]] == [4, 3, 2, 1] and b["next_before"] is None
     v = b["versions"][0]
-    assert set(v) == {"version", "created_at", "author", "message", "kind", "source_version", "hash"}, v
+    assert set(v) == {"version", "created_at", "author", "message", "kind", "source_version", "hash", "tags", "fleet"}, v
+    assert v["tags"] == [] and v["fleet"] == {"synced": 0, "rejected": 0, "applying": 0}, v
     s, _, b = expect(cp.call("GET", "/v1/versions?limit=2"), 200)
     assert [v["version"] for v in b["versions"]] == [4, 3] and b["next_before"] == 3
     s, _, b = expect(cp.call("GET", "/v1/versions?limit=2&before=3"), 200)
     assert [v["version"] for v in b["versions"]] == [2, 1]
     s, _, b = expect(cp.call("GET", "/v1/versions/2"), 200)
     assert b["version"] == 2 and b["document"]["log"]["level"] == "info"
+    assert b["tags"] == [] and b["fleet"] == {"synced": 0, "rejected": 0, "applying": 0}, b
     for bad in ("abc", "-1", "0", "1.5", "99999999999999999999999", "1e3", "%31"):
         expect(cp.call("GET", f"/v1/versions/{bad}"), 400)
     expect(cp.call("GET", "/v1/versions/99"), 404)
@@ -520,7 +522,7 @@ def test_routes_served_match_the_binary():
     cp = ControlPlane()
     out = subprocess.run([pwtest.binary("pathway-control"), "--routes"], capture_output=True, text=True, check=True).stdout
     routes = [line.split(" ", 1) for line in out.strip().splitlines()]
-    assert len(routes) == 26, routes
+    assert len(routes) == 28, routes
     for method, path in routes:
         concrete = path.replace("{n}", "1").replace("{name}", "stable").replace("{id}", "dp-1")
         s, _, b = cp.call(method, concrete, "{}" if method != "GET" else None, ctype="application/json")

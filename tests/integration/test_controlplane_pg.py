@@ -246,7 +246,9 @@ def test_postgresql_down_503_dataplane_serves_back_up_writes_work():
     finally:
         cluster().start()
     # back: writes work again through both replicas, not restarted, and the dataplane gets them
-    dp_util.wait_for(lambda: a.call("GET", "/v1/versions")[0] == 200, 10.0, "A to reconnect")
+    # each replica retries the database at most every 0.5 s, on its next call: within a second or so
+    for cp, name in ((a, "A"), (b, "B")):
+        dp_util.wait_for(lambda: cp.call("GET", "/v1/versions")[0] == 200, 10.0, f"{name} to reconnect")
     expect(a.call("PUT", "/v1/config", dict(doc, log={"level": "warn"})), 201)
     expect(b.call("PUT", "/v1/config", dict(doc, log={"level": "debug"})), 201)
     assert a.proc.alive() and b.proc.alive()

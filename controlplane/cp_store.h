@@ -190,6 +190,8 @@ typedef struct st_cp_dataplane_t {
     char *error;                /* NACK error, "" otherwise */
     int delivered_since_report; /* a version was handed to it after its latest ACK or NACK */
     char reported_hash[65];     /* hash of the fleet document it said it serves; "" = not said */
+    json_t *traffic;            /* its latest heartbeat's traffic ({"version", "services"}), NULL = none yet */
+    int64_t traffic_ms;         /* when that was stored, Unix ms (0 = never) */
 } cp_dataplane_t;
 
 void cp_dataplane_dispose(cp_dataplane_t *dp);
@@ -203,19 +205,24 @@ int cp_store_dataplane_seen(cp_store_t *store, const char *id, int64_t now_ms, i
  * answered together), in one transaction; last seen is left alone (see above). */
 int cp_store_dataplanes_delivered(cp_store_t *store, const char *const *ids, size_t n, int64_t delivered);
 
-/* Records a status report (ACK when applied, else NACK with error). labels / stats / hash may be
- * NULL (keep the stored ones); hash is the document hash it reports serving. A NACK sets rejected_version; an ACK raises
+/* Records a status report (ACK when applied, else NACK with error). labels / stats / hash / traffic
+ * may be NULL (keep the stored ones); hash is the document hash it reports serving; traffic is the
+ * heartbeat's traffic object as compact JSON (checked by the caller), stored in the same write with
+ * the time it was stored (sqlite: now_ms; PostgreSQL: the database's clock, one time line for every
+ * replica) for cp_store_traffic_since. A NACK sets rejected_version; an ACK raises
  * applied_version (never lowers it: an older ACK arriving late is a stale heartbeat) and clears the rejection when it is for that
  * version or a newer one. A report that changes the applied or the rejected version (or the error) also appends an event; repeated
  * ones are heartbeats. */
 int cp_store_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms, int64_t version, int applied, const char *error,
-                              json_t *labels, json_t *stats, const char *hash);
+                              json_t *labels, json_t *stats, const char *hash, const char *traffic);
 
 /* Forgets dataplane `id`: deletes its live row and appends a "forget" event by `actor`, in one
  * FULL-synchronous transaction. It is known again (a new row) when it next calls. OK / NOT_FOUND. */
 int cp_store_forget_dataplane(cp_store_t *store, const char *id, const char *actor);
 
-/* Whether dataplane `id` may be stored: OK when it exists or fewer than `max` do, else LIMIT. */
+/* Whether dataplane `id` may be stored: OK when it exists or fewer than `max` do, else LIMIT.
+ * PostgreSQL: exact across replicas (the count and the new row's insert run under one advisory
+ * transaction lock, so two replicas cannot both admit the last free place). */
 int cp_store_dataplane_admit(cp_store_t *store, const char *id, uint64_t max);
 
 /* One dataplane: OK / NOT_FOUND / ERROR. */

@@ -669,8 +669,7 @@ void cp_h_dp_status(cp_call_t *call)
         return;
     }
     /* a version stored by another replica a moment ago may not be in this one's cache yet */
-    if (r.version > cp_store_active_version(srv->store) &&
-        (cp_store_refresh(srv->store) != CP_STORE_OK || r.version > cp_store_active_version(srv->store))) {
+    if (r.version > 0 && !cp_store_has_version(srv->store, r.version)) {
         cp_respond_errorf(call, 404, "version: version %lld does not exist", (long long)r.version);
         cp_status_req_dispose(&r);
         return;

@@ -113,6 +113,14 @@ int cp_store_refresh(cp_store_t *store)
     return store->ops->refresh != NULL ? store->ops->refresh(store) : CP_STORE_OK;
 }
 
+int cp_store_has_version(cp_store_t *store, int64_t n)
+{
+    if (n <= store->active)
+        return 1;
+    /* another replica may have stored it a moment ago, before this one's cache heard of it */
+    return cp_store_refresh(store) == CP_STORE_OK && n <= store->active;
+}
+
 int cp_store_listen_fd(cp_store_t *store)
 {
     return store->ops->listen_fd != NULL ? store->ops->listen_fd(store) : -1;

@@ -102,6 +102,10 @@ int cp_store_backup(const char *path, const char *dest, char *err, size_t errlen
 /* Reads the active version from the database into the cache (another replica may have written
  * one); returns OK or ERROR. A no-op for sqlite, whose connection is the only writer. */
 int cp_store_refresh(cp_store_t *store);
+/* Whether version n (>= 1) exists: at most the cached active version, or, when it is above it, at
+ * most the active version read again from the database (cp_store_refresh: another replica may have
+ * stored it a moment ago). 0 also when the database cannot be read. */
+int cp_store_has_version(cp_store_t *store, int64_t n);
 /* `fn(arg)` runs whenever the store learns of a version it did not write itself (PostgreSQL: a
  * notification from another replica, or a conflict), after the cache is updated. */
 void cp_store_set_change_hook(cp_store_t *store, void (*fn)(void *arg), void *arg);

@@ -146,7 +146,10 @@ Error:
 
 int sq_dataplane_admit(cp_store_t *store, const char *id, uint64_t max)
 {
-    sqlite3_stmt *st = sq_prepare(store, "SELECT EXISTS (SELECT 1 FROM dataplanes WHERE id = ?1), count(*) FROM dataplanes");
+    /* a known dataplane is found by its key; the table is counted only for a new one */
+    sqlite3_stmt *st = sq_prepare(store, "SELECT EXISTS (SELECT 1 FROM dataplanes WHERE id = ?1), "
+                                         "CASE WHEN EXISTS (SELECT 1 FROM dataplanes WHERE id = ?1) THEN 0 "
+                                         "ELSE (SELECT count(*) FROM dataplanes) END");
     if (st == NULL)
         return CP_STORE_ERROR;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);

@@ -128,6 +128,8 @@ static void feed_one(cp_server_t *srv, const cp_traffic_report_t *r)
     o->t = sum;
     o->at_ms = r->at_ms;
     o->seq = r->seq;
+    if (cp_now_ms() - r->at_ms > CP_SERIES_KEEP_MS)
+        return; /* older than the series keep (read when this replica started): the gate's only */
     int refused = cp_series_observe(srv->series, r->id, r->version, r->svcs, r->num_svcs, r->at_ms);
     /* the reports stored between two reads, whose counters this one includes */
     cp_series_count_reports(srv->series, skipped);

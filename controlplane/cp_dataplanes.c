@@ -243,9 +243,16 @@ static json_t *dataplane_json(cp_call_t *call, const cp_dataplane_t *dp, int64_t
     else
         json_decref(endpoints);
     int64_t tv;
-    cp_traffic_t t;
-    if (o != NULL && cp_engine_traffic(srv, dp->id, &tv, &t) == 0) {
-        /* the evidence a rollout reads: the latest heartbeat's counters, summed over its services */
+    cp_service_traffic_t *svcs;
+    size_t nsvcs;
+    char terr[256];
+    if (o != NULL && dp->traffic != NULL && cp_traffic_parse_services(dp->traffic, &tv, &svcs, &nsvcs, terr, sizeof(terr)) == 0) {
+        /* the evidence a rollout reads: the latest heartbeat's counters as stored, summed over its
+         * services */
+        cp_traffic_t t = {0};
+        for (size_t i = 0; i < nsvcs; i++)
+            cp_traffic_add(&t, &svcs[i].t);
+        free(svcs);
         cp_figures_t f;
         cp_figures_of(&t, &f);
         json_t *tj = cp_figures_json(&f);
@@ -367,7 +374,7 @@ void cp_h_delete_dataplane(cp_call_t *call)
         cp_respond_store_error(call);
         return;
     }
-    cp_series_forget(srv->series, id);
+    cp_feed_forget(srv, id);
     PW_INFO("dataplane %s forgotten by %s", id, call->token->name);
     cp_respond_json(call, 200, json_pack("{ss sb}", "id", id, "forgotten", 1));
 }
@@ -650,31 +657,6 @@ void cp_h_dp_config(cp_call_t *call)
     srv->num_waiters++;
 }
 
-/* Feeds a heartbeat's traffic (checked by cp_parse_status) to the rollout engine, summed, and to the
- * per-service series. */
-static void observe_traffic(cp_server_t *srv, const char *id, const json_t *traffic)
-{
-    int64_t tv;
-    cp_service_traffic_t *svcs;
-    size_t n;
-    char terr[256];
-    if (cp_traffic_parse_services(traffic, &tv, &svcs, &n, terr, sizeof(terr)) != 0)
-        return;
-    cp_traffic_t sum = {0};
-    for (size_t i = 0; i < n; i++)
-        cp_traffic_add(&sum, &svcs[i].t);
-    cp_engine_observe(srv, id, tv, &sum);
-    int refused = cp_series_observe(srv->series, id, tv, svcs, n, cp_now_ms());
-    cp_series_stats_t st;
-    cp_series_stats(srv->series, &st);
-    if (refused > 0 && st.refused == (uint64_t)refused)
-        /* said once: the count goes on in pathway_control_series_refused_total */
-        PW_WARN("traffic series: %d service(s) of dataplane %s left out (%d services are tracked already, or the name is "
-                "longer than %d bytes); from now on they are only counted in pathway_control_series_refused_total",
-                refused, id, CP_SERIES_MAX_SERVICES, CP_SERIES_MAX_NAME);
-    free(svcs);
-}
-
 void cp_h_dp_status(cp_call_t *call)
 {
     cp_server_t *srv = call->srv;
@@ -686,7 +668,8 @@ void cp_h_dp_status(cp_call_t *call)
         cp_respond_error(call, 400, err, NULL);
         return;
     }
-    if (r.version > cp_store_active_version(srv->store)) {
+    /* a version stored by another replica a moment ago may not be in this one's cache yet */
+    if (r.version > 0 && !cp_store_has_version(srv->store, r.version)) {
         cp_respond_errorf(call, 404, "version: version %lld does not exist", (long long)r.version);
         cp_status_req_dispose(&r);
         return;
@@ -695,12 +678,16 @@ void cp_h_dp_status(cp_call_t *call)
         cp_status_req_dispose(&r);
         return;
     }
-    int rc = cp_store_dataplane_report(srv->store, call->params[0].base, cp_now_ms(), r.version, r.applied, r.error, r.labels,
-                                       r.stats, r.hash[0] ? r.hash : NULL);
+    /* the traffic is stored with the report; every replica's gate and series read it from there
+     * (cp_traffic_feed.c) */
+    char *traffic = r.traffic != NULL ? json_dumps(r.traffic, JSON_COMPACT) : NULL;
+    int rc = r.traffic != NULL && traffic == NULL
+                 ? CP_STORE_ERROR
+                 : cp_store_dataplane_report(srv->store, call->params[0].base, cp_now_ms(), r.version, r.applied, r.error, r.labels,
+                                             r.stats, r.hash[0] ? r.hash : NULL, traffic);
+    free(traffic);
     if (!r.applied)
         PW_WARN("dataplane %s rejected version %lld: %s", call->params[0].base, (long long)r.version, r.error);
-    if (rc == CP_STORE_OK && r.traffic != NULL)
-        observe_traffic(srv, call->params[0].base, r.traffic);
     if (rc == CP_STORE_OK && !r.applied)
         cp_engine_nack(srv, call->params[0].base, r.version, r.error);
     cp_status_req_dispose(&r);

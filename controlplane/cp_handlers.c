@@ -424,7 +424,7 @@ static int path_version(cp_call_t *call, h2o_iovec_t s, const char *what, int64_
         cp_respond_errorf(call, 400, "%s: \"%.32s\" is not a version number (a positive integer)", what, s.base);
         return -1;
     }
-    if (*out > cp_store_active_version(call->srv->store)) {
+    if (!cp_store_has_version(call->srv->store, *out)) {
         cp_respond_errorf(call, 404, "%s: version %lld does not exist", what, (long long)*out);
         return -1;
     }
@@ -489,7 +489,7 @@ void cp_h_diff(cp_call_t *call)
     } else if (cp_parse_version(s, len, 1, &from) != 0) {
         cp_respond_error(call, 400, "from: must be a version number (0 = the empty document)", NULL);
         return;
-    } else if (from > cp_store_active_version(call->srv->store)) {
+    } else if (from > 0 && !cp_store_has_version(call->srv->store, from)) {
         cp_respond_errorf(call, 404, "from: version %lld does not exist", (long long)from);
         return;
     }
@@ -563,8 +563,8 @@ void cp_h_rollback(cp_call_t *call)
         }
     }
     cp_version_t v;
-    int rc = target > cp_store_active_version(call->srv->store) ? CP_STORE_NOT_FOUND
-                                                                : cp_store_get_version(call->srv->store, target, &v);
+    int rc =
+        !cp_store_has_version(call->srv->store, target) ? CP_STORE_NOT_FOUND : cp_store_get_version(call->srv->store, target, &v);
     if (rc != CP_STORE_OK) {
         if (rc == CP_STORE_NOT_FOUND)
             cp_respond_errorf(call, 404, "to: version %lld does not exist", (long long)target);

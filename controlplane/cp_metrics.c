@@ -151,6 +151,7 @@ void cp_h_metrics(cp_call_t *call)
                       (unsigned long long)verdicts[v]);
     /* the console's traffic series (GET /v1/metrics/services): what they hold and what they left out */
     cp_series_stats_t st;
+    cp_traffic_sync(srv);
     cp_series_expire(srv->series, cp_now_ms());
     cp_series_stats(srv->series, &st);
     family(&b, "pathway_control_series_services", "gauge", "Services with a traffic series kept in memory.", (double)st.services);

@@ -80,6 +80,24 @@ typedef struct st_cp_service_traffic_t {
 int cp_traffic_parse_services(const json_t *v, int64_t *version, cp_service_traffic_t **services, size_t *n, char *err,
                               size_t errlen);
 
+/* One dataplane's latest traffic report as stored (cp_store_traffic_since). */
+typedef struct st_cp_traffic_report_t {
+    char *id;                   /* the dataplane */
+    json_t *traffic;            /* the report's traffic object (the names of svcs live in it) */
+    int64_t version;            /* traffic.version: the counters are cumulative since it runs it */
+    cp_service_traffic_t *svcs; /* its services' counters (NULL when none) */
+    size_t num_svcs;            /* entries of svcs */
+    int64_t at_ms;              /* when it was stored (see cp_store_dataplane_report) */
+    int64_t seq;                /* how many reports with traffic the dataplane's row has had (this one included) */
+} cp_traffic_report_t;
+
+/* Every dataplane's latest traffic report stored after after_ms (at_ms > after_ms), oldest first
+ * (an index on the time: cheap to call often with the newest at_ms read). *out is an array of
+ * *count entries, free with cp_traffic_reports_free. A stored report that does not parse is left
+ * out. OK or ERROR. */
+int cp_store_traffic_since(cp_store_t *store, int64_t after_ms, cp_traffic_report_t **out, size_t *count);
+void cp_traffic_reports_free(cp_traffic_report_t *r, size_t count);
+
 /* a += b */
 void cp_traffic_add(cp_traffic_t *a, const cp_traffic_t *b);
 /* What was counted since `mark` (cur - mark); when the counters went back (the dataplane restarted

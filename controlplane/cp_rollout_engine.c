@@ -1,7 +1,8 @@
 /*
- * The rollout engine: the live rollout (at most one), the dataplanes' latest traffic counters, the
- * gate's windows, the steps, and the ends (promoted, aborted, rolled back). It runs on the server's
- * loop (cp_engine_tick from cp_server_run); every transition is written to sqlite with an event
+ * The rollout engine: the live rollout (at most one), the gate's windows (on the dataplanes' latest
+ * traffic counters as the store has them, cp_traffic_feed.c), the steps, and the ends (promoted,
+ * aborted, rolled back). It runs on the server's loop (cp_engine_tick from cp_server_run, on the
+ * replica that holds the lease); every transition is written to the store with an event
  * before it is acted on, and its timers are stored timestamps, so a restart resumes it.
  */
 #include "cp_server_internal.h"
@@ -12,20 +13,10 @@
 #include <string.h>
 #include "pw_log.h"
 
-/* The latest traffic a dataplane reported. */
-typedef struct st_cp_obs_t {
-    char *id;        /* the dataplane (owned) */
-    int64_t version; /* the version the counters are about */
-    cp_traffic_t t;  /* cumulative since it runs it */
-} cp_obs_t;
-
 typedef struct st_cp_engine_t {
     cp_rollout_t *live; /* progressing or paused; NULL when none */
     const char **set;   /* the live rollout's current set, sorted by id (borrowed from live->sets) */
     size_t set_size;    /* entries of set */
-    cp_obs_t *obs;      /* every dataplane's latest traffic, sorted by id */
-    size_t num_obs;     /* entries of obs */
-    size_t cap_obs;     /* allocated */
 } cp_engine_t;
 
 static int cmp_str(const void *a, const void *b)
@@ -95,9 +86,6 @@ void cp_engine_dispose(cp_server_t *srv)
     if (e == NULL)
         return;
     set_live(e, NULL);
-    for (size_t i = 0; i < e->num_obs; i++)
-        free(e->obs[i].id);
-    free(e->obs);
     free(e);
     srv->engine = NULL;
 }
@@ -113,61 +101,6 @@ int64_t cp_engine_target(cp_server_t *srv, const char *id)
     if (e == NULL || e->live == NULL)
         return cp_store_active_version(srv->store);
     return in_set(e, id) ? e->live->version : e->live->from_version;
-}
-
-int cp_engine_traffic(cp_server_t *srv, const char *id, int64_t *version, cp_traffic_t *t)
-{
-    cp_engine_t *e = srv->engine;
-    size_t lo = 0, hi = e != NULL ? e->num_obs : 0;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int c = strcmp(e->obs[mid].id, id);
-        if (c == 0) {
-            *version = e->obs[mid].version;
-            *t = e->obs[mid].t;
-            return 0;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return -1;
-}
-
-void cp_engine_observe(cp_server_t *srv, const char *id, int64_t version, const cp_traffic_t *t)
-{
-    cp_engine_t *e = srv->engine;
-    if (e == NULL)
-        return;
-    size_t lo = 0, hi = e->num_obs;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int c = strcmp(e->obs[mid].id, id);
-        if (c == 0) {
-            e->obs[mid].version = version;
-            e->obs[mid].t = *t;
-            return;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    if (e->num_obs == e->cap_obs) {
-        size_t cap = e->cap_obs ? e->cap_obs * 2 : 16;
-        cp_obs_t *n = realloc(e->obs, cap * sizeof(*n));
-        if (n == NULL)
-            return;
-        e->obs = n;
-        e->cap_obs = cap;
-    }
-    char *copy = strdup(id);
-    if (copy == NULL)
-        return;
-    memmove(&e->obs[lo + 1], &e->obs[lo], (e->num_obs - lo) * sizeof(e->obs[0]));
-    e->obs[lo] = (cp_obs_t){.id = copy, .version = version, .t = *t};
-    e->num_obs++;
 }
 
 /* --- choosing the sets ---------------------------------------------------------------------------- */
@@ -269,7 +202,7 @@ static int canary_candidates(cp_server_t *srv, const cp_rollout_spec_t *s, size_
     return 0;
 }
 
-static json_t *marks_now(cp_engine_t *e, json_t *old);
+static json_t *marks_now(cp_server_t *srv, json_t *old);
 
 /* --- the write path ------------------------------------------------------------------------------- */
 
@@ -353,7 +286,7 @@ static int write_hook(cp_store_t *store, int64_t version, void *arg)
     ro->reason = strdup("");
     ro->sets = json_array();
     /* the first window starts now: what every dataplane counted so far is before it */
-    ro->marks = marks_now(e, NULL);
+    ro->marks = marks_now(w->srv, NULL);
     ro->last_baseline = json_null();
     json_t *set = NULL;
     int rc = CP_STORE_ERROR;
@@ -394,6 +327,8 @@ int cp_ro_admit(cp_call_t *call, cp_ro_write_t *w, cp_append_t *a)
         return -1;
     }
     if (w->has) {
+        /* the first window's marks: the counters as the store has them now */
+        cp_traffic_sync(srv);
         if (cp_store_active_version(srv->store) == 0) {
             cp_respond_error(call, 409, "rollout: no version is active yet to roll out from; store the first one without a rollout",
                              NULL);
@@ -547,17 +482,20 @@ static int end_rollout(cp_server_t *srv, cp_ro_state_t state, const char *actor,
     return 0;
 }
 
-/* Counters of every observed dataplane, as marks: {"v": V, "r": n, "e": n, "b": [...]}. */
-static json_t *marks_now(cp_engine_t *e, json_t *old)
+/* Counters of every dataplane that reported (as the store has them), as marks: {"v": V, "r": n,
+ * "e": n, "b": [...]}. */
+static json_t *marks_now(cp_server_t *srv, json_t *old)
 {
+    size_t num_obs;
+    const cp_obs_t *obs = cp_feed_obs(srv, &num_obs);
     json_t *m = old != NULL ? json_deep_copy(old) : json_object();
-    for (size_t i = 0; m != NULL && i < e->num_obs; i++) {
+    for (size_t i = 0; m != NULL && i < num_obs; i++) {
         json_t *b = json_array();
         for (size_t k = 0; b != NULL && k < CP_ROLLOUT_BUCKETS; k++)
-            json_array_append_new(b, json_integer((json_int_t)e->obs[i].t.buckets[k]));
-        json_object_set_new(m, e->obs[i].id,
-                            json_pack("{sI sI sI so}", "v", (json_int_t)e->obs[i].version, "r", (json_int_t)e->obs[i].t.requests,
-                                      "e", (json_int_t)e->obs[i].t.errors, "b", b != NULL ? b : json_array()));
+            json_array_append_new(b, json_integer((json_int_t)obs[i].t.buckets[k]));
+        json_object_set_new(m, obs[i].id,
+                            json_pack("{sI sI sI so}", "v", (json_int_t)obs[i].version, "r", (json_int_t)obs[i].t.requests, "e",
+                                      (json_int_t)obs[i].t.errors, "b", b != NULL ? b : json_array()));
     }
     return m;
 }
@@ -577,9 +515,10 @@ static int mark_of(const json_t *marks, const char *id, int64_t version, cp_traf
 }
 
 /* Starts a new window now: the marks are the counters as they are. */
-static void restart_window(cp_engine_t *e, int64_t now)
+static void restart_window(cp_server_t *srv, int64_t now)
 {
-    json_t *m = marks_now(e, e->live->marks);
+    cp_engine_t *e = srv->engine;
+    json_t *m = marks_now(srv, e->live->marks);
     if (m != NULL) {
         json_decref(e->live->marks);
         e->live->marks = m;
@@ -593,9 +532,11 @@ static void evaluate(cp_server_t *srv, int64_t now)
     cp_engine_t *e = srv->engine;
     cp_rollout_t *ro = e->live;
     cp_traffic_t canary = {0}, base = {0};
-    size_t n_canary = 0, n_base = 0;
-    for (size_t i = 0; i < e->num_obs; i++) {
-        const cp_obs_t *o = &e->obs[i];
+    size_t n_canary = 0, n_base = 0, num_obs;
+    /* every dataplane's latest counters as stored, whichever replica received them */
+    const cp_obs_t *obs = cp_feed_obs(srv, &num_obs);
+    for (size_t i = 0; i < num_obs; i++) {
+        const cp_obs_t *o = &obs[i];
         int member = in_set(e, o->id);
         if (member ? o->version != ro->version : o->version != ro->from_version)
             continue;
@@ -642,7 +583,7 @@ static void evaluate(cp_server_t *srv, int64_t now)
         ro->failures++;
     else if (v == CP_VERDICT_PASS)
         ro->step_passes++;
-    restart_window(e, now);
+    restart_window(srv, now);
     ro->updated_ms = now;
     int failed_out = v == CP_VERDICT_FAIL && (uint64_t)ro->failures > ro->spec.failures_allowed;
     int ok = cp_store_begin(srv->store) == CP_STORE_OK;
@@ -722,6 +663,9 @@ int64_t cp_engine_tick(cp_server_t *srv)
         return e->live == NULL ? -1 : 1000;
     }
     if (now >= e->live->window_started_ms + (int64_t)e->live->spec.interval_ms) {
+        /* the reports stored since the last read, whatever replica received them (once per window;
+         * when the store cannot be read, the counters read last stand) */
+        cp_traffic_sync(srv);
         evaluate(srv, now);
         if (e->live == NULL)
             return -1;
@@ -801,7 +745,8 @@ void cp_engine_control(cp_call_t *call, int64_t id, const char *action)
             ro->state = CP_RO_PROGRESSING;
             ro->step_started_ms += now - ro->paused_ms;
             ro->paused_ms = 0;
-            restart_window(e, now);
+            cp_traffic_sync(srv);
+            restart_window(srv, now);
         }
         ro->updated_ms = now;
         snprintf(detail, sizeof(detail), "rollout %lld %s at step %zu", (long long)id, pause ? "paused" : "resumed", ro->step);

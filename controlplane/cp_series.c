@@ -384,6 +384,11 @@ json_t *cp_series_json(const cp_series_t *s, int64_t since_ms, const char *servi
     return out;
 }
 
+void cp_series_count_reports(cp_series_t *s, uint64_t n)
+{
+    s->reports += n;
+}
+
 void cp_series_stats(const cp_series_t *s, cp_series_stats_t *out)
 {
     out->services = s->num_services;

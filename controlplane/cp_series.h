@@ -53,6 +53,10 @@ void cp_series_destroy(cp_series_t *s);
  * out of memory (the report is then partly counted). */
 int cp_series_observe(cp_series_t *s, const char *dp, int64_t version, const cp_service_traffic_t *svcs, size_t n, int64_t now_ms);
 
+/* Counts n more reports in the stats without feeding them: reports stored between two reads of the
+ * store, whose counters the one read includes (cumulative). */
+void cp_series_count_reports(cp_series_t *s, uint64_t n);
+
 /* Drops what is kept of dataplane `dp` (it was forgotten): its next report sets a new baseline. */
 void cp_series_forget(cp_series_t *s, const char *dp);
 

@@ -1,7 +1,8 @@
 /*
  * GET /v1/metrics/services?since=&service=: the per-service traffic series (cp_series.h) with the
- * versions created within the window, to mark on the time axis. The series are fed by heartbeats
- * in cp_h_dp_status (cp_dataplanes.c).
+ * versions created within the window, to mark on the time axis. The series are fed from the
+ * heartbeats' traffic as the store holds it (cp_traffic_feed.c): every replica reads it every
+ * CP_FEED_INTERVAL_MS and before it answers, so any replica answers the same figures.
  */
 #include "cp_server_internal.h"
 
@@ -84,6 +85,8 @@ void cp_h_metrics_services(cp_call_t *call)
         cp_respond_errorf(call, 400, "service: \"%.64s\" is not a service id (1-64 characters of A-Z a-z 0-9 _ . -)", service);
         return;
     }
+    /* up to date with what any replica stored (a failure leaves the series as read last) */
+    cp_traffic_sync(srv);
     int64_t now = cp_now_ms();
     cp_series_expire(srv->series, now);
     json_t *services = cp_series_json(srv->series, (int64_t)since, service, now);

@@ -536,7 +536,8 @@ cp_server_t *cp_server_create(const cp_config_t *conf, cp_store_t *store, char *
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    if (cp_engine_init(srv) != 0) {
+    if (cp_feed_init(srv) != 0 || cp_engine_init(srv) != 0) {
+        cp_feed_dispose(srv);
         cp_series_destroy(srv->series);
         cp_engine_dispose(srv);
         free(srv->counts);
@@ -549,6 +550,7 @@ cp_server_t *cp_server_create(const cp_config_t *conf, cp_store_t *store, char *
     int fd = open_listener(conf, err, errlen);
     if (fd < 0) {
         cp_engine_dispose(srv);
+        cp_feed_dispose(srv);
         cp_series_destroy(srv->series);
         free(srv->counts);
         free(srv);
@@ -603,9 +605,11 @@ int cp_server_run(cp_server_t *srv, volatile sig_atomic_t *stop)
                 engine_reload(srv);
             cp_wake_waiters(srv);
         }
-        int64_t next = cp_expire_waiters(srv), due = engine_turn(srv);
+        int64_t next = cp_expire_waiters(srv), due = engine_turn(srv), feed = cp_feed_turn(srv);
         if (due >= 0 && (next < 0 || due < next))
             next = due;
+        if (feed >= 0 && (next < 0 || feed < next))
+            next = feed;
         if (!srv->listener_reading && srv->num_conns < srv->conf->max_conns) {
             /* paused after an accept failure: resume when the pause ends */
             update_listener(srv);
@@ -675,6 +679,7 @@ void cp_server_destroy(cp_server_t *srv)
         return;
     }
     cp_engine_dispose(srv);
+    cp_feed_dispose(srv);
     cp_series_destroy(srv->series);
     free(srv->counts);
     free(srv);

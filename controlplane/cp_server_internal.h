@@ -77,6 +77,7 @@ struct st_cp_server_t {
     int lease_held;                               /* this replica drives rollouts (cp_store_lease) */
     int64_t engine_reload_at;                     /* not holding it: re-read the live rollout then (wall ms) */
     struct st_cp_series_t *series;                /* per-service traffic from heartbeats (cp_series.h) */
+    struct st_cp_feed_t *feed;                    /* the dataplanes' traffic read from the store (cp_traffic_feed.c) */
 };
 
 /* The handlers, one per row of the route table (cp_server.c); each answers now or later. */
@@ -249,11 +250,31 @@ int64_t cp_engine_target(cp_server_t *srv, const char *id);
 /* Runs the gate's windows and the steps' holds that are due; returns ms until the next (-1 = none). */
 int64_t cp_engine_tick(cp_server_t *srv);
 
-/* A heartbeat's traffic counters (cumulative since the dataplane runs `version`). */
-void cp_engine_observe(cp_server_t *srv, const char *id, int64_t version, const cp_traffic_t *t);
+/* --- the dataplanes' traffic, read from the store (cp_traffic_feed.c) -------------------------- */
 
-/* The latest traffic dataplane `id` reported since this process started: 0 and *version, *t; -1 when none. */
-int cp_engine_traffic(cp_server_t *srv, const char *id, int64_t *version, cp_traffic_t *t);
+#define CP_FEED_INTERVAL_MS 2000 /* every replica reads the reports stored since its last read this often */
+#define CP_FEED_LOOKBACK_MS 1000 /* and reads again what was stored this long before the newest it read */
+
+/* A dataplane's latest traffic report, as read from the store. */
+typedef struct st_cp_obs_t {
+    char *id;        /* the dataplane (owned) */
+    int64_t version; /* the version the counters are about */
+    cp_traffic_t t;  /* cumulative since it runs it, summed over its services */
+    int64_t at_ms;   /* when the report was stored */
+    int64_t seq;     /* the row's report count then (a report read twice counts once) */
+} cp_obs_t;
+
+int cp_feed_init(cp_server_t *srv);
+void cp_feed_dispose(cp_server_t *srv);
+/* Reads the reports stored since the last read into the latest counters and the series: 0, or -1
+ * (the store failed; logged once until a read works). */
+int cp_traffic_sync(cp_server_t *srv);
+/* The timer: reads when CP_FEED_INTERVAL_MS have passed; returns ms until the next read. */
+int64_t cp_feed_turn(cp_server_t *srv);
+/* Every dataplane's latest counters, sorted by id (borrowed, valid until the next read). */
+const cp_obs_t *cp_feed_obs(cp_server_t *srv, size_t *count);
+/* Drops what is kept of dataplane `id` (forgotten), here and in the series. */
+void cp_feed_forget(cp_server_t *srv, const char *id);
 
 /* A NACK of `version` by dataplane `id`: a canary's aborts the live rollout at once. */
 void cp_engine_nack(cp_server_t *srv, const char *id, int64_t version, const char *error);

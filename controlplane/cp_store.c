@@ -113,6 +113,14 @@ int cp_store_refresh(cp_store_t *store)
     return store->ops->refresh != NULL ? store->ops->refresh(store) : CP_STORE_OK;
 }
 
+int cp_store_has_version(cp_store_t *store, int64_t n)
+{
+    if (n <= store->active)
+        return 1;
+    /* another replica may have stored it a moment ago, before this one's cache heard of it */
+    return cp_store_refresh(store) == CP_STORE_OK && n <= store->active;
+}
+
 int cp_store_listen_fd(cp_store_t *store)
 {
     return store->ops->listen_fd != NULL ? store->ops->listen_fd(store) : -1;
@@ -216,9 +224,73 @@ int cp_store_dataplanes_delivered(cp_store_t *store, const char *const *ids, siz
 }
 
 int cp_store_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms, int64_t version, int applied, const char *error,
-                              json_t *labels, json_t *stats, const char *hash)
+                              json_t *labels, json_t *stats, const char *hash, const char *traffic)
 {
-    return store->ops->dataplane_report(store, id, now_ms, version, applied, error, labels, stats, hash);
+    return store->ops->dataplane_report(store, id, now_ms, version, applied, error, labels, stats, hash, traffic);
+}
+
+typedef struct st_traffic_rows_t {
+    cp_traffic_report_t *r;
+    size_t n, cap;
+} traffic_rows_t;
+
+static int64_t col_int(cp_row_col_fn col, void *row, int i);
+
+static int traffic_row(void *arg, cp_row_col_fn col, void *row)
+{
+    traffic_rows_t *t = arg;
+    const char *id = col(row, 0), *text = col(row, 1);
+    if (id == NULL || text == NULL)
+        return 0;
+    json_t *v = json_loads(text, 0, NULL);
+    cp_traffic_report_t r = {.traffic = v, .at_ms = col_int(col, row, 2), .seq = col_int(col, row, 3)};
+    char err[256];
+    if (v == NULL || cp_traffic_parse_services(v, &r.version, &r.svcs, &r.num_svcs, err, sizeof(err)) != 0) {
+        /* stored by a heartbeat that passed the same check: only a hand-edited row gets here */
+        json_decref(v);
+        return 0;
+    }
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 64;
+        cp_traffic_report_t *n = realloc(t->r, cap * sizeof(*n));
+        if (n == NULL)
+            goto Oom;
+        t->r = n;
+        t->cap = cap;
+    }
+    if ((r.id = strdup(id)) == NULL)
+        goto Oom;
+    t->r[t->n++] = r;
+    return 0;
+Oom:
+    json_decref(v);
+    free(r.svcs);
+    return -1;
+}
+
+int cp_store_traffic_since(cp_store_t *store, int64_t after_ms, cp_traffic_report_t **out, size_t *count)
+{
+    traffic_rows_t t = {NULL, 0, 0};
+    int rc = store->ops->traffic_since(store, after_ms, traffic_row, &t);
+    if (rc != CP_STORE_OK) {
+        cp_traffic_reports_free(t.r, t.n);
+        *out = NULL;
+        *count = 0;
+        return CP_STORE_ERROR;
+    }
+    *out = t.r;
+    *count = t.n;
+    return CP_STORE_OK;
+}
+
+void cp_traffic_reports_free(cp_traffic_report_t *r, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        free(r[i].id);
+        free(r[i].svcs);
+        json_decref(r[i].traffic);
+    }
+    free(r);
 }
 
 int cp_store_forget_dataplane(cp_store_t *store, const char *id, const char *actor)
@@ -370,6 +442,7 @@ void cp_dataplane_dispose(cp_dataplane_t *dp)
     free(dp->error);
     json_decref(dp->labels);
     json_decref(dp->stats);
+    json_decref(dp->traffic);
     memset(dp, 0, sizeof(*dp));
 }
 
@@ -433,6 +506,9 @@ int cp_dp_from_row(cp_row_col_fn col, void *row, cp_dataplane_t *dp)
     dp->delivered_since_report = col_int(col, row, 10) != 0;
     const char *rh = col(row, 11);
     snprintf(dp->reported_hash, sizeof(dp->reported_hash), "%s", rh != NULL ? rh : "");
+    const char *traffic = col(row, 12);
+    dp->traffic = traffic != NULL ? json_loads(traffic, 0, NULL) : NULL;
+    dp->traffic_ms = col_int(col, row, 13);
     if (dp->labels == NULL)
         dp->labels = json_object();
     if (dp->stats == NULL)

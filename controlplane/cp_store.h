@@ -102,6 +102,10 @@ int cp_store_backup(const char *path, const char *dest, char *err, size_t errlen
 /* Reads the active version from the database into the cache (another replica may have written
  * one); returns OK or ERROR. A no-op for sqlite, whose connection is the only writer. */
 int cp_store_refresh(cp_store_t *store);
+/* Whether version n (>= 1) exists: at most the cached active version, or, when it is above it, at
+ * most the active version read again from the database (cp_store_refresh: another replica may have
+ * stored it a moment ago). 0 also when the database cannot be read. */
+int cp_store_has_version(cp_store_t *store, int64_t n);
 /* `fn(arg)` runs whenever the store learns of a version it did not write itself (PostgreSQL: a
  * notification from another replica, or a conflict), after the cache is updated. */
 void cp_store_set_change_hook(cp_store_t *store, void (*fn)(void *arg), void *arg);
@@ -190,6 +194,8 @@ typedef struct st_cp_dataplane_t {
     char *error;                /* NACK error, "" otherwise */
     int delivered_since_report; /* a version was handed to it after its latest ACK or NACK */
     char reported_hash[65];     /* hash of the fleet document it said it serves; "" = not said */
+    json_t *traffic;            /* its latest heartbeat's traffic ({"version", "services"}), NULL = none yet */
+    int64_t traffic_ms;         /* when that was stored, Unix ms (0 = never) */
 } cp_dataplane_t;
 
 void cp_dataplane_dispose(cp_dataplane_t *dp);
@@ -203,19 +209,24 @@ int cp_store_dataplane_seen(cp_store_t *store, const char *id, int64_t now_ms, i
  * answered together), in one transaction; last seen is left alone (see above). */
 int cp_store_dataplanes_delivered(cp_store_t *store, const char *const *ids, size_t n, int64_t delivered);
 
-/* Records a status report (ACK when applied, else NACK with error). labels / stats / hash may be
- * NULL (keep the stored ones); hash is the document hash it reports serving. A NACK sets rejected_version; an ACK raises
+/* Records a status report (ACK when applied, else NACK with error). labels / stats / hash / traffic
+ * may be NULL (keep the stored ones); hash is the document hash it reports serving; traffic is the
+ * heartbeat's traffic object as compact JSON (checked by the caller), stored in the same write with
+ * the time it was stored (sqlite: now_ms; PostgreSQL: the database's clock, one time line for every
+ * replica) for cp_store_traffic_since. A NACK sets rejected_version; an ACK raises
  * applied_version (never lowers it: an older ACK arriving late is a stale heartbeat) and clears the rejection when it is for that
  * version or a newer one. A report that changes the applied or the rejected version (or the error) also appends an event; repeated
  * ones are heartbeats. */
 int cp_store_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms, int64_t version, int applied, const char *error,
-                              json_t *labels, json_t *stats, const char *hash);
+                              json_t *labels, json_t *stats, const char *hash, const char *traffic);
 
 /* Forgets dataplane `id`: deletes its live row and appends a "forget" event by `actor`, in one
  * FULL-synchronous transaction. It is known again (a new row) when it next calls. OK / NOT_FOUND. */
 int cp_store_forget_dataplane(cp_store_t *store, const char *id, const char *actor);
 
-/* Whether dataplane `id` may be stored: OK when it exists or fewer than `max` do, else LIMIT. */
+/* Whether dataplane `id` may be stored: OK when it exists or fewer than `max` do, else LIMIT.
+ * PostgreSQL: exact across replicas (the count and the new row's insert run under one advisory
+ * transaction lock, so two replicas cannot both admit the last free place). */
 int cp_store_dataplane_admit(cp_store_t *store, const char *id, uint64_t max);
 
 /* One dataplane: OK / NOT_FOUND / ERROR. */

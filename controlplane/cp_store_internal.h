@@ -10,6 +10,9 @@
 #include "cp_store.h"
 #include "cp_rollout.h"
 
+/* A row read as text columns (NULL = SQL NULL), whichever database it came from. */
+typedef const char *(*cp_row_col_fn)(void *row, int col);
+
 /* One implementation: every cp_store_* / cp_ro_store_* call that reaches the database. Each has
  * the contract of the public function of the same name (cp_store.h, cp_rollout.h). */
 typedef struct st_cp_store_ops_t {
@@ -31,7 +34,10 @@ typedef struct st_cp_store_ops_t {
     int (*dataplane_seen)(cp_store_t *store, const char *id, int64_t now_ms, int64_t delivered);
     int (*dataplanes_delivered)(cp_store_t *store, const char *const *ids, size_t n, int64_t delivered);
     int (*dataplane_report)(cp_store_t *store, const char *id, int64_t now_ms, int64_t version, int applied, const char *error,
-                            json_t *labels, json_t *stats, const char *hash);
+                            json_t *labels, json_t *stats, const char *hash, const char *traffic);
+    /* cp_store_traffic_since: calls row(arg, col, r) for each row of (id, traffic, traffic_ms,
+     * traffic_seq), oldest first; stops with ERROR when row returns non-zero */
+    int (*traffic_since)(cp_store_t *store, int64_t after_ms, int (*row)(void *arg, cp_row_col_fn col, void *r), void *arg);
     int (*forget_dataplane)(cp_store_t *store, const char *id, const char *actor);
     int (*dataplane_admit)(cp_store_t *store, const char *id, uint64_t max);
     int (*get_dataplane)(cp_store_t *store, const char *id, cp_dataplane_t *out);
@@ -88,8 +94,6 @@ json_t *cp_time_json(int64_t ms);
 /* A version's summary object (no document), as listed. */
 json_t *cp_version_summary_json(const cp_version_t *v);
 
-/* A row read as text columns (NULL = SQL NULL), whichever database it came from. */
-typedef const char *(*cp_row_col_fn)(void *row, int col);
 /* A rollout from a row of CP_RO_COLUMNS; 0, or -1 when it does not read back. */
 int cp_ro_from_row(cp_row_col_fn col, void *row, cp_rollout_t *ro);
 /* A dataplane from a row of CP_DP_COLUMNS; 0 or -1 (out of memory). */
@@ -102,7 +106,7 @@ json_t *cp_verdict_from_row(cp_row_col_fn col, void *row);
     "updated_ms, step_started_ms, window_started_ms, paused_ms, coalesce(rollback_version, 0), author, reason"
 #define CP_DP_COLUMNS                                                                                                              \
     "id, labels, first_seen_ms, last_seen_ms, delivered_version, reported_version, applied_version, rejected_version, error, "     \
-    "stats, delivered_since_report, reported_hash"
+    "stats, delivered_since_report, reported_hash, traffic, traffic_ms"
 
 /* --- the sqlite implementation's own helpers ------------------------------------------------------ */
 
@@ -125,7 +129,8 @@ int sq_get_dataplane(cp_store_t *store, const char *id, cp_dataplane_t *out);
 int sq_dataplane_seen(cp_store_t *store, const char *id, int64_t now_ms, int64_t delivered);
 int sq_dataplanes_delivered(cp_store_t *store, const char *const *ids, size_t n, int64_t delivered);
 int sq_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms, int64_t version, int applied, const char *error,
-                        json_t *labels, json_t *stats, const char *hash);
+                        json_t *labels, json_t *stats, const char *hash, const char *traffic);
+int sq_traffic_since(cp_store_t *store, int64_t after_ms, int (*row)(void *arg, cp_row_col_fn col, void *r), void *arg);
 int sq_forget_dataplane(cp_store_t *store, const char *id, const char *actor);
 int sq_dataplane_admit(cp_store_t *store, const char *id, uint64_t max);
 int sq_list_dataplanes(cp_store_t *store, const char *after, int limit, cp_dataplane_t **out, size_t *count);

@@ -773,6 +773,7 @@ static const cp_store_ops_t pg_ops = {
     .dataplane_seen = pg_dataplane_seen,
     .dataplanes_delivered = pg_dataplanes_delivered,
     .dataplane_report = pg_dataplane_report,
+    .traffic_since = pg_traffic_since,
     .forget_dataplane = pg_forget_dataplane,
     .dataplane_admit = pg_dataplane_admit,
     .get_dataplane = pg_get_dataplane,

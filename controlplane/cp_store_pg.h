@@ -13,6 +13,7 @@
 #define CP_PG_APPEND_LOCK 0x7061746877617901LL
 #define CP_PG_MIGRATE_LOCK 0x7061746877617902LL
 #define CP_PG_LEASE_LOCK 0x7061746877617903LL
+#define CP_PG_ADMIT_LOCK 0x7061746877617904LL /* max_dataplanes: count and insert (transaction level) */
 
 typedef struct st_cp_pg_t {
     char *url;
@@ -55,7 +56,8 @@ char *pg_i64(char buf[24], int64_t v);
 int pg_dataplane_seen(cp_store_t *store, const char *id, int64_t now_ms, int64_t delivered);
 int pg_dataplanes_delivered(cp_store_t *store, const char *const *ids, size_t n, int64_t delivered);
 int pg_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms, int64_t version, int applied, const char *error,
-                        json_t *labels, json_t *stats, const char *hash);
+                        json_t *labels, json_t *stats, const char *hash, const char *traffic);
+int pg_traffic_since(cp_store_t *store, int64_t after_ms, int (*row)(void *arg, cp_row_col_fn col, void *r), void *arg);
 int pg_forget_dataplane(cp_store_t *store, const char *id, const char *actor);
 int pg_dataplane_admit(cp_store_t *store, const char *id, uint64_t max);
 int pg_get_dataplane(cp_store_t *store, const char *id, cp_dataplane_t *out);

@@ -132,18 +132,54 @@ int pg_list_dataplanes(cp_store_t *store, const char *after, int limit, cp_datap
 int pg_dataplane_admit(cp_store_t *store, const char *id, uint64_t max)
 {
     const char *p[] = {id};
-    PGresult *res = pg_query(store, "counting dataplanes",
-                             "SELECT EXISTS (SELECT 1 FROM dataplanes WHERE id = $1), count(*) FROM dataplanes", 1, p);
+    PGresult *res = pg_query(store, "counting dataplanes", "SELECT 1 FROM dataplanes WHERE id = $1", 1, p);
     if (res == NULL)
         return CP_STORE_ERROR;
-    int ret =
-        strcmp(PQgetvalue(res, 0, 0), "t") == 0 || strtoull(PQgetvalue(res, 0, 1), NULL, 10) < max ? CP_STORE_OK : CP_STORE_LIMIT;
+    int known = PQntuples(res) > 0;
     PQclear(res);
+    if (known)
+        return CP_STORE_OK;
+    /* a new one: count and insert its row under one lock, so that replicas admitting at once cannot
+     * both take the last free place */
+    if (pg_begin_mode(store, 0) != CP_STORE_OK)
+        return CP_STORE_ERROR;
+    char lk[24], nb[24], mb[24];
+    const char *lp[] = {pg_i64(lk, CP_PG_ADMIT_LOCK)};
+    int ret = pg_exec(store, "counting dataplanes", "SELECT pg_advisory_xact_lock($1::bigint)", 1, lp);
+    if (ret == CP_STORE_OK) {
+        const char *ip[] = {id, pg_i64(nb, cp_now_ms()), pg_i64(mb, max > INT64_MAX ? INT64_MAX : (int64_t)max)};
+        res = pg_query(store, "admitting a dataplane",
+                       "INSERT INTO dataplanes (id, first_seen_ms, last_seen_ms) SELECT $1, $2, $2 "
+                       "WHERE (SELECT count(*) FROM dataplanes) < $3::bigint ON CONFLICT (id) DO NOTHING RETURNING 1",
+                       3, ip);
+        if (res == NULL)
+            ret = CP_STORE_ERROR;
+        else {
+            /* no row: the limit is reached, or another replica inserted it meanwhile (then it is known) */
+            ret = PQntuples(res) > 0 ? CP_STORE_OK : CP_STORE_LIMIT;
+            PQclear(res);
+        }
+    }
+    if (ret == CP_STORE_ERROR) {
+        pg_abandon(store);
+        return ret;
+    }
+    if (pg_commit(store) != CP_STORE_OK)
+        return CP_STORE_ERROR;
+    if (ret == CP_STORE_LIMIT) {
+        /* inserted by another replica between the two queries: known, so admitted */
+        res = pg_query(store, "counting dataplanes", "SELECT 1 FROM dataplanes WHERE id = $1", 1, p);
+        if (res == NULL)
+            return CP_STORE_ERROR;
+        if (PQntuples(res) > 0)
+            ret = CP_STORE_OK;
+        PQclear(res);
+    }
     return ret;
 }
 
 int pg_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms, int64_t version, int applied, const char *error,
-                        json_t *labels, json_t *stats, const char *hash)
+                        json_t *labels, json_t *stats, const char *hash, const char *traffic)
 {
     if (pg_begin_mode(store, 0) != CP_STORE_OK)
         return CP_STORE_ERROR;
@@ -163,8 +199,14 @@ int pg_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms, int64
         /* the same rules as the sqlite store: an ACK clears a rejection only for that version or a
          * newer one; applied_version never goes back */
         char vb[24];
-        const char *p[] = {
-            pg_i64(vb, version), applied ? "t" : "f", applied || error == NULL ? "" : error, labels_text, stats_text, id, hash};
+        const char *p[] = {pg_i64(vb, version),
+                           applied ? "t" : "f",
+                           applied || error == NULL ? "" : error,
+                           labels_text,
+                           stats_text,
+                           id,
+                           hash,
+                           traffic};
         ok = pg_exec(store, "recording a status report",
                      "UPDATE dataplanes SET reported_version = $1::bigint, delivered_since_report = 0, "
                      "applied_version = CASE WHEN $2::boolean AND $1::bigint > applied_version THEN $1::bigint "
@@ -173,8 +215,12 @@ int pg_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms, int64
                      "ELSE rejected_version END, "
                      "error = CASE WHEN NOT $2::boolean THEN $3::text WHEN rejected_version <= $1::bigint THEN '' ELSE error END, "
                      "labels = coalesce($4::text, labels), stats = coalesce($5::text, stats), "
-                     "reported_hash = coalesce($7::text, reported_hash) WHERE id = $6::text",
-                     7, p) == CP_STORE_OK;
+                     "reported_hash = coalesce($7::text, reported_hash), traffic = coalesce($8::text, traffic), "
+                     /* the database's clock: one time line whatever the replicas' clocks say */
+                     "traffic_ms = CASE WHEN $8::text IS NULL THEN traffic_ms "
+                     "ELSE (extract(epoch FROM clock_timestamp()) * 1000)::bigint END, "
+                     "traffic_seq = traffic_seq + CASE WHEN $8::text IS NULL THEN 0 ELSE 1 END WHERE id = $6::text",
+                     8, p) == CP_STORE_OK;
     }
     int same = have_prev && (applied ? prev.applied_version >= version
                                      : prev.rejected_version == version && strcmp(prev.error, error != NULL ? error : "") == 0);
@@ -194,6 +240,28 @@ int pg_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms, int64
         return CP_STORE_ERROR;
     }
     return CP_STORE_OK;
+}
+
+int pg_traffic_since(cp_store_t *store, int64_t after_ms, int (*row)(void *arg, cp_row_col_fn col, void *r), void *arg)
+{
+    char ab[24];
+    const char *p[] = {pg_i64(ab, after_ms)};
+    PGresult *res = pg_query(store, "reading traffic reports",
+                             "SELECT id, traffic, traffic_ms, traffic_seq FROM dataplanes "
+                             "WHERE traffic_ms > $1::bigint AND traffic IS NOT NULL ORDER BY traffic_ms, id COLLATE \"C\"",
+                             1, p);
+    if (res == NULL)
+        return CP_STORE_ERROR;
+    int n = PQntuples(res), ret = CP_STORE_OK;
+    for (int i = 0; i < n && ret == CP_STORE_OK; i++) {
+        pg_row_t r = {res, i};
+        if (row(arg, pg_col, &r) != 0) {
+            snprintf(store->errmsg, sizeof(store->errmsg), "out of memory");
+            ret = CP_STORE_ERROR;
+        }
+    }
+    PQclear(res);
+    return ret;
 }
 
 int pg_forget_dataplane(cp_store_t *store, const char *id, const char *actor)

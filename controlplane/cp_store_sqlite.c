@@ -693,6 +693,7 @@ static const cp_store_ops_t sqlite_ops = {
     .dataplane_seen = sq_dataplane_seen,
     .dataplanes_delivered = sq_dataplanes_delivered,
     .dataplane_report = sq_dataplane_report,
+    .traffic_since = sq_traffic_since,
     .forget_dataplane = sq_forget_dataplane,
     .dataplane_admit = sq_dataplane_admit,
     .get_dataplane = sq_get_dataplane,

@@ -146,7 +146,10 @@ Error:
 
 int sq_dataplane_admit(cp_store_t *store, const char *id, uint64_t max)
 {
-    sqlite3_stmt *st = sq_prepare(store, "SELECT EXISTS (SELECT 1 FROM dataplanes WHERE id = ?1), count(*) FROM dataplanes");
+    /* a known dataplane is found by its key; the table is counted only for a new one */
+    sqlite3_stmt *st = sq_prepare(store, "SELECT EXISTS (SELECT 1 FROM dataplanes WHERE id = ?1), "
+                                         "CASE WHEN EXISTS (SELECT 1 FROM dataplanes WHERE id = ?1) THEN 0 "
+                                         "ELSE (SELECT count(*) FROM dataplanes) END");
     if (st == NULL)
         return CP_STORE_ERROR;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -162,7 +165,7 @@ int sq_dataplane_admit(cp_store_t *store, const char *id, uint64_t max)
 }
 
 int sq_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms, int64_t version, int applied, const char *error,
-                        json_t *labels, json_t *stats, const char *hash)
+                        json_t *labels, json_t *stats, const char *hash, const char *traffic)
 {
     if (begin_live_write(store) != CP_STORE_OK)
         return CP_STORE_ERROR;
@@ -189,7 +192,10 @@ int sq_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms, int64
                                              "ELSE rejected_version END, "
                                              "error = CASE WHEN NOT ?2 THEN ?3 WHEN rejected_version <= ?1 THEN '' ELSE error END, "
                                              "labels = coalesce(?4, labels), stats = coalesce(?5, stats), "
-                                             "reported_hash = coalesce(?7, reported_hash) WHERE id = ?6");
+                                             "reported_hash = coalesce(?7, reported_hash), "
+                                             "traffic = coalesce(?8, traffic), "
+                                             "traffic_ms = CASE WHEN ?8 IS NULL THEN traffic_ms ELSE ?9 END, "
+                                             "traffic_seq = traffic_seq + (?8 IS NOT NULL) WHERE id = ?6");
         ok = st != NULL;
         if (ok) {
             sqlite3_bind_int64(st, 1, version);
@@ -208,6 +214,11 @@ int sq_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms, int64
                 sqlite3_bind_text(st, 7, hash, -1, SQLITE_STATIC);
             else
                 sqlite3_bind_null(st, 7);
+            if (traffic != NULL)
+                sqlite3_bind_text(st, 8, traffic, -1, SQLITE_STATIC);
+            else
+                sqlite3_bind_null(st, 8);
+            sqlite3_bind_int64(st, 9, now_ms);
             ok = sqlite3_step(st) == SQLITE_DONE;
             if (!ok)
                 sq_fail(store, "recording a status report");
@@ -234,6 +245,26 @@ int sq_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms, int64
         return CP_STORE_ERROR;
     }
     return CP_STORE_OK;
+}
+
+int sq_traffic_since(cp_store_t *store, int64_t after_ms, int (*row)(void *arg, cp_row_col_fn col, void *r), void *arg)
+{
+    sqlite3_stmt *st = sq_prepare(store, "SELECT id, traffic, traffic_ms, traffic_seq FROM dataplanes "
+                                         "WHERE traffic_ms > ? AND traffic IS NOT NULL ORDER BY traffic_ms, id");
+    if (st == NULL)
+        return CP_STORE_ERROR;
+    sqlite3_bind_int64(st, 1, after_ms);
+    int rc, ret = CP_STORE_OK;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        if (row(arg, sq_col, st) != 0) {
+            snprintf(store->errmsg, sizeof(store->errmsg), "out of memory");
+            ret = CP_STORE_ERROR;
+            break;
+        }
+    if (ret == CP_STORE_OK && rc != SQLITE_DONE)
+        ret = sq_fail(store, "reading traffic reports");
+    sqlite3_finalize(st);
+    return ret;
 }
 
 int sq_forget_dataplane(cp_store_t *store, const char *id, const char *actor)

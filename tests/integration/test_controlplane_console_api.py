@@ -182,10 +182,12 @@ def test_service_series_from_heartbeats():
     cp.stop()
     cp = ControlPlane(heartbeat="1s", directory=cp.dir)
     beat(cp, "dp-9", 2, {"eth": (100, 0, 3)})
-    assert "pathway_control_series_dataplanes 1\n" in cp.request("GET", "/metrics")[2].decode()
+    # the restarted control plane reads every dataplane's latest report from the store (their
+    # baselines): dp-1, dp-2 and dp-9
+    assert "pathway_control_series_dataplanes 3\n" in cp.request("GET", "/metrics")[2].decode()
     time.sleep(1.3)
     expect(cp.call("DELETE", "/v1/dataplanes/dp-9"), 200)
-    assert "pathway_control_series_dataplanes 0\n" in cp.request("GET", "/metrics")[2].decode()
+    assert "pathway_control_series_dataplanes 2\n" in cp.request("GET", "/metrics")[2].decode()
     # its next report is a new baseline: no spike of 100
     beat(cp, "dp-9", 2, {"eth": (110, 0, 3)})
     assert total(series(cp)["services"]["eth"], "requests") == 0

@@ -3,7 +3,10 @@ Concurrent writers on both get contiguous versions and lose no update under If-M
 polling one replica sees a version PUT on the other within 100 ms (LISTEN/NOTIFY); kill -9 of a
 replica while it writes loses nothing it acknowledged; PostgreSQL down: writes answer 503 with
 "database unavailable" and a real dataplane keeps serving; PostgreSQL back: writes work again
-without restarting the replicas. Skipped (77) where PostgreSQL is not installed."""
+without restarting the replicas. Heartbeats split across the replicas: the rollout gate (on the
+lease holder) judges them all, and both replicas' GET /v1/metrics/services give the same series; a
+version PUT on one is no 404 on the other a moment later. Skipped (77) where PostgreSQL is not
+installed."""
 
 import json
 import os
@@ -306,7 +309,139 @@ def test_replicas_starting_together_migrate_once():
     assert len(reps) == 3
     name = url.rsplit("/", 1)[1]
     rows = cluster().psql("SELECT number FROM schema_migrations ORDER BY number", db=name).split()
-    assert rows == ["1", "2", "3", "4"], rows
+    assert rows == ["1", "2", "3", "4", "5"], rows
+
+
+def holder_and_other(url):
+    """Two replicas on url: the first started holds the rollout lease."""
+    a = Replica(url)
+    dp_util.wait_for(lambda: "holds the lease" in a.proc.output(), 5.0, "replica A to take the lease")
+    return a, Replica(url)
+
+
+def split_rollout_rolled_back(canary_on_holder):
+    url = fresh_url()
+    a, b = holder_and_other(url)
+    expect(a.call("PUT", "/v1/config", fleet(level=rt.GOOD)), 201)
+    # the balancer sends the canary to one replica and the baseline to the other
+    canary_cp, base_cp = (a, b) if canary_on_holder else (b, a)
+    dps = [rt.FakeDataplane(canary_cp, "canary-1", labels={"canary": "true"})] + \
+          [rt.FakeDataplane(base_cp, f"dp{i}", labels={"canary": "false"}) for i in range(3)]
+    rt.wait_for("every fake on v1", lambda: all(d.version == 1 for d in dps))
+    spec = rt.rollout({"labels": {"canary": "true"}}, failures_allowed=1)
+    body = expect(b.call("PUT", "/v1/config", rt.with_rollout(fleet(level=rt.BAD), spec)), 201)[2]
+    rid = body["rollout"]["id"]
+    ro = rt.wait_for("the rollback", lambda: (lambda r: r if r["state"] == "rolled_back" else None)(rt.get_rollout(a, rid)), 20)
+    assert ro["sets"] == [["canary-1"]] and ro["rollback_version"] == 3, ro
+    fails = [v for v in ro["verdicts"] if v["result"] == "fail"]
+    assert len(fails) == 2, ro["verdicts"]
+    f = fails[-1]
+    # the same figures as on one replica: the canary's errors against the baseline's clean traffic
+    assert 0.45 <= f["canary"]["error_rate"] <= 0.55 and f["baseline"]["error_rate"] == 0, f
+    assert f["canary"]["requests"] >= 50 and f["baseline"]["requests"] >= 50, f
+    assert "error rate" in f["reason"], f
+    assert "holds the lease" not in b.proc.output(), "B drove the rollout"
+    rt.wait_for("every fake on v3", lambda: all(d.version == 3 for d in dps))
+    # the evidence on GET /v1/dataplanes is the same on both replicas (read from the store)
+    for cp in (a, b):
+        listed = {d["id"]: d for d in expect(cp.call("GET", "/v1/dataplanes"), 200)[2]["dataplanes"]}
+        assert all(listed[d.id].get("traffic") for d in dps), listed
+    for d in dps:
+        d.stop()
+
+
+@pwtest.test
+def test_rollout_gate_judges_heartbeats_of_both_replicas_canary_on_the_other():
+    # old behaviour: the lease holder never saw the canary's heartbeats, so no verdict could fail
+    split_rollout_rolled_back(canary_on_holder=False)
+
+
+@pwtest.test
+def test_rollout_gate_judges_heartbeats_of_both_replicas_baseline_on_the_other():
+    split_rollout_rolled_back(canary_on_holder=True)
+
+
+def beat(cp, dp_id, version, requests, errors):
+    buckets = [0] * 14
+    buckets[3] = requests
+    body = {"version": version, "applied": True,
+            "traffic": {"version": version, "services": {"eth": {"requests": requests, "errors": errors,
+                                                                 "latency_ms_buckets": buckets}}}}
+    expect(cp.call("POST", f"/v1/dataplanes/{dp_id}/status", body, token=DATAPLANE), 200)
+
+
+def series(cp):
+    return expect(cp.call("GET", "/v1/metrics/services"), 200)[2]["services"]
+
+
+@pwtest.test
+def test_service_series_are_the_same_on_both_replicas():
+    url = fresh_url()
+    a, b = Replica(url), Replica(url)
+    expect(a.call("PUT", "/v1/config", fleet()), 201)
+    # dp-a's heartbeats reach A, dp-b's reach B
+    counts = {"dp-a": [100, 1], "dp-b": [1000, 0]}
+    for round_ in range(6):
+        for dp_id, cp in (("dp-a", a), ("dp-b", b)):
+            beat(cp, dp_id, 1, *counts[dp_id])
+            counts[dp_id][0] += 10 * (round_ + 1)
+            counts[dp_id][1] += 1
+        # each replica reads what both stored (each reads at its own times: both see every report)
+        sa, sb = series(a), series(b)
+        assert sa == sb, (round_, sa, sb)
+        time.sleep(0.2)
+    eth = series(a)["eth"]
+    # the first reports were baselines; then both dataplanes' growth, whichever replica received it
+    assert sum(eth["requests"]) == 2 * sum(10 * r for r in range(1, 6)), eth
+    assert sum(eth["errors"]) == 2 * 5, eth
+    assert series(b) == series(a)
+    # a replica started later reads the stored reports too (its baselines): the next growth counts
+    # the same there
+    c = Replica(url)
+    assert sum(series(c).get("eth", {}).get("requests", [])) == 0, series(c)
+    beat(a, "dp-a", 1, counts["dp-a"][0], counts["dp-a"][1])
+    beat(b, "dp-b", 1, counts["dp-b"][0], counts["dp-b"][1])
+    # since each one's last report: 60 requests and 1 error more each
+    assert sum(series(c)["eth"]["requests"]) == 120 and sum(series(c)["eth"]["errors"]) == 2, series(c)
+    assert sum(series(a)["eth"]["requests"]) == 2 * sum(10 * r for r in range(1, 6)) + 120, series(a)
+    assert series(a) == series(b)
+
+
+@pwtest.test
+def test_version_put_on_a_is_no_404_on_b_at_once():
+    url = fresh_url()
+    a, b = Replica(url), Replica(url)
+    expect(a.call("PUT", "/v1/config", fleet(conns=1)), 201)
+    dp_util.wait_for(lambda: active(b) == 1, 2.0, "B to know version 1")
+    name = url.rsplit("/", 1)[1]
+    problems = []
+    for i in range(2, 42):
+        if i % 4 == 0:
+            # the notification is late: the replicas' LISTEN connections are lost (reopened within a
+            # second); B learns of A's version only by asking the database
+            cluster().psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE application_name = 'pathway-control listen'", db=name)
+        v = expect(a.call("PUT", "/v1/config", fleet(conns=i)), 201)[2]["version"]
+        results = {}
+
+        def get():
+            results["get"] = b.call("GET", f"/v1/versions/{v}")[0]
+
+        def report():
+            results["status"] = b.call("POST", "/v1/dataplanes/dp-1/status", {"version": v, "applied": True},
+                                       token=DATAPLANE)[0]
+
+        def diff():
+            results["diff"] = b.call("GET", f"/v1/versions/{v}/diff?from={v}")[0]
+
+        threads = [threading.Thread(target=f) for f in (get, report, diff)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        if results != {"get": 200, "status": 200, "diff": 200}:
+            problems.append((v, results))
+    assert not problems, problems
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@
 #include <sqlite3.h>
 #include <libpq-fe.h>
 #include "cp_store.h"
+#include "cp_rollout.h"
 
 typedef struct {
     char dir[64];
@@ -126,18 +127,18 @@ static int64_t append(cp_store_t *s, const char *doc, const char *hash, int64_t 
 static void test_open_migrates(void **state)
 {
     fixture_t *f = *state;
-    assert_int_equal(cp_store_schema_version(f->store), 4);
+    assert_int_equal(cp_store_schema_version(f->store), 5);
     assert_int_equal(cp_store_active_version(f->store), 0);
     cp_version_t v;
     assert_int_equal(cp_store_get_version(f->store, 0, &v), CP_STORE_NOT_FOUND);
 
-    assert_int_equal(db_int(f, "SELECT count(*) FROM schema_migrations"), 4);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM schema_migrations"), 5);
     if (pg_url != NULL) {
         assert_string_equal(cp_store_kind(f->store), "postgresql");
         cp_store_close(f->store);
         f->store = open_store(f);
-        assert_int_equal(cp_store_schema_version(f->store), 4);
-        assert_int_equal(db_int(f, "SELECT count(*) FROM schema_migrations"), 4);
+        assert_int_equal(cp_store_schema_version(f->store), 5);
+        assert_int_equal(db_int(f, "SELECT count(*) FROM schema_migrations"), 5);
         return;
     }
     assert_string_equal(cp_store_kind(f->store), "sqlite");
@@ -151,7 +152,7 @@ static void test_open_migrates(void **state)
     sqlite3_finalize(st);
     assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM schema_migrations", -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(st, 0), 4);
+    assert_int_equal(sqlite3_column_int(st, 0), 5);
     sqlite3_finalize(st);
     sqlite3_close(db);
 
@@ -162,7 +163,7 @@ static void test_open_migrates(void **state)
     /* reopening applies nothing twice */
     cp_store_close(f->store);
     f->store = open_store(f);
-    assert_int_equal(cp_store_schema_version(f->store), 4);
+    assert_int_equal(cp_store_schema_version(f->store), 5);
 }
 
 static void test_append_and_read(void **state)
@@ -320,7 +321,7 @@ static void test_forget_dataplane_and_drift_state(void **state)
     fixture_t *f = *state;
     append(f->store, "{}", H1, -1, CP_STORE_CREATED);
     assert_int_equal(cp_store_forget_dataplane(f->store, "dp-1", "ops"), CP_STORE_NOT_FOUND);
-    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 1000, 1, 1, NULL, NULL, NULL, H2), CP_STORE_OK);
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 1000, 1, 1, NULL, NULL, NULL, H2, NULL), CP_STORE_OK);
     cp_dataplane_t dp;
     assert_int_equal(cp_store_get_dataplane(f->store, "dp-1", &dp), CP_STORE_OK);
     assert_string_equal(dp.reported_hash, H2);
@@ -330,7 +331,7 @@ static void test_forget_dataplane_and_drift_state(void **state)
     assert_int_equal(cp_dp_state(&dp, 1, 40000, 30000, 0, 1), CP_DP_DISCONNECTED);
     cp_dataplane_dispose(&dp);
     /* a report without a hash keeps the last one */
-    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 1100, 1, 1, NULL, NULL, NULL, NULL), CP_STORE_OK);
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 1100, 1, 1, NULL, NULL, NULL, NULL, NULL), CP_STORE_OK);
     assert_int_equal(cp_store_get_dataplane(f->store, "dp-1", &dp), CP_STORE_OK);
     assert_string_equal(dp.reported_hash, H2);
     cp_dataplane_dispose(&dp);
@@ -358,7 +359,7 @@ static void test_dataplanes(void **state)
     cp_dataplane_dispose(&dp);
 
     json_t *labels = json_pack("{ss}", "region", "eu");
-    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 2000, 2, 0, "ca_file: cannot read", labels, NULL, NULL),
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 2000, 2, 0, "ca_file: cannot read", labels, NULL, NULL, NULL),
                      CP_STORE_OK);
     json_decref(labels);
     assert_int_equal(cp_store_get_dataplane(f->store, "dp-1", &dp), CP_STORE_OK);
@@ -369,7 +370,7 @@ static void test_dataplanes(void **state)
     cp_dataplane_dispose(&dp);
 
     /* the same NACK again is a heartbeat: no second event */
-    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 3000, 2, 0, "ca_file: cannot read", NULL, NULL, NULL),
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 3000, 2, 0, "ca_file: cannot read", NULL, NULL, NULL, NULL),
                      CP_STORE_OK);
     json_t *ev = cp_store_list_events(f->store, 0, 100, NULL);
     assert_int_equal(json_array_size(ev), 3);
@@ -378,7 +379,7 @@ static void test_dataplanes(void **state)
     json_decref(ev);
 
     json_t *stats = json_pack("{si}", "requests", 10);
-    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 4000, 1, 1, NULL, NULL, stats, NULL), CP_STORE_OK);
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 4000, 1, 1, NULL, NULL, stats, NULL, NULL), CP_STORE_OK);
     json_decref(stats);
     assert_int_equal(cp_store_get_dataplane(f->store, "dp-1", &dp), CP_STORE_OK);
     assert_int_equal(dp.applied_version, 1);
@@ -398,7 +399,7 @@ static void test_dataplanes(void **state)
     assert_string_equal(json_string_value(json_object_get(json_array_get(ev, 0), "action")), "ack");
     json_decref(ev);
     /* an ACK of the rejected version (the operator fixed the file) clears it */
-    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 4500, 2, 1, NULL, NULL, NULL, NULL), CP_STORE_OK);
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 4500, 2, 1, NULL, NULL, NULL, NULL, NULL), CP_STORE_OK);
     assert_int_equal(cp_store_get_dataplane(f->store, "dp-1", &dp), CP_STORE_OK);
     assert_int_equal(dp.rejected_version, 0);
     assert_string_equal(dp.error, "");
@@ -436,8 +437,8 @@ static void test_dataplane_late_ack_and_retry(void **state)
     append(f->store, "{}", H1, -1, CP_STORE_CREATED);
     append(f->store, "{\"a\":1}", H2, -1, CP_STORE_CREATED);
     cp_dataplane_t dp;
-    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 1000, 2, 1, NULL, NULL, NULL, NULL), CP_STORE_OK);
-    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 1100, 1, 1, NULL, NULL, NULL, NULL), CP_STORE_OK);
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 1000, 2, 1, NULL, NULL, NULL, NULL, NULL), CP_STORE_OK);
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 1100, 1, 1, NULL, NULL, NULL, NULL, NULL), CP_STORE_OK);
     assert_int_equal(cp_store_get_dataplane(f->store, "dp-1", &dp), CP_STORE_OK);
     assert_int_equal(dp.applied_version, 2);
     assert_int_equal(cp_dp_state(&dp, 2, 1100, 30000, 0, 0), CP_DP_SYNCED);
@@ -448,12 +449,12 @@ static void test_dataplane_late_ack_and_retry(void **state)
 
     append(f->store, "{\"a\":2}", H3, -1, CP_STORE_CREATED);
     assert_int_equal(cp_store_dataplane_seen(f->store, "dp-1", 2000, 3), CP_STORE_OK);
-    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 2100, 3, 0, "bad", NULL, NULL, NULL), CP_STORE_OK);
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 2100, 3, 0, "bad", NULL, NULL, NULL, NULL), CP_STORE_OK);
     assert_int_equal(cp_store_get_dataplane(f->store, "dp-1", &dp), CP_STORE_OK);
     assert_int_equal(cp_dp_state(&dp, 3, 2100, 30000, 0, 0), CP_DP_REJECTED);
     cp_dataplane_dispose(&dp);
     /* restarted: re-ACKs what it runs (still rejected), then is handed 3 again: applying */
-    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 3000, 2, 1, NULL, NULL, NULL, NULL), CP_STORE_OK);
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 3000, 2, 1, NULL, NULL, NULL, NULL, NULL), CP_STORE_OK);
     assert_int_equal(cp_store_get_dataplane(f->store, "dp-1", &dp), CP_STORE_OK);
     assert_int_equal(cp_dp_state(&dp, 3, 3000, 30000, 0, 0), CP_DP_REJECTED);
     cp_dataplane_dispose(&dp);
@@ -462,7 +463,7 @@ static void test_dataplane_late_ack_and_retry(void **state)
     assert_int_equal(cp_dp_state(&dp, 3, 3100, 30000, 0, 0), CP_DP_APPLYING);
     assert_int_equal(dp.rejected_version, 3); /* still shown with its error */
     cp_dataplane_dispose(&dp);
-    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 3200, 3, 0, "bad", NULL, NULL, NULL), CP_STORE_OK);
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 3200, 3, 0, "bad", NULL, NULL, NULL, NULL), CP_STORE_OK);
     assert_int_equal(cp_store_get_dataplane(f->store, "dp-1", &dp), CP_STORE_OK);
     assert_int_equal(cp_dp_state(&dp, 3, 3200, 30000, 0, 0), CP_DP_REJECTED);
     cp_dataplane_dispose(&dp);
@@ -484,6 +485,102 @@ static void test_dataplane_admit(void **state)
     assert_int_equal(cp_store_dataplane_admit(f->store, "a", 2), CP_STORE_OK);
     assert_int_equal(cp_store_dataplane_admit(f->store, "c", 2), CP_STORE_LIMIT);
     assert_int_equal(cp_store_dataplane_admit(f->store, "c", 3), CP_STORE_OK);
+}
+
+/* A heartbeat's traffic is stored with the dataplane in the same write as its stats, with the time
+ * it was stored and a count of such reports; cp_store_traffic_since lists every dataplane's latest
+ * report stored after a time, oldest first, through an index on that time. */
+static const char *traffic_doc(int64_t version, int requests, int errors)
+{
+    static char buf[256];
+    snprintf(buf, sizeof(buf),
+             "{\"services\":{\"eth\":{\"errors\":%d,\"latency_ms_buckets\":[%d,0,0,0,0,0,0,0,0,0,0,0,0,0],\"requests\":%d},"
+             "\"poly\":{\"errors\":0,\"latency_ms_buckets\":[0,0,0,0,0,0,0,0,0,0,0,0,0,0],\"requests\":0}},\"version\":%lld}",
+             errors, requests, requests, (long long)version);
+    return buf;
+}
+
+static void test_traffic_reports(void **state)
+{
+    fixture_t *f = *state;
+    int64_t t0 = cp_now_ms();
+    cp_traffic_report_t *r;
+    size_t n;
+    assert_int_equal(cp_store_traffic_since(f->store, 0, &r, &n), CP_STORE_OK);
+    assert_int_equal(n, 0);
+    cp_traffic_reports_free(r, n);
+    /* a report without traffic stores none */
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", t0, 1, 1, NULL, NULL, NULL, NULL, NULL), CP_STORE_OK);
+    cp_dataplane_t dp;
+    assert_int_equal(cp_store_get_dataplane(f->store, "dp-1", &dp), CP_STORE_OK);
+    assert_null(dp.traffic);
+    assert_int_equal(dp.traffic_ms, 0);
+    cp_dataplane_dispose(&dp);
+    assert_int_equal(cp_store_traffic_since(f->store, 0, &r, &n), CP_STORE_OK);
+    assert_int_equal(n, 0);
+    cp_traffic_reports_free(r, n);
+
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", t0, 1, 1, NULL, NULL, NULL, NULL, traffic_doc(1, 100, 3)),
+                     CP_STORE_OK);
+    usleep(3000);
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-2", cp_now_ms(), 1, 1, NULL, NULL, NULL, NULL, traffic_doc(1, 40, 0)),
+                     CP_STORE_OK);
+    assert_int_equal(cp_store_get_dataplane(f->store, "dp-1", &dp), CP_STORE_OK);
+    assert_non_null(dp.traffic);
+    assert_int_equal(json_integer_value(json_object_get(dp.traffic, "version")), 1);
+    /* stored when it arrived (PostgreSQL: by the database's clock, a few ms from ours) */
+    assert_true(dp.traffic_ms >= t0 - 5000 && dp.traffic_ms <= cp_now_ms() + 5000);
+    int64_t first_ms = dp.traffic_ms;
+    cp_dataplane_dispose(&dp);
+
+    assert_int_equal(cp_store_traffic_since(f->store, 0, &r, &n), CP_STORE_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(r[0].id, "dp-1"); /* oldest first */
+    assert_string_equal(r[1].id, "dp-2");
+    assert_true(r[0].at_ms <= r[1].at_ms);
+    assert_int_equal(r[0].at_ms, first_ms);
+    assert_int_equal(r[0].version, 1);
+    assert_int_equal(r[0].seq, 1);
+    assert_int_equal(r[0].num_svcs, 2);
+    assert_string_equal(r[0].svcs[0].name, "eth");
+    assert_int_equal(r[0].svcs[0].t.requests, 100);
+    assert_int_equal(r[0].svcs[0].t.errors, 3);
+    assert_int_equal(r[0].svcs[0].t.buckets[0], 100);
+    assert_string_equal(r[0].svcs[1].name, "poly");
+    assert_int_equal(r[1].svcs[0].t.requests, 40);
+    int64_t newest = r[1].at_ms;
+    cp_traffic_reports_free(r, n);
+
+    /* nothing stored after the newest read */
+    assert_int_equal(cp_store_traffic_since(f->store, newest, &r, &n), CP_STORE_OK);
+    assert_int_equal(n, 0);
+    cp_traffic_reports_free(r, n);
+    /* a heartbeat without traffic leaves the latest traffic (and its time) alone */
+    usleep(3000);
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", cp_now_ms(), 1, 1, NULL, NULL, NULL, NULL, NULL), CP_STORE_OK);
+    assert_int_equal(cp_store_traffic_since(f->store, newest, &r, &n), CP_STORE_OK);
+    assert_int_equal(n, 0);
+    cp_traffic_reports_free(r, n);
+    /* a new one is listed alone, the latest of its dataplane, counted */
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", cp_now_ms(), 2, 1, NULL, NULL, NULL, NULL, traffic_doc(2, 7, 1)),
+                     CP_STORE_OK);
+    assert_int_equal(cp_store_traffic_since(f->store, newest, &r, &n), CP_STORE_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(r[0].id, "dp-1");
+    assert_int_equal(r[0].version, 2);
+    assert_int_equal(r[0].seq, 2);
+    assert_true(r[0].at_ms > newest);
+    assert_int_equal(r[0].svcs[0].t.requests, 7);
+    cp_traffic_reports_free(r, n);
+    /* listed through an index on the time (1,000s of dataplanes are read often) */
+    assert_int_equal(db_int(f, pg_url != NULL ? "SELECT count(*) FROM pg_indexes WHERE indexname = 'dataplanes_by_traffic_ms'"
+                                              : "SELECT count(*) FROM sqlite_master WHERE name = 'dataplanes_by_traffic_ms'"),
+                     1);
+    /* a forgotten dataplane's report goes with it */
+    assert_int_equal(cp_store_forget_dataplane(f->store, "dp-2", "ops"), CP_STORE_OK);
+    assert_int_equal(cp_store_traffic_since(f->store, 0, &r, &n), CP_STORE_OK);
+    assert_int_equal(n, 1);
+    cp_traffic_reports_free(r, n);
 }
 
 /* Review item 5: every event (history) is written at synchronous=FULL, including the ACK/NACK
@@ -529,8 +626,8 @@ static void test_events_written_at_full(void **state)
     assert_non_null(f->store);
     append(f->store, "{}", H1, -1, CP_STORE_CREATED);
     assert_int_equal(cp_store_dataplane_seen(f->store, "dp-1", 1000, 1), CP_STORE_OK);
-    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 1100, 1, 0, "bad", NULL, NULL, NULL), CP_STORE_OK);
-    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 1200, 1, 1, NULL, NULL, NULL, NULL), CP_STORE_OK);
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 1100, 1, 0, "bad", NULL, NULL, NULL, NULL), CP_STORE_OK);
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 1200, 1, 1, NULL, NULL, NULL, NULL, NULL), CP_STORE_OK);
     assert_int_equal(cp_store_set_tag(f->store, "stable", 1, "ops", NULL), CP_STORE_OK);
     sqlite3_reset_auto_extension();
     assert_int_equal(trace_events, 4);
@@ -578,6 +675,22 @@ static void test_open_fails_cleanly(void **state)
 static void hash_of(int a, int b, char out[65])
 {
     snprintf(out, 65, "%08x%08x%048d", (unsigned)a, (unsigned)b, 0);
+}
+
+/* max_dataplanes is exact across replicas: the count and the new row are one step, so the last free
+ * place goes to one of two replicas, not both. */
+static void test_pg_admit_across_replicas(void **state)
+{
+    fixture_t *f = *state;
+    if (pg_url == NULL)
+        skip();
+    cp_store_t *b = open_store(f);
+    assert_int_equal(cp_store_dataplane_admit(f->store, "x", 1), CP_STORE_OK);
+    /* B admits after A, before A's dataplane wrote anything else: the place is taken */
+    assert_int_equal(cp_store_dataplane_admit(b, "y", 1), CP_STORE_LIMIT);
+    assert_int_equal(cp_store_dataplane_admit(b, "x", 1), CP_STORE_OK);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM dataplanes"), 1);
+    cp_store_close(b);
 }
 
 static void test_pg_two_replicas(void **state)
@@ -738,11 +851,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_forget_dataplane_and_drift_state, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dataplane_late_ack_and_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dataplane_admit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_traffic_reports, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_written_at_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refuses_newer_database, setup, teardown),
         cmocka_unit_test(test_state_names),
         cmocka_unit_test(test_open_fails_cleanly),
         cmocka_unit_test_setup_teardown(test_pg_two_replicas, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_admit_across_replicas, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_concurrent_writers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_notify_wakes_the_other, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_rollout_lease, setup, teardown),

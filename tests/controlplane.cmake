@@ -29,6 +29,9 @@ pw_add_integration(test_controlplane_rollout integration/test_controlplane_rollo
 set_tests_properties(test_controlplane_rollout PROPERTIES RUN_SERIAL TRUE)
 pw_add_integration(test_controlplane_rollout_e2e integration/test_controlplane_rollout_e2e.py)
 set_tests_properties(test_controlplane_rollout_e2e PROPERTIES RUN_SERIAL TRUE)
+# a fleet of 200 simulated dataplanes (tools/fleet_sim.py): push -> ACK, admin calls, GET /v1/dataplanes (issue 16)
+pw_add_integration(test_fleet_sim integration/test_fleet_sim.py)
+set_tests_properties(test_fleet_sim PROPERTIES RUN_SERIAL TRUE)
 # two replicas on a throwaway PostgreSQL (pg_util.py); skipped (77) where it is not installed
 pw_add_integration(test_controlplane_pg integration/test_controlplane_pg.py)
 set_tests_properties(test_controlplane_pg PROPERTIES RUN_SERIAL TRUE SKIP_RETURN_CODE 77 TIMEOUT 400)

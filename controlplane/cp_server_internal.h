@@ -64,6 +64,8 @@ struct st_cp_server_t {
     int disposed;                                 /* the h2o context, config and loop were freed */
     h2o_linklist_t waiters;                       /* cp_waiter_t, earliest deadline first */
     size_t num_waiters;                           /* length of waiters */
+    h2o_linklist_t reports;                       /* status reports waiting for their group commit (cp_flush_reports) */
+    size_t num_reports;                           /* length of reports */
     uint64_t *counts;                             /* [route (NUM_ROUTES = unmatched)][status]: API requests answered */
     int64_t started_ms;                           /* for /metrics */
     uint64_t max_polls;                           /* parked polls at most: max_long_polls, lowered to fit the open-file limit */
@@ -236,6 +238,12 @@ void cp_wake_waiters(cp_server_t *srv);
 
 /* Answers long polls whose wait has ended; returns ms until the next deadline (-1 = none). */
 int64_t cp_expire_waiters(cp_server_t *srv);
+
+/* Stores the status reports queued since the last call (at most CP_REPORT_BATCH of them, oldest
+ * first) in one store call, so that the ACKs of a push share one durable commit, and then answers
+ * each. Returns 1 when more are queued (the loop should not sleep), else 0. */
+#define CP_REPORT_BATCH 128
+int cp_flush_reports(cp_server_t *srv);
 
 /* --- safe rollouts (cp_rollout_engine.c) ------------------------------------------------------ */
 

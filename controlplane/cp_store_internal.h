@@ -33,8 +33,7 @@ typedef struct st_cp_store_ops_t {
     int (*event)(cp_store_t *store, int64_t now_ms, const char *actor, const char *action, int64_t version, const char *detail);
     int (*dataplane_seen)(cp_store_t *store, const char *id, int64_t now_ms, int64_t delivered);
     int (*dataplanes_delivered)(cp_store_t *store, const char *const *ids, size_t n, int64_t delivered);
-    int (*dataplane_report)(cp_store_t *store, const char *id, int64_t now_ms, int64_t version, int applied, const char *error,
-                            json_t *labels, json_t *stats, const char *hash, const char *traffic);
+    int (*dataplane_reports)(cp_store_t *store, const cp_dp_report_t *reports, size_t n);
     /* cp_store_traffic_since: calls row(arg, col, r) for each row of (id, traffic, traffic_ms,
      * traffic_seq), oldest first; stops with ERROR when row returns non-zero */
     int (*traffic_since)(cp_store_t *store, int64_t after_ms, int (*row)(void *arg, cp_row_col_fn col, void *r), void *arg);
@@ -128,8 +127,7 @@ int sq_get_tag(cp_store_t *store, const char *name, int64_t *version);
 int sq_get_dataplane(cp_store_t *store, const char *id, cp_dataplane_t *out);
 int sq_dataplane_seen(cp_store_t *store, const char *id, int64_t now_ms, int64_t delivered);
 int sq_dataplanes_delivered(cp_store_t *store, const char *const *ids, size_t n, int64_t delivered);
-int sq_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms, int64_t version, int applied, const char *error,
-                        json_t *labels, json_t *stats, const char *hash, const char *traffic);
+int sq_dataplane_reports(cp_store_t *store, const cp_dp_report_t *reports, size_t n);
 int sq_traffic_since(cp_store_t *store, int64_t after_ms, int (*row)(void *arg, cp_row_col_fn col, void *r), void *arg);
 int sq_forget_dataplane(cp_store_t *store, const char *id, const char *actor);
 int sq_dataplane_admit(cp_store_t *store, const char *id, uint64_t max);

@@ -55,8 +55,7 @@ char *pg_i64(char buf[24], int64_t v);
 
 int pg_dataplane_seen(cp_store_t *store, const char *id, int64_t now_ms, int64_t delivered);
 int pg_dataplanes_delivered(cp_store_t *store, const char *const *ids, size_t n, int64_t delivered);
-int pg_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms, int64_t version, int applied, const char *error,
-                        json_t *labels, json_t *stats, const char *hash, const char *traffic);
+int pg_dataplane_reports(cp_store_t *store, const cp_dp_report_t *reports, size_t n);
 int pg_traffic_since(cp_store_t *store, int64_t after_ms, int (*row)(void *arg, cp_row_col_fn col, void *r), void *arg);
 int pg_forget_dataplane(cp_store_t *store, const char *id, const char *actor);
 int pg_dataplane_admit(cp_store_t *store, const char *id, uint64_t max);

@@ -714,8 +714,9 @@ int cp_flush_reports(cp_server_t *srv)
     for (h2o_linklist_t *l = srv->reports.next; l != &srv->reports && n < CP_REPORT_BATCH; l = l->next, n++) {
         cp_pending_report_t *p = H2O_STRUCT_FROM_MEMBER(cp_pending_report_t, link, l);
         batch[n] = p;
-        reports[n] = (cp_dp_report_t){p->call->params[0].base, cp_now_ms(), p->r.version, p->r.applied, p->r.error,
-                                      p->r.labels, p->r.stats, p->r.hash[0] ? p->r.hash : NULL, p->traffic};
+        reports[n] = (cp_dp_report_t){
+            p->call->params[0].base,         cp_now_ms(), p->r.version, p->r.applied, p->r.error, p->r.labels, p->r.stats,
+            p->r.hash[0] ? p->r.hash : NULL, p->traffic};
     }
     /* one store call, one durable commit for the events of all of them: a report is answered only
      * after the commit that holds it */

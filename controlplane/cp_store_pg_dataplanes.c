@@ -268,8 +268,8 @@ int pg_dataplane_reports(cp_store_t *store, const cp_dp_report_t *reports, size_
             ret = CP_STORE_ERROR;
         for (size_t i = 0; ret == CP_STORE_OK && i < n; i++) {
             const cp_dp_report_t *r = &reports[i];
-            if (event[i] && pg_event(store, r->now_ms, r->id, r->applied ? "ack" : "nack", r->version, r->applied ? "" : r->error) !=
-                                CP_STORE_OK)
+            if (event[i] && pg_event(store, r->now_ms, r->id, r->applied ? "ack" : "nack", r->version,
+                                     r->applied ? "" : r->error) != CP_STORE_OK)
                 ret = CP_STORE_ERROR;
         }
         if (ret == CP_STORE_OK && pg_commit(store) != CP_STORE_OK)

@@ -162,7 +162,7 @@ int cp_fleet_counts(cp_server_t *srv, const int64_t *versions, size_t n, cp_flee
         free(slots);
         return -1;
     }
-    if (cp_store_list_dataplanes(srv->store, NULL, 0, &dps, &ndp) != CP_STORE_OK) {
+    if (cp_store_list_dataplane_states(srv->store, &dps, &ndp) != CP_STORE_OK) {
         free(slots);
         free(polling.ids);
         return -1;

@@ -316,7 +316,12 @@ int cp_store_get_dataplane(cp_store_t *store, const char *id, cp_dataplane_t *ou
 
 int cp_store_list_dataplanes(cp_store_t *store, const char *after, int limit, cp_dataplane_t **out, size_t *count)
 {
-    return store->ops->list_dataplanes(store, after, limit, out, count);
+    return store->ops->list_dataplanes(store, after, limit, 0, out, count);
+}
+
+int cp_store_list_dataplane_states(cp_store_t *store, cp_dataplane_t **out, size_t *count)
+{
+    return store->ops->list_dataplanes(store, NULL, 0, 1, out, count);
 }
 
 int cp_store_dataplane_labels(cp_store_t *store, const char *id, json_t *labels)

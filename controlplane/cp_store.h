@@ -254,6 +254,10 @@ int cp_store_get_dataplane(cp_store_t *store, const char *id, cp_dataplane_t *ou
 /* Dataplanes ordered by id, with id > after (NULL: from the first), at most limit (<= 0: all).
  * *out is an array of *count entries; free with cp_dataplanes_free. */
 int cp_store_list_dataplanes(cp_store_t *store, const char *after, int limit, cp_dataplane_t **out, size_t *count);
+
+/* Every dataplane as cp_store_list_dataplanes gives it, without what its state does not need:
+ * labels and stats are empty objects, traffic NULL (GET /v1/versions counts the fleet per version). */
+int cp_store_list_dataplane_states(cp_store_t *store, cp_dataplane_t **out, size_t *count);
 void cp_dataplanes_free(cp_dataplane_t *dps, size_t count);
 
 /* --- dataplane state ---------------------------------------------------------------------- */

@@ -40,7 +40,7 @@ typedef struct st_cp_store_ops_t {
     int (*forget_dataplane)(cp_store_t *store, const char *id, const char *actor);
     int (*dataplane_admit)(cp_store_t *store, const char *id, uint64_t max);
     int (*get_dataplane)(cp_store_t *store, const char *id, cp_dataplane_t *out);
-    int (*list_dataplanes)(cp_store_t *store, const char *after, int limit, cp_dataplane_t **out, size_t *count);
+    int (*list_dataplanes)(cp_store_t *store, const char *after, int limit, int narrow, cp_dataplane_t **out, size_t *count);
     int (*dataplane_labels)(cp_store_t *store, const char *id, json_t *labels);
     int (*ro_insert)(cp_store_t *store, cp_rollout_t *ro);
     int (*ro_update)(cp_store_t *store, const cp_rollout_t *ro);
@@ -106,6 +106,10 @@ json_t *cp_verdict_from_row(cp_row_col_fn col, void *row);
 #define CP_DP_COLUMNS                                                                                                              \
     "id, labels, first_seen_ms, last_seen_ms, delivered_version, reported_version, applied_version, rejected_version, error, "     \
     "stats, delivered_since_report, reported_hash, traffic, traffic_ms"
+/* the same row without labels, stats and traffic (cp_store_list_dataplane_states) */
+#define CP_DP_STATE_COLUMNS                                                                                                        \
+    "id, NULL, first_seen_ms, last_seen_ms, delivered_version, reported_version, applied_version, rejected_version, error, "       \
+    "NULL, delivered_since_report, reported_hash, NULL, traffic_ms"
 
 /* --- the sqlite implementation's own helpers ------------------------------------------------------ */
 
@@ -131,7 +135,7 @@ int sq_dataplane_reports(cp_store_t *store, const cp_dp_report_t *reports, size_
 int sq_traffic_since(cp_store_t *store, int64_t after_ms, int (*row)(void *arg, cp_row_col_fn col, void *r), void *arg);
 int sq_forget_dataplane(cp_store_t *store, const char *id, const char *actor);
 int sq_dataplane_admit(cp_store_t *store, const char *id, uint64_t max);
-int sq_list_dataplanes(cp_store_t *store, const char *after, int limit, cp_dataplane_t **out, size_t *count);
+int sq_list_dataplanes(cp_store_t *store, const char *after, int limit, int narrow, cp_dataplane_t **out, size_t *count);
 int sq_dataplane_labels(cp_store_t *store, const char *id, json_t *labels);
 int sq_ro_insert(cp_store_t *store, cp_rollout_t *ro);
 int sq_ro_update(cp_store_t *store, const cp_rollout_t *ro);

@@ -60,7 +60,7 @@ int pg_traffic_since(cp_store_t *store, int64_t after_ms, int (*row)(void *arg, 
 int pg_forget_dataplane(cp_store_t *store, const char *id, const char *actor);
 int pg_dataplane_admit(cp_store_t *store, const char *id, uint64_t max);
 int pg_get_dataplane(cp_store_t *store, const char *id, cp_dataplane_t *out);
-int pg_list_dataplanes(cp_store_t *store, const char *after, int limit, cp_dataplane_t **out, size_t *count);
+int pg_list_dataplanes(cp_store_t *store, const char *after, int limit, int narrow, cp_dataplane_t **out, size_t *count);
 int pg_dataplane_labels(cp_store_t *store, const char *id, json_t *labels);
 int pg_ro_insert(cp_store_t *store, cp_rollout_t *ro);
 int pg_ro_update(cp_store_t *store, const cp_rollout_t *ro);

@@ -96,17 +96,20 @@ int pg_get_dataplane(cp_store_t *store, const char *id, cp_dataplane_t *out)
     return ret;
 }
 
-int pg_list_dataplanes(cp_store_t *store, const char *after, int limit, cp_dataplane_t **out, size_t *count)
+int pg_list_dataplanes(cp_store_t *store, const char *after, int limit, int narrow, cp_dataplane_t **out, size_t *count)
 {
     *out = NULL;
     *count = 0;
     char lb[24];
     const char *p[] = {after != NULL ? after : "", limit > 0 ? pg_i64(lb, limit) : NULL};
     /* ordered by bytes, as sqlite does, whatever the database's collation */
-    PGresult *res = pg_query(store, "listing dataplanes",
-                             "SELECT " CP_DP_COLUMNS " FROM dataplanes WHERE id COLLATE \"C\" > $1::text COLLATE \"C\" "
-                             "ORDER BY id COLLATE \"C\" LIMIT $2::bigint",
-                             2, p);
+    PGresult *res =
+        pg_query(store, "listing dataplanes",
+                 narrow ? "SELECT " CP_DP_STATE_COLUMNS " FROM dataplanes WHERE id COLLATE \"C\" > $1::text COLLATE \"C\" "
+                          "ORDER BY id COLLATE \"C\" LIMIT $2::bigint"
+                        : "SELECT " CP_DP_COLUMNS " FROM dataplanes WHERE id COLLATE \"C\" > $1::text COLLATE \"C\" "
+                          "ORDER BY id COLLATE \"C\" LIMIT $2::bigint",
+                 2, p);
     if (res == NULL)
         return CP_STORE_ERROR;
     int n = PQntuples(res);

@@ -107,11 +107,12 @@ int sq_get_dataplane(cp_store_t *store, const char *id, cp_dataplane_t *out)
     return ret;
 }
 
-int sq_list_dataplanes(cp_store_t *store, const char *after, int limit, cp_dataplane_t **out, size_t *count)
+int sq_list_dataplanes(cp_store_t *store, const char *after, int limit, int narrow, cp_dataplane_t **out, size_t *count)
 {
     *out = NULL;
     *count = 0;
-    sqlite3_stmt *st = sq_prepare(store, "SELECT " CP_DP_COLUMNS " FROM dataplanes WHERE id > ? ORDER BY id LIMIT ?");
+    sqlite3_stmt *st = sq_prepare(store, narrow ? "SELECT " CP_DP_STATE_COLUMNS " FROM dataplanes WHERE id > ? ORDER BY id LIMIT ?"
+                                                : "SELECT " CP_DP_COLUMNS " FROM dataplanes WHERE id > ? ORDER BY id LIMIT ?");
     if (st == NULL)
         return CP_STORE_ERROR;
     sqlite3_bind_text(st, 1, after != NULL ? after : "", -1, SQLITE_STATIC);

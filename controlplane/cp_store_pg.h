@@ -17,18 +17,22 @@
 
 typedef struct st_cp_pg_t {
     char *url;
-    PGconn *conn;                 /* queries; NULL or broken: reconnected by the next call */
-    PGconn *listen;               /* LISTEN pathway_versions; NULL: reopened by cp_store_tick */
-    PGconn *lease;                /* the rollout lease's own connection (NULL: not connected) */
-    int lease_held;               /* it holds the lease (a session advisory lock) */
-    int broken;                   /* conn failed: reconnect before the next query */
-    int in_tx;                    /* a transaction is open on conn */
-    int listen_warned;            /* the LISTEN connection's failure was logged (once until it works again) */
-    int64_t next_connect_ms;      /* no reconnection attempt before (wall ms) */
-    int64_t next_listen_ms;       /* no LISTEN reconnection before */
-    int64_t next_lease_ms;        /* no lease attempt before */
-    char last_connect_error[200]; /* why the last connection attempt failed */
+    PGconn *conn;                         /* queries; NULL or broken: reconnected by the next call */
+    PGconn *listen;                       /* LISTEN pathway_versions; NULL: reopened by cp_store_tick */
+    PGconn *lease;                        /* the rollout lease's own connection (NULL: not connected) */
+    int lease_held;                       /* it holds the lease (a session advisory lock) */
+    int broken;                           /* conn failed: reconnect before the next query */
+    int in_tx;                            /* a transaction is open on conn */
+    int listen_warned;                    /* the LISTEN connection's failure was logged (once until it works again) */
+    int64_t next_connect_ms;              /* no reconnection attempt before (wall ms) */
+    int64_t next_listen_ms;               /* no LISTEN reconnection before */
+    int64_t next_lease_ms;                /* no lease attempt before */
+    char last_connect_error[200];         /* why the last connection attempt failed */
+    struct st_cp_pg_prepared_t *prepared; /* statements prepared on conn (pg_query), CP_PG_PREPARED at most */
+    size_t num_prepared;                  /* of them; 0 again with each new connection */
 } cp_pg_t;
+
+#define CP_PG_PREPARED 128
 
 /* One row of a result, read through cp_row_col_fn pg_col. */
 typedef struct st_pg_row_t {

@@ -70,8 +70,9 @@ struct st_cp_store_t {
     int schema_version;   /* migrations applied */
     char errmsg[256];     /* last failure */
     /* sqlite */
-    sqlite3 *db;   /* the one connection */
-    int sync_full; /* synchronous=FULL is known to be in force; history writes require it */
+    sqlite3 *db;                       /* the one connection */
+    int sync_full;                     /* synchronous=FULL is known to be in force; history writes require it */
+    struct st_sq_checkpointer_t *ckpt; /* checkpoints the WAL off the event loop; NULL: sqlite's own, in commits */
     /* postgresql */
     struct st_cp_pg_t *pg;
     /* called when another writer's version is seen (cp_store_set_change_hook) */

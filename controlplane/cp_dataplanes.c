@@ -21,11 +21,22 @@ static int waiter_is_proof(cp_server_t *srv, const cp_waiter_t *w, int64_t now_m
     return now_mono - w->parked <= (int64_t)srv->conf->heartbeat_ms;
 }
 
+/* The parked polls of a dataplane are found through srv->poll_index, not by a scan of all of them
+ * (a report asks once per call). */
+static h2o_linklist_t *poll_bucket(cp_server_t *srv, const char *id)
+{
+    uint32_t h = 2166136261u;
+    for (const unsigned char *s = (const unsigned char *)id; *s; s++)
+        h = (h ^ *s) * 16777619u;
+    return &srv->poll_index[h & (CP_POLL_BUCKETS - 1)];
+}
+
 static int is_polling(cp_server_t *srv, const char *id)
 {
     int64_t now = mono_ms();
-    for (h2o_linklist_t *n = srv->waiters.next; n != &srv->waiters; n = n->next) {
-        cp_waiter_t *w = H2O_STRUCT_FROM_MEMBER(cp_waiter_t, link, n);
+    h2o_linklist_t *b = poll_bucket(srv, id);
+    for (h2o_linklist_t *n = b->next; n != b; n = n->next) {
+        cp_waiter_t *w = H2O_STRUCT_FROM_MEMBER(cp_waiter_t, by_id, n);
         if (waiter_is_proof(srv, w, now) && strcmp(w->call->params[0].base, id) == 0)
             return 1;
     }
@@ -437,6 +448,8 @@ void cp_unpark(cp_server_t *srv, cp_waiter_t *w)
         h2o_linklist_unlink(&w->link);
         srv->num_waiters--;
     }
+    if (h2o_linklist_is_linked(&w->by_id))
+        h2o_linklist_unlink(&w->by_id);
 }
 
 static void on_waiter_dispose(void *p)
@@ -654,6 +667,7 @@ void cp_h_dp_config(cp_call_t *call)
     while (pos != &srv->waiters && H2O_STRUCT_FROM_MEMBER(cp_waiter_t, link, pos)->deadline > w->deadline)
         pos = pos->prev;
     h2o_linklist_insert(pos->next, &w->link);
+    h2o_linklist_insert(poll_bucket(srv, call->params[0].base), &w->by_id);
     srv->num_waiters++;
 }
 

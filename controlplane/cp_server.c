@@ -529,6 +529,8 @@ cp_server_t *cp_server_create(const cp_config_t *conf, cp_store_t *store, char *
     srv->started_ms = cp_now_ms();
     srv->lease_held = cp_store_lease(store);
     h2o_linklist_init_anchor(&srv->waiters);
+    for (size_t i = 0; i < CP_POLL_BUCKETS; i++)
+        h2o_linklist_init_anchor(&srv->poll_index[i]);
     h2o_linklist_init_anchor(&srv->reports);
     fit_descriptors(srv);
     if ((srv->series = cp_series_create(CP_SERIES_MAX_SERVICES)) == NULL) {

@@ -185,11 +185,15 @@ int pg_dataplane_admit(cp_store_t *store, const char *id, uint64_t max)
 static int report_row(cp_store_t *store, const cp_dp_report_t *r, int *event)
 {
     *event = 0;
-    if (upsert_seen(store, r->id, r->now_ms) != CP_STORE_OK)
-        return CP_STORE_ERROR;
-    const char *ip[] = {r->id};
-    PGresult *res = pg_query(store, "reading a dataplane",
-                             "SELECT applied_version, rejected_version, error FROM dataplanes WHERE id = $1", 1, ip);
+    /* last seen, and what the report is compared with, in one round trip: the upsert changes only
+     * last_seen_ms, so RETURNING gives the row's other columns as they were (and locks it) */
+    char nb[24];
+    const char *ip[] = {r->id, pg_i64(nb, r->now_ms)};
+    PGresult *res = pg_query(store, "recording a dataplane",
+                             "INSERT INTO dataplanes (id, first_seen_ms, last_seen_ms) VALUES ($1, $2, $2) "
+                             "ON CONFLICT (id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms "
+                             "RETURNING applied_version, rejected_version, error",
+                             2, ip);
     if (res == NULL)
         return CP_STORE_ERROR;
     if (PQntuples(res) != 1) {

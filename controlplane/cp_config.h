@@ -70,7 +70,9 @@ typedef struct st_cp_config_t {
 /* max_long_polls defaults to max_connections - reserved_connections; max_dataplanes to fewer than
  * that, so that every dataplane of a full fleet can park a poll and operators still get in */
 #define CP_DEFAULT_MAX_DATAPLANES 4000u
-#define CP_DEFAULT_REQUEST_TIMEOUT_MS 5000u
+/* above the dataplanes' default heartbeat_interval (5 s) with room to spare: an idle keep-alive
+ * connection is closed after it, and a heartbeat's connection must outlive the interval */
+#define CP_DEFAULT_REQUEST_TIMEOUT_MS 15000u
 #define CP_MIN_TOKEN_LEN 16
 #define CP_MIN_TOKEN_LEN_STR "16"
 

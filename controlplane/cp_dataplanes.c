@@ -21,11 +21,22 @@ static int waiter_is_proof(cp_server_t *srv, const cp_waiter_t *w, int64_t now_m
     return now_mono - w->parked <= (int64_t)srv->conf->heartbeat_ms;
 }
 
+/* The parked polls of a dataplane are found through srv->poll_index, not by a scan of all of them
+ * (a report asks once per call). */
+static h2o_linklist_t *poll_bucket(cp_server_t *srv, const char *id)
+{
+    uint32_t h = 2166136261u;
+    for (const unsigned char *s = (const unsigned char *)id; *s; s++)
+        h = (h ^ *s) * 16777619u;
+    return &srv->poll_index[h & (CP_POLL_BUCKETS - 1)];
+}
+
 static int is_polling(cp_server_t *srv, const char *id)
 {
     int64_t now = mono_ms();
-    for (h2o_linklist_t *n = srv->waiters.next; n != &srv->waiters; n = n->next) {
-        cp_waiter_t *w = H2O_STRUCT_FROM_MEMBER(cp_waiter_t, link, n);
+    h2o_linklist_t *b = poll_bucket(srv, id);
+    for (h2o_linklist_t *n = b->next; n != b; n = n->next) {
+        cp_waiter_t *w = H2O_STRUCT_FROM_MEMBER(cp_waiter_t, by_id, n);
         if (waiter_is_proof(srv, w, now) && strcmp(w->call->params[0].base, id) == 0)
             return 1;
     }
@@ -162,7 +173,7 @@ int cp_fleet_counts(cp_server_t *srv, const int64_t *versions, size_t n, cp_flee
         free(slots);
         return -1;
     }
-    if (cp_store_list_dataplanes(srv->store, NULL, 0, &dps, &ndp) != CP_STORE_OK) {
+    if (cp_store_list_dataplane_states(srv->store, &dps, &ndp) != CP_STORE_OK) {
         free(slots);
         free(polling.ids);
         return -1;
@@ -437,6 +448,8 @@ void cp_unpark(cp_server_t *srv, cp_waiter_t *w)
         h2o_linklist_unlink(&w->link);
         srv->num_waiters--;
     }
+    if (h2o_linklist_is_linked(&w->by_id))
+        h2o_linklist_unlink(&w->by_id);
 }
 
 static void on_waiter_dispose(void *p)
@@ -654,7 +667,83 @@ void cp_h_dp_config(cp_call_t *call)
     while (pos != &srv->waiters && H2O_STRUCT_FROM_MEMBER(cp_waiter_t, link, pos)->deadline > w->deadline)
         pos = pos->prev;
     h2o_linklist_insert(pos->next, &w->link);
+    h2o_linklist_insert(poll_bucket(srv, call->params[0].base), &w->by_id);
     srv->num_waiters++;
+}
+
+/* A status report between its parsing and its group commit; lives in the request's pool. */
+typedef struct st_cp_pending_report_t {
+    h2o_linklist_t link; /* in srv->reports, oldest first; unlinked when stored or disposed */
+    cp_server_t *srv;
+    cp_call_t *call;
+    cp_status_req_t r;
+    char *traffic; /* r.traffic as compact JSON, NULL when absent */
+} cp_pending_report_t;
+
+static void pending_report_release(cp_pending_report_t *p)
+{
+    if (h2o_linklist_is_linked(&p->link)) {
+        h2o_linklist_unlink(&p->link);
+        p->srv->num_reports--;
+    }
+    cp_status_req_dispose(&p->r);
+    memset(&p->r, 0, sizeof(p->r));
+    free(p->traffic);
+    p->traffic = NULL;
+}
+
+static void on_pending_report_dispose(void *arg)
+{
+    /* the request ended before its report was stored (the server stopped under it) */
+    pending_report_release(arg);
+}
+
+/* Answers one stored (or failed) report. */
+static void answer_report(cp_call_t *call, int rc)
+{
+    cp_server_t *srv = call->srv;
+    if (rc != CP_STORE_OK) {
+        cp_respond_store_error(call);
+        return;
+    }
+    cp_dataplane_t dp;
+    if (cp_store_get_dataplane(srv->store, call->params[0].base, &dp) != CP_STORE_OK) {
+        cp_respond_store_error(call);
+        return;
+    }
+    json_t *body = dataplane_json(call, &dp, cp_store_active_version(srv->store), cp_now_ms(), is_polling(srv, dp.id));
+    cp_dataplane_dispose(&dp);
+    if (body != NULL)
+        json_object_set_new(body, "active_version", json_integer(cp_store_active_version(srv->store)));
+    cp_respond_json(call, 200, body);
+}
+
+int cp_flush_reports(cp_server_t *srv)
+{
+    if (srv->num_reports == 0)
+        return 0;
+    cp_pending_report_t *batch[CP_REPORT_BATCH];
+    cp_dp_report_t reports[CP_REPORT_BATCH] = {{0}};
+    size_t n = 0;
+    for (h2o_linklist_t *l = srv->reports.next; l != &srv->reports && n < CP_REPORT_BATCH; l = l->next, n++) {
+        cp_pending_report_t *p = H2O_STRUCT_FROM_MEMBER(cp_pending_report_t, link, l);
+        batch[n] = p;
+        reports[n] = (cp_dp_report_t){
+            p->call->params[0].base,         cp_now_ms(), p->r.version, p->r.applied, p->r.error, p->r.labels, p->r.stats,
+            p->r.hash[0] ? p->r.hash : NULL, p->traffic};
+    }
+    /* one store call, one durable commit for the events of all of them: a report is answered only
+     * after the commit that holds it */
+    int rc = cp_store_dataplane_reports(srv->store, reports, n);
+    for (size_t i = 0; i < n; i++) {
+        cp_pending_report_t *p = batch[i];
+        cp_call_t *call = p->call;
+        if (rc == CP_STORE_OK && !p->r.applied)
+            cp_engine_nack(srv, call->params[0].base, p->r.version, p->r.error);
+        pending_report_release(p);
+        answer_report(call, rc);
+    }
+    return srv->num_reports > 0;
 }
 
 void cp_h_dp_status(cp_call_t *call)
@@ -681,28 +770,20 @@ void cp_h_dp_status(cp_call_t *call)
     /* the traffic is stored with the report; every replica's gate and series read it from there
      * (cp_traffic_feed.c) */
     char *traffic = r.traffic != NULL ? json_dumps(r.traffic, JSON_COMPACT) : NULL;
-    int rc = r.traffic != NULL && traffic == NULL
-                 ? CP_STORE_ERROR
-                 : cp_store_dataplane_report(srv->store, call->params[0].base, cp_now_ms(), r.version, r.applied, r.error, r.labels,
-                                             r.stats, r.hash[0] ? r.hash : NULL, traffic);
-    free(traffic);
+    if (r.traffic != NULL && traffic == NULL) {
+        cp_status_req_dispose(&r);
+        cp_respond_error(call, 500, "out of memory", NULL);
+        return;
+    }
     if (!r.applied)
         PW_WARN("dataplane %s rejected version %lld: %s", call->params[0].base, (long long)r.version, r.error);
-    if (rc == CP_STORE_OK && !r.applied)
-        cp_engine_nack(srv, call->params[0].base, r.version, r.error);
-    cp_status_req_dispose(&r);
-    if (rc != CP_STORE_OK) {
-        cp_respond_store_error(call);
-        return;
-    }
-    cp_dataplane_t dp;
-    if (cp_store_get_dataplane(srv->store, call->params[0].base, &dp) != CP_STORE_OK) {
-        cp_respond_store_error(call);
-        return;
-    }
-    json_t *body = dataplane_json(call, &dp, cp_store_active_version(srv->store), cp_now_ms(), is_polling(srv, dp.id));
-    cp_dataplane_dispose(&dp);
-    if (body != NULL)
-        json_object_set_new(body, "active_version", json_integer(cp_store_active_version(srv->store)));
-    cp_respond_json(call, 200, body);
+    /* stored with the others that arrive in this turn of the loop (cp_flush_reports) */
+    cp_pending_report_t *p = h2o_mem_alloc_shared(&call->req->pool, sizeof(*p), on_pending_report_dispose);
+    memset(p, 0, sizeof(*p));
+    p->srv = srv;
+    p->call = call;
+    p->r = r;
+    p->traffic = traffic;
+    h2o_linklist_insert(&srv->reports, &p->link);
+    srv->num_reports++;
 }

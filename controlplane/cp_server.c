@@ -529,6 +529,9 @@ cp_server_t *cp_server_create(const cp_config_t *conf, cp_store_t *store, char *
     srv->started_ms = cp_now_ms();
     srv->lease_held = cp_store_lease(store);
     h2o_linklist_init_anchor(&srv->waiters);
+    for (size_t i = 0; i < CP_POLL_BUCKETS; i++)
+        h2o_linklist_init_anchor(&srv->poll_index[i]);
+    h2o_linklist_init_anchor(&srv->reports);
     fit_descriptors(srv);
     if ((srv->series = cp_series_create(CP_SERIES_MAX_SERVICES)) == NULL) {
         free(srv->counts);
@@ -605,7 +608,11 @@ int cp_server_run(cp_server_t *srv, volatile sig_atomic_t *stop)
                 engine_reload(srv);
             cp_wake_waiters(srv);
         }
+        /* reports queued during the last turn: one commit for them all */
+        int more_reports = cp_flush_reports(srv);
         int64_t next = cp_expire_waiters(srv), due = engine_turn(srv), feed = cp_feed_turn(srv);
+        if (more_reports)
+            next = 0;
         if (due >= 0 && (next < 0 || due < next))
             next = due;
         if (feed >= 0 && (next < 0 || feed < next))
@@ -624,6 +631,8 @@ int cp_server_run(cp_server_t *srv, volatile sig_atomic_t *stop)
     srv->stopping = 1;
     store_unwatch(srv);
     cp_store_set_change_hook(srv->store, NULL, NULL);
+    while (cp_flush_reports(srv))
+        ;
     PW_INFO("stopping: %zu long polls answered with 503", srv->num_waiters);
     if (srv->listener != NULL) {
         if (srv->listener_reading)
@@ -645,8 +654,10 @@ int cp_server_run(cp_server_t *srv, volatile sig_atomic_t *stop)
     srv->ctx.http1.req_timeout.timeout = 0;
     srv->ctx.http2.idle_timeout.timeout = 0;
     int64_t until = mono_ms() + 2000;
-    while (srv->num_conns > 0 && mono_ms() < until)
+    while (srv->num_conns > 0 && mono_ms() < until) {
+        cp_flush_reports(srv);
         h2o_evloop_run(srv->loop, 10);
+    }
     if (srv->num_conns == 0) {
         /* nothing refers to the context any more: free it all (h2o asserts its timeouts are idle) */
         h2o_multithread_queue_t *queue = srv->ctx.queue;

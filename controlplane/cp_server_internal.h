@@ -30,6 +30,7 @@ struct st_cp_call_t {
 /* A parked long poll; lives in the request's pool, unlinked when answered or disposed. */
 typedef struct st_cp_waiter_t {
     h2o_linklist_t link;   /* in srv->waiters, ordered by deadline */
+    h2o_linklist_t by_id;  /* in srv->poll_index[cp_poll_bucket(its id)] */
     cp_server_t *srv;      /* owner of the list */
     cp_call_t *call;       /* the request to answer */
     int64_t known_version; /* version=n: what the dataplane has */
@@ -38,6 +39,7 @@ typedef struct st_cp_waiter_t {
 } cp_waiter_t;
 
 #define NUM_STATUS 600
+#define CP_POLL_BUCKETS 1024 /* a power of two */
 
 /* The hash of one version, as stored and in this build's canonical form (they differ for a version
  * stored before the schema gained a default): drift checks compare reports with both. */
@@ -64,6 +66,9 @@ struct st_cp_server_t {
     int disposed;                                 /* the h2o context, config and loop were freed */
     h2o_linklist_t waiters;                       /* cp_waiter_t, earliest deadline first */
     size_t num_waiters;                           /* length of waiters */
+    h2o_linklist_t poll_index[CP_POLL_BUCKETS];   /* the same waiters hashed by dataplane id (is_polling) */
+    h2o_linklist_t reports;                       /* status reports waiting for their group commit (cp_flush_reports) */
+    size_t num_reports;                           /* length of reports */
     uint64_t *counts;                             /* [route (NUM_ROUTES = unmatched)][status]: API requests answered */
     int64_t started_ms;                           /* for /metrics */
     uint64_t max_polls;                           /* parked polls at most: max_long_polls, lowered to fit the open-file limit */
@@ -236,6 +241,12 @@ void cp_wake_waiters(cp_server_t *srv);
 
 /* Answers long polls whose wait has ended; returns ms until the next deadline (-1 = none). */
 int64_t cp_expire_waiters(cp_server_t *srv);
+
+/* Stores the status reports queued since the last call (at most CP_REPORT_BATCH of them, oldest
+ * first) in one store call, so that the ACKs of a push share one durable commit, and then answers
+ * each. Returns 1 when more are queued (the loop should not sleep), else 0. */
+#define CP_REPORT_BATCH 128
+int cp_flush_reports(cp_server_t *srv);
 
 /* --- safe rollouts (cp_rollout_engine.c) ------------------------------------------------------ */
 

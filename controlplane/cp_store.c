@@ -226,7 +226,13 @@ int cp_store_dataplanes_delivered(cp_store_t *store, const char *const *ids, siz
 int cp_store_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms, int64_t version, int applied, const char *error,
                               json_t *labels, json_t *stats, const char *hash, const char *traffic)
 {
-    return store->ops->dataplane_report(store, id, now_ms, version, applied, error, labels, stats, hash, traffic);
+    cp_dp_report_t r = {id, now_ms, version, applied, error, labels, stats, hash, traffic};
+    return store->ops->dataplane_reports(store, &r, 1);
+}
+
+int cp_store_dataplane_reports(cp_store_t *store, const cp_dp_report_t *reports, size_t n)
+{
+    return store->ops->dataplane_reports(store, reports, n);
 }
 
 typedef struct st_traffic_rows_t {
@@ -310,7 +316,12 @@ int cp_store_get_dataplane(cp_store_t *store, const char *id, cp_dataplane_t *ou
 
 int cp_store_list_dataplanes(cp_store_t *store, const char *after, int limit, cp_dataplane_t **out, size_t *count)
 {
-    return store->ops->list_dataplanes(store, after, limit, out, count);
+    return store->ops->list_dataplanes(store, after, limit, 0, out, count);
+}
+
+int cp_store_list_dataplane_states(cp_store_t *store, cp_dataplane_t **out, size_t *count)
+{
+    return store->ops->list_dataplanes(store, NULL, 0, 1, out, count);
 }
 
 int cp_store_dataplane_labels(cp_store_t *store, const char *id, json_t *labels)

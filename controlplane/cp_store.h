@@ -214,11 +214,30 @@ int cp_store_dataplanes_delivered(cp_store_t *store, const char *const *ids, siz
  * heartbeat's traffic object as compact JSON (checked by the caller), stored in the same write with
  * the time it was stored (sqlite: now_ms; PostgreSQL: the database's clock, one time line for every
  * replica) for cp_store_traffic_since. A NACK sets rejected_version; an ACK raises
- * applied_version (never lowers it: an older ACK arriving late is a stale heartbeat) and clears the rejection when it is for that
+ * applied_version (never lowers it: an older ACK arriving late is a stale heartbeat, whose version and hash are
+ * ignored: they do not replace reported_version and reported_hash) and clears the rejection when it is for that
  * version or a newer one. A report that changes the applied or the rejected version (or the error) also appends an event; repeated
  * ones are heartbeats. */
 int cp_store_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms, int64_t version, int applied, const char *error,
                               json_t *labels, json_t *stats, const char *hash, const char *traffic);
+
+/* One status report, as cp_store_dataplane_report takes it (the strings and objects are borrowed). */
+typedef struct st_cp_dp_report_t {
+    const char *id;
+    int64_t now_ms;
+    int64_t version;
+    int applied;
+    const char *error;
+    json_t *labels;
+    json_t *stats;
+    const char *hash;
+    const char *traffic;
+} cp_dp_report_t;
+
+/* Records reports[0..n-1] in order, each by cp_store_dataplane_report's rules, with one durable
+ * commit for all their events (reports that arrive together share one flush): OK when all are
+ * stored, else ERROR for all (none of their events is). */
+int cp_store_dataplane_reports(cp_store_t *store, const cp_dp_report_t *reports, size_t n);
 
 /* Forgets dataplane `id`: deletes its live row and appends a "forget" event by `actor`, in one
  * FULL-synchronous transaction. It is known again (a new row) when it next calls. OK / NOT_FOUND. */
@@ -235,6 +254,10 @@ int cp_store_get_dataplane(cp_store_t *store, const char *id, cp_dataplane_t *ou
 /* Dataplanes ordered by id, with id > after (NULL: from the first), at most limit (<= 0: all).
  * *out is an array of *count entries; free with cp_dataplanes_free. */
 int cp_store_list_dataplanes(cp_store_t *store, const char *after, int limit, cp_dataplane_t **out, size_t *count);
+
+/* Every dataplane as cp_store_list_dataplanes gives it, without what its state does not need:
+ * labels and stats are empty objects, traffic NULL (GET /v1/versions counts the fleet per version). */
+int cp_store_list_dataplane_states(cp_store_t *store, cp_dataplane_t **out, size_t *count);
 void cp_dataplanes_free(cp_dataplane_t *dps, size_t count);
 
 /* --- dataplane state ---------------------------------------------------------------------- */

@@ -33,15 +33,14 @@ typedef struct st_cp_store_ops_t {
     int (*event)(cp_store_t *store, int64_t now_ms, const char *actor, const char *action, int64_t version, const char *detail);
     int (*dataplane_seen)(cp_store_t *store, const char *id, int64_t now_ms, int64_t delivered);
     int (*dataplanes_delivered)(cp_store_t *store, const char *const *ids, size_t n, int64_t delivered);
-    int (*dataplane_report)(cp_store_t *store, const char *id, int64_t now_ms, int64_t version, int applied, const char *error,
-                            json_t *labels, json_t *stats, const char *hash, const char *traffic);
+    int (*dataplane_reports)(cp_store_t *store, const cp_dp_report_t *reports, size_t n);
     /* cp_store_traffic_since: calls row(arg, col, r) for each row of (id, traffic, traffic_ms,
      * traffic_seq), oldest first; stops with ERROR when row returns non-zero */
     int (*traffic_since)(cp_store_t *store, int64_t after_ms, int (*row)(void *arg, cp_row_col_fn col, void *r), void *arg);
     int (*forget_dataplane)(cp_store_t *store, const char *id, const char *actor);
     int (*dataplane_admit)(cp_store_t *store, const char *id, uint64_t max);
     int (*get_dataplane)(cp_store_t *store, const char *id, cp_dataplane_t *out);
-    int (*list_dataplanes)(cp_store_t *store, const char *after, int limit, cp_dataplane_t **out, size_t *count);
+    int (*list_dataplanes)(cp_store_t *store, const char *after, int limit, int narrow, cp_dataplane_t **out, size_t *count);
     int (*dataplane_labels)(cp_store_t *store, const char *id, json_t *labels);
     int (*ro_insert)(cp_store_t *store, cp_rollout_t *ro);
     int (*ro_update)(cp_store_t *store, const cp_rollout_t *ro);
@@ -71,8 +70,9 @@ struct st_cp_store_t {
     int schema_version;   /* migrations applied */
     char errmsg[256];     /* last failure */
     /* sqlite */
-    sqlite3 *db;   /* the one connection */
-    int sync_full; /* synchronous=FULL is known to be in force; history writes require it */
+    sqlite3 *db;                       /* the one connection */
+    int sync_full;                     /* synchronous=FULL is known to be in force; history writes require it */
+    struct st_sq_checkpointer_t *ckpt; /* checkpoints the WAL off the event loop; NULL: sqlite's own, in commits */
     /* postgresql */
     struct st_cp_pg_t *pg;
     /* called when another writer's version is seen (cp_store_set_change_hook) */
@@ -107,6 +107,10 @@ json_t *cp_verdict_from_row(cp_row_col_fn col, void *row);
 #define CP_DP_COLUMNS                                                                                                              \
     "id, labels, first_seen_ms, last_seen_ms, delivered_version, reported_version, applied_version, rejected_version, error, "     \
     "stats, delivered_since_report, reported_hash, traffic, traffic_ms"
+/* the same row without labels, stats and traffic (cp_store_list_dataplane_states) */
+#define CP_DP_STATE_COLUMNS                                                                                                        \
+    "id, NULL, first_seen_ms, last_seen_ms, delivered_version, reported_version, applied_version, rejected_version, error, "       \
+    "NULL, delivered_since_report, reported_hash, NULL, traffic_ms"
 
 /* --- the sqlite implementation's own helpers ------------------------------------------------------ */
 
@@ -128,12 +132,11 @@ int sq_get_tag(cp_store_t *store, const char *name, int64_t *version);
 int sq_get_dataplane(cp_store_t *store, const char *id, cp_dataplane_t *out);
 int sq_dataplane_seen(cp_store_t *store, const char *id, int64_t now_ms, int64_t delivered);
 int sq_dataplanes_delivered(cp_store_t *store, const char *const *ids, size_t n, int64_t delivered);
-int sq_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms, int64_t version, int applied, const char *error,
-                        json_t *labels, json_t *stats, const char *hash, const char *traffic);
+int sq_dataplane_reports(cp_store_t *store, const cp_dp_report_t *reports, size_t n);
 int sq_traffic_since(cp_store_t *store, int64_t after_ms, int (*row)(void *arg, cp_row_col_fn col, void *r), void *arg);
 int sq_forget_dataplane(cp_store_t *store, const char *id, const char *actor);
 int sq_dataplane_admit(cp_store_t *store, const char *id, uint64_t max);
-int sq_list_dataplanes(cp_store_t *store, const char *after, int limit, cp_dataplane_t **out, size_t *count);
+int sq_list_dataplanes(cp_store_t *store, const char *after, int limit, int narrow, cp_dataplane_t **out, size_t *count);
 int sq_dataplane_labels(cp_store_t *store, const char *id, json_t *labels);
 int sq_ro_insert(cp_store_t *store, cp_rollout_t *ro);
 int sq_ro_update(cp_store_t *store, const cp_rollout_t *ro);

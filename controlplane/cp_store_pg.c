@@ -103,6 +103,54 @@ PGconn *pg_connect(const char *url, const char *name, char *err, size_t errlen)
 
 static int load_active(cp_store_t *store);
 
+/* A statement prepared on the query connection: the calls repeated per dataplane (a poll, a report,
+ * an admission) are parsed and planned once per connection instead of on every call. */
+typedef struct st_cp_pg_prepared_t {
+    uint64_t hash; /* FNV-1a of sql */
+    char *sql;
+    char name[16];
+} cp_pg_prepared_t;
+
+static void prepared_clear(cp_pg_t *pg)
+{
+    for (size_t i = 0; i < pg->num_prepared; i++)
+        free(pg->prepared[i].sql);
+    pg->num_prepared = 0;
+}
+
+/* The name of sql prepared on the connection (preparing it the first time), or NULL to run it
+ * unprepared: the cache is full or the preparation failed (its error comes again from the run). */
+static const char *prepared_name(cp_pg_t *pg, const char *sql, int n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const unsigned char *s = (const unsigned char *)sql; *s; s++)
+        h = (h ^ *s) * 1099511628211ULL;
+    for (size_t i = 0; i < pg->num_prepared; i++)
+        if (pg->prepared[i].hash == h && strcmp(pg->prepared[i].sql, sql) == 0)
+            return pg->prepared[i].name;
+    if (pg->prepared == NULL && (pg->prepared = calloc(CP_PG_PREPARED, sizeof(*pg->prepared))) == NULL)
+        return NULL;
+    if (pg->num_prepared == CP_PG_PREPARED)
+        return NULL;
+    cp_pg_prepared_t *p = &pg->prepared[pg->num_prepared];
+    snprintf(p->name, sizeof(p->name), "pw_%zu", pg->num_prepared);
+    PGresult *res = PQprepare(pg->conn, p->name, sql, n, NULL);
+    int ok = res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK;
+    PQclear(res);
+    if (!ok || (p->sql = strdup(sql)) == NULL) {
+        if (ok) {
+            /* prepared but not remembered: forget it on the server too, the name is reused */
+            char dealloc[40];
+            snprintf(dealloc, sizeof(dealloc), "DEALLOCATE %s", p->name);
+            PQclear(PQexec(pg->conn, dealloc));
+        }
+        return NULL;
+    }
+    p->hash = h;
+    pg->num_prepared++;
+    return p->name;
+}
+
 /* A usable query connection, reconnecting when it broke (at most every RECONNECT_MS). */
 static int ensure(cp_store_t *store)
 {
@@ -123,6 +171,8 @@ static int ensure(cp_store_t *store)
         PQfinish(pg->conn);
         pg->conn = NULL;
     }
+    /* prepared statements live with their connection */
+    prepared_clear(pg);
     pg->conn = pg_connect(pg->url, "pathway-control", pg->last_connect_error, sizeof(pg->last_connect_error));
     if (pg->conn == NULL) {
         pg->next_connect_ms = now + RECONNECT_MS;
@@ -145,11 +195,24 @@ PGresult *pg_query(cp_store_t *store, const char *what, const char *sql, int n, 
             PW_ERROR("store: %s", store->errmsg);
             return NULL;
         }
-        PGresult *res = n > 0 ? PQexecParams(store->pg->conn, sql, n, NULL, params, NULL, NULL, 0) : PQexec(store->pg->conn, sql);
+        /* a statement with parameters is prepared once per connection (a text without them may
+         * hold several statements, which only PQexec runs) */
+        const char *name = n > 0 ? prepared_name(store->pg, sql, n) : NULL;
+        PGresult *res = name != NULL ? PQexecPrepared(store->pg->conn, name, n, params, NULL, NULL, 0)
+                        : n > 0      ? PQexecParams(store->pg->conn, sql, n, NULL, params, NULL, NULL, 0)
+                                     : PQexec(store->pg->conn, sql);
         ExecStatusType st = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
         if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
             return res;
         int lost = PQstatus(store->pg->conn) != CONNECTION_OK;
+        const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+        if (!lost && name != NULL && state != NULL && strcmp(state, "0A000") == 0) {
+            /* "cached plan must not change result type": another replica changed the schema under
+             * the prepared statements; they go with this connection, a new one prepares them again */
+            store->pg->broken = 1;
+            store->pg->next_connect_ms = 0;
+            lost = 1;
+        }
         if (lost && !store->pg->in_tx && attempt == 0) {
             /* PostgreSQL restarted since the last call: one more try on a new connection */
             PQclear(res);
@@ -400,6 +463,8 @@ static void pg_close(cp_store_t *store)
             PQfinish(pg->lease);
         if (pg->conn != NULL)
             PQfinish(pg->conn);
+        prepared_clear(pg);
+        free(pg->prepared);
         free(pg->url);
         free(pg);
     }
@@ -772,7 +837,7 @@ static const cp_store_ops_t pg_ops = {
     .event = pg_event,
     .dataplane_seen = pg_dataplane_seen,
     .dataplanes_delivered = pg_dataplanes_delivered,
-    .dataplane_report = pg_dataplane_report,
+    .dataplane_reports = pg_dataplane_reports,
     .traffic_since = pg_traffic_since,
     .forget_dataplane = pg_forget_dataplane,
     .dataplane_admit = pg_dataplane_admit,

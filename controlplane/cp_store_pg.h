@@ -17,18 +17,22 @@
 
 typedef struct st_cp_pg_t {
     char *url;
-    PGconn *conn;                 /* queries; NULL or broken: reconnected by the next call */
-    PGconn *listen;               /* LISTEN pathway_versions; NULL: reopened by cp_store_tick */
-    PGconn *lease;                /* the rollout lease's own connection (NULL: not connected) */
-    int lease_held;               /* it holds the lease (a session advisory lock) */
-    int broken;                   /* conn failed: reconnect before the next query */
-    int in_tx;                    /* a transaction is open on conn */
-    int listen_warned;            /* the LISTEN connection's failure was logged (once until it works again) */
-    int64_t next_connect_ms;      /* no reconnection attempt before (wall ms) */
-    int64_t next_listen_ms;       /* no LISTEN reconnection before */
-    int64_t next_lease_ms;        /* no lease attempt before */
-    char last_connect_error[200]; /* why the last connection attempt failed */
+    PGconn *conn;                         /* queries; NULL or broken: reconnected by the next call */
+    PGconn *listen;                       /* LISTEN pathway_versions; NULL: reopened by cp_store_tick */
+    PGconn *lease;                        /* the rollout lease's own connection (NULL: not connected) */
+    int lease_held;                       /* it holds the lease (a session advisory lock) */
+    int broken;                           /* conn failed: reconnect before the next query */
+    int in_tx;                            /* a transaction is open on conn */
+    int listen_warned;                    /* the LISTEN connection's failure was logged (once until it works again) */
+    int64_t next_connect_ms;              /* no reconnection attempt before (wall ms) */
+    int64_t next_listen_ms;               /* no LISTEN reconnection before */
+    int64_t next_lease_ms;                /* no lease attempt before */
+    char last_connect_error[200];         /* why the last connection attempt failed */
+    struct st_cp_pg_prepared_t *prepared; /* statements prepared on conn (pg_query), CP_PG_PREPARED at most */
+    size_t num_prepared;                  /* of them; 0 again with each new connection */
 } cp_pg_t;
+
+#define CP_PG_PREPARED 128
 
 /* One row of a result, read through cp_row_col_fn pg_col. */
 typedef struct st_pg_row_t {
@@ -55,13 +59,12 @@ char *pg_i64(char buf[24], int64_t v);
 
 int pg_dataplane_seen(cp_store_t *store, const char *id, int64_t now_ms, int64_t delivered);
 int pg_dataplanes_delivered(cp_store_t *store, const char *const *ids, size_t n, int64_t delivered);
-int pg_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms, int64_t version, int applied, const char *error,
-                        json_t *labels, json_t *stats, const char *hash, const char *traffic);
+int pg_dataplane_reports(cp_store_t *store, const cp_dp_report_t *reports, size_t n);
 int pg_traffic_since(cp_store_t *store, int64_t after_ms, int (*row)(void *arg, cp_row_col_fn col, void *r), void *arg);
 int pg_forget_dataplane(cp_store_t *store, const char *id, const char *actor);
 int pg_dataplane_admit(cp_store_t *store, const char *id, uint64_t max);
 int pg_get_dataplane(cp_store_t *store, const char *id, cp_dataplane_t *out);
-int pg_list_dataplanes(cp_store_t *store, const char *after, int limit, cp_dataplane_t **out, size_t *count);
+int pg_list_dataplanes(cp_store_t *store, const char *after, int limit, int narrow, cp_dataplane_t **out, size_t *count);
 int pg_dataplane_labels(cp_store_t *store, const char *id, json_t *labels);
 int pg_ro_insert(cp_store_t *store, cp_rollout_t *ro);
 int pg_ro_update(cp_store_t *store, const cp_rollout_t *ro);

@@ -96,17 +96,20 @@ int pg_get_dataplane(cp_store_t *store, const char *id, cp_dataplane_t *out)
     return ret;
 }
 
-int pg_list_dataplanes(cp_store_t *store, const char *after, int limit, cp_dataplane_t **out, size_t *count)
+int pg_list_dataplanes(cp_store_t *store, const char *after, int limit, int narrow, cp_dataplane_t **out, size_t *count)
 {
     *out = NULL;
     *count = 0;
     char lb[24];
     const char *p[] = {after != NULL ? after : "", limit > 0 ? pg_i64(lb, limit) : NULL};
     /* ordered by bytes, as sqlite does, whatever the database's collation */
-    PGresult *res = pg_query(store, "listing dataplanes",
-                             "SELECT " CP_DP_COLUMNS " FROM dataplanes WHERE id COLLATE \"C\" > $1::text COLLATE \"C\" "
-                             "ORDER BY id COLLATE \"C\" LIMIT $2::bigint",
-                             2, p);
+    PGresult *res =
+        pg_query(store, "listing dataplanes",
+                 narrow ? "SELECT " CP_DP_STATE_COLUMNS " FROM dataplanes WHERE id COLLATE \"C\" > $1::text COLLATE \"C\" "
+                          "ORDER BY id COLLATE \"C\" LIMIT $2::bigint"
+                        : "SELECT " CP_DP_COLUMNS " FROM dataplanes WHERE id COLLATE \"C\" > $1::text COLLATE \"C\" "
+                          "ORDER BY id COLLATE \"C\" LIMIT $2::bigint",
+                 2, p);
     if (res == NULL)
         return CP_STORE_ERROR;
     int n = PQntuples(res);
@@ -178,68 +181,111 @@ int pg_dataplane_admit(cp_store_t *store, const char *id, uint64_t max)
     return ret;
 }
 
-int pg_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms, int64_t version, int applied, const char *error,
-                        json_t *labels, json_t *stats, const char *hash, const char *traffic)
+/* One report's row, inside the open live transaction; *event set when the outcome changed. */
+static int report_row(cp_store_t *store, const cp_dp_report_t *r, int *event)
 {
-    if (pg_begin_mode(store, 0) != CP_STORE_OK)
+    *event = 0;
+    /* last seen, and what the report is compared with, in one round trip: the upsert changes only
+     * last_seen_ms, so RETURNING gives the row's other columns as they were (and locks it) */
+    char nb[24];
+    const char *ip[] = {r->id, pg_i64(nb, r->now_ms)};
+    PGresult *res = pg_query(store, "recording a dataplane",
+                             "INSERT INTO dataplanes (id, first_seen_ms, last_seen_ms) VALUES ($1, $2, $2) "
+                             "ON CONFLICT (id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms "
+                             "RETURNING applied_version, rejected_version, error",
+                             2, ip);
+    if (res == NULL)
         return CP_STORE_ERROR;
-    int ok = upsert_seen(store, id, now_ms) == CP_STORE_OK;
-    cp_dataplane_t prev;
-    int have_prev = 0;
-    if (ok) {
-        ok = pg_get_dataplane(store, id, &prev) == CP_STORE_OK;
-        have_prev = ok;
+    if (PQntuples(res) != 1) {
+        PQclear(res);
+        snprintf(store->errmsg, sizeof(store->errmsg), "reading a dataplane: its row is missing");
+        return CP_STORE_ERROR;
     }
+    int64_t prev_applied = strtoll(PQgetvalue(res, 0, 0), NULL, 10), prev_rejected = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+    /* an event only when the outcome changes: heartbeats repeat the same report */
+    *event = !(r->applied ? prev_applied >= r->version
+                          : prev_rejected == r->version && strcmp(PQgetvalue(res, 0, 2), r->error != NULL ? r->error : "") == 0);
+    PQclear(res);
     char *labels_text = NULL, *stats_text = NULL;
-    if (ok && labels != NULL)
-        ok = (labels_text = json_dumps(labels, JSON_COMPACT | JSON_SORT_KEYS)) != NULL;
-    if (ok && stats != NULL)
-        ok = (stats_text = json_dumps(stats, JSON_COMPACT | JSON_SORT_KEYS)) != NULL;
+    int ok = 1;
+    if (r->labels != NULL)
+        ok = (labels_text = json_dumps(r->labels, JSON_COMPACT | JSON_SORT_KEYS)) != NULL;
+    if (ok && r->stats != NULL)
+        ok = (stats_text = json_dumps(r->stats, JSON_COMPACT | JSON_SORT_KEYS)) != NULL;
     if (ok) {
         /* the same rules as the sqlite store: an ACK clears a rejection only for that version or a
-         * newer one; applied_version never goes back */
+         * newer one; applied_version never goes back; a late heartbeat (an ACK older than the
+         * applied version) leaves reported_version and reported_hash alone */
         char vb[24];
-        const char *p[] = {pg_i64(vb, version),
-                           applied ? "t" : "f",
-                           applied || error == NULL ? "" : error,
+        const char *p[] = {pg_i64(vb, r->version),
+                           r->applied ? "t" : "f",
+                           r->applied || r->error == NULL ? "" : r->error,
                            labels_text,
                            stats_text,
-                           id,
-                           hash,
-                           traffic};
+                           r->id,
+                           r->hash,
+                           r->traffic};
         ok = pg_exec(store, "recording a status report",
-                     "UPDATE dataplanes SET reported_version = $1::bigint, delivered_since_report = 0, "
+                     "UPDATE dataplanes SET reported_version = CASE WHEN $2::boolean AND $1::bigint < applied_version "
+                     "THEN reported_version ELSE $1::bigint END, delivered_since_report = 0, "
                      "applied_version = CASE WHEN $2::boolean AND $1::bigint > applied_version THEN $1::bigint "
                      "ELSE applied_version END, "
                      "rejected_version = CASE WHEN NOT $2::boolean THEN $1::bigint WHEN rejected_version <= $1::bigint THEN 0 "
                      "ELSE rejected_version END, "
                      "error = CASE WHEN NOT $2::boolean THEN $3::text WHEN rejected_version <= $1::bigint THEN '' ELSE error END, "
                      "labels = coalesce($4::text, labels), stats = coalesce($5::text, stats), "
-                     "reported_hash = coalesce($7::text, reported_hash), traffic = coalesce($8::text, traffic), "
+                     "reported_hash = CASE WHEN $2::boolean AND $1::bigint < applied_version THEN reported_hash "
+                     "ELSE coalesce($7::text, reported_hash) END, traffic = coalesce($8::text, traffic), "
                      /* the database's clock: one time line whatever the replicas' clocks say */
                      "traffic_ms = CASE WHEN $8::text IS NULL THEN traffic_ms "
                      "ELSE (extract(epoch FROM clock_timestamp()) * 1000)::bigint END, "
                      "traffic_seq = traffic_seq + CASE WHEN $8::text IS NULL THEN 0 ELSE 1 END WHERE id = $6::text",
                      8, p) == CP_STORE_OK;
     }
-    int same = have_prev && (applied ? prev.applied_version >= version
-                                     : prev.rejected_version == version && strcmp(prev.error, error != NULL ? error : "") == 0);
-    if (have_prev)
-        cp_dataplane_dispose(&prev);
     free(labels_text);
     free(stats_text);
-    int ret = end_live_write(store, ok);
-    if (ret != CP_STORE_OK || same)
-        return ret;
-    /* the event is history: its own durable transaction, after the live row */
-    if (pg_begin_mode(store, 1) != CP_STORE_OK)
-        return CP_STORE_ERROR;
-    if (pg_event(store, now_ms, id, applied ? "ack" : "nack", version, applied ? "" : error) != CP_STORE_OK ||
-        pg_commit(store) != CP_STORE_OK) {
-        pg_abandon(store);
+    return ok ? CP_STORE_OK : CP_STORE_ERROR;
+}
+
+int pg_dataplane_reports(cp_store_t *store, const cp_dp_report_t *reports, size_t n)
+{
+    if (n == 0)
+        return CP_STORE_OK;
+    unsigned char *event = calloc(n, 1);
+    if (event == NULL) {
+        snprintf(store->errmsg, sizeof(store->errmsg), "out of memory");
         return CP_STORE_ERROR;
     }
-    return CP_STORE_OK;
+    if (pg_begin_mode(store, 0) != CP_STORE_OK) {
+        free(event);
+        return CP_STORE_ERROR;
+    }
+    int ok = 1, events = 0;
+    for (size_t i = 0; ok && i < n; i++) {
+        int e;
+        ok = report_row(store, &reports[i], &e) == CP_STORE_OK;
+        event[i] = (unsigned char)e;
+        events += e;
+    }
+    int ret = end_live_write(store, ok);
+    if (ret == CP_STORE_OK && events > 0) {
+        /* the events are history: one durable transaction for all of them (one flush for a group
+         * of ACKs), after the live rows; nobody is answered before it commits */
+        if (pg_begin_mode(store, 1) != CP_STORE_OK)
+            ret = CP_STORE_ERROR;
+        for (size_t i = 0; ret == CP_STORE_OK && i < n; i++) {
+            const cp_dp_report_t *r = &reports[i];
+            if (event[i] && pg_event(store, r->now_ms, r->id, r->applied ? "ack" : "nack", r->version,
+                                     r->applied ? "" : r->error) != CP_STORE_OK)
+                ret = CP_STORE_ERROR;
+        }
+        if (ret == CP_STORE_OK && pg_commit(store) != CP_STORE_OK)
+            ret = CP_STORE_ERROR;
+        if (ret != CP_STORE_OK)
+            pg_abandon(store);
+    }
+    free(event);
+    return ret;
 }
 
 int pg_traffic_since(cp_store_t *store, int64_t after_ms, int (*row)(void *arg, cp_row_col_fn col, void *r), void *arg)

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <unistd.h>
 #include <sqlite3.h>
 #include "cp_migrations.h"
@@ -257,6 +258,7 @@ Exit:
 
 static const cp_store_ops_t sqlite_ops;
 static void sqlite_close(cp_store_t *store);
+static void checkpointer_start(cp_store_t *store, const char *path);
 
 cp_store_t *cp_store_sqlite_open(const char *path, char *err, size_t errlen)
 {
@@ -297,13 +299,99 @@ cp_store_t *cp_store_sqlite_open(const char *path, char *err, size_t errlen)
         sqlite_close(store);
         return NULL;
     }
+    checkpointer_start(store, path);
     return store;
+}
+
+/* The WAL's checkpoints (copying committed pages into the database file, with its fsync) run on a
+ * thread of their own and its own connection, every CHECKPOINT_MS, instead of inside whichever
+ * commit crosses sqlite's threshold: a heartbeat's commit on the event loop would wait for the
+ * disk, and every call behind it. PASSIVE: it never blocks the loop's connection, and what it
+ * copies was durable in the WAL already (its commits were flushed there). */
+#define CHECKPOINT_MS 500
+
+typedef struct st_sq_checkpointer_t {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int stop;
+    sqlite3 *db;
+} sq_checkpointer_t;
+
+static void *checkpointer_main(void *arg)
+{
+    sq_checkpointer_t *c = arg;
+    pthread_mutex_lock(&c->lock);
+    while (!c->stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += (long)CHECKPOINT_MS * 1000000L;
+        ts.tv_sec += ts.tv_nsec / 1000000000L;
+        ts.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+        if (c->stop)
+            break;
+        pthread_mutex_unlock(&c->lock);
+        int log = 0, done = 0;
+        int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+            PW_WARN("store: checkpointing the WAL: %s", sqlite3_errmsg(c->db));
+        pthread_mutex_lock(&c->lock);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return NULL;
+}
+
+static void checkpointer_stop(cp_store_t *store)
+{
+    sq_checkpointer_t *c = store->ckpt;
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&c->lock);
+    c->stop = 1;
+    pthread_cond_signal(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+    pthread_join(c->thread, NULL);
+    sqlite3_close(c->db);
+    pthread_cond_destroy(&c->cond);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+    store->ckpt = NULL;
+}
+
+/* Starts the checkpointer; when it cannot start, sqlite checkpoints in commits as by default. */
+static void checkpointer_start(cp_store_t *store, const char *path)
+{
+    sq_checkpointer_t *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return;
+    if (sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK ||
+        sqlite3_exec(c->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL) != SQLITE_OK) {
+        PW_WARN("store: %s: no WAL checkpointer (%s): checkpoints run in commits", path, sqlite3_errmsg(c->db));
+        sqlite3_close(c->db);
+        free(c);
+        return;
+    }
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->cond, NULL);
+    if (pthread_create(&c->thread, NULL, checkpointer_main, c) != 0) {
+        PW_WARN("store: %s: no WAL checkpointer (cannot start a thread): checkpoints run in commits", path);
+        sqlite3_close(c->db);
+        pthread_cond_destroy(&c->cond);
+        pthread_mutex_destroy(&c->lock);
+        free(c);
+        return;
+    }
+    store->ckpt = c;
+    if (sq_exec(store, "PRAGMA wal_autocheckpoint=0") != CP_STORE_OK)
+        checkpointer_stop(store);
 }
 
 static void sqlite_close(cp_store_t *store)
 {
     if (store == NULL)
         return;
+    checkpointer_stop(store);
     sqlite3_close(store->db);
     free(store);
 }
@@ -692,7 +780,7 @@ static const cp_store_ops_t sqlite_ops = {
     .event = sq_event,
     .dataplane_seen = sq_dataplane_seen,
     .dataplanes_delivered = sq_dataplanes_delivered,
-    .dataplane_report = sq_dataplane_report,
+    .dataplane_reports = sq_dataplane_reports,
     .traffic_since = sq_traffic_since,
     .forget_dataplane = sq_forget_dataplane,
     .dataplane_admit = sq_dataplane_admit,

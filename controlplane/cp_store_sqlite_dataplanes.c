@@ -107,11 +107,12 @@ int sq_get_dataplane(cp_store_t *store, const char *id, cp_dataplane_t *out)
     return ret;
 }
 
-int sq_list_dataplanes(cp_store_t *store, const char *after, int limit, cp_dataplane_t **out, size_t *count)
+int sq_list_dataplanes(cp_store_t *store, const char *after, int limit, int narrow, cp_dataplane_t **out, size_t *count)
 {
     *out = NULL;
     *count = 0;
-    sqlite3_stmt *st = sq_prepare(store, "SELECT " CP_DP_COLUMNS " FROM dataplanes WHERE id > ? ORDER BY id LIMIT ?");
+    sqlite3_stmt *st = sq_prepare(store, narrow ? "SELECT " CP_DP_STATE_COLUMNS " FROM dataplanes WHERE id > ? ORDER BY id LIMIT ?"
+                                                : "SELECT " CP_DP_COLUMNS " FROM dataplanes WHERE id > ? ORDER BY id LIMIT ?");
     if (st == NULL)
         return CP_STORE_ERROR;
     sqlite3_bind_text(st, 1, after != NULL ? after : "", -1, SQLITE_STATIC);
@@ -164,87 +165,124 @@ int sq_dataplane_admit(cp_store_t *store, const char *id, uint64_t max)
     return ret;
 }
 
-int sq_dataplane_report(cp_store_t *store, const char *id, int64_t now_ms, int64_t version, int applied, const char *error,
-                        json_t *labels, json_t *stats, const char *hash, const char *traffic)
+/* One report's row, inside the open live transaction; *event set when the outcome changed. */
+static int report_row(cp_store_t *store, sqlite3_stmt *prev_st, sqlite3_stmt *st, const cp_dp_report_t *r, int *event)
 {
-    if (begin_live_write(store) != CP_STORE_OK)
+    *event = 0;
+    if (upsert_seen(store, r->id, r->now_ms) != CP_STORE_OK)
         return CP_STORE_ERROR;
-    int ok = upsert_seen(store, id, now_ms) == CP_STORE_OK;
-    cp_dataplane_t prev;
-    int have_prev = 0;
-    if (ok) {
-        ok = sq_get_dataplane(store, id, &prev) == CP_STORE_OK;
-        have_prev = ok;
+    /* what the report is compared with: only the columns needed */
+    sqlite3_bind_text(prev_st, 1, r->id, -1, SQLITE_STATIC);
+    if (sqlite3_step(prev_st) != SQLITE_ROW) {
+        sqlite3_reset(prev_st);
+        return sq_fail(store, "reading a dataplane");
     }
-    char *labels_text = NULL, *stats_text = NULL;
-    if (ok && labels != NULL)
-        ok = (labels_text = json_dumps(labels, JSON_COMPACT | JSON_SORT_KEYS)) != NULL;
-    if (ok && stats != NULL)
-        ok = (stats_text = json_dumps(stats, JSON_COMPACT | JSON_SORT_KEYS)) != NULL;
-    if (ok) {
-        /* an ACK clears a rejection only when it is for that version or a newer one: a heartbeat
-         * that re-ACKs the version still running after a NACK does not hide the NACK */
-        /* applied_version never goes back: versions only grow, so an older ACK is a late heartbeat */
-        sqlite3_stmt *st = sq_prepare(store, "UPDATE dataplanes SET reported_version = ?1, delivered_since_report = 0, "
-                                             "applied_version = CASE WHEN ?2 AND ?1 > applied_version THEN ?1 "
-                                             "ELSE applied_version END, "
-                                             "rejected_version = CASE WHEN NOT ?2 THEN ?1 WHEN rejected_version <= ?1 THEN 0 "
-                                             "ELSE rejected_version END, "
-                                             "error = CASE WHEN NOT ?2 THEN ?3 WHEN rejected_version <= ?1 THEN '' ELSE error END, "
-                                             "labels = coalesce(?4, labels), stats = coalesce(?5, stats), "
-                                             "reported_hash = coalesce(?7, reported_hash), "
-                                             "traffic = coalesce(?8, traffic), "
-                                             "traffic_ms = CASE WHEN ?8 IS NULL THEN traffic_ms ELSE ?9 END, "
-                                             "traffic_seq = traffic_seq + (?8 IS NOT NULL) WHERE id = ?6");
-        ok = st != NULL;
-        if (ok) {
-            sqlite3_bind_int64(st, 1, version);
-            sqlite3_bind_int(st, 2, applied ? 1 : 0);
-            sqlite3_bind_text(st, 3, applied || error == NULL ? "" : error, -1, SQLITE_STATIC);
-            if (labels_text != NULL)
-                sqlite3_bind_text(st, 4, labels_text, -1, SQLITE_STATIC);
-            else
-                sqlite3_bind_null(st, 4);
-            if (stats_text != NULL)
-                sqlite3_bind_text(st, 5, stats_text, -1, SQLITE_STATIC);
-            else
-                sqlite3_bind_null(st, 5);
-            sqlite3_bind_text(st, 6, id, -1, SQLITE_STATIC);
-            if (hash != NULL)
-                sqlite3_bind_text(st, 7, hash, -1, SQLITE_STATIC);
-            else
-                sqlite3_bind_null(st, 7);
-            if (traffic != NULL)
-                sqlite3_bind_text(st, 8, traffic, -1, SQLITE_STATIC);
-            else
-                sqlite3_bind_null(st, 8);
-            sqlite3_bind_int64(st, 9, now_ms);
-            ok = sqlite3_step(st) == SQLITE_DONE;
-            if (!ok)
-                sq_fail(store, "recording a status report");
-            sqlite3_finalize(st);
-        }
-    }
+    int64_t prev_applied = sqlite3_column_int64(prev_st, 0), prev_rejected = sqlite3_column_int64(prev_st, 1);
+    const char *perr = (const char *)sqlite3_column_text(prev_st, 2);
     /* an event only when the outcome changes: heartbeats repeat the same report */
-    int same = have_prev && (applied ? prev.applied_version >= version
-                                     : prev.rejected_version == version && strcmp(prev.error, error != NULL ? error : "") == 0);
-    if (have_prev)
-        cp_dataplane_dispose(&prev);
+    *event = !(r->applied ? prev_applied >= r->version
+                          : prev_rejected == r->version && strcmp(perr != NULL ? perr : "", r->error != NULL ? r->error : "") == 0);
+    sqlite3_reset(prev_st);
+    char *labels_text = NULL, *stats_text = NULL;
+    int ok = 1;
+    if (r->labels != NULL)
+        ok = (labels_text = json_dumps(r->labels, JSON_COMPACT | JSON_SORT_KEYS)) != NULL;
+    if (ok && r->stats != NULL)
+        ok = (stats_text = json_dumps(r->stats, JSON_COMPACT | JSON_SORT_KEYS)) != NULL;
+    if (ok) {
+        sqlite3_bind_int64(st, 1, r->version);
+        sqlite3_bind_int(st, 2, r->applied ? 1 : 0);
+        sqlite3_bind_text(st, 3, r->applied || r->error == NULL ? "" : r->error, -1, SQLITE_STATIC);
+        if (labels_text != NULL)
+            sqlite3_bind_text(st, 4, labels_text, -1, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(st, 4);
+        if (stats_text != NULL)
+            sqlite3_bind_text(st, 5, stats_text, -1, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(st, 5);
+        sqlite3_bind_text(st, 6, r->id, -1, SQLITE_STATIC);
+        if (r->hash != NULL)
+            sqlite3_bind_text(st, 7, r->hash, -1, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(st, 7);
+        if (r->traffic != NULL)
+            sqlite3_bind_text(st, 8, r->traffic, -1, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(st, 8);
+        sqlite3_bind_int64(st, 9, r->now_ms);
+        ok = sqlite3_step(st) == SQLITE_DONE;
+        if (!ok)
+            sq_fail(store, "recording a status report");
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
     free(labels_text);
     free(stats_text);
-    int ret = end_live_write(store, ok);
-    if (ret != CP_STORE_OK || same)
-        return ret;
-    /* the event is history: its own transaction at synchronous=FULL, after the live row */
-    if (sq_begin(store) != CP_STORE_OK)
-        return CP_STORE_ERROR;
-    if (sq_event(store, now_ms, id, applied ? "ack" : "nack", version <= store->active ? version : 0, applied ? "" : error) !=
-            CP_STORE_OK ||
-        sq_exec(store, "COMMIT") != CP_STORE_OK) {
-        sq_abandon(store);
+    return ok ? CP_STORE_OK : CP_STORE_ERROR;
+}
+
+int sq_dataplane_reports(cp_store_t *store, const cp_dp_report_t *reports, size_t n)
+{
+    if (n == 0)
+        return CP_STORE_OK;
+    unsigned char *event = calloc(n, 1);
+    if (event == NULL) {
+        snprintf(store->errmsg, sizeof(store->errmsg), "out of memory");
         return CP_STORE_ERROR;
     }
-    return CP_STORE_OK;
+    if (begin_live_write(store) != CP_STORE_OK) {
+        free(event);
+        return CP_STORE_ERROR;
+    }
+    sqlite3_stmt *prev_st = sq_prepare(store, "SELECT applied_version, rejected_version, error FROM dataplanes WHERE id = ?");
+    /* an ACK clears a rejection only when it is for that version or a newer one: a heartbeat that
+     * re-ACKs the version still running after a NACK does not hide the NACK. applied_version never
+     * goes back: versions only grow, so an older ACK is a late heartbeat (built before the newer
+     * version was applied, landing after its ACK), whose version and hash are not the dataplane's
+     * state any more: they are kept as they are */
+    sqlite3_stmt *st = sq_prepare(store, "UPDATE dataplanes SET "
+                                         "reported_version = CASE WHEN ?2 AND ?1 < applied_version THEN reported_version "
+                                         "ELSE ?1 END, delivered_since_report = 0, "
+                                         "applied_version = CASE WHEN ?2 AND ?1 > applied_version THEN ?1 "
+                                         "ELSE applied_version END, "
+                                         "rejected_version = CASE WHEN NOT ?2 THEN ?1 WHEN rejected_version <= ?1 THEN 0 "
+                                         "ELSE rejected_version END, "
+                                         "error = CASE WHEN NOT ?2 THEN ?3 WHEN rejected_version <= ?1 THEN '' ELSE error END, "
+                                         "labels = coalesce(?4, labels), stats = coalesce(?5, stats), "
+                                         "reported_hash = CASE WHEN ?2 AND ?1 < applied_version THEN reported_hash "
+                                         "ELSE coalesce(?7, reported_hash) END, "
+                                         "traffic = coalesce(?8, traffic), "
+                                         "traffic_ms = CASE WHEN ?8 IS NULL THEN traffic_ms ELSE ?9 END, "
+                                         "traffic_seq = traffic_seq + (?8 IS NOT NULL) WHERE id = ?6");
+    int ok = prev_st != NULL && st != NULL, events = 0;
+    for (size_t i = 0; ok && i < n; i++) {
+        int e;
+        ok = report_row(store, prev_st, st, &reports[i], &e) == CP_STORE_OK;
+        event[i] = (unsigned char)e;
+        events += e;
+    }
+    sqlite3_finalize(prev_st);
+    sqlite3_finalize(st);
+    int ret = end_live_write(store, ok);
+    if (ret == CP_STORE_OK && events > 0) {
+        /* the events are history: one transaction at synchronous=FULL for all of them (one flush
+         * for a whole group of ACKs), after the live rows; nobody is answered before it commits */
+        if (sq_begin(store) != CP_STORE_OK)
+            ret = CP_STORE_ERROR;
+        for (size_t i = 0; ret == CP_STORE_OK && i < n; i++) {
+            const cp_dp_report_t *r = &reports[i];
+            if (event[i] && sq_event(store, r->now_ms, r->id, r->applied ? "ack" : "nack",
+                                     r->version <= store->active ? r->version : 0, r->applied ? "" : r->error) != CP_STORE_OK)
+                ret = CP_STORE_ERROR;
+        }
+        if (ret == CP_STORE_OK && sq_exec(store, "COMMIT") != CP_STORE_OK)
+            ret = CP_STORE_ERROR;
+        if (ret != CP_STORE_OK)
+            sq_abandon(store);
+    }
+    free(event);
+    return ret;
 }
 
 int sq_traffic_since(cp_store_t *store, int64_t after_ms, int (*row)(void *arg, cp_row_col_fn col, void *r), void *arg)

@@ -677,6 +677,10 @@ async def bench(args):
 
 async def finish(args, fleet, dps, tasks, lag, lag_task, result, admin, q1):
     result["cp_after"] = figures(args.pid or [])
+    # connections opened per kind: more than one per dataplane means the control plane closed
+    # idle keep-alive connections between heartbeats (request_timeout below heartbeat_interval)
+    result["connections_opened"] = {"poll": sum(d.poll_conn.opened for d in dps),
+                                    "heartbeat": sum(d.beat_conn.opened for d in dps)}
     if args.bench and args.admin_token and result.get("synced") == args.n:
         # what GET /v1/dataplanes says of the fleet; a late heartbeat may show a transient state,
         # so it is asked again until every one is synced or a heartbeat interval and 2 s have passed

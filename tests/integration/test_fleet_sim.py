@@ -77,6 +77,22 @@ def test_fleet_of_200_acks_every_push_within_a_second():
 
 
 @pwtest.test
+def test_heartbeats_keep_their_connection():
+    # with the default request_timeout, a heartbeat's keep-alive connection outlives the default
+    # heartbeat_interval (5 s): 50 dataplanes beating for 12 s open one heartbeat connection each
+    # (at a 5 s request_timeout the control plane closed them between heartbeats)
+    n = 50
+    cp = cp_util.ControlPlane()
+    cp_util.expect(cp.call("PUT", "/v1/config", cp_util.fleet()), 201)
+    argv = ["--url", f"http://127.0.0.1:{cp.port}", "-n", str(n), "--token", cp_util.DATAPLANE, "--admin-token", cp_util.ADMIN,
+            "--pid", str(cp.proc.p.pid), "--quiet", "--bench", "--pushes", "1", "--interval", "0.5", "--steady", "12"]
+    r = asyncio.run(fleet_sim.bench(fleet_sim.parse_args(argv)))
+    assert r["ok"], r.get("failure")
+    assert not r["errors"], r["errors"]
+    assert r["connections_opened"]["heartbeat"] == n, r["connections_opened"]
+
+
+@pwtest.test
 def test_a_fleet_beyond_max_long_polls_is_told_to_come_back():
     # what an operator sees who did not raise the limits: polls beyond max_long_polls are answered
     # at once (304, Retry-After) and asked again; the simulator counts them, nothing fails

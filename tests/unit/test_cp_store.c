@@ -475,6 +475,67 @@ static void test_dataplane_late_ack_and_retry(void **state)
     cp_dataplane_dispose(&dp);
 }
 
+/* Issue 16: a heartbeat built before the dataplane applied a new version lands after its ACK: its
+ * older version and hash are not what the dataplane runs, and do not replace them (it would show
+ * drifted until its next heartbeat). */
+static void test_dataplane_late_heartbeat_keeps_hash(void **state)
+{
+    fixture_t *f = *state;
+    append(f->store, "{}", H1, -1, CP_STORE_CREATED);
+    append(f->store, "{\"a\":1}", H2, -1, CP_STORE_CREATED);
+    cp_dataplane_t dp;
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 1000, 1, 1, NULL, NULL, NULL, H1, NULL), CP_STORE_OK);
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 2000, 2, 1, NULL, NULL, NULL, H2, NULL), CP_STORE_OK);
+    /* the late heartbeat, built while it still ran version 1 */
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 2100, 1, 1, NULL, NULL, NULL, H1, NULL), CP_STORE_OK);
+    assert_int_equal(cp_store_get_dataplane(f->store, "dp-1", &dp), CP_STORE_OK);
+    assert_int_equal(dp.applied_version, 2);
+    assert_int_equal(dp.reported_version, 2);
+    assert_string_equal(dp.reported_hash, H2);
+    cp_dataplane_dispose(&dp);
+    /* the next heartbeat, of what it runs, is stored as ever */
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-1", 7000, 2, 1, NULL, NULL, NULL, H2, NULL), CP_STORE_OK);
+    assert_int_equal(cp_store_get_dataplane(f->store, "dp-1", &dp), CP_STORE_OK);
+    assert_int_equal(dp.reported_version, 2);
+    assert_string_equal(dp.reported_hash, H2);
+    cp_dataplane_dispose(&dp);
+}
+
+/* Reports stored together (cp_store_dataplane_reports): each by the single report's rules, in
+ * order, with one event per changed outcome and none for a repeated one. */
+static void test_dataplane_reports_batch(void **state)
+{
+    fixture_t *f = *state;
+    append(f->store, "{}", H1, -1, CP_STORE_CREATED);
+    append(f->store, "{\"a\":1}", H2, -1, CP_STORE_CREATED);
+    cp_dp_report_t r[] = {
+        {"dp-a", 1000, 2, 1, NULL, NULL, NULL, H2, NULL}, {"dp-b", 1001, 2, 0, "bad", NULL, NULL, NULL, NULL},
+        {"dp-a", 1002, 2, 1, NULL, NULL, NULL, H2, NULL}, /* a heartbeat: no event */
+        {"dp-c", 1003, 1, 1, NULL, NULL, NULL, H1, NULL}, {"dp-b", 1004, 2, 1, NULL, NULL, NULL, H2, NULL}, /* the retry applied */
+    };
+    assert_int_equal(cp_store_dataplane_reports(f->store, r, 5), CP_STORE_OK);
+    json_t *ev = cp_store_list_events(f->store, 0, 100, NULL);
+    /* newest first: two versions, then ack dp-a, nack dp-b, ack dp-c, ack dp-b */
+    assert_int_equal(json_array_size(ev), 6);
+    const char *want[][2] = {{"ack", "dp-b"}, {"ack", "dp-c"}, {"nack", "dp-b"}, {"ack", "dp-a"}};
+    for (size_t i = 0; i < 4; i++) {
+        assert_string_equal(json_string_value(json_object_get(json_array_get(ev, i), "action")), want[i][0]);
+        assert_string_equal(json_string_value(json_object_get(json_array_get(ev, i), "actor")), want[i][1]);
+    }
+    json_decref(ev);
+    cp_dataplane_t dp;
+    assert_int_equal(cp_store_get_dataplane(f->store, "dp-b", &dp), CP_STORE_OK);
+    assert_int_equal(dp.applied_version, 2);
+    assert_int_equal(dp.rejected_version, 0);
+    assert_int_equal(cp_dp_state(&dp, 2, 1004, 30000, 0, 0), CP_DP_SYNCED);
+    cp_dataplane_dispose(&dp);
+    assert_int_equal(cp_store_get_dataplane(f->store, "dp-c", &dp), CP_STORE_OK);
+    assert_int_equal(dp.applied_version, 1);
+    assert_string_equal(dp.reported_hash, H1);
+    cp_dataplane_dispose(&dp);
+    assert_int_equal(cp_store_dataplane_reports(f->store, r, 0), CP_STORE_OK);
+}
+
 /* Review item 7: no new dataplane beyond the limit; known ones still report. */
 static void test_dataplane_admit(void **state)
 {
@@ -850,6 +911,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dataplanes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forget_dataplane_and_drift_state, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dataplane_late_ack_and_retry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dataplane_late_heartbeat_keeps_hash, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dataplane_reports_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dataplane_admit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_traffic_reports, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_written_at_full, setup, teardown),

@@ -243,9 +243,10 @@ void cp_wake_waiters(cp_server_t *srv);
 int64_t cp_expire_waiters(cp_server_t *srv);
 
 /* Stores the status reports queued since the last call (at most CP_REPORT_BATCH of them, oldest
- * first) in one store call, so that the ACKs of a push share one durable commit, and then answers
+ * first; CP_REPORT_BATCH_SQLITE on sqlite) in one store call, so that the ACKs of a push share one durable commit, and then answers
  * each. Returns 1 when more are queued (the loop should not sleep), else 0. */
-#define CP_REPORT_BATCH 128
+#define CP_REPORT_BATCH 128 /* the most; sqlite stores at most CP_REPORT_BATCH_SQLITE */
+#define CP_REPORT_BATCH_SQLITE 32
 int cp_flush_reports(cp_server_t *srv);
 
 /* --- safe rollouts (cp_rollout_engine.c) ------------------------------------------------------ */

@@ -1,7 +1,6 @@
 // Events: the audit log, newest first, filtered by actor and action, paged.
-import {html, useEffect, useState} from './preact-htm.js';
-import {get, query} from './api.js';
-import {ErrorBox, fmtTime} from './ui.js';
+import {html, useState} from './preact-htm.js';
+import {ErrorBox, fmtTime, usePaged} from './ui.js';
 
 const ACTIONS = ['apply', 'patch', 'rollback', 'tag', 'tag_delete', 'ack', 'nack', 'forget', 'rollout_start', 'rollout_step',
   'rollout_pause', 'rollout_resume', 'rollout_promote', 'rollout_abort', 'rollout_rollback', 'rollout_gate_fail'];
@@ -10,25 +9,7 @@ const PAGE = 50;
 export function EventsPage() {
   const [filters, setFilters] = useState({actor: '', action: ''});
   const [actor, setActor] = useState('');
-  const [events, setEvents] = useState([]);
-  const [next, setNext] = useState(null);
-  const [error, setError] = useState(null);
-  const [loading, setLoading] = useState(true);
-  const load = async (before, append) => {
-    setLoading(true);
-    try {
-      const data = await get('/v1/events' + query({limit: PAGE, before, actor: filters.actor, action: filters.action}));
-      setEvents(old => (append ? old.concat(data.events) : data.events));
-      setNext(data.next_before || null);
-      setError(null);
-    } catch (e) {
-      setError(e);
-    }
-    setLoading(false);
-  };
-  useEffect(() => {
-    load(undefined, false);
-  }, [filters]);
+  const {items: events, next, error, loading, more} = usePaged('/v1/events', 'events', PAGE, filters);
   return html`<section data-page="events">
     <div class="page-head">
       <h1>Events</h1>
@@ -49,6 +30,6 @@ export function EventsPage() {
             <td>${e.version ? html`<a href=${'#/versions/' + e.version}>v${e.version}</a>` : ''}</td><td class="msg">${e.message}</td></tr>`)}</tbody>
         </table></div>`
       : null}
-    <div class="pager">${next ? html`<button type="button" onClick=${() => load(next, true)} disabled=${loading}>Older events</button>` : null}</div>
+    <div class="pager">${next ? html`<button type="button" onClick=${more} disabled=${loading}>Older events</button>` : null}</div>
   </section>`;
 }

@@ -1,5 +1,6 @@
 // Small pieces every page uses: formatting, error boxes, the confirm dialog, polling.
 import {html, useEffect, useRef, useState} from './preact-htm.js';
+import {get, query} from './api.js';
 
 export {html};
 
@@ -87,6 +88,26 @@ export function useLoad(load, deps, everyMs = 0) {
     };
   }, deps);
   return [state.data, state.error, run];
+}
+
+// A newest-first list of the API paged by ?before= (versions, events): `path`, the member of the
+// answer holding the items (`key`), and the filters (`params`, reloaded from the first page when
+// they change). Returns {items, next, error, loading, more}; more() appends the next page.
+export function usePaged(path, key, limit, params) {
+  const [state, setState] = useState({items: [], next: null, error: null, loading: true});
+  const load = async (before, append) => {
+    setState(s => ({...s, loading: true}));
+    try {
+      const data = await get(path + query({limit, before, ...params}));
+      setState(s => ({items: append ? s.items.concat(data[key]) : data[key], next: data.next_before || null, error: null, loading: false}));
+    } catch (error) {
+      setState(s => ({...s, error, loading: false}));
+    }
+  };
+  useEffect(() => {
+    load(undefined, false);
+  }, [JSON.stringify(params)]);
+  return {...state, more: () => load(state.next, true)};
 }
 
 // A modal: what an admin action will do, a message field, and Confirm / Cancel. `onConfirm`

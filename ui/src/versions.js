@@ -3,7 +3,7 @@
 // version, and for admins "Roll back to this version" and "Tag").
 import {html, useEffect, useLayoutEffect, useRef, useState} from './preact-htm.js';
 import {api, get, query} from './api.js';
-import {Badge, Changes, ConfirmDialog, ErrorBox, fmtTime, useLoad} from './ui.js';
+import {Badge, Changes, ConfirmDialog, ErrorBox, fmtTime, useLoad, usePaged} from './ui.js';
 import {toYaml} from './yaml.js';
 
 const PAGE = 20;
@@ -63,27 +63,8 @@ function Arrows({items, listRef}) {
 export function VersionsPage() {
   const [filters, setFilters] = useState({author: '', kind: ''});
   const [author, setAuthor] = useState('');
-  const [items, setItems] = useState([]);
-  const [next, setNext] = useState(null);
-  const [error, setError] = useState(null);
-  const [loading, setLoading] = useState(true);
+  const {items, next, error, loading, more} = usePaged('/v1/versions', 'versions', PAGE, filters);
   const listRef = useRef(null);
-
-  const load = async (before, append) => {
-    setLoading(true);
-    try {
-      const data = await get('/v1/versions' + query({limit: PAGE, before, author: filters.author, kind: filters.kind}));
-      setItems(old => (append ? old.concat(data.versions) : data.versions));
-      setNext(data.next_before || null);
-      setError(null);
-    } catch (e) {
-      setError(e);
-    }
-    setLoading(false);
-  };
-  useEffect(() => {
-    load(undefined, false);
-  }, [filters]);
 
   return html`<section data-page="versions">
     <div class="page-head">
@@ -112,7 +93,7 @@ export function VersionsPage() {
       </ol>
     </div>
     <div class="pager">
-      ${next ? html`<button type="button" onClick=${() => load(next, true)} disabled=${loading}>Older versions</button>` : items.length ? html`<span class="muted">The first version is shown.</span>` : null}
+      ${next ? html`<button type="button" onClick=${more} disabled=${loading}>Older versions</button>` : items.length ? html`<span class="muted">The first version is shown.</span>` : null}
     </div>
   </section>`;
 }

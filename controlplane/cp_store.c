@@ -314,6 +314,17 @@ int cp_store_get_dataplane(cp_store_t *store, const char *id, cp_dataplane_t *ou
     return store->ops->get_dataplane(store, id, out);
 }
 
+int cp_store_get_dataplanes(cp_store_t *store, const char *const *ids, size_t n, int narrow, cp_dataplane_t *out, int *found)
+{
+    memset(found, 0, n * sizeof(*found));
+    return n == 0 ? CP_STORE_OK : store->ops->get_dataplanes(store, ids, n, narrow, out, found);
+}
+
+int cp_store_dataplanes_polled(cp_store_t *store, const cp_dp_poll_t *polls, size_t n, int64_t now_ms)
+{
+    return n == 0 ? CP_STORE_OK : store->ops->dataplanes_polled(store, polls, n, now_ms);
+}
+
 int cp_store_list_dataplanes(cp_store_t *store, const char *after, int limit, cp_dataplane_t **out, size_t *count)
 {
     return store->ops->list_dataplanes(store, after, limit, 0, out, count);

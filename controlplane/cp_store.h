@@ -251,6 +251,21 @@ int cp_store_dataplane_admit(cp_store_t *store, const char *id, uint64_t max);
 /* One dataplane: OK / NOT_FOUND / ERROR. */
 int cp_store_get_dataplane(cp_store_t *store, const char *id, cp_dataplane_t *out);
 
+/* Dataplanes ids[0..n-1] read together (one query on PostgreSQL): found[i] says whether out[i] holds
+ * ids[i]'s row (dispose each found one). `narrow`: without labels, stats and traffic, as
+ * cp_store_list_dataplane_states. OK, or ERROR (nothing to dispose). */
+int cp_store_get_dataplanes(cp_store_t *store, const char *const *ids, size_t n, int narrow, cp_dataplane_t *out, int *found);
+
+/* One config call of a known dataplane, as cp_store_dataplanes_polled takes it (borrowed). */
+typedef struct st_cp_dp_poll_t {
+    const char *id;
+    json_t *labels; /* the labels it sent, NULL = none sent (the stored ones stay) */
+} cp_dp_poll_t;
+
+/* Records config calls of known dataplanes made at now_ms (long polls that arrived together): last
+ * seen = now_ms, and the labels each sent, in one live transaction. OK, or ERROR for all. */
+int cp_store_dataplanes_polled(cp_store_t *store, const cp_dp_poll_t *polls, size_t n, int64_t now_ms);
+
 /* Dataplanes ordered by id, with id > after (NULL: from the first), at most limit (<= 0: all).
  * *out is an array of *count entries; free with cp_dataplanes_free. */
 int cp_store_list_dataplanes(cp_store_t *store, const char *after, int limit, cp_dataplane_t **out, size_t *count);

@@ -40,6 +40,8 @@ typedef struct st_cp_store_ops_t {
     int (*forget_dataplane)(cp_store_t *store, const char *id, const char *actor);
     int (*dataplane_admit)(cp_store_t *store, const char *id, uint64_t max);
     int (*get_dataplane)(cp_store_t *store, const char *id, cp_dataplane_t *out);
+    int (*get_dataplanes)(cp_store_t *store, const char *const *ids, size_t n, int narrow, cp_dataplane_t *out, int *found);
+    int (*dataplanes_polled)(cp_store_t *store, const cp_dp_poll_t *polls, size_t n, int64_t now_ms);
     int (*list_dataplanes)(cp_store_t *store, const char *after, int limit, int narrow, cp_dataplane_t **out, size_t *count);
     int (*dataplane_labels)(cp_store_t *store, const char *id, json_t *labels);
     int (*ro_insert)(cp_store_t *store, cp_rollout_t *ro);
@@ -138,6 +140,8 @@ int sq_forget_dataplane(cp_store_t *store, const char *id, const char *actor);
 int sq_dataplane_admit(cp_store_t *store, const char *id, uint64_t max);
 int sq_list_dataplanes(cp_store_t *store, const char *after, int limit, int narrow, cp_dataplane_t **out, size_t *count);
 int sq_dataplane_labels(cp_store_t *store, const char *id, json_t *labels);
+int sq_get_dataplanes(cp_store_t *store, const char *const *ids, size_t n, int narrow, cp_dataplane_t *out, int *found);
+int sq_dataplanes_polled(cp_store_t *store, const cp_dp_poll_t *polls, size_t n, int64_t now_ms);
 int sq_ro_insert(cp_store_t *store, cp_rollout_t *ro);
 int sq_ro_update(cp_store_t *store, const cp_rollout_t *ro);
 int sq_ro_verdict(cp_store_t *store, int64_t rollout, int64_t now_ms, size_t step, cp_verdict_t result, const char *figures);

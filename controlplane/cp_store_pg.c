@@ -226,6 +226,87 @@ PGresult *pg_query(cp_store_t *store, const char *what, const char *sql, int n, 
     }
 }
 
+int pg_pipeline(cp_store_t *store, const char *what, const pg_stmt_t *stmts, size_t n, PGresult **results)
+{
+    cp_pg_t *pg = store->pg;
+    memset(results, 0, n * sizeof(*results));
+    if (n == 0)
+        return CP_STORE_OK;
+    if (ensure(store) != CP_STORE_OK) {
+        PW_ERROR("store: %s", store->errmsg);
+        return CP_STORE_ERROR;
+    }
+    /* prepared before the pipeline starts (PQprepare waits for its answer) */
+    const char **names = calloc(n, sizeof(*names));
+    if (names == NULL) {
+        snprintf(store->errmsg, sizeof(store->errmsg), "out of memory");
+        return CP_STORE_ERROR;
+    }
+    for (size_t i = 0; i < n; i++)
+        names[i] = prepared_name(pg, stmts[i].sql, stmts[i].n);
+    int ok = PQenterPipelineMode(pg->conn) == 1;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (names[i] != NULL ? PQsendQueryPrepared(pg->conn, names[i], stmts[i].n, stmts[i].params, NULL, NULL, 0)
+                               : PQsendQueryParams(pg->conn, stmts[i].sql, stmts[i].n, NULL, stmts[i].params, NULL, NULL, 0)) == 1;
+    free(names);
+    if (ok)
+        ok = PQpipelineSync(pg->conn) == 1;
+    if (!ok) {
+        /* nothing was sent, or the connection failed: it cannot be trusted for the transaction */
+        pg_fail(store, what, NULL);
+        pg->broken = 1;
+        PQexitPipelineMode(pg->conn);
+        return CP_STORE_ERROR;
+    }
+    /* each statement's result, then NULL; then the sync point. A failed statement aborts the ones
+     * after it (PGRES_PIPELINE_ABORTED) */
+    size_t at = 0;
+    int failed = 0, synced = 0;
+    while (!synced) {
+        PGresult *res = PQgetResult(pg->conn);
+        if (res == NULL) {
+            if (PQstatus(pg->conn) != CONNECTION_OK) {
+                if (!failed)
+                    pg_fail(store, what, NULL);
+                failed = 1;
+                break;
+            }
+            if (++at > n) { /* the end of one statement's results; never more than were sent */
+                if (!failed)
+                    snprintf(store->errmsg, sizeof(store->errmsg), "%s: more results than statements", what);
+                failed = 1;
+                pg->broken = 1;
+                break;
+            }
+            continue;
+        }
+        ExecStatusType st = PQresultStatus(res);
+        if (st == PGRES_PIPELINE_SYNC) {
+            PQclear(res);
+            synced = 1;
+        } else if ((st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) && at < n && results[at] == NULL) {
+            results[at] = res;
+        } else {
+            if (!failed && st != PGRES_PIPELINE_ABORTED)
+                pg_fail(store, what, res);
+            failed = 1;
+            PQclear(res);
+        }
+    }
+    if (PQexitPipelineMode(pg->conn) != 1)
+        pg->broken = 1;
+    if (failed || at != n) {
+        if (!failed)
+            snprintf(store->errmsg, sizeof(store->errmsg), "%s: %zu results for %zu statements", what, at, n);
+        for (size_t i = 0; i < n; i++) {
+            PQclear(results[i]);
+            results[i] = NULL;
+        }
+        return CP_STORE_ERROR;
+    }
+    return CP_STORE_OK;
+}
+
 int pg_exec(cp_store_t *store, const char *what, const char *sql, int n, const char *const *params)
 {
     PGresult *res = pg_query(store, what, sql, n, params);
@@ -844,6 +925,8 @@ static const cp_store_ops_t pg_ops = {
     .get_dataplane = pg_get_dataplane,
     .list_dataplanes = pg_list_dataplanes,
     .dataplane_labels = pg_dataplane_labels,
+    .get_dataplanes = pg_get_dataplanes,
+    .dataplanes_polled = pg_dataplanes_polled,
     .ro_insert = pg_ro_insert,
     .ro_update = pg_ro_update,
     .ro_verdict = pg_ro_verdict,

@@ -47,6 +47,18 @@ PGconn *pg_connect(const char *url, const char *name, char *err, size_t errlen);
  * the reason recorded ("database unavailable: ..." when the connection is down) and logged. */
 PGresult *pg_query(cp_store_t *store, const char *what, const char *sql, int n, const char *const *params);
 int pg_exec(cp_store_t *store, const char *what, const char *sql, int n, const char *const *params);
+/* One statement of a pipeline: sql with n text parameters. */
+typedef struct st_pg_stmt_t {
+    const char *sql;
+    int n;
+    const char *const *params;
+} pg_stmt_t;
+/* Runs stmts[0..n-1] in order in one round trip (libpq's pipeline mode), inside the open transaction:
+ * results[i] gets each one's result (the caller PQclears them). OK, or ERROR with the reason recorded
+ * (every results[i] NULL; the transaction must be abandoned). The connection blocks: keep the
+ * statements' answers small (a few rows), so PostgreSQL never waits on a client that is still
+ * sending. */
+int pg_pipeline(cp_store_t *store, const char *what, const pg_stmt_t *stmts, size_t n, PGresult **results);
 /* Records the failure of `what` (res may be NULL) and returns CP_STORE_ERROR. */
 int pg_fail(cp_store_t *store, const char *what, PGresult *res);
 /* A transaction: durable (synchronous_commit on: history) or not (live rows). */
@@ -54,6 +66,9 @@ int pg_begin_mode(cp_store_t *store, int durable);
 int pg_commit(cp_store_t *store);
 void pg_abandon(cp_store_t *store);
 int pg_event(cp_store_t *store, int64_t now_ms, const char *actor, const char *action, int64_t version, const char *detail);
+/* v[0..n-1] as a PostgreSQL array literal (each element quoted and escaped; NULL entries as NULL),
+ * malloc'd; NULL with the reason recorded when out of memory. Cast it: $1::text[], $1::bigint[]. */
+char *pg_text_array(cp_store_t *store, const char *const *v, size_t n);
 /* v as decimal text in buf; returns buf */
 char *pg_i64(char buf[24], int64_t v);
 
@@ -66,6 +81,8 @@ int pg_dataplane_admit(cp_store_t *store, const char *id, uint64_t max);
 int pg_get_dataplane(cp_store_t *store, const char *id, cp_dataplane_t *out);
 int pg_list_dataplanes(cp_store_t *store, const char *after, int limit, int narrow, cp_dataplane_t **out, size_t *count);
 int pg_dataplane_labels(cp_store_t *store, const char *id, json_t *labels);
+int pg_get_dataplanes(cp_store_t *store, const char *const *ids, size_t n, int narrow, cp_dataplane_t *out, int *found);
+int pg_dataplanes_polled(cp_store_t *store, const cp_dp_poll_t *polls, size_t n, int64_t now_ms);
 int pg_ro_insert(cp_store_t *store, cp_rollout_t *ro);
 int pg_ro_update(cp_store_t *store, const cp_rollout_t *ro);
 int pg_ro_verdict(cp_store_t *store, int64_t rollout, int64_t now_ms, size_t step, cp_verdict_t result, const char *figures);

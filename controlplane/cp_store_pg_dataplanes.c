@@ -41,26 +41,27 @@ int pg_dataplane_seen(cp_store_t *store, const char *id, int64_t now_ms, int64_t
     return end_live_write(store, ok);
 }
 
-int pg_dataplanes_delivered(cp_store_t *store, const char *const *ids, size_t n, int64_t delivered)
+char *pg_text_array(cp_store_t *store, const char *const *v, size_t n)
 {
-    if (n == 0)
-        return CP_STORE_OK;
-    /* one statement for the batch: ids as a text[] literal, each element quoted (ids are
-     * [A-Za-z0-9_.-], but quote and escape anyway) */
     size_t len = 3;
     for (size_t i = 0; i < n; i++)
-        len += 2 * strlen(ids[i]) + 3;
+        len += (v[i] != NULL ? 2 * strlen(v[i]) : 4) + 3;
     char *arr = malloc(len), *w = arr;
     if (arr == NULL) {
         snprintf(store->errmsg, sizeof(store->errmsg), "out of memory");
-        return CP_STORE_ERROR;
+        return NULL;
     }
     *w++ = '{';
     for (size_t i = 0; i < n; i++) {
         if (i > 0)
             *w++ = ',';
+        if (v[i] == NULL) {
+            memcpy(w, "NULL", 4);
+            w += 4;
+            continue;
+        }
         *w++ = '"';
-        for (const char *s = ids[i]; *s; s++) {
+        for (const char *s = v[i]; *s; s++) {
             if (*s == '"' || *s == '\\')
                 *w++ = '\\';
             *w++ = *s;
@@ -69,6 +70,17 @@ int pg_dataplanes_delivered(cp_store_t *store, const char *const *ids, size_t n,
     }
     *w++ = '}';
     *w = '\0';
+    return arr;
+}
+
+int pg_dataplanes_delivered(cp_store_t *store, const char *const *ids, size_t n, int64_t delivered)
+{
+    if (n == 0)
+        return CP_STORE_OK;
+    /* one statement for the batch: ids as a text[] */
+    char *arr = pg_text_array(store, ids, n);
+    if (arr == NULL)
+        return CP_STORE_ERROR;
     char db[24];
     const char *p[] = {pg_i64(db, delivered), arr};
     int rc = CP_STORE_ERROR;
@@ -78,6 +90,88 @@ int pg_dataplanes_delivered(cp_store_t *store, const char *const *ids, size_t n,
                                            "WHERE id = ANY ($2::text[])",
                                            2, p) == CP_STORE_OK);
     free(arr);
+    return rc;
+}
+
+int pg_get_dataplanes(cp_store_t *store, const char *const *ids, size_t n, int narrow, cp_dataplane_t *out, int *found)
+{
+    /* one round trip for them all; rows are matched back to ids (an id may be asked twice) */
+    char *arr = pg_text_array(store, ids, n);
+    if (arr == NULL)
+        return CP_STORE_ERROR;
+    const char *p[] = {arr};
+    PGresult *res = pg_query(store, "reading dataplanes",
+                             narrow ? "SELECT " CP_DP_STATE_COLUMNS " FROM dataplanes WHERE id = ANY ($1::text[])"
+                                    : "SELECT " CP_DP_COLUMNS " FROM dataplanes WHERE id = ANY ($1::text[])",
+                             1, p);
+    free(arr);
+    if (res == NULL)
+        return CP_STORE_ERROR;
+    int ret = CP_STORE_OK;
+    for (int row = 0; row < PQntuples(res) && ret == CP_STORE_OK; row++) {
+        const char *id = PQgetvalue(res, row, 0);
+        for (size_t i = 0; i < n && ret == CP_STORE_OK; i++) {
+            if (found[i] || strcmp(ids[i], id) != 0)
+                continue;
+            pg_row_t r = {res, row};
+            if (cp_dp_from_row(pg_col, &r, &out[i]) == 0)
+                found[i] = 1;
+            else
+                ret = CP_STORE_ERROR;
+        }
+    }
+    PQclear(res);
+    if (ret != CP_STORE_OK) {
+        snprintf(store->errmsg, sizeof(store->errmsg), "out of memory");
+        for (size_t i = 0; i < n; i++)
+            if (found[i]) {
+                cp_dataplane_dispose(&out[i]);
+                found[i] = 0;
+            }
+    }
+    return ret;
+}
+
+int pg_dataplanes_polled(cp_store_t *store, const cp_dp_poll_t *polls, size_t n, int64_t now_ms)
+{
+    /* two statements for the batch: last seen for all, then the labels sent (text[] of JSON, NULL
+     * where none was sent) */
+    const char **ids = calloc(n, sizeof(*ids)), **labels = calloc(n, sizeof(*labels));
+    char *id_arr = NULL, *label_arr = NULL;
+    int ok = ids != NULL && labels != NULL, any_labels = 0;
+    for (size_t i = 0; ok && i < n; i++) {
+        ids[i] = polls[i].id;
+        if (polls[i].labels != NULL) {
+            any_labels = 1;
+            ok = (labels[i] = json_dumps(polls[i].labels, JSON_COMPACT | JSON_SORT_KEYS)) != NULL;
+        }
+    }
+    if (!ok)
+        snprintf(store->errmsg, sizeof(store->errmsg), "out of memory");
+    ok = ok && (id_arr = pg_text_array(store, ids, n)) != NULL &&
+         (!any_labels || (label_arr = pg_text_array(store, labels, n)) != NULL);
+    int rc = CP_STORE_ERROR;
+    if (ok && pg_begin_mode(store, 0) == CP_STORE_OK) {
+        char nb[24];
+        const char *sp[] = {id_arr, pg_i64(nb, now_ms)};
+        ok = pg_exec(store, "recording dataplanes", "UPDATE dataplanes SET last_seen_ms = $2 WHERE id = ANY ($1::text[])", 2, sp) ==
+             CP_STORE_OK;
+        if (ok && any_labels) {
+            const char *lp[] = {id_arr, label_arr};
+            ok = pg_exec(store, "storing labels",
+                         "UPDATE dataplanes d SET labels = v.l FROM unnest($1::text[], $2::text[]) AS v (id, l) "
+                         "WHERE d.id = v.id AND v.l IS NOT NULL AND d.labels <> v.l",
+                         2, lp) == CP_STORE_OK;
+        }
+        rc = end_live_write(store, ok);
+    }
+    if (labels != NULL)
+        for (size_t i = 0; i < n; i++)
+            free((char *)labels[i]);
+    free(labels);
+    free(ids);
+    free(id_arr);
+    free(label_arr);
     return rc;
 }
 
@@ -181,70 +275,117 @@ int pg_dataplane_admit(cp_store_t *store, const char *id, uint64_t max)
     return ret;
 }
 
-/* One report's row, inside the open live transaction; *event set when the outcome changed. */
-static int report_row(cp_store_t *store, const cp_dp_report_t *r, int *event)
+/* A report's two statements (its row's last seen, returning what the report is compared with; then
+ * the report itself), for a pipeline inside the open live transaction. The texts are malloc'd into
+ * bufs (free them); 0, or -1 when out of memory. */
+typedef struct st_report_bufs_t {
+    char nb[24], vb[24];
+    char *labels, *stats;
+    const char *seen[2];
+    const char *update[8];
+} report_bufs_t;
+
+static const char REPORT_SEEN_SQL[] = "INSERT INTO dataplanes (id, first_seen_ms, last_seen_ms) VALUES ($1, $2, $2) "
+                                      "ON CONFLICT (id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms "
+                                      "RETURNING applied_version, rejected_version, error";
+/* the same rules as the sqlite store: an ACK clears a rejection only for that version or a newer one;
+ * applied_version never goes back; a late heartbeat (an ACK older than the applied version) leaves
+ * reported_version and reported_hash alone */
+static const char REPORT_SQL[] =
+    "UPDATE dataplanes SET reported_version = CASE WHEN $2::boolean AND $1::bigint < applied_version "
+    "THEN reported_version ELSE $1::bigint END, delivered_since_report = 0, "
+    "applied_version = CASE WHEN $2::boolean AND $1::bigint > applied_version THEN $1::bigint "
+    "ELSE applied_version END, "
+    "rejected_version = CASE WHEN NOT $2::boolean THEN $1::bigint WHEN rejected_version <= $1::bigint THEN 0 "
+    "ELSE rejected_version END, "
+    "error = CASE WHEN NOT $2::boolean THEN $3::text WHEN rejected_version <= $1::bigint THEN '' ELSE error END, "
+    "labels = coalesce($4::text, labels), stats = coalesce($5::text, stats), "
+    "reported_hash = CASE WHEN $2::boolean AND $1::bigint < applied_version THEN reported_hash "
+    "ELSE coalesce($7::text, reported_hash) END, traffic = coalesce($8::text, traffic), "
+    /* the database's clock: one time line whatever the replicas' clocks say */
+    "traffic_ms = CASE WHEN $8::text IS NULL THEN traffic_ms "
+    "ELSE (extract(epoch FROM clock_timestamp()) * 1000)::bigint END, "
+    "traffic_seq = traffic_seq + CASE WHEN $8::text IS NULL THEN 0 ELSE 1 END WHERE id = $6::text";
+
+static int report_stmts(const cp_dp_report_t *r, report_bufs_t *b, pg_stmt_t st[2])
 {
-    *event = 0;
-    /* last seen, and what the report is compared with, in one round trip: the upsert changes only
-     * last_seen_ms, so RETURNING gives the row's other columns as they were (and locks it) */
-    char nb[24];
-    const char *ip[] = {r->id, pg_i64(nb, r->now_ms)};
-    PGresult *res = pg_query(store, "recording a dataplane",
-                             "INSERT INTO dataplanes (id, first_seen_ms, last_seen_ms) VALUES ($1, $2, $2) "
-                             "ON CONFLICT (id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms "
-                             "RETURNING applied_version, rejected_version, error",
-                             2, ip);
-    if (res == NULL)
-        return CP_STORE_ERROR;
-    if (PQntuples(res) != 1) {
-        PQclear(res);
-        snprintf(store->errmsg, sizeof(store->errmsg), "reading a dataplane: its row is missing");
-        return CP_STORE_ERROR;
+    b->labels = r->labels != NULL ? json_dumps(r->labels, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    b->stats = r->stats != NULL ? json_dumps(r->stats, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    if ((r->labels != NULL && b->labels == NULL) || (r->stats != NULL && b->stats == NULL))
+        return -1;
+    b->seen[0] = r->id;
+    b->seen[1] = pg_i64(b->nb, r->now_ms);
+    b->update[0] = pg_i64(b->vb, r->version);
+    b->update[1] = r->applied ? "t" : "f";
+    b->update[2] = r->applied || r->error == NULL ? "" : r->error;
+    b->update[3] = b->labels;
+    b->update[4] = b->stats;
+    b->update[5] = r->id;
+    b->update[6] = r->hash;
+    b->update[7] = r->traffic;
+    st[0] = (pg_stmt_t){REPORT_SEEN_SQL, 2, b->seen};
+    st[1] = (pg_stmt_t){REPORT_SQL, 8, b->update};
+    return 0;
+}
+
+/* Whether a report changes its dataplane's outcome (an event), from the row as it was (the first
+ * statement's RETURNING): heartbeats repeat the same report. -1 when the row did not come back. */
+static int report_event(const cp_dp_report_t *r, PGresult *prev)
+{
+    if (prev == NULL || PQntuples(prev) != 1)
+        return -1;
+    int64_t applied = strtoll(PQgetvalue(prev, 0, 0), NULL, 10), rejected = strtoll(PQgetvalue(prev, 0, 1), NULL, 10);
+    return !(r->applied ? applied >= r->version
+                        : rejected == r->version && strcmp(PQgetvalue(prev, 0, 2), r->error != NULL ? r->error : "") == 0);
+}
+
+/* The events of reports[i] where event[i]: one statement (rows in the reports' order, so their ids
+ * follow it), in the open durable transaction. A version this database does not have (an ACK of a
+ * number from elsewhere) is recorded as none. */
+static int report_events(cp_store_t *store, const cp_dp_report_t *reports, const unsigned char *event, size_t n)
+{
+    const char **when = calloc(n, sizeof(*when)), **actor = calloc(n, sizeof(*actor)), **action = calloc(n, sizeof(*action)),
+               **version = calloc(n, sizeof(*version)), **detail = calloc(n, sizeof(*detail));
+    char(*nums)[2][24] = calloc(n, sizeof(*nums));
+    char *arr[5] = {NULL};
+    int ret = CP_STORE_ERROR;
+    size_t k = 0;
+    if (when != NULL && actor != NULL && action != NULL && version != NULL && detail != NULL && nums != NULL) {
+        for (size_t i = 0; i < n; i++) {
+            if (!event[i])
+                continue;
+            const cp_dp_report_t *r = &reports[i];
+            when[k] = pg_i64(nums[k][0], r->now_ms);
+            actor[k] = r->id;
+            action[k] = r->applied ? "ack" : "nack";
+            version[k] = pg_i64(nums[k][1], r->version);
+            detail[k] = r->applied || r->error == NULL ? "" : r->error;
+            k++;
+        }
+        const char **cols[5] = {when, actor, action, version, detail};
+        int ok = 1;
+        for (size_t c = 0; ok && c < 5; c++)
+            ok = (arr[c] = pg_text_array(store, cols[c], k)) != NULL;
+        if (ok)
+            ret = pg_exec(store, "appending events",
+                          "INSERT INTO events (created_ms, actor, action, version, detail) "
+                          "SELECT e.created_ms, e.actor, e.action, v.version, e.detail "
+                          "FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[]) "
+                          "WITH ORDINALITY AS e (created_ms, actor, action, version, detail, ord) "
+                          "LEFT JOIN versions v ON v.version = e.version ORDER BY e.ord",
+                          5, (const char *const *)arr);
+    } else {
+        snprintf(store->errmsg, sizeof(store->errmsg), "out of memory");
     }
-    int64_t prev_applied = strtoll(PQgetvalue(res, 0, 0), NULL, 10), prev_rejected = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-    /* an event only when the outcome changes: heartbeats repeat the same report */
-    *event = !(r->applied ? prev_applied >= r->version
-                          : prev_rejected == r->version && strcmp(PQgetvalue(res, 0, 2), r->error != NULL ? r->error : "") == 0);
-    PQclear(res);
-    char *labels_text = NULL, *stats_text = NULL;
-    int ok = 1;
-    if (r->labels != NULL)
-        ok = (labels_text = json_dumps(r->labels, JSON_COMPACT | JSON_SORT_KEYS)) != NULL;
-    if (ok && r->stats != NULL)
-        ok = (stats_text = json_dumps(r->stats, JSON_COMPACT | JSON_SORT_KEYS)) != NULL;
-    if (ok) {
-        /* the same rules as the sqlite store: an ACK clears a rejection only for that version or a
-         * newer one; applied_version never goes back; a late heartbeat (an ACK older than the
-         * applied version) leaves reported_version and reported_hash alone */
-        char vb[24];
-        const char *p[] = {pg_i64(vb, r->version),
-                           r->applied ? "t" : "f",
-                           r->applied || r->error == NULL ? "" : r->error,
-                           labels_text,
-                           stats_text,
-                           r->id,
-                           r->hash,
-                           r->traffic};
-        ok = pg_exec(store, "recording a status report",
-                     "UPDATE dataplanes SET reported_version = CASE WHEN $2::boolean AND $1::bigint < applied_version "
-                     "THEN reported_version ELSE $1::bigint END, delivered_since_report = 0, "
-                     "applied_version = CASE WHEN $2::boolean AND $1::bigint > applied_version THEN $1::bigint "
-                     "ELSE applied_version END, "
-                     "rejected_version = CASE WHEN NOT $2::boolean THEN $1::bigint WHEN rejected_version <= $1::bigint THEN 0 "
-                     "ELSE rejected_version END, "
-                     "error = CASE WHEN NOT $2::boolean THEN $3::text WHEN rejected_version <= $1::bigint THEN '' ELSE error END, "
-                     "labels = coalesce($4::text, labels), stats = coalesce($5::text, stats), "
-                     "reported_hash = CASE WHEN $2::boolean AND $1::bigint < applied_version THEN reported_hash "
-                     "ELSE coalesce($7::text, reported_hash) END, traffic = coalesce($8::text, traffic), "
-                     /* the database's clock: one time line whatever the replicas' clocks say */
-                     "traffic_ms = CASE WHEN $8::text IS NULL THEN traffic_ms "
-                     "ELSE (extract(epoch FROM clock_timestamp()) * 1000)::bigint END, "
-                     "traffic_seq = traffic_seq + CASE WHEN $8::text IS NULL THEN 0 ELSE 1 END WHERE id = $6::text",
-                     8, p) == CP_STORE_OK;
-    }
-    free(labels_text);
-    free(stats_text);
-    return ok ? CP_STORE_OK : CP_STORE_ERROR;
+    for (size_t c = 0; c < 5; c++)
+        free(arr[c]);
+    free(when);
+    free(actor);
+    free(action);
+    free(version);
+    free(detail);
+    free(nums);
+    return ret;
 }
 
 int pg_dataplane_reports(cp_store_t *store, const cp_dp_report_t *reports, size_t n)
@@ -252,38 +393,51 @@ int pg_dataplane_reports(cp_store_t *store, const cp_dp_report_t *reports, size_
     if (n == 0)
         return CP_STORE_OK;
     unsigned char *event = calloc(n, 1);
-    if (event == NULL) {
+    report_bufs_t *bufs = calloc(n, sizeof(*bufs));
+    pg_stmt_t *stmts = calloc(2 * n, sizeof(*stmts));
+    PGresult **results = calloc(2 * n, sizeof(*results));
+    int ok = event != NULL && bufs != NULL && stmts != NULL && results != NULL, events = 0, ret = CP_STORE_ERROR;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = report_stmts(&reports[i], &bufs[i], &stmts[2 * i]) == 0;
+    if (!ok) {
         snprintf(store->errmsg, sizeof(store->errmsg), "out of memory");
-        return CP_STORE_ERROR;
+        goto out;
     }
-    if (pg_begin_mode(store, 0) != CP_STORE_OK) {
-        free(event);
-        return CP_STORE_ERROR;
-    }
-    int ok = 1, events = 0;
+    /* the live rows: every report's two statements in one round trip */
+    if (pg_begin_mode(store, 0) != CP_STORE_OK)
+        goto out;
+    ok = pg_pipeline(store, "recording status reports", stmts, 2 * n, results) == CP_STORE_OK;
     for (size_t i = 0; ok && i < n; i++) {
-        int e;
-        ok = report_row(store, &reports[i], &e) == CP_STORE_OK;
-        event[i] = (unsigned char)e;
-        events += e;
+        int e = report_event(&reports[i], results[2 * i]);
+        if (e < 0) {
+            snprintf(store->errmsg, sizeof(store->errmsg), "reading a dataplane: its row is missing");
+            ok = 0;
+        }
+        event[i] = (unsigned char)(e > 0);
+        events += e > 0;
     }
-    int ret = end_live_write(store, ok);
+    ret = end_live_write(store, ok);
     if (ret == CP_STORE_OK && events > 0) {
         /* the events are history: one durable transaction for all of them (one flush for a group
          * of ACKs), after the live rows; nobody is answered before it commits */
-        if (pg_begin_mode(store, 1) != CP_STORE_OK)
+        if (pg_begin_mode(store, 1) != CP_STORE_OK || report_events(store, reports, event, n) != CP_STORE_OK ||
+            pg_commit(store) != CP_STORE_OK) {
             ret = CP_STORE_ERROR;
-        for (size_t i = 0; ret == CP_STORE_OK && i < n; i++) {
-            const cp_dp_report_t *r = &reports[i];
-            if (event[i] && pg_event(store, r->now_ms, r->id, r->applied ? "ack" : "nack", r->version,
-                                     r->applied ? "" : r->error) != CP_STORE_OK)
-                ret = CP_STORE_ERROR;
-        }
-        if (ret == CP_STORE_OK && pg_commit(store) != CP_STORE_OK)
-            ret = CP_STORE_ERROR;
-        if (ret != CP_STORE_OK)
             pg_abandon(store);
+        }
     }
+out:
+    if (results != NULL)
+        for (size_t i = 0; i < 2 * n; i++)
+            PQclear(results[i]);
+    if (bufs != NULL)
+        for (size_t i = 0; i < n; i++) {
+            free(bufs[i].labels);
+            free(bufs[i].stats);
+        }
+    free(results);
+    free(stmts);
+    free(bufs);
     free(event);
     return ret;
 }

@@ -107,6 +107,69 @@ int sq_get_dataplane(cp_store_t *store, const char *id, cp_dataplane_t *out)
     return ret;
 }
 
+int sq_get_dataplanes(cp_store_t *store, const char *const *ids, size_t n, int narrow, cp_dataplane_t *out, int *found)
+{
+    /* in-process: one statement stepped per id costs no round trip */
+    sqlite3_stmt *st = sq_prepare(store, narrow ? "SELECT " CP_DP_STATE_COLUMNS " FROM dataplanes WHERE id = ?"
+                                                : "SELECT " CP_DP_COLUMNS " FROM dataplanes WHERE id = ?");
+    if (st == NULL)
+        return CP_STORE_ERROR;
+    int ret = CP_STORE_OK;
+    for (size_t i = 0; i < n && ret == CP_STORE_OK; i++) {
+        sqlite3_bind_text(st, 1, ids[i], -1, SQLITE_STATIC);
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            if (cp_dp_from_row(sq_col, st, &out[i]) == 0)
+                found[i] = 1;
+            else
+                ret = CP_STORE_ERROR;
+        } else if (rc != SQLITE_DONE)
+            ret = sq_fail(store, "reading dataplanes");
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    if (ret != CP_STORE_OK)
+        for (size_t i = 0; i < n; i++)
+            if (found[i]) {
+                cp_dataplane_dispose(&out[i]);
+                found[i] = 0;
+            }
+    return ret;
+}
+
+int sq_dataplanes_polled(cp_store_t *store, const cp_dp_poll_t *polls, size_t n, int64_t now_ms)
+{
+    if (begin_live_write(store) != CP_STORE_OK)
+        return CP_STORE_ERROR;
+    sqlite3_stmt *seen = sq_prepare(store, "UPDATE dataplanes SET last_seen_ms = ? WHERE id = ?");
+    sqlite3_stmt *lab = seen != NULL ? sq_prepare(store, "UPDATE dataplanes SET labels = ?1 WHERE id = ?2 AND labels <> ?1") : NULL;
+    int ok = lab != NULL;
+    for (size_t i = 0; ok && i < n; i++) {
+        sqlite3_bind_int64(seen, 1, now_ms);
+        sqlite3_bind_text(seen, 2, polls[i].id, -1, SQLITE_STATIC);
+        if (!(ok = sqlite3_step(seen) == SQLITE_DONE))
+            sq_fail(store, "recording dataplanes");
+        sqlite3_reset(seen);
+        if (ok && polls[i].labels != NULL) {
+            char *text = json_dumps(polls[i].labels, JSON_COMPACT | JSON_SORT_KEYS);
+            if (text == NULL) {
+                snprintf(store->errmsg, sizeof(store->errmsg), "out of memory");
+                ok = 0;
+                break;
+            }
+            sqlite3_bind_text(lab, 1, text, -1, SQLITE_STATIC);
+            sqlite3_bind_text(lab, 2, polls[i].id, -1, SQLITE_STATIC);
+            if (!(ok = sqlite3_step(lab) == SQLITE_DONE))
+                sq_fail(store, "storing labels");
+            sqlite3_reset(lab);
+            free(text);
+        }
+    }
+    sqlite3_finalize(lab);
+    sqlite3_finalize(seen);
+    return end_live_write(store, ok);
+}
+
 int sq_list_dataplanes(cp_store_t *store, const char *after, int limit, int narrow, cp_dataplane_t **out, size_t *count)
 {
     *out = NULL;

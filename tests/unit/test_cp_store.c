@@ -536,6 +536,47 @@ static void test_dataplane_reports_batch(void **state)
     assert_int_equal(cp_store_dataplane_reports(f->store, r, 0), CP_STORE_OK);
 }
 
+/* Polls that arrive together: their states read in one call (an id asked twice, an unknown one),
+ * their last seen and labels written in one (labels kept where none were sent; quotes and
+ * backslashes in a label survive the batch's encoding). */
+static void test_dataplane_polls_batch(void **state)
+{
+    fixture_t *f = *state;
+    append(f->store, "{}", H1, -1, CP_STORE_CREATED);
+    assert_int_equal(cp_store_dataplane_seen(f->store, "dp-a", 1000, 1), CP_STORE_OK);
+    assert_int_equal(cp_store_dataplane_seen(f->store, "dp-b", 1000, 0), CP_STORE_OK);
+    assert_int_equal(cp_store_dataplane_report(f->store, "dp-b", 1100, 1, 0, "bad", NULL, NULL, NULL, NULL), CP_STORE_OK);
+    json_t *la = json_pack("{ss}", "zone", "a\"b\\c");
+    cp_dp_poll_t polls[] = {{"dp-a", la}, {"dp-b", NULL}, {"dp-a", NULL}};
+    assert_int_equal(cp_store_dataplanes_polled(f->store, polls, 3, 5000), CP_STORE_OK);
+    const char *ids[] = {"dp-b", "nobody", "dp-a", "dp-b"};
+    cp_dataplane_t dps[4];
+    int found[4] = {1, 1, 1, 1};
+    assert_int_equal(cp_store_get_dataplanes(f->store, ids, 4, 0, dps, found), CP_STORE_OK);
+    assert_true(found[0] && !found[1] && found[2] && found[3]);
+    assert_string_equal(dps[0].id, "dp-b");
+    assert_int_equal(dps[0].rejected_version, 1);
+    assert_int_equal(dps[0].reported_version, 1);
+    assert_int_equal(dps[0].last_seen_ms, 5000);
+    assert_string_equal(dps[3].id, "dp-b");
+    assert_string_equal(dps[2].id, "dp-a");
+    assert_int_equal(dps[2].last_seen_ms, 5000);
+    assert_int_equal(dps[2].delivered_version, 1);
+    assert_true(json_equal(dps[2].labels, la));
+    for (size_t i = 0; i < 4; i++)
+        if (found[i])
+            cp_dataplane_dispose(&dps[i]);
+    /* narrow: the state without labels */
+    assert_int_equal(cp_store_get_dataplanes(f->store, ids + 2, 1, 1, dps, found), CP_STORE_OK);
+    assert_true(found[0]);
+    assert_int_equal(json_object_size(dps[0].labels), 0);
+    assert_int_equal(dps[0].delivered_version, 1);
+    cp_dataplane_dispose(&dps[0]);
+    json_decref(la);
+    assert_int_equal(cp_store_get_dataplanes(f->store, ids, 0, 0, dps, found), CP_STORE_OK);
+    assert_int_equal(cp_store_dataplanes_polled(f->store, polls, 0, 6000), CP_STORE_OK);
+}
+
 /* Review item 7: no new dataplane beyond the limit; known ones still report. */
 static void test_dataplane_admit(void **state)
 {
@@ -913,6 +954,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dataplane_late_ack_and_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dataplane_late_heartbeat_keeps_hash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dataplane_reports_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dataplane_polls_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dataplane_admit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_traffic_reports, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_written_at_full, setup, teardown),

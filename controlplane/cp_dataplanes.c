@@ -390,52 +390,82 @@ void cp_h_delete_dataplane(cp_call_t *call)
     cp_respond_json(call, 200, json_pack("{ss sb}", "id", id, "forgotten", 1));
 }
 
-/* Whether a dataplane that has `known` should be handed the active version now: it differs, and the
- * dataplane's latest report is not a NACK of it. That breaks an apply-NACK loop whatever version the
- * dataplane names, while a dataplane that reports again what it runs (as it does after a restart)
- * gets one more try (its cause may be fixed). Returns -1 on a store error. */
-static int should_deliver(cp_server_t *srv, const char *id, int64_t known)
+/* The version a dataplane that has `known` should be handed now, or 0: the version meant for it
+ * (under a rollout, not the same for all) when it differs, unless the dataplane's latest report is a
+ * NACK of it. That breaks an apply-NACK loop whatever version the dataplane names, while a dataplane
+ * that reports again what it runs (as it does after a restart) gets one more try (its cause may be
+ * fixed). `dp`: its stored state (narrow), NULL when it has none. */
+static int64_t due_version(cp_server_t *srv, const char *id, int64_t known, const cp_dataplane_t *dp)
 {
-    /* the version meant for this dataplane: under a rollout, not the same for all */
-    int64_t active = cp_engine_target(srv, id);
-    if (active == 0 || active == known)
+    int64_t target = cp_engine_target(srv, id);
+    if (target == 0 || target == known)
         return 0;
-    cp_dataplane_t dp;
-    int rc = cp_store_get_dataplane(srv->store, id, &dp);
-    if (rc == CP_STORE_ERROR)
-        return -1;
-    int rejected = rc == CP_STORE_OK && dp.rejected_version == active && dp.reported_version == active;
-    if (rc == CP_STORE_OK)
-        cp_dataplane_dispose(&dp);
-    return !rejected;
+    if (dp != NULL && dp->rejected_version == target && dp->reported_version == target)
+        return 0;
+    return target;
 }
 
-/* Answers a config call with the active version (200), and records the delivery. `now_ms`: the
- * time to record as last seen, 0 for a parked poll (its client may have vanished meanwhile). */
-static void deliver(cp_call_t *call, int64_t now_ms)
+/* Answers the calls calls[0..n-1], all meant to get `version`: the version is read and rendered
+ * once, and the deliveries recorded in one transaction (last seen is left alone). */
+static void deliver_batch(cp_server_t *srv, cp_call_t **calls, const char **ids, size_t n, int64_t version)
 {
-    cp_server_t *srv = call->srv;
     cp_version_t v;
-    if (cp_store_get_version(srv->store, cp_engine_target(srv, call->params[0].base), &v) != CP_STORE_OK) {
-        cp_respond_store_error(call);
-        return;
+    char *text = NULL;
+    int have_v = n > 0 && cp_store_get_version(srv->store, version, &v) == CP_STORE_OK, ok = have_v;
+    if (ok) {
+        json_t *body = cp_version_json(&v, 1);
+        text = body != NULL ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+        json_decref(body);
+        ok = text != NULL && cp_store_dataplanes_delivered(srv->store, ids, n, v.version) == CP_STORE_OK;
     }
-    if (cp_store_dataplane_seen(srv->store, call->params[0].base, now_ms, v.version) != CP_STORE_OK) {
+    for (size_t i = 0; i < n; i++) {
+        cp_call_t *call = calls[i];
+        if (!ok) {
+            cp_respond_store_error(call);
+            continue;
+        }
+        size_t len = strlen(text);
+        char *withnl = h2o_mem_alloc_pool(&call->req->pool, len + 1);
+        memcpy(withnl, text, len);
+        withnl[len] = '\n';
+        cp_add_version_headers(call, v.version, v.hash);
+        cp_respond_raw(call, 200, "application/json", withnl, len + 1);
+    }
+    if (have_v)
         cp_version_dispose(&v);
-        cp_respond_store_error(call);
-        return;
-    }
-    cp_respond_version(call, &v, NULL);
+    free(text);
 }
 
-/* `record`: the dataplane is calling now (not a parked poll whose wait ended: it proved itself
- * alive when it parked, and may be gone since). */
-static void answer_not_modified(cp_call_t *call, int record)
+/* Answers calls[0..n-1], each with its targets[i], one deliver_batch per version (under a rollout two
+ * versions are handed out: its own to its set, its from_version to the others). Reorders the arrays. */
+static void deliver_by_version(cp_server_t *srv, cp_call_t **calls, const char **ids, int64_t *targets, size_t n)
 {
-    if (record && cp_store_dataplane_seen(call->srv->store, call->params[0].base, cp_now_ms(), 0) != CP_STORE_OK) {
-        cp_respond_store_error(call);
-        return;
+    size_t done = 0;
+    while (done < n) {
+        int64_t version = targets[done];
+        size_t k = done;
+        /* move this version's calls to the front of the rest, answer them, go on with the others */
+        for (size_t i = done; i < n; i++) {
+            if (targets[i] != version)
+                continue;
+            cp_call_t *tc = calls[k];
+            const char *tid = ids[k];
+            int64_t tt = targets[k];
+            calls[k] = calls[i];
+            ids[k] = ids[i];
+            targets[k] = targets[i];
+            calls[i] = tc;
+            ids[i] = tid;
+            targets[i] = tt;
+            k++;
+        }
+        deliver_batch(srv, calls + done, ids + done, k - done, version);
+        done = k;
     }
+}
+
+static void answer_not_modified(cp_call_t *call)
+{
     char etag[40];
     snprintf(etag, sizeof(etag), "\"%lld\"", (long long)cp_engine_target(call->srv, call->params[0].base));
     cp_add_header(call, H2O_TOKEN_ETAG, etag);
@@ -459,89 +489,59 @@ static void on_waiter_dispose(void *p)
     cp_unpark(w->srv, w);
 }
 
-/* Answers the polls due[0..n-1], all meant to get `version`: the version is read and rendered
- * once, and the deliveries recorded in one transaction. */
-static void deliver_batch(cp_server_t *srv, cp_waiter_t **due, const char **ids, size_t n, int64_t version)
-{
-    cp_version_t v;
-    char *text = NULL;
-    int have_v = n > 0 && cp_store_get_version(srv->store, version, &v) == CP_STORE_OK, ok = have_v;
-    if (ok) {
-        json_t *body = cp_version_json(&v, 1);
-        text = body != NULL ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-        json_decref(body);
-        ok = text != NULL && cp_store_dataplanes_delivered(srv->store, ids, n, v.version) == CP_STORE_OK;
-    }
-    for (size_t i = 0; i < n; i++) {
-        cp_call_t *call = due[i]->call;
-        if (!ok) {
-            cp_respond_store_error(call);
-            continue;
-        }
-        size_t len = strlen(text);
-        char *withnl = h2o_mem_alloc_pool(&call->req->pool, len + 1);
-        memcpy(withnl, text, len);
-        withnl[len] = '\n';
-        cp_add_version_headers(call, v.version, v.hash);
-        cp_respond_raw(call, 200, "application/json", withnl, len + 1);
-    }
-    if (have_v)
-        cp_version_dispose(&v);
-    free(text);
-}
-
 void cp_wake_waiters(cp_server_t *srv)
 {
-    /* A fleet's polls all wake at once: read the version, record the deliveries in one
-     * transaction, and render the answer once, rather than once per dataplane. Under a rollout two
-     * versions are handed out (its own to its set, its from_version to the others): one batch each. */
-    cp_waiter_t **due = malloc((srv->num_waiters + 1) * sizeof(*due));
-    const char **ids = malloc((srv->num_waiters + 1) * sizeof(*ids));
-    int64_t *targets = malloc((srv->num_waiters + 1) * sizeof(*targets));
-    size_t n = 0;
-    h2o_linklist_t *node = srv->waiters.next;
-    while (node != &srv->waiters) {
+    /* A fleet's polls all wake at once: their states are read CP_POLL_BATCH at a time (one query
+     * each on PostgreSQL), the deliveries recorded in one transaction per version, and the answer
+     * rendered once per version, rather than once per dataplane. */
+    size_t cap = srv->num_waiters + 1, n = 0;
+    cp_waiter_t **due = malloc(cap * sizeof(*due));
+    cp_call_t **calls = malloc(cap * sizeof(*calls));
+    const char **ids = malloc(cap * sizeof(*ids));
+    int64_t *targets = malloc(cap * sizeof(*targets));
+    cp_dataplane_t *dps = malloc(CP_POLL_BATCH * sizeof(*dps));
+    int *found = malloc(CP_POLL_BATCH * sizeof(*found));
+    if (due == NULL || calls == NULL || ids == NULL || targets == NULL || dps == NULL || found == NULL) {
+        PW_WARN("out of memory waking %zu long polls: they are answered when their wait ends", srv->num_waiters);
+        goto out;
+    }
+    /* the polls whose dataplane may get a version (no store read for the others) */
+    for (h2o_linklist_t *node = srv->waiters.next; node != &srv->waiters; node = node->next) {
         cp_waiter_t *w = H2O_STRUCT_FROM_MEMBER(cp_waiter_t, link, node);
-        node = node->next;
-        int d = should_deliver(srv, w->call->params[0].base, w->known_version);
-        if (d == 0)
+        if (due_version(srv, w->call->params[0].base, w->known_version, NULL) == 0)
             continue;
-        cp_unpark(srv, w);
-        if (d < 0) {
-            cp_respond_store_error(w->call);
-        } else if (due == NULL || ids == NULL || targets == NULL) {
-            deliver(w->call, 0); /* out of memory for the batch: one by one */
-        } else {
-            due[n] = w;
-            targets[n] = cp_engine_target(srv, w->call->params[0].base);
-            ids[n++] = w->call->params[0].base;
-        }
+        due[n] = w;
+        ids[n++] = w->call->params[0].base;
     }
-    /* batches by target version: move each batch to the front, answer it, go on with the rest */
-    size_t done = 0;
-    while (done < n) {
-        int64_t version = targets[done];
-        size_t k = done;
-        for (size_t i = done; i < n; i++) {
-            if (targets[i] != version)
+    size_t m = 0;
+    for (size_t at = 0; at < n; at += CP_POLL_BATCH) {
+        size_t k = n - at < CP_POLL_BATCH ? n - at : CP_POLL_BATCH;
+        int rc = cp_store_get_dataplanes(srv->store, ids + at, k, 1, dps, found);
+        for (size_t i = 0; i < k; i++) {
+            cp_waiter_t *w = due[at + i];
+            int64_t target = rc == CP_STORE_OK ? due_version(srv, ids[at + i], w->known_version, found[i] ? &dps[i] : NULL) : -1;
+            if (found[i])
+                cp_dataplane_dispose(&dps[i]);
+            if (target == 0)
+                continue; /* it NACKed that version: it stays parked */
+            cp_unpark(srv, w);
+            if (target < 0) {
+                cp_respond_store_error(w->call);
                 continue;
-            cp_waiter_t *tw = due[k];
-            const char *tid = ids[k];
-            int64_t tt = targets[k];
-            due[k] = due[i];
-            ids[k] = ids[i];
-            targets[k] = targets[i];
-            due[i] = tw;
-            ids[i] = tid;
-            targets[i] = tt;
-            k++;
+            }
+            calls[m] = w->call;
+            ids[m] = w->call->params[0].base;
+            targets[m++] = target;
         }
-        deliver_batch(srv, due + done, ids + done, k - done, version);
-        done = k;
     }
+    deliver_by_version(srv, calls, ids, targets, m);
+out:
     free(due);
+    free(calls);
     free(ids);
     free(targets);
+    free(dps);
+    free(found);
 }
 
 int64_t cp_expire_waiters(cp_server_t *srv)
@@ -552,80 +552,43 @@ int64_t cp_expire_waiters(cp_server_t *srv)
         if (w->deadline > now)
             return w->deadline - now;
         cp_unpark(srv, w);
-        answer_not_modified(w->call, 0);
+        answer_not_modified(w->call);
     }
     return -1;
 }
 
-/* Refuses a new dataplane id beyond max_dataplanes (403); returns -1 after answering. */
-static int admit_dataplane(cp_call_t *call)
+/* A config call between its parsing and its group's store work (cp_flush_polls); lives in the
+ * request's pool. */
+typedef struct st_cp_pending_poll_t {
+    h2o_linklist_t link; /* in srv->polls, oldest first; unlinked when handled or disposed */
+    cp_server_t *srv;
+    cp_call_t *call;
+    int64_t known;  /* version=n */
+    uint64_t wait;  /* wait=, bounded by max_wait */
+    json_t *labels; /* labels=, NULL when not sent */
+} cp_pending_poll_t;
+
+static void pending_poll_release(cp_pending_poll_t *p)
 {
-    int rc = cp_store_dataplane_admit(call->srv->store, call->params[0].base, call->srv->conf->max_dataplanes);
-    if (rc == CP_STORE_OK)
-        return 0;
-    if (rc == CP_STORE_LIMIT)
-        cp_respond_errorf(call, 403, "id: %llu dataplanes are known already (max_dataplanes); \"%s\" is not one of them",
-                          (unsigned long long)call->srv->conf->max_dataplanes, call->params[0].base);
-    else
-        cp_respond_store_error(call);
-    return -1;
+    if (h2o_linklist_is_linked(&p->link)) {
+        h2o_linklist_unlink(&p->link);
+        p->srv->num_polls--;
+    }
+    json_decref(p->labels);
+    p->labels = NULL;
 }
 
-void cp_h_dp_config(cp_call_t *call)
+static void on_pending_poll_dispose(void *arg)
 {
-    cp_server_t *srv = call->srv;
-    if (path_dataplane_id(call) != 0 || admit_dataplane(call) != 0)
-        return;
-    size_t len;
-    int64_t known = 0;
-    uint64_t wait = 0;
-    const char *s = cp_query_get(&call->query, "version", &len);
-    if (s != NULL && cp_parse_version(s, len, 1, &known) != 0) {
-        cp_respond_error(call, 400, "version: must be the version the dataplane has (an integer, 0 = none)", NULL);
-        return;
-    }
-    const char *err = NULL;
-    if ((s = cp_query_get(&call->query, "wait", &len)) != NULL && cp_parse_wait(s, len, &wait, &err) != 0) {
-        cp_respond_error(call, 400, err, NULL);
-        return;
-    }
-    if (wait > srv->conf->max_wait_ms)
-        wait = srv->conf->max_wait_ms;
-    if ((s = cp_query_get(&call->query, "labels", &len)) != NULL) {
-        /* labels=<JSON object>: the dataplane's labels, known at poll time (a rollout's canary may be
-         * chosen by them before its first heartbeat) */
-        char lerr[256];
-        json_error_t jerr;
-        json_t *labels = json_loadb(s, len, JSON_REJECT_DUPLICATES, &jerr);
-        if (labels == NULL) {
-            cp_respond_errorf(call, 400, "labels: must be a JSON object of label names and values (%s)", jerr.text);
-            return;
-        }
-        if (cp_check_labels(labels, "labels", lerr, sizeof(lerr)) != 0) {
-            json_decref(labels);
-            cp_respond_error(call, 400, lerr, NULL);
-            return;
-        }
-        int rc = cp_store_dataplane_seen(srv->store, call->params[0].base, cp_now_ms(), 0);
-        if (rc == CP_STORE_OK)
-            rc = cp_store_dataplane_labels(srv->store, call->params[0].base, labels);
-        json_decref(labels);
-        if (rc != CP_STORE_OK) {
-            cp_respond_store_error(call);
-            return;
-        }
-    }
-    int d = should_deliver(srv, call->params[0].base, known);
-    if (d < 0) {
-        cp_respond_store_error(call);
-        return;
-    }
-    if (d) {
-        deliver(call, cp_now_ms());
-        return;
-    }
+    /* the request ended before its group was handled (the server stopped under it) */
+    pending_poll_release(arg);
+}
+
+/* Parks a poll that has nothing new, or answers it at once when it may not park. */
+static void park(cp_server_t *srv, cp_call_t *call, int64_t known, uint64_t wait)
+{
     if (wait == 0) {
-        answer_not_modified(call, 1);
+        answer_not_modified(call);
         return;
     }
     if (srv->stopping) {
@@ -648,11 +611,7 @@ void cp_h_dp_config(cp_call_t *call)
         }
         call->req->http1_is_persistent = 0;
         cp_add_header(call, H2O_TOKEN_RETRY_AFTER, "1");
-        answer_not_modified(call, 1);
-        return;
-    }
-    if (cp_store_dataplane_seen(srv->store, call->params[0].base, cp_now_ms(), 0) != CP_STORE_OK) {
-        cp_respond_store_error(call);
+        answer_not_modified(call);
         return;
     }
     cp_waiter_t *w = h2o_mem_alloc_shared(&call->req->pool, sizeof(*w), on_waiter_dispose);
@@ -669,6 +628,121 @@ void cp_h_dp_config(cp_call_t *call)
     h2o_linklist_insert(pos->next, &w->link);
     h2o_linklist_insert(poll_bucket(srv, call->params[0].base), &w->by_id);
     srv->num_waiters++;
+}
+
+int cp_flush_polls(cp_server_t *srv)
+{
+    if (srv->num_polls == 0)
+        return 0;
+    cp_pending_poll_t *batch[CP_POLL_BATCH];
+    const char *ids[CP_POLL_BATCH] = {0};
+    cp_dataplane_t dps[CP_POLL_BATCH];
+    int found[CP_POLL_BATCH], refused[CP_POLL_BATCH] = {0};
+    cp_dp_poll_t polled[CP_POLL_BATCH];
+    size_t n = 0, m = 0;
+    for (h2o_linklist_t *l = srv->polls.next; l != &srv->polls && n < CP_POLL_BATCH; l = l->next, n++) {
+        batch[n] = H2O_STRUCT_FROM_MEMBER(cp_pending_poll_t, link, l);
+        ids[n] = batch[n]->call->params[0].base;
+    }
+    /* one read of their states, admission of the new ones (one by one: rare), one write of their
+     * last seen and labels; then each is answered or parked */
+    int rc = cp_store_get_dataplanes(srv->store, ids, n, 1, dps, found);
+    for (size_t i = 0; rc == CP_STORE_OK && i < n; i++) {
+        if (found[i])
+            continue;
+        /* stored at once, so that the next new one of the group is counted with it */
+        int arc = cp_store_dataplane_admit(srv->store, ids[i], srv->conf->max_dataplanes);
+        if (arc == CP_STORE_OK)
+            arc = cp_store_dataplane_seen(srv->store, ids[i], cp_now_ms(), 0);
+        if (arc == CP_STORE_LIMIT)
+            refused[i] = 1;
+        else if (arc != CP_STORE_OK)
+            rc = arc;
+    }
+    for (size_t i = 0; rc == CP_STORE_OK && i < n; i++)
+        if (!refused[i])
+            polled[m++] = (cp_dp_poll_t){ids[i], batch[i]->labels};
+    if (rc == CP_STORE_OK)
+        rc = cp_store_dataplanes_polled(srv->store, polled, m, cp_now_ms());
+    cp_call_t *calls[CP_POLL_BATCH];
+    const char *dids[CP_POLL_BATCH];
+    int64_t targets[CP_POLL_BATCH];
+    size_t nd = 0;
+    for (size_t i = 0; i < n; i++) {
+        cp_pending_poll_t *p = batch[i];
+        cp_call_t *call = p->call;
+        int64_t known = p->known;
+        uint64_t wait = p->wait;
+        pending_poll_release(p);
+        if (rc != CP_STORE_OK) {
+            cp_respond_store_error(call);
+        } else if (refused[i]) {
+            cp_respond_errorf(call, 403, "id: %llu dataplanes are known already (max_dataplanes); \"%s\" is not one of them",
+                              (unsigned long long)srv->conf->max_dataplanes, ids[i]);
+        } else {
+            int64_t target = due_version(srv, ids[i], known, found[i] ? &dps[i] : NULL);
+            if (target != 0) {
+                calls[nd] = call;
+                dids[nd] = ids[i];
+                targets[nd++] = target;
+            } else {
+                park(srv, call, known, wait);
+            }
+        }
+        if (found[i])
+            cp_dataplane_dispose(&dps[i]);
+    }
+    deliver_by_version(srv, calls, dids, targets, nd);
+    return srv->num_polls > 0;
+}
+
+void cp_h_dp_config(cp_call_t *call)
+{
+    cp_server_t *srv = call->srv;
+    if (path_dataplane_id(call) != 0)
+        return;
+    size_t len;
+    int64_t known = 0;
+    uint64_t wait = 0;
+    json_t *labels = NULL;
+    const char *s = cp_query_get(&call->query, "version", &len);
+    if (s != NULL && cp_parse_version(s, len, 1, &known) != 0) {
+        cp_respond_error(call, 400, "version: must be the version the dataplane has (an integer, 0 = none)", NULL);
+        return;
+    }
+    const char *err = NULL;
+    if ((s = cp_query_get(&call->query, "wait", &len)) != NULL && cp_parse_wait(s, len, &wait, &err) != 0) {
+        cp_respond_error(call, 400, err, NULL);
+        return;
+    }
+    if (wait > srv->conf->max_wait_ms)
+        wait = srv->conf->max_wait_ms;
+    if ((s = cp_query_get(&call->query, "labels", &len)) != NULL) {
+        /* labels=<JSON object>: the dataplane's labels, known at poll time (a rollout's canary may be
+         * chosen by them before its first heartbeat) */
+        char lerr[256];
+        json_error_t jerr;
+        if ((labels = json_loadb(s, len, JSON_REJECT_DUPLICATES, &jerr)) == NULL) {
+            cp_respond_errorf(call, 400, "labels: must be a JSON object of label names and values (%s)", jerr.text);
+            return;
+        }
+        if (cp_check_labels(labels, "labels", lerr, sizeof(lerr)) != 0) {
+            json_decref(labels);
+            cp_respond_error(call, 400, lerr, NULL);
+            return;
+        }
+    }
+    /* admitted, recorded, and answered or parked with the others that arrive in this turn of the loop
+     * (cp_flush_polls) */
+    cp_pending_poll_t *p = h2o_mem_alloc_shared(&call->req->pool, sizeof(*p), on_pending_poll_dispose);
+    memset(p, 0, sizeof(*p));
+    p->srv = srv;
+    p->call = call;
+    p->known = known;
+    p->wait = wait;
+    p->labels = labels;
+    h2o_linklist_insert(&srv->polls, &p->link);
+    srv->num_polls++;
 }
 
 /* A status report between its parsing and its group commit; lives in the request's pool. */
@@ -698,21 +772,15 @@ static void on_pending_report_dispose(void *arg)
     pending_report_release(arg);
 }
 
-/* Answers one stored (or failed) report. */
-static void answer_report(cp_call_t *call, int rc)
+/* Answers one stored (or failed) report; dp: its dataplane as stored now (NULL: unreadable). */
+static void answer_report(cp_call_t *call, int rc, const cp_dataplane_t *dp)
 {
     cp_server_t *srv = call->srv;
-    if (rc != CP_STORE_OK) {
+    if (rc != CP_STORE_OK || dp == NULL) {
         cp_respond_store_error(call);
         return;
     }
-    cp_dataplane_t dp;
-    if (cp_store_get_dataplane(srv->store, call->params[0].base, &dp) != CP_STORE_OK) {
-        cp_respond_store_error(call);
-        return;
-    }
-    json_t *body = dataplane_json(call, &dp, cp_store_active_version(srv->store), cp_now_ms(), is_polling(srv, dp.id));
-    cp_dataplane_dispose(&dp);
+    json_t *body = dataplane_json(call, dp, cp_store_active_version(srv->store), cp_now_ms(), is_polling(srv, dp->id));
     if (body != NULL)
         json_object_set_new(body, "active_version", json_integer(cp_store_active_version(srv->store)));
     cp_respond_json(call, 200, body);
@@ -724,29 +792,62 @@ int cp_flush_reports(cp_server_t *srv)
         return 0;
     cp_pending_report_t *batch[CP_REPORT_BATCH];
     cp_dp_report_t reports[CP_REPORT_BATCH] = {{0}};
+    const char *ids[CP_REPORT_BATCH] = {0};
+    cp_dataplane_t dps[CP_REPORT_BATCH];
+    int found[CP_REPORT_BATCH], refused[CP_REPORT_BATCH] = {0};
     /* A group's commit costs one flush (sqlite) or a few round trips (PostgreSQL); a smaller group
      * lets calls that arrived meanwhile (an operator's) in sooner. Measured with 1,000 dataplanes
      * (docs/benchmarks.md): on sqlite 32 keeps every ACK as fast as 128 does and halves an admin
      * call's wait during a push; on PostgreSQL 32 costs the database a third more per push and the
      * ACKs their 1 s p99. */
-    size_t bound = strcmp(cp_store_kind(srv->store), "sqlite") == 0 ? CP_REPORT_BATCH_SQLITE : CP_REPORT_BATCH, n = 0;
+    size_t bound = strcmp(cp_store_kind(srv->store), "sqlite") == 0 ? CP_REPORT_BATCH_SQLITE : CP_REPORT_BATCH, n = 0, m = 0;
     for (h2o_linklist_t *l = srv->reports.next; l != &srv->reports && n < bound; l = l->next, n++) {
-        cp_pending_report_t *p = H2O_STRUCT_FROM_MEMBER(cp_pending_report_t, link, l);
-        batch[n] = p;
-        reports[n] = (cp_dp_report_t){
-            p->call->params[0].base,         cp_now_ms(), p->r.version, p->r.applied, p->r.error, p->r.labels, p->r.stats,
-            p->r.hash[0] ? p->r.hash : NULL, p->traffic};
+        batch[n] = H2O_STRUCT_FROM_MEMBER(cp_pending_report_t, link, l);
+        ids[n] = batch[n]->call->params[0].base;
+    }
+    /* admission: one read for the group, the new ones admitted one by one (rare) */
+    int rc = cp_store_get_dataplanes(srv->store, ids, n, 1, dps, found);
+    for (size_t i = 0; i < n; i++) {
+        if (!found[i] && rc == CP_STORE_OK) {
+            /* stored at once, so that the next new one of the group is counted with it */
+            int arc = cp_store_dataplane_admit(srv->store, ids[i], srv->conf->max_dataplanes);
+            if (arc == CP_STORE_OK)
+                arc = cp_store_dataplane_seen(srv->store, ids[i], cp_now_ms(), 0);
+            if (arc == CP_STORE_LIMIT)
+                refused[i] = 1;
+            else if (arc != CP_STORE_OK)
+                rc = arc;
+        }
+        if (found[i])
+            cp_dataplane_dispose(&dps[i]);
+    }
+    for (size_t i = 0; rc == CP_STORE_OK && i < n; i++) {
+        cp_pending_report_t *p = batch[i];
+        if (!refused[i])
+            reports[m++] = (cp_dp_report_t){ids[i],     cp_now_ms(), p->r.version, p->r.applied,
+                                            p->r.error, p->r.labels, p->r.stats,   p->r.hash[0] ? p->r.hash : NULL,
+                                            p->traffic};
     }
     /* one store call, one durable commit for the events of all of them: a report is answered only
-     * after the commit that holds it */
-    int rc = cp_store_dataplane_reports(srv->store, reports, n);
+     * after the commit that holds it; then one read of the rows the answers show */
+    if (rc == CP_STORE_OK)
+        rc = cp_store_dataplane_reports(srv->store, reports, m);
+    int read = rc == CP_STORE_OK && cp_store_get_dataplanes(srv->store, ids, n, 0, dps, found) == CP_STORE_OK;
+    if (!read)
+        memset(found, 0, sizeof(found));
     for (size_t i = 0; i < n; i++) {
         cp_pending_report_t *p = batch[i];
         cp_call_t *call = p->call;
-        if (rc == CP_STORE_OK && !p->r.applied)
-            cp_engine_nack(srv, call->params[0].base, p->r.version, p->r.error);
+        if (rc == CP_STORE_OK && !refused[i] && !p->r.applied)
+            cp_engine_nack(srv, ids[i], p->r.version, p->r.error);
         pending_report_release(p);
-        answer_report(call, rc);
+        if (refused[i])
+            cp_respond_errorf(call, 403, "id: %llu dataplanes are known already (max_dataplanes); \"%s\" is not one of them",
+                              (unsigned long long)srv->conf->max_dataplanes, ids[i]);
+        else
+            answer_report(call, rc, found[i] ? &dps[i] : NULL);
+        if (found[i])
+            cp_dataplane_dispose(&dps[i]);
     }
     return srv->num_reports > 0;
 }
@@ -765,10 +866,6 @@ void cp_h_dp_status(cp_call_t *call)
     /* a version stored by another replica a moment ago may not be in this one's cache yet */
     if (r.version > 0 && !cp_store_has_version(srv->store, r.version)) {
         cp_respond_errorf(call, 404, "version: version %lld does not exist", (long long)r.version);
-        cp_status_req_dispose(&r);
-        return;
-    }
-    if (admit_dataplane(call) != 0) {
         cp_status_req_dispose(&r);
         return;
     }

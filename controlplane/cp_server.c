@@ -532,6 +532,7 @@ cp_server_t *cp_server_create(const cp_config_t *conf, cp_store_t *store, char *
     for (size_t i = 0; i < CP_POLL_BUCKETS; i++)
         h2o_linklist_init_anchor(&srv->poll_index[i]);
     h2o_linklist_init_anchor(&srv->reports);
+    h2o_linklist_init_anchor(&srv->polls);
     fit_descriptors(srv);
     if ((srv->series = cp_series_create(CP_SERIES_MAX_SERVICES)) == NULL) {
         free(srv->counts);
@@ -610,6 +611,8 @@ int cp_server_run(cp_server_t *srv, volatile sig_atomic_t *stop)
         }
         /* reports queued during the last turn: one commit for them all */
         int more_reports = cp_flush_reports(srv);
+        /* polls likewise: one read and one write for a group */
+        more_reports |= cp_flush_polls(srv);
         int64_t next = cp_expire_waiters(srv), due = engine_turn(srv), feed = cp_feed_turn(srv);
         if (more_reports)
             next = 0;
@@ -631,7 +634,7 @@ int cp_server_run(cp_server_t *srv, volatile sig_atomic_t *stop)
     srv->stopping = 1;
     store_unwatch(srv);
     cp_store_set_change_hook(srv->store, NULL, NULL);
-    while (cp_flush_reports(srv))
+    while (cp_flush_reports(srv) | cp_flush_polls(srv))
         ;
     PW_INFO("stopping: %zu long polls answered with 503", srv->num_waiters);
     if (srv->listener != NULL) {
@@ -656,6 +659,7 @@ int cp_server_run(cp_server_t *srv, volatile sig_atomic_t *stop)
     int64_t until = mono_ms() + 2000;
     while (srv->num_conns > 0 && mono_ms() < until) {
         cp_flush_reports(srv);
+        cp_flush_polls(srv);
         h2o_evloop_run(srv->loop, 10);
     }
     if (srv->num_conns == 0) {

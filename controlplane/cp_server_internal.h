@@ -69,6 +69,8 @@ struct st_cp_server_t {
     h2o_linklist_t poll_index[CP_POLL_BUCKETS];   /* the same waiters hashed by dataplane id (is_polling) */
     h2o_linklist_t reports;                       /* status reports waiting for their group commit (cp_flush_reports) */
     size_t num_reports;                           /* length of reports */
+    h2o_linklist_t polls;                         /* config calls waiting for their group's store work (cp_flush_polls) */
+    size_t num_polls;                             /* length of polls */
     uint64_t *counts;                             /* [route (NUM_ROUTES = unmatched)][status]: API requests answered */
     int64_t started_ms;                           /* for /metrics */
     uint64_t max_polls;                           /* parked polls at most: max_long_polls, lowered to fit the open-file limit */
@@ -247,6 +249,13 @@ int64_t cp_expire_waiters(cp_server_t *srv);
  * each. Returns 1 when more are queued (the loop should not sleep), else 0. */
 #define CP_REPORT_BATCH 128 /* the most; sqlite stores at most CP_REPORT_BATCH_SQLITE */
 #define CP_REPORT_BATCH_SQLITE 32
+
+/* Handles the config calls queued since the last call (at most CP_POLL_BATCH of them, oldest first):
+ * their dataplanes' states read at once, new ones admitted, their last seen and labels stored in one
+ * live transaction, then each answered (a version, 304, 403) or parked. Returns 1 when more are
+ * queued (the loop comes back at once, after the events that arrived meanwhile). */
+int cp_flush_polls(cp_server_t *srv);
+#define CP_POLL_BATCH 128
 int cp_flush_reports(cp_server_t *srv);
 
 /* --- safe rollouts (cp_rollout_engine.c) ------------------------------------------------------ */

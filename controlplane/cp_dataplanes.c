@@ -493,34 +493,39 @@ void cp_wake_waiters(cp_server_t *srv)
 {
     /* A fleet's polls all wake at once: their states are read CP_POLL_BATCH at a time (one query
      * each on PostgreSQL), the deliveries recorded in one transaction per version, and the answer
-     * rendered once per version, rather than once per dataplane. */
-    size_t cap = srv->num_waiters + 1, n = 0;
-    cp_waiter_t **due = malloc(cap * sizeof(*due));
-    cp_call_t **calls = malloc(cap * sizeof(*calls));
-    const char **ids = malloc(cap * sizeof(*ids));
-    int64_t *targets = malloc(cap * sizeof(*targets));
-    cp_dataplane_t *dps = malloc(CP_POLL_BATCH * sizeof(*dps));
-    int *found = malloc(CP_POLL_BATCH * sizeof(*found));
-    if (due == NULL || calls == NULL || ids == NULL || targets == NULL || dps == NULL || found == NULL) {
-        PW_WARN("out of memory waking %zu long polls: they are answered when their wait ends", srv->num_waiters);
-        goto out;
-    }
-    /* the polls whose dataplane may get a version (no store read for the others) */
-    for (h2o_linklist_t *node = srv->waiters.next; node != &srv->waiters; node = node->next) {
-        cp_waiter_t *w = H2O_STRUCT_FROM_MEMBER(cp_waiter_t, link, node);
-        if (due_version(srv, w->call->params[0].base, w->known_version, NULL) == 0)
-            continue;
-        due[n] = w;
-        ids[n++] = w->call->params[0].base;
-    }
+     * rendered once per version, rather than once per dataplane. About CP_WAKE_BATCH are answered
+     * per call: the loop comes back for the rest after the events that arrived meanwhile (an
+     * operator's call waits for one batch, not for the whole fleet). */
+    cp_waiter_t *chunk[CP_POLL_BATCH];
+    const char *chunk_ids[CP_POLL_BATCH];
+    cp_dataplane_t dps[CP_POLL_BATCH];
+    int found[CP_POLL_BATCH];
+    cp_call_t *calls[CP_WAKE_BATCH + CP_POLL_BATCH];
+    const char *ids[CP_WAKE_BATCH + CP_POLL_BATCH];
+    int64_t targets[CP_WAKE_BATCH + CP_POLL_BATCH];
     size_t m = 0;
-    for (size_t at = 0; at < n; at += CP_POLL_BATCH) {
-        size_t k = n - at < CP_POLL_BATCH ? n - at : CP_POLL_BATCH;
-        int rc = cp_store_get_dataplanes(srv->store, ids + at, k, 1, dps, found);
+    srv->wake_more = 0;
+    h2o_linklist_t *node = srv->waiters.next;
+    while (node != &srv->waiters) {
+        if (m >= CP_WAKE_BATCH) {
+            srv->wake_more = 1;
+            break;
+        }
+        /* the next polls whose dataplane may get a version (no store read for the others) */
+        size_t k = 0;
+        for (; node != &srv->waiters && k < CP_POLL_BATCH; node = node->next) {
+            cp_waiter_t *w = H2O_STRUCT_FROM_MEMBER(cp_waiter_t, link, node);
+            if (due_version(srv, w->call->params[0].base, w->known_version, NULL) == 0)
+                continue;
+            chunk[k] = w;
+            chunk_ids[k++] = w->call->params[0].base;
+        }
+        /* `node` is past the chunk: answering the chunk's polls leaves it in the list */
+        int rc = cp_store_get_dataplanes(srv->store, chunk_ids, k, 1, dps, found);
         for (size_t i = 0; i < k; i++) {
-            cp_waiter_t *w = due[at + i];
-            int64_t target = rc == CP_STORE_OK ? due_version(srv, ids[at + i], w->known_version, found[i] ? &dps[i] : NULL) : -1;
-            if (found[i])
+            cp_waiter_t *w = chunk[i];
+            int64_t target = rc == CP_STORE_OK ? due_version(srv, chunk_ids[i], w->known_version, found[i] ? &dps[i] : NULL) : -1;
+            if (rc == CP_STORE_OK && found[i])
                 cp_dataplane_dispose(&dps[i]);
             if (target == 0)
                 continue; /* it NACKed that version: it stays parked */
@@ -530,18 +535,11 @@ void cp_wake_waiters(cp_server_t *srv)
                 continue;
             }
             calls[m] = w->call;
-            ids[m] = w->call->params[0].base;
+            ids[m] = chunk_ids[i];
             targets[m++] = target;
         }
     }
     deliver_by_version(srv, calls, ids, targets, m);
-out:
-    free(due);
-    free(calls);
-    free(ids);
-    free(targets);
-    free(dps);
-    free(found);
 }
 
 int64_t cp_expire_waiters(cp_server_t *srv)

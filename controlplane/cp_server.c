@@ -608,13 +608,16 @@ int cp_server_run(cp_server_t *srv, volatile sig_atomic_t *stop)
             if (engine_stale(srv))
                 engine_reload(srv);
             cp_wake_waiters(srv);
+        } else if (srv->wake_more) {
+            /* the rest of a wake, a batch a turn */
+            cp_wake_waiters(srv);
         }
         /* reports queued during the last turn: one commit for them all */
         int more_reports = cp_flush_reports(srv);
         /* polls likewise: one read and one write for a group */
         more_reports |= cp_flush_polls(srv);
         int64_t next = cp_expire_waiters(srv), due = engine_turn(srv), feed = cp_feed_turn(srv);
-        if (more_reports)
+        if (more_reports || srv->wake_more)
             next = 0;
         if (due >= 0 && (next < 0 || due < next))
             next = due;

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "cp_config.h"
 #include "cp_server.h"
 #include "cp_store.h"
@@ -82,6 +83,33 @@ static int backup(const char *config_path, const char *database, int nargs, char
         printf("pathway-control: %s backed up to %s\n", database, args[0]);
     cp_config_destroy(conf);
     return rc == 0 ? 0 : 1;
+}
+
+/* The store; a PostgreSQL that cannot be reached yet (a replica starting while the database fails
+ * over, or before it is up) is tried again every second until it answers or a signal stops us,
+ * saying so every 10 s: the replica starts serving as soon as the database does. Any other error
+ * (a bad URL, a database written by a newer binary, a sqlite file that cannot be opened) ends the
+ * start at once. */
+static cp_store_t *open_store(const char *database, char *err, size_t errlen)
+{
+    static const char unavailable[] = "database unavailable: ";
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (unsigned tries = 0;; tries++) {
+        cp_store_t *store = cp_store_open(database, err, errlen);
+        if (store != NULL || !cp_store_is_url(database) || strncmp(err, unavailable, sizeof(unavailable) - 1) != 0)
+            return store;
+        if (tries % 10 == 0) {
+            struct timespec now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            PW_WARN("%s; trying again every second (%lld s so far)", err, (long long)(now.tv_sec - start.tv_sec));
+        }
+        struct timespec second = {1, 0};
+        while (!stop_requested && nanosleep(&second, &second) != 0)
+            ;
+        if (stop_requested)
+            return NULL;
+    }
 }
 
 int main(int argc, char **argv)
@@ -185,12 +213,21 @@ int main(int argc, char **argv)
         conf->database = copy;
     }
 
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
     char err[512];
-    cp_store_t *store = cp_store_open(conf->database, err, sizeof(err));
+    cp_store_t *store = open_store(conf->database, err, sizeof(err));
     if (store == NULL) {
-        fprintf(stderr, "pathway-control: database: %s\n", err);
+        if (!stop_requested)
+            fprintf(stderr, "pathway-control: database: %s\n", err);
         cp_config_destroy(conf);
-        return 1;
+        return stop_requested ? 0 : 1;
     }
     char shown[512];
     cp_store_describe(conf->database, shown, sizeof(shown));
@@ -213,14 +250,6 @@ int main(int argc, char **argv)
                     (long long)cp_store_active_version(store));
     }
     cfg_errors_dispose(&errs);
-
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
 
     cp_server_t *srv = cp_server_create(conf, store, err, sizeof(err));
     if (srv == NULL) {

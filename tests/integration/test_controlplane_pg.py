@@ -270,6 +270,37 @@ def test_postgresql_down_503_dataplane_serves_back_up_writes_work():
 
 
 @pwtest.test
+def test_replica_started_while_postgresql_is_down_waits_for_it():
+    url = fresh_url()
+    a = Replica(url)
+    expect(a.call("PUT", "/v1/config", fleet()), 201)
+    cluster().stop()
+    try:
+        wait_port = pwtest.wait_port
+        pwtest.wait_port = lambda *args, **kw: None  # nothing listens before the database answers
+        try:
+            c, d = Replica(url), Replica(url)
+        finally:
+            pwtest.wait_port = wait_port
+        time.sleep(1.5)
+        for r in (c, d):
+            out = r.proc.output()
+            assert r.proc.alive(), out
+            assert "database unavailable" in out and "trying again every second" in out, out
+        # a signal while it waits: a clean exit
+        t0 = time.monotonic()
+        assert d.proc.stop() == 0 and time.monotonic() - t0 < 3.0
+    finally:
+        cluster().start()
+    # the database is back: the replica that waited starts serving, without a restart
+    pwtest.wait_port(c.port, timeout=10.0)
+    assert c.proc.alive()
+    assert active(c) == 1
+    expect(c.call("PUT", "/v1/config", fleet(conns=9)), 201)
+    assert active(a) == 2
+
+
+@pwtest.test
 def test_rollout_lease_moves_to_the_other_replica_when_its_holder_dies():
     url = fresh_url()
     a = Replica(url)  # first: it takes the lease

@@ -535,8 +535,12 @@ static void evaluate(cp_server_t *srv, int64_t now)
     size_t n_canary = 0, n_base = 0, num_obs;
     /* every dataplane's latest counters as stored, whichever replica received them */
     const cp_obs_t *obs = cp_feed_obs(srv, &num_obs);
+    /* reports' times are the store's clock: compared with the newest report, not with ours */
+    int64_t newest = cp_feed_newest(srv);
     for (size_t i = 0; i < num_obs; i++) {
         const cp_obs_t *o = &obs[i];
+        if (newest - o->at_ms > (int64_t)srv->conf->heartbeat_ms)
+            continue; /* stopped reporting (gone, or forgotten on another replica): no evidence, and not one of the sides */
         int member = in_set(e, o->id);
         if (member ? o->version != ro->version : o->version != ro->from_version)
             continue;

@@ -296,6 +296,9 @@ int cp_traffic_sync(cp_server_t *srv);
 int64_t cp_feed_turn(cp_server_t *srv);
 /* Every dataplane's latest counters, sorted by id (borrowed, valid until the next read). */
 const cp_obs_t *cp_feed_obs(cp_server_t *srv, size_t *count);
+/* The newest report time read (the store's clock, as cp_obs_t.at_ms), 0 before the first. Entries
+ * older than it by CP_SERIES_KEEP_MS are dropped at each read. */
+int64_t cp_feed_newest(cp_server_t *srv);
 /* Drops what is kept of dataplane `id` (forgotten), here and in the series. */
 void cp_feed_forget(cp_server_t *srv, const char *id);
 

@@ -93,6 +93,11 @@ const cp_obs_t *cp_feed_obs(cp_server_t *srv, size_t *count)
     return f != NULL ? f->obs : NULL;
 }
 
+int64_t cp_feed_newest(cp_server_t *srv)
+{
+    return srv->feed != NULL ? srv->feed->newest_ms : 0;
+}
+
 void cp_feed_forget(cp_server_t *srv, const char *id)
 {
     cp_feed_t *f = srv->feed;
@@ -163,6 +168,19 @@ int cp_traffic_sync(cp_server_t *srv)
             f->newest_ms = r[i].at_ms;
     }
     cp_traffic_reports_free(r, n);
+    /* dataplanes silent for longer than the series keeps (forgotten on another replica, or gone):
+     * their counters go, so the entries stay bounded by the dataplanes that report */
+    size_t kept = 0;
+    int64_t oldest = f->newest_ms - CP_SERIES_KEEP_MS; /* the store's clock, as at_ms */
+    for (size_t i = 0; i < f->num_obs; i++) {
+        if (f->obs[i].at_ms < oldest) {
+            cp_series_forget(srv->series, f->obs[i].id);
+            free(f->obs[i].id);
+            continue;
+        }
+        f->obs[kept++] = f->obs[i];
+    }
+    f->num_obs = kept;
     return 0;
 }
 

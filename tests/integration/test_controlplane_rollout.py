@@ -187,6 +187,24 @@ def test_good_version_promoted():
 
 
 @pwtest.test
+def test_a_dataplane_that_stopped_reporting_is_not_in_the_baseline():
+    cp = ControlPlane(heartbeat="1s")
+    dps = fleet_of(cp, 4)
+    time.sleep(1)
+    gone = dps.pop()
+    gone.stop()  # it reported v1 traffic, then nothing more (gone, or forgotten on another replica)
+    time.sleep(1.5)
+    b = expect(cp.call("PUT", "/v1/config", with_rollout(fleet(level=GOOD, conns=7), rollout({"percent": 25}))), 201)[2]
+    rid = b["rollout"]["id"]
+    ro = wait_for("a verdict", lambda: (lambda r: r if r["verdicts"] else None)(get_rollout(cp, rid)), 20)
+    assert gone.id not in ro["dataplanes"], ro
+    v = ro["verdicts"][0]
+    assert v["canary_dataplanes"] == 1 and v["baseline_dataplanes"] == 2, v
+    for d in dps:
+        d.stop()
+
+
+@pwtest.test
 def test_bad_version_rolled_back_by_itself():
     cp = ControlPlane()
     dps = fleet_of(cp, 4)

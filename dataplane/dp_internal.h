@@ -167,6 +167,10 @@ struct st_dp_endpoint_t {
     _Atomic int just_failed;             /* a connect failed: pass it over once */
     _Atomic uint64_t connects, reuses, connect_errors, closes;
     _Atomic uint64_t attempts[DP_ARES__COUNT]; /* attempts by how they ended (dp_ares_t) */
+    dp_ephealth_t health;                      /* in rotation or why not (dp_health.h) */
+    size_t nworkers;
+    dp_wpool_t *wp; /* [nworkers]: each worker's half of the pool */
+
     /* HTTP/2 (dp_h2.h) */
     SSL_CTX *ssl_ctx_alpn;  /* https only: the same as ssl_ctx, offering h2 and http/1.1 by ALPN */
     nghttp2_nv *h2_headers; /* the endpoint's request headers for HTTP/2 (dp_h2_prefix_headers) */
@@ -177,9 +181,6 @@ struct st_dp_endpoint_t {
     _Atomic uint32_t h2_open;              /* connections speaking HTTP/2, all workers */
     _Atomic uint32_t streams;              /* HTTP/2 streams open, all workers */
     _Atomic uint64_t h2_connects, goaways; /* connections that became HTTP/2; GOAWAYs received */
-    dp_ephealth_t health;                  /* in rotation or why not (dp_health.h) */
-    size_t nworkers;
-    dp_wpool_t *wp; /* [nworkers]: each worker's half of the pool */
 };
 
 /* A worker's part of one endpoint's pool. */
@@ -190,7 +191,8 @@ struct st_dp_wpool_t {
     h2o_linklist_t active_link; /* in dp_worker_t.active_pools while nconns or waiters */
     uint32_t nconns;            /* open or opening connections owned by this worker */
     uint32_t nwaiters;
-    int active;             /* linked in active_pools, holding a ref on the endpoint */
+    int active; /* linked in active_pools, holding a ref on the endpoint */
+
     h2o_linklist_t h2conns; /* dp_conn_t speaking HTTP/2 that take new streams (idle or busy) */
     uint32_t h2_connecting; /* connections opening for h2 (waiters wait for them rather than open more) */
 };

@@ -671,6 +671,7 @@ void dp_h2_conn_free(dp_conn_t *c)
         return;
     unlist(h);
     h->dead = 1;
+    ++h->depth; /* owners told of their failure may cancel other streams of it: no settle from there */
     while (!h2o_linklist_is_empty(&h->streams)) {
         dp_h2stream_t *s = H2O_STRUCT_FROM_MEMBER(dp_h2stream_t, link, h->streams.next);
         stream_fail(h, s, !s->sent, "connection closed");

@@ -254,6 +254,33 @@ def test_50mib_over_h2_slow_client_bounded_rss():
 
 
 @test
+def test_timeout_and_client_cancel_reset_the_stream():
+    _, mock = start_mock("--fault", "hang", "--fault-method", "eth_call")
+    ng, ngdir = nginx(mock)
+    over = "pool:\n  protocol: h2\ntimeouts:\n  request: 300ms\nretry:\n  max_attempts: 1"
+    pw = Pathway([("eth", [f"http://127.0.0.1:{ng}/"], over)], threads=1)
+    hang = '{"jsonrpc":"2.0","id":5,"method":"eth_call","params":[]}'
+    t = time.time()
+    st, body = post(pw.port, "/v1/eth", hang)
+    assert st == 504 and time.time() - t < 3, (st, body)
+    # the stream was reset (RST_STREAM CANCEL), the connection carries on
+    wait_for(lambda: endpoint(pw, "eth")["streams"] == 0, what="the timed-out stream closed")
+    assert post(pw.port, "/v1/eth", json.dumps(CALL)) == post(mock, "/", json.dumps(CALL))
+    # a client that leaves: its stream is reset too (nginx logs 499 for a stream its client reset)
+    c = http.client.HTTPConnection("127.0.0.1", pw.port, timeout=5)
+    c.request("POST", "/v1/eth", body=hang.replace("300ms", ""))
+    wait_for(lambda: endpoint(pw, "eth")["streams"] == 1, what="the stream open")
+    c.close()
+    wait_for(lambda: endpoint(pw, "eth")["streams"] == 0, what="the abandoned stream reset")
+    ep = endpoint(pw, "eth")
+    assert ep["h2_connects"] == 1 and ep["connects"] == 1, ep
+    wait_for(lambda: counters_at_zero(pw), what="counters at zero")
+    with open(os.path.join(ngdir, "access.log")) as f:
+        statuses = [line.split()[1] for line in f if line.strip()]
+    assert statuses.count("499") == 2 and statuses.count("200") == 1, statuses
+
+
+@test
 def test_runtime_switch_http1_to_h2():
     _, mock = start_mock()
     ng_h1, _ = nginx(mock, http2=False)

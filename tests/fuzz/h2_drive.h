@@ -2,7 +2,7 @@
  * h2_drive: an upstream's HTTP/2 bytes, as Pathway's response path reads them. A libnghttp2 client
  * session set up as dp_h2 sets its own up (no automatic WINDOW_UPDATE, push off, the stream's
  * window given back as bytes are taken) sends one POST; the server's bytes are then fed to it, in
- * pieces cut where the caller says, and its response head goes through dp_h2_resp_header /
+ * pieces cut where the caller says (what it answers is sent after the last), and its response head goes through dp_h2_resp_header /
  * dp_h2_resp_done, the code dp_h2's callbacks run. Shared by the fuzz target and the unit test.
  */
 #ifndef PW_H2_DRIVE_H
@@ -165,17 +165,23 @@ static int h2_drive(const uint8_t *data, size_t len, const size_t *cuts, size_t 
         if (nghttp2_session_mem_recv(s, data + at, end - at) < 0)
             out->session_error = 1;
         at = end;
-        h2d_drain(s);
     }
+    /* what the session sends back (RST_STREAM, WINDOW_UPDATE...) goes out once, after everything was
+     * read: when it went out between pieces would change when nghttp2 closes a reset stream */
+    h2d_drain(s);
     nghttp2_session_del(s);
     free(c->arena);
     free(c);
     return 0;
 }
 
+/* The same response as Pathway would relay it: the same head, and for a stream that ended, the
+ * same body length. (How much of a frame nghttp2 hands out before it finds the frame bad, and when
+ * it closes a stream it reset, depend on where the bytes were cut: not compared.) */
 static int h2_outcome_equal(const h2_outcome_t *a, const h2_outcome_t *b)
 {
-    return memcmp(a, b, sizeof(*a)) == 0;
+    return a->head == b->head && a->status == b->status && a->mode == b->mode && a->content_length == b->content_length &&
+           a->nheaders == b->nheaders && a->ended == b->ended && (!a->ended || a->body_len == b->body_len);
 }
 
 #endif

@@ -233,9 +233,28 @@ static void conn_fail(dp_conn_t *c, const char *err)
         wt->conn = NULL;
         c->owner = NULL;
     }
+    /* an HTTP/2 connection being opened: the worker's other requests for the endpoint waited for it
+     * rather than open their own; they fail with it (failover), not one connect timeout after another */
+    h2o_linklist_t others;
+    h2o_linklist_init_anchor(&others);
+    if (c->_h2_counted) {
+        dp_worker_t *w = c->w;
+        dp_wpool_t *wp = &ep->wp[w->index];
+        while (!h2o_linklist_is_empty(&wp->waiters))
+            h2o_linklist_insert(&others, &pop_waiter(w, ep)->_link);
+        atomic_fetch_add(&ep->refcnt, 1); /* the pool may deactivate as the connection closes */
+    }
+    int held = c->_h2_counted;
     dp_pool_close(c);
     if (wt != NULL)
         wt->on_fail(wt, DP_ERR_CONNECT_FAILED);
+    while (!h2o_linklist_is_empty(&others)) {
+        dp_pool_waiter_t *o = H2O_STRUCT_FROM_MEMBER(dp_pool_waiter_t, _link, others.next);
+        h2o_linklist_unlink(&o->_link);
+        o->on_fail(o, DP_ERR_CONNECT_FAILED);
+    }
+    if (held)
+        dp_endpoint_release(ep);
 }
 
 static void on_connect_timeout(h2o_timeout_entry_t *entry)

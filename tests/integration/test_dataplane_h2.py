@@ -7,6 +7,7 @@ import concurrent.futures
 import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -278,6 +279,30 @@ def test_timeout_and_client_cancel_reset_the_stream():
     with open(os.path.join(ngdir, "access.log")) as f:
         statuses = [line.split()[1] for line in f if line.strip()]
     assert statuses.count("499") == 2 and statuses.count("200") == 1, statuses
+
+
+@test
+def test_h2_connect_timeout_fails_the_waiters_together():
+    # a TLS upstream that never answers the handshake: every request waits for the one HTTP/2
+    # connection being opened; when its connect times out they all fail over at once, not one
+    # connect_timeout after another
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)
+    port = silent.getsockname()[1]
+    try:
+        over = "pool:\n  protocol: h2\n  connect_timeout: 400ms\nretry:\n  max_attempts: 1"
+        pw = Pathway([("eth", [f"https://127.0.0.1:{port}/"], over)], threads=1)
+        t = time.time()
+        res = concurrent_posts(pw.port, "/v1/eth", 20)
+        took = time.time() - t
+        assert all(r[0] == 502 and b"connect failed" in r[1] for r in res), res[:3]
+        assert took < 2.5, took  # 20 connect timeouts in a row would take 8 s
+        ep = endpoint(pw, "eth")
+        assert ep["connect_errors"] <= 2, ep
+        wait_for(lambda: counters_at_zero(pw), what="counters at zero")
+    finally:
+        silent.close()
 
 
 @test

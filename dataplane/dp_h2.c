@@ -711,17 +711,26 @@ void dp_h2_stream_start(dp_attempt_t *a, dp_conn_t *c)
     int cll = snprintf(clen, sizeof(clen), "%zu", req->entity.len);
     nghttp2_nv nv[6 + 36];
     size_t n = 0;
-#define NV(nm, nl, v, vl) nv[n++] = (nghttp2_nv){(uint8_t *)(nm), (uint8_t *)(v), (nl), (vl), NGHTTP2_NV_FLAG_NONE}
-    NV(":method", 7, "POST", 4);
-    NV(":scheme", 7, ep->is_https ? "https" : "http", ep->is_https ? 5 : 4);
-    NV(":authority", 10, ep->host_header.base, ep->host_header.len);
-    NV(":path", 5, ep->path, strlen(ep->path));
-    for (size_t i = 0; i != ep->h2_nheaders && n < sizeof(nv) / sizeof(nv[0]) - 3; ++i)
-        nv[n++] = ep->h2_headers[i];
-    NV("content-length", 14, clen, (size_t)cll);
+    /* names are static and the endpoint's values live as long as its connections: nghttp2 need not
+     * copy them; the request id changes every time, so it stays out of HPACK's dynamic table */
+#define NV(nm, nl, v, vl, f)                                                                                                       \
+    nv[n++] = (nghttp2_nv)                                                                                                         \
+    {                                                                                                                              \
+        (uint8_t *)(nm), (uint8_t *)(v), (nl), (vl), (f)                                                                           \
+    }
+    const uint8_t fixed = NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE;
+    NV(":method", 7, "POST", 4, fixed);
+    NV(":scheme", 7, ep->is_https ? "https" : "http", ep->is_https ? 5 : 4, fixed);
+    NV(":authority", 10, ep->host_header.base, ep->host_header.len, fixed);
+    NV(":path", 5, ep->path, strlen(ep->path), fixed);
+    for (size_t i = 0; i != ep->h2_nheaders && n < sizeof(nv) / sizeof(nv[0]) - 3; ++i) {
+        nv[n] = ep->h2_headers[i];
+        nv[n++].flags = fixed;
+    }
+    NV("content-length", 14, clen, (size_t)cll, NGHTTP2_NV_FLAG_NO_COPY_NAME);
     if (!ep->own_content_type)
-        NV("content-type", 12, ct.base, ct.len);
-    NV("x-request-id", 12, a->_reqid.base, a->_reqid.len);
+        NV("content-type", 12, ct.base, ct.len, NGHTTP2_NV_FLAG_NO_COPY_NAME);
+    NV("x-request-id", 12, a->_reqid.base, a->_reqid.len, NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_INDEX);
 #undef NV
     nghttp2_data_provider dp = {.read_callback = read_body};
     int32_t id = nghttp2_submit_request(h->sess, NULL, nv, n, req->entity.len != 0 ? &dp : NULL, s);

@@ -177,12 +177,14 @@ def upstream_h2_rows(d, pathway, nginx, seconds, lua):
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "2",
                     "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True,
                    timeout=60)
-    up1, up2, upt, port, admin = (free_port() for _ in range(5))
+    # one port per service: the per-upstream connection bound is shared by endpoints of one host:port
+    up1, up64, up2, upt, uptt, port, admin = (free_port() for _ in range(7))
     with open(os.path.join(h, "up.conf"), "w") as f:
         f.write(f"""worker_processes 1; daemon off; pid {h}/up.pid; error_log {h}/up-error.log warn;
 events {{ worker_connections 4096; }}
 http {{ access_log off; client_body_temp_path {h}; keepalive_requests 1000000; http2_max_concurrent_streams 128;
-  server {{ listen 127.0.0.1:{up1}; listen 127.0.0.1:{up2} http2; listen 127.0.0.1:{upt} ssl http2;
+  server {{ listen 127.0.0.1:{up1}; listen 127.0.0.1:{up64}; listen 127.0.0.1:{up2} http2;
+    listen 127.0.0.1:{upt} ssl http2; listen 127.0.0.1:{uptt} ssl http2;
     ssl_certificate {cert}; ssl_certificate_key {key};
     location / {{ default_type application/json; return 200 '{ANSWER}'; }} }} }}
 """)
@@ -202,7 +204,7 @@ services:
     endpoints: [{{url: 'http://127.0.0.1:{up1}/'}}]
     pool: {{max_conns_per_host: 2, max_idle_per_host: 2}}
   - id: h1-64
-    endpoints: [{{url: 'http://127.0.0.1:{up1}/'}}]
+    endpoints: [{{url: 'http://127.0.0.1:{up64}/'}}]
     pool: {{max_conns_per_host: 64, max_idle_per_host: 64}}
   - id: h2
     endpoints: [{{url: 'http://127.0.0.1:{up2}/'}}]
@@ -211,7 +213,7 @@ services:
     endpoints: [{{url: 'https://127.0.0.1:{upt}/', {tls}}}]
     pool: {{max_conns_per_host: 64, max_idle_per_host: 64}}
   - id: tls-h2
-    endpoints: [{{url: 'https://127.0.0.1:{upt}/', {tls}}}]
+    endpoints: [{{url: 'https://127.0.0.1:{uptt}/', {tls}}}]
     pool: {{max_conns_per_host: 2, max_idle_per_host: 2, protocol: h2}}
 """)
     rows = []
@@ -219,7 +221,7 @@ services:
     try:
         start(LOAD_CPU + [nginx, "-c", os.path.join(h, "up.conf"), "-p", h], os.path.join(h, "up.log"))
         pw = start(PROXY_CPU + [pathway, "-c", os.path.join(h, "pathway.yaml")], os.path.join(h, "pathway.log"))
-        for p in (up1, up2, upt, port):
+        for p in (up1, up64, up2, upt, uptt, port):
             wait_port(p)
         import json
         for sid in ("h1", "h2", "h1-64", "tls-h1", "tls-h2"):

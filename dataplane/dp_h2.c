@@ -196,11 +196,6 @@ static void unlist(dp_h2conn_t *h)
     }
 }
 
-uint32_t dp_h2_conn_streams(dp_conn_t *c)
-{
-    return c->h2 != NULL ? c->h2->nstreams : 0;
-}
-
 int dp_h2_conn_has_room(dp_conn_t *c)
 {
     dp_h2conn_t *h = c->h2;
@@ -435,11 +430,6 @@ static dp_h2stream_t *stream_of(nghttp2_session *sess, int32_t id)
     return nghttp2_session_get_stream_user_data(sess, id);
 }
 
-static int on_begin_headers(nghttp2_session *sess, const nghttp2_frame *frame, void *user)
-{
-    return 0;
-}
-
 static int on_header(nghttp2_session *sess, const nghttp2_frame *frame, const uint8_t *name, size_t namelen, const uint8_t *value,
                      size_t valuelen, uint8_t flags, void *user)
 {
@@ -621,7 +611,6 @@ static void init_callbacks(void)
 {
     if (nghttp2_session_callbacks_new(&g_callbacks) != 0 || nghttp2_option_new(&g_option) != 0)
         abort();
-    nghttp2_session_callbacks_set_on_begin_headers_callback(g_callbacks, on_begin_headers);
     nghttp2_session_callbacks_set_on_header_callback(g_callbacks, on_header);
     nghttp2_session_callbacks_set_on_frame_recv_callback(g_callbacks, on_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(g_callbacks, on_data_chunk);

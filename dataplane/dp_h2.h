@@ -87,8 +87,6 @@ void dp_h2_conn_free(struct st_dp_conn_t *c);
 void dp_h2_conn_settle(struct st_dp_conn_t *c);
 /* May another stream start on c now (not draining, under the stream bound)? */
 int dp_h2_conn_has_room(struct st_dp_conn_t *c);
-/* Open streams on c. */
-uint32_t dp_h2_conn_streams(struct st_dp_conn_t *c);
 
 /* The attempt's request goes out as a stream on c (an HTTP/2 connection the pool handed it). */
 void dp_h2_stream_start(struct st_dp_attempt_t *a, struct st_dp_conn_t *c);

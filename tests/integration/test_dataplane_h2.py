@@ -24,7 +24,8 @@ CALL = {"jsonrpc": "2.0", "id": 7, "method": "eth_blockNumber", "params": []}
 
 def nginx(upstream_port, http2=True, tls=None, extra_server="", extra_http=""):
     """nginx on a free port proxying to the mock over HTTP/1.1 keep-alive; returns (port, dir). Its
-    access log (dir/access.log) records nginx's connection serial number of each request."""
+    access log (dir/access.log) records nginx's connection serial number of each request. One
+    process (no master), so stopping or killing it leaves no worker behind."""
     d = tempfile.mkdtemp(prefix="pw-h2-nginx-")
     port = pwtest.free_port()
     listen = f"127.0.0.1:{port}" + (" ssl" if tls else "") + (" http2" if http2 else "")
@@ -32,6 +33,7 @@ def nginx(upstream_port, http2=True, tls=None, extra_server="", extra_http=""):
     conf = f"""
 worker_processes 1;
 daemon off;
+master_process off;
 pid {d}/nginx.pid;
 error_log {d}/error.log info;
 events {{ worker_connections 2048; }}
@@ -153,6 +155,41 @@ def test_h2_prior_knowledge_byte_identical():
     assert 'pathway_upstream_streams{service="h2",endpoint="127.0.0.1:%d"} 0' % ng in text, text
     assert 'pathway_upstream_h2_connections{service="h2",endpoint="127.0.0.1:%d"} 1' % ng in text
     promtool_check(text)
+    wait_for(lambda: counters_at_zero(pw), what="counters at zero")
+
+
+@test
+def test_h2_body_without_length_and_failover():
+    # an answer without content-length (nginx relays the mock's chunked body as DATA frames up to
+    # END_STREAM) comes through whole; and when one h2 upstream dies under load, its streams fail
+    # over to the other endpoint: no client sees an error
+    _, chunked = start_mock("--response-size", "100000", "--chunked")
+    ng_c, _ = nginx(chunked)
+    _, mock = start_mock("--latency", "20")
+    ng_a, _ = nginx(mock)
+    ng_b, _ = nginx(mock)
+    pw = Pathway([("c", [f"http://127.0.0.1:{ng_c}/"], "pool:\n  protocol: h2"),
+                  # every stream of the dead connection fails at once: the retry budget is opened for
+                  # that burst (its default, 20% of the requests in flight, is what HTTP/1.1 would get too)
+                  ("eth", [f"http://127.0.0.1:{ng_a}/", f"http://127.0.0.1:{ng_b}/"],
+                   "pool:\n  protocol: h2\nretry:\n  budget:\n    percent: 100")],
+                 threads=1)
+    call = '{"jsonrpc":"2.0","id":3,"method":"eth_call","params":[]}'
+    st, body = post(pw.port, "/v1/c", call)
+    assert (st, body) == post(chunked, "/", call) and len(body) > 100000, (st, len(body))
+    assert concurrent_posts(pw.port, "/v1/eth", 40, workers=20)  # both connections up
+    victim = next(p for p in pwtest.Proc.live if p.name == f"nginx-{ng_a}")
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        load = ex.submit(concurrent_posts, pw.port, "/v1/eth", 600, 30)
+        time.sleep(0.15)
+        victim.kill9()
+        res = load.result(timeout=60)
+    bad = [r for r in res if r[0] != 200 or b'"result"' not in r[1]]
+    assert not bad, (len(bad), bad[:3])
+    svc = next(x for x in pw.stats()["services"] if x["id"] == "eth")
+    a = svc["endpoints"][0]["attempts"]
+    assert a["reset"] + a["connect_failure"] + a["bad_response"] >= 1, a  # it died with streams open
+    assert sum(svc["retries"].values()) >= 1, svc["retries"]
     wait_for(lambda: counters_at_zero(pw), what="counters at zero")
 
 

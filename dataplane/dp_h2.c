@@ -357,6 +357,8 @@ static void settle(dp_h2conn_t *h)
         wt->conn = c;
         wt->on_conn(wt, c, 1); /* a stream starts (its own leave does not settle: depth) */
     }
+    if (!h->dead && c->state == DP_CONN_BUSY && !dp_h2_conn_has_room(c))
+        dp_pool_h2_grow(c); /* full, and requests wait: one more connection, within max_conns_per_host */
     flush(h);
     if (!h->dead && conn_unused(h) && !nghttp2_session_want_read(h->sess) && !nghttp2_session_want_write(h->sess) &&
         h->out.len == 0)

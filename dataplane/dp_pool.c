@@ -17,6 +17,7 @@
 #define DP_UPSTREAM_RCVBUF (128 * 1024)
 
 static void wpool_serve_waiters(dp_worker_t *w, dp_endpoint_t *ep);
+static void conn_open(dp_worker_t *w, dp_endpoint_t *ep, dp_pool_waiter_t *wt);
 
 static void wpool_activate(dp_worker_t *w, dp_endpoint_t *ep)
 {
@@ -205,6 +206,15 @@ void dp_pool_release(dp_conn_t *c, int reusable)
     h2o_timeout_link(w->loop, dp_worker_timeout(w, atomic_load(&ep->idle_timeout_ms)), &c->_timer);
     if (c->h2 == NULL) /* an HTTP/2 session keeps reading (SETTINGS, PING, GOAWAY) */
         h2o_socket_read_start(c->sock, on_idle_read);
+}
+
+void dp_pool_h2_grow(dp_conn_t *c)
+{
+    dp_worker_t *w = c->w;
+    dp_endpoint_t *ep = c->ep;
+    dp_wpool_t *wp = &ep->wp[w->index];
+    if (!h2o_linklist_is_empty(&wp->waiters) && wp->h2_connecting == 0 && !ep_retired(ep) && reserve_slot(ep))
+        conn_open(w, ep, pop_waiter(w, ep));
 }
 
 dp_pool_waiter_t *dp_pool_h2_take_waiter(dp_conn_t *c)

@@ -61,5 +61,8 @@ void dp_pool_close(dp_conn_t *c);
 void dp_pool_housekeeping(dp_worker_t *w);
 /* HTTP/2 (dp_h2.c): the next waiter of c's pool for another stream on c, NULL = none. */
 dp_pool_waiter_t *dp_pool_h2_take_waiter(dp_conn_t *c);
+/* HTTP/2: c is full and requests still wait: another connection is opened for them when the
+ * upstream has a free slot and none is being opened already. */
+void dp_pool_h2_grow(dp_conn_t *c);
 
 #endif

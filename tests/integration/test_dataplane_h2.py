@@ -237,6 +237,25 @@ def test_200_concurrent_on_one_connection():
 
 
 @test
+def test_full_connection_opens_another():
+    # 5 streams per connection, 4 connections allowed: 20 requests at once use all 4 in one round
+    # (requests that wait for a stream open another connection while the upstream has a free slot)
+    _, mock = start_mock("--latency", "300")
+    ng, ngdir = nginx(mock)
+    over = "pool:\n  protocol: h2\n  max_conns_per_host: 4\n  max_concurrent_streams: 5"
+    pw = Pathway([("eth", [f"http://127.0.0.1:{ng}/"], over)], threads=1)
+    t = time.time()
+    res = concurrent_posts(pw.port, "/v1/eth", 20)
+    took = time.time() - t
+    assert all(r[0] == 200 for r in res), res[:3]
+    ep = endpoint(pw, "eth")
+    assert ep["h2_connects"] == 4 and ep["connects"] == 4 and ep["max_concurrent_streams"] == 5, ep
+    assert len(nginx_connections(ngdir)) == 4
+    assert took < 1.0, took  # one round of 300 ms, not four
+    wait_for(lambda: counters_at_zero(pw), what="counters at zero")
+
+
+@test
 def test_goaway_mid_load_fails_nothing():
     _, mock = start_mock("--latency", "5")
     # nginx ends an h2 connection with GOAWAY after 50 requests on it

@@ -214,6 +214,19 @@ static void health_settings_json(const cfg_service_t *c, json_t *svc)
 }
 
 /* /stats' "health" of one endpoint at now (unix ms). Times are unix ms; null where nothing is known. */
+/* /stats: an endpoint's HTTP/2 side: the protocol configured, the one its connections speak, streams. */
+static json_t *endpoint_h2_json(dp_endpoint_t *ep)
+{
+    static const char *const names[] = {"http1", "h2", "auto"};
+    int proto = atomic_load(&ep->protocol);
+    uint32_t open = atomic_load(&ep->open), h2 = atomic_load(&ep->h2_open);
+    const char *in_use = open == 0 ? NULL : h2 == 0 ? "http1" : h2 >= open ? "h2" : "h2+http1";
+    return json_pack("{s:s, s:o, s:i, s:i, s:i, s:I, s:I}", "protocol", names[proto >= 0 && proto <= 2 ? proto : 0],
+                     "protocol_in_use", in_use != NULL ? json_string(in_use) : json_null(), "max_concurrent_streams",
+                     (int)atomic_load(&ep->max_streams), "h2_connections", (int)h2, "streams", (int)atomic_load(&ep->streams),
+                     "h2_connects", (json_int_t)atomic_load(&ep->h2_connects), "goaways", (json_int_t)atomic_load(&ep->goaways));
+}
+
 static json_t *endpoint_health_json(const dp_endpoint_t *ep, uint64_t now)
 {
     const dp_ephealth_t *h = &ep->health;
@@ -336,6 +349,9 @@ static json_t *stats_json(dp_server_t *s, dp_gen_t *g)
                 json_object_set_new(att, dp_ares_names[k], json_integer((json_int_t)atomic_load(&ep->attempts[k])));
             json_object_set_new(json_array_get(eps, j), "attempts", att);
             json_object_set_new(json_array_get(eps, j), "health", endpoint_health_json(ep, now));
+            json_t *h2 = endpoint_h2_json(ep);
+            json_object_update(json_array_get(eps, j), h2);
+            json_decref(h2);
         }
         json_t *retries = json_object();
         for (int k = 0; k != CFG_RETRY_ON_COUNT; ++k) {
@@ -559,6 +575,19 @@ static void metrics_text(dp_server_t *s, pw_buf_t *o)
                           label_escape(ep->label, lb, sizeof(lb)), (uint64_t)atomic_load(c));
         }
     }
+    /* HTTP/2 toward upstreams */
+    HELP(o, "pathway_upstream_streams", "gauge", "HTTP/2 streams open to the upstream, by service and endpoint.");
+    for (size_t i = 0; i != g->nendpoints; ++i)
+        pw_buf_printf(o, "pathway_upstream_streams{service=\"%s\",endpoint=\"%s\"} %u\n", g->endpoints[i]->service,
+                      label_escape(g->endpoints[i]->label, lb, sizeof(lb)), (unsigned)atomic_load(&g->endpoints[i]->streams));
+    HELP(o, "pathway_upstream_h2_connections", "gauge", "Upstream connections speaking HTTP/2, by service and endpoint.");
+    for (size_t i = 0; i != g->nendpoints; ++i)
+        pw_buf_printf(o, "pathway_upstream_h2_connections{service=\"%s\",endpoint=\"%s\"} %u\n", g->endpoints[i]->service,
+                      label_escape(g->endpoints[i]->label, lb, sizeof(lb)), (unsigned)atomic_load(&g->endpoints[i]->h2_open));
+    HELP(o, "pathway_upstream_goaways_total", "counter", "HTTP/2 GOAWAY frames received from the upstream.");
+    for (size_t i = 0; i != g->nendpoints; ++i)
+        pw_buf_printf(o, "pathway_upstream_goaways_total{service=\"%s\",endpoint=\"%s\"} %" PRIu64 "\n", g->endpoints[i]->service,
+                      label_escape(g->endpoints[i]->label, lb, sizeof(lb)), (uint64_t)atomic_load(&g->endpoints[i]->goaways));
     HELP(o, "pathway_attempts_total", "counter", "Upstream attempts (first tries, retries, hedges) by how they ended.");
     for (size_t i = 0; i != g->nendpoints; ++i) {
         dp_endpoint_t *ep = g->endpoints[i];

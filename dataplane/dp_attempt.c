@@ -6,6 +6,7 @@
  * buffer, not 50 MiB.
  */
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 #include "pw_http.h"
 #include "dp_attempt.h"
@@ -71,11 +72,12 @@ dp_attempt_t *dp_attempt_create(dp_worker_t *w, h2o_req_t *req, dp_endpoint_t *e
     a->created_at = h2o_now(w->loop);
     atomic_fetch_add(&ep->outstanding, 1);
     a->_head = build_head(req, ep, reqid);
+    a->_reqid = reqid;
     return a;
 }
 
 /* The attempt holds nothing of the endpoint any more. */
-static void attempt_over(dp_attempt_t *a)
+void dp_attempt__over(dp_attempt_t *a)
 {
     a->_over = 1;
     if (a->_outstanding) {
@@ -87,7 +89,8 @@ static void attempt_over(dp_attempt_t *a)
 void dp_attempt_cancel(dp_attempt_t *a)
 {
     dp_pool_cancel(a->_w, a->ep, &a->_wt);
-    attempt_over(a);
+    dp_h2_stream_cancel(a);
+    dp_attempt__over(a);
 }
 
 static void attempt_fail(dp_attempt_t *a, dp_attempt_result_t res, dp_error_t err)
@@ -96,12 +99,18 @@ static void attempt_fail(dp_attempt_t *a, dp_attempt_result_t res, dp_error_t er
     a->_cb->on_end(a, res, err);
 }
 
+void dp_attempt__fail(dp_attempt_t *a, dp_attempt_result_t res, dp_error_t err)
+{
+    attempt_fail(a, res, err);
+}
+
 void dp_attempt_dispose(dp_attempt_t *a)
 {
     dp_attempt_cancel(a);
     if (a->buf != NULL && !a->_buf_in_req_pool)
         dp_bufpool_put(&a->_w->bufpool, a->buf, a->_buf_keep);
     a->buf = NULL;
+    dp_h2_stream_dispose(a);
 }
 
 void dp_attempt_start(dp_attempt_t *a)
@@ -132,6 +141,10 @@ static void on_conn(dp_pool_waiter_t *wt, dp_conn_t *c, int reused)
 {
     dp_attempt_t *a = H2O_STRUCT_FROM_MEMBER(dp_attempt_t, _wt, wt);
     a->_reused = reused;
+    if (c->h2 != NULL) {
+        dp_h2_stream_start(a, c);
+        return;
+    }
     a->head_done = 0;
     a->_got_bytes = 0;
     h2o_iovec_t bufs[2] = {a->_head, a->_req->entity};
@@ -228,6 +241,33 @@ static int parse_head(dp_attempt_t *a)
     return 1;
 }
 
+size_t dp_attempt__take(dp_attempt_t *a, const char *src, size_t avail)
+{
+    if (a->received + avail > a->_max_body) {
+        attempt_fail(a, DP_ATTEMPT_TOO_LARGE, DP_ERR_RESPONSE_TOO_LARGE);
+        return SIZE_MAX;
+    }
+    if (a->buf == NULL) {
+        if (a->mode == DP_H1_BODY_LENGTH && (a->content_length <= DP_SMALL_BODY || a->hold)) {
+            /* the common small answer: exactly its size from the request's pool, whose chunks
+             * h2o recycles (and a held body, whole); the pooled buffers are for bodies that stream */
+            a->buf = h2o_mem_alloc_pool(&a->_req->pool, offsetof(dp_buf_t, data) + (size_t)a->content_length);
+            a->buf->capacity = (size_t)a->content_length;
+            a->buf->len = 0;
+            a->_buf_in_req_pool = 1;
+        } else if ((a->buf = dp_bufpool_get(&a->_w->bufpool, a->_buf_size)) == NULL) {
+            attempt_fail(a, DP_ATTEMPT_LOCAL, DP_ERR_OUT_OF_MEMORY);
+            return SIZE_MAX;
+        }
+    }
+    size_t room = a->buf->capacity - a->buf->len;
+    size_t n = avail < room ? avail : room;
+    memcpy(a->buf->data + a->buf->len, src, n);
+    a->buf->len += n;
+    a->received += n;
+    return n;
+}
+
 /* Moves body bytes from the upstream socket into a->buf, as far as it has room. */
 static void drain_input(dp_attempt_t *a)
 {
@@ -248,26 +288,10 @@ static void drain_input(dp_attempt_t *a)
             a->_extra = 1; /* bytes past the end of the response: the connection cannot be reused */
     }
     while (a->_decoded != 0) {
-        size_t avail = a->_decoded;
-        if (a->received + avail > a->_max_body) {
-            attempt_fail(a, DP_ATTEMPT_TOO_LARGE, DP_ERR_RESPONSE_TOO_LARGE);
+        size_t n = dp_attempt__take(a, sock->input->bytes, a->_decoded);
+        if (n == SIZE_MAX)
             return;
-        }
-        if (a->buf == NULL) {
-            if (a->mode == DP_H1_BODY_LENGTH && (a->content_length <= DP_SMALL_BODY || a->hold)) {
-                /* the common small answer: exactly its size from the request's pool, whose chunks
-                 * h2o recycles (and a held body, whole); the pooled buffers are for bodies that stream */
-                a->buf = h2o_mem_alloc_pool(&a->_req->pool, offsetof(dp_buf_t, data) + (size_t)a->content_length);
-                a->buf->capacity = (size_t)a->content_length;
-                a->buf->len = 0;
-                a->_buf_in_req_pool = 1;
-            } else if ((a->buf = dp_bufpool_get(&a->_w->bufpool, a->_buf_size)) == NULL) {
-                attempt_fail(a, DP_ATTEMPT_LOCAL, DP_ERR_OUT_OF_MEMORY);
-                return;
-            }
-        }
-        size_t room = a->buf->capacity - a->buf->len;
-        if (room == 0) {
+        if (n == 0) {
             /* the client is slower than the upstream: stop reading until it catches up */
             if (!a->_paused) {
                 h2o_socket_read_stop(sock);
@@ -275,11 +299,7 @@ static void drain_input(dp_attempt_t *a)
             }
             return;
         }
-        size_t n = avail < room ? avail : room;
-        memcpy(a->buf->data + a->buf->len, sock->input->bytes, n);
-        a->buf->len += n;
         h2o_buffer_consume(&sock->input, n);
-        a->received += n;
         a->_decoded -= n;
     }
     /* everything available was taken: reading may go on */
@@ -302,7 +322,7 @@ static void drain_input(dp_attempt_t *a)
         int reusable = a->_keepalive && !a->_extra && !c->writing && sock->input->size == 0;
         h2o_socket_read_stop(sock);
         dp_pool_release(c, reusable); /* also clears a->_wt.conn */
-        attempt_over(a);
+        dp_attempt__over(a);
         a->_cb->on_end(a, DP_ATTEMPT_OK, 0);
     }
 }
@@ -317,6 +337,10 @@ void dp_attempt_consume(dp_attempt_t *a, size_t n)
 
 void dp_attempt_resume(dp_attempt_t *a)
 {
+    if (a->_h2.conn != NULL) {
+        dp_h2_stream_resume(a);
+        return;
+    }
     if (a->_paused)
         drain_input(a);
 }

@@ -13,6 +13,7 @@
 
 #include "dp_errors.h"
 #include "dp_h1parse.h"
+#include "dp_h2.h"
 #include "dp_internal.h"
 #include "dp_pool.h"
 
@@ -91,6 +92,8 @@ struct st_dp_attempt_t {
     int _paused;          /* upstream reading stopped: buf full */
     int _buf_in_req_pool; /* buf came from req->pool (small body), not the buffer pool */
     int _over;            /* on_end ran */
+    h2o_iovec_t _reqid;   /* x-request-id (HTTP/2 sends it as a header of its own) */
+    dp_h2stream_t _h2;    /* its stream when its connection speaks HTTP/2 (dp_h2.c) */
 };
 
 /* An attempt of `req` against ep, in req->pool; counts in ep->outstanding until it is over.
@@ -111,5 +114,14 @@ void dp_attempt_resume(dp_attempt_t *a);
 void dp_attempt_cancel(dp_attempt_t *a);
 /* Gives back what it holds (the buffer). After cancel or end; before req->pool goes. */
 void dp_attempt_dispose(dp_attempt_t *a);
+
+/* For a transport (dp_h2.c) only. The attempt is over: it holds nothing of the endpoint. */
+void dp_attempt__over(dp_attempt_t *a);
+/* It failed: leaves its connection or wait, then on_end. */
+void dp_attempt__fail(dp_attempt_t *a, dp_attempt_result_t res, dp_error_t err);
+/* Moves up to n body bytes from src into a->buf (allocated on first use: the request's pool for a
+ * small or held body, the buffer pool else). Returns the bytes taken (0 = buf full), or SIZE_MAX
+ * after failing the attempt (over limits.max_response_body, out of memory). */
+size_t dp_attempt__take(dp_attempt_t *a, const char *src, size_t n);
 
 #endif

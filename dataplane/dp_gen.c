@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include "dp_h2.h"
 #include "dp_internal.h"
 #include "dp_rpc.h"
 #include "pw_log.h"
@@ -164,6 +165,17 @@ static void host_release(dp_host_t *h)
     free(h);
 }
 
+/* The endpoint's own protocol and stream bound when it sets them, else its service's pool's. */
+static int endpoint_protocol(const cfg_endpoint_t *e, const cfg_pool_t *pool)
+{
+    return e->has_protocol ? e->protocol : pool->protocol;
+}
+
+static uint32_t endpoint_max_streams(const cfg_endpoint_t *e, const cfg_pool_t *pool)
+{
+    return e->max_concurrent_streams != 0 ? e->max_concurrent_streams : pool->max_concurrent_streams;
+}
+
 void dp_gen_apply_pool_settings(dp_gen_t *g)
 {
     for (size_t i = 0; i != g->nservices; ++i) {
@@ -174,6 +186,10 @@ void dp_gen_apply_pool_settings(dp_gen_t *g)
             atomic_store(&ep->max_idle, p->max_idle_per_host);
             atomic_store(&ep->idle_timeout_ms, p->idle_timeout_ms);
             atomic_store(&ep->connect_timeout_ms, p->connect_timeout_ms);
+            const cfg_endpoint_t *e = &g->services[i].cfg->endpoints.entries[j];
+            atomic_store(&ep->protocol, endpoint_protocol(e, p));
+            atomic_store(&ep->max_streams, endpoint_max_streams(e, p));
+            atomic_store(&ep->h2_window, (uint32_t)g->cfg->buffers.size);
         }
     }
     for (size_t i = 0; i != g->nendpoints; ++i) {
@@ -199,6 +215,9 @@ void dp_endpoint_release(dp_endpoint_t *ep)
         return;
     if (ep->ssl_ctx != NULL)
         SSL_CTX_free(ep->ssl_ctx);
+    if (ep->ssl_ctx_alpn != NULL)
+        SSL_CTX_free(ep->ssl_ctx_alpn);
+    free(ep->h2_headers);
     if (ep->upstream != NULL)
         host_release(ep->upstream);
     free(ep->key);
@@ -241,8 +260,52 @@ static char *endpoint_key(const char *service, const cfg_endpoint_t *e)
     return key;
 }
 
+/* An https endpoint's client SSL_CTX (`alpn`: offering h2 and http/1.1). 0, 1 = out of memory,
+ * -1 = an error added. */
+static int client_ctx_init(dp_endpoint_t *ep, const cfg_endpoint_t *e, SSL_CTX **out, int alpn, const char *field,
+                           cfg_errors_t *errs)
+{
+    const cfg_upstream_tls_t *t = &e->tls;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if ((*out = ctx) == NULL)
+        return 1;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    if (alpn) {
+        static const unsigned char protos[] = "\x02h2\x08http/1.1";
+        if (SSL_CTX_set_alpn_protos(ctx, protos, sizeof(protos) - 1) != 0)
+            return 1;
+    }
+    unsigned char ipbuf[16];
+    int is_ip = inet_pton(AF_INET, ep->server_name, ipbuf) == 1 || inet_pton(AF_INET6, ep->server_name, ipbuf) == 1;
+    if (is_ip)
+        SSL_CTX_set_info_callback(ctx, drop_sni);
+    if (ep->verify) {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        /* The name is checked by OpenSSL as part of the chain: h2o 2.2 skips its own hostname
+         * check when the handshake ends with data still to flush (TLS 1.3 clients). */
+        X509_VERIFY_PARAM *param = SSL_CTX_get0_param(ctx);
+        if ((is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, ep->server_name)
+                   : X509_VERIFY_PARAM_set1_host(param, ep->server_name, 0)) != 1) {
+            cfg_errors_add(errs, "%s: cannot verify the name %s", field, ep->server_name);
+            return -1;
+        }
+        if (e->has_tls && t->ca_file != NULL) {
+            if (SSL_CTX_load_verify_locations(ctx, t->ca_file, NULL) != 1) {
+                cfg_errors_add(errs, "%s.tls.ca_file: cannot read CA bundle %s", field, t->ca_file);
+                return -1;
+            }
+        } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+            cfg_errors_add(errs, "%s: cannot load the system CA store", field);
+            return -1;
+        }
+    } else {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    }
+    return 0;
+}
+
 static dp_endpoint_t *endpoint_create(dp_server_t *s, const char *service, const cfg_endpoint_t *e, const cfg_pool_t *pool,
-                                      char *key, const char *field, cfg_errors_t *errs)
+                                      uint32_t window, char *key, const char *field, cfg_errors_t *errs)
 {
     dp_endpoint_t *ep = calloc(1, sizeof(*ep));
     if (ep == NULL)
@@ -262,6 +325,9 @@ static dp_endpoint_t *endpoint_create(dp_server_t *s, const char *service, const
     atomic_init(&ep->max_idle, pool->max_idle_per_host);
     atomic_init(&ep->idle_timeout_ms, pool->idle_timeout_ms);
     atomic_init(&ep->connect_timeout_ms, pool->connect_timeout_ms);
+    atomic_init(&ep->protocol, endpoint_protocol(e, pool));
+    atomic_init(&ep->max_streams, endpoint_max_streams(e, pool));
+    atomic_init(&ep->h2_window, window);
     ep->nworkers = DP_NPOOLS(s);
     ep->wp = calloc(DP_NPOOLS(s), sizeof(ep->wp[0]));
     ep->upstream = host_get(s, e, pool);
@@ -272,6 +338,7 @@ static dp_endpoint_t *endpoint_create(dp_server_t *s, const char *service, const
         ep->wp[i].ep = ep;
         h2o_linklist_init_anchor(&ep->wp[i].idle);
         h2o_linklist_init_anchor(&ep->wp[i].waiters);
+        h2o_linklist_init_anchor(&ep->wp[i].h2conns);
     }
     int default_port = e->port == (e->is_https ? 443 : 80);
     int v6 = strchr(e->host, ':') != NULL;
@@ -316,36 +383,20 @@ static dp_endpoint_t *endpoint_create(dp_server_t *s, const char *service, const
         const cfg_upstream_tls_t *t = &e->tls;
         ep->verify = e->has_tls ? t->verify : 1;
         ep->server_name = strdup(e->has_tls && t->server_name != NULL ? t->server_name : e->host);
-        if (ep->server_name == NULL || (ep->ssl_ctx = SSL_CTX_new(TLS_client_method())) == NULL)
+        if (ep->server_name == NULL)
             goto NoMem;
-        SSL_CTX_set_min_proto_version(ep->ssl_ctx, TLS1_2_VERSION);
-        unsigned char ipbuf[16];
-        int is_ip = inet_pton(AF_INET, ep->server_name, ipbuf) == 1 || inet_pton(AF_INET6, ep->server_name, ipbuf) == 1;
-        if (is_ip)
-            SSL_CTX_set_info_callback(ep->ssl_ctx, drop_sni);
-        if (ep->verify) {
-            SSL_CTX_set_verify(ep->ssl_ctx, SSL_VERIFY_PEER, NULL);
-            /* The name is checked by OpenSSL as part of the chain: h2o 2.2 skips its own hostname
-             * check when the handshake ends with data still to flush (TLS 1.3 clients). */
-            X509_VERIFY_PARAM *param = SSL_CTX_get0_param(ep->ssl_ctx);
-            if ((is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, ep->server_name)
-                       : X509_VERIFY_PARAM_set1_host(param, ep->server_name, 0)) != 1) {
-                cfg_errors_add(errs, "%s: cannot verify the name %s", field, ep->server_name);
-                goto Error;
-            }
-            if (e->has_tls && t->ca_file != NULL) {
-                if (SSL_CTX_load_verify_locations(ep->ssl_ctx, t->ca_file, NULL) != 1) {
-                    cfg_errors_add(errs, "%s.tls.ca_file: cannot read CA bundle %s", field, t->ca_file);
-                    goto Error;
-                }
-            } else if (SSL_CTX_set_default_verify_paths(ep->ssl_ctx) != 1) {
-                cfg_errors_add(errs, "%s: cannot load the system CA store", field);
-                goto Error;
-            }
-        } else {
-            SSL_CTX_set_verify(ep->ssl_ctx, SSL_VERIFY_NONE, NULL);
+        /* two contexts: without ALPN (http1), and offering h2 and http/1.1 (h2, auto); which one a
+         * new connection uses follows the endpoint's protocol at the time */
+        int rv;
+        if ((rv = client_ctx_init(ep, e, &ep->ssl_ctx, 0, field, errs)) != 0 ||
+            (rv = client_ctx_init(ep, e, &ep->ssl_ctx_alpn, 1, field, errs)) != 0) {
+            if (rv > 0)
+                goto NoMem;
+            goto Error;
         }
     }
+    if ((ep->h2_headers = dp_h2_prefix_headers(ep->head_prefix.base, ep->head_prefix.len, &ep->h2_nheaders)) == NULL)
+        goto NoMem;
     return ep;
 
 NoMem:
@@ -422,7 +473,8 @@ dp_gen_t *dp_gen_create(dp_server_t *s, cfg_t *cfg, const dp_gen_t *prev, cfg_er
                 if (ep != NULL) {
                     free(key);
                     atomic_fetch_add(&ep->refcnt, 1);
-                } else if ((ep = endpoint_create(s, cs->id, ce, &cs->pool, key, field, errs)) == NULL) {
+                } else if ((ep = endpoint_create(s, cs->id, ce, &cs->pool, (uint32_t)cfg->buffers.size, key, field, errs)) ==
+                           NULL) {
                     continue; /* error recorded; keep checking the rest */
                 }
                 atomic_fetch_add(&ep->gen_refs, 1);

@@ -17,6 +17,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <nghttp2/nghttp2.h>
 #include <openssl/ssl.h>
 #include "h2o.h"
 #include "cfg.h"
@@ -169,6 +170,17 @@ struct st_dp_endpoint_t {
     dp_ephealth_t health;                      /* in rotation or why not (dp_health.h) */
     size_t nworkers;
     dp_wpool_t *wp; /* [nworkers]: each worker's half of the pool */
+
+    /* HTTP/2 (dp_h2.h) */
+    SSL_CTX *ssl_ctx_alpn;  /* https only: the same as ssl_ctx, offering h2 and http/1.1 by ALPN */
+    nghttp2_nv *h2_headers; /* the endpoint's request headers for HTTP/2 (dp_h2_prefix_headers) */
+    size_t h2_nheaders;
+    _Atomic int protocol;                  /* cfg_protocol_t of the newest generation (new connections) */
+    _Atomic uint32_t max_streams;          /* max_concurrent_streams of the newest generation */
+    _Atomic uint32_t h2_window;            /* buffers.size of the newest generation: a stream's window */
+    _Atomic uint32_t h2_open;              /* connections speaking HTTP/2, all workers */
+    _Atomic uint32_t streams;              /* HTTP/2 streams open, all workers */
+    _Atomic uint64_t h2_connects, goaways; /* connections that became HTTP/2; GOAWAYs received */
 };
 
 /* A worker's part of one endpoint's pool. */
@@ -180,6 +192,9 @@ struct st_dp_wpool_t {
     uint32_t nconns;            /* open or opening connections owned by this worker */
     uint32_t nwaiters;
     int active; /* linked in active_pools, holding a ref on the endpoint */
+
+    h2o_linklist_t h2conns; /* dp_conn_t speaking HTTP/2 that take new streams (idle or busy) */
+    uint32_t h2_connecting; /* connections opening for h2 (waiters wait for them rather than open more) */
 };
 
 /* A service as one generation sees it. */

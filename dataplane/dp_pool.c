@@ -10,12 +10,14 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include "dp_h2.h"
 #include "dp_pool.h"
 #include "pw_log.h"
 
 #define DP_UPSTREAM_RCVBUF (128 * 1024)
 
 static void wpool_serve_waiters(dp_worker_t *w, dp_endpoint_t *ep);
+static void conn_open(dp_worker_t *w, dp_endpoint_t *ep, dp_pool_waiter_t *wt);
 
 static void wpool_activate(dp_worker_t *w, dp_endpoint_t *ep)
 {
@@ -106,6 +108,11 @@ void dp_pool_close(dp_conn_t *c)
     }
     if (h2o_timeout_is_linked(&c->_timer))
         h2o_timeout_unlink(&c->_timer);
+    if (c->_h2_counted) {
+        c->_h2_counted = 0;
+        wp->h2_connecting--;
+    }
+    dp_h2_conn_free(c); /* an HTTP/2 session: its streams fail first */
     if (c->sock != NULL)
         h2o_socket_close(c->sock);
     unreserve_slot(ep);
@@ -197,7 +204,32 @@ void dp_pool_release(dp_conn_t *c, int reusable)
     h2o_linklist_insert(wp->idle.next, &c->_idle_link); /* most recent first */
     c->_timer.cb = on_idle_timeout;
     h2o_timeout_link(w->loop, dp_worker_timeout(w, atomic_load(&ep->idle_timeout_ms)), &c->_timer);
-    h2o_socket_read_start(c->sock, on_idle_read);
+    if (c->h2 == NULL) /* an HTTP/2 session keeps reading (SETTINGS, PING, GOAWAY) */
+        h2o_socket_read_start(c->sock, on_idle_read);
+}
+
+void dp_pool_h2_grow(dp_conn_t *c)
+{
+    dp_worker_t *w = c->w;
+    dp_endpoint_t *ep = c->ep;
+    dp_wpool_t *wp = &ep->wp[w->index];
+    if (!h2o_linklist_is_empty(&wp->waiters) && wp->h2_connecting == 0 && !ep_retired(ep) && reserve_slot(ep))
+        conn_open(w, ep, pop_waiter(w, ep));
+}
+
+dp_pool_waiter_t *dp_pool_h2_take_waiter(dp_conn_t *c)
+{
+    dp_wpool_t *wp = &c->ep->wp[c->w->index];
+    if (h2o_linklist_is_empty(&wp->waiters) || ep_retired(c->ep))
+        return NULL;
+    DP_SHARED_ADD(c->ep->reuses, 1);
+    return pop_waiter(c->w, c->ep);
+}
+
+/* Whether a connection opened now for ep would try HTTP/2. */
+static int wants_h2(dp_endpoint_t *ep, int proto)
+{
+    return proto == CFG_PROTO_H2 || (proto == CFG_PROTO_AUTO && ep->is_https);
 }
 
 static void conn_fail(dp_conn_t *c, const char *err)
@@ -211,9 +243,28 @@ static void conn_fail(dp_conn_t *c, const char *err)
         wt->conn = NULL;
         c->owner = NULL;
     }
+    /* an HTTP/2 connection being opened: the worker's other requests for the endpoint waited for it
+     * rather than open their own; they fail with it (failover), not one connect timeout after another */
+    h2o_linklist_t others;
+    h2o_linklist_init_anchor(&others);
+    if (c->_h2_counted) {
+        dp_worker_t *w = c->w;
+        dp_wpool_t *wp = &ep->wp[w->index];
+        while (!h2o_linklist_is_empty(&wp->waiters))
+            h2o_linklist_insert(&others, &pop_waiter(w, ep)->_link);
+        atomic_fetch_add(&ep->refcnt, 1); /* the pool may deactivate as the connection closes */
+    }
+    int held = c->_h2_counted;
     dp_pool_close(c);
     if (wt != NULL)
         wt->on_fail(wt, DP_ERR_CONNECT_FAILED);
+    while (!h2o_linklist_is_empty(&others)) {
+        dp_pool_waiter_t *o = H2O_STRUCT_FROM_MEMBER(dp_pool_waiter_t, _link, others.next);
+        h2o_linklist_unlink(&o->_link);
+        o->on_fail(o, DP_ERR_CONNECT_FAILED);
+    }
+    if (held)
+        dp_endpoint_release(ep);
 }
 
 static void on_connect_timeout(h2o_timeout_entry_t *entry)
@@ -221,16 +272,37 @@ static void on_connect_timeout(h2o_timeout_entry_t *entry)
     conn_fail(H2O_STRUCT_FROM_MEMBER(dp_conn_t, _timer, entry), "connect timeout");
 }
 
-static void conn_ready(dp_conn_t *c)
+static void conn_ready(dp_conn_t *c, int h2)
 {
+    dp_worker_t *w = c->w;
+    dp_endpoint_t *ep = c->ep;
     if (h2o_timeout_is_linked(&c->_timer))
         h2o_timeout_unlink(&c->_timer);
+    int counted = c->_h2_counted;
+    if (counted) {
+        c->_h2_counted = 0;
+        ep->wp[w->index].h2_connecting--;
+    }
+    if (h2 && dp_h2_conn_init(c, atomic_load(&ep->h2_window)) != 0) {
+        conn_fail(c, "out of memory");
+        return;
+    }
     c->state = DP_CONN_BUSY;
-    DP_OWNER_ADD(c->w->conns_busy, 1);
+    DP_OWNER_ADD(w->conns_busy, 1);
+    if (h2) {
+        /* its owner's stream first, then as many waiters as it takes */
+        if (c->owner != NULL)
+            c->owner->on_conn(c->owner, c, 0);
+        else
+            dp_h2_conn_settle(c);
+        return;
+    }
     if (c->owner != NULL)
         c->owner->on_conn(c->owner, c, 0);
     else
         dp_pool_release(c, 1); /* its owner went away while connecting: keep it for the next */
+    if (counted)
+        wpool_serve_waiters(w, ep); /* waiters for an HTTP/2 connection that turned out HTTP/1.1 */
 }
 
 static int is_ip_literal(const char *name)
@@ -261,7 +333,16 @@ static void on_handshake(h2o_socket_t *sock, const char *err)
         conn_fail(c, err);
         return;
     }
-    conn_ready(c);
+    int h2 = 0;
+    if (wants_h2(c->ep, c->proto)) {
+        h2o_iovec_t sel = h2o_socket_ssl_get_selected_protocol(sock);
+        h2 = sel.len == 2 && memcmp(sel.base, "h2", 2) == 0;
+        if (!h2 && c->proto == CFG_PROTO_H2) {
+            conn_fail(c, "protocol h2: the upstream did not select h2 by ALPN");
+            return;
+        }
+    }
+    conn_ready(c, h2);
 }
 
 static void on_connect(h2o_socket_t *sock, const char *err)
@@ -272,10 +353,11 @@ static void on_connect(h2o_socket_t *sock, const char *err)
         return;
     }
     if (c->ep->is_https) {
-        h2o_socket_ssl_handshake(sock, c->ep->ssl_ctx, c->ep->server_name, on_handshake);
+        SSL_CTX *ctx = wants_h2(c->ep, c->proto) ? c->ep->ssl_ctx_alpn : c->ep->ssl_ctx;
+        h2o_socket_ssl_handshake(sock, ctx, c->ep->server_name, on_handshake);
         return;
     }
-    conn_ready(c);
+    conn_ready(c, c->proto == CFG_PROTO_H2); /* http:// with h2: prior knowledge */
 }
 
 /* Opens a connection for `wt` in a slot already reserved. */
@@ -291,6 +373,11 @@ static void conn_open(dp_worker_t *w, dp_endpoint_t *ep, dp_pool_waiter_t *wt)
     c->ep = ep;
     c->w = w;
     c->state = DP_CONN_CONNECTING;
+    c->proto = atomic_load(&ep->protocol);
+    if (wants_h2(ep, c->proto)) {
+        c->_h2_counted = 1;
+        wp->h2_connecting++;
+    }
     c->owner = wt;
     wt->conn = c;
     wp->nconns++;
@@ -313,16 +400,41 @@ static void conn_open(dp_worker_t *w, dp_endpoint_t *ep, dp_pool_waiter_t *wt)
     h2o_timeout_link(w->loop, dp_worker_timeout(w, atomic_load(&ep->connect_timeout_ms)), &c->_timer);
 }
 
+/* An HTTP/2 connection of this worker's pool that takes another stream now, or NULL. */
+static dp_conn_t *find_h2(dp_wpool_t *wp)
+{
+    for (h2o_linklist_t *l = wp->h2conns.next; l != &wp->h2conns; l = l->next) {
+        dp_conn_t *c = H2O_STRUCT_FROM_MEMBER(dp_conn_t, _h2_link, l);
+        if (dp_h2_conn_has_room(c))
+            return c;
+    }
+    return NULL;
+}
+
+/* Hands an HTTP/2 connection to a waiter (another stream on it). */
+static void h2_hand_over(dp_pool_waiter_t *wt, dp_conn_t *c)
+{
+    if (c->state == DP_CONN_IDLE)
+        conn_unidle(c);
+    DP_SHARED_ADD(c->ep->reuses, 1);
+    hand_over(wt, c, 1);
+}
+
 static void wpool_serve_waiters(dp_worker_t *w, dp_endpoint_t *ep)
 {
     dp_wpool_t *wp = &ep->wp[w->index];
     while (!h2o_linklist_is_empty(&wp->waiters)) {
-        if (!h2o_linklist_is_empty(&wp->idle)) {
+        dp_conn_t *h2c = find_h2(wp);
+        if (h2c != NULL) {
+            h2_hand_over(pop_waiter(w, ep), h2c);
+        } else if (!h2o_linklist_is_empty(&wp->idle)) {
             dp_conn_t *c = H2O_STRUCT_FROM_MEMBER(dp_conn_t, _idle_link, wp->idle.next);
             dp_pool_waiter_t *wt = pop_waiter(w, ep);
             conn_unidle(c);
             DP_SHARED_ADD(ep->reuses, 1);
             hand_over(wt, c, 1);
+        } else if (wp->h2_connecting != 0 && wants_h2(ep, atomic_load(&ep->protocol))) {
+            break; /* an HTTP/2 connection on its way takes them */
         } else if (reserve_slot(ep)) {
             conn_open(w, ep, pop_waiter(w, ep));
         } else {
@@ -334,6 +446,13 @@ static void wpool_serve_waiters(dp_worker_t *w, dp_endpoint_t *ep)
 void dp_pool_acquire(dp_worker_t *w, dp_endpoint_t *ep, dp_pool_waiter_t *wt, int fresh)
 {
     dp_wpool_t *wp = &ep->wp[w->index];
+    if (!fresh && !ep_retired(ep)) {
+        dp_conn_t *c = find_h2(wp);
+        if (c != NULL) {
+            h2_hand_over(wt, c);
+            return;
+        }
+    }
     if (!fresh && !h2o_linklist_is_empty(&wp->idle) && !ep_retired(ep)) {
         dp_conn_t *c = H2O_STRUCT_FROM_MEMBER(dp_conn_t, _idle_link, wp->idle.next);
         conn_unidle(c);
@@ -341,7 +460,7 @@ void dp_pool_acquire(dp_worker_t *w, dp_endpoint_t *ep, dp_pool_waiter_t *wt, in
         hand_over(wt, c, 1);
         return;
     }
-    if (reserve_slot(ep)) {
+    if (!(wp->h2_connecting != 0 && wants_h2(ep, atomic_load(&ep->protocol))) && reserve_slot(ep)) {
         conn_open(w, ep, wt);
         return;
     }

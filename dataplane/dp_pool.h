@@ -36,6 +36,12 @@ struct st_dp_conn_t {
     int writing;                /* a request write is in progress: not reusable before it ends (the owner's flag) */
     h2o_linklist_t _idle_link;  /* in wp->idle while IDLE */
     h2o_timeout_entry_t _timer; /* connect timeout, then idle timeout */
+    /* HTTP/2 (dp_h2.h): a connection opened for h2 or auto; once it speaks h2, h2 is its session and
+     * it carries many attempts' streams (owner stays NULL; BUSY while it has streams) */
+    int proto;                 /* cfg_protocol_t it was opened with */
+    struct st_dp_h2conn_t *h2; /* the session; NULL = HTTP/1.1 */
+    h2o_linklist_t _h2_link;   /* in wp->h2conns while it takes new streams */
+    int _h2_counted;           /* counted in wp->h2_connecting */
 };
 
 /* Gets `wt` a connection to ep: an idle one at once (unless `fresh`, or the endpoint is retired), a
@@ -53,5 +59,10 @@ void dp_pool_close(dp_conn_t *c);
  * give theirs up, lowered idle bounds are applied, waiters of retired endpoints get fresh
  * connections. */
 void dp_pool_housekeeping(dp_worker_t *w);
+/* HTTP/2 (dp_h2.c): the next waiter of c's pool for another stream on c, NULL = none. */
+dp_pool_waiter_t *dp_pool_h2_take_waiter(dp_conn_t *c);
+/* HTTP/2: c is full and requests still wait: another connection is opened for them when the
+ * upstream has a free slot and none is being opened already. */
+void dp_pool_h2_grow(dp_conn_t *c);
 
 #endif

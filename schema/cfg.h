@@ -93,6 +93,13 @@ typedef struct st_cfg_buffers_t {
     uint64_t max_retained; /* a buffer that grew beyond this is freed, not kept */
 } cfg_buffers_t;
 
+/* pool.protocol: the HTTP version toward an upstream. */
+typedef enum en_cfg_protocol_t {
+    CFG_PROTO_HTTP1 = 0, /* HTTP/1.1 */
+    CFG_PROTO_H2,        /* HTTP/2: prior knowledge on http://, ALPN h2 required on https:// */
+    CFG_PROTO_AUTO,      /* https://: ALPN h2 or http/1.1; http://: HTTP/1.1 */
+} cfg_protocol_t;
+
 /* Per-service policy; `defaults` holds one, each service inherits and may override any field. */
 typedef struct st_cfg_pool_t {
     uint64_t _set;
@@ -100,6 +107,10 @@ typedef struct st_cfg_pool_t {
     uint32_t max_conns_per_host; /* open connections per endpoint, idle + busy */
     uint64_t idle_timeout_ms;    /* idle connections are closed after this */
     uint64_t connect_timeout_ms; /* upstream TCP (+TLS) connect */
+
+    /* HTTP/2 toward upstreams */
+    int protocol;                    /* cfg_protocol_t: HTTP version of new upstream connections */
+    uint32_t max_concurrent_streams; /* streams one HTTP/2 connection carries at once */
 } cfg_pool_t;
 
 typedef struct st_cfg_timeouts_t {
@@ -314,6 +325,12 @@ typedef struct st_cfg_endpoint_t {
     CFG_VEC(cfg_header_t) headers; /* sent with every request to this endpoint, in document order */
     int has_tls;                   /* the `tls` key was present */
     cfg_upstream_tls_t tls;        /* valid when has_tls (defaults apply otherwise) */
+
+    /* HTTP/2 overrides of the service's pool (has_protocol is derived by the decoder) */
+    int protocol;                    /* cfg_protocol_t, when has_protocol */
+    int has_protocol;                /* the endpoint sets its own protocol (else the service's pool.protocol) */
+    uint32_t max_concurrent_streams; /* 0 = the service's pool.max_concurrent_streams */
+
     /* derived by the decoder, not part of the document: */
     int is_https;   /* scheme is https */
     char *host;     /* host without brackets */

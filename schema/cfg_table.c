@@ -18,9 +18,12 @@
 #define MIN (60 * SEC)
 #define HOUR (60 * MIN)
 
+static size_t endpoint_protocol_row(void);
+
 static void endpoint_finish(void *obj, const char *path, cfg_scope_t scope, cfg_errors_t *errs)
 {
     cfg_endpoint_t *ep = obj;
+    ep->has_protocol = cfg_has(ep, endpoint_protocol_row());
     if (ep->url == NULL)
         return; /* required: already reported */
     const char *err = cfg_parse_endpoint_url(ep);
@@ -187,6 +190,8 @@ static const cfg_field_t buffers_fields_[] = {
 };
 static const cfg_struct_t buffers_struct_ = {sizeof(cfg_buffers_t), buffers_fields_, N(buffers_fields_)};
 
+static const char *const upstream_protocols_[] = {"http1", "h2", "auto", NULL};
+
 static const cfg_field_t pool_fields_[] = {
     ROW(cfg_pool_t, max_idle_per_host, .name = "max_idle_per_host", .type = CFG_T_UINT32, .def = "25", .min = 0, .max = 65535,
         .doc = "idle connections kept per endpoint"),
@@ -196,6 +201,11 @@ static const cfg_field_t pool_fields_[] = {
         .doc = "idle connections are closed after this"),
     ROW(cfg_pool_t, connect_timeout_ms, .name = "connect_timeout", .type = CFG_T_DURATION, .def = "\"5s\"", .min = 1,
         .max = 5 * MIN, .doc = "upstream connect (TCP and TLS); beyond: 502"),
+    ROW(cfg_pool_t, protocol, .name = "protocol", .type = CFG_T_ENUM, .def = "\"http1\"", .names = upstream_protocols_,
+        .doc = "HTTP version toward the upstream, for new connections: http1; h2 (http:// with prior knowledge, https:// "
+               "requires ALPN h2); auto (https:// offers h2 and http/1.1 by ALPN, http:// means http1)"),
+    ROW(cfg_pool_t, max_concurrent_streams, .name = "max_concurrent_streams", .type = CFG_T_UINT32, .def = "100", .min = 1,
+        .max = 1000, .doc = "requests one HTTP/2 connection carries at once (also bounded by the upstream's own setting)"),
 };
 static const cfg_struct_t pool_struct_ = {sizeof(cfg_pool_t), pool_fields_, N(pool_fields_)};
 
@@ -511,7 +521,20 @@ static const cfg_field_t endpoint_fields_[] = {
         .check_value = cfg_check_header_value, .doc = "request headers sent to this endpoint (e.g. an API key); shown redacted"),
     ROW(cfg_endpoint_t, tls, .name = "tls", .type = CFG_T_STRUCT, .flags = CFG_F_OPTIONAL, .sub = &upstream_tls_struct_,
         .has_offset = offsetof(cfg_endpoint_t, has_tls), .doc = "TLS settings of an https endpoint"),
+    ROW(cfg_endpoint_t, protocol, .name = "protocol", .type = CFG_T_ENUM, .names = upstream_protocols_,
+        .doc = "this endpoint's pool.protocol (http1, h2, auto); absent = the service's"),
+    ROW(cfg_endpoint_t, max_concurrent_streams, .name = "max_concurrent_streams", .type = CFG_T_UINT32, .min = 1, .max = 1000,
+        .doc = "this endpoint's pool.max_concurrent_streams; absent = the service's"),
 };
+/* The row of an endpoint's `protocol` (its `_set` bit says whether the endpoint overrides). */
+static size_t endpoint_protocol_row(void)
+{
+    size_t i = 0;
+    while (i + 1 < N(endpoint_fields_) && strcmp(endpoint_fields_[i].name, "protocol") != 0)
+        ++i;
+    return i;
+}
+
 static const cfg_struct_t endpoint_struct_ = {sizeof(cfg_endpoint_t), endpoint_fields_, N(endpoint_fields_),
                                               endpoint_finish,        endpoint_dup,     endpoint_dispose};
 

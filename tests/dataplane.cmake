@@ -37,3 +37,7 @@ pw_add_unit(test_dp_cache SOURCES unit/test_dp_cache.c LIBS pw_dataplane)
 # flight, the memory bound, purge; its coalescing test needs 1,000 clients at once: not beside others
 pw_add_integration(test_dataplane_cache integration/test_dataplane_cache.py)
 set_tests_properties(test_dataplane_cache PROPERTIES RUN_SERIAL TRUE)
+# upstream HTTP/2 (issue 17): h2 prior knowledge (nginx), TLS with ALPN (h2o), multiplexing, GOAWAY, 50 MiB
+pw_add_integration(test_dataplane_h2 integration/test_dataplane_h2.py)
+# upstream HTTP/2 (issue 17): request headers, the response head, a session reading a response, config bounds
+pw_add_unit(test_dp_h2 SOURCES unit/test_dp_h2.c LIBS pw_dataplane)

@@ -5,3 +5,5 @@ pw_add_fuzz(fuzz_dp_classify ${CMAKE_CURRENT_SOURCE_DIR}/fuzz_dp_classify.c ${CM
 pw_add_fuzz(fuzz_dp_h1parse ${CMAKE_CURRENT_SOURCE_DIR}/fuzz_dp_h1parse.c ${CMAKE_CURRENT_SOURCE_DIR}/seeds/h1parse LIBS pw_dataplane)
 # dataplane: what the response cache reads of requests, batches and answers (issue 12), against jansson.
 pw_add_fuzz(fuzz_dp_cachekey ${CMAKE_CURRENT_SOURCE_DIR}/fuzz_dp_cachekey.c ${CMAKE_CURRENT_SOURCE_DIR}/seeds/cachekey LIBS pw_dataplane)
+# dataplane: an upstream's HTTP/2 bytes through a client session and the response-head code of dp_h2 (issue 17).
+pw_add_fuzz(fuzz_dp_h2 ${CMAKE_CURRENT_SOURCE_DIR}/fuzz_dp_h2.c ${CMAKE_CURRENT_SOURCE_DIR}/seeds/h2 LIBS pw_dataplane)

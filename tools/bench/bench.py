@@ -6,9 +6,11 @@ wrk POST of a ~90-byte JSON-RPC body over 64 connections on loopback, rounds int
 drift on a shared machine hits every proxy alike. For each proxy: relays/s, p50/p99, proxy CPU per
 relay (utime+stime from /proc/<pid>/stat over the round / requests), peak RSS (VmHWM). Then
 Pathway over h2c (h2load) against nginx over h2c, and Pathway's heap allocations per relay in
-steady state (valgrind's malloc count at two request counts, differenced).
+steady state (valgrind's malloc count at two request counts, differenced). Then Pathway to an
+HTTP/2 upstream (pool.protocol h2) beside HTTP/1.1 with max_conns_per_host 2, and against a TLS
+upstream: relays/s, CPU per relay, upstream connections.
 
-usage: tools/bench/run.sh <builddir> [--rounds N] [--seconds S] [--no-valgrind]
+usage: tools/bench/run.sh <builddir> [--rounds N] [--seconds S] [--no-valgrind] [--only-h2]
 Everything listens on 127.0.0.1; everything started is stopped."""
 
 import argparse
@@ -162,12 +164,97 @@ backend b
 """
 
 
+def upstream_h2_rows(d, pathway, nginx, seconds, lua):
+    """Pathway to an HTTP/2 upstream (pool.protocol h2) beside the same over HTTP/1.1, both with
+    max_conns_per_host: 2, HTTP/1.1 with a connection per concurrent request (64) for the CPU per
+    relay, then the same against a TLS upstream (h1 with a connection per
+    concurrent request, h2 with 2): relays/s, Pathway's CPU per relay, upstream connections opened.
+    The upstream is nginx `return 200` listening plain (h1), plain http2 (prior knowledge) and TLS
+    with http2 (ALPN)."""
+    h = os.path.join(d, "h2up")
+    os.makedirs(h, exist_ok=True)
+    cert, key = os.path.join(h, "cert.pem"), os.path.join(h, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True,
+                   timeout=60)
+    # one port per service: the per-upstream connection bound is shared by endpoints of one host:port
+    up1, up64, up2, upt, uptt, port, admin = (free_port() for _ in range(7))
+    with open(os.path.join(h, "up.conf"), "w") as f:
+        f.write(f"""worker_processes 1; daemon off; pid {h}/up.pid; error_log {h}/up-error.log warn;
+events {{ worker_connections 4096; }}
+http {{ access_log off; client_body_temp_path {h}; keepalive_requests 1000000; http2_max_concurrent_streams 128;
+  server {{ listen 127.0.0.1:{up1}; listen 127.0.0.1:{up64}; listen 127.0.0.1:{up2} http2;
+    listen 127.0.0.1:{upt} ssl http2; listen 127.0.0.1:{uptt} ssl http2;
+    ssl_certificate {cert}; ssl_certificate_key {key};
+    location / {{ default_type application/json; return 200 '{ANSWER}'; }} }} }}
+""")
+    tls = f"tls: {{ca_file: '{cert}'}}"
+    with open(os.path.join(h, "pathway.yaml"), "w") as f:
+        f.write(f"""listen:
+  - address: 127.0.0.1:{port}
+admin:
+  address: 127.0.0.1:{admin}
+threads: 1
+log:
+  level: warn
+limiter:
+  max_concurrent: 1000
+services:
+  - id: h1
+    endpoints: [{{url: 'http://127.0.0.1:{up1}/'}}]
+    pool: {{max_conns_per_host: 2, max_idle_per_host: 2}}
+  - id: h1-64
+    endpoints: [{{url: 'http://127.0.0.1:{up64}/'}}]
+    pool: {{max_conns_per_host: 64, max_idle_per_host: 64}}
+  - id: h2
+    endpoints: [{{url: 'http://127.0.0.1:{up2}/'}}]
+    pool: {{max_conns_per_host: 2, max_idle_per_host: 2, protocol: h2}}
+  - id: tls-h1
+    endpoints: [{{url: 'https://127.0.0.1:{upt}/', {tls}}}]
+    pool: {{max_conns_per_host: 64, max_idle_per_host: 64}}
+  - id: tls-h2
+    endpoints: [{{url: 'https://127.0.0.1:{uptt}/', {tls}}}]
+    pool: {{max_conns_per_host: 2, max_idle_per_host: 2, protocol: h2}}
+""")
+    rows = []
+    n0 = len(procs)
+    try:
+        start(LOAD_CPU + [nginx, "-c", os.path.join(h, "up.conf"), "-p", h], os.path.join(h, "up.log"))
+        pw = start(PROXY_CPU + [pathway, "-c", os.path.join(h, "pathway.yaml")], os.path.join(h, "pathway.log"))
+        for p in (up1, up64, up2, upt, uptt, port):
+            wait_port(p)
+        import json
+        for sid in ("h1", "h2", "h1-64", "tls-h1", "tls-h2"):
+            url = f"http://127.0.0.1:{port}/v1/{sid}"
+            wrk(url, 1, lua)
+            r = measure(sid, url, [pw.pid], seconds, lua)
+            st = json.loads(subprocess.run(["curl", "-s", f"http://127.0.0.1:{admin}/stats"], capture_output=True,
+                                           text=True).stdout)
+            ep = next(s for s in st["services"] if s["id"] == sid)["endpoints"][0]
+            rows.append((sid, r, ep["connects"], ep.get("protocol_in_use")))
+    finally:
+        for p in procs[n0:]:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+                p.wait(10)
+        del procs[n0:]
+    print(f"\n## Upstream HTTP/2 (wrk -t1 -c64, {seconds}s each; nginx `return 200` upstream; Pathway pinned as above)\n")
+    print("| service | upstream | protocol in use | max_conns_per_host | relays/s | p50 ms | p99 ms | Pathway CPU µs/relay | upstream connections opened | non-2xx |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    conns = {"h1": 2, "h2": 2, "h1-64": 64, "tls-h1": 64, "tls-h2": 2}
+    for sid, r, connects, proto in rows:
+        kind = "TLS" if sid.startswith("tls") else "plain"
+        print(f"| {sid} | {kind} | {proto} | {conns[sid]} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['cpu_us']:.2f} | {connects} "
+              f"| {r['non2xx']} |")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("build")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=6)
     ap.add_argument("--no-valgrind", action="store_true")
+    ap.add_argument("--only-h2", action="store_true", help="only the upstream HTTP/2 rows")
     a = ap.parse_args()
     pathway = os.path.join(a.build, "dataplane", "pathway")
     for tool in ["wrk", "nginx", "haproxy"]:
@@ -183,6 +270,9 @@ def main():
         f.write(f"wrk.method = 'POST'\nwrk.body = '{BODY}'\nwrk.headers['Content-Type'] = 'application/json'\n")
     with open(os.path.join(d, "body.json"), "w") as f:
         f.write(BODY)
+    if a.only_h2:
+        upstream_h2_rows(d, pathway, nginx, a.seconds, lua)
+        return
 
     up, pw_port, pw_admin, ngx_port, ngx_h2c, hap_port = (free_port() for _ in range(6))
     # the upstream: nginx, one worker, `return 200`
@@ -309,6 +399,8 @@ services:
               f"{s['services'][0]['endpoints'][0]['connects']}, reuses {s['services'][0]['endpoints'][0]['reuses']}")
     except (ValueError, KeyError, IndexError):
         pass
+
+    upstream_h2_rows(d, pathway, nginx, a.seconds, lua)
 
     if not a.no_valgrind and shutil.which("valgrind") and shutil.which("h2load"):
         print("\nHeap allocations per relay in steady state (valgrind memcheck, malloc calls at two request counts):")

@@ -7,8 +7,10 @@ connections; (Ir(N2) - Ir(N1)) / (N2 - N1) is the cost of one relay in steady st
 first connections cancelled out. Pathway can be measured with extra config (a YAML fragment merged
 into the service) to show what a feature on the relay path costs.
 
-usage: tools/bench/callgrind.py <builddir> [--peers] [--n1 2000] [--n2 12000]
+usage: tools/bench/callgrind.py <builddir> [--peers] [--n1 2000] [--n2 12000] [--h2]
                                  [--variant NAME=YAML-of-service-keys ...] [--pathway-bin PATH ...]
+--h2 adds a row for Pathway relaying to the same upstream over HTTP/2 (pool.protocol h2, prior
+knowledge to an nginx `listen ... http2` port of the upstream).
 Everything listens on 127.0.0.1; everything started is stopped."""
 
 import argparse
@@ -79,6 +81,7 @@ def main():
     ap.add_argument("--n2", type=int, default=12000)
     ap.add_argument("--variant", action="append", default=[], help="NAME=YAML keys added to the service")
     ap.add_argument("--pathway-bin", action="append", default=[], help="other pathway binaries to compare (A/B)")
+    ap.add_argument("--h2", action="store_true", help="a row with the upstream over HTTP/2 (pool.protocol h2)")
     a = ap.parse_args()
     for tool in ("valgrind", "h2load", "nginx"):
         if shutil.which(tool) is None and not os.path.exists(f"/usr/sbin/{tool}"):
@@ -89,12 +92,12 @@ def main():
     with open(os.path.join(d, "body.json"), "w") as f:
         f.write(BODY)
     os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
-    up = free_port()
+    up, up_h2 = free_port(), free_port()
     with open(os.path.join(d, "up.conf"), "w") as f:
         f.write(f"""worker_processes 1; daemon off; pid {d}/up.pid; error_log {d}/up-error.log warn;
 events {{ worker_connections 4096; }}
 http {{ access_log off; client_body_temp_path {d}/tmp; keepalive_requests 1000000;
-  server {{ listen 127.0.0.1:{up} reuseport backlog=4096;
+  server {{ listen 127.0.0.1:{up} reuseport backlog=4096; listen 127.0.0.1:{up_h2} http2;
     location / {{ default_type application/json; return 200 '{ANSWER}'; }} }} }}
 """)
     upstream = start([nginx, "-c", os.path.join(d, "up.conf"), "-p", d], os.path.join(d, "up.log"))
@@ -102,7 +105,7 @@ http {{ access_log off; client_body_temp_path {d}/tmp; keepalive_requests 100000
     try:
         wait_port(up)
 
-        def pathway(binary, extra, tag):
+        def pathway(binary, extra, tag, upstream_url=None):
             def argv(port, n):
                 cfg = os.path.join(d, f"pw-{tag}-{n}.yaml")
                 with open(cfg, "w") as f:
@@ -115,7 +118,7 @@ defaults:
   pool: {{max_idle_per_host: 128, max_conns_per_host: 256}}
 services:
   - id: eth
-    endpoints: [{{url: 'http://127.0.0.1:{up}/'}}]
+    endpoints: [{{url: '{upstream_url or f"http://127.0.0.1:{up}/"}'}}]
 """ + "".join(f"    {line}\n" for line in extra.splitlines()))
                 return [binary, "-c", cfg]
             return per_relay(d, tag, argv, lambda port: f"http://127.0.0.1:{port}/v1/eth", a.n1, a.n2)
@@ -124,6 +127,9 @@ services:
         results.append(("pathway", pathway(main_bin, "", "pw")))
         for i, b in enumerate(a.pathway_bin):
             results.append((f"pathway ({b})", pathway(b, "", f"alt{i}")))
+        if a.h2:
+            results.append(("pathway, upstream over HTTP/2", pathway(main_bin, "pool: {protocol: h2}", "h2",
+                                                                     f"http://127.0.0.1:{up_h2}/")))
         for v in a.variant:
             name, _, extra = v.partition("=")
             results.append((f"pathway + {name}", pathway(main_bin, extra.replace("\\n", "\n"), f"v-{name}")))

@@ -549,20 +549,21 @@ static void close_both(dp_ws_t *ws, uint16_t code, const char *reason)
     ws_run(ws);
 }
 
-/* 1 when the endpoint is still listed for the service in the worker's current generation. */
-static int ep_current(dp_ws_t *ws)
+/* The service as the worker's current generation has it (NULL when it is gone), and in *listed
+ * whether the tunnel's endpoint is still one of its endpoints with a ws_url. */
+static const dp_service_t *current_service(dp_ws_t *ws, int *listed)
 {
     dp_worker_refresh_gen(ws->w);
     dp_gen_t *g = ws->w->wgen->gen;
+    *listed = 1;
     if (g == ws->wg->gen)
-        return 1;
+        return ws->svc;
     dp_service_t *svc = dp_gen_find_service(g, ws->svc->id, ws->svc->idlen);
-    if (svc == NULL)
-        return 0;
-    for (size_t i = 0; i != svc->nendpoints; ++i)
+    *listed = 0;
+    for (size_t i = 0; svc != NULL && i != svc->nendpoints; ++i)
         if (svc->endpoints[i] == ws->ep)
-            return svc->endpoints[i]->ws != NULL;
-    return 0;
+            *listed = svc->endpoints[i]->ws != NULL;
+    return svc;
 }
 
 static void on_tick(h2o_timeout_entry_t *entry)
@@ -588,8 +589,10 @@ static void on_tick(h2o_timeout_entry_t *entry)
         close_both(ws, WSLAY_CODE_GOING_AWAY, "idle timeout");
         return;
     }
-    if (ws->drain_at == 0 && !ep_current(ws))
-        ws->drain_at = now + c->drain_timeout_ms;
+    int listed;
+    const dp_service_t *cur = current_service(ws, &listed);
+    if (ws->drain_at == 0 && !listed) /* the generation that removed it says how long it drains */
+        ws->drain_at = now + (cur != NULL ? cur->cfg : ws->svc->cfg)->websocket.drain_timeout_ms;
     if (ws->drain_at != 0 && now >= ws->drain_at)
         close_both(ws, WSLAY_CODE_GOING_AWAY, "endpoint removed from the config");
 }

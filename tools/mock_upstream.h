@@ -94,6 +94,9 @@ int parse_method_time(const char *s, mopt_t *o);
 int mock_ws_on_req(h2o_req_t *req);
 /* WebSockets open, and their subscriptions (GET /stats). */
 extern uint64_t mock_ws_open, mock_ws_subscriptions;
+/* The code and reason of the last close a client sent (0 = none yet). */
+extern int mock_ws_last_close;
+extern char mock_ws_last_close_reason[124];
 
 /* --- mock_control.c --- */
 /* Parses a --fault / "fault" kind into o; -1 when it is none of them. */

@@ -8,7 +8,8 @@
  *   mock_flood [count, bytes]   pushes `count` text messages of `bytes` bytes as fast as the
  *                               connection takes them (at most 4 MiB queued in the mock)
  *   anything else               answered as over HTTP (answer_one)
- * A close from the client is echoed with its code (wslay does). --ws-refuse STATUS (or the
+ * A close from the client is echoed with its code (wslay does); GET /stats shows the last one
+ * (ws_last_close, ws_last_close_reason). --ws-refuse STATUS (or the
  * control key ws_refuse_status) answers upgrades with that HTTP status instead.
  */
 #include <inttypes.h>
@@ -39,6 +40,8 @@ static int pump_timeout_init_;
 static uint64_t next_sub_ = 0x1000;
 static h2o_loop_t *loop_;
 uint64_t mock_ws_open, mock_ws_subscriptions;
+int mock_ws_last_close;              /* the code of the last close a client sent (0 = none yet) */
+char mock_ws_last_close_reason[124]; /* and its reason */
 
 static void send_text(mws_t *m, const char *s, size_t len)
 {
@@ -129,6 +132,15 @@ static void on_ws_msg(h2o_websocket_conn_t *conn, const struct wslay_event_on_ms
         mock_ws_open--;
         h2o_websocket_close(conn);
         free(m);
+        return;
+    }
+    if (arg->opcode == WSLAY_CONNECTION_CLOSE) {
+        mock_ws_last_close = arg->status_code;
+        size_t n = arg->msg_length > 2 ? arg->msg_length - 2 : 0;
+        if (n >= sizeof(mock_ws_last_close_reason))
+            n = sizeof(mock_ws_last_close_reason) - 1;
+        memcpy(mock_ws_last_close_reason, arg->msg + 2, n);
+        mock_ws_last_close_reason[n] = '\0';
         return;
     }
     if (arg->opcode != WSLAY_TEXT_FRAME && arg->opcode != WSLAY_BINARY_FRAME)

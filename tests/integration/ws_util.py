@@ -1,6 +1,6 @@
 """A minimal WebSocket client (RFC 6455) in the standard library, for the relay's tests: a blocking
 one (WS) and an asyncio one (AsyncWS) for many connections at once. Client frames are masked;
-messages are read whole (fragments joined); pings are answered."""
+messages are read whole (fragments joined); pings are answered, and so is a close (same code)."""
 
 import asyncio
 import base64
@@ -101,6 +101,7 @@ class WS:
             raise HandshakeRefused(self.status, self.headers, self.buf[:n])
         assert self.headers.get("sec-websocket-accept") == accept_of(key), self.headers
         self.closed = None  # (code, reason) once a close arrived
+        self.sent_close = False
 
     def _read(self, n):
         while len(self.buf) < n:
@@ -133,6 +134,8 @@ class WS:
                 continue
             if op == CLOSE:
                 self.closed = parse_close(payload)
+                if not self.sent_close:  # the closing handshake: answer with the same code
+                    self.send_close(self.closed[0] if self.closed[0] != 1005 else 0)
                 return CLOSE, self.closed
             if op != 0:
                 first = op
@@ -153,6 +156,7 @@ class WS:
         self.send_text(json.dumps(doc))
 
     def send_close(self, code, reason=""):
+        self.sent_close = True
         self.sock.sendall(frame(CLOSE, close_payload(code, reason)))
 
     def call(self, method, params=None, id_=1):

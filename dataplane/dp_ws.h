@@ -64,7 +64,7 @@ void dp_ws_make_key(char *out);
 
 /* The head of the upgrade request to an endpoint: `prefix` (the endpoint's fixed part, request line
  * to its last header) then upgrade, connection, key, version, the client's subprotocols when it
- * gave some (protocols may be NULL) and the blank line. Returns a malloc'd string with its length
+ * gave some (protocols may be NULL) and the blank line. Returns a malloc'd, NUL-terminated string with its length
  * in *len, NULL when out of memory. Caller frees. */
 char *dp_ws_request_head(const char *prefix, size_t prefix_len, const char *key, const char *protocols, size_t protocols_len,
                          size_t *len);

@@ -133,6 +133,7 @@ char *dp_ws_request_head(const char *prefix, size_t prefix_len, const char *key,
     }
     memcpy(p, "\r\n\r\n", 4);
     p += 4;
+    *p = '\0';
     *len = (size_t)(p - out);
     return out;
 }

@@ -37,6 +37,8 @@ pw_add_unit(test_dp_cache SOURCES unit/test_dp_cache.c LIBS pw_dataplane)
 # flight, the memory bound, purge; its coalescing test needs 1,000 clients at once: not beside others
 pw_add_integration(test_dataplane_cache integration/test_dataplane_cache.py)
 set_tests_properties(test_dataplane_cache PROPERTIES RUN_SERIAL TRUE)
+# the WebSocket relay (issue 17): the upstream handshake's request and the check of its answer
+pw_add_unit(test_dp_ws_handshake SOURCES unit/test_dp_ws_handshake.c LIBS pw_dataplane)
 # the WebSocket relay (issue 17): subscriptions through pathway, 1,000 at once, reloads, endpoint
 # removal, handshake failover, closes and limits, a slow consumer's memory; its 1,000 sockets and
 # its memory figure want the machine to itself

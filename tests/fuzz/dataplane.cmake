@@ -5,3 +5,5 @@ pw_add_fuzz(fuzz_dp_classify ${CMAKE_CURRENT_SOURCE_DIR}/fuzz_dp_classify.c ${CM
 pw_add_fuzz(fuzz_dp_h1parse ${CMAKE_CURRENT_SOURCE_DIR}/fuzz_dp_h1parse.c ${CMAKE_CURRENT_SOURCE_DIR}/seeds/h1parse LIBS pw_dataplane)
 # dataplane: what the response cache reads of requests, batches and answers (issue 12), against jansson.
 pw_add_fuzz(fuzz_dp_cachekey ${CMAKE_CURRENT_SOURCE_DIR}/fuzz_dp_cachekey.c ${CMAKE_CURRENT_SOURCE_DIR}/seeds/cachekey LIBS pw_dataplane)
+# dataplane: an upstream's answer to the WebSocket upgrade (issue 17): its 101 and Sec-WebSocket-Accept.
+pw_add_fuzz(fuzz_dp_ws_handshake ${CMAKE_CURRENT_SOURCE_DIR}/fuzz_dp_ws_handshake.c ${CMAKE_CURRENT_SOURCE_DIR}/seeds/ws_handshake LIBS pw_dataplane)

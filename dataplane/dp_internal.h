@@ -64,8 +64,8 @@ typedef struct st_dp_svcstats_t {
     /* WebSocket relay: [0] client_to_upstream, [1] upstream_to_client */
     dp_counter_t ws_messages[2]; /* messages relayed (text and binary) */
     dp_counter_t ws_bytes[2];    /* their payload bytes */
-    dp_counter_t
-        ws_refused[3]; /* upgrades answered with an error: [0] 503 max_connections, [1] 502 all handshakes failed, [2] other */
+    dp_counter_t ws_refused[3];  /* upgrades answered with an error: [0] 503 max_connections, [1] every handshake failed, [2] the
+                                    request (or 501, 400) */
 } dp_svcstats_t;
 
 /* What the cache did with a request (pathway_cache_requests_total{result}, X-Pathway-Cache). */

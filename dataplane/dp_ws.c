@@ -131,16 +131,19 @@ static void on_req_dispose(void *p)
     ws->holder = NULL;
 }
 
+/* Answers an upgrade of svc with the error e, counted in pathway_websocket_refused_total. */
+static void refuse_early(dp_worker_t *w, h2o_req_t *req, dp_service_t *svc, h2o_iovec_t reqid, uint64_t started_at, dp_error_t e)
+{
+    int why = e == DP_ERR_WS_TOO_MANY ? 0 : dp_error(e)->endpoint_fault || e == DP_ERR_UPSTREAM_TIMEOUT ? 1 : 2;
+    DP_OWNER_ADD(svc->shared->stats[w->index].ws_refused[why], 1);
+    dp_relay_send_error(w, req, svc, reqid, started_at, e);
+}
+
 /* The handshake ended without a tunnel: answer the client (when it is still there) and free. */
 static void ws_refuse(dp_ws_t *ws, dp_error_t e)
 {
-    if (ws->req != NULL) {
-        DP_OWNER_ADD(ws->svc->shared->stats[ws->w->index].ws_refused[e == DP_ERR_WS_TOO_MANY      ? 0
-                                                                     : dp_error(e)->status == 502 ? 1
-                                                                                                  : 2],
-                     1);
-        dp_relay_send_error(ws->w, ws->req, ws->svc, ws->reqid, ws->started_at, e);
-    }
+    if (ws->req != NULL)
+        refuse_early(ws->w, ws->req, ws->svc, ws->reqid, ws->started_at, e);
     ws_free(ws);
 }
 
@@ -690,14 +693,14 @@ void dp_ws_on_req(dp_worker_t *w, h2o_req_t *req, int rt, const char *id, size_t
         return;
     }
     if (req->version >= 0x200) {
-        dp_relay_send_error(w, req, svc, reqid, now, DP_ERR_WS_NEEDS_HTTP1);
+        refuse_early(w, req, svc, reqid, now, DP_ERR_WS_NEEDS_HTTP1);
         return;
     }
     const char *key = NULL;
     ssize_t vi = h2o_find_header_by_str(&req->headers, H2O_STRLIT("sec-websocket-version"), -1);
     if (h2o_is_websocket_handshake(req, &key) != 0 || key == NULL || vi == -1 ||
         !h2o_memis(req->headers.entries[vi].value.base, req->headers.entries[vi].value.len, H2O_STRLIT("13"))) {
-        dp_relay_send_error(w, req, svc, reqid, now, DP_ERR_WS_BAD_HANDSHAKE);
+        refuse_early(w, req, svc, reqid, now, DP_ERR_WS_BAD_HANDSHAKE);
         return;
     }
     dp_tried_t no_ws = 0;
@@ -709,23 +712,22 @@ void dp_ws_on_req(dp_worker_t *w, h2o_req_t *req, int rt, const char *id, size_t
             no_ws |= DP_TRIED_BIT(i);
     }
     if (!any) {
-        dp_relay_send_error(w, req, svc, reqid, now, DP_ERR_WS_NOT_CONFIGURED);
+        refuse_early(w, req, svc, reqid, now, DP_ERR_WS_NOT_CONFIGURED);
         return;
     }
     if (atomic_load_explicit(&w->server->exiting, memory_order_relaxed)) {
-        dp_relay_send_error(w, req, svc, reqid, now, DP_ERR_SHUTTING_DOWN);
+        refuse_early(w, req, svc, reqid, now, DP_ERR_SHUTTING_DOWN);
         return;
     }
     if (atomic_fetch_add(&svc->shared->ws_open, 1) >= svc->cfg->websocket.max_connections) {
         atomic_fetch_sub(&svc->shared->ws_open, 1);
-        DP_OWNER_ADD(svc->shared->stats[w->index].ws_refused[0], 1);
-        dp_relay_send_error(w, req, svc, reqid, now, DP_ERR_WS_TOO_MANY);
+        refuse_early(w, req, svc, reqid, now, DP_ERR_WS_TOO_MANY);
         return;
     }
     dp_ws_t *ws = calloc(1, sizeof(*ws));
     if (ws == NULL) {
         atomic_fetch_sub(&svc->shared->ws_open, 1);
-        dp_relay_send_error(w, req, svc, reqid, now, DP_ERR_OUT_OF_MEMORY);
+        refuse_early(w, req, svc, reqid, now, DP_ERR_OUT_OF_MEMORY);
         return;
     }
     ws->w = w;

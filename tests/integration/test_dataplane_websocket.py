@@ -6,6 +6,8 @@ import asyncio
 import os
 import resource
 import socket
+import subprocess
+import tempfile
 import sys
 import time
 
@@ -330,6 +332,41 @@ def test_slow_consumer_stays_bounded():
     print(f"slow consumer: after reading it all, pathway RSS is {after} KiB above the start")
     assert after < 48 * 1024, after
     c.close()
+
+
+@test
+def test_wss_endpoint_with_tls_settings():
+    d = tempfile.mkdtemp(prefix="pw-ws-tls-")
+    cert, key = os.path.join(d, "up.pem"), os.path.join(d, "up.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "2",
+                    "-subj", "/CN=upstream.test", "-addext", "subjectAltName=DNS:upstream.test"],
+                   check=True, capture_output=True, timeout=60)
+    _, up = start_mock("--tls-cert", cert, "--tls-key", key, "--block-time", "50")
+
+    def wss(server_name):
+        return (f"https://127.0.0.1:{up}\n        ws_url: wss://u:p@127.0.0.1:{up}/ws?key=K\n        tls:\n"
+                f"          ca_file: {cert}\n          server_name: {server_name}")
+    pw = Pathway([("eth", [wss("upstream.test")], ""), ("wrongname", [wss("other.test")], "")])
+    c = WS(pw.port)
+    c.call("eth_subscribe", ["newHeads"])
+    assert len(heads(c, 3)) == 3
+    c.close()
+    e = refused(pw.port, "/v1/wrongname")  # the certificate does not name other.test
+    assert e.status == 502 and b"connect failed" in e.body, (e.status, e.body)
+    # ws_url is redacted like url wherever the config is shown
+    st, _, body = pwtest.request(pw.admin, "GET", "/config")
+    assert st == 200 and b"u:p@" not in body and b"key=K" not in body and b"wss://<redacted>@127.0.0.1" in body, body[:400]
+
+
+@test
+def test_http2_client_gets_a_clear_error():
+    _, m = start_mock()
+    pw = Pathway([("eth", [ep(m)], "")])
+    r = subprocess.run(["curl", "-s", "--http2-prior-knowledge", "-H", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+                        "-H", "Sec-WebSocket-Version: 13", "-w", "\n%{http_version} %{http_code}",
+                        f"http://127.0.0.1:{pw.port}/v1/eth"], capture_output=True, timeout=30)
+    out = r.stdout.decode()
+    assert out.endswith("2 400") and "WebSocket needs HTTP/1.1" in out, out
 
 
 if __name__ == "__main__":

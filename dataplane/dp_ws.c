@@ -11,10 +11,12 @@
  *   3. The tunnel: a wslay server context toward the client and a client context (masking) toward
  *      the endpoint. Each whole message one side receives is queued on the other; pings are
  *      answered on each hop; a close is passed on with its code and reason. wslay enforces
- *      max_message on receipt (1009 to the sender; the other side gets the same code).
+ *      max_message on receipt (1009 to the sender; the other side gets 1001), and a side that goes
+ *      without a close gives the other side a 1001.
  *   4. A 1 s tick per connection: idle_timeout (1001 both ways), an endpoint gone from the
- *      worker's current generation (1001 both ways after drain_timeout), a close that was never
- *      answered (sockets closed after DP_WS_CLOSE_WAIT_MS), shutdown.
+ *      worker's current generation (1001 both ways after the drain_timeout of the generation that
+ *      removed it), SIGTERM (1001 both ways; the drain waits, as the connection counts in
+ *      w->active), a close that was never answered (sockets closed after DP_WS_CLOSE_WAIT_MS).
  *
  * Back-pressure: a side's output (messages wslay holds, plus bytes handed to the socket) above
  * 2 x max_message stops reads from the other side (its recv callback says "would block" and its
@@ -112,6 +114,7 @@ static void ws_free(dp_ws_t *ws)
         atomic_fetch_sub(&ws->ep->ws_open, 1);
     }
     atomic_fetch_sub(&ws->svc->shared->ws_open, 1);
+    DP_OWNER_ADD(ws->w->active, -1);
     free(ws->head);
     free(ws->protocol);
     dp_worker_t *w = ws->w;
@@ -731,6 +734,7 @@ void dp_ws_on_req(dp_worker_t *w, h2o_req_t *req, int rt, const char *id, size_t
         return;
     }
     ws->w = w;
+    DP_OWNER_ADD(w->active, 1); /* a SIGTERM drain waits for it: the tick closes it with 1001 */
     ws->wg = w->wgen;
     ws->wg->nrequests++;
     ws->svc = svc;

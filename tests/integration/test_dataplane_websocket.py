@@ -5,6 +5,7 @@ reloads, endpoint removal, handshake failover, a slow consumer's memory bound, m
 import asyncio
 import os
 import resource
+import signal
 import socket
 import subprocess
 import tempfile
@@ -356,6 +357,21 @@ def test_wss_endpoint_with_tls_settings():
     # ws_url is redacted like url wherever the config is shown
     st, _, body = pwtest.request(pw.admin, "GET", "/config")
     assert st == 200 and b"u:p@" not in body and b"key=K" not in body and b"wss://<redacted>@127.0.0.1" in body, body[:400]
+
+
+@test
+def test_sigterm_closes_websockets_with_1001():
+    _, m = start_mock("--block-time", "50")
+    pw = Pathway([("eth", [ep(m)], "")])
+    c = WS(pw.port)
+    c.call("eth_subscribe", ["newHeads"])
+    heads(c, 1)
+    t0 = time.time()
+    pw.proc.send(signal.SIGTERM)
+    assert c.wait_close() == (1001, "pathway is shutting down")
+    assert pw.proc.p.wait(15) == 0
+    assert time.time() - t0 < 5
+    wait_for(lambda: mock_stats(m)["ws_last_close"] == 1001, what="the upstream got 1001")
 
 
 @test

@@ -83,7 +83,8 @@ static void push_heads(h2o_timeout_entry_t *entry)
     snprintf(num, sizeof(num), "0x%" PRIx64, head);
     snprintf(hash, sizeof(hash), "0x%064" PRIx64, head);
     snprintf(parent, sizeof(parent), "0x%064" PRIx64, head != 0 ? head - 1 : 0);
-    for (h2o_linklist_t *l = conns_.next; l != &conns_; l = l->next) {
+    for (h2o_linklist_t *l = conns_.next, *next; l != &conns_; l = next) {
+        next = l->next; /* proceeding may close (and free) m */
         mws_t *m = H2O_STRUCT_FROM_MEMBER(mws_t, link, l);
         int any = 0;
         for (size_t i = 0; i != sizeof(m->subs) / sizeof(m->subs[0]); ++i) {
@@ -200,7 +201,8 @@ static void on_ws_msg(h2o_websocket_conn_t *conn, const struct wslay_event_on_ms
     if (result != NULL)
         send_json_msg(m, json_pack("{s:s, s:O?, s:o}", "jsonrpc", "2.0", "id", id, "result", result));
     json_decref(call);
-    h2o_websocket_proceed(conn);
+    /* no h2o_websocket_proceed here: this runs inside wslay_event_recv, which must not be entered
+     * again; h2o sends what was queued when the read that called us is done */
 }
 
 int mock_ws_on_req(h2o_req_t *req)

@@ -385,5 +385,33 @@ def test_http2_client_gets_a_clear_error():
     assert out.endswith("2 400") and "WebSocket needs HTTP/1.1" in out, out
 
 
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@test
+def test_per_message_cost():
+    """20,000 calls (40,000 messages relayed), 100 in flight: pathway's CPU per message relayed."""
+    _, m = start_mock()
+    pw = Pathway([("eth", [ep(m)], "")])
+    c = WS(pw.port)
+    c.call("eth_chainId")
+    n, window = 20000, 100
+    cpu0, t0 = cpu_seconds(pw.proc.p.pid), time.time()
+    call = b'{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}'
+    for _ in range(n // window):
+        for _ in range(window):
+            c.send_text(call)
+        for _ in range(window):
+            c.recv()
+    cpu, wall = cpu_seconds(pw.proc.p.pid) - cpu0, time.time() - t0
+    per = cpu / (2 * n) * 1e6
+    print(f"per message: pathway CPU {per:.1f} us over {2 * n} messages relayed; {2 * n / wall:.0f} messages/s")
+    assert per < 100, per
+    c.close()
+
+
 if __name__ == "__main__":
     pwtest.main()

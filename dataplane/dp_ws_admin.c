@@ -71,6 +71,26 @@ void dp_ws_admin_metrics(dp_gen_t *g, pw_buf_t *o)
         if (g->endpoints[i]->ws != NULL)
             pw_buf_printf(o, "pathway_websocket_connections{service=\"%s\",endpoint=\"%s\"} %" PRId64 "\n",
                           g->endpoints[i]->service, g->endpoints[i]->label, (int64_t)atomic_load(&g->endpoints[i]->ws_open));
+    /* each service's effective websocket settings */
+    static const struct {
+        const char *name, *help;
+    } knobs[] = {
+        {"pathway_websocket_max_connections", "Configured websocket.max_connections (WebSockets open per service)."},
+        {"pathway_websocket_idle_timeout_seconds", "Configured websocket.idle_timeout."},
+        {"pathway_websocket_max_message_bytes", "Configured websocket.max_message."},
+        {"pathway_websocket_drain_timeout_seconds", "Configured websocket.drain_timeout."},
+    };
+    for (size_t k = 0; k != sizeof(knobs) / sizeof(knobs[0]); ++k) {
+        pw_buf_printf(o, "# HELP %s %s\n# TYPE %s gauge\n", knobs[k].name, knobs[k].help, knobs[k].name);
+        for (size_t i = 0; i != g->nservices; ++i) {
+            const cfg_websocket_t *c = &g->services[i].cfg->websocket;
+            double v = k == 0   ? c->max_connections
+                       : k == 1 ? c->idle_timeout_ms / 1000.0
+                       : k == 2 ? (double)c->max_message
+                                : c->drain_timeout_ms / 1000.0;
+            pw_buf_printf(o, "%s{service=\"%s\"} %.17g\n", knobs[k].name, g->services[i].id, v);
+        }
+    }
     uint64_t msgs[g->nservices ? g->nservices : 1][2], bytes[g->nservices ? g->nservices : 1][2],
         refused[g->nservices ? g->nservices : 1][3];
     for (size_t i = 0; i != g->nservices; ++i)

@@ -73,6 +73,8 @@ def test_subscribe_receives_ten_heads():
     assert metric(text, "pathway_websocket_messages_total", service="eth", direction="client_to_upstream") >= 2
     assert metric(text, "pathway_websocket_messages_total", service="eth", direction="upstream_to_client") >= 12
     assert metric(text, "pathway_websocket_bytes_total", service="eth", direction="upstream_to_client") > 1000
+    assert metric(text, "pathway_websocket_max_connections", service="eth") == 10000
+    assert metric(text, "pathway_websocket_max_message_bytes", service="eth") == 1 << 20
     promtool_check(text)
     svc = pw.stats()["services"][0]["websocket"]
     assert svc["open"] == 1 and svc["endpoints"]["m1"]["open"] == 1, svc
@@ -149,6 +151,7 @@ def test_reload_during_subscriptions_cuts_none():
         assert c.closed is None
         c.close()
     assert pw.stats()["services"][0]["websocket"]["settings"]["max_connections"] == 500
+    assert metric(pw.metrics(), "pathway_websocket_idle_timeout_seconds", service="eth") == 300
 
 
 @test

@@ -479,7 +479,8 @@ static const cfg_struct_t cache_global_struct_ = {sizeof(cfg_cache_global_t), ca
 
 static const cfg_field_t websocket_fields_[] = {
     ROW(cfg_websocket_t, max_connections, .name = "max_connections", .type = CFG_T_UINT32, .def = "10000", .min = 0, .max = 1000000,
-        .doc = "open relayed WebSockets of the service in the whole process; beyond: 503 before the handshake"),
+        .doc = "open relayed WebSockets of the service in the whole process; beyond: 503 before the handshake (0: every upgrade "
+               "gets 503)"),
     ROW(cfg_websocket_t, idle_timeout_ms, .name = "idle_timeout", .type = CFG_T_DURATION, .def = "\"10m\"", .min = 1 * SEC,
         .max = 24 * HOUR, .doc = "no frame either way for this long: both sides get a 1001 close"),
     ROW(cfg_websocket_t, max_message, .name = "max_message", .type = CFG_T_SIZE, .def = "\"1MiB\"", .min = 125, .max = 64 * MiB,

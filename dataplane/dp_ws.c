@@ -61,9 +61,10 @@ struct st_dp_ws_t {
     dp_endpoint_t *ep;   /* the endpoint of the tunnel, or of the handshake in progress */
     h2o_linklist_t link; /* in w->websockets while tunnelling */
     /* the handshake */
-    h2o_req_t *req;      /* the client's request until the upgrade; NULL once it is gone */
-    dp_ws_t **holder;    /* in req->pool: tells us when the request goes */
-    h2o_iovec_t reqid;   /* in req->pool */
+    h2o_req_t *req;   /* the client's request until the upgrade; NULL once it is gone */
+    dp_ws_t **holder; /* in req->pool: tells us when the request goes */
+    char reqid[128];  /* X-Request-Id (at most 128 bytes, dp_request_id), copied: logs may need it after the request went */
+    size_t reqid_len;
     uint64_t started_at; /* loop ms */
     dp_tried_t tried;    /* endpoints tried, and those without ws_url */
     uint32_t attempts;
@@ -146,7 +147,7 @@ static void refuse_early(dp_worker_t *w, h2o_req_t *req, dp_service_t *svc, h2o_
 static void ws_refuse(dp_ws_t *ws, dp_error_t e)
 {
     if (ws->req != NULL)
-        refuse_early(ws->w, ws->req, ws->svc, ws->reqid, ws->started_at, e);
+        refuse_early(ws->w, ws->req, ws->svc, h2o_iovec_init(ws->reqid, ws->reqid_len), ws->started_at, e);
     ws_free(ws);
 }
 
@@ -167,7 +168,7 @@ static void attempt_failed(dp_ws_t *ws, dp_ws_failure_t why, dp_error_t e)
      * its HTTP side worse */
     dp_health_record(ws->svc, ws->ep, why == DP_WS_FAIL_CONNECT ? CFG_RETRY_ON_CONNECT_FAILURE : DP_HEALTH_NEUTRAL, ws->trial, 0,
                      h2o_now(ws->w->loop));
-    PW_DEBUG("websocket %.*s: handshake with %s failed: %s", (int)ws->reqid.len, ws->reqid.base, ws->ep->label,
+    PW_DEBUG("websocket %.*s: handshake with %s failed: %s", (int)ws->reqid_len, ws->reqid, ws->ep->label,
              dp_ws_failure_names[why]);
     ws->error = e;
     ws_try_next(ws);
@@ -668,7 +669,7 @@ static void upgrade_client(dp_ws_t *ws)
     if (ws->protocol != NULL)
         h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("sec-websocket-protocol"), 0, NULL, ws->protocol,
                               strlen(ws->protocol));
-    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, ws->reqid.base, ws->reqid.len);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, ws->reqid, ws->reqid_len);
     ws->upgrading = 1;
     h2o_http1_upgrade(req, NULL, 0, on_upgraded, ws);
 }
@@ -739,7 +740,8 @@ void dp_ws_on_req(dp_worker_t *w, h2o_req_t *req, int rt, const char *id, size_t
     ws->wg->nrequests++;
     ws->svc = svc;
     ws->req = req;
-    ws->reqid = reqid;
+    ws->reqid_len = reqid.len < sizeof(ws->reqid) ? reqid.len : sizeof(ws->reqid);
+    memcpy(ws->reqid, reqid.base, ws->reqid_len);
     ws->started_at = now;
     ws->tried = no_ws;
     ws->error = DP_ERR_CONNECT_FAILED;

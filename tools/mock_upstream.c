@@ -407,9 +407,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
                                               "answered", (json_int_t)st.answered, "busy", (json_int_t)st.busy, "queued",
                                               (json_int_t)st.queued, "peak_busy", (json_int_t)st.peak_busy, "peak_queued",
                                               (json_int_t)st.peak_queued, "latency_ms", hist));
-        json_object_update_new(doc, json_pack("{s:I, s:I, s:i, s:s}", "ws_open", (json_int_t)mock_ws_open, "ws_subscriptions",
-                                              (json_int_t)mock_ws_subscriptions, "ws_last_close", mock_ws_last_close,
-                                              "ws_last_close_reason", mock_ws_last_close_reason));
+        json_object_update_new(doc,
+                               json_pack("{s:s, s:I, s:I, s:i, s:s}", "ws_last_upgrade", mock_ws_last_upgrade, "ws_open",
+                                         (json_int_t)mock_ws_open, "ws_subscriptions", (json_int_t)mock_ws_subscriptions,
+                                         "ws_last_close", mock_ws_last_close, "ws_last_close_reason", mock_ws_last_close_reason));
         send_json(req, 200, doc);
         return 0;
     }

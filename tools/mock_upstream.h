@@ -97,6 +97,8 @@ extern uint64_t mock_ws_open, mock_ws_subscriptions;
 /* The code and reason of the last close a client sent (0 = none yet). */
 extern int mock_ws_last_close;
 extern char mock_ws_last_close_reason[124];
+/* "<path> authorization=<value> x-api-key=<value>" of the last upgrade request. */
+extern char mock_ws_last_upgrade[512];
 
 /* --- mock_control.c --- */
 /* Parses a --fault / "fault" kind into o; -1 when it is none of them. */

@@ -9,7 +9,8 @@
  *                               connection takes them (at most 4 MiB queued in the mock)
  *   anything else               answered as over HTTP (answer_one)
  * A close from the client is echoed with its code (wslay does); GET /stats shows the last one
- * (ws_last_close, ws_last_close_reason). --ws-refuse STATUS (or the
+ * (ws_last_close, ws_last_close_reason), and what the last upgrade request carried (ws_last_upgrade:
+ * its path, authorization and x-api-key). --ws-refuse STATUS (or the
  * control key ws_refuse_status) answers upgrades with that HTTP status instead.
  */
 #include <inttypes.h>
@@ -40,6 +41,7 @@ static int pump_timeout_init_;
 static uint64_t next_sub_ = 0x1000;
 static h2o_loop_t *loop_;
 uint64_t mock_ws_open, mock_ws_subscriptions;
+char mock_ws_last_upgrade[512];      /* the path, authorization and x-api-key of the last upgrade request */
 int mock_ws_last_close;              /* the code of the last close a client sent (0 = none yet) */
 char mock_ws_last_close_reason[124]; /* and its reason */
 
@@ -211,6 +213,12 @@ int mock_ws_on_req(h2o_req_t *req)
     if (h2o_is_websocket_handshake(req, &key) != 0 || key == NULL)
         return 0;
     loop_ = req->conn->ctx->loop;
+    ssize_t ai = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+    ssize_t ki = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-api-key"), -1);
+    snprintf(mock_ws_last_upgrade, sizeof(mock_ws_last_upgrade), "%.*s authorization=%.*s x-api-key=%.*s", (int)req->path.len,
+             req->path.base, ai != -1 ? (int)req->headers.entries[ai].value.len : 0,
+             ai != -1 ? req->headers.entries[ai].value.base : "", ki != -1 ? (int)req->headers.entries[ki].value.len : 0,
+             ki != -1 ? req->headers.entries[ki].value.base : "");
     if (!pump_timeout_init_) {
         h2o_timeout_init(loop_, &pump_timeout_, 1);
         pump_timeout_init_ = 1;

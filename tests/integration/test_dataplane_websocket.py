@@ -59,8 +59,12 @@ def metric(text, name, **labels):
 @test
 def test_subscribe_receives_ten_heads():
     _, m = start_mock("--block-time", "50")
-    pw = Pathway([("eth", [ep(m, name="m1")], "")])
+    secret = f"http://127.0.0.1:{m}\n        ws_url: ws://u:p@127.0.0.1:{m}/ws?key=K\n        name: m1\n" \
+             "        headers:\n          X-Api-Key: secret"
+    pw = Pathway([("eth", [secret], "")])
     c = WS(pw.port)
+    # the upgrade went to the ws_url's path and query, with its user:pass as Basic and the endpoint's headers
+    assert mock_stats(m)["ws_last_upgrade"] == "/ws?key=K authorization=Basic dTpw x-api-key=secret"
     assert c.headers["upgrade"].lower() == "websocket" and "x-request-id" in c.headers
     sub = c.call("eth_subscribe", ["newHeads"])
     assert sub["result"].startswith("0x"), sub

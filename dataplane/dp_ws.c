@@ -68,6 +68,7 @@ struct st_dp_ws_t {
     uint64_t started_at; /* loop ms */
     dp_tried_t tried;    /* endpoints tried, and those without ws_url */
     uint32_t attempts;
+    uint16_t tried_at[10];       /* the index of each try's endpoint (retry.max_attempts is at most 10) */
     int trial;                   /* the try is the endpoint's half-open trial */
     char key[DP_WS_KEY_LEN + 1]; /* our Sec-WebSocket-Key to the endpoint */
     char *head;                  /* the upgrade request being written */
@@ -277,6 +278,16 @@ static void on_handshake_timeout(h2o_timeout_entry_t *entry)
     attempt_failed(ws, DP_WS_FAIL_TIMEOUT, DP_ERR_UPSTREAM_TIMEOUT);
 }
 
+static int was_tried(const dp_ws_t *ws, size_t i)
+{
+    if (i < 64)
+        return (ws->tried & DP_TRIED_BIT(i)) != 0;
+    for (uint32_t k = 0; k != ws->attempts && k != sizeof(ws->tried_at) / sizeof(ws->tried_at[0]); ++k)
+        if (ws->tried_at[k] == i)
+            return 1;
+    return 0;
+}
+
 /* The next endpoint with a ws_url, within retry.max_attempts; else the client's answer. */
 static void ws_try_next(dp_ws_t *ws)
 {
@@ -291,12 +302,20 @@ static void ws_try_next(dp_ws_t *ws)
     }
     uint64_t now = h2o_now(ws->w->loop);
     size_t i = dp_balancer_pick(svc, ws->tried, now, &ws->trial);
-    if (svc->endpoints[i]->ws == NULL || (i < 64 && (ws->tried & DP_TRIED_BIT(i)) != 0)) {
+    if (svc->endpoints[i]->ws == NULL || was_tried(ws, i)) {
         if (ws->trial)
             dp_health_record(svc, svc->endpoints[i], DP_HEALTH_NEUTRAL, 1, 0, now);
-        ws_refuse(ws, ws->error); /* every endpoint with a ws_url was tried */
-        return;
+        ws->trial = 0;
+        /* the balancer tracks the first 64 endpoints only: past them, the first untried with a ws_url */
+        for (i = 64; i < svc->nendpoints && (svc->endpoints[i]->ws == NULL || was_tried(ws, i)); ++i)
+            ;
+        if (i >= svc->nendpoints) {
+            ws_refuse(ws, ws->error); /* every endpoint with a ws_url was tried */
+            return;
+        }
     }
+    if (ws->attempts < sizeof(ws->tried_at) / sizeof(ws->tried_at[0]))
+        ws->tried_at[ws->attempts] = (uint16_t)i;
     ws->tried |= DP_TRIED_BIT(i);
     ws->attempts++;
     ws->ep = svc->endpoints[i];

@@ -221,6 +221,16 @@ def test_handshake_fails_over_when_the_first_endpoint_refuses():
 
 
 @test
+def test_endpoint_past_the_64th_is_found():
+    _, m = start_mock()
+    eps = [f"http://127.0.0.1:{20000 + k}" for k in range(69)] + [ep(m)]  # only the 70th has a ws_url
+    pw = Pathway([("eth", eps, "")])
+    c = WS(pw.port)
+    assert c.call("eth_chainId")["result"] == "0x1"
+    c.close()
+
+
+@test
 def test_requests_that_cannot_be_relayed():
     _, m = start_mock()
     pw = Pathway([("eth", [ep(m)], ""), ("nows", [ep(m, ws=False)], "")])

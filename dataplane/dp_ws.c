@@ -26,6 +26,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <openssl/rand.h>
 #include <wslay/wslay.h>
 #include "dp_balancer.h"
@@ -52,6 +53,7 @@ typedef struct st_dp_ws_side_t {
     int paused;                  /* reads stopped: the other side's output is over the bound */
     int close_seen;              /* the close this side's context sent is known to the relay */
     int close_by_relay;          /* that close was queued by the relay (not wslay's own 1009/1002 or echo) */
+    int lingering;               /* our close is out, the peer's is not in: its bytes are read and dropped until it closes */
 } dp_ws_side_t;
 
 struct st_dp_ws_t {
@@ -337,6 +339,7 @@ static void ws_try_next(dp_ws_t *ws)
 
 static void on_tick(h2o_timeout_entry_t *entry);
 static void on_side_read(h2o_socket_t *sock, const char *err);
+static void on_linger_read(h2o_socket_t *sock, const char *err);
 
 static dp_ws_side_t *other_side(dp_ws_side_t *s)
 {
@@ -542,7 +545,16 @@ static void ws_run(dp_ws_t *ws)
             continue;
         int writing = h2o_socket_is_writing(s->sock) || s->out->size != 0;
         if (!wslay_event_want_read(s->ctx) && !wslay_event_want_write(s->ctx) && !writing) {
-            side_close_socket(s); /* closes exchanged (or the context gave up): done */
+            if (wslay_event_get_close_received(s->ctx) || !wslay_event_get_close_sent(s->ctx)) {
+                side_close_socket(s); /* closes exchanged (or the context gave up): done */
+            } else if (!s->lingering) {
+                /* wslay stopped reading after a close of its own (1009, 1002): closing now, with the
+                 * rest of the peer's frame or its close unread, would send a reset that can overtake
+                 * our close frame; so half-close and drain until the peer closes (bounded by the tick) */
+                s->lingering = 1;
+                shutdown(h2o_socket_get_fd(s->sock), SHUT_WR);
+                h2o_socket_read_start(s->sock, on_linger_read);
+            }
             continue;
         }
         if (wslay_event_want_read(s->ctx) && !s->paused)
@@ -552,6 +564,17 @@ static void ws_run(dp_ws_t *ws)
     }
     if (ws->side[0].sock == NULL && ws->side[1].sock == NULL)
         ws_free(ws);
+}
+
+static void on_linger_read(h2o_socket_t *sock, const char *err)
+{
+    dp_ws_side_t *s = sock->data;
+    dp_ws_t *ws = s->ws;
+    h2o_buffer_consume(&sock->input, sock->input->size);
+    if (err != NULL) {
+        side_close_socket(s);
+        ws_run(ws);
+    }
 }
 
 static void on_side_read(h2o_socket_t *sock, const char *err)

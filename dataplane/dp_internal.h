@@ -287,7 +287,6 @@ struct st_dp_worker_t {
     h2o_linklist_t watched;          /* admitted HTTP/1 relays whose response has not started */
     h2o_timeout_entry_t watch_timer; /* looks for HTTP/1 clients that left while their request runs */
     int exiting;
-    h2o_linklist_t websockets; /* dp_ws_t open on this worker (dp_ws.c) */
     uint64_t reqid_seq;
     uint32_t reqid_prefix;
     /* counters (this worker writes) */

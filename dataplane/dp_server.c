@@ -589,7 +589,6 @@ dp_server_t *dp_server_create(cfg_t *cfg, const dp_server_options_t *opts, char 
         h2o_linklist_init_anchor(&w->flown);
         h2o_linklist_init_anchor(&w->queued);
         h2o_linklist_init_anchor(&w->watched);
-        h2o_linklist_init_anchor(&w->websockets);
         pthread_mutex_init(&w->granted_mutex, NULL);
         w->reqid_prefix = (uint32_t)h2o_rand() ^ (uint32_t)(i << 24) ^ (uint32_t)getpid();
     }

@@ -60,8 +60,7 @@ struct st_dp_ws_t {
     dp_worker_t *w;
     dp_wgen_t *wg; /* the generation it started with (counted in wg->nrequests) */
     dp_service_t *svc;
-    dp_endpoint_t *ep;   /* the endpoint of the tunnel, or of the handshake in progress */
-    h2o_linklist_t link; /* in w->websockets while tunnelling */
+    dp_endpoint_t *ep; /* the endpoint of the tunnel, or of the handshake in progress */
     /* the handshake */
     h2o_req_t *req;   /* the client's request until the upgrade; NULL once it is gone */
     dp_ws_t **holder; /* in req->pool: tells us when the request goes */
@@ -86,7 +85,7 @@ struct st_dp_ws_t {
     uint64_t closing_since;    /* a close went out: sockets closed after DP_WS_CLOSE_WAIT_MS */
     uint64_t max_message;      /* websocket.* of the generation it started with */
     uint64_t bound;            /* output bytes per side above which the other side stops reading */
-    int tunnelling;            /* linked in w->websockets, counted in ep->ws_open */
+    int tunnelling;            /* the client has its 101: counted in ep->ws_open */
 };
 
 static void ws_try_next(dp_ws_t *ws);
@@ -113,10 +112,8 @@ static void ws_free(dp_ws_t *ws)
         if (s->flying != NULL)
             h2o_buffer_dispose(&s->flying);
     }
-    if (ws->tunnelling) {
-        h2o_linklist_unlink(&ws->link);
+    if (ws->tunnelling)
         atomic_fetch_sub(&ws->ep->ws_open, 1);
-    }
     atomic_fetch_sub(&ws->svc->shared->ws_open, 1);
     DP_OWNER_ADD(ws->w->active, -1);
     free(ws->head);
@@ -676,7 +673,6 @@ static void on_upgraded(void *user, h2o_socket_t *sock, size_t reqsize)
     h2o_socket_t *up = ws->up;
     ws->up = NULL;
     ws->tunnelling = 1;
-    h2o_linklist_insert(&ws->w->websockets, &ws->link);
     atomic_fetch_add(&ws->ep->ws_open, 1);
     if (side_start(ws->side, ws, 0, sock) != 0 || side_start(ws->side + 1, ws, 1, up) != 0) {
         if (ws->side[0].sock == NULL)

@@ -672,6 +672,7 @@ static void test_endpoint_secrets_and_names(void **state)
                           "  - id: eth\n"
                           "    endpoints:\n"
                           "      - url: https://us%3Aer:p%40ss@eth.example:8443/v2/KEY?k=1\n"
+                          "        ws_url: wss://w%3Au:pw@ws.example/ws/KEY?k=2\n"
                           "        headers: {X-Api-Key: s3cret, Accept: application/json}\n"
                           "      - url: http://127.0.0.1:8545\n"
                           "      - url: http://127.0.0.1:8545/other\n"
@@ -689,6 +690,14 @@ static void test_endpoint_secrets_and_names(void **state)
     assert_string_equal(s->endpoints.entries[0].headers.entries[0].name, "X-Api-Key");
     assert_string_equal(s->endpoints.entries[0].headers.entries[1].value, "application/json");
     assert_null(s->endpoints.entries[1].userinfo);
+    /* ws_url splits like url, with its own scheme's default port */
+    assert_true(s->endpoints.entries[0].ws_is_tls);
+    assert_string_equal(s->endpoints.entries[0].ws_host, "ws.example");
+    assert_int_equal(s->endpoints.entries[0].ws_port, 443);
+    assert_string_equal(s->endpoints.entries[0].ws_path, "/ws/KEY?k=2");
+    assert_string_equal(s->endpoints.entries[0].ws_userinfo, "w:u:pw");
+    assert_null(s->endpoints.entries[1].ws_url);
+    assert_null(s->endpoints.entries[1].ws_host);
     /* a given name wins over a derived one: the derived ones step aside */
     assert_string_equal(s->endpoints.entries[4].label, "127.0.0.1:8545");
     assert_string_equal(s->endpoints.entries[1].label, "127.0.0.1:8545#2");
@@ -698,6 +707,8 @@ static void test_endpoint_secrets_and_names(void **state)
     cfg_t *copy = cfg_dup(cfg);
     assert_string_equal(copy->services.entries[0].endpoints.entries[2].label, "127.0.0.1:8545#3");
     assert_string_equal(copy->services.entries[0].endpoints.entries[0].userinfo, "us:er:p@ss");
+    assert_string_equal(copy->services.entries[0].endpoints.entries[0].ws_userinfo, "w:u:pw");
+    assert_string_equal(copy->services.entries[0].endpoints.entries[0].ws_path, "/ws/KEY?k=2");
     char *c1 = cfg_canonical(cfg, CFG_SCOPE_FULL), *c2 = cfg_canonical(copy, CFG_SCOPE_FULL);
     assert_string_equal(c1, c2);
     assert_non_null(strstr(c1, "\"headers\":{\"Accept\":\"application/json\",\"X-Api-Key\":\"s3cret\"}"));

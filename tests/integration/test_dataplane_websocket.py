@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pwtest  # noqa: E402
 from pwtest import test  # noqa: E402
 from dp_util import Pathway, start_mock, mock_stats, wait_for, promtool_check, vm_rss_kib  # noqa: E402
-from ws_util import WS, AsyncWS, HandshakeRefused, CLOSE  # noqa: E402
+from ws_util import WS, AsyncWS, HandshakeRefused, CLOSE, TEXT, frame  # noqa: E402
 
 
 def ep(port, ws=True, name=None):
@@ -87,6 +87,10 @@ def test_subscribe_receives_ten_heads():
     assert c.at_eof()
     wait_for(lambda: pw.stats()["services"][0]["websocket"]["open"] == 0, what="the tunnel freed")
     wait_for(lambda: mock_stats(m)["ws_open"] == 0, what="the upstream socket closed")
+    # frames the client sends with its handshake, before the 101, are relayed too
+    c = WS(pw.port, early=frame(TEXT, b'{"jsonrpc":"2.0","id":9,"method":"eth_chainId","params":[]}'))
+    assert c.recv_json() == {"jsonrpc": "2.0", "id": 9, "result": "0x1"}
+    c.close()
     # /v1 with Target-Service-Id routes too
     c = WS(pw.port, "/v1", {"Target-Service-Id": "eth"})
     assert c.call("eth_chainId")["result"] == "0x1"

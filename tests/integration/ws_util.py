@@ -76,13 +76,14 @@ class HandshakeRefused(Exception):
 
 
 class WS:
-    """A blocking client. connect() raises HandshakeRefused on a non-101 answer."""
+    """A blocking client; the constructor raises HandshakeRefused on a non-101 answer."""
 
-    def __init__(self, port, path="/v1/eth", headers=None, timeout=10.0):
+    def __init__(self, port, path="/v1/eth", headers=None, timeout=10.0, early=b""):
+        """early: bytes sent in the same write as the handshake (frames before the 101 arrived)."""
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.buf = b""
         key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall(handshake_bytes(port, path, key, headers))
+        self.sock.sendall(handshake_bytes(port, path, key, headers) + early)
         while b"\r\n\r\n" not in self.buf:
             d = self.sock.recv(65536)
             if not d:

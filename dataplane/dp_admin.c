@@ -377,6 +377,7 @@ static json_t *stats_json(dp_server_t *s, dp_gen_t *g)
         json_object_set_new(so, "health", service_health_json(svc, now));
         json_object_set_new(so, "adaptive", dp_admin_adaptive_json(svc));
         json_object_set_new(so, "cache", dp_admin_cache_service_json(s, svc));
+        json_object_set_new(so, "websocket", dp_ws_admin_service_json(svc));
         health_settings_json(svc->cfg, so);
     }
     json_object_set_new(doc, "services", svcs);
@@ -660,6 +661,7 @@ static void metrics_text(dp_server_t *s, pw_buf_t *o)
                       g->services[i].id, (uint64_t)DP_LOAD(g->services[i].shared->limiter.rejected_adaptive));
     }
     dp_admin_adaptive_metrics(g, o);
+    dp_ws_admin_metrics(g, o);
 
     HELP(o, "pathway_buffer_pool_hits_total", "counter", "Response buffers reused.");
     pw_buf_printf(o, "pathway_buffer_pool_hits_total %" PRIu64 "\n", t.buf_hits);

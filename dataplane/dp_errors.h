@@ -45,11 +45,24 @@
     X(BAD_CHUNKED, 502, DP_RPC_UPSTREAM_ERROR, RETRY, EP, "bad chunked encoding from upstream")                                    \
     X(CLOSED_MID_RESPONSE, 502, DP_RPC_UPSTREAM_ERROR, RETRY, EP, "upstream closed the connection mid-response")                   \
     X(UPSTREAM_TIMEOUT, 504, DP_RPC_UPSTREAM_TIMEOUT, RETRY, EP, "upstream timeout")                                               \
-    X(COALESCED_FAILED, 502, DP_RPC_UPSTREAM_ERROR, FINAL, NONE,                                                                    \
-      "upstream failed twice for identical requests in flight (coalesced)")                                                         \
+    X(COALESCED_FAILED, 502, DP_RPC_UPSTREAM_ERROR, FINAL, NONE,                                                                   \
+      "upstream failed twice for identical requests in flight (coalesced)")                                                        \
     /* a write that may have arrived is never repeated (retry.unsafe_methods) */                                                   \
     X(UNSAFE_NOT_RETRIED, 502, DP_RPC_UPSTREAM_ERROR, FINAL, EP,                                                                   \
-      "upstream closed the connection after the request was sent; not retried: the method is in retry.unsafe_methods")
+      "upstream closed the connection after the request was sent; not retried: the method is in retry.unsafe_methods")             \
+    /* WebSocket upgrades (GET with Upgrade: websocket) */                                                                         \
+    X(WS_NEEDS_HTTP1, 400, DP_RPC_INVALID_REQUEST, FINAL, NONE,                                                                    \
+      "WebSocket needs HTTP/1.1: an HTTP/2 connection cannot upgrade; connect with HTTP/1.1")                                      \
+    X(WS_BAD_HANDSHAKE, 400, DP_RPC_INVALID_REQUEST, FINAL, NONE,                                                                  \
+      "bad WebSocket handshake: needs Connection: Upgrade, Sec-WebSocket-Version: 13 and a 24-character Sec-WebSocket-Key")        \
+    X(WS_NOT_CONFIGURED, 501, DP_RPC_METHOD_NOT_FOUND, FINAL, NONE, "the service relays no WebSockets: no endpoint has a ws_url")  \
+    X(WS_TOO_MANY, 503, DP_RPC_LIMIT_EXCEEDED, FINAL, NONE,                                                                        \
+      "too many WebSockets: the service's websocket.max_connections are open")                                                     \
+    X(WS_UPSTREAM_REFUSED, 502, DP_RPC_UPSTREAM_ERROR, RETRY, EP, "upstream refused the WebSocket handshake (no 101 answer)")      \
+    X(WS_UPSTREAM_BAD_ACCEPT, 502, DP_RPC_UPSTREAM_ERROR, RETRY, EP,                                                               \
+      "upstream WebSocket handshake failed: wrong Sec-WebSocket-Accept")                                                           \
+    X(WS_UPSTREAM_BAD_ANSWER, 502, DP_RPC_UPSTREAM_ERROR, RETRY, EP,                                                               \
+      "upstream WebSocket handshake failed: not an HTTP/1.1 upgrade to websocket")
 
 typedef enum en_dp_error_t {
 #define DP_ERROR_ENUM(name, status, code, retry, blame, msg) DP_ERR_##name,

@@ -218,6 +218,7 @@ void dp_endpoint_release(dp_endpoint_t *ep)
     if (ep->ssl_ctx_alpn != NULL)
         SSL_CTX_free(ep->ssl_ctx_alpn);
     free(ep->h2_headers);
+    dp_ws_target_destroy(ep->ws);
     if (ep->upstream != NULL)
         host_release(ep->upstream);
     free(ep->key);
@@ -245,8 +246,12 @@ static char *endpoint_key(const char *service, const cfg_endpoint_t *e)
     if (fp == NULL)
         return NULL;
     const cfg_upstream_tls_t *t = &e->tls;
-    const char *fields[] = {service, e->label, e->url, e->has_tls && t->ca_file ? t->ca_file : "",
-                            e->has_tls && t->server_name ? t->server_name : ""};
+    const char *fields[] = {service,
+                            e->label,
+                            e->url,
+                            e->has_tls && t->ca_file ? t->ca_file : "",
+                            e->has_tls && t->server_name ? t->server_name : "",
+                            e->ws_url != NULL ? e->ws_url : ""};
     for (size_t i = 0; i != sizeof(fields) / sizeof(fields[0]); ++i)
         fprintf(fp, "%zu:%s|", strlen(fields[i]), fields[i]);
     fprintf(fp, "v=%d|", e->has_tls ? t->verify : 1);
@@ -397,6 +402,8 @@ static dp_endpoint_t *endpoint_create(dp_server_t *s, const char *service, const
     }
     if ((ep->h2_headers = dp_h2_prefix_headers(ep->head_prefix.base, ep->head_prefix.len, &ep->h2_nheaders)) == NULL)
         goto NoMem;
+    if (dp_ws_target_create(ep, e, field, errs) != 0)
+        goto Error;
     return ep;
 
 NoMem:

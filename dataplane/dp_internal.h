@@ -28,6 +28,8 @@
 #include "dp_health.h"
 #include "dp_latency.h"
 #include "dp_limiter.h"
+#include "dp_errors.h"
+#include "dp_ws.h"
 
 #define DP_MAX_WORKERS 256
 #define DP_HIST_BUCKETS 14 /* request duration buckets, see dp_hist_bounds_ms */
@@ -60,6 +62,11 @@ typedef struct st_dp_svcstats_t {
     dp_counter_t hedges[2];                   /* relays that started a hedge: [0] the hedge won, [1] it lost */
     dp_counter_t rpc_errors; /* answers under 500 classed server_error, rate_limited or missing_data (rollout evidence) */
     dp_counter_t cache[4];   /* requests (the items of a batch the cache reads) by cache result: dp_cres_t */
+    /* WebSocket relay: [0] client_to_upstream, [1] upstream_to_client */
+    dp_counter_t ws_messages[2]; /* messages relayed (text and binary) */
+    dp_counter_t ws_bytes[2];    /* their payload bytes */
+    dp_counter_t ws_refused[3];  /* upgrades answered with an error: [0] 503 max_connections, [1] every handshake failed, [2] the
+                                    request (or 501, 400) */
 } dp_svcstats_t;
 
 /* What the cache did with a request (pathway_cache_requests_total{result}, X-Pathway-Cache). */
@@ -104,12 +111,13 @@ struct st_dp_svcshared_t {
     dp_server_t *server;
     h2o_linklist_t link; /* in server->svcshared (registry_mutex) */
     char *id;
-    int has_limiter;        /* limiter.max_concurrent > 0 or limiter.adaptive.enabled in the newest generation */
-    dp_limiter_t limiter;   /* per-service bound (bounds updated in place on apply) */
-    dp_adaptive_t adaptive; /* the adaptive limit the limiter enforces (settings applied in place) */
-    dp_budget_t budget;     /* retries + hedges (settings read from the current generation at each call) */
-    dp_latency_t latency;   /* recent relay durations, for a percentile hedge delay */
-    dp_svchealth_t health;  /* ejection order, the service's head, panic */
+    int has_limiter;          /* limiter.max_concurrent > 0 or limiter.adaptive.enabled in the newest generation */
+    dp_limiter_t limiter;     /* per-service bound (bounds updated in place on apply) */
+    dp_adaptive_t adaptive;   /* the adaptive limit the limiter enforces (settings applied in place) */
+    dp_budget_t budget;       /* retries + hedges (settings read from the current generation at each call) */
+    dp_latency_t latency;     /* recent relay durations, for a percentile hedge delay */
+    dp_svchealth_t health;    /* ejection order, the service's head, panic */
+    _Atomic uint32_t ws_open; /* relayed WebSockets open or in their handshake, all workers (websocket.max_connections) */
     size_t nworkers;
     dp_svcstats_t stats[]; /* one per worker */
 };
@@ -181,7 +189,22 @@ struct st_dp_endpoint_t {
     _Atomic uint32_t h2_open;              /* connections speaking HTTP/2, all workers */
     _Atomic uint32_t streams;              /* HTTP/2 streams open, all workers */
     _Atomic uint64_t h2_connects, goaways; /* connections that became HTTP/2; GOAWAYs received */
+
+    /* WebSocket relay (dp_ws.h) */
+    struct st_dp_wstarget_t *ws;                               /* its ws_url built for connecting; NULL = takes no WebSockets */
+    _Atomic int64_t ws_open;                                   /* relayed WebSockets open to it, all workers */
+    _Atomic uint64_t ws_handshake_failures[DP_WS_FAIL__COUNT]; /* upstream handshakes that failed, by dp_ws_failure_t */
 };
+
+/* An endpoint's ws_url, built once per endpoint on the main thread (dp_ws_target.c). */
+typedef struct st_dp_wstarget_t {
+    int is_tls;
+    SSL_CTX *ssl_ctx;  /* wss only: the endpoint's tls settings, no ALPN (the upgrade is HTTP/1.1) */
+    char *server_name; /* wss: SNI and the name verified */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;       /* 0 = the name did not resolve: handshakes fail over */
+    h2o_iovec_t head_prefix; /* "GET <path> HTTP/1.1\r\nhost: ...\r\n<headers><authorization>" */
+} dp_wstarget_t;
 
 /* A worker's part of one endpoint's pool. */
 struct st_dp_wpool_t {
@@ -374,6 +397,21 @@ int dp_proxy_on_req(h2o_handler_t *self, h2o_req_t *req);
 void dp_proxy_housekeeping(dp_worker_t *w);
 /* Closes every idle connection of this worker (shutdown). */
 void dp_proxy_close_idle(dp_worker_t *w);
+
+/* --- ws_target.c, ws.c, ws_admin.c (the WebSocket relay, dp_ws.h) ------------------------- */
+/* Builds ep->ws from e->ws_url (nothing when it has none); 0, or -1 with errors added under `field`. Main thread. */
+int dp_ws_target_create(dp_endpoint_t *ep, const cfg_endpoint_t *e, const char *field, cfg_errors_t *errs);
+void dp_ws_target_destroy(dp_wstarget_t *t);
+/* 1 when req asks for a WebSocket (Upgrade: websocket, or an HTTP/2 request with WebSocket headers). */
+int dp_ws_is_upgrade(h2o_req_t *req);
+/* Takes a request dp_ws_is_upgrade said yes to, routed as `rt` / id (dp_route), on worker w. */
+void dp_ws_on_req(dp_worker_t *w, h2o_req_t *req, int rt, const char *id, size_t idlen, h2o_iovec_t reqid, uint64_t now);
+/* /stats: a service's "websocket" object; /metrics: pathway_websocket_*. */
+json_t *dp_ws_admin_service_json(dp_service_t *svc);
+struct st_pw_buf_t;
+void dp_ws_admin_metrics(dp_gen_t *g, struct st_pw_buf_t *o);
+/* The relay's error answer (dp_relay.c): a JSON-RPC error body from the error table. */
+void dp_relay_send_error(dp_worker_t *w, h2o_req_t *req, dp_service_t *svc, h2o_iovec_t reqid, uint64_t started_at, dp_error_t e);
 
 /* --- admin.c ------------------------------------------------------------------------------ */
 int dp_admin_init(dp_server_t *s, h2o_globalconf_t *conf);

@@ -113,6 +113,11 @@ static void send_error(dp_worker_t *w, h2o_req_t *req, dp_service_t *svc, h2o_io
     h2o_send_inline(req, b.base, b.len);
 }
 
+void dp_relay_send_error(dp_worker_t *w, h2o_req_t *req, dp_service_t *svc, h2o_iovec_t reqid, uint64_t started_at, dp_error_t e)
+{
+    send_error(w, req, svc, reqid, started_at, e, 0);
+}
+
 /* Sends an answer from the cache (v[0..nv), `total` bytes, which must live until req->pool goes), with
  * X-Pathway-Cache: `res`. The request must not have started its response. */
 static void send_cached(dp_worker_t *w, h2o_req_t *req, dp_service_t *svc, h2o_iovec_t reqid, uint64_t started_at, h2o_iovec_t *v,
@@ -660,6 +665,10 @@ int dp_proxy_on_req(h2o_handler_t *self, h2o_req_t *req)
     dp_route_result_t rt = dp_route(req->path_normalized.base, req->path_normalized.len, hdr, hdrlen, &id, &idlen);
     if (rt == DP_ROUTE_NO_PATH) {
         send_error(w, req, NULL, reqid, now, DP_ERR_NOT_FOUND, 0);
+        return 0;
+    }
+    if (dp_ws_is_upgrade(req)) {
+        dp_ws_on_req(w, req, rt, id, idlen, reqid, now);
         return 0;
     }
     if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {

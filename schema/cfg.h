@@ -290,6 +290,15 @@ typedef struct st_cfg_cache_global_t {
     uint64_t max_entry; /* larger answers are relayed, never stored */
 } cfg_cache_global_t;
 
+/* WebSocket relay of a service (GET /v1/<id> with Upgrade: websocket to endpoints with ws_url). */
+typedef struct st_cfg_websocket_t {
+    uint64_t _set;
+    uint32_t max_connections;  /* open relayed WebSockets of the service, whole process; beyond: 503 */
+    uint64_t idle_timeout_ms;  /* no frame either way this long: 1001 close both ways */
+    uint64_t max_message;      /* largest message relayed either way; larger: 1009 close */
+    uint64_t drain_timeout_ms; /* an endpoint removed from the config keeps its sockets this long, then 1001 */
+} cfg_websocket_t;
+
 typedef struct st_cfg_policy_t {
     uint64_t _set;
     cfg_pool_t pool;
@@ -302,6 +311,7 @@ typedef struct st_cfg_policy_t {
     cfg_health_check_t health_check;
     cfg_outlier_t outlier;
     cfg_cache_t cache;
+    cfg_websocket_t websocket;
 } cfg_policy_t;
 
 /* Client-side TLS toward an https endpoint. */
@@ -321,6 +331,7 @@ typedef struct st_cfg_header_t {
 typedef struct st_cfg_endpoint_t {
     uint64_t _set;
     char *url;                     /* as written: http://[user:pass@]host:port/path or https://... */
+    char *ws_url;                  /* as written: ws://[user:pass@]host:port/path or wss://...; NULL = no WebSocket relay */
     char *name;                    /* as written; NULL = derived (see label) */
     CFG_VEC(cfg_header_t) headers; /* sent with every request to this endpoint, in document order */
     int has_tls;                   /* the `tls` key was present */
@@ -340,6 +351,12 @@ typedef struct st_cfg_endpoint_t {
     /* what metrics, stats, logs and errors call this endpoint, never the URL (which may hold a key):
      * `name`, or "host:port" made unique within the service with "#2", "#3"... */
     char *label;
+    /* derived from ws_url when set (like the members above from url): */
+    int ws_is_tls;     /* wss:// */
+    char *ws_host;     /* host without brackets */
+    uint16_t ws_port;  /* explicit port, or 80 / 443 */
+    char *ws_path;     /* path + query, "/" when empty */
+    char *ws_userinfo; /* "user:pass", percent-decoded; NULL when none */
 } cfg_endpoint_t;
 
 typedef struct st_cfg_service_t {
@@ -356,6 +373,7 @@ typedef struct st_cfg_service_t {
     cfg_health_check_t health_check;     /* effective: defaults.health_check + overrides */
     cfg_outlier_t outlier;               /* effective: defaults.outlier + overrides (failure_rate key by key too) */
     cfg_cache_t cache;                   /* effective: defaults.cache + overrides (ttl key by key, methods whole) */
+    cfg_websocket_t websocket;           /* effective: defaults.websocket + overrides */
 } cfg_service_t;
 
 typedef struct st_cfg_control_plane_t {
@@ -501,11 +519,11 @@ int cfg_path_is_restart_only(const char *pointer);
 
 /* A copy of an endpoint URL with its userinfo, path and query each replaced by CFG_REDACTED
  * ("https://<redacted>@host:8545/<redacted>?<redacted>"; an empty or bare "/" path stays). Text that
- * is not an http(s) URL is redacted whole. Caller frees; NULL only when out of memory. */
+ * is not an http(s) or ws(s) URL is redacted whole. Caller frees; NULL only when out of memory. */
 char *cfg_redact_url(const char *url);
 
 /* A copy of a document tree (fleet or full) with
- * every services[].endpoints[].url redacted as above and every endpoint header value replaced by
+ * every services[].endpoints[].url and ws_url redacted as above and every endpoint header value replaced by
  * CFG_REDACTED. What it does not recognise is copied as it is. New reference; borrows `doc`. */
 json_t *cfg_redact(const json_t *doc);
 

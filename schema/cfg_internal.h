@@ -152,5 +152,7 @@ int cfg_parse_hedge_delay(const char *s, uint64_t *ms, uint32_t *pct);
 /* Splits ep->url into the derived members (host, port, path, userinfo, is_https); the rule broken,
  * or NULL. */
 const char *cfg_parse_endpoint_url(cfg_endpoint_t *ep);
+/* The same for ep->ws_url (ws:// or wss://) into the ws_ members. */
+const char *cfg_parse_endpoint_ws_url(cfg_endpoint_t *ep);
 
 #endif

@@ -11,7 +11,8 @@
 char *cfg_redact_url(const char *url)
 {
     const char *scheme_end = strstr(url, "://");
-    if (scheme_end == NULL || (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0))
+    if (scheme_end == NULL || (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0 &&
+                               strncmp(url, "ws://", 5) != 0 && strncmp(url, "wss://", 6) != 0))
         return strdup(CFG_REDACTED);
     const char *auth = scheme_end + 3;
     size_t auth_len = strcspn(auth, "/?#");
@@ -34,11 +35,14 @@ char *cfg_redact_url(const char *url)
 
 static void redact_endpoint(json_t *ep)
 {
-    json_t *url = json_object_get(ep, "url");
-    if (json_is_string(url)) {
-        char *r = cfg_redact_url(json_string_value(url));
-        json_object_set_new(ep, "url", r != NULL ? json_string(r) : json_string(CFG_REDACTED));
-        free(r);
+    static const char *const urls[] = {"url", "ws_url"};
+    for (size_t i = 0; i != sizeof(urls) / sizeof(urls[0]); ++i) {
+        json_t *url = json_object_get(ep, urls[i]);
+        if (json_is_string(url)) {
+            char *r = cfg_redact_url(json_string_value(url));
+            json_object_set_new(ep, urls[i], r != NULL ? json_string(r) : json_string(CFG_REDACTED));
+            free(r);
+        }
     }
     json_t *headers = json_object_get(ep, "headers");
     const char *name;

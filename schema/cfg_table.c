@@ -31,8 +31,10 @@ static void endpoint_finish(void *obj, const char *path, cfg_scope_t scope, cfg_
         cfg_errors_add(errs, "%s.url: %s", path, err);
         return;
     }
-    if (ep->has_tls && !ep->is_https)
-        cfg_errors_add(errs, "%s.tls: only https endpoints take tls settings", path);
+    if (ep->ws_url != NULL && (err = cfg_parse_endpoint_ws_url(ep)) != NULL)
+        cfg_errors_add(errs, "%s.ws_url: %s", path, err);
+    if (ep->has_tls && !ep->is_https && !ep->ws_is_tls)
+        cfg_errors_add(errs, "%s.tls: only https endpoints (or a wss ws_url) take tls settings", path);
 }
 
 static int endpoint_dup(void *dst, const void *src)
@@ -43,8 +45,13 @@ static int endpoint_dup(void *dst, const void *src)
     d->path = s->path != NULL ? strdup(s->path) : NULL;
     d->userinfo = s->userinfo != NULL ? strdup(s->userinfo) : NULL;
     d->label = s->label != NULL ? strdup(s->label) : NULL;
+    d->ws_host = s->ws_host != NULL ? strdup(s->ws_host) : NULL;
+    d->ws_path = s->ws_path != NULL ? strdup(s->ws_path) : NULL;
+    d->ws_userinfo = s->ws_userinfo != NULL ? strdup(s->ws_userinfo) : NULL;
     return (s->host != NULL && d->host == NULL) || (s->path != NULL && d->path == NULL) ||
-                   (s->userinfo != NULL && d->userinfo == NULL) || (s->label != NULL && d->label == NULL)
+                   (s->userinfo != NULL && d->userinfo == NULL) || (s->label != NULL && d->label == NULL) ||
+                   (s->ws_host != NULL && d->ws_host == NULL) || (s->ws_path != NULL && d->ws_path == NULL) ||
+                   (s->ws_userinfo != NULL && d->ws_userinfo == NULL)
                ? -1
                : 0;
 }
@@ -56,6 +63,9 @@ static void endpoint_dispose(void *obj)
     free(ep->path);
     free(ep->userinfo);
     free(ep->label);
+    free(ep->ws_host);
+    free(ep->ws_path);
+    free(ep->ws_userinfo);
 }
 
 static int label_taken(const cfg_service_t *svc, const char *label)
@@ -477,6 +487,20 @@ static const cfg_field_t cache_global_fields_[] = {
 };
 static const cfg_struct_t cache_global_struct_ = {sizeof(cfg_cache_global_t), cache_global_fields_, N(cache_global_fields_)};
 
+static const cfg_field_t websocket_fields_[] = {
+    ROW(cfg_websocket_t, max_connections, .name = "max_connections", .type = CFG_T_UINT32, .def = "10000", .min = 0, .max = 1000000,
+        .doc = "open relayed WebSockets of the service in the whole process; beyond: 503 before the handshake (0: every upgrade "
+               "gets 503)"),
+    ROW(cfg_websocket_t, idle_timeout_ms, .name = "idle_timeout", .type = CFG_T_DURATION, .def = "\"10m\"", .min = 1 * SEC,
+        .max = 24 * HOUR, .doc = "no frame either way for this long: both sides get a 1001 close"),
+    ROW(cfg_websocket_t, max_message, .name = "max_message", .type = CFG_T_SIZE, .def = "\"1MiB\"", .min = 125, .max = 64 * MiB,
+        .doc = "largest message relayed either way; a larger one closes its sender with 1009 (and the other side with 1001)"),
+    ROW(cfg_websocket_t, drain_timeout_ms, .name = "drain_timeout", .type = CFG_T_DURATION, .def = "\"30s\"", .min = 0,
+        .max = 1 * HOUR,
+        .doc = "an endpoint removed from the config keeps its open WebSockets this long, then closes them with 1001"),
+};
+static const cfg_struct_t websocket_struct_ = {sizeof(cfg_websocket_t), websocket_fields_, N(websocket_fields_)};
+
 /* The policy sections: `defaults` holds them plainly, each service holds them as overrides. */
 static const cfg_field_t policy_fields_[] = {
     ROW(cfg_policy_t, pool, .name = "pool", .type = CFG_T_STRUCT, .sub = &pool_struct_, .doc = "upstream connection pool"),
@@ -498,6 +522,8 @@ static const cfg_field_t policy_fields_[] = {
         .doc = "passive ejection of endpoints that fail real traffic, and the breaker that lets them back"),
     ROW(cfg_policy_t, cache, .name = "cache", .type = CFG_T_STRUCT, .sub = &cache_struct_,
         .doc = "the response cache and request coalescing, by the finality of each answer"),
+    ROW(cfg_policy_t, websocket, .name = "websocket", .type = CFG_T_STRUCT, .sub = &websocket_struct_,
+        .doc = "the WebSocket relay: bounds of the connections a service relays to endpoints with ws_url"),
 };
 const cfg_struct_t cfg_policy_struct = {sizeof(cfg_policy_t), policy_fields_, N(policy_fields_)};
 
@@ -515,6 +541,9 @@ static const cfg_field_t endpoint_fields_[] = {
     ROW(cfg_endpoint_t, url, .name = "url", .type = CFG_T_STRING, .flags = CFG_F_REQUIRED,
         .doc = "http://[user:pass@]host[:port][/path] or https://...; the path is where requests are sent; user:pass is sent "
                "as Basic authorization; shown redacted"),
+    ROW(cfg_endpoint_t, ws_url, .name = "ws_url", .type = CFG_T_STRING,
+        .doc = "ws://[user:pass@]host[:port][/path] or wss://...: where WebSocket upgrades to the service are relayed; absent = "
+               "none to this endpoint; user:pass is sent as Basic authorization, tls and headers apply too; shown redacted"),
     ROW(cfg_endpoint_t, name, .name = "name", .type = CFG_T_STRING, .check = cfg_check_endpoint_name,
         .doc = "what metrics, stats and logs call the endpoint; absent = host:port (made unique with #2, #3)"),
     ROW(cfg_endpoint_t, headers, .name = "headers", .type = CFG_T_STRMAP, .min = 0, .max = 32, .check = cfg_check_header_name,
@@ -563,6 +592,8 @@ static const cfg_field_t service_fields_[] = {
         .doc = "overrides of defaults.outlier (failure_rate key by key too)"),
     ROW(cfg_service_t, cache, .name = "cache", .type = CFG_T_STRUCT, .flags = CFG_F_INHERIT, .sub = &cache_struct_,
         .doc = "overrides of defaults.cache (ttl key by key too; methods, when given, replaces defaults' map whole)"),
+    ROW(cfg_service_t, websocket, .name = "websocket", .type = CFG_T_STRUCT, .flags = CFG_F_INHERIT, .sub = &websocket_struct_,
+        .doc = "overrides of defaults.websocket"),
 };
 static const cfg_struct_t service_struct_ = {sizeof(cfg_service_t), service_fields_, N(service_fields_), service_finish};
 

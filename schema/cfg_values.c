@@ -330,6 +330,36 @@ const char *cfg_parse_endpoint_url(cfg_endpoint_t *ep)
     return NULL;
 }
 
+/* ws:// and wss:// follow the rules of http:// and https:// (the same parser, on the URL with its
+ * scheme swapped), so both URLs of an endpoint read alike. */
+const char *cfg_parse_endpoint_ws_url(cfg_endpoint_t *ep)
+{
+    const char *s = ep->ws_url;
+    int tls;
+    if (strncmp(s, "ws://", 5) == 0)
+        tls = 0;
+    else if (strncmp(s, "wss://", 6) == 0)
+        tls = 1;
+    else
+        return "scheme must be ws or wss";
+    char *http = NULL;
+    if (asprintf(&http, "%s%s", tls ? "https" : "http", s + (tls ? 3 : 2)) < 0)
+        return "out of memory";
+    cfg_endpoint_t tmp = {.url = http};
+    const char *err = cfg_parse_endpoint_url(&tmp);
+    free(http);
+    if (err != NULL) {
+        free(tmp.userinfo);
+        return strcmp(err, "scheme must be http or https") == 0 ? "scheme must be ws or wss" : err;
+    }
+    ep->ws_is_tls = tls;
+    ep->ws_host = tmp.host;
+    ep->ws_path = tmp.path;
+    ep->ws_userinfo = tmp.userinfo;
+    ep->ws_port = tmp.port;
+    return NULL;
+}
+
 /* health_check.request: one JSON-RPC request object, small enough to send on every probe. */
 const char *cfg_check_probe_request(const char *s)
 {

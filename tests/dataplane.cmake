@@ -41,3 +41,10 @@ set_tests_properties(test_dataplane_cache PROPERTIES RUN_SERIAL TRUE)
 pw_add_integration(test_dataplane_h2 integration/test_dataplane_h2.py)
 # upstream HTTP/2 (issue 17): request headers, the response head, a session reading a response, config bounds
 pw_add_unit(test_dp_h2 SOURCES unit/test_dp_h2.c LIBS pw_dataplane)
+# the WebSocket relay (issue 17): the upstream handshake's request and the check of its answer
+pw_add_unit(test_dp_ws_handshake SOURCES unit/test_dp_ws_handshake.c LIBS pw_dataplane)
+# the WebSocket relay (issue 17): subscriptions through pathway, 1,000 at once, reloads, endpoint
+# removal, handshake failover, closes and limits, a slow consumer's memory; its 1,000 sockets and
+# its memory figure want the machine to itself
+pw_add_integration(test_dataplane_websocket integration/test_dataplane_websocket.py)
+set_tests_properties(test_dataplane_websocket PROPERTIES RUN_SERIAL TRUE)

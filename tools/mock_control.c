@@ -71,6 +71,7 @@ static json_t *settings_json(void)
     json_object_set_new(doc, "fault_method", opt.fault_method != NULL ? json_string(opt.fault_method) : json_null());
     json_object_set_new(doc, "capacity", json_integer((json_int_t)opt.capacity));
     json_object_set_new(doc, "service_time_ms", json_integer((json_int_t)opt.service_time_ms));
+    json_object_set_new(doc, "ws_refuse_status", json_integer(opt.ws_refuse_status));
     return doc;
 }
 
@@ -145,6 +146,11 @@ static const char *control_parse(json_t *body, mopt_t *o, const char **method, i
         } else if (strcmp(key, "service_time_ms") == 0) {
             if (ctl_count(v, &o->service_time_ms) != 0)
                 want = "a non-negative integer";
+        } else if (strcmp(key, "ws_refuse_status") == 0) {
+            if (!json_is_integer(v) || (json_integer_value(v) != 0 && (json_integer_value(v) < 200 || json_integer_value(v) > 599)))
+                want = "an HTTP status (200-599), or 0 to accept WebSocket upgrades";
+            else
+                o->ws_refuse_status = (int)json_integer_value(v);
         } else if (strcmp(key, "block_time_ms") == 0) {
             if (ctl_count(v, &o->block_time_ms) != 0)
                 want = "a non-negative integer";
@@ -168,7 +174,7 @@ static const char *control_parse(json_t *body, mopt_t *o, const char **method, i
         } else {
             snprintf(errbuf, errlen,
                      "unknown key \"%s\" (known: fault, fault_rate, latency_ms, jitter_ms, lag, error_rate, "
-                     "error_code, status, status_rate, block_time_ms, fault_method, capacity, service_time_ms)",
+                     "error_code, status, status_rate, block_time_ms, fault_method, capacity, service_time_ms, ws_refuse_status)",
                      key);
             return errbuf;
         }

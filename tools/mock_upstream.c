@@ -390,6 +390,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     mconn_t *mc = sock->on_close.data;
     if (mc != NULL && mc->control)
         return on_control(req);
+    if (req->upgrade.base != NULL && mock_ws_on_req(req))
+        return 0;
     if (h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/stats"))) {
         json_t *doc =
             json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "requests", (json_int_t)st.requests, "concurrent",
@@ -405,6 +407,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
                                               "answered", (json_int_t)st.answered, "busy", (json_int_t)st.busy, "queued",
                                               (json_int_t)st.queued, "peak_busy", (json_int_t)st.peak_busy, "peak_queued",
                                               (json_int_t)st.peak_queued, "latency_ms", hist));
+        json_object_update_new(doc,
+                               json_pack("{s:s, s:I, s:I, s:i, s:s}", "ws_last_upgrade", mock_ws_last_upgrade, "ws_open",
+                                         (json_int_t)mock_ws_open, "ws_subscriptions", (json_int_t)mock_ws_subscriptions,
+                                         "ws_last_close", mock_ws_last_close, "ws_last_close_reason", mock_ws_last_close_reason));
         send_json(req, 200, doc);
         return 0;
     }
@@ -654,11 +660,14 @@ static void usage(FILE *fp)
                 "  --service-time MS      how long a request holds a worker (latency and jitter add to it)\n"
                 "  --method-time NAME=MS  the service time of requests calling NAME (repeatable)\n"
                 "  --tls-cert PEM --tls-key PEM   serve https (HTTP/1.1) with this certificate\n"
+                "  --ws-refuse STATUS     answer WebSocket upgrades with this HTTP status (0: accept them)\n"
                 "  --version              print the version and exit\n"
                 "GET /stats: requests, concurrent (hung requests too, until their client leaves), peak_concurrent,\n"
                 "connections, peak_connections, ... (connections\n"
                 "that carried only /stats calls are not counted)\n"
                 "POST /reset-stats: peaks start again from the current values\n"
+                "WebSocket: any request with Upgrade: websocket; eth_subscribe [\"newHeads\"] pushes a head every --block-time,\n"
+                "eth_unsubscribe, mock_close [code, reason], mock_flood [count, bytes], other calls as over HTTP\n"
                 "control listener: POST /control {\"fault\":..., \"fault_rate\":F, \"latency_ms\":N, \"jitter_ms\":N,\n"
                 "\"lag\":N, \"error_rate\":F, \"error_code\":N, \"status\":N, \"status_rate\":F, \"block_time_ms\":N,\n"
                 "\"fault_method\":NAME|null, \"capacity\":K, \"service_time_ms\":N} changes them; GET /control: the settings, "
@@ -693,6 +702,7 @@ int main(int argc, char **argv)
                                              {"capacity", required_argument, NULL, 'k'},
                                              {"service-time", required_argument, NULL, 't'},
                                              {"method-time", required_argument, NULL, 'm'},
+                                             {"ws-refuse", required_argument, NULL, 'W'},
                                              {NULL, 0, NULL, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "p:h", longopts, NULL)) != -1) {
@@ -748,6 +758,15 @@ int main(int argc, char **argv)
         case 'M':
             opt.fault_method = optarg;
             break;
+        case 'W': {
+            uint64_t v = parse_u64(optarg, "--ws-refuse");
+            if (v != 0 && (v < 200 || v > 599)) {
+                fprintf(stderr, "pathway-mock-upstream: --ws-refuse: an HTTP status 200-599 or 0, got \"%s\"\n", optarg);
+                return 2;
+            }
+            opt.ws_refuse_status = (int)v;
+            break;
+        }
         case 'k': {
             uint64_t k = parse_u64(optarg, "--capacity");
             if (k > UINT32_MAX) {

@@ -36,6 +36,7 @@ typedef struct st_mopt_t {
     uint64_t block_time_ms;         /* the head advances by one every block_time_ms (0 = it stays) */
     uint64_t lag;                   /* eth_blockNumber answers this many blocks behind the head */
     uint16_t control_port;          /* 0 = no control listener */
+    int ws_refuse_status;           /* WebSocket upgrades answered with this HTTP status; 0 = accepted */
     /* the capacity model: K parallel workers, each request holds one for its service time; requests
      * beyond K wait in a FIFO inside the mock (so latency grows with concurrency) */
     uint32_t capacity;        /* K; 0 = as many as there are requests */
@@ -87,6 +88,17 @@ void capacity_changed(void);
 void capacity_state(uint64_t *busy, uint64_t *queued);
 /* Parses "NAME=MS" into o->method_time (replacing NAME's entry); -1 when malformed or full. */
 int parse_method_time(const char *s, mopt_t *o);
+
+/* --- mock_ws.c --- */
+/* Takes a WebSocket upgrade request (1), or leaves req alone (0). */
+int mock_ws_on_req(h2o_req_t *req);
+/* WebSockets open, and their subscriptions (GET /stats). */
+extern uint64_t mock_ws_open, mock_ws_subscriptions;
+/* The code and reason of the last close a client sent (0 = none yet). */
+extern int mock_ws_last_close;
+extern char mock_ws_last_close_reason[124];
+/* "<path> authorization=<value> x-api-key=<value>" of the last upgrade request. */
+extern char mock_ws_last_upgrade[512];
 
 /* --- mock_control.c --- */
 /* Parses a --fault / "fault" kind into o; -1 when it is none of them. */

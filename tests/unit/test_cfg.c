@@ -153,6 +153,7 @@ static size_t candidates(const cfg_field_t *f, json_t **out)
     case CFG_T_STRING:
         out[n++] = json_string("127.0.0.9:4444");
         out[n++] = json_string("https://127.0.0.9:4444/rpc");
+        out[n++] = json_string("wss://127.0.0.9:4444/ws"); /* ws_url */
         out[n++] = json_string("svc-x");
         out[n++] = json_string("p95");                                                       /* hedge.delay */
         out[n++] = json_string("{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"eth_chainId\"}"); /* health_check.request */
@@ -270,7 +271,7 @@ static void test_table_walk(void **state)
     const char *keys[16];
     walked_ = 0;
     walk(&cfg_root_struct, keys, 0);
-    assert_int_equal(walked_, 143); /* every scalar field of the table today */
+    assert_int_equal(walked_, 152); /* every scalar field of the table today */
 }
 
 /* every default of the table decodes, and cfg_create_default holds them */
@@ -358,6 +359,14 @@ static void test_errors_with_paths(void **state)
         {"services: [{id: eth, endpoints: [{url: 'http://u:p@'}]}]", "services[0].endpoints[0].url: must name a host"},
         {"services: [{id: eth, endpoints: [{url: 'http://x', tls: {verify: false}}]}]",
          "services[0].endpoints[0].tls: only https endpoints"},
+        {"services: [{id: eth, endpoints: [{url: 'http://x', ws_url: 'http://x/ws'}]}]",
+         "services[0].endpoints[0].ws_url: scheme must be ws or wss"},
+        {"services: [{id: eth, endpoints: [{url: 'http://x', ws_url: 'ws://x:0'}]}]",
+         "services[0].endpoints[0].ws_url: port must be"},
+        {"services: [{id: eth, endpoints: [{url: 'http://x', ws_url: 'ws://x', tls: {verify: false}}]}]",
+         "services[0].endpoints[0].tls: only https endpoints"},
+        {"services: [{id: eth, endpoints: [{url: 'http://x'}], websocket: {max_message: 10}}]",
+         "services[0].websocket.max_message: must be"},
         {"services: [{id: eth, endpoints: [{url: 'http://x'}]}]\nlisten: []", "listen: must have at least one entry"},
         {"services: [{id: eth, endpoints: [{url: 'http://x'}]}]\nlisten: [{address: 'nohost'}]",
          "listen[0].address: must be host:port"},
@@ -663,6 +672,7 @@ static void test_endpoint_secrets_and_names(void **state)
                           "  - id: eth\n"
                           "    endpoints:\n"
                           "      - url: https://us%3Aer:p%40ss@eth.example:8443/v2/KEY?k=1\n"
+                          "        ws_url: wss://w%3Au:pw@ws.example/ws/KEY?k=2\n"
                           "        headers: {X-Api-Key: s3cret, Accept: application/json}\n"
                           "      - url: http://127.0.0.1:8545\n"
                           "      - url: http://127.0.0.1:8545/other\n"
@@ -680,6 +690,14 @@ static void test_endpoint_secrets_and_names(void **state)
     assert_string_equal(s->endpoints.entries[0].headers.entries[0].name, "X-Api-Key");
     assert_string_equal(s->endpoints.entries[0].headers.entries[1].value, "application/json");
     assert_null(s->endpoints.entries[1].userinfo);
+    /* ws_url splits like url, with its own scheme's default port */
+    assert_true(s->endpoints.entries[0].ws_is_tls);
+    assert_string_equal(s->endpoints.entries[0].ws_host, "ws.example");
+    assert_int_equal(s->endpoints.entries[0].ws_port, 443);
+    assert_string_equal(s->endpoints.entries[0].ws_path, "/ws/KEY?k=2");
+    assert_string_equal(s->endpoints.entries[0].ws_userinfo, "w:u:pw");
+    assert_null(s->endpoints.entries[1].ws_url);
+    assert_null(s->endpoints.entries[1].ws_host);
     /* a given name wins over a derived one: the derived ones step aside */
     assert_string_equal(s->endpoints.entries[4].label, "127.0.0.1:8545");
     assert_string_equal(s->endpoints.entries[1].label, "127.0.0.1:8545#2");
@@ -689,6 +707,8 @@ static void test_endpoint_secrets_and_names(void **state)
     cfg_t *copy = cfg_dup(cfg);
     assert_string_equal(copy->services.entries[0].endpoints.entries[2].label, "127.0.0.1:8545#3");
     assert_string_equal(copy->services.entries[0].endpoints.entries[0].userinfo, "us:er:p@ss");
+    assert_string_equal(copy->services.entries[0].endpoints.entries[0].ws_userinfo, "w:u:pw");
+    assert_string_equal(copy->services.entries[0].endpoints.entries[0].ws_path, "/ws/KEY?k=2");
     char *c1 = cfg_canonical(cfg, CFG_SCOPE_FULL), *c2 = cfg_canonical(copy, CFG_SCOPE_FULL);
     assert_string_equal(c1, c2);
     assert_non_null(strstr(c1, "\"headers\":{\"Accept\":\"application/json\",\"X-Api-Key\":\"s3cret\"}"));
@@ -959,13 +979,17 @@ static void test_redact(void **state)
     assert_redacted("http://[::1]:8545/?key=K", "http://[::1]:8545/?<redacted>");
     assert_redacted("http://a@b@host/x", "http://<redacted>@host/<redacted>");
     assert_redacted("ftp://x/KEY", "<redacted>");
-    json_t *doc = j("{\"services\":[{\"id\":\"eth\",\"endpoints\":[{\"url\":\"https://k:s@h/KEY\",\"headers\":{\"X-Api-Key\":"
-                    "\"K2\"},\"name\":\"n\"},{\"url\":7}]},{\"id\":\"x\"}],\"log\":{\"level\":\"info\"}}");
+    assert_redacted("wss://u:p@eth.example/ws/KEY?k=1", "wss://<redacted>@eth.example/<redacted>?<redacted>");
+    assert_redacted("ws://127.0.0.1:8546", "ws://127.0.0.1:8546");
+    json_t *doc =
+        j("{\"services\":[{\"id\":\"eth\",\"endpoints\":[{\"url\":\"https://k:s@h/KEY\",\"headers\":{\"X-Api-Key\":"
+          "\"K2\"},\"name\":\"n\",\"ws_url\":\"wss://h/KEY\"},{\"url\":7}]},{\"id\":\"x\"}],\"log\":{\"level\":\"info\"}}");
     json_t *r = cfg_redact(doc);
     char *s = cfg_json_canonical(r);
     assert_string_equal(
         s, "{\"log\":{\"level\":\"info\"},\"services\":[{\"endpoints\":[{\"headers\":{\"X-Api-Key\":\"<redacted>\"},"
-           "\"name\":\"n\",\"url\":\"https://<redacted>@h/<redacted>\"},{\"url\":7}],\"id\":\"eth\"},{\"id\":\"x\"}]}");
+           "\"name\":\"n\",\"url\":\"https://<redacted>@h/<redacted>\",\"ws_url\":\"wss://h/<redacted>\"},{\"url\":7}],"
+           "\"id\":\"eth\"},{\"id\":\"x\"}]}");
     free(s);
     /* the original is untouched */
     assert_string_equal(

@@ -601,6 +601,7 @@ cp_server_t *cp_server_create(const cp_config_t *conf, cp_store_t *store, char *
 int cp_server_run(cp_server_t *srv, volatile sig_atomic_t *stop)
 {
     while (!*stop) {
+        int64_t turn_start = mono_ms();
         store_watch(srv);
         if (srv->store_changed) {
             /* another replica's version: a rollout it started decides who gets it */
@@ -612,10 +613,18 @@ int cp_server_run(cp_server_t *srv, volatile sig_atomic_t *stop)
             /* the rest of a wake, a batch a turn */
             cp_wake_waiters(srv);
         }
-        /* reports queued during the last turn: one commit for them all */
-        int more_reports = cp_flush_reports(srv);
-        /* polls likewise: one read and one write for a group */
-        more_reports |= cp_flush_polls(srv);
+        /* reports queued during the last turn: one commit for a group of them; polls likewise: one
+         * read and one write for a group. Once a turn's work has taken CP_TURN_BUDGET_MS, the rest
+         * waits for the next turn, after the calls that arrived meanwhile (an operator's); which of
+         * the two goes first alternates, so neither waits for the whole of the other */
+        int polls_first = (srv->turns++ & 1) != 0, more_reports = 0;
+        for (int k = 0; k < 2; k++) {
+            int polls = (k == 0) == polls_first;
+            if (k > 0 && mono_ms() - turn_start >= CP_TURN_BUDGET_MS)
+                more_reports |= polls ? srv->num_polls > 0 : srv->num_reports > 0;
+            else
+                more_reports |= polls ? cp_flush_polls(srv) : cp_flush_reports(srv);
+        }
         int64_t next = cp_expire_waiters(srv), due = engine_turn(srv), feed = cp_feed_turn(srv);
         if (more_reports || srv->wake_more)
             next = 0;

@@ -69,6 +69,7 @@ struct st_cp_server_t {
     h2o_linklist_t poll_index[CP_POLL_BUCKETS];   /* the same waiters hashed by dataplane id (is_polling) */
     h2o_linklist_t reports;                       /* status reports waiting for their group commit (cp_flush_reports) */
     size_t num_reports;                           /* length of reports */
+    uint64_t turns;                               /* turns of the loop (cp_server_run) */
     int wake_more;                                /* cp_wake_waiters answered a batch and left more due polls */
     h2o_linklist_t polls;                         /* config calls waiting for their group's store work (cp_flush_polls) */
     size_t num_polls;                             /* length of polls */
@@ -257,7 +258,8 @@ int64_t cp_expire_waiters(cp_server_t *srv);
  * queued (the loop comes back at once, after the events that arrived meanwhile). */
 int cp_flush_polls(cp_server_t *srv);
 #define CP_POLL_BATCH 128
-#define CP_WAKE_BATCH 256 /* polls a version is handed to in one turn of the loop */
+#define CP_WAKE_BATCH 256    /* polls a version is handed to in one turn of the loop */
+#define CP_TURN_BUDGET_MS 10 /* a turn's group work: past it, the next group waits for the next turn */
 int cp_flush_reports(cp_server_t *srv);
 
 /* --- safe rollouts (cp_rollout_engine.c) ------------------------------------------------------ */

@@ -297,7 +297,8 @@ def test_replica_started_while_postgresql_is_down_waits_for_it():
     assert c.proc.alive()
     assert active(c) == 1
     expect(c.call("PUT", "/v1/config", fleet(conns=9)), 201)
-    assert active(a) == 2
+    # A, which ran all along, sees it too (once it has its database connection back)
+    dp_util.wait_for(lambda: a.call("GET", "/v1/versions")[0] == 200 and active(a) == 2, 10.0, "A to see version 2")
 
 
 @pwtest.test

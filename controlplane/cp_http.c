@@ -263,7 +263,8 @@ const char *cp_redact_text(cp_call_t *call, const char *text)
     for (;;) {
         const char *hit = NULL;
         for (const char *q = p; *q != '\0' && hit == NULL; q++)
-            if (strncasecmp(q, "http://", 7) == 0 || strncasecmp(q, "https://", 8) == 0)
+            if (strncasecmp(q, "http://", 7) == 0 || strncasecmp(q, "https://", 8) == 0 || strncasecmp(q, "ws://", 5) == 0 ||
+                strncasecmp(q, "wss://", 6) == 0)
                 hit = q;
         size_t plain = hit != NULL ? (size_t)(hit - p) : strlen(p);
         char *red = NULL;

@@ -61,6 +61,7 @@ def test_viewer_never_sees_endpoint_secrets():
     expect(cp.call("POST", "/v1/dataplanes/dp-2/status",
                    {"version": 3, "applied": True, "labels": {"upstream": f"https://eth.provider.example/v2/{KEY_PATH}"},
                     "stats": {"last_error": f"GET https://user:{KEY_USER}@eth.provider.example/?k={KEY_QUERY}: timeout",
+                              "ws_error": f"upgrade wss://eth.provider.example/ws/{KEY_PATH} refused",
                               "nested": [{"url": f"http://h.example/{KEY_PATH}"}]}},
                    token=DATAPLANE), 200)
 
@@ -82,6 +83,7 @@ def test_viewer_never_sees_endpoint_secrets():
     s, _, dp = expect(cp.call("GET", "/v1/dataplanes/dp-2", token=VIEWER), 200)
     assert dp["labels"]["upstream"] == "https://eth.provider.example/<redacted>", dp
     assert dp["stats"]["last_error"] == "GET https://<redacted>@eth.provider.example/?<redacted> timeout", dp
+    assert dp["stats"]["ws_error"] == "upgrade wss://eth.provider.example/<redacted> refused", dp
 
     # an admin sees everything whole
     admin = "".join(cp.request("GET", p, token=ADMIN)[2].decode() for p in

@@ -333,23 +333,28 @@ static void on_accept(h2o_socket_t *listener, const char *err)
     cp_server_t *srv = listener->data;
     if (err != NULL)
         return;
-    h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
-    if (sock == NULL) {
-        /* out of descriptors (or memory): the listener stays readable, so retrying at once would
-         * spin; pause it briefly (cp_server_run resumes it) */
-        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-            PW_WARN("accept: %s; pausing the listener for %d ms", strerror(errno), CP_ACCEPT_PAUSE_MS);
-            srv->accept_paused_until = mono_ms() + CP_ACCEPT_PAUSE_MS;
-            update_listener(srv);
+    /* Up to CP_ACCEPT_BURST connections a turn, not one: a fleet's heartbeat connections arrive in
+     * thousands after a start or a restart, and an operator's call (a new connection each) would
+     * wait behind them in the backlog for a turn each */
+    for (int i = 0; i < CP_ACCEPT_BURST && srv->listener_reading; i++) {
+        h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
+        if (sock == NULL) {
+            /* out of descriptors (or memory): the listener stays readable, so retrying at once would
+             * spin; pause it briefly (cp_server_run resumes it). EAGAIN: none left */
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                PW_WARN("accept: %s; pausing the listener for %d ms", strerror(errno), CP_ACCEPT_PAUSE_MS);
+                srv->accept_paused_until = mono_ms() + CP_ACCEPT_PAUSE_MS;
+                update_listener(srv);
+            }
+            return;
         }
-        return;
+        /* h2o's HTTP/1 and HTTP/2 code leave on_close alone: it lets shutdown wait for the last one */
+        sock->on_close.cb = on_conn_close;
+        sock->on_close.data = srv;
+        srv->num_conns++;
+        update_listener(srv);
+        h2o_accept(&srv->accept_ctx, sock);
     }
-    /* h2o's HTTP/1 and HTTP/2 code leave on_close alone: it lets shutdown wait for the last one */
-    sock->on_close.cb = on_conn_close;
-    sock->on_close.data = srv;
-    srv->num_conns++;
-    update_listener(srv);
-    h2o_accept(&srv->accept_ctx, sock);
 }
 
 static int open_listener(const cp_config_t *conf, char *err, size_t errlen)

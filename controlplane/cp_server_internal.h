@@ -259,6 +259,7 @@ int64_t cp_expire_waiters(cp_server_t *srv);
 int cp_flush_polls(cp_server_t *srv);
 #define CP_POLL_BATCH 128
 #define CP_WAKE_BATCH 256    /* polls a version is handed to in one turn of the loop */
+#define CP_ACCEPT_BURST 64   /* connections accepted per turn of the loop at most */
 #define CP_TURN_BUDGET_MS 10 /* a turn's group work: past it, the next group waits for the next turn */
 int cp_flush_reports(cp_server_t *srv);
 

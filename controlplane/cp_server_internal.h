@@ -249,7 +249,7 @@ int64_t cp_expire_waiters(cp_server_t *srv);
 /* Stores the status reports queued since the last call (at most CP_REPORT_BATCH of them, oldest
  * first; CP_REPORT_BATCH_SQLITE on sqlite) in one store call, so that the ACKs of a push share one durable commit, and then answers
  * each. Returns 1 when more are queued (the loop should not sleep), else 0. */
-#define CP_REPORT_BATCH 128 /* the most; sqlite stores at most CP_REPORT_BATCH_SQLITE */
+#define CP_REPORT_BATCH 64 /* the most; sqlite stores at most CP_REPORT_BATCH_SQLITE */
 #define CP_REPORT_BATCH_SQLITE 32
 
 /* Handles the config calls queued since the last call (at most CP_POLL_BATCH of them, oldest first):
@@ -258,7 +258,7 @@ int64_t cp_expire_waiters(cp_server_t *srv);
  * queued (the loop comes back at once, after the events that arrived meanwhile). */
 int cp_flush_polls(cp_server_t *srv);
 #define CP_POLL_BATCH 128
-#define CP_WAKE_BATCH 256    /* polls a version is handed to in one turn of the loop */
+#define CP_WAKE_BATCH 128    /* polls a version is handed to in one turn of the loop */
 #define CP_ACCEPT_BURST 64   /* connections accepted per turn of the loop at most */
 #define CP_TURN_BUDGET_MS 10 /* a turn's group work: past it, the next group waits for the next turn */
 int cp_flush_reports(cp_server_t *srv);

@@ -555,6 +555,31 @@ int64_t cp_expire_waiters(cp_server_t *srv)
     return -1;
 }
 
+/* Admits the dataplanes of a group that the store does not know yet (!found[i]), one by one (rare:
+ * a dataplane's first call), each stored at once so that the next new one is counted with it:
+ * refused[i] set beyond max_dataplanes. OK, or the store's error. */
+static int admit_new(cp_server_t *srv, const char *const *ids, size_t n, const int *found, int *refused)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (found[i])
+            continue;
+        int rc = cp_store_dataplane_admit(srv->store, ids[i], srv->conf->max_dataplanes);
+        if (rc == CP_STORE_OK)
+            rc = cp_store_dataplane_seen(srv->store, ids[i], cp_now_ms(), 0);
+        if (rc == CP_STORE_LIMIT)
+            refused[i] = 1;
+        else if (rc != CP_STORE_OK)
+            return rc;
+    }
+    return CP_STORE_OK;
+}
+
+static void respond_not_admitted(cp_call_t *call, const char *id)
+{
+    cp_respond_errorf(call, 403, "id: %llu dataplanes are known already (max_dataplanes); \"%s\" is not one of them",
+                      (unsigned long long)call->srv->conf->max_dataplanes, id);
+}
+
 /* A config call between its parsing and its group's store work (cp_flush_polls); lives in the
  * request's pool. */
 typedef struct st_cp_pending_poll_t {
@@ -645,18 +670,8 @@ int cp_flush_polls(cp_server_t *srv)
     /* one read of their states, admission of the new ones (one by one: rare), one write of their
      * last seen and labels; then each is answered or parked */
     int rc = cp_store_get_dataplanes(srv->store, ids, n, 1, dps, found);
-    for (size_t i = 0; rc == CP_STORE_OK && i < n; i++) {
-        if (found[i])
-            continue;
-        /* stored at once, so that the next new one of the group is counted with it */
-        int arc = cp_store_dataplane_admit(srv->store, ids[i], srv->conf->max_dataplanes);
-        if (arc == CP_STORE_OK)
-            arc = cp_store_dataplane_seen(srv->store, ids[i], cp_now_ms(), 0);
-        if (arc == CP_STORE_LIMIT)
-            refused[i] = 1;
-        else if (arc != CP_STORE_OK)
-            rc = arc;
-    }
+    if (rc == CP_STORE_OK)
+        rc = admit_new(srv, ids, n, found, refused);
     for (size_t i = 0; rc == CP_STORE_OK && i < n; i++)
         if (!refused[i])
             polled[m++] = (cp_dp_poll_t){ids[i], batch[i]->labels};
@@ -675,8 +690,7 @@ int cp_flush_polls(cp_server_t *srv)
         if (rc != CP_STORE_OK) {
             cp_respond_store_error(call);
         } else if (refused[i]) {
-            cp_respond_errorf(call, 403, "id: %llu dataplanes are known already (max_dataplanes); \"%s\" is not one of them",
-                              (unsigned long long)srv->conf->max_dataplanes, ids[i]);
+            respond_not_admitted(call, ids[i]);
         } else {
             int64_t target = due_version(srv, ids[i], known, found[i] ? &dps[i] : NULL);
             if (target != 0) {
@@ -805,20 +819,11 @@ int cp_flush_reports(cp_server_t *srv)
     }
     /* admission: one read for the group, the new ones admitted one by one (rare) */
     int rc = cp_store_get_dataplanes(srv->store, ids, n, 1, dps, found);
-    for (size_t i = 0; i < n; i++) {
-        if (!found[i] && rc == CP_STORE_OK) {
-            /* stored at once, so that the next new one of the group is counted with it */
-            int arc = cp_store_dataplane_admit(srv->store, ids[i], srv->conf->max_dataplanes);
-            if (arc == CP_STORE_OK)
-                arc = cp_store_dataplane_seen(srv->store, ids[i], cp_now_ms(), 0);
-            if (arc == CP_STORE_LIMIT)
-                refused[i] = 1;
-            else if (arc != CP_STORE_OK)
-                rc = arc;
-        }
+    if (rc == CP_STORE_OK)
+        rc = admit_new(srv, ids, n, found, refused);
+    for (size_t i = 0; i < n; i++)
         if (found[i])
             cp_dataplane_dispose(&dps[i]);
-    }
     for (size_t i = 0; rc == CP_STORE_OK && i < n; i++) {
         cp_pending_report_t *p = batch[i];
         if (!refused[i])
@@ -840,8 +845,7 @@ int cp_flush_reports(cp_server_t *srv)
             cp_engine_nack(srv, ids[i], p->r.version, p->r.error);
         pending_report_release(p);
         if (refused[i])
-            cp_respond_errorf(call, 403, "id: %llu dataplanes are known already (max_dataplanes); \"%s\" is not one of them",
-                              (unsigned long long)srv->conf->max_dataplanes, ids[i]);
+            respond_not_admitted(call, ids[i]);
         else
             answer_report(call, rc, found[i] ? &dps[i] : NULL);
         if (found[i])

@@ -187,8 +187,7 @@ static const char *reason_phrase(dp_attempt_t *a, const char *msg, size_t len)
     return h2o_strdup(&a->_req->pool, msg, len).base;
 }
 
-/* The error row of a parser verdict. */
-static dp_error_t parse_error(dp_h1_result_t rv)
+dp_error_t dp_attempt_head_error(dp_h1_result_t rv)
 {
     switch (rv) {
     case DP_H1_ERR_HEAD_TOO_LARGE:
@@ -220,7 +219,7 @@ static int parse_head(dp_attempt_t *a)
     if (rv == DP_H1_MORE)
         return 0;
     if (rv != DP_H1_DONE) {
-        attempt_fail(a, DP_ATTEMPT_BAD_RESPONSE, parse_error(rv));
+        attempt_fail(a, DP_ATTEMPT_BAD_RESPONSE, dp_attempt_head_error(rv));
         return -1;
     }
     a->status = head.status;
@@ -279,7 +278,7 @@ static void drain_input(dp_attempt_t *a)
         size_t n = sock->input->size - a->_decoded, extra = 0;
         dp_h1_result_t rv = dp_h1_body_feed(&a->_body, sock->input->bytes + a->_decoded, &n, &extra);
         if (rv < 0) {
-            attempt_fail(a, DP_ATTEMPT_BAD_RESPONSE, parse_error(rv));
+            attempt_fail(a, DP_ATTEMPT_BAD_RESPONSE, dp_attempt_head_error(rv));
             return;
         }
         sock->input->size = a->_decoded + n + extra; /* chunked: decoded in place, shorter */

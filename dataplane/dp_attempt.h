@@ -114,6 +114,8 @@ void dp_attempt_resume(dp_attempt_t *a);
 void dp_attempt_cancel(dp_attempt_t *a);
 /* Gives back what it holds (the buffer). After cancel or end; before req->pool goes. */
 void dp_attempt_dispose(dp_attempt_t *a);
+/* The error row of a response head the parser refused (HTTP/1.1, or an HTTP/2 stream's HEADERS). */
+dp_error_t dp_attempt_head_error(dp_h1_result_t rv);
 
 /* For a transport (dp_h2.c) only. The attempt is over: it holds nothing of the endpoint. */
 void dp_attempt__over(dp_attempt_t *a);

@@ -449,20 +449,6 @@ static int on_header(nghttp2_session *sess, const nghttp2_frame *frame, const ui
     return 0;
 }
 
-static dp_error_t head_error(dp_h1_result_t rv)
-{
-    switch (rv) {
-    case DP_H1_ERR_HEAD_TOO_LARGE:
-        return DP_ERR_HEAD_TOO_LARGE;
-    case DP_H1_ERR_CONTENT_LENGTH:
-        return DP_ERR_BAD_CONTENT_LENGTH;
-    case DP_H1_ERR_CONFLICTING_LENGTH:
-        return DP_ERR_CONFLICTING_LENGTH;
-    default:
-        return DP_ERR_BAD_RESPONSE;
-    }
-}
-
 /* An attempt's stream ends badly from inside a callback: it leaves the stream, which is reset. */
 static void stream_reject(dp_h2conn_t *h, dp_h2stream_t *s, dp_attempt_result_t res, dp_error_t err)
 {
@@ -506,7 +492,7 @@ static int on_frame_recv(nghttp2_session *sess, const nghttp2_frame *frame, void
         if (rv == DP_H1_MORE)
             return 0;
         if (rv != DP_H1_DONE) {
-            stream_reject(h, s, DP_ATTEMPT_BAD_RESPONSE, head_error(rv));
+            stream_reject(h, s, DP_ATTEMPT_BAD_RESPONSE, dp_attempt_head_error(rv));
             return 0;
         }
         a->status = head.status;

@@ -412,6 +412,12 @@ struct st_pw_buf_t;
 void dp_ws_admin_metrics(dp_gen_t *g, struct st_pw_buf_t *o);
 /* The relay's error answer (dp_relay.c): a JSON-RPC error body from the error table. */
 void dp_relay_send_error(dp_worker_t *w, h2o_req_t *req, dp_service_t *svc, h2o_iovec_t reqid, uint64_t started_at, dp_error_t e);
+/* A WebSocket's 101 counts as a 1xx answer of its service (dp_relay.c), without a duration. */
+void dp_relay_count_upgrade(dp_worker_t *w, dp_service_t *svc);
+/* Its access line when the tunnel ends (log.access_log): status 101, bytes to the client, the session's
+ * length in ms, its endpoint, messages and payload bytes each way ([0] client to upstream, [1] back). */
+void dp_relay_log_upgrade(dp_worker_t *w, dp_service_t *svc, const char *endpoint, const uint64_t messages[2],
+                          const uint64_t bytes[2], uint64_t started_at, h2o_iovec_t reqid);
 
 /* --- admin.c ------------------------------------------------------------------------------ */
 int dp_admin_init(dp_server_t *s, h2o_globalconf_t *conf);

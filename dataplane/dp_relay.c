@@ -66,6 +66,25 @@ static void access_log(dp_worker_t *w, h2o_req_t *req, dp_service_t *svc, int st
             svc ? svc->id : "-", status, bytes, h2o_now(w->loop) - started_at, (int)reqid.len, reqid.base);
 }
 
+void dp_relay_count_upgrade(dp_worker_t *w, dp_service_t *svc)
+{
+    /* the class only: a session's length is no answer time, so the duration histogram is left alone */
+    DP_OWNER_ADD(w->by_class[1], 1);
+    DP_OWNER_ADD(svc->shared->stats[w->index].by_class[1], 1);
+}
+
+void dp_relay_log_upgrade(dp_worker_t *w, dp_service_t *svc, const char *endpoint, const uint64_t messages[2],
+                          const uint64_t bytes[2], uint64_t started_at, h2o_iovec_t reqid)
+{
+    dp_gen_t *g = w->wgen->gen;
+    if (!g->cfg->log.access_log || !pw_log_enabled(PW_LOG_INFO))
+        return;
+    PW_INFO("access service=%.*s status=101 bytes=%" PRIu64 " ms=%" PRIu64
+            " request_id=%.*s endpoint=%s websocket_messages=%" PRIu64 "/%" PRIu64 " websocket_bytes=%" PRIu64 "/%" PRIu64,
+            (int)svc->idlen, svc->id, bytes[1], h2o_now(w->loop) - started_at, (int)reqid.len, reqid.base, endpoint, messages[0],
+            messages[1], bytes[0], bytes[1]);
+}
+
 /* An answer under 500 that failover classified, or that the client gets whole in this send (so its
  * class is readable here), and that a server's failure made (a JSON-RPC server error, a rate limit, missing data) is counted as
  * an error in the rollout evidence (dp_traffic), beside the 5xx answers. */

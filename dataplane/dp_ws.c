@@ -79,13 +79,14 @@ struct st_dp_ws_t {
     h2o_socket_t *up;            /* the endpoint's socket during the handshake */
     /* the tunnel */
     dp_ws_side_t side[2];
-    h2o_timeout_entry_t timer; /* handshake deadline, then the tick */
-    uint64_t last_frame_at;    /* loop ms of the last frame either way */
-    uint64_t drain_at;         /* the endpoint left the config: 1001 at this time; 0 = not */
-    uint64_t closing_since;    /* a close went out: sockets closed after DP_WS_CLOSE_WAIT_MS */
-    uint64_t max_message;      /* websocket.* of the generation it started with */
-    uint64_t bound;            /* output bytes per side above which the other side stops reading */
-    int tunnelling;            /* the client has its 101: counted in ep->ws_open */
+    h2o_timeout_entry_t timer;      /* handshake deadline, then the tick */
+    uint64_t last_frame_at;         /* loop ms of the last frame either way */
+    uint64_t drain_at;              /* the endpoint left the config: 1001 at this time; 0 = not */
+    uint64_t closing_since;         /* a close went out: sockets closed after DP_WS_CLOSE_WAIT_MS */
+    uint64_t max_message;           /* websocket.* of the generation it started with */
+    uint64_t bound;                 /* output bytes per side above which the other side stops reading */
+    int tunnelling;                 /* the client has its 101: counted in ep->ws_open */
+    uint64_t messages[2], bytes[2]; /* relayed by this tunnel from side [i] (0 = client), for its access line */
 };
 
 static void ws_try_next(dp_ws_t *ws);
@@ -112,8 +113,11 @@ static void ws_free(dp_ws_t *ws)
         if (s->flying != NULL)
             h2o_buffer_dispose(&s->flying);
     }
-    if (ws->tunnelling)
+    if (ws->tunnelling) {
         atomic_fetch_sub(&ws->ep->ws_open, 1);
+        dp_relay_log_upgrade(ws->w, ws->svc, ws->ep->label, ws->messages, ws->bytes, ws->started_at,
+                             h2o_iovec_init(ws->reqid, ws->reqid_len));
+    }
     atomic_fetch_sub(&ws->svc->shared->ws_open, 1);
     DP_OWNER_ADD(ws->w->active, -1);
     free(ws->head);
@@ -431,6 +435,8 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
         dp_svcstats_t *st = &ws->svc->shared->stats[ws->w->index];
         DP_OWNER_ADD(st->ws_messages[s->index], 1);
         DP_OWNER_ADD(st->ws_bytes[s->index], arg->msg_length);
+        ws->messages[s->index]++;
+        ws->bytes[s->index] += arg->msg_length;
         if (side_output(o) > ws->bound)
             s->paused = 1;
         break;
@@ -674,6 +680,7 @@ static void on_upgraded(void *user, h2o_socket_t *sock, size_t reqsize)
     ws->up = NULL;
     ws->tunnelling = 1;
     atomic_fetch_add(&ws->ep->ws_open, 1);
+    dp_relay_count_upgrade(ws->w, ws->svc);
     if (side_start(ws->side, ws, 0, sock) != 0 || side_start(ws->side + 1, ws, 1, up) != 0) {
         if (ws->side[0].sock == NULL)
             h2o_socket_close(sock);

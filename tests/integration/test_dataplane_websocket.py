@@ -98,6 +98,29 @@ def test_subscribe_receives_ten_heads():
 
 
 @test
+def test_a_websocket_is_a_1xx_answer_with_an_access_line_for_its_session():
+    _, m = start_mock("--block-time", "50")
+    pw = Pathway([("eth", [ep(m, name="m1")], "")], extra="log:\n  level: info\n  access_log: true")
+    c = WS(pw.port)
+    c.call("eth_subscribe", ["newHeads"])
+    heads(c, 3)
+    # counted as an answer when its 101 went out; the session is no answer time
+    assert metric(pw.metrics(), "pathway_requests_total", service="eth", **{"class": "1xx"}) == 1
+    assert pw.stats()["requests"]["1xx"] == 1
+    assert "status=101" not in pw.proc.output()
+    c.send_close(1000, "done")
+    assert c.wait_close() == (1000, "done")
+    wait_for(lambda: "status=101" in pw.proc.output(), what="the access line when the tunnel ends")
+    line = next(x for x in pw.proc.output().splitlines() if "status=101" in x)
+    assert "access service=eth" in line and "endpoint=m1" in line and "request_id=" in line, line
+    # one message up (the subscription), the answer and at least 3 heads down
+    fields = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+    up, down = (int(x) for x in fields["websocket_messages"].split("/"))
+    assert up == 1 and down >= 4, line
+    assert int(fields["bytes"]) == int(fields["websocket_bytes"].split("/")[1]) > 0, line
+
+
+@test
 def test_thousand_concurrent_subscriptions():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, 8192), hard), hard))  # children inherit it

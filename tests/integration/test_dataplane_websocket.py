@@ -367,10 +367,15 @@ def test_slow_consumer_stays_bounded():
     # the endpoint pushes 320 x 512 KiB (160 MiB) as fast as it can; the client reads nothing. Pathway
     # holds at most about 2 x max_message per direction plus its socket buffers (and malloc's slack)
     c.send_json({"jsonrpc": "2.0", "id": 2, "method": "mock_flood", "params": [320, 512 * 1024]})
-    time.sleep(3)
+    time.sleep(2)
+    first = vm_rss_kib(pw.proc.p.pid) - rss0
+    time.sleep(2)
     grown = vm_rss_kib(pw.proc.p.pid) - rss0
-    print(f"slow consumer: pathway RSS grew {grown} KiB while 160 MiB waited upstream")
-    assert grown < 32 * 1024, grown
+    print(f"slow consumer: pathway RSS grew {first} then {grown} KiB while 160 MiB waited upstream")
+    # bounded: far below the 160 MiB waiting (runs vary from 5 to about 35 MiB with the sockets'
+    # buffers and how malloc reuses the freed 512 KiB blocks), and flat once both sides are paused
+    assert grown < 64 * 1024, grown
+    assert grown - first < 16 * 1024, (first, grown)
     # and the messages all arrive once the client reads (as fast as it can)
     got = 0
     while got < 320:
@@ -379,7 +384,7 @@ def test_slow_consumer_stays_bounded():
             got += 1
     after = vm_rss_kib(pw.proc.p.pid) - rss0
     print(f"slow consumer: after reading it all, pathway RSS is {after} KiB above the start")
-    assert after < 48 * 1024, after
+    assert after < 80 * 1024, after  # the 160 MiB went through without being kept
     c.close()
 
 

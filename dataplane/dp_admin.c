@@ -214,19 +214,6 @@ static void health_settings_json(const cfg_service_t *c, json_t *svc)
 }
 
 /* /stats' "health" of one endpoint at now (unix ms). Times are unix ms; null where nothing is known. */
-/* /stats: an endpoint's HTTP/2 side: the protocol configured, the one its connections speak, streams. */
-static json_t *endpoint_h2_json(dp_endpoint_t *ep)
-{
-    static const char *const names[] = {"http1", "h2", "auto"};
-    int proto = atomic_load(&ep->protocol);
-    uint32_t open = atomic_load(&ep->open), h2 = atomic_load(&ep->h2_open);
-    const char *in_use = open == 0 ? NULL : h2 == 0 ? "http1" : h2 >= open ? "h2" : "h2+http1";
-    return json_pack("{s:s, s:o, s:i, s:i, s:i, s:I, s:I}", "protocol", names[proto >= 0 && proto <= 2 ? proto : 0],
-                     "protocol_in_use", in_use != NULL ? json_string(in_use) : json_null(), "max_concurrent_streams",
-                     (int)atomic_load(&ep->max_streams), "h2_connections", (int)h2, "streams", (int)atomic_load(&ep->streams),
-                     "h2_connects", (json_int_t)atomic_load(&ep->h2_connects), "goaways", (json_int_t)atomic_load(&ep->goaways));
-}
-
 static json_t *endpoint_health_json(const dp_endpoint_t *ep, uint64_t now)
 {
     const dp_ephealth_t *h = &ep->health;
@@ -349,7 +336,7 @@ static json_t *stats_json(dp_server_t *s, dp_gen_t *g)
                 json_object_set_new(att, dp_ares_names[k], json_integer((json_int_t)atomic_load(&ep->attempts[k])));
             json_object_set_new(json_array_get(eps, j), "attempts", att);
             json_object_set_new(json_array_get(eps, j), "health", endpoint_health_json(ep, now));
-            json_t *h2 = endpoint_h2_json(ep);
+            json_t *h2 = dp_admin_h2_endpoint_json(ep);
             json_object_update(json_array_get(eps, j), h2);
             json_decref(h2);
         }
@@ -385,7 +372,7 @@ static json_t *stats_json(dp_server_t *s, dp_gen_t *g)
 }
 
 /* A Prometheus label value: backslash, double quote and newline escaped; cut to fit `len`. */
-static const char *label_escape(const char *v, char *buf, size_t len)
+const char *dp_admin_label_escape(const char *v, char *buf, size_t len)
 {
     size_t o = 0;
     for (; *v != '\0' && o + 3 < len; ++v) {
@@ -429,26 +416,26 @@ static void health_metrics_text(dp_gen_t *g, pw_buf_t *o)
          "1 when the balancer may choose the endpoint (not drained, ejected, unhealthy or lagging).");
     for (size_t i = 0; i != g->nendpoints; ++i)
         pw_buf_printf(o, "pathway_endpoint_up{service=\"%s\",endpoint=\"%s\"} %d\n", g->endpoints[i]->service,
-                      label_escape(g->endpoints[i]->label, lb, sizeof(lb)), dp_health_up(g->endpoints[i], now) ? 1 : 0);
+                      dp_admin_label_escape(g->endpoints[i]->label, lb, sizeof(lb)), dp_health_up(g->endpoints[i], now) ? 1 : 0);
     HELP(o, "pathway_endpoint_head_block", "gauge",
          "Head block the endpoint's last passing probe returned (endpoints with a known head).");
     for (size_t i = 0; i != g->nendpoints; ++i) {
         uint64_t head = atomic_load(&g->endpoints[i]->health.head);
         if (head != 0)
             pw_buf_printf(o, "pathway_endpoint_head_block{service=\"%s\",endpoint=\"%s\"} %" PRIu64 "\n", g->endpoints[i]->service,
-                          label_escape(g->endpoints[i]->label, lb, sizeof(lb)), head);
+                          dp_admin_label_escape(g->endpoints[i]->label, lb, sizeof(lb)), head);
     }
     HELP(o, "pathway_endpoint_lag_blocks", "gauge",
          "Blocks the endpoint is behind its service's head (endpoints with a known head).");
     for (size_t i = 0; i != g->nendpoints; ++i)
         if (atomic_load(&g->endpoints[i]->health.head) != 0)
             pw_buf_printf(o, "pathway_endpoint_lag_blocks{service=\"%s\",endpoint=\"%s\"} %" PRIu64 "\n", g->endpoints[i]->service,
-                          label_escape(g->endpoints[i]->label, lb, sizeof(lb)),
+                          dp_admin_label_escape(g->endpoints[i]->label, lb, sizeof(lb)),
                           (uint64_t)atomic_load(&g->endpoints[i]->health.lag));
     HELP(o, "pathway_ejections_total", "counter", "Outlier ejections of the endpoint, by the failure class that ejected it.");
     for (size_t i = 0; i != g->nendpoints; ++i) {
         dp_endpoint_t *ep = g->endpoints[i];
-        const char *l = label_escape(ep->label, lb, sizeof(lb));
+        const char *l = dp_admin_label_escape(ep->label, lb, sizeof(lb));
         for (int k = 0; k != CFG_RETRY_ON_COUNT; ++k)
             pw_buf_printf(o, "pathway_ejections_total{service=\"%s\",endpoint=\"%s\",reason=\"%s\"} %" PRIu64 "\n", ep->service, l,
                           dp_retry_reason_names[k], (uint64_t)atomic_load(&ep->health.ejections[k]));
@@ -456,7 +443,7 @@ static void health_metrics_text(dp_gen_t *g, pw_buf_t *o)
     HELP(o, "pathway_health_checks_total", "counter", "Active health probes of the endpoint, by result.");
     for (size_t i = 0; i != g->nendpoints; ++i) {
         dp_endpoint_t *ep = g->endpoints[i];
-        const char *l = label_escape(ep->label, lb, sizeof(lb));
+        const char *l = dp_admin_label_escape(ep->label, lb, sizeof(lb));
         for (int k = 0; k != DP_PROBE__COUNT; ++k)
             pw_buf_printf(o, "pathway_health_checks_total{service=\"%s\",endpoint=\"%s\",result=\"%s\"} %" PRIu64 "\n", ep->service,
                           l, dp_probe_result_names[k], (uint64_t)atomic_load(&ep->health.checks[k]));
@@ -544,7 +531,7 @@ static void metrics_text(dp_server_t *s, pw_buf_t *o)
     HELP(o, "pathway_upstream_connections", "gauge", "Upstream connections by service, endpoint and state.");
     for (size_t i = 0; i != g->nendpoints; ++i) {
         dp_endpoint_t *ep = g->endpoints[i];
-        const char *l = label_escape(ep->label, lb, sizeof(lb));
+        const char *l = dp_admin_label_escape(ep->label, lb, sizeof(lb));
         pw_buf_printf(o, "pathway_upstream_connections{service=\"%s\",endpoint=\"%s\",state=\"open\"} %u\n", ep->service, l,
                       (unsigned)atomic_load(&ep->open));
         pw_buf_printf(o, "pathway_upstream_connections{service=\"%s\",endpoint=\"%s\",state=\"idle\"} %u\n", ep->service, l,
@@ -553,11 +540,13 @@ static void metrics_text(dp_server_t *s, pw_buf_t *o)
     HELP(o, "pathway_upstream_max_connections", "gauge", "Configured max_conns_per_host by service and endpoint.");
     for (size_t i = 0; i != g->nendpoints; ++i)
         pw_buf_printf(o, "pathway_upstream_max_connections{service=\"%s\",endpoint=\"%s\"} %u\n", g->endpoints[i]->service,
-                      label_escape(g->endpoints[i]->label, lb, sizeof(lb)), (unsigned)atomic_load(&g->endpoints[i]->max_conns));
+                      dp_admin_label_escape(g->endpoints[i]->label, lb, sizeof(lb)),
+                      (unsigned)atomic_load(&g->endpoints[i]->max_conns));
     HELP(o, "pathway_upstream_max_idle_connections", "gauge", "Configured max_idle_per_host by service and endpoint.");
     for (size_t i = 0; i != g->nendpoints; ++i)
         pw_buf_printf(o, "pathway_upstream_max_idle_connections{service=\"%s\",endpoint=\"%s\"} %u\n", g->endpoints[i]->service,
-                      label_escape(g->endpoints[i]->label, lb, sizeof(lb)), (unsigned)atomic_load(&g->endpoints[i]->max_idle));
+                      dp_admin_label_escape(g->endpoints[i]->label, lb, sizeof(lb)),
+                      (unsigned)atomic_load(&g->endpoints[i]->max_idle));
     static const struct {
         const char *name, *help;
         size_t offset;
@@ -573,26 +562,14 @@ static void metrics_text(dp_server_t *s, pw_buf_t *o)
             dp_endpoint_t *ep = g->endpoints[i];
             _Atomic uint64_t *c = (_Atomic uint64_t *)((char *)ep + counters[k].offset);
             pw_buf_printf(o, "%s{service=\"%s\",endpoint=\"%s\"} %" PRIu64 "\n", counters[k].name, ep->service,
-                          label_escape(ep->label, lb, sizeof(lb)), (uint64_t)atomic_load(c));
+                          dp_admin_label_escape(ep->label, lb, sizeof(lb)), (uint64_t)atomic_load(c));
         }
     }
-    /* HTTP/2 toward upstreams */
-    HELP(o, "pathway_upstream_streams", "gauge", "HTTP/2 streams open to the upstream, by service and endpoint.");
-    for (size_t i = 0; i != g->nendpoints; ++i)
-        pw_buf_printf(o, "pathway_upstream_streams{service=\"%s\",endpoint=\"%s\"} %u\n", g->endpoints[i]->service,
-                      label_escape(g->endpoints[i]->label, lb, sizeof(lb)), (unsigned)atomic_load(&g->endpoints[i]->streams));
-    HELP(o, "pathway_upstream_h2_connections", "gauge", "Upstream connections speaking HTTP/2, by service and endpoint.");
-    for (size_t i = 0; i != g->nendpoints; ++i)
-        pw_buf_printf(o, "pathway_upstream_h2_connections{service=\"%s\",endpoint=\"%s\"} %u\n", g->endpoints[i]->service,
-                      label_escape(g->endpoints[i]->label, lb, sizeof(lb)), (unsigned)atomic_load(&g->endpoints[i]->h2_open));
-    HELP(o, "pathway_upstream_goaways_total", "counter", "HTTP/2 GOAWAY frames received from the upstream.");
-    for (size_t i = 0; i != g->nendpoints; ++i)
-        pw_buf_printf(o, "pathway_upstream_goaways_total{service=\"%s\",endpoint=\"%s\"} %" PRIu64 "\n", g->endpoints[i]->service,
-                      label_escape(g->endpoints[i]->label, lb, sizeof(lb)), (uint64_t)atomic_load(&g->endpoints[i]->goaways));
+    dp_admin_h2_metrics(g, o);
     HELP(o, "pathway_attempts_total", "counter", "Upstream attempts (first tries, retries, hedges) by how they ended.");
     for (size_t i = 0; i != g->nendpoints; ++i) {
         dp_endpoint_t *ep = g->endpoints[i];
-        const char *l = label_escape(ep->label, lb, sizeof(lb));
+        const char *l = dp_admin_label_escape(ep->label, lb, sizeof(lb));
         for (int k = 0; k != DP_ARES__COUNT; ++k)
             pw_buf_printf(o, "pathway_attempts_total{service=\"%s\",endpoint=\"%s\",result=\"%s\"} %" PRIu64 "\n", ep->service, l,
                           dp_ares_names[k], (uint64_t)atomic_load(&ep->attempts[k]));

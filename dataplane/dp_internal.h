@@ -435,6 +435,14 @@ void dp_admin_cache_metrics(dp_server_t *s, dp_gen_t *g, struct st_pw_buf_t *o);
 /* POST /cache/purge: everything (service NULL) or one service's answers; the answer and its status. */
 json_t *dp_admin_cache_purge(dp_server_t *s, dp_gen_t *g, const char *service, int *status);
 
+/* --- admin_h2.c ------------------------------------------------------------------------------ */
+/* /stats: an endpoint's HTTP/2 side (protocol configured and in use, connections, streams, GOAWAYs). */
+json_t *dp_admin_h2_endpoint_json(dp_endpoint_t *ep);
+/* /metrics: pathway_upstream_streams, pathway_upstream_h2_connections, pathway_upstream_goaways_total */
+void dp_admin_h2_metrics(dp_gen_t *g, struct st_pw_buf_t *o);
+/* A Prometheus label value (dp_admin.c): backslash, double quote and newline escaped; cut to fit `len`. */
+const char *dp_admin_label_escape(const char *v, char *buf, size_t len);
+
 /* --- admin_adaptive.c ------------------------------------------------------------------------ */
 /* /stats: a service's "adaptive" (its settings, and the limit with its last window when on). */
 json_t *dp_admin_adaptive_json(dp_service_t *svc);
